@@ -1,0 +1,162 @@
+"""The ``s3stow`` Typer application: global options, command registry, ``main``.
+
+``main`` is the console-script entry point. It maps every error to the
+documented exit code (0 ok, 1 some failed, 2 usage/config, 3 fatal
+auth/permission/bucket, 130 interrupted) and prints a message with a hint,
+never a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+
+from s3stow import __version__
+from s3stow.config import Settings, load_settings
+from s3stow.errors import ExitCode, S3StowError
+from s3stow.logs import configure_logging, redact
+
+app = typer.Typer(
+    name="s3stow",
+    help="Upload and archive local files to S3 and S3-compatible stores: every file ends "
+    "verified in S3 or reported with its reason, and interrupted runs resume.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+log = logging.getLogger("s3stow")
+
+
+@dataclass
+class GlobalOptions:
+    """Options given before the command name."""
+
+    config: Path | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    path_style: bool | None = None
+    verbose: int = 0
+    debug: bool = False
+    quiet: bool = False
+    json: bool = False
+
+    def settings(self, **flags: Any) -> Settings:
+        """Resolve the settings: defaults < config file < env < these flags."""
+        merged = {
+            "endpoint_url": self.endpoint_url,
+            "profile": self.profile,
+            "region": self.region,
+            "path_style": self.path_style,
+            **flags,
+        }
+        return load_settings(config_file=self.config, flags=merged)
+
+
+_DEBUG = {"on": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"s3stow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML config file.", envvar="S3STOW_CONFIG")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint URL (e.g. http://127.0.0.1:9000).")
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile to use.")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region.")] = None,
+    path_style: Annotated[
+        bool | None,
+        typer.Option(
+            "--path-style/--virtual-style",
+            help="Addressing style (path-style for most S3-compatible servers).",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+    ] = 0,
+    debug: Annotated[
+        bool, typer.Option(help="Debug logs (secrets redacted) and tracebacks.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Machine-readable JSON output.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Global options, given before the command."""
+    _DEBUG["on"] = debug
+    configure_logging(verbose=verbose, debug=debug, quiet=quiet)
+    ctx.obj = GlobalOptions(
+        config, endpoint_url, profile, region, path_style, verbose, debug, quiet, json_output
+    )
+
+
+def _register() -> None:
+    from s3stow.cli import devserver, status, upload
+
+    upload.register(app)
+    status.register(app)
+    devserver.register(app)
+
+
+def _error(message: str) -> None:
+    Console(file=sys.stderr, highlight=False).print(
+        f"[bold red]error:[/] {redact(message)}", markup=True
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; exits with the documented code."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except S3StowError as exc:
+        if _DEBUG["on"]:
+            log.exception("s3stow error")
+        _error(str(exc).replace("[", "\\["))
+        sys.exit(int(exc.exit_code))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(int(ExitCode.USAGE))
+    except KeyboardInterrupt:
+        _error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:
+        if _DEBUG["on"]:
+            log.exception("unexpected error")
+        _error(
+            f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback; "
+            "please report it)"
+        )
+        sys.exit(int(ExitCode.FATAL))
+    sys.exit(0)

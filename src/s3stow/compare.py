@@ -1,0 +1,117 @@
+"""The compare stage: decide which planned files need uploading, and why.
+
+First the ledger (batched lookups): an item recorded ``done`` with the same size
+and mtime is skipped without reading the file or asking S3. Items the ledger
+does not know are checked against one paginated listing of the prefix, loaded
+lazily (only when some file is not in the ledger). An object listed with the
+same size is proven equal by ``remote_matches``, tiered: S3's checksum of the
+same algorithm, else the ``sha256`` metadata, else a single-part ETag (MD5),
+else the ``mtime`` metadata, else size alone (reported as the weakest tier).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from s3stow import checksums
+from s3stow.config import Settings
+from s3stow.ledger import Ledger
+from s3stow.models import Decision, PlannedUpload, Reason, Status
+from s3stow.store.base import ObjectInfo, ObjectStore
+
+
+class RemoteIndex:
+    """``key -> ObjectInfo`` of one prefix, listed once on first use."""
+
+    def __init__(self, store: ObjectStore, bucket: str, prefix: str) -> None:
+        self._store = store
+        self._bucket = bucket
+        self._prefix = prefix
+        self._objects: dict[str, ObjectInfo] | None = None
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> ObjectInfo | None:
+        with self._lock:
+            if self._objects is None:
+                self._objects = {
+                    o.key: o for o in self._store.list_objects(self._bucket, self._prefix)
+                }
+        return self._objects.get(key)
+
+
+def decide(
+    items: Sequence[PlannedUpload],
+    *,
+    ledger: Ledger | None,
+    remote: RemoteIndex,
+    settings: Settings,
+) -> list[tuple[Decision, ObjectInfo | None]]:
+    """Return a decision per item, with the listed remote object when it needs a proof."""
+    if not items:
+        return []
+    known = ledger.lookup(items[0].bucket, [i.key for i in items]) if ledger else {}
+    decisions: list[tuple[Decision, ObjectInfo | None]] = []
+    for item in items:
+        entry = known.get(item.key)
+        if settings.force:
+            decisions.append((Decision(item, True, Reason.FORCED), None))
+            continue
+        if entry is not None and entry.status == Status.DONE:
+            if entry.size == item.source.size and entry.mtime_ns == item.source.mtime_ns:
+                decisions.append((Decision(item, False, Reason.LEDGER_DONE), None))
+            else:
+                decisions.append((Decision(item, True, Reason.CHANGED), None))
+            continue
+        if entry is not None and entry.status in (Status.FAILED, Status.CHANGED, Status.UPLOADING):
+            decisions.append((Decision(item, True, Reason.RETRY), None))
+            continue
+        listed = remote.get(item.key)
+        if listed is None:
+            decisions.append((Decision(item, True, Reason.NEW), None))
+        elif settings.no_clobber:
+            decisions.append((Decision(item, False, Reason.NO_CLOBBER), listed))
+        elif listed.size != item.source.size:
+            decisions.append((Decision(item, True, Reason.CHANGED), None))
+        else:
+            decisions.append((Decision(item, False, Reason.REMOTE_MATCH), listed))
+    return decisions
+
+
+def remote_matches(
+    item: PlannedUpload, info: ObjectInfo, *, settings: Settings
+) -> tuple[bool, str, str | None]:
+    """Prove a same-size remote object equals the local file.
+
+    Returns ``(equal, tier, local_checksum)``; ``info`` must come from HEAD.
+    """
+    path = str(item.source.path)
+    algorithm = settings.checksum
+    if (
+        info.checksum
+        and info.checksum_algorithm
+        and info.checksum_algorithm.lower() == algorithm
+        and (info.checksum_type in (None, "FULL_OBJECT"))
+        and "-" not in info.checksum
+    ):
+        local = checksums.file_digest(path, algorithm)
+        return local == info.checksum, "checksum", local
+    if "sha256" in info.metadata:
+        return checksums.sha256_hex(path) == info.metadata["sha256"], "sha256-metadata", None
+    if info.etag and "-" not in info.etag and settings.sse is None:
+        md5 = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as handle:
+            while block := handle.read(8 * 1024 * 1024):
+                md5.update(block)
+        return md5.hexdigest() == info.etag, "etag-md5", None
+    if "mtime" in info.metadata:
+        local_mtime = datetime.fromtimestamp(item.source.mtime_ns / 1e9, UTC).isoformat()
+        return info.metadata["mtime"] == local_mtime, "mtime-metadata", None
+    return info.size == item.source.size, "size", None
+
+
+def b64_to_hex(value: str) -> str:
+    return base64.b64decode(value).hex()

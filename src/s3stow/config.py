@@ -1,0 +1,219 @@
+"""Configuration: one validated ``Settings`` value, resolved once, in one place.
+
+Precedence, lowest first: built-in defaults < YAML config file < environment
+variables (``S3STOW_<KEY>``) < command-line flags. This is the only module of
+the library that reads ``os.environ`` (the environment mapping is passed in, so
+tests and embedders can supply their own). Errors name the key and where it came
+from (file and line, environment variable, or flag) and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from s3stow.errors import ConfigError
+from s3stow.units import GiB, MiB, parse_concurrency, parse_size
+
+ENV_PREFIX = "S3STOW_"
+MIN_PART = 5 * MiB
+MAX_PART = 5 * GiB
+
+ChecksumName = Literal["crc64nvme", "crc32c", "crc32", "sha256", "none"]
+
+
+class Settings(BaseModel):
+    """Every setting s3stow reads, with its default. See the README table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Connection
+    endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    ca_bundle: str | None = None
+    verify_ssl: bool = True
+    connect_timeout: float = Field(default=20.0, gt=0)
+    read_timeout: float = Field(default=120.0, gt=0)
+    checksum_compat: bool = False
+    # Transfer
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    part_size: int | None = None
+    multipart_threshold: int = 16 * MiB
+    memory_limit: int = Field(default=512 * MiB, ge=16 * MiB)
+    checksum: ChecksumName = "crc64nvme"
+    sha256_metadata: bool = False
+    content_type: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    sse: Literal["AES256", "aws:kms"] | None = None
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
+    follow_symlinks: bool = False
+    no_clobber: bool = False
+    force: bool = False
+    dry_run: bool = False
+    limit: int | None = Field(default=None, ge=0)
+    # Retries
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    file_retries: int = Field(default=2, ge=0, le=20)
+    retry_base_delay: float = Field(default=1.0, ge=0)
+    retry_max_delay: float = Field(default=20.0, gt=0)
+    # Records and reports
+    ledger: str | None = None
+    status_json: Path | None = None
+    status_interval: float = Field(default=5.0, gt=0)
+    failures_file: Path | None = None
+    progress_interval: float = Field(default=10.0, gt=0)
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, value: Any) -> Any:
+        return parse_concurrency(value) if isinstance(value, str) else value
+
+    @field_validator("part_size", "multipart_threshold", "memory_limit", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("part_size")
+    @classmethod
+    def _part_limits(cls, value: int | None) -> int | None:
+        if value is not None and not MIN_PART <= value <= MAX_PART:
+            raise ValueError("part size must be between 5 MiB and 5 GiB (S3's limits)")
+        return value
+
+    @field_validator("multipart_threshold")
+    @classmethod
+    def _threshold_limits(cls, value: int) -> int:
+        if not MIN_PART <= value <= MAX_PART:
+            raise ValueError("multipart threshold must be between 5 MiB and 5 GiB")
+        return value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from an env var: "k=v,k2=v2"
+            return parse_metadata(value.split(",") if value else [])
+        return value
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(Settings.model_fields)
+
+
+def parse_metadata(pairs: list[str]) -> dict[str, str]:
+    """Turn ``["k=v", ...]`` into a dict, rejecting entries without ``=``."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"metadata entry {pair!r} is not key=value")
+        result[key.strip().lower()] = value
+    return result
+
+
+class _Source:
+    """Where one raw value came from, for error messages."""
+
+    def __init__(self, describe: str) -> None:
+        self.describe = describe
+
+
+def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist", hint="check the --config path"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {exc}") from exc
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"config file {path} must be a mapping of setting: value")
+    lines = {
+        str(key_node.value): key_node.start_mark.line + 1
+        for key_node, _ in node.value
+        if isinstance(key_node, yaml.ScalarNode)
+    }
+    normalised = {str(k).replace("-", "_"): v for k, v in data.items()}
+    lines = {k.replace("-", "_"): v for k, v in lines.items()}
+    return normalised, lines
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, raw in env.items():
+        if name.startswith(ENV_PREFIX):
+            key = name[len(ENV_PREFIX) :].lower()
+            if key in SETTING_NAMES:
+                values[key] = raw
+    return values
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve the settings from defaults, a YAML file, the environment and flags.
+
+    ``env`` defaults to ``os.environ``; ``flags`` holds only the flags the user
+    actually gave (``None`` values are ignored).
+    """
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    origin: dict[str, _Source] = {}
+    if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(env[ENV_PREFIX + "CONFIG"])
+    if config_file is not None:
+        data, lines = _yaml_with_lines(config_file)
+        for key, value in data.items():
+            line = lines.get(key)
+            where = f"{config_file}, line {line}" if line else str(config_file)
+            if key not in SETTING_NAMES:
+                raise ConfigError(
+                    f"unknown setting {key!r} in {where}",
+                    hint=f"known settings: {', '.join(SETTING_NAMES)}",
+                )
+            merged[key] = value
+            origin[key] = _Source(where)
+    for key, value in _from_env(env).items():
+        merged[key] = value
+        origin[key] = _Source(f"environment variable {ENV_PREFIX}{key.upper()}")
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        merged[key] = value
+        origin[key] = _Source(f"option --{key.replace('_', '-')}")
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise _explain(exc, origin) from None
+
+
+def _explain(exc: ValidationError, origin: Mapping[str, _Source]) -> ConfigError:
+    problems = []
+    for error in exc.errors():
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        where = origin[key].describe if key in origin else "defaults"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"setting {key!r} from {where}: {message}")
+    return ConfigError(
+        "invalid configuration: " + "; ".join(problems),
+        hint="fix the value named above; `s3stow upload --help` lists the accepted forms",
+    )

@@ -1,0 +1,111 @@
+"""Discovery: stream the regular files under the sources, and what was skipped.
+
+Walks with ``os.scandir`` (one ``stat`` per entry, directories in sorted order)
+and yields as it goes, so a tree of millions of files starts uploading at once
+and is never held in memory. Symlinks are not followed unless asked, and then
+only to targets inside the source root, with loops detected by (device, inode).
+Special files, unreadable directories and names that are not valid UTF-8 are
+yielded as ``Skipped`` with the reason, never silently dropped or mangled.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from s3stow.errors import SourceError
+from s3stow.models import Skipped, SourceFile
+
+Found = SourceFile | Skipped
+
+
+def check_sources(sources: Iterable[Path]) -> list[Path]:
+    """Fail early (exit 2) when a source does not exist or is not a file/directory."""
+    checked = []
+    for source in sources:
+        if not os.path.lexists(source):
+            raise SourceError(
+                f"source {source} does not exist", hint="check the path and the current directory"
+            )
+        if not (source.is_dir() or source.is_file()):
+            raise SourceError(f"source {source} is neither a regular file nor a directory")
+        checked.append(source)
+    return checked
+
+
+def discover(sources: Iterable[Path], *, follow_symlinks: bool = False) -> Iterator[Found]:
+    """Yield every file (and every skipped path) under ``sources``, streaming."""
+    for source in sources:
+        if source.is_file():
+            yield from _single_file(source)
+        else:
+            yield from _walk(source, follow_symlinks=follow_symlinks)
+
+
+def _single_file(path: Path) -> Iterator[Found]:
+    try:
+        info = path.stat()
+    except OSError as exc:
+        yield Skipped(path, f"cannot stat: {exc.strerror}")
+        return
+    yield SourceFile(path, path.name, info.st_size, info.st_mtime_ns, path.parent)
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _walk(root: Path, *, follow_symlinks: bool) -> Iterator[Found]:
+    real_root = os.path.realpath(root)
+    root_info = os.stat(root)
+    seen_dirs = {(root_info.st_dev, root_info.st_ino)}
+    stack: list[tuple[str, str]] = [(os.fspath(root), "")]
+    while stack:
+        directory, rel_dir = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield Skipped(Path(directory), f"cannot read directory: {exc.strerror}")
+            continue
+        subdirs: list[tuple[str, str]] = []
+        for entry in entries:
+            rel = f"{rel_dir}{entry.name}"
+            path = Path(entry.path)
+            if not _valid_name(entry.name):
+                yield Skipped(path, "name is not valid UTF-8; rename it to upload it")
+                continue
+            try:
+                is_link = entry.is_symlink()
+                info = entry.stat(follow_symlinks=follow_symlinks)
+            except OSError as exc:
+                reason = "broken symlink" if is_link else f"cannot stat: {exc.strerror}"
+                yield Skipped(path, reason)
+                continue
+            if is_link:
+                if not follow_symlinks:
+                    yield Skipped(path, "symlink not followed (use --follow-symlinks)", "Symlink")
+                    continue
+                target = os.path.realpath(entry.path)
+                if os.path.commonpath([real_root, target]) != real_root:
+                    yield Skipped(path, "symlink points outside the source tree", "Symlink")
+                    continue
+            mode = info.st_mode
+            if stat.S_ISDIR(mode):
+                ident = (info.st_dev, info.st_ino)
+                if ident in seen_dirs:
+                    yield Skipped(path, "symlink loop (directory already visited)", "Symlink")
+                    continue
+                seen_dirs.add(ident)
+                subdirs.append((entry.path, rel + "/"))
+            elif stat.S_ISREG(mode):
+                yield SourceFile(path, rel, info.st_size, info.st_mtime_ns, root)
+            else:
+                yield Skipped(path, "not a regular file (socket, FIFO or device)", "SpecialFile")
+        stack.extend(reversed(subdirs))

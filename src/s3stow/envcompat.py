@@ -1,0 +1,50 @@
+"""Settings from the environment of the seed stream aggregator's upload component.
+
+``BUCKET_NAME`` (required), ``PREFIX`` (default ``xml-events/``),
+``MAX_RETRIES`` (file-level retries), ``RETRY_BASE_DELAY`` (seconds) and
+``AWS_REGION`` are accepted next to every ``S3STOW_*`` variable, which wins.
+``USE_DATE_FOLDERS`` is accepted and rejected with a clear message until the
+date-folder layout lands with key templates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from s3stow.config import Settings, load_settings
+from s3stow.errors import ConfigError
+from s3stow.keys import Target, normalise_prefix, validate_bucket
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def settings_and_target_from_env(
+    env: Mapping[str, str] | None = None,
+) -> tuple[Settings, Target]:
+    env = os.environ if env is None else env
+    bucket = env.get("S3STOW_BUCKET") or env.get("BUCKET_NAME")
+    if not bucket:
+        raise ConfigError(
+            "BUCKET_NAME environment variable is required",
+            hint="export BUCKET_NAME=my-bucket (or S3STOW_BUCKET)",
+        )
+    prefix = env.get("S3STOW_PREFIX", env.get("PREFIX", "xml-events/"))
+    if env.get("USE_DATE_FOLDERS", "").lower() in _TRUE:
+        raise ConfigError(
+            "USE_DATE_FOLDERS needs the date-folders key layout, which this version lacks",
+            hint="unset USE_DATE_FOLDERS",
+        )
+    flags: dict[str, Any] = {}
+    seeds = {
+        "MAX_RETRIES": "file_retries",
+        "RETRY_BASE_DELAY": "retry_base_delay",
+        "AWS_REGION": "region",
+    }
+    overlay = {k: v for k, v in env.items() if k.startswith("S3STOW_")}
+    for name, setting in seeds.items():
+        if name in env and f"S3STOW_{setting.upper()}" not in env:
+            overlay[f"S3STOW_{setting.upper()}"] = env[name]
+    settings = load_settings(env=overlay, flags=flags)
+    return settings, Target(validate_bucket(bucket), normalise_prefix(prefix))

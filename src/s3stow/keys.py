@@ -1,0 +1,90 @@
+"""Object keys: parsing ``s3://bucket/prefix`` targets and building safe keys.
+
+A key is the prefix plus the file's POSIX relative path, normalised to NFC.
+Keys that S3 or later readers would mishandle are refused with a reason:
+``.``/``..``/empty segments, control characters, more than 1024 UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from s3stow.errors import ConfigError
+
+MAX_KEY_BYTES = 1024
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class UnsafeKeyError(ValueError):
+    """A key that must not be uploaded; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed ``s3://bucket/prefix`` destination."""
+
+    bucket: str
+    prefix: str  # "" or ending with "/"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def validate_bucket(name: str) -> str:
+    """Return ``name`` if it is a valid S3 bucket name, else raise ``ConfigError``."""
+    if not _BUCKET_RE.match(name) or ".." in name or _IP_RE.match(name):
+        raise ConfigError(
+            f"{name!r} is not a valid bucket name",
+            hint="bucket names are 3-63 characters of a-z, 0-9, '.' and '-', "
+            "starting and ending with a letter or digit",
+        )
+    return name
+
+
+def parse_target(url: str) -> Target:
+    """Parse ``s3://bucket[/prefix]``; the prefix is normalised to end with ``/``."""
+    if not url.startswith("s3://"):
+        raise ConfigError(
+            f"destination {url!r} is not an S3 URL", hint="write it as s3://BUCKET[/PREFIX]"
+        )
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    validate_bucket(bucket)
+    return Target(bucket, normalise_prefix(prefix))
+
+
+def normalise_prefix(prefix: str) -> str:
+    """``a/b`` -> ``a/b/``; ``/a//b/`` -> ``a/b/``; empty stays empty."""
+    parts = [p for p in prefix.replace("\\", "/").split("/") if p]
+    for part in parts:
+        if part in (".", ".."):
+            raise ConfigError(f"prefix {prefix!r} contains a '{part}' segment")
+    return "/".join(parts) + "/" if parts else ""
+
+
+def build_key(prefix: str, rel_path: str) -> str:
+    """Join the prefix and a relative POSIX path into a checked, NFC-normalised key."""
+    key = unicodedata.normalize("NFC", prefix + rel_path)
+    check_key(key)
+    return key
+
+
+def check_key(key: str) -> None:
+    """Raise ``UnsafeKeyError`` when ``key`` is unsafe to upload."""
+    if not key:
+        raise UnsafeKeyError("empty key")
+    if key.startswith("/"):
+        raise UnsafeKeyError("key starts with '/'")
+    if _CONTROL_RE.search(key):
+        raise UnsafeKeyError("key contains a control character")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            shown = segment or "empty"
+            raise UnsafeKeyError(f"key has a {shown!r} path segment")
+    size = len(key.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise UnsafeKeyError(f"key is {size} bytes long; S3 allows at most {MAX_KEY_BYTES}")

@@ -1,0 +1,133 @@
+"""Typed values passed between the pipeline stages.
+
+discover -> ``SourceFile`` / ``Skipped``; plan keys -> ``PlannedUpload``;
+compare -> ``Decision``; transfer -> ``UploadResult``; report -> ``RunSummary``.
+All are frozen dataclasses: a stage never mutates what it received.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Status(StrEnum):
+    """Ledger status of one item."""
+
+    PLANNED = "planned"
+    UPLOADING = "uploading"
+    DONE = "done"
+    FAILED = "failed"
+    CHANGED = "changed"
+    SKIPPED = "skipped"
+
+
+class Reason(StrEnum):
+    """Why the compare stage decided what it did."""
+
+    NEW = "new"
+    CHANGED = "changed"
+    FORCED = "forced"
+    RETRY = "retry"
+    RESUME = "resume"
+    LEDGER_DONE = "ledger-done"
+    REMOTE_MATCH = "remote-match"
+    NO_CLOBBER = "no-clobber"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """A regular file found by discovery."""
+
+    path: Path
+    rel_path: str  # POSIX separators, relative to the source root
+    size: int
+    mtime_ns: int
+    root: Path
+    group: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A path discovery could not or would not upload, and why."""
+
+    path: Path
+    reason: str
+    error_class: str = "SourceError"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedUpload:
+    """A source file with the object key it will have."""
+
+    source: SourceFile
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The compare stage's verdict on one planned upload."""
+
+    item: PlannedUpload
+    upload: bool
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    """One completed multipart part."""
+
+    number: int
+    etag: str
+    checksum: str | None
+    size: int
+    crc: int | None = None  # integer CRC for full-object combination
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    """The outcome of one file's transfer."""
+
+    path: Path
+    bucket: str
+    key: str
+    status: Status
+    size: int = 0
+    etag: str | None = None
+    checksum: str | None = None
+    checksum_algorithm: str | None = None
+    version_id: str | None = None
+    error_class: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    bytes_sent: int = 0
+    reason: Reason | None = None
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """Totals of one run, built by the reporter."""
+
+    run_id: str
+    files: int = 0
+    uploaded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    changed: int = 0
+    bytes_uploaded: int = 0
+    bytes_total: int = 0
+    elapsed: float = 0.0
+    interrupted: bool = False
+    fatal: str | None = None
+    failures: list[UploadResult] = field(default_factory=list)
+    would_upload: list[Decision] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.changed == 0 and not self.fatal and not self.interrupted

@@ -1,0 +1,76 @@
+"""The ``Observer`` interface through which the engine reports a run.
+
+The engine calls these hooks from its worker threads; implementations must be
+thread-safe and cheap (they run on the hot path).
+"""
+
+from __future__ import annotations
+
+from s3stow.models import Decision, RunSummary, Skipped, SourceFile, UploadResult
+
+
+class Observer:
+    """Base observer: every hook is a no-op; subclasses override what they need."""
+
+    def on_start(self, run_id: str, target: str) -> None:
+        """A run started."""
+
+    def on_discovered(self, source: SourceFile) -> None:
+        """Discovery found a file (totals grow while discovery runs)."""
+
+    def on_skipped_path(self, skipped: Skipped) -> None:
+        """Discovery skipped a path (symlink, special file, unreadable...)."""
+
+    def on_decision(self, decision: Decision) -> None:
+        """The compare stage decided about one file."""
+
+    def on_file_start(self, source: SourceFile, key: str) -> None:
+        """A file's transfer started."""
+
+    def on_bytes(self, source: SourceFile, count: int) -> None:
+        """``count`` more bytes of ``source`` were acknowledged by S3."""
+
+    def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
+        """A file reached its outcome for this run."""
+
+    def on_finish(self, summary: RunSummary) -> None:
+        """The run ended (normally, by interrupt or fatally)."""
+
+
+class Fanout(Observer):
+    """Forwards every hook to several observers."""
+
+    def __init__(self, observers: list[Observer]) -> None:
+        self.observers = observers
+
+    def on_start(self, run_id: str, target: str) -> None:
+        for o in self.observers:
+            o.on_start(run_id, target)
+
+    def on_discovered(self, source: SourceFile) -> None:
+        for o in self.observers:
+            o.on_discovered(source)
+
+    def on_skipped_path(self, skipped: Skipped) -> None:
+        for o in self.observers:
+            o.on_skipped_path(skipped)
+
+    def on_decision(self, decision: Decision) -> None:
+        for o in self.observers:
+            o.on_decision(decision)
+
+    def on_file_start(self, source: SourceFile, key: str) -> None:
+        for o in self.observers:
+            o.on_file_start(source, key)
+
+    def on_bytes(self, source: SourceFile, count: int) -> None:
+        for o in self.observers:
+            o.on_bytes(source, count)
+
+    def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
+        for o in self.observers:
+            o.on_result(result, source)
+
+    def on_finish(self, summary: RunSummary) -> None:
+        for o in self.observers:
+            o.on_finish(summary)

@@ -1,0 +1,146 @@
+"""The ``--status-json`` heartbeat: an atomically replaced JSON file.
+
+Schema (the large-file uploader's, seed 004): ``started_at``, ``phase``,
+``current_<group>``, ``current_file``, ``current_file_bytes``,
+``current_file_size``, ``totals`` {files, uploaded, skipped, failed,
+bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``.
+Written at most every ``interval`` seconds and always at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from s3stow.models import Decision, RunSummary, SourceFile, Status, UploadResult
+from s3stow.report.observer import Observer
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and an atomic replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class StatusHeartbeat(Observer):
+    """Keeps the status file current; thread-safe and throttled."""
+
+    def __init__(self, path: Path, *, interval: float, group_key: str = "folder_types") -> None:
+        self.path = path
+        self.interval = interval
+        self.group_key = group_key
+        self._lock = threading.Lock()
+        self._last_write = 0.0
+        self._groups: dict[str, dict[str, Any]] = {}
+        self._state: dict[str, Any] = {
+            "started_at": time.time(),
+            "phase": "starting",
+            f"current_{group_key[:-1] if group_key.endswith('s') else group_key}": None,
+            "current_file": None,
+            "current_file_bytes": 0,
+            "current_file_size": 0,
+            "totals": {"files": 0, "uploaded": 0, "skipped": 0, "failed": 0, "bytes_uploaded": 0},
+            group_key: self._groups,
+            "last_update": None,
+        }
+        self._current_key = next(k for k in self._state if k.startswith("current_"))
+
+    def _group(self, source: SourceFile) -> dict[str, Any]:
+        name = source.group or "default"
+        group = self._groups.get(name)
+        if group is None:
+            group = {
+                "planned_files": 0,
+                "uploaded": 0,
+                "skipped": 0,
+                "failed": 0,
+                "bytes_uploaded": 0,
+                "started_at": time.time(),
+                "completed_at": None,
+            }
+            self._groups[name] = group
+        return group
+
+    def on_start(self, run_id: str, target: str) -> None:
+        with self._lock:
+            self._state["phase"] = "discovering"
+            self._state["run_id"] = run_id
+            self._state["target"] = target
+        self._write(force=True)
+
+    def on_discovered(self, source: SourceFile) -> None:
+        with self._lock:
+            self._state["totals"]["files"] += 1
+            self._group(source)["planned_files"] += 1
+        self._write()
+
+    def on_decision(self, decision: Decision) -> None:
+        if decision.reason.value == "ledger-done":
+            with self._lock:
+                self._state["totals"]["skipped"] += 1
+                self._group(decision.item.source)["skipped"] += 1
+            self._write()
+
+    def on_file_start(self, source: SourceFile, key: str) -> None:
+        with self._lock:
+            self._state["phase"] = "uploading"
+            self._state[self._current_key] = source.group or "default"
+            self._state["current_file"] = str(source.path)
+            self._state["current_file_bytes"] = 0
+            self._state["current_file_size"] = source.size
+        self._write()
+
+    def on_bytes(self, source: SourceFile, count: int) -> None:
+        with self._lock:
+            self._state["totals"]["bytes_uploaded"] += count
+            self._group(source)["bytes_uploaded"] += count
+            if self._state["current_file"] == str(source.path):
+                self._state["current_file_bytes"] += count
+        self._write()
+
+    def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
+        field = {Status.DONE: "uploaded", Status.SKIPPED: "skipped"}.get(result.status, "failed")
+        if result.reason is not None and result.reason.value == "remote-match":
+            field = "skipped"
+        with self._lock:
+            self._state["totals"][field] += 1
+            if source is not None:
+                self._group(source)[field] += 1
+        self._write()
+
+    def on_finish(self, summary: RunSummary) -> None:
+        with self._lock:
+            self._state["phase"] = (
+                "interrupted" if summary.interrupted else ("failed" if summary.fatal else "done")
+            )
+            now = time.time()
+            for group in self._groups.values():
+                group["completed_at"] = group["completed_at"] or now
+            self._state[self._current_key] = None
+            self._state["current_file"] = None
+        self._write(force=True)
+
+    def _write(self, *, force: bool = False) -> None:
+        now = time.time()
+        with self._lock:
+            if not force and now - self._last_write < self.interval:
+                return
+            self._last_write = now
+            self._state["last_update"] = now
+            text = json.dumps(self._state, indent=2)
+            atomic_write_text(self.path, text)

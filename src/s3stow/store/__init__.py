@@ -1,0 +1,10 @@
+"""The narrow ObjectStore interface over S3, and its implementations.
+
+``base`` defines the protocol and the values it returns; ``s3`` implements it
+with botocore and translates every botocore error into the s3stow tree;
+``dryrun`` refuses writes so a dry run provably sends none.
+"""
+
+from s3stow.store.base import ObjectInfo, ObjectStore, PartInfo, PutResult, WriteOptions
+
+__all__ = ["ObjectInfo", "ObjectStore", "PartInfo", "PutResult", "WriteOptions"]

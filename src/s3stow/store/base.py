@@ -1,0 +1,113 @@
+"""The ObjectStore protocol: the only S3 operations the engine may use.
+
+Everything above this line (engine, compare, verify) talks to an
+``ObjectStore``; retry, limits, dry-run and fault injection wrap it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from s3stow.checksums import Digest
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOptions:
+    """Per-object attributes of a write (from the settings and the file)."""
+
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
+    if_none_match: bool = False  # conditional create: fail if the key exists
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What S3 acknowledged for a completed write."""
+
+    etag: str
+    checksum: str | None = None
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    """A part as ListParts reports it."""
+
+    number: int
+    etag: str
+    size: int
+    checksum: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """An object's listing or HEAD view."""
+
+    key: str
+    size: int
+    etag: str
+    checksum: str | None = None
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    last_modified: float | None = None
+
+
+class ObjectStore(Protocol):
+    """The S3 operations s3stow needs, and nothing more."""
+
+    def head_bucket(self, bucket: str) -> None: ...
+
+    def head_object(self, bucket: str, key: str) -> ObjectInfo | None: ...
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]: ...
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        digest: Digest | None,
+        options: WriteOptions,
+        content_md5: str | None = None,
+    ) -> PutResult: ...
+
+    def create_multipart(
+        self, bucket: str, key: str, *, algorithm: str | None, options: WriteOptions
+    ) -> str: ...
+
+    def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        upload_id: str,
+        number: int,
+        body: bytes,
+        digest: Digest | None,
+        content_md5: str | None = None,
+    ) -> PutResult: ...
+
+    def list_parts(self, bucket: str, key: str, *, upload_id: str) -> list[PartInfo]: ...
+
+    def complete_multipart(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        upload_id: str,
+        parts: Sequence[tuple[int, str, str | None]],
+        algorithm: str | None,
+        full_checksum: str | None,
+        if_none_match: bool = False,
+    ) -> PutResult: ...
+
+    def abort_multipart(self, bucket: str, key: str, *, upload_id: str) -> None: ...
+
+    def list_multipart_uploads(self, bucket: str, prefix: str) -> list[tuple[str, str]]: ...

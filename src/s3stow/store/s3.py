@@ -1,0 +1,275 @@
+"""The botocore implementation of ``ObjectStore``.
+
+Builds one thread-safe S3 client from the settings (the user's own credential
+chain: env, profile, SSO, instance role), with botocore's retry mode set
+explicitly to ``standard`` (its default differs between versions), and
+translates every exception where it leaves botocore. A ``needs-retry`` observer
+tells the concurrency limiter about throttling that botocore retried silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from s3stow.checksums import Digest
+from s3stow.config import Settings
+from s3stow.logs import register_secret
+from s3stow.store.base import ObjectInfo, PartInfo, PutResult, WriteOptions
+from s3stow.store.translate import THROTTLE_CODES, error_code, translate
+
+log = logging.getLogger(__name__)
+_CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
+
+
+def make_client(settings: Settings, *, pool: int | None = None) -> Any:
+    """Create the botocore S3 client for ``settings``."""
+    session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+    credentials = session.get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        register_secret(frozen.secret_key)
+        register_secret(frozen.token)
+    compat = settings.checksum_compat or settings.checksum == "none"
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        max_pool_connections=pool or max(settings.concurrency + 4, 10),
+        s3={"addressing_style": "path" if settings.path_style else "auto"},
+        request_checksum_calculation="when_required" if compat else "when_supported",
+        response_checksum_validation="when_required" if compat else "when_supported",
+        user_agent_extra="s3stow",
+    )
+    verify: bool | str | None = settings.ca_bundle or (None if settings.verify_ssl else False)
+    return session.client("s3", endpoint_url=settings.endpoint_url, config=config, verify=verify)
+
+
+def _etag(value: str | None) -> str:
+    return (value or "").strip('"')
+
+
+def _checksum_of(response: dict[str, Any]) -> tuple[str | None, str | None]:
+    for name in _CHECKSUM_FIELDS:
+        value = response.get("Checksum" + name)
+        if value:
+            return value, name
+    return None, None
+
+
+class S3Store:
+    """``ObjectStore`` over one botocore client (thread-safe, shared by workers)."""
+
+    def __init__(self, client: Any, *, on_throttle: Callable[[], None] | None = None) -> None:
+        self.client = client
+        self._on_throttle = on_throttle
+        if on_throttle is not None:
+            client.meta.events.register("needs-retry.s3", self._observe_retry)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, on_throttle: Callable[[], None] | None = None
+    ) -> S3Store:
+        return cls(make_client(settings), on_throttle=on_throttle)
+
+    def _observe_retry(self, response: Any = None, **_: Any) -> None:
+        if response is None or self._on_throttle is None:
+            return None
+        http, parsed = response
+        status = getattr(http, "status_code", 0)
+        code = (parsed or {}).get("Error", {}).get("Code", "")
+        if status in (429, 503) or code in THROTTLE_CODES:
+            self._on_throttle()
+        return None
+
+    def _call(self, bucket: str, key: str | None, function: Callable[..., Any], **kw: Any) -> Any:
+        try:
+            return function(Bucket=bucket, **({"Key": key} if key is not None else {}), **kw)
+        except Exception as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+
+    def head_bucket(self, bucket: str) -> None:
+        self._call(bucket, None, self.client.head_bucket)
+
+    def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            response = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise translate(exc, bucket=bucket, key=key) from exc
+        except Exception as exc:
+            raise translate(exc, bucket=bucket, key=key) from exc
+        checksum, algorithm = _checksum_of(response)
+        return ObjectInfo(
+            key=key,
+            size=int(response.get("ContentLength", 0)),
+            etag=_etag(response.get("ETag")),
+            checksum=checksum,
+            checksum_algorithm=algorithm,
+            checksum_type=response.get("ChecksumType"),
+            metadata=dict(response.get("Metadata") or {}),
+            last_modified=response["LastModified"].timestamp()
+            if response.get("LastModified")
+            else None,
+        )
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    algorithms = item.get("ChecksumAlgorithm") or []
+                    yield ObjectInfo(
+                        key=item["Key"],
+                        size=int(item["Size"]),
+                        etag=_etag(item.get("ETag")),
+                        checksum_algorithm=algorithms[0] if algorithms else None,
+                        checksum_type=item.get("ChecksumType"),
+                        last_modified=item["LastModified"].timestamp(),
+                    )
+        except Exception as exc:
+            raise translate(exc, bucket=bucket) from exc
+
+    @staticmethod
+    def _write_args(options: WriteOptions) -> dict[str, Any]:
+        args: dict[str, Any] = {"Metadata": options.metadata}
+        if options.content_type:
+            args["ContentType"] = options.content_type
+        if options.sse:
+            args["ServerSideEncryption"] = options.sse
+        if options.sse_kms_key_id:
+            args["SSEKMSKeyId"] = options.sse_kms_key_id
+        if options.storage_class:
+            args["StorageClass"] = options.storage_class
+        return args
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        digest: Digest | None,
+        options: WriteOptions,
+        content_md5: str | None = None,
+    ) -> PutResult:
+        args = self._write_args(options)
+        if digest is not None:
+            args["ChecksumAlgorithm"] = digest.algorithm.upper()
+            args["Checksum" + digest.algorithm.upper()] = digest.b64
+        if content_md5:
+            args["ContentMD5"] = content_md5
+        if options.if_none_match:
+            args["IfNoneMatch"] = "*"
+        response = self._call(bucket, key, self.client.put_object, Body=body, **args)
+        checksum, _ = _checksum_of(response)
+        return PutResult(_etag(response.get("ETag")), checksum, response.get("VersionId"))
+
+    def create_multipart(
+        self, bucket: str, key: str, *, algorithm: str | None, options: WriteOptions
+    ) -> str:
+        args = self._write_args(options)
+        if algorithm is not None:
+            args["ChecksumAlgorithm"] = algorithm.upper()
+            args["ChecksumType"] = "COMPOSITE" if algorithm == "sha256" else "FULL_OBJECT"
+        response = self._call(bucket, key, self.client.create_multipart_upload, **args)
+        return str(response["UploadId"])
+
+    def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        upload_id: str,
+        number: int,
+        body: bytes,
+        digest: Digest | None,
+        content_md5: str | None = None,
+    ) -> PutResult:
+        args: dict[str, Any] = {}
+        if digest is not None:
+            args["ChecksumAlgorithm"] = digest.algorithm.upper()
+            args["Checksum" + digest.algorithm.upper()] = digest.b64
+        if content_md5:
+            args["ContentMD5"] = content_md5
+        response = self._call(
+            bucket,
+            key,
+            self.client.upload_part,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+            **args,
+        )
+        checksum, _ = _checksum_of(response)
+        return PutResult(_etag(response.get("ETag")), checksum)
+
+    def list_parts(self, bucket: str, key: str, *, upload_id: str) -> list[PartInfo]:
+        parts: list[PartInfo] = []
+        marker = 0
+        while True:
+            response = self._call(
+                bucket, key, self.client.list_parts, UploadId=upload_id, PartNumberMarker=marker
+            )
+            for part in response.get("Parts", []):
+                checksum, _ = _checksum_of(part)
+                parts.append(
+                    PartInfo(
+                        int(part["PartNumber"]), _etag(part["ETag"]), int(part["Size"]), checksum
+                    )
+                )
+            if not response.get("IsTruncated"):
+                return parts
+            marker = int(response["NextPartNumberMarker"])
+
+    def complete_multipart(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        upload_id: str,
+        parts: Sequence[tuple[int, str, str | None]],
+        algorithm: str | None,
+        full_checksum: str | None,
+        if_none_match: bool = False,
+    ) -> PutResult:
+        field = "Checksum" + algorithm.upper() if algorithm else None
+        listed = []
+        for number, etag, checksum in parts:
+            entry: dict[str, Any] = {"PartNumber": number, "ETag": f'"{etag}"'}
+            if field and checksum:
+                entry[field] = checksum
+            listed.append(entry)
+        args: dict[str, Any] = {"MultipartUpload": {"Parts": listed}, "UploadId": upload_id}
+        if field and full_checksum and algorithm != "sha256":
+            args[field] = full_checksum
+            args["ChecksumType"] = "FULL_OBJECT"
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        response = self._call(bucket, key, self.client.complete_multipart_upload, **args)
+        checksum, _ = _checksum_of(response)
+        return PutResult(_etag(response.get("ETag")), checksum, response.get("VersionId"))
+
+    def abort_multipart(self, bucket: str, key: str, *, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchUpload":
+                return
+            raise translate(exc, bucket=bucket, key=key) from exc
+
+    def list_multipart_uploads(self, bucket: str, prefix: str) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                found.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", []))
+        except Exception as exc:
+            raise translate(exc, bucket=bucket) from exc
+        return found

@@ -1,0 +1,140 @@
+"""Translation of botocore exceptions into the s3stow error tree.
+
+Classifies each failure as fatal (credentials, permissions, missing bucket),
+transient (5xx, throttling, timeouts, resets: worth retrying) or permanent for
+that one item, and adds a hint that names what to check.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+
+from s3stow.errors import AuthError, BucketMissingError, S3StowError, TransferError
+
+AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "InvalidSecurity",
+        "RequestTimeTooSkewed",
+        "403",
+        "Forbidden",
+    }
+)
+THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "503",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "ServiceUnavailable",
+    }
+)
+TRANSIENT_CODES = THROTTLE_CODES | frozenset(
+    {
+        "InternalError",
+        "RequestTimeout",
+        "500",
+        "502",
+        "504",
+        "OperationAborted",
+        "PriorRequestNotComplete",
+        "IncompleteBody",
+        "BadGateway",
+        "GatewayTimeout",
+    }
+)
+_COMPAT_CODES = ("InvalidArgument", "NotImplemented", "InvalidRequest", "XAmzContentSHA256Mismatch")
+_COMPAT_WORDS = ("checksum", "aws-chunked", "trailer", "x-amz-sdk", "contentsha256", "crc")
+
+AUTH_HINT = (
+    "check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, ~/.aws/credentials, SSO login) and "
+    "that the IAM policy allows s3:PutObject, s3:GetObject and s3:ListBucket on this bucket; "
+    "`s3stow doctor` checks each permission"
+)
+COMPAT_HINT = (
+    "this server seems not to support the newer S3 checksum headers; set checksum_compat: true "
+    "(S3STOW_CHECKSUM_COMPAT=1) or use --checksum none"
+)
+
+
+def error_code(exc: ClientError) -> str:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code") or "")
+    if not code:
+        code = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "Unknown"))
+    return code
+
+
+def translate(exc: Exception, *, bucket: str, key: str | None = None) -> S3StowError:
+    """Return the s3stow error for a botocore/OS exception, keeping it as the cause."""
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    if isinstance(exc, S3StowError):
+        return exc
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return AuthError(f"no usable AWS credentials were found ({exc})", hint=AUTH_HINT)
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        message = str(exc.response.get("Error", {}).get("Message") or code)
+        if code in ("NoSuchBucket",) or (code == "404" and key is None):
+            return BucketMissingError(
+                f"bucket {bucket!r} does not exist",
+                hint=f"create it with `s3stow bucket setup {bucket}` or check the name/region",
+            )
+        if code in AUTH_CODES:
+            return AuthError(f"{code} on {where}: {message}", hint=AUTH_HINT)
+        if code in TRANSIENT_CODES:
+            return TransferError(
+                f"{code} on {where}: {message}",
+                code=code,
+                transient=True,
+                throttled=code in THROTTLE_CODES,
+            )
+        hint = COMPAT_HINT if any(w in message.lower() for w in _COMPAT_WORDS) else None
+        if code in (
+            "InvalidArgument",
+            "NotImplemented",
+            "InvalidRequest",
+            "XAmzContentSHA256Mismatch",
+        ):
+            hint = hint or COMPAT_HINT
+        return TransferError(f"{code} on {where}: {message}", code=code, hint=hint)
+    if isinstance(
+        exc,
+        EndpointConnectionError
+        | ConnectionClosedError
+        | ConnectTimeoutError
+        | ReadTimeoutError
+        | ResponseStreamingError,
+    ):
+        return TransferError(
+            f"{type(exc).__name__} on {where}: {exc}", code=type(exc).__name__, transient=True
+        )
+    if isinstance(exc, BotoCoreError):
+        return TransferError(
+            f"{type(exc).__name__} on {where}: {exc}", code=type(exc).__name__, transient=True
+        )
+    if isinstance(exc, OSError):
+        return TransferError(
+            f"{type(exc).__name__} on {where}: {exc}", code=type(exc).__name__, transient=True
+        )
+    return TransferError(f"{type(exc).__name__} on {where}: {exc}", code=type(exc).__name__)

@@ -1,0 +1,107 @@
+"""What every transfer of one run shares: the store, limits, ledger and hooks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import mimetypes
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from s3stow import __version__
+from s3stow.config import Settings
+from s3stow.errors import TransferError
+from s3stow.ledger import Ledger
+from s3stow.models import SourceFile
+from s3stow.store.base import ObjectStore, WriteOptions
+from s3stow.transfer.limits import MemoryBudget, RequestLimiter
+from s3stow.transfer.retry import RetryPolicy
+
+
+class SourceChanged(TransferError):
+    """The file's size or mtime changed while it was being uploaded."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="SourceChanged")
+
+
+@dataclass
+class TransferContext:
+    """Shared state of one run's transfers (thread-safe parts only)."""
+
+    settings: Settings
+    store: ObjectStore
+    ledger: Ledger | None
+    limiter: RequestLimiter
+    budget: MemoryBudget
+    retry: RetryPolicy
+    stop: threading.Event
+    part_pool: ThreadPoolExecutor
+    run_id: str
+    on_bytes: Callable[[SourceFile, int], None]
+
+    @property
+    def compat(self) -> bool:
+        return self.settings.checksum_compat or self.settings.checksum == "none"
+
+    def write_options(self, source: SourceFile, *, sha256_hex: str | None = None) -> WriteOptions:
+        s = self.settings
+        content_type = s.content_type or mimetypes.guess_type(source.path.name)[0]
+        metadata = dict(s.metadata)
+        metadata["uploaded-at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        metadata["source"] = f"s3stow/{__version__}"
+        metadata["mtime"] = datetime.fromtimestamp(source.mtime_ns / 1e9, UTC).isoformat()
+        if sha256_hex:
+            metadata["sha256"] = sha256_hex
+        return WriteOptions(
+            content_type=content_type or "application/octet-stream",
+            metadata=metadata,
+            sse=s.sse,
+            sse_kms_key_id=s.sse_kms_key_id,
+            storage_class=s.storage_class,
+            if_none_match=s.no_clobber,
+        )
+
+
+def md5_b64(data: bytes | memoryview) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+
+
+def md5_hex(data: bytes | memoryview) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def ensure_unchanged(source: SourceFile) -> None:
+    """Raise ``SourceChanged`` if the file no longer has the discovered size/mtime."""
+    try:
+        info = os.stat(source.path)
+    except FileNotFoundError:
+        raise SourceChanged(f"{source.path} vanished during upload") from None
+    if info.st_size != source.size or info.st_mtime_ns != source.mtime_ns:
+        raise SourceChanged(
+            f"{source.path} changed during upload (size {source.size} -> {info.st_size}, "
+            "or its modification time moved); it will be picked up by the next run"
+        )
+
+
+def read_range(source: SourceFile, offset: int, length: int) -> bytes:
+    """Read exactly ``length`` bytes at ``offset`` or raise ``SourceChanged``."""
+    try:
+        with open(source.path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(length)
+    except FileNotFoundError:
+        raise SourceChanged(f"{source.path} vanished during upload") from None
+    except PermissionError as exc:
+        raise TransferError(
+            f"cannot read {source.path}: {exc.strerror}", code="PermissionDenied"
+        ) from exc
+    except OSError as exc:
+        raise TransferError(f"cannot read {source.path}: {exc.strerror}", code="ReadError") from exc
+    if len(data) != length:
+        raise SourceChanged(f"{source.path} is shorter than when it was discovered")
+    return data

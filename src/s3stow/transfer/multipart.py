@@ -1,0 +1,274 @@
+"""Multipart upload of one large file, resumable part by part.
+
+The upload id is recorded in the ledger before any part is sent, and each
+completed part (number, ETag, checksum) after S3 acknowledges it. On the next
+run the same upload id is reused: ListParts is checked against the ledger and
+only missing parts are sent. Parts are read and hashed independently (the
+full-object CRC is combined from the part CRCs, so resumed parts are not re-read)
+and uploaded concurrently in the shared part pool. An upload whose source file
+changed, or whose id S3 no longer knows, is aborted and started afresh; an upload
+interrupted or failed for transient reasons is kept for the next run to resume.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from concurrent.futures import Future, wait
+
+from s3stow import checksums
+from s3stow.checksums import Digest
+from s3stow.errors import Interrupted, TransferError
+from s3stow.ledger import MultipartState
+from s3stow.models import PartRecord, PlannedUpload, Status, UploadResult
+from s3stow.transfer.context import (
+    SourceChanged,
+    TransferContext,
+    ensure_unchanged,
+    md5_b64,
+    read_range,
+)
+from s3stow.transfer.parts import choose_part_size, part_ranges
+
+log = logging.getLogger(__name__)
+
+
+def put_multipart(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
+    """Upload ``item`` as a multipart upload, resuming a previous one if possible."""
+    source = item.source
+    algorithm = ctx.settings.checksum
+    part_size = choose_part_size(source.size, ctx.settings.part_size)
+    state, done = _resume_state(ctx, item, part_size)
+    if state is None:
+        sha = checksums.sha256_hex(str(source.path)) if ctx.settings.sha256_metadata else None
+        options = ctx.write_options(source, sha256_hex=sha)
+        algo = None if ctx.compat else algorithm
+
+        def create() -> str:
+            with ctx.limiter.slot():
+                return ctx.store.create_multipart(
+                    item.bucket, item.key, algorithm=algo, options=options
+                )
+
+        upload_id = ctx.retry.run(create, what=item.key)
+        state = MultipartState(
+            bucket=item.bucket,
+            key=item.key,
+            upload_id=upload_id,
+            source_path=str(source.path),
+            size=source.size,
+            mtime_ns=source.mtime_ns,
+            part_size=part_size,
+            checksum_algorithm=algo,
+        )
+        if ctx.ledger is not None:
+            ctx.ledger.begin_multipart(state)
+    resumed = sum(p.size for p in done.values())
+    if resumed:
+        ctx.on_bytes(source, resumed)
+        log.info("resuming %s: %d parts already uploaded", item.key, len(done))
+    futures: list[Future[PartRecord]] = []
+    for number, offset, length in part_ranges(source.size, part_size):
+        if number not in done:
+            futures.append(
+                ctx.part_pool.submit(_send_part, ctx, item, state, number, offset, length)
+            )
+    try:
+        for future in futures:
+            part = future.result()
+            done[part.number] = part
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        wait(futures)
+        raise
+    try:
+        ensure_unchanged(source)
+    except SourceChanged:
+        _abort(ctx, item, state)
+        raise
+    return _complete(ctx, item, state, done)
+
+
+def _resume_state(
+    ctx: TransferContext, item: PlannedUpload, part_size: int
+) -> tuple[MultipartState | None, dict[int, PartRecord]]:
+    if ctx.ledger is None:
+        return None, {}
+    state = ctx.ledger.multipart_state(item.bucket, item.key)
+    if state is None:
+        return None, {}
+    source = item.source
+    wanted_algo = None if ctx.compat else ctx.settings.checksum
+    if (
+        state.size != source.size
+        or state.mtime_ns != source.mtime_ns
+        or state.part_size != part_size
+        or state.checksum_algorithm != wanted_algo
+        or state.source_path != str(source.path)
+    ):
+        log.info("not resuming %s: the file or settings changed; aborting the old upload", item.key)
+        _abort(ctx, item, state)
+        return None, {}
+    try:
+        with ctx.limiter.slot():
+            listed = {
+                p.number: p
+                for p in ctx.store.list_parts(item.bucket, item.key, upload_id=state.upload_id)
+            }
+    except TransferError as exc:
+        if exc.code != "NoSuchUpload":
+            raise
+        ctx.ledger.forget_multipart(item.bucket, item.key)
+        return None, {}
+    done = {
+        p.number: p
+        for p in state.parts
+        if p.number in listed
+        and listed[p.number].etag == p.etag
+        and listed[p.number].size == p.size
+    }
+    return state, done
+
+
+def _send_part(
+    ctx: TransferContext,
+    item: PlannedUpload,
+    state: MultipartState,
+    number: int,
+    offset: int,
+    length: int,
+) -> PartRecord:
+    if ctx.stop.is_set():
+        raise Interrupted("interrupted before sending a part")
+    with ctx.budget.hold(length):
+        data = read_range(item.source, offset, length)
+        digest = None if ctx.compat else checksums.compute(ctx.settings.checksum, data)
+        content_md5 = md5_b64(data) if ctx.compat else None
+
+        def send() -> PartRecord:
+            with ctx.limiter.slot():
+                put = ctx.store.upload_part(
+                    item.bucket,
+                    item.key,
+                    upload_id=state.upload_id,
+                    number=number,
+                    body=data,
+                    digest=digest,
+                    content_md5=content_md5,
+                )
+            ctx.limiter.on_success()
+            if digest is not None and put.checksum is not None and put.checksum != digest.b64:
+                raise TransferError(
+                    f"part {number} of {item.key}: S3 stored checksum {put.checksum}, "
+                    f"sent {digest.b64}",
+                    code="ChecksumMismatch",
+                    transient=True,
+                )
+            return PartRecord(number, put.etag, digest.b64 if digest else None, length)
+
+        part = ctx.retry.run(send, what=f"{item.key} part {number}")
+    if ctx.ledger is not None:
+        ctx.ledger.record_part(state.upload_id, part)
+    ctx.on_bytes(item.source, length)
+    return part
+
+
+def _full_checksum(ctx: TransferContext, parts: list[PartRecord]) -> str | None:
+    algorithm = ctx.settings.checksum
+    if ctx.compat or algorithm == "none" or any(p.checksum is None for p in parts):
+        return None
+    values = [p.checksum for p in parts if p.checksum is not None]
+    if algorithm == "sha256":
+        return checksums.composite_sha256(values)
+    crcs = [
+        (int.from_bytes(base64.b64decode(v), "big"), p.size)
+        for v, p in zip(values, parts, strict=True)
+    ]
+    return checksums.combine_parts(algorithm, crcs)
+
+
+def _complete(
+    ctx: TransferContext, item: PlannedUpload, state: MultipartState, done: dict[int, PartRecord]
+) -> UploadResult:
+    parts = [done[n] for n in sorted(done)]
+    full = _full_checksum(ctx, parts)
+    algorithm = ctx.settings.checksum
+
+    def complete() -> UploadResult:
+        try:
+            with ctx.limiter.slot():
+                put = ctx.store.complete_multipart(
+                    item.bucket,
+                    item.key,
+                    upload_id=state.upload_id,
+                    parts=[(p.number, p.etag, p.checksum) for p in parts],
+                    algorithm=state.checksum_algorithm,
+                    full_checksum=full,
+                    if_none_match=ctx.settings.no_clobber,
+                )
+            etag, version = put.etag, put.version_id
+        except TransferError as exc:
+            # An ambiguous Complete (applied, answer lost) retried on a server that then
+            # says NoSuchUpload: the object decides.
+            if exc.code != "NoSuchUpload":
+                raise
+            etag, version = "", None
+        info = _verify_object(ctx, item, full)
+        return UploadResult(
+            path=item.source.path,
+            bucket=item.bucket,
+            key=item.key,
+            status=Status.DONE,
+            size=item.source.size,
+            etag=etag or info,
+            checksum=full,
+            checksum_algorithm=algorithm if full else None,
+            version_id=version,
+            bytes_sent=sum(p.size for p in parts),
+        )
+
+    result = ctx.retry.run(complete, what=f"{item.key} complete")
+    if ctx.ledger is not None:
+        ctx.ledger.forget_multipart(item.bucket, item.key)
+    return result
+
+
+def _verify_object(ctx: TransferContext, item: PlannedUpload, full: str | None) -> str:
+    """HEAD the completed object: size must match, and the checksum when we have one."""
+    with ctx.limiter.slot():
+        info = ctx.store.head_object(item.bucket, item.key)
+    if info is None:
+        raise TransferError(
+            f"{item.key} is missing after CompleteMultipartUpload", code="NoSuchKey", transient=True
+        )
+    if info.size != item.source.size:
+        raise TransferError(
+            f"{item.key}: S3 has {info.size} bytes, the file has {item.source.size}",
+            code="SizeMismatch",
+        )
+    if full is not None and info.checksum is not None:
+        stored = info.checksum.split("-")[0]
+        if stored != full.split("-")[0]:
+            raise TransferError(
+                f"{item.key}: S3 full-object checksum {info.checksum} != local {full}",
+                code="ChecksumMismatch",
+            )
+    elif full is not None and not ctx.compat:
+        raise TransferError(
+            f"S3 did not return a checksum for {item.key}", code="ChecksumNotAcknowledged"
+        )
+    return info.etag
+
+
+def _abort(ctx: TransferContext, item: PlannedUpload, state: MultipartState) -> None:
+    try:
+        with ctx.limiter.slot():
+            ctx.store.abort_multipart(item.bucket, item.key, upload_id=state.upload_id)
+    except TransferError as exc:
+        log.warning("could not abort upload %s of %s: %s", state.upload_id, item.key, exc)
+    if ctx.ledger is not None:
+        ctx.ledger.forget_multipart(item.bucket, item.key)
+
+
+__all__ = ["Digest", "put_multipart"]

@@ -1,0 +1,96 @@
+"""Upload of a file below the multipart threshold as one verified PutObject.
+
+The file is read once; the checksum is computed from the very bytes sent and
+travels with the request so S3 verifies it; the acknowledged checksum must
+echo ours (or, in compatibility mode, the ETag must equal the Content-MD5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from s3stow import checksums
+from s3stow.errors import TransferError
+from s3stow.models import PlannedUpload, Status, UploadResult
+from s3stow.transfer.context import (
+    TransferContext,
+    ensure_unchanged,
+    md5_b64,
+    md5_hex,
+    read_range,
+)
+
+
+def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
+    """Upload ``item`` in one request; raise ``TransferError`` on failure."""
+    source = item.source
+    algorithm = ctx.settings.checksum
+    with ctx.budget.hold(source.size):
+        data = read_range(source, 0, source.size)
+        ensure_unchanged(source)
+        digest = checksums.compute(algorithm, data)
+        sha = hashlib.sha256(data).hexdigest() if ctx.settings.sha256_metadata else None
+        options = ctx.write_options(source, sha256_hex=sha)
+        content_md5 = md5_b64(data) if ctx.compat else None
+
+        def send() -> UploadResult:
+            with ctx.limiter.slot():
+                put = ctx.store.put_object(
+                    item.bucket,
+                    item.key,
+                    data,
+                    digest=None if ctx.compat else digest,
+                    options=options,
+                    content_md5=content_md5,
+                )
+            ctx.limiter.on_success()
+            _verify_ack(ctx, item, put.etag, put.checksum, digest, data)
+            return UploadResult(
+                path=source.path,
+                bucket=item.bucket,
+                key=item.key,
+                status=Status.DONE,
+                size=source.size,
+                etag=put.etag,
+                checksum=digest.b64 if digest else None,
+                checksum_algorithm=algorithm if digest else None,
+                version_id=put.version_id,
+                bytes_sent=source.size,
+            )
+
+        result = ctx.retry.run(send, what=item.key)
+    ctx.on_bytes(source, source.size)
+    ensure_unchanged(source)
+    return result
+
+
+def _verify_ack(
+    ctx: TransferContext,
+    item: PlannedUpload,
+    etag: str,
+    acked: str | None,
+    digest: checksums.Digest | None,
+    data: bytes,
+) -> None:
+    if digest is not None and not ctx.compat:
+        if acked is None:
+            raise TransferError(
+                f"S3 did not acknowledge a checksum for {item.key}",
+                code="ChecksumNotAcknowledged",
+                hint="the server may not support additional checksums; set checksum_compat: true",
+            )
+        if acked != digest.b64:
+            raise TransferError(
+                f"checksum mismatch for {item.key}: sent {digest.b64}, S3 stored {acked}",
+                code="ChecksumMismatch",
+                transient=True,
+            )
+        return
+    # Compatibility mode: S3 validated Content-MD5; the ETag of a plain single-part
+    # object is its MD5 (not so under SSE-KMS/SSE-C, where S3's validation is the proof).
+    if ctx.settings.sse != "aws:kms" and etag and etag != md5_hex(data):
+        raise TransferError(
+            f"ETag of {item.key} does not match the MD5 of the bytes sent",
+            code="ChecksumMismatch",
+            transient=True,
+        )
