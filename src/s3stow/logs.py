@@ -25,6 +25,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         r"\1" + REDACTED,
     ),
+    # The whole Authorization header value, up to its closing quote or line end.
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*b?['\"]?)[^'\"\n]+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)(Signature=)[0-9a-zA-Z]+"), r"\1" + REDACTED),
     # Presigned-URL and query-string credentials.
     (
         re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s'\"]+"),

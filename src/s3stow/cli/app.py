@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with the documented code."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click returns the code of a typer.Exit.
+        code = app(args=argv, standalone_mode=False)
     except S3StowError as exc:
         if _DEBUG["on"]:
             log.exception("s3stow error")
@@ -159,4 +160,4 @@ def main(argv: list[str] | None = None) -> None:
             "please report it)"
         )
         sys.exit(int(ExitCode.FATAL))
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

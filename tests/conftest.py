@@ -1,0 +1,151 @@
+"""Shared fixtures: a real moto S3 server subprocess on loopback, a fault proxy
+in front of it, fresh buckets, a PostgreSQL URL, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from s3stow.devserver import LocalS3Server
+from tests.faultproxy import FaultProxy
+
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+POSTGRES_URL = os.environ.get(
+    "S3STOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "S3STOW_")) or name in ("BUCKET_NAME", "PREFIX"):
+            monkeypatch.delenv(name, raising=False)
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3Server]:
+    server = LocalS3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _proxy(s3_server: LocalS3Server) -> Iterator[FaultProxy]:
+    proxy = FaultProxy("127.0.0.1", s3_server.port)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def proxy(_proxy: FaultProxy) -> Iterator[FaultProxy]:
+    _proxy.reset()
+    yield _proxy
+    _proxy.reset()
+
+
+@pytest.fixture
+def s3(s3_server: LocalS3Server) -> Any:
+    return boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"t-{uuid.uuid4().hex[:20]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class Cli:
+    """Runs ``python -m s3stow`` in a subprocess against an endpoint."""
+
+    endpoint: str
+    cwd: Path
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "s3stow", "--endpoint-url", self.endpoint, *args]
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, **(extra or {})}
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None,
+                 timeout: float = 120) -> CliResult:
+        done = subprocess.run(self.command(*args), capture_output=True, text=True,
+                              cwd=self.cwd, env=self.env(env), timeout=timeout, check=False)
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.command(*args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=self.cwd,
+                                env=self.env(env))
+
+
+@pytest.fixture
+def cli(s3_server: LocalS3Server, tmp_path: Path) -> Cli:
+    return Cli(s3_server.endpoint_url, tmp_path)
+
+
+@pytest.fixture
+def proxied_cli(proxy: FaultProxy, tmp_path: Path) -> Cli:
+    return Cli(proxy.url, tmp_path)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=5):
+            pass
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI at {POSTGRES_URL}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}")
+    return POSTGRES_URL
+
+
+def make_tree(root: Path, spec: dict[str, int | bytes], *, seed: int = 1) -> dict[str, bytes]:
+    """Create files ``{relpath: size or content}`` and return their contents."""
+    import random
+
+    rng = random.Random(seed)
+    contents: dict[str, bytes] = {}
+    for rel, value in spec.items():
+        data = value if isinstance(value, bytes) else rng.randbytes(value)
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        contents[rel] = data
+    return contents

@@ -1,0 +1,154 @@
+"""A fault-injecting HTTP reverse proxy for the test suite (loopback only).
+
+Runs an asyncio server in a background thread in front of the moto server.
+Tests add rules ``(pattern, action, times)`` matched against
+``"METHOD /path?query"``; actions: ``status`` (answer with an S3 error, before
+the body when ``Expect: 100-continue`` is set, as S3 does), ``delay`` (then
+forward), ``reset`` (drop the connection halfway through the request body),
+``forward_then_reset`` (apply upstream, then drop the answer). Every request is
+logged so tests can assert exactly which requests were sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Rule:
+    pattern: re.Pattern[str]
+    action: str
+    times: int
+    status: int = 503
+    code: str = "SlowDown"
+    delay: float = 0.0
+    hits: int = 0
+
+
+@dataclass
+class FaultProxy:
+    upstream_host: str
+    upstream_port: int
+    host: str = "127.0.0.1"
+    port: int = 0
+    rules: list[Rule] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(
+                asyncio.start_server(self._handle, self.host, self.port)
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def reset(self) -> None:
+        self.rules.clear()
+        self.log.clear()
+
+    def add(self, pattern: str, action: str, *, times: int = 1, **kw: object) -> Rule:
+        rule = Rule(re.compile(pattern), action, times, **kw)  # type: ignore[arg-type]
+        self.rules.append(rule)
+        return rule
+
+    def requests(self, pattern: str = "") -> list[str]:
+        regex = re.compile(pattern)
+        return [r for r in list(self.log) if regex.search(r)]
+
+    def _match(self, line: str) -> Rule | None:
+        for rule in self.rules:
+            if rule.hits < rule.times and rule.pattern.search(line):
+                rule.hits += 1
+                return rule
+        return None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if not writer.is_closing():
+                writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ", 2)
+        headers = [line.split(":", 1) for line in lines[1:] if ":" in line]
+        lookup = {k.strip().lower(): v.strip() for k, v in headers}
+        line = f"{method} {target}"
+        self.log.append(line)
+        rule = self._match(line)
+        length = int(lookup.get("content-length", "0"))
+        expect = lookup.get("expect", "").lower() == "100-continue"
+        if rule is not None and rule.action == "status":
+            await self._error(writer, rule)
+            return
+        if expect:
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
+        if rule is not None and rule.action == "reset":
+            await reader.readexactly(length // 2)
+            self._rst(writer)
+            return
+        body = await reader.readexactly(length) if length else b""
+        if rule is not None and rule.action == "delay":
+            await asyncio.sleep(rule.delay)
+        kept = [(k, v) for k, v in headers if k.strip().lower() not in ("connection", "expect")]
+        request = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}:{v}\r\n" for k, v in kept)
+        request += "Connection: close\r\n\r\n"
+        up_reader, up_writer = await asyncio.open_connection(self.upstream_host,
+                                                             self.upstream_port)
+        up_writer.write(request.encode("latin-1") + body)
+        await up_writer.drain()
+        response = await up_reader.read()
+        up_writer.close()
+        if rule is not None and rule.action == "forward_then_reset":
+            self._rst(writer)
+            return
+        writer.write(response)
+        await writer.drain()
+        writer.close()
+
+    async def _error(self, writer: asyncio.StreamWriter, rule: Rule) -> None:
+        body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule.code}</Code>'
+                f"<Message>injected {rule.code}</Message></Error>").encode()
+        reason = {503: "Slow Down", 500: "Internal Server Error", 403: "Forbidden",
+                  400: "Bad Request", 404: "Not Found"}.get(rule.status, "Error")
+        writer.write(
+            f"HTTP/1.1 {rule.status} {reason}\r\nContent-Type: application/xml\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+        )
+        await writer.drain()
+        writer.close()
+
+    @staticmethod
+    def _rst(writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()

@@ -1,0 +1,122 @@
+"""Configuration precedence and rejection of bad configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from s3stow.config import load_settings
+from s3stow.errors import ConfigError, ExitCode
+from s3stow.units import parse_concurrency, parse_size
+
+
+def test_defaults() -> None:
+    settings = load_settings(env={})
+    assert settings.concurrency == 16
+    assert settings.checksum == "crc64nvme"
+    assert settings.part_size is None
+
+
+def test_precedence_file_then_env_then_flag(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("concurrency: 4\nchecksum: crc32\nstorage_class: STANDARD_IA\n")
+    from_file = load_settings(config_file=config, env={})
+    assert (from_file.concurrency, from_file.checksum) == (4, "crc32")
+    from_env = load_settings(config_file=config, env={"S3STOW_CONCURRENCY": "8"})
+    assert from_env.concurrency == 8
+    assert from_env.checksum == "crc32"
+    from_flag = load_settings(config_file=config, env={"S3STOW_CONCURRENCY": "8"},
+                              flags={"concurrency": 12, "checksum": None})
+    assert from_flag.concurrency == 12
+    assert from_flag.checksum == "crc32"  # a flag that was not given does not override
+    assert from_flag.storage_class == "STANDARD_IA"
+
+
+def test_config_file_from_env_var(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("part-size: 64MiB\n")
+    settings = load_settings(env={"S3STOW_CONFIG": str(config)})
+    assert settings.part_size == 64 * 1024 * 1024
+
+
+def test_unknown_key_names_key_file_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("concurrency: 4\nconcurency: 8\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=config, env={})
+    assert "'concurency'" in str(info.value)
+    assert "line 2" in str(info.value)
+    assert info.value.exit_code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("concurrency", "-3", "concurrency"),
+        ("concurrency", "lots", "not a concurrency"),
+        ("part_size", "1MiB", "between 5 MiB and 5 GiB"),
+        ("part_size", "6GiB", "between 5 MiB and 5 GiB"),
+        ("checksum", "md5", "checksum"),
+        ("status_interval", "0", "status_interval"),
+    ],
+)
+def test_bad_values_are_rejected(key: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={f"S3STOW_{key.upper()}": value})
+    message = str(info.value)
+    assert key in message
+    assert f"S3STOW_{key.upper()}" in message
+    assert words in message
+
+
+def test_wrong_type_in_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("force: [1, 2]\n")
+    with pytest.raises(ConfigError, match="'force'"):
+        load_settings(config_file=config, env={})
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("concurrency: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(config_file=config, env={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config_file=tmp_path / "nope.yaml", env={})
+
+
+def test_metadata_from_env() -> None:
+    settings = load_settings(env={"S3STOW_METADATA": "team=data,Env=prod"})
+    assert settings.metadata == {"team": "data", "env": "prod"}
+
+
+def test_units() -> None:
+    assert parse_size("8MiB") == 8 * 1024**2
+    assert parse_size("1.5GiB") == int(1.5 * 1024**3)
+    assert parse_size("64MB") == 64_000_000
+    assert parse_size("123") == 123
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("8 parsecs")
+    assert parse_concurrency("cpu*4") >= 4
+    assert parse_concurrency("7") == 7
+
+
+def test_cli_bad_config_exits_2_without_traceback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "c.yaml"
+    config.write_text("concurrency: 4\nbogus_key: 1\n")
+    (tmp_path / "src").mkdir()
+    result = cli("--config", str(config), "upload", "src", "s3://some-bucket/p")
+    assert result.code == 2
+    assert "bogus_key" in result.stderr
+    assert "line 2" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_cli_bad_flag_value_exits_2(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "src").mkdir()
+    result = cli("upload", "src", "s3://some-bucket/p", "--part-size", "1MiB")
+    assert result.code == 2
+    assert "part_size" in result.stderr
+    assert "--part-size" in result.stderr
+    assert "Traceback" not in result.output
