@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 
@@ -141,13 +140,17 @@ def main(argv: list[str] | None = None) -> None:
             log.exception("s3stow error")
         _error(str(exc).replace("[", "\\["))
         sys.exit(int(exc.exit_code))
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _error("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            _error(str(exc))
         sys.exit(int(ExitCode.USAGE))
     except KeyboardInterrupt:
         _error("interrupted")

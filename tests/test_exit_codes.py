@@ -1,0 +1,145 @@
+"""Each documented exit code, and clear messages for bad input."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_tree
+
+
+def test_missing_source_exits_2(cli, bucket) -> None:  # type: ignore[no-untyped-def]
+    result = cli("upload", "does-not-exist", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert result.code == 2
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("dest", ["not-an-s3-url", "s3://Bad_Bucket/x", "s3://ab/x"])
+def test_invalid_destination_exits_2(cli, tmp_path: Path, dest: str) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "src").mkdir()
+    result = cli("upload", "src", dest, "--ledger", "l.db")
+    assert result.code == 2
+    assert "hint:" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_bucket_exits_3_with_setup_hint(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"a.txt": 1})
+    result = cli("upload", "src", "s3://no-such-bucket-here/p", "--ledger", "l.db")
+    assert result.code == 3
+    assert "does not exist" in result.stderr
+    assert "s3stow bucket setup" in result.stderr
+
+
+def test_access_denied_exits_3_without_hammering(proxied_cli, proxy, bucket,  # type: ignore[no-untyped-def]
+                                                 tmp_path: Path) -> None:
+    make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(20)})
+    proxy.add(r"^PUT ", "status", times=1000, status=403, code="AccessDenied")
+    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db",
+                         "--concurrency", "2")
+    assert result.code == 3
+    assert "AccessDenied" in result.stderr
+    assert "s3:PutObject" in result.stderr
+    assert len(proxy.requests(r"^PUT ")) <= 4  # stops early, no retry storm
+
+
+def test_bad_credentials_on_bucket_check_exit_3(proxied_cli, proxy, bucket,  # type: ignore[no-untyped-def]
+                                                tmp_path: Path) -> None:
+    make_tree(tmp_path / "src", {"a.txt": 1})
+    proxy.add(r"^HEAD ", "status", times=10, status=403, code="InvalidAccessKeyId")
+    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert result.code == 3
+    assert "credentials" in result.stderr
+
+
+def test_some_failed_exits_1(proxied_cli, proxy, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(10)})
+    proxy.add(r"^PUT /[^/]+/p/f3\.txt", "status", times=1000, status=500, code="InternalError")
+    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db",
+                         env={"S3STOW_RETRY_BASE_DELAY": "0.01", "S3STOW_MAX_ATTEMPTS": "2"})
+    assert result.code == 1
+    assert "9 uploaded" in result.stdout
+    assert "InternalError" in result.stdout
+    # 2 attempts per request x (2 file retries + 1)
+    assert len(proxy.requests(r"^PUT /[^/]+/p/f3\.txt")) == 6
+    proxy.reset()
+    again = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert again.code == 0
+    assert [r.split("?")[0] for r in proxy.requests(r"^PUT ")] == [f"PUT /{bucket}/p/f3.txt"]
+
+
+def test_usage_error_exits_2(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("upload", "--no-such-option")
+    assert result.code == 2
+    assert "Traceback" not in result.output
+
+
+def test_version_and_help(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("--version").code == 0
+    help_text = cli("--help")
+    assert help_text.code == 0
+    for command in ("upload", "status", "dev-server"):
+        assert command in help_text.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this OS")
+def test_special_files_and_symlinks_are_reported(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"real.txt": 5, "inner/x.txt": 3})
+    os.mkfifo(tmp_path / "src" / "pipe")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "src" / "sock"))
+    os.symlink(tmp_path / "src" / "real.txt", tmp_path / "src" / "link.txt")
+    os.symlink(tmp_path / "src", tmp_path / "src" / "inner" / "loop")
+    os.symlink("/etc/hostname", tmp_path / "src" / "outside.txt")
+    result = cli("--json", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    sock.close()
+    assert result.code == 0, result.output
+    assert "not a regular file" in result.stdout
+    assert "symlink not followed" in result.stdout
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert keys == {"p/real.txt", "p/inner/x.txt"}
+    followed = cli("--json", "upload", "src", f"s3://{bucket}/q", "--ledger", "l.db",
+                   "--follow-symlinks")
+    assert followed.code == 0, followed.output
+    assert "outside the source tree" in followed.stdout
+    assert "symlink loop" in followed.stdout
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="q/")["Contents"]}
+    assert keys == {"q/real.txt", "q/inner/x.txt", "q/link.txt"}
+
+
+def test_non_utf8_names_are_reported_not_mangled(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "good.txt").write_bytes(b"1")
+    bad = os.path.join(os.fsencode(src), b"bad\xff.txt")
+    with open(bad, "wb") as handle:
+        handle.write(b"2")
+    result = cli("--json", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert result.code == 1
+    assert "not valid UTF-8" in result.stdout
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert keys == {"p/good.txt"}
+
+
+def test_unreadable_directory_is_reported(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from s3stow import discover as discover_module
+    from s3stow.models import Skipped
+
+    make_tree(tmp_path / "src", {"ok/a.txt": 1, "locked/b.txt": 1})
+    real_scandir = os.scandir
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(discover_module.os, "scandir", scandir)
+    found = list(discover_module.discover([tmp_path / "src"]))
+    skipped = [f for f in found if isinstance(f, Skipped)]
+    assert len(skipped) == 1
+    assert "cannot read directory" in skipped[0].reason
+    assert [f.rel_path for f in found if not isinstance(f, Skipped)] == ["ok/a.txt"]

@@ -1,0 +1,154 @@
+"""Crash and interrupt safety: kill -9 mid-multipart resumes with only the
+missing parts; Ctrl+C exits 130 with a consistent ledger; a file that changes
+during upload is never completed."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3stow.config import load_settings
+from s3stow.ledger import open_ledger
+from s3stow.models import Status
+from s3stow.store.s3 import S3Store
+from s3stow.transfer.engine import Uploader
+from tests.conftest import make_tree
+
+MiB = 1024 * 1024
+
+
+def _query(db: Path, sql: str) -> list[Any]:
+    with sqlite3.connect(db, timeout=10) as conn:
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def _wait_for(predicate: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_kill9_mid_multipart_resumes_only_missing_parts(proxied_cli, proxy, s3, bucket,  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path) -> None:
+    data = make_tree(tmp_path / "src", {"big.bin": 35 * MiB})["big.bin"]  # 7 parts of 5 MiB
+    proxy.add(r"^PUT .*partNumber=", "delay", times=100, delay=0.6)
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--part-size", "5MiB",
+            "--concurrency", "2")
+    process = proxied_cli.start(*args)
+    db = tmp_path / "l.db"
+    try:
+        _wait_for(lambda: len(_query(db, "SELECT number FROM parts")) >= 2)
+    finally:
+        process.kill()  # SIGKILL: no chance to clean up
+        process.wait(10)
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert len(uploads) == 1
+    recorded = {n for (n,) in _query(db, "SELECT number FROM parts")}
+    assert 2 <= len(recorded) < 7
+    proxy.reset()
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output
+    sent = {int(re.search(r"partNumber=(\d+)", r).group(1))  # type: ignore[union-attr]
+            for r in proxy.requests(r"^PUT .*partNumber=")}
+    assert sent == set(range(1, 8)) - recorded
+    assert len(proxy.requests(r"^POST .*uploads(=|$)")) == 0  # same upload id reused
+    assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert _query(db, "SELECT status FROM items") == [("done",)]
+    assert _query(db, "SELECT COUNT(*) FROM parts") == [(0,)]
+
+
+def test_sigint_exits_130_with_consistent_ledger(proxied_cli, proxy, s3, bucket,  # type: ignore[no-untyped-def]
+                                                 tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 for i in range(40)})
+    proxy.add(r"^PUT ", "delay", times=1000, delay=0.3)
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "2")
+    process = proxied_cli.start(*args)
+    db = tmp_path / "l.db"
+    _wait_for(lambda: len(_query(db, "SELECT key FROM items")) >= 3)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stdout + stderr
+    assert "run the same command again to resume" in stdout
+    done = {k for (k, s) in _query(db, "SELECT key, status FROM items") if s == "done"}
+    assert 3 <= len(done) < 40
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert done <= stored  # nothing recorded done that is not in S3
+    assert _query(db, "SELECT status FROM runs") == [("interrupted",)]
+    proxy.reset()
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output
+    assert len(proxy.requests(r"^PUT ")) == 40 - len(done)
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert stored == {f"p/{rel}" for rel in tree}
+
+
+class ChangingStore:
+    """Wraps a store and rewrites the source file when part 2 is sent."""
+
+    def __init__(self, inner: S3Store, path: Path) -> None:
+        self.inner = inner
+        self.path = path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def upload_part(self, bucket: str, key: str, **kw: Any) -> Any:
+        if kw["number"] == 2:
+            with self.path.open("r+b") as handle:
+                handle.write(b"CHANGED!")
+        return self.inner.upload_part(bucket, key, **kw)
+
+
+@pytest.mark.parametrize("size", [12 * MiB, 1000])
+def test_file_changed_during_upload_is_not_completed(s3_server, s3, bucket, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                     size: int) -> None:
+    make_tree(tmp_path / "src", {"f.bin": size})
+    path = tmp_path / "src" / "f.bin"
+    settings = load_settings(env={}, flags={
+        "endpoint_url": s3_server.endpoint_url, "part_size": "5MiB",
+        "multipart_threshold": "5MiB", "concurrency": 1})
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    store: Any = ChangingStore(S3Store.from_settings(settings), path)
+    if size < 5 * MiB:  # single PUT: change the file between read and the final check
+        inner = store.inner
+
+        class Touch:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+            def put_object(self, *a: Any, **kw: Any) -> Any:
+                result = inner.put_object(*a, **kw)
+                path.write_bytes(b"y" * (size + 1))
+                return result
+
+        store = Touch()
+    summary = Uploader(settings, store=store, ledger=ledger).upload_tree(
+        [tmp_path / "src"], f"s3://{bucket}/p")
+    ledger.close()
+    assert summary.changed == 1 and summary.uploaded == 0
+    assert "changed during upload" in (summary.failures[0].error or "")
+    rows = _query(tmp_path / "l.db", "SELECT status FROM items")
+    assert rows == [(Status.CHANGED.value,)]
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    if size >= 5 * MiB:
+        assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    # the next run picks it up
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    again = Uploader(settings, ledger=ledger).upload_tree([tmp_path / "src"], f"s3://{bucket}/p")
+    ledger.close()
+    assert again.uploaded == 1
+    body = s3.get_object(Bucket=bucket, Key="p/f.bin")["Body"].read()
+    assert body == path.read_bytes()
