@@ -1,0 +1,49 @@
+"""The ledger on a real PostgreSQL server (required in CI)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from s3stow.ledger import MultipartState, open_ledger
+from s3stow.models import PartRecord, Status, UploadResult
+from tests.conftest import make_tree
+
+
+def test_ledger_roundtrip_on_postgres(postgres_url: str) -> None:
+    ledger = open_ledger(postgres_url)
+    bucket = f"pg-{uuid.uuid4().hex[:12]}"
+    run = uuid.uuid4().hex
+    ledger.start_run(run, command="upload", bucket=bucket, prefix="", sources=["x"], settings={})
+    ledger.record(UploadResult(Path("/x/a"), bucket, "a", Status.FAILED, size=3,
+                               error_class="InternalError", error="boom"), mtime_ns=1, run_id=run)
+    ledger.flush()
+    ledger.record(UploadResult(Path("/x/a"), bucket, "a", Status.DONE, size=3, etag="e"),
+                  mtime_ns=1, run_id=run)
+    ledger.flush()
+    entry = ledger.lookup(bucket, ["a", "b"])["a"]
+    assert entry.status == Status.DONE and entry.attempts == 2
+    state = MultipartState(bucket=bucket, key="big", upload_id="u1", source_path="/x/big",
+                           size=10, mtime_ns=1, part_size=5, checksum_algorithm="crc64nvme")
+    ledger.begin_multipart(state)
+    ledger.record_part("u1", PartRecord(1, "etag1", "Y2hlY2s=", 5))
+    loaded = ledger.multipart_state(bucket, "big")
+    assert loaded is not None and loaded.parts[0].etag == "etag1"
+    ledger.forget_multipart(bucket, "big")
+    assert ledger.multipart_state(bucket, "big") is None
+    ledger.close()
+
+
+def test_upload_with_postgres_ledger(cli, bucket, postgres_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(5)})
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", postgres_url)
+    first = cli(*args)
+    assert first.code == 0, first.output
+    second = cli(*args)
+    assert "0 uploaded, 5 skipped" in second.stdout
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM items WHERE bucket = %s GROUP BY 1",
+                            (bucket,)).fetchall()
+    assert rows == [("done", 5)]
