@@ -40,8 +40,12 @@ def make_sample(root: Path) -> int:
 
 
 def main() -> int:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     os.environ.update(env)
     sample = ROOT / "sample"
     if not sample.exists():
@@ -58,24 +62,40 @@ def main() -> int:
         print(f"local S3 server at {server.endpoint_url}")
         s3 = boto3.client("s3", endpoint_url=server.endpoint_url)
         s3.create_bucket(Bucket="demo-bucket")
-        base = [sys.executable, "-m", "s3stow", "--endpoint-url", server.endpoint_url,
-                "upload", str(sample), "s3://demo-bucket/sample", "--ledger", str(ledger),
-                "--status-json", str(ROOT / "status.json")]
+        base = [
+            sys.executable,
+            "-m",
+            "s3stow",
+            "--endpoint-url",
+            server.endpoint_url,
+            "upload",
+            str(sample),
+            "s3://demo-bucket/sample",
+            "--ledger",
+            str(ledger),
+            "--status-json",
+            str(ROOT / "status.json"),
+        ]
         print(f"\n$ s3stow upload {sample} s3://demo-bucket/sample  ({files} files)")
         first = subprocess.run(base, env=env, check=False)
         print("\n$ s3stow upload ... (again: everything is already done)")
         second = subprocess.run(base, env=env, check=False)
         print("\n$ s3stow status .demo/status.json")
-        subprocess.run([sys.executable, "-m", "s3stow", "status", str(ROOT / "status.json")],
-                       env=env, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "s3stow", "status", str(ROOT / "status.json")],
+            env=env,
+            check=False,
+        )
         mismatches = 0
         for path in sample.rglob("*"):
             if path.is_file():
                 key = "sample/" + path.relative_to(sample).as_posix()
                 body = s3.get_object(Bucket="demo-bucket", Key=key)["Body"].read()
                 mismatches += body != path.read_bytes()
-        print(f"\nchecked every object against the local file: {files} objects, "
-              f"{mismatches} mismatches")
+        print(
+            f"\nchecked every object against the local file: {files} objects, "
+            f"{mismatches} mismatches"
+        )
         return 0 if first.returncode == 0 and second.returncode == 0 and not mismatches else 1
     finally:
         server.stop()

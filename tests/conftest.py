@@ -65,8 +65,13 @@ def proxy(_proxy: FaultProxy) -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def s3(s3_server: LocalS3Server) -> Any:
-    return boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture
@@ -100,16 +105,29 @@ class Cli:
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {**os.environ, **(extra or {})}
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 120) -> CliResult:
-        done = subprocess.run(self.command(*args), capture_output=True, text=True,
-                              cwd=self.cwd, env=self.env(env), timeout=timeout, check=False)
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> CliResult:
+        done = subprocess.run(
+            self.command(*args),
+            capture_output=True,
+            text=True,
+            cwd=self.cwd,
+            env=self.env(env),
+            timeout=timeout,
+            check=False,
+        )
         return CliResult(done.returncode, done.stdout, done.stderr)
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.command(*args), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=self.cwd,
-                                env=self.env(env))
+        return subprocess.Popen(
+            self.command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.cwd,
+            env=self.env(env),
+        )
 
 
 @pytest.fixture

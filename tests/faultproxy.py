@@ -121,8 +121,7 @@ class FaultProxy:
         kept = [(k, v) for k, v in headers if k.strip().lower() not in ("connection", "expect")]
         request = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}:{v}\r\n" for k, v in kept)
         request += "Connection: close\r\n\r\n"
-        up_reader, up_writer = await asyncio.open_connection(self.upstream_host,
-                                                             self.upstream_port)
+        up_reader, up_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
         up_writer.write(request.encode("latin-1") + body)
         await up_writer.drain()
         response = await up_reader.read()
@@ -135,13 +134,21 @@ class FaultProxy:
         writer.close()
 
     async def _error(self, writer: asyncio.StreamWriter, rule: Rule) -> None:
-        body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule.code}</Code>'
-                f"<Message>injected {rule.code}</Message></Error>").encode()
-        reason = {503: "Slow Down", 500: "Internal Server Error", 403: "Forbidden",
-                  400: "Bad Request", 404: "Not Found"}.get(rule.status, "Error")
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule.code}</Code>'
+            f"<Message>injected {rule.code}</Message></Error>"
+        ).encode()
+        reason = {
+            503: "Slow Down",
+            500: "Internal Server Error",
+            403: "Forbidden",
+            400: "Bad Request",
+            404: "Not Found",
+        }.get(rule.status, "Error")
         writer.write(
             f"HTTP/1.1 {rule.status} {reason}\r\nContent-Type: application/xml\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
         )
         await writer.drain()
         writer.close()

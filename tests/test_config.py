@@ -26,8 +26,11 @@ def test_precedence_file_then_env_then_flag(tmp_path: Path) -> None:
     from_env = load_settings(config_file=config, env={"S3STOW_CONCURRENCY": "8"})
     assert from_env.concurrency == 8
     assert from_env.checksum == "crc32"
-    from_flag = load_settings(config_file=config, env={"S3STOW_CONCURRENCY": "8"},
-                              flags={"concurrency": 12, "checksum": None})
+    from_flag = load_settings(
+        config_file=config,
+        env={"S3STOW_CONCURRENCY": "8"},
+        flags={"concurrency": 12, "checksum": None},
+    )
     assert from_flag.concurrency == 12
     assert from_flag.checksum == "crc32"  # a flag that was not given does not override
     assert from_flag.storage_class == "STANDARD_IA"

@@ -35,20 +35,29 @@ def test_missing_bucket_exits_3_with_setup_hint(cli, tmp_path: Path) -> None:  #
     assert "s3stow bucket setup" in result.stderr
 
 
-def test_access_denied_exits_3_without_hammering(proxied_cli, proxy, bucket,  # type: ignore[no-untyped-def]
-                                                 tmp_path: Path) -> None:
+def test_access_denied_exits_3_without_hammering(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(20)})
     proxy.add(r"^PUT ", "status", times=1000, status=403, code="AccessDenied")
-    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db",
-                         "--concurrency", "2")
+    result = proxied_cli(
+        "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "2"
+    )
     assert result.code == 3
     assert "AccessDenied" in result.stderr
     assert "s3:PutObject" in result.stderr
     assert len(proxy.requests(r"^PUT ")) <= 4  # stops early, no retry storm
 
 
-def test_bad_credentials_on_bucket_check_exit_3(proxied_cli, proxy, bucket,  # type: ignore[no-untyped-def]
-                                                tmp_path: Path) -> None:
+def test_bad_credentials_on_bucket_check_exit_3(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     make_tree(tmp_path / "src", {"a.txt": 1})
     proxy.add(r"^HEAD ", "status", times=10, status=403, code="InvalidAccessKeyId")
     result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
@@ -59,8 +68,14 @@ def test_bad_credentials_on_bucket_check_exit_3(proxied_cli, proxy, bucket,  # t
 def test_some_failed_exits_1(proxied_cli, proxy, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(10)})
     proxy.add(r"^PUT /[^/]+/p/f3\.txt", "status", times=1000, status=500, code="InternalError")
-    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db",
-                         env={"S3STOW_RETRY_BASE_DELAY": "0.01", "S3STOW_MAX_ATTEMPTS": "2"})
+    result = proxied_cli(
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        env={"S3STOW_RETRY_BASE_DELAY": "0.01", "S3STOW_MAX_ATTEMPTS": "2"},
+    )
     assert result.code == 1
     assert "9 uploaded" in result.stdout
     assert "InternalError" in result.stdout
@@ -102,8 +117,9 @@ def test_special_files_and_symlinks_are_reported(cli, s3, bucket, tmp_path: Path
     assert "symlink not followed" in result.stdout
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
     assert keys == {"p/real.txt", "p/inner/x.txt"}
-    followed = cli("--json", "upload", "src", f"s3://{bucket}/q", "--ledger", "l.db",
-                   "--follow-symlinks")
+    followed = cli(
+        "--json", "upload", "src", f"s3://{bucket}/q", "--ledger", "l.db", "--follow-symlinks"
+    )
     assert followed.code == 0, followed.output
     assert "outside the source tree" in followed.stdout
     assert "symlink loop" in followed.stdout

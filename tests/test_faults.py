@@ -21,13 +21,28 @@ def test_slowdown_is_retried_and_counted(proxied_cli, proxy, s3, bucket, tmp_pat
     assert len(proxy.requests(r"^PUT /[^/]+/p/f2\.txt")) == 3
 
 
-def test_part_faults_resent_from_right_offsets(proxied_cli, proxy, s3, bucket,  # type: ignore[no-untyped-def]
-                                               tmp_path: Path) -> None:
+def test_part_faults_resent_from_right_offsets(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     data = make_tree(tmp_path / "src", {"big.bin": 15 * MiB})["big.bin"]
     proxy.add(r"^PUT .*partNumber=2(&|$)", "reset", times=1)
     proxy.add(r"^PUT .*partNumber=3(&|$)", "status", times=1, status=500, code="InternalError")
-    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db",
-                         "--part-size", "5MiB", "--multipart-threshold", "5MiB", env=FAST)
+    result = proxied_cli(
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--part-size",
+        "5MiB",
+        "--multipart-threshold",
+        "5MiB",
+        env=FAST,
+    )
     assert result.code == 0, result.output
     assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
@@ -38,37 +53,81 @@ def test_part_faults_resent_from_right_offsets(proxied_cli, proxy, s3, bucket,  
 def test_ambiguous_complete_ends_done(proxied_cli, proxy, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = make_tree(tmp_path / "src", {"big.bin": 11 * MiB})["big.bin"]
     proxy.add(r"^POST .*uploadId=", "forward_then_reset", times=1)
-    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db",
-                         "--part-size", "5MiB", "--multipart-threshold", "5MiB", env=FAST)
+    result = proxied_cli(
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--part-size",
+        "5MiB",
+        "--multipart-threshold",
+        "5MiB",
+        env=FAST,
+    )
     assert result.code == 0, result.output
     assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data
     assert len(proxy.requests(r"^POST .*uploadId=")) == 2  # Complete sent twice
 
 
-def test_ambiguous_complete_then_nosuchupload_is_resolved_by_head(proxied_cli, proxy, s3,  # type: ignore[no-untyped-def]
-                                                                   bucket, tmp_path: Path) -> None:
+def test_ambiguous_complete_then_nosuchupload_is_resolved_by_head(
+    proxied_cli,
+    proxy,
+    s3,  # type: ignore[no-untyped-def]
+    bucket,
+    tmp_path: Path,
+) -> None:
     data = make_tree(tmp_path / "src", {"big.bin": 11 * MiB})["big.bin"]
     proxy.add(r"^POST .*uploadId=", "forward_then_reset", times=1)
     proxy.add(r"^POST .*uploadId=", "status", times=5, status=404, code="NoSuchUpload")
-    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db",
-                         "--part-size", "5MiB", "--multipart-threshold", "5MiB", env=FAST)
+    result = proxied_cli(
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--part-size",
+        "5MiB",
+        "--multipart-threshold",
+        "5MiB",
+        env=FAST,
+    )
     assert result.code == 0, result.output
     assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data
     assert len(proxy.requests(r"^PUT .*partNumber=")) == 3  # nothing re-uploaded
 
 
-def test_checksum_compat_mode_sends_content_md5(proxied_cli, proxy, s3, bucket,  # type: ignore[no-untyped-def]
-                                               tmp_path: Path) -> None:
+def test_checksum_compat_mode_sends_content_md5(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     tree = make_tree(tmp_path / "src", {"a.bin": 1000, "big.bin": 11 * MiB})
-    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db",
-                         "--checksum-compat", "--part-size", "5MiB", "--multipart-threshold", "5MiB")
+    result = proxied_cli(
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--checksum-compat",
+        "--part-size",
+        "5MiB",
+        "--multipart-threshold",
+        "5MiB",
+    )
     assert result.code == 0, result.output
     for rel, data in tree.items():
         assert s3.get_object(Bucket=bucket, Key=f"p/{rel}")["Body"].read() == data
 
 
-def test_server_rejecting_checksum_headers_names_the_setting(proxied_cli, proxy, bucket,  # type: ignore[no-untyped-def]
-                                                             tmp_path: Path) -> None:
+def test_server_rejecting_checksum_headers_names_the_setting(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     make_tree(tmp_path / "src", {"a.bin": 10})
     proxy.add(r"^PUT ", "status", times=50, status=400, code="InvalidArgument")
     result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", env=FAST)

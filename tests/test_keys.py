@@ -17,8 +17,18 @@ def test_parse_target() -> None:
     assert parse_target("s3://my.bucket-1/x").bucket == "my.bucket-1"
 
 
-@pytest.mark.parametrize("url", ["bucket/prefix", "s3://UPPER/x", "s3://ab", "s3://a_b/x",
-                                 "s3://192.168.1.1/x", "s3://bucket/../x", "s3://-bad/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "bucket/prefix",
+        "s3://UPPER/x",
+        "s3://ab",
+        "s3://a_b/x",
+        "s3://192.168.1.1/x",
+        "s3://bucket/../x",
+        "s3://-bad/x",
+    ],
+)
 def test_bad_targets(url: str) -> None:
     with pytest.raises(ConfigError):
         parse_target(url)
@@ -31,8 +41,13 @@ def test_build_key_normalises_nfc() -> None:
 
 @pytest.mark.parametrize(
     ("key", "reason"),
-    [("a/../b", "'..'"), ("a//b", "empty"), ("/abs", "starts with"), ("a\nb", "control"),
-     ("x" * 1025, "1025 bytes")],
+    [
+        ("a/../b", "'..'"),
+        ("a//b", "empty"),
+        ("/abs", "starts with"),
+        ("a\nb", "control"),
+        ("x" * 1025, "1025 bytes"),
+    ],
 )
 def test_unsafe_keys(key: str, reason: str) -> None:
     with pytest.raises(UnsafeKeyError, match=reason):

@@ -13,8 +13,13 @@ from s3stow.transfer.engine import Uploader
 
 
 def test_from_env_with_seed_variables(s3_server, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    env = {"BUCKET_NAME": bucket, "PREFIX": "xml-events/", "MAX_RETRIES": "4",
-           "RETRY_BASE_DELAY": "0.5", "S3STOW_ENDPOINT_URL": s3_server.endpoint_url}
+    env = {
+        "BUCKET_NAME": bucket,
+        "PREFIX": "xml-events/",
+        "MAX_RETRIES": "4",
+        "RETRY_BASE_DELAY": "0.5",
+        "S3STOW_ENDPOINT_URL": s3_server.endpoint_url,
+    }
     uploader = Uploader.from_env(env)
     assert uploader.settings.file_retries == 4
     assert uploader.settings.retry_base_delay == 0.5
@@ -34,17 +39,18 @@ def test_from_env_requires_bucket() -> None:
 
 
 def test_check_bucket_access_missing_bucket(s3_server) -> None:  # type: ignore[no-untyped-def]
-    uploader = Uploader.from_env({"BUCKET_NAME": "missing-bucket-xyz",
-                                  "S3STOW_ENDPOINT_URL": s3_server.endpoint_url})
+    uploader = Uploader.from_env(
+        {"BUCKET_NAME": "missing-bucket-xyz", "S3STOW_ENDPOINT_URL": s3_server.endpoint_url}
+    )
     with pytest.raises(BucketMissingError):
         uploader.check_bucket_access()
 
 
 def test_upload_file_records_in_ledger(s3_server, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ledger = open_ledger(str(tmp_path / "l.db"))
-    uploader = Uploader.from_env({"BUCKET_NAME": bucket,
-                                  "S3STOW_ENDPOINT_URL": s3_server.endpoint_url},
-                                 ledger=ledger)
+    uploader = Uploader.from_env(
+        {"BUCKET_NAME": bucket, "S3STOW_ENDPOINT_URL": s3_server.endpoint_url}, ledger=ledger
+    )
     path = tmp_path / "a.json"
     path.write_text("{}")
     result = uploader.upload_file(path, key="custom/a.json")

@@ -39,8 +39,9 @@ def test_debug_run_does_not_leak_session_token(cli, bucket: str, tmp_path: Path)
     src.mkdir()
     (src / "a.txt").write_text("hello")
     env = {"AWS_SESSION_TOKEN": TOKEN, "AWS_SECRET_ACCESS_KEY": "verysecretkeyvalue"}
-    result = cli("--debug", "upload", "src", f"s3://{bucket}/p", "--ledger",
-                 str(tmp_path / "l.db"), env=env)
+    result = cli(
+        "--debug", "upload", "src", f"s3://{bucket}/p", "--ledger", str(tmp_path / "l.db"), env=env
+    )
     assert result.code == 0, result.output
     assert "X-Amz-Security-Token" in result.output or "x-amz-security-token" in result.output
     assert TOKEN not in result.output

@@ -17,20 +17,44 @@ def test_ledger_roundtrip_on_postgres(postgres_url: str) -> None:
     bucket = f"pg-{uuid.uuid4().hex[:12]}"
     run = uuid.uuid4().hex
     ledger.start_run(run, command="upload", bucket=bucket, prefix="", sources=["x"], settings={})
-    ledger.record(UploadResult(Path("/x/a"), bucket, "a", Status.FAILED, size=3,
-                               error_class="InternalError", error="boom"), mtime_ns=1, run_id=run)
+    ledger.record(
+        UploadResult(
+            Path("/x/a"),
+            bucket,
+            "a",
+            Status.FAILED,
+            size=3,
+            error_class="InternalError",
+            error="boom",
+        ),
+        mtime_ns=1,
+        run_id=run,
+    )
     ledger.flush()
-    ledger.record(UploadResult(Path("/x/a"), bucket, "a", Status.DONE, size=3, etag="e"),
-                  mtime_ns=1, run_id=run)
+    ledger.record(
+        UploadResult(Path("/x/a"), bucket, "a", Status.DONE, size=3, etag="e"),
+        mtime_ns=1,
+        run_id=run,
+    )
     ledger.flush()
     entry = ledger.lookup(bucket, ["a", "b"])["a"]
-    assert entry.status == Status.DONE and entry.attempts == 2
-    state = MultipartState(bucket=bucket, key="big", upload_id="u1", source_path="/x/big",
-                           size=10, mtime_ns=1, part_size=5, checksum_algorithm="crc64nvme")
+    assert entry.status == Status.DONE
+    assert entry.attempts == 2
+    state = MultipartState(
+        bucket=bucket,
+        key="big",
+        upload_id="u1",
+        source_path="/x/big",
+        size=10,
+        mtime_ns=1,
+        part_size=5,
+        checksum_algorithm="crc64nvme",
+    )
     ledger.begin_multipart(state)
     ledger.record_part("u1", PartRecord(1, "etag1", "Y2hlY2s=", 5))
     loaded = ledger.multipart_state(bucket, "big")
-    assert loaded is not None and loaded.parts[0].etag == "etag1"
+    assert loaded is not None
+    assert loaded.parts[0].etag == "etag1"
     ledger.forget_multipart(bucket, "big")
     assert ledger.multipart_state(bucket, "big") is None
     ledger.close()
@@ -44,6 +68,7 @@ def test_upload_with_postgres_ledger(cli, bucket, postgres_url: str, tmp_path: P
     second = cli(*args)
     assert "0 uploaded, 5 skipped" in second.stdout
     with psycopg.connect(postgres_url) as conn:
-        rows = conn.execute("SELECT status, count(*) FROM items WHERE bucket = %s GROUP BY 1",
-                            (bucket,)).fetchall()
+        rows = conn.execute(
+            "SELECT status, count(*) FROM items WHERE bucket = %s GROUP BY 1", (bucket,)
+        ).fetchall()
     assert rows == [("done", 5)]

@@ -40,12 +40,26 @@ def _wait_for(predicate: Any, timeout: float = 60) -> None:
     raise AssertionError("condition not reached in time")
 
 
-def test_kill9_mid_multipart_resumes_only_missing_parts(proxied_cli, proxy, s3, bucket,  # type: ignore[no-untyped-def]
-                                                         tmp_path: Path) -> None:
+def test_kill9_mid_multipart_resumes_only_missing_parts(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     data = make_tree(tmp_path / "src", {"big.bin": 35 * MiB})["big.bin"]  # 7 parts of 5 MiB
     proxy.add(r"^PUT .*partNumber=", "delay", times=100, delay=0.6)
-    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--part-size", "5MiB",
-            "--concurrency", "2")
+    args = (
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "2",
+    )
     process = proxied_cli.start(*args)
     db = tmp_path / "l.db"
     try:
@@ -60,8 +74,10 @@ def test_kill9_mid_multipart_resumes_only_missing_parts(proxied_cli, proxy, s3, 
     proxy.reset()
     result = proxied_cli(*args)
     assert result.code == 0, result.output
-    sent = {int(re.search(r"partNumber=(\d+)", r).group(1))  # type: ignore[union-attr]
-            for r in proxy.requests(r"^PUT .*partNumber=")}
+    sent = {
+        int(re.search(r"partNumber=(\d+)", r).group(1))  # type: ignore[union-attr]
+        for r in proxy.requests(r"^PUT .*partNumber=")
+    }
     assert sent == set(range(1, 8)) - recorded
     assert len(proxy.requests(r"^POST .*uploads(=|$)")) == 0  # same upload id reused
     assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data
@@ -70,8 +86,13 @@ def test_kill9_mid_multipart_resumes_only_missing_parts(proxied_cli, proxy, s3, 
     assert _query(db, "SELECT COUNT(*) FROM parts") == [(0,)]
 
 
-def test_sigint_exits_130_with_consistent_ledger(proxied_cli, proxy, s3, bucket,  # type: ignore[no-untyped-def]
-                                                 tmp_path: Path) -> None:
+def test_sigint_exits_130_with_consistent_ledger(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     tree = make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 for i in range(40)})
     proxy.add(r"^PUT ", "delay", times=1000, delay=0.3)
     args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "2")
@@ -113,13 +134,24 @@ class ChangingStore:
 
 
 @pytest.mark.parametrize("size", [12 * MiB, 1000])
-def test_file_changed_during_upload_is_not_completed(s3_server, s3, bucket, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                     size: int) -> None:
+def test_file_changed_during_upload_is_not_completed(
+    s3_server,
+    s3,
+    bucket,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    size: int,
+) -> None:
     make_tree(tmp_path / "src", {"f.bin": size})
     path = tmp_path / "src" / "f.bin"
-    settings = load_settings(env={}, flags={
-        "endpoint_url": s3_server.endpoint_url, "part_size": "5MiB",
-        "multipart_threshold": "5MiB", "concurrency": 1})
+    settings = load_settings(
+        env={},
+        flags={
+            "endpoint_url": s3_server.endpoint_url,
+            "part_size": "5MiB",
+            "multipart_threshold": "5MiB",
+            "concurrency": 1,
+        },
+    )
     ledger = open_ledger(str(tmp_path / "l.db"))
     store: Any = ChangingStore(S3Store.from_settings(settings), path)
     if size < 5 * MiB:  # single PUT: change the file between read and the final check
@@ -136,9 +168,11 @@ def test_file_changed_during_upload_is_not_completed(s3_server, s3, bucket, tmp_
 
         store = Touch()
     summary = Uploader(settings, store=store, ledger=ledger).upload_tree(
-        [tmp_path / "src"], f"s3://{bucket}/p")
+        [tmp_path / "src"], f"s3://{bucket}/p"
+    )
     ledger.close()
-    assert summary.changed == 1 and summary.uploaded == 0
+    assert summary.changed == 1
+    assert summary.uploaded == 0
     assert "changed during upload" in (summary.failures[0].error or "")
     rows = _query(tmp_path / "l.db", "SELECT status FROM items")
     assert rows == [(Status.CHANGED.value,)]

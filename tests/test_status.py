@@ -11,21 +11,43 @@ from tests.conftest import make_tree
 
 def test_status_json_schema(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {f"f{i}.txt": 100 for i in range(5)})
-    result = cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--status-json",
-                 "st.json", "--status-interval", "0.1")
+    result = cli(
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--status-json",
+        "st.json",
+        "--status-interval",
+        "0.1",
+    )
     assert result.code == 0, result.output
     status = json.loads((tmp_path / "st.json").read_text())
-    for key in ("started_at", "phase", "current_file", "current_file_bytes",
-                "current_file_size", "totals", "folder_types", "last_update"):
+    for key in (
+        "started_at",
+        "phase",
+        "current_file",
+        "current_file_bytes",
+        "current_file_size",
+        "totals",
+        "folder_types",
+        "last_update",
+    ):
         assert key in status, key
     assert status["phase"] == "done"
-    assert status["totals"] == {"files": 5, "uploaded": 5, "skipped": 0, "failed": 0,
-                                "bytes_uploaded": 500}
+    assert status["totals"] == {
+        "files": 5,
+        "uploaded": 5,
+        "skipped": 0,
+        "failed": 0,
+        "bytes_uploaded": 500,
+    }
     group = status["folder_types"]["default"]
-    assert group["planned_files"] == 5 and group["uploaded"] == 5
+    assert group["planned_files"] == 5
+    assert group["uploaded"] == 5
     assert group["completed_at"] >= group["started_at"]
-    again = cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--status-json",
-                "st.json")
+    again = cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--status-json", "st.json")
     assert again.code == 0
     assert json.loads((tmp_path / "st.json").read_text())["totals"]["skipped"] == 5
     shown = cli("status", "st.json")
