@@ -131,3 +131,20 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.changed == 0 and not self.fatal and not self.interrupted
+
+    def totals(self) -> dict[str, object]:
+        """The counters as a JSON-ready dict (ledger ``runs.summary``, --json)."""
+        rate = self.bytes_uploaded / self.elapsed if self.elapsed else 0.0
+        return {
+            "run_id": self.run_id,
+            "files": self.files,
+            "uploaded": self.uploaded,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "changed": self.changed,
+            "bytes_uploaded": self.bytes_uploaded,
+            "elapsed": round(self.elapsed, 3),
+            "throughput_bytes_per_s": round(rate, 1),
+            "interrupted": self.interrupted,
+            "fatal": self.fatal,
+        }

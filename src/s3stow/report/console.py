@@ -218,19 +218,8 @@ def result_dict(result: UploadResult) -> dict[str, Any]:
 
 
 def summary_dict(summary: RunSummary) -> dict[str, Any]:
-    rate = summary.bytes_uploaded / summary.elapsed if summary.elapsed else 0.0
     return {
-        "run_id": summary.run_id,
-        "files": summary.files,
-        "uploaded": summary.uploaded,
-        "skipped": summary.skipped,
-        "failed": summary.failed,
-        "changed": summary.changed,
-        "bytes_uploaded": summary.bytes_uploaded,
-        "elapsed": round(summary.elapsed, 3),
-        "throughput_bytes_per_s": round(rate, 1),
-        "interrupted": summary.interrupted,
-        "fatal": summary.fatal,
+        **summary.totals(),
         "would_upload": [
             {
                 "path": str(d.item.source.path),

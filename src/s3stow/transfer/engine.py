@@ -165,9 +165,7 @@ class Uploader:
                         if summary.interrupted
                         else ("done" if summary.ok else "failed")
                     )
-                    self.ledger.finish_run(
-                        summary.run_id, status=status, summary=_summary_dict(summary)
-                    )
+                    self.ledger.finish_run(summary.run_id, status=status, summary=summary.totals())
             self.observer.on_finish(summary)
         return summary
 
@@ -460,17 +458,3 @@ def _with(result: UploadResult, *, attempts: int, reason: Reason) -> UploadResul
     from dataclasses import replace
 
     return replace(result, attempts=attempts, reason=reason)
-
-
-def _summary_dict(summary: RunSummary) -> dict[str, Any]:
-    return {
-        "files": summary.files,
-        "uploaded": summary.uploaded,
-        "skipped": summary.skipped,
-        "failed": summary.failed,
-        "changed": summary.changed,
-        "bytes_uploaded": summary.bytes_uploaded,
-        "elapsed": round(summary.elapsed, 3),
-        "interrupted": summary.interrupted,
-        "fatal": summary.fatal,
-    }
