@@ -98,6 +98,7 @@ def test_memory_budget_blocks_until_released() -> None:
     budget = MemoryBudget(10)
     entered = threading.Event()
     with budget.hold(8):
+
         def second() -> None:
             with budget.hold(5):
                 entered.set()
