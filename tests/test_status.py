@@ -43,7 +43,7 @@ def test_status_json_schema(cli, bucket, tmp_path: Path) -> None:  # type: ignor
         "failed": 0,
         "bytes_uploaded": 500,
     }
-    group = status["folder_types"]["default"]
+    group = status["folders"]["(root)"]
     assert group["planned_files"] == 5
     assert group["uploaded"] == 5
     assert group["completed_at"] >= group["started_at"]

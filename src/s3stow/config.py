@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from s3stow.errors import ConfigError
+from s3stow.foldertypes import DEFAULT_FOLDER_TYPES
 from s3stow.units import GiB, MiB, parse_concurrency, parse_size
 
 ENV_PREFIX = "S3STOW_"
@@ -55,6 +56,24 @@ class Settings(BaseModel):
     sse_kms_key_id: str | None = None
     storage_class: str | None = None
     follow_symlinks: bool = False
+    # Keys and selection
+    layout: Literal["mirror", "date-folders", "project"] = "mirror"
+    key_template: str | None = None
+    strip_prefix: str | None = None
+    project_key: str | None = None
+    timestamp: bool = False
+    custom_timestamp: str | None = Field(default=None, pattern=r"^\d{8}_\d{4}$")
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    min_size: int | None = Field(default=None, ge=0)
+    max_size: int | None = Field(default=None, ge=0)
+    newer_than: str | None = None
+    older_than: str | None = None
+    folder_types: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FOLDER_TYPES.items()}
+    )
+    include_types: list[str] = Field(default_factory=list)
+    exclude_types: list[str] = Field(default_factory=list)
     no_clobber: bool = False
     force: bool = False
     dry_run: bool = False
@@ -76,7 +95,16 @@ class Settings(BaseModel):
     def _concurrency(cls, value: Any) -> Any:
         return parse_concurrency(value) if isinstance(value, str) else value
 
-    @field_validator("part_size", "multipart_threshold", "memory_limit", mode="before")
+    @field_validator("include", "exclude", "include_types", "exclude_types", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from an env var: comma-separated
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator(
+        "part_size", "multipart_threshold", "memory_limit", "min_size", "max_size", mode="before"
+    )
     @classmethod
     def _size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value

@@ -16,41 +16,51 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from s3stow.errors import SourceError
-from s3stow.models import Skipped, SourceFile
+from s3stow.models import Skipped, Source, SourceFile
 
 Found = SourceFile | Skipped
 
 
-def check_sources(sources: Iterable[Path]) -> list[Path]:
+def check_sources(sources: Iterable[Path | Source]) -> list[Path | Source]:
     """Fail early (exit 2) when a source does not exist or is not a file/directory."""
-    checked = []
-    for source in sources:
+    checked: list[Path | Source] = []
+    for item in sources:
+        source = item.path if isinstance(item, Source) else item
         if not os.path.lexists(source):
             raise SourceError(
                 f"source {source} does not exist", hint="check the path and the current directory"
             )
         if not (source.is_dir() or source.is_file()):
             raise SourceError(f"source {source} is neither a regular file nor a directory")
-        checked.append(source)
+        checked.append(item)
     return checked
 
 
-def discover(sources: Iterable[Path], *, follow_symlinks: bool = False) -> Iterator[Found]:
-    """Yield every file (and every skipped path) under ``sources``, streaming."""
+ROOT_GROUP = "(root)"
+
+
+def discover(sources: Iterable[Path | Source], *, follow_symlinks: bool = False) -> Iterator[Found]:
+    """Yield every file (and every skipped path) under ``sources``, streaming.
+
+    A file's group is its source's group (a folder type) or, when the source has
+    none, the top-level directory of its relative path (``(root)`` for files at
+    the top).
+    """
     for source in sources:
-        if source.is_file():
-            yield from _single_file(source)
+        spec = source if isinstance(source, Source) else Source(source)
+        if spec.path.is_file():
+            yield from _single_file(spec.path, spec.group or ROOT_GROUP)
         else:
-            yield from _walk(source, follow_symlinks=follow_symlinks)
+            yield from _walk(spec.path, spec.group, follow_symlinks=follow_symlinks)
 
 
-def _single_file(path: Path) -> Iterator[Found]:
+def _single_file(path: Path, group: str) -> Iterator[Found]:
     try:
         info = path.stat()
     except OSError as exc:
         yield Skipped(path, f"cannot stat: {exc.strerror}")
         return
-    yield SourceFile(path, path.name, info.st_size, info.st_mtime_ns, path.parent)
+    yield SourceFile(path, path.name, info.st_size, info.st_mtime_ns, path.parent, group)
 
 
 def _valid_name(name: str) -> bool:
@@ -61,7 +71,7 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-def _walk(root: Path, *, follow_symlinks: bool) -> Iterator[Found]:
+def _walk(root: Path, group: str, *, follow_symlinks: bool) -> Iterator[Found]:
     real_root = os.path.realpath(root)
     root_info = os.stat(root)
     seen_dirs = {(root_info.st_dev, root_info.st_ino)}
@@ -105,7 +115,8 @@ def _walk(root: Path, *, follow_symlinks: bool) -> Iterator[Found]:
                 seen_dirs.add(ident)
                 subdirs.append((entry.path, rel + "/"))
             elif stat.S_ISREG(mode):
-                yield SourceFile(path, rel, info.st_size, info.st_mtime_ns, root)
+                top = group or (rel.split("/", 1)[0] if "/" in rel else ROOT_GROUP)
+                yield SourceFile(path, rel, info.st_size, info.st_mtime_ns, root, top)
             else:
                 yield Skipped(path, "not a regular file (socket, FIFO or device)", "SpecialFile")
         stack.extend(reversed(subdirs))

@@ -37,6 +37,14 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """A source root given to a run, and the group its files count under."""
+
+    path: Path
+    group: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     """A regular file found by discovery."""
 
@@ -127,6 +135,17 @@ class RunSummary:
     fatal: str | None = None
     failures: list[UploadResult] = field(default_factory=list)
     would_upload: list[Decision] = field(default_factory=list)
+    groups: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count_group(self, group: str, outcome: str, size: int = 0) -> None:
+        """Count one file's outcome (uploaded/skipped/failed) under its group."""
+        counters = self.groups.setdefault(
+            group or "(none)",
+            {"files": 0, "uploaded": 0, "skipped": 0, "failed": 0, "bytes_uploaded": 0},
+        )
+        counters["files"] += 1
+        counters[outcome] += 1
+        counters["bytes_uploaded"] += size
 
     @property
     def ok(self) -> bool:
@@ -147,4 +166,5 @@ class RunSummary:
             "throughput_bytes_per_s": round(rate, 1),
             "interrupted": self.interrupted,
             "fatal": self.fatal,
+            "groups": self.groups,
         }

@@ -70,3 +70,25 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+_AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_point_in_time(value: str, *, now: float) -> float:
+    """Epoch seconds from an age (``7d``, ``12h``, ``30m``, ``2w``) or an ISO date/time."""
+    from datetime import UTC, datetime
+
+    match = _AGE_RE.match(value)
+    if match:
+        return now - float(match.group(1)) * _AGE_UNITS[match.group(2).lower()]
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither an age (7d, 12h, 30m, 2w) nor an ISO date (2025-07-29)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

@@ -25,6 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
@@ -142,8 +143,9 @@ class PlainProgress(Observer):
 class JsonEvents(Observer):
     """One JSON object per line for each outcome, and the summary at the end."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, plan: bool = False) -> None:
         self.stream = stream
+        self.plan = plan  # dry run: one "plan" event per file with its key and reason
         self._lock = threading.Lock()
 
     def _emit(self, event: dict[str, Any]) -> None:
@@ -165,7 +167,19 @@ class JsonEvents(Observer):
         )
 
     def on_decision(self, decision: Decision) -> None:
-        if decision.reason.value == "ledger-done":
+        if self.plan:
+            self._emit(
+                {
+                    "event": "plan",
+                    "path": str(decision.item.source.path),
+                    "key": decision.item.key,
+                    "size": decision.item.source.size,
+                    "group": decision.item.source.group,
+                    "upload": decision.upload,
+                    "reason": decision.reason.value,
+                }
+            )
+        elif decision.reason.value == "ledger-done":
             self._emit(
                 {
                     "event": "skip",
@@ -254,6 +268,20 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
         + f" of {summary.files} files; {format_size(summary.bytes_uploaded)} in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
     )
+    if len(summary.groups) > 1:
+        table = Table(
+            "group", "files", "uploaded", "skipped", "failed", "sent", box=None, pad_edge=False
+        )
+        for name, c in sorted(summary.groups.items()):
+            table.add_row(
+                name,
+                str(c["files"]),
+                str(c["uploaded"]),
+                str(c["skipped"]),
+                str(c["failed"]),
+                format_size(c["bytes_uploaded"]),
+            )
+        console.print(table)
     for failure in summary.failures[:5]:
         console.print(
             f"  [red]{failure.status.value}[/] {failure.path}: "

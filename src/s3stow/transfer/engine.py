@@ -24,7 +24,7 @@ from s3stow.compare import RemoteIndex, decide, remote_matches
 from s3stow.config import Settings
 from s3stow.discover import check_sources, discover
 from s3stow.errors import AuthError, BucketMissingError, Interrupted, S3StowError, TransferError
-from s3stow.keys import Target, UnsafeKeyError, build_key, parse_target
+from s3stow.keys import Target, build_key, parse_target
 from s3stow.ledger import Ledger
 from s3stow.models import (
     Decision,
@@ -32,10 +32,12 @@ from s3stow.models import (
     Reason,
     RunSummary,
     Skipped,
+    Source,
     SourceFile,
     Status,
     UploadResult,
 )
+from s3stow.plan import Planner, Refused, describe_sources
 from s3stow.report.observer import Fanout, Observer
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.dryrun import DryRunStore
@@ -136,7 +138,8 @@ class Uploader:
     ) -> RunSummary:
         """Upload every file under ``sources``; the summary says what happened to each."""
         resolved = self._target(target)
-        roots = check_sources([Path(s) for s in sources])
+        planner = Planner(self.settings, resolved)
+        roots = check_sources(planner.sources([Path(s) for s in sources]))
         summary = RunSummary(run_id or new_run_id())
         started = time.monotonic()
         self.observer.on_start(summary.run_id, resolved.url)
@@ -147,11 +150,11 @@ class Uploader:
                 command="upload",
                 bucket=resolved.bucket,
                 prefix=resolved.prefix,
-                sources=[str(r) for r in roots],
+                sources=describe_sources(roots),
                 settings=self.settings.model_dump(mode="json"),
             )
         try:
-            self._pipeline(roots, resolved, summary)
+            self._pipeline(roots, planner, summary)
         finally:
             summary.elapsed = time.monotonic() - started
             summary.interrupted = self.stop.is_set() and self.fatal_error is None
@@ -170,8 +173,9 @@ class Uploader:
         return summary
 
     # ---- pipeline -------------------------------------------------------------------
-    def _pipeline(self, roots: list[Path], target: Target, summary: RunSummary) -> None:
-        remote = RemoteIndex(self.store, target.bucket, target.prefix)
+    def _pipeline(self, roots: list[Path | Source], planner: Planner, summary: RunSummary) -> None:
+        target = planner.target
+        remote = RemoteIndex(self.store, target.bucket, planner.template.static_prefix)
         budget_left = self.settings.limit
         pending: dict[Future[UploadResult], SourceFile] = {}
         max_pending = 2 * self.settings.concurrency
@@ -182,7 +186,7 @@ class Uploader:
             for batch in _batched(discover(roots, follow_symlinks=self.settings.follow_symlinks)):
                 if self.stop.is_set():
                     break
-                planned = self._plan(batch, target, summary)
+                planned = self._plan(batch, planner, summary)
                 for decision, listed in decide(
                     planned, ledger=self.ledger, remote=remote, settings=self.settings
                 ):
@@ -190,6 +194,7 @@ class Uploader:
                     source = decision.item.source
                     if not decision.upload and listed is None:
                         summary.skipped += 1
+                        summary.count_group(source.group, "skipped")
                         continue
                     if decision.upload and budget_left is not None:
                         if budget_left <= 0:
@@ -210,9 +215,10 @@ class Uploader:
                 self._drain(pending, summary, block=True)
 
     def _plan(
-        self, batch: list[SourceFile | Skipped], target: Target, summary: RunSummary
+        self, batch: list[SourceFile | Skipped], planner: Planner, summary: RunSummary
     ) -> list[PlannedUpload]:
         planned = []
+        bucket = planner.target.bucket
         for found in batch:
             if isinstance(found, Skipped):
                 self.observer.on_skipped_path(found)
@@ -224,7 +230,7 @@ class Uploader:
                         summary,
                         UploadResult(
                             found.path,
-                            target.bucket,
+                            bucket,
                             "",
                             Status.FAILED,
                             error_class=found.error_class,
@@ -233,27 +239,28 @@ class Uploader:
                         None,
                     )
                 continue
+            outcome = planner.plan(found)
+            if outcome is None:
+                continue
             summary.files += 1
             summary.bytes_total += found.size
             self.observer.on_discovered(found)
-            try:
-                key = build_key(target.prefix, found.rel_path)
-            except UnsafeKeyError as exc:
+            if isinstance(outcome, Refused):
                 self._count(
                     summary,
                     UploadResult(
                         found.path,
-                        target.bucket,
-                        target.prefix + found.rel_path,
+                        bucket,
+                        outcome.key,
                         Status.FAILED,
                         size=found.size,
-                        error_class="UnsafeKey",
-                        error=str(exc),
+                        error_class=outcome.error_class,
+                        error=outcome.reason,
                     ),
                     found,
                 )
                 continue
-            planned.append(PlannedUpload(found, target.bucket, key))
+            planned.append(outcome)
         return planned
 
     def _drain(
@@ -272,19 +279,24 @@ class Uploader:
             self._count(summary, result, source)
 
     def _count(self, summary: RunSummary, result: UploadResult, source: SourceFile | None) -> None:
+        group = source.group if source is not None else "(none)"
         if result.status == Status.DONE and result.reason == Reason.REMOTE_MATCH:
             summary.skipped += 1
+            summary.count_group(group, "skipped")
         elif result.status == Status.DONE:
             summary.uploaded += 1
             summary.bytes_uploaded += result.bytes_sent
+            summary.count_group(group, "uploaded", result.bytes_sent)
         elif result.status == Status.SKIPPED:
             summary.skipped += 1
-        elif result.status == Status.CHANGED:
-            summary.changed += 1
-            summary.failures.append(result)
+            summary.count_group(group, "skipped")
         else:
-            summary.failed += 1
+            if result.status == Status.CHANGED:
+                summary.changed += 1
+            else:
+                summary.failed += 1
             summary.failures.append(result)
+            summary.count_group(group, "failed")
         self.observer.on_result(result, source)
 
     # ---- one file ---------------------------------------------------------------------

@@ -1,0 +1,121 @@
+"""The plan stage: which discovered files a run takes, and the key of each.
+
+``Planner`` is built once per run from the settings and the destination. It
+validates the key template and the selection up front (exit 2 before anything
+is sent), expands a project directory into its folder-type roots, filters each
+discovered file, strips ``strip_prefix`` from its relative path, renders its key
+and refuses a key that another file of the same run already took (a collision
+is reported, never a silent overwrite).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from s3stow.config import Settings
+from s3stow.errors import ConfigError
+from s3stow.foldertypes import extension_sets, select_folder_types
+from s3stow.keys import Target, UnsafeKeyError
+from s3stow.models import PlannedUpload, Source, SourceFile
+from s3stow.select import Selector
+from s3stow.templates import LAYOUTS, KeyTemplate, run_timestamp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A selected file that cannot be uploaded, and why."""
+
+    source: SourceFile
+    key: str
+    error_class: str
+    reason: str
+
+
+class Planner:
+    """Selection and key planning for one run."""
+
+    def __init__(self, settings: Settings, target: Target) -> None:
+        self.settings = settings
+        self.target = target
+        self.project = settings.layout == "project" or bool(
+            settings.include_types or settings.exclude_types
+        )
+        timestamp = settings.custom_timestamp or (run_timestamp() if settings.timestamp else None)
+        text = settings.key_template or LAYOUTS[settings.layout]
+        if self.project and settings.key_template is None:
+            text = LAYOUTS["project"]
+        self.template = KeyTemplate.build(
+            text, target.prefix, project_key=settings.project_key, timestamp=timestamp
+        )
+        self.selector = Selector.build(
+            include=settings.include,
+            exclude=settings.exclude,
+            min_size=settings.min_size,
+            max_size=settings.max_size,
+            newer_than=settings.newer_than,
+            older_than=settings.older_than,
+            extensions=extension_sets(settings.folder_types) if self.project else None,
+        )
+        self._strip = (settings.strip_prefix or "").replace("\\", "/").lstrip("/")
+        self._seen: dict[bytes, str] = {}
+        if self.template.reads_content:
+            log.warning(
+                "the key template uses {md5}/{sha256}: every file is read once more to compute it"
+            )
+
+    def sources(self, sources: Sequence[Path]) -> list[Path | Source]:
+        """The source roots: as given, or the folder types of one project directory."""
+        if not self.project:
+            return list(sources)
+        if len(sources) != 1:
+            raise ConfigError(
+                "the project layout takes exactly one project directory",
+                hint="s3stow upload D:/project s3://bucket --layout project --project-key KEY",
+            )
+        return list(
+            select_folder_types(
+                sources[0],
+                known=self.settings.folder_types,
+                include=self.settings.include_types or ["auto"],
+                exclude=self.settings.exclude_types,
+            )
+        )
+
+    def plan(self, found: SourceFile) -> PlannedUpload | Refused | None:
+        """The planned upload, a refusal, or ``None`` when the file is not selected."""
+        if self.selector.active:
+            reason = self.selector.takes(found)
+            if reason is not None:
+                log.debug("not taking %s: %s", found.path, reason)
+                return None
+        source = found
+        if self._strip and found.rel_path.startswith(self._strip):
+            source = replace(found, rel_path=found.rel_path[len(self._strip) :].lstrip("/"))
+        try:
+            key = self.template.render(source)
+        except UnsafeKeyError as exc:
+            return Refused(found, self.target.prefix + found.rel_path, "UnsafeKey", str(exc))
+        except OSError as exc:
+            return Refused(
+                found,
+                self.target.prefix + found.rel_path,
+                "ReadError",
+                f"cannot read the file to compute its key: {exc.strerror}",
+            )
+        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+        first = self._seen.setdefault(digest, str(found.path))
+        if first != str(found.path):
+            return Refused(
+                found, key, "KeyCollision", f"key {key!r} is also the key of {first}; not uploaded"
+            )
+        return PlannedUpload(source, self.target.bucket, key)
+
+
+def describe_sources(sources: Iterable[Path | Source]) -> list[str]:
+    return [str(s.path if isinstance(s, Source) else s) for s in sources]

@@ -1,0 +1,313 @@
+"""Key templates, layouts, selection and folder types (issue: keys and selection)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import unicodedata
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3stow.config import load_settings
+from s3stow.errors import ConfigError, SourceError
+from s3stow.foldertypes import DEFAULT_FOLDER_TYPES, select_folder_types
+from s3stow.keys import MAX_KEY_BYTES, UnsafeKeyError, parse_target
+from s3stow.models import SourceFile
+from s3stow.plan import Planner, Refused
+from s3stow.select import Selector
+from s3stow.templates import KeyTemplate, parse_file_time, sanitise_key
+from tests.conftest import make_tree
+
+MTIME = int(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp() * 1e9)
+
+
+def source(rel: str, *, group: str = "", size: int = 10) -> SourceFile:
+    return SourceFile(Path("/data") / rel, rel, size, MTIME, Path("/data"), group)
+
+
+def test_seed_002_date_folders() -> None:
+    template = KeyTemplate.build("{prefix}{file_time:%Y/%m/%d}/{name}", "xml-events/")
+    assert (
+        template.render(source("20250729_161500.xml"))
+        == "xml-events/2025/07/29/20250729_161500.xml"
+    )
+
+
+def test_date_folders_fall_back_to_mtime(caplog: pytest.LogCaptureFixture) -> None:
+    template = KeyTemplate.build("{prefix}{file_time:%Y/%m/%d}/{name}", "x/")
+    assert template.render(source("notes.xml")) == "x/2024/01/02/notes.xml"
+    assert "no YYYYMMDD timestamp" in caplog.text
+
+
+def test_seed_004_project_layout() -> None:
+    template = KeyTemplate.build(
+        "{prefix}{project_key}/{folder_type}/{timestamp_dir}{rel_path}",
+        "",
+        project_key="RMI25320",
+        timestamp="20250729_1615",
+    )
+    key = template.render(source("sub/dir/file.yaml", group="config"))
+    assert key == "RMI25320/config/20250729_1615/sub/dir/file.yaml"
+    plain = KeyTemplate.build(
+        "{project_key}/{folder_type}/{timestamp_dir}{rel_path}", "", project_key="RMI25320"
+    )
+    assert plain.render(source("a.mp4", group="reels")) == "RMI25320/reels/a.mp4"
+    assert plain.static_prefix == "RMI25320/"
+
+
+def test_seed_003_archive_style_fields(tmp_path: Path) -> None:
+    path = tmp_path / "img.jpg"
+    path.write_bytes(b"jpeg bytes")
+    file = SourceFile(path, "img.jpg", 10, MTIME, tmp_path)
+    template = KeyTemplate.build("cache/{mtime:%Y}/{mtime:%m}/{md5}.{ext}", "")
+    assert template.reads_content
+    digest = hashlib.md5(b"jpeg bytes", usedforsecurity=False).hexdigest()
+    assert template.render(file) == f"cache/2024/01/{digest}.jpg"
+
+
+def test_other_fields() -> None:
+    template = KeyTemplate.build("{prefix}{rel_dir}/{stem}-copy.{ext}", "p/")
+    assert template.render(source("a/b/c.tar.gz")) == "p/a/b/c.tar-copy.gz"
+    assert template.render(source("top")) == "p/top-copy."  # no extension stays visible
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{prefix}{nope}", "unknown field {nope}"),
+        ("{prefix}{mtime}/{name}", "needs a format"),
+        ("{prefix}{name:%Y}", "takes no format"),
+        ("{prefix}{mtime:%Y}/", "does not identify the file"),
+        ("{prefix}{name", "malformed"),
+        ("{project_key}/{name}", "needs a project key"),
+    ],
+)
+def test_template_errors(text: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words.replace("{", r"\{").replace("}", r"\}")):
+        KeyTemplate.build(text, "p/")
+
+
+def test_prefix_is_forced_and_cannot_be_escaped() -> None:
+    template = KeyTemplate.build("{rel_path}", "safe/")
+    assert template.render(source("a.txt")) == "safe/a.txt"
+    with pytest.raises(UnsafeKeyError):
+        KeyTemplate.build("{prefix}../{name}", "safe/").render(source("a.txt"))
+
+
+def test_sanitise_key() -> None:
+    assert sanitise_key("a//b/./c") == "a/b/c"
+    assert sanitise_key("cafe\u0301") == "caf\u00e9"
+    with pytest.raises(UnsafeKeyError):
+        sanitise_key("a/../b")
+    with pytest.raises(UnsafeKeyError):
+        sanitise_key("a/\x07b")
+
+
+def test_parse_file_time() -> None:
+    assert parse_file_time("20250729_161500.xml") == datetime(2025, 7, 29, 16, 15, tzinfo=UTC)
+    assert parse_file_time("log-20250729.txt") == datetime(2025, 7, 29, tzinfo=UTC)
+    assert parse_file_time("99999999.txt") is None
+    assert parse_file_time("plain.txt") is None
+
+
+NAMES = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(NAMES, min_size=1, max_size=6),
+    st.sampled_from(
+        [
+            "{prefix}{rel_path}",
+            "{prefix}{file_time:%Y/%m/%d}/{name}",
+            "{rel_dir}/{stem}.{ext}",
+            "{prefix}{mtime:%Y}/{rel_path}",
+        ]
+    ),
+)
+def test_no_key_escapes_the_prefix(segments: list[str], text: str) -> None:
+    template = KeyTemplate.build(text, "base/pre/")
+    rel = "/".join(segments)
+    try:
+        key = template.render(source(rel))
+    except UnsafeKeyError:
+        return
+    assert key.startswith("base/pre/")
+    assert ".." not in key.split("/")
+    assert "" not in key.split("/")
+    assert not any(ord(c) < 32 or ord(c) == 127 for c in key)
+    assert len(key.encode("utf-8")) <= MAX_KEY_BYTES
+    assert key == unicodedata.normalize("NFC", key)
+
+
+def test_include_exclude_precedence() -> None:
+    selector = Selector.build(include=["*.xml", "keep/**"], exclude=["**/tmp/**", "*.xml.part"])
+    assert selector.takes(source("a/b.xml")) is None
+    assert selector.takes(source("keep/x/y.bin")) is None
+    assert selector.takes(source("a/tmp/b.xml")) == "excluded"  # exclude wins
+    assert selector.takes(source("keep/tmp/b.bin")) == "excluded"
+    assert selector.takes(source("other.bin")) == "not included"
+    reordered = Selector.build(exclude=["*.xml.part", "**/tmp/**"], include=["keep/**", "*.xml"])
+    for rel in ("a/b.xml", "keep/x/y.bin", "a/tmp/b.xml", "other.bin"):
+        assert reordered.takes(source(rel)) == selector.takes(source(rel))
+
+
+def test_size_and_age_bounds() -> None:
+    now = MTIME / 1e9 + 3600
+    selector = Selector.build(min_size=5, max_size=100, newer_than="2h", now=now)
+    assert selector.takes(source("a", size=4)) == "smaller than --min-size"
+    assert selector.takes(source("a", size=101)) == "larger than --max-size"
+    assert selector.takes(source("a", size=50)) is None
+    older = Selector.build(older_than="2024-01-01", now=now)
+    assert older.takes(source("a")) == "newer than --older-than"
+    with pytest.raises(ConfigError):
+        Selector.build(newer_than="yesterday")
+
+
+def test_folder_type_detection(tmp_path: Path) -> None:
+    for name in ("reels", "config", "unrelated"):
+        (tmp_path / name).mkdir()
+    auto = select_folder_types(tmp_path, known=DEFAULT_FOLDER_TYPES, include=["auto"], exclude=[])
+    assert [s.group for s in auto] == ["reels", "config"]
+    only = select_folder_types(tmp_path, known=DEFAULT_FOLDER_TYPES, include=[], exclude=["reels"])
+    assert [s.group for s in only] == ["config"]
+    with pytest.raises(SourceError, match="logs"):
+        select_folder_types(tmp_path, known=DEFAULT_FOLDER_TYPES, include=["logs"], exclude=[])
+    with pytest.raises(ConfigError, match="unknown folder type"):
+        select_folder_types(tmp_path, known=DEFAULT_FOLDER_TYPES, include=["bogus"], exclude=[])
+
+
+def test_collisions_are_refused() -> None:
+    planner = Planner(load_settings(env={}), parse_target("s3://bucket/p"))
+    first = planner.plan(source("caf\u00e9.txt"))
+    second = planner.plan(
+        SourceFile(Path("/data/cafe\u0301.txt"), "cafe\u0301.txt", 1, MTIME, Path("/data"))
+    )
+    assert not isinstance(first, Refused)
+    assert isinstance(second, Refused)
+    assert second.error_class == "KeyCollision"
+
+
+def test_strip_prefix() -> None:
+    settings_ = load_settings(env={}, flags={"strip_prefix": "astro/"})
+    planned = Planner(settings_, parse_target("s3://bucket/new")).plan(source("astro/x.jpg"))
+    assert not isinstance(planned, Refused)
+    assert planned is not None
+    assert planned.key == "new/x.jpg"
+
+
+def test_project_layout_dry_run_shows_keys(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(
+        tmp_path / "project",
+        {
+            "reels/r1/a.mp4": 10,
+            "reels/r1/notes.docx": 5,
+            "config/sub/c.yaml": 3,
+            "logs/run.log": 4,
+            "report/r.pdf": 2,
+            "misc/ignored.txt": 1,
+        },
+    )
+    result = cli(
+        "--json",
+        "upload",
+        "project",
+        f"s3://{bucket}",
+        "--layout",
+        "project",
+        "--project-key",
+        "RMI25320",
+        "--custom-timestamp",
+        "20250729_1615",
+        "--exclude-type",
+        "report",
+        "--dry-run",
+        "--ledger",
+        "l.db",
+    )
+    assert result.code == 0, result.output
+    plans = [json.loads(x) for x in result.stdout.splitlines()]
+    keys = sorted(p["key"] for p in plans if p["event"] == "plan")
+    assert keys == [
+        "RMI25320/config/20250729_1615/sub/c.yaml",
+        "RMI25320/logs/20250729_1615/run.log",
+        "RMI25320/reels/20250729_1615/r1/a.mp4",
+    ]
+    summary = plans[-1]
+    assert set(summary["groups"]) == set()  # a dry run counts nothing as done
+
+
+def test_date_folders_upload_and_group_counts(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(
+        tmp_path / "src",
+        {
+            "20250729_161500.xml": 5,
+            "20250730_000000.xml": 5,
+            "rotating.xml.tmp": 5,
+            "other/20240101_000000.xml": 5,
+        },
+    )
+    result = cli(
+        "--json",
+        "upload",
+        "src",
+        f"s3://{bucket}/xml-events",
+        "--layout",
+        "date-folders",
+        "--exclude",
+        "*.tmp",
+        "--ledger",
+        "l.db",
+    )
+    assert result.code == 0, result.output
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert keys == {
+        "xml-events/2025/07/29/20250729_161500.xml",
+        "xml-events/2025/07/30/20250730_000000.xml",
+        "xml-events/2024/01/01/20240101_000000.xml",
+    }
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["groups"]["(root)"]["uploaded"] == 2
+    assert summary["groups"]["other"]["uploaded"] == 1
+
+
+def test_bad_template_exits_2_before_any_request(proxied_cli, proxy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"a.txt": 1})
+    result = proxied_cli(
+        "upload", "src", "s3://any-bucket/p", "--key-template", "{prefix}{x}", "--ledger", "l.db"
+    )
+    assert result.code == 2
+    assert "unknown field {x}" in result.stderr
+    assert proxy.log == []
+
+
+def test_collision_in_a_run_is_reported(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"a/20250729_1.xml": 1, "b/20250729_1.xml": 2})
+    result = cli(
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--key-template",
+        "{prefix}{file_time:%Y}/{name}",
+        "--ledger",
+        "l.db",
+    )
+    assert result.code == 1
+    assert "KeyCollision" in result.stdout
+    body = s3.get_object(Bucket=bucket, Key="p/2025/20250729_1.xml")["Body"].read()
+    assert len(body) == 1  # the first file kept its key; the second was not uploaded
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX path test")
+def test_windows_style_strip_prefix_is_normalised() -> None:
+    settings_ = load_settings(env={}, flags={"strip_prefix": "\\astro\\"})
+    planner = Planner(settings_, parse_target("s3://bucket/p"))
+    planned = planner.plan(source("astro/x.jpg"))
+    assert planned is not None
+    assert not isinstance(planned, Refused)
+    assert planned.key in ("p/x.jpg", "p/astro/x.jpg")
