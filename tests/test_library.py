@@ -57,3 +57,17 @@ def test_upload_file_records_in_ledger(s3_server, bucket, tmp_path: Path) -> Non
     assert result.url == f"s3://{bucket}/custom/a.json"
     assert ledger.lookup(bucket, ["custom/a.json"])["custom/a.json"].status == Status.DONE
     ledger.close()
+
+
+def test_from_env_use_date_folders(s3_server, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = {
+        "BUCKET_NAME": bucket,
+        "USE_DATE_FOLDERS": "true",
+        "S3STOW_ENDPOINT_URL": s3_server.endpoint_url,
+    }
+    uploader = Uploader.from_env(env)
+    path = tmp_path / "20250729_161500.xml"
+    path.write_text("<event/>")
+    result = uploader.upload_file(path)
+    assert result.status == Status.DONE
+    assert result.key == "xml-events/2025/07/29/20250729_161500.xml"

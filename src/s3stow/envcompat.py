@@ -1,10 +1,9 @@
 """Settings from the environment of the seed stream aggregator's upload component.
 
 ``BUCKET_NAME`` (required), ``PREFIX`` (default ``xml-events/``),
-``MAX_RETRIES`` (file-level retries), ``RETRY_BASE_DELAY`` (seconds) and
-``AWS_REGION`` are accepted next to every ``S3STOW_*`` variable, which wins.
-``USE_DATE_FOLDERS`` is accepted and rejected with a clear message until the
-date-folder layout lands with key templates.
+``USE_DATE_FOLDERS`` (true -> the ``date-folders`` layout), ``MAX_RETRIES``
+(file-level retries), ``RETRY_BASE_DELAY`` (seconds) and ``AWS_REGION`` are
+accepted next to every ``S3STOW_*`` variable, which wins.
 """
 
 from __future__ import annotations
@@ -31,11 +30,6 @@ def settings_and_target_from_env(
             hint="export BUCKET_NAME=my-bucket (or S3STOW_BUCKET)",
         )
     prefix = env.get("S3STOW_PREFIX", env.get("PREFIX", "xml-events/"))
-    if env.get("USE_DATE_FOLDERS", "").lower() in _TRUE:
-        raise ConfigError(
-            "USE_DATE_FOLDERS needs the date-folders key layout, which this version lacks",
-            hint="unset USE_DATE_FOLDERS",
-        )
     flags: dict[str, Any] = {}
     seeds = {
         "MAX_RETRIES": "file_retries",
@@ -43,6 +37,8 @@ def settings_and_target_from_env(
         "AWS_REGION": "region",
     }
     overlay = {k: v for k, v in env.items() if k.startswith("S3STOW_")}
+    if env.get("USE_DATE_FOLDERS", "").strip().lower() in _TRUE and "S3STOW_LAYOUT" not in env:
+        overlay["S3STOW_LAYOUT"] = "date-folders"
     for name, setting in seeds.items():
         if name in env and f"S3STOW_{setting.upper()}" not in env:
             overlay[f"S3STOW_{setting.upper()}"] = env[name]

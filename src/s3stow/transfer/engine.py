@@ -119,7 +119,16 @@ class Uploader:
                 error_class=found.error_class,
                 error=found.reason,
             )
-        item = PlannedUpload(found, resolved.bucket, key or build_key(resolved.prefix, path.name))
+        if key is None:
+            planned = Planner(self.settings, resolved).plan(found)
+            if planned is None or isinstance(planned, Refused):
+                reason = planned.reason if planned is not None else "not selected"
+                return UploadResult(
+                    path, resolved.bucket, "", Status.FAILED, error_class="UnsafeKey", error=reason
+                )
+            item = planned
+        else:
+            item = PlannedUpload(found, resolved.bucket, build_key("", key))
         with self._pools() as ctx:
             result = self._transfer(ctx, item, Reason.NEW)
         if self.ledger is not None:
