@@ -31,7 +31,7 @@ def test_status_json_schema(cli, bucket, tmp_path: Path) -> None:  # type: ignor
         "current_file_bytes",
         "current_file_size",
         "totals",
-        "folder_types",
+        "folders",
         "last_update",
     ):
         assert key in status, key
