@@ -25,16 +25,25 @@ from s3stow.store.base import ObjectInfo, ObjectStore
 
 
 class RemoteIndex:
-    """``key -> ObjectInfo`` of one prefix, listed once on first use."""
+    """``key -> ObjectInfo`` of one prefix, listed once on first use.
 
-    def __init__(self, store: ObjectStore, bucket: str, prefix: str) -> None:
+    With ``by_head`` (a few scattered keys, as in a retry) each key is HEADed
+    instead, so a huge bucket is never listed for a handful of files.
+    """
+
+    def __init__(
+        self, store: ObjectStore, bucket: str, prefix: str, *, by_head: bool = False
+    ) -> None:
         self._store = store
         self._bucket = bucket
         self._prefix = prefix
+        self._by_head = by_head
         self._objects: dict[str, ObjectInfo] | None = None
         self._lock = threading.Lock()
 
     def get(self, key: str) -> ObjectInfo | None:
+        if self._by_head:
+            return self._store.head_object(self._bucket, key)
         with self._lock:
             if self._objects is None:
                 self._objects = {

@@ -1,6 +1,8 @@
-"""The transfer layer: moving one planned file into S3, verified.
+"""The transfer layer: moving planned files into S3, verified.
 
-``limits`` bounds concurrent requests (AIMD on throttling) and bytes in memory;
-``retry`` re-attempts transient failures; ``parts`` chooses part sizes;
-``single`` and ``multipart`` upload one file; ``engine`` runs the pipeline.
+``engine`` runs the pipeline and is the library API (``Uploader``); ``worker``
+takes one decided file to its outcome; ``single`` and ``multipart`` upload one
+file; ``context`` holds what a run's transfers share; ``limits`` bounds
+concurrent requests (AIMD on throttling) and bytes in memory; ``retry``
+re-attempts transient failures; ``parts`` chooses part sizes.
 """

@@ -7,8 +7,9 @@ import hashlib
 import mimetypes
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -105,3 +106,38 @@ def read_range(source: SourceFile, offset: int, length: int) -> bytes:
     if len(data) != length:
         raise SourceChanged(f"{source.path} is shorter than when it was discovered")
     return data
+
+
+@contextmanager
+def transfer_context(
+    settings: Settings,
+    *,
+    store: ObjectStore,
+    ledger: Ledger | None,
+    limiter: RequestLimiter,
+    stop: threading.Event,
+    run_id: str,
+    on_bytes: Callable[[SourceFile, int], None],
+) -> Iterator[TransferContext]:
+    """A ``TransferContext`` with its own part pool, shut down on exit."""
+    pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="part")
+    try:
+        yield TransferContext(
+            settings=settings,
+            store=store,
+            ledger=ledger,
+            limiter=limiter,
+            budget=MemoryBudget(settings.memory_limit),
+            retry=RetryPolicy(
+                retries=settings.file_retries,
+                base_delay=settings.retry_base_delay,
+                max_delay=settings.retry_max_delay,
+                stop=stop,
+            ),
+            stop=stop,
+            part_pool=pool,
+            run_id=run_id,
+            on_bytes=on_bytes,
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

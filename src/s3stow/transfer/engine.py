@@ -16,37 +16,34 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from s3stow.compare import RemoteIndex, decide, remote_matches
+from s3stow.compare import RemoteIndex, decide
 from s3stow.config import Settings
 from s3stow.discover import check_sources, discover
-from s3stow.errors import AuthError, BucketMissingError, Interrupted, S3StowError, TransferError
+from s3stow.errors import S3StowError
 from s3stow.keys import Target, build_key, parse_target
 from s3stow.ledger import Ledger
 from s3stow.models import (
-    Decision,
     PlannedUpload,
     Reason,
     RunSummary,
     Skipped,
-    Source,
     SourceFile,
     Status,
     UploadResult,
 )
 from s3stow.plan import Planner, Refused, describe_sources
 from s3stow.report.observer import Fanout, Observer
-from s3stow.store.base import ObjectInfo, ObjectStore
+from s3stow.store.base import ObjectStore
 from s3stow.store.dryrun import DryRunStore
 from s3stow.store.s3 import S3Store
-from s3stow.transfer.context import SourceChanged, TransferContext
-from s3stow.transfer.limits import MemoryBudget, RequestLimiter
-from s3stow.transfer.multipart import put_multipart
-from s3stow.transfer.retry import RetryPolicy
-from s3stow.transfer.single import put_single
+from s3stow.transfer.context import TransferContext, transfer_context
+from s3stow.transfer.limits import RequestLimiter
+from s3stow.transfer.worker import FileWorker
 
 log = logging.getLogger(__name__)
 _BATCH = 256
@@ -77,10 +74,9 @@ class Uploader:
         self.observer = Fanout(list(observers))
         self.default_target = default_target
         self.stop = threading.Event()
-        self.fatal_error: S3StowError | None = None
-        self._auth_retried = False
-        self._any_success = False
-        self._lock = threading.Lock()
+        self.worker = FileWorker(
+            self.settings, store=self.store, observer=self.observer, stop=self.stop
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Uploader:
@@ -130,7 +126,7 @@ class Uploader:
         else:
             item = PlannedUpload(found, resolved.bucket, build_key("", key))
         with self._pools() as ctx:
-            result = self._transfer(ctx, item, Reason.NEW)
+            result = self.worker.transfer(ctx, item, Reason.NEW)
         if self.ledger is not None:
             self.ledger.record(result, mtime_ns=found.mtime_ns, run_id=ctx.run_id)
             self.ledger.flush()
@@ -150,20 +146,79 @@ class Uploader:
         planner = Planner(self.settings, resolved)
         roots = check_sources(planner.sources([Path(s) for s in sources]))
         summary = RunSummary(run_id or new_run_id())
+        remote = RemoteIndex(self.store, resolved.bucket, planner.template.static_prefix)
+        found = discover(roots, follow_symlinks=self.settings.follow_symlinks)
+        batches = (self._plan(batch, planner, summary) for batch in _batched(found))
+        self._run(
+            summary,
+            resolved,
+            batches,
+            remote=remote,
+            command="upload",
+            sources=describe_sources(roots),
+        )
+        return summary
+
+    def upload_planned(
+        self,
+        items: Iterable[PlannedUpload],
+        target: Target,
+        *,
+        refused: Iterable[UploadResult] = (),
+        command: str = "retry",
+        run_id: str | None = None,
+    ) -> RunSummary:
+        """Upload explicit (file, key) pairs through the same pipeline (``s3stow retry``).
+
+        ``refused`` are items already known to fail (missing file, unsafe key): they
+        are counted, reported and recorded like any other failure. Objects the ledger
+        does not know are checked with a HEAD each, not a listing.
+        """
+        summary = RunSummary(run_id or new_run_id())
+        remote = RemoteIndex(self.store, target.bucket, target.prefix, by_head=True)
+        planned = iter(items)
+
+        def batches() -> Iterator[list[PlannedUpload]]:
+            for result in refused:
+                summary.files += 1
+                if self.ledger is not None and not self.settings.dry_run:
+                    self.ledger.record(result, mtime_ns=0, run_id=summary.run_id)
+                self._count(summary, result, None)
+            while batch := list(itertools.islice(planned, _BATCH)):
+                for item in batch:
+                    summary.files += 1
+                    summary.bytes_total += item.source.size
+                    self.observer.on_discovered(item.source)
+                yield batch
+
+        self._run(summary, target, batches(), remote=remote, command=command, sources=[command])
+        return summary
+
+    # ---- pipeline -------------------------------------------------------------------
+    def _run(
+        self,
+        summary: RunSummary,
+        target: Target,
+        batches: Iterator[list[PlannedUpload]],
+        *,
+        remote: RemoteIndex,
+        command: str,
+        sources: list[str],
+    ) -> None:
         started = time.monotonic()
-        self.observer.on_start(summary.run_id, resolved.url)
-        self.store.head_bucket(resolved.bucket)
+        self.observer.on_start(summary.run_id, target.url)
+        self.store.head_bucket(target.bucket)
         if self.ledger is not None and not self.settings.dry_run:
             self.ledger.start_run(
                 summary.run_id,
-                command="upload",
-                bucket=resolved.bucket,
-                prefix=resolved.prefix,
-                sources=describe_sources(roots),
+                command=command,
+                bucket=target.bucket,
+                prefix=target.prefix,
+                sources=sources,
                 settings=self.settings.model_dump(mode="json"),
             )
         try:
-            self._pipeline(roots, planner, summary)
+            self._pipeline(batches, remote, summary)
         finally:
             summary.elapsed = time.monotonic() - started
             summary.interrupted = self.stop.is_set() and self.fatal_error is None
@@ -179,12 +234,10 @@ class Uploader:
                     )
                     self.ledger.finish_run(summary.run_id, status=status, summary=summary.totals())
             self.observer.on_finish(summary)
-        return summary
 
-    # ---- pipeline -------------------------------------------------------------------
-    def _pipeline(self, roots: list[Path | Source], planner: Planner, summary: RunSummary) -> None:
-        target = planner.target
-        remote = RemoteIndex(self.store, target.bucket, planner.template.static_prefix)
+    def _pipeline(
+        self, batches: Iterator[list[PlannedUpload]], remote: RemoteIndex, summary: RunSummary
+    ) -> None:
         budget_left = self.settings.limit
         pending: dict[Future[UploadResult], SourceFile] = {}
         max_pending = 2 * self.settings.concurrency
@@ -192,10 +245,9 @@ class Uploader:
             self._pools(run_id=summary.run_id) as ctx,
             ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="file") as files,
         ):
-            for batch in _batched(discover(roots, follow_symlinks=self.settings.follow_symlinks)):
+            for planned in batches:
                 if self.stop.is_set():
                     break
-                planned = self._plan(batch, planner, summary)
                 for decision, listed in decide(
                     planned, ledger=self.ledger, remote=remote, settings=self.settings
                 ):
@@ -217,7 +269,7 @@ class Uploader:
                         self._drain(pending, summary, block=True)
                     if self.stop.is_set():
                         break
-                    future = files.submit(self._process, ctx, decision, listed)
+                    future = files.submit(self.worker.process, ctx, decision, listed)
                     pending[future] = source
                 self._drain(pending, summary, block=False)
             while pending:
@@ -308,115 +360,6 @@ class Uploader:
             summary.count_group(group, "failed")
         self.observer.on_result(result, source)
 
-    # ---- one file ---------------------------------------------------------------------
-    def _process(
-        self, ctx: TransferContext, decision: Decision, listed: ObjectInfo | None
-    ) -> UploadResult:
-        item = decision.item
-        if listed is not None:
-            proof = self._prove_remote(item, decision)
-            if proof is not None:
-                return proof
-            decision = Decision(item, True, Reason.CHANGED)
-        if not decision.upload:
-            return UploadResult(
-                item.source.path,
-                item.bucket,
-                item.key,
-                Status.SKIPPED,
-                size=item.source.size,
-                reason=decision.reason,
-            )
-        return self._transfer(ctx, item, decision.reason)
-
-    def _prove_remote(self, item: PlannedUpload, decision: Decision) -> UploadResult | None:
-        try:
-            info = self.store.head_object(item.bucket, item.key)
-            if info is None:
-                return None
-            if decision.reason == Reason.NO_CLOBBER:
-                return UploadResult(
-                    item.source.path,
-                    item.bucket,
-                    item.key,
-                    Status.SKIPPED,
-                    size=item.source.size,
-                    reason=Reason.NO_CLOBBER,
-                )
-            equal, tier, local = remote_matches(item, info, settings=self.settings)
-        except (S3StowError, OSError) as exc:
-            log.info("cannot prove %s matches: %s; uploading it", item.key, exc)
-            return None
-        if not equal:
-            return None
-        log.debug("%s already in S3 (matched by %s)", item.key, tier)
-        return UploadResult(
-            item.source.path,
-            item.bucket,
-            item.key,
-            Status.DONE,
-            size=item.source.size,
-            etag=info.etag,
-            checksum=local,
-            checksum_algorithm=self.settings.checksum if local else None,
-            reason=Reason.REMOTE_MATCH,
-            attempts=0,
-        )
-
-    def _transfer(self, ctx: TransferContext, item: PlannedUpload, reason: Reason) -> UploadResult:
-        source = item.source
-        if self.stop.is_set():
-            return UploadResult(source.path, item.bucket, item.key, Status.PLANNED)
-        self.observer.on_file_start(source, item.key)
-        upload = put_multipart if source.size > self.settings.multipart_threshold else put_single
-        attempts = 1
-        while True:
-            try:
-                result = upload(ctx, item)
-                return _with(result, attempts=attempts, reason=reason)
-            except Interrupted:
-                return UploadResult(source.path, item.bucket, item.key, Status.PLANNED)
-            except SourceChanged as exc:
-                return self._failure(item, exc, Status.CHANGED, attempts)
-            except (AuthError, BucketMissingError) as exc:
-                if isinstance(exc, AuthError) and self._may_retry_auth():
-                    attempts += 1
-                    continue
-                with self._lock:
-                    self.fatal_error = self.fatal_error or exc
-                self.stop.set()
-                return self._failure(item, exc, Status.FAILED, attempts)
-            except TransferError as exc:
-                return self._failure(item, exc, Status.FAILED, attempts)
-            except S3StowError as exc:
-                return self._failure(item, exc, Status.FAILED, attempts)
-            except OSError as exc:
-                return self._failure(item, exc, Status.FAILED, attempts)
-
-    def _may_retry_auth(self) -> bool:
-        """A single 403 after earlier successes is retried once per run; then fatal."""
-        with self._lock:
-            if self._auth_retried or not self._any_success:
-                return False
-            self._auth_retried = True
-            return True
-
-    def _failure(
-        self, item: PlannedUpload, exc: Exception, status: Status, attempts: int
-    ) -> UploadResult:
-        code = getattr(exc, "code", None) or type(exc).__name__
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return UploadResult(
-            item.source.path,
-            item.bucket,
-            item.key,
-            status,
-            size=item.source.size,
-            error_class=code,
-            error=message,
-            attempts=attempts,
-        )
-
     # ---- plumbing ---------------------------------------------------------------------
     def _target(self, target: str | Target | None) -> Target:
         if isinstance(target, Target):
@@ -427,55 +370,23 @@ class Uploader:
             raise S3StowError("no destination given", hint="pass s3://BUCKET/PREFIX")
         return self.default_target
 
-    def _pools(self, *, run_id: str | None = None) -> _Pools:
-        return _Pools(self, run_id or new_run_id())
-
-    def _on_bytes(self, source: SourceFile, count: int) -> None:
-        self._any_success = True
-        self.observer.on_bytes(source, count)
-
-
-class _Pools:
-    """Context manager owning the part pool and the shared transfer context."""
-
-    def __init__(self, uploader: Uploader, run_id: str) -> None:
-        self.uploader = uploader
-        self.run_id = run_id
-        self.pool: ThreadPoolExecutor | None = None
-
-    def __enter__(self) -> TransferContext:
-        u = self.uploader
-        s = u.settings
-        self.pool = ThreadPoolExecutor(s.concurrency, thread_name_prefix="part")
-        return TransferContext(
-            settings=s,
-            store=u.store,
-            ledger=None if s.dry_run else u.ledger,
-            limiter=u.limiter,
-            budget=MemoryBudget(s.memory_limit),
-            retry=RetryPolicy(
-                retries=s.file_retries,
-                base_delay=s.retry_base_delay,
-                max_delay=s.retry_max_delay,
-                stop=u.stop,
-            ),
-            stop=u.stop,
-            part_pool=self.pool,
-            run_id=self.run_id,
-            on_bytes=u._on_bytes,
+    def _pools(self, *, run_id: str | None = None) -> AbstractContextManager[TransferContext]:
+        return transfer_context(
+            self.settings,
+            store=self.store,
+            ledger=None if self.settings.dry_run else self.ledger,
+            limiter=self.limiter,
+            stop=self.stop,
+            run_id=run_id or new_run_id(),
+            on_bytes=self.worker.on_bytes,
         )
 
-    def __exit__(self, *exc: object) -> None:
-        assert self.pool is not None
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    @property
+    def fatal_error(self) -> S3StowError | None:
+        """The fatal (auth/bucket) error that stopped the run, if any."""
+        return self.worker.fatal_error
 
 
 def _batched(found: Iterator[SourceFile | Skipped]) -> Iterator[list[SourceFile | Skipped]]:
     while batch := list(itertools.islice(found, _BATCH)):
         yield batch
-
-
-def _with(result: UploadResult, *, attempts: int, reason: Reason) -> UploadResult:
-    from dataclasses import replace
-
-    return replace(result, attempts=attempts, reason=reason)

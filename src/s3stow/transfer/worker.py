@@ -1,0 +1,155 @@
+"""One file's journey through the transfer stage: ``FileWorker``.
+
+Given the compare stage's decision, a worker proves a listed remote object
+equal (then nothing is sent), or uploads the file (single PUT or multipart) and
+turns every outcome into an ``UploadResult``: done, changed, failed with the
+error class, or planned (interrupted before an outcome). Authentication and
+missing-bucket errors are fatal for the run: the worker records the first one
+and sets the stop event; a single 403 after earlier successes is retried once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+
+from s3stow.compare import remote_matches
+from s3stow.config import Settings
+from s3stow.errors import AuthError, BucketMissingError, Interrupted, S3StowError
+from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.report.observer import Observer
+from s3stow.store.base import ObjectInfo, ObjectStore
+from s3stow.transfer.context import SourceChanged, TransferContext
+from s3stow.transfer.multipart import put_multipart
+from s3stow.transfer.single import put_single
+
+log = logging.getLogger(__name__)
+
+
+class FileWorker:
+    """Processes one decided file at a time; shared by the file pool's threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: ObjectStore,
+        observer: Observer,
+        stop: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.observer = observer
+        self.stop = stop
+        self.fatal_error: S3StowError | None = None
+        self._auth_retried = False
+        self._any_success = False
+        self._lock = threading.Lock()
+
+    def on_bytes(self, source: SourceFile, count: int) -> None:
+        self._any_success = True
+        self.observer.on_bytes(source, count)
+
+    def process(
+        self, ctx: TransferContext, decision: Decision, listed: ObjectInfo | None
+    ) -> UploadResult:
+        item = decision.item
+        if listed is not None:
+            proof = self.prove_remote(item, decision)
+            if proof is not None:
+                return proof
+            decision = Decision(item, True, Reason.CHANGED)
+        if not decision.upload:
+            return UploadResult(
+                item.source.path,
+                item.bucket,
+                item.key,
+                Status.SKIPPED,
+                size=item.source.size,
+                reason=decision.reason,
+            )
+        return self.transfer(ctx, item, decision.reason)
+
+    def prove_remote(self, item: PlannedUpload, decision: Decision) -> UploadResult | None:
+        """A DONE result when S3 already holds this file's content, else ``None``."""
+        try:
+            info = self.store.head_object(item.bucket, item.key)
+            if info is None:
+                return None
+            if decision.reason == Reason.NO_CLOBBER:
+                return UploadResult(
+                    item.source.path,
+                    item.bucket,
+                    item.key,
+                    Status.SKIPPED,
+                    size=item.source.size,
+                    reason=Reason.NO_CLOBBER,
+                )
+            equal, tier, local = remote_matches(item, info, settings=self.settings)
+        except (S3StowError, OSError) as exc:
+            log.info("cannot prove %s matches: %s; uploading it", item.key, exc)
+            return None
+        if not equal:
+            return None
+        log.debug("%s already in S3 (matched by %s)", item.key, tier)
+        return UploadResult(
+            item.source.path,
+            item.bucket,
+            item.key,
+            Status.DONE,
+            size=item.source.size,
+            etag=info.etag,
+            checksum=local,
+            checksum_algorithm=self.settings.checksum if local else None,
+            reason=Reason.REMOTE_MATCH,
+            attempts=0,
+        )
+
+    def transfer(self, ctx: TransferContext, item: PlannedUpload, reason: Reason) -> UploadResult:
+        source = item.source
+        if self.stop.is_set():
+            return UploadResult(source.path, item.bucket, item.key, Status.PLANNED)
+        self.observer.on_file_start(source, item.key)
+        upload = put_multipart if source.size > self.settings.multipart_threshold else put_single
+        attempts = 1
+        while True:
+            try:
+                return replace(upload(ctx, item), attempts=attempts, reason=reason)
+            except Interrupted:
+                return UploadResult(source.path, item.bucket, item.key, Status.PLANNED)
+            except SourceChanged as exc:
+                return _failure(item, exc, Status.CHANGED, attempts)
+            except (AuthError, BucketMissingError) as exc:
+                if isinstance(exc, AuthError) and self._may_retry_auth():
+                    attempts += 1
+                    continue
+                with self._lock:
+                    self.fatal_error = self.fatal_error or exc
+                self.stop.set()
+                return _failure(item, exc, Status.FAILED, attempts)
+            except (S3StowError, OSError) as exc:
+                return _failure(item, exc, Status.FAILED, attempts)
+
+    def _may_retry_auth(self) -> bool:
+        """A single 403 after earlier successes is retried once per run; then fatal."""
+        with self._lock:
+            if self._auth_retried or not self._any_success:
+                return False
+            self._auth_retried = True
+            return True
+
+
+def _failure(item: PlannedUpload, exc: Exception, status: Status, attempts: int) -> UploadResult:
+    code = getattr(exc, "code", None) or type(exc).__name__
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return UploadResult(
+        item.source.path,
+        item.bucket,
+        item.key,
+        status,
+        size=item.source.size,
+        error_class=code,
+        error=message,
+        attempts=attempts,
+    )
