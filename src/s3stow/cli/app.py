@@ -116,15 +116,16 @@ def main_options(
 
 
 def _register() -> None:
-    from s3stow.cli import devserver, status, upload
+    from s3stow.cli import devserver, retry, status, upload
 
     upload.register(app)
+    retry.register(app)
     status.register(app)
     devserver.register(app)
 
 
 def _error(message: str) -> None:
-    Console(file=sys.stderr, highlight=False).print(
+    Console(file=sys.stderr, highlight=False, soft_wrap=True).print(
         f"[bold red]error:[/] {redact(message)}", markup=True
     )
 

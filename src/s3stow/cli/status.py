@@ -33,7 +33,7 @@ def status(
     if options.json:
         print(json.dumps(data))
         return
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     totals = data.get("totals", {})
     now = time.time()
     age = now - float(data.get("last_update") or now)

@@ -201,10 +201,10 @@ def upload(
     settings = options.settings(**flags)
     if settings.sse_kms_key_id and settings.sse != "aws:kms":
         raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
-    ledger_db = open_ledger(settings.ledger or str(Path(user_state_dir("s3stow")) / "ledger.db"))
-    observers = _observers(options, settings)
+    ledger_db = open_ledger(settings.ledger or default_ledger())
+    observers = observers_for(options, settings)
     uploader = Uploader(settings, ledger=ledger_db, observers=observers)
-    restore = _install_signal_handlers(uploader)
+    restore = install_signal_handlers(uploader)
     try:
         summary = uploader.upload_tree(sources, target)
     finally:
@@ -213,7 +213,12 @@ def upload(
     _finish(options, summary, uploader)
 
 
-def _observers(options: GlobalOptions, settings: Settings) -> list[Observer]:
+def default_ledger() -> str:
+    """The default ledger: ``ledger.db`` in the user's state directory."""
+    return str(Path(user_state_dir("s3stow")) / "ledger.db")
+
+
+def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     observers: list[Observer] = []
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=settings.dry_run))
@@ -236,7 +241,7 @@ def _observers(options: GlobalOptions, settings: Settings) -> list[Observer]:
     return observers
 
 
-def _install_signal_handlers(uploader: Uploader) -> Any:
+def install_signal_handlers(uploader: Uploader) -> Any:
     """First SIGINT/SIGTERM: stop starting work; second: exit at once (130)."""
     seen = {"count": 0}
 
@@ -270,7 +275,7 @@ def _install_signal_handlers(uploader: Uploader) -> Any:
 
 def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> None:
     if not options.json:
-        console = Console(highlight=False)
+        console = Console(highlight=False, soft_wrap=True)
         hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
         print_summary(summary, console, resume_hint=hint)
     if uploader.fatal_error is not None:

@@ -9,7 +9,6 @@ per event. ``FailuresFile`` writes every failed item as a JSON line.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from pathlib import Path
@@ -296,7 +295,3 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
             f"[yellow]interrupted[/]: run the same command again to resume:\n  {resume_hint}",
             highlight=False,
         )
-
-
-def stderr_console() -> Console:
-    return Console(file=sys.stderr)

@@ -1,0 +1,228 @@
+"""``s3stow retry``: re-attempt what failed, from the ledger or from a log."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from s3stow.cli.app import GlobalOptions
+from s3stow.cli.upload import default_ledger, install_signal_handlers, observers_for
+from s3stow.errors import ExitCode
+from s3stow.failures import read_failures
+from s3stow.keys import Target
+from s3stow.ledger import Ledger, open_ledger
+from s3stow.models import RunSummary, Status
+from s3stow.report.console import print_summary, summary_dict
+from s3stow.retry_plan import RetryBatch, category, from_failures, from_ledger
+from s3stow.transfer.engine import Uploader
+
+Opt = typer.Option
+
+
+def retry(
+    ctx: typer.Context,
+    ledger: Annotated[str | None, Opt(help="Ledger path or postgresql:// URL.")] = None,
+    run: Annotated[str | None, Opt("--run", help="Only items last tried by this run.")] = None,
+    from_file: Annotated[
+        Path | None, Opt("--from", help="A --failures-file or aws s3 sync/cp error log.")
+    ] = None,
+    base_dir: Annotated[
+        Path | None, Opt(help="Resolve relative local paths of --from against this.")
+    ] = None,
+    strip_prefix: Annotated[
+        str | None, Opt(help="Remove this leading part of keys (e.g. '../astro/').")
+    ] = None,
+    prefix: Annotated[str | None, Opt(help="Put repaired keys under this prefix.")] = None,
+    bucket: Annotated[
+        str | None, Opt(help="Send to this bucket instead of the logged one.")
+    ] = None,
+    dry_run: Annotated[
+        bool, Opt("--dry-run", help="List what would be retried; send no write.")
+    ] = False,
+    list_only: Annotated[
+        bool, Opt("--list", help="Show what is still failed, by error class; retry nothing.")
+    ] = False,
+    max_attempts: Annotated[int | None, Opt(help="Attempts per request (botocore).")] = None,
+    retry_base_delay: Annotated[float | None, Opt(help="File-level backoff base (s).")] = None,
+    file_retries: Annotated[int | None, Opt(help="File-level retries per item.")] = None,
+    failures_file: Annotated[Path | None, Opt(help="Write what still fails here.")] = None,
+    status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
+) -> None:
+    """Retry failed uploads: from the ledger, or from a failures file or aws s3 log."""
+    options: GlobalOptions = ctx.obj
+    overrides: dict[str, Any] = {
+        "max_attempts": max_attempts,
+        "retry_base_delay": retry_base_delay,
+        "file_retries": file_retries,
+        "dry_run": dry_run or None,
+        "failures_file": failures_file,
+        "status_json": status_json,
+        **{
+            k: v
+            for k, v in (
+                ("endpoint_url", options.endpoint_url),
+                ("profile", options.profile),
+                ("region", options.region),
+                ("path_style", options.path_style),
+            )
+            if v is not None
+        },
+    }
+    base = options.settings(ledger=ledger, **overrides)
+    ledger_db = open_ledger(base.ledger or default_ledger())
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        if list_only:
+            _list_failures(ledger_db, run=run, options=options, console=console)
+            return
+        if from_file is not None:
+            source = read_failures(from_file)
+            _report_parse(source.unparseable, len(source.items), console, options)
+            batches = from_failures(
+                source.items,
+                settings=base,
+                base_dir=base_dir,
+                strip_prefix=strip_prefix,
+                new_prefix=prefix,
+                bucket=bucket,
+            )
+        else:
+            batches = from_ledger(ledger_db, run_id=run, overrides=overrides, base=base)
+        if not batches:
+            if not options.json:
+                console.print("nothing to retry")
+            return
+        summary = _run_batches(batches, ledger_db, options)
+    finally:
+        ledger_db.close()
+    _finish(summary, options, console)
+
+
+def _run_batches(batches: list[RetryBatch], ledger: Ledger, options: GlobalOptions) -> RunSummary:
+    total = RunSummary("retry")
+    for batch in batches:
+        uploader = Uploader(
+            batch.settings, ledger=ledger, observers=observers_for(options, batch.settings)
+        )
+        restore = install_signal_handlers(uploader)
+        try:
+            summary = uploader.upload_planned(
+                batch.items, Target(batch.bucket, ""), refused=batch.refused
+            )
+        finally:
+            restore()
+        _merge(total, summary)
+        if uploader.fatal_error is not None:
+            raise uploader.fatal_error
+        if summary.interrupted:
+            break
+    return total
+
+
+def _merge(total: RunSummary, part: RunSummary) -> None:
+    total.run_id = part.run_id if total.run_id == "retry" else f"{total.run_id},{part.run_id}"
+    for name in (
+        "files",
+        "uploaded",
+        "skipped",
+        "failed",
+        "changed",
+        "bytes_uploaded",
+        "bytes_total",
+        "elapsed",
+    ):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    total.interrupted = total.interrupted or part.interrupted
+    total.failures.extend(part.failures)
+    total.would_upload.extend(part.would_upload)
+
+
+def _finish(summary: RunSummary, options: GlobalOptions, console: Console) -> None:
+    retried = summary.files
+    if options.json:
+        print(json.dumps(summary_dict(summary) | {"event": "retry_summary"}))
+    else:
+        print_summary(summary, console, resume_hint="s3stow retry (same options)")
+        if retried and not summary.would_upload:
+            done = summary.uploaded + summary.skipped
+            console.print(
+                f"retry: {retried} item(s) retried, {done} now done, "
+                f"{summary.failed + summary.changed} still failed "
+                f"({100 * done / retried:.0f}% recovered)"
+            )
+    if summary.interrupted:
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+    if not summary.ok:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def _report_parse(
+    unparseable: list[tuple[int, str]], parsed: int, console: Console, options: GlobalOptions
+) -> None:
+    if options.json:
+        print(
+            json.dumps(
+                {
+                    "event": "parsed",
+                    "items": parsed,
+                    "unparseable": len(unparseable),
+                    "first_unparseable": unparseable[:5],
+                }
+            )
+        )
+        return
+    console.print(f"read {parsed} failed upload(s) from the log")
+    if unparseable:
+        console.print(f"[yellow]{len(unparseable)} line(s) could not be parsed[/]; first ones:")
+        for number, line in unparseable[:5]:
+            console.print(f"  line {number}: {line[:200]}", markup=False)
+
+
+def _list_failures(
+    ledger: Ledger, *, run: str | None, options: GlobalOptions, console: Console
+) -> None:
+    counts: Counter[tuple[str, str]] = Counter()
+    latest: dict[tuple[str, str], str] = {}
+    attempts: defaultdict[tuple[str, str], int] = defaultdict(int)
+    for entry in ledger.items(statuses=[Status.FAILED, Status.CHANGED], run_id=run):
+        group = (category(entry.error_class), entry.error_class or "?")
+        counts[group] += 1
+        attempts[group] += entry.attempts
+        latest[group] = entry.error_message or ""
+    rows = [
+        {
+            "category": c,
+            "error_class": e,
+            "count": n,
+            "attempts": attempts[(c, e)],
+            "latest_message": latest[(c, e)],
+        }
+        for (c, e), n in counts.most_common()
+    ]
+    if options.json:
+        print(json.dumps({"failed": sum(counts.values()), "by_error": rows}))
+        return
+    if not rows:
+        console.print("nothing is failed in the ledger")
+        return
+    table = Table("category", "error class", "items", "attempts", "latest message")
+    for row in rows:
+        table.add_row(
+            str(row["category"]),
+            str(row["error_class"]),
+            str(row["count"]),
+            str(row["attempts"]),
+            str(row["latest_message"])[:80],
+        )
+    console.print(table)
+    console.print(f"{sum(counts.values())} item(s) still failed; `s3stow retry` re-attempts them")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(retry)
