@@ -213,7 +213,8 @@ class KeyTemplate:
         if "file_time" in self.fields:
             values["file_time"] = parse_file_time(name) or self._fallback_time(source)
         for digest in self.fields & {"md5", "sha256"}:
-            values[digest] = _hash_file(source, digest)
+            if not (record and digest in record):  # a verified record value saves a read
+                values[digest] = _hash_file(source, digest)
         if record:
             values.update(record)
         try:

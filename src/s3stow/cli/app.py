@@ -116,11 +116,12 @@ def main_options(
 
 
 def _register() -> None:
-    from s3stow.cli import devserver, retry, status, upload
+    from s3stow.cli import archive, devserver, retry, status, upload
 
     upload.register(app)
     retry.register(app)
     status.register(app)
+    archive.register(app)
     devserver.register(app)
 
 

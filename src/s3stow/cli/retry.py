@@ -113,7 +113,7 @@ def _run_batches(batches: list[RetryBatch], ledger: Ledger, options: GlobalOptio
         restore = install_signal_handlers(uploader)
         try:
             summary = uploader.upload_planned(
-                batch.items, Target(batch.bucket, ""), refused=batch.refused
+                [*batch.refused, *batch.items], Target(batch.bucket, "")
             )
         finally:
             restore()

@@ -95,6 +95,10 @@ class Uploader:
         """Raise ``AuthError``/``BucketMissingError`` unless the bucket is reachable."""
         self.store.head_bucket(bucket or self._target(None).bucket)
 
+    def add_observer(self, observer: Observer) -> None:
+        """Also report this run's events to ``observer``."""
+        self.observer.observers.append(observer)
+
     def request_stop(self) -> None:
         """Stop starting new work; in-flight requests finish (first Ctrl+C)."""
         self.stop.set()
@@ -161,34 +165,36 @@ class Uploader:
 
     def upload_planned(
         self,
-        items: Iterable[PlannedUpload],
+        items: Iterable[PlannedUpload | UploadResult],
         target: Target,
         *,
-        refused: Iterable[UploadResult] = (),
         command: str = "retry",
         run_id: str | None = None,
     ) -> RunSummary:
-        """Upload explicit (file, key) pairs through the same pipeline (``s3stow retry``).
+        """Upload explicit (file, key) pairs through the same pipeline (retry, archive).
 
-        ``refused`` are items already known to fail (missing file, unsafe key): they
-        are counted, reported and recorded like any other failure. Objects the ledger
-        does not know are checked with a HEAD each, not a listing.
+        ``items`` may mix planned uploads with ``UploadResult`` refusals (missing
+        file, unsafe key) found while producing them: those are counted, reported
+        and recorded like any other failure. Objects the ledger does not know are
+        checked with a HEAD each, not a listing.
         """
         summary = RunSummary(run_id or new_run_id())
         remote = RemoteIndex(self.store, target.bucket, target.prefix, by_head=True)
-        planned = iter(items)
+        stream = iter(items)
 
         def batches() -> Iterator[list[PlannedUpload]]:
-            for result in refused:
-                summary.files += 1
-                if self.ledger is not None and not self.settings.dry_run:
-                    self.ledger.record(result, mtime_ns=0, run_id=summary.run_id)
-                self._count(summary, result, None)
-            while batch := list(itertools.islice(planned, _BATCH)):
-                for item in batch:
+            while chunk := list(itertools.islice(stream, _BATCH)):
+                batch = []
+                for item in chunk:
                     summary.files += 1
+                    if isinstance(item, UploadResult):
+                        if self.ledger is not None and not self.settings.dry_run and item.key:
+                            self.ledger.record(item, mtime_ns=0, run_id=summary.run_id)
+                        self._count(summary, item, None)
+                        continue
                     summary.bytes_total += item.source.size
                     self.observer.on_discovered(item.source)
+                    batch.append(item)
                 yield batch
 
         self._run(summary, target, batches(), remote=remote, command=command, sources=[command])

@@ -1,0 +1,7 @@
+"""Database-driven media archiving (the seed's ``post_media`` archive).
+
+``table`` reads and updates the media table through a column map; ``locate``
+finds each row's local file and its true extension; ``archiver`` streams rows
+through the upload engine and writes ``archive_url`` back in batches;
+``report`` gives statistics and verification; ``demo`` builds a sample.
+"""

@@ -1,0 +1,262 @@
+"""``s3stow archive run|init-demo|stats|verify``: database-driven media archiving."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from s3stow.archive.archiver import DEFAULT_TEMPLATE, Archiver
+from s3stow.archive.demo import init_demo
+from s3stow.archive.report import archive_stats, verify_archive
+from s3stow.archive.table import MediaTable, parse_column_map
+from s3stow.cli.app import GlobalOptions
+from s3stow.cli.upload import default_ledger, install_signal_handlers, observers_for
+from s3stow.errors import ConfigError, ExitCode
+from s3stow.keys import parse_target
+from s3stow.ledger import open_ledger
+from s3stow.report.console import print_summary, summary_dict
+from s3stow.store.s3 import S3Store
+from s3stow.transfer.engine import Uploader
+
+archive_app = typer.Typer(
+    help="Archive media files listed in a database table, writing archive_url back.",
+    no_args_is_help=True,
+)
+Opt = typer.Option
+DbOpt = Annotated[str, Opt("--db", help="SQLite file/sqlite:/// URL or postgresql:// URL.")]
+TableOpt = Annotated[str, Opt("--table", help="The media table.")]
+MapOpt = Annotated[
+    list[str] | None, Opt("--column-map", help="KEY=COLUMN for another schema (repeatable).")
+]
+RootOpt = Annotated[
+    Path, Opt("--media-root", help="Root of the media cache (images/, videos/, documents/).")
+]
+
+
+def _table(db: str, table: str, column_map: list[str] | None) -> MediaTable:
+    return MediaTable(db, table=table, columns=parse_column_map(column_map or []))
+
+
+@archive_app.command("run")
+def run(
+    ctx: typer.Context,
+    destination: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX]")],
+    db: DbOpt,
+    table: TableOpt = "post_media",
+    column_map: MapOpt = None,
+    media_root: RootOpt = Path("cache/media"),
+    key_template: Annotated[str, Opt(help="Key template with row fields.")] = DEFAULT_TEMPLATE,
+    limit: Annotated[int | None, Opt(help="Archive at most N rows.")] = None,
+    batch_size: Annotated[int, Opt(help="Rows per archive_url transaction.")] = 50,
+    force: Annotated[bool, Opt("--force", help="Re-archive rows that have archive_url.")] = False,
+    dry_run: Annotated[bool, Opt("--dry-run", help="Show what would be archived.")] = False,
+    ledger: Annotated[str | None, Opt(help="Ledger path or URL.")] = None,
+    concurrency: Annotated[str | None, Opt(help="Parallel requests: N or cpu*K.")] = None,
+    cleanup_local: Annotated[
+        bool, Opt("--cleanup-local", help="Delete local files once archived and committed.")
+    ] = False,
+    yes: Annotated[bool, Opt("--yes", help="Do not ask before --cleanup-local.")] = False,
+) -> None:
+    """Upload every unarchived row's file and write its s3:// URL to archive_url."""
+    options: GlobalOptions = ctx.obj
+    target = parse_target(destination)
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    if cleanup_local and not yes and not dry_run:
+        if not sys.stdin.isatty():
+            raise ConfigError("--cleanup-local deletes local files; confirm with --yes")
+        typer.confirm("Delete each local file after it is archived and recorded?", abort=True)
+    settings = options.settings(
+        ledger=ledger, dry_run=dry_run or None, force=force or None, concurrency=concurrency
+    )
+    ledger_db = open_ledger(settings.ledger or default_ledger())
+    media = _table(db, table, column_map)
+    uploader = Uploader(settings, ledger=ledger_db, observers=observers_for(options, settings))
+    restore = install_signal_handlers(uploader)
+    try:
+        archiver = Archiver(
+            media,
+            uploader,
+            target,
+            media_root=media_root,
+            key_template=key_template,
+            batch_size=batch_size,
+            cleanup_local=cleanup_local and not dry_run,
+        )
+        report = archiver.run(limit=limit, force=force)
+    finally:
+        restore()
+        ledger_db.close()
+        media.close()
+    summary = archiver.summary
+    if options.json:
+        print(
+            json.dumps(
+                summary_dict(summary)
+                | {
+                    "event": "archive_summary",
+                    "rows": report.rows,
+                    "archive_urls_written": report.urls_written,
+                    "transactions": report.transactions,
+                    "missing_files": report.missing,
+                    "md5_mismatch": report.md5_mismatch,
+                    "no_created_at": report.no_created_at,
+                    "cleaned": report.cleaned,
+                }
+            )
+        )
+    else:
+        console = Console(highlight=False, soft_wrap=True)
+        print_summary(summary, console, resume_hint="the same s3stow archive run command")
+        console.print(
+            f"archive: {report.rows} row(s) read, archive_url written for "
+            f"{report.urls_written} in {report.transactions} transaction(s)"
+        )
+        if report.missing:
+            console.print(
+                f"  {len(report.missing)} row(s) without a local file (left "
+                f"untouched): {', '.join(report.missing[:5])}"
+                + (" ..." if len(report.missing) > 5 else "")
+            )
+        if report.md5_mismatch:
+            console.print(
+                f"  {len(report.md5_mismatch)} row(s) whose file does not match "
+                f"md5_sum: {', '.join(report.md5_mismatch[:5])}"
+            )
+        if report.no_created_at:
+            console.print(
+                f"  {len(report.no_created_at)} row(s) without created_at used the "
+                f"file's mtime: {', '.join(report.no_created_at[:5])}"
+            )
+        if report.cleaned:
+            console.print(f"  {report.cleaned} local file(s) deleted after archiving")
+    if uploader.fatal_error is not None:
+        raise uploader.fatal_error
+    if summary.interrupted:
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+    if not summary.ok:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@archive_app.command("init-demo")
+def demo(
+    db: DbOpt,
+    media_root: RootOpt = Path("cache/media"),
+    rows: Annotated[int, Opt(help="How many rows.")] = 60,
+) -> None:
+    """Create a sample post_media database and media cache to try archiving."""
+    if "://" in db and not db.startswith("sqlite:///"):
+        raise ConfigError("init-demo writes a SQLite file", hint="pass --db demo.db")
+    path = Path(db.removeprefix("sqlite:///"))
+    counts = init_demo(path, media_root, rows=rows)
+    print(
+        f"created {counts['rows']} rows in {path} and their files under {media_root}: "
+        f"{counts['mismatched_extension']} with a mismatched extension, "
+        f"{counts['no_local_path']} without local_file_path, {counts['missing_file']} "
+        f"without a file, {counts['no_created_at']} without created_at"
+    )
+
+
+@archive_app.command("stats")
+def stats(
+    ctx: typer.Context, db: DbOpt, table: TableOpt = "post_media", column_map: MapOpt = None
+) -> None:
+    """Archive statistics: total, archived, not archived, by media type."""
+    options: GlobalOptions = ctx.obj
+    media = _table(db, table, column_map)
+    try:
+        overall, by_type = archive_stats(media)
+    finally:
+        media.close()
+    if options.json:
+        print(
+            json.dumps(
+                {
+                    s.media_type: {
+                        "total": s.total,
+                        "archived": s.archived,
+                        "not_archived": s.not_archived,
+                        "percent": round(s.percent, 1),
+                    }
+                    for s in [overall, *by_type]
+                }
+            )
+        )
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    console.rule("S3 Archive Statistics")
+    table_ = Table("", "total", "archived", "%", "not archived", box=None)
+    for s in [overall, *by_type]:
+        table_.add_row(
+            "Overall" if s is overall else s.media_type.capitalize(),
+            f"{s.total:,}",
+            f"{s.archived:,}",
+            f"{s.percent:.1f}",
+            f"{s.not_archived:,}",
+        )
+    console.print(table_)
+
+
+@archive_app.command("verify")
+def verify(
+    ctx: typer.Context,
+    db: DbOpt,
+    table: TableOpt = "post_media",
+    column_map: MapOpt = None,
+    media_root: RootOpt = Path("cache/media"),
+    verify_s3: Annotated[bool, Opt("--verify-s3", help="HEAD each archived object.")] = False,
+    check_local: Annotated[
+        bool, Opt("--check-local", help="Find rows whose file is gone.")
+    ] = False,
+    limit: Annotated[int | None, Opt(help="Check at most N rows.")] = None,
+    ledger: Annotated[str | None, Opt(help="Ledger, for checksum comparison.")] = None,
+) -> None:
+    """Prove archived rows: objects exist with the right size/checksum; files exist."""
+    options: GlobalOptions = ctx.obj
+    if not verify_s3 and not check_local:
+        verify_s3 = True
+    settings = options.settings(ledger=ledger)
+    media = _table(db, table, column_map)
+    ledger_db = open_ledger(settings.ledger or default_ledger())
+    try:
+        report = verify_archive(
+            media,
+            S3Store.from_settings(settings),
+            ledger=ledger_db,
+            media_root=media_root,
+            verify_s3=verify_s3,
+            check_local=check_local,
+            limit=limit,
+        )
+    finally:
+        ledger_db.close()
+        media.close()
+    if options.json:
+        print(
+            json.dumps(
+                {
+                    "checked": report.checked,
+                    "ok": report.ok,
+                    "problems": [{"id": i, "class": c, "detail": d} for i, c, d in report.problems],
+                }
+            )
+        )
+    else:
+        console = Console(highlight=False, soft_wrap=True)
+        for row_id, kind, detail in report.problems:
+            console.print(f"[red]{kind}[/] {row_id}: {detail}")
+        console.print(
+            f"checked {report.checked} row(s): {report.ok} ok, {len(report.problems)} problem(s)"
+        )
+    if report.problems:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(archive_app, name="archive")

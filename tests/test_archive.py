@@ -1,0 +1,335 @@
+"""``s3stow archive``: the seed's media archive, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from s3stow.archive.demo import init_demo
+from s3stow.archive.table import MediaTable
+
+DEMO_MISSING = {"med-0007", "med-0027", "med-0047"}
+
+
+def _rows(db: Path) -> dict[str, str | None]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT media_id, archive_url FROM post_media"))
+
+
+def _demo(tmp_path: Path) -> tuple[Path, Path]:
+    db, root = tmp_path / "demo.db", tmp_path / "cache" / "media"
+    init_demo(db, root)
+    return db, root
+
+
+def test_demo_archives_fully_and_second_run_uploads_nothing(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    db, root = _demo(tmp_path)
+    args = (
+        "archive",
+        "run",
+        f"s3://{bucket}",
+        "--db",
+        str(db),
+        "--media-root",
+        str(root),
+        "--ledger",
+        "l.db",
+        "--batch-size",
+        "20",
+    )
+    first = proxied_cli("--json", *args)
+    assert first.code == 1  # three rows have no file
+    report = json.loads(first.stdout.splitlines()[-1])
+    assert report["archive_urls_written"] == 57
+    assert report["transactions"] == 3  # 57 rows in batches of 20
+    assert sorted(report["missing_files"]) == sorted(DEMO_MISSING)
+    assert report["no_created_at"] == ["med-0011"]
+    urls = _rows(db)
+    with sqlite3.connect(db) as conn:
+        meta = {
+            r[0]: r[1:]
+            for r in conn.execute("SELECT media_id, md5_sum, mime_type, created_at FROM post_media")
+        }
+    for media_id, url in urls.items():
+        if media_id in DEMO_MISSING:
+            assert url is None
+            continue
+        md5, mime, created = meta[media_id]
+        ext = {
+            "image/jpeg": "jpg",
+            "image/png": "png",
+            "video/mp4": "mp4",
+            "application/pdf": "pdf",
+        }[mime]
+        if created:
+            assert url == f"s3://{bucket}/cache/{created[:4]}/{created[5:7]}/{md5}.{ext}"
+        key = url.split("/", 3)[3]  # type: ignore[union-attr]
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.md5(body, usedforsecurity=False).hexdigest() == md5
+    mismatched = [m for m, (md5, _, _) in meta.items() if m.endswith("3")]  # .bin files
+    assert all(not urls[m].endswith(".bin") for m in mismatched)  # type: ignore[union-attr]
+    proxy.log.clear()
+    second = proxied_cli(*args)
+    assert second.code == 1
+    assert proxy.requests(r"^(PUT|POST) ") == []
+
+
+def test_update_lost_after_upload_is_finished_without_reupload(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    db, root = _demo(tmp_path)
+    args = (
+        "archive",
+        "run",
+        f"s3://{bucket}",
+        "--db",
+        str(db),
+        "--media-root",
+        str(root),
+        "--ledger",
+        "l.db",
+    )
+    assert proxied_cli(*args).code == 1
+    with sqlite3.connect(db) as conn:  # simulate a crash between upload and UPDATE
+        conn.execute("UPDATE post_media SET archive_url = NULL WHERE media_id < 'med-0020'")
+    proxy.log.clear()
+    again = proxied_cli(*args)
+    assert again.code == 1
+    assert proxy.requests(r"^(PUT|POST) ") == []
+    assert sum(1 for u in _rows(db).values() if u) == 57
+
+
+def test_kill9_mid_run_leaves_every_row_consistent(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    db, root = _demo(tmp_path)
+    proxy.add(r"^PUT ", "delay", times=1000, delay=0.15)
+    args = (
+        "archive",
+        "run",
+        f"s3://{bucket}",
+        "--db",
+        str(db),
+        "--media-root",
+        str(root),
+        "--ledger",
+        "l.db",
+        "--batch-size",
+        "5",
+        "--concurrency",
+        "2",
+    )
+    process = proxied_cli.start(*args)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(1 for u in _rows(db).values() if u) < 10:
+        time.sleep(0.05)
+    process.kill()
+    process.wait(10)
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    archived = {m: u for m, u in _rows(db).items() if u}
+    assert 10 <= len(archived) < 57
+    for url in archived.values():  # no row points at a missing object
+        assert url.split("/", 3)[3] in stored  # type: ignore[union-attr]
+    proxy.reset()
+    assert proxied_cli(*args).code == 1
+    final = _rows(db)
+    assert {m for m, u in final.items() if u is None} == DEMO_MISSING
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {u.split("/", 3)[3] for u in final.values() if u} == stored  # type: ignore[union-attr]
+
+
+def test_md5_mismatch_is_never_uploaded(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db, root = _demo(tmp_path)
+    with sqlite3.connect(db) as conn:
+        path = conn.execute(
+            "SELECT local_file_path FROM post_media WHERE media_id = 'med-0000'"
+        ).fetchone()[0]
+    (root / path).write_bytes(b"corrupted cache file")
+    result = cli(
+        "--json",
+        "archive",
+        "run",
+        f"s3://{bucket}",
+        "--db",
+        str(db),
+        "--media-root",
+        str(root),
+        "--ledger",
+        "l.db",
+    )
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["md5_mismatch"] == ["med-0000"]
+    assert _rows(db)["med-0000"] is None
+    assert len(s3.list_objects_v2(Bucket=bucket)["Contents"]) == 56
+
+
+def test_column_map_stats_and_verify(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db, root = _demo(tmp_path)
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE post_media RENAME COLUMN md5_sum TO content_hash")
+        conn.execute("ALTER TABLE post_media RENAME COLUMN archive_url TO s3_url")
+    mapping = ("--column-map", "md5_sum=content_hash", "--column-map", "archive_url=s3_url")
+    stats = cli("--json", "archive", "stats", "--db", str(db), *mapping)
+    assert json.loads(stats.stdout)["all"] == {
+        "total": 60,
+        "archived": 0,
+        "not_archived": 60,
+        "percent": 0.0,
+    }
+    run = cli(
+        "archive",
+        "run",
+        f"s3://{bucket}/p",
+        "--db",
+        str(db),
+        "--media-root",
+        str(root),
+        "--ledger",
+        "l.db",
+        *mapping,
+    )
+    assert run.code == 1, run.output
+    stats = json.loads(cli("--json", "archive", "stats", "--db", str(db), *mapping).stdout)
+    assert stats["all"]["archived"] == 57
+    assert stats["image"] == {"total": 30, "archived": 30, "not_archived": 0, "percent": 100.0}
+    assert stats["document"]["not_archived"] == 3
+    with sqlite3.connect(db) as conn:
+        url, path = conn.execute(
+            "SELECT s3_url, local_file_path FROM post_media WHERE media_id = 'med-0001'"
+        ).fetchone()
+    s3.delete_object(Bucket=bucket, Key=url.split("/", 3)[3])
+    (root / path).unlink()
+    verify = cli(
+        "--json",
+        "archive",
+        "verify",
+        "--db",
+        str(db),
+        "--media-root",
+        str(root),
+        "--verify-s3",
+        "--check-local",
+        "--ledger",
+        "l.db",
+        *mapping,
+    )
+    assert verify.code == 1
+    problems = {(p["id"], p["class"]) for p in json.loads(verify.stdout)["problems"]}
+    assert ("med-0001", "missing-in-s3") in problems
+    assert ("med-0001", "local-missing") in problems
+    assert {i for i, c in problems if c == "local-missing"} == DEMO_MISSING | {"med-0001"}
+
+
+def test_cleanup_local_deletes_only_archived_files(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db, root = _demo(tmp_path)
+    before = sum(1 for p in root.rglob("*") if p.is_file())
+    result = cli(
+        "archive",
+        "run",
+        f"s3://{bucket}",
+        "--db",
+        str(db),
+        "--media-root",
+        str(root),
+        "--ledger",
+        "l.db",
+        "--cleanup-local",
+    )
+    assert result.code == 2  # needs --yes off a terminal
+    result = cli(
+        "archive",
+        "run",
+        f"s3://{bucket}",
+        "--db",
+        str(db),
+        "--media-root",
+        str(root),
+        "--ledger",
+        "l.db",
+        "--cleanup-local",
+        "--yes",
+    )
+    assert "57 local file(s) deleted" in result.stdout
+    assert before == 57
+    assert sum(1 for p in root.rglob("*") if p.is_file()) == 0
+
+
+def test_bad_table_name_is_refused() -> None:
+    with pytest.raises(Exception, match="not a plain table name"):
+        MediaTable("x.db", table="post_media; DROP TABLE x")
+
+
+def test_archive_on_postgres(cli, s3, bucket, tmp_path: Path, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    db, root = _demo(tmp_path)
+    table = f"post_media_{uuid.uuid4().hex[:8]}"
+    with sqlite3.connect(db) as src:
+        rows: list[Any] = src.execute(
+            "SELECT media_id, post_id, media_type, media_url, local_file_path, md5_sum, "
+            "file_size, mime_type, created_at FROM post_media"
+        ).fetchall()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {table} (media_id TEXT PRIMARY KEY, post_id TEXT NOT NULL, "
+            "media_type TEXT NOT NULL, media_url TEXT NOT NULL, local_file_path TEXT, "
+            "md5_sum TEXT, file_size INTEGER, mime_type TEXT, width INTEGER, height INTEGER, "
+            "archive_url TEXT, created_at TIMESTAMP, updated_at TIMESTAMP)"
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {table} (media_id, post_id, media_type, media_url, "
+                "local_file_path, md5_sum, file_size, mime_type, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+    try:
+        result = cli(
+            "archive",
+            "run",
+            f"s3://{bucket}",
+            "--db",
+            postgres_url,
+            "--table",
+            table,
+            "--media-root",
+            str(root),
+            "--ledger",
+            "l.db",
+        )
+        assert result.code == 1, result.output
+        with psycopg.connect(postgres_url) as conn:
+            archived = conn.execute(
+                f"SELECT media_id, archive_url, md5_sum, created_at FROM "
+                f"{table} WHERE archive_url IS NOT NULL"
+            ).fetchall()
+        assert len(archived) == 57
+        for _, url, md5, created in archived:
+            if created is not None:
+                assert url.startswith(f"s3://{bucket}/cache/{created:%Y}/{created:%m}/{md5}.")
+        stats = json.loads(
+            cli("--json", "archive", "stats", "--db", postgres_url, "--table", table).stdout
+        )
+        assert stats["all"]["archived"] == 57
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
