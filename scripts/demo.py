@@ -39,6 +39,46 @@ def make_sample(root: Path) -> int:
     return count + 1
 
 
+def archive_demo(endpoint: str, env: dict[str, str]) -> bool:
+    """The media archive (seed 003): a sample database archived, archive_url written."""
+    db, media = ROOT / "media.db", ROOT / "cache" / "media"
+    db.unlink(missing_ok=True)
+    s3stow = [sys.executable, "-m", "s3stow"]
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="social-tui")
+    print("\n$ s3stow archive init-demo --db .demo/media.db --media-root .demo/cache/media")
+    subprocess.run(
+        [*s3stow, "archive", "init-demo", "--db", str(db), "--media-root", str(media)],
+        env=env,
+        check=True,
+    )
+    print("\n$ s3stow archive run s3://social-tui --db .demo/media.db ...")
+    run = subprocess.run(
+        [
+            *s3stow,
+            "--endpoint-url",
+            endpoint,
+            "archive",
+            "run",
+            "s3://social-tui",
+            "--db",
+            str(db),
+            "--media-root",
+            str(media),
+            "--ledger",
+            str(ROOT / "ledger.db"),
+        ],
+        env=env,
+        check=False,
+    )
+    print("\n$ s3stow archive stats --db .demo/media.db")
+    subprocess.run([*s3stow, "archive", "stats", "--db", str(db)], env=env, check=False)
+    print(
+        "(the demo database has 3 rows without a file on purpose: they are reported and "
+        "left untouched, so that run exits 1)"
+    )
+    return run.returncode == 1  # exactly the planted missing files failed
+
+
 def main() -> int:
     env = {
         **os.environ,
@@ -96,7 +136,9 @@ def main() -> int:
             f"\nchecked every object against the local file: {files} objects, "
             f"{mismatches} mismatches"
         )
-        return 0 if first.returncode == 0 and second.returncode == 0 and not mismatches else 1
+        archived = archive_demo(server.endpoint_url, env)
+        ok = first.returncode == 0 and second.returncode == 0 and not mismatches
+        return 0 if ok and archived else 1
     finally:
         server.stop()
         print("local S3 server stopped")
