@@ -5,8 +5,11 @@ Tests add rules ``(pattern, action, times)`` matched against
 ``"METHOD /path?query"``; actions: ``status`` (answer with an S3 error, before
 the body when ``Expect: 100-continue`` is set, as S3 does), ``delay`` (then
 forward), ``reset`` (drop the connection halfway through the request body),
-``forward_then_reset`` (apply upstream, then drop the answer). Every request is
-logged so tests can assert exactly which requests were sent.
+``forward_then_reset`` (apply upstream, then drop the answer), ``corrupt``
+(flip one byte of the request body before forwarding), ``rewrite_header``
+(change a response header, e.g. a lying ETag) and ``callback`` (forward, answer,
+then call a test function: the crash harness kills the client there). Every
+request is logged, with its headers, so tests can assert exactly what was sent.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -27,6 +31,9 @@ class Rule:
     status: int = 503
     code: str = "SlowDown"
     delay: float = 0.0
+    header: str = ""
+    value: str = ""
+    callback: Callable[[str], None] | None = None
     hits: int = 0
 
 
@@ -38,6 +45,7 @@ class FaultProxy:
     port: int = 0
     rules: list[Rule] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
 
     def start(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -68,6 +76,7 @@ class FaultProxy:
     def reset(self) -> None:
         self.rules.clear()
         self.log.clear()
+        self.headers.clear()
 
     def add(self, pattern: str, action: str, *, times: int = 1, **kw: object) -> Rule:
         rule = Rule(re.compile(pattern), action, times, **kw)  # type: ignore[arg-type]
@@ -102,6 +111,7 @@ class FaultProxy:
         lookup = {k.strip().lower(): v.strip() for k, v in headers}
         line = f"{method} {target}"
         self.log.append(line)
+        self.headers.append(lookup)
         rule = self._match(line)
         length = int(lookup.get("content-length", "0"))
         expect = lookup.get("expect", "").lower() == "100-continue"
@@ -118,6 +128,9 @@ class FaultProxy:
         body = await reader.readexactly(length) if length else b""
         if rule is not None and rule.action == "delay":
             await asyncio.sleep(rule.delay)
+        if rule is not None and rule.action == "corrupt" and body:
+            middle = len(body) // 2
+            body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1 :]
         kept = [(k, v) for k, v in headers if k.strip().lower() not in ("connection", "expect")]
         request = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}:{v}\r\n" for k, v in kept)
         request += "Connection: close\r\n\r\n"
@@ -129,9 +142,22 @@ class FaultProxy:
         if rule is not None and rule.action == "forward_then_reset":
             self._rst(writer)
             return
+        if rule is not None and rule.action == "rewrite_header":
+            response = self._rewrite(response, rule.header, rule.value)
         writer.write(response)
         await writer.drain()
         writer.close()
+        if rule is not None and rule.action == "callback" and rule.callback is not None:
+            rule.callback(line)
+
+    @staticmethod
+    def _rewrite(response: bytes, header: str, value: str) -> bytes:
+        head, sep, body = response.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        name = header.lower().encode()
+        out = [ln for ln in lines if not ln.lower().startswith(name + b":")]
+        out.append(f"{header}: {value}".encode("latin-1"))
+        return b"\r\n".join(out) + sep + body
 
     async def _error(self, writer: asyncio.StreamWriter, rule: Rule) -> None:
         body = (

@@ -78,7 +78,9 @@ def test_kill9_mid_multipart_resumes_only_missing_parts(
         int(re.search(r"partNumber=(\d+)", r).group(1))  # type: ignore[union-attr]
         for r in proxy.requests(r"^PUT .*partNumber=")
     }
-    assert sent == set(range(1, 8)) - recorded
+    missing = set(range(1, 8)) - recorded
+    assert sent <= missing  # no part the ledger recorded is sent again
+    assert len(missing - sent) <= 2  # at most the in-flight parts were adopted by MD5
     assert len(proxy.requests(r"^POST .*uploads(=|$)")) == 0  # same upload id reused
     assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")

@@ -43,6 +43,8 @@ class Settings(BaseModel):
     connect_timeout: float = Field(default=20.0, gt=0)
     read_timeout: float = Field(default=120.0, gt=0)
     checksum_compat: bool = False
+    etag_check: Literal["auto", "on", "off"] = "auto"
+    expected_bucket_owner: str | None = Field(default=None, pattern=r"^\d{12}$")
     # Transfer
     concurrency: int = Field(default=16, ge=1, le=1024)
     part_size: int | None = None
@@ -132,6 +134,14 @@ class Settings(BaseModel):
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(Settings.model_fields)
+
+
+def wants_etag_check(settings: Settings) -> bool:
+    """Compare ETags with local MD5s? ``auto``: yes off AWS (custom endpoints may not
+    validate checksums server-side, as AWS S3 does), never under SSE-KMS (ETag != MD5)."""
+    if settings.sse == "aws:kms" or settings.etag_check == "off":
+        return False
+    return settings.etag_check == "on" or settings.endpoint_url is not None
 
 
 def parse_metadata(pairs: list[str]) -> dict[str, str]:

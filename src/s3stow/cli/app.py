@@ -43,6 +43,9 @@ class GlobalOptions:
     profile: str | None = None
     region: str | None = None
     path_style: bool | None = None
+    ca_bundle: str | None = None
+    verify_ssl: bool | None = None
+    expected_bucket_owner: str | None = None
     verbose: int = 0
     debug: bool = False
     quiet: bool = False
@@ -55,6 +58,9 @@ class GlobalOptions:
             "profile": self.profile,
             "region": self.region,
             "path_style": self.path_style,
+            "ca_bundle": self.ca_bundle,
+            "verify_ssl": self.verify_ssl,
+            "expected_bucket_owner": self.expected_bucket_owner,
             **flags,
         }
         return load_settings(config_file=self.config, flags=merged)
@@ -88,6 +94,16 @@ def main_options(
             show_default=False,
         ),
     ] = None,
+    ca_bundle: Annotated[
+        str | None, typer.Option(help="CA bundle file for TLS verification.")
+    ] = None,
+    no_verify_ssl: Annotated[
+        bool, typer.Option("--no-verify-ssl", help="Disable TLS verification (warns).")
+    ] = False,
+    expected_bucket_owner: Annotated[
+        str | None,
+        typer.Option(help="12-digit account id: S3 refuses requests to a bucket it does not own."),
+    ] = None,
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
     ] = 0,
@@ -111,7 +127,18 @@ def main_options(
     _DEBUG["on"] = debug
     configure_logging(verbose=verbose, debug=debug, quiet=quiet)
     ctx.obj = GlobalOptions(
-        config, endpoint_url, profile, region, path_style, verbose, debug, quiet, json_output
+        config,
+        endpoint_url,
+        profile,
+        region,
+        path_style,
+        ca_bundle,
+        False if no_verify_ssl else None,
+        expected_bucket_owner,
+        verbose,
+        debug,
+        quiet,
+        json_output,
     )
 
 

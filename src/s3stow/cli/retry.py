@@ -70,6 +70,9 @@ def retry(
                 ("profile", options.profile),
                 ("region", options.region),
                 ("path_style", options.path_style),
+                ("ca_bundle", options.ca_bundle),
+                ("verify_ssl", options.verify_ssl),
+                ("expected_bucket_owner", options.expected_bucket_owner),
             )
             if v is not None
         },

@@ -240,7 +240,10 @@ class Ledger:
         )
 
     def record_part(self, upload_id: str, part: PartRecord) -> None:
+        """Record a completed part durably, now: parts are large and few, and a part
+        known to the ledger is never sent again after a crash."""
         self._queue("part", (upload_id, part))
+        self.flush()
 
     def forget_multipart(self, bucket: str, key: str) -> None:
         """Drop the multipart state of ``key`` (after completion or abort)."""

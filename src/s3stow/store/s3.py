@@ -47,7 +47,21 @@ def make_client(settings: Settings, *, pool: int | None = None) -> Any:
         user_agent_extra="s3stow",
     )
     verify: bool | str | None = settings.ca_bundle or (None if settings.verify_ssl else False)
-    return session.client("s3", endpoint_url=settings.endpoint_url, config=config, verify=verify)
+    if not settings.verify_ssl:
+        log.warning(
+            "TLS certificate verification is OFF (--no-verify-ssl): anyone on the "
+            "network path can read and alter this transfer"
+        )
+    client = session.client("s3", endpoint_url=settings.endpoint_url, config=config, verify=verify)
+    if settings.expected_bucket_owner:
+        owner = settings.expected_bucket_owner
+
+        def add_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
+            if "ExpectedBucketOwner" in model.input_shape.members:
+                params.setdefault("ExpectedBucketOwner", owner)
+
+        client.meta.events.register("before-parameter-build.s3", add_owner)
+    return client
 
 
 def _etag(value: str | None) -> str:

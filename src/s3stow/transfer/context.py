@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from s3stow import __version__
-from s3stow.config import Settings
+from s3stow.config import Settings, wants_etag_check
 from s3stow.errors import TransferError
 from s3stow.ledger import Ledger
 from s3stow.models import SourceFile
@@ -49,6 +49,10 @@ class TransferContext:
     def compat(self) -> bool:
         return self.settings.checksum_compat or self.settings.checksum == "none"
 
+    @property
+    def etag_check(self) -> bool:
+        return self.compat or wants_etag_check(self.settings)
+
     def write_options(self, source: SourceFile, *, sha256_hex: str | None = None) -> WriteOptions:
         s = self.settings
         content_type = s.content_type or mimetypes.guess_type(source.path.name)[0]
@@ -74,6 +78,19 @@ def md5_b64(data: bytes | memoryview) -> str:
 
 def md5_hex(data: bytes | memoryview) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def check_etag(etag: str, data: bytes | memoryview, *, what: str) -> None:
+    """Raise a transient ``ChecksumMismatch`` when a plain ETag is not the MD5 sent.
+
+    Catches bytes changed in flight on servers that do not validate checksums.
+    """
+    if etag and "-" not in etag and etag != md5_hex(data):
+        raise TransferError(
+            f"{what}: S3's ETag {etag} is not the MD5 of the bytes sent (corrupted in flight?)",
+            code="ChecksumMismatch",
+            transient=True,
+        )
 
 
 def ensure_unchanged(source: SourceFile) -> None:

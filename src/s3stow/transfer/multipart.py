@@ -21,11 +21,14 @@ from s3stow.checksums import Digest
 from s3stow.errors import Interrupted, TransferError
 from s3stow.ledger import MultipartState
 from s3stow.models import PartRecord, PlannedUpload, Status, UploadResult
+from s3stow.store.base import PartInfo
 from s3stow.transfer.context import (
     SourceChanged,
     TransferContext,
+    check_etag,
     ensure_unchanged,
     md5_b64,
+    md5_hex,
     read_range,
 )
 from s3stow.transfer.parts import choose_part_size, part_ranges
@@ -128,7 +131,38 @@ def _resume_state(
         and listed[p.number].etag == p.etag
         and listed[p.number].size == p.size
     }
+    for number, offset, length in part_ranges(source.size, part_size):
+        part = listed.get(number)
+        if number not in done and part is not None and part.size == length:
+            adopted = _adopt(ctx, item, state, part, offset)
+            if adopted is not None:
+                done[number] = adopted
     return state, done
+
+
+def _adopt(
+    ctx: TransferContext,
+    item: PlannedUpload,
+    state: MultipartState,
+    part: PartInfo,
+    offset: int,
+) -> PartRecord | None:
+    """A part S3 has but the ledger missed (crash before the commit): keep it only if
+    its ETag is provably the MD5 of the local bytes at its offset."""
+    if "-" in part.etag or ctx.settings.sse == "aws:kms":
+        return None
+    with ctx.budget.hold(part.size):
+        data = read_range(item.source, offset, part.size)
+        if md5_hex(data) != part.etag:
+            return None
+        digest = None if ctx.compat else checksums.compute(ctx.settings.checksum, data)
+    record = PartRecord(part.number, part.etag, digest.b64 if digest else None, part.size)
+    if ctx.ledger is not None:
+        ctx.ledger.record_part(state.upload_id, record)
+    log.info(
+        "adopted part %d of %s already in S3 (ETag matches the local MD5)", part.number, item.key
+    )
+    return record
 
 
 def _send_part(
@@ -158,6 +192,8 @@ def _send_part(
                     content_md5=content_md5,
                 )
             ctx.limiter.on_success()
+            if ctx.etag_check and ctx.settings.sse != "aws:kms":
+                check_etag(put.etag, data, what=f"{item.key} part {number}")
             if digest is not None and put.checksum is not None and put.checksum != digest.b64:
                 raise TransferError(
                     f"part {number} of {item.key}: S3 stored checksum {put.checksum}, "

@@ -14,9 +14,9 @@ from s3stow.errors import TransferError
 from s3stow.models import PlannedUpload, Status, UploadResult
 from s3stow.transfer.context import (
     TransferContext,
+    check_etag,
     ensure_unchanged,
     md5_b64,
-    md5_hex,
     read_range,
 )
 
@@ -72,6 +72,8 @@ def _verify_ack(
     digest: checksums.Digest | None,
     data: bytes,
 ) -> None:
+    if ctx.etag_check and ctx.settings.sse != "aws:kms":
+        check_etag(etag, data, what=item.key)
     if digest is not None and not ctx.compat:
         if acked is None:
             raise TransferError(
@@ -85,12 +87,3 @@ def _verify_ack(
                 code="ChecksumMismatch",
                 transient=True,
             )
-        return
-    # Compatibility mode: S3 validated Content-MD5; the ETag of a plain single-part
-    # object is its MD5 (not so under SSE-KMS/SSE-C, where S3's validation is the proof).
-    if ctx.settings.sse != "aws:kms" and etag and etag != md5_hex(data):
-        raise TransferError(
-            f"ETag of {item.key} does not match the MD5 of the bytes sent",
-            code="ChecksumMismatch",
-            transient=True,
-        )
