@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from s3stow import checksums
@@ -32,8 +32,15 @@ class RemoteIndex:
     """
 
     def __init__(
-        self, store: ObjectStore, bucket: str, prefix: str, *, by_head: bool = False
+        self,
+        store: ObjectStore,
+        bucket: str,
+        prefix: str,
+        *,
+        by_head: bool = False,
+        before_first_use: Callable[[], None] | None = None,
     ) -> None:
+        self._before = before_first_use
         self._store = store
         self._bucket = bucket
         self._prefix = prefix
@@ -42,6 +49,8 @@ class RemoteIndex:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> ObjectInfo | None:
+        if self._before is not None:
+            self._before()
         if self._by_head:
             return self._store.head_object(self._bucket, key)
         with self._lock:

@@ -267,7 +267,7 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
         + f" of {summary.files} files; {format_size(summary.bytes_uploaded)} in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
     )
-    if len(summary.groups) > 1:
+    if 1 < len(summary.groups) <= 12:
         table = Table(
             "group", "files", "uploaded", "skipped", "failed", "sent", box=None, pad_edge=False
         )
@@ -281,6 +281,10 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
                 format_size(c["bytes_uploaded"]),
             )
         console.print(table)
+    elif summary.groups and len(summary.groups) > 12:
+        console.print(
+            f"  ({len(summary.groups)} groups: per-group counts are in --json and --status-json)"
+        )
     for failure in summary.failures[:5]:
         console.print(
             f"  [red]{failure.status.value}[/] {failure.path}: "

@@ -10,6 +10,7 @@ tells the concurrency limiter about throttling that botocore retried silently.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -77,19 +78,46 @@ def _checksum_of(response: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 class S3Store:
-    """``ObjectStore`` over one botocore client (thread-safe, shared by workers)."""
+    """``ObjectStore`` over one botocore client (thread-safe, shared by workers).
 
-    def __init__(self, client: Any, *, on_throttle: Callable[[], None] | None = None) -> None:
-        self.client = client
+    The client is created on first use, so a run that needs no request (a no-op
+    re-run that the ledger settles) never pays for it.
+    """
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        factory: Callable[[], Any] | None = None,
+        on_throttle: Callable[[], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._factory = factory
         self._on_throttle = on_throttle
-        if on_throttle is not None:
+        self._lock = threading.Lock()
+        if client is not None:
+            self._attach(client)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    assert self._factory is not None
+                    client = self._factory()
+                    self._attach(client)
+                    self._client = client
+        return self._client
+
+    def _attach(self, client: Any) -> None:
+        if self._on_throttle is not None:
             client.meta.events.register("needs-retry.s3", self._observe_retry)
 
     @classmethod
     def from_settings(
         cls, settings: Settings, *, on_throttle: Callable[[], None] | None = None
     ) -> S3Store:
-        return cls(make_client(settings), on_throttle=on_throttle)
+        return cls(factory=lambda: make_client(settings), on_throttle=on_throttle)
 
     def _observe_retry(self, response: Any = None, **_: Any) -> None:
         if response is None or self._on_throttle is None:

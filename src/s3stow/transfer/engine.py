@@ -74,6 +74,7 @@ class Uploader:
         self.observer = Fanout(list(observers))
         self.default_target = default_target
         self.stop = threading.Event()
+        self._checked: set[str] = set()
         self.worker = FileWorker(
             self.settings, store=self.store, observer=self.observer, stop=self.stop
         )
@@ -94,6 +95,13 @@ class Uploader:
     def check_bucket_access(self, bucket: str | None = None) -> None:
         """Raise ``AuthError``/``BucketMissingError`` unless the bucket is reachable."""
         self.store.head_bucket(bucket or self._target(None).bucket)
+
+    def _check_bucket(self, bucket: str) -> None:
+        """HEAD the bucket once, before the first request that needs it (fail fast on
+        credentials, permissions and a missing bucket; a no-op run sends nothing)."""
+        if bucket not in self._checked:
+            self.store.head_bucket(bucket)
+            self._checked.add(bucket)
 
     def add_observer(self, observer: Observer) -> None:
         """Also report this run's events to ``observer``."""
@@ -150,7 +158,12 @@ class Uploader:
         planner = Planner(self.settings, resolved)
         roots = check_sources(planner.sources([Path(s) for s in sources]))
         summary = RunSummary(run_id or new_run_id())
-        remote = RemoteIndex(self.store, resolved.bucket, planner.template.static_prefix)
+        remote = RemoteIndex(
+            self.store,
+            resolved.bucket,
+            planner.template.static_prefix,
+            before_first_use=lambda: self._check_bucket(resolved.bucket),
+        )
         found = discover(roots, follow_symlinks=self.settings.follow_symlinks)
         batches = (self._plan(batch, planner, summary) for batch in _batched(found))
         self._run(
@@ -179,7 +192,13 @@ class Uploader:
         checked with a HEAD each, not a listing.
         """
         summary = RunSummary(run_id or new_run_id())
-        remote = RemoteIndex(self.store, target.bucket, target.prefix, by_head=True)
+        remote = RemoteIndex(
+            self.store,
+            target.bucket,
+            target.prefix,
+            by_head=True,
+            before_first_use=lambda: self._check_bucket(target.bucket),
+        )
         stream = iter(items)
 
         def batches() -> Iterator[list[PlannedUpload]]:
@@ -213,7 +232,6 @@ class Uploader:
     ) -> None:
         started = time.monotonic()
         self.observer.on_start(summary.run_id, target.url)
-        self.store.head_bucket(target.bucket)
         if self.ledger is not None and not self.settings.dry_run:
             self.ledger.start_run(
                 summary.run_id,
@@ -275,6 +293,7 @@ class Uploader:
                         self._drain(pending, summary, block=True)
                     if self.stop.is_set():
                         break
+                    self._check_bucket(decision.item.bucket)
                     future = files.submit(self.worker.process, ctx, decision, listed)
                     pending[future] = source
                 self._drain(pending, summary, block=False)
