@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.conftest import make_tree
@@ -14,11 +15,17 @@ def test_slowdown_is_retried_and_counted(proxied_cli, proxy, s3, bucket, tmp_pat
     tree = make_tree(tmp_path / "src", {f"f{i}.txt": 50 for i in range(6)})
     proxy.add(r"^PUT /[^/]+/p/f2\.txt", "status", times=2, status=503, code="SlowDown")
     proxy.add(r"^PUT /[^/]+/p/f4\.txt", "status", times=2, status=500, code="InternalError")
-    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", env=FAST)
+    result = proxied_cli(
+        "--json", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", env=FAST
+    )
     assert result.code == 0, result.output
     for rel, data in tree.items():
         assert s3.get_object(Bucket=bucket, Key=f"p/{rel}")["Body"].read() == data
     assert len(proxy.requests(r"^PUT /[^/]+/p/f2\.txt")) == 3
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["transient_errors"] == 4
+    assert summary["throttled"] == 2
+    assert summary["concurrency"] < 16  # backed off (AIMD), not yet fully recovered
 
 
 def test_part_faults_resent_from_right_offsets(

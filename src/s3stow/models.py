@@ -136,6 +136,9 @@ class RunSummary:
     failures: list[UploadResult] = field(default_factory=list)
     would_upload: list[Decision] = field(default_factory=list)
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
+    transient_errors: int = 0  # 5xx/throttling/connection errors seen (botocore retried)
+    throttled: int = 0  # throttling responses (each may halve concurrency)
+    concurrency: int = 0  # the request limit at the end (AIMD)
 
     def count_group(self, group: str, outcome: str, size: int = 0) -> None:
         """Count one file's outcome (uploaded/skipped/failed) under its group."""
@@ -166,5 +169,8 @@ class RunSummary:
             "throughput_bytes_per_s": round(rate, 1),
             "interrupted": self.interrupted,
             "fatal": self.fatal,
+            "transient_errors": self.transient_errors,
+            "throttled": self.throttled,
+            "concurrency": self.concurrency,
             "groups": self.groups,
         }

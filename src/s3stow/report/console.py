@@ -267,6 +267,16 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
         + f" of {summary.files} files; {format_size(summary.bytes_uploaded)} in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
     )
+    if summary.transient_errors:
+        console.print(
+            f"  {summary.transient_errors} transient error(s) retried"
+            + (
+                f", {summary.throttled} throttling response(s): concurrency now "
+                f"{summary.concurrency}"
+                if summary.throttled
+                else ""
+            )
+        )
     if 1 < len(summary.groups) <= 12:
         table = Table(
             "group", "files", "uploaded", "skipped", "failed", "sent", box=None, pad_edge=False

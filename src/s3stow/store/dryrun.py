@@ -22,6 +22,10 @@ class DryRunStore:
     def __init__(self, inner: ObjectStore) -> None:
         self.inner = inner
 
+    @property
+    def transient_errors(self) -> int:
+        return int(getattr(self.inner, "transient_errors", 0))
+
     def head_bucket(self, bucket: str) -> None:
         self.inner.head_bucket(bucket)
 

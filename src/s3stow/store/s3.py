@@ -22,7 +22,7 @@ from s3stow.checksums import Digest
 from s3stow.config import Settings
 from s3stow.logs import register_secret
 from s3stow.store.base import ObjectInfo, PartInfo, PutResult, WriteOptions
-from s3stow.store.translate import THROTTLE_CODES, error_code, translate
+from s3stow.store.translate import THROTTLE_CODES, TRANSIENT_CODES, error_code, translate
 
 log = logging.getLogger(__name__)
 _CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
@@ -95,6 +95,7 @@ class S3Store:
         self._factory = factory
         self._on_throttle = on_throttle
         self._lock = threading.Lock()
+        self.transient_errors = 0  # responses/exceptions botocore may retry
         if client is not None:
             self._attach(client)
 
@@ -110,8 +111,7 @@ class S3Store:
         return self._client
 
     def _attach(self, client: Any) -> None:
-        if self._on_throttle is not None:
-            client.meta.events.register("needs-retry.s3", self._observe_retry)
+        client.meta.events.register("needs-retry.s3", self._observe_retry)
 
     @classmethod
     def from_settings(
@@ -119,13 +119,19 @@ class S3Store:
     ) -> S3Store:
         return cls(factory=lambda: make_client(settings), on_throttle=on_throttle)
 
-    def _observe_retry(self, response: Any = None, **_: Any) -> None:
-        if response is None or self._on_throttle is None:
+    def _observe_retry(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
+        """Count what botocore sees and may retry; tell the limiter about throttling."""
+        if response is None:
+            if caught_exception is not None:
+                self.transient_errors += 1
             return None
         http, parsed = response
         status = getattr(http, "status_code", 0)
         code = (parsed or {}).get("Error", {}).get("Code", "")
-        if status in (429, 503) or code in THROTTLE_CODES:
+        throttled = status in (429, 503) or code in THROTTLE_CODES
+        if throttled or status >= 500 or code in TRANSIENT_CODES:
+            self.transient_errors += 1
+        if throttled and self._on_throttle is not None:
             self._on_throttle()
         return None
 

@@ -231,6 +231,8 @@ class Uploader:
         sources: list[str],
     ) -> None:
         started = time.monotonic()
+        errors_before = getattr(self.store, "transient_errors", 0)
+        throttled_before = self.limiter.throttle_events
         self.observer.on_start(summary.run_id, target.url)
         if self.ledger is not None and not self.settings.dry_run:
             self.ledger.start_run(
@@ -245,6 +247,9 @@ class Uploader:
             self._pipeline(batches, remote, summary)
         finally:
             summary.elapsed = time.monotonic() - started
+            summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before
+            summary.throttled = self.limiter.throttle_events - throttled_before
+            summary.concurrency = self.limiter.limit
             summary.interrupted = self.stop.is_set() and self.fatal_error is None
             if self.fatal_error is not None:
                 summary.fatal = str(self.fatal_error)
