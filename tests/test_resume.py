@@ -188,3 +188,36 @@ def test_file_changed_during_upload_is_not_completed(
     assert again.uploaded == 1
     body = s3.get_object(Bucket=bucket, Key="p/f.bin")["Body"].read()
     assert body == path.read_bytes()
+
+
+def test_second_sigint_exits_at_once(proxied_cli, proxy, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 for i in range(10)})
+    proxy.add(r"^PUT ", "delay", times=1000, delay=20)  # in-flight requests would take long
+    process = proxied_cli.start(
+        "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "2"
+    )
+    _wait_for(lambda: len(proxy.requests(r"^PUT ")) >= 1)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=10)  # far less than the 20 s the requests would take
+    assert process.returncode == 130
+
+
+def test_plain_progress_lines_off_a_terminal(proxied_cli, proxy, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(6)})
+    proxy.add(r"^PUT ", "delay", times=100, delay=0.2)
+    result = proxied_cli(
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--concurrency",
+        "1",
+        env={"S3STOW_PROGRESS_INTERVAL": "0.2"},
+    )
+    assert result.code == 0
+    lines = [x for x in result.stderr.splitlines() if x.startswith("progress: ")]
+    assert len(lines) >= 2
+    assert "files" in lines[-1]
