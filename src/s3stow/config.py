@@ -49,7 +49,7 @@ class Settings(BaseModel):
     concurrency: int = Field(default=16, ge=1, le=1024)
     part_size: int | None = None
     multipart_threshold: int = 16 * MiB
-    memory_limit: int = Field(default=512 * MiB, ge=16 * MiB)
+    memory_limit: int = Field(default=256 * MiB, ge=16 * MiB)
     checksum: ChecksumName = "crc64nvme"
     sha256_metadata: bool = False
     content_type: str | None = None

@@ -175,22 +175,23 @@ def _send_part(
 ) -> PartRecord:
     if ctx.stop.is_set():
         raise Interrupted("interrupted before sending a part")
-    with ctx.budget.hold(length):
+    # The request slot is taken before the part is read, so buffered parts never
+    # exceed the requests in flight: memory ~ min(concurrency, budget / part) x part.
+    with ctx.limiter.slot(), ctx.budget.hold(length):
         data = read_range(item.source, offset, length)
         digest = None if ctx.compat else checksums.compute(ctx.settings.checksum, data)
         content_md5 = md5_b64(data) if ctx.compat else None
 
         def send() -> PartRecord:
-            with ctx.limiter.slot():
-                put = ctx.store.upload_part(
-                    item.bucket,
-                    item.key,
-                    upload_id=state.upload_id,
-                    number=number,
-                    body=data,
-                    digest=digest,
-                    content_md5=content_md5,
-                )
+            put = ctx.store.upload_part(
+                item.bucket,
+                item.key,
+                upload_id=state.upload_id,
+                number=number,
+                body=data,
+                digest=digest,
+                content_md5=content_md5,
+            )
             ctx.limiter.on_success()
             if ctx.etag_check and ctx.settings.sse != "aws:kms":
                 check_etag(put.etag, data, what=f"{item.key} part {number}")

@@ -25,7 +25,7 @@ def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
     """Upload ``item`` in one request; raise ``TransferError`` on failure."""
     source = item.source
     algorithm = ctx.settings.checksum
-    with ctx.budget.hold(source.size):
+    with ctx.limiter.slot(), ctx.budget.hold(source.size):  # slot first: see multipart
         data = read_range(source, 0, source.size)
         ensure_unchanged(source)
         digest = checksums.compute(algorithm, data)
@@ -34,15 +34,14 @@ def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
         content_md5 = md5_b64(data) if ctx.compat else None
 
         def send() -> UploadResult:
-            with ctx.limiter.slot():
-                put = ctx.store.put_object(
-                    item.bucket,
-                    item.key,
-                    data,
-                    digest=None if ctx.compat else digest,
-                    options=options,
-                    content_md5=content_md5,
-                )
+            put = ctx.store.put_object(
+                item.bucket,
+                item.key,
+                data,
+                digest=None if ctx.compat else digest,
+                options=options,
+                content_md5=content_md5,
+            )
             ctx.limiter.on_success()
             _verify_ack(ctx, item, put.etag, put.checksum, digest, data)
             return UploadResult(
