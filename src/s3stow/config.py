@@ -44,6 +44,7 @@ class Settings(BaseModel):
     read_timeout: float = Field(default=120.0, gt=0)
     checksum_compat: bool = False
     etag_check: Literal["auto", "on", "off"] = "auto"
+    fast_path: bool = True
     expected_bucket_owner: str | None = Field(default=None, pattern=r"^\d{12}$")
     # Transfer
     concurrency: int = Field(default=16, ge=1, le=1024)

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
@@ -22,15 +23,27 @@ from s3stow.checksums import Digest
 from s3stow.config import Settings
 from s3stow.logs import register_secret
 from s3stow.store.base import ObjectInfo, PartInfo, PutResult, WriteOptions
+from s3stow.store.fastpath import FastPath, put_headers
 from s3stow.store.translate import THROTTLE_CODES, TRANSIENT_CODES, error_code, translate
 
 log = logging.getLogger(__name__)
 _CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 
 
-def make_client(settings: Settings, *, pool: int | None = None) -> Any:
+def make_session(settings: Settings) -> Any:
+    """The boto3 session: the user's credential chain, profile and region."""
+    return boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+
+
+def make_client(
+    settings: Settings,
+    *,
+    pool: int | None = None,
+    session: Any = None,
+    max_attempts: int | None = None,
+) -> Any:
     """Create the botocore S3 client for ``settings``."""
-    session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+    session = session or make_session(settings)
     credentials = session.get_credentials()
     if credentials is not None:
         frozen = credentials.get_frozen_credentials()
@@ -38,7 +51,7 @@ def make_client(settings: Settings, *, pool: int | None = None) -> Any:
         register_secret(frozen.token)
     compat = settings.checksum_compat or settings.checksum == "none"
     config = Config(
-        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts or settings.max_attempts},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         max_pool_connections=pool or max(settings.concurrency + 4, 10),
@@ -94,7 +107,7 @@ class S3Store:
         self._client = client
         self._factory = factory
         self._on_throttle = on_throttle
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # client creation nests inside fast-path set-up
         self.transient_errors = 0  # responses/exceptions botocore may retry
         if client is not None:
             self._attach(client)
@@ -117,7 +130,83 @@ class S3Store:
     def from_settings(
         cls, settings: Settings, *, on_throttle: Callable[[], None] | None = None
     ) -> S3Store:
-        return cls(factory=lambda: make_client(settings), on_throttle=on_throttle)
+        def factory() -> Any:
+            store._session = make_session(settings)
+            return make_client(settings, session=store._session)
+
+        store = cls(factory=factory, on_throttle=on_throttle)
+        if settings.fast_path and settings.max_attempts > 1:
+            store._fast_settings = settings
+        return store
+
+    _session: Any = None
+
+    _fast_settings: Settings | None = None
+    _fast: FastPath | None = None
+    _retry_client: Any = None
+
+    def _fast_path(self) -> FastPath | None:
+        """The lean path, built on first use from the main client's session/region."""
+        settings = self._fast_settings
+        if settings is None:
+            return None
+        if self._fast is None:
+            with self._lock:
+                if self._fast is None:
+                    client = self.client
+                    verify: bool | str | None = settings.ca_bundle or (
+                        None if settings.verify_ssl else False
+                    )
+                    self._fast = FastPath(
+                        session=self._session,
+                        region=client.meta.region_name,
+                        endpoint_url=settings.endpoint_url,
+                        path_style=settings.path_style,
+                        verify=verify,
+                        pool_size=max(settings.concurrency + 4, 10),
+                        timeout=(settings.connect_timeout, settings.read_timeout),
+                        expected_bucket_owner=settings.expected_bucket_owner,
+                        on_throttle=self._on_throttle,
+                        on_transient=self._count_transient,
+                    )
+        return self._fast
+
+    def _count_transient(self) -> None:
+        self.transient_errors += 1
+
+    def _fallback_client(self) -> Any:
+        """botocore with one attempt fewer: the fast path spent the first."""
+        if self._retry_client is None:
+            with self._lock:
+                if self._retry_client is None:
+                    assert self._fast_settings is not None
+                    client = make_client(
+                        self._fast_settings,
+                        session=self._session,
+                        max_attempts=self._fast_settings.max_attempts - 1,
+                    )
+                    self._attach(client)
+                    self._retry_client = client
+        return self._retry_client
+
+    def _put(
+        self, bucket: str, key: str, operation: str, body: bytes, query: str, args: dict[str, Any]
+    ) -> Any:
+        """PutObject/UploadPart: the fast path first, botocore on anything else."""
+        fast = self._fast_path()
+        headers = put_headers(args) if fast is not None else None
+        if fast is not None and headers is not None:
+            answer = fast.put(bucket, key, body, headers, query=query)
+            if answer is not None:
+                return _response_from_headers(answer)
+            client = self._fallback_client()
+        else:
+            client = self.client
+        function = getattr(client, operation)
+        extra = {"Body": body, **args}
+        if operation == "upload_part":
+            extra.update(_query_args(query))
+        return self._call(bucket, key, function, **extra)
 
     def _observe_retry(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
         """Count what botocore sees and may retry; tell the limiter about throttling."""
@@ -215,7 +304,7 @@ class S3Store:
             args["ContentMD5"] = content_md5
         if options.if_none_match:
             args["IfNoneMatch"] = "*"
-        response = self._call(bucket, key, self.client.put_object, Body=body, **args)
+        response = self._put(bucket, key, "put_object", body, "", args)
         checksum, _ = _checksum_of(response)
         return PutResult(_etag(response.get("ETag")), checksum, response.get("VersionId"))
 
@@ -246,15 +335,8 @@ class S3Store:
             args["Checksum" + digest.algorithm.upper()] = digest.b64
         if content_md5:
             args["ContentMD5"] = content_md5
-        response = self._call(
-            bucket,
-            key,
-            self.client.upload_part,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=body,
-            **args,
-        )
+        query = f"uploadId={quote(upload_id, safe='')}&partNumber={number}"
+        response = self._put(bucket, key, "upload_part", body, query, args)
         checksum, _ = _checksum_of(response)
         return PutResult(_etag(response.get("ETag")), checksum)
 
@@ -321,3 +403,22 @@ class S3Store:
         except Exception as exc:
             raise translate(exc, bucket=bucket) from exc
         return found
+
+
+def _query_args(query: str) -> dict[str, Any]:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query)
+    return {"PartNumber": int(values["partNumber"][0]), "UploadId": values["uploadId"][0]}
+
+
+def _response_from_headers(headers: dict[str, str]) -> dict[str, Any]:
+    """The parts of a botocore-shaped PutObject/UploadPart response s3stow reads."""
+    response: dict[str, Any] = {"ETag": headers.get("etag", "")}
+    if "x-amz-version-id" in headers:
+        response["VersionId"] = headers["x-amz-version-id"]
+    for name in _CHECKSUM_FIELDS:
+        value = headers.get(f"x-amz-checksum-{name.lower()}")
+        if value:
+            response["Checksum" + name] = value
+    return response

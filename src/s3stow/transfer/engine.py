@@ -137,6 +137,7 @@ class Uploader:
             item = planned
         else:
             item = PlannedUpload(found, resolved.bucket, build_key("", key))
+        self._check_bucket(item.bucket)
         with self._pools() as ctx:
             result = self.worker.transfer(ctx, item, Reason.NEW)
         if self.ledger is not None:

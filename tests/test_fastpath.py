@@ -1,0 +1,131 @@
+"""The lean PutObject/UploadPart path: real signatures, one attempt, botocore behind."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from s3stow.devserver import LocalS3Server
+from s3stow.store.fastpath import put_headers
+from tests.conftest import Cli, make_tree
+from tests.faultproxy import FaultProxy
+
+MiB = 1024 * 1024
+
+
+def test_put_headers_mapping() -> None:
+    headers = put_headers(
+        {
+            "ContentType": "text/plain",
+            "Metadata": {"a": "1"},
+            "ChecksumAlgorithm": "CRC64NVME",
+            "ChecksumCRC64NVME": "abc=",
+            "StorageClass": "STANDARD_IA",
+            "IfNoneMatch": "*",
+        }
+    )
+    assert headers == {
+        "Content-Type": "text/plain",
+        "x-amz-meta-a": "1",
+        "x-amz-sdk-checksum-algorithm": "CRC64NVME",
+        "x-amz-checksum-crc64nvme": "abc=",
+        "x-amz-storage-class": "STANDARD_IA",
+        "If-None-Match": "*",
+    }
+    assert put_headers({"Metadata": {"name": "caf\u00e9"}}) is None  # botocore decides
+    assert put_headers({"SSECustomerKey": "x"}) is None
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[tuple[LocalS3Server, dict[str, str]]]:
+    """A moto server that checks SigV4 signatures, and a user allowed to use S3."""
+    server = LocalS3Server(env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    server.start()
+    iam = boto3.client(
+        "iam",
+        endpoint_url=server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    iam.create_user(UserName="uploader")
+    iam.put_user_policy(
+        UserName="uploader",
+        PolicyName="all",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+            }
+        ),
+    )
+    key = iam.create_access_key(UserName="uploader")["AccessKey"]
+    creds = {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
+    yield server, creds
+    server.stop()
+
+
+def test_fast_path_signatures_are_accepted(auth_server: Any, tmp_path: Path) -> None:
+    server, creds = auth_server
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+    )
+    s3.create_bucket(Bucket="signed")
+    proxy = FaultProxy("127.0.0.1", server.port)
+    proxy.start()
+    try:
+        tree = make_tree(tmp_path / "src", {"a b.txt": 100, "dir/ü.json": 50, "big.bin": 11 * MiB})
+        cli = Cli(proxy.url, tmp_path)
+        result = cli(
+            "upload",
+            "src",
+            "s3://signed/p",
+            "--ledger",
+            "l.db",
+            "--part-size",
+            "5MiB",
+            "--multipart-threshold",
+            "5MiB",
+            "--metadata",
+            "team=data",
+            env=creds,
+        )
+        assert result.code == 0, result.output
+        puts = [
+            (line, h)
+            for line, h in zip(proxy.log, proxy.headers, strict=True)
+            if line.startswith("PUT ")
+        ]
+        assert len(puts) == 5  # 2 small files + 3 parts, each sent once: no fallback
+        assert all("fastpath" in h.get("user-agent", "") for _, h in puts)
+        for rel, data in tree.items():
+            assert s3.get_object(Bucket="signed", Key=f"p/{rel}")["Body"].read() == data
+        wrong = dict(creds, AWS_SECRET_ACCESS_KEY="not-the-secret")
+        denied = cli("upload", "src", "s3://signed/q", "--ledger", "l2.db", env=wrong)
+        assert denied.code == 3
+        assert "403" in denied.stderr  # a HEAD answer has no body to name the code
+    finally:
+        proxy.stop()
+
+
+def test_fast_path_off_uses_botocore(proxied_cli, proxy, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"a.txt": 10})
+    result = proxied_cli(
+        "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", env={"S3STOW_FAST_PATH": "false"}
+    )
+    assert result.code == 0
+    puts = [h for line, h in zip(proxy.log, proxy.headers, strict=True) if line.startswith("PUT ")]
+    assert puts
+    assert all("fastpath" not in h.get("user-agent", "") for h in puts)
