@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
+	bash bench/setup.sh
 	$(BIN)/python bench/upload_bench.py
 
 clean:

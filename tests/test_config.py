@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s3stow.config import load_settings
 from s3stow.errors import ConfigError, ExitCode
@@ -123,3 +125,37 @@ def test_cli_bad_flag_value_exits_2(cli, tmp_path: Path) -> None:  # type: ignor
     assert "part_size" in result.stderr
     assert "--part-size" in result.stderr
     assert "Traceback" not in result.output
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "concurrency",
+                "part_size",
+                "checksum",
+                "limit",
+                "status_interval",
+                "force",
+                "metadata",
+                "layout",
+            ]
+        ),
+        st.one_of(st.text(max_size=12), st.integers(-(10**12), 10**12), st.booleans(), st.none()),
+        max_size=4,
+    )
+)
+def test_any_environment_either_loads_or_fails_cleanly(values: dict[str, object]) -> None:
+    env = {f"S3STOW_{k.upper()}": str(v) for k, v in values.items()}
+    error: ConfigError | None = None
+    try:
+        loaded = load_settings(env=env)
+    except ConfigError as exc:
+        error = exc
+    if error is not None:
+        assert error.exit_code == ExitCode.USAGE
+        assert "S3STOW_" in str(error)  # names where the bad value came from
+        return
+    assert loaded.concurrency >= 1
+    assert loaded.part_size is None or 5 * 1024**2 <= loaded.part_size <= 5 * 1024**3

@@ -279,3 +279,34 @@ def test_no_verify_ssl_warns(cli, bucket, tmp_path: Path) -> None:  # type: igno
     result = cli("--no-verify-ssl", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
     assert result.code == 0
     assert "TLS certificate verification is OFF" in result.stderr
+
+
+def test_read_timeout_with_a_late_first_write(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """The first PUT reaches the server late, after the client gave up: the retry
+    wins, the duplicate write is harmless, and the object is exact."""
+    tree = make_tree(tmp_path / "src", {"a.bin": 5000, "big.bin": 11 * MiB})
+    proxy.add(r"^PUT /[^?]*a\.bin$", "delay", times=1, delay=3)
+    proxy.add(r"^PUT .*partNumber=2(&|$)", "delay", times=1, delay=3)
+    result = proxied_cli(
+        "--json",
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--part-size",
+        "5MiB",
+        "--multipart-threshold",
+        "5MiB",
+        env={"S3STOW_READ_TIMEOUT": "1", **FAST},
+    )
+    assert result.code == 0, result.output
+    assert len(proxy.requests(r"^PUT /[^?]*a\.bin$")) >= 2
+    assert len(proxy.requests(r"^PUT .*partNumber=2(&|$)")) >= 2
+    check_invariant(s3, bucket, "p", tree, tmp_path / "l.db")

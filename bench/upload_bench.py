@@ -1,0 +1,302 @@
+"""Side-by-side upload benchmark: s3stow against boto3, aws, s5cmd and rclone.
+
+Each tool uploads each dataset to a fresh local S3 server (moto, restarted for every
+run so earlier data cannot slow it), runs interleaved (A B C A B C ...), and the
+median of the runs is reported: wall seconds, client CPU seconds (user + sys of the
+tool's process tree), peak RSS, server CPU seconds, files/s and MiB/s, plus s3stow's
+ratio to the best peer on each figure (below 1.0 is better for time, CPU and memory).
+The "noop" scenario uploads the "many" dataset once, then times a second run that has
+nothing to do (s3stow's ledger vs. the peers' sync commands). Every s3stow run is
+checked: the object count under its prefix must equal the file count.
+
+    python bench/upload_bench.py [--datasets small,medium,large,noop] [--runs 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import boto3
+
+from s3stow.devserver import LocalS3Server
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / ".data"
+RESULTS = HERE / "results"
+BIN = HERE / ".venv" / "bin"
+ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+MiB = 1024 * 1024
+SIZES = {  # name: (files, bytes each, nested)
+    "small": (2000, 16 * 1024, True),
+    "medium": (50, 8 * MiB, False),
+    "large": (1, 1024 * MiB, False),
+    "many": (20000, 1024, True),
+}
+QUICK = {
+    "small": (500, 16 * 1024, True),
+    "medium": (12, 8 * MiB, False),
+    "large": (1, 256 * MiB, False),
+    "many": (3000, 1024, True),
+}
+
+
+@dataclass
+class Sample:
+    tool: str
+    dataset: str
+    wall: float
+    cpu: float
+    rss_mib: float
+    server_cpu: float
+    ok: bool
+
+
+def make_dataset(name: str, spec: tuple[int, int, bool]) -> Path:
+    count, size, nested = spec
+    root = DATA / f"{name}-{count}x{size}"
+    if root.exists():
+        return root
+    rng = random.Random(count * 7919 + size)
+    tmp = root.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for index in range(count):
+        folder = tmp / f"d{index % 20}" / f"e{index % 7}" if nested else tmp
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"f{index:05d}.bin", "wb") as handle:
+            remaining = size
+            while remaining:
+                block = min(remaining, 8 * MiB)
+                handle.write(rng.randbytes(block))
+                remaining -= block
+    tmp.rename(root)
+    return root
+
+
+def tool_path(name: str) -> str | None:
+    local = BIN / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+def command(
+    tool: str, src: Path, endpoint: str, prefix: str, *, sync: bool, ledger: Path
+) -> list[str] | None:
+    bucket = "bench"
+    if tool == "s3stow":
+        return [
+            sys.executable,
+            "-m",
+            "s3stow",
+            "-q",
+            "--endpoint-url",
+            endpoint,
+            "upload",
+            str(src),
+            f"s3://{bucket}/{prefix}",
+            "--ledger",
+            str(ledger),
+        ]
+    if tool == "boto3":
+        return (
+            None
+            if sync
+            else [
+                sys.executable,
+                str(HERE / "boto3_baseline.py"),
+                endpoint,
+                str(src),
+                bucket,
+                prefix,
+            ]
+        )
+    if tool == "aws" and (aws := tool_path("aws")):
+        verb = ["sync"] if sync else ["cp", "--recursive"]
+        return [
+            aws,
+            "--endpoint-url",
+            endpoint,
+            "s3",
+            *verb,
+            str(src),
+            f"s3://{bucket}/{prefix}",
+            "--only-show-errors",
+        ]
+    if tool == "s5cmd" and (s5 := tool_path("s5cmd")):
+        return [
+            s5,
+            "--endpoint-url",
+            endpoint,
+            "sync" if sync else "cp",
+            f"{src}/*",
+            f"s3://{bucket}/{prefix}/",
+        ]
+    if tool == "rclone" and (rc := tool_path("rclone")):
+        return [rc, "copy", str(src), f"bench:{bucket}/{prefix}", "--transfers", "16"]
+    return None
+
+
+def rclone_env(endpoint: str) -> dict[str, str]:
+    return {
+        "RCLONE_CONFIG_BENCH_TYPE": "s3",
+        "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
+        "RCLONE_CONFIG_BENCH_ENDPOINT": endpoint,
+        "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": "testing",
+        "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": "testing",
+        "RCLONE_CONFIG_BENCH_REGION": "us-east-1",
+    }
+
+
+def server_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, int]:
+    """Run ``argv``; return wall, CPU (children user+sys), peak RSS MiB, exit code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def count_objects(endpoint: str, prefix: str) -> int:
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    total = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix=prefix + "/"):
+        total += len(page.get("Contents", []))
+    return total
+
+
+def one_run(tool: str, dataset: str, src: Path, files: int, run: int) -> Sample | None:
+    server = LocalS3Server()
+    server.start()
+    try:
+        boto3.client("s3", endpoint_url=server.endpoint_url).create_bucket(Bucket="bench")
+        env = {**os.environ, **ENV, **rclone_env(server.endpoint_url)}
+        if tool == "rclone":  # rclone's S3 backend cannot load AWS_CA_BUNDLE here
+            env.pop("AWS_CA_BUNDLE", None)
+        ledger = DATA / f"ledger-{tool}-{dataset}-{run}.db"
+        for leftover in DATA.glob(ledger.name + "*"):
+            leftover.unlink()
+        sync = dataset == "noop"
+        prefix = f"{tool}-{dataset}-{run}"
+        argv = command(tool, src, server.endpoint_url, prefix, sync=sync, ledger=ledger)
+        if argv is None:
+            return None
+        if sync:  # the first, full upload is not measured
+            first = command(tool, src, server.endpoint_url, prefix, sync=False, ledger=ledger)
+            assert first is not None
+            done = subprocess.run(
+                first, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            if done.returncode != 0:
+                return Sample(tool, dataset, 0.0, 0.0, 0.0, 0.0, ok=False)
+        pid = server.process.pid if server.process else 0
+        cpu0 = server_cpu(pid)
+        wall, cpu, rss, code = timed(argv, env)
+        cpu1 = server_cpu(pid)
+        ok = code == 0 and count_objects(server.endpoint_url, prefix) == files
+        return Sample(tool, dataset, wall, cpu, rss, cpu1 - cpu0, ok)
+    finally:
+        server.stop()
+
+
+def median(samples: list[Sample], attr: str) -> float:
+    return statistics.median(getattr(s, attr) for s in samples)
+
+
+def report(samples: list[Sample], files: dict[str, tuple[int, int]]) -> str:
+    lines = [
+        "| dataset | tool | runs ok | wall s | client CPU s | peak RSS MiB | "
+        "server CPU s | files/s | MiB/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ratios = ["", "| dataset | s3stow / best peer: wall | CPU | RSS |", "|---|---|---|---|"]
+    for dataset in dict.fromkeys(s.dataset for s in samples):
+        by_tool: dict[str, list[Sample]] = {}
+        for sample in samples:
+            if sample.dataset == dataset:
+                by_tool.setdefault(sample.tool, []).append(sample)
+        count, size = files[dataset]
+        for tool, runs in by_tool.items():
+            wall = median(runs, "wall")
+            lines.append(
+                f"| {dataset} | {tool} | {sum(r.ok for r in runs)}/{len(runs)} | {wall:.2f} | "
+                f"{median(runs, 'cpu'):.2f} | {median(runs, 'rss_mib'):.0f} | "
+                f"{median(runs, 'server_cpu'):.2f} | {count / wall:.0f} | "
+                f"{count * size / MiB / wall:.1f} |"
+            )
+        peers = {t: r for t, r in by_tool.items() if t != "s3stow"}
+        if "s3stow" in by_tool and peers:
+            mine = by_tool["s3stow"]
+            cells = []
+            for attr in ("wall", "cpu", "rss_mib"):
+                best = min(median(r, attr) for r in peers.values())
+                cells.append(f"{median(mine, attr) / best:.2f}" if best else "-")
+            ratios.append(f"| {dataset} | {' | '.join(cells)} |")
+    return "\n".join(lines + ratios)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="small,medium,large,noop")
+    parser.add_argument("--tools", default="s3stow,boto3,aws,s5cmd,rclone")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smaller datasets")
+    args = parser.parse_args()
+    os.environ.update(ENV)
+    sizes = QUICK if args.quick else SIZES
+    tools = args.tools.split(",")
+    for tool in tools:
+        if tool not in ("s3stow", "boto3") and tool_path(tool) is None:
+            print(f"{tool}: not installed (run bench/setup.sh)")
+    samples: list[Sample] = []
+    files: dict[str, tuple[int, int]] = {}
+    for dataset in args.datasets.split(","):
+        spec = sizes["many" if dataset == "noop" else dataset]
+        src = make_dataset("many" if dataset == "noop" else dataset, spec)
+        files[dataset] = (spec[0], spec[1])
+        for run in range(args.runs):
+            for tool in tools:  # interleaved: A B C A B C ...
+                sample = one_run(tool, dataset, src, spec[0], run)
+                if sample is not None:
+                    samples.append(sample)
+                    print(
+                        f"  {dataset:6} {tool:7} run {run + 1}: wall {sample.wall:.2f}s "
+                        f"cpu {sample.cpu:.2f}s rss {sample.rss_mib:.0f}MiB "
+                        f"server {sample.server_cpu:.2f}s ok={sample.ok}",
+                        flush=True,
+                    )
+    table = report(samples, files)
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(
+        json.dumps(
+            {"quick": args.quick, "samples": [asdict(s) for s in samples], "table": table}, indent=2
+        )
+    )
+    print(f"results: {out}")
+    return 0 if all(s.ok for s in samples) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
