@@ -129,3 +129,25 @@ def test_fast_path_off_uses_botocore(proxied_cli, proxy, bucket, tmp_path: Path)
     puts = [h for line, h in zip(proxy.log, proxy.headers, strict=True) if line.startswith("PUT ")]
     assert puts
     assert all("fastpath" not in h.get("user-agent", "") for h in puts)
+
+
+def test_a_redirect_sends_the_bucket_to_botocore(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """A bucket in another region answers 301: botocore handles it, and the fast path
+    stops trying that bucket (no doubled requests for every file)."""
+    tree = make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(5)})
+    proxy.add(r"^PUT ", "status", times=1, status=301, code="PermanentRedirect")
+    result = proxied_cli(
+        "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "1"
+    )
+    assert result.code == 0, result.output
+    puts = [h for line, h in zip(proxy.log, proxy.headers, strict=True) if line.startswith("PUT ")]
+    assert len(puts) == 6  # the redirected attempt, then 5 through botocore
+    assert sum("fastpath" in h.get("user-agent", "") for h in puts) == 1
+    for rel, data in tree.items():
+        assert s3.get_object(Bucket=bucket, Key=f"p/{rel}")["Body"].read() == data

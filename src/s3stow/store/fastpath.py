@@ -48,6 +48,8 @@ class FastPath:
     ) -> None:
         self._credentials = session.get_credentials()
         self._region = region
+        if endpoint_url is None and not region:
+            self._credentials = None  # no region to address AWS with: botocore only
         self._endpoint = (endpoint_url or f"https://s3.{region}.amazonaws.com").rstrip("/")
         self._aws = endpoint_url is None
         self._path_style = path_style or not self._aws
@@ -68,6 +70,7 @@ class FastPath:
         self._http = urllib3.PoolManager(**kwargs)
         self.sent = 0
         self.fallbacks = 0
+        self._botocore_only: set[str] = set()  # buckets that answered with a redirect
 
     def _url(self, bucket: str, key: str, query: str) -> str | None:
         path = quote(key, safe="/~")
@@ -83,7 +86,7 @@ class FastPath:
         self, bucket: str, key: str, body: bytes, headers: Mapping[str, str], *, query: str = ""
     ) -> dict[str, str] | None:
         """Send one PUT; the response headers (lower-case) on 200, else ``None``."""
-        if self._credentials is None:
+        if self._credentials is None or bucket in self._botocore_only:
             return None
         url = self._url(bucket, key, query)
         if url is None:
@@ -119,6 +122,8 @@ class FastPath:
             self._on_transient()
         if response.status in (429, 503) and self._on_throttle is not None:
             self._on_throttle()
+        if response.status in (301, 307, 400):  # wrong region or addressing: stop trying
+            self._botocore_only.add(bucket)
         self.fallbacks += 1
         return None
 

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -30,9 +31,14 @@ log = logging.getLogger(__name__)
 _CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 
 
-def make_session(settings: Settings) -> Any:
-    """The boto3 session: the user's credential chain, profile and region."""
-    return boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+def make_session(settings: Settings, *, core: Any = None) -> Any:
+    """The boto3 session (over botocore session ``core``): the user's credential chain,
+    profile and region."""
+    return boto3.session.Session(
+        botocore_session=core or botocore.session.get_session(),
+        profile_name=settings.profile,
+        region_name=settings.region,
+    )
 
 
 def make_client(
@@ -131,7 +137,8 @@ class S3Store:
         cls, settings: Settings, *, on_throttle: Callable[[], None] | None = None
     ) -> S3Store:
         def factory() -> Any:
-            store._session = make_session(settings)
+            store._core = botocore.session.get_session()
+            store._session = make_session(settings, core=store._core)
             return make_client(settings, session=store._session)
 
         store = cls(factory=factory, on_throttle=on_throttle)
@@ -140,6 +147,7 @@ class S3Store:
         return store
 
     _session: Any = None
+    _core: Any = None
 
     _fast_settings: Settings | None = None
     _fast: FastPath | None = None
@@ -154,9 +162,9 @@ class S3Store:
             with self._lock:
                 if self._fast is None:
                     client = self.client
-                    verify: bool | str | None = settings.ca_bundle or (
-                        None if settings.verify_ssl else False
-                    )
+                    # the CA bundle botocore uses (AWS_CA_BUNDLE, ca_bundle in ~/.aws/config)
+                    bundle = settings.ca_bundle or self._core.get_config_variable("ca_bundle")
+                    verify: bool | str | None = (bundle or None) if settings.verify_ssl else False
                     self._fast = FastPath(
                         session=self._session,
                         region=client.meta.region_name,
