@@ -143,10 +143,12 @@ def main_options(
 
 
 def _register() -> None:
-    from s3stow.cli import archive, devserver, retry, status, upload
+    from s3stow.cli import archive, devserver, retry, stats, status, upload, verify
 
     upload.register(app)
     retry.register(app)
+    verify.register(app)
+    stats.register(app)
     status.register(app)
     archive.register(app)
     devserver.register(app)

@@ -62,6 +62,8 @@ items = Table(
     Column("etag", String(128)),
     Column("version_id", String(1024)),
     Column("status", String(16), nullable=False),
+    Column("grp", String(255)),
+    Column("ext", String(32)),
     Column("attempts", Integer, nullable=False, default=0),
     Column("error_class", String(64)),
     Column("error_message", Text),

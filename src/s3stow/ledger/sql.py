@@ -190,9 +190,22 @@ class Ledger:
             for row in conn.execute(query):
                 yield _entry(row)
 
-    def record(self, result: UploadResult, *, mtime_ns: int, run_id: str) -> None:
-        """Queue the outcome of one item."""
-        self._queue("item", (result, mtime_ns, run_id, time.time()))
+    def record(
+        self, result: UploadResult, *, mtime_ns: int, run_id: str, group: str | None = None
+    ) -> None:
+        """Queue the outcome of one item (``group``: its folder type or top directory)."""
+        self._queue("item", (result, mtime_ns, run_id, time.time(), group))
+
+    def items_under(self, bucket: str, prefix: str) -> Iterator[LedgerEntry]:
+        """Every item of ``bucket`` whose key starts with ``prefix``, by key."""
+        self.flush()
+        table = schema.items
+        query = select(table).where(table.c.bucket == bucket).order_by(table.c.key)
+        if prefix:
+            query = query.where(table.c.key.startswith(prefix, autoescape=True))
+        with self._connect() as conn:
+            for row in conn.execute(query):
+                yield _entry(row)
 
     # ---- multipart ------------------------------------------------------------
     def multipart_state(self, bucket: str, key: str) -> MultipartState | None:
@@ -310,7 +323,8 @@ class Ledger:
                     "size": part.size,
                 }
                 continue
-            result, mtime_ns, run_id, now = payload
+            result, mtime_ns, run_id, now, group = payload
+            name = result.key.rsplit("/", 1)[-1]
             row = {
                 "bucket": result.bucket,
                 "key": result.key,
@@ -322,6 +336,8 @@ class Ledger:
                 "etag": result.etag,
                 "version_id": result.version_id,
                 "status": result.status.value,
+                "grp": group,
+                "ext": name.rsplit(".", 1)[-1].lower()[:32] if "." in name else "",
                 "attempts": result.attempts,
                 "error_class": result.error_class,
                 "error_message": redact(result.error) if result.error else None,
@@ -362,6 +378,8 @@ class Ledger:
                             "etag",
                             "version_id",
                             "status",
+                            "grp",
+                            "ext",
                             "error_class",
                             "error_message",
                             "run_id",

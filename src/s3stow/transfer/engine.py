@@ -141,7 +141,9 @@ class Uploader:
         with self._pools() as ctx:
             result = self.worker.transfer(ctx, item, Reason.NEW)
         if self.ledger is not None:
-            self.ledger.record(result, mtime_ns=found.mtime_ns, run_id=ctx.run_id)
+            self.ledger.record(
+                result, mtime_ns=found.mtime_ns, run_id=ctx.run_id, group=found.group
+            )
             self.ledger.flush()
         if self.fatal_error is not None:
             raise self.fatal_error
@@ -367,7 +369,9 @@ class Uploader:
             if result.status == Status.PLANNED:  # interrupted before an outcome
                 continue
             if self.ledger is not None and not self.settings.dry_run:
-                self.ledger.record(result, mtime_ns=source.mtime_ns, run_id=summary.run_id)
+                self.ledger.record(
+                    result, mtime_ns=source.mtime_ns, run_id=summary.run_id, group=source.group
+                )
             self._count(summary, result, source)
 
     def _count(self, summary: RunSummary, result: UploadResult, source: SourceFile | None) -> None:

@@ -1,0 +1,101 @@
+"""``s3stow stats``: what the ledger says, overall and per group, aggregated in SQL."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from s3stow.cli.app import GlobalOptions
+from s3stow.cli.upload import default_ledger
+from s3stow.ledger import open_ledger
+from s3stow.ledger.queries import GroupTotals, failures_by_error, totals_by
+from s3stow.retry_plan import category
+from s3stow.units import format_size
+
+Opt = typer.Option
+
+
+def stats(
+    ctx: typer.Context,
+    ledger: Annotated[str | None, Opt(help="Ledger path or postgresql:// URL.")] = None,
+    run: Annotated[str | None, Opt("--run", help="Only items last touched by this run.")] = None,
+    by: Annotated[
+        str, Opt("--by", help="status, group (folder_type/top_dir), ext, run or error.")
+    ] = "group",
+    bucket: Annotated[str | None, Opt(help="Only this bucket.")] = None,
+) -> None:
+    """Counts and bytes: total, done (%), not done, failed by error class."""
+    options: GlobalOptions = ctx.obj
+    settings = options.settings(ledger=ledger)
+    db = open_ledger(settings.ledger or default_ledger())
+    try:
+        groups = totals_by(db, by, run_id=run, bucket=bucket)
+        errors = failures_by_error(db, run_id=run)
+    finally:
+        db.close()
+    overall = GroupTotals(
+        "all",
+        *(
+            sum(getattr(g, f) for g in groups)
+            for f in ("items", "bytes", "done", "done_bytes", "failed", "changed")
+        ),
+    )
+    if options.json:
+        print(
+            json.dumps(
+                {
+                    "by": by,
+                    "overall": _row(overall),
+                    "groups": [_row(g) for g in groups],
+                    "failures": [
+                        {"error_class": e, "category": category(e), "items": n, "latest_message": m}
+                        for e, n, m in errors
+                    ],
+                }
+            )
+        )
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    console.rule("s3stow statistics")
+    table = Table(by, "items", "bytes", "done", "%", "not done", "failed", "changed", box=None)
+    for group in [overall, *groups]:
+        table.add_row(
+            "Overall" if group is overall else group.name,
+            f"{group.items:,}",
+            format_size(group.bytes),
+            f"{group.done:,}",
+            f"{group.percent_done:.1f}",
+            f"{group.not_done:,}",
+            f"{group.failed:,}",
+            f"{group.changed:,}",
+        )
+    console.print(table)
+    if errors:
+        console.print("\n[bold]still failed, by error class[/]")
+        for error_class, count, message in errors:
+            console.print(
+                f"  {category(error_class):16} {error_class:24} {count:6,}  {message[:80]}",
+                markup=False,
+            )
+
+
+def _row(group: GroupTotals) -> dict[str, object]:
+    return {
+        "name": group.name,
+        "items": group.items,
+        "bytes": group.bytes,
+        "done": group.done,
+        "done_bytes": group.done_bytes,
+        "percent_done": round(group.percent_done, 1),
+        "not_done": group.not_done,
+        "failed": group.failed,
+        "changed": group.changed,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(stats)

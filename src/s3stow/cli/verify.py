@@ -1,0 +1,174 @@
+"""``s3stow verify SRC s3://BUCKET/PREFIX``: prove what is in S3, and report it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from s3stow.cli.app import GlobalOptions
+from s3stow.cli.upload import default_ledger, observers_for
+from s3stow.config import Settings
+from s3stow.errors import ConfigError, ExitCode
+from s3stow.keys import Target, parse_target
+from s3stow.ledger import Ledger, open_ledger
+from s3stow.models import PlannedUpload
+from s3stow.store.s3 import S3Store
+from s3stow.transfer.engine import Uploader
+from s3stow.verify import FIXABLE, OK, Finding, ordered, verify_tree
+
+Opt = typer.Option
+
+
+def verify(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SRC... s3://BUCKET[/PREFIX]", help="Local sources, then the destination."
+        ),
+    ],
+    ledger: Annotated[str | None, Opt(help="Ledger path or postgresql:// URL.")] = None,
+    deep: Annotated[
+        bool, Opt("--deep", help="Re-read local files and compare checksums with S3's.")
+    ] = False,
+    limit: Annotated[int | None, Opt(help="Check at most N local files (no orphan check).")] = None,
+    report: Annotated[
+        Path | None, Opt(help="Write every finding to FILE (.csv or .jsonl).")
+    ] = None,
+    fix: Annotated[
+        bool,
+        Opt("--fix", help="Re-upload missing, mismatched and changed items through the engine."),
+    ] = False,
+    layout: Annotated[str | None, Opt(help="The layout the upload used.")] = None,
+    key_template: Annotated[str | None, Opt(help="The key template the upload used.")] = None,
+    project_key: Annotated[str | None, Opt(help="The project key the upload used.")] = None,
+    include: Annotated[list[str] | None, Opt("--include", help="As for upload.")] = None,
+    exclude: Annotated[list[str] | None, Opt("--exclude", help="As for upload.")] = None,
+) -> None:
+    """Classify every path: ok, missing, mismatched, gone, orphan, changed; exit 1 if any."""
+    options: GlobalOptions = ctx.obj
+    if len(paths) < 2:
+        raise ConfigError(
+            "verify needs at least one source and a destination",
+            hint="s3stow verify ./dir s3://bucket/prefix",
+        )
+    *sources, destination = paths
+    target = parse_target(destination)
+    settings = options.settings(
+        ledger=ledger,
+        layout=layout,
+        key_template=key_template,
+        project_key=project_key,
+        include=include or None,
+        exclude=exclude or None,
+    )
+    db = open_ledger(settings.ledger or default_ledger())
+    try:
+        store = S3Store.from_settings(settings)
+        store.head_bucket(target.bucket)
+        findings = ordered(
+            list(
+                verify_tree(
+                    settings,
+                    target,
+                    [Path(s) for s in sources],
+                    store=store,
+                    ledger=db,
+                    deep=deep,
+                    limit=limit,
+                )
+            )
+        )
+        counts = Counter(f.kind for f in findings)
+        if report is not None:
+            _write_report(report, findings)
+        _print(findings, counts, options, deep=deep)
+        if fix:
+            _fix(findings, settings, db, target.bucket, options)
+    finally:
+        db.close()
+    if any(kind != OK for kind in counts):
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def _print(
+    findings: list[Finding], counts: Counter[str], options: GlobalOptions, *, deep: bool
+) -> None:
+    if options.json:
+        print(
+            json.dumps(
+                {
+                    "summary": dict(counts),
+                    "deep": deep,
+                    "findings": [
+                        {
+                            "key": f.key,
+                            "path": f.path,
+                            "class": f.kind,
+                            "tier": f.tier,
+                            "detail": f.detail,
+                        }
+                        for f in findings
+                    ],
+                }
+            )
+        )
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    problems = [f for f in findings if f.kind != OK]
+    if problems:
+        table = Table("class", "key", "tier", "detail", box=None)
+        for finding in problems[:200]:
+            table.add_row(finding.kind, finding.key, finding.tier, finding.detail)
+        console.print(table)
+        if len(problems) > 200:
+            console.print(f"... and {len(problems) - 200} more (see --report)")
+    tiers = Counter(f.tier for f in findings if f.kind == OK)
+    console.print(", ".join(f"{n} {k}" for k, n in counts.most_common()) or "nothing to check")
+    if tiers:
+        console.print("ok, decided by: " + ", ".join(f"{t} {n}" for t, n in tiers.items()))
+
+
+def _write_report(path: Path, findings: list[Finding]) -> None:
+    rows = [
+        {"key": f.key, "path": f.path, "class": f.kind, "tier": f.tier, "detail": f.detail}
+        for f in findings
+    ]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        if path.suffix.lower() == ".csv":
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["key"])
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+def _fix(
+    findings: list[Finding], settings: Settings, db: Ledger, bucket: str, options: GlobalOptions
+) -> None:
+    """Re-upload what can be fixed, forced (the ledger may wrongly say done)."""
+    items = [
+        PlannedUpload(f.source, bucket, f.key)
+        for f in findings
+        if f.kind in FIXABLE and f.source is not None
+    ]
+    if not items:
+        return
+    forced = Settings.model_validate({**settings.model_dump(), "force": True})
+    uploader = Uploader(forced, ledger=db, observers=observers_for(options, forced))
+    summary = uploader.upload_planned(items, Target(bucket, ""), command="verify-fix")
+    if not options.json:
+        Console(highlight=False).print(
+            f"fix: {summary.uploaded} re-uploaded, {summary.failed + summary.changed} still failing"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings={"allow_interspersed_args": True})(verify)

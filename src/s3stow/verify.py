@@ -1,0 +1,190 @@
+"""``verify``: compare the local tree, the ledger and the bucket, and classify every path.
+
+Three views: the local files mapped to keys by the same planner as ``upload`` (so
+layouts and filters agree), one paginated listing of the bucket under the keys'
+common prefix, and the ledger's items under that prefix. HEAD (with checksum mode)
+is sent only where a proof needs it. Classes: ``ok``, ``missing`` (not in S3),
+``size-mismatch``, ``checksum-mismatch``, ``ledger-done-but-gone``, ``orphan`` (in
+S3, not local), ``local-missing`` (the ledger's file is gone), ``changed-locally``.
+Each finding names the tier that decided it: ``checksum`` / ``sha256-metadata`` /
+``etag-md5`` (``--deep`` re-reads the file), ``ledger`` (size and mtime as
+recorded), ``mtime-metadata``, ``size``, ``listing``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from s3stow.compare import remote_matches
+from s3stow.config import Settings
+from s3stow.discover import check_sources, discover
+from s3stow.keys import Target
+from s3stow.ledger import Ledger, LedgerEntry
+from s3stow.models import PlannedUpload, SourceFile, Status
+from s3stow.plan import Planner, Refused
+from s3stow.store.base import ObjectInfo, ObjectStore
+
+OK = "ok"
+PROBLEM_ORDER = (
+    "checksum-mismatch",
+    "size-mismatch",
+    "ledger-done-but-gone",
+    "missing",
+    "changed-locally",
+    "local-missing",
+    "orphan",
+    OK,
+)
+FIXABLE = frozenset(
+    {"missing", "ledger-done-but-gone", "size-mismatch", "checksum-mismatch", "changed-locally"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """The verdict on one key."""
+
+    key: str
+    path: str
+    kind: str
+    tier: str
+    detail: str = ""
+    source: SourceFile | None = None
+
+
+def verify_tree(
+    settings: Settings,
+    target: Target,
+    sources: Sequence[Path],
+    *,
+    store: ObjectStore,
+    ledger: Ledger | None,
+    deep: bool = False,
+    limit: int | None = None,
+) -> Iterator[Finding]:
+    """Yield a finding for every local file, listed object and ledger item."""
+    planner = Planner(settings, target)
+    roots = check_sources(planner.sources(list(sources)))
+    prefix = planner.template.static_prefix
+    remote = {o.key: o for o in store.list_objects(target.bucket, prefix)}
+    recorded = {e.key: e for e in ledger.items_under(target.bucket, prefix)} if ledger else {}
+    seen: set[str] = set()
+    complete = True
+    for found in discover(roots, follow_symlinks=settings.follow_symlinks):
+        if not isinstance(found, SourceFile):
+            continue
+        planned = planner.plan(found)
+        if planned is None or isinstance(planned, Refused):
+            continue
+        if limit is not None and len(seen) >= limit:
+            complete = False  # a partial view cannot name orphans
+            break
+        seen.add(planned.key)
+        yield _local(
+            planned,
+            remote.get(planned.key),
+            recorded.get(planned.key),
+            store=store,
+            settings=settings,
+            deep=deep,
+        )
+    if not complete:
+        return
+    for key, obj in remote.items():
+        if key not in seen:
+            entry = recorded.get(key)
+            if entry is not None and not os.path.exists(entry.source_path):
+                yield Finding(
+                    key,
+                    entry.source_path,
+                    "local-missing",
+                    "ledger",
+                    "the ledger's file no longer exists",
+                )
+            else:
+                yield Finding(
+                    key,
+                    entry.source_path if entry else "",
+                    "orphan",
+                    "listing",
+                    f"{obj.size} bytes in S3, no local file maps to it",
+                )
+    for key, entry in recorded.items():
+        if key not in seen and key not in remote and entry.status == Status.DONE:
+            yield Finding(
+                key,
+                entry.source_path,
+                "ledger-done-but-gone",
+                "listing",
+                "recorded done, but the object is gone and so is the local file",
+            )
+
+
+def _local(
+    item: PlannedUpload,
+    obj: ObjectInfo | None,
+    entry: LedgerEntry | None,
+    *,
+    store: ObjectStore,
+    settings: Settings,
+    deep: bool,
+) -> Finding:
+    source = item.source
+    path = str(source.path)
+    if obj is None:
+        done = entry is not None and entry.status == Status.DONE
+        kind = "ledger-done-but-gone" if done else "missing"
+        return Finding(item.key, path, kind, "listing", "not in S3", source)
+    if obj.size != source.size:
+        return Finding(
+            item.key,
+            path,
+            "size-mismatch",
+            "size",
+            f"S3 {obj.size} bytes, local {source.size}",
+            source,
+        )
+    if deep:
+        info = store.head_object(item.bucket, item.key)
+        if info is None:
+            return Finding(item.key, path, "missing", "listing", "gone during verify", source)
+        equal, tier, _ = remote_matches(item, info, settings=settings)
+        return Finding(
+            item.key,
+            path,
+            OK if equal else "checksum-mismatch",
+            tier,
+            "" if equal else "content differs",
+            source,
+        )
+    if entry is not None and entry.status == Status.DONE:
+        if entry.size == source.size and entry.mtime_ns == source.mtime_ns:
+            return Finding(item.key, path, OK, "ledger", "", source)
+        return Finding(
+            item.key, path, "changed-locally", "ledger", "modified since it was uploaded", source
+        )
+    info = store.head_object(item.bucket, item.key)
+    stored = info.metadata.get("mtime") if info is not None else None
+    if stored is not None:
+        local = datetime.fromtimestamp(source.mtime_ns / 1e9, UTC).isoformat()
+        if stored == local:
+            return Finding(item.key, path, OK, "mtime-metadata", "", source)
+        return Finding(
+            item.key,
+            path,
+            "changed-locally",
+            "mtime-metadata",
+            f"S3 has mtime {stored}, local {local}",
+            source,
+        )
+    return Finding(item.key, path, OK, "size", "same size (weakest proof)", source)
+
+
+def ordered(findings: Sequence[Finding]) -> list[Finding]:
+    """Problems first, in order of gravity, then the ok ones."""
+    rank = {kind: index for index, kind in enumerate(PROBLEM_ORDER)}
+    return sorted(findings, key=lambda f: (rank.get(f.kind, 0), f.key))

@@ -1,0 +1,130 @@
+"""``s3stow verify`` classifies every path with its tier; ``s3stow stats`` adds up."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from s3stow.ledger import open_ledger
+from s3stow.ledger.queries import totals_by
+from s3stow.models import Status, UploadResult
+from tests.conftest import make_tree
+
+
+def _classes(result) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {f["key"]: f["class"] for f in json.loads(result.stdout)["findings"]}
+
+
+def test_clean_tree_verifies_ok(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"a.txt": 10, "d/b.bin": 6 * 1024 * 1024, "d/c.json": 5})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    result = cli("--json", "verify", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert result.code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["summary"] == {"ok": 3}
+    assert {f["tier"] for f in data["findings"]} == {"ledger"}
+    deep = cli("--json", "verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--deep")
+    assert deep.code == 0
+    assert {f["tier"] for f in json.loads(deep.stdout)["findings"]} == {"checksum"}
+
+
+def test_each_problem_is_classified(proxied_cli, proxy, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tree = make_tree(tmp_path / "src", {f"f{i}.txt": 100 for i in range(6)})
+    assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    s3.delete_object(Bucket=bucket, Key="p/f0.txt")  # missing (ledger says done)
+    s3.put_object(Bucket=bucket, Key="p/f1.txt", Body=b"x" * 100)  # same size, other bytes
+    s3.put_object(Bucket=bucket, Key="p/f2.txt", Body=b"short")  # size mismatch
+    (tmp_path / "src" / "f3.txt").unlink()  # local file gone
+    later = time.time() + 100
+    os.utime(tmp_path / "src" / "f4.txt", (later, later))  # changed locally
+    s3.put_object(Bucket=bucket, Key="p/extra.txt", Body=b"orphan")  # orphan
+    (tmp_path / "src" / "new.txt").write_bytes(b"never uploaded")  # missing
+    proxy.log.clear()
+    result = proxied_cli(
+        "--json", "verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--report", "report.csv"
+    )
+    assert result.code == 1
+    classes = _classes(result)
+    assert classes == {
+        "p/f0.txt": "ledger-done-but-gone",
+        "p/f1.txt": "ok",
+        "p/f2.txt": "size-mismatch",
+        "p/f3.txt": "local-missing",
+        "p/f4.txt": "changed-locally",
+        "p/f5.txt": "ok",
+        "p/extra.txt": "orphan",
+        "p/new.txt": "missing",
+    }
+    assert len(proxy.requests(r"^GET .*list-type=2")) == 1
+    assert proxy.requests(r"^HEAD /[^?]+/p/") == []  # the ledger settled the rest
+    findings = json.loads(result.stdout)["findings"]
+    assert findings[0]["class"] != "ok"  # problems first
+    with open(tmp_path / "report.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 8
+    deep = proxied_cli("--json", "verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--deep")
+    assert _classes(deep)["p/f1.txt"] == "checksum-mismatch"  # only --deep sees it
+    fixed = proxied_cli("verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--deep", "--fix")
+    assert "fix: 4 re-uploaded" in fixed.stdout  # f4 was touched, same bytes: ok by --deep
+    again = proxied_cli("--json", "verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--deep")
+    left = {k: c for k, c in _classes(again).items() if c != "ok"}
+    assert left == {"p/f3.txt": "local-missing", "p/extra.txt": "orphan"}
+    assert s3.get_object(Bucket=bucket, Key="p/f1.txt")["Body"].read() == tree["f1.txt"]
+
+
+def test_stats_match_hand_computed_numbers(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "l.db"
+    ledger = open_ledger(str(db))
+    rows = [
+        ("a/1.jpg", Status.DONE, 100, "a"),
+        ("a/2.jpg", Status.DONE, 50, "a"),
+        ("a/3.png", Status.FAILED, 10, "a"),
+        ("b/4.jpg", Status.DONE, 1, "b"),
+        ("b/5.txt", Status.CHANGED, 7, "b"),
+    ]
+    for key, status, size, group in rows:
+        error = "SlowDown" if status == Status.FAILED else None
+        ledger.record(
+            UploadResult(
+                Path(key),
+                "bkt",
+                key,
+                status,
+                size=size,
+                error_class=error,
+                error="slow" if error else None,
+            ),
+            mtime_ns=1,
+            run_id="r1",
+            group=group,
+        )
+    ledger.flush()
+    by_group = {g.name: g for g in totals_by(ledger, "group")}
+    assert (by_group["a"].items, by_group["a"].done, by_group["a"].bytes) == (3, 2, 160)
+    assert (by_group["b"].done_bytes, by_group["b"].changed) == (1, 1)
+    by_ext = {g.name: g.items for g in totals_by(ledger, "ext")}
+    assert by_ext == {"jpg": 3, "png": 1, "txt": 1}
+    ledger.close()
+    result = cli("--json", "stats", "--ledger", str(db), "--by", "status")
+    data = json.loads(result.stdout)
+    assert data["overall"]["items"] == 5
+    assert data["overall"]["done"] == 3
+    assert data["overall"]["percent_done"] == 60.0
+    assert data["failures"][0]["error_class"] == "SlowDown"
+    assert data["failures"][0]["category"] == "throttling"
+    text = cli("stats", "--ledger", str(db))
+    assert "Overall" in text.stdout
+    assert "throttling" in text.stdout
+    assert cli("stats", "--ledger", str(db), "--by", "colour").code == 2
+
+
+def test_stats_after_upload_groups_by_folder(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"x/a.txt": 1, "x/b.txt": 2, "y/c.txt": 3})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    data = json.loads(cli("--json", "stats", "--ledger", "l.db", "--bucket", bucket).stdout)
+    assert {g["name"]: g["items"] for g in data["groups"]} == {"x": 2, "y": 1}
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM items WHERE grp IS NULL").fetchone() == (0,)
