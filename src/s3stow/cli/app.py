@@ -143,13 +143,25 @@ def main_options(
 
 
 def _register() -> None:
-    from s3stow.cli import archive, devserver, retry, stats, status, upload, verify
+    from s3stow.cli import (
+        archive,
+        bucket,
+        devserver,
+        doctor,
+        retry,
+        stats,
+        status,
+        upload,
+        verify,
+    )
 
     upload.register(app)
     retry.register(app)
     verify.register(app)
     stats.register(app)
     status.register(app)
+    bucket.register(app)
+    doctor.register(app)
     archive.register(app)
     devserver.register(app)
 

@@ -1,0 +1,193 @@
+"""``s3stow bucket setup|check``: prepare a bucket in one step, or inspect it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from s3stow.bucket import BucketAdmin, BucketSpec
+from s3stow.cli.app import GlobalOptions
+from s3stow.errors import ConfigError, ExitCode
+from s3stow.keys import normalise_prefix, validate_bucket
+from s3stow.store.s3 import make_client
+from s3stow.units import format_size
+
+bucket_app = typer.Typer(
+    help="Create and configure a bucket, or inspect one.", no_args_is_help=True
+)
+Opt = typer.Option
+
+
+@bucket_app.command("setup")
+def setup(
+    ctx: typer.Context,
+    bucket: Annotated[str, typer.Argument(help="Bucket name.")],
+    region: Annotated[str | None, Opt(help="Region to create it in.")] = None,
+    versioning: Annotated[
+        bool | None, Opt("--versioning/--no-versioning", help="Object versioning.")
+    ] = None,
+    glacier_after: Annotated[
+        int | None, Opt(help="Move objects to the transition class after DAYS.")
+    ] = None,
+    storage_class_transition: Annotated[str, Opt(help="Transition storage class.")] = "GLACIER",
+    expire_after: Annotated[int | None, Opt(help="Delete objects after DAYS.")] = None,
+    abort_incomplete_after: Annotated[
+        int | None, Opt(help="Abort incomplete multipart uploads after DAYS.")
+    ] = 7,
+    encryption: Annotated[str | None, Opt(help="Default encryption: AES256 or aws:kms.")] = None,
+    kms_key_id: Annotated[str | None, Opt(help="KMS key for aws:kms.")] = None,
+    block_public_access: Annotated[
+        bool, Opt("--block-public-access/--no-block-public-access", help="Block all public access.")
+    ] = True,
+    prefix: Annotated[str, Opt(help="Scope of the lifecycle rules.")] = "",
+    check_only: Annotated[
+        bool, Opt("--check-only", help="Change nothing; exit 1 on drift.")
+    ] = False,
+    dry_run: Annotated[bool, Opt("--dry-run", help="Show what would change.")] = False,
+) -> None:
+    """Create the bucket if missing and bring each setting to what was asked."""
+    options: GlobalOptions = ctx.obj
+    validate_bucket(bucket)
+    if encryption not in (None, "AES256", "aws:kms"):
+        raise ConfigError(f"--encryption {encryption!r} is not AES256 or aws:kms")
+    if kms_key_id and encryption != "aws:kms":
+        raise ConfigError("--kms-key-id needs --encryption aws:kms")
+    settings = options.settings(region=region)
+    spec = BucketSpec(
+        region=region or settings.region,
+        versioning=versioning,
+        transition_after=glacier_after,
+        transition_class=storage_class_transition,
+        expire_after=expire_after,
+        abort_incomplete_after=abort_incomplete_after,
+        prefix=normalise_prefix(prefix) if prefix else "",
+        encryption=encryption,
+        kms_key_id=kms_key_id,
+        block_public_access=block_public_access,
+    )
+    admin = BucketAdmin(make_client(settings), bucket)
+    exists, changes, rules = admin.plan_setup(spec)
+    drift = [c for c in changes if c.differs]
+    applied = not (check_only or dry_run) and bool(drift)
+    if applied:
+        admin.apply(spec, changes, rules)
+    probe = "skipped"
+    if not (check_only or dry_run):
+        admin.write_probe(spec.prefix)
+        probe = "ok: put, read back, deleted"
+    if options.json:
+        print(
+            json.dumps(
+                {
+                    "bucket": bucket,
+                    "existed": exists,
+                    "changed": applied,
+                    "drift": bool(drift),
+                    "write_test": probe,
+                    "settings": [
+                        {
+                            "setting": c.setting,
+                            "before": c.before,
+                            "after": c.after,
+                            "differs": c.differs,
+                        }
+                        for c in changes
+                    ],
+                }
+            )
+        )
+    else:
+        console = Console(highlight=False, soft_wrap=True)
+        table = Table("setting", "before", "after" if not check_only else "wanted", "", box=None)
+        for change in changes:
+            table.add_row(
+                change.setting,
+                change.before,
+                change.after,
+                "[yellow]changes[/]" if change.differs else "ok",
+            )
+        console.print(table)
+        if check_only:
+            console.print(
+                "bucket matches"
+                if not drift
+                else f"{len(drift)} setting(s) differ from what was asked"
+            )
+        elif dry_run:
+            console.print(f"dry run: {len(drift)} setting(s) would change")
+        else:
+            console.print(
+                "nothing to change: already as asked"
+                if not drift
+                else f"{len(drift)} setting(s) changed"
+            )
+            console.print(f"write test: {probe}")
+    if check_only and drift:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@bucket_app.command("check")
+def check(
+    ctx: typer.Context,
+    bucket: Annotated[str, typer.Argument(help="Bucket name.")],
+    prefix: Annotated[str, Opt(help="Count objects under this prefix.")] = "",
+    abort_older_than: Annotated[
+        float | None, Opt(help="Abort incomplete multipart uploads older than DAYS.")
+    ] = None,
+) -> None:
+    """Show the bucket's region, settings, contents and incomplete uploads."""
+    options: GlobalOptions = ctx.obj
+    validate_bucket(bucket)
+    admin = BucketAdmin(make_client(options.settings()), bucket)
+    if not admin.exists():
+        raise ConfigError(
+            f"bucket {bucket} does not exist", hint=f"create it with `s3stow bucket setup {bucket}`"
+        )
+    scope = normalise_prefix(prefix) if prefix else ""
+    objects, size = admin.inventory(scope)
+    uploads = admin.incomplete_uploads(scope)
+    aborted = []
+    if abort_older_than is not None:
+        for key, upload_id, age in uploads:
+            if age >= abort_older_than:
+                admin.abort_upload(key, upload_id)
+                aborted.append(key)
+    rule_ids = [str(r.get("ID", "?")) for r in admin.lifecycle_rules()]
+    info: dict[str, object] = {
+        "bucket": bucket,
+        "region": admin.region(),
+        "versioning": admin.versioning(),
+        "lifecycle": rule_ids,
+        "encryption": admin.encryption(),
+        "public_access_block": admin.public_access_block(),
+        "prefix": scope,
+        "objects": objects,
+        "bytes": size,
+        "incomplete_uploads": [
+            {"key": k, "upload_id": u, "age_days": round(a, 2)} for k, u, a in uploads
+        ],
+        "aborted": aborted,
+    }
+    if options.json:
+        print(json.dumps(info))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    for name in ("region", "versioning", "encryption", "public_access_block"):
+        console.print(f"{name.replace('_', ' '):22} {info[name]}")
+    console.print(f"{'lifecycle rules':22} {', '.join(rule_ids) or 'none'}")
+    console.print(
+        f"{'objects':22} {objects:,} ({format_size(size)})" + (f" under {scope}" if scope else "")
+    )
+    console.print(f"{'incomplete uploads':22} {len(uploads)}")
+    for key, _, age in uploads[:20]:
+        console.print(f"  {key} ({age:.1f} days old)")
+    if aborted:
+        console.print(f"aborted {len(aborted)} incomplete upload(s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bucket_app, name="bucket")

@@ -1,0 +1,52 @@
+"""``s3stow doctor [s3://BUCKET/PREFIX]``: the preflight checklist."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from s3stow.cli.app import GlobalOptions
+from s3stow.doctor import run_checks
+from s3stow.errors import ExitCode
+from s3stow.keys import parse_target
+
+
+def doctor(
+    ctx: typer.Context,
+    destination: Annotated[
+        str | None, typer.Argument(help="s3://BUCKET[/PREFIX] to probe.")
+    ] = None,
+) -> None:
+    """Check credentials, endpoint, clock, bucket and permissions before a long job."""
+    options: GlobalOptions = ctx.obj
+    target = parse_target(destination) if destination else None
+    checks = run_checks(options.settings(), target)
+    failed = any(c.status == "FAIL" for c in checks)
+    if options.json:
+        print(
+            json.dumps(
+                {
+                    "ok": not failed,
+                    "checks": [
+                        {"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix}
+                        for c in checks
+                    ],
+                }
+            )
+        )
+    else:
+        console = Console(highlight=False, soft_wrap=True)
+        colour = {"OK": "green", "WARN": "yellow", "FAIL": "red"}
+        for c in checks:
+            console.print(f"[{colour[c.status]}]{c.status:4}[/] {c.name}: {c.detail}")
+            if c.fix:
+                console.print(f"     fix: {c.fix}")
+    if failed:
+        raise typer.Exit(int(ExitCode.FATAL))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(doctor)

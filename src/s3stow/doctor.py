@@ -1,0 +1,148 @@
+"""``doctor``: a preflight checklist before a long job.
+
+Each check returns a ``Check`` (OK, WARN or FAIL, what was found, and for a FAIL
+the fix): where the credentials come from (never the secret), who the caller is
+(STS, a warning where the endpoint has none), the endpoint and region, the clock
+skew against the server's ``Date`` header (S3 rejects requests more than 15
+minutes off; over 5 minutes is a warning), the bucket and its region, and each
+permission a job needs, probed harmlessly (list, then put/get/delete of a probe
+object under the prefix).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from s3stow.bucket import BucketAdmin
+from s3stow.config import Settings
+from s3stow.errors import S3StowError
+from s3stow.keys import Target
+from s3stow.store.s3 import make_client, make_session
+from s3stow.store.translate import AUTH_HINT, error_code
+
+SKEW_WARN = 300.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK, WARN, FAIL
+    detail: str
+    fix: str = ""
+
+
+def run_checks(
+    settings: Settings, target: Target | None, *, clock: Callable[[], float] = time.time
+) -> list[Check]:
+    """Run every check that applies; stop probing after a credentials failure."""
+    checks: list[Check] = []
+    session = make_session(settings)
+    credentials = session.get_credentials()
+    if credentials is None:
+        checks.append(
+            Check(
+                "credentials",
+                "FAIL",
+                "no credentials found",
+                "configure them: aws configure, AWS_PROFILE, env vars or SSO",
+            )
+        )
+        return checks
+    frozen = credentials.get_frozen_credentials()
+    masked = f"{frozen.access_key[:4]}...{frozen.access_key[-4:]}" if frozen.access_key else "?"
+    source = getattr(credentials, "method", "unknown")
+    profile = settings.profile or "(default chain)"
+    checks.append(Check("credentials", "OK", f"{source}, profile {profile}, key {masked}"))
+    client = make_client(settings, session=session)
+    endpoint = settings.endpoint_url or client.meta.endpoint_url
+    checks.append(Check("endpoint", "OK", f"{endpoint}, region {client.meta.region_name}"))
+    checks.append(_identity(settings, session))
+    if target is None:
+        return checks
+    checks.append(_bucket(client, target, clock))
+    if checks[-1].status == "FAIL":
+        return checks
+    checks.extend(_permissions(client, target))
+    return checks
+
+
+def _identity(settings: Settings, session: Any) -> Check:
+    try:
+        sts = session.client("sts", endpoint_url=settings.endpoint_url)
+        who = sts.get_caller_identity()
+    except (ClientError, BotoCoreError) as exc:
+        return Check("caller identity", "WARN", f"STS not available here ({type(exc).__name__})")
+    return Check("caller identity", "OK", f"{who.get('Arn')} (account {who.get('Account')})")
+
+
+def _bucket(client: Any, target: Target, clock: Callable[[], float]) -> Check:
+    try:
+        response = client.head_bucket(Bucket=target.bucket)
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return Check(
+                "bucket",
+                "FAIL",
+                f"{target.bucket} does not exist",
+                f"create it: s3stow bucket setup {target.bucket}",
+            )
+        return Check("bucket", "FAIL", f"{target.bucket}: {code}", AUTH_HINT)
+    except BotoCoreError as exc:
+        return Check(
+            "bucket",
+            "FAIL",
+            f"cannot reach the endpoint: {exc}",
+            "check --endpoint-url, the network and proxies",
+        )
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    region = headers.get("x-amz-bucket-region", "?")
+    detail = f"{target.bucket} reachable, region {region}"
+    date = headers.get("date")
+    if date:
+        skew = clock() - parsedate_to_datetime(date).timestamp()
+        if abs(skew) > SKEW_WARN:
+            return Check(
+                "bucket",
+                "WARN",
+                f"{detail}; clock is {skew:+.0f} s off the server",
+                "fix the system clock (NTP): S3 rejects requests over 15 min off",
+            )
+        detail += f"; clock skew {skew:+.1f} s"
+    return Check("bucket", "OK", detail)
+
+
+def _permissions(client: Any, target: Target) -> list[Check]:
+    checks = []
+    try:
+        client.list_objects_v2(Bucket=target.bucket, Prefix=target.prefix, MaxKeys=1)
+        checks.append(Check("s3:ListBucket", "OK", f"list {target.url}"))
+    except ClientError as exc:
+        checks.append(
+            Check(
+                "s3:ListBucket",
+                "FAIL",
+                error_code(exc),
+                "grant s3:ListBucket (resume and verify list the prefix)",
+            )
+        )
+    try:
+        BucketAdmin(client, target.bucket).write_probe(target.prefix)
+        checks.append(
+            Check(
+                "s3:PutObject/GetObject/DeleteObject",
+                "OK",
+                f"probe object written, read back and deleted under {target.url}",
+            )
+        )
+    except S3StowError as exc:
+        checks.append(
+            Check("s3:PutObject/GetObject/DeleteObject", "FAIL", exc.message, exc.hint or AUTH_HINT)
+        )
+    return checks
