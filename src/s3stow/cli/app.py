@@ -153,6 +153,7 @@ def _register() -> None:
         status,
         upload,
         verify,
+        watch,
     )
 
     upload.register(app)
@@ -163,6 +164,7 @@ def _register() -> None:
     bucket.register(app)
     doctor.register(app)
     archive.register(app)
+    watch.register(app)
     devserver.register(app)
 
 

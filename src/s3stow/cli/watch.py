@@ -1,0 +1,114 @@
+"""``s3stow watch DIR s3://BUCKET/PREFIX``: upload rotated files as they appear."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from s3stow.cli.app import GlobalOptions
+from s3stow.cli.upload import default_ledger, install_signal_handlers
+from s3stow.errors import ConfigError, ExitCode
+from s3stow.keys import parse_target
+from s3stow.ledger import open_ledger
+from s3stow.report.console import JsonEvents
+from s3stow.transfer.engine import Uploader
+from s3stow.watch import DEFAULT_IGNORE, Watcher
+
+Opt = typer.Option
+
+
+def watch(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="The directory to watch.")],
+    destination: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX]")],
+    layout: Annotated[str | None, Opt(help="Key layout, e.g. date-folders.")] = None,
+    key_template: Annotated[str | None, Opt(help="Key template (see upload).")] = None,
+    pattern: Annotated[
+        list[str] | None,
+        Opt("--pattern", help="Only names matching this glob, e.g. '*.xml' (repeatable)."),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        Opt("--ignore", help="Skip names matching this glob (repeatable) [*.tmp, *.part, .*]."),
+    ] = None,
+    settle: Annotated[
+        float, Opt(help="Seconds a file's size and mtime must stay unchanged before upload.")
+    ] = 5.0,
+    max_wait: Annotated[
+        float, Opt(help="Report a file still changing after this many seconds.")
+    ] = 3600.0,
+    rescan: Annotated[float, Opt(help="Seconds between safety-net rescans.")] = 30.0,
+    after_upload: Annotated[
+        str, Opt(help="keep, delete or move:DIR (only after the object is verified).")
+    ] = "keep",
+    once: Annotated[bool, Opt("--once", help="Upload the current backlog and exit.")] = False,
+    ledger: Annotated[str | None, Opt(help="Ledger path or postgresql:// URL.")] = None,
+    status_json: Annotated[
+        Path | None, Opt(help="Heartbeat file: backlog, oldest waiting file, totals.")
+    ] = None,
+    status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats.")] = None,
+) -> None:
+    """Watch DIR and upload each file once it is complete (settled), forever or --once."""
+    options: GlobalOptions = ctx.obj
+    if not directory.is_dir():
+        raise ConfigError(f"{directory} is not a directory", hint="watch takes a directory")
+    if after_upload not in ("keep", "delete") and not after_upload.startswith("move:"):
+        raise ConfigError(f"--after-upload {after_upload!r} is not keep, delete or move:DIR")
+    if settle < 0 or max_wait <= 0 or rescan <= 0:
+        raise ConfigError("--settle, --max-wait and --rescan must be positive")
+    target = parse_target(destination)
+    settings = options.settings(
+        ledger=ledger, layout=layout, key_template=key_template, status_interval=status_interval
+    )
+    db = open_ledger(settings.ledger or default_ledger())
+    observers = [JsonEvents(sys.stdout)] if options.json else []
+    uploader = Uploader(settings, ledger=db, observers=observers)
+    watcher = Watcher(
+        uploader,
+        directory,
+        target,
+        patterns=pattern or (),
+        ignore=ignore if ignore is not None else DEFAULT_IGNORE,
+        settle=settle,
+        max_wait=max_wait,
+        rescan=rescan,
+        after_upload=after_upload,
+        status_json=status_json,
+    )
+    restore = install_signal_handlers(uploader)
+    if not options.quiet and not options.json:
+        Console(stderr=True).print(f"watching {directory} -> {target.url} (Ctrl+C to stop)")
+    try:
+        stats = watcher.run(once=once)
+    finally:
+        restore()
+        db.close()
+    if uploader.fatal_error is not None:
+        raise uploader.fatal_error
+    if options.json:
+        print(
+            json.dumps(
+                {
+                    "event": "watch_summary",
+                    "uploaded": stats.uploaded,
+                    "failed": stats.failed,
+                    "still_changing": stats.too_busy,
+                }
+            )
+        )
+    elif not options.quiet:
+        Console(highlight=False).print(
+            f"watch: {stats.uploaded} uploaded, {stats.failed} failed attempt(s)"
+            + (f", {len(stats.too_busy)} still changing" if stats.too_busy else "")
+        )
+    if once and (stats.failed or stats.too_busy):
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(watch)

@@ -1,0 +1,304 @@
+"""``Watcher``: upload files as they appear in a directory, once each, forever.
+
+Filesystem notifications (watchdog) say which paths changed; a periodic rescan is the
+safety net for lost notifications and for files that arrived while s3stow was down
+(the backlog is uploaded at start, oldest first). A file is *ready* when its size and
+mtime have not changed for ``settle`` seconds; temporary names (``*.tmp``, ``*.part``
+by default) are ignored; a file still changing after ``max_wait`` is reported and not
+uploaded half-written. Ready files go through the same engine as ``upload`` (keys by
+the same planner, verified, recorded in the ledger), so a restart never uploads a file
+twice. ``after_upload`` (``keep``, ``delete`` or ``move:DIR``) acts only on files whose
+object is verified. Transient outages keep files queued and retried with backoff; an
+authentication or permission error stops the watcher (exit 3).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer as FsObserver
+
+from s3stow.discover import discover
+from s3stow.keys import Target
+from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.plan import Planner, Refused
+from s3stow.report.observer import Observer
+from s3stow.report.status import atomic_write_text
+from s3stow.transfer.engine import Uploader
+
+log = logging.getLogger(__name__)
+DEFAULT_IGNORE = ("*.tmp", "*.part", ".*")
+
+
+@dataclass
+class _Waiting:
+    size: int
+    mtime_ns: int
+    first_seen: float
+    last_change: float
+    not_before: float = 0.0  # backoff after a transient failure
+    failures: int = 0
+    reported: bool = False
+
+
+@dataclass
+class WatchStats:
+    uploaded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    too_busy: list[str] = field(default_factory=list)
+
+
+class _Events(FileSystemEventHandler):
+    def __init__(self, inbox: set[str], lock: threading.Lock) -> None:
+        self.inbox = inbox
+        self.lock = lock
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if path:
+                with self.lock:
+                    self.inbox.add(os.fsdecode(path))
+
+
+class _Outcomes(Observer):
+    """Sees each verified (or failed) file of a batch."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+
+    def on_decision(self, decision: Decision) -> None:
+        if decision.reason == Reason.LEDGER_DONE:  # uploaded before a restart
+            self.watcher._finished(decision.item.source.path, done=True, transient=False)
+
+    def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
+        done = result.status == Status.DONE
+        transient = result.status == Status.FAILED and result.error_class not in (
+            "UnsafeKey",
+            "KeyCollision",
+        )
+        self.watcher._finished(
+            result.path, done=done, transient=transient, changed=result.status == Status.CHANGED
+        )
+
+
+class Watcher:
+    """Watches ``directory`` and uploads ready files to ``target`` through ``uploader``."""
+
+    def __init__(
+        self,
+        uploader: Uploader,
+        directory: Path,
+        target: Target,
+        *,
+        patterns: Sequence[str] = (),
+        ignore: Sequence[str] = DEFAULT_IGNORE,
+        settle: float = 5.0,
+        max_wait: float = 3600.0,
+        rescan: float = 30.0,
+        after_upload: str = "keep",
+        status_json: Path | None = None,
+    ) -> None:
+        self.uploader = uploader
+        self.directory = directory
+        self.target = target
+        self.patterns = list(patterns)
+        self.ignore = list(ignore)
+        self.settle = settle
+        self.max_wait = max_wait
+        self.rescan = rescan
+        self.after_upload = after_upload
+        self.status_json = status_json
+        self.planner = Planner(uploader.settings, target)
+        self.stats = WatchStats()
+        self.started = time.time()
+        self._waiting: dict[str, _Waiting] = {}
+        self._inbox: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = uploader.stop
+        self._status_at = 0.0
+        self._once = False  # with --once a failure (after the engine's retries) is final
+        uploader.add_observer(_Outcomes(self))
+        if after_upload.startswith("move:"):
+            Path(after_upload[5:]).mkdir(parents=True, exist_ok=True)
+
+    def stop(self) -> None:
+        self.uploader.request_stop()
+
+    def run(self, *, once: bool = False) -> WatchStats:
+        """Upload the backlog, then (unless ``once``) watch until stopped."""
+        self.uploader.check_bucket_access(self.target.bucket)
+        self._once = once
+        self._scan()
+        if once:
+            while self._waiting and not self._stop.is_set():
+                self._tick(time.time(), final=True)
+            self._write_status("done")
+            return self.stats
+        fs = FsObserver()
+        fs.schedule(_Events(self._inbox, self._lock), str(self.directory), recursive=True)
+        fs.start()
+        try:
+            last_scan = time.monotonic()
+            while not self._stop.is_set():
+                if time.monotonic() - last_scan >= self.rescan:
+                    self._scan()
+                    last_scan = time.monotonic()
+                self._drain_inbox()
+                self._tick(time.time(), final=False)
+                self._stop.wait(min(0.2, self.settle / 4))
+        finally:
+            fs.stop()
+            fs.join(timeout=5)
+            self._write_status("stopped")
+        return self.stats
+
+    # ---- bookkeeping -------------------------------------------------------------------
+    def _wanted(self, path: Path) -> bool:
+        name = path.name
+        if any(fnmatch.fnmatch(name, g) for g in self.ignore):
+            return False
+        return not self.patterns or any(fnmatch.fnmatch(name, g) for g in self.patterns)
+
+    def _track(self, path: Path, now: float) -> None:
+        if not self._wanted(path):
+            return
+        try:
+            info = path.stat()
+        except OSError:
+            self._waiting.pop(str(path), None)
+            return
+        if not path.is_file():
+            return
+        entry = self._waiting.get(str(path))
+        if entry is None:
+            self._waiting[str(path)] = _Waiting(info.st_size, info.st_mtime_ns, now, now)
+        elif (entry.size, entry.mtime_ns) != (info.st_size, info.st_mtime_ns):
+            entry.size, entry.mtime_ns, entry.last_change = info.st_size, info.st_mtime_ns, now
+
+    def _scan(self) -> None:
+        now = time.time()
+        found = [f for f in discover([self.directory]) if isinstance(f, SourceFile)]
+        for source in sorted(found, key=lambda f: f.mtime_ns):  # oldest first
+            self._track(source.path, now)
+
+    def _drain_inbox(self) -> None:
+        with self._lock:
+            paths, self._inbox = self._inbox, set()
+        now = time.time()
+        for path in paths:
+            self._track(Path(path), now)
+
+    def _tick(self, now: float, *, final: bool) -> None:
+        for path in list(self._waiting):
+            self._track(Path(path), now)
+        ready: list[PlannedUpload | UploadResult] = []
+        for path, entry in sorted(self._waiting.items(), key=lambda i: i[1].mtime_ns):
+            if now < entry.not_before:
+                continue
+            if now - entry.last_change < self.settle:
+                if now - entry.first_seen > self.max_wait and not entry.reported:
+                    entry.reported = True
+                    self.stats.too_busy.append(path)
+                    log.warning(
+                        "%s is still changing after %.0f s; not uploading it half-written",
+                        path,
+                        self.max_wait,
+                    )
+                    if self._once:  # --once: reported, and this run is done with it
+                        self._waiting.pop(path, None)
+                continue
+            item = self._plan(Path(path), entry)
+            if item is not None:
+                ready.append(item)
+        if ready:
+            self.uploader.upload_planned(ready, self.target, command="watch")
+        elif final and self._waiting:
+            time.sleep(min(0.2, self.settle / 4))
+        self._write_status("watching")
+
+    def _plan(self, path: Path, entry: _Waiting) -> PlannedUpload | UploadResult | None:
+        try:
+            rel = path.relative_to(self.directory).as_posix()
+        except ValueError:
+            return None
+        group = rel.split("/", 1)[0] if "/" in rel else "(root)"
+        source = SourceFile(path, rel, entry.size, entry.mtime_ns, self.directory, group)
+        planned = self.planner.plan(source)
+        if planned is None:
+            self._waiting.pop(str(path), None)
+            return None
+        if isinstance(planned, Refused):
+            self._waiting.pop(str(path), None)
+            return UploadResult(
+                path,
+                self.target.bucket,
+                planned.key,
+                Status.FAILED,
+                size=entry.size,
+                error_class=planned.error_class,
+                error=planned.reason,
+            )
+        return planned
+
+    def _finished(self, path: Path, *, done: bool, transient: bool, changed: bool = False) -> None:
+        entry = self._waiting.get(str(path))
+        if done:
+            self._waiting.pop(str(path), None)
+            self.stats.uploaded += 1
+            self._after(path)
+        elif changed and entry is not None:
+            entry.last_change = time.time()  # still being written: wait for it to settle
+        elif transient and entry is not None and not self._once:
+            entry.failures += 1
+            entry.not_before = time.time() + min(60.0, 0.5 * 2**entry.failures)
+            self.stats.failed += 1
+        else:
+            self._waiting.pop(str(path), None)
+            self.stats.failed += 1
+
+    def _after(self, path: Path) -> None:
+        try:
+            if self.after_upload == "delete":
+                path.unlink(missing_ok=True)
+            elif self.after_upload.startswith("move:"):
+                destination = Path(self.after_upload[5:]) / path.relative_to(self.directory)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(path), destination)
+        except OSError as exc:
+            log.warning("after-upload %s failed for %s: %s", self.after_upload, path, exc)
+
+    def _write_status(self, phase: str) -> None:
+        now = time.time()
+        interval = self.uploader.settings.status_interval
+        if self.status_json is None or (phase == "watching" and now - self._status_at < interval):
+            return
+        self._status_at = now
+        oldest = min((e.first_seen for e in self._waiting.values()), default=None)
+        data: dict[str, Any] = {
+            "started_at": self.started,
+            "phase": phase,
+            "target": self.target.url,
+            "backlog": len(self._waiting),
+            "oldest_waiting_seconds": round(now - oldest, 1) if oldest else 0.0,
+            "totals": {
+                "uploaded": self.stats.uploaded,
+                "failed": self.stats.failed,
+                "still_changing": len(self.stats.too_busy),
+            },
+            "last_update": now,
+        }
+        atomic_write_text(self.status_json, json.dumps(data, indent=2))

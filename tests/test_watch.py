@@ -1,0 +1,230 @@
+"""``s3stow watch``: rotated files uploaded once each, complete, to the right folder."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import make_tree
+
+FAST = {"S3STOW_RETRY_BASE_DELAY": "0.01", "S3STOW_MAX_ATTEMPTS": "2", "S3STOW_FILE_RETRIES": "0"}
+
+
+def _keys(s3: Any, bucket: str) -> set[str]:
+    return {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+def _wait(predicate: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def test_backlog_once_to_date_folders_and_restart_uploads_nothing(
+    proxied_cli,
+    proxy,
+    s3,  # type: ignore[no-untyped-def]
+    bucket,
+    tmp_path: Path,
+) -> None:
+    make_tree(
+        tmp_path / "in",
+        {
+            "20250729_161500.xml": 50,
+            "20250730_000100.xml": 60,
+            "20250730_000200.xml.tmp": 10,
+            "notes.txt": 5,
+        },
+    )
+    args = (
+        "watch",
+        "in",
+        f"s3://{bucket}/xml-events",
+        "--layout",
+        "date-folders",
+        "--pattern",
+        "*.xml",
+        "--settle",
+        "0",
+        "--once",
+        "--ledger",
+        "l.db",
+    )
+    first = proxied_cli(*args)
+    assert first.code == 0, first.output
+    assert _keys(s3, bucket) == {
+        "xml-events/2025/07/29/20250729_161500.xml",
+        "xml-events/2025/07/30/20250730_000100.xml",
+    }
+    proxy.log.clear()
+    second = proxied_cli(*args)
+    assert second.code == 0
+    assert proxy.requests(r"^(PUT|POST) ") == []
+
+
+def test_live_files_uploaded_once_complete(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    process = proxied_cli.start(
+        "watch",
+        "in",
+        f"s3://{bucket}/ev",
+        "--layout",
+        "date-folders",
+        "--settle",
+        "0.6",
+        "--rescan",
+        "2",
+        "--ledger",
+        "l.db",
+        "--status-json",
+        "st.json",
+        "--status-interval",
+        "0.2",
+    )
+    try:
+        time.sleep(1.0)
+        (inbox / "20250801_120000.xml").write_bytes(b"<a/>" * 100)
+        slow = inbox / "20250801_120500.xml"
+        with slow.open("wb") as handle:  # written in several appends, slower than nothing
+            for _ in range(5):
+                handle.write(b"<event/>" * 50)
+                handle.flush()
+                time.sleep(0.2)
+        (inbox / "partial.xml.part").write_bytes(b"ignored")
+        _wait(lambda: len(_keys(s3, bucket)) == 2)
+        status = json.loads((tmp_path / "st.json").read_text())
+        assert "backlog" in status
+        assert "oldest_waiting_seconds" in status
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, out + err
+    body = s3.get_object(Bucket=bucket, Key="ev/2025/08/01/20250801_120500.xml")["Body"].read()
+    assert body == slow.read_bytes()
+    puts = proxy.requests(r"^PUT ")
+    assert len(puts) == 2  # once each; the half-written file was never sent
+    assert "2 uploaded" in out
+
+
+def test_outage_then_recovery_loses_nothing(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    make_tree(tmp_path / "in", {f"f{i}.xml": 20 for i in range(3)})
+    proxy.add(r"^PUT ", "status", times=6, status=503, code="SlowDown")
+    process = proxied_cli.start(
+        "watch", "in", f"s3://{bucket}/p", "--settle", "0", "--ledger", "l.db", env=FAST
+    )
+    try:
+        _wait(lambda: len(_keys(s3, bucket)) == 3, timeout=40)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert len(proxy.requests(r"^PUT ")) >= 7
+
+
+def test_after_upload_move_and_delete_only_when_verified(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    make_tree(tmp_path / "in", {"a.xml": 5, "b.xml": 6, "bad.xml": 7})
+    proxy.add(r"^PUT /[^?]*bad\.xml", "status", times=100, status=500, code="InternalError")
+    result = proxied_cli(
+        "watch",
+        "in",
+        f"s3://{bucket}/p",
+        "--settle",
+        "0",
+        "--once",
+        "--after-upload",
+        "move:done",
+        "--ledger",
+        "l.db",
+        "--max-wait",
+        "2",
+        env=FAST,
+    )
+    assert (tmp_path / "done" / "a.xml").exists()
+    assert (tmp_path / "done" / "b.xml").exists()
+    assert (tmp_path / "in" / "bad.xml").exists()  # not verified: left in place
+    assert result.code == 1
+    assert "p/bad.xml" not in _keys(s3, bucket)
+    make_tree(tmp_path / "in2", {"c.xml": 5})
+    deleted = proxied_cli(
+        "watch",
+        "in2",
+        f"s3://{bucket}/q",
+        "--settle",
+        "0",
+        "--once",
+        "--after-upload",
+        "delete",
+        "--ledger",
+        "l.db",
+    )
+    assert deleted.code == 0
+    assert not (tmp_path / "in2" / "c.xml").exists()
+    assert "q/c.xml" in _keys(s3, bucket)
+
+
+def test_watch_bad_input(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("watch", "missing-dir", f"s3://{bucket}/p").code == 2
+    (tmp_path / "d").mkdir()
+    assert cli("watch", "d", f"s3://{bucket}/p", "--after-upload", "shred").code == 2
+
+
+def test_once_reports_a_file_that_never_settles(proxied_cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    make_tree(tmp_path / "in", {"busy.xml": 10})
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        while not stop.is_set():
+            with (tmp_path / "in" / "busy.xml").open("ab") as handle:
+                handle.write(b"x")
+            time.sleep(0.1)
+
+    writer = threading.Thread(target=keep_writing, daemon=True)
+    writer.start()
+    try:
+        result = proxied_cli(
+            "--json",
+            "watch",
+            "in",
+            f"s3://{bucket}/p",
+            "--settle",
+            "0.5",
+            "--max-wait",
+            "1.5",
+            "--once",
+            "--ledger",
+            "l.db",
+        )
+    finally:
+        stop.set()
+        writer.join()
+    assert result.code == 1
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["uploaded"] == 0
+    assert len(summary["still_changing"]) == 1
