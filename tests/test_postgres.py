@@ -72,3 +72,30 @@ def test_upload_with_postgres_ledger(cli, bucket, postgres_url: str, tmp_path: P
             "SELECT status, count(*) FROM items WHERE bucket = %s GROUP BY 1", (bucket,)
         ).fetchall()
     assert rows == [("done", 5)]
+
+
+def test_an_older_ledger_gains_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # an items table from before grp/ext existed
+        conn.execute(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT "
+            "NULL, source_path TEXT NOT NULL, size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, "
+            "checksum_algorithm TEXT, checksum TEXT, etag TEXT, version_id TEXT, status TEXT "
+            "NOT NULL, attempts INTEGER NOT NULL, error_class TEXT, error_message TEXT, run_id "
+            "TEXT NOT NULL, created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL, "
+            "UNIQUE (bucket, key))"
+        )
+    ledger = open_ledger(str(path))
+    ledger.record(
+        UploadResult(Path("/x/a.jpg"), "b", "a.jpg", Status.DONE, size=1),
+        mtime_ns=1,
+        run_id="r",
+        group="g",
+    )
+    ledger.flush()
+    assert ledger.lookup("b", ["a.jpg"])["a.jpg"].status == Status.DONE
+    ledger.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT grp, ext FROM items").fetchone() == ("g", "jpg")

@@ -148,6 +148,7 @@ def _register() -> None:
         bucket,
         devserver,
         doctor,
+        job,
         retry,
         stats,
         status,
@@ -165,6 +166,7 @@ def _register() -> None:
     doctor.register(app)
     archive.register(app)
     watch.register(app)
+    job.register(app)
     devserver.register(app)
 
 

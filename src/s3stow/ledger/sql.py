@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy import (
+    Engine,
+    create_engine,
+    delete,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -99,12 +109,29 @@ def open_ledger(target: str, **kwargs: Any) -> Ledger:
         else:
             engine = create_engine(url, pool_pre_ping=True)
         schema.metadata.create_all(engine)
+        _add_missing_columns(engine)
     except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
         raise LedgerError(
             f"cannot open the ledger {redact(target)}: {redact(str(exc).splitlines()[0])}",
             hint="check the --ledger path or URL (PostgreSQL needs the 'postgres' extra)",
         ) from exc
     return Ledger(engine, **kwargs)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Additive migration: columns added to the schema since a ledger was created are
+    added to its tables (nullable), so an older ledger keeps working."""
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table in schema.metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.execute(
+                        text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                    )
+                    log.info("ledger: added column %s.%s", table.name, column.name)
 
 
 class Ledger:
@@ -166,14 +193,17 @@ class Ledger:
         """Return the entries for ``keys`` in ``bucket`` (missing keys are absent)."""
         found: dict[str, LedgerEntry] = {}
         table = schema.items
-        with self._connect() as conn:
-            for start in range(0, len(keys), _LOOKUP_CHUNK):
-                chunk = keys[start : start + _LOOKUP_CHUNK]
-                rows = conn.execute(
-                    select(table).where(table.c.bucket == bucket, table.c.key.in_(chunk))
-                )
-                for row in rows:
-                    found[row.key] = _entry(row)
+        try:
+            with self._connect() as conn:
+                for start in range(0, len(keys), _LOOKUP_CHUNK):
+                    chunk = keys[start : start + _LOOKUP_CHUNK]
+                    rows = conn.execute(
+                        select(table).where(table.c.bucket == bucket, table.c.key.in_(chunk))
+                    )
+                    for row in rows:
+                        found[row.key] = _entry(row)
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"cannot read the ledger: {_first_line(exc)}") from exc
         return found
 
     def items(

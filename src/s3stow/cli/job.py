@@ -1,0 +1,201 @@
+"""``s3stow job plan|work|status``: one job shared by workers on many hosts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from s3stow.cli.app import GlobalOptions
+from s3stow.cli.upload import install_signal_handlers, observers_for
+from s3stow.config import Settings
+from s3stow.discover import check_sources, discover
+from s3stow.errors import ConfigError, ExitCode
+from s3stow.job.queue import JobQueue
+from s3stow.job.worker import JobWorker
+from s3stow.keys import Target, parse_target
+from s3stow.ledger import open_ledger
+from s3stow.models import PlannedUpload, SourceFile
+from s3stow.plan import Planner
+from s3stow.retry_plan import run_settings
+from s3stow.transfer.engine import Uploader
+
+job_app = typer.Typer(
+    help="Split an upload across workers on many hosts (PostgreSQL).", no_args_is_help=True
+)
+Opt = typer.Option
+JobOpt = Annotated[str, Opt("--job", help="The job's name.")]
+LedgerOpt = Annotated[str | None, Opt(help="postgresql:// ledger shared by all workers.")]
+
+
+def _queue(settings: Settings, job: str) -> tuple[Any, JobQueue]:
+    if not settings.ledger or not settings.ledger.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "job commands need a shared PostgreSQL ledger",
+            hint="pass --ledger postgresql://user@host/db (or S3STOW_LEDGER)",
+        )
+    ledger = open_ledger(settings.ledger)
+    return ledger, JobQueue(ledger.engine, job)
+
+
+@job_app.command("plan")
+def plan(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(metavar="SRC... s3://BUCKET[/PREFIX]")],
+    job: JobOpt,
+    ledger: LedgerOpt = None,
+    work: Annotated[bool, Opt("--work", help="Also work the job on this host.")] = False,
+    layout: Annotated[str | None, Opt(help="Key layout.")] = None,
+    key_template: Annotated[str | None, Opt(help="Key template.")] = None,
+    concurrency: Annotated[str | None, Opt(help="Requests in flight per worker.")] = None,
+) -> None:
+    """Discover files and enqueue them (idempotent: only new or changed items)."""
+    options: GlobalOptions = ctx.obj
+    if len(paths) < 2:
+        raise ConfigError("job plan needs sources and a destination")
+    *sources, destination = paths
+    target = parse_target(destination)
+    settings = options.settings(
+        ledger=ledger, layout=layout, key_template=key_template, concurrency=concurrency
+    )
+    db, queue = _queue(settings, job)
+    try:
+        planner = Planner(settings, target)
+        roots = check_sources(planner.sources([Path(s) for s in sources]))
+        queue.create(
+            bucket=target.bucket, prefix=target.prefix, settings=settings.model_dump(mode="json")
+        )
+        found = discover(roots, follow_symlinks=settings.follow_symlinks)
+        planned = (
+            p
+            for f in found
+            if isinstance(f, SourceFile)
+            if isinstance(p := planner.plan(f), PlannedUpload)
+        )
+        total = 0
+        while batch := list(itertools.islice(planned, 1000)):
+            total += len(batch)
+            queue.enqueue([(p.source, p.key) for p in batch])
+        waiting = queue.remaining()
+    finally:
+        db.close()
+    if options.json:
+        print(json.dumps({"job": job, "files": total, "to_do": waiting}))
+    else:
+        Console(highlight=False).print(
+            f"job {job}: {total} files planned, {waiting} to do (new, changed or not yet done)"
+        )
+    if work:
+        _work(options, job, settings.ledger, batch=64, lease=300.0)
+
+
+@job_app.command("work")
+def work(
+    ctx: typer.Context,
+    job: JobOpt,
+    ledger: LedgerOpt = None,
+    batch: Annotated[int, Opt(help="Items claimed at a time.")] = 64,
+    lease: Annotated[float, Opt(help="Seconds a claim lasts without a heartbeat.")] = 300.0,
+    concurrency: Annotated[str | None, Opt(help="Requests in flight on this worker.")] = None,
+) -> None:
+    """Claim, upload and record items until the job is finished."""
+    options: GlobalOptions = ctx.obj
+    if batch < 1 or lease <= 0:
+        raise ConfigError("--batch and --lease must be positive")
+    settings = options.settings(ledger=ledger)
+    _work(options, job, settings.ledger, batch=batch, lease=lease, concurrency=concurrency)
+
+
+def _work(
+    options: GlobalOptions,
+    job: str,
+    ledger: str | None,
+    *,
+    batch: int,
+    lease: float,
+    concurrency: str | None = None,
+) -> None:
+    base = options.settings(ledger=ledger)
+    db, queue = _queue(base, job)
+    try:
+        info = queue.info()
+        if info is None:
+            raise ConfigError(f"job {job!r} does not exist", hint="run `s3stow job plan` first")
+        overrides = {
+            k: v
+            for k, v in (
+                ("endpoint_url", options.endpoint_url),
+                ("profile", options.profile),
+                ("region", options.region),
+                ("concurrency", concurrency),
+            )
+            if v is not None
+        }
+        settings = run_settings(info["settings"], base=base, overrides=overrides)
+        uploader = Uploader(settings, ledger=db, observers=observers_for(options, settings))
+        worker = JobWorker(
+            queue, uploader, Target(info["bucket"], info["prefix"]), batch=batch, lease=lease
+        )
+        restore = install_signal_handlers(uploader)
+        try:
+            stats = worker.run()
+        finally:
+            restore()
+    finally:
+        db.close()
+    if uploader.fatal_error is not None:
+        raise uploader.fatal_error
+    if options.json:
+        print(
+            json.dumps(
+                {
+                    "job": job,
+                    "worker": worker.name,
+                    "claimed": stats.claimed,
+                    "done": stats.done,
+                    "failed": stats.failed,
+                    "lost_leases": stats.lost_leases,
+                }
+            )
+        )
+    else:
+        Console(highlight=False).print(
+            f"worker {worker.name}: {stats.done} done, "
+            f"{stats.failed} failed, {stats.lost_leases} lost "
+            "lease(s)"
+        )
+    if stats.failed:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@job_app.command("status")
+def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
+    """Progress per worker and overall."""
+    options: GlobalOptions = ctx.obj
+    db, queue = _queue(options.settings(ledger=ledger), job)
+    try:
+        data = queue.status()
+    finally:
+        db.close()
+    if options.json:
+        print(json.dumps(data))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    items = data["items"]
+    total = sum(items.values())
+    console.print(
+        f"job {job}: {total} items, " + ", ".join(f"{n} {s}" for s, n in sorted(items.items()))
+    )
+    for w in data["workers"]:
+        console.print(
+            f"  {w['worker']} on {w['host']} (pid {w['pid']}): {w['done']} done, "
+            f"{w['failed']} failed, seen {w['last_seen_seconds']:.0f}s ago"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(job_app, name="job")
