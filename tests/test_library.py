@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from s3stow.errors import BucketMissingError, ConfigError
+from s3stow.keys import parse_target
 from s3stow.ledger import open_ledger
 from s3stow.models import Status
 from s3stow.transfer.engine import Uploader
@@ -71,3 +72,88 @@ def test_from_env_use_date_folders(s3_server, s3, bucket, tmp_path: Path) -> Non
     result = uploader.upload_file(path)
     assert result.status == Status.DONE
     assert result.key == "xml-events/2025/07/29/20250729_161500.xml"
+
+
+class _MemoryKeyring:
+    """A keyring backend holding secrets in memory (the OS keyring is not in CI)."""
+
+    def __init__(self, secrets: dict[tuple[str, str], str]) -> None:
+        import keyring.backend
+
+        class Backend(keyring.backend.KeyringBackend):
+            priority = 1  # type: ignore[assignment]
+
+            def get_password(self, service: str, username: str) -> str | None:
+                return secrets.get((service, username))
+
+            def set_password(self, service: str, username: str, password: str) -> None:
+                secrets[(service, username)] = password
+
+            def delete_password(self, service: str, username: str) -> None:
+                secrets.pop((service, username), None)
+
+        self.backend = Backend()
+
+
+def test_keyring_credentials(s3_server, bucket, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import keyring
+
+    from s3stow.config import load_settings
+    from s3stow.errors import AuthError
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    previous = keyring.get_keyring()
+    keyring.set_keyring(
+        _MemoryKeyring(
+            {
+                ("uploads", "aws_access_key_id"): "testing",
+                ("uploads", "aws_secret_access_key"): "testing",
+            }
+        ).backend
+    )
+    try:
+        settings = load_settings(
+            env={},
+            flags={
+                "endpoint_url": s3_server.endpoint_url,
+                "auth": "keyring",
+                "keyring_service": "uploads",
+            },
+        )
+        path = tmp_path / "k.txt"
+        path.write_text("from the keyring")
+        result = Uploader(settings, default_target=parse_target(f"s3://{bucket}/k")).upload_file(
+            path
+        )
+        assert result.status == Status.DONE
+        missing = load_settings(
+            env={},
+            flags={
+                "endpoint_url": s3_server.endpoint_url,
+                "auth": "keyring",
+                "keyring_service": "nothing-here",
+            },
+        )
+        with pytest.raises(AuthError, match="nothing-here"):
+            Uploader(missing, default_target=parse_target(f"s3://{bucket}/k")).upload_file(path)
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_keyring_cli_without_keys_exits_3(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "a.txt").write_text("x")
+    result = cli(
+        "--auth",
+        "keyring",
+        "--keyring-service",
+        "empty",
+        "upload",
+        "a.txt",
+        f"s3://{bucket}/k",
+        "--ledger",
+        "l.db",
+        env={"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"},
+    )
+    assert result.code == 3
+    assert "keyring" in result.stderr

@@ -34,6 +34,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Connection
+    auth: Literal["chain", "keyring"] = "chain"
+    keyring_service: str = "s3stow"
     endpoint_url: str | None = None
     profile: str | None = None
     region: str | None = None

@@ -46,6 +46,8 @@ class GlobalOptions:
     ca_bundle: str | None = None
     verify_ssl: bool | None = None
     expected_bucket_owner: str | None = None
+    auth: str | None = None
+    keyring_service: str | None = None
     verbose: int = 0
     debug: bool = False
     quiet: bool = False
@@ -61,6 +63,8 @@ class GlobalOptions:
             "ca_bundle": self.ca_bundle,
             "verify_ssl": self.verify_ssl,
             "expected_bucket_owner": self.expected_bucket_owner,
+            "auth": self.auth,
+            "keyring_service": self.keyring_service,
             **flags,
         }
         return load_settings(config_file=self.config, flags=merged)
@@ -93,6 +97,13 @@ def main_options(
             help="Addressing style (path-style for most S3-compatible servers).",
             show_default=False,
         ),
+    ] = None,
+    auth: Annotated[
+        str | None,
+        typer.Option(help="Credentials: chain (env, profiles, SSO, roles) or keyring."),
+    ] = None,
+    keyring_service: Annotated[
+        str | None, typer.Option(help="Keyring service holding the access key [s3stow].")
     ] = None,
     ca_bundle: Annotated[
         str | None, typer.Option(help="CA bundle file for TLS verification.")
@@ -127,18 +138,20 @@ def main_options(
     _DEBUG["on"] = debug
     configure_logging(verbose=verbose, debug=debug, quiet=quiet)
     ctx.obj = GlobalOptions(
-        config,
-        endpoint_url,
-        profile,
-        region,
-        path_style,
-        ca_bundle,
-        False if no_verify_ssl else None,
-        expected_bucket_owner,
-        verbose,
-        debug,
-        quiet,
-        json_output,
+        config=config,
+        endpoint_url=endpoint_url,
+        profile=profile,
+        region=region,
+        path_style=path_style,
+        ca_bundle=ca_bundle,
+        verify_ssl=False if no_verify_ssl else None,
+        expected_bucket_owner=expected_bucket_owner,
+        auth=auth,
+        keyring_service=keyring_service,
+        verbose=verbose,
+        debug=debug,
+        quiet=quiet,
+        json=json_output,
     )
 
 

@@ -16,7 +16,7 @@ from s3stow.archive.demo import init_demo
 from s3stow.archive.report import archive_stats, verify_archive
 from s3stow.archive.table import MediaTable, parse_column_map
 from s3stow.cli.app import GlobalOptions
-from s3stow.cli.upload import default_ledger, install_signal_handlers, observers_for
+from s3stow.cli.upload import default_ledger, exit_for, install_signal_handlers, observers_for
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
 from s3stow.ledger import open_ledger
@@ -136,12 +136,7 @@ def run(
             )
         if report.cleaned:
             console.print(f"  {report.cleaned} local file(s) deleted after archiving")
-    if uploader.fatal_error is not None:
-        raise uploader.fatal_error
-    if summary.interrupted:
-        raise typer.Exit(int(ExitCode.INTERRUPTED))
-    if not summary.ok:
-        raise typer.Exit(int(ExitCode.SOME_FAILED))
+    exit_for(summary, uploader)
 
 
 @archive_app.command("init-demo")

@@ -278,6 +278,11 @@ def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> 
         console = Console(highlight=False, soft_wrap=True)
         hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
         print_summary(summary, console, resume_hint=hint)
+    exit_for(summary, uploader)
+
+
+def exit_for(summary: RunSummary, uploader: Uploader) -> None:
+    """End a command that ran the engine with the documented exit code."""
     if uploader.fatal_error is not None:
         raise uploader.fatal_error
     if summary.interrupted:

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from s3stow.checksums import Digest
 from s3stow.config import Settings
+from s3stow.errors import AuthError
 from s3stow.logs import register_secret
 from s3stow.store.base import ObjectInfo, PartInfo, PutResult, WriteOptions
 from s3stow.store.fastpath import FastPath, put_headers
@@ -33,12 +34,38 @@ _CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 
 def make_session(settings: Settings, *, core: Any = None) -> Any:
     """The boto3 session (over botocore session ``core``): the user's credential chain,
-    profile and region."""
+    profile and region, or with ``auth: keyring`` access keys from the OS keyring."""
+    keys: dict[str, str] = {}
+    if settings.auth == "keyring":
+        keys = keyring_credentials(settings.keyring_service)
     return boto3.session.Session(
         botocore_session=core or botocore.session.get_session(),
-        profile_name=settings.profile,
+        profile_name=None if keys else settings.profile,
         region_name=settings.region,
+        **keys,
     )
+
+
+def keyring_credentials(service: str) -> dict[str, str]:
+    """Access keys kept in the OS keyring under ``service`` (entries
+    ``aws_access_key_id``, ``aws_secret_access_key`` and optionally
+    ``aws_session_token``)."""
+    try:
+        import keyring
+    except ModuleNotFoundError:
+        raise AuthError(
+            "auth: keyring needs the keyring package", hint="pip install 's3stow[keyring]'"
+        ) from None
+    names = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+    found = {name: keyring.get_password(service, name) for name in names}
+    if not found["aws_access_key_id"] or not found["aws_secret_access_key"]:
+        raise AuthError(
+            f"no access key in the OS keyring under service {service!r}",
+            hint=f"store them: keyring set {service} aws_access_key_id (and aws_secret_access_key)",
+        )
+    for value in found.values():
+        register_secret(value)
+    return {name: value for name, value in found.items() if value}
 
 
 def make_client(
