@@ -57,7 +57,7 @@ def test_three_workers_upload_each_file_once(
     tree = make_tree(tmp_path / "src", {f"d{i % 3}/f{i}.bin": 500 for i in range(45)})
     job = f"three-{uuid.uuid4().hex[:8]}"
     _plan(proxied_cli, postgres_url, job, bucket)
-    proxy.add(r"^PUT ", "delay", times=1000, delay=0.05)
+    proxy.add(r"^PUT ", "delay", times=1000, delay=0.3)  # long enough for every worker to join
     workers = [
         proxied_cli.start(
             "--json", "job", "work", "--job", job, "--ledger", postgres_url, "--batch", "5"

@@ -84,7 +84,7 @@ def test_live_files_uploaded_once_complete(
         "--layout",
         "date-folders",
         "--settle",
-        "0.6",
+        "1.5",
         "--rescan",
         "2",
         "--ledger",
