@@ -151,3 +151,44 @@ def test_a_redirect_sends_the_bucket_to_botocore(
     assert sum("fastpath" in h.get("user-agent", "") for h in puts) == 1
     for rel, data in tree.items():
         assert s3.get_object(Bucket=bucket, Key=f"p/{rel}")["Body"].read() == data
+
+
+def test_fast_listing_equals_botocore_across_pages(proxy: FaultProxy, s3: Any, bucket: str) -> None:
+    from s3stow.config import Settings
+    from s3stow.store.s3 import S3Store
+
+    keys = ["p/a b.txt", "p/plus+sign", "p/ü/ñ.json", "p/pct%41", "p/tilde~x", "p/q?x=1&y"]
+    keys += [f"p/n/{i:03d}" for i in range(14)]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    settings = Settings(endpoint_url=proxy.url, path_style=True)
+    store = S3Store.from_settings(settings)
+    store.list_page_size = 6
+    proxy.log.clear()
+    proxy.headers.clear()
+    # the third page's first attempt fails: botocore lists that page, then the fast
+    # path goes on from botocore's continuation token
+    proxy.add(r"^GET .*continuation-token", "status", status=500, times=1)
+    listed = {o.key: o for o in store.list_objects(bucket, "p/")}
+    assert sorted(listed) == sorted(keys)
+    assert all(listed[k].size == len(k.encode()) for k in keys)
+    reference = {
+        o["Key"]: o["ETag"].strip('"')
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="p/")
+        for o in page["Contents"]
+    }
+    assert {k: o.etag for k, o in listed.items()} == reference
+    agents = [h.get("user-agent", "") for h in proxy.headers]
+    assert sum("fastpath" in a for a in agents) == 4  # 4 pages, one attempt failed
+    assert any("fastpath" not in a for a in agents)  # botocore took the failed page
+    assert store._client is not None  # and only then was a client built
+
+
+def test_clean_run_builds_no_botocore_client(proxy: FaultProxy, bucket: str) -> None:
+    from s3stow.config import Settings
+    from s3stow.store.s3 import S3Store
+
+    store = S3Store.from_settings(Settings(endpoint_url=proxy.url, path_style=True))
+    store.head_bucket(bucket)
+    assert list(store.list_objects(bucket, "nothing/")) == []
+    assert store._client is None

@@ -1,36 +1,47 @@
-"""A lean request path for the two hot operations: PutObject and UploadPart.
+"""A lean request path for the hot operations: PutObject, UploadPart, listing.
 
 botocore spends about 2 ms of CPU on every request (parameter validation, event
-hooks, header preparation), which dominates a run of many small files. This path
-sends one attempt of a PutObject or UploadPart with the same SigV4 signature
-(botocore's own ``S3SigV4Auth``, credentials from the same session) over a urllib3
-pool. It handles only success: any other answer or error returns ``None`` and the
-caller repeats the request through botocore, which then retries, follows
-redirects and translates errors as usual (with one attempt fewer, so
-``max_attempts`` still bounds the requests). Payload signing follows botocore's
-rule: unsigned only over https with a checksum header that S3 validates.
+hooks, request objects), which dominates a run of many small files. This path
+sends one attempt of a PutObject, UploadPart, HeadBucket or ListObjectsV2 page
+signed by ``sigv4.sign`` (credentials from the same botocore session, so the
+same chain) over a keep-alive ``http.client`` connection per thread; a run that
+never falls back never builds a botocore client. It handles only success: any
+other answer or error returns ``None`` and the caller repeats the request
+through botocore, which then retries, follows redirects and translates errors
+as usual (with one attempt fewer, so ``max_attempts`` still bounds the
+requests). Payload signing follows botocore's rule: unsigned only over https
+with a checksum header that S3 validates. When botocore would use a proxy for
+the endpoint (HTTP(S)_PROXY), this path stays off and botocore sends everything.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import logging
 import re
+import ssl
+import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit
+from xml.etree import ElementTree as ET
 
-import urllib3
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
+from botocore.utils import get_environ_proxies
 
 from s3stow import __version__
+from s3stow.store.base import ObjectInfo
+from s3stow.store.sigv4 import UNSIGNED_PAYLOAD, Credentials, canonical_query, sign
 
 log = logging.getLogger(__name__)
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_USER_AGENT = f"s3stow/{__version__} fastpath"
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class FastPath:
-    """One-attempt PutObject/UploadPart; ``None`` means "ask botocore"."""
+    """One-attempt requests; ``None`` (or False) means "ask botocore"."""
 
     def __init__(
         self,
@@ -46,86 +57,237 @@ class FastPath:
         on_throttle: Callable[[], None] | None = None,
         on_transient: Callable[[], None] | None = None,
     ) -> None:
+        del pool_size  # one connection per thread: the thread pools bound them
         self._credentials = session.get_credentials()
         self._region = region
         if endpoint_url is None and not region:
             self._credentials = None  # no region to address AWS with: botocore only
         self._endpoint = (endpoint_url or f"https://s3.{region}.amazonaws.com").rstrip("/")
+        if get_environ_proxies(self._endpoint):
+            log.debug("a proxy is configured for %s: fast path off", self._endpoint)
+            self._credentials = None
         self._aws = endpoint_url is None
         self._path_style = path_style or not self._aws
+        parts = urlsplit(self._endpoint)
+        self._https = parts.scheme == "https"
+        self._netloc = parts.netloc
+        self._base_path = parts.path.rstrip("/")
         self._owner = expected_bucket_owner
         self._on_throttle = on_throttle
         self._on_transient = on_transient
-        kwargs: dict[str, Any] = {
-            "maxsize": pool_size,
-            "block": True,
-            "retries": False,
-            "timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1]),
-        }
-        if self._endpoint.startswith("https"):
+        self._timeout = timeout
+        self._ssl: ssl.SSLContext | None = None
+        if self._https:
             if verify is False:
-                kwargs["cert_reqs"] = "CERT_NONE"
-            elif isinstance(verify, str):
-                kwargs["ca_certs"] = verify
-        self._http = urllib3.PoolManager(**kwargs)
+                self._ssl = ssl._create_unverified_context()  # noqa: S323 - user asked
+            else:
+                cafile = verify if isinstance(verify, str) else None
+                self._ssl = ssl.create_default_context(cafile=cafile)
+        self._local = threading.local()
         self.sent = 0
         self.fallbacks = 0
         self._botocore_only: set[str] = set()  # buckets that answered with a redirect
 
-    def _url(self, bucket: str, key: str, query: str) -> str | None:
-        path = quote(key, safe="/~")
-        suffix = f"?{query}" if query else ""
+    def _address(self, bucket: str, key: str | None) -> tuple[str, str] | None:
+        """(host, path) for the bucket or object, or ``None`` when botocore should
+        address it."""
+        path = "" if key is None else "/" + quote(key, safe="/~")
         if self._path_style:
-            return f"{self._endpoint}/{bucket}/{path}{suffix}"
+            return self._netloc, f"{self._base_path}/{bucket}{path}"
         if not _DNS_BUCKET.match(bucket):  # dotted names: leave them to botocore
             return None
-        parts = urlsplit(self._endpoint)
-        return f"{parts.scheme}://{bucket}.{parts.netloc}/{path}{suffix}"
+        return f"{bucket}.{self._netloc}", f"{self._base_path}{path or '/'}"
+
+    def _connection(self, host: str) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection to ``host`` and whether it was used before."""
+        connections: dict[str, http.client.HTTPConnection] = getattr(self._local, "conns", {})
+        self._local.conns = connections
+        conn = connections.get(host)
+        if conn is not None:
+            return conn, True
+        connect, read = self._timeout
+        if self._https:
+            conn = http.client.HTTPSConnection(host, timeout=connect, context=self._ssl)
+        else:
+            conn = http.client.HTTPConnection(host, timeout=connect)
+        conn.connect()
+        if conn.sock is not None:
+            conn.sock.settimeout(read)
+        connections[host] = conn
+        return conn, False
+
+    def _drop(self, host: str) -> None:
+        conn = getattr(self._local, "conns", {}).pop(host, None)
+        if conn is not None:
+            conn.close()
+
+    def _request(
+        self,
+        method: str,
+        bucket: str,
+        key: str | None,
+        *,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        checked: bool = False,
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        """One signed attempt: (status, lower-case headers, body), or ``None`` when
+        this path does not apply or the exchange failed (botocore then takes over)."""
+        if self._credentials is None or bucket in self._botocore_only:
+            return None
+        address = self._address(bucket, key)
+        if address is None:
+            return None
+        host, path = address
+        outgoing = dict(headers)
+        if body or method == "PUT":
+            outgoing["Content-Length"] = str(len(body))
+        if self._owner:
+            outgoing["x-amz-expected-bucket-owner"] = self._owner
+        if self._https and checked:
+            payload = UNSIGNED_PAYLOAD
+        else:
+            payload = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
+        encoded = canonical_query(query)
+        target = f"{path}?{encoded}" if encoded else path
+        try:
+            frozen = self._credentials.get_frozen_credentials()
+            signed = sign(
+                method,
+                path,
+                host=host,
+                query=query,
+                headers=outgoing,
+                payload_hash=payload,
+                credentials=Credentials(frozen.access_key, frozen.secret_key, frozen.token),
+                region=self._region,
+            )
+            signed["User-Agent"] = _USER_AGENT
+            answer = self._send(method, host, target, body, signed)
+        except Exception as exc:  # noqa: BLE001 - any failure: botocore takes over
+            log.debug("fast path %s failed for %s/%s: %s; using botocore", method, bucket, key, exc)
+            self.fallbacks += 1
+            return None
+        self.sent += 1
+        status = answer[0]
+        if status in (200, 204):
+            return answer
+        if (status >= 500 or status == 429) and self._on_transient:
+            self._on_transient()
+        if status in (429, 503) and self._on_throttle is not None:
+            self._on_throttle()
+        if status in (301, 307, 400):  # wrong region or addressing: stop trying
+            self._botocore_only.add(bucket)
+        self.fallbacks += 1
+        return None
 
     def put(
         self, bucket: str, key: str, body: bytes, headers: Mapping[str, str], *, query: str = ""
     ) -> dict[str, str] | None:
         """Send one PUT; the response headers (lower-case) on 200, else ``None``."""
-        if self._credentials is None or bucket in self._botocore_only:
+        checked = any(
+            h.lower().startswith("x-amz-checksum-") or h.lower() == "content-md5" for h in headers
+        )
+        answer = self._request(
+            "PUT",
+            bucket,
+            key,
+            query=dict(parse_qsl(query, keep_blank_values=True)),
+            headers=headers,
+            body=body,
+            checked=checked,
+        )
+        return None if answer is None or answer[0] != 200 else answer[1]
+
+    def head_bucket(self, bucket: str) -> bool:
+        """True when the bucket answered 200; False means "ask botocore" (which
+        then names the error: 403, 404, a redirect to another region)."""
+        answer = self._request("HEAD", bucket, None, query={}, headers={})
+        return answer is not None and answer[0] == 200
+
+    def list_page(
+        self, bucket: str, prefix: str, token: str | None, *, max_keys: int | None = None
+    ) -> tuple[list[ObjectInfo], str | None] | None:
+        """One ListObjectsV2 page: (objects, next continuation token), or ``None``."""
+        query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
+        if token is not None:
+            query["continuation-token"] = token
+        if max_keys is not None:
+            query["max-keys"] = str(max_keys)
+        answer = self._request("GET", bucket, None, query=query, headers={})
+        if answer is None or answer[0] != 200:
             return None
-        url = self._url(bucket, key, query)
-        if url is None:
-            return None
-        request = AWSRequest(method="PUT", url=url, data=body, headers=dict(headers))
-        request.headers["Content-Length"] = str(len(body))
-        request.headers["User-Agent"] = f"s3stow/{__version__} fastpath"
-        if self._owner:
-            request.headers["x-amz-expected-bucket-owner"] = self._owner
-        checksum = next((h for h in headers if h.lower().startswith("x-amz-checksum-")), None)
-        if checksum:
-            request.context["checksum"] = {"request_algorithm": {"in": "header", "name": checksum}}
         try:
-            frozen = self._credentials.get_frozen_credentials()
-            S3SigV4Auth(frozen, "s3", self._region).add_auth(request)
-            prepared = request.prepare()
-            response = self._http.urlopen(
-                "PUT",
-                prepared.url,
-                body=body,
-                headers=dict(prepared.headers),
-                redirect=False,
-                preload_content=True,
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure: botocore takes over
-            log.debug("fast path failed for %s/%s: %s; using botocore", bucket, key, exc)
+            return parse_list_page(answer[2])
+        except (ET.ParseError, KeyError, ValueError) as exc:
+            log.debug("unreadable listing from %s: %s; using botocore", bucket, exc)
             self.fallbacks += 1
             return None
-        self.sent += 1
-        if response.status == 200:
-            return {k.lower(): v for k, v in response.headers.items()}
-        if (response.status >= 500 or response.status == 429) and self._on_transient:
-            self._on_transient()
-        if response.status in (429, 503) and self._on_throttle is not None:
-            self._on_throttle()
-        if response.status in (301, 307, 400):  # wrong region or addressing: stop trying
-            self._botocore_only.add(bucket)
-        self.fallbacks += 1
-        return None
+
+    def _send(
+        self, method: str, host: str, target: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One exchange over this thread's connection; a reused connection the server
+        has closed meanwhile is replaced once (the request never reached S3)."""
+        for _ in range(2):
+            conn, reused = self._connection(host)
+            try:
+                conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+                for name, value in headers.items():
+                    conn.putheader(name, value)
+                conn.endheaders(body or None)
+                response = conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop(host)
+                if reused:
+                    continue
+                raise
+            except BaseException:
+                self._drop(host)
+                raise
+            try:
+                data = response.read()
+            except BaseException:
+                self._drop(host)
+                raise
+            if response.will_close:
+                self._drop(host)
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+        raise ConnectionError("the server closed the connection twice")  # pragma: no cover
+
+
+def parse_list_page(document: bytes) -> tuple[list[ObjectInfo], str | None]:
+    """Objects and the next continuation token of a ListObjectsV2 answer
+    (``encoding-type=url``: keys arrive URL-encoded)."""
+    root = ET.fromstring(document)  # noqa: S314 - the answer of the user's own endpoint
+    objects: list[ObjectInfo] = []
+    token: str | None = None
+    truncated = False
+    for element in root:
+        tag = element.tag.rpartition("}")[2]
+        if tag == "Contents":
+            fields = {child.tag.rpartition("}")[2]: child.text or "" for child in element}
+            modified = fields.get("LastModified")
+            objects.append(
+                ObjectInfo(
+                    key=unquote_plus(fields["Key"]),
+                    size=int(fields["Size"]),
+                    etag=fields.get("ETag", "").strip('"'),
+                    checksum_algorithm=fields.get("ChecksumAlgorithm") or None,
+                    checksum_type=fields.get("ChecksumType") or None,
+                    last_modified=(
+                        datetime.fromisoformat(modified).timestamp() if modified else None
+                    ),
+                )
+            )
+        elif tag == "IsTruncated":
+            truncated = (element.text or "").strip() == "true"
+        elif tag == "NextContinuationToken":
+            token = element.text
+    if truncated and not token:
+        raise ValueError("a truncated listing without a continuation token")
+    return objects, token if truncated else None
 
 
 def put_headers(args: Mapping[str, Any]) -> dict[str, str] | None:

@@ -68,6 +68,19 @@ def keyring_credentials(service: str) -> dict[str, str]:
     return {name: value for name, value in found.items() if value}
 
 
+_WARNED: set[str] = set()
+
+
+def warn_if_unverified(settings: Settings) -> None:
+    """Warn (once per process) that TLS certificates are not checked."""
+    if not settings.verify_ssl and "tls" not in _WARNED:
+        _WARNED.add("tls")
+        log.warning(
+            "TLS certificate verification is OFF (--no-verify-ssl): anyone on the "
+            "network path can read and alter this transfer"
+        )
+
+
 def make_client(
     settings: Settings,
     *,
@@ -94,11 +107,7 @@ def make_client(
         user_agent_extra="s3stow",
     )
     verify: bool | str | None = settings.ca_bundle or (None if settings.verify_ssl else False)
-    if not settings.verify_ssl:
-        log.warning(
-            "TLS certificate verification is OFF (--no-verify-ssl): anyone on the "
-            "network path can read and alter this transfer"
-        )
+    warn_if_unverified(settings)
     client = session.client("s3", endpoint_url=settings.endpoint_url, config=config, verify=verify)
     if settings.expected_bucket_owner:
         owner = settings.expected_bucket_owner
@@ -142,6 +151,7 @@ class S3Store:
         self._on_throttle = on_throttle
         self._lock = threading.RLock()  # client creation nests inside fast-path set-up
         self.transient_errors = 0  # responses/exceptions botocore may retry
+        self.list_page_size: int | None = None  # ListObjectsV2 max-keys; None: 1,000
         if client is not None:
             self._attach(client)
 
@@ -164,9 +174,7 @@ class S3Store:
         cls, settings: Settings, *, on_throttle: Callable[[], None] | None = None
     ) -> S3Store:
         def factory() -> Any:
-            store._core = botocore.session.get_session()
-            store._session = make_session(settings, core=store._core)
-            return make_client(settings, session=store._session)
+            return make_client(settings, session=store._boto_session(settings))
 
         store = cls(factory=factory, on_throttle=on_throttle)
         if settings.fast_path and settings.max_attempts > 1:
@@ -175,6 +183,14 @@ class S3Store:
 
     _session: Any = None
     _core: Any = None
+
+    def _boto_session(self, settings: Settings) -> Any:
+        """The boto3 session (credential chain, profile, region), made once."""
+        with self._lock:
+            if self._session is None:
+                self._core = botocore.session.get_session()
+                self._session = make_session(settings, core=self._core)
+            return self._session
 
     _fast_settings: Settings | None = None
     _fast: FastPath | None = None
@@ -188,13 +204,22 @@ class S3Store:
         if self._fast is None:
             with self._lock:
                 if self._fast is None:
-                    client = self.client
+                    session = self._boto_session(settings)
+                    warn_if_unverified(settings)
+                    credentials = session.get_credentials()
+                    if credentials is not None:
+                        frozen = credentials.get_frozen_credentials()
+                        register_secret(frozen.secret_key)
+                        register_secret(frozen.token)
+                    # botocore's rule: S3 without a configured region is us-east-1
+                    # with a custom endpoint; for AWS itself the fast path needs one
+                    region = session.region_name or ("us-east-1" if settings.endpoint_url else "")
                     # the CA bundle botocore uses (AWS_CA_BUNDLE, ca_bundle in ~/.aws/config)
                     bundle = settings.ca_bundle or self._core.get_config_variable("ca_bundle")
                     verify: bool | str | None = (bundle or None) if settings.verify_ssl else False
                     self._fast = FastPath(
-                        session=self._session,
-                        region=client.meta.region_name,
+                        session=session,
+                        region=region,
                         endpoint_url=settings.endpoint_url,
                         path_style=settings.path_style,
                         verify=verify,
@@ -266,6 +291,9 @@ class S3Store:
             raise translate(exc, bucket=bucket, key=key) from exc
 
     def head_bucket(self, bucket: str) -> None:
+        fast = self._fast_path()
+        if fast is not None and fast.head_bucket(bucket):
+            return
         self._call(bucket, None, self.client.head_bucket)
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
@@ -292,21 +320,42 @@ class S3Store:
         )
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    algorithms = item.get("ChecksumAlgorithm") or []
-                    yield ObjectInfo(
-                        key=item["Key"],
-                        size=int(item["Size"]),
-                        etag=_etag(item.get("ETag")),
-                        checksum_algorithm=algorithms[0] if algorithms else None,
-                        checksum_type=item.get("ChecksumType"),
-                        last_modified=item["LastModified"].timestamp(),
-                    )
-        except Exception as exc:
-            raise translate(exc, bucket=bucket) from exc
+        """Every object under ``prefix``, page by page: each page through the fast
+        path when it can, else through botocore (from the same continuation token)."""
+        fast = self._fast_path()
+        token: str | None = None
+        while True:
+            size = self.list_page_size
+            page = fast.list_page(bucket, prefix, token, max_keys=size) if fast else None
+            if page is None:
+                page = self._list_page(bucket, prefix, token)
+            objects, token = page
+            yield from objects
+            if token is None:
+                return
+
+    def _list_page(
+        self, bucket: str, prefix: str, token: str | None
+    ) -> tuple[list[ObjectInfo], str | None]:
+        extra: dict[str, Any] = {"ContinuationToken": token} if token is not None else {}
+        if self.list_page_size is not None:
+            extra["MaxKeys"] = self.list_page_size
+        response = self._call(bucket, None, self.client.list_objects_v2, Prefix=prefix, **extra)
+        objects = []
+        for item in response.get("Contents", []):
+            algorithms = item.get("ChecksumAlgorithm") or []
+            objects.append(
+                ObjectInfo(
+                    key=item["Key"],
+                    size=int(item["Size"]),
+                    etag=_etag(item.get("ETag")),
+                    checksum_algorithm=algorithms[0] if algorithms else None,
+                    checksum_type=item.get("ChecksumType"),
+                    last_modified=item["LastModified"].timestamp(),
+                )
+            )
+        truncated = bool(response.get("IsTruncated"))
+        return objects, response.get("NextContinuationToken") if truncated else None
 
     @staticmethod
     def _write_args(options: WriteOptions) -> dict[str, Any]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,6 +273,9 @@ class Uploader:
     ) -> None:
         budget_left = self.settings.limit
         pending: dict[Future[UploadResult], SourceFile] = {}
+        # Finished futures arrive here: O(1) per completion, where wait() on the
+        # whole pending set would lock every future on every call.
+        completed: queue.SimpleQueue[Future[UploadResult]] = queue.SimpleQueue()
         max_pending = 2 * self.settings.concurrency
         with (
             self._pools(run_id=summary.run_id) as ctx,
@@ -298,15 +302,16 @@ class Uploader:
                         summary.would_upload.append(decision)
                         continue
                     while len(pending) >= max_pending and not self.stop.is_set():
-                        self._drain(pending, summary, block=True)
+                        self._drain(pending, completed, summary, block=True)
                     if self.stop.is_set():
                         break
                     self._check_bucket(decision.item.bucket)
                     future = files.submit(self.worker.process, ctx, decision, listed)
                     pending[future] = source
-                self._drain(pending, summary, block=False)
+                    future.add_done_callback(completed.put)
+                self._drain(pending, completed, summary, block=False)
             while pending:
-                self._drain(pending, summary, block=True)
+                self._drain(pending, completed, summary, block=True)
 
     def _plan(
         self, batch: list[SourceFile | Skipped], planner: Planner, summary: RunSummary
@@ -358,11 +363,27 @@ class Uploader:
         return planned
 
     def _drain(
-        self, pending: dict[Future[UploadResult], SourceFile], summary: RunSummary, *, block: bool
+        self,
+        pending: dict[Future[UploadResult], SourceFile],
+        completed: queue.SimpleQueue[Future[UploadResult]],
+        summary: RunSummary,
+        *,
+        block: bool,
     ) -> None:
+        """Record every finished file; with ``block``, wait for at least one."""
         if not pending:
             return
-        done, _ = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        done: list[Future[UploadResult]] = []
+        while block and not done:  # a timeout keeps Ctrl+C deliverable on Windows
+            try:
+                done.append(completed.get(timeout=0.5))
+            except queue.Empty:
+                continue
+        while True:
+            try:
+                done.append(completed.get_nowait())
+            except queue.Empty:
+                break
         for future in done:
             source = pending.pop(future)
             result = future.result()
