@@ -6,10 +6,13 @@ median of the runs is reported: wall seconds, client CPU seconds (user + sys of 
 tool's process tree), peak RSS, server CPU seconds, files/s and MiB/s, plus s3stow's
 ratio to the best peer on each figure (below 1.0 is better for time, CPU and memory).
 The "noop" scenario uploads the "many" dataset once, then times a second run that has
-nothing to do (s3stow's ledger vs. the peers' sync commands). Every s3stow run is
+nothing to do (s3stow's ledger vs. the peers' sync commands). The "latency" scenario
+uploads the "small" dataset through bench/delay_proxy.py, which adds 20 ms to every
+request, as a round trip to a real S3 region does; it rewards pipelining. Every s3stow run is
 checked: the object count under its prefix must equal the file count.
 
-    python bench/upload_bench.py [--datasets small,medium,large,noop] [--runs 3] [--quick]
+    python bench/upload_bench.py [--datasets small,medium,large,noop,latency] [--runs 3]
+                                 [--quick] [--latency-ms 20]
 """
 
 from __future__ import annotations
@@ -185,12 +188,28 @@ def count_objects(endpoint: str, prefix: str) -> int:
     return total
 
 
-def one_run(tool: str, dataset: str, src: Path, files: int, run: int) -> Sample | None:
+def start_delay_proxy(port: int, delay_ms: float) -> tuple[subprocess.Popen[str], str]:
+    proxy = subprocess.Popen(
+        [sys.executable, str(HERE / "delay_proxy.py"), str(port), str(delay_ms)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proxy.stdout is not None
+    return proxy, f"http://127.0.0.1:{proxy.stdout.readline().strip()}"
+
+
+def one_run(
+    tool: str, dataset: str, src: Path, files: int, run: int, *, latency_ms: float = 0
+) -> Sample | None:
     server = LocalS3Server()
     server.start()
+    proxy: subprocess.Popen[str] | None = None
     try:
         boto3.client("s3", endpoint_url=server.endpoint_url).create_bucket(Bucket="bench")
-        env = {**os.environ, **ENV, **rclone_env(server.endpoint_url)}
+        endpoint = server.endpoint_url
+        if latency_ms:
+            proxy, endpoint = start_delay_proxy(server.port, latency_ms)
+        env = {**os.environ, **ENV, **rclone_env(endpoint)}
         if tool == "rclone":  # rclone's S3 backend cannot load AWS_CA_BUNDLE here
             env.pop("AWS_CA_BUNDLE", None)
         ledger = DATA / f"ledger-{tool}-{dataset}-{run}.db"
@@ -198,11 +217,11 @@ def one_run(tool: str, dataset: str, src: Path, files: int, run: int) -> Sample 
             leftover.unlink()
         sync = dataset == "noop"
         prefix = f"{tool}-{dataset}-{run}"
-        argv = command(tool, src, server.endpoint_url, prefix, sync=sync, ledger=ledger)
+        argv = command(tool, src, endpoint, prefix, sync=sync, ledger=ledger)
         if argv is None:
             return None
         if sync:  # the first, full upload is not measured
-            first = command(tool, src, server.endpoint_url, prefix, sync=False, ledger=ledger)
+            first = command(tool, src, endpoint, prefix, sync=False, ledger=ledger)
             assert first is not None
             done = subprocess.run(
                 first, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -216,7 +235,21 @@ def one_run(tool: str, dataset: str, src: Path, files: int, run: int) -> Sample 
         ok = code == 0 and count_objects(server.endpoint_url, prefix) == files
         return Sample(tool, dataset, wall, cpu, rss, cpu1 - cpu0, ok)
     finally:
+        if proxy is not None:
+            proxy.kill()
+            proxy.wait()
         server.stop()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        for line in info.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores, {cpu}, Python {sys.version.split()[0]}"
 
 
 def median(samples: list[Sample], attr: str) -> float:
@@ -257,7 +290,8 @@ def report(samples: list[Sample], files: dict[str, tuple[int, int]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="small,medium,large,noop")
+    parser.add_argument("--datasets", default="small,medium,large,noop,latency")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--tools", default="s3stow,boto3,aws,s5cmd,rclone")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller datasets")
@@ -270,13 +304,15 @@ def main() -> int:
             print(f"{tool}: not installed (run bench/setup.sh)")
     samples: list[Sample] = []
     files: dict[str, tuple[int, int]] = {}
+    source_of = {"noop": "many", "latency": "small"}
     for dataset in args.datasets.split(","):
-        spec = sizes["many" if dataset == "noop" else dataset]
-        src = make_dataset("many" if dataset == "noop" else dataset, spec)
+        spec = sizes[source_of.get(dataset, dataset)]
+        src = make_dataset(source_of.get(dataset, dataset), spec)
         files[dataset] = (spec[0], spec[1])
+        latency = args.latency_ms if dataset == "latency" else 0
         for run in range(args.runs):
             for tool in tools:  # interleaved: A B C A B C ...
-                sample = one_run(tool, dataset, src, spec[0], run)
+                sample = one_run(tool, dataset, src, spec[0], run, latency_ms=latency)
                 if sample is not None:
                     samples.append(sample)
                     print(
@@ -288,13 +324,29 @@ def main() -> int:
     table = report(samples, files)
     print(table)
     RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(
         json.dumps(
-            {"quick": args.quick, "samples": [asdict(s) for s in samples], "table": table}, indent=2
+            {
+                "when": stamp,
+                "quick": args.quick,
+                "runs": args.runs,
+                "latency_ms": args.latency_ms,
+                "machine": machine(),
+                "samples": [asdict(s) for s in samples],
+                "table": table,
+            },
+            indent=2,
         )
     )
-    print(f"results: {out}")
+    (RESULTS / "latest.md").write_text(
+        f"# Latest benchmark ({stamp})\n\n"
+        f"`{' '.join(['python', 'bench/upload_bench.py', *sys.argv[1:]])}`: "
+        f"{'quick' if args.quick else 'full'} datasets, median of {args.runs} runs; "
+        f"{machine()}.\n\n{table}\n"
+    )
+    print(f"results: {out} and {RESULTS / 'latest.md'}")
     return 0 if all(s.ok for s in samples) else 1
 
 
