@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from s3stow.archive import DEFAULT_TEMPLATE
 from s3stow.archive.locate import locate
 from s3stow.archive.table import MediaRow, MediaTable
 from s3stow.keys import Target, UnsafeKeyError
@@ -29,7 +30,6 @@ from s3stow.templates import KeyTemplate
 from s3stow.transfer.engine import Uploader
 
 log = logging.getLogger(__name__)
-DEFAULT_TEMPLATE = "cache/{created_at:%Y}/{created_at:%m}/{md5}.{ext}"
 RECORD_FIELDS = frozenset({"created_at", "media_type", "id", "md5", "ext"})
 
 

@@ -12,17 +12,21 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from s3stow import __version__
-from s3stow.config import Settings, load_settings
 from s3stow.errors import ExitCode, S3StowError
 from s3stow.logs import configure_logging, redact
 
+if TYPE_CHECKING:
+    from s3stow.config import Settings
+
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
     name="s3stow",
     help="Upload and archive local files to S3 and S3-compatible stores: every file ends "
     "verified in S3 or reported with its reason, and interrupted runs resume.",
@@ -55,6 +59,8 @@ class GlobalOptions:
 
     def settings(self, **flags: Any) -> Settings:
         """Resolve the settings: defaults < config file < env < these flags."""
+        from s3stow.config import load_settings
+
         merged = {
             "endpoint_url": self.endpoint_url,
             "profile": self.profile,
@@ -185,7 +191,7 @@ def _register() -> None:
 
 def _error(message: str) -> None:
     Console(file=sys.stderr, highlight=False, soft_wrap=True).print(
-        f"[bold red]error:[/] {redact(message)}", markup=True
+        f"[bold red]error:[/] {escape(redact(message))}", markup=True
     )
 
 
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     except S3StowError as exc:
         if _DEBUG["on"]:
             log.exception("s3stow error")
-        _error(str(exc).replace("[", "\\["))
+        _error(str(exc))
         sys.exit(int(exc.exit_code))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -5,26 +5,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from s3stow.archive.archiver import DEFAULT_TEMPLATE, Archiver
-from s3stow.archive.demo import init_demo
-from s3stow.archive.report import archive_stats, verify_archive
-from s3stow.archive.table import MediaTable, parse_column_map
+from s3stow.archive import DEFAULT_TEMPLATE
 from s3stow.cli.app import GlobalOptions
-from s3stow.cli.upload import default_ledger, exit_for, install_signal_handlers, observers_for
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
-from s3stow.ledger import open_ledger
-from s3stow.report.console import print_summary, summary_dict
-from s3stow.store.s3 import S3Store
-from s3stow.transfer.engine import Uploader
+
+if TYPE_CHECKING:
+    from s3stow.archive.table import MediaTable
+
 
 archive_app = typer.Typer(
+    rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
     help="Archive media files listed in a database table, writing archive_url back.",
     no_args_is_help=True,
 )
@@ -40,6 +37,8 @@ RootOpt = Annotated[
 
 
 def _table(db: str, table: str, column_map: list[str] | None) -> MediaTable:
+    from s3stow.archive.table import MediaTable, parse_column_map
+
     return MediaTable(db, table=table, columns=parse_column_map(column_map or []))
 
 
@@ -64,6 +63,12 @@ def run(
     yes: Annotated[bool, Opt("--yes", help="Do not ask before --cleanup-local.")] = False,
 ) -> None:
     """Upload every unarchived row's file and write its s3:// URL to archive_url."""
+    from s3stow.archive.archiver import Archiver
+    from s3stow.cli.upload import default_ledger, exit_for, install_signal_handlers, observers_for
+    from s3stow.ledger import open_ledger
+    from s3stow.report.console import print_summary, summary_dict
+    from s3stow.transfer.engine import Uploader
+
     options: GlobalOptions = ctx.obj
     target = parse_target(destination)
     if batch_size < 1:
@@ -146,6 +151,8 @@ def demo(
     rows: Annotated[int, Opt(help="How many rows.")] = 60,
 ) -> None:
     """Create a sample post_media database and media cache to try archiving."""
+    from s3stow.archive.demo import init_demo
+
     if "://" in db and not db.startswith("sqlite:///"):
         raise ConfigError("init-demo writes a SQLite file", hint="pass --db demo.db")
     path = Path(db.removeprefix("sqlite:///"))
@@ -163,6 +170,8 @@ def stats(
     ctx: typer.Context, db: DbOpt, table: TableOpt = "post_media", column_map: MapOpt = None
 ) -> None:
     """Archive statistics: total, archived, not archived, by media type."""
+    from s3stow.archive.report import archive_stats
+
     options: GlobalOptions = ctx.obj
     media = _table(db, table, column_map)
     try:
@@ -213,6 +222,11 @@ def verify(
     ledger: Annotated[str | None, Opt(help="Ledger, for checksum comparison.")] = None,
 ) -> None:
     """Prove archived rows: objects exist with the right size/checksum; files exist."""
+    from s3stow.archive.report import verify_archive
+    from s3stow.cli.upload import default_ledger
+    from s3stow.ledger import open_ledger
+    from s3stow.store.s3 import S3Store
+
     options: GlobalOptions = ctx.obj
     if not verify_s3 and not check_local:
         verify_s3 = True

@@ -9,15 +9,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from s3stow.bucket import BucketAdmin, BucketSpec
 from s3stow.cli.app import GlobalOptions
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import normalise_prefix, validate_bucket
-from s3stow.store.s3 import make_client
 from s3stow.units import format_size
 
 bucket_app = typer.Typer(
-    help="Create and configure a bucket, or inspect one.", no_args_is_help=True
+    rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
+    help="Create and configure a bucket, or inspect one.",
+    no_args_is_help=True,
 )
 Opt = typer.Option
 
@@ -50,6 +50,9 @@ def setup(
     dry_run: Annotated[bool, Opt("--dry-run", help="Show what would change.")] = False,
 ) -> None:
     """Create the bucket if missing and bring each setting to what was asked."""
+    from s3stow.bucket import BucketAdmin, BucketSpec
+    from s3stow.store.s3 import make_client
+
     options: GlobalOptions = ctx.obj
     validate_bucket(bucket)
     if encryption not in (None, "AES256", "aws:kms"):
@@ -140,6 +143,9 @@ def check(
     ] = None,
 ) -> None:
     """Show the bucket's region, settings, contents and incomplete uploads."""
+    from s3stow.bucket import BucketAdmin
+    from s3stow.store.s3 import make_client
+
     options: GlobalOptions = ctx.obj
     validate_bucket(bucket)
     admin = BucketAdmin(make_client(options.settings()), bucket)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from s3stow.devserver import LocalS3Server
 from s3stow.errors import ConfigError
 
 
@@ -15,6 +14,8 @@ def dev_server(
     port: Annotated[int, typer.Option(help="Listen port.")] = 9000,
 ) -> None:
     """Run a local S3-compatible server (moto, in memory) until Ctrl+C."""
+    from s3stow.devserver import LocalS3Server
+
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError(
             f"refusing to listen on {host}: the dev server has no authentication",

@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions
-from s3stow.doctor import run_checks
 from s3stow.errors import ExitCode
 from s3stow.keys import parse_target
 
@@ -21,6 +20,8 @@ def doctor(
     ] = None,
 ) -> None:
     """Check credentials, endpoint, clock, bucket and permissions before a long job."""
+    from s3stow.doctor import run_checks
+
     options: GlobalOptions = ctx.obj
     target = parse_target(destination) if destination else None
     checks = run_checks(options.settings(), target)

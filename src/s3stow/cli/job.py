@@ -5,27 +5,25 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions
-from s3stow.cli.upload import install_signal_handlers, observers_for
-from s3stow.config import Settings
-from s3stow.discover import check_sources, discover
 from s3stow.errors import ConfigError, ExitCode
-from s3stow.job.queue import JobQueue
-from s3stow.job.worker import JobWorker
 from s3stow.keys import Target, parse_target
-from s3stow.ledger import open_ledger
 from s3stow.models import PlannedUpload, SourceFile
-from s3stow.plan import Planner
-from s3stow.retry_plan import run_settings
-from s3stow.transfer.engine import Uploader
+
+if TYPE_CHECKING:
+    from s3stow.config import Settings
+    from s3stow.job.queue import JobQueue
+
 
 job_app = typer.Typer(
-    help="Split an upload across workers on many hosts (PostgreSQL).", no_args_is_help=True
+    rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
+    help="Split an upload across workers on many hosts (PostgreSQL).",
+    no_args_is_help=True,
 )
 Opt = typer.Option
 JobOpt = Annotated[str, Opt("--job", help="The job's name.")]
@@ -33,6 +31,9 @@ LedgerOpt = Annotated[str | None, Opt(help="postgresql:// ledger shared by all w
 
 
 def _queue(settings: Settings, job: str) -> tuple[Any, JobQueue]:
+    from s3stow.job.queue import JobQueue
+    from s3stow.ledger import open_ledger
+
     if not settings.ledger or not settings.ledger.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
             "job commands need a shared PostgreSQL ledger",
@@ -54,6 +55,9 @@ def plan(
     concurrency: Annotated[str | None, Opt(help="Requests in flight per worker.")] = None,
 ) -> None:
     """Discover files and enqueue them (idempotent: only new or changed items)."""
+    from s3stow.discover import check_sources, discover
+    from s3stow.plan import Planner
+
     options: GlobalOptions = ctx.obj
     if len(paths) < 2:
         raise ConfigError("job plan needs sources and a destination")
@@ -119,6 +123,11 @@ def _work(
     lease: float,
     concurrency: str | None = None,
 ) -> None:
+    from s3stow.cli.upload import install_signal_handlers, observers_for
+    from s3stow.job.worker import JobWorker
+    from s3stow.retry_plan import run_settings
+    from s3stow.transfer.engine import Uploader
+
     base = options.settings(ledger=ledger)
     db, queue = _queue(base, job)
     try:

@@ -5,22 +5,21 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions
-from s3stow.cli.upload import default_ledger, install_signal_handlers, observers_for
 from s3stow.errors import ExitCode
-from s3stow.failures import read_failures
 from s3stow.keys import Target
-from s3stow.ledger import Ledger, open_ledger
 from s3stow.models import RunSummary, Status
-from s3stow.report.console import print_summary, summary_dict
-from s3stow.retry_plan import RetryBatch, category, from_failures, from_ledger
-from s3stow.transfer.engine import Uploader
+
+if TYPE_CHECKING:
+    from s3stow.ledger import Ledger
+    from s3stow.retry_plan import RetryBatch
+
 
 Opt = typer.Option
 
@@ -55,6 +54,11 @@ def retry(
     status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
 ) -> None:
     """Retry failed uploads: from the ledger, or from a failures file or aws s3 log."""
+    from s3stow.cli.upload import default_ledger
+    from s3stow.failures import read_failures
+    from s3stow.ledger import open_ledger
+    from s3stow.retry_plan import from_failures, from_ledger
+
     options: GlobalOptions = ctx.obj
     overrides: dict[str, Any] = {
         "max_attempts": max_attempts,
@@ -108,6 +112,9 @@ def retry(
 
 
 def _run_batches(batches: list[RetryBatch], ledger: Ledger, options: GlobalOptions) -> RunSummary:
+    from s3stow.cli.upload import install_signal_handlers, observers_for
+    from s3stow.transfer.engine import Uploader
+
     total = RunSummary("retry")
     for batch in batches:
         uploader = Uploader(
@@ -147,6 +154,8 @@ def _merge(total: RunSummary, part: RunSummary) -> None:
 
 
 def _finish(summary: RunSummary, options: GlobalOptions, console: Console) -> None:
+    from s3stow.report.console import print_summary, summary_dict
+
     retried = summary.files
     if options.json:
         print(json.dumps(summary_dict(summary) | {"event": "retry_summary"}))
@@ -190,6 +199,8 @@ def _report_parse(
 def _list_failures(
     ledger: Ledger, *, run: str | None, options: GlobalOptions, console: Console
 ) -> None:
+    from s3stow.retry_plan import category
+
     counts: Counter[tuple[str, str]] = Counter()
     latest: dict[tuple[str, str], str] = {}
     attempts: defaultdict[tuple[str, str], int] = defaultdict(int)

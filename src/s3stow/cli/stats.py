@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions
-from s3stow.cli.upload import default_ledger
-from s3stow.ledger import open_ledger
-from s3stow.ledger.queries import GroupTotals, failures_by_error, totals_by
-from s3stow.retry_plan import category
 from s3stow.units import format_size
+
+if TYPE_CHECKING:
+    from s3stow.ledger.queries import GroupTotals
+
 
 Opt = typer.Option
 
@@ -29,6 +29,11 @@ def stats(
     bucket: Annotated[str | None, Opt(help="Only this bucket.")] = None,
 ) -> None:
     """Counts and bytes: total, done (%), not done, failed by error class."""
+    from s3stow.cli.upload import default_ledger
+    from s3stow.ledger import open_ledger
+    from s3stow.ledger.queries import GroupTotals, failures_by_error, totals_by
+    from s3stow.retry_plan import category
+
     options: GlobalOptions = ctx.obj
     settings = options.settings(ledger=ledger)
     db = open_ledger(settings.ledger or default_ledger())

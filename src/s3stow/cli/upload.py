@@ -8,28 +8,22 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from platformdirs import user_state_dir
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions
-from s3stow.config import Settings, parse_metadata
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
-from s3stow.ledger import Ledger, open_ledger
 from s3stow.models import RunSummary
-from s3stow.report.console import (
-    FailuresFile,
-    JsonEvents,
-    PlainProgress,
-    RichProgress,
-    print_summary,
-)
-from s3stow.report.observer import Observer
-from s3stow.report.status import StatusHeartbeat
-from s3stow.transfer.engine import Uploader
+
+if TYPE_CHECKING:
+    from s3stow.config import Settings
+    from s3stow.report.observer import Observer
+    from s3stow.transfer.engine import Uploader
+
 
 Opt = typer.Option
 
@@ -150,6 +144,10 @@ def upload(
     ] = None,
 ) -> None:
     """Upload files and directory trees to S3, verified and resumable."""
+    from s3stow.config import parse_metadata
+    from s3stow.ledger import open_ledger
+    from s3stow.transfer.engine import Uploader
+
     options: GlobalOptions = ctx.obj
     if len(paths) < 2:
         raise ConfigError(
@@ -219,6 +217,9 @@ def default_ledger() -> str:
 
 
 def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
+    from s3stow.report.console import FailuresFile, JsonEvents, PlainProgress, RichProgress
+    from s3stow.report.status import StatusHeartbeat
+
     observers: list[Observer] = []
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=settings.dry_run))
@@ -274,6 +275,8 @@ def install_signal_handlers(uploader: Uploader) -> Any:
 
 
 def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> None:
+    from s3stow.report.console import print_summary
+
     if not options.json:
         console = Console(highlight=False, soft_wrap=True)
         hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
@@ -295,4 +298,4 @@ def register(app: typer.Typer) -> None:
     app.command(context_settings={"allow_interspersed_args": True})(upload)
 
 
-__all__ = ["Ledger", "register"]
+__all__ = ["register"]

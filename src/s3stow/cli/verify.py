@@ -6,22 +6,22 @@ import csv
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions
-from s3stow.cli.upload import default_ledger, observers_for
-from s3stow.config import Settings
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target, parse_target
-from s3stow.ledger import Ledger, open_ledger
 from s3stow.models import PlannedUpload
-from s3stow.store.s3 import S3Store
-from s3stow.transfer.engine import Uploader
-from s3stow.verify import FIXABLE, OK, Finding, ordered, verify_tree
+
+if TYPE_CHECKING:
+    from s3stow.config import Settings
+    from s3stow.ledger import Ledger
+    from s3stow.verify import Finding
+
 
 Opt = typer.Option
 
@@ -53,6 +53,11 @@ def verify(
     exclude: Annotated[list[str] | None, Opt("--exclude", help="As for upload.")] = None,
 ) -> None:
     """Classify every path: ok, missing, mismatched, gone, orphan, changed; exit 1 if any."""
+    from s3stow.cli.upload import default_ledger
+    from s3stow.ledger import open_ledger
+    from s3stow.store.s3 import S3Store
+    from s3stow.verify import OK, ordered, verify_tree
+
     options: GlobalOptions = ctx.obj
     if len(paths) < 2:
         raise ConfigError(
@@ -101,6 +106,8 @@ def verify(
 def _print(
     findings: list[Finding], counts: Counter[str], options: GlobalOptions, *, deep: bool
 ) -> None:
+    from s3stow.verify import OK
+
     if options.json:
         print(
             json.dumps(
@@ -154,6 +161,11 @@ def _fix(
     findings: list[Finding], settings: Settings, db: Ledger, bucket: str, options: GlobalOptions
 ) -> None:
     """Re-upload what can be fixed, forced (the ledger may wrongly say done)."""
+    from s3stow.cli.upload import observers_for
+    from s3stow.config import Settings
+    from s3stow.transfer.engine import Uploader
+    from s3stow.verify import FIXABLE
+
     items = [
         PlannedUpload(f.source, bucket, f.key)
         for f in findings

@@ -11,13 +11,8 @@ import typer
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions
-from s3stow.cli.upload import default_ledger, install_signal_handlers
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
-from s3stow.ledger import open_ledger
-from s3stow.report.console import JsonEvents
-from s3stow.transfer.engine import Uploader
-from s3stow.watch import DEFAULT_IGNORE, Watcher
 
 Opt = typer.Option
 
@@ -54,6 +49,12 @@ def watch(
     status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats.")] = None,
 ) -> None:
     """Watch DIR and upload each file once it is complete (settled), forever or --once."""
+    from s3stow.cli.upload import default_ledger, install_signal_handlers
+    from s3stow.ledger import open_ledger
+    from s3stow.report.console import JsonEvents
+    from s3stow.transfer.engine import Uploader
+    from s3stow.watch import DEFAULT_IGNORE, Watcher
+
     options: GlobalOptions = ctx.obj
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory", hint="watch takes a directory")

@@ -164,6 +164,8 @@ class FastPath:
                 region=self._region,
             )
             signed["User-Agent"] = _USER_AGENT
+            if log.isEnabledFor(logging.DEBUG):  # secrets are redacted by the log filter
+                log.debug("fast path %s %s%s headers: %s", method, host, target, signed)
             answer = self._send(method, host, target, body, signed)
         except Exception as exc:  # noqa: BLE001 - any failure: botocore takes over
             log.debug("fast path %s failed for %s/%s: %s; using botocore", method, bucket, key, exc)

@@ -1,0 +1,77 @@
+"""Startup stays light (lazy imports) and every command's help renders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from s3stow import __version__
+
+HEAVY = ("boto3", "botocore", "sqlalchemy", "pydantic", "yaml", "watchdog", "awscrt", "moto")
+PROBE = """
+import sys
+from s3stow.cli.app import main
+try:
+    main({argv!r})
+except SystemExit as exit:
+    code = exit.code
+print("HEAVY:" + ",".join(m for m in {heavy!r} if m in sys.modules))
+print("CODE:", code)
+"""
+
+
+def _probe(argv: list[str]) -> tuple[str, list[str], str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = done.stdout.splitlines()
+    heavy = next(line for line in lines if line.startswith("HEAVY:"))[6:]
+    code = next(line for line in lines if line.startswith("CODE:"))[5:].strip()
+    return done.stdout, [h for h in heavy.split(",") if h], code
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"]])
+def test_version_and_help_import_nothing_heavy(argv: list[str]) -> None:
+    output, heavy, code = _probe(argv)
+    assert heavy == [], f"{argv} imported {heavy}"
+    assert code in ("0", "None")
+    if argv == ["--version"]:
+        assert f"s3stow {__version__}" in output
+    else:
+        for command in ("upload", "retry", "verify", "stats", "status", "bucket", "doctor"):
+            assert command in output
+
+
+COMMANDS = [
+    ["upload"],
+    ["retry"],
+    ["verify"],
+    ["stats"],
+    ["status"],
+    ["bucket", "setup"],
+    ["bucket", "check"],
+    ["doctor"],
+    ["archive", "run"],
+    ["archive", "init-demo"],
+    ["watch"],
+    ["job", "plan"],
+    ["job", "work"],
+    ["job", "status"],
+    ["dev-server"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_help_renders(command: list[str]) -> None:
+    output, heavy, code = _probe([*command, "--help"])
+    assert code in ("0", "None"), output
+    assert "Usage:" in output
+    assert "Traceback" not in output
+    heavy = [h for h in heavy if h != "pydantic"]  # typer >= 0.2x imports it to render help
+    assert heavy == [], f"{command} --help imported {heavy}"
