@@ -12,12 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import boto3
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from s3stow.checksums import Digest
@@ -25,7 +22,10 @@ from s3stow.config import Settings
 from s3stow.errors import AuthError
 from s3stow.logs import register_secret
 from s3stow.store.base import ObjectInfo, PartInfo, PutResult, WriteOptions
-from s3stow.store.fastpath import FastPath, put_headers
+
+if TYPE_CHECKING:
+    from s3stow.store.fastpath import FastPath
+
 from s3stow.store.translate import THROTTLE_CODES, TRANSIENT_CODES, error_code, translate
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ def make_session(settings: Settings, *, core: Any = None) -> Any:
     keys: dict[str, str] = {}
     if settings.auth == "keyring":
         keys = keyring_credentials(settings.keyring_service)
+    import boto3  # here, not at import: a no-op run never needs it
+    import botocore.session
+
     return boto3.session.Session(
         botocore_session=core or botocore.session.get_session(),
         profile_name=None if keys else settings.profile,
@@ -96,6 +99,8 @@ def make_client(
         register_secret(frozen.secret_key)
         register_secret(frozen.token)
     compat = settings.checksum_compat or settings.checksum == "none"
+    from botocore.config import Config
+
     config = Config(
         retries={"mode": "standard", "total_max_attempts": max_attempts or settings.max_attempts},
         connect_timeout=settings.connect_timeout,
@@ -188,6 +193,8 @@ class S3Store:
         """The boto3 session (credential chain, profile, region), made once."""
         with self._lock:
             if self._session is None:
+                import botocore.session
+
                 self._core = botocore.session.get_session()
                 self._session = make_session(settings, core=self._core)
             return self._session
@@ -217,6 +224,8 @@ class S3Store:
                     # the CA bundle botocore uses (AWS_CA_BUNDLE, ca_bundle in ~/.aws/config)
                     bundle = settings.ca_bundle or self._core.get_config_variable("ca_bundle")
                     verify: bool | str | None = (bundle or None) if settings.verify_ssl else False
+                    from s3stow.store.fastpath import FastPath
+
                     self._fast = FastPath(
                         session=session,
                         region=region,
@@ -254,6 +263,8 @@ class S3Store:
     ) -> Any:
         """PutObject/UploadPart: the fast path first, botocore on anything else."""
         fast = self._fast_path()
+        from s3stow.store.fastpath import put_headers
+
         headers = put_headers(args) if fast is not None else None
         if fast is not None and headers is not None:
             answer = fast.put(bucket, key, body, headers, query=query)
