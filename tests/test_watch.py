@@ -58,6 +58,8 @@ def test_backlog_once_to_date_folders_and_restart_uploads_nothing(
     )
     first = proxied_cli(*args)
     assert first.code == 0, first.output
+    assert "watch: backlog 2 (oldest waiting" in first.stderr  # the terminal shows the backlog
+    assert "watch: backlog 0, uploaded 2, failed 0" in first.stderr
     assert _keys(s3, bucket) == {
         "xml-events/2025/07/29/20250729_161500.xml",
         "xml-events/2025/07/30/20250730_000100.xml",

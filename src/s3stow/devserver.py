@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 from s3stow.errors import ConfigError
 
@@ -50,11 +51,19 @@ class LocalS3Server:
                 hint="pip install 's3stow[local]'",
             )
         env = {**os.environ, **self.env}
+        # Its own process group: a terminal's Ctrl+C reaches only the parent, which then
+        # decides when to stop the server (dev-server saves its data first).
+        group: dict[str, Any] = (
+            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+            if sys.platform == "win32"
+            else {"start_new_session": True}
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
+            **group,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -21,7 +21,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,7 @@ class Watcher:
         rescan: float = 30.0,
         after_upload: str = "keep",
         status_json: Path | None = None,
+        on_progress: Callable[[str], None] | None = None,
     ) -> None:
         self.uploader = uploader
         self.directory = directory
@@ -122,6 +123,8 @@ class Watcher:
         self.rescan = rescan
         self.after_upload = after_upload
         self.status_json = status_json
+        self.on_progress = on_progress
+        self._last_line: tuple[int, int, int] | None = None
         self.planner = Planner(uploader.settings, target)
         self.stats = WatchStats()
         self.started = time.time()
@@ -143,6 +146,7 @@ class Watcher:
         self.uploader.check_bucket_access(self.target.bucket)
         self._once = once
         self._scan()
+        self._report_progress()  # the backlog found at start
         if once:
             while self._waiting and not self._stop.is_set():
                 self._tick(time.time(), final=True)
@@ -281,7 +285,29 @@ class Watcher:
         except OSError as exc:
             log.warning("after-upload %s failed for %s: %s", self.after_upload, path, exc)
 
+    def progress_line(self, now: float | None = None) -> str:
+        """One line for the terminal: backlog, oldest waiting file, totals."""
+        now = time.time() if now is None else now
+        oldest = min((e.first_seen for e in self._waiting.values()), default=None)
+        line = f"backlog {len(self._waiting)}"
+        if oldest is not None:
+            line += f" (oldest waiting {now - oldest:.0f} s)"
+        line += f", uploaded {self.stats.uploaded}, failed {self.stats.failed}"
+        if self.stats.too_busy:
+            line += f", still changing {len(self.stats.too_busy)}"
+        return line
+
+    def _report_progress(self) -> None:
+        """Tell ``on_progress`` whenever the backlog or the totals change."""
+        if self.on_progress is None:
+            return
+        state = (len(self._waiting), self.stats.uploaded, self.stats.failed)
+        if state != self._last_line:
+            self._last_line = state
+            self.on_progress(self.progress_line())
+
     def _write_status(self, phase: str) -> None:
+        self._report_progress()
         now = time.time()
         interval = self.uploader.settings.status_interval
         if self.status_json is None or (phase == "watching" and now - self._status_at < interval):

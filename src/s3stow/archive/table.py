@@ -4,7 +4,8 @@ Column names default to the seed's ``post_media`` schema; ``--column-map
 KEY=COLUMN`` adapts to another schema. Table and column names are validated
 identifiers and always quoted by SQLAlchemy; values are always bound
 parameters, never string-built SQL. Rows are streamed by primary key (keyset
-pagination), so a table of millions is never loaded at once.
+pagination), so a table of millions is never loaded at once. ``--where`` filters are
+``COLUMN OP VALUE`` triples (``archive/filters.py``), never SQL fragments.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import Column, Engine, MetaData, Table, bindparam, create_engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import NullType
 
+from s3stow.archive.filters import RowFilter, bind_filters
 from s3stow.errors import ConfigError, LedgerError
 from s3stow.ledger.sql import database_url
 from s3stow.logs import redact
@@ -84,7 +86,12 @@ class MediaTable:
     """Reads unarchived rows and writes ``archive_url`` back in batches."""
 
     def __init__(
-        self, url: str, *, table: str = "post_media", columns: Mapping[str, str] | None = None
+        self,
+        url: str,
+        *,
+        table: str = "post_media",
+        columns: Mapping[str, str] | None = None,
+        filters: Sequence[RowFilter] = (),
     ) -> None:
         if not _IDENTIFIER.match(table):
             raise ConfigError(f"{table!r} is not a plain table name")
@@ -94,9 +101,9 @@ class MediaTable:
             self.engine: Engine = create_engine(database_url(url))
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
             raise ConfigError(f"cannot use the database {redact(url)}: {exc}") from exc
-        self.table = Table(
-            table, MetaData(), *(Column(name, NullType()) for name in set(self.columns.values()))
-        )
+        self.filters = bind_filters(self.engine, table, filters) if filters else []
+        names = set(self.columns.values()) | {f.column for f in self.filters}
+        self.table = Table(table, MetaData(), *(Column(name, NullType()) for name in names))
         self.transactions = 0  # committed update batches (tests count them)
 
     def _col(self, key: str) -> Any:
@@ -116,15 +123,21 @@ class MediaTable:
             created_at=_as_datetime(m[self.columns["created_at"]]),
         )
 
+    def _filtered(self, query: Any) -> Any:
+        for f in self.filters:
+            query = query.where(f.clause(self.table.c[f.column]))
+        return query
+
     def rows(
         self, *, archived: bool | None, limit: int | None = None, page: int = 500
     ) -> Iterator[MediaRow]:
-        """Rows by id; ``archived`` False = archive_url IS NULL, None = all."""
+        """Rows by id that pass the filters; ``archived`` False = archive_url IS NULL,
+        None = all."""
         key = self._col("id")
         last: Any = None
         returned = 0
         while True:
-            query = select(self.table).order_by(key).limit(page)
+            query = self._filtered(select(self.table).order_by(key).limit(page))
             if archived is False:
                 query = query.where(self._col("archive_url").is_(None))
             elif archived is True:
@@ -176,6 +189,7 @@ class MediaTable:
         media_type = self._col("media_type")
         archived = func.count(self._col("archive_url"))
         query = select(media_type, func.count(), archived).group_by(media_type).order_by(media_type)
+        query = self._filtered(query.select_from(self.table))
         return [(str(t or "(none)"), int(n), int(a)) for t, n, a in self._fetch(query)]
 
     def close(self) -> None:

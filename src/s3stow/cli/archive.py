@@ -31,15 +31,28 @@ TableOpt = Annotated[str, Opt("--table", help="The media table.")]
 MapOpt = Annotated[
     list[str] | None, Opt("--column-map", help="KEY=COLUMN for another schema (repeatable).")
 ]
+WhereOpt = Annotated[
+    list[str] | None,
+    Opt(
+        "--where",
+        help="Only rows where COLUMN OP VALUE (OP: = != < <= > >= ~ for LIKE, or "
+        "'COLUMN is null'); repeatable, all must hold. Values are bound, never SQL.",
+    ),
+]
 RootOpt = Annotated[
     Path, Opt("--media-root", help="Root of the media cache (images/, videos/, documents/).")
 ]
 
 
-def _table(db: str, table: str, column_map: list[str] | None) -> MediaTable:
+def _table(
+    db: str, table: str, column_map: list[str] | None, where: list[str] | None = None
+) -> MediaTable:
+    from s3stow.archive.filters import parse_filters
     from s3stow.archive.table import MediaTable, parse_column_map
 
-    return MediaTable(db, table=table, columns=parse_column_map(column_map or []))
+    columns = parse_column_map(column_map or [])
+    filters = parse_filters(where or [], columns)
+    return MediaTable(db, table=table, columns=columns, filters=filters)
 
 
 @archive_app.command("run")
@@ -49,6 +62,7 @@ def run(
     db: DbOpt,
     table: TableOpt = "post_media",
     column_map: MapOpt = None,
+    where: WhereOpt = None,
     media_root: RootOpt = Path("cache/media"),
     key_template: Annotated[str, Opt(help="Key template with row fields.")] = DEFAULT_TEMPLATE,
     limit: Annotated[int | None, Opt(help="Archive at most N rows.")] = None,
@@ -81,7 +95,7 @@ def run(
         ledger=ledger, dry_run=dry_run or None, force=force or None, concurrency=concurrency
     )
     ledger_db = open_ledger(settings.ledger or default_ledger())
-    media = _table(db, table, column_map)
+    media = _table(db, table, column_map, where)
     uploader = Uploader(settings, ledger=ledger_db, observers=observers_for(options, settings))
     restore = install_signal_handlers(uploader)
     try:
@@ -167,13 +181,17 @@ def demo(
 
 @archive_app.command("stats")
 def stats(
-    ctx: typer.Context, db: DbOpt, table: TableOpt = "post_media", column_map: MapOpt = None
+    ctx: typer.Context,
+    db: DbOpt,
+    table: TableOpt = "post_media",
+    column_map: MapOpt = None,
+    where: WhereOpt = None,
 ) -> None:
     """Archive statistics: total, archived, not archived, by media type."""
     from s3stow.archive.report import archive_stats
 
     options: GlobalOptions = ctx.obj
-    media = _table(db, table, column_map)
+    media = _table(db, table, column_map, where)
     try:
         overall, by_type = archive_stats(media)
     finally:
@@ -213,6 +231,7 @@ def verify(
     db: DbOpt,
     table: TableOpt = "post_media",
     column_map: MapOpt = None,
+    where: WhereOpt = None,
     media_root: RootOpt = Path("cache/media"),
     verify_s3: Annotated[bool, Opt("--verify-s3", help="HEAD each archived object.")] = False,
     check_local: Annotated[
@@ -231,7 +250,7 @@ def verify(
     if not verify_s3 and not check_local:
         verify_s3 = True
     settings = options.settings(ledger=ledger)
-    media = _table(db, table, column_map)
+    media = _table(db, table, column_map, where)
     ledger_db = open_ledger(settings.ledger or default_ledger())
     try:
         report = verify_archive(

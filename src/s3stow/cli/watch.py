@@ -69,6 +69,8 @@ def watch(
     db = open_ledger(settings.ledger or default_ledger())
     observers = [JsonEvents(sys.stdout)] if options.json else []
     uploader = Uploader(settings, ledger=db, observers=observers)
+    console = Console(stderr=True, highlight=False)
+    show = not options.quiet and not options.json
     watcher = Watcher(
         uploader,
         directory,
@@ -80,10 +82,11 @@ def watch(
         rescan=rescan,
         after_upload=after_upload,
         status_json=status_json,
+        on_progress=(lambda line: console.print(f"watch: {line}", markup=False)) if show else None,
     )
     restore = install_signal_handlers(uploader)
-    if not options.quiet and not options.json:
-        Console(stderr=True).print(f"watching {directory} -> {target.url} (Ctrl+C to stop)")
+    if show:
+        console.print(f"watching {directory} -> {target.url} (Ctrl+C to stop)", markup=False)
     try:
         stats = watcher.run(once=once)
     finally:
