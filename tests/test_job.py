@@ -169,3 +169,143 @@ def test_jobs_need_postgresql(cli, bucket, tmp_path: Path) -> None:  # type: ign
     result = cli("job", "plan", "src", f"s3://{bucket}/p", "--job", "x", "--ledger", "l.db")
     assert result.code == 2
     assert "PostgreSQL" in result.stderr
+
+
+def _parts_done_by(url: str, job: str) -> Counter[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT done_by FROM job_parts WHERE job = %s AND state = 'done'", (job,)
+        ).fetchall()
+    return Counter(r[0] for r in rows)
+
+
+PART_ENV = {"S3STOW_PART_SIZE": "5MiB"}
+BIG = 5 * 1024 * 1024 * 7 + 12345  # 8 parts of 5 MiB, the last one short
+
+
+def test_three_workers_share_the_parts_of_one_large_file(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    tree = make_tree(tmp_path / "src", {"big.bin": BIG, **{f"small{i}.txt": 200 for i in range(4)}})
+    job = f"parts-{uuid.uuid4().hex[:8]}"
+    plan = proxied_cli(
+        "job", "plan", "src", f"s3://{bucket}/p", "--job", job, "--ledger", postgres_url,
+        env=PART_ENV,
+    )  # fmt: skip
+    assert plan.code == 0, plan.output
+    proxy.add(r"^PUT .*partNumber=", "delay", times=1000, delay=0.4)  # every worker joins
+    args = ("--json", "job", "work", "--job", job, "--ledger", postgres_url)
+    workers = [
+        proxied_cli.start(*args, "--split-above", "8MiB", "--concurrency", "2", "--batch", "1")
+        for _ in range(3)
+    ]
+    outputs = [w.communicate(timeout=180) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    assert _states(postgres_url, job) == {"done": 5}
+    parts = _parts_done_by(postgres_url, job)
+    assert sum(parts.values()) == 8
+    assert len(parts) >= 2  # the parts of one file were sent by several workers
+    sent = Counter(
+        line.split("?", 1)[1].split(" ")[0] for line in proxy.requests(r"^PUT .*partNumber=")
+    )
+    assert len(sent) == 8
+    assert set(sent.values()) == {1}  # each part sent exactly once
+    assert len(proxy.requests(r"^POST .*uploadId=")) == 1  # one CompleteMultipartUpload
+    got = s3.get_object(Bucket=bucket, Key="p/big.bin", ChecksumMode="ENABLED")
+    assert got["Body"].read() == tree["big.bin"]
+    assert got["ChecksumType"] == "FULL_OBJECT"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    with psycopg.connect(postgres_url) as conn:
+        ledger = conn.execute(
+            "SELECT status, count(*) FROM items WHERE bucket = %s AND key = 'p/big.bin' "
+            "GROUP BY status",
+            (bucket,),
+        ).fetchall()
+    assert ledger == [("done", 1)]
+    status = json.loads(
+        proxied_cli("--json", "job", "status", "--job", job, "--ledger", postgres_url).stdout
+    )
+    assert status["parts"] == {"done": 8}
+    assert sum(json.loads(o[0].splitlines()[-1])["parts_sent"] for o in outputs) == 8
+
+
+def test_a_killed_workers_parts_are_sent_by_others_after_its_lease(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    tree = make_tree(tmp_path / "src", {"big.bin": BIG})
+    job = f"partkill-{uuid.uuid4().hex[:8]}"
+    plan = proxied_cli(
+        "job", "plan", "src", f"s3://{bucket}/p", "--job", job, "--ledger", postgres_url,
+        env=PART_ENV,
+    )  # fmt: skip
+    assert plan.code == 0, plan.output
+    proxy.add(r"^PUT .*partNumber=", "delay", times=1000, delay=0.5)
+    work = ("job", "work", "--job", job, "--ledger", postgres_url, "--split-above", "8MiB")
+    victim = proxied_cli.start(*work, "--lease", "2", "--concurrency", "2")
+    _wait(lambda: len(proxy.requests(r"^PUT .*partNumber=")) >= 3)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    with psycopg.connect(postgres_url) as conn:
+        held = conn.execute(
+            "SELECT count(*) FROM job_parts WHERE job = %s AND state = 'claimed'", (job,)
+        ).fetchone()[0]
+    assert held  # the dead worker's parts are still claimed: their lease must expire
+    proxy.reset()
+    survivor = proxied_cli(*work, "--lease", "2", "--concurrency", "2", timeout=180)
+    assert survivor.code == 0, survivor.output
+    assert _states(postgres_url, job) == {"done": 1}
+    assert sum(_parts_done_by(postgres_url, job).values()) == 8
+    body = s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read()
+    assert body == tree["big.bin"]
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_split_file_that_changes_fails_cleanly(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    make_tree(tmp_path / "src", {"big.bin": BIG})
+    job = f"partchg-{uuid.uuid4().hex[:8]}"
+    plan = proxied_cli(
+        "job", "plan", "src", f"s3://{bucket}/p", "--job", job, "--ledger", postgres_url,
+        env=PART_ENV,
+    )  # fmt: skip
+    assert plan.code == 0, plan.output
+    proxy.add(r"^PUT .*partNumber=", "delay", times=1000, delay=0.5)
+    worker = proxied_cli.start(
+        "job", "work", "--job", job, "--ledger", postgres_url, "--split-above", "8MiB",
+        "--concurrency", "1",
+    )  # fmt: skip
+    _wait(lambda: len(proxy.requests(r"^PUT .*partNumber=")) >= 1)
+    with (tmp_path / "src" / "big.bin").open("ab") as handle:
+        handle.write(b"appended while its parts were being sent")
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 1, out + err
+    assert _states(postgres_url, job) == {"failed": 1}
+    with psycopg.connect(postgres_url) as conn:
+        error_class = conn.execute(
+            "SELECT error_class FROM job_items WHERE job = %s", (job,)
+        ).fetchone()[0]
+    assert error_class == "SourceChanged"
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="p/")
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_split_above_is_validated(cli, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("job", "work", "--job", "x", "--ledger", postgres_url, "--split-above", "1MiB")
+    assert result.code == 2
+    assert "5 MiB minimum part size" in result.stderr

@@ -28,6 +28,33 @@ job_app = typer.Typer(
 Opt = typer.Option
 JobOpt = Annotated[str, Opt("--job", help="The job's name.")]
 LedgerOpt = Annotated[str | None, Opt(help="postgresql:// ledger shared by all workers.")]
+SplitOpt = Annotated[
+    str,
+    Opt(
+        help="Split files at least this large into parts that every worker claims "
+        "(e.g. 1GiB); 'off' uploads each file on one worker.",
+    ),
+]
+DEFAULT_SPLIT = "1GiB"
+
+
+def _split_size(value: str) -> int | None:
+    from s3stow.units import parse_size
+
+    if value.strip().lower() in ("off", "none", "no"):
+        return None
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--split-above {value!r}: {exc}", hint="e.g. 1GiB, 512MiB or off"
+        ) from exc
+    if size < 5 * 1024 * 1024:
+        raise ConfigError(
+            f"--split-above {value!r} is below S3's 5 MiB minimum part size",
+            hint="use at least 5MiB, or off",
+        )
+    return size
 
 
 def _queue(settings: Settings, job: str) -> tuple[Any, JobQueue]:
@@ -53,6 +80,7 @@ def plan(
     layout: Annotated[str | None, Opt(help="Key layout.")] = None,
     key_template: Annotated[str | None, Opt(help="Key template.")] = None,
     concurrency: Annotated[str | None, Opt(help="Requests in flight per worker.")] = None,
+    split_above: SplitOpt = DEFAULT_SPLIT,
 ) -> None:
     """Discover files and enqueue them (idempotent: only new or changed items)."""
     from s3stow.discover import check_sources, discover
@@ -61,6 +89,7 @@ def plan(
     options: GlobalOptions = ctx.obj
     if len(paths) < 2:
         raise ConfigError("job plan needs sources and a destination")
+    split = _split_size(split_above)
     *sources, destination = paths
     target = parse_target(destination)
     settings = options.settings(
@@ -94,7 +123,7 @@ def plan(
             f"job {job}: {total} files planned, {waiting} to do (new, changed or not yet done)"
         )
     if work:
-        _work(options, job, settings.ledger, batch=64, lease=300.0)
+        _work(options, job, settings.ledger, batch=64, lease=300.0, split_above=split)
 
 
 @job_app.command("work")
@@ -105,13 +134,23 @@ def work(
     batch: Annotated[int, Opt(help="Items claimed at a time.")] = 64,
     lease: Annotated[float, Opt(help="Seconds a claim lasts without a heartbeat.")] = 300.0,
     concurrency: Annotated[str | None, Opt(help="Requests in flight on this worker.")] = None,
+    split_above: SplitOpt = DEFAULT_SPLIT,
 ) -> None:
     """Claim, upload and record items until the job is finished."""
     options: GlobalOptions = ctx.obj
     if batch < 1 or lease <= 0:
         raise ConfigError("--batch and --lease must be positive")
+    split = _split_size(split_above)
     settings = options.settings(ledger=ledger)
-    _work(options, job, settings.ledger, batch=batch, lease=lease, concurrency=concurrency)
+    _work(
+        options,
+        job,
+        settings.ledger,
+        batch=batch,
+        lease=lease,
+        concurrency=concurrency,
+        split_above=split,
+    )
 
 
 def _work(
@@ -122,6 +161,7 @@ def _work(
     batch: int,
     lease: float,
     concurrency: str | None = None,
+    split_above: int | None = None,
 ) -> None:
     from s3stow.cli.upload import install_signal_handlers, observers_for
     from s3stow.job.worker import JobWorker
@@ -147,7 +187,12 @@ def _work(
         settings = run_settings(info["settings"], base=base, overrides=overrides)
         uploader = Uploader(settings, ledger=db, observers=observers_for(options, settings))
         worker = JobWorker(
-            queue, uploader, Target(info["bucket"], info["prefix"]), batch=batch, lease=lease
+            queue,
+            uploader,
+            Target(info["bucket"], info["prefix"]),
+            batch=batch,
+            lease=lease,
+            split_above=split_above,
         )
         restore = install_signal_handlers(uploader)
         try:
@@ -168,14 +213,15 @@ def _work(
                     "done": stats.done,
                     "failed": stats.failed,
                     "lost_leases": stats.lost_leases,
+                    "parts_sent": stats.parts_sent,
                 }
             )
         )
     else:
         Console(highlight=False).print(
             f"worker {worker.name}: {stats.done} done, "
-            f"{stats.failed} failed, {stats.lost_leases} lost "
-            "lease(s)"
+            f"{stats.failed} failed, {stats.lost_leases} lost lease(s)"
+            + (f", {stats.parts_sent} part(s) of split files sent" if stats.parts_sent else "")
         )
     if stats.failed:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
@@ -199,6 +245,12 @@ def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
     console.print(
         f"job {job}: {total} items, " + ", ".join(f"{n} {s}" for s, n in sorted(items.items()))
     )
+    if data["parts"]:
+        parts = data["parts"]
+        console.print(
+            f"  parts of split files: {sum(parts.values())}, "
+            + ", ".join(f"{n} {s}" for s, n in sorted(parts.items()))
+        )
     for w in data["workers"]:
         console.print(
             f"  {w['worker']} on {w['host']} (pid {w['pid']}): {w['done']} done, "

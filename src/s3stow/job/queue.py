@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from s3stow.errors import ConfigError, LedgerError
 from s3stow.job import schema
+from s3stow.job.splitqueue import SplitQueue
 from s3stow.logs import redact
 from s3stow.models import SourceFile
 
@@ -48,6 +49,7 @@ class JobQueue:
             )
         self.engine = engine
         self.job = job
+        self.split = SplitQueue(engine, job)
         try:
             schema.metadata.create_all(engine)
         except SQLAlchemyError as exc:
@@ -161,6 +163,7 @@ class JobQueue:
                 )
                 .values(lease_until=func.now() + timedelta(seconds=lease))
             )
+            self.split.renew(conn, worker, lease)
             statement = pg_insert(schema.job_workers).values(
                 job=self.job,
                 worker=worker,
@@ -218,15 +221,16 @@ class JobQueue:
                 )
                 .values(state="pending", lease_owner=None, lease_until=None)
             )
+            self.split.release(conn, worker)
 
     def remaining(self) -> int:
-        """Items pending or claimed (by anyone, live or not)."""
+        """Items pending, claimed (by anyone, live or not) or split into parts."""
         table = schema.job_items
         with self.engine.connect() as conn:
             return int(
                 conn.execute(
                     select(func.count()).where(
-                        table.c.job == self.job, table.c.state.in_(["pending", "claimed"])
+                        table.c.job == self.job, table.c.state.in_(["pending", "claimed", "split"])
                     )
                 ).scalar()
                 or 0
@@ -256,11 +260,13 @@ class JobQueue:
                 .where(workers.c.job == self.job)
                 .order_by(workers.c.started_at)
             ).all()
+            parts = self.split.counts(conn)
         return {
             "job": self.job,
             "items": {k: int(v) for k, v in states.items()},
             "bytes": int(size[0]),
             "bytes_done": int(size[1]),
+            "parts": parts,
             "workers": [
                 {
                     "worker": r.worker,

@@ -4,6 +4,12 @@
 ``claimed``, ``done``, ``failed``), the lease (owner and expiry, in database time so
 hosts' clocks do not matter), attempts and the last error. ``job_workers`` has one
 row per worker with its host, pid, heartbeat and counters.
+
+A file large enough to be split (``job work --split-above``) becomes one row of
+``job_uploads`` (its multipart upload id, part size, the file's size and mtime when it
+was opened, and a completion lease) and one row per part in ``job_parts`` (claimed and
+leased like items, with the ETag and checksum S3 acknowledged); its item is in state
+``split`` until the upload is completed and verified.
 """
 
 from __future__ import annotations
@@ -57,6 +63,45 @@ job_items = Table(
     UniqueConstraint("job", "key", name="uq_job_items_key"),
 )
 Index("ix_job_items_claim", job_items.c.job, job_items.c.state, job_items.c.id)
+
+job_uploads = Table(
+    "job_uploads",
+    metadata,
+    Column("item_id", BigInteger, primary_key=True),
+    Column("job", String(255), nullable=False),
+    Column("upload_id", Text, nullable=False),
+    Column("part_size", BigInteger, nullable=False),
+    Column("parts_total", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("checksum_algorithm", String(16)),
+    Column("state", String(16), nullable=False),  # parts, completing, done, failed
+    Column("lease_owner", String(128)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("opened_by", String(128), nullable=False),
+    Column("error", Text),
+)
+Index("ix_job_uploads_state", job_uploads.c.job, job_uploads.c.state)
+
+job_parts = Table(
+    "job_parts",
+    metadata,
+    Column("item_id", BigInteger, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("job", String(255), nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("length", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, claimed, done
+    Column("lease_owner", String(128)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("etag", Text),
+    Column("checksum", Text),
+    Column("done_by", String(128)),
+    Column("error", Text),
+    PrimaryKeyConstraint("item_id", "number", name="pk_job_parts"),
+)
+Index("ix_job_parts_claim", job_parts.c.job, job_parts.c.state, job_parts.c.item_id)
 
 job_workers = Table(
     "job_workers",

@@ -6,6 +6,8 @@ other workers still hold items (their leases may expire if they died) and stops 
 every item is done or failed. The upload itself is ``Uploader.upload_planned``:
 the same comparison, verification and PostgreSQL ledger as ``upload``, so an item
 whose worker died mid-multipart is resumed from the ledger by whoever claims it next.
+With ``split_above``, a claimed file at least that large is split into parts that every
+worker claims (``job/split.py``); workers serve parts and completions before new items.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import os
 import secrets
 import socket
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from s3stow.errors import TransferError
 from s3stow.job.queue import Claimed, JobQueue
+from s3stow.job.split import SplitUploads
 from s3stow.keys import Target
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
-from s3stow.transfer.engine import Uploader
+from s3stow.transfer.engine import Uploader, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ class WorkerStats:
     done: int = 0
     failed: int = 0
     lost_leases: int = 0
+    parts_sent: int = 0
 
 
 class _Outcomes(Observer):
@@ -67,6 +73,7 @@ class JobWorker:
         lease: float = 300.0,
         poll: float = 2.0,
         name: str | None = None,
+        split_above: int | None = None,
     ) -> None:
         self.queue = queue
         self.uploader = uploader
@@ -75,6 +82,9 @@ class JobWorker:
         self.lease = lease
         self.poll = poll
         self.name = name or worker_id()
+        self.split_above = split_above
+        self.split: SplitUploads | None = None
+        self._run_id = new_run_id()  # ledger run of this worker's split-upload records
         self.stats = WorkerStats()
         self.outcomes = _Outcomes()
         uploader.add_observer(self.outcomes)
@@ -88,26 +98,105 @@ class JobWorker:
         self._beat()
         beat.start()
         try:
-            while not stop.is_set():
-                claimed = self.queue.claim(self.name, limit=self.batch, lease=self.lease)
-                if not claimed:
-                    if self.queue.remaining() == 0:
+            with ExitStack() as stack:
+                if self.split_above is not None:
+                    ctx = stack.enter_context(self.uploader.transfer_context(run_id=self._run_id))
+                    self.split = SplitUploads(
+                        self.queue.split, ctx, self.target, worker=self.name, lease=self.lease
+                    )
+                    self._start_split_run()
+                while not stop.is_set():
+                    if self.split is not None and self._serve_parts():
+                        continue
+                    claimed = self.queue.claim(self.name, limit=self.batch, lease=self.lease)
+                    if not claimed:
+                        if self.queue.remaining() == 0:
+                            break
+                        stop.wait(self.poll)  # others hold items; their leases may expire
+                        continue
+                    self.stats.claimed += len(claimed)
+                    self._work(claimed)
+                    if self.uploader.fatal_error is not None:
                         break
-                    stop.wait(self.poll)  # others hold items; their leases may expire
-                    continue
-                self.stats.claimed += len(claimed)
-                self._work(claimed)
-                if self.uploader.fatal_error is not None:
-                    break
         finally:
             beat_stop.set()
             beat.join(timeout=5)
             self.queue.release(self.name)
+            if self.split is not None:
+                self.stats.parts_sent = self.split.parts_sent
+                self.stats.done += self.split.done
+                self.stats.failed += self.split.failed
+                self._finish_split_run()
             self._beat()
         return self.stats
 
+    def _start_split_run(self) -> None:
+        ledger = self.uploader.ledger
+        if ledger is not None and not self.uploader.settings.dry_run:
+            ledger.start_run(
+                self._run_id,
+                command="job-parts",
+                bucket=self.target.bucket,
+                prefix=self.target.prefix,
+                sources=[],
+                settings=self.uploader.settings.model_dump(mode="json"),
+            )
+
+    def _finish_split_run(self) -> None:
+        ledger = self.uploader.ledger
+        if ledger is not None and not self.uploader.settings.dry_run and self.split is not None:
+            ledger.flush()
+            ledger.finish_run(
+                self._run_id,
+                status="done" if not self.split.failed else "failed",
+                summary={
+                    "parts_sent": self.split.parts_sent,
+                    "done": self.split.done,
+                    "failed": self.split.failed,
+                },
+            )
+
+    def _serve_parts(self) -> bool:
+        """Complete a split upload or send claimed parts; False when there was neither."""
+        assert self.split is not None
+        if self.split.complete_ready():
+            return True
+        limit = max(1, self.uploader.settings.concurrency)
+        parts = self.queue.split.claim_parts(self.name, limit=limit, lease=self.lease)
+        if parts:
+            self.split.work_parts(parts)
+        return bool(parts)
+
+    def _open_split(self, item: Claimed, source: SourceFile) -> UploadResult | None:
+        """Split a large claimed file into parts for every worker; a result when it
+        cannot be (already uploaded, or the upload could not be created)."""
+        assert self.split is not None
+        ledger = self.uploader.ledger
+        if ledger is not None and not self.uploader.settings.force:
+            entry = ledger.lookup(self.target.bucket, [item.key]).get(item.key)
+            if (
+                entry is not None
+                and entry.status == Status.DONE
+                and (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns)
+            ):
+                self.outcomes.by_key[item.key] = ("done", None, None)
+                return None
+        try:
+            self.split.open(item.id, source, item.key)
+        except TransferError as exc:
+            return UploadResult(
+                source.path,
+                self.target.bucket,
+                item.key,
+                Status.FAILED,
+                error_class=exc.code or "TransferError",
+                error=str(exc),
+            )
+        return None
+
     def _work(self, claimed: list[Claimed]) -> None:
         items: list[PlannedUpload | UploadResult] = []
+        self.outcomes.by_key.clear()
         ids = {c.key: c.id for c in claimed}
         for item in claimed:
             path = Path(item.path)
@@ -128,9 +217,14 @@ class JobWorker:
             source = SourceFile(
                 path, item.rel_path, info.st_size, info.st_mtime_ns, path.parent, item.grp or ""
             )
+            if self.split is not None and source.size >= (self.split_above or 0):
+                failed = self._open_split(item, source)
+                if failed is not None:
+                    items.append(failed)
+                continue
             items.append(PlannedUpload(source, self.target.bucket, item.key))
-        self.outcomes.by_key.clear()
-        self.uploader.upload_planned(items, self.target, command="job")
+        if items:
+            self.uploader.upload_planned(items, self.target, command="job")
         results = [
             (ids[key], state, cls, err)
             for key, (state, cls, err) in self.outcomes.by_key.items()

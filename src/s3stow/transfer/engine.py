@@ -426,6 +426,13 @@ class Uploader:
             raise S3StowError("no destination given", hint="pass s3://BUCKET/PREFIX")
         return self.default_target
 
+    def transfer_context(
+        self, *, run_id: str | None = None
+    ) -> AbstractContextManager[TransferContext]:
+        """The store, limits, retry policy and part pool this uploader's transfers share
+        (for callers that drive transfers themselves, such as split job uploads)."""
+        return self._pools(run_id=run_id)
+
     def _pools(self, *, run_id: str | None = None) -> AbstractContextManager[TransferContext]:
         return transfer_context(
             self.settings,

@@ -211,7 +211,7 @@ def _send_part(
     return part
 
 
-def _full_checksum(ctx: TransferContext, parts: list[PartRecord]) -> str | None:
+def full_checksum(ctx: TransferContext, parts: list[PartRecord]) -> str | None:
     algorithm = ctx.settings.checksum
     if ctx.compat or algorithm == "none" or any(p.checksum is None for p in parts):
         return None
@@ -229,7 +229,7 @@ def _complete(
     ctx: TransferContext, item: PlannedUpload, state: MultipartState, done: dict[int, PartRecord]
 ) -> UploadResult:
     parts = [done[n] for n in sorted(done)]
-    full = _full_checksum(ctx, parts)
+    full = full_checksum(ctx, parts)
     algorithm = ctx.settings.checksum
 
     def complete() -> UploadResult:
@@ -251,7 +251,7 @@ def _complete(
             if exc.code != "NoSuchUpload":
                 raise
             etag, version = "", None
-        info = _verify_object(ctx, item, full)
+        info = verify_object(ctx, item, full)
         return UploadResult(
             path=item.source.path,
             bucket=item.bucket,
@@ -271,7 +271,7 @@ def _complete(
     return result
 
 
-def _verify_object(ctx: TransferContext, item: PlannedUpload, full: str | None) -> str:
+def verify_object(ctx: TransferContext, item: PlannedUpload, full: str | None) -> str:
     """HEAD the completed object: size must match, and the checksum when we have one."""
     with ctx.limiter.slot():
         info = ctx.store.head_object(item.bucket, item.key)
@@ -308,4 +308,4 @@ def _abort(ctx: TransferContext, item: PlannedUpload, state: MultipartState) -> 
         ctx.ledger.forget_multipart(item.bucket, item.key)
 
 
-__all__ = ["Digest", "put_multipart"]
+__all__ = ["Digest", "full_checksum", "put_multipart", "verify_object"]
