@@ -28,7 +28,9 @@ class RemoteIndex:
     """``key -> ObjectInfo`` of one prefix, listed once on first use.
 
     With ``by_head`` (a few scattered keys, as in a retry) each key is HEADed
-    instead, so a huge bucket is never listed for a handful of files.
+    instead, so a huge bucket is never listed for a handful of files. With ``trust_ledger``
+    nothing is asked of S3: a key the ledger does not know is uploaded (job workers,
+    whose items were just planned; the upload itself is verified).
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class RemoteIndex:
         prefix: str,
         *,
         by_head: bool = False,
+        trust_ledger: bool = False,
         before_first_use: Callable[[], None] | None = None,
     ) -> None:
         self._before = before_first_use
@@ -45,12 +48,15 @@ class RemoteIndex:
         self._bucket = bucket
         self._prefix = prefix
         self._by_head = by_head
+        self._trust_ledger = trust_ledger
         self._objects: dict[str, ObjectInfo] | None = None
         self._lock = threading.Lock()
 
     def get(self, key: str) -> ObjectInfo | None:
         if self._before is not None:
             self._before()
+        if self._trust_ledger:
+            return None
         if self._by_head:
             return self._store.head_object(self._bucket, key)
         with self._lock:

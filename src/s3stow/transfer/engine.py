@@ -187,13 +187,15 @@ class Uploader:
         *,
         command: str = "retry",
         run_id: str | None = None,
+        check_remote: bool = True,
     ) -> RunSummary:
         """Upload explicit (file, key) pairs through the same pipeline (retry, archive).
 
         ``items`` may mix planned uploads with ``UploadResult`` refusals (missing
         file, unsafe key) found while producing them: those are counted, reported
         and recorded like any other failure. Objects the ledger does not know are
-        checked with a HEAD each, not a listing.
+        checked with a HEAD each, not a listing (``check_remote=False``: not at all;
+        such keys are simply uploaded and verified).
         """
         summary = RunSummary(run_id or new_run_id())
         remote = RemoteIndex(
@@ -201,6 +203,7 @@ class Uploader:
             target.bucket,
             target.prefix,
             by_head=True,
+            trust_ledger=not check_remote,
             before_first_use=lambda: self._check_bucket(target.bucket),
         )
         stream = iter(items)
