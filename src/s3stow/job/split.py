@@ -24,14 +24,8 @@ from s3stow.errors import TransferError
 from s3stow.job.splitqueue import ClaimedPart, SplitFile, SplitQueue
 from s3stow.keys import Target
 from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, UploadResult
-from s3stow.transfer.context import (
-    SourceChanged,
-    TransferContext,
-    check_etag,
-    md5_b64,
-    read_range,
-)
-from s3stow.transfer.multipart import full_checksum, verify_object
+from s3stow.transfer.context import SourceChanged, TransferContext, read_range
+from s3stow.transfer.multipart import complete_verified, send_part
 from s3stow.transfer.parts import choose_part_size, part_ranges
 
 log = logging.getLogger(__name__)
@@ -81,12 +75,13 @@ class SplitUploads:
                 )
 
         upload_id = ctx.retry.run(create, what=key)
+        ranges = part_ranges(source.size, part_size)
         kept, old = self.queue.open(
             self.worker,
             item_id,
             upload_id=upload_id,
             part_size=part_size,
-            ranges=part_ranges(source.size, part_size),
+            ranges=ranges,
             size=source.size,
             mtime_ns=source.mtime_ns,
             checksum_algorithm=algorithm,
@@ -97,7 +92,7 @@ class SplitUploads:
         elif old is not None:
             self._abort(key, old)  # an earlier split of a file that changed since
         else:
-            log.info("split %s into %d parts for all workers", key, source.size // part_size + 1)
+            log.info("split %s into %d parts for all workers", key, len(ranges))
 
     # ---- parts ----------------------------------------------------------------------
     def work_parts(self, parts: list[ClaimedPart]) -> None:
@@ -119,41 +114,22 @@ class SplitUploads:
                 raise SourceChanged(f"{source.path} changed since its upload was split")
             with ctx.limiter.slot(), ctx.budget.hold(part.length):
                 data = read_range(source, part.offset, part.length)
-                digest = (
-                    checksums.compute(ctx.settings.checksum, data)
-                    if file.checksum_algorithm
-                    else None
+                sent = send_part(
+                    ctx,
+                    self.target.bucket,
+                    file.key,
+                    upload_id=file.upload_id,
+                    number=part.number,
+                    data=data,
                 )
-                content_md5 = md5_b64(data) if ctx.compat else None
-
-                def send() -> tuple[str, str | None]:
-                    put = ctx.store.upload_part(
-                        self.target.bucket,
-                        file.key,
-                        upload_id=file.upload_id,
-                        number=part.number,
-                        body=data,
-                        digest=digest,
-                        content_md5=content_md5,
-                    )
-                    ctx.limiter.on_success()
-                    if ctx.etag_check and ctx.settings.sse != "aws:kms":
-                        check_etag(put.etag, data, what=f"{file.key} part {part.number}")
-                    if digest is not None and put.checksum not in (None, digest.b64):
-                        raise TransferError(
-                            f"part {part.number} of {file.key}: S3 stored {put.checksum}, "
-                            f"sent {digest.b64}",
-                            code="ChecksumMismatch",
-                            transient=True,
-                        )
-                    return put.etag, digest.b64 if digest else None
-
-                etag, checksum = ctx.retry.run(send, what=f"{file.key} part {part.number}")
-        except (SourceChanged, FileNotFoundError) as exc:
+        except SourceChanged as exc:
             self._fail(file, "SourceChanged", str(exc))
             return
+        except OSError as exc:  # the shared file vanished or became unreadable
+            self._fail(file, "SourceChanged", f"cannot read {source.path}: {exc.strerror}")
+            return
         except TransferError as exc:
-            if exc.code in ("NoSuchUpload",):
+            if exc.code == "NoSuchUpload":
                 return  # completed or aborted by someone else meanwhile
             log.warning("part %d of %s failed: %s", part.number, file.key, exc)
             if self.queue.part_failed(
@@ -161,7 +137,7 @@ class SplitUploads:
             ):
                 self._fail(file, exc.code or "PartFailed", f"part {part.number}: {exc}")
             return
-        if self.queue.part_done(self.worker, part, etag=etag, checksum=checksum):
+        if self.queue.part_done(self.worker, part, etag=sent.etag, checksum=sent.checksum):
             self.parts_sent += 1
             ctx.on_bytes(source, part.length)
 
@@ -172,39 +148,22 @@ class SplitUploads:
         if claimed is None:
             return False
         file, done = claimed
-        ctx = self.ctx
         source = _source(file.path, file.rel_path, file.size, file.mtime_ns, file.grp)
         item = PlannedUpload(source, self.target.bucket, file.key)
         records = [PartRecord(p.number, p.etag, p.checksum, p.length) for p in done]
-        full = full_checksum(ctx, records) if file.checksum_algorithm else None
-
-        def complete() -> str:
-            try:
-                with ctx.limiter.slot():
-                    put = ctx.store.complete_multipart(
-                        item.bucket,
-                        item.key,
-                        upload_id=file.upload_id,
-                        parts=[(p.number, p.etag, p.checksum) for p in records],
-                        algorithm=file.checksum_algorithm,
-                        full_checksum=full,
-                        if_none_match=ctx.settings.no_clobber,
-                    )
-                return put.etag
-            except TransferError as exc:
-                if exc.code != "NoSuchUpload":  # completed before (answer lost): the object decides
-                    raise
-                return ""
-
         try:
-            etag = ctx.retry.run(complete, what=f"{item.key} complete")
-            stored_etag = verify_object(ctx, item, full)  # size and full-object checksum
-            etag = etag or stored_etag
+            result = complete_verified(
+                self.ctx,
+                item,
+                upload_id=file.upload_id,
+                parts=records,
+                algorithm=file.checksum_algorithm,
+            )
         except TransferError as exc:
             if exc.transient:  # retries exhausted on a passing fault: any worker may retry
                 log.warning("completing %s failed for now: %s", item.key, exc)
                 self.queue.unclaim_completion(self.worker, file.item_id)
-                ctx.stop.wait(1.0)
+                self.ctx.stop.wait(1.0)
                 return True
             self._record(item, Status.FAILED, error_class=exc.code, error=str(exc))
             if self.queue.finish(
@@ -213,7 +172,7 @@ class SplitUploads:
                 self.failed += 1
                 self._abort(item.key, file.upload_id)
             return True
-        self._record(item, Status.DONE, etag=etag, checksum=full)
+        self._record(item, Status.DONE, etag=result.etag, checksum=result.checksum)
         if self.queue.finish(self.worker, file.item_id, ok=True, error_class=None, error=None):
             self.done += 1
         return True

@@ -179,36 +179,45 @@ def _send_part(
     # exceed the requests in flight: memory ~ min(concurrency, budget / part) x part.
     with ctx.limiter.slot(), ctx.budget.hold(length):
         data = read_range(item.source, offset, length)
-        digest = None if ctx.compat else checksums.compute(ctx.settings.checksum, data)
-        content_md5 = md5_b64(data) if ctx.compat else None
-
-        def send() -> PartRecord:
-            put = ctx.store.upload_part(
-                item.bucket,
-                item.key,
-                upload_id=state.upload_id,
-                number=number,
-                body=data,
-                digest=digest,
-                content_md5=content_md5,
-            )
-            ctx.limiter.on_success()
-            if ctx.etag_check and ctx.settings.sse != "aws:kms":
-                check_etag(put.etag, data, what=f"{item.key} part {number}")
-            if digest is not None and put.checksum is not None and put.checksum != digest.b64:
-                raise TransferError(
-                    f"part {number} of {item.key}: S3 stored checksum {put.checksum}, "
-                    f"sent {digest.b64}",
-                    code="ChecksumMismatch",
-                    transient=True,
-                )
-            return PartRecord(number, put.etag, digest.b64 if digest else None, length)
-
-        part = ctx.retry.run(send, what=f"{item.key} part {number}")
+        part = send_part(
+            ctx, item.bucket, item.key, upload_id=state.upload_id, number=number, data=data
+        )
     if ctx.ledger is not None:
         ctx.ledger.record_part(state.upload_id, part)
     ctx.on_bytes(item.source, length)
     return part
+
+
+def send_part(
+    ctx: TransferContext, bucket: str, key: str, *, upload_id: str, number: int, data: bytes
+) -> PartRecord:
+    """Checksum ``data``, send it as part ``number`` (retried) and check S3's answer:
+    the ETag against the MD5 where that proves something, the checksum when echoed."""
+    digest = None if ctx.compat else checksums.compute(ctx.settings.checksum, data)
+    content_md5 = md5_b64(data) if ctx.compat else None
+
+    def send() -> PartRecord:
+        put = ctx.store.upload_part(
+            bucket,
+            key,
+            upload_id=upload_id,
+            number=number,
+            body=data,
+            digest=digest,
+            content_md5=content_md5,
+        )
+        ctx.limiter.on_success()
+        if ctx.etag_check and ctx.settings.sse != "aws:kms":
+            check_etag(put.etag, data, what=f"{key} part {number}")
+        if digest is not None and put.checksum is not None and put.checksum != digest.b64:
+            raise TransferError(
+                f"part {number} of {key}: S3 stored checksum {put.checksum}, sent {digest.b64}",
+                code="ChecksumMismatch",
+                transient=True,
+            )
+        return PartRecord(number, put.etag, digest.b64 if digest else None, len(data))
+
+    return ctx.retry.run(send, what=f"{key} part {number}")
 
 
 def full_checksum(ctx: TransferContext, parts: list[PartRecord]) -> str | None:
@@ -228,9 +237,28 @@ def full_checksum(ctx: TransferContext, parts: list[PartRecord]) -> str | None:
 def _complete(
     ctx: TransferContext, item: PlannedUpload, state: MultipartState, done: dict[int, PartRecord]
 ) -> UploadResult:
-    parts = [done[n] for n in sorted(done)]
+    result = complete_verified(
+        ctx,
+        item,
+        upload_id=state.upload_id,
+        parts=[done[n] for n in sorted(done)],
+        algorithm=state.checksum_algorithm,
+    )
+    if ctx.ledger is not None:
+        ctx.ledger.forget_multipart(item.bucket, item.key)
+    return result
+
+
+def complete_verified(
+    ctx: TransferContext,
+    item: PlannedUpload,
+    *,
+    upload_id: str,
+    parts: list[PartRecord],
+    algorithm: str | None,
+) -> UploadResult:
+    """Complete the upload from ``parts`` (retried) and verify the object by HEAD."""
     full = full_checksum(ctx, parts)
-    algorithm = ctx.settings.checksum
 
     def complete() -> UploadResult:
         try:
@@ -238,9 +266,9 @@ def _complete(
                 put = ctx.store.complete_multipart(
                     item.bucket,
                     item.key,
-                    upload_id=state.upload_id,
+                    upload_id=upload_id,
                     parts=[(p.number, p.etag, p.checksum) for p in parts],
-                    algorithm=state.checksum_algorithm,
+                    algorithm=algorithm,
                     full_checksum=full,
                     if_none_match=ctx.settings.no_clobber,
                 )
@@ -260,15 +288,12 @@ def _complete(
             size=item.source.size,
             etag=etag or info,
             checksum=full,
-            checksum_algorithm=algorithm if full else None,
+            checksum_algorithm=ctx.settings.checksum if full else None,
             version_id=version,
             bytes_sent=sum(p.size for p in parts),
         )
 
-    result = ctx.retry.run(complete, what=f"{item.key} complete")
-    if ctx.ledger is not None:
-        ctx.ledger.forget_multipart(item.bucket, item.key)
-    return result
+    return ctx.retry.run(complete, what=f"{item.key} complete")
 
 
 def verify_object(ctx: TransferContext, item: PlannedUpload, full: str | None) -> str:
@@ -308,4 +333,4 @@ def _abort(ctx: TransferContext, item: PlannedUpload, state: MultipartState) -> 
         ctx.ledger.forget_multipart(item.bucket, item.key)
 
 
-__all__ = ["Digest", "full_checksum", "put_multipart", "verify_object"]
+__all__ = ["Digest", "complete_verified", "put_multipart", "send_part"]
