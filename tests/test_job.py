@@ -198,7 +198,10 @@ def test_three_workers_share_the_parts_of_one_large_file(
         env=PART_ENV,
     )  # fmt: skip
     assert plan.code == 0, plan.output
-    proxy.add(r"^PUT .*partNumber=", "delay", times=1000, delay=0.4)  # every worker joins
+    # The first two parts hang long enough for every worker to start (a slow CI machine
+    # takes seconds per start); the others are slowed so no worker can take them all.
+    proxy.add(r"^PUT .*partNumber=", "delay", times=2, delay=6.0)
+    proxy.add(r"^PUT .*partNumber=", "delay", times=1000, delay=0.4)
     args = ("--json", "job", "work", "--job", job, "--ledger", postgres_url)
     workers = [
         proxied_cli.start(*args, "--split-above", "8MiB", "--concurrency", "2", "--batch", "1")
