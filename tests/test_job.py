@@ -57,13 +57,12 @@ def test_three_workers_upload_each_file_once(
     tree = make_tree(tmp_path / "src", {f"d{i % 3}/f{i}.bin": 500 for i in range(45)})
     job = f"three-{uuid.uuid4().hex[:8]}"
     _plan(proxied_cli, postgres_url, job, bucket)
-    proxy.add(r"^PUT ", "delay", times=1000, delay=0.3)  # long enough for every worker to join
-    workers = [
-        proxied_cli.start(
-            "--json", "job", "work", "--job", job, "--ledger", postgres_url, "--batch", "5"
-        )
-        for _ in range(3)
-    ]
+    # The first uploads hang until every worker has started (seconds on a slow CI machine);
+    # the others are slowed so that no worker can take the whole job alone.
+    proxy.add(r"^PUT ", "delay", times=2, delay=6.0)
+    proxy.add(r"^PUT ", "delay", times=1000, delay=0.3)
+    work = ("--json", "job", "work", "--job", job, "--ledger", postgres_url)
+    workers = [proxied_cli.start(*work, "--batch", "5", "--concurrency", "2") for _ in range(3)]
     outputs = [w.communicate(timeout=120) for w in workers]
     assert all(w.returncode == 0 for w in workers), outputs
     assert _states(postgres_url, job) == {"done": 45}

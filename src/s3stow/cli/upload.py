@@ -6,6 +6,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -246,16 +247,22 @@ def install_signal_handlers(uploader: Uploader) -> Any:
     """First SIGINT/SIGTERM: stop starting work; second: exit at once (130)."""
     seen = {"count": 0}
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        seen["count"] += 1
-        if seen["count"] > 1:
-            os._exit(int(ExitCode.INTERRUPTED))
+    def stop() -> None:
         print(
             "\nstopping: finishing in-flight requests (Ctrl+C again to quit at once)",
             file=sys.stderr,
             flush=True,
         )
         uploader.request_stop()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        seen["count"] += 1
+        if seen["count"] > 1:
+            os._exit(int(ExitCode.INTERRUPTED))
+        # Not here: the handler runs on the main thread between two bytecodes, possibly
+        # inside ``Event.wait`` holding the event's lock (``set`` would then deadlock) or
+        # inside a write to stderr (a reentrant write raises). A thread does both safely.
+        threading.Thread(target=stop, name="stop", daemon=True).start()
 
     names = ["SIGINT", "SIGTERM", "SIGBREAK"]  # SIGBREAK: Ctrl+Break on Windows
     previous = {}
