@@ -124,6 +124,8 @@ class FaultProxy:
         length = int(lookup.get("content-length", "0"))
         expect = lookup.get("expect", "").lower() == "100-continue"
         if rule is not None and rule.action == "status":
+            if rule.callback is not None:  # runs before the client sees the error
+                rule.callback(line)
             await self._error(writer, rule)
             return
         if expect:

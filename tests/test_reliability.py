@@ -39,7 +39,7 @@ def check_invariant(s3: Any, bucket: str, prefix: str, tree: dict[str, bytes], d
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
-@pytest.mark.parametrize("size", [3000, 11 * MiB])
+@pytest.mark.parametrize("size", [3000, 2 * MiB, 11 * MiB])  # buffered, streamed, parts
 def test_body_corrupted_in_flight_is_caught_and_resent(
     proxied_cli,
     proxy,
@@ -198,6 +198,46 @@ def test_appended_during_multipart_is_not_completed(
     again = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
     assert again.code == 0
     assert s3.get_object(Bucket=bucket, Key="p/f.bin")["Body"].read() == path.read_bytes()
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True])
+def test_file_rewritten_between_hashing_and_sending_is_never_done(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    keep_mtime: bool,
+) -> None:
+    """A streamed body is hashed, then read again to be sent: a same-size rewrite in
+    between (here while the first attempt fails) must not end as done. With a new
+    mtime it is reported as changed; with the mtime put back (nothing local can tell)
+    the ETag check fails every attempt and the file is reported failed."""
+    make_tree(tmp_path / "src", {"f.bin": 3 * MiB})
+    path = tmp_path / "src" / "f.bin"
+
+    def rewrite(_: str) -> None:
+        before = path.stat()
+        path.write_bytes(bytes(reversed(path.read_bytes())))
+        if keep_mtime:
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    pattern = r"^PUT /[^?]*f\.bin$"
+    proxy.add(pattern, "status", times=1, status=500, code="InternalError", callback=rewrite)
+    result = proxied_cli(
+        "--json", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", env=FAST
+    )  # fmt: skip
+    assert result.code == 1, result.output
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        status, error_class = conn.execute(
+            "SELECT status, error_class FROM items WHERE key = 'p/f.bin'"
+        ).fetchone()
+    assert status in ("failed", "changed")
+    assert error_class == ("ChecksumMismatch" if keep_mtime else "SourceChanged")
+    if not keep_mtime:
+        again = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+        assert again.code == 0, again.output
+        assert s3.get_object(Bucket=bucket, Key="p/f.bin")["Body"].read() == path.read_bytes()
 
 
 def test_file_vanishing_before_upload(proxied_cli, proxy, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

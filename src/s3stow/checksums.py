@@ -53,6 +53,16 @@ def compute(algorithm: ChecksumName, data: bytes | memoryview) -> Digest | None:
     return Digest(algorithm, _crc_b64(value, _CRC_BYTES[algorithm]), value)
 
 
+def digest_of_crc(algorithm: str, value: int) -> Digest:
+    """The ``Digest`` of a CRC computed elsewhere (e.g. chunk by chunk)."""
+    return Digest(algorithm, _crc_b64(value, _CRC_BYTES[algorithm]), value)
+
+
+def digest_of_sha256(raw: bytes) -> Digest:
+    """The ``Digest`` of a SHA-256 computed elsewhere (raw 32 bytes)."""
+    return Digest("sha256", base64.b64encode(raw).decode("ascii"))
+
+
 def _crc_function(algorithm: str):  # type: ignore[no-untyped-def]
     return {"crc64nvme": crt.crc64nvme, "crc32c": crt.crc32c, "crc32": crt.crc32}[algorithm]
 

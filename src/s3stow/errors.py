@@ -83,6 +83,13 @@ class TransferError(S3StowError):
         self.throttled = throttled
 
 
+class SourceChanged(TransferError):
+    """The file's size or mtime changed (or it vanished) while it was being uploaded."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="SourceChanged")
+
+
 class LedgerError(S3StowError):
     """The ledger database cannot be opened, read or written (exit 3)."""
 

@@ -20,11 +20,13 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from s3stow import checksums
-from s3stow.errors import TransferError
+from s3stow.errors import SourceChanged, TransferError
 from s3stow.job.splitqueue import ClaimedPart, SplitFile, SplitQueue
 from s3stow.keys import Target
 from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, UploadResult
-from s3stow.transfer.context import SourceChanged, TransferContext, read_range
+from s3stow.store.body import UNREADABLE
+from s3stow.transfer.bodies import buffered_size
+from s3stow.transfer.context import TransferContext
 from s3stow.transfer.multipart import complete_verified, send_part
 from s3stow.transfer.parts import choose_part_size, part_ranges
 
@@ -112,15 +114,16 @@ class SplitUploads:
             info = os.stat(source.path)
             if (info.st_size, info.st_mtime_ns) != (file.size, file.mtime_ns):
                 raise SourceChanged(f"{source.path} changed since its upload was split")
-            with ctx.limiter.slot(), ctx.budget.hold(part.length):
-                data = read_range(source, part.offset, part.length)
+            with ctx.limiter.slot(), ctx.budget.hold(buffered_size(part.length)):
                 sent = send_part(
                     ctx,
                     self.target.bucket,
                     file.key,
                     upload_id=file.upload_id,
                     number=part.number,
-                    data=data,
+                    source=source,
+                    offset=part.offset,
+                    length=part.length,
                 )
         except SourceChanged as exc:
             self._fail(file, "SourceChanged", str(exc))
@@ -131,6 +134,9 @@ class SplitUploads:
         except TransferError as exc:
             if exc.code == "NoSuchUpload":
                 return  # completed or aborted by someone else meanwhile
+            if exc.code in UNREADABLE:  # the shared file became unreadable: no retry helps
+                self._fail(file, "SourceChanged", str(exc))
+                return
             log.warning("part %d of %s failed: %s", part.number, file.key, exc)
             if self.queue.part_failed(
                 self.worker, part, error=str(exc)[:500], max_attempts=self.max_part_attempts

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from s3stow.checksums import Digest
+from s3stow.store.body import FileRange
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,7 @@ class ObjectStore(Protocol):
         self,
         bucket: str,
         key: str,
-        body: bytes,
+        body: bytes | FileRange,
         *,
         digest: Digest | None,
         options: WriteOptions,
@@ -89,7 +90,7 @@ class ObjectStore(Protocol):
         *,
         upload_id: str,
         number: int,
-        body: bytes,
+        body: bytes | FileRange,
         digest: Digest | None,
         content_md5: str | None = None,
     ) -> PutResult: ...

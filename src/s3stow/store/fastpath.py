@@ -31,7 +31,9 @@ from xml.etree import ElementTree as ET
 from botocore.utils import get_environ_proxies
 
 from s3stow import __version__
+from s3stow.errors import SourceChanged
 from s3stow.store.base import ObjectInfo
+from s3stow.store.body import FileRange
 from s3stow.store.sigv4 import UNSIGNED_PAYLOAD, Credentials, canonical_query, sign
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,7 @@ class FastPath:
         *,
         query: Mapping[str, str],
         headers: Mapping[str, str],
-        body: bytes = b"",
+        body: bytes | FileRange = b"",
         checked: bool = False,
     ) -> tuple[int, dict[str, str], bytes] | None:
         """One signed attempt: (status, lower-case headers, body), or ``None`` when
@@ -145,10 +147,7 @@ class FastPath:
             outgoing["Content-Length"] = str(len(body))
         if self._owner:
             outgoing["x-amz-expected-bucket-owner"] = self._owner
-        if self._https and checked:
-            payload = UNSIGNED_PAYLOAD
-        else:
-            payload = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
+        payload = UNSIGNED_PAYLOAD if self._https and checked else _payload_sha256(body)
         encoded = canonical_query(query)
         target = f"{path}?{encoded}" if encoded else path
         try:
@@ -167,6 +166,8 @@ class FastPath:
             if log.isEnabledFor(logging.DEBUG):  # secrets are redacted by the log filter
                 log.debug("fast path %s %s%s headers: %s", method, host, target, signed)
             answer = self._send(method, host, target, body, signed)
+        except SourceChanged:
+            raise  # the file, not the request: botocore would fail the same way
         except Exception as exc:  # noqa: BLE001 - any failure: botocore takes over
             log.debug("fast path %s failed for %s/%s: %s; using botocore", method, bucket, key, exc)
             self.fallbacks += 1
@@ -185,7 +186,13 @@ class FastPath:
         return None
 
     def put(
-        self, bucket: str, key: str, body: bytes, headers: Mapping[str, str], *, query: str = ""
+        self,
+        bucket: str,
+        key: str,
+        body: bytes | FileRange,
+        headers: Mapping[str, str],
+        *,
+        query: str = "",
     ) -> dict[str, str] | None:
         """Send one PUT; the response headers (lower-case) on 200, else ``None``."""
         checked = any(
@@ -228,7 +235,12 @@ class FastPath:
             return None
 
     def _send(
-        self, method: str, host: str, target: str, body: bytes, headers: dict[str, str]
+        self,
+        method: str,
+        host: str,
+        target: str,
+        body: bytes | FileRange,
+        headers: dict[str, str],
     ) -> tuple[int, dict[str, str], bytes]:
         """One exchange over this thread's connection; a reused connection the server
         has closed meanwhile is replaced once (the request never reached S3)."""
@@ -238,7 +250,13 @@ class FastPath:
                 conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
                 for name, value in headers.items():
                     conn.putheader(name, value)
-                conn.endheaders(body or None)
+                if isinstance(body, FileRange):
+                    conn.endheaders()
+                    if conn.sock is None:  # pragma: no cover - endheaders connects
+                        raise ConnectionError("no socket after sending the headers")
+                    body.send(conn.sock)  # zero-copy from the file where possible
+                else:
+                    conn.endheaders(body or None)
                 response = conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self._drop(host)
@@ -257,6 +275,12 @@ class FastPath:
                 self._drop(host)
             return response.status, {k.lower(): v for k, v in response.getheaders()}, data
         raise ConnectionError("the server closed the connection twice")  # pragma: no cover
+
+
+def _payload_sha256(body: bytes | FileRange) -> str:
+    if isinstance(body, FileRange):
+        return body.payload_sha256()
+    return hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
 
 
 def parse_list_page(document: bytes) -> tuple[list[ObjectInfo], str | None]:

@@ -22,6 +22,7 @@ from s3stow.config import Settings
 from s3stow.errors import AuthError
 from s3stow.logs import register_secret
 from s3stow.store.base import ObjectInfo, PartInfo, PutResult, WriteOptions
+from s3stow.store.body import FileRange
 
 if TYPE_CHECKING:
     from s3stow.store.fastpath import FastPath
@@ -259,7 +260,13 @@ class S3Store:
         return self._retry_client
 
     def _put(
-        self, bucket: str, key: str, operation: str, body: bytes, query: str, args: dict[str, Any]
+        self,
+        bucket: str,
+        key: str,
+        operation: str,
+        body: bytes | FileRange,
+        query: str,
+        args: dict[str, Any],
     ) -> Any:
         """PutObject/UploadPart: the fast path first, botocore on anything else."""
         fast = self._fast_path()
@@ -274,10 +281,12 @@ class S3Store:
         else:
             client = self.client
         function = getattr(client, operation)
-        extra = {"Body": body, **args}
         if operation == "upload_part":
-            extra.update(_query_args(query))
-        return self._call(bucket, key, function, **extra)
+            args = {**args, **_query_args(query)}
+        if isinstance(body, bytes):
+            return self._call(bucket, key, function, Body=body, **args)
+        with body.reader() as reader:  # streamed from the file, seekable for retries
+            return self._call(bucket, key, function, Body=reader, **args)
 
     def _observe_retry(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
         """Count what botocore sees and may retry; tell the limiter about throttling."""
@@ -385,7 +394,7 @@ class S3Store:
         self,
         bucket: str,
         key: str,
-        body: bytes,
+        body: bytes | FileRange,
         *,
         digest: Digest | None,
         options: WriteOptions,
@@ -420,7 +429,7 @@ class S3Store:
         *,
         upload_id: str,
         number: int,
-        body: bytes,
+        body: bytes | FileRange,
         digest: Digest | None,
         content_md5: str | None = None,
     ) -> PutResult:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import mimetypes
 import os
 import threading
@@ -15,19 +13,12 @@ from datetime import UTC, datetime
 
 from s3stow import __version__
 from s3stow.config import Settings, wants_etag_check
-from s3stow.errors import TransferError
+from s3stow.errors import SourceChanged, TransferError
 from s3stow.ledger import Ledger
 from s3stow.models import SourceFile
 from s3stow.store.base import ObjectStore, WriteOptions
 from s3stow.transfer.limits import MemoryBudget, RequestLimiter
 from s3stow.transfer.retry import RetryPolicy
-
-
-class SourceChanged(TransferError):
-    """The file's size or mtime changed while it was being uploaded."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="SourceChanged")
 
 
 @dataclass
@@ -53,6 +44,13 @@ class TransferContext:
     def etag_check(self) -> bool:
         return self.compat or wants_etag_check(self.settings)
 
+    @property
+    def signs_payload(self) -> bool:
+        """Requests to a plain-http endpoint carry the payload's SHA-256 in the signature
+        (S3 accepts an unsigned payload only over TLS)."""
+        endpoint = self.settings.endpoint_url
+        return endpoint is not None and endpoint.lower().startswith("http:")
+
     def write_options(self, source: SourceFile, *, sha256_hex: str | None = None) -> WriteOptions:
         s = self.settings
         content_type = s.content_type or mimetypes.guess_type(source.path.name)[0]
@@ -69,27 +67,6 @@ class TransferContext:
             sse_kms_key_id=s.sse_kms_key_id,
             storage_class=s.storage_class,
             if_none_match=s.no_clobber,
-        )
-
-
-def md5_b64(data: bytes | memoryview) -> str:
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
-
-
-def md5_hex(data: bytes | memoryview) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def check_etag(etag: str, data: bytes | memoryview, *, what: str) -> None:
-    """Raise a transient ``ChecksumMismatch`` when a plain ETag is not the MD5 sent.
-
-    Catches bytes changed in flight on servers that do not validate checksums.
-    """
-    if etag and "-" not in etag and etag != md5_hex(data):
-        raise TransferError(
-            f"{what}: S3's ETag {etag} is not the MD5 of the bytes sent (corrupted in flight?)",
-            code="ChecksumMismatch",
-            transient=True,
         )
 
 

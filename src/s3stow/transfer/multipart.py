@@ -18,19 +18,12 @@ from concurrent.futures import Future, wait
 
 from s3stow import checksums
 from s3stow.checksums import Digest
-from s3stow.errors import Interrupted, TransferError
+from s3stow.errors import Interrupted, SourceChanged, TransferError
 from s3stow.ledger import MultipartState
-from s3stow.models import PartRecord, PlannedUpload, Status, UploadResult
+from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, UploadResult
 from s3stow.store.base import PartInfo
-from s3stow.transfer.context import (
-    SourceChanged,
-    TransferContext,
-    check_etag,
-    ensure_unchanged,
-    md5_b64,
-    md5_hex,
-    read_range,
-)
+from s3stow.transfer.bodies import blame_the_file, buffered_size, check_etag, prepare_body
+from s3stow.transfer.context import TransferContext, ensure_unchanged
 from s3stow.transfer.parts import choose_part_size, part_ranges
 
 log = logging.getLogger(__name__)
@@ -151,11 +144,11 @@ def _adopt(
     its ETag is provably the MD5 of the local bytes at its offset."""
     if "-" in part.etag or ctx.settings.sse == "aws:kms":
         return None
-    with ctx.budget.hold(part.size):
-        data = read_range(item.source, offset, part.size)
-        if md5_hex(data) != part.etag:
-            return None
-        digest = None if ctx.compat else checksums.compute(ctx.settings.checksum, data)
+    with ctx.budget.hold(buffered_size(part.size)):
+        body = prepare_body(ctx, item.source, offset, part.size, md5=True)
+    if body.md5_hex != part.etag:
+        return None
+    digest = None if ctx.compat else body.digest
     record = PartRecord(part.number, part.etag, digest.b64 if digest else None, part.size)
     if ctx.ledger is not None:
         ctx.ledger.record_part(state.upload_id, record)
@@ -176,11 +169,17 @@ def _send_part(
     if ctx.stop.is_set():
         raise Interrupted("interrupted before sending a part")
     # The request slot is taken before the part is read, so buffered parts never
-    # exceed the requests in flight: memory ~ min(concurrency, budget / part) x part.
-    with ctx.limiter.slot(), ctx.budget.hold(length):
-        data = read_range(item.source, offset, length)
+    # exceed the requests in flight (parts are streamed from the file: one chunk each).
+    with ctx.limiter.slot(), ctx.budget.hold(buffered_size(length)):
         part = send_part(
-            ctx, item.bucket, item.key, upload_id=state.upload_id, number=number, data=data
+            ctx,
+            item.bucket,
+            item.key,
+            upload_id=state.upload_id,
+            number=number,
+            source=item.source,
+            offset=offset,
+            length=length,
         )
     if ctx.ledger is not None:
         ctx.ledger.record_part(state.upload_id, part)
@@ -189,12 +188,21 @@ def _send_part(
 
 
 def send_part(
-    ctx: TransferContext, bucket: str, key: str, *, upload_id: str, number: int, data: bytes
+    ctx: TransferContext,
+    bucket: str,
+    key: str,
+    *,
+    upload_id: str,
+    number: int,
+    source: SourceFile,
+    offset: int,
+    length: int,
 ) -> PartRecord:
-    """Checksum ``data``, send it as part ``number`` (retried) and check S3's answer:
-    the ETag against the MD5 where that proves something, the checksum when echoed."""
-    digest = None if ctx.compat else checksums.compute(ctx.settings.checksum, data)
-    content_md5 = md5_b64(data) if ctx.compat else None
+    """Hash ``length`` bytes of ``source`` at ``offset``, send them as part ``number``
+    (retried) and check S3's answer: the ETag against the MD5 where that proves
+    something, the checksum when echoed."""
+    body = prepare_body(ctx, source, offset, length)
+    digest = None if ctx.compat else body.digest
 
     def send() -> PartRecord:
         put = ctx.store.upload_part(
@@ -202,20 +210,23 @@ def send_part(
             key,
             upload_id=upload_id,
             number=number,
-            body=data,
+            body=body.data,
             digest=digest,
-            content_md5=content_md5,
+            content_md5=body.content_md5 if ctx.compat else None,
         )
         ctx.limiter.on_success()
-        if ctx.etag_check and ctx.settings.sse != "aws:kms":
-            check_etag(put.etag, data, what=f"{key} part {number}")
-        if digest is not None and put.checksum is not None and put.checksum != digest.b64:
-            raise TransferError(
-                f"part {number} of {key}: S3 stored checksum {put.checksum}, sent {digest.b64}",
-                code="ChecksumMismatch",
-                transient=True,
-            )
-        return PartRecord(number, put.etag, digest.b64 if digest else None, len(data))
+        try:
+            if ctx.etag_check and ctx.settings.sse != "aws:kms":
+                check_etag(put.etag, body, what=f"{key} part {number}")
+            if digest is not None and put.checksum is not None and put.checksum != digest.b64:
+                raise TransferError(
+                    f"part {number} of {key}: S3 stored checksum {put.checksum}, sent {digest.b64}",
+                    code="ChecksumMismatch",
+                    transient=True,
+                )
+        except TransferError as exc:
+            raise blame_the_file(source, body, exc) from exc
+        return PartRecord(number, put.etag, digest.b64 if digest else None, length)
 
     return ctx.retry.run(send, what=f"{key} part {number}")
 

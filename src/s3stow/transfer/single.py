@@ -1,49 +1,44 @@
 """Upload of a file below the multipart threshold as one verified PutObject.
 
-The file is read once; the checksum is computed from the very bytes sent and
-travels with the request so S3 verifies it; the acknowledged checksum must
-echo ours (or, in compatibility mode, the ETag must equal the Content-MD5).
+The checksum travels with the request so S3 verifies it, and the acknowledged
+checksum must echo ours (or, in compatibility mode, the ETag must equal the
+Content-MD5). A small file is read once and sent from that buffer; a larger one
+is hashed in one pass and streamed from the file (``transfer.bodies``).
 """
 
 from __future__ import annotations
 
-import hashlib
-
 from s3stow import checksums
 from s3stow.errors import TransferError
 from s3stow.models import PlannedUpload, Status, UploadResult
-from s3stow.transfer.context import (
-    TransferContext,
-    check_etag,
-    ensure_unchanged,
-    md5_b64,
-    read_range,
-)
+from s3stow.transfer.bodies import Body, blame_the_file, buffered_size, check_etag, prepare_body
+from s3stow.transfer.context import TransferContext, ensure_unchanged
 
 
 def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
     """Upload ``item`` in one request; raise ``TransferError`` on failure."""
     source = item.source
     algorithm = ctx.settings.checksum
-    with ctx.limiter.slot(), ctx.budget.hold(source.size):  # slot first: see multipart
-        data = read_range(source, 0, source.size)
+    with ctx.limiter.slot(), ctx.budget.hold(buffered_size(source.size)):  # slot first
+        body = prepare_body(ctx, source, 0, source.size, sha256=ctx.settings.sha256_metadata)
         ensure_unchanged(source)
-        digest = checksums.compute(algorithm, data)
-        sha = hashlib.sha256(data).hexdigest() if ctx.settings.sha256_metadata else None
-        options = ctx.write_options(source, sha256_hex=sha)
-        content_md5 = md5_b64(data) if ctx.compat else None
+        options = ctx.write_options(source, sha256_hex=body.sha256_hex)
+        digest = body.digest
 
         def send() -> UploadResult:
             put = ctx.store.put_object(
                 item.bucket,
                 item.key,
-                data,
+                body.data,
                 digest=None if ctx.compat else digest,
                 options=options,
-                content_md5=content_md5,
+                content_md5=body.content_md5 if ctx.compat else None,
             )
             ctx.limiter.on_success()
-            _verify_ack(ctx, item, put.etag, put.checksum, digest, data)
+            try:
+                _verify_ack(ctx, item, put.etag, put.checksum, digest, body)
+            except TransferError as exc:
+                raise blame_the_file(source, body, exc) from exc
             return UploadResult(
                 path=source.path,
                 bucket=item.bucket,
@@ -69,10 +64,10 @@ def _verify_ack(
     etag: str,
     acked: str | None,
     digest: checksums.Digest | None,
-    data: bytes,
+    body: Body,
 ) -> None:
     if ctx.etag_check and ctx.settings.sse != "aws:kms":
-        check_etag(etag, data, what=item.key)
+        check_etag(etag, body, what=item.key)
     if digest is not None and not ctx.compat:
         if acked is None:
             raise TransferError(

@@ -16,11 +16,11 @@ from dataclasses import replace
 
 from s3stow.compare import remote_matches
 from s3stow.config import Settings
-from s3stow.errors import AuthError, BucketMissingError, Interrupted, S3StowError
+from s3stow.errors import AuthError, BucketMissingError, Interrupted, S3StowError, SourceChanged
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.store.base import ObjectInfo, ObjectStore
-from s3stow.transfer.context import SourceChanged, TransferContext
+from s3stow.transfer.context import TransferContext
 from s3stow.transfer.multipart import put_multipart
 from s3stow.transfer.single import put_single
 
