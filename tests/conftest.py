@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,7 @@ class Cli:
 
     endpoint: str
     cwd: Path
+    started: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "s3stow", "--endpoint-url", self.endpoint, *args]
@@ -120,7 +121,7 @@ class Cli:
         return CliResult(done.returncode, done.stdout, done.stderr)
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             self.command(*args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -128,16 +129,29 @@ class Cli:
             cwd=self.cwd,
             env=self.env(env),
         )
+        self.started.append(process)
+        return process
+
+    def kill_leftovers(self) -> None:
+        """Kill (by PID) what a failed test left running, so it cannot load later tests."""
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
 
 
 @pytest.fixture
-def cli(s3_server: LocalS3Server, tmp_path: Path) -> Cli:
-    return Cli(s3_server.endpoint_url, tmp_path)
+def cli(s3_server: LocalS3Server, tmp_path: Path) -> Iterator[Cli]:
+    runner = Cli(s3_server.endpoint_url, tmp_path)
+    yield runner
+    runner.kill_leftovers()
 
 
 @pytest.fixture
-def proxied_cli(proxy: FaultProxy, tmp_path: Path) -> Cli:
-    return Cli(proxy.url, tmp_path)
+def proxied_cli(proxy: FaultProxy, tmp_path: Path) -> Iterator[Cli]:
+    runner = Cli(proxy.url, tmp_path)
+    yield runner
+    runner.kill_leftovers()
 
 
 @pytest.fixture
