@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-from awscrt import checksums as crt
 
 from s3stow.config import ChecksumName
 
@@ -49,7 +47,7 @@ def compute(algorithm: ChecksumName, data: bytes | memoryview) -> Digest | None:
         return None
     if algorithm == "sha256":
         return Digest("sha256", base64.b64encode(hashlib.sha256(data).digest()).decode("ascii"))
-    value = _crc_function(algorithm)(data, 0)
+    value = crc_function(algorithm)(data, 0)
     return Digest(algorithm, _crc_b64(value, _CRC_BYTES[algorithm]), value)
 
 
@@ -63,12 +61,22 @@ def digest_of_sha256(raw: bytes) -> Digest:
     return Digest("sha256", base64.b64encode(raw).decode("ascii"))
 
 
-def _crc_function(algorithm: str):  # type: ignore[no-untyped-def]
-    return {"crc64nvme": crt.crc64nvme, "crc32c": crt.crc32c, "crc32": crt.crc32}[algorithm]
+def crc_function(algorithm: str) -> Callable[[bytes | memoryview, int], int]:
+    """awscrt's CRC function for ``algorithm``: ``f(data, previous) -> crc``."""
+    from awscrt import checksums as crt  # native: loaded on the first checksum, not at start
+
+    functions: dict[str, Callable[[bytes | memoryview, int], int]] = {
+        "crc64nvme": crt.crc64nvme,
+        "crc32c": crt.crc32c,
+        "crc32": crt.crc32,
+    }
+    return functions[algorithm]
 
 
 def combine_parts(algorithm: ChecksumName, parts: Sequence[tuple[int, int]]) -> str:
     """Full-object CRC from ``(crc, length)`` of each part, in part order."""
+    from awscrt import checksums as crt
+
     combine = {
         "crc64nvme": crt.combine_crc64nvme,
         "crc32c": crt.combine_crc32c,
@@ -102,7 +110,7 @@ def file_digest(path: str, algorithm: ChecksumName, *, chunk: int = 8 * 1024 * 1
             while block := handle.read(chunk):
                 sha.update(block)
         return base64.b64encode(sha.digest()).decode("ascii")
-    function = _crc_function(algorithm)
+    function = crc_function(algorithm)
     value = 0
     with open(path, "rb") as handle:
         while block := handle.read(chunk):

@@ -198,10 +198,12 @@ class Ledger:
                 for start in range(0, len(keys), _LOOKUP_CHUNK):
                     chunk = keys[start : start + _LOOKUP_CHUNK]
                     rows = conn.execute(
-                        select(table).where(table.c.bucket == bucket, table.c.key.in_(chunk))
+                        select(*_ENTRY_COLUMNS).where(
+                            table.c.bucket == bucket, table.c.key.in_(chunk)
+                        )
                     )
-                    for row in rows:
-                        found[row.key] = _entry(row)
+                    for row in rows:  # unpacked by position: a no-op run reads every entry
+                        found[row[1]] = _entry_of(row)
         except SQLAlchemyError as exc:
             raise LedgerError(f"cannot read the ledger: {_first_line(exc)}") from exc
         return found
@@ -457,6 +459,22 @@ class Ledger:
         self._flusher.join(timeout=5)
         self.flush()
         self.engine.dispose()
+
+
+_ENTRY_COLUMNS = tuple(
+    schema.items.c[name]
+    for name in (
+        "bucket", "key", "source_path", "size", "mtime_ns", "status", "checksum_algorithm",
+        "checksum", "etag", "attempts", "error_class", "error_message", "run_id",
+    )
+)  # fmt: skip
+_STATUS = {status.value: status for status in Status}
+
+
+def _entry_of(row: tuple[Any, ...]) -> LedgerEntry:
+    """A ``LedgerEntry`` from a row of ``_ENTRY_COLUMNS`` (in ``LedgerEntry`` order)."""
+    bucket, key, source_path, size, mtime_ns, status, *rest = row
+    return LedgerEntry(bucket, key, source_path, size, mtime_ns, _STATUS[status], *rest)
 
 
 def _entry(row: Any) -> LedgerEntry:

@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from awscrt import checksums as crt
-
+from s3stow.checksums import crc_function
 from s3stow.errors import SourceChanged, TransferError
 
 CHUNK = 1024 * 1024
 UNREADABLE = ("PermissionDenied", "ReadError")  # codes of a file that cannot be read
 _buffers = threading.local()
-_CRC = {"crc64nvme": crt.crc64nvme, "crc32c": crt.crc32c, "crc32": crt.crc32}
 
 
 def _buffer() -> bytearray:
@@ -69,7 +67,7 @@ def hash_range(
     """Read ``length`` bytes at ``offset`` in chunks and hash them: the CRC named by
     ``crc`` (crc64nvme, crc32c, crc32), SHA-256 and MD5 as asked. A file shorter than
     the range raises ``SourceChanged``."""
-    function = _CRC[crc] if crc is not None else None
+    function = crc_function(crc) if crc is not None else None
     value = 0
     sha = hashlib.sha256() if sha256 else None
     digest_md5 = hashlib.md5(usedforsecurity=False) if md5 else None
