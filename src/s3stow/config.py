@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from s3stow.errors import ConfigError
@@ -166,6 +165,8 @@ class _Source:
 
 
 def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    import yaml  # only a run with --config pays for it
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

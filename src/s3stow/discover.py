@@ -75,19 +75,19 @@ def _walk(root: Path, group: str, *, follow_symlinks: bool) -> Iterator[Found]:
     real_root = os.path.realpath(root)
     root_info = os.stat(root)
     seen_dirs = {(root_info.st_dev, root_info.st_ino)}
-    stack: list[tuple[str, str]] = [(os.fspath(root), "")]
+    stack: list[tuple[Path, str]] = [(Path(root), "")]
     while stack:
         directory, rel_dir = stack.pop()
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            yield Skipped(Path(directory), f"cannot read directory: {exc.strerror}")
+            yield Skipped(directory, f"cannot read directory: {exc.strerror}")
             continue
-        subdirs: list[tuple[str, str]] = []
+        subdirs: list[tuple[Path, str]] = []
         for entry in entries:
             rel = f"{rel_dir}{entry.name}"
-            path = Path(entry.path)
+            path = directory / entry.name  # cheaper than parsing entry.path again
             if not _valid_name(entry.name):
                 yield Skipped(path, "name is not valid UTF-8; rename it to upload it")
                 continue
@@ -113,7 +113,7 @@ def _walk(root: Path, group: str, *, follow_symlinks: bool) -> Iterator[Found]:
                     yield Skipped(path, "symlink loop (directory already visited)", "Symlink")
                     continue
                 seen_dirs.add(ident)
-                subdirs.append((entry.path, rel + "/"))
+                subdirs.append((path, rel + "/"))
             elif stat.S_ISREG(mode):
                 top = group or (rel.split("/", 1)[0] if "/" in rel else ROOT_GROUP)
                 yield SourceFile(path, rel, info.st_size, info.st_mtime_ns, root, top)

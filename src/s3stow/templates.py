@@ -192,6 +192,10 @@ class KeyTemplate:
     ) -> str:
         """Return the checked key of ``source`` (raises ``UnsafeKeyError``)."""
         rel = source.rel_path
+        if not record and self.fields <= _PATH_ONLY:  # the mirror layout: nothing to derive
+            return sanitise_key(
+                self.text.format(prefix=self.prefix, rel_path=rel), prefix=self.prefix
+            )
         rel_dir, _, name = rel.rpartition("/")
         stem, dot, ext = name.rpartition(".")
         if not dot or not stem:
@@ -229,6 +233,9 @@ class KeyTemplate:
             source.path,
         )
         return datetime.fromtimestamp(source.mtime_ns / 1e9, UTC)
+
+
+_PATH_ONLY = frozenset({"prefix", "rel_path"})
 
 
 def sanitise_key(key: str, *, prefix: str = "") -> str:

@@ -31,8 +31,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from s3stow.errors import LedgerError
@@ -141,7 +139,7 @@ class Ledger:
         self, engine: Engine, *, flush_interval: float = 0.25, batch_size: int = 1000
     ) -> None:
         self.engine = engine
-        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._insert = _upsert_for(engine.dialect.name)
         self._pending: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -459,6 +457,17 @@ class Ledger:
         self._flusher.join(timeout=5)
         self.flush()
         self.engine.dispose()
+
+
+def _upsert_for(dialect: str) -> Any:
+    """The dialect's ``insert`` (with ON CONFLICT), imported only for the dialect in use."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 _ENTRY_COLUMNS = tuple(
