@@ -12,6 +12,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from s3stow.config import ChecksumName
 
@@ -61,6 +62,7 @@ def digest_of_sha256(raw: bytes) -> Digest:
     return Digest("sha256", base64.b64encode(raw).decode("ascii"))
 
 
+@cache
 def crc_function(algorithm: str) -> Callable[[bytes | memoryview, int], int]:
     """awscrt's CRC function for ``algorithm``: ``f(data, previous) -> crc``."""
     from awscrt import checksums as crt  # native: loaded on the first checksum, not at start
