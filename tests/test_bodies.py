@@ -118,5 +118,5 @@ def test_content_md5_is_the_base64_of_the_md5(data_file: Path) -> None:
     from s3stow.transfer.bodies import Body
 
     md5 = hashlib.md5(DATA, usedforsecurity=False)
-    body = Body(FileRange(data_file, 0, len(DATA)), len(DATA), None, md5.hexdigest(), None)
+    body = Body(FileRange(data_file, 0, len(DATA)), None, md5.hexdigest(), None)
     assert body.content_md5 == base64.b64encode(md5.digest()).decode()

@@ -145,6 +145,22 @@ def test_no_key_escapes_the_prefix(segments: list[str], text: str) -> None:
     assert key == unicodedata.normalize("NFC", key)
 
 
+@settings(max_examples=200)
+@given(st.lists(NAMES, min_size=1, max_size=6))
+def test_the_mirror_shortcut_renders_what_the_general_path_renders(segments: list[str]) -> None:
+    """``{prefix}{rel_path}`` skips deriving fields; a record (unused by the template)
+    forces the general path, which must agree key for key and error for error."""
+    template = KeyTemplate.build("{prefix}backup/{rel_path}", "base/pre/")
+    item = source("/".join(segments))
+    outcomes = []
+    for record in (None, {"unused": 1}):
+        try:
+            outcomes.append(template.render(item, record=record))
+        except UnsafeKeyError as exc:
+            outcomes.append(f"refused: {exc}")
+    assert outcomes[0] == outcomes[1]
+
+
 def test_include_exclude_precedence() -> None:
     selector = Selector.build(include=["*.xml", "keep/**"], exclude=["**/tmp/**", "*.xml.part"])
     assert selector.takes(source("a/b.xml")) is None

@@ -211,14 +211,14 @@ class Ledger:
     ) -> Iterator[LedgerEntry]:
         self.flush()
         table = schema.items
-        query = select(table).order_by(table.c.id)
+        query = select(*_ENTRY_COLUMNS).order_by(table.c.id)
         if statuses is not None:
             query = query.where(table.c.status.in_([s.value for s in statuses]))
         if run_id is not None:
             query = query.where(table.c.run_id == run_id)
         with self._connect() as conn:
             for row in conn.execute(query):
-                yield _entry(row)
+                yield _entry_of(row)
 
     def record(
         self, result: UploadResult, *, mtime_ns: int, run_id: str, group: str | None = None
@@ -230,12 +230,12 @@ class Ledger:
         """Every item of ``bucket`` whose key starts with ``prefix``, by key."""
         self.flush()
         table = schema.items
-        query = select(table).where(table.c.bucket == bucket).order_by(table.c.key)
+        query = select(*_ENTRY_COLUMNS).where(table.c.bucket == bucket).order_by(table.c.key)
         if prefix:
             query = query.where(table.c.key.startswith(prefix, autoescape=True))
         with self._connect() as conn:
             for row in conn.execute(query):
-                yield _entry(row)
+                yield _entry_of(row)
 
     # ---- multipart ------------------------------------------------------------
     def multipart_state(self, bucket: str, key: str) -> MultipartState | None:
@@ -484,24 +484,6 @@ def _entry_of(row: tuple[Any, ...]) -> LedgerEntry:
     """A ``LedgerEntry`` from a row of ``_ENTRY_COLUMNS`` (in ``LedgerEntry`` order)."""
     bucket, key, source_path, size, mtime_ns, status, *rest = row
     return LedgerEntry(bucket, key, source_path, size, mtime_ns, _STATUS[status], *rest)
-
-
-def _entry(row: Any) -> LedgerEntry:
-    return LedgerEntry(
-        bucket=row.bucket,
-        key=row.key,
-        source_path=row.source_path,
-        size=row.size,
-        mtime_ns=row.mtime_ns,
-        status=Status(row.status),
-        checksum_algorithm=row.checksum_algorithm,
-        checksum=row.checksum,
-        etag=row.etag,
-        attempts=row.attempts,
-        error_class=row.error_class,
-        error_message=row.error_message,
-        run_id=row.run_id,
-    )
 
 
 def default_ledger_path(state_dir: str | os.PathLike[str]) -> str:

@@ -52,6 +52,17 @@ def open_source(path: Path) -> BinaryIO:
         raise TransferError(f"cannot read {path}: {exc.strerror}", code=UNREADABLE[1]) from exc
 
 
+def read_range(path: Path, offset: int, length: int) -> bytes:
+    """Read exactly ``length`` bytes at ``offset`` into memory (small bodies), or raise
+    ``SourceChanged``."""
+    with open_source(path) as handle:
+        handle.seek(offset)
+        data = handle.read(length)
+    if len(data) != length:
+        raise SourceChanged(f"{path} is shorter than when it was discovered")
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class RangeHashes:
     """What one pass over a byte range computed (``None`` where not asked for)."""

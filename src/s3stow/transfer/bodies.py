@@ -19,8 +19,8 @@ from s3stow import checksums
 from s3stow.checksums import Digest
 from s3stow.errors import SourceChanged, TransferError
 from s3stow.models import SourceFile
-from s3stow.store.body import FileRange, hash_range
-from s3stow.transfer.context import TransferContext, ensure_unchanged, read_range
+from s3stow.store.body import FileRange, hash_range, read_range
+from s3stow.transfer.context import TransferContext, ensure_unchanged
 from s3stow.units import MiB
 
 STREAM_ABOVE = 1 * MiB  # bodies at least this large are streamed, not buffered
@@ -33,7 +33,6 @@ class Body:
     """A request body and its hashes."""
 
     data: bytes | FileRange
-    length: int
     digest: Digest | None  # the configured checksum (sent to S3 unless in compatibility mode)
     md5_hex: str | None  # for the ETag check and Content-MD5
     sha256_hex: str | None  # of these bytes, when asked for
@@ -65,10 +64,9 @@ def prepare_body(
     algorithm = None if ctx.settings.checksum == "none" else ctx.settings.checksum
     want_md5 = md5 or ctx.etag_check
     if length < STREAM_ABOVE:
-        data = read_range(source, offset, length)
+        data = read_range(source.path, offset, length)
         return Body(
             data,
-            length,
             checksums.compute(algorithm, data) if algorithm else None,
             hashlib.md5(data, usedforsecurity=False).hexdigest() if want_md5 else None,
             hashlib.sha256(data).hexdigest() if sha256 else None,
@@ -84,7 +82,6 @@ def prepare_body(
     sha_hex = hashes.sha256.hex() if hashes.sha256 is not None else None
     return Body(
         FileRange(source.path, offset, length, sha256_hex=sha_hex),
-        length,
         digest,
         hashes.md5_hex,
         sha_hex,

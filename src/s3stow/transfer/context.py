@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from s3stow import __version__
 from s3stow.config import Settings, wants_etag_check
-from s3stow.errors import SourceChanged, TransferError
+from s3stow.errors import SourceChanged
 from s3stow.ledger import Ledger
 from s3stow.models import SourceFile
 from s3stow.store.base import ObjectStore, WriteOptions
@@ -81,25 +81,6 @@ def ensure_unchanged(source: SourceFile) -> None:
             f"{source.path} changed during upload (size {source.size} -> {info.st_size}, "
             "or its modification time moved); it will be picked up by the next run"
         )
-
-
-def read_range(source: SourceFile, offset: int, length: int) -> bytes:
-    """Read exactly ``length`` bytes at ``offset`` or raise ``SourceChanged``."""
-    try:
-        with open(source.path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read(length)
-    except FileNotFoundError:
-        raise SourceChanged(f"{source.path} vanished during upload") from None
-    except PermissionError as exc:
-        raise TransferError(
-            f"cannot read {source.path}: {exc.strerror}", code="PermissionDenied"
-        ) from exc
-    except OSError as exc:
-        raise TransferError(f"cannot read {source.path}: {exc.strerror}", code="ReadError") from exc
-    if len(data) != length:
-        raise SourceChanged(f"{source.path} is shorter than when it was discovered")
-    return data
 
 
 @contextmanager
