@@ -3,9 +3,11 @@
 Writes are queued and committed together by a background flusher (every
 ``flush_interval`` seconds or ``batch_size`` records), so the ledger is never the
 bottleneck; ``flush()`` forces a commit and is called before reading state that
-may still be queued, and at the end of a run. SQLite runs in WAL mode with
-``synchronous=NORMAL`` (durable across a process crash); its file is created
-with mode 0600. PostgreSQL URLs (``postgresql://``) use psycopg 3.
+may still be queued, and at the end of a run. The statements are plain SQL that
+SQLite and PostgreSQL both run (``database.py`` holds the connections: stdlib
+``sqlite3`` for a file, SQLAlchemy + psycopg 3 for ``postgresql://``). SQLite runs
+in WAL mode with ``synchronous=NORMAL`` (durable across a process crash); its file
+is created with mode 0600.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,24 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    create_engine,
-    delete,
-    event,
-    insert,
-    inspect,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.exc import SQLAlchemyError
-
 from s3stow.errors import LedgerError
-from s3stow.ledger import schema
+from s3stow.ledger.database import Database, database_url, open_database
 from s3stow.logs import redact
 from s3stow.models import PartRecord, Status, UploadResult
 
+__all__ = ["Ledger", "LedgerEntry", "MultipartState", "database_url", "open_ledger"]
 log = logging.getLogger(__name__)
 _LOOKUP_CHUNK = 500
 
@@ -76,70 +68,73 @@ class MultipartState:
     parts: tuple[PartRecord, ...] = ()
 
 
-def database_url(target: str) -> str:
-    """Map a path or URL to an SQLAlchemy URL (``postgresql://`` -> psycopg 3)."""
-    if target.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + target.split("://", 1)[1]
-    if "://" in target:
-        return target
-    return "sqlite:///" + str(Path(target).expanduser())
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
 def open_ledger(target: str, **kwargs: Any) -> Ledger:
     """Open (creating if needed) the ledger at a path or database URL."""
-    url = database_url(target)
     try:
-        if url.startswith("sqlite:///"):
-            path = Path(url[len("sqlite:///") :])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                path.touch(mode=0o600)
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-            event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_engine(url, pool_pre_ping=True)
-        schema.metadata.create_all(engine)
-        _add_missing_columns(engine)
-    except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
+        database = open_database(target)
+    except _database_errors() as exc:
         raise LedgerError(
-            f"cannot open the ledger {redact(target)}: {redact(str(exc).splitlines()[0])}",
+            f"cannot open the ledger {redact(target)}: {_first_line(exc)}",
             hint="check the --ledger path or URL (PostgreSQL needs the 'postgres' extra)",
         ) from exc
-    return Ledger(engine, **kwargs)
+    return Ledger(database, **kwargs)
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Additive migration: columns added to the schema since a ledger was created are
-    added to its tables (nullable), so an older ledger keeps working."""
-    inspector = inspect(engine)
-    with engine.begin() as conn:
-        for table in schema.metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    conn.execute(
-                        text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-                    )
-                    log.info("ledger: added column %s.%s", table.name, column.name)
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """What opening a ledger can raise (evaluated when an error is being matched, so
+    SQLAlchemy's errors are included once SQLAlchemy has been imported)."""
+    errors: tuple[type[BaseException], ...] = (OSError, ModuleNotFoundError, sqlite3.Error)
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc is not None:
+        errors += (sqlalchemy_exc.SQLAlchemyError,)
+    return errors
+
+
+# The item columns a LedgerEntry is made of, in its field order.
+_ENTRY_SELECT = (
+    "SELECT bucket, key, source_path, size, mtime_ns, status, checksum_algorithm, checksum,"
+    " etag, attempts, error_class, error_message, run_id FROM items"
+)
+_ITEM_UPDATED = (
+    "source_path", "size", "mtime_ns", "checksum_algorithm", "checksum", "etag",
+    "version_id", "status", "grp", "ext", "error_class", "error_message", "run_id",
+    "updated_at",
+)  # fmt: skip
+_ITEM_COLUMNS = ("bucket", "key", *_ITEM_UPDATED[:-1], "attempts", "created_at", "updated_at")
+_UPSERT_ITEM = (
+    f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _ITEM_COLUMNS)})"
+    " ON CONFLICT (bucket, key) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _ITEM_UPDATED)
+    + ", attempts = items.attempts + excluded.attempts"
+)
+_INSERT_ATTEMPT = (
+    "INSERT INTO attempts (bucket, key, run_id, status, error_class, error_message, at)"
+    " VALUES (:bucket, :key, :run_id, :status, :error_class, :error_message, :at)"
+)
+_UPSERT_PART = (
+    "INSERT INTO parts (upload_id, number, etag, checksum, size)"
+    " VALUES (:upload_id, :number, :etag, :checksum, :size)"
+    " ON CONFLICT (upload_id, number) DO UPDATE SET"
+    " etag = excluded.etag, checksum = excluded.checksum, size = excluded.size"
+)
+_RUN_COLUMNS = (
+    "run_id", "command", "bucket", "prefix", "sources", "settings", "status", "started_at",
+    "finished_at", "summary",
+)  # fmt: skip
+_MULTIPART_COLUMNS = (
+    "bucket", "key", "upload_id", "source_path", "size", "mtime_ns", "part_size",
+    "checksum_algorithm",
+)  # fmt: skip
 
 
 class Ledger:
     """Batched reads and writes of the ledger tables."""
 
     def __init__(
-        self, engine: Engine, *, flush_interval: float = 0.25, batch_size: int = 1000
+        self, database: Database, *, flush_interval: float = 0.25, batch_size: int = 1000
     ) -> None:
-        self.engine = engine
-        self._insert = _upsert_for(engine.dialect.name)
+        self.database = database
         self._pending: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -148,6 +143,11 @@ class Ledger:
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._run_flusher, name="ledger", daemon=True)
         self._flusher.start()
+
+    @property
+    def engine(self) -> Any:
+        """An SQLAlchemy engine on the ledger's database (reports and the job queue)."""
+        return self.database.engine()
 
     # ---- runs ---------------------------------------------------------------
     def start_run(
@@ -161,48 +161,53 @@ class Ledger:
         settings: dict[str, Any],
     ) -> None:
         self._execute(
-            insert(schema.runs).values(
-                run_id=run_id,
-                command=command,
-                bucket=bucket,
-                prefix=prefix,
-                sources=json.dumps(list(sources)),
-                settings=json.dumps(settings, default=str),
-                status="running",
-                started_at=time.time(),
-            )
+            "INSERT INTO runs (run_id, command, bucket, prefix, sources, settings, status,"
+            " started_at) VALUES (:run_id, :command, :bucket, :prefix, :sources, :settings,"
+            " 'running', :started_at)",
+            {
+                "run_id": run_id,
+                "command": command,
+                "bucket": bucket,
+                "prefix": prefix,
+                "sources": json.dumps(list(sources)),
+                "settings": json.dumps(settings, default=str),
+                "started_at": time.time(),
+            },
         )
 
     def finish_run(self, run_id: str, *, status: str, summary: dict[str, Any]) -> None:
         self.flush()
         self._execute(
-            update(schema.runs)
-            .where(schema.runs.c.run_id == run_id)
-            .values(status=status, finished_at=time.time(), summary=json.dumps(summary))
+            "UPDATE runs SET status = :status, finished_at = :finished_at, summary = :summary"
+            " WHERE run_id = :run_id",
+            {
+                "run_id": run_id,
+                "status": status,
+                "finished_at": time.time(),
+                "summary": json.dumps(summary),
+            },
         )
 
     def run_info(self, run_id: str) -> dict[str, Any] | None:
-        with self._connect() as conn:
-            row = conn.execute(select(schema.runs).where(schema.runs.c.run_id == run_id)).first()
-        return dict(row._mapping) if row else None
+        sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE run_id = :run_id"
+        rows = self._read(sql, {"run_id": run_id})
+        return dict(zip(_RUN_COLUMNS, rows[0], strict=True)) if rows else None
 
     # ---- items --------------------------------------------------------------
     def lookup(self, bucket: str, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """Return the entries for ``keys`` in ``bucket`` (missing keys are absent)."""
         found: dict[str, LedgerEntry] = {}
-        table = schema.items
         try:
-            with self._connect() as conn:
+            with self.database.read() as session:
                 for start in range(0, len(keys), _LOOKUP_CHUNK):
                     chunk = keys[start : start + _LOOKUP_CHUNK]
-                    rows = conn.execute(
-                        select(*_ENTRY_COLUMNS).where(
-                            table.c.bucket == bucket, table.c.key.in_(chunk)
-                        )
-                    )
-                    for row in rows:  # unpacked by position: a no-op run reads every entry
+                    params: dict[str, Any] = {f"k{i}": key for i, key in enumerate(chunk)}
+                    params["bucket"] = bucket
+                    marks = ", ".join(f":k{i}" for i in range(len(chunk)))
+                    sql = f"{_ENTRY_SELECT} WHERE bucket = :bucket AND key IN ({marks})"
+                    for row in session.execute(sql, params):
                         found[row[1]] = _entry_of(row)
-        except SQLAlchemyError as exc:
+        except self.database.errors as exc:
             raise LedgerError(f"cannot read the ledger: {_first_line(exc)}") from exc
         return found
 
@@ -210,15 +215,18 @@ class Ledger:
         self, *, statuses: Iterable[Status] | None = None, run_id: str | None = None
     ) -> Iterator[LedgerEntry]:
         self.flush()
-        table = schema.items
-        query = select(*_ENTRY_COLUMNS).order_by(table.c.id)
+        where: list[str] = []
+        params: dict[str, Any] = {}
         if statuses is not None:
-            query = query.where(table.c.status.in_([s.value for s in statuses]))
+            names = [status.value for status in statuses]
+            params.update({f"s{i}": name for i, name in enumerate(names)})
+            marks = ", ".join(f":s{i}" for i in range(len(names))) or "NULL"
+            where.append(f"status IN ({marks})")
         if run_id is not None:
-            query = query.where(table.c.run_id == run_id)
-        with self._connect() as conn:
-            for row in conn.execute(query):
-                yield _entry_of(row)
+            where.append("run_id = :run_id")
+            params["run_id"] = run_id
+        sql = _ENTRY_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        yield from self._entries(sql, params)
 
     def record(
         self, result: UploadResult, *, mtime_ns: int, run_id: str, group: str | None = None
@@ -229,57 +237,52 @@ class Ledger:
     def items_under(self, bucket: str, prefix: str) -> Iterator[LedgerEntry]:
         """Every item of ``bucket`` whose key starts with ``prefix``, by key."""
         self.flush()
-        table = schema.items
-        query = select(*_ENTRY_COLUMNS).where(table.c.bucket == bucket).order_by(table.c.key)
-        if prefix:
-            query = query.where(table.c.key.startswith(prefix, autoescape=True))
-        with self._connect() as conn:
-            for row in conn.execute(query):
-                yield _entry_of(row)
+        sql = _ENTRY_SELECT + " WHERE bucket = :bucket"
+        params: dict[str, Any] = {"bucket": bucket}
+        if prefix:  # not LIKE: SQLite's LIKE ignores ASCII case
+            sql += " AND substr(key, 1, :prefix_length) = :prefix"
+            params.update(prefix=prefix, prefix_length=len(prefix))
+        yield from self._entries(sql + " ORDER BY key", params)
+
+    def _entries(self, sql: str, params: dict[str, Any]) -> Iterator[LedgerEntry]:
+        for row in self._read(sql, params):
+            yield _entry_of(row)
 
     # ---- multipart ------------------------------------------------------------
     def multipart_state(self, bucket: str, key: str) -> MultipartState | None:
         self.flush()
-        with self._connect() as conn:
-            row = conn.execute(
-                select(schema.multipart).where(
-                    schema.multipart.c.bucket == bucket, schema.multipart.c.key == key
-                )
-            ).first()
-            if row is None:
-                return None
-            part_rows = conn.execute(
-                select(schema.parts)
-                .where(schema.parts.c.upload_id == row.upload_id)
-                .order_by(schema.parts.c.number)
-            ).all()
-        return MultipartState(
-            bucket=row.bucket,
-            key=row.key,
-            upload_id=row.upload_id,
-            source_path=row.source_path,
-            size=row.size,
-            mtime_ns=row.mtime_ns,
-            part_size=row.part_size,
-            checksum_algorithm=row.checksum_algorithm,
-            parts=tuple(PartRecord(p.number, p.etag, p.checksum, p.size) for p in part_rows),
+        sql = (
+            f"SELECT {', '.join(_MULTIPART_COLUMNS)} FROM multipart"
+            " WHERE bucket = :bucket AND key = :key"
         )
+        try:
+            with self.database.read() as session:
+                row = next(session.execute(sql, {"bucket": bucket, "key": key}), None)
+                if row is None:
+                    return None
+                part_rows = list(
+                    session.execute(
+                        "SELECT number, etag, checksum, size FROM parts"
+                        " WHERE upload_id = :upload_id ORDER BY number",
+                        {"upload_id": row[2]},
+                    )
+                )
+        except self.database.errors as exc:
+            raise LedgerError(f"cannot read the ledger: {_first_line(exc)}") from exc
+        state = dict(zip(_MULTIPART_COLUMNS, row, strict=True))
+        return MultipartState(**state, parts=tuple(PartRecord(*part) for part in part_rows))
 
     def begin_multipart(self, state: MultipartState) -> None:
         """Durably record a new upload id before any part is sent."""
         self.forget_multipart(state.bucket, state.key)
+        columns = (*_MULTIPART_COLUMNS, "created_at")
         self._execute(
-            insert(schema.multipart).values(
-                bucket=state.bucket,
-                key=state.key,
-                upload_id=state.upload_id,
-                source_path=state.source_path,
-                size=state.size,
-                mtime_ns=state.mtime_ns,
-                part_size=state.part_size,
-                checksum_algorithm=state.checksum_algorithm,
-                created_at=time.time(),
-            )
+            f"INSERT INTO multipart ({', '.join(columns)})"
+            f" VALUES ({', '.join(':' + c for c in columns)})",
+            {
+                **{name: getattr(state, name) for name in _MULTIPART_COLUMNS},
+                "created_at": time.time(),
+            },
         )
 
     def record_part(self, upload_id: str, part: PartRecord) -> None:
@@ -291,19 +294,19 @@ class Ledger:
     def forget_multipart(self, bucket: str, key: str) -> None:
         """Drop the multipart state of ``key`` (after completion or abort)."""
         self.flush()
-        with self._write_lock, self._begin() as conn:
-            row = conn.execute(
-                select(schema.multipart.c.upload_id).where(
-                    schema.multipart.c.bucket == bucket, schema.multipart.c.key == key
+        where = {"bucket": bucket, "key": key}
+        try:
+            with self._write_lock, self.database.write() as session:
+                session.execute(
+                    "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM multipart"
+                    " WHERE bucket = :bucket AND key = :key)",
+                    where,
                 )
-            ).first()
-            if row is not None:
-                conn.execute(delete(schema.parts).where(schema.parts.c.upload_id == row.upload_id))
-                conn.execute(
-                    delete(schema.multipart).where(
-                        schema.multipart.c.bucket == bucket, schema.multipart.c.key == key
-                    )
+                session.execute(
+                    "DELETE FROM multipart WHERE bucket = :bucket AND key = :key", where
                 )
+        except self.database.errors as exc:
+            raise LedgerError(f"cannot write the ledger: {_first_line(exc)}") from exc
 
     # ---- batching -------------------------------------------------------------
     def _queue(self, kind: str, payload: Any) -> None:
@@ -328,160 +331,103 @@ class Ledger:
             if not batch:
                 return
             try:
-                with self._begin() as conn:
-                    self._write_batch(conn, batch)
-            except SQLAlchemyError as exc:
+                with self.database.write() as session:
+                    _write_batch(session, batch)
+            except self.database.errors as exc:
                 with self._lock:
                     self._pending[:0] = batch
-                raise LedgerError(
-                    f"cannot write the ledger: {redact(str(exc).splitlines()[0])}"
-                ) from exc
-
-    def _write_batch(self, conn: Any, batch: list[tuple[str, Any]]) -> None:
-        table = schema.items
-        item_rows: dict[tuple[str, str], dict[str, Any]] = {}
-        attempt_rows = []
-        part_rows: dict[tuple[str, int], dict[str, Any]] = {}
-        for kind, payload in batch:
-            if kind == "part":
-                upload_id, part = payload
-                part_rows[(upload_id, part.number)] = {
-                    "upload_id": upload_id,
-                    "number": part.number,
-                    "etag": part.etag,
-                    "checksum": part.checksum,
-                    "size": part.size,
-                }
-                continue
-            result, mtime_ns, run_id, now, group = payload
-            name = result.key.rsplit("/", 1)[-1]
-            row = {
-                "bucket": result.bucket,
-                "key": result.key,
-                "source_path": str(result.path),
-                "size": result.size,
-                "mtime_ns": mtime_ns,
-                "checksum_algorithm": result.checksum_algorithm,
-                "checksum": result.checksum,
-                "etag": result.etag,
-                "version_id": result.version_id,
-                "status": result.status.value,
-                "grp": group,
-                "ext": name.rsplit(".", 1)[-1].lower()[:32] if "." in name else "",
-                "attempts": result.attempts,
-                "error_class": result.error_class,
-                "error_message": redact(result.error) if result.error else None,
-                "run_id": run_id,
-                "created_at": now,
-                "updated_at": now,
-            }
-            previous = item_rows.get((result.bucket, result.key))
-            if previous is not None:
-                row["attempts"] += previous["attempts"]
-            item_rows[(result.bucket, result.key)] = row
-            if result.status in (Status.FAILED, Status.CHANGED):
-                attempt_rows.append(
-                    {
-                        "bucket": result.bucket,
-                        "key": result.key,
-                        "run_id": run_id,
-                        "status": result.status.value,
-                        "error_class": result.error_class,
-                        "error_message": row["error_message"],
-                        "at": now,
-                    }
-                )
-        if item_rows:
-            statement = self._insert(table)
-            excluded = statement.excluded
-            statement = statement.on_conflict_do_update(
-                index_elements=[table.c.bucket, table.c.key],
-                set_={
-                    **{
-                        name: excluded[name]
-                        for name in (
-                            "source_path",
-                            "size",
-                            "mtime_ns",
-                            "checksum_algorithm",
-                            "checksum",
-                            "etag",
-                            "version_id",
-                            "status",
-                            "grp",
-                            "ext",
-                            "error_class",
-                            "error_message",
-                            "run_id",
-                            "updated_at",
-                        )
-                    },
-                    "attempts": table.c.attempts + excluded.attempts,
-                },
-            )
-            conn.execute(statement, list(item_rows.values()))
-        if attempt_rows:
-            conn.execute(insert(schema.attempts), attempt_rows)
-        if part_rows:
-            statement = self._insert(schema.parts)
-            statement = statement.on_conflict_do_update(
-                index_elements=[schema.parts.c.upload_id, schema.parts.c.number],
-                set_={n: statement.excluded[n] for n in ("etag", "checksum", "size")},
-            )
-            conn.execute(statement, list(part_rows.values()))
+                raise LedgerError(f"cannot write the ledger: {_first_line(exc)}") from exc
 
     # ---- plumbing -------------------------------------------------------------
-    def _connect(self) -> Any:
+    def _read(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         try:
-            return self.engine.connect()
-        except SQLAlchemyError as exc:
-            raise LedgerError(
-                f"cannot read the ledger: {redact(str(exc).splitlines()[0])}"
-            ) from exc
+            with self.database.read() as session:
+                return list(session.execute(sql, params))
+        except self.database.errors as exc:
+            raise LedgerError(f"cannot read the ledger: {_first_line(exc)}") from exc
 
-    def _begin(self) -> Any:
-        return self.engine.begin()
-
-    def _execute(self, statement: Any) -> None:
+    def _execute(self, sql: str, params: dict[str, Any]) -> None:
         try:
-            with self._write_lock, self._begin() as conn:
-                conn.execute(statement)
-        except SQLAlchemyError as exc:
-            raise LedgerError(
-                f"cannot write the ledger: {redact(str(exc).splitlines()[0])}"
-            ) from exc
+            with self._write_lock, self.database.write() as session:
+                session.execute(sql, params)
+        except self.database.errors as exc:
+            raise LedgerError(f"cannot write the ledger: {_first_line(exc)}") from exc
 
     def close(self) -> None:
         """Flush, stop the flusher and release connections."""
         self._stop.set()
         self._flusher.join(timeout=5)
         self.flush()
-        self.engine.dispose()
+        self.database.close()
 
 
-def _upsert_for(dialect: str) -> Any:
-    """The dialect's ``insert`` (with ON CONFLICT), imported only for the dialect in use."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+def _write_batch(session: Any, batch: list[tuple[str, Any]]) -> None:
+    """One transaction's statements for a batch of queued outcomes and parts."""
+    item_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    attempt_rows = []
+    part_rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for kind, payload in batch:
+        if kind == "part":
+            upload_id, part = payload
+            part_rows[(upload_id, part.number)] = {
+                "upload_id": upload_id,
+                "number": part.number,
+                "etag": part.etag,
+                "checksum": part.checksum,
+                "size": part.size,
+            }
+            continue
+        result, mtime_ns, run_id, now, group = payload
+        name = result.key.rsplit("/", 1)[-1]
+        row = {
+            "bucket": result.bucket,
+            "key": result.key,
+            "source_path": str(result.path),
+            "size": result.size,
+            "mtime_ns": mtime_ns,
+            "checksum_algorithm": result.checksum_algorithm,
+            "checksum": result.checksum,
+            "etag": result.etag,
+            "version_id": result.version_id,
+            "status": result.status.value,
+            "grp": group,
+            "ext": name.rsplit(".", 1)[-1].lower()[:32] if "." in name else "",
+            "attempts": result.attempts,
+            "error_class": result.error_class,
+            "error_message": redact(result.error) if result.error else None,
+            "run_id": run_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        previous = item_rows.get((result.bucket, result.key))
+        if previous is not None:
+            row["attempts"] += previous["attempts"]
+        item_rows[(result.bucket, result.key)] = row
+        if result.status in (Status.FAILED, Status.CHANGED):
+            attempt_rows.append(
+                {
+                    "bucket": result.bucket,
+                    "key": result.key,
+                    "run_id": run_id,
+                    "status": result.status.value,
+                    "error_class": result.error_class,
+                    "error_message": row["error_message"],
+                    "at": now,
+                }
+            )
+    if item_rows:
+        session.executemany(_UPSERT_ITEM, list(item_rows.values()))
+    if attempt_rows:
+        session.executemany(_INSERT_ATTEMPT, attempt_rows)
+    if part_rows:
+        session.executemany(_UPSERT_PART, list(part_rows.values()))
 
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert
-
-
-_ENTRY_COLUMNS = tuple(
-    schema.items.c[name]
-    for name in (
-        "bucket", "key", "source_path", "size", "mtime_ns", "status", "checksum_algorithm",
-        "checksum", "etag", "attempts", "error_class", "error_message", "run_id",
-    )
-)  # fmt: skip
 _STATUS = {status.value: status for status in Status}
 
 
 def _entry_of(row: tuple[Any, ...]) -> LedgerEntry:
-    """A ``LedgerEntry`` from a row of ``_ENTRY_COLUMNS`` (in ``LedgerEntry`` order)."""
+    """A ``LedgerEntry`` from a row of ``_ENTRY_SELECT`` (in ``LedgerEntry`` order)."""
     bucket, key, source_path, size, mtime_ns, status, *rest = row
     return LedgerEntry(bucket, key, source_path, size, mtime_ns, _STATUS[status], *rest)
 

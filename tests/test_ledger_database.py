@@ -1,0 +1,137 @@
+"""The ledger's database layer: SQLite through the standard library (no SQLAlchemy on
+the upload path), its generated DDL kept equal to the SQLAlchemy declaration, and
+older ledgers brought up to date."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from s3stow.errors import LedgerError
+from s3stow.ledger import open_ledger, sqlite_ddl
+from s3stow.ledger.database import SqliteDatabase
+from s3stow.models import Status, UploadResult
+
+
+def _result(key: str, *, status: Status = Status.DONE, attempts: int = 1) -> UploadResult:
+    return UploadResult(
+        path=Path("/data") / key,
+        bucket="b",
+        key=key,
+        size=3,
+        status=status,
+        attempts=attempts,
+        checksum="AAAA",
+        checksum_algorithm="CRC64NVME",
+        etag="e",
+        error="boom" if status is Status.FAILED else None,
+        error_class="Transient" if status is Status.FAILED else None,
+    )
+
+
+def test_generated_ddl_matches_the_sqlalchemy_schema() -> None:
+    assert sqlite_ddl.generate() == Path(sqlite_ddl.__file__).read_text(encoding="utf-8"), (
+        "schema.py changed: python -m s3stow.ledger.sqlite_ddl > src/s3stow/ledger/sqlite_ddl.py"
+    )
+
+
+def test_a_new_ledger_from_the_ddl_has_the_declared_columns(tmp_path: Path) -> None:
+    from s3stow.ledger import schema
+
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    ledger.close()
+    connection = sqlite3.connect(tmp_path / "l.db")
+    for table in schema.metadata.sorted_tables:
+        columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table.name})")]
+        assert columns == [column.name for column in table.columns]
+    connection.close()
+    assert (tmp_path / "l.db").stat().st_mode & 0o777 == 0o600
+
+
+PROBE = """
+import sys
+from pathlib import Path
+from s3stow.ledger import open_ledger
+from s3stow.models import Status, UploadResult
+path = sys.argv[1]
+for run in ("r1", "r2"):  # create, then reopen
+    ledger = open_ledger(path)
+    ledger.start_run(run, command="upload", bucket="b", prefix="", sources=["/d"], settings={})
+    ledger.record(UploadResult(path=Path("/d/a"), bucket="b", key="a", size=1,
+                               status=Status.DONE), mtime_ns=5, run_id=run)
+    ledger.flush()
+    assert ledger.lookup("b", ["a"])["a"].mtime_ns == 5
+    ledger.finish_run(run, status="done", summary={})
+    ledger.close()
+print("sqlalchemy" in sys.modules)
+"""
+
+
+def test_the_upload_path_never_imports_sqlalchemy_for_a_sqlite_ledger(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path / "l.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def test_an_older_ledger_gains_the_missing_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    connection = sqlite3.connect(path)
+    for statement in sqlite_ddl.STATEMENTS:
+        if statement.startswith("CREATE TABLE items"):  # as before grp and ext existed
+            statement = statement.replace("grp VARCHAR(255), ext VARCHAR(32), ", "")
+            assert "grp" not in statement
+        connection.execute(statement)
+    connection.execute(
+        "INSERT INTO items (bucket, key, source_path, size, mtime_ns, status, attempts,"
+        " run_id, created_at, updated_at) VALUES ('b', 'old', '/o', 1, 1, 'done', 1, 'r', 0, 0)"
+    )
+    connection.commit()
+    connection.close()
+    assert SqliteDatabase(path).missing_columns() == ["items.grp", "items.ext"]
+
+    ledger = open_ledger(str(path))
+    ledger.record(_result("new.txt"), mtime_ns=1, run_id="r2", group="photos")
+    ledger.flush()
+    assert set(ledger.lookup("b", ["old", "new.txt"])) == {"old", "new.txt"}
+    ledger.close()
+    assert SqliteDatabase(path).missing_columns() == []
+
+
+def test_outcomes_upsert_and_count_attempts(tmp_path: Path) -> None:
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    ledger.record(_result("k", status=Status.FAILED), mtime_ns=1, run_id="r1")
+    ledger.flush()
+    ledger.record(_result("k", attempts=2), mtime_ns=2, run_id="r2")
+    ledger.flush()
+    entry = ledger.lookup("b", ["k"])["k"]
+    assert (entry.status, entry.attempts, entry.mtime_ns, entry.run_id) == (Status.DONE, 3, 2, "r2")
+    assert [e.key for e in ledger.items(statuses=[Status.FAILED])] == []
+    assert [e.key for e in ledger.items(statuses=[])] == []
+    assert [e.key for e in ledger.items(run_id="r2")] == ["k"]
+    ledger.close()
+
+
+def test_items_under_a_prefix_is_case_sensitive(tmp_path: Path) -> None:
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    for key in ("Photos/a.jpg", "photos/b.jpg", "photos_c.jpg", "photo%/d.jpg"):
+        ledger.record(_result(key), mtime_ns=1, run_id="r")
+    assert [e.key for e in ledger.items_under("b", "photos/")] == ["photos/b.jpg"]
+    assert [e.key for e in ledger.items_under("b", "photo%")] == ["photo%/d.jpg"]
+    assert len(list(ledger.items_under("b", ""))) == 4
+    ledger.close()
+
+
+def test_a_ledger_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("these are not the tables you are looking for\n" * 100)
+    with pytest.raises(LedgerError, match="cannot open the ledger"):
+        open_ledger(str(path))
