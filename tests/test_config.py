@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3stow.config import load_settings
+from s3stow.config import Settings, environment_keys, load_settings
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.units import parse_concurrency, parse_size
 
@@ -159,3 +159,47 @@ def test_any_environment_either_loads_or_fails_cleanly(values: dict[str, object]
         return
     assert loaded.concurrency >= 1
     assert loaded.part_size is None or 5 * 1024**2 <= loaded.part_size <= 5 * 1024**3
+
+
+KEYS = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "sekrit"}
+
+
+def test_environment_keys_when_botocore_would_take_exactly_them(tmp_path: Path) -> None:
+    no_config = {"AWS_CONFIG_FILE": str(tmp_path / "absent")}
+    keys = environment_keys(
+        Settings(), env={**KEYS, **no_config, "AWS_DEFAULT_REGION": "eu-west-1"}
+    )
+    assert keys is not None
+    assert (keys.access_key, keys.secret_key, keys.token, keys.region) == (
+        "AKID", "sekrit", None, "eu-west-1",
+    )  # fmt: skip
+    assert "sekrit" not in repr(keys)
+    token = environment_keys(
+        Settings(region="us-west-2", ca_bundle="/ca.pem"),
+        env={**KEYS, **no_config, "AWS_SESSION_TOKEN": "tok", "AWS_CA_BUNDLE": "/other.pem"},
+    )
+    assert token is not None
+    assert (token.token, token.region, token.ca_bundle) == ("tok", "us-west-2", "/ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("settings", "extra"),
+    [
+        (Settings(profile="work"), {}),
+        (Settings(auth="keyring"), {}),
+        (Settings(), {"AWS_PROFILE": "work"}),
+        (Settings(), {"AWS_DEFAULT_PROFILE": "work"}),
+        (Settings(), {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}),
+        (Settings(), {"AWS_CREDENTIAL_EXPIRATION": "2030-01-01T00:00:00Z"}),
+        (Settings(), {"AWS_SECRET_ACCESS_KEY": ""}),
+        (Settings(), {"CONFIG_EXISTS": "1"}),
+    ],
+)
+def test_environment_keys_defer_to_botocore(
+    settings: Settings, extra: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    if extra.pop("CONFIG_EXISTS", None):
+        config.write_text("[default]\nregion = eu-central-1\n")
+    env = {**KEYS, "AWS_CONFIG_FILE": str(config), **extra}
+    assert environment_keys(settings, env=env) is None

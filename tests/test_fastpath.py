@@ -120,6 +120,80 @@ def test_fast_path_signatures_are_accepted(auth_server: Any, tmp_path: Path) -> 
         proxy.stop()
 
 
+def test_fast_path_signs_with_a_selected_profile_not_the_environment_keys(
+    auth_server: Any, tmp_path: Path
+) -> None:
+    """With a profile selected botocore ignores AWS_ACCESS_KEY_ID; so must the fast
+    path (the environment's keys here are not valid for this server)."""
+    server, creds = auth_server
+    shared = tmp_path / "credentials"
+    shared.write_text(
+        "[uploader]\n"
+        f"aws_access_key_id = {creds['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {creds['AWS_SECRET_ACCESS_KEY']}\n"
+    )
+    boto3.client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+    ).create_bucket(Bucket="profiled")
+    proxy = FaultProxy("127.0.0.1", server.port)
+    proxy.start()
+    try:
+        make_tree(tmp_path / "src", {"a.txt": 100, "b.txt": 200})
+        env = {
+            "AWS_SHARED_CREDENTIALS_FILE": str(shared),
+            "AWS_ACCESS_KEY_ID": "AKIDNOTVALIDHERE0000",
+            "AWS_SECRET_ACCESS_KEY": "not-valid-here",
+        }
+        cli = Cli(proxy.url, tmp_path)
+        result = cli(
+            "--profile", "uploader", "upload", "src", "s3://profiled/p", "--ledger", "l.db", env=env
+        )
+        assert result.code == 0, result.output
+        puts = [
+            h for line, h in zip(proxy.log, proxy.headers, strict=True) if line.startswith("PUT ")
+        ]
+        assert len(puts) == 2
+        assert all("fastpath" in h.get("user-agent", "") for h in puts)
+        assert all("AKIDNOTVALIDHERE0000" not in h.get("authorization", "") for h in puts)
+    finally:
+        proxy.stop()
+
+
+PROBE = """
+import sys
+from s3stow.cli.app import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    print("CODE", exit.code)
+print("LOADED", ",".join(m for m in ("boto3", "botocore.session", "botocore.client",
+                                     "sqlalchemy") if m in sys.modules))
+"""
+
+
+def test_a_clean_upload_with_environment_keys_loads_no_botocore_session(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    make_tree(tmp_path / "src", {"a.txt": 10, "d/b.txt": 20})
+    argv = ["-q", "--endpoint-url", proxy.url, "upload", str(tmp_path / "src"), f"s3://{bucket}/e"]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv, "--ledger", str(tmp_path / "l.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "CODE 0" in done.stdout or "CODE None" in done.stdout, done.stderr
+    assert "LOADED \n" in done.stdout + "\n", done.stdout
+
+
 def test_fast_path_off_uses_botocore(proxied_cli, proxy, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {"a.txt": 10})
     result = proxied_cli(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -258,4 +259,52 @@ def _explain(exc: ValidationError, origin: Mapping[str, _Source]) -> ConfigError
     return ConfigError(
         "invalid configuration: " + "; ".join(problems),
         hint="fix the value named above; `s3stow upload --help` lists the accepted forms",
+    )
+
+
+@dataclass(frozen=True)
+class EnvironmentKeys:
+    """Access keys from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` when they are
+    exactly what botocore's credential chain would use, with the region and CA
+    bundle it would pick. The fast path then signs with them without loading
+    botocore (about 0.15 s of CPU per start); repr hides the secrets."""
+
+    access_key: str
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+    region: str | None = None
+    ca_bundle: str | None = None
+
+
+def environment_keys(
+    settings: Settings, *, env: Mapping[str, str] | None = None
+) -> EnvironmentKeys | None:
+    """The environment's access keys, or ``None`` when botocore must resolve them.
+
+    botocore takes the environment's keys first unless a profile is selected, and
+    reads region, CA bundle and endpoints from the shared config file too. So this
+    answers only when no profile is selected (``--profile``, ``AWS_PROFILE``,
+    ``AWS_DEFAULT_PROFILE``), no shared config file exists and no
+    ``AWS_ENDPOINT_URL*`` variable is set: then nothing else could change the
+    answer, and botocore, when it is needed for a retry, finds the same keys."""
+    env = os.environ if env is None else env
+    access_key = env.get("AWS_ACCESS_KEY_ID", "")
+    secret_key = env.get("AWS_SECRET_ACCESS_KEY", "")
+    if settings.auth != "chain" or settings.profile or not access_key or not secret_key:
+        return None
+    if env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE"):
+        return None
+    if env.get("AWS_CREDENTIAL_EXPIRATION"):  # botocore re-reads expiring keys
+        return None
+    if any(name.startswith("AWS_ENDPOINT_URL") for name in env):
+        return None
+    config_file = env.get("AWS_CONFIG_FILE") or "~/.aws/config"
+    if Path(config_file).expanduser().exists():
+        return None
+    return EnvironmentKeys(
+        access_key=access_key,
+        secret_key=secret_key,
+        token=env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN") or None,
+        region=settings.region or env.get("AWS_DEFAULT_REGION") or None,
+        ca_bundle=settings.ca_bundle or env.get("AWS_CA_BUNDLE") or None,
     )

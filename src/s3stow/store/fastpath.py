@@ -4,8 +4,10 @@ botocore spends about 2 ms of CPU on every request (parameter validation, event
 hooks, request objects), which dominates a run of many small files. This path
 sends one attempt of a PutObject, UploadPart, HeadBucket or ListObjectsV2 page
 signed by ``sigv4.sign`` (credentials from the same botocore session, so the
-same chain) over a keep-alive ``http.client`` connection per thread; a run that
-never falls back never builds a botocore client. It handles only success: any
+same chain, or the environment's access keys when botocore would take exactly
+those: ``config.environment_keys``) over a keep-alive ``http.client`` connection
+per thread; a run that never falls back never builds a botocore client, and with
+environment keys never imports botocore's session at all. It handles only success: any
 other answer or error returns ``None`` and the caller repeats the request
 through botocore, which then retries, follows redirects and translates errors
 as usual (with one attempt fewer, so ``max_attempts`` still bounds the
@@ -28,8 +30,6 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit
 from xml.etree import ElementTree as ET
 
-from botocore.utils import get_environ_proxies
-
 from s3stow import __version__
 from s3stow.errors import SourceChanged
 from s3stow.store.base import ObjectInfo
@@ -48,7 +48,7 @@ class FastPath:
     def __init__(
         self,
         *,
-        session: Any,
+        credentials: Any,
         region: str,
         endpoint_url: str | None,
         path_style: bool,
@@ -60,12 +60,12 @@ class FastPath:
         on_transient: Callable[[], None] | None = None,
     ) -> None:
         del pool_size  # one connection per thread: the thread pools bound them
-        self._credentials = session.get_credentials()
+        self._credentials = credentials  # get_frozen_credentials() at every request
         self._region = region
         if endpoint_url is None and not region:
             self._credentials = None  # no region to address AWS with: botocore only
         self._endpoint = (endpoint_url or f"https://s3.{region}.amazonaws.com").rstrip("/")
-        if get_environ_proxies(self._endpoint):
+        if _environ_proxies(self._endpoint):
             log.debug("a proxy is configured for %s: fast path off", self._endpoint)
             self._credentials = None
         self._aws = endpoint_url is None
@@ -342,3 +342,16 @@ def put_headers(args: Mapping[str, Any]) -> dict[str, str] | None:
         else:
             return None
     return headers
+
+
+def _environ_proxies(url: str) -> dict[str, str]:
+    """The proxies botocore would use for ``url`` (its ``get_environ_proxies``, on the
+    same standard-library functions, without importing botocore)."""
+    from urllib.request import getproxies, proxy_bypass
+
+    try:
+        if proxy_bypass(urlsplit(url).netloc):
+            return {}
+    except (TypeError, OSError):
+        pass
+    return getproxies()

@@ -18,11 +18,12 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 
 from s3stow.checksums import Digest
-from s3stow.config import Settings
+from s3stow.config import Settings, environment_keys
 from s3stow.errors import AuthError
 from s3stow.logs import register_secret
 from s3stow.store.base import ObjectInfo, PartInfo, PutResult, WriteOptions
 from s3stow.store.body import FileRange
+from s3stow.store.sigv4 import Credentials
 
 if TYPE_CHECKING:
     from s3stow.store.fastpath import FastPath
@@ -212,23 +213,13 @@ class S3Store:
         if self._fast is None:
             with self._lock:
                 if self._fast is None:
-                    session = self._boto_session(settings)
                     warn_if_unverified(settings)
-                    credentials = session.get_credentials()
-                    if credentials is not None:
-                        frozen = credentials.get_frozen_credentials()
-                        register_secret(frozen.secret_key)
-                        register_secret(frozen.token)
-                    # botocore's rule: S3 without a configured region is us-east-1
-                    # with a custom endpoint; for AWS itself the fast path needs one
-                    region = session.region_name or ("us-east-1" if settings.endpoint_url else "")
-                    # the CA bundle botocore uses (AWS_CA_BUNDLE, ca_bundle in ~/.aws/config)
-                    bundle = settings.ca_bundle or self._core.get_config_variable("ca_bundle")
+                    credentials, region, bundle = self._signing_inputs(settings)
                     verify: bool | str | None = (bundle or None) if settings.verify_ssl else False
                     from s3stow.store.fastpath import FastPath
 
                     self._fast = FastPath(
-                        session=session,
+                        credentials=credentials,
                         region=region,
                         endpoint_url=settings.endpoint_url,
                         path_style=settings.path_style,
@@ -240,6 +231,27 @@ class S3Store:
                         on_transient=self._count_transient,
                     )
         return self._fast
+
+    def _signing_inputs(self, settings: Settings) -> tuple[Any, str, str | None]:
+        """Credentials, region and CA bundle for the fast path: the environment's keys
+        when botocore would use exactly those (no botocore import), else botocore's."""
+        keys = environment_keys(settings)
+        if keys is not None:
+            credentials: Any = Credentials(keys.access_key, keys.secret_key, keys.token)
+            region, bundle = keys.region, keys.ca_bundle
+        else:
+            session = self._boto_session(settings)
+            credentials = session.get_credentials()
+            region = session.region_name
+            # the CA bundle botocore uses (AWS_CA_BUNDLE, ca_bundle in ~/.aws/config)
+            bundle = settings.ca_bundle or self._core.get_config_variable("ca_bundle")
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            register_secret(frozen.secret_key)
+            register_secret(frozen.token)
+        # botocore's rule: S3 without a configured region is us-east-1 with a custom
+        # endpoint; for AWS itself the fast path needs one
+        return credentials, region or ("us-east-1" if settings.endpoint_url else ""), bundle
 
     def _count_transient(self) -> None:
         self.transient_errors += 1
