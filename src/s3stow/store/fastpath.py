@@ -3,14 +3,15 @@
 botocore spends about 2 ms of CPU on every request (parameter validation, event
 hooks, request objects), which dominates a run of many small files. This path
 sends one attempt of a PutObject, UploadPart, HeadBucket or ListObjectsV2 page
-signed by ``sigv4.sign`` (credentials from the same botocore session, so the
-same chain, or the environment's access keys when botocore would take exactly
-those: ``config.environment_keys``) over a keep-alive ``http.client`` connection
-per thread; a run that never falls back never builds a botocore client, and with
-environment keys never imports botocore's session at all. It handles only success: any
-other answer or error returns ``None`` and the caller repeats the request
-through botocore, which then retries, follows redirects and translates errors
-as usual (with one attempt fewer, so ``max_attempts`` still bounds the
+signed by ``sigv4.sign`` over a keep-alive connection per thread (``http1``: one
+HTTP/1.1 exchange, a fifth cheaper per small file than ``http.client``). The
+credentials come from the same botocore session, so the same chain, or are the
+environment's access keys when botocore would take exactly those
+(``config.environment_keys``): then botocore's session is not even imported. A
+run that never falls back never builds a botocore client. This path handles only
+success: any other answer or error returns ``None`` and the caller repeats the
+request through botocore, which then retries, follows redirects and translates
+errors as usual (with one attempt fewer, so ``max_attempts`` still bounds the
 requests). Payload signing follows botocore's rule: unsigned only over https
 with a checksum header that S3 validates. When botocore would use a proxy for
 the endpoint (HTTP(S)_PROXY), this path stays off and botocore sends everything.
@@ -22,6 +23,7 @@ import hashlib
 import http.client
 import logging
 import re
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Mapping
@@ -32,6 +34,7 @@ from xml.etree import ElementTree as ET
 
 from s3stow import __version__
 from s3stow.errors import SourceChanged
+from s3stow.store import http1
 from s3stow.store.base import ObjectInfo
 from s3stow.store.body import FileRange
 from s3stow.store.sigv4 import UNSIGNED_PAYLOAD, Credentials, canonical_query, sign
@@ -86,6 +89,7 @@ class FastPath:
                 cafile = verify if isinstance(verify, str) else None
                 self._ssl = ssl.create_default_context(cafile=cafile)
         self._local = threading.local()
+        self._addresses: dict[str, tuple[Any, Any]] = {}  # IP literal -> address
         self.sent = 0
         self.fallbacks = 0
         self._botocore_only: set[str] = set()  # buckets that answered with a redirect
@@ -100,28 +104,27 @@ class FastPath:
             return None
         return f"{bucket}.{self._netloc}", f"{self._base_path}{path or '/'}"
 
-    def _connection(self, host: str) -> tuple[http.client.HTTPConnection, bool]:
-        """This thread's connection to ``host`` and whether it was used before."""
-        connections: dict[str, http.client.HTTPConnection] = getattr(self._local, "conns", {})
+    def _connection(self, host: str) -> tuple[socket.socket, bool]:
+        """This thread's socket to ``host`` and whether it was used before."""
+        connections: dict[str, socket.socket] = getattr(self._local, "conns", None) or {}
         self._local.conns = connections
-        conn = connections.get(host)
-        if conn is not None:
-            return conn, True
-        connect, read = self._timeout
-        if self._https:
-            conn = http.client.HTTPSConnection(host, timeout=connect, context=self._ssl)
-        else:
-            conn = http.client.HTTPConnection(host, timeout=connect)
-        conn.connect()
-        if conn.sock is not None:
-            conn.sock.settimeout(read)
-        connections[host] = conn
-        return conn, False
+        sock = connections.get(host)
+        if sock is not None:
+            return sock, True
+        sock = http1.connect(
+            host,
+            default_port=443 if self._https else 80,
+            tls=self._ssl,
+            timeout=self._timeout,
+            addresses=self._addresses,
+        )
+        connections[host] = sock
+        return sock, False
 
     def _drop(self, host: str) -> None:
-        conn = getattr(self._local, "conns", {}).pop(host, None)
-        if conn is not None:
-            conn.close()
+        sock = getattr(self._local, "conns", {}).pop(host, None)
+        if sock is not None:
+            sock.close()
 
     def _request(
         self,
@@ -242,22 +245,18 @@ class FastPath:
         body: bytes | FileRange,
         headers: dict[str, str],
     ) -> tuple[int, dict[str, str], bytes]:
-        """One exchange over this thread's connection; a reused connection the server
-        has closed meanwhile is replaced once (the request never reached S3)."""
+        """One exchange over this thread's connection (``http1``); a reused connection
+        the server has closed meanwhile is replaced once (the request never reached S3)."""
+        head = http1.request_head(method, target, headers)
         for _ in range(2):
-            conn, reused = self._connection(host)
+            sock, reused = self._connection(host)
             try:
-                conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-                for name, value in headers.items():
-                    conn.putheader(name, value)
                 if isinstance(body, FileRange):
-                    conn.endheaders()
-                    if conn.sock is None:  # pragma: no cover - endheaders connects
-                        raise ConnectionError("no socket after sending the headers")
-                    body.send(conn.sock)  # zero-copy from the file where possible
+                    sock.sendall(head)
+                    body.send(sock)  # zero-copy from the file where possible
                 else:
-                    conn.endheaders(body or None)
-                response = conn.getresponse()
+                    sock.sendall(head + body if body else head)
+                status, answer, data, close = http1.read_response(sock, method)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self._drop(host)
                 if reused:
@@ -266,14 +265,9 @@ class FastPath:
             except BaseException:
                 self._drop(host)
                 raise
-            try:
-                data = response.read()
-            except BaseException:
+            if close:
                 self._drop(host)
-                raise
-            if response.will_close:
-                self._drop(host)
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+            return status, answer, data
         raise ConnectionError("the server closed the connection twice")  # pragma: no cover
 
 

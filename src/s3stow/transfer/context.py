@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -53,10 +55,10 @@ class TransferContext:
 
     def write_options(self, source: SourceFile, *, sha256_hex: str | None = None) -> WriteOptions:
         s = self.settings
-        content_type = s.content_type or mimetypes.guess_type(source.path.name)[0]
+        content_type = s.content_type or _guess_type(source.path.name)
         metadata = dict(s.metadata)
-        metadata["uploaded-at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        metadata["source"] = f"s3stow/{__version__}"
+        metadata["uploaded-at"] = _uploaded_at()
+        metadata["source"] = _SOURCE
         metadata["mtime"] = datetime.fromtimestamp(source.mtime_ns / 1e9, UTC).isoformat()
         if sha256_hex:
             metadata["sha256"] = sha256_hex
@@ -68,6 +70,29 @@ class TransferContext:
             storage_class=s.storage_class,
             if_none_match=s.no_clobber,
         )
+
+
+_SOURCE = f"s3stow/{__version__}"
+_stamp: tuple[int, str] = (0, "")
+
+
+def _uploaded_at() -> str:
+    """Now as ``%Y-%m-%dT%H:%M:%SZ``, formatted once per second."""
+    global _stamp
+    second = int(time.time())
+    if _stamp[0] != second:
+        _stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _stamp[1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _guess_by_suffix(suffixes: str) -> str | None:
+    return mimetypes.guess_type("x" + suffixes)[0]
+
+
+def _guess_type(name: str) -> str | None:
+    dot = name.find(".", 1)
+    return _guess_by_suffix(name[dot:]) if dot > 0 else mimetypes.guess_type(name)[0]
 
 
 def ensure_unchanged(source: SourceFile) -> None:

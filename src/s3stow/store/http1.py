@@ -1,0 +1,160 @@
+"""One HTTP/1.1 exchange on a plain or TLS socket, for the fast path.
+
+``http.client`` costs about 150 us of CPU per request of the ~700 us s3stow spends
+on a small file (one ``send`` per header, and the answer's headers parsed through
+the ``email`` package); this writes the request head in one piece and reads the
+answer straight off the socket, which cut the client CPU per small file by about a
+fifth (measured on 2,000 x 16 KiB against the local server). Its scope is what S3
+answers: a status line, headers, and a body delimited by Content-Length, chunked
+encoding or the end of the connection. Anything outside that (a malformed line, a
+head over 64 KiB, a truncated body) raises an ``http.client`` exception, so the
+fast path drops the connection and botocore repeats the request. Header values
+with CR or LF are refused like ``http.client`` refuses them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+MAX_HEAD = 64 * 1024
+_RECV = 65536
+
+
+def connect(
+    host: str,
+    *,
+    default_port: int,
+    tls: ssl.SSLContext | None,
+    timeout: tuple[float, float],
+    addresses: dict[str, tuple[Any, Any]],
+) -> socket.socket:
+    """A connected socket (TLS when ``tls``) to ``host`` (``name[:port]``), with the
+    read timeout set. IP literals are resolved once into ``addresses``; names are
+    resolved at every connection, so DNS rotation is followed."""
+    name, _, port = host.rpartition(":")
+    if not name or not port.isdigit():
+        name, port = host, str(default_port)
+    name = name.strip("[]")
+    address = addresses.get(host)
+    if address is None:
+        info = socket.getaddrinfo(name, int(port), 0, socket.SOCK_STREAM)[0]
+        address = info[0], info[4]
+        if _is_ip_literal(name):
+            addresses[host] = address
+    connect_timeout, read_timeout = timeout
+    sock = socket.socket(address[0], socket.SOCK_STREAM)
+    try:
+        sock.settimeout(connect_timeout)
+        sock.connect(address[1])
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname=name)
+        sock.settimeout(read_timeout)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def request_head(method: str, target: str, headers: Mapping[str, str]) -> bytes:
+    """The request line and headers, ready to send."""
+    lines = [f"{method} {target} HTTP/1.1\r\n"]
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            raise ValueError(f"invalid header {name!r}")
+        lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def read_response(sock: Any, method: str) -> tuple[int, dict[str, str], bytes, bool]:
+    """(status, lower-case headers, body, close) of the next answer on ``sock``;
+    ``close`` says the connection cannot carry another request."""
+    buffer = bytearray()
+    while (end := buffer.find(b"\r\n\r\n")) < 0:
+        if len(buffer) > MAX_HEAD:
+            raise http.client.HTTPException("response head too long")
+        chunk = sock.recv(_RECV)
+        if not chunk:
+            raise http.client.RemoteDisconnected("the server closed the connection")
+        buffer += chunk
+    lines = buffer[:end].decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+        raise http.client.BadStatusLine(lines[0])
+    status = int(rest[:3])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise http.client.HTTPException(f"malformed header line {line!r}")
+        name = name.strip().lower()
+        value = value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    body = buffer[end + 4 :]
+    connection = headers.get("connection", "").lower()
+    close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+    if method == "HEAD" or status in (204, 304) or status < 200:
+        length = 0
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
+        return status, headers, _read_chunked(sock, body), close
+    elif "content-length" in headers:
+        if not headers["content-length"].isdigit():
+            raise http.client.HTTPException("invalid Content-Length")
+        length = int(headers["content-length"])
+    else:  # delimited by the end of the connection
+        while chunk := sock.recv(_RECV):
+            body += chunk
+        return status, headers, bytes(body), True
+    while len(body) < length:
+        chunk = sock.recv(max(_RECV, length - len(body)))
+        if not chunk:
+            raise http.client.IncompleteRead(bytes(body), length - len(body))
+        body += chunk
+    if len(body) != length:  # bytes beyond the answer: do not reuse this connection
+        return status, headers, bytes(body[:length]), True
+    return status, headers, bytes(body), close
+
+
+def _read_chunked(sock: Any, data: bytearray) -> bytes:
+    """A chunked body, ``data`` being what already arrived after the head; trailers
+    (S3 sends none) are read and discarded."""
+    out = bytearray()
+    while True:
+        while (eol := data.find(b"\r\n")) < 0:
+            data += _more(sock, out)
+        size_field = bytes(data[:eol]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_field, 16)
+        except ValueError:
+            raise http.client.HTTPException("invalid chunk size") from None
+        if size == 0:
+            rest = data[eol + 2 :]
+            while not rest.startswith(b"\r\n") and b"\r\n\r\n" not in rest:
+                rest += _more(sock, out)
+            return bytes(out)
+        need = eol + 2 + size + 2
+        while len(data) < need:
+            data += _more(sock, out)
+        out += data[eol + 2 : eol + 2 + size]
+        del data[:need]
+
+
+def _more(sock: Any, received: bytearray) -> bytes:
+    chunk: bytes = sock.recv(_RECV)
+    if not chunk:
+        raise http.client.IncompleteRead(bytes(received))
+    return chunk
+
+
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
