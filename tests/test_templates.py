@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -327,3 +328,20 @@ def test_windows_style_strip_prefix_is_normalised() -> None:
     assert planned is not None
     assert not isinstance(planned, Refused)
     assert planned.key in ("p/x.jpg", "p/astro/x.jpg")
+
+
+PIECES = ["a", "Z", "/", "\\", ".", "..", " ", "\x01", "\u00e9", "e\u0301", "_", "\udcff"]
+KEY_TEXT = st.lists(st.sampled_from(PIECES), max_size=30).map("".join) | st.text(max_size=300)
+
+
+@given(KEY_TEXT, st.sampled_from(["", "p/", "e\u0301/", "a"]))
+def test_sanitise_key_shortcut_agrees_with_the_general_path(key: str, prefix: str) -> None:
+    from s3stow.templates import _sanitise_general, sanitise_key
+
+    def outcome(function: Callable[..., str]) -> str:
+        try:
+            return "ok:" + function(key, prefix=prefix)
+        except UnsafeKeyError as exc:
+            return "refused:" + str(exc)
+
+    assert outcome(sanitise_key) == outcome(_sanitise_general)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from s3stow.errors import ConfigError
-from s3stow.keys import UnsafeKeyError, check_key
+from s3stow.keys import MAX_KEY_BYTES, UnsafeKeyError, check_key
 from s3stow.models import SourceFile
 
 log = logging.getLogger(__name__)
@@ -238,8 +238,25 @@ class KeyTemplate:
 _PATH_ONLY = frozenset({"prefix", "rel_path"})
 
 
+# A key that needs no change: segments without "/", "\\" or control characters, none
+# empty or starting with "." (so no "." or ".." segment).
+_SEGMENT = r"[^/\\\x00-\x1f\x7f.][^/\\\x00-\x1f\x7f]*"
+_PLAIN_KEY = re.compile(rf"(?:{_SEGMENT}/)*{_SEGMENT}")
+
+
 def sanitise_key(key: str, *, prefix: str = "") -> str:
     """Drop empty and ``.`` segments, refuse ``..``, NFC-normalise, then check."""
+    if (
+        _PLAIN_KEY.fullmatch(key)
+        and len(key) <= MAX_KEY_BYTES // 4  # at most 4 UTF-8 bytes a character
+        and unicodedata.is_normalized("NFC", key)
+        and (not prefix or (key.startswith(prefix) and unicodedata.is_normalized("NFC", prefix)))
+    ):
+        return key  # what the general path below returns for it, without the work
+    return _sanitise_general(key, prefix=prefix)
+
+
+def _sanitise_general(key: str, *, prefix: str = "") -> str:
     segments = []
     for segment in key.replace("\\", "/").split("/"):
         if segment in ("", "."):

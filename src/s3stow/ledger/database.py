@@ -109,12 +109,12 @@ _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 _S3STOW_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'items'"
 
 
-def _columns_of(session: Session, table: str) -> set[str]:
-    return {row[1] for row in session.execute(f'PRAGMA table_info("{table}")')}
+def _columns_of(session: Session, table: str) -> list[str]:
+    return [row[1] for row in session.execute(f'PRAGMA table_info("{table}")')]
 
 
 @cache
-def _declared_columns() -> dict[str, set[str]]:
+def _declared_columns() -> dict[str, list[str]]:
     """The columns ``sqlite_ddl`` declares, read back from an in-memory database."""
     connection = sqlite3.connect(":memory:")
     try:
@@ -190,11 +190,11 @@ class SqliteDatabase:
     def missing_columns(self) -> list[str]:
         """``table.column`` of every declared column this database lacks."""
         with self.read() as session:
-            return [
-                f"{table}.{column}"
-                for table, columns in _declared_columns().items()
-                for column in columns - _columns_of(session, table)
-            ]
+            missing = []
+            for table, columns in _declared_columns().items():
+                present = set(_columns_of(session, table))
+                missing += [f"{table}.{column}" for column in columns if column not in present]
+            return missing
 
     @contextmanager
     def sqlalchemy_engine(self) -> Iterator[Any]:
