@@ -12,19 +12,12 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
@@ -35,6 +28,16 @@ class RichProgress(Observer):
     """Live progress bars on a terminal."""
 
     def __init__(self, console: Console) -> None:
+        # imported here: a quiet or non-terminal run never draws bars (about 30 ms)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -278,6 +281,8 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
             )
         )
     if 1 < len(summary.groups) <= 12:
+        from rich.table import Table
+
         table = Table(
             "group", "files", "uploaded", "skipped", "failed", "sent", box=None, pad_edge=False
         )
