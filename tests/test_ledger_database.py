@@ -135,3 +135,47 @@ def test_a_ledger_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> Non
     path.write_text("these are not the tables you are looking for\n" * 100)
     with pytest.raises(LedgerError, match="cannot open the ledger"):
         open_ledger(str(path))
+
+
+def test_threads_that_come_and_go_reuse_the_ledger_connections(tmp_path: Path) -> None:
+    """A long watch starts new pool threads every cycle: each must not keep its own
+    connection (file descriptors would grow for as long as the process runs)."""
+    import threading
+
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    database = ledger.database
+    assert isinstance(database, SqliteDatabase)
+
+    def use(index: int) -> None:
+        ledger.record(_result(f"k{index}"), mtime_ns=index, run_id="r")
+        ledger.flush()
+        assert ledger.lookup("b", [f"k{index}"])
+
+    for round_ in range(20):
+        threads = [threading.Thread(target=use, args=(round_ * 3 + i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(database._all) <= 5  # at most the threads using it at once, plus the flusher
+    assert len(list(ledger.items())) == 60
+    ledger.close()
+    assert database._all == []
+
+
+def test_a_failed_transaction_is_rolled_back_and_the_connection_stays_usable(
+    tmp_path: Path,
+) -> None:
+    database = SqliteDatabase(tmp_path / "l.db")
+    assert database.create_if_empty()
+
+    def insert_twice() -> None:
+        with database.write() as session:
+            session.execute("INSERT INTO s3stow_meta (name, value) VALUES ('a', '1')")
+            session.execute("INSERT INTO s3stow_meta (name, value) VALUES ('a', '2')")
+
+    with pytest.raises(sqlite3.IntegrityError):
+        insert_twice()
+    with database.read() as session:
+        assert list(session.execute("SELECT count(*) FROM s3stow_meta")) == [(0,)]
+    database.close()

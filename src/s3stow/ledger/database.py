@@ -139,44 +139,57 @@ class _SqliteSession:
 
 
 class SqliteDatabase:
-    """A SQLite file through the standard library: one connection per thread, in
-    autocommit mode, with explicit ``BEGIN IMMEDIATE`` transactions for writes."""
+    """A SQLite file through the standard library: a small pool of connections in
+    autocommit mode (one per concurrent user, reused, so threads that come and go,
+    as in a week-long ``watch``, do not leave connections open), with explicit
+    ``BEGIN IMMEDIATE`` transactions for writes."""
 
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
+        self._idle: list[sqlite3.Connection] = []
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._engine: Any = None
 
-    def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+    @contextmanager
+    def _borrow(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
         if connection is None:
             connection = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
             sqlite_pragmas(connection)
-            self._local.connection = connection
             with self._lock:
                 self._all.append(connection)
-        return connection
+        try:
+            yield connection
+        finally:
+            if connection.in_transaction:  # a failed COMMIT or ROLLBACK: do not reuse
+                with self._lock:
+                    self._all.remove(connection)
+                connection.close()
+            else:
+                with self._lock:
+                    self._idle.append(connection)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        yield _SqliteSession(self._connection())
+        with self._borrow() as connection:
+            yield _SqliteSession(connection)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield _SqliteSession(connection)
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+        with self._borrow() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteSession(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
     def create_if_empty(self) -> bool:
         """Create every table in a database that has none of them; True if it did."""
@@ -222,7 +235,7 @@ class SqliteDatabase:
 
     def close(self) -> None:
         with self._lock:
-            connections, self._all = self._all, []
+            connections, self._all, self._idle = self._all, [], []
             engine, self._engine = self._engine, None
         for connection in connections:
             connection.close()
