@@ -119,3 +119,18 @@ def test_signing_key_is_cached_per_day_and_region() -> None:
     assert first["Authorization"] != other_region["Authorization"]
     assert "us-west-2/s3/aws4_request" in other_region["Authorization"]
     assert "secret" not in first["Authorization"]
+
+
+def test_the_current_time_stamp_is_botocores_format() -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from s3stow.store.sigv4 import _stamp
+
+    for _ in range(3):  # a second boundary between the two readings: read again
+        before = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = _stamp(None)
+        if stamp == before == datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"):
+            break
+        time.sleep(0.01)
+    assert stamp == before

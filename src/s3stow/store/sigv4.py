@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NamedTuple
 from urllib.parse import quote
 
@@ -53,8 +54,25 @@ def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
 
 def canonical_query(params: Mapping[str, str]) -> str:
     """The canonical query string: encoded names and values, sorted."""
+    if not params:
+        return ""
     pairs = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in params.items())
     return "&".join(f"{k}={v}" for k, v in pairs)
+
+
+_LAST_STAMP: tuple[int, str] = (0, "")
+
+
+def _stamp(now: datetime | None) -> str:
+    """``now`` (default: the current time) as ``YYYYMMDDTHHMMSSZ``; the current
+    time's text is reused within the same second."""
+    global _LAST_STAMP
+    if now is not None:
+        return now.strftime("%Y%m%dT%H%M%SZ")
+    second = int(time.time())
+    if _LAST_STAMP[0] != second:
+        _LAST_STAMP = (second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
+    return _LAST_STAMP[1]
 
 
 def sign(
@@ -73,7 +91,7 @@ def sign(
     """Return ``headers`` plus Host, X-Amz-Date, X-Amz-Content-SHA256, the session
     token (if any) and Authorization. ``path`` is already URI-encoded (S3 paths are
     signed as sent, not encoded twice)."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _stamp(now)
     out = dict(headers)
     out["Host"] = host
     out["X-Amz-Date"] = stamp
@@ -85,7 +103,9 @@ def sign(
         lower = name.lower()
         if lower in _UNSIGNED_HEADERS:
             continue
-        value = " ".join(str(value).split())
+        value = str(value)
+        if "  " in value or value != value.strip() or not value.isprintable():
+            value = " ".join(value.split())  # trim, and fold runs of whitespace
         signed[lower] = f"{signed[lower]},{value}" if lower in signed else value
     names = sorted(signed)
     signed_headers = ";".join(names)
