@@ -190,6 +190,8 @@ def test_environment_keys_when_botocore_would_take_exactly_them(tmp_path: Path) 
         (Settings(), {"AWS_PROFILE": "work"}),
         (Settings(), {"AWS_DEFAULT_PROFILE": "work"}),
         (Settings(), {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}),
+        (Settings(), {"AWS_USE_FIPS_ENDPOINT": "true"}),
+        (Settings(), {"AWS_USE_DUALSTACK_ENDPOINT": "true"}),
         (Settings(), {"AWS_CREDENTIAL_EXPIRATION": "2030-01-01T00:00:00Z"}),
         (Settings(), {"AWS_SECRET_ACCESS_KEY": ""}),
         (Settings(), {"CONFIG_EXISTS": "1"}),

@@ -266,3 +266,31 @@ def test_clean_run_builds_no_botocore_client(proxy: FaultProxy, bucket: str) -> 
     store.head_bucket(bucket)
     assert list(store.list_objects(bucket, "nothing/")) == []
     assert store._client is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "config"),
+    [
+        ("AWS_USE_FIPS_ENDPOINT", ""),
+        ("AWS_USE_DUALSTACK_ENDPOINT", ""),
+        ("", "[default]\ns3 =\n    use_accelerate_endpoint = true\n"),
+        ("", "[default]\nregion = eu-west-1\n"),
+    ],
+)
+def test_aws_endpoint_variants_leave_everything_to_botocore(
+    variable: str, config: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path addresses plain s3.<region>.amazonaws.com only: with FIPS,
+    dual-stack or accelerated endpoints configured it stays off."""
+    from s3stow.config import Settings
+    from s3stow.store.s3 import S3Store
+
+    if variable:
+        monkeypatch.setenv(variable, "true")
+    if config:
+        (tmp_path / "config").write_text(config)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    fast = S3Store.from_settings(Settings(region="us-east-1"))._fast_path()
+    assert fast is not None
+    plain = "region" in config  # a config file alone: botocore's keys, fast path on
+    assert (fast._credentials is not None) is plain

@@ -276,6 +276,9 @@ class EnvironmentKeys:
     ca_bundle: str | None = None
 
 
+_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT")
+
+
 def environment_keys(
     settings: Settings, *, env: Mapping[str, str] | None = None
 ) -> EnvironmentKeys | None:
@@ -285,7 +288,8 @@ def environment_keys(
     reads region, CA bundle and endpoints from the shared config file too. So this
     answers only when no profile is selected (``--profile``, ``AWS_PROFILE``,
     ``AWS_DEFAULT_PROFILE``), no shared config file exists and no
-    ``AWS_ENDPOINT_URL*`` variable is set: then nothing else could change the
+    ``AWS_ENDPOINT_URL*``, ``AWS_USE_FIPS_ENDPOINT`` or ``AWS_USE_DUALSTACK_ENDPOINT``
+    variable is set: then nothing else could change the
     answer, and botocore, when it is needed for a retry, finds the same keys."""
     env = os.environ if env is None else env
     access_key = env.get("AWS_ACCESS_KEY_ID", "")
@@ -296,7 +300,7 @@ def environment_keys(
         return None
     if env.get("AWS_CREDENTIAL_EXPIRATION"):  # botocore re-reads expiring keys
         return None
-    if any(name.startswith("AWS_ENDPOINT_URL") for name in env):
+    if any(name.startswith(_ENDPOINT_VARIABLES) for name in env):
         return None
     config_file = env.get("AWS_CONFIG_FILE") or "~/.aws/config"
     if Path(config_file).expanduser().exists():

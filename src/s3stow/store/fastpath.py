@@ -14,7 +14,8 @@ request through botocore, which then retries, follows redirects and translates
 errors as usual (with one attempt fewer, so ``max_attempts`` still bounds the
 requests). Payload signing follows botocore's rule: unsigned only over https
 with a checksum header that S3 validates. When botocore would use a proxy for
-the endpoint (HTTP(S)_PROXY), this path stays off and botocore sends everything.
+the endpoint (HTTP(S)_PROXY), or a FIPS, dual-stack or accelerated AWS endpoint,
+this path stays off and botocore sends everything.
 """
 
 from __future__ import annotations

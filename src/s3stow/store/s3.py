@@ -127,6 +127,21 @@ def make_client(
     return client
 
 
+def _aws_endpoint_variant(core: Any) -> bool:
+    """Whether botocore would address AWS through a FIPS, dual-stack or accelerated
+    endpoint, which the fast path does not build: then botocore sends everything."""
+    s3_config = core.get_scoped_config().get("s3") or {}
+    return any(
+        str(value).lower() == "true"
+        for value in (
+            core.get_config_variable("use_fips_endpoint"),
+            core.get_config_variable("use_dualstack_endpoint"),
+            s3_config.get("use_dualstack_endpoint"),
+            s3_config.get("use_accelerate_endpoint"),
+        )
+    )
+
+
 def _etag(value: str | None) -> str:
     return (value or "").strip('"')
 
@@ -234,7 +249,9 @@ class S3Store:
 
     def _signing_inputs(self, settings: Settings) -> tuple[Any, str, str | None]:
         """Credentials, region and CA bundle for the fast path: the environment's keys
-        when botocore would use exactly those (no botocore import), else botocore's."""
+        when botocore would use exactly those (no botocore import), else botocore's.
+        No credentials (the fast path off) where botocore would use an AWS endpoint
+        variant."""
         keys = environment_keys(settings)
         if keys is not None:
             credentials: Any = Credentials(keys.access_key, keys.secret_key, keys.token)
@@ -245,6 +262,9 @@ class S3Store:
             region = session.region_name
             # the CA bundle botocore uses (AWS_CA_BUNDLE, ca_bundle in ~/.aws/config)
             bundle = settings.ca_bundle or self._core.get_config_variable("ca_bundle")
+            if settings.endpoint_url is None and _aws_endpoint_variant(self._core):
+                log.debug("FIPS, dual-stack or accelerated endpoints configured: fast path off")
+                return None, "", bundle
         if credentials is not None:
             frozen = credentials.get_frozen_credentials()
             register_secret(frozen.secret_key)
