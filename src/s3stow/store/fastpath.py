@@ -163,7 +163,9 @@ class FastPath:
                 query=query,
                 headers=outgoing,
                 payload_hash=payload,
-                credentials=Credentials(frozen.access_key, frozen.secret_key, frozen.token),
+                credentials=frozen
+                if isinstance(frozen, Credentials)
+                else Credentials(frozen.access_key, frozen.secret_key, frozen.token),
                 region=self._region,
             )
             signed["User-Agent"] = _USER_AGENT
@@ -206,7 +208,7 @@ class FastPath:
             "PUT",
             bucket,
             key,
-            query=dict(parse_qsl(query, keep_blank_values=True)),
+            query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
             headers=headers,
             body=body,
             checked=checked,
