@@ -15,7 +15,7 @@ from s3stow.config import load_settings
 from s3stow.devserver import LocalS3Server
 from s3stow.doctor import _bucket
 from s3stow.keys import parse_target
-from s3stow.store.s3 import make_client
+from s3stow.store.client import make_client
 from tests.conftest import Cli, make_tree
 
 

@@ -23,7 +23,7 @@ from s3stow.bucket import BucketAdmin
 from s3stow.config import Settings
 from s3stow.errors import S3StowError
 from s3stow.keys import Target
-from s3stow.store.s3 import make_client, make_session
+from s3stow.store.client import make_client, make_session
 from s3stow.store.translate import AUTH_HINT, error_code
 
 SKEW_WARN = 300.0

@@ -51,7 +51,7 @@ def setup(
 ) -> None:
     """Create the bucket if missing and bring each setting to what was asked."""
     from s3stow.bucket import BucketAdmin, BucketSpec
-    from s3stow.store.s3 import make_client
+    from s3stow.store.client import make_client
 
     options: GlobalOptions = ctx.obj
     validate_bucket(bucket)
@@ -144,7 +144,7 @@ def check(
 ) -> None:
     """Show the bucket's region, settings, contents and incomplete uploads."""
     from s3stow.bucket import BucketAdmin
-    from s3stow.store.s3 import make_client
+    from s3stow.store.client import make_client
 
     options: GlobalOptions = ctx.obj
     validate_bucket(bucket)

@@ -1,9 +1,8 @@
 """The botocore implementation of ``ObjectStore``.
 
-Builds one thread-safe S3 client from the settings (the user's own credential
-chain: env, profile, SSO, instance role), with botocore's retry mode set
-explicitly to ``standard`` (its default differs between versions), and
-translates every exception where it leaves botocore. A ``needs-retry`` observer
+Uses one thread-safe S3 client built from the settings (``client.py``), created
+on first use, with the fast path (``fastpath.py``) in front of the hot operations,
+and translates every exception where it leaves botocore. A ``needs-retry`` observer
 tells the concurrency limiter about throttling that botocore retried silently.
 """
 
@@ -19,10 +18,15 @@ from botocore.exceptions import ClientError
 
 from s3stow.checksums import Digest
 from s3stow.config import Settings, environment_keys
-from s3stow.errors import AuthError
 from s3stow.logs import register_secret
 from s3stow.store.base import ObjectInfo, PartInfo, PutResult, WriteOptions
 from s3stow.store.body import FileRange
+from s3stow.store.client import (
+    aws_endpoint_variant,
+    make_client,
+    make_session,
+    warn_if_unverified,
+)
 from s3stow.store.sigv4 import Credentials
 
 if TYPE_CHECKING:
@@ -32,114 +36,6 @@ from s3stow.store.translate import THROTTLE_CODES, TRANSIENT_CODES, error_code, 
 
 log = logging.getLogger(__name__)
 _CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
-
-
-def make_session(settings: Settings, *, core: Any = None) -> Any:
-    """The boto3 session (over botocore session ``core``): the user's credential chain,
-    profile and region, or with ``auth: keyring`` access keys from the OS keyring."""
-    keys: dict[str, str] = {}
-    if settings.auth == "keyring":
-        keys = keyring_credentials(settings.keyring_service)
-    import boto3  # here, not at import: a no-op run never needs it
-    import botocore.session
-
-    return boto3.session.Session(
-        botocore_session=core or botocore.session.get_session(),
-        profile_name=None if keys else settings.profile,
-        region_name=settings.region,
-        **keys,
-    )
-
-
-def keyring_credentials(service: str) -> dict[str, str]:
-    """Access keys kept in the OS keyring under ``service`` (entries
-    ``aws_access_key_id``, ``aws_secret_access_key`` and optionally
-    ``aws_session_token``)."""
-    try:
-        import keyring
-    except ModuleNotFoundError:
-        raise AuthError(
-            "auth: keyring needs the keyring package", hint="pip install 's3stow[keyring]'"
-        ) from None
-    names = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
-    found = {name: keyring.get_password(service, name) for name in names}
-    if not found["aws_access_key_id"] or not found["aws_secret_access_key"]:
-        raise AuthError(
-            f"no access key in the OS keyring under service {service!r}",
-            hint=f"store them: keyring set {service} aws_access_key_id (and aws_secret_access_key)",
-        )
-    for value in found.values():
-        register_secret(value)
-    return {name: value for name, value in found.items() if value}
-
-
-_WARNED: set[str] = set()
-
-
-def warn_if_unverified(settings: Settings) -> None:
-    """Warn (once per process) that TLS certificates are not checked."""
-    if not settings.verify_ssl and "tls" not in _WARNED:
-        _WARNED.add("tls")
-        log.warning(
-            "TLS certificate verification is OFF (--no-verify-ssl): anyone on the "
-            "network path can read and alter this transfer"
-        )
-
-
-def make_client(
-    settings: Settings,
-    *,
-    pool: int | None = None,
-    session: Any = None,
-    max_attempts: int | None = None,
-) -> Any:
-    """Create the botocore S3 client for ``settings``."""
-    session = session or make_session(settings)
-    credentials = session.get_credentials()
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        register_secret(frozen.secret_key)
-        register_secret(frozen.token)
-    compat = settings.checksum_compat or settings.checksum == "none"
-    from botocore.config import Config
-
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": max_attempts or settings.max_attempts},
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
-        max_pool_connections=pool or max(settings.concurrency + 4, 10),
-        s3={"addressing_style": "path" if settings.path_style else "auto"},
-        request_checksum_calculation="when_required" if compat else "when_supported",
-        response_checksum_validation="when_required" if compat else "when_supported",
-        user_agent_extra="s3stow",
-    )
-    verify: bool | str | None = settings.ca_bundle or (None if settings.verify_ssl else False)
-    warn_if_unverified(settings)
-    client = session.client("s3", endpoint_url=settings.endpoint_url, config=config, verify=verify)
-    if settings.expected_bucket_owner:
-        owner = settings.expected_bucket_owner
-
-        def add_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
-            if "ExpectedBucketOwner" in model.input_shape.members:
-                params.setdefault("ExpectedBucketOwner", owner)
-
-        client.meta.events.register("before-parameter-build.s3", add_owner)
-    return client
-
-
-def _aws_endpoint_variant(core: Any) -> bool:
-    """Whether botocore would address AWS through a FIPS, dual-stack or accelerated
-    endpoint, which the fast path does not build: then botocore sends everything."""
-    s3_config = core.get_scoped_config().get("s3") or {}
-    return any(
-        str(value).lower() == "true"
-        for value in (
-            core.get_config_variable("use_fips_endpoint"),
-            core.get_config_variable("use_dualstack_endpoint"),
-            s3_config.get("use_dualstack_endpoint"),
-            s3_config.get("use_accelerate_endpoint"),
-        )
-    )
 
 
 def _etag(value: str | None) -> str:
@@ -262,7 +158,7 @@ class S3Store:
             region = session.region_name
             # the CA bundle botocore uses (AWS_CA_BUNDLE, ca_bundle in ~/.aws/config)
             bundle = settings.ca_bundle or self._core.get_config_variable("ca_bundle")
-            if settings.endpoint_url is None and _aws_endpoint_variant(self._core):
+            if settings.endpoint_url is None and aws_endpoint_variant(self._core):
                 log.debug("FIPS, dual-stack or accelerated endpoints configured: fast path off")
                 return None, "", bundle
         if credentials is not None:
