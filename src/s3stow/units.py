@@ -92,3 +92,19 @@ def parse_point_in_time(value: str, *, now: float) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+_STAMPS: dict[str, tuple[int, str]] = {}
+
+
+def utc_stamp(fmt: str) -> str:
+    """The current UTC time formatted with ``fmt`` (second resolution); the text is
+    reused within the same second, since requests and metadata ask for it per file."""
+    import time
+
+    second = int(time.time())
+    cached = _STAMPS.get(fmt)
+    if cached is None or cached[0] != second:
+        cached = (second, time.strftime(fmt, time.gmtime(second)))
+        _STAMPS[fmt] = cached
+    return cached[1]

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,18 +198,15 @@ class Ledger:
     def lookup(self, bucket: str, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """Return the entries for ``keys`` in ``bucket`` (missing keys are absent)."""
         found: dict[str, LedgerEntry] = {}
-        try:
-            with self.database.read() as session:
-                for start in range(0, len(keys), _LOOKUP_CHUNK):
-                    chunk = keys[start : start + _LOOKUP_CHUNK]
-                    params: dict[str, Any] = {f"k{i}": key for i, key in enumerate(chunk)}
-                    params["bucket"] = bucket
-                    marks = ", ".join(f":k{i}" for i in range(len(chunk)))
-                    sql = f"{_ENTRY_SELECT} WHERE bucket = :bucket AND key IN ({marks})"
-                    for row in session.execute(sql, params):
-                        found[row[1]] = _entry_of(row)
-        except self.database.errors as exc:
-            raise LedgerError(f"cannot read the ledger: {_first_line(exc)}") from exc
+        with self._translated("read"), self.database.read() as session:
+            for start in range(0, len(keys), _LOOKUP_CHUNK):
+                chunk = keys[start : start + _LOOKUP_CHUNK]
+                params: dict[str, Any] = {f"k{i}": key for i, key in enumerate(chunk)}
+                params["bucket"] = bucket
+                marks = ", ".join(f":k{i}" for i in range(len(chunk)))
+                sql = f"{_ENTRY_SELECT} WHERE bucket = :bucket AND key IN ({marks})"
+                for row in session.execute(sql, params):
+                    found[row[1]] = _entry_of(row)
         return found
 
     def items(
@@ -255,20 +253,17 @@ class Ledger:
             f"SELECT {', '.join(_MULTIPART_COLUMNS)} FROM multipart"
             " WHERE bucket = :bucket AND key = :key"
         )
-        try:
-            with self.database.read() as session:
-                row = next(session.execute(sql, {"bucket": bucket, "key": key}), None)
-                if row is None:
-                    return None
-                part_rows = list(
-                    session.execute(
-                        "SELECT number, etag, checksum, size FROM parts"
-                        " WHERE upload_id = :upload_id ORDER BY number",
-                        {"upload_id": row[2]},
-                    )
+        with self._translated("read"), self.database.read() as session:
+            row = next(session.execute(sql, {"bucket": bucket, "key": key}), None)
+            if row is None:
+                return None
+            part_rows = list(
+                session.execute(
+                    "SELECT number, etag, checksum, size FROM parts"
+                    " WHERE upload_id = :upload_id ORDER BY number",
+                    {"upload_id": row[2]},
                 )
-        except self.database.errors as exc:
-            raise LedgerError(f"cannot read the ledger: {_first_line(exc)}") from exc
+            )
         state = dict(zip(_MULTIPART_COLUMNS, row, strict=True))
         return MultipartState(**state, parts=tuple(PartRecord(*part) for part in part_rows))
 
@@ -295,18 +290,13 @@ class Ledger:
         """Drop the multipart state of ``key`` (after completion or abort)."""
         self.flush()
         where = {"bucket": bucket, "key": key}
-        try:
-            with self._write_lock, self.database.write() as session:
-                session.execute(
-                    "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM multipart"
-                    " WHERE bucket = :bucket AND key = :key)",
-                    where,
-                )
-                session.execute(
-                    "DELETE FROM multipart WHERE bucket = :bucket AND key = :key", where
-                )
-        except self.database.errors as exc:
-            raise LedgerError(f"cannot write the ledger: {_first_line(exc)}") from exc
+        with self._translated("write"), self._write_lock, self.database.write() as session:
+            session.execute(
+                "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM multipart"
+                " WHERE bucket = :bucket AND key = :key)",
+                where,
+            )
+            session.execute("DELETE FROM multipart WHERE bucket = :bucket AND key = :key", where)
 
     # ---- batching -------------------------------------------------------------
     def _queue(self, kind: str, payload: Any) -> None:
@@ -340,18 +330,20 @@ class Ledger:
 
     # ---- plumbing -------------------------------------------------------------
     def _read(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        try:
-            with self.database.read() as session:
-                return list(session.execute(sql, params))
-        except self.database.errors as exc:
-            raise LedgerError(f"cannot read the ledger: {_first_line(exc)}") from exc
+        with self._translated("read"), self.database.read() as session:
+            return list(session.execute(sql, params))
 
     def _execute(self, sql: str, params: dict[str, Any]) -> None:
+        with self._translated("write"), self._write_lock, self.database.write() as session:
+            session.execute(sql, params)
+
+    @contextmanager
+    def _translated(self, verb: str) -> Iterator[None]:
+        """The database's own errors as ``LedgerError`` (secrets redacted)."""
         try:
-            with self._write_lock, self.database.write() as session:
-                session.execute(sql, params)
+            yield
         except self.database.errors as exc:
-            raise LedgerError(f"cannot write the ledger: {_first_line(exc)}") from exc
+            raise LedgerError(f"cannot {verb} the ledger: {_first_line(exc)}") from exc
 
     def close(self) -> None:
         """Flush, stop the flusher and release connections."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import NamedTuple
 from urllib.parse import quote
+
+from s3stow.units import utc_stamp
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _UNSIGNED_HEADERS = frozenset({"user-agent", "expect", "transfer-encoding", "x-amzn-trace-id"})
@@ -60,19 +61,12 @@ def canonical_query(params: Mapping[str, str]) -> str:
     return "&".join(f"{k}={v}" for k, v in pairs)
 
 
-_LAST_STAMP: tuple[int, str] = (0, "")
-
-
 def _stamp(now: datetime | None) -> str:
-    """``now`` (default: the current time) as ``YYYYMMDDTHHMMSSZ``; the current
-    time's text is reused within the same second."""
-    global _LAST_STAMP
-    if now is not None:
-        return now.strftime("%Y%m%dT%H%M%SZ")
-    second = int(time.time())
-    if _LAST_STAMP[0] != second:
-        _LAST_STAMP = (second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
-    return _LAST_STAMP[1]
+    """``now`` (default: the current time) as ``YYYYMMDDTHHMMSSZ``."""
+    return now.strftime(_STAMP) if now is not None else utc_stamp(_STAMP)
+
+
+_STAMP = "%Y%m%dT%H%M%SZ"
 
 
 def sign(

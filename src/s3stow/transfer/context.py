@@ -6,7 +6,6 @@ import functools
 import mimetypes
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from s3stow.models import SourceFile
 from s3stow.store.base import ObjectStore, WriteOptions
 from s3stow.transfer.limits import MemoryBudget, RequestLimiter
 from s3stow.transfer.retry import RetryPolicy
+from s3stow.units import utc_stamp
 
 
 @dataclass
@@ -57,7 +57,7 @@ class TransferContext:
         s = self.settings
         content_type = s.content_type or _guess_type(source.path.name)
         metadata = dict(s.metadata)
-        metadata["uploaded-at"] = _uploaded_at()
+        metadata["uploaded-at"] = utc_stamp("%Y-%m-%dT%H:%M:%SZ")
         metadata["source"] = _SOURCE
         metadata["mtime"] = datetime.fromtimestamp(source.mtime_ns / 1e9, UTC).isoformat()
         if sha256_hex:
@@ -73,16 +73,6 @@ class TransferContext:
 
 
 _SOURCE = f"s3stow/{__version__}"
-_stamp: tuple[int, str] = (0, "")
-
-
-def _uploaded_at() -> str:
-    """Now as ``%Y-%m-%dT%H:%M:%SZ``, formatted once per second."""
-    global _stamp
-    second = int(time.time())
-    if _stamp[0] != second:
-        _stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return _stamp[1]
 
 
 @functools.lru_cache(maxsize=1024)
