@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
 
 from s3stow import __version__
+from s3stow.cli.app import COMMANDS
 
 HEAVY = ("boto3", "botocore", "sqlalchemy", "pydantic", "yaml", "watchdog", "awscrt", "moto")
 PROBE = """
@@ -48,7 +50,7 @@ def test_version_and_help_import_nothing_heavy(argv: list[str]) -> None:
             assert command in output
 
 
-COMMANDS = [
+COMMAND_LINES = [
     ["upload"],
     ["retry"],
     ["verify"],
@@ -67,7 +69,7 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("command", COMMAND_LINES, ids=" ".join)
 def test_every_command_help_renders(command: list[str]) -> None:
     output, heavy, code = _probe([*command, "--help"])
     assert code in ("0", "None"), output
@@ -75,3 +77,49 @@ def test_every_command_help_renders(command: list[str]) -> None:
     assert "Traceback" not in output
     heavy = [h for h in heavy if h != "pydantic"]  # typer >= 0.2x imports it to render help
     assert heavy == [], f"{command} --help imported {heavy}"
+
+
+def test_help_lists_every_command_in_order() -> None:
+    output, _, code = _probe(["--help"])
+    assert code in ("0", "None")
+    section = output.split("Commands:")[1]
+    listed = re.findall(r"^  (\S+)  ", section, flags=re.MULTILINE)
+    assert listed == list(COMMANDS)
+    assert set(COMMANDS) == {command[0] for command in COMMAND_LINES}
+
+
+LOADED = """
+import sys
+from s3stow.cli.app import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+print("CLI:" + ",".join(sorted(m[len("s3stow.cli."):] for m in sys.modules
+                               if m.startswith("s3stow.cli.") and m != "s3stow.cli.app")))
+"""
+
+
+def test_a_command_builds_only_its_own_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED.format(argv=["upload", "--help"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    loaded = next(line for line in done.stdout.splitlines() if line.startswith("CLI:"))[4:]
+    assert loaded == "upload"
+
+
+def test_a_mistyped_command_is_suggested_from_every_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "s3stow", "arhcive"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "No such command 'arhcive'. Did you mean 'archive'?" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr

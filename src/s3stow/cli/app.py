@@ -1,5 +1,9 @@
 """The ``s3stow`` Typer application: global options, command registry, ``main``.
 
+The registry is lazy: ``COMMANDS`` names each command's module, and a command is
+imported and built only when it is invoked or listed, so ``s3stow upload`` does
+not pay for the options of ten other commands.
+
 ``main`` is the console-script entry point. It maps every error to the
 documented exit code (0 ok, 1 some failed, 2 usage/config, 3 fatal
 auth/permission/bucket, 130 interrupted) and prints a message with a hint,
@@ -8,6 +12,7 @@ never a traceback unless ``--debug`` is given.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from dataclasses import dataclass
@@ -15,24 +20,78 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+from typer.core import TyperGroup
 
 from s3stow import __version__
 from s3stow.errors import ExitCode, S3StowError
 from s3stow.logs import configure_logging, redact
 
 if TYPE_CHECKING:
+    from typer._click import Command, Context  # the click that typer's classes are typed with
+
     from s3stow.config import Settings
 
-app = typer.Typer(
-    rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
+# Command name -> the module of s3stow.cli whose ``register(app)`` defines it, in the
+# order ``s3stow --help`` lists them.
+COMMANDS = {
+    "upload": "upload",
+    "retry": "retry",
+    "verify": "verify",
+    "stats": "stats",
+    "status": "status",
+    "doctor": "doctor",
+    "watch": "watch",
+    "dev-server": "devserver",
+    "bucket": "bucket",
+    "archive": "archive",
+    "job": "job",
+}
+
+
+class LazyCommandGroup(TyperGroup):
+    """The top-level group: builds a command from its module on first use."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in self.commands:
+            if cmd_name in COMMANDS:
+                self.commands[cmd_name] = _build_command(cmd_name)
+            else:  # a typo: load every command so "Did you mean ...?" sees them all
+                for name in COMMANDS:
+                    self.get_command(ctx, name)
+        return self.commands.get(cmd_name)
+
+
+def _typer(**settings: Any) -> typer.Typer:
+    return typer.Typer(
+        rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        **settings,
+    )
+
+
+def _no_options() -> None:
+    """Callback of the holder group: makes typer build a group, never a lone command."""
+
+
+def _build_command(name: str) -> Command:
+    module = importlib.import_module(f"s3stow.cli.{COMMANDS[name]}")
+    holder = _typer()
+    holder.callback()(_no_options)
+    module.register(holder)
+    command: Command = typer.main.get_group(holder).commands[name]
+    return command
+
+
+app = _typer(
+    cls=LazyCommandGroup,
     name="s3stow",
     help="Upload and archive local files to S3 and S3-compatible stores: every file ends "
     "verified in S3 or reported with its reason, and interrupted runs resume.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 log = logging.getLogger("s3stow")
@@ -161,35 +220,10 @@ def main_options(
     )
 
 
-def _register() -> None:
-    from s3stow.cli import (
-        archive,
-        bucket,
-        devserver,
-        doctor,
-        job,
-        retry,
-        stats,
-        status,
-        upload,
-        verify,
-        watch,
-    )
-
-    upload.register(app)
-    retry.register(app)
-    verify.register(app)
-    stats.register(app)
-    status.register(app)
-    bucket.register(app)
-    doctor.register(app)
-    archive.register(app)
-    watch.register(app)
-    job.register(app)
-    devserver.register(app)
-
-
 def _error(message: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
     Console(file=sys.stderr, highlight=False, soft_wrap=True).print(
         f"[bold red]error:[/] {escape(redact(message))}", markup=True
     )
@@ -197,7 +231,6 @@ def _error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with the documented code."""
-    _register()
     try:
         # With standalone_mode=False click returns the code of a typer.Exit.
         code = app(args=argv, standalone_mode=False)
