@@ -8,10 +8,12 @@ ratio to the best peer on each figure (below 1.0 is better for time, CPU and mem
 The "noop" scenario uploads the "many" dataset once, then times a second run that has
 nothing to do (s3stow's ledger vs. the peers' sync commands). The "latency" scenario
 uploads the "small" dataset through bench/delay_proxy.py, which adds 20 ms to every
-request, as a round trip to a real S3 region does; it rewards pipelining. Every s3stow run is
-checked: the object count under its prefix must equal the file count.
+request, as a round trip to a real S3 region does; it rewards pipelining. The "one"
+dataset is a single 1 KiB file: its times are each tool's fixed cost per invocation
+(start-up, first connection, exit). Every run is checked: the object count under its
+prefix must equal the file count.
 
-    python bench/upload_bench.py [--datasets small,medium,large,noop,latency] [--runs 3]
+    python bench/upload_bench.py [--datasets one,small,medium,large,noop,latency] [--runs 3]
                                  [--quick] [--latency-ms 20]
 """
 
@@ -50,12 +52,14 @@ SIZES = {  # name: (files, bytes each, nested)
     "medium": (50, 8 * MiB, False),
     "large": (1, 1024 * MiB, False),
     "many": (20000, 1024, True),
+    "one": (1, 1024, False),
 }
 QUICK = {
     "small": (500, 16 * 1024, True),
     "medium": (12, 8 * MiB, False),
     "large": (1, 256 * MiB, False),
     "many": (3000, 1024, True),
+    "one": (1, 1024, False),
 }
 
 
@@ -304,7 +308,7 @@ def report(samples: list[Sample], files: dict[str, tuple[int, int]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="small,medium,large,noop,latency")
+    parser.add_argument("--datasets", default="one,small,medium,large,noop,latency")
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--tools", default="s3stow,boto3,aws,s5cmd,rclone")
     parser.add_argument("--runs", type=int, default=3)
