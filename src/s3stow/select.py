@@ -14,12 +14,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from s3stow.errors import ConfigError
 from s3stow.models import SourceFile
 from s3stow.units import parse_point_in_time
+
+if TYPE_CHECKING:
+    import pathspec
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def _spec(patterns: Sequence[str], option: str) -> pathspec.GitIgnoreSpec | None
     for pattern in patterns:
         if not pattern.strip():
             raise ConfigError(f"{option} got an empty pattern")
+    import pathspec  # here: a run without patterns does not load it (5 ms of start-up)
+
     try:
         return pathspec.GitIgnoreSpec.from_lines(patterns)
     except (ValueError, TypeError) as exc:
