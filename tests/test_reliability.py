@@ -7,6 +7,8 @@ done for a missing or different object; no incomplete multipart upload left.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import signal
@@ -85,6 +87,66 @@ def test_without_the_etag_check_moto_keeps_corruption(
     with pytest.raises(FlexibleChecksumError):  # stored corrupt, caught only on a later GET
         s3.get_object(Bucket=bucket, Key="p/f.bin")["Body"].read()
     assert len(tree["f.bin"]) == 3000
+
+
+def _content_md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+@pytest.mark.parametrize("etag_check", ["auto", "off"])
+def test_content_md5_travels_wherever_the_md5_is_computed(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    etag_check: str,
+) -> None:
+    """On a custom endpoint the MD5 is computed for the ETag check; sent as Content-MD5
+    it lets a validating server refuse damaged bytes before it stores them."""
+    tree = make_tree(tmp_path / "src", {"a.bin": 3000, "b.bin": 2 * MiB, "big.bin": 11 * MiB})
+    result = proxied_cli(
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--part-size",
+        "5MiB",
+        "--multipart-threshold",
+        "5MiB",
+        env={"S3STOW_ETAG_CHECK": etag_check},
+    )
+    assert result.code == 0, result.output
+    got = {}
+    for line, headers in zip(proxy.log, proxy.headers, strict=True):
+        if line.startswith("PUT /") and "/p/" in line:
+            name = line.split(" ", 1)[1].split("?")[0].rsplit("/", 1)[1]
+            number = re.search(r"partNumber=(\d+)", line)
+            got[name, number.group(1) if number else ""] = headers.get("content-md5")
+    part = 5 * MiB
+    big = tree["big.bin"]
+    expected = {
+        ("a.bin", ""): tree["a.bin"],
+        ("b.bin", ""): tree["b.bin"],
+        **{("big.bin", str(n)): big[(n - 1) * part : n * part] for n in (1, 2, 3)},
+    }
+    assert set(got) == set(expected)
+    for what, data in expected.items():
+        assert got[what] == (_content_md5(data) if etag_check == "auto" else None), what
+    check_invariant(s3, bucket, "p", tree, tmp_path / "l.db")
+
+
+def test_a_bad_digest_answer_is_resent(proxied_cli, proxy, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """BadDigest means the bytes arrived damaged: the file is sent again, not failed.
+    Twice, because the fast path's failure is first repeated once by botocore."""
+    tree = make_tree(tmp_path / "src", {"f.bin": 3000})
+    pattern = r"^PUT /[^?]*f\.bin$"
+    proxy.add(pattern, "status", times=2, status=400, code="BadDigest")
+    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", env=FAST)
+    assert result.code == 0, result.output
+    assert len(proxy.requests(pattern)) == 3
+    check_invariant(s3, bucket, "p", tree, tmp_path / "l.db")
 
 
 def test_lying_part_etag_is_detected(proxied_cli, proxy, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

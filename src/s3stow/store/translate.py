@@ -61,6 +61,7 @@ TRANSIENT_CODES = THROTTLE_CODES | frozenset(
         "IncompleteBody",
         "BadGateway",
         "GatewayTimeout",
+        "BadDigest",  # the bytes S3 got do not match their Content-MD5/checksum: resend
     }
 )
 _COMPAT_CODES = ("InvalidArgument", "NotImplemented", "InvalidRequest", "XAmzContentSHA256Mismatch")

@@ -212,7 +212,7 @@ def send_part(
             number=number,
             body=body.data,
             digest=digest,
-            content_md5=body.content_md5 if ctx.compat else None,
+            content_md5=body.content_md5,
         )
         ctx.limiter.on_success()
         try:

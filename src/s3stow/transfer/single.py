@@ -1,8 +1,9 @@
 """Upload of a file below the multipart threshold as one verified PutObject.
 
 The checksum travels with the request so S3 verifies it, and the acknowledged
-checksum must echo ours (or, in compatibility mode, the ETag must equal the
-Content-MD5). A small file is read once and sent from that buffer; a larger one
+checksum must echo ours. Where the MD5 is computed (custom endpoints, compatibility
+mode) it travels too, as Content-MD5, so a server rejects damaged bytes before
+storing them, and the ETag must equal it. A small file is read once and sent from that buffer; a larger one
 is hashed in one pass and streamed from the file (``transfer.bodies``).
 """
 
@@ -32,7 +33,7 @@ def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
                 body.data,
                 digest=None if ctx.compat else digest,
                 options=options,
-                content_md5=body.content_md5 if ctx.compat else None,
+                content_md5=body.content_md5,
             )
             ctx.limiter.on_success()
             try:
