@@ -3,8 +3,9 @@
 The checksum travels with the request so S3 verifies it, and the acknowledged
 checksum must echo ours. Where the MD5 is computed (custom endpoints, compatibility
 mode) it travels too, as Content-MD5, so a server rejects damaged bytes before
-storing them, and the ETag must equal it. A small file is read once and sent from that buffer; a larger one
-is hashed in one pass and streamed from the file (``transfer.bodies``).
+storing them, and the ETag must equal it. A small file is read once and sent from
+that buffer; a larger one is hashed in one pass and streamed from the file
+(``transfer.bodies``).
 """
 
 from __future__ import annotations
