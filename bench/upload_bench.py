@@ -14,7 +14,12 @@ dataset is a single 1 KiB file: its times are each tool's fixed cost per invocat
 prefix must equal the file count.
 
     python bench/upload_bench.py [--datasets one,small,medium,large,noop,latency] [--runs 3]
-                                 [--quick] [--latency-ms 20]
+                                 [--quick] [--latency-ms 20] [--variant LABEL=SPEC ...]
+
+``--variant noetag=S3STOW_ETAG_CHECK=off`` adds a tool ``s3stow:noetag``: s3stow run with
+that environment (``NAME=VALUE`` tokens) and those extra upload arguments (any other
+tokens, e.g. ``"c64=--concurrency 64"``), interleaved with the rest, so the cost of one
+setting is measured in the same run as the peers. Variants are never counted as peers.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import compileall
 import json
 import os
 import random
+import re
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -61,6 +68,29 @@ QUICK = {
     "many": (3000, 1024, True),
     "one": (1, 1024, False),
 }
+
+
+# --variant LABEL -> (extra environment, extra upload arguments) for tool "s3stow:LABEL"
+VARIANTS: dict[str, tuple[dict[str, str], list[str]]] = {}
+
+
+def parse_variant(text: str) -> tuple[str, tuple[dict[str, str], list[str]]]:
+    label, sep, spec = text.partition("=")
+    if not sep or not label:
+        raise SystemExit(f"--variant {text!r}: write LABEL=SPEC, e.g. noetag=S3STOW_ETAG_CHECK=off")
+    env: dict[str, str] = {}
+    args: list[str] = []
+    for token in shlex.split(spec):
+        if re.match(r"^[A-Z][A-Z0-9_]*=", token):
+            name, _, value = token.partition("=")
+            env[name] = value
+        else:
+            args.append(token)
+    return label, (env, args)
+
+
+def variant_of(tool: str) -> tuple[dict[str, str], list[str]]:
+    return VARIANTS[tool.split(":", 1)[1]] if tool.startswith("s3stow:") else ({}, [])
 
 
 @dataclass
@@ -104,7 +134,7 @@ def command(
     tool: str, src: Path, endpoint: str, prefix: str, *, sync: bool, ledger: Path
 ) -> list[str] | None:
     bucket = "bench"
-    if tool == "s3stow":
+    if tool == "s3stow" or tool.startswith("s3stow:"):
         return [
             sys.executable,
             "-m",
@@ -117,6 +147,7 @@ def command(
             f"s3://{bucket}/{prefix}",
             "--ledger",
             str(ledger),
+            *variant_of(tool)[1],
         ]
     if tool == "boto3":
         return (
@@ -227,14 +258,14 @@ def one_run(
         endpoint = server.endpoint_url
         if latency_ms:
             proxy, endpoint = start_delay_proxy(server.port, latency_ms)
-        env = {**os.environ, **ENV, **rclone_env(endpoint)}
+        env = {**os.environ, **ENV, **rclone_env(endpoint), **variant_of(tool)[0]}
         if tool == "rclone":  # rclone's S3 backend cannot load AWS_CA_BUNDLE here
             env.pop("AWS_CA_BUNDLE", None)
-        ledger = DATA / f"ledger-{tool}-{dataset}-{run}.db"
+        ledger = DATA / f"ledger-{tool.replace(':', '-')}-{dataset}-{run}.db"
         for leftover in DATA.glob(ledger.name + "*"):
             leftover.unlink()
         sync = dataset == "noop"
-        prefix = f"{tool}-{dataset}-{run}"
+        prefix = f"{tool.replace(':', '-')}-{dataset}-{run}"
         argv = command(tool, src, endpoint, prefix, sync=sync, ledger=ledger)
         if argv is None:
             return None
@@ -295,14 +326,16 @@ def report(samples: list[Sample], files: dict[str, tuple[int, int]]) -> str:
                 f"{median(runs, 'server_cpu'):.2f} | {count / wall:.0f} | "
                 f"{count * size / MiB / wall:.1f} |"
             )
-        peers = {t: r for t, r in by_tool.items() if t != "s3stow"}
-        if "s3stow" in by_tool and peers:
-            mine = by_tool["s3stow"]
+        peers = {t: r for t, r in by_tool.items() if not t.startswith("s3stow")}
+        for tool, mine in by_tool.items():
+            if not tool.startswith("s3stow") or not peers:
+                continue
             cells = []
             for attr in ("wall", "cpu", "rss_mib"):
                 best = min(median(r, attr) for r in peers.values())
                 cells.append(f"{median(mine, attr) / best:.2f}" if best else "-")
-            ratios.append(f"| {dataset} | {' | '.join(cells)} |")
+            label = dataset if tool == "s3stow" else f"{dataset} ({tool})"
+            ratios.append(f"| {label} | {' | '.join(cells)} |")
     return "\n".join(lines + ratios)
 
 
@@ -313,7 +346,16 @@ def main() -> int:
     parser.add_argument("--tools", default="s3stow,boto3,aws,s5cmd,rclone")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller datasets")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=SPEC",
+        help="also run s3stow as tool s3stow:LABEL with SPEC's NAME=VALUE environment "
+        "and extra upload arguments (repeatable)",
+    )
     args = parser.parse_args()
+    VARIANTS.update(parse_variant(text) for text in args.variant)
     os.environ.update(ENV)
     # An installed wheel ships byte-compiled modules (pip compiles them); an editable
     # checkout under PYTHONDONTWRITEBYTECODE=1 would recompile s3stow at every start.
@@ -323,8 +365,15 @@ def main() -> int:
     compileall.compile_dir(Path(s3stow.__file__).parent, quiet=1)
     sizes = QUICK if args.quick else SIZES
     tools = args.tools.split(",")
+    if VARIANTS:  # each variant right after s3stow, so the pair runs back to back
+        at = tools.index("s3stow") + 1 if "s3stow" in tools else 0
+        tools[at:at] = [f"s3stow:{label}" for label in VARIANTS]
     for tool in tools:
-        if tool not in ("s3stow", "boto3") and tool_path(tool) is None:
+        if (
+            tool not in ("s3stow", "boto3")
+            and not tool.startswith("s3stow:")
+            and tool_path(tool) is None
+        ):
             print(f"{tool}: not installed (run bench/setup.sh)")
     samples: list[Sample] = []
     files: dict[str, tuple[int, int]] = {}
