@@ -23,6 +23,8 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+# Upload flags that make a file above 5 MiB go multipart in 5 MiB parts (11 MiB: 3 parts).
+FIVE_MIB_PARTS = ("--part-size", "5MiB", "--multipart-threshold", "5MiB")
 POSTGRES_URL = os.environ.get(
     "S3STOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -12,7 +12,7 @@ import pytest
 
 from s3stow.devserver import LocalS3Server
 from s3stow.store.fastpath import put_headers
-from tests.conftest import Cli, make_tree
+from tests.conftest import FIVE_MIB_PARTS, Cli, make_tree
 from tests.faultproxy import FaultProxy
 
 MiB = 1024 * 1024
@@ -94,10 +94,7 @@ def test_fast_path_signatures_are_accepted(auth_server: Any, tmp_path: Path) -> 
             "s3://signed/p",
             "--ledger",
             "l.db",
-            "--part-size",
-            "5MiB",
-            "--multipart-threshold",
-            "5MiB",
+            *FIVE_MIB_PARTS,
             "--metadata",
             "team=data",
             env=creds,

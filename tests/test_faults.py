@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import make_tree
+from tests.conftest import FIVE_MIB_PARTS, make_tree
 
 MiB = 1024 * 1024
 FAST = {"S3STOW_RETRY_BASE_DELAY": "0.01"}
@@ -44,10 +44,7 @@ def test_part_faults_resent_from_right_offsets(
         f"s3://{bucket}/p",
         "--ledger",
         "l.db",
-        "--part-size",
-        "5MiB",
-        "--multipart-threshold",
-        "5MiB",
+        *FIVE_MIB_PARTS,
         env=FAST,
     )
     assert result.code == 0, result.output
@@ -66,10 +63,7 @@ def test_ambiguous_complete_ends_done(proxied_cli, proxy, s3, bucket, tmp_path: 
         f"s3://{bucket}/p",
         "--ledger",
         "l.db",
-        "--part-size",
-        "5MiB",
-        "--multipart-threshold",
-        "5MiB",
+        *FIVE_MIB_PARTS,
         env=FAST,
     )
     assert result.code == 0, result.output
@@ -93,10 +87,7 @@ def test_ambiguous_complete_then_nosuchupload_is_resolved_by_head(
         f"s3://{bucket}/p",
         "--ledger",
         "l.db",
-        "--part-size",
-        "5MiB",
-        "--multipart-threshold",
-        "5MiB",
+        *FIVE_MIB_PARTS,
         env=FAST,
     )
     assert result.code == 0, result.output
@@ -119,10 +110,7 @@ def test_checksum_compat_mode_sends_content_md5(
         "--ledger",
         "l.db",
         "--checksum-compat",
-        "--part-size",
-        "5MiB",
-        "--multipart-threshold",
-        "5MiB",
+        *FIVE_MIB_PARTS,
     )
     assert result.code == 0, result.output
     for rel, data in tree.items():

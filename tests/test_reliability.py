@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import FlexibleChecksumError
 
-from tests.conftest import make_tree
+from tests.conftest import FIVE_MIB_PARTS, make_tree
 
 MiB = 1024 * 1024
 FAST = {"S3STOW_RETRY_BASE_DELAY": "0.01"}
@@ -59,10 +59,7 @@ def test_body_corrupted_in_flight_is_caught_and_resent(
         f"s3://{bucket}/p",
         "--ledger",
         "l.db",
-        "--part-size",
-        "5MiB",
-        "--multipart-threshold",
-        "5MiB",
+        *FIVE_MIB_PARTS,
         env=FAST,
     )
     assert result.code == 0, result.output
@@ -111,10 +108,7 @@ def test_content_md5_travels_wherever_the_md5_is_computed(
         f"s3://{bucket}/p",
         "--ledger",
         "l.db",
-        "--part-size",
-        "5MiB",
-        "--multipart-threshold",
-        "5MiB",
+        *FIVE_MIB_PARTS,
         env={"S3STOW_ETAG_CHECK": etag_check},
     )
     assert result.code == 0, result.output
@@ -164,10 +158,7 @@ def test_lying_part_etag_is_detected(proxied_cli, proxy, s3, bucket, tmp_path: P
         f"s3://{bucket}/p",
         "--ledger",
         "l.db",
-        "--part-size",
-        "5MiB",
-        "--multipart-threshold",
-        "5MiB",
+        *FIVE_MIB_PARTS,
         env=FAST,
     )
     assert result.code == 0, result.output
@@ -199,10 +190,7 @@ def test_sigkill_after_a_response_before_the_ledger_commit(
         f"s3://{bucket}/p",
         "--ledger",
         "l.db",
-        "--part-size",
-        "5MiB",
-        "--multipart-threshold",
-        "5MiB",
+        *FIVE_MIB_PARTS,
         "--concurrency",
         "1",
     )
@@ -246,10 +234,7 @@ def test_appended_during_multipart_is_not_completed(
         f"s3://{bucket}/p",
         "--ledger",
         "l.db",
-        "--part-size",
-        "5MiB",
-        "--multipart-threshold",
-        "5MiB",
+        *FIVE_MIB_PARTS,
         "--concurrency",
         "1",
     )
@@ -402,10 +387,7 @@ def test_read_timeout_with_a_late_first_write(
         f"s3://{bucket}/p",
         "--ledger",
         "l.db",
-        "--part-size",
-        "5MiB",
-        "--multipart-threshold",
-        "5MiB",
+        *FIVE_MIB_PARTS,
         env={"S3STOW_READ_TIMEOUT": "1", **FAST},
     )
     assert result.code == 0, result.output
