@@ -1,9 +1,11 @@
-"""Parsing and formatting of human quantities: byte sizes, durations, concurrency."""
+"""Parsing and formatting of human quantities: byte sizes, durations, concurrency, and
+the per-second UTC time stamps that requests and metadata carry."""
 
 from __future__ import annotations
 
 import os
 import re
+import time
 
 _UNITS = {
     "": 1,
@@ -100,8 +102,6 @@ _STAMPS: dict[str, tuple[int, str]] = {}
 def utc_stamp(fmt: str) -> str:
     """The current UTC time formatted with ``fmt`` (second resolution); the text is
     reused within the same second, since requests and metadata ask for it per file."""
-    import time
-
     second = int(time.time())
     cached = _STAMPS.get(fmt)
     if cached is None or cached[0] != second:

@@ -61,12 +61,12 @@ def canonical_query(params: Mapping[str, str]) -> str:
     return "&".join(f"{k}={v}" for k, v in pairs)
 
 
+_STAMP = "%Y%m%dT%H%M%SZ"
+
+
 def _stamp(now: datetime | None) -> str:
     """``now`` (default: the current time) as ``YYYYMMDDTHHMMSSZ``."""
     return now.strftime(_STAMP) if now is not None else utc_stamp(_STAMP)
-
-
-_STAMP = "%Y%m%dT%H%M%SZ"
 
 
 def sign(
