@@ -100,6 +100,7 @@ def watch(
                 {
                     "event": "watch_summary",
                     "uploaded": stats.uploaded,
+                    "already_done": stats.skipped,
                     "failed": stats.failed,
                     "still_changing": stats.too_busy,
                 }
@@ -108,6 +109,7 @@ def watch(
     elif not options.quiet:
         Console(highlight=False).print(
             f"watch: {stats.uploaded} uploaded, {stats.failed} failed attempt(s)"
+            + (f", {stats.skipped} already done" if stats.skipped else "")
             + (f", {len(stats.too_busy)} still changing" if stats.too_busy else "")
         )
     if once and (stats.failed or stats.too_busy):
