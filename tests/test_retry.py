@@ -151,3 +151,45 @@ def test_retry_missing_log_exits_2(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("retry", "--from", "nope.log", "--ledger", "l.db")
     assert result.code == 2
     assert "does not exist" in result.stderr
+
+
+def test_every_failure_of_a_run_is_listed_with_its_reason(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Failures found before any transfer (a name that is not UTF-8, two files taking
+    one key) are in the ledger like any other: ``retry --list`` names them, and
+    neither ``retry`` nor ``retry --from`` calls them an empty key or sends the
+    colliding file over the other one's object."""
+    import os
+
+    import pytest
+
+    contents = make_tree(tmp_path / "src", {"a/x.txt": 10, "b/x.txt": 20, "ok.txt": 5})
+    try:
+        with open(os.path.join(os.fsencode(tmp_path / "src"), b"bad\xff.txt"), "wb") as handle:
+            handle.write(b"2")
+    except OSError:
+        pytest.skip("this filesystem refuses names that are not UTF-8")
+    args = ("--ledger", "l.db")
+    first = cli(
+        "upload", "src", f"s3://{bucket}/p", "--key-template", "{name}", *args,
+        "--failures-file", "failed.jsonl",
+    )  # fmt: skip
+    assert first.code == 1
+    listed = cli("--json", "retry", "--list", *args)
+    by_class = {row["error_class"]: row for row in json.loads(listed.stdout)["by_error"]}
+    assert set(by_class) == {"InvalidName", "KeyCollision"}, listed.stdout
+    assert "not valid UTF-8" in by_class["InvalidName"]["latest_message"]
+    assert by_class["InvalidName"]["category"] == "key invalid"
+    for command in (("retry", *args), ("retry", "--from", "failed.jsonl", *args)):
+        again = cli("--json", *command)
+        assert again.code == 1
+        failures = json.loads(again.stdout.splitlines()[-1])["failures"]
+        reasons = sorted(f"[{f['error_class']}] {f['error']}" for f in failures)
+        assert "empty key" not in str(reasons)
+        assert reasons[0].startswith("[InvalidName] name is not valid UTF-8")
+        assert reasons[1].startswith("[KeyCollision] key 'p/x.txt' is also the key of")
+    body = s3.get_object(Bucket=bucket, Key="p/x.txt")["Body"].read()
+    assert body == contents["a/x.txt"]  # the first file's object, never overwritten
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        rows = dict(db.execute("SELECT key, status FROM items"))
+    assert rows["p/x.txt"] == "done"
+    assert rows["p/ok.txt"] == "done"

@@ -69,6 +69,7 @@ def test_each_problem_is_classified(proxied_cli, proxy, s3, bucket, tmp_path: Pa
     assert _classes(deep)["p/f1.txt"] == "checksum-mismatch"  # only --deep sees it
     fixed = proxied_cli("verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--deep", "--fix")
     assert "fix: 4 re-uploaded" in fixed.stdout  # f4 was touched, same bytes: ok by --deep
+    assert fixed.code == 1  # the orphan and the local file gone are no --fix's to fix
     again = proxied_cli("--json", "verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--deep")
     left = {k: c for k, c in _classes(again).items() if c != "ok"}
     assert left == {"p/f3.txt": "local-missing", "p/extra.txt": "orphan"}
@@ -128,3 +129,15 @@ def test_stats_after_upload_groups_by_folder(cli, bucket, tmp_path: Path) -> Non
     assert {g["name"]: g["items"] for g in data["groups"]} == {"x": 2, "y": 1}
     with sqlite3.connect(tmp_path / "l.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM items WHERE grp IS NULL").fetchone() == (0,)
+
+
+def test_fix_that_fixed_everything_exits_0(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"a.txt": 10, "b.txt": 20})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    s3.delete_object(Bucket=bucket, Key="p/a.txt")
+    (tmp_path / "src" / "c.txt").write_bytes(b"new")
+    fixed = cli("verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--fix")
+    assert "fix: 2 re-uploaded, 0 still failing" in fixed.stdout
+    assert fixed.code == 0, fixed.output
+    again = cli("verify", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert again.code == 0, again.output

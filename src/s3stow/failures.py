@@ -40,6 +40,7 @@ class FailedItem:
     key: str
     error: str
     line: int
+    error_class: str | None = None
 
 
 @dataclass
@@ -92,7 +93,14 @@ def _parse_json(line: str, number: int) -> FailedItem | None:
     if data.get("status") not in (None, "failed", "changed"):
         return None
     error = f"[{data.get('error_class')}] {data.get('error')}" if data.get("error") else ""
-    return FailedItem(str(data["path"]), str(data["bucket"]), str(data["key"]), error, number)
+    return FailedItem(
+        str(data["path"]),
+        str(data["bucket"]),
+        str(data["key"]),
+        error,
+        number,
+        str(data["error_class"]) if data.get("error_class") else None,
+    )
 
 
 def _parse_aws(line: str, number: int) -> FailedItem | None:

@@ -6,7 +6,9 @@ retried with the settings that run used. From a failures file or an aws s3 log
 (``failures.read_failures``): each named file, resolved against ``base_dir``,
 its key repaired by ``strip_prefix``/``new_prefix``. Files that are gone and
 keys that are still unsafe become failed results with a clear reason; they are
-reported, never uploaded.
+reported, never uploaded. So are the failures no re-sending can fix, with the
+reason they were recorded with: a file that never had a key of its own (a name
+that is not UTF-8, a key another file took).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from typing import Any
 
 from s3stow.config import Settings
 from s3stow.failures import FailedItem, repair_key, resolve_local
-from s3stow.keys import UnsafeKeyError, validate_bucket
+from s3stow.keys import UnsafeKeyError, is_local_key, validate_bucket
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import PlannedUpload, SourceFile, Status, UploadResult
 from s3stow.templates import sanitise_key
 
 RETRY_GROUP = "retry"
+# Failures a failures file names with a key that is not the file's own to send.
+UNFIXABLE = frozenset({"InvalidName", "KeyCollision"})
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "auth": (
         "AccessDenied",
@@ -62,7 +66,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "source missing": ("SourceMissing", "FileNotFoundError"),
     "source changed": ("SourceChanged",),
     "source unreadable": ("PermissionDenied", "ReadError", "SourceError", "PermissionError"),
-    "key invalid": ("UnsafeKey", "KeyCollision"),
+    "key invalid": ("UnsafeKey", "KeyCollision", "InvalidName"),
     "integrity": ("ChecksumMismatch", "ChecksumNotAcknowledged", "SizeMismatch"),
 }
 
@@ -143,9 +147,29 @@ def from_ledger(
         settings = run_settings(info["settings"] if info else None, base=base, overrides=overrides)
         batch = RetryBatch(bucket, settings, source_run=source_run)
         for entry in entries:
-            _add(batch, Path(entry.source_path), entry.key, missing_hint=" any more")
+            path = Path(entry.source_path)
+            if is_local_key(entry.key):  # it never had a key: sending cannot fix it
+                batch.refused.append(
+                    _unfixable(
+                        path, bucket, error_class=entry.error_class, message=entry.error_message
+                    )
+                )
+            else:
+                _add(batch, path, entry.key, missing_hint=" any more")
         batches.append(batch)
     return batches
+
+
+_UNFIXABLE_NOTE = " (retry cannot fix this: fix it, then run the upload again)"
+
+
+def _unfixable(
+    path: Path, bucket: str, *, error_class: str | None, message: str | None
+) -> UploadResult:
+    reason = message or "failed before it had a key"
+    if not reason.endswith(_UNFIXABLE_NOTE):
+        reason += _UNFIXABLE_NOTE
+    return _refuse(path, bucket, "", error_class or "SourceError", reason)
 
 
 def from_failures(
@@ -165,8 +189,15 @@ def from_failures(
     for item in items:
         target_bucket = validate_bucket(bucket or item.bucket)
         batch = batches.setdefault(target_bucket, RetryBatch(target_bucket, settings))
+        local = resolve_local(item.local, base_dir=base_dir)
+        if not item.key or item.error_class in UNFIXABLE:
+            message = item.error.partition("] ")[2] if item.error.startswith("[") else item.error
+            batch.refused.append(
+                _unfixable(local, target_bucket, error_class=item.error_class, message=message)
+            )
+            continue
         key = repair_key(item.key, strip_prefix=strip_prefix, new_prefix=new_prefix)
-        _add(batch, resolve_local(item.local, base_dir=base_dir), key, missing_hint=hint)
+        _add(batch, local, key, missing_hint=hint)
     return list(batches.values())
 
 

@@ -3,7 +3,8 @@
 Filesystem notifications (watchdog) say which paths changed; a periodic rescan is the
 safety net for lost notifications and for files that arrived while s3stow was down
 (the backlog is uploaded at start, oldest first). A file is *ready* when its size and
-mtime have not changed for ``settle`` seconds; temporary names (``*.tmp``, ``*.part``
+mtime have not changed for ``settle`` seconds (a scanned file whose mtime is older than
+that is ready at once; reads are not changes); temporary names (``*.tmp``, ``*.part``
 by default) are ignored; a file still changing after ``max_wait`` is reported and not
 uploaded half-written. Ready files go through the same engine as ``upload`` (keys by
 the same planner, verified, recorded in the ledger), so a restart never uploads a file
@@ -37,7 +38,7 @@ from watchdog.observers import Observer as FsObserver
 from s3stow.discover import discover
 from s3stow.keys import Target
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
-from s3stow.plan import Planner, Refused
+from s3stow.plan import Duplicate, Planner, Refused
 from s3stow.report.observer import Observer
 from s3stow.report.status import atomic_write_text
 from s3stow.transfer.engine import Uploader, new_run_id
@@ -258,6 +259,13 @@ class Watcher:
                         self._waiting.pop(path, None)
                 continue
             item = self._plan(Path(path), entry)
+            if isinstance(item, Duplicate):
+                if item.first in self._waiting:  # its twin is not verified yet: after it
+                    entry.not_before = now + max(self.settle, 1.0)
+                    continue
+                # Sent again to its content-addressed key (the same bytes): the watcher
+                # acts after upload only on a file whose own upload it saw verified.
+                item = PlannedUpload(item.source, self.target.bucket, item.key)
             if item is not None:
                 ready.append(item)
         if ready:
@@ -269,7 +277,7 @@ class Watcher:
             time.sleep(min(0.2, self.settle / 4))
         self._write_status("watching")
 
-    def _plan(self, path: Path, entry: _Waiting) -> PlannedUpload | UploadResult | None:
+    def _plan(self, path: Path, entry: _Waiting) -> PlannedUpload | UploadResult | Duplicate | None:
         try:
             rel = path.relative_to(self.directory).as_posix()
         except ValueError:

@@ -95,11 +95,12 @@ def verify(
         if report is not None:
             _write_report(report, findings)
         _print(findings, counts, options, deep=deep)
-        if fix:
-            _fix(findings, settings, db, target.bucket, options)
+        fixed = _fix(findings, settings, db, target.bucket, options) if fix else False
     finally:
         db.close()
-    if any(kind != OK for kind in counts):
+    # --fix that fixed every problem it found ends well; anything left is exit 1
+    left = [f for f in findings if f.kind != OK and not (fixed and _fixable(f))]
+    if left:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
@@ -159,20 +160,16 @@ def _write_report(path: Path, findings: list[Finding]) -> None:
 
 def _fix(
     findings: list[Finding], settings: Settings, db: Ledger, bucket: str, options: GlobalOptions
-) -> None:
-    """Re-upload what can be fixed, forced (the ledger may wrongly say done)."""
+) -> bool:
+    """Re-upload what can be fixed, forced (the ledger may wrongly say done); whether
+    every fixable finding is now fixed."""
     from s3stow.cli.upload import observers_for
     from s3stow.config import Settings
     from s3stow.transfer.engine import Uploader
-    from s3stow.verify import FIXABLE
 
-    items = [
-        PlannedUpload(f.source, bucket, f.key)
-        for f in findings
-        if f.kind in FIXABLE and f.source is not None
-    ]
+    items = [PlannedUpload(f.source, bucket, f.key) for f in findings if f.source and _fixable(f)]
     if not items:
-        return
+        return True
     forced = Settings.model_validate({**settings.model_dump(), "force": True})
     uploader = Uploader(forced, ledger=db, observers=observers_for(options, forced))
     summary = uploader.upload_planned(items, Target(bucket, ""), command="verify-fix")
@@ -180,6 +177,16 @@ def _fix(
         Console(highlight=False).print(
             f"fix: {summary.uploaded} re-uploaded, {summary.failed + summary.changed} still failing"
         )
+    if uploader.fatal_error is not None:
+        raise uploader.fatal_error
+    return summary.ok and summary.uploaded + summary.skipped == len(items)
+
+
+def _fixable(finding: Finding) -> bool:
+    """Whether ``--fix`` re-uploads it: a local file whose object is missing or differs."""
+    from s3stow.verify import FIXABLE
+
+    return finding.kind in FIXABLE and finding.source is not None
 
 
 def register(app: typer.Typer) -> None:
