@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import make_tree
 
@@ -193,3 +194,54 @@ def test_every_failure_of_a_run_is_listed_with_its_reason(cli, s3, bucket, tmp_p
         rows = dict(db.execute("SELECT key, status FROM items"))
     assert rows["p/x.txt"] == "done"
     assert rows["p/ok.txt"] == "done"
+
+
+def _options(*path: str) -> set[str]:
+    """The option names of the command at ``path`` (``("job", "plan")``)."""
+    import typer
+
+    from s3stow.cli.app import app
+
+    command: Any = typer.main.get_command(app)  # typer's own click
+    for name in path:
+        command = command.get_command(type(command).context_class(command), name)
+        assert command is not None, name
+    return {opt for param in command.params for opt in getattr(param, "opts", ())}
+
+
+def test_every_key_shaping_option_of_upload_is_in_verify_retry_watch_and_job_plan() -> None:
+    from s3stow.cli.keyoptions import KEY_OPTIONS, SELECTION_OPTIONS
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    upload = _options("upload")
+    shaping = {flag(n) for n in KEY_OPTIONS}
+    selecting = {flag(n) for n in SELECTION_OPTIONS}
+    assert shaping | selecting <= upload
+    assert {"--layout", "--key-template", "--strip-prefix", "--timestamp"} <= shaping
+    for path in (("verify",), ("job", "plan")):
+        assert shaping | selecting <= _options(*path), path
+    for path in (("retry",), ("watch",)):
+        assert shaping <= _options(*path), path
+
+
+def test_retry_from_plans_keys_with_the_upload_options(
+    proxied_cli, proxy, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    log, base = _layout(tmp_path, bucket)
+    result = proxied_cli(
+        "retry", "--from", str(log), "--base-dir", str(base), "--strip-prefix", "../astro/",
+        "--prefix", "restored", "--key-template", "{prefix}{timestamp}/{rel_path}",
+        "--custom-timestamp", "20250729_1615", "--ledger", "l.db",
+    )  # fmt: skip
+    assert result.code == 1  # the missing file is still failed
+    assert _keys(s3, bucket) == {
+        "restored/20250729_1615/m31/andromeda 01.jpg",
+        "restored/20250729_1615/m42/orion.fits",
+        "restored/20250729_1615/notes/log.txt",
+        "restored/20250729_1615/notes/extra.txt",
+    }
+    from_ledger = proxied_cli("retry", "--layout", "date-folders", "--ledger", "l.db")
+    assert from_ledger.code == 2
+    assert "--layout plan the keys of what --from names" in from_ledger.stderr

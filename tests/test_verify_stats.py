@@ -141,3 +141,39 @@ def test_fix_that_fixed_everything_exits_0(cli, s3, bucket, tmp_path: Path) -> N
     assert fixed.code == 0, fixed.output
     again = cli("verify", "src", f"s3://{bucket}/p", "--ledger", "l.db")
     assert again.code == 0, again.output
+
+
+def test_verify_checks_what_a_timestamped_project_upload_wrote(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Every option that shapes keys in upload exists in verify: the same command line
+    verifies what the upload wrote, the run's --timestamp folder found in the bucket."""
+    make_tree(
+        tmp_path / "project",
+        {"config/a.yaml": 3, "config/b/c.yaml": 4, "logs/run.log": 5, "top.txt": 1},
+    )
+    shaping = (
+        "--layout", "project", "--project-key", "RMI25320", "--timestamp",
+        "--strip-prefix", "b/", "--exclude", "*.log",
+    )  # fmt: skip
+    upload = cli("upload", "project", f"s3://{bucket}/p", *shaping, "--ledger", "l.db")
+    assert upload.code == 0, upload.output
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    assert len(keys) == 2
+    stamp = keys[0].split("/")[3]
+    assert keys == [f"p/RMI25320/config/{stamp}/a.yaml", f"p/RMI25320/config/{stamp}/c.yaml"]
+    for ledger in ("l.db", "other.db"):  # with the upload's ledger, and without it
+        result = cli("verify", "project", f"s3://{bucket}/p", *shaping, "--ledger", ledger)
+        assert result.code == 0, result.output
+        assert f"timestamp folder: {stamp}" in result.stdout
+        assert "2 ok" in result.stdout
+
+
+def test_piped_verify_output_keeps_whole_keys(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    deep = "/".join(f"directory-number-{i}" for i in range(8))
+    make_tree(tmp_path / "src", {f"{deep}/a-file-with-a-long-name.txt": 5})
+    result = cli("verify", "src", f"s3://{bucket}/a-prefix", "--ledger", "l.db")  # a pipe
+    assert result.code == 1
+    key = f"a-prefix/{deep}/a-file-with-a-long-name.txt"
+    line = next(x for x in result.stdout.splitlines() if x.lstrip().startswith("missing"))
+    assert key in line, result.stdout  # whole, on one line

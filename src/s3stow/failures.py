@@ -116,15 +116,6 @@ def _parse_aws(line: str, number: int) -> FailedItem | None:
     return FailedItem(match.group("src"), match.group("bucket"), key, error, number)
 
 
-def repair_key(key: str, *, strip_prefix: str | None, new_prefix: str | None) -> str:
-    """Strip a broken leading part (e.g. ``../astro/``) and put the key under a new prefix."""
-    if strip_prefix and key.startswith(strip_prefix):
-        key = key[len(strip_prefix) :]
-    if new_prefix:
-        key = new_prefix.rstrip("/") + "/" + key.lstrip("/")
-    return key
-
-
 def resolve_local(local: str, *, base_dir: Path | None) -> Path:
     """The local file a failure names: absolute as is, relative against ``base_dir``."""
     path = Path(local.replace("\\", "/")) if "\\" in local and "/" not in local else Path(local)

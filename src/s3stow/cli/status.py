@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.errors import ConfigError
 from s3stow.units import format_duration, format_size
 
@@ -33,7 +32,7 @@ def status(
     if options.json:
         print(json.dumps(data))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = output_console()
     totals = data.get("totals", {})
     now = time.time()
     age = now - float(data.get("last_update") or now)

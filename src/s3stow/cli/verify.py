@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target, parse_target
 from s3stow.models import PlannedUpload
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 Opt = typer.Option
 
 
+@selection_options
 def verify(
     ctx: typer.Context,
     paths: Annotated[
@@ -46,11 +48,8 @@ def verify(
         bool,
         Opt("--fix", help="Re-upload missing, mismatched and changed items through the engine."),
     ] = False,
-    layout: Annotated[str | None, Opt(help="The layout the upload used.")] = None,
-    key_template: Annotated[str | None, Opt(help="The key template the upload used.")] = None,
-    project_key: Annotated[str | None, Opt(help="The project key the upload used.")] = None,
-    include: Annotated[list[str] | None, Opt("--include", help="As for upload.")] = None,
-    exclude: Annotated[list[str] | None, Opt("--exclude", help="As for upload.")] = None,
+    *,
+    keys: KeyOptions,
 ) -> None:
     """Classify every path: ok, missing, mismatched, gone, orphan, changed; exit 1 if any."""
     from s3stow.cli.upload import default_ledger
@@ -66,18 +65,12 @@ def verify(
         )
     *sources, destination = paths
     target = parse_target(destination)
-    settings = options.settings(
-        ledger=ledger,
-        layout=layout,
-        key_template=key_template,
-        project_key=project_key,
-        include=include or None,
-        exclude=exclude or None,
-    )
+    settings = options.settings(ledger=ledger, **keys.flags())
     db = open_ledger(settings.ledger or default_ledger())
     try:
         store = S3Store.from_settings(settings)
         store.head_bucket(target.bucket)
+        chosen: list[str | None] = []
         findings = ordered(
             list(
                 verify_tree(
@@ -88,9 +81,18 @@ def verify(
                     ledger=db,
                     deep=deep,
                     limit=limit,
+                    on_timestamp=chosen.append,
                 )
             )
         )
+        if chosen and not options.json:
+            output_console().print(
+                f"timestamp folder: {chosen[0]} (the newest in S3 or the ledger; "
+                "--custom-timestamp picks another)"
+                if chosen[0]
+                else "timestamp folder: none found under the prefix (everything is missing)",
+                markup=False,
+            )
         counts = Counter(f.kind for f in findings)
         if report is not None:
             _write_report(report, findings)
@@ -129,10 +131,10 @@ def _print(
             )
         )
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = output_console()
     problems = [f for f in findings if f.kind != OK]
     if problems:
-        table = Table("class", "key", "tier", "detail", box=None)
+        table = Table("class", "key", "tier", "detail", box=None, pad_edge=False)
         for finding in problems[:200]:
             table.add_row(finding.kind, finding.key, finding.tier, finding.detail)
         console.print(table)

@@ -399,7 +399,7 @@ class Uploader:
         another file's and a name that is not UTF-8 has none: those are recorded under
         the file's ``local_key``, so no object's row is overwritten.
         """
-        if self.ledger is not None and not self.settings.dry_run:
+        if self.ledger is not None and not self.settings.dry_run and result.status == Status.FAILED:
             own = result.key and result.error_class in _OWN_KEY
             key = result.key if own else local_key(result.path)
             self.ledger.record(
