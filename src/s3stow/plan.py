@@ -24,7 +24,7 @@ from s3stow.config import Settings
 from s3stow.errors import ConfigError
 from s3stow.foldertypes import extension_sets, select_folder_types
 from s3stow.keys import Target, UnsafeKeyError
-from s3stow.models import PlannedUpload, Source, SourceFile
+from s3stow.models import PlannedUpload, Reason, Source, SourceFile, Status, UploadResult
 from s3stow.select import Selector
 from s3stow.templates import LAYOUTS, KeyTemplate, run_timestamp
 
@@ -43,6 +43,18 @@ class Refused:
     error_class: str
     reason: str
 
+    def result(self, bucket: str) -> UploadResult:
+        """The failed result that reports it."""
+        return UploadResult(
+            self.source.path,
+            bucket,
+            self.key,
+            Status.FAILED,
+            size=self.source.size,
+            error_class=self.error_class,
+            error=self.reason,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Duplicate:
@@ -51,6 +63,17 @@ class Duplicate:
     source: SourceFile
     key: str
     first: str
+
+    def result(self, bucket: str) -> UploadResult:
+        """The skipped result that reports it."""
+        return UploadResult(
+            self.source.path,
+            bucket,
+            self.key,
+            Status.SKIPPED,
+            size=self.source.size,
+            reason=Reason.DEDUPLICATED,
+        )
 
 
 class Planner:

@@ -26,7 +26,7 @@ from s3stow.config import Settings
 from s3stow.failures import FailedItem, resolve_local
 from s3stow.keys import Target, UnsafeKeyError, is_local_key, normalise_prefix, validate_bucket
 from s3stow.ledger import Ledger, LedgerEntry
-from s3stow.models import PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.models import PlannedUpload, SourceFile, Status, UploadResult
 from s3stow.plan import Duplicate, Planner, Refused
 from s3stow.templates import sanitise_key
 
@@ -243,16 +243,7 @@ def _plan(batch: RetryBatch, planner: Planner, path: Path, key: str, *, missing_
     elif isinstance(planned, PlannedUpload):
         batch.items.append(planned)
     elif isinstance(planned, Duplicate):  # its content goes up with the first file
-        batch.refused.append(
-            UploadResult(
-                path,
-                batch.bucket,
-                planned.key,
-                Status.SKIPPED,
-                size=source.size,
-                reason=Reason.DEDUPLICATED,
-            )
-        )
+        batch.refused.append(planned.result(batch.bucket))
 
 
 def run_settings(stored: str | None, *, base: Settings, overrides: dict[str, Any]) -> Settings:

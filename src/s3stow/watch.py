@@ -290,15 +290,7 @@ class Watcher:
             return None
         if isinstance(planned, Refused):
             self._waiting.pop(str(path), None)
-            return UploadResult(
-                path,
-                self.target.bucket,
-                planned.key,
-                Status.FAILED,
-                size=entry.size,
-                error_class=planned.error_class,
-                error=planned.reason,
-            )
+            return planned.result(self.target.bucket)
         return planned
 
     def _finished(

@@ -361,29 +361,10 @@ class Uploader:
                 log.info("deduplicated %s: same content as %s", found.path, outcome.first)
                 why = Reason.DEDUPLICATED.value
                 summary.skip_reasons[why] = summary.skip_reasons.get(why, 0) + 1
-                self._count(
-                    summary,
-                    UploadResult(
-                        found.path,
-                        bucket,
-                        outcome.key,
-                        Status.SKIPPED,
-                        size=found.size,
-                        reason=Reason.DEDUPLICATED,
-                    ),
-                    found,
-                )
+                self._count(summary, outcome.result(bucket), found)
                 continue
             if isinstance(outcome, Refused):
-                failure = UploadResult(
-                    found.path,
-                    bucket,
-                    outcome.key,
-                    Status.FAILED,
-                    size=found.size,
-                    error_class=outcome.error_class,
-                    error=outcome.reason,
-                )
+                failure = outcome.result(bucket)
                 self._record_refusal(failure, summary, mtime_ns=found.mtime_ns, group=found.group)
                 self._count(summary, failure, found)
                 continue
