@@ -118,6 +118,7 @@ def test_stats_match_hand_computed_numbers(tmp_path: Path, cli) -> None:  # type
     assert data["failures"][0]["category"] == "throttling"
     text = cli("stats", "--ledger", str(db))
     assert "Overall" in text.stdout
+    assert max(len(line) for line in text.stdout.splitlines()) < 200  # piped: no wide rule
     assert "throttling" in text.stdout
     assert cli("stats", "--ledger", str(db), "--by", "colour").code == 2
 

@@ -237,6 +237,14 @@ def output_console() -> Console:
     return Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
 
 
+def heading(console: Console, title: str) -> None:
+    """A rule with ``title`` on a terminal; piped, the title alone on its line."""
+    if console.is_terminal:
+        console.rule(title)
+    else:
+        console.print(title, markup=False)
+
+
 def _error(message: str) -> None:
     from rich.console import Console
     from rich.markup import escape

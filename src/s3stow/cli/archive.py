@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from s3stow.archive import DEFAULT_TEMPLATE
-from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.app import GlobalOptions, heading, output_console
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
 
@@ -211,7 +211,7 @@ def stats(
         )
         return
     console = output_console()
-    console.rule("S3 Archive Statistics")
+    heading(console, "S3 Archive Statistics")
     table_ = Table("", "total", "archived", "%", "not archived", box=None)
     for s in [overall, *by_type]:
         table_.add_row(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.app import GlobalOptions, heading, output_console
 from s3stow.units import format_size
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def stats(
         )
         return
     console = output_console()
-    console.rule("s3stow statistics")
+    heading(console, "s3stow statistics")
     table = Table(by, "items", "bytes", "done", "%", "not done", "failed", "changed", box=None)
     for group in [overall, *groups]:
         table.add_row(
