@@ -5,7 +5,8 @@ and yields as it goes, so a tree of millions of files starts uploading at once
 and is never held in memory. Symlinks are not followed unless asked, and then
 only to targets inside the source root, with loops detected by (device, inode).
 Special files, unreadable directories and names that are not valid UTF-8 are
-yielded as ``Skipped`` with the reason, never silently dropped or mangled.
+yielded as ``Skipped`` with the reason, never silently dropped or mangled; so is
+every file under a source marked ``skip`` (what a layout leaves out).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from s3stow.errors import SourceError
 from s3stow.models import Skipped, Source, SourceFile
 
 Found = SourceFile | Skipped
+INVALID_NAME = "InvalidName"
+LAYOUT = "Layout"
 
 
 def check_sources(sources: Iterable[Path | Source]) -> list[Path | Source]:
@@ -48,7 +51,10 @@ def discover(sources: Iterable[Path | Source], *, follow_symlinks: bool = False)
     """
     for source in sources:
         spec = source if isinstance(source, Source) else Source(source)
-        if spec.path.is_file():
+        if spec.skip is not None:  # left out whatever it is: named, never a failure
+            for found in discover([Source(spec.path)], follow_symlinks=follow_symlinks):
+                yield Skipped(found.path, spec.skip, LAYOUT)
+        elif spec.path.is_file():
             yield from _single_file(spec.path, spec.group or ROOT_GROUP)
         else:
             yield from _walk(spec.path, spec.group, follow_symlinks=follow_symlinks)
@@ -89,7 +95,7 @@ def _walk(root: Path, group: str, *, follow_symlinks: bool) -> Iterator[Found]:
             rel = f"{rel_dir}{entry.name}"
             path = directory / entry.name  # cheaper than parsing entry.path again
             if not _valid_name(entry.name):
-                yield Skipped(path, "name is not valid UTF-8; rename it to upload it")
+                yield Skipped(path, "name is not valid UTF-8; rename it to upload it", INVALID_NAME)
                 continue
             try:
                 is_link = entry.is_symlink()

@@ -3,13 +3,16 @@
 A key is the prefix plus the file's POSIX relative path, normalised to NFC.
 Keys that S3 or later readers would mishandle are refused with a reason:
 ``.``/``..``/empty segments, control characters, more than 1024 UTF-8 bytes.
+A file that never got a key is known to the ledger by its ``local_key``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 from s3stow.errors import ConfigError
 
@@ -71,6 +74,24 @@ def build_key(prefix: str, rel_path: str) -> str:
     key = unicodedata.normalize("NFC", prefix + rel_path)
     check_key(key)
     return key
+
+
+def local_key(path: Path) -> str:
+    """The ledger key of a file that failed before it had an object key (a name that
+    is not UTF-8, a key collision): its absolute path as text, bytes that are not
+    UTF-8 written ``\\xNN``. No object key starts with ``/`` or holds ``\\``, so
+    the two never meet."""
+    return display_path(Path(os.path.abspath(path)))
+
+
+def display_path(path: Path) -> str:
+    """``path`` as valid text for messages and the ledger (not-UTF-8 bytes as ``\\xNN``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_local_key(key: str) -> bool:
+    """Whether a ledger key is a ``local_key`` (no object has it)."""
+    return key.startswith("/") or "\\" in key
 
 
 def check_key(key: str) -> None:

@@ -34,14 +34,20 @@ class Reason(StrEnum):
     LEDGER_DONE = "ledger-done"
     REMOTE_MATCH = "remote-match"
     NO_CLOBBER = "no-clobber"
+    DEDUPLICATED = "deduplicated"  # content-addressed key another file of the run has
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A source root given to a run, and the group its files count under."""
+    """A source root given to a run, and the group its files count under.
+
+    With ``skip`` set, the root is walked only to name what the run leaves out:
+    every file under it is ``Skipped`` with that reason (class ``Layout``).
+    """
 
     path: Path
     group: str = ""
+    skip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,10 @@ class RunSummary:
     fatal: str | None = None
     failures: list[UploadResult] = field(default_factory=list)
     would_upload: list[Decision] = field(default_factory=list)
+    # skipped files by why (special file, symlink, layout, deduplicated); the
+    # files selection did not take (--include, sizes, ages, extensions) apart
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    not_selected: int = 0
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
     transient_errors: int = 0  # 5xx/throttling/connection errors seen (botocore retried)
     throttled: int = 0  # throttling responses (each may halve concurrency)
@@ -164,6 +174,8 @@ class RunSummary:
             "skipped": self.skipped,
             "failed": self.failed,
             "changed": self.changed,
+            "skip_reasons": self.skip_reasons,
+            "not_selected": self.not_selected,
             "bytes_uploaded": self.bytes_uploaded,
             "elapsed": round(self.elapsed, 3),
             "throughput_bytes_per_s": round(rate, 1),

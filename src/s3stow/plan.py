@@ -5,7 +5,10 @@ validates the key template and the selection up front (exit 2 before anything
 is sent), expands a project directory into its folder-type roots, filters each
 discovered file, strips ``strip_prefix`` from its relative path, renders its key
 and refuses a key that another file of the same run already took (a collision
-is reported, never a silent overwrite).
+is reported, never a silent overwrite), except with a content-addressed template
+(``{md5}``/``{sha256}``), where one key means the same bytes: the second file is a
+``Duplicate``, reported as deduplicated. It also notes the ``--include`` patterns
+that matched no file.
 """
 
 from __future__ import annotations
@@ -15,14 +18,18 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from s3stow.config import Settings
 from s3stow.errors import ConfigError
 from s3stow.foldertypes import extension_sets, select_folder_types
 from s3stow.keys import Target, UnsafeKeyError
-from s3stow.models import PlannedUpload, Source, SourceFile
+from s3stow.models import PlannedUpload, Reason, Source, SourceFile, Status, UploadResult
 from s3stow.select import Selector
 from s3stow.templates import LAYOUTS, KeyTemplate, run_timestamp
+
+if TYPE_CHECKING:
+    import pathspec
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,38 @@ class Refused:
     key: str
     error_class: str
     reason: str
+
+    def result(self, bucket: str) -> UploadResult:
+        """The failed result that reports it."""
+        return UploadResult(
+            self.source.path,
+            bucket,
+            self.key,
+            Status.FAILED,
+            size=self.source.size,
+            error_class=self.error_class,
+            error=self.reason,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A file whose content-addressed key another file of the run already has."""
+
+    source: SourceFile
+    key: str
+    first: str
+
+    def result(self, bucket: str) -> UploadResult:
+        """The skipped result that reports it."""
+        return UploadResult(
+            self.source.path,
+            bucket,
+            self.key,
+            Status.SKIPPED,
+            size=self.source.size,
+            reason=Reason.DEDUPLICATED,
+        )
 
 
 class Planner:
@@ -64,6 +103,7 @@ class Planner:
         )
         self._strip = (settings.strip_prefix or "").replace("\\", "/").lstrip("/")
         self._seen: dict[bytes, str] = {}
+        self._unmatched = _single_patterns(settings.include)
         if self.template.reads_content:
             log.warning(
                 "the key template uses {md5}/{sha256}: every file is read once more to compute it"
@@ -87,12 +127,17 @@ class Planner:
             )
         )
 
-    def plan(self, found: SourceFile) -> PlannedUpload | Refused | None:
-        """The planned upload, a refusal, or ``None`` when the file is not selected."""
+    def plan(self, found: SourceFile) -> PlannedUpload | Refused | Duplicate | None:
+        """The planned upload, a refusal, a duplicate, or ``None`` when the file is not
+        selected."""
+        if self._unmatched:
+            rel = found.rel_path
+            for pattern in [p for p, spec in self._unmatched.items() if spec.match_file(rel)]:
+                del self._unmatched[pattern]
         if self.selector.active:
             reason = self.selector.takes(found)
             if reason is not None:
-                log.debug("not taking %s: %s", found.path, reason)
+                log.info("not taking %s: %s", found.path, reason)
                 return None
         source = found
         if self._strip and found.rel_path.startswith(self._strip):
@@ -111,11 +156,30 @@ class Planner:
         digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).digest()
         first = self._seen.setdefault(digest, str(found.path))
         if first != str(found.path):
+            if self.template.reads_content:  # the key holds the content's hash
+                return Duplicate(source, key, first)
             return Refused(
                 found, key, "KeyCollision", f"key {key!r} is also the key of {first}; not uploaded"
             )
         return PlannedUpload(source, self.target.bucket, key)
 
+    def unmatched_includes(self) -> list[str]:
+        """The ``--include`` patterns no file planned so far matched."""
+        return list(self._unmatched)
+
+
+def _single_patterns(patterns: Sequence[str]) -> dict[str, pathspec.GitIgnoreSpec]:
+    """Each plain ``--include`` pattern on its own (negations are not tracked)."""
+    if not patterns:
+        return {}
+    import pathspec  # only when there are patterns (as in select.py)
+
+    return {p: pathspec.GitIgnoreSpec.from_lines([p]) for p in patterns if not p.startswith("!")}
+
 
 def describe_sources(sources: Iterable[Path | Source]) -> list[str]:
-    return [str(s.path if isinstance(s, Source) else s) for s in sources]
+    return [
+        str(s.path if isinstance(s, Source) else s)
+        for s in sources
+        if not (isinstance(s, Source) and s.skip is not None)
+    ]

@@ -18,15 +18,16 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from s3stow.compare import RemoteIndex, decide
 from s3stow.config import Settings
-from s3stow.discover import check_sources, discover
+from s3stow.discover import LAYOUT, check_sources, discover
 from s3stow.errors import S3StowError
-from s3stow.keys import Target, build_key, parse_target
+from s3stow.keys import Target, build_key, local_key, parse_target
 from s3stow.ledger import Ledger
 from s3stow.models import (
     PlannedUpload,
@@ -37,7 +38,7 @@ from s3stow.models import (
     Status,
     UploadResult,
 )
-from s3stow.plan import Planner, Refused, describe_sources
+from s3stow.plan import Duplicate, Planner, Refused, describe_sources
 from s3stow.report.observer import Fanout, Observer
 from s3stow.store.base import ObjectStore
 from s3stow.store.dryrun import DryRunStore
@@ -48,7 +49,13 @@ from s3stow.transfer.worker import FileWorker
 
 log = logging.getLogger(__name__)
 _BATCH = 256
-_INFORMATIONAL = frozenset({"Symlink", "SpecialFile"})
+_OWN_KEY = frozenset({"UnsafeKey", "SourceMissing"})  # refusals recorded under their key
+# Skipped paths that are no failure, by how the summary names them.
+_INFORMATIONAL = {
+    "Symlink": "symlink",
+    "SpecialFile": "special file",
+    LAYOUT: "outside the layout",
+}
 
 
 def new_run_id() -> str:
@@ -130,8 +137,8 @@ class Uploader:
             )
         if key is None:
             planned = Planner(self.settings, resolved).plan(found)
-            if planned is None or isinstance(planned, Refused):
-                reason = planned.reason if planned is not None else "not selected"
+            if planned is None or isinstance(planned, Refused | Duplicate):
+                reason = planned.reason if isinstance(planned, Refused) else "not selected"
                 return UploadResult(
                     path, resolved.bucket, "", Status.FAILED, error_class="UnsafeKey", error=reason
                 )
@@ -178,6 +185,8 @@ class Uploader:
             command="upload",
             sources=describe_sources(roots),
         )
+        for pattern in planner.unmatched_includes():
+            log.warning("--include %r matched no file", pattern)
         return summary
 
     def upload_planned(
@@ -214,8 +223,7 @@ class Uploader:
                 for item in chunk:
                     summary.files += 1
                     if isinstance(item, UploadResult):
-                        if self.ledger is not None and not self.settings.dry_run and item.key:
-                            self.ledger.record(item, mtime_ns=0, run_id=summary.run_id)
+                        self._record_refusal(item, summary, mtime_ns=0, group=None)
                         self._count(summary, item, None)
                         continue
                     summary.bytes_total += item.source.size
@@ -325,45 +333,62 @@ class Uploader:
             if isinstance(found, Skipped):
                 self.observer.on_skipped_path(found)
                 summary.files += 1
-                if found.error_class in _INFORMATIONAL:
+                why = _INFORMATIONAL.get(found.error_class)
+                if why is not None:
+                    log.info("skipped %s: %s", found.path, found.reason)
+                    summary.skip_reasons[why] = summary.skip_reasons.get(why, 0) + 1
                     summary.skipped += 1
-                else:
-                    self._count(
-                        summary,
-                        UploadResult(
-                            found.path,
-                            bucket,
-                            "",
-                            Status.FAILED,
-                            error_class=found.error_class,
-                            error=found.reason,
-                        ),
-                        None,
-                    )
+                    continue
+                failure = UploadResult(
+                    found.path,
+                    bucket,
+                    "",  # it has no key: the ledger knows it by its path
+                    Status.FAILED,
+                    error_class=found.error_class,
+                    error=found.reason,
+                )
+                self._record_refusal(failure, summary, mtime_ns=0, group=None)
+                self._count(summary, failure, None)
                 continue
             outcome = planner.plan(found)
             if outcome is None:
+                summary.not_selected += 1
                 continue
             summary.files += 1
             summary.bytes_total += found.size
             self.observer.on_discovered(found)
+            if isinstance(outcome, Duplicate):
+                log.info("deduplicated %s: same content as %s", found.path, outcome.first)
+                why = Reason.DEDUPLICATED.value
+                summary.skip_reasons[why] = summary.skip_reasons.get(why, 0) + 1
+                self._count(summary, outcome.result(bucket), found)
+                continue
             if isinstance(outcome, Refused):
-                self._count(
-                    summary,
-                    UploadResult(
-                        found.path,
-                        bucket,
-                        outcome.key,
-                        Status.FAILED,
-                        size=found.size,
-                        error_class=outcome.error_class,
-                        error=outcome.reason,
-                    ),
-                    found,
-                )
+                failure = outcome.result(bucket)
+                self._record_refusal(failure, summary, mtime_ns=found.mtime_ns, group=found.group)
+                self._count(summary, failure, found)
                 continue
             planned.append(outcome)
         return planned
+
+    def _record_refusal(
+        self, result: UploadResult, summary: RunSummary, *, mtime_ns: int, group: str | None
+    ) -> None:
+        """Record a failure found before any transfer, so ``retry --list`` shows it.
+
+        An unsafe key or a missing file's key is the item's own; a collision's key is
+        another file's and a name that is not UTF-8 has none: those are recorded under
+        the file's ``local_key``, so no object's row is overwritten.
+        """
+        if self.ledger is not None and not self.settings.dry_run and result.status == Status.FAILED:
+            own = result.key and result.error_class in _OWN_KEY
+            key = result.key if own else local_key(result.path)
+            self.ledger.record(
+                replace(result, key=key, path=Path(local_key(result.path))),
+                mtime_ns=mtime_ns,
+                run_id=summary.run_id,
+                group=group,
+            )
 
     def _drain(
         self,
