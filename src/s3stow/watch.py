@@ -1,28 +1,29 @@
 """``Watcher``: upload files as they appear in a directory, once each, forever.
 
 Filesystem notifications (watchdog) say which paths changed; a periodic rescan is the
-safety net for lost notifications and for files that arrived while s3stow was down
-(the backlog is uploaded at start, oldest first). A file is *ready* when its size and
-mtime have not changed for ``settle`` seconds (a scanned file whose mtime is older than
-that is ready at once; reads are not changes); temporary names (``*.tmp``, ``*.part``
-by default) are ignored; a file still changing after ``max_wait`` is reported and not
-uploaded half-written. Ready files go through the same engine as ``upload`` (keys by
-the same planner, verified, recorded in the ledger), so a restart never uploads a file
-twice. ``after_upload`` (``keep``, ``delete`` or ``move:DIR``) acts only on files whose
-object is verified. Transient outages keep files queued and retried with backoff; an
-authentication or permission error stops the watcher (exit 3).
+safety net for lost notifications and for files that arrived while s3stow was down (the
+backlog is uploaded at start, oldest first). A file is *ready* when its size and mtime
+have not changed for ``settle`` seconds (a scanned file whose mtime is older than that
+is ready at once; reads are not changes); the settings' ``include``/``exclude`` select
+files as in ``upload`` (gitignore patterns on the path relative to the watched
+directory), and temporary and hidden names (``DEFAULT_IGNORE``) are always excluded
+first (a ``!pattern`` exclude takes one back); a file still changing after ``max_wait``
+is reported and not uploaded half-written. Ready files go through the same engine as
+``upload`` (keys by the same planner, verified, recorded in the ledger), so a restart
+never uploads a file twice. ``after_upload`` (``keep``, ``delete`` or ``move:DIR``) acts
+only on files whose object is verified. Transient outages keep files queued and retried
+with backoff; an authentication or permission error stops the watcher (exit 3).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,6 @@ class Watcher:
         directory: Path,
         target: Target,
         *,
-        patterns: Sequence[str] = (),
-        ignore: Sequence[str] = DEFAULT_IGNORE,
         settle: float = 5.0,
         max_wait: float = 3600.0,
         rescan: float = 30.0,
@@ -134,8 +133,6 @@ class Watcher:
         self.uploader = uploader
         self.directory = directory
         self.target = target
-        self.patterns = list(patterns)
-        self.ignore = list(ignore)
         self.settle = settle
         self.max_wait = max_wait
         self.rescan = rescan
@@ -143,7 +140,9 @@ class Watcher:
         self.status_json = status_json
         self.on_progress = on_progress
         self._last_line: tuple[int, int, int, int] | None = None
-        self.planner = Planner(uploader.settings, target)
+        settings = uploader.settings
+        excluded = [*DEFAULT_IGNORE, *settings.exclude]  # the user's "!x" can take one back
+        self.planner = Planner(settings.model_copy(update={"exclude": excluded}), target)
         self.stats = WatchStats()
         self.started = time.time()
         # One id for the watch; each batch is a ledger run "<id>.<n>" (stats --by run).
@@ -193,10 +192,13 @@ class Watcher:
 
     # ---- bookkeeping -------------------------------------------------------------------
     def _wanted(self, path: Path) -> bool:
-        name = path.name
-        if any(fnmatch.fnmatch(name, g) for g in self.ignore):
+        """Whether the include/exclude patterns take ``path`` (checked before it is even
+        tracked, so excluded temporary files never enter the backlog)."""
+        try:
+            rel = path.relative_to(self.directory).as_posix()
+        except ValueError:
             return False
-        return not self.patterns or any(fnmatch.fnmatch(name, g) for g in self.patterns)
+        return self.planner.selector.takes_path(rel) is None
 
     def _track(self, path: Path, now: float, *, scanned: bool = False) -> None:
         if not self._wanted(path):

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from s3stow.archive import DEFAULT_TEMPLATE
 from s3stow.cli.app import GlobalOptions, heading, output_console
+from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
 
@@ -25,21 +26,39 @@ archive_app = typer.Typer(
     no_args_is_help=True,
 )
 Opt = typer.Option
-DbOpt = Annotated[str, Opt("--db", help="SQLite file/sqlite:/// URL or postgresql:// URL.")]
-TableOpt = Annotated[str, Opt("--table", help="The media table.")]
+DbOpt = Annotated[
+    str,
+    Opt(
+        "--db",
+        help="The database: a SQLite file, a sqlite:/// URL or a postgresql:// URL.",
+        metavar="FILE|URL",
+    ),
+]
+TableOpt = Annotated[str, Opt("--table", help="The media table.", metavar="TABLE")]
 MapOpt = Annotated[
-    list[str] | None, Opt("--column-map", help="KEY=COLUMN for another schema (repeatable).")
+    list[str] | None,
+    Opt(
+        "--column-map",
+        help="Map a field to another schema's column, e.g. md5=checksum.",
+        metavar="FIELD=COLUMN",
+    ),
 ]
 WhereOpt = Annotated[
     list[str] | None,
     Opt(
         "--where",
         help="Only rows where COLUMN OP VALUE (OP: = != < <= > >= ~ for LIKE, or "
-        "'COLUMN is null'); repeatable, all must hold. Values are bound, never SQL.",
+        "'COLUMN is null'); all must hold. Values are bound, never SQL.",
+        metavar="CONDITION",
     ),
 ]
 RootOpt = Annotated[
-    Path, Opt("--media-root", help="Root of the media cache (images/, videos/, documents/).")
+    Path,
+    Opt(
+        "--media-root",
+        help="Root of the media cache (images/, videos/, documents/).",
+        metavar="DIR",
+    ),
 ]
 
 
@@ -54,22 +73,51 @@ def _table(
     return MediaTable(db, table=table, columns=columns, filters=filters)
 
 
-@archive_app.command("run")
+@archive_app.command(
+    "run",
+    epilog=examples(
+        (
+            "Archive every row without archive_url (files read from cache/media):",
+            "s3stow archive run s3://media-archive --db app.db",
+        ),
+        (
+            "Only videos, 100 rows, from PostgreSQL; see first, then run:",
+            "s3stow archive run s3://media-archive --db postgresql://app@db/app "
+            "--where 'media_type = video' --limit 100 --dry-run",
+        ),
+    ),
+)
 def run(
     ctx: typer.Context,
-    destination: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX]")],
+    destination: Annotated[
+        str,
+        typer.Argument(help="Where the files go.", metavar="s3://BUCKET[/PREFIX]"),
+    ],
     db: DbOpt,
     table: TableOpt = "post_media",
     column_map: MapOpt = None,
     where: WhereOpt = None,
     media_root: RootOpt = Path("cache/media"),
-    key_template: Annotated[str, Opt(help="Key template with row fields.")] = DEFAULT_TEMPLATE,
-    limit: Annotated[int | None, Opt(help="Archive at most N rows.")] = None,
-    batch_size: Annotated[int, Opt(help="Rows per archive_url transaction.")] = 50,
+    key_template: Annotated[
+        str,
+        Opt(help="Key template with the row's fields (see the README).", metavar="TEMPLATE"),
+    ] = DEFAULT_TEMPLATE,
+    limit: Annotated[int | None, Opt(help="Archive at most N rows.", metavar="N")] = None,
+    batch_size: Annotated[int, Opt(help="Rows per archive_url transaction.", metavar="N")] = 50,
     force: Annotated[bool, Opt("--force", help="Re-archive rows that have archive_url.")] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Show what would be archived.")] = False,
-    ledger: Annotated[str | None, Opt(help="Ledger path or URL.")] = None,
-    concurrency: Annotated[str | None, Opt(help="Parallel requests: N or cpu*K.")] = None,
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        Opt(help="Requests in flight: a number, or cpu*K.", metavar="N", show_default="16"),
+    ] = None,
     cleanup_local: Annotated[
         bool, Opt("--cleanup-local", help="Delete local files once archived and committed.")
     ] = False,
@@ -157,11 +205,20 @@ def run(
     exit_for(summary, uploader)
 
 
-@archive_app.command("init-demo")
+@archive_app.command(
+    "init-demo",
+    epilog=examples(
+        (
+            "A demo database and media cache, then archive it:",
+            "s3stow archive init-demo --db demo.db",
+        ),
+        ("", "s3stow archive run s3://demo-bucket --db demo.db"),
+    ),
+)
 def demo(
     db: DbOpt,
     media_root: RootOpt = Path("cache/media"),
-    rows: Annotated[int, Opt(help="How many rows.")] = 60,
+    rows: Annotated[int, Opt(help="How many rows.", metavar="N")] = 60,
 ) -> None:
     """Create a sample post_media database and media cache to try archiving."""
     from s3stow.archive.demo import init_demo
@@ -178,7 +235,16 @@ def demo(
     )
 
 
-@archive_app.command("stats")
+@archive_app.command(
+    "stats",
+    epilog=examples(
+        ("How much is archived, by media type:", "s3stow archive stats --db app.db"),
+        (
+            "Only this year's rows:",
+            "s3stow archive stats --db app.db --where 'created_at >= 2025-01-01'",
+        ),
+    ),
+)
 def stats(
     ctx: typer.Context,
     db: DbOpt,
@@ -224,7 +290,16 @@ def stats(
     console.print(table_)
 
 
-@archive_app.command("verify")
+@archive_app.command(
+    "verify",
+    epilog=examples(
+        ("HEAD every archived object (size and checksum):", "s3stow archive verify --db app.db"),
+        (
+            "Also find rows whose local file is gone:",
+            "s3stow archive verify --db app.db --check-local",
+        ),
+    ),
+)
 def verify(
     ctx: typer.Context,
     db: DbOpt,
@@ -236,8 +311,15 @@ def verify(
     check_local: Annotated[
         bool, Opt("--check-local", help="Find rows whose file is gone.")
     ] = False,
-    limit: Annotated[int | None, Opt(help="Check at most N rows.")] = None,
-    ledger: Annotated[str | None, Opt(help="Ledger, for checksum comparison.")] = None,
+    limit: Annotated[int | None, Opt(help="Check at most N rows.", metavar="N")] = None,
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger, to compare checksums with.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
+    ] = None,
 ) -> None:
     """Prove archived rows: objects exist with the right size/checksum; files exist."""
     from s3stow.archive.report import verify_archive

@@ -8,17 +8,21 @@ from typing import Annotated
 
 import typer
 
+from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError
 
 
 def dev_server(
-    host: Annotated[str, typer.Option(help="Listen address (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Listen port.")] = 9000,
+    host: Annotated[
+        str, typer.Option(help="Listen address (loopback only).", metavar="ADDRESS")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen port.", metavar="PORT")] = 9000,
     data_dir: Annotated[
         Path | None,
         typer.Option(
             help="Keep buckets and objects here across restarts: loaded at start, saved at "
-            "Ctrl+C/SIGTERM (without it, data lives in memory only)."
+            "Ctrl+C/SIGTERM (without it, data lives in memory only).",
+            metavar="DIR",
         ),
     ] = None,
 ) -> None:
@@ -68,4 +72,13 @@ def dev_server(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("dev-server")(dev_server)
+    app.command(
+        "dev-server",
+        epilog=examples(
+            ("A throw-away server on port 9000:", "s3stow dev-server"),
+            (
+                "Keep its buckets between runs:",
+                "s3stow dev-server --port 9100 --data-dir ./s3-data",
+            ),
+        ),
+    )(dev_server)

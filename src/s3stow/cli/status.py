@@ -11,13 +11,14 @@ import typer
 from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError
 from s3stow.units import format_duration, format_size
 
 
 def status(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="The file given to upload --status-json.")],
+    path: Annotated[Path, typer.Argument(help="The file given to --status-json.", metavar="FILE")],
 ) -> None:
     """Show the progress recorded in a status heartbeat file."""
     options: GlobalOptions = ctx.obj
@@ -76,4 +77,13 @@ def status(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(status)
+    app.command(
+        epilog=examples(
+            (
+                "Follow a long upload from another terminal (or host):",
+                "s3stow upload /data s3://archive/data --status-json /tmp/up.json",
+            ),
+            ("", "s3stow status /tmp/up.json"),
+            ("The same for a monitoring script:", "s3stow status /tmp/up.json --json"),
+        )
+    )(status)

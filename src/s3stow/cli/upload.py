@@ -16,6 +16,7 @@ from platformdirs import user_state_dir
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
@@ -36,60 +37,111 @@ def upload(
     paths: Annotated[
         list[str],
         typer.Argument(
-            help="Source files or directories, then the destination s3://BUCKET[/PREFIX].",
+            help="Files or directories to upload, then the destination bucket and prefix.",
             metavar="SRC... s3://BUCKET[/PREFIX]",
         ),
     ],
     ledger: Annotated[
         str | None,
-        Opt(help="Ledger: SQLite path or postgresql:// URL [default: user state dir]/ledger.db."),
+        Opt(
+            help="Where s3stow records what is done: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
     ] = None,
-    concurrency: Annotated[str | None, Opt(help="Parallel requests: N or cpu*K [16].")] = None,
+    concurrency: Annotated[
+        str | None,
+        Opt(
+            help="Requests in flight: a number, or cpu*K for K per CPU.",
+            metavar="N",
+            show_default="16",
+        ),
+    ] = None,
     part_size: Annotated[
-        str | None, Opt(help="Multipart part size, e.g. 64MiB [adaptive].")
+        str | None,
+        Opt(
+            help="Multipart part size, e.g. 64MiB (5MiB to 5GiB).",
+            metavar="SIZE",
+            show_default="8MiB below 512MiB, 64MiB to 8GiB, 128MiB above",
+        ),
     ] = None,
     multipart_threshold: Annotated[
-        str | None, Opt(help="Files above this go multipart [16MiB].")
+        str | None,
+        Opt(help="Files larger than this are sent in parts.", metavar="SIZE", show_default="16MiB"),
     ] = None,
     checksum: Annotated[
-        str | None, Opt(help="crc64nvme|crc32c|crc32|sha256|none [crc64nvme].")
+        str | None,
+        Opt(
+            help="The checksum S3 verifies on every request.",
+            metavar="crc64nvme|crc32c|crc32|sha256|none",
+            show_default="crc64nvme",
+        ),
     ] = None,
     checksum_compat: Annotated[
         bool | None,
         Opt(
             "--checksum-compat",
-            help="For S3-compatible "
-            "servers that reject the new checksum headers: "
-            "Content-MD5 instead.",
+            help="Send Content-MD5 instead of the newer checksum headers (for S3-compatible "
+            "servers that reject them).",
         ),
     ] = None,
     sha256_metadata: Annotated[
         bool | None,
         Opt(
             "--sha256-metadata",
-            help="Store the file's SHA-256 as metadata (extra read for multipart).",
+            help="Store each file's SHA-256 as metadata (multipart files are read twice).",
         ),
     ] = None,
     content_type: Annotated[
-        str | None, Opt(help="Content-Type [guessed from the extension].")
+        str | None,
+        Opt(help="Content-Type of every object.", metavar="TYPE", show_default="by extension"),
     ] = None,
     metadata: Annotated[
-        list[str] | None, Opt("--metadata", help="Extra metadata k=v (repeatable).")
+        list[str] | None,
+        Opt("--metadata", help="Extra object metadata, e.g. project=apollo.", metavar="KEY=VALUE"),
     ] = None,
-    sse: Annotated[str | None, Opt(help="Server-side encryption: AES256 or aws:kms.")] = None,
-    sse_kms_key_id: Annotated[str | None, Opt(help="KMS key id for aws:kms.")] = None,
-    storage_class: Annotated[str | None, Opt(help="Storage class, e.g. STANDARD_IA.")] = None,
+    sse: Annotated[
+        str | None, Opt(help="Server-side encryption.", metavar="AES256|aws:kms")
+    ] = None,
+    sse_kms_key_id: Annotated[
+        str | None, Opt(help="KMS key for --sse aws:kms.", metavar="KEY_ID")
+    ] = None,
+    storage_class: Annotated[
+        str | None,
+        Opt(help="Storage class, e.g. STANDARD_IA or GLACIER_IR.", metavar="CLASS"),
+    ] = None,
     no_clobber: Annotated[
-        bool | None, Opt("--no-clobber", help="Never overwrite an existing object.")
+        bool | None, Opt("--no-clobber", help="Never overwrite an object that exists.")
     ] = None,
-    force: Annotated[bool | None, Opt("--force", help="Upload even what is already done.")] = None,
+    force: Annotated[
+        bool | None, Opt("--force", help="Upload even what the ledger or S3 says is done.")
+    ] = None,
     dry_run: Annotated[
-        bool | None, Opt("--dry-run", help="Show what would be uploaded; send no write request.")
+        bool | None,
+        Opt(
+            "--dry-run",
+            help="List what would be uploaded, and why; send no write request.",
+        ),
     ] = None,
-    limit: Annotated[int | None, Opt(help="Upload at most N files.")] = None,
-    status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
-    status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats [5].")] = None,
-    failures_file: Annotated[Path | None, Opt(help="Write failed items here (JSON lines).")] = None,
+    limit: Annotated[
+        int | None,
+        Opt(help="Start at most N uploads; the rest are reported as not started.", metavar="N"),
+    ] = None,
+    status_json: Annotated[
+        Path | None,
+        Opt(help="Keep a JSON status file here (read it with `s3stow status`).", metavar="FILE"),
+    ] = None,
+    status_interval: Annotated[
+        float | None,
+        Opt(help="Seconds between status file writes.", metavar="SECONDS", show_default="5"),
+    ] = None,
+    failures_file: Annotated[
+        Path | None,
+        Opt(
+            help="Write each failed file as a JSON line (for `s3stow retry --from`).",
+            metavar="FILE",
+        ),
+    ] = None,
     *,
     keys: KeyOptions,
 ) -> None:
@@ -237,7 +289,25 @@ def exit_for(summary: RunSummary, uploader: Uploader) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(context_settings={"allow_interspersed_args": True})(upload)
+    app.command(
+        context_settings={"allow_interspersed_args": True},
+        epilog=examples(
+            (
+                "Upload a folder; run the same line again to resume after an interruption, "
+                "or to send only what is new or changed:",
+                "s3stow upload ./photos s3://my-bucket/photos",
+            ),
+            (
+                "Only the RAW files of 2024, to a MinIO or SeaweedFS server:",
+                "s3stow upload ./photos s3://backup/photos --include '2024/**/*.cr2' "
+                "--endpoint-url http://nas:9000",
+            ),
+            (
+                "See what would be sent, every file listed, as JSON lines for a script:",
+                "s3stow upload ./photos s3://my-bucket/photos --dry-run --json",
+            ),
+        ),
+    )(upload)
 
 
 __all__ = ["register"]
