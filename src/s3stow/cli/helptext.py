@@ -81,7 +81,9 @@ def option_record(param: Any) -> tuple[str, str]:
         else:
             text = text.removesuffix(".") + " (repeatable)."
     default = _default_text(param)
-    if default is not None:
+    if param.required:
+        text += "  [required]"
+    elif default is not None:
         text += f"  [default: {default}]"
     return names, text
 
