@@ -113,7 +113,13 @@ def test_a_command_builds_only_its_own_module() -> None:
     loaded = next(line for line in done.stdout.splitlines() if line.startswith("CLI:"))[4:]
     # no other command's module; shared option definitions and the help style are no command
     assert set(loaded.split(",")) & set(COMMANDS.values()) == {"upload"}
-    assert set(loaded.split(",")) <= {"upload", "keyoptions", "globalopts", "helptext"}
+    assert set(loaded.split(",")) <= {
+        "upload",
+        "keyoptions",
+        "globalopts",
+        "helptext",
+        "plainparams",
+    }
 
 
 def test_a_mistyped_command_is_suggested_from_every_command() -> None:

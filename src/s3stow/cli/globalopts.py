@@ -11,8 +11,8 @@ the same value twice is accepted, and ``-v`` counts add up wherever they are. Th
 values end in one ``GlobalOptions`` on the root context (every command reads it as
 ``ctx.obj``); ``settle`` applies them (logging) once a command's line is parsed.
 
-The parameters convert their own values (a string, a flag, a count), so parsing
-them builds no pydantic adapter: ``s3stow upload --help`` imports no pydantic.
+The parameters are ``PlainOption``s (``cli.plainparams``): parsing them builds no
+pydantic adapter, so ``s3stow upload --help`` imports no pydantic.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from typer.core import TyperOption
-
+from s3stow.cli.plainparams import PlainOption
 from s3stow.errors import ConfigError
 from s3stow.logs import configure_logging
 
@@ -149,18 +148,6 @@ def settle(ctx: Context) -> GlobalOptions:
         node.obj = options
         node = node.parent
     return options
-
-
-class PlainOption(TyperOption):
-    """An option whose value is a string, a flag or a count, used as parsed: no
-    pydantic adapter is built for it (typer builds one per option it processes)."""
-
-    def process_value(self, ctx: Context, value: Any) -> Any:
-        if self.multiple and value is None:
-            value = ()
-        if self.callback is not None:
-            value = self.callback(ctx, self, value)
-        return value
 
 
 def _option(

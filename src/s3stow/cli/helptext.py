@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
-from s3stow.cli.globalopts import GLOBAL_PARAMS, PlainOption, settle
+from s3stow.cli.globalopts import GLOBAL_PARAMS, settle
+from s3stow.cli.plainparams import PlainOption, plain
 
 if TYPE_CHECKING:
     from typer._click import Command, Context, HelpFormatter, Parameter
@@ -215,8 +216,11 @@ def write_examples(epilog: str | None, formatter: HelpFormatter) -> None:
 
 
 def house(command: Command) -> Command:
-    """Give ``command`` (and the commands of a group) the house classes, and settle the
-    global options once its line is parsed, before its own code runs."""
+    """Give ``command`` (and the commands of a group) the house classes and plain
+    parameters (``cli.plainparams``), and settle the global options once its line is
+    parsed, before its own code runs."""
+    for param in command.params:
+        plain(param)
     if isinstance(command, TyperGroup):
         command.__class__ = HouseGroup
         for sub in command.commands.values():
