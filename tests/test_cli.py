@@ -202,3 +202,25 @@ def test_completion_of_an_unknown_shell_names_the_choices() -> None:
     done = s3stow("completion", "tcsh")
     assert done.returncode == 2
     assert "s3stow completion bash|zsh|fish|powershell" in done.stderr
+
+
+def test_one_table_style_everywhere() -> None:
+    """Every table comes from report.console.table: no borders, bold header, numbers
+    right-aligned; no command draws its own."""
+    import s3stow.cli
+
+    for module in Path(s3stow.cli.__file__).parent.glob("*.py"):
+        assert "rich.table" not in module.read_text(encoding="utf-8"), module.name
+
+
+def test_a_status_table_has_no_box(tmp_path: Path) -> None:
+    status = tmp_path / "s.json"
+    status.write_text(
+        '{"phase": "uploading", "started_at": 0, "last_update": 0, "totals": {"files": 2, '
+        '"uploaded": 1, "skipped": 0, "failed": 0, "bytes_uploaded": 5}, "folders": {"a": '
+        '{"planned": 2, "uploaded": 1, "skipped": 0, "failed": 0, "bytes": 5}}}'
+    )
+    done = s3stow("status", str(status))
+    assert done.returncode == 0, done.stderr
+    assert not set("┃━┏┡│─") & set(done.stdout), done.stdout
+    assert re.search(r"^group\s+planned\s+uploaded", done.stdout, flags=re.MULTILINE), done.stdout

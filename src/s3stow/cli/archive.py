@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from s3stow.archive import DEFAULT_TEMPLATE
 from s3stow.cli.app import GlobalOptions, heading, output_console
@@ -278,7 +277,16 @@ def stats(
         return
     console = output_console()
     heading(console, "S3 Archive Statistics")
-    table_ = Table("", "total", "archived", "%", "not archived", box=None)
+    from s3stow.report.console import table as new_table
+
+    table_ = new_table(
+        "",
+        "total",
+        "archived",
+        "%",
+        "not archived",
+        numeric=("total", "archived", "%", "not archived"),
+    )
     for s in [overall, *by_type]:
         table_.add_row(
             "Overall" if s is overall else s.media_type.capitalize(),

@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
@@ -148,7 +147,9 @@ def setup(
         )
     else:
         console = output_console()
-        table = Table("setting", "before", "after" if not check_only else "wanted", "", box=None)
+        from s3stow.report.console import table as new_table
+
+        table = new_table("setting", "before", "after" if not check_only else "wanted", "")
         style = {"changes": "[yellow]changes[/]", "unsupported": "[dim]unsupported[/]"}
         for row in rows:
             table.add_row(row.setting, row.before, row.after, style.get(row.state, row.state))

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
@@ -283,7 +282,16 @@ def _list_failures(
     if not rows:
         console.print("nothing is failed in the ledger")
         return
-    table = Table("category", "error class", "items", "attempts", "latest message")
+    from s3stow.report.console import table as new_table
+
+    table = new_table(
+        "category",
+        "error class",
+        "items",
+        "attempts",
+        "latest message",
+        numeric=("items", "attempts"),
+    )
     for row in rows:
         table.add_row(
             str(row["category"]),

@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, heading, output_console
 from s3stow.cli.helptext import examples
@@ -82,7 +81,19 @@ def stats(
         return
     console = output_console()
     heading(console, "s3stow statistics")
-    table = Table(by, "items", "bytes", "done", "%", "not done", "failed", "changed", box=None)
+    from s3stow.report.console import table as new_table
+
+    table = new_table(
+        by,
+        "items",
+        "bytes",
+        "done",
+        "%",
+        "not done",
+        "failed",
+        "changed",
+        numeric=("items", "bytes", "done", "%", "not done", "failed", "changed"),
+    )
     for group in [overall, *groups]:
         table.add_row(
             "Overall" if group is overall else group.name,

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
@@ -66,7 +65,17 @@ def status(
         )
     groups = next((v for k, v in data.items() if isinstance(v, dict) and k != "totals"), {})
     if groups:
-        table = Table("group", "planned", "uploaded", "skipped", "failed", "bytes")
+        from s3stow.report.console import table as new_table
+
+        table = new_table(
+            "group",
+            "planned",
+            "uploaded",
+            "skipped",
+            "failed",
+            "bytes",
+            numeric=("planned", "uploaded", "skipped", "failed", "bytes"),
+        )
         for name, group in groups.items():
             table.add_row(
                 name,

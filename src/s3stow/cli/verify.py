@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
@@ -147,7 +146,9 @@ def _print(
     console = output_console()
     problems = [f for f in findings if f.kind != OK]
     if problems:
-        table = Table("class", "key", "tier", "detail", box=None, pad_edge=False)
+        from s3stow.report.console import table as new_table
+
+        table = new_table("class", "key", "tier", "detail")
         for finding in problems[:200]:
             table.add_row(finding.kind, finding.key, finding.tier, finding.detail)
         console.print(table)

@@ -19,6 +19,7 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
+    from rich.table import Table
 
 from s3stow.keys import display_path
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
@@ -251,6 +252,17 @@ def summary_dict(summary: RunSummary) -> dict[str, Any]:
     }
 
 
+def table(*columns: str, numeric: tuple[str, ...] = ()) -> Table:
+    """s3stow's one table style: no borders, a bold header, numbers right-aligned (the
+    same on a terminal and in a log, and easy to read with awk)."""
+    from rich.table import Table
+
+    made = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        made.add_column(column, justify="right" if column in numeric else "left")
+    return made
+
+
 def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | None) -> None:
     """The final human summary: always printed, even after an interrupt."""
     if summary.would_upload:
@@ -296,13 +308,17 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
             )
         )
     if 1 < len(summary.groups) <= 12:
-        from rich.table import Table
-
-        table = Table(
-            "group", "files", "uploaded", "skipped", "failed", "sent", box=None, pad_edge=False
+        groups = table(
+            "group",
+            "files",
+            "uploaded",
+            "skipped",
+            "failed",
+            "sent",
+            numeric=("files", "uploaded", "skipped", "failed", "sent"),
         )
         for name, c in sorted(summary.groups.items()):
-            table.add_row(
+            groups.add_row(
                 name,
                 str(c["files"]),
                 str(c["uploaded"]),
@@ -310,7 +326,7 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
                 str(c["failed"]),
                 format_size(c["bytes_uploaded"]),
             )
-        console.print(table)
+        console.print(groups)
     elif summary.groups and len(summary.groups) > 12:
         console.print(
             f"  ({len(summary.groups)} groups: per-group counts are in --json and --status-json)"
