@@ -35,6 +35,7 @@ class Reason(StrEnum):
     REMOTE_MATCH = "remote-match"
     NO_CLOBBER = "no-clobber"
     DEDUPLICATED = "deduplicated"  # content-addressed key another file of the run has
+    LIMIT = "limit"  # not started: the run's --limit was reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,7 @@ class RunSummary:
     # files selection did not take (--include, sizes, ages, extensions) apart
     skip_reasons: dict[str, int] = field(default_factory=dict)
     not_selected: int = 0
+    not_started: int = 0  # left for the next run by --limit
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
     transient_errors: int = 0  # 5xx/throttling/connection errors seen (botocore retried)
     throttled: int = 0  # throttling responses (each may halve concurrency)
@@ -176,6 +178,7 @@ class RunSummary:
             "changed": self.changed,
             "skip_reasons": self.skip_reasons,
             "not_selected": self.not_selected,
+            "not_started": self.not_started,
             "bytes_uploaded": self.bytes_uploaded,
             "elapsed": round(self.elapsed, 3),
             "throughput_bytes_per_s": round(rate, 1),

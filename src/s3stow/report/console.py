@@ -281,6 +281,7 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
         f"[bold]{summary.uploaded} uploaded[/], {summary.skipped} skipped, "
         f"[{'red' if summary.failed else 'green'}]{summary.failed} failed[/]"
         + (f", [yellow]{summary.changed} changed during upload[/]" if summary.changed else "")
+        + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
         + f" of {summary.files} files; {format_size(summary.bytes_uploaded)} in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
     )

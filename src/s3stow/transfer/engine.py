@@ -30,6 +30,7 @@ from s3stow.errors import S3StowError
 from s3stow.keys import Target, build_key, local_key, parse_target
 from s3stow.ledger import Ledger
 from s3stow.models import (
+    Decision,
     PlannedUpload,
     Reason,
     RunSummary,
@@ -298,17 +299,19 @@ class Uploader:
                 for decision, listed in decide(
                     planned, ledger=self.ledger, remote=remote, settings=self.settings
                 ):
+                    if decision.upload and budget_left is not None:
+                        if budget_left <= 0:  # left for the next run, not skipped
+                            decision = Decision(decision.item, False, Reason.LIMIT)
+                        budget_left -= 1
                     self.observer.on_decision(decision)
                     source = decision.item.source
+                    if decision.reason == Reason.LIMIT:
+                        summary.not_started += 1
+                        continue
                     if not decision.upload and listed is None:
                         summary.skipped += 1
                         summary.count_group(source.group, "skipped")
                         continue
-                    if decision.upload and budget_left is not None:
-                        if budget_left <= 0:
-                            summary.skipped += 1
-                            continue
-                        budget_left -= 1
                     if self.settings.dry_run and decision.upload:
                         summary.would_upload.append(decision)
                         continue
