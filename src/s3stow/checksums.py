@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -102,28 +102,39 @@ def is_full_object(algorithm: ChecksumName) -> bool:
     return algorithm in _CRC_BYTES
 
 
-def file_digest(path: str, algorithm: ChecksumName, *, chunk: int = 8 * 1024 * 1024) -> str | None:
+Progress = Callable[[int], None] | None  # told the size of each block read
+
+
+def read_blocks(
+    path: str, *, chunk: int = 8 * 1024 * 1024, progress: Progress = None
+) -> Iterator[bytes]:
+    """A file's bytes in blocks, telling ``progress`` of each."""
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            if progress is not None:
+                progress(len(block))
+            yield block
+
+
+def file_digest(path: str, algorithm: ChecksumName, *, progress: Progress = None) -> str | None:
     """Read a whole file and return its single-part checksum (base64)."""
     if algorithm == "none":
         return None
     if algorithm == "sha256":
         sha = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(chunk):
-                sha.update(block)
+        for block in read_blocks(path, progress=progress):
+            sha.update(block)
         return base64.b64encode(sha.digest()).decode("ascii")
     function = crc_function(algorithm)
     value = 0
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            value = function(block, value)
+    for block in read_blocks(path, progress=progress):
+        value = function(block, value)
     return _crc_b64(value, _CRC_BYTES[algorithm])
 
 
-def sha256_hex(path: str, *, chunk: int = 8 * 1024 * 1024) -> str:
+def sha256_hex(path: str, *, progress: Progress = None) -> str:
     """Hex SHA-256 of a file (for the ``sha256`` metadata)."""
     sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            sha.update(block)
+    for block in read_blocks(path, progress=progress):
+        sha.update(block)
     return sha.hexdigest()

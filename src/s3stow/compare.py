@@ -106,11 +106,16 @@ def decide(
 
 
 def remote_matches(
-    item: PlannedUpload, info: ObjectInfo, *, settings: Settings
+    item: PlannedUpload,
+    info: ObjectInfo,
+    *,
+    settings: Settings,
+    progress: checksums.Progress = None,
 ) -> tuple[bool, str, str | None]:
     """Prove a same-size remote object equals the local file.
 
     Returns ``(equal, tier, local_checksum)``; ``info`` must come from HEAD.
+    ``progress`` is told of each block read when the file is hashed.
     """
     path = str(item.source.path)
     algorithm = settings.checksum
@@ -121,15 +126,15 @@ def remote_matches(
         and (info.checksum_type in (None, "FULL_OBJECT"))
         and "-" not in info.checksum
     ):
-        local = checksums.file_digest(path, algorithm)
+        local = checksums.file_digest(path, algorithm, progress=progress)
         return local == info.checksum, "checksum", local
     if "sha256" in info.metadata:
-        return checksums.sha256_hex(path) == info.metadata["sha256"], "sha256-metadata", None
+        sha = checksums.sha256_hex(path, progress=progress)
+        return sha == info.metadata["sha256"], "sha256-metadata", None
     if info.etag and "-" not in info.etag and settings.sse is None:
         md5 = hashlib.md5(usedforsecurity=False)
-        with open(path, "rb") as handle:
-            while block := handle.read(8 * 1024 * 1024):
-                md5.update(block)
+        for block in checksums.read_blocks(path, progress=progress):
+            md5.update(block)
         return md5.hexdigest() == info.etag, "etag-md5", None
     if "mtime" in info.metadata:
         local_mtime = datetime.fromtimestamp(item.source.mtime_ns / 1e9, UTC).isoformat()

@@ -78,6 +78,17 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class _Stderr:
+    """``sys.stderr`` as it is at each write, so a live progress display that redirects
+    stderr prints log lines above its frame instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
     *, verbose: int = 0, debug: bool = False, quiet: bool = False, stream: TextIO | None = None
 ) -> None:
@@ -93,7 +104,7 @@ def configure_logging(
         level = logging.INFO
     elif quiet:
         level = logging.ERROR
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or _Stderr())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

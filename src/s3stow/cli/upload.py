@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -190,7 +191,7 @@ def upload(
     ledger_db = open_ledger(settings.ledger or default_ledger())
     observers = observers_for(options, settings)
     uploader = Uploader(settings, ledger=ledger_db, observers=observers)
-    restore = install_signal_handlers(uploader)
+    restore = install_signal_handlers(uploader, resume=resume_command())
     try:
         summary = uploader.upload_tree(sources, target)
     finally:
@@ -205,17 +206,20 @@ def default_ledger() -> str:
 
 
 def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
-    from s3stow.report.console import FailuresFile, JsonEvents, PlainProgress, RichProgress
+    from s3stow.report.console import FailuresFile, JsonEvents
+    from s3stow.report.progress import LiveProgress, PlainProgress
     from s3stow.report.status import StatusHeartbeat
 
     observers: list[Observer] = []
+    plan = settings.dry_run
     if options.json:
-        observers.append(JsonEvents(sys.stdout, plan=settings.dry_run))
+        observers.append(JsonEvents(sys.stdout, plan=plan))
     elif not options.quiet:
         if sys.stderr.isatty():
-            observers.append(RichProgress(Console(file=sys.stderr)))
+            observers.append(LiveProgress(Console(file=sys.stderr), plan=plan))
         else:
-            observers.append(PlainProgress(sys.stderr, interval=settings.progress_interval))
+            interval = settings.progress_interval
+            observers.append(PlainProgress(sys.stderr, interval=interval, plan=plan))
     if settings.status_json is not None:
         grouped_by_type = settings.layout == "project" or bool(settings.include_types)
         observers.append(
@@ -230,9 +234,19 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     return observers
 
 
-def install_signal_handlers(uploader: Uploader) -> Any:
-    """First SIGINT/SIGTERM: stop starting work; second: exit at once (130)."""
+def resume_command() -> str:
+    """The command line that resumes this run: the same one."""
+    return "s3stow " + shlex.join(sys.argv[1:])
+
+
+def install_signal_handlers(uploader: Uploader, *, resume: str | None = None) -> Any:
+    """First SIGINT/SIGTERM: stop starting work; second: exit at once (130), leaving
+    the terminal clean with one line that says so (and ``resume``, the command that
+    resumes the run)."""
     seen = {"count": 0}
+    line = "s3stow: stopped at once (second Ctrl+C); what was in flight is resumed by " + (
+        f"running it again: {resume}" if resume else "running the same command again"
+    )
 
     def stop() -> None:
         print(
@@ -245,6 +259,7 @@ def install_signal_handlers(uploader: Uploader) -> Any:
     def handler(signum: int, frame: FrameType | None) -> None:
         seen["count"] += 1
         if seen["count"] > 1:
+            quit_now(uploader, line)
             os._exit(int(ExitCode.INTERRUPTED))
         # Not here: the handler runs on the main thread between two bytecodes, possibly
         # inside ``Event.wait`` holding the event's lock (``set`` would then deadlock) or
@@ -268,12 +283,26 @@ def install_signal_handlers(uploader: Uploader) -> Any:
     return restore
 
 
+def quit_now(uploader: Uploader, line: str) -> None:
+    """Leave ``line`` on stderr before an immediate exit: through the live display when
+    there is one (it erases its frame and shows the cursor), else as it is."""
+    from s3stow.report.progress import LiveProgress
+
+    observers = getattr(getattr(uploader, "observer", None), "observers", [])
+    for observer in observers:
+        if isinstance(observer, LiveProgress):
+            observer.quit_now(line)
+            return
+    with contextlib.suppress(OSError, ValueError):  # no usable stderr: exit all the same
+        os.write(sys.stderr.fileno(), f"\n{line}\n".encode("utf-8", "replace"))
+
+
 def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> None:
     from s3stow.report.console import print_summary
 
     if not options.json:
         console = output_console()
-        hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
+        hint = resume_command() if summary.interrupted else None
         print_summary(summary, console, resume_hint=hint)
     exit_for(summary, uploader)
 

@@ -1,16 +1,15 @@
-"""Human and machine output of a run: rich progress, plain lines, JSON events.
+"""What a run leaves for people and programs: the summary, JSON events, failures.
 
-``RichProgress`` draws files and bytes done/total, rate and ETA on a terminal
-(totals grow while discovery runs). ``PlainProgress`` prints one line every N
-seconds when output is not a terminal. ``JsonEvents`` prints one JSON object
-per event. ``FailuresFile`` writes every failed item as a JSON line.
+``print_summary`` is the human summary at the end of a run (always printed, even
+after an interrupt); ``JsonEvents`` prints one JSON object per event;
+``FailuresFile`` writes every failed item as a JSON line; ``table`` is the one table
+style of every command. The live progress display is ``report.progress``.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -18,131 +17,12 @@ from rich.console import Console
 from rich.markup import escape
 
 if TYPE_CHECKING:
-    from rich.progress import TaskID
     from rich.table import Table
 
 from s3stow.keys import display_path
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.units import format_duration, format_size
-
-
-class RichProgress(Observer):
-    """Live progress bars on a terminal."""
-
-    def __init__(self, console: Console) -> None:
-        # imported here: a quiet or non-terminal run never draws bars (about 30 ms)
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[files]}"),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self._task: TaskID | None = None
-        self._files_done = 0
-        self._files_total = 0
-        self._lock = threading.Lock()
-
-    def on_start(self, run_id: str, target: str) -> None:
-        self.progress.start()
-        self._task = self.progress.add_task("uploading", total=0, files="0/0 files")
-
-    def on_discovered(self, source: SourceFile) -> None:
-        with self._lock:
-            self._files_total += 1
-            assert self._task is not None
-            self.progress.update(
-                self._task,
-                total=(self.progress.tasks[0].total or 0) + source.size,
-                files=self._files_text(),
-            )
-
-    def on_bytes(self, source: SourceFile, count: int) -> None:
-        assert self._task is not None
-        self.progress.advance(self._task, count)
-
-    def on_decision(self, decision: Decision) -> None:
-        if not decision.upload and decision.reason.value == "ledger-done":
-            self._done(decision.item.source.size)
-
-    def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
-        if result.status != Status.DONE or (
-            result.reason is not None and result.reason.value == "remote-match"
-        ):
-            self._done(source.size if source else 0)
-        else:
-            self._done(0)
-
-    def _done(self, skipped_bytes: int) -> None:
-        with self._lock:
-            self._files_done += 1
-            assert self._task is not None
-            self.progress.update(self._task, files=self._files_text())
-            if skipped_bytes:
-                self.progress.advance(self._task, skipped_bytes)
-
-    def _files_text(self) -> str:
-        return f"{self._files_done}/{self._files_total} files"
-
-    def on_finish(self, summary: RunSummary) -> None:
-        self.progress.stop()
-
-
-class PlainProgress(Observer):
-    """A one-line status every ``interval`` seconds (CI, logs)."""
-
-    def __init__(self, stream: TextIO, *, interval: float) -> None:
-        self.stream = stream
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.files = self.done = self.bytes = 0
-        self._started = time.monotonic()
-
-    def on_start(self, run_id: str, target: str) -> None:
-        self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="progress")
-        self._thread.start()
-
-    def on_discovered(self, source: SourceFile) -> None:
-        self.files += 1
-
-    def on_decision(self, decision: Decision) -> None:
-        if decision.reason.value == "ledger-done":
-            self.done += 1
-
-    def on_bytes(self, source: SourceFile, count: int) -> None:
-        self.bytes += count
-
-    def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
-        self.done += 1
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            elapsed = time.monotonic() - self._started
-            rate = self.bytes / elapsed if elapsed else 0
-            print(
-                f"progress: {self.done}/{self.files} files, {format_size(self.bytes)} sent, "
-                f"{format_size(rate)}/s, {format_duration(elapsed)}",
-                file=self.stream,
-                flush=True,
-            )
-
-    def on_finish(self, summary: RunSummary) -> None:
-        self._stop.set()
 
 
 class JsonEvents(Observer):

@@ -37,6 +37,7 @@ class TransferContext:
     part_pool: ThreadPoolExecutor
     run_id: str
     on_bytes: Callable[[SourceFile, int], None]
+    on_hashed: Callable[[SourceFile, int], None] | None = None  # whole-file hashing progress
 
     @property
     def compat(self) -> bool:
@@ -108,6 +109,7 @@ def transfer_context(
     stop: threading.Event,
     run_id: str,
     on_bytes: Callable[[SourceFile, int], None],
+    on_hashed: Callable[[SourceFile, int], None] | None = None,
 ) -> Iterator[TransferContext]:
     """A ``TransferContext`` with its own part pool, shut down on exit."""
     pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="part")
@@ -128,6 +130,7 @@ def transfer_context(
             part_pool=pool,
             run_id=run_id,
             on_bytes=on_bytes,
+            on_hashed=on_hashed,
         )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

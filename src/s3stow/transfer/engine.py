@@ -1,8 +1,9 @@
 """The upload pipeline and the library API: ``Uploader``.
 
 discover -> plan keys -> compare (ledger, then one listing) -> transfer (with
-retry) -> record (ledger) -> report (observers). Discovery streams in batches,
-so the first upload starts before the tree is fully listed; at most
+retry) -> record (ledger) -> report (observers). Discovery and key planning run
+ahead in their own thread (``RunAhead``, up to 10,000 files ahead) and stream in
+batches, so the first upload starts before the tree is fully listed; at most
 ``2 x concurrency`` files are in flight at once. Parts of large files run in a
 second pool; ``RequestLimiter`` caps the requests of both at ``concurrency``.
 """
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from s3stow.ahead import RunAhead
 from s3stow.compare import RemoteIndex, decide
 from s3stow.config import Settings
 from s3stow.discover import LAYOUT, check_sources, discover
@@ -177,15 +179,16 @@ class Uploader:
             before_first_use=lambda: self._check_bucket(resolved.bucket),
         )
         found = discover(roots, follow_symlinks=self.settings.follow_symlinks)
-        batches = (self._plan(batch, planner, summary) for batch in _batched(found))
-        self._run(
-            summary,
-            resolved,
-            batches,
-            remote=remote,
-            command="upload",
-            sources=describe_sources(roots),
-        )
+        with RunAhead(found, planner.plan, on_walk=self.observer.on_walk) as ahead:
+            batches = (self._plan(batch, planner, summary) for batch in ahead)
+            self._run(
+                summary,
+                resolved,
+                batches,
+                remote=remote,
+                command="upload",
+                sources=describe_sources(roots),
+            )
         for pattern in planner.unmatched_includes():
             log.warning("--include %r matched no file", pattern)
         return summary
@@ -219,6 +222,7 @@ class Uploader:
         stream = iter(items)
 
         def batches() -> Iterator[list[PlannedUpload]]:
+            files = size = 0
             while chunk := list(itertools.islice(stream, _BATCH)):
                 batch = []
                 for item in chunk:
@@ -229,8 +233,11 @@ class Uploader:
                         continue
                     summary.bytes_total += item.source.size
                     self.observer.on_discovered(item.source)
+                    files, size = files + 1, size + item.source.size
                     batch.append(item)
+                self.observer.on_walk(files, size, False)
                 yield batch
+            self.observer.on_walk(files, size, True)
 
         self._run(summary, target, batches(), remote=remote, command=command, sources=[command])
         return summary
@@ -328,11 +335,13 @@ class Uploader:
                 self._drain(pending, completed, summary, block=True)
 
     def _plan(
-        self, batch: list[SourceFile | Skipped], planner: Planner, summary: RunSummary
+        self, batch: list[tuple[SourceFile | Skipped, Any]], planner: Planner, summary: RunSummary
     ) -> list[PlannedUpload]:
+        """Count, report and record a batch of found paths, each with what the planner
+        made of it (in ``RunAhead``'s thread); return the files to compare."""
         planned = []
         bucket = planner.target.bucket
-        for found in batch:
+        for found, outcome in batch:
             if isinstance(found, Skipped):
                 self.observer.on_skipped_path(found)
                 summary.files += 1
@@ -353,7 +362,6 @@ class Uploader:
                 self._record_refusal(failure, summary, mtime_ns=0, group=None)
                 self._count(summary, failure, None)
                 continue
-            outcome = planner.plan(found)
             if outcome is None:
                 summary.not_selected += 1
                 continue
@@ -473,14 +481,10 @@ class Uploader:
             stop=self.stop,
             run_id=run_id or new_run_id(),
             on_bytes=self.worker.on_bytes,
+            on_hashed=self.observer.on_hashed,
         )
 
     @property
     def fatal_error(self) -> S3StowError | None:
         """The fatal (auth/bucket) error that stopped the run, if any."""
         return self.worker.fatal_error
-
-
-def _batched(found: Iterator[SourceFile | Skipped]) -> Iterator[list[SourceFile | Skipped]]:
-    while batch := list(itertools.islice(found, _BATCH)):
-        yield batch
