@@ -224,3 +224,44 @@ def test_a_status_table_has_no_box(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert not set("┃━┏┡│─") & set(done.stdout), done.stdout
     assert re.search(r"^group\s+planned\s+uploaded", done.stdout, flags=re.MULTILINE), done.stdout
+
+
+# ---- warnings and dry-run listings ----------------------------------------------------
+def test_a_warning_about_many_files_is_said_once_with_a_count(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {f"file{i:03d}.txt": 1 for i in range(60)})
+    args = ("upload", "src", f"s3://{bucket}/p", "--layout", "date-folders", "--dry-run")
+    done = cli(*args, "--ledger", "l.db")
+    assert done.code == 0, done.output
+    each = [line for line in done.stderr.splitlines() if "has no YYYYMMDD timestamp" in line]
+    assert len(each) == 1, done.stderr  # the first as it happens ...
+    assert (
+        "60 files have no YYYYMMDD timestamp in their name: their mtime gave the date (e.g. "
+        "file000.txt, file001.txt, file002.txt; -v lists every one)" in done.stderr
+    )  # ... then how many in all
+    # piped, a dry run lists every file (not "... and 10 more")
+    planned = [line for line in done.stdout.splitlines() if line.startswith("  new ")]
+    assert len(planned) == 60, done.stdout
+    verbose = cli(*args, "--ledger", "l.db", "-v")
+    each = [line for line in verbose.stderr.splitlines() if "has no YYYYMMDD timestamp" in line]
+    assert len(each) == 60
+
+
+def test_a_dry_run_on_a_terminal_lists_the_first_files_and_says_how_to_see_all() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from s3stow.models import Decision, PlannedUpload, Reason, RunSummary, SourceFile
+    from s3stow.report.console import print_summary
+
+    summary = RunSummary("r", files=60)
+    for i in range(60):
+        src = SourceFile(Path(f"/d/f{i}"), f"f{i}", 1, 0, Path("/d"))
+        summary.would_upload.append(Decision(PlannedUpload(src, "b", f"p/f{i}"), True, Reason.NEW))
+    for list_all, shown in ((False, 50), (True, 60)):
+        out = StringIO()
+        print_summary(summary, Console(file=out, width=200), resume_hint=None, list_all=list_all)
+        lines = out.getvalue().splitlines()
+        assert len([line for line in lines if line.startswith("  new ")]) == shown
+        pointer = "  ... and 10 more: -v lists every one, --json gives them as JSON lines"
+        assert any(line.startswith(pointer) for line in lines) != list_all

@@ -38,6 +38,7 @@ from watchdog.observers import Observer as FsObserver
 
 from s3stow.discover import discover
 from s3stow.keys import Target
+from s3stow.logs import warn_each
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.plan import Duplicate, Planner, Refused
 from s3stow.report.observer import Observer
@@ -331,7 +332,16 @@ class Watcher:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(path), destination)
         except OSError as exc:
-            log.warning("after-upload %s failed for %s: %s", self.after_upload, path, exc)
+            warn_each(
+                log,
+                "after-upload-failed",
+                "after-upload %s failed for %s: %s",
+                self.after_upload,
+                path,
+                exc,
+                example=str(path),
+                many=f"files were uploaded but --after-upload {self.after_upload} failed",
+            )
 
     def progress_line(self, now: float | None = None) -> str:
         """One line for the terminal: backlog, oldest waiting file, totals."""

@@ -33,7 +33,7 @@ from s3stow.cli.helptext import (
     write_global_options,
 )
 from s3stow.errors import ExitCode, S3StowError
-from s3stow.logs import redact
+from s3stow.logs import flush_warnings, redact
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -185,6 +185,13 @@ def main(argv: list[str] | None = None) -> None:
         from typer._completion_classes import completion_init
 
         completion_init()
+    try:
+        _main(argv)
+    finally:
+        flush_warnings()  # what a command warned of many times, said once (logs.warn_each)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         # With standalone_mode=False click returns the code of a typer.Exit.
         code = app(args=argv, standalone_mode=False, prog_name="s3stow")

@@ -298,12 +298,15 @@ def quit_now(uploader: Uploader, line: str) -> None:
 
 
 def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> None:
+    from s3stow.logs import flush_warnings
     from s3stow.report.console import print_summary
 
+    flush_warnings()
     if not options.json:
         console = output_console()
         hint = resume_command() if summary.interrupted else None
-        print_summary(summary, console, resume_hint=hint)
+        every = options.verbose > 0 or not console.is_terminal
+        print_summary(summary, console, resume_hint=hint, list_all=every)
     exit_for(summary, uploader)
 
 

@@ -143,19 +143,31 @@ def table(*columns: str, numeric: tuple[str, ...] = ()) -> Table:
     return made
 
 
-def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | None) -> None:
-    """The final human summary: always printed, even after an interrupt."""
+SHOWN_PLANNED = 50  # files a dry run lists on a terminal without -v
+
+
+def print_summary(
+    summary: RunSummary, console: Console, *, resume_hint: str | None, list_all: bool = False
+) -> None:
+    """The final human summary: always printed, even after an interrupt. A dry run lists
+    every file with ``list_all`` (-v, or output that is not a terminal), else the first
+    ``SHOWN_PLANNED`` and how to see the rest."""
     if summary.would_upload:
-        console.print(f"[bold]dry run[/]: {len(summary.would_upload)} file(s) would be uploaded")
-        for d in summary.would_upload[:50]:
+        planned = summary.would_upload
+        console.print(f"[bold]dry run[/]: {len(planned):,} file(s) would be uploaded")
+        for d in planned if list_all else planned[:SHOWN_PLANNED]:
             console.print(
                 f"  {d.reason.value:8} {format_size(d.item.source.size):>10}  "
                 f"{d.item.source.path} -> s3://{d.item.bucket}/{d.item.key}",
                 markup=False,
                 highlight=False,
             )
-        if len(summary.would_upload) > 50:
-            console.print(f"  ... and {len(summary.would_upload) - 50} more")
+        if not list_all and len(planned) > SHOWN_PLANNED:
+            console.print(
+                f"  ... and {len(planned) - SHOWN_PLANNED:,} more: -v lists every one, "
+                "--json gives them as JSON lines (one plan event per file)",
+                markup=False,
+            )
     rate = summary.bytes_uploaded / summary.elapsed if summary.elapsed else 0.0
     console.print(
         f"[bold]{summary.uploaded} uploaded[/], {summary.skipped} skipped, "
