@@ -111,7 +111,12 @@ def _help(command: list[str]) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("command", [[], *COMMAND_LINES], ids=lambda c: " ".join(c) or "s3stow")
+GROUPS = [["bucket"], ["archive"], ["job"]]
+
+
+@pytest.mark.parametrize(
+    "command", [[], *GROUPS, *COMMAND_LINES], ids=lambda c: " ".join(c) or "s3stow"
+)
 def test_help_reads_as_a_user_types(command: list[str]) -> None:
     text = _help(command)
     usage = text.splitlines()[0]

@@ -23,6 +23,14 @@ archive_app = typer.Typer(
     rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
     help="Archive media files listed in a database table, writing archive_url back.",
     no_args_is_help=True,
+    epilog=examples(
+        ("Try it on a demo database:", "s3stow archive init-demo --db demo.db"),
+        (
+            "Archive every row not yet archived:",
+            "s3stow archive run s3://media-archive --db app.db",
+        ),
+        ("How much is archived:", "s3stow archive stats --db app.db"),
+    ),
 )
 Opt = typer.Option
 DbOpt = Annotated[
@@ -178,7 +186,10 @@ def run(
         )
     else:
         console = output_console()
-        print_summary(summary, console, resume_hint="the same s3stow archive run command")
+        every = options.verbose > 0 or not console.is_terminal
+        print_summary(
+            summary, console, resume_hint="the same s3stow archive run command", list_all=every
+        )
         console.print(
             f"archive: {report.rows} row(s) read, archive_url written for "
             f"{report.urls_written} in {report.transactions} transaction(s)"

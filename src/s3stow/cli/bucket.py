@@ -20,6 +20,10 @@ bucket_app = typer.Typer(
     rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
     help="Create and configure a bucket, or inspect one.",
     no_args_is_help=True,
+    epilog=examples(
+        ("Create and configure a bucket:", "s3stow bucket setup my-archive --versioning"),
+        ("What a bucket holds and how it is set up:", "s3stow bucket check my-archive"),
+    ),
 )
 Opt = typer.Option
 

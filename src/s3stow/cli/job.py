@@ -26,6 +26,14 @@ job_app = typer.Typer(
     rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
     help="Split an upload across workers on many hosts (PostgreSQL).",
     no_args_is_help=True,
+    epilog=examples(
+        (
+            "Plan once, then work the job on as many hosts as you like:",
+            "s3stow job plan /data s3://archive/data --job data-2025 --ledger postgresql://db/s3",
+        ),
+        ("", "s3stow job work --job data-2025 --ledger postgresql://db/s3"),
+        ("Progress per worker:", "s3stow job status --job data-2025 --ledger postgresql://db/s3"),
+    ),
 )
 Opt = typer.Option
 JobOpt = Annotated[str, Opt("--job", help="The job's name.", metavar="NAME")]

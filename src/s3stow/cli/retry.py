@@ -217,7 +217,8 @@ def _finish(summary: RunSummary, options: GlobalOptions, console: Console) -> No
     if options.json:
         print(json.dumps(summary_dict(summary) | {"event": "retry_summary"}))
     else:
-        print_summary(summary, console, resume_hint="s3stow retry (same options)")
+        every = options.verbose > 0 or not console.is_terminal
+        print_summary(summary, console, resume_hint="s3stow retry (same options)", list_all=every)
         if retried and not summary.would_upload:
             done = summary.uploaded + summary.skipped
             console.print(
