@@ -2,7 +2,9 @@
 
 A key is the prefix plus the file's POSIX relative path, normalised to NFC.
 Keys that S3 or later readers would mishandle are refused with a reason:
-``.``/``..``/empty segments, control characters, more than 1024 UTF-8 bytes.
+``.``/``..``/empty segments, control characters, more than 1024 UTF-8 bytes. A
+backslash is an ordinary key character (a POSIX file name may hold one), but a ``..``
+between backslashes is refused too: a Windows reader would climb out of its folder.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ MAX_KEY_BYTES = 1024
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_WINDOWS_SEPARATORS = re.compile(r"[/\\]")
 
 
 class UnsafeKeyError(ValueError):
@@ -85,6 +88,8 @@ def check_key(key: str) -> None:
         if segment in ("", ".", ".."):
             shown = segment or "empty"
             raise UnsafeKeyError(f"key has a {shown!r} path segment")
+    if "\\" in key and ".." in _WINDOWS_SEPARATORS.split(key):
+        raise UnsafeKeyError("key has a '..' segment between backslashes (unsafe on Windows)")
     size = len(key.encode("utf-8", errors="surrogatepass"))
     if size > MAX_KEY_BYTES:
         raise UnsafeKeyError(f"key is {size} bytes long; S3 allows at most {MAX_KEY_BYTES}")

@@ -3,38 +3,29 @@
 ``Planner`` is built once per run from the settings and the destination. It
 validates the key template and the selection up front (exit 2 before anything
 is sent), expands a project directory into its folder-type roots, filters each
-discovered file, strips ``strip_prefix`` from its relative path, renders its key
-and refuses a key that another file of the same run already took (a collision
-is reported, never a silent overwrite).
+discovered file, strips ``strip_prefix`` from its relative path and renders its
+key. Whether a key is free is for ``collisions.KeyClaims`` (``Planner.claims``) to
+settle, batch by batch, with the ledger.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+from s3stow.collisions import KeyClaims
 from s3stow.config import Settings
 from s3stow.errors import ConfigError
 from s3stow.foldertypes import extension_sets, select_folder_types
 from s3stow.keys import Target, UnsafeKeyError
-from s3stow.models import PlannedUpload, Source, SourceFile
+from s3stow.models import PlannedUpload, Refused, Source, SourceFile
 from s3stow.select import Selector
 from s3stow.templates import LAYOUTS, KeyTemplate, run_timestamp
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A selected file that cannot be uploaded, and why."""
-
-    source: SourceFile
-    key: str
-    error_class: str
-    reason: str
 
 
 class Planner:
@@ -62,8 +53,10 @@ class Planner:
             older_than=settings.older_than,
             extensions=extension_sets(settings.folder_types) if self.project else None,
         )
-        self._strip = (settings.strip_prefix or "").replace("\\", "/").lstrip("/")
-        self._seen: dict[bytes, str] = {}
+        # A path given on the command line: its separator is the OS's (os.sep is "/" on
+        # POSIX, where a backslash is part of a name; "\\" on Windows).
+        self._strip = (settings.strip_prefix or "").replace(os.sep, "/").lstrip("/")
+        self.claims = KeyClaims(content_addressed=self.template.reads_content)
         if self.template.reads_content:
             log.warning(
                 "the key template uses {md5}/{sha256}: every file is read once more to compute it"
@@ -88,7 +81,8 @@ class Planner:
         )
 
     def plan(self, found: SourceFile) -> PlannedUpload | Refused | None:
-        """The planned upload, a refusal, or ``None`` when the file is not selected."""
+        """The planned upload, a refusal (unsafe key), or ``None`` when the file is not
+        selected."""
         if self.selector.active:
             reason = self.selector.takes(found)
             if reason is not None:
@@ -108,13 +102,10 @@ class Planner:
                 "ReadError",
                 f"cannot read the file to compute its key: {exc.strerror}",
             )
-        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).digest()
-        first = self._seen.setdefault(digest, str(found.path))
-        if first != str(found.path):
-            return Refused(
-                found, key, "KeyCollision", f"key {key!r} is also the key of {first}; not uploaded"
-            )
         return PlannedUpload(source, self.target.bucket, key)
+
+
+__all__ = ["Planner", "Refused", "describe_sources"]
 
 
 def describe_sources(sources: Iterable[Path | Source]) -> list[str]:

@@ -80,6 +80,8 @@ def verify_tree(
         planned = planner.plan(found)
         if planned is None or isinstance(planned, Refused):
             continue
+        if planner.claims.settle([planned], {})[1]:
+            continue  # the key of another file (a collision upload refuses)
         if limit is not None and len(seen) >= limit:
             complete = False  # a partial view cannot name orphans
             break

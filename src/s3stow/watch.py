@@ -229,7 +229,9 @@ class Watcher:
             if item is not None:
                 ready.append(item)
         if ready:
-            self.uploader.upload_planned(ready, self.target, command="watch")
+            self.uploader.upload_planned(
+                ready, self.target, command="watch", claims=self.planner.claims
+            )
         elif final and self._waiting:
             time.sleep(min(0.2, self.settle / 4))
         self._write_status("watching")

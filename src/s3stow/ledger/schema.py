@@ -101,6 +101,9 @@ multipart = Table(
     Column("part_size", BigInteger, nullable=False),
     Column("checksum_algorithm", String(16)),
     Column("created_at", Float, nullable=False),
+    # The file's identity when the upload started (transfer.context.FileIdentity).
+    Column("ctime_ns", BigInteger),
+    Column("file_id", String(80)),
     PrimaryKeyConstraint("bucket", "key", name="pk_multipart"),
 )
 

@@ -22,22 +22,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from s3stow.collisions import KeyClaims
 from s3stow.compare import RemoteIndex, decide
 from s3stow.config import Settings
 from s3stow.discover import check_sources, discover
-from s3stow.errors import S3StowError
+from s3stow.errors import LedgerError, S3StowError
 from s3stow.keys import Target, build_key, parse_target
-from s3stow.ledger import Ledger
+from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import (
     PlannedUpload,
     Reason,
+    Refused,
     RunSummary,
     Skipped,
     SourceFile,
     Status,
     UploadResult,
 )
-from s3stow.plan import Planner, Refused, describe_sources
+from s3stow.plan import Planner, describe_sources
 from s3stow.report.observer import Fanout, Observer
 from s3stow.store.base import ObjectStore
 from s3stow.store.dryrun import DryRunStore
@@ -79,6 +81,12 @@ class Uploader:
         self.worker = FileWorker(
             self.settings, store=self.store, observer=self.observer, stop=self.stop
         )
+        # Bytes S3 acknowledged (by group), and bytes of parts an earlier run sent.
+        self._bytes_lock = threading.Lock()
+        self._sent: dict[str, int] = {}
+        self._resumed = 0
+        if ledger is not None:  # the first failed ledger write stops the run
+            ledger.on_failure(self.worker.fail_run)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Uploader:
@@ -138,6 +146,18 @@ class Uploader:
             item = planned
         else:
             item = PlannedUpload(found, resolved.bucket, build_key("", key))
+        known = self.ledger.lookup(item.bucket, [item.key]) if self.ledger is not None else {}
+        _, refused = KeyClaims().settle([item], known)
+        if refused:
+            return UploadResult(
+                path,
+                item.bucket,
+                item.key,
+                Status.FAILED,
+                size=found.size,
+                error_class=refused[0].error_class,
+                error=refused[0].reason,
+            )
         self._check_bucket(item.bucket)
         with self._pools() as ctx:
             result = self.worker.transfer(ctx, item, Reason.NEW)
@@ -175,6 +195,7 @@ class Uploader:
             resolved,
             batches,
             remote=remote,
+            claims=planner.claims,
             command="upload",
             sources=describe_sources(roots),
         )
@@ -188,6 +209,7 @@ class Uploader:
         command: str = "retry",
         run_id: str | None = None,
         check_remote: bool = True,
+        claims: KeyClaims | None = None,
     ) -> RunSummary:
         """Upload explicit (file, key) pairs through the same pipeline (retry, archive).
 
@@ -195,7 +217,8 @@ class Uploader:
         file, unsafe key) found while producing them: those are counted, reported
         and recorded like any other failure. Objects the ledger does not know are
         checked with a HEAD each, not a listing (``check_remote=False``: not at all;
-        such keys are simply uploaded and verified).
+        such keys are simply uploaded and verified). ``claims``: the key owners of a
+        longer session (``watch``), so collisions across calls are refused too.
         """
         summary = RunSummary(run_id or new_run_id())
         remote = RemoteIndex(
@@ -223,7 +246,15 @@ class Uploader:
                     batch.append(item)
                 yield batch
 
-        self._run(summary, target, batches(), remote=remote, command=command, sources=[command])
+        self._run(
+            summary,
+            target,
+            batches(),
+            remote=remote,
+            claims=claims or KeyClaims(),
+            command=command,
+            sources=[command],
+        )
         return summary
 
     # ---- pipeline -------------------------------------------------------------------
@@ -234,12 +265,15 @@ class Uploader:
         batches: Iterator[list[PlannedUpload]],
         *,
         remote: RemoteIndex,
+        claims: KeyClaims,
         command: str,
         sources: list[str],
     ) -> None:
         started = time.monotonic()
         errors_before = getattr(self.store, "transient_errors", 0)
         throttled_before = self.limiter.throttle_events
+        with self._bytes_lock:
+            sent_before, resumed_before = dict(self._sent), self._resumed
         self.observer.on_start(summary.run_id, target.url)
         if self.ledger is not None and not self.settings.dry_run:
             self.ledger.start_run(
@@ -251,28 +285,46 @@ class Uploader:
                 settings=self.settings.model_dump(mode="json"),
             )
         try:
-            self._pipeline(batches, remote, summary)
+            self._pipeline(batches, remote, claims, summary)
         finally:
             summary.elapsed = time.monotonic() - started
             summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before
             summary.throttled = self.limiter.throttle_events - throttled_before
             summary.concurrency = self.limiter.limit
-            summary.interrupted = self.stop.is_set() and self.fatal_error is None
-            if self.fatal_error is not None:
-                summary.fatal = str(self.fatal_error)
-            if self.ledger is not None:
-                self.ledger.flush()
-                if not self.settings.dry_run:
-                    status = (
-                        "interrupted"
-                        if summary.interrupted
-                        else ("done" if summary.ok else "failed")
-                    )
-                    self.ledger.finish_run(summary.run_id, status=status, summary=summary.totals())
+            with self._bytes_lock:
+                for group, count in self._sent.items():
+                    summary.add_sent(group, count - sent_before.get(group, 0))
+                summary.bytes_resumed = self._resumed - resumed_before
+            self._finish_ledger(summary)
             self.observer.on_finish(summary)
 
+    def _finish_ledger(self, summary: RunSummary) -> None:
+        """Commit what is queued and close the run's row; a ledger that cannot be
+        written makes the run fatal (exit 3), and the summary still reaches the user."""
+        self._settle_outcome(summary)
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.flush()
+            if not self.settings.dry_run:
+                status = (
+                    "interrupted" if summary.interrupted else ("done" if summary.ok else "failed")
+                )
+                self.ledger.finish_run(summary.run_id, status=status, summary=summary.totals())
+        except LedgerError as exc:
+            self.worker.fail_run(exc)
+            self._settle_outcome(summary)
+
+    def _settle_outcome(self, summary: RunSummary) -> None:
+        summary.interrupted = self.stop.is_set() and self.fatal_error is None
+        summary.fatal = str(self.fatal_error) if self.fatal_error is not None else None
+
     def _pipeline(
-        self, batches: Iterator[list[PlannedUpload]], remote: RemoteIndex, summary: RunSummary
+        self,
+        batches: Iterator[list[PlannedUpload]],
+        remote: RemoteIndex,
+        claims: KeyClaims,
+        summary: RunSummary,
     ) -> None:
         budget_left = self.settings.limit
         pending: dict[Future[UploadResult], SourceFile] = {}
@@ -284,11 +336,17 @@ class Uploader:
             self._pools(run_id=summary.run_id) as ctx,
             ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="file") as files,
         ):
-            for planned in batches:
+            for batch in batches:
                 if self.stop.is_set():
                     break
+                try:
+                    known = self._known(batch)
+                except LedgerError as exc:
+                    self.worker.fail_run(exc)
+                    break
+                planned = self._claim(batch, known, claims, summary)
                 for decision, listed in decide(
-                    planned, ledger=self.ledger, remote=remote, settings=self.settings
+                    planned, ledger=self.ledger, known=known, remote=remote, settings=self.settings
                 ):
                     self.observer.on_decision(decision)
                     source = decision.item.source
@@ -315,6 +373,40 @@ class Uploader:
                 self._drain(pending, completed, summary, block=False)
             while pending:
                 self._drain(pending, completed, summary, block=True)
+
+    def _known(self, batch: list[PlannedUpload]) -> dict[str, LedgerEntry]:
+        """The ledger's entries for a batch's keys (one lookup serves collisions and
+        the compare stage)."""
+        if self.ledger is None or not batch:
+            return {}
+        return self.ledger.lookup(batch[0].bucket, [item.key for item in batch])
+
+    def _claim(
+        self,
+        batch: list[PlannedUpload],
+        known: dict[str, LedgerEntry],
+        claims: KeyClaims,
+        summary: RunSummary,
+    ) -> list[PlannedUpload]:
+        """The batch without the files whose key another file owns (each refused)."""
+        kept, refused = claims.settle(batch, known)
+        for refusal in refused:
+            self._refuse(summary, refusal, batch[0].bucket)
+        return kept
+
+    def _refuse(self, summary: RunSummary, refusal: Refused, bucket: str) -> None:
+        """Count and report a planned file that is not uploaded (unsafe key, collision)."""
+        source = refusal.source
+        result = UploadResult(
+            source.path,
+            bucket,
+            refusal.key,
+            Status.FAILED,
+            size=source.size,
+            error_class=refusal.error_class,
+            error=refusal.reason,
+        )
+        self._count(summary, result, source)
 
     def _plan(
         self, batch: list[SourceFile | Skipped], planner: Planner, summary: RunSummary
@@ -348,19 +440,7 @@ class Uploader:
             summary.bytes_total += found.size
             self.observer.on_discovered(found)
             if isinstance(outcome, Refused):
-                self._count(
-                    summary,
-                    UploadResult(
-                        found.path,
-                        bucket,
-                        outcome.key,
-                        Status.FAILED,
-                        size=found.size,
-                        error_class=outcome.error_class,
-                        error=outcome.reason,
-                    ),
-                    found,
-                )
+                self._refuse(summary, outcome, bucket)
                 continue
             planned.append(outcome)
         return planned
@@ -405,8 +485,7 @@ class Uploader:
             summary.count_group(group, "skipped")
         elif result.status == Status.DONE:
             summary.uploaded += 1
-            summary.bytes_uploaded += result.bytes_sent
-            summary.count_group(group, "uploaded", result.bytes_sent)
+            summary.count_group(group, "uploaded")
         elif result.status == Status.SKIPPED:
             summary.skipped += 1
             summary.count_group(group, "skipped")
@@ -444,8 +523,22 @@ class Uploader:
             limiter=self.limiter,
             stop=self.stop,
             run_id=run_id or new_run_id(),
-            on_bytes=self.worker.on_bytes,
+            on_bytes=self._on_bytes,
+            on_resumed=self._on_resumed,
         )
+
+    def _on_bytes(self, source: SourceFile, count: int) -> None:
+        """``count`` bytes of ``source`` sent by this run and acknowledged by S3."""
+        group = source.group or "(none)"
+        with self._bytes_lock:
+            self._sent[group] = self._sent.get(group, 0) + count
+        self.worker.on_bytes(source, count)
+
+    def _on_resumed(self, source: SourceFile, count: int) -> None:
+        """``count`` bytes of ``source`` already in S3: parts an earlier run sent."""
+        with self._bytes_lock:
+            self._resumed += count
+        self.observer.on_resumed(source, count)
 
     @property
     def fatal_error(self) -> S3StowError | None:

@@ -1,0 +1,225 @@
+"""Nothing verified is overwritten or misreported (issue 19).
+
+File names reach their keys exactly; a key collision never overwrites a verified
+object; a file rewritten in place during its upload (mtime put back) is never done;
+bytes and rates count what this run sent; the first failed ledger write stops the
+run; a foreign or newer database is refused; two runs of one ledger and target do
+not run at once; s3stow's own working files are never uploaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FIVE_MIB_PARTS, make_tree
+
+MiB = 1024 * 1024
+
+
+def _query(db: Path, sql: str) -> list[Any]:
+    with sqlite3.connect(db, timeout=10) as conn:
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def _wait_for(predicate: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def _body(s3: Any, bucket: str, key: str) -> bytes:
+    return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _events(stdout: str, kind: str) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return [e for e in events if e.get("event") == kind]
+
+
+# ---- 1. names kept exactly; collisions never overwrite -------------------------------
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a backslash is a separator on Windows")
+def test_a_backslash_in_a_posix_name_reaches_the_key_unchanged(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "t", {"back/slash.txt": b"REAL"})
+    first = cli("upload", "t", f"s3://{bucket}/c", "--ledger", "l.db")
+    assert first.code == 0, first.output
+    (tmp_path / "t" / "back\\slash.txt").write_bytes(b"OTHER")
+    again = cli("upload", "t", f"s3://{bucket}/c", "--ledger", "l.db")
+    assert again.code == 0, again.output
+    assert _body(s3, bucket, "c/back/slash.txt") == b"REAL"
+    assert _body(s3, bucket, "c/back\\slash.txt") == b"OTHER"
+
+
+@pytest.mark.skipif(
+    sys.platform == "darwin", reason="APFS keeps one of two names that differ in normalisation"
+)
+def test_a_collision_with_a_verified_object_overwrites_nothing(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """NFC and NFD spellings of one name share a key. The NFD twin, added after the
+    NFC file was verified, is found first; it must not replace the verified object."""
+    nfc, nfd = "caf\u00e9.txt", "cafe\u0301.txt"
+    make_tree(tmp_path / "src", {nfc: b"REAL"})
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert proxied_cli(*args).code == 0
+    (tmp_path / "src" / nfd).write_bytes(b"OTHER!")
+    proxy.reset()
+    again = proxied_cli(*args)
+    assert again.code == 1, again.output
+    assert proxy.requests(r"^(PUT|POST) ") == []
+    assert _body(s3, bucket, f"p/{nfc}") == b"REAL"
+    assert "KeyCollision" in again.stdout
+    assert f"src/{nfd}" in again.stdout  # the refused file ...
+    assert f"holds src/{nfc}, verified in S3" in again.stdout  # ... names the other
+    assert _query(tmp_path / "l.db", "SELECT source_path, status FROM items") == [
+        (f"src/{nfc}", "done")
+    ]
+
+
+# ---- 2. rewritten in place, mtime put back --------------------------------------------
+
+
+def test_a_file_rewritten_in_place_with_its_mtime_put_back_is_never_done(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """While part 2 of 4 is in flight, 1 MiB at the start (part 1, sent) and at the end
+    (part 4, not yet read) are overwritten and the mtime is put back: same size, same
+    mtime. The upload must not complete; the next run uploads the new bytes."""
+    make_tree(tmp_path / "src", {"f.bin": 16 * MiB})
+    path = tmp_path / "src" / "f.bin"
+
+    def rewrite(_: str) -> None:
+        before = path.stat()
+        with path.open("r+b") as handle:
+            handle.write(b"\0" * MiB)
+            handle.seek(-MiB, os.SEEK_END)
+            handle.write(b"\0" * MiB)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    proxy.add(r"^PUT .*partNumber=2(&|$)", "callback", times=1, callback=rewrite)
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    result = proxied_cli(*args, "--concurrency", "1")
+    assert result.code == 1, result.output
+    assert "changed during upload" in result.stdout
+    assert _query(tmp_path / "l.db", "SELECT status, error_class FROM items") == [
+        ("changed", "SourceChanged")
+    ]
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    again = proxied_cli(*args)
+    assert again.code == 0, again.output
+    assert _body(s3, bucket, "p/f.bin") == path.read_bytes()
+
+
+# ---- 3. bytes and rates: what this run sent --------------------------------------------
+
+
+def test_bytes_count_what_each_run_sent_interrupted_and_resumed(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Ctrl+C mid-multipart: the summary counts the parts this run sent (not zero);
+    the resumed run counts only the parts it sent (not the whole file)."""
+    data = make_tree(tmp_path / "src", {"big.bin": 35 * MiB})["big.bin"]  # 7 parts
+    db, status = tmp_path / "l.db", tmp_path / "st.json"
+    args = (
+        "--json", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--part-size",
+        "5MiB", "--concurrency", "2", "--status-json", "st.json", "--status-interval", "0.01",
+    )  # fmt: skip
+    proxy.add(r"^PUT .*partNumber=", "delay", times=100, delay=0.5)
+    process = proxied_cli.start(*args)
+    _wait_for(lambda: len(_query(db, "SELECT number FROM parts")) >= 2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stdout + stderr
+    sent_first = _query(db, "SELECT SUM(size) FROM parts")[0][0]
+    assert 0 < sent_first < len(data)
+    (summary,) = _events(stdout, "summary")
+    assert summary["bytes_uploaded"] == sent_first
+    assert json.loads(status.read_text())["totals"]["bytes_uploaded"] == sent_first
+
+    proxy.reset()
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output
+    sent_again = 5 * MiB * len(proxy.requests(r"^PUT .*partNumber="))
+    (summary,) = _events(result.stdout, "summary")
+    assert summary["bytes_uploaded"] == sent_again < len(data)
+    assert summary["bytes_resumed"] == len(data) - sent_again
+    assert summary["bytes_total"] == len(data)
+    assert json.loads(status.read_text())["totals"]["bytes_uploaded"] == sent_again
+    assert _body(s3, bucket, "p/big.bin") == data
+
+
+# ---- 4. a ledger that cannot be written stops the run ---------------------------------
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("resource"), "prlimit") if os.name != "nt" else True,
+    reason="needs prlimit (Linux) to fill the ledger's 'disk' under a running process",
+)
+def test_the_first_failed_ledger_write_stops_the_run(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """At the 11th PUT the run's file-size limit drops to one byte, so SQLite's next
+    write fails for real (as on a full disk). No new work starts, the summary is
+    printed with the reason, exit 3; nothing recorded done is missing from S3."""
+    import resource
+
+    make_tree(tmp_path / "src", {f"f{i:03d}.txt": 100 for i in range(200)})
+    box: list[subprocess.Popen[str]] = []
+
+    def disk_full(_: str) -> None:
+        resource.prlimit(box[0].pid, resource.RLIMIT_FSIZE, (1, 1))
+
+    proxy.add(r"^PUT /[^?]*f010\.txt", "callback", times=1, callback=disk_full)
+    proxy.add(r"^PUT ", "delay", times=1000, delay=0.05)
+    box.append(
+        proxied_cli.start(
+            "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "2"
+        )
+    )
+    stdout, stderr = box[0].communicate(timeout=120)
+    assert box[0].returncode == 3, stdout + stderr
+    assert "cannot write the ledger" in stderr
+    assert stderr.count("cannot write the ledger") <= 2  # reported, not repeated
+    assert " uploaded, " in stdout  # the summary
+    assert len(proxy.requests(r"^PUT ")) < 100  # new work stopped
+    done = {
+        k for (k, s) in _query(tmp_path / "l.db", "SELECT key, status FROM items") if s == "done"
+    }
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert done <= stored
