@@ -21,6 +21,9 @@ from typing import Any
 
 import pytest
 
+from s3stow.errors import LedgerError
+from s3stow.ledger import open_ledger, sqlite_ddl
+from s3stow.ledger.marker import APPLICATION_ID, SCHEMA_VERSION
 from tests.conftest import FIVE_MIB_PARTS, make_tree
 
 MiB = 1024 * 1024
@@ -223,3 +226,91 @@ def test_the_first_failed_ledger_write_stops_the_run(
     }
     stored = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
     assert done <= stored
+
+
+# ---- 5. only s3stow's own ledgers, of a version this s3stow knows -----------------------
+
+
+def _foreign_items_table(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, title TEXT, price REAL)")
+        conn.execute("INSERT INTO items (title, price) VALUES ('apple', 1.5)")
+
+
+def _newer_ledger(path: Path) -> None:
+    open_ledger(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE s3stow_meta SET value = '99' WHERE name = 'schema_version'")
+
+
+def _other_application(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA application_id = 305419896")  # 0x12345678
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (_foreign_items_table, "is not an s3stow ledger"),
+        (_newer_ledger, "was written by a newer s3stow"),
+        (_other_application, "another program's SQLite database (application_id 0x12345678)"),
+    ],
+)
+def test_a_foreign_or_newer_database_is_refused_before_any_request(
+    proxied_cli,
+    proxy,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    make: Any,
+    message: str,
+) -> None:
+    make_tree(tmp_path / "src", {"a.txt": 1})
+    db = tmp_path / "app.db"
+    make(db)
+    before = db.read_bytes()
+    result = proxied_cli("upload", "src", "s3://some-bucket/p", "--ledger", str(db))
+    assert result.code == 3, result.output
+    assert message in result.stderr
+    assert str(db) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert proxy.log == []
+    assert db.read_bytes() == before  # not a byte changed
+
+
+def test_a_ledger_from_before_the_marker_is_accepted_and_marked(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # as every earlier s3stow created it: no marker
+        for statement in sqlite_ddl.STATEMENTS:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO items (bucket, key, source_path, size, mtime_ns, status, attempts,"
+            " run_id, created_at, updated_at) VALUES ('b', 'k', '/k', 1, 1, 'done', 1, 'r', 0, 0)"
+        )
+    ledger = open_ledger(str(path))
+    assert set(ledger.lookup("b", ["k"])) == {"k"}
+    ledger.close()
+    assert _query(path, "PRAGMA application_id") == [(APPLICATION_ID,)]
+    assert _query(path, "SELECT value FROM s3stow_meta WHERE name = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
+
+
+def test_a_foreign_postgresql_table_is_refused(postgres_url: str) -> None:
+    import psycopg
+
+    schema = f"foreign_{os.getpid()}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE TABLE {schema}.items (id serial PRIMARY KEY, title text)")
+    try:
+        with pytest.raises(LedgerError, match="is not an s3stow ledger") as caught:
+            open_ledger(f"{postgres_url}?options=-csearch_path%3D{schema}")
+        assert "runs" in str(caught.value)  # what it lacks is named
+        with psycopg.connect(postgres_url) as conn:
+            tables = conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            ).fetchall()
+        assert tables == [("items",)]  # nothing created beside it
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -5,6 +5,7 @@
 ``runs``: one row per run, with its settings (never secrets).
 ``multipart`` / ``parts``: in-progress multipart uploads and their completed
 parts, which is what makes a resume send only the missing parts.
+``s3stow_meta``: the ``schema_version`` row (``marker.py``: what a ledger is).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
 metadata = MetaData()
 
 meta = Table(
