@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -314,3 +315,59 @@ def test_a_foreign_postgresql_table_is_refused(postgres_url: str) -> None:
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+# ---- 6. one run per ledger and target ---------------------------------------------------
+
+
+def _second_run_is_refused(proxied_cli, proxy, bucket: str, tmp_path: Path, ledger: str) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(6)})
+    proxy.add(r"^PUT /[^?]*/p/", "delay", times=100, delay=0.8)
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", ledger, "--concurrency", "1")
+    first = proxied_cli.start(*args)
+    try:
+        _wait_for(lambda: len(proxy.requests(r"^PUT /[^?]*/p/")) >= 1)
+        other = proxied_cli("upload", "src", f"s3://{bucket}/q", "--ledger", ledger)
+        assert other.code == 0, other.output  # another target is not held up ...
+        second = proxied_cli(*args)
+        assert second.code == 3, second.output  # ... while the first run holds its own
+        assert f"pid {first.pid} on {socket.gethostname()}" in second.stderr
+        assert f"s3://{bucket}/p/" in second.stderr
+    finally:
+        stdout, stderr = first.communicate(timeout=60)
+    assert first.returncode == 0, stdout + stderr
+    assert proxied_cli(*args).code == 0  # the lock ended with its run
+    assert len(proxy.requests(r"^PUT /[^?]*/p/")) == 6  # each file sent once
+
+
+def test_a_second_run_of_one_sqlite_ledger_and_target_exits_3(
+    proxied_cli, proxy, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    _second_run_is_refused(proxied_cli, proxy, bucket, tmp_path, "l.db")
+    assert list(tmp_path.glob("l.db-*.lock")) == []
+
+
+def test_a_second_run_of_one_postgresql_ledger_and_target_exits_3(  # type: ignore[no-untyped-def]
+    proxied_cli, proxy, bucket, tmp_path: Path, postgres_url: str
+) -> None:
+    _second_run_is_refused(proxied_cli, proxy, bucket, tmp_path, postgres_url)
+
+
+# ---- 7. s3stow's own working files are never uploaded --------------------------------
+
+
+def test_own_working_files_inside_the_tree_are_left_out(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"a.txt": 1, "sub/b.txt": 2})
+    args = (
+        "-v", "upload", "src", f"s3://{bucket}/p", "--ledger", "src/l.db", "--status-json",
+        "src/sub/st.json", "--failures-file", "src/failed.jsonl",
+    )  # fmt: skip
+    for _ in range(2):  # the second run finds them all present (and changed)
+        result = cli(*args)
+        assert result.code == 0, result.output
+        stored = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+        assert stored == {"p/a.txt", "p/sub/b.txt"}
+    assert "of 2 files" in result.stdout
+    assert "src/l.db: it is the ledger (--ledger)" in result.stderr
+    assert "src/sub/st.json: it is the --status-json file" in result.stderr
+    assert "src/failed.jsonl: it is the --failures-file" in result.stderr

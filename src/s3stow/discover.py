@@ -6,10 +6,13 @@ and is never held in memory. Symlinks are not followed unless asked, and then
 only to targets inside the source root, with loops detected by (device, inode).
 Special files, unreadable directories and names that are not valid UTF-8 are
 yielded as ``Skipped`` with the reason, never silently dropped or mangled.
+s3stow's own working files (``ownfiles.OwnFiles``: the ledger and its journals, run
+locks, the status and failures files) are left out, and said so under ``-v``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -17,8 +20,10 @@ from pathlib import Path
 
 from s3stow.errors import SourceError
 from s3stow.models import Skipped, Source, SourceFile
+from s3stow.ownfiles import OwnFiles
 
 Found = SourceFile | Skipped
+log = logging.getLogger(__name__)
 
 
 def check_sources(sources: Iterable[Path | Source]) -> list[Path | Source]:
@@ -39,19 +44,33 @@ def check_sources(sources: Iterable[Path | Source]) -> list[Path | Source]:
 ROOT_GROUP = "(root)"
 
 
-def discover(sources: Iterable[Path | Source], *, follow_symlinks: bool = False) -> Iterator[Found]:
+def discover(
+    sources: Iterable[Path | Source],
+    *,
+    follow_symlinks: bool = False,
+    own: OwnFiles | None = None,
+) -> Iterator[Found]:
     """Yield every file (and every skipped path) under ``sources``, streaming.
 
     A file's group is its source's group (a folder type) or, when the source has
     none, the top-level directory of its relative path (``(root)`` for files at
-    the top).
+    the top). ``own``: s3stow's working files, left out.
     """
     for source in sources:
         spec = source if isinstance(source, Source) else Source(source)
         if spec.path.is_file():
-            yield from _single_file(spec.path, spec.group or ROOT_GROUP)
+            found: Iterator[Found] = _single_file(spec.path, spec.group or ROOT_GROUP)
         else:
-            yield from _walk(spec.path, spec.group, follow_symlinks=follow_symlinks)
+            found = _walk(spec.path, spec.group, follow_symlinks=follow_symlinks)
+        if own is None:
+            yield from found
+            continue
+        for item in found:
+            what = own.what(item.path) if isinstance(item, SourceFile) else None
+            if what is None:
+                yield item
+            else:
+                log.info("not uploading %s: it is %s", item.path, what)
 
 
 def _single_file(path: Path, group: str) -> Iterator[Found]:

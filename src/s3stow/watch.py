@@ -32,6 +32,7 @@ from watchdog.observers import Observer as FsObserver
 from s3stow.discover import discover
 from s3stow.keys import Target
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.ownfiles import working_files
 from s3stow.plan import Planner, Refused
 from s3stow.report.observer import Observer
 from s3stow.report.status import atomic_write_text
@@ -126,6 +127,10 @@ class Watcher:
         self.on_progress = on_progress
         self._last_line: tuple[int, int, int] | None = None
         self.planner = Planner(uploader.settings, target)
+        self.own = working_files(uploader.settings, uploader.ledger)  # never uploaded
+        if status_json is not None:
+            self.own.add(status_json, "the watch heartbeat (--status-json)")
+            self.own.add_pattern(status_json.parent, f".{status_json.name}.", "", "its temp file")
         self.stats = WatchStats()
         self.started = time.time()
         self._waiting: dict[str, _Waiting] = {}
@@ -174,6 +179,10 @@ class Watcher:
     def _wanted(self, path: Path) -> bool:
         name = path.name
         if any(fnmatch.fnmatch(name, g) for g in self.ignore):
+            return False
+        own = self.own.what(path)
+        if own is not None:
+            log.debug("not uploading %s: it is %s", path, own)
             return False
         return not self.patterns or any(fnmatch.fnmatch(name, g) for g in self.patterns)
 

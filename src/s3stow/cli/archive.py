@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -80,6 +81,7 @@ def run(
     from s3stow.archive.archiver import Archiver
     from s3stow.cli.upload import default_ledger, exit_for, install_signal_handlers, observers_for
     from s3stow.ledger import open_ledger
+    from s3stow.ledger.lock import run_lock
     from s3stow.report.console import print_summary, summary_dict
     from s3stow.transfer.engine import Uploader
 
@@ -108,7 +110,8 @@ def run(
             batch_size=batch_size,
             cleanup_local=cleanup_local and not dry_run,
         )
-        report = archiver.run(limit=limit, force=force)
+        with nullcontext() if dry_run else run_lock(ledger_db, target):
+            report = archiver.run(limit=limit, force=force)
     finally:
         restore()
         ledger_db.close()

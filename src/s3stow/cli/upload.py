@@ -7,6 +7,7 @@ import shlex
 import signal
 import sys
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -147,6 +148,7 @@ def upload(
     """Upload files and directory trees to S3, verified and resumable."""
     from s3stow.config import parse_metadata
     from s3stow.ledger import open_ledger
+    from s3stow.ledger.lock import run_lock
     from s3stow.transfer.engine import Uploader
 
     options: GlobalOptions = ctx.obj
@@ -205,7 +207,8 @@ def upload(
     uploader = Uploader(settings, ledger=ledger_db, observers=observers)
     restore = install_signal_handlers(uploader)
     try:
-        summary = uploader.upload_tree(sources, target)
+        with nullcontext() if settings.dry_run else run_lock(ledger_db, target):
+            summary = uploader.upload_tree(sources, target)
     finally:
         restore()
         ledger_db.close()

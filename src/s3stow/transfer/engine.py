@@ -39,6 +39,7 @@ from s3stow.models import (
     Status,
     UploadResult,
 )
+from s3stow.ownfiles import working_files
 from s3stow.plan import Planner, describe_sources
 from s3stow.report.observer import Fanout, Observer
 from s3stow.store.base import ObjectStore
@@ -188,7 +189,8 @@ class Uploader:
             planner.template.static_prefix,
             before_first_use=lambda: self._check_bucket(resolved.bucket),
         )
-        found = discover(roots, follow_symlinks=self.settings.follow_symlinks)
+        own = working_files(self.settings, self.ledger)
+        found = discover(roots, follow_symlinks=self.settings.follow_symlinks, own=own)
         batches = (self._plan(batch, planner, summary) for batch in _batched(found))
         self._run(
             summary,
