@@ -47,6 +47,7 @@ from s3stow.store.dryrun import DryRunStore
 from s3stow.store.s3 import S3Store
 from s3stow.transfer.context import TransferContext, transfer_context
 from s3stow.transfer.limits import RequestLimiter
+from s3stow.transfer.tally import Tally
 from s3stow.transfer.worker import FileWorker
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,7 @@ class Uploader:
         self.worker = FileWorker(
             self.settings, store=self.store, observer=self.observer, stop=self.stop
         )
-        # Bytes S3 acknowledged (by group), and bytes of parts an earlier run sent.
-        self._bytes_lock = threading.Lock()
-        self._sent: dict[str, int] = {}
-        self._resumed = 0
+        self.tally = Tally()
         if ledger is not None:  # the first failed ledger write stops the run
             ledger.on_failure(self.worker.fail_run)
 
@@ -274,8 +272,7 @@ class Uploader:
         started = time.monotonic()
         errors_before = getattr(self.store, "transient_errors", 0)
         throttled_before = self.limiter.throttle_events
-        with self._bytes_lock:
-            sent_before, resumed_before = dict(self._sent), self._resumed
+        mark = self.tally.mark()
         self.observer.on_start(summary.run_id, target.url)
         if self.ledger is not None and not self.settings.dry_run:
             self.ledger.start_run(
@@ -293,10 +290,7 @@ class Uploader:
             summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before
             summary.throttled = self.limiter.throttle_events - throttled_before
             summary.concurrency = self.limiter.limit
-            with self._bytes_lock:
-                for group, count in self._sent.items():
-                    summary.add_sent(group, count - sent_before.get(group, 0))
-                summary.bytes_resumed = self._resumed - resumed_before
+            self.tally.close(summary, mark)
             self._finish_ledger(summary)
             self.observer.on_finish(summary)
 
@@ -481,23 +475,7 @@ class Uploader:
             self._count(summary, result, source)
 
     def _count(self, summary: RunSummary, result: UploadResult, source: SourceFile | None) -> None:
-        group = source.group if source is not None else "(none)"
-        if result.status == Status.DONE and result.reason == Reason.REMOTE_MATCH:
-            summary.skipped += 1
-            summary.count_group(group, "skipped")
-        elif result.status == Status.DONE:
-            summary.uploaded += 1
-            summary.count_group(group, "uploaded")
-        elif result.status == Status.SKIPPED:
-            summary.skipped += 1
-            summary.count_group(group, "skipped")
-        else:
-            if result.status == Status.CHANGED:
-                summary.changed += 1
-            else:
-                summary.failed += 1
-            summary.failures.append(result)
-            summary.count_group(group, "failed")
+        self.tally.count(summary, result, source)
         self.observer.on_result(result, source)
 
     # ---- plumbing ---------------------------------------------------------------------
@@ -530,16 +508,11 @@ class Uploader:
         )
 
     def _on_bytes(self, source: SourceFile, count: int) -> None:
-        """``count`` bytes of ``source`` sent by this run and acknowledged by S3."""
-        group = source.group or "(none)"
-        with self._bytes_lock:
-            self._sent[group] = self._sent.get(group, 0) + count
+        self.tally.add_sent(source, count)
         self.worker.on_bytes(source, count)
 
     def _on_resumed(self, source: SourceFile, count: int) -> None:
-        """``count`` bytes of ``source`` already in S3: parts an earlier run sent."""
-        with self._bytes_lock:
-            self._resumed += count
+        self.tally.add_resumed(count)
         self.observer.on_resumed(source, count)
 
     @property
