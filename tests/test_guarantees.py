@@ -371,3 +371,38 @@ def test_own_working_files_inside_the_tree_are_left_out(cli, s3, bucket, tmp_pat
     assert "src/l.db: it is the ledger (--ledger)" in result.stderr
     assert "src/sub/st.json: it is the --status-json file" in result.stderr
     assert "src/failed.jsonl: it is the --failures-file" in result.stderr
+
+
+def test_a_resume_after_an_in_place_rewrite_starts_afresh(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """kill -9 after part 2 of 4; the file is rewritten in place, its mtime put back.
+    The next run must not complete the old upload with parts of two versions."""
+    make_tree(tmp_path / "src", {"f.bin": 16 * MiB})
+    path = tmp_path / "src" / "f.bin"
+    box: list[subprocess.Popen[str]] = []
+    proxy.add(
+        r"^PUT .*partNumber=2(&|$)",
+        "callback",
+        times=1,
+        callback=lambda _: os.kill(box[0].pid, signal.SIGKILL),
+    )
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    box.append(proxied_cli.start(*args, "--concurrency", "1"))
+    box[0].wait(60)
+    assert box[0].returncode == -signal.SIGKILL
+    assert len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+    before = path.stat()
+    with path.open("r+b") as handle:
+        handle.write(b"\0" * MiB)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    proxy.reset()
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output
+    assert len(proxy.requests(r"^POST [^?]*\?uploads")) == 1  # a new upload, not the old one
+    assert _body(s3, bucket, "p/f.bin") == path.read_bytes()
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")  # the old one aborted
