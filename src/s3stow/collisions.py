@@ -50,7 +50,8 @@ class KeyClaims:
     """The owner of every key seen in one run (or one long-running ``watch``)."""
 
     content_addressed: bool = False
-    _owners: dict[bytes, _Owner] = field(default_factory=dict)
+    # key digest -> its owner; a bare path is a file of this run (the common case, kept cheap)
+    _owners: dict[bytes, _Owner | str] = field(default_factory=dict)
 
     def settle(
         self, batch: Sequence[PlannedUpload], known: Mapping[str, LedgerEntry]
@@ -62,8 +63,15 @@ class KeyClaims:
         for item in batch:
             by_key.setdefault(_digest(item.key), []).append(item)
         refusals: dict[int, Refused] = {}
+        owners = self._owners
         for digest, items in by_key.items():
-            for item, refusal in self._settle_key(digest, items, known.get(items[0].key)):
+            entry = known.get(items[0].key)
+            if len(items) == 1 and digest not in owners:  # nearly always: one file, a free key
+                path = str(items[0].source.path)
+                if entry is None or entry.source_path == path or entry.status != Status.DONE:
+                    owners[digest] = path
+                    continue
+            for item, refusal in self._settle_key(digest, items, entry):
                 refusals[id(item)] = refusal
         if not refusals:
             return list(batch), []
@@ -74,6 +82,8 @@ class KeyClaims:
         self, digest: bytes, items: list[PlannedUpload], entry: LedgerEntry | None
     ) -> list[tuple[PlannedUpload, Refused]]:
         owner = self._owners.get(digest)
+        if isinstance(owner, str):
+            owner = _Owner(owner, "run")
         if owner is None and not self.content_addressed:
             owner = _ledger_holder(entry, items)
             if owner is not None:
@@ -86,10 +96,10 @@ class KeyClaims:
             ]
         first = items[0]
         if len(items) == 1:
-            self._owners[digest] = _Owner(str(first.source.path), "run")
+            self._owners[digest] = str(first.source.path)
             return []
         if self.content_addressed:
-            self._owners[digest] = _Owner(str(first.source.path), "run")
+            self._owners[digest] = str(first.source.path)
             return [(i, duplicate(i, str(first.source.path))) for i in items[1:]]
         self._owners[digest] = _Owner(str(first.source.path), "collided")
         paths = [str(i.source.path) for i in items]

@@ -59,18 +59,20 @@ def discover(
     for source in sources:
         spec = source if isinstance(source, Source) else Source(source)
         if spec.path.is_file():
-            found: Iterator[Found] = _single_file(spec.path, spec.group or ROOT_GROUP)
+            if not _own(own, spec.path):
+                yield from _single_file(spec.path, spec.group or ROOT_GROUP)
         else:
-            found = _walk(spec.path, spec.group, follow_symlinks=follow_symlinks)
-        if own is None:
-            yield from found
-            continue
-        for item in found:
-            what = own.what(item.path) if isinstance(item, SourceFile) else None
-            if what is None:
-                yield item
-            else:
-                log.info("not uploading %s: it is %s", item.path, what)
+            yield from _walk(spec.path, spec.group, follow_symlinks=follow_symlinks, own=own)
+
+
+def _own(own: OwnFiles | None, path: Path, name: str | None = None) -> bool:
+    """Whether ``path`` is one of s3stow's own files (said under -v)."""
+    if own is None or not own.may_be(name or path.name):
+        return False
+    what = own.what(path)
+    if what is not None:
+        log.info("not uploading %s: it is %s", path, what)
+    return what is not None
 
 
 def _single_file(path: Path, group: str) -> Iterator[Found]:
@@ -90,7 +92,9 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-def _walk(root: Path, group: str, *, follow_symlinks: bool) -> Iterator[Found]:
+def _walk(
+    root: Path, group: str, *, follow_symlinks: bool, own: OwnFiles | None
+) -> Iterator[Found]:
     real_root = os.path.realpath(root)
     root_info = os.stat(root)
     seen_dirs = {(root_info.st_dev, root_info.st_ino)}
@@ -134,6 +138,8 @@ def _walk(root: Path, group: str, *, follow_symlinks: bool) -> Iterator[Found]:
                 seen_dirs.add(ident)
                 subdirs.append((path, rel + "/"))
             elif stat.S_ISREG(mode):
+                if own is not None and _own(own, path, entry.name):
+                    continue
                 top = group or (rel.split("/", 1)[0] if "/" in rel else ROOT_GROUP)
                 yield SourceFile(path, rel, info.st_size, info.st_mtime_ns, root, top)
             else:

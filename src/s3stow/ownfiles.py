@@ -37,11 +37,15 @@ class OwnFiles:
         self._patterns.append((prefix, suffix, os.path.realpath(directory), what))
         self._prefixes += (prefix,)
 
+    def may_be(self, name: str) -> bool:
+        """Whether a file called ``name`` may be one (nearly every file: no, at once)."""
+        return name in self._names or name.startswith(self._prefixes)
+
     def what(self, path: Path) -> str | None:
         """What ``path`` is, when it is one of s3stow's own files (else ``None``)."""
         name = path.name
-        if name not in self._names and not name.startswith(self._prefixes):
-            return None  # nearly every file: one lookup, no system call
+        if not self.may_be(name):
+            return None
         candidates = list(self._names.get(name, ()))
         candidates += [
             (directory, what)
