@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -97,6 +97,12 @@ def run(
         ledger=ledger, dry_run=dry_run or None, force=force or None, concurrency=concurrency
     )
     ledger_db = open_ledger(settings.ledger or default_ledger())
+    held = ExitStack()  # the lock first: a run turned away must not touch the running one's files
+    try:
+        held.enter_context(nullcontext() if dry_run else run_lock(ledger_db, target))
+    except BaseException:
+        ledger_db.close()
+        raise
     media = _table(db, table, column_map, where)
     uploader = Uploader(settings, ledger=ledger_db, observers=observers_for(options, settings))
     restore = install_signal_handlers(uploader)
@@ -110,10 +116,10 @@ def run(
             batch_size=batch_size,
             cleanup_local=cleanup_local and not dry_run,
         )
-        with nullcontext() if dry_run else run_lock(ledger_db, target):
-            report = archiver.run(limit=limit, force=force)
+        report = archiver.run(limit=limit, force=force)
     finally:
         restore()
+        held.close()
         ledger_db.close()
         media.close()
     summary = archiver.summary

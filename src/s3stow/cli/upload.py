@@ -203,14 +203,16 @@ def upload(
     if settings.sse_kms_key_id and settings.sse != "aws:kms":
         raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
     ledger_db = open_ledger(settings.ledger or default_ledger())
-    observers = observers_for(options, settings)
-    uploader = Uploader(settings, ledger=ledger_db, observers=observers)
-    restore = install_signal_handlers(uploader)
-    try:
+    try:  # the lock first: a run turned away must not touch the running one's files
         with nullcontext() if settings.dry_run else run_lock(ledger_db, target):
-            summary = uploader.upload_tree(sources, target)
+            observers = observers_for(options, settings)
+            uploader = Uploader(settings, ledger=ledger_db, observers=observers)
+            restore = install_signal_handlers(uploader)
+            try:
+                summary = uploader.upload_tree(sources, target)
+            finally:
+                restore()
     finally:
-        restore()
         ledger_db.close()
     _finish(options, summary, uploader)
 
