@@ -25,6 +25,7 @@ import pytest
 from s3stow.errors import LedgerError
 from s3stow.ledger import open_ledger, sqlite_ddl
 from s3stow.ledger.marker import APPLICATION_ID, SCHEMA_VERSION
+from s3stow.models import RunSummary
 from tests.conftest import FIVE_MIB_PARTS, make_tree
 
 MiB = 1024 * 1024
@@ -406,3 +407,37 @@ def test_a_resume_after_an_in_place_rewrite_starts_afresh(
     assert len(proxy.requests(r"^POST [^?]*\?uploads")) == 1  # a new upload, not the old one
     assert _body(s3, bucket, "p/f.bin") == path.read_bytes()
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")  # the old one aborted
+
+
+def test_the_progress_bar_counts_only_bytes_this_run_sends(tmp_path: Path) -> None:
+    """Resumed parts, skipped files and what a failed file did not send leave the bar's
+    total, so its rate and ETA are this run's own."""
+    import io
+
+    from rich.console import Console
+
+    from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+    from s3stow.report.console import PlainProgress, RichProgress
+
+    def source(name: str, size: int) -> SourceFile:
+        return SourceFile(tmp_path / name, name, size, 1, tmp_path)
+
+    big, done, broken = source("big", 10 * MiB), source("done", 3 * MiB), source("bad", 2 * MiB)
+    bar = RichProgress(Console(file=io.StringIO()))
+    plain = PlainProgress(io.StringIO(), interval=3600)
+    for observer in (bar, plain):
+        observer.on_start("r", "s3://b/p")
+        for item in (big, done, broken):
+            observer.on_discovered(item)
+        observer.on_decision(
+            Decision(PlannedUpload(done, "b", "p/done"), False, Reason.LEDGER_DONE)
+        )
+        observer.on_resumed(big, 4 * MiB)  # parts an earlier run sent
+        observer.on_bytes(big, 6 * MiB)
+        observer.on_result(UploadResult(big.path, "b", "p/big", Status.DONE), big)
+        observer.on_bytes(broken, 1 * MiB)  # one part, then it failed
+        observer.on_result(UploadResult(broken.path, "b", "p/bad", Status.FAILED), broken)
+        observer.on_finish(RunSummary("r"))
+    task = bar.progress.tasks[0]
+    assert (task.completed, task.total) == (7 * MiB, 7 * MiB)
+    assert plain.bytes == 7 * MiB
