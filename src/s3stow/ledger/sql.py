@@ -37,6 +37,10 @@ from s3stow.models import PartRecord, Status, UploadResult
 __all__ = ["Ledger", "LedgerEntry", "MultipartState", "database_url", "open_ledger"]
 log = logging.getLogger(__name__)
 _LOOKUP_CHUNK = 500
+_FIX = (
+    "make the ledger writable again (disk space, permissions) and run the same command: "
+    "what was sent but not recorded is proven by checksum, not sent again"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +165,7 @@ class Ledger:
         with self._lock:
             first, self.failure = self.failure is None, self.failure or exc
         if first:
-            log.error("%s; stopping: requests in flight finish, nothing new starts", exc)
+            log.error("%s; stopping: requests in flight finish, nothing new starts", exc.message)
             for listener in list(self._listeners):
                 listener(exc)
         return exc
@@ -348,7 +352,7 @@ class Ledger:
             except self.database.errors as exc:
                 with self._lock:
                     self._pending[:0] = batch
-                error = LedgerError(f"cannot write the ledger: {_first_line(exc)}")
+                error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_FIX)
                 raise self._failed(error) from exc
 
     # ---- plumbing -------------------------------------------------------------
@@ -367,8 +371,10 @@ class Ledger:
         try:
             yield
         except self.database.errors as exc:
-            error = LedgerError(f"cannot {verb} the ledger: {_first_line(exc)}")
-            raise (self._failed(error) if verb == "write" else error) from exc
+            if verb != "write":
+                raise LedgerError(f"cannot {verb} the ledger: {_first_line(exc)}") from exc
+            error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_FIX)
+            raise self._failed(error) from exc
 
     def close(self) -> None:
         """Flush, stop the flusher and release connections. After a write failure
