@@ -200,3 +200,47 @@ def test_wrong_secret_fails_fast(auth_users: Any, tmp_path: Path) -> None:
     result = cli("upload", "src", "s3://guarded/p", "--ledger", "l.db", env=wrong)
     assert result.code == 3
     assert "wrong-secret-value" not in result.output
+
+
+def test_bucket_setup_check_and_doctor_on_seaweedfs(
+    seaweed_cli, seaweed_s3, seaweed_bucket
+) -> None:  # type: ignore[no-untyped-def]
+    """SeaweedFS answers NotImplemented for the public access block and for lifecycle
+    transitions: those read as unsupported, the other settings are applied and read
+    back, and only real drift is exit 1."""
+    name = seaweed_bucket
+    asked = ("--versioning", "--encryption", "AES256", "--glacier-after", "90")
+    first = seaweed_cli("--json", "bucket", "setup", name, *asked)
+    assert first.code == 0, first.output
+    data = _js(first)
+    assert data["unsupported"] == ["public access block", "lifecycle transitions"]
+    assert data["not_as_asked"] == []
+    assert data["write_test"].startswith("ok")
+    states = {s["setting"]: s["state"] for s in data["settings"]}
+    assert states["versioning"] == states["encryption"] == states["lifecycle rules"] == "changes"
+    assert seaweed_s3.get_bucket_versioning(Bucket=name)["Status"] == "Enabled"
+    rules = seaweed_s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+    assert [r["ID"] for r in rules] == ["s3stow-abort-incomplete"]
+    again = seaweed_cli("bucket", "setup", name, *asked)
+    assert again.code == 0, again.output
+    assert "nothing to change" in again.stdout
+    assert "not implemented by this server: public access block" in again.stdout
+    assert "checksum" not in again.output  # not the checksum-header hint
+    plain = seaweed_cli("bucket", "setup", name, "--no-block-public-access")
+    assert plain.code == 0, plain.output
+    matches = seaweed_cli("bucket", "setup", name, "--versioning", "--check-only")
+    assert matches.code == 0, matches.output
+    assert "bucket matches" in matches.stdout
+    seaweed_s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Suspended"})
+    drift = seaweed_cli("bucket", "setup", name, "--versioning", "--check-only")
+    assert drift.code == 1  # real drift still is
+    assert "1 setting(s) differ" in drift.stdout
+    check = seaweed_cli("--json", "bucket", "check", name)
+    assert check.code == 0, check.output
+    assert _js(check)["public_access_block"] == "unsupported"
+    doctor = seaweed_cli("--json", "doctor", f"s3://{name}/p")
+    assert doctor.code == 0, doctor.output
+    checks = {c["name"]: c for c in _js(doctor)["checks"]}
+    assert checks["bucket settings"]["status"] == "OK"
+    assert "public access block unsupported" in checks["bucket settings"]["detail"]
+    assert "versioning Suspended" in checks["bucket settings"]["detail"]

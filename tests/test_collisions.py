@@ -8,7 +8,7 @@ import pytest
 
 from s3stow.collisions import KeyClaims
 from s3stow.ledger import LedgerEntry
-from s3stow.models import PlannedUpload, SourceFile, Status
+from s3stow.models import Duplicate, PlannedUpload, SourceFile, Status
 
 
 def _item(path: Path, key: str = "p/k.txt") -> PlannedUpload:
@@ -76,4 +76,6 @@ def test_content_addressed_keys_are_duplicates_not_collisions(tmp_path: Path) ->
     first, second = _item(tmp_path / "a"), _item(tmp_path / "b")
     kept, refused = claims.settle([first, second], _done(str(held)))
     assert kept == [first]  # the ledger's object has these very bytes: no holder
-    assert "content-addressed" in refused[0].reason
+    assert refused == [Duplicate(second.source, second.key, str(tmp_path / "a"))]
+    again = claims.settle([_item(tmp_path / "c")], {})  # in a later batch too
+    assert again[1] == [Duplicate(again[1][0].source, "p/k.txt", str(tmp_path / "a"))]

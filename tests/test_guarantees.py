@@ -99,9 +99,9 @@ def test_a_collision_with_a_verified_object_overwrites_nothing(
     assert "KeyCollision" in again.stdout
     assert f"src/{nfd}" in again.stdout  # the refused file ...
     assert f"holds src/{nfc}, verified in S3" in again.stdout  # ... names the other
-    assert _query(tmp_path / "l.db", "SELECT source_path, status FROM items") == [
-        (f"src/{nfc}", "done")
-    ]
+    rows = _query(tmp_path / "l.db", "SELECT key, source_path, status FROM items")
+    assert (f"p/{nfc}", f"src/{nfc}", "done") in rows  # the verified row, untouched
+    assert (str(tmp_path / "src" / nfd), str(tmp_path / "src" / nfd), "failed") in rows
 
 
 # ---- 2. rewritten in place, mtime put back --------------------------------------------

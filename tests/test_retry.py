@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import make_tree
 
@@ -151,3 +152,96 @@ def test_retry_missing_log_exits_2(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("retry", "--from", "nope.log", "--ledger", "l.db")
     assert result.code == 2
     assert "does not exist" in result.stderr
+
+
+def test_every_failure_of_a_run_is_listed_with_its_reason(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Failures found before any transfer (a name that is not UTF-8, two files taking
+    one key) are in the ledger like any other: ``retry --list`` names them, and
+    neither ``retry`` nor ``retry --from`` calls them an empty key or sends either of
+    the two files that take one key."""
+    import os
+
+    import pytest
+
+    contents = make_tree(tmp_path / "src", {"a/x.txt": 10, "b/x.txt": 20, "ok.txt": 5})
+    try:
+        with open(os.path.join(os.fsencode(tmp_path / "src"), b"bad\xff.txt"), "wb") as handle:
+            handle.write(b"2")
+    except OSError:
+        pytest.skip("this filesystem refuses names that are not UTF-8")
+    args = ("--ledger", "l.db")
+    first = cli(
+        "upload", "src", f"s3://{bucket}/p", "--key-template", "{name}", *args,
+        "--failures-file", "failed.jsonl",
+    )  # fmt: skip
+    assert first.code == 1
+    listed = cli("--json", "retry", "--list", *args)
+    by_class = {row["error_class"]: row for row in json.loads(listed.stdout)["by_error"]}
+    assert set(by_class) == {"InvalidName", "KeyCollision"}, listed.stdout
+    assert "not valid UTF-8" in by_class["InvalidName"]["latest_message"]
+    assert by_class["InvalidName"]["category"] == "key invalid"
+    for command in (("retry", *args), ("retry", "--from", "failed.jsonl", *args)):
+        again = cli("--json", *command)
+        assert again.code == 1
+        failures = json.loads(again.stdout.splitlines()[-1])["failures"]
+        reasons = sorted(f"[{f['error_class']}] {f['error']}" for f in failures)
+        assert "empty key" not in str(reasons)
+        assert reasons[0].startswith("[InvalidName] name is not valid UTF-8")
+        assert reasons[1].startswith("[KeyCollision] key 'p/x.txt' is also the key of")
+    stored = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert stored == {"p/ok.txt": len(contents["ok.txt"])}  # neither colliding file is sent
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        rows = dict(db.execute("SELECT key, status FROM items"))
+    assert "p/x.txt" not in rows
+    assert rows["p/ok.txt"] == "done"
+
+
+def _options(*path: str) -> set[str]:
+    """The option names of the command at ``path`` (``("job", "plan")``)."""
+    import typer
+
+    from s3stow.cli.app import app
+
+    command: Any = typer.main.get_command(app)  # typer's own click
+    for name in path:
+        command = command.get_command(type(command).context_class(command), name)
+        assert command is not None, name
+    return {opt for param in command.params for opt in getattr(param, "opts", ())}
+
+
+def test_every_key_shaping_option_of_upload_is_in_verify_retry_watch_and_job_plan() -> None:
+    from s3stow.cli.keyoptions import KEY_OPTIONS, SELECTION_OPTIONS
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    upload = _options("upload")
+    shaping = {flag(n) for n in KEY_OPTIONS}
+    selecting = {flag(n) for n in SELECTION_OPTIONS}
+    assert shaping | selecting <= upload
+    assert {"--layout", "--key-template", "--strip-prefix", "--timestamp"} <= shaping
+    for path in (("verify",), ("job", "plan")):
+        assert shaping | selecting <= _options(*path), path
+    for path in (("retry",), ("watch",)):
+        assert shaping <= _options(*path), path
+
+
+def test_retry_from_plans_keys_with_the_upload_options(
+    proxied_cli, proxy, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    log, base = _layout(tmp_path, bucket)
+    result = proxied_cli(
+        "retry", "--from", str(log), "--base-dir", str(base), "--strip-prefix", "../astro/",
+        "--prefix", "restored", "--key-template", "{prefix}{timestamp}/{rel_path}",
+        "--custom-timestamp", "20250729_1615", "--ledger", "l.db",
+    )  # fmt: skip
+    assert result.code == 1  # the missing file is still failed
+    assert _keys(s3, bucket) == {
+        "restored/20250729_1615/m31/andromeda 01.jpg",
+        "restored/20250729_1615/m42/orion.fits",
+        "restored/20250729_1615/notes/log.txt",
+        "restored/20250729_1615/notes/extra.txt",
+    }
+    from_ledger = proxied_cli("retry", "--layout", "date-folders", "--ledger", "l.db")
+    assert from_ledger.code == 2
+    assert "--layout plan the keys of what --from names" in from_ledger.stderr

@@ -192,9 +192,14 @@ def test_folder_type_detection(tmp_path: Path) -> None:
     for name in ("reels", "config", "unrelated"):
         (tmp_path / name).mkdir()
     auto = select_folder_types(tmp_path, known=DEFAULT_FOLDER_TYPES, include=["auto"], exclude=[])
-    assert [s.group for s in auto] == ["reels", "config"]
+    assert [(s.group, s.skip) for s in auto] == [
+        ("reels", None),
+        ("config", None),
+        ("", "outside every folder type of the project layout"),  # walked to be named
+    ]
+    assert auto[-1].path == tmp_path / "unrelated"
     only = select_folder_types(tmp_path, known=DEFAULT_FOLDER_TYPES, include=[], exclude=["reels"])
-    assert [s.group for s in only] == ["config"]
+    assert [s.group for s in only if s.skip is None] == ["config"]
     with pytest.raises(SourceError, match="logs"):
         select_folder_types(tmp_path, known=DEFAULT_FOLDER_TYPES, include=["logs"], exclude=[])
     with pytest.raises(ConfigError, match="unknown folder type"):
@@ -354,3 +359,78 @@ def test_sanitise_key_shortcut_agrees_with_the_general_path(key: str, prefix: st
             return "refused:" + str(exc)
 
     assert outcome(sanitise_key) == outcome(_sanitise_general)
+
+
+def _readme_command(marker: str) -> list[str]:
+    """The README's example command line that contains ``marker``, as arguments."""
+    import shlex
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if x.startswith("s3stow ") and marker in x)
+    return shlex.split(line)[1:]
+
+
+def test_readme_content_addressed_example_and_duplicates(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The README's {md5} example writes what it says, and two files of one content
+    are one object: the second is reported as deduplicated, not as a collision."""
+    args = _readme_command("{md5}")
+    assert args[0] == "upload"
+    assert args[1] == "./media"
+    destination = args[2].replace("s3://bucket", f"s3://{bucket}")
+    same = b"the same picture"
+    files = {"a.jpg": same, "copy/a-again.jpg": same, "b.jpg": b"other"}
+    make_tree(tmp_path / "media", files)
+    for name in files:
+        os.utime(tmp_path / "media" / name, (MTIME / 1e9, MTIME / 1e9))
+    result = cli("--json", args[0], "media", destination, *args[3:], "--ledger", "l.db")
+    assert result.code == 0, result.output
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    year = "2024/01"  # MTIME's
+    md5 = {b: hashlib.md5(b, usedforsecurity=False).hexdigest() for b in (same, b"other")}
+    assert keys == {f"cache/{year}/{md5[same]}.jpg", f"cache/{year}/{md5[b'other']}.jpg"}
+    events = [json.loads(x) for x in result.stdout.splitlines()]
+    deduplicated = [e for e in events if e.get("reason") == "deduplicated"]
+    assert [e["path"] for e in deduplicated] == [str(Path("media/copy/a-again.jpg"))]
+    summary = events[-1]
+    assert (summary["uploaded"], summary["skipped"], summary["failed"]) == (2, 1, 0)
+    assert summary["skip_reasons"] == {"deduplicated": 1}
+    text = cli(args[0], "media", destination, *args[3:], "--ledger", "l.db")
+    assert text.code == 0
+    assert "skipped: 1 deduplicated" in text.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this OS")
+def test_what_a_run_leaves_out_is_counted_and_named(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(
+        tmp_path / "project",
+        {"config/c.yaml": 3, "config/c.bin": 3, "top.txt": 1, "other/o.bin": 2},
+    )
+    os.mkfifo(tmp_path / "project" / "config" / "pipe")
+    result = cli(
+        "-v", "upload", "project", f"s3://{bucket}", "--layout", "project",
+        "--project-key", "K", "--ledger", "l.db",
+    )  # fmt: skip
+    assert result.code == 0, result.output
+    assert "1 uploaded, 3 skipped, 0 failed of 4 files" in result.stdout
+    assert "skipped: 2 outside the layout, 1 special file" in result.stdout
+    assert "1 file(s) not selected" in result.stdout
+    for path, why in (
+        ("project/config/pipe", "not a regular file (socket, FIFO or device)"),
+        ("project/top.txt", "outside every folder type of the project layout"),
+        ("project/other/o.bin", "outside every folder type of the project layout"),
+        ("project/config/c.bin", "extension not in the config folder type"),
+    ):
+        assert f"{Path(path)}: {why}" in result.stderr, path
+    quiet = cli("upload", "project", f"s3://{bucket}", "--layout", "project", "--project-key", "K")
+    assert "project/top.txt" not in quiet.stderr  # named only under -v
+
+
+def test_an_include_that_matches_nothing_says_so(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"a.xml": 1, "b.txt": 1})
+    result = cli(
+        "upload", "src", f"s3://{bucket}/p", "--include", "*.xml", "--include", "*.jsn",
+        "--ledger", "l.db",
+    )  # fmt: skip
+    assert result.code == 0, result.output
+    assert "--include '*.jsn' matched no file" in result.stderr
+    assert "'*.xml' matched no file" not in result.stderr

@@ -69,6 +69,7 @@ def test_each_problem_is_classified(proxied_cli, proxy, s3, bucket, tmp_path: Pa
     assert _classes(deep)["p/f1.txt"] == "checksum-mismatch"  # only --deep sees it
     fixed = proxied_cli("verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--deep", "--fix")
     assert "fix: 4 re-uploaded" in fixed.stdout  # f4 was touched, same bytes: ok by --deep
+    assert fixed.code == 1  # the orphan and the local file gone are no --fix's to fix
     again = proxied_cli("--json", "verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--deep")
     left = {k: c for k, c in _classes(again).items() if c != "ok"}
     assert left == {"p/f3.txt": "local-missing", "p/extra.txt": "orphan"}
@@ -117,6 +118,7 @@ def test_stats_match_hand_computed_numbers(tmp_path: Path, cli) -> None:  # type
     assert data["failures"][0]["category"] == "throttling"
     text = cli("stats", "--ledger", str(db))
     assert "Overall" in text.stdout
+    assert max(len(line) for line in text.stdout.splitlines()) < 200  # piped: no wide rule
     assert "throttling" in text.stdout
     assert cli("stats", "--ledger", str(db), "--by", "colour").code == 2
 
@@ -128,3 +130,51 @@ def test_stats_after_upload_groups_by_folder(cli, bucket, tmp_path: Path) -> Non
     assert {g["name"]: g["items"] for g in data["groups"]} == {"x": 2, "y": 1}
     with sqlite3.connect(tmp_path / "l.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM items WHERE grp IS NULL").fetchone() == (0,)
+
+
+def test_fix_that_fixed_everything_exits_0(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(tmp_path / "src", {"a.txt": 10, "b.txt": 20})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    s3.delete_object(Bucket=bucket, Key="p/a.txt")
+    (tmp_path / "src" / "c.txt").write_bytes(b"new")
+    fixed = cli("verify", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--fix")
+    assert "fix: 2 re-uploaded, 0 still failing" in fixed.stdout
+    assert fixed.code == 0, fixed.output
+    again = cli("verify", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert again.code == 0, again.output
+
+
+def test_verify_checks_what_a_timestamped_project_upload_wrote(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Every option that shapes keys in upload exists in verify: the same command line
+    verifies what the upload wrote, the run's --timestamp folder found in the bucket."""
+    make_tree(
+        tmp_path / "project",
+        {"config/a.yaml": 3, "config/b/c.yaml": 4, "logs/run.log": 5, "top.txt": 1},
+    )
+    shaping = (
+        "--layout", "project", "--project-key", "RMI25320", "--timestamp",
+        "--strip-prefix", "b/", "--exclude", "*.log",
+    )  # fmt: skip
+    upload = cli("upload", "project", f"s3://{bucket}/p", *shaping, "--ledger", "l.db")
+    assert upload.code == 0, upload.output
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    assert len(keys) == 2
+    stamp = keys[0].split("/")[3]
+    assert keys == [f"p/RMI25320/config/{stamp}/a.yaml", f"p/RMI25320/config/{stamp}/c.yaml"]
+    for ledger in ("l.db", "other.db"):  # with the upload's ledger, and without it
+        result = cli("verify", "project", f"s3://{bucket}/p", *shaping, "--ledger", ledger)
+        assert result.code == 0, result.output
+        assert f"timestamp folder: {stamp}" in result.stdout
+        assert "2 ok" in result.stdout
+
+
+def test_piped_verify_output_keeps_whole_keys(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    deep = "/".join(f"directory-number-{i}" for i in range(8))
+    make_tree(tmp_path / "src", {f"{deep}/a-file-with-a-long-name.txt": 5})
+    result = cli("verify", "src", f"s3://{bucket}/a-prefix", "--ledger", "l.db")  # a pipe
+    assert result.code == 1
+    key = f"a-prefix/{deep}/a-file-with-a-long-name.txt"
+    line = next(x for x in result.stdout.splitlines() if x.lstrip().startswith("missing"))
+    assert key in line, result.stdout  # whole, on one line

@@ -230,3 +230,65 @@ def test_once_reports_a_file_that_never_settles(proxied_cli, bucket, tmp_path: P
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["uploaded"] == 0
     assert len(summary["still_changing"]) == 1
+
+
+def test_notification_alone_uploads_a_new_file(proxied_cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A file written while watching goes up on its notification: the rescan is set
+    far beyond the test's timeout, so only the notification can bring it in. Two files
+    written one after the other prove the watcher keeps hearing after its first batch."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    process = proxied_cli.start(
+        "watch",
+        "in",
+        f"s3://{bucket}/n",
+        "--settle",
+        "0.5",
+        "--rescan",
+        "3600",
+        "--ledger",
+        "l.db",
+    )
+    try:
+        time.sleep(1.5)  # the watcher is up and has drained its (empty) inbox
+        (inbox / "a.xml").write_bytes(b"<a/>")
+        _wait(lambda: _keys(s3, bucket) == {"n/a.xml"}, timeout=20)
+        (inbox / "b.xml").write_bytes(b"<b/>")
+        _wait(lambda: _keys(s3, bucket) == {"n/a.xml", "n/b.xml"}, timeout=20)
+        time.sleep(1.5)  # reading a file to upload it is no change that queues it again
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "watch: 2 uploaded, 0 failed attempt(s)\n" in out
+
+
+def test_once_uploads_old_files_without_waiting_and_status_shows_the_watch(
+    cli,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Files last modified an hour ago have settled long since: --once takes them at
+    once (the settle time here is longer than the command may take), and the
+    heartbeat shows the watch's run id, totals and backlog."""
+    import os
+
+    make_tree(tmp_path / "in", {"old1.xml": 10, "old2.xml": 20})
+    hour_ago = time.time() - 3600
+    for name in ("old1.xml", "old2.xml"):
+        os.utime(tmp_path / "in" / name, (hour_ago, hour_ago))
+    args = ("watch", "in", f"s3://{bucket}/o", "--settle", "600", "--once", "--ledger", "l.db")
+    result = cli(*args, "--status-json", "st.json", timeout=60)
+    assert result.code == 0, result.output
+    assert _keys(s3, bucket) == {"o/old1.xml", "o/old2.xml"}
+    data = json.loads((tmp_path / "st.json").read_text())
+    shown = cli("status", "st.json")
+    assert shown.code == 0, shown.output
+    assert f"(run {data['run_id']})" in shown.stdout
+    assert "(run ?)" not in shown.stdout
+    assert "backlog 0" in shown.stdout
+    assert "2 uploaded" in shown.stdout
+    again = cli(*args, timeout=60)  # a restart finds both done: skipped, not uploaded
+    assert again.code == 0, again.output
+    assert "watch: 0 uploaded, 0 failed attempt(s), 2 already done" in again.stdout

@@ -3,16 +3,21 @@
 ``BucketSpec`` says what is wanted (region, versioning, lifecycle, default
 encryption, public access block); ``plan_setup`` reads the bucket and returns one
 ``Change`` per setting (before, after, whether it differs); ``apply`` makes the
-changes. Lifecycle rules s3stow manages have ids starting with ``s3stow-``; rules
-with other ids are kept as they are (merged by id). ``write_probe`` puts, reads back
-and deletes a probe object and names the permission that is missing.
+changes and ``verify_applied`` reads each changed setting back. Lifecycle rules s3stow
+manages have ids starting with ``s3stow-``; rules with other ids are kept as they are
+(merged by id). A setting the server does not implement (``NotImplemented``, as
+SeaweedFS answers for the public access block and for lifecycle transitions) reads as
+``unsupported``: it is reported, never drift, and the other settings are still
+applied. ``write_probe`` puts, reads back and deletes a probe object and names the
+permission that is missing.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -21,6 +26,12 @@ from s3stow.errors import AuthError, ConfigError, S3StowError
 from s3stow.store.translate import AUTH_HINT, error_code, translate
 
 RULE_PREFIX = "s3stow-"
+UNSUPPORTED = "unsupported"
+_NOT_IMPLEMENTED = frozenset({"NotImplemented", "501", "XNotImplemented"})
+
+
+class Unsupported(Exception):
+    """The server does not implement this bucket setting."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +57,16 @@ class Change:
     setting: str
     before: str
     after: str
+    unsupported: bool = False  # the server does not implement it: never drift
 
     @property
     def differs(self) -> bool:
-        return self.before != self.after
+        return not self.unsupported and self.before != self.after
+
+    @property
+    def state(self) -> str:
+        """``ok``, ``changes`` or ``unsupported`` (the table's last column)."""
+        return UNSUPPORTED if self.unsupported else ("changes" if self.differs else "ok")
 
 
 def _code(exc: ClientError) -> str:
@@ -63,11 +80,32 @@ class BucketAdmin:
         self.client = client
         self.bucket = bucket
 
-    def _call(self, name: str, **kwargs: Any) -> Any:
+    def _call(self, name: str, *, absent: str = "", **kwargs: Any) -> Any:
+        """One bucket call; ``absent``: the error code meaning "not configured" (``None``
+        is returned). Raises ``Unsupported`` when the server does not implement it."""
         try:
             return getattr(self.client, name)(Bucket=self.bucket, **kwargs)
         except ClientError as exc:
+            code = _code(exc)
+            if code == absent:
+                return None
+            if code in _NOT_IMPLEMENTED:
+                raise Unsupported(name) from exc
             raise translate(exc, bucket=self.bucket) from exc
+
+    def read(self, setting: str) -> str:
+        """The current value of a setting, or ``unsupported``."""
+        readers: dict[str, Callable[[], str]] = {
+            "region": self.region,
+            "versioning": self.versioning,
+            "encryption": self.encryption,
+            "public access block": self.public_access_block,
+            "lifecycle rules": lambda: _describe(self.lifecycle_rules()),
+        }
+        try:
+            return readers[setting]()
+        except Unsupported:
+            return UNSUPPORTED
 
     # ---- reading -----------------------------------------------------------------------
     def exists(self) -> bool:
@@ -87,21 +125,15 @@ class BucketAdmin:
         return str(self._call("get_bucket_versioning").get("Status") or "Disabled")
 
     def lifecycle_rules(self) -> list[dict[str, Any]]:
-        try:
-            response = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
-        except ClientError as exc:
-            if _code(exc) == "NoSuchLifecycleConfiguration":
-                return []
-            raise translate(exc, bucket=self.bucket) from exc
-        return list(response.get("Rules", []))
+        name = "get_bucket_lifecycle_configuration"
+        response = self._call(name, absent="NoSuchLifecycleConfiguration")
+        return list(response.get("Rules", [])) if response else []
 
     def encryption(self) -> str:
-        try:
-            response = self.client.get_bucket_encryption(Bucket=self.bucket)
-        except ClientError as exc:
-            if _code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
-                return "none"
-            raise translate(exc, bucket=self.bucket) from exc
+        absent = "ServerSideEncryptionConfigurationNotFoundError"
+        response = self._call("get_bucket_encryption", absent=absent)
+        if response is None:
+            return "none"
         rules = response["ServerSideEncryptionConfiguration"]["Rules"]
         default = rules[0]["ApplyServerSideEncryptionByDefault"] if rules else {}
         algorithm = default.get("SSEAlgorithm", "none")
@@ -109,12 +141,10 @@ class BucketAdmin:
         return f"{algorithm} ({key})" if key else str(algorithm)
 
     def public_access_block(self) -> str:
-        try:
-            response = self.client.get_public_access_block(Bucket=self.bucket)
-        except ClientError as exc:
-            if _code(exc) == "NoSuchPublicAccessBlockConfiguration":
-                return "off"
-            raise translate(exc, bucket=self.bucket) from exc
+        absent = "NoSuchPublicAccessBlockConfiguration"
+        response = self._call("get_public_access_block", absent=absent)
+        if response is None:
+            return "off"
         flags = response["PublicAccessBlockConfiguration"]
         return "on" if all(flags.values()) else "partial"
 
@@ -177,88 +207,120 @@ class BucketAdmin:
             "versioning": "Disabled",
             "encryption": "none",
             "public access block": "off",
+            "lifecycle rules": "none",
         }
         rules: list[dict[str, Any]] = []
         if exists:
-            current = {
-                "region": self.region(),
-                "versioning": self.versioning(),
-                "encryption": self.encryption(),
-                "public access block": self.public_access_block(),
-            }
-            rules = self.lifecycle_rules()
-        if spec.region and exists and current["region"] != spec.region:
+            current = {name: self.read(name) for name in current if name != "lifecycle rules"}
+            try:
+                rules = self.lifecycle_rules()
+                current["lifecycle rules"] = _describe(rules)
+            except Unsupported:
+                current["lifecycle rules"] = UNSUPPORTED
+        if spec.region and current["region"] not in ("-", UNSUPPORTED, spec.region):
             raise ConfigError(
                 f"bucket {self.bucket} is in {current['region']}, not {spec.region}",
                 hint="a bucket's region cannot change",
             )
+
+        def change(setting: str, want: str) -> Change:
+            before = current[setting]
+            return Change(setting, before, want, unsupported=before == UNSUPPORTED)
+
         if spec.versioning is not None:
             want = (
                 "Enabled"
                 if spec.versioning
-                else ("Suspended" if current["versioning"] != "Disabled" else "Disabled")
+                else (
+                    "Suspended"
+                    if current["versioning"] not in ("Disabled", UNSUPPORTED)
+                    else "Disabled"
+                )
             )
-            changes.append(Change("versioning", current["versioning"], want))
+            changes.append(change("versioning", want))
         if spec.encryption is not None:
             want = f"{spec.encryption} ({spec.kms_key_id})" if spec.kms_key_id else spec.encryption
-            changes.append(Change("encryption", current["encryption"], want))
+            changes.append(change("encryption", want))
         if spec.block_public_access is not None:
             changes.append(
-                Change(
-                    "public access block",
-                    current["public access block"],
-                    "on" if spec.block_public_access else "off",
-                )
+                change("public access block", "on" if spec.block_public_access else "off")
             )
         foreign = [r for r in rules if not str(r.get("ID", "")).startswith(RULE_PREFIX)]
         merged = foreign + self.wanted_rules(spec)
-        changes.append(Change("lifecycle rules", _describe(rules), _describe(merged)))
+        changes.append(change("lifecycle rules", _describe(merged)))
         return exists, changes, merged
 
-    def apply(self, spec: BucketSpec, changes: list[Change], rules: list[dict[str, Any]]) -> None:
+    def apply(
+        self, spec: BucketSpec, changes: list[Change], rules: list[dict[str, Any]]
+    ) -> list[Change]:
+        """Make each differing change; return the rows as they ended. A setting the
+        server refuses as not implemented is marked unsupported and the others are
+        still made; lifecycle rules whose transitions it does not implement are set
+        without those rules (reported as a row of their own)."""
+        rows: list[Change] = []
         for change in changes:
             if not change.differs:
+                rows.append(change)
                 continue
-            if change.setting == "bucket":
-                self.create(spec.region)
-            elif change.setting == "versioning":
-                self._call(
-                    "put_bucket_versioning",
-                    VersioningConfiguration={
-                        "Status": "Enabled" if spec.versioning else "Suspended"
-                    },
-                )
-            elif change.setting == "encryption":
-                default: dict[str, Any] = {"SSEAlgorithm": spec.encryption}
-                if spec.kms_key_id:
-                    default["KMSMasterKeyID"] = spec.kms_key_id
-                self._call(
-                    "put_bucket_encryption",
-                    ServerSideEncryptionConfiguration={
-                        "Rules": [{"ApplyServerSideEncryptionByDefault": default}]
-                    },
-                )
-            elif change.setting == "public access block":
-                if spec.block_public_access:
-                    self._call(
-                        "put_public_access_block",
-                        PublicAccessBlockConfiguration={
-                            "BlockPublicAcls": True,
-                            "IgnorePublicAcls": True,
-                            "BlockPublicPolicy": True,
-                            "RestrictPublicBuckets": True,
-                        },
-                    )
-                else:
-                    self._call("delete_public_access_block")
-            elif change.setting == "lifecycle rules":
-                if rules:
-                    self._call(
-                        "put_bucket_lifecycle_configuration",
-                        LifecycleConfiguration={"Rules": rules},
-                    )
-                else:
-                    self._call("delete_bucket_lifecycle")
+            try:
+                rows.extend(self._apply(spec, change, rules))
+            except Unsupported:
+                rows.append(replace(change, unsupported=True))
+        return rows
+
+    def _apply(self, spec: BucketSpec, change: Change, rules: list[dict[str, Any]]) -> list[Change]:
+        if change.setting == "bucket":
+            self.create(spec.region)
+        elif change.setting == "versioning":
+            status = "Enabled" if spec.versioning else "Suspended"
+            self._call("put_bucket_versioning", VersioningConfiguration={"Status": status})
+        elif change.setting == "encryption":
+            default: dict[str, Any] = {"SSEAlgorithm": spec.encryption}
+            if spec.kms_key_id:
+                default["KMSMasterKeyID"] = spec.kms_key_id
+            rule = {"ApplyServerSideEncryptionByDefault": default}
+            self._call("put_bucket_encryption", ServerSideEncryptionConfiguration={"Rules": [rule]})
+        elif change.setting == "public access block":
+            if spec.block_public_access:
+                flags = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy")
+                config = dict.fromkeys((*flags, "RestrictPublicBuckets"), True)
+                self._call("put_public_access_block", PublicAccessBlockConfiguration=config)
+            else:
+                self._call("delete_public_access_block")
+        elif change.setting == "lifecycle rules":
+            return self._apply_lifecycle(change, rules)
+        return [change]
+
+    def _apply_lifecycle(self, change: Change, rules: list[dict[str, Any]]) -> list[Change]:
+        if not rules:
+            self._call("delete_bucket_lifecycle")
+            return [change]
+        try:
+            self._call(
+                "put_bucket_lifecycle_configuration", LifecycleConfiguration={"Rules": rules}
+            )
+            return [change]
+        except Unsupported:
+            moving = [r for r in rules if "Transitions" in r]
+            kept = [r for r in rules if "Transitions" not in r]
+            if not moving or not kept:
+                raise
+        # Some servers (SeaweedFS) implement lifecycle rules but not transitions.
+        self._call("put_bucket_lifecycle_configuration", LifecycleConfiguration={"Rules": kept})
+        return [
+            replace(change, after=_describe(kept)),
+            Change("lifecycle transitions", UNSUPPORTED, _describe(moving), unsupported=True),
+        ]
+
+    def verify_applied(self, rows: list[Change]) -> list[Change]:
+        """Read back every setting that was changed: those that do not read as asked."""
+        wrong = []
+        for row in rows:
+            if row.differs and row.setting != "bucket":
+                now = self.read(row.setting)
+                if now != row.after:
+                    wrong.append(Change(row.setting, now, row.after))
+        return wrong
 
     # ---- check -------------------------------------------------------------------------
     def inventory(self, prefix: str = "") -> tuple[int, int]:

@@ -17,8 +17,9 @@ settled in turn: the first may already be uploaded when the second is found; the
 second is refused, naming it, and the first object stays that file's.
 
 Under a content-addressed template (``{md5}``/``{sha256}``) equal keys mean equal
-content: files sharing a key are duplicates, not collisions, and an object the ledger
-holds for another path already has their bytes. ``duplicate()`` says what they become.
+content: files sharing a key are duplicates, not collisions (the first is uploaded, the
+others are reported deduplicated), and an object the ledger holds for another path
+already has their bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from s3stow.ledger import LedgerEntry
-from s3stow.models import PlannedUpload, Refused, Status
+from s3stow.models import Duplicate, PlannedUpload, Refused, Status
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,14 @@ class KeyClaims:
 
     def settle(
         self, batch: Sequence[PlannedUpload], known: Mapping[str, LedgerEntry]
-    ) -> tuple[list[PlannedUpload], list[Refused]]:
-        """Split ``batch`` into the uploads that own their keys and the refused ones.
+    ) -> tuple[list[PlannedUpload], list[Refused | Duplicate]]:
+        """Split ``batch`` into the uploads that own their keys and the others.
 
         ``known``: the ledger's entries for the batch's keys (``Ledger.lookup``)."""
         by_key: dict[bytes, list[PlannedUpload]] = {}
         for item in batch:
             by_key.setdefault(_digest(item.key), []).append(item)
-        refusals: dict[int, Refused] = {}
+        refusals: dict[int, Refused | Duplicate] = {}
         owners = self._owners
         for digest, items in by_key.items():
             entry = known.get(items[0].key)
@@ -80,7 +81,7 @@ class KeyClaims:
 
     def _settle_key(
         self, digest: bytes, items: list[PlannedUpload], entry: LedgerEntry | None
-    ) -> list[tuple[PlannedUpload, Refused]]:
+    ) -> list[tuple[PlannedUpload, Refused | Duplicate]]:
         owner = self._owners.get(digest)
         if isinstance(owner, str):
             owner = _Owner(owner, "run")
@@ -100,19 +101,20 @@ class KeyClaims:
             return []
         if self.content_addressed:
             self._owners[digest] = str(first.source.path)
-            return [(i, duplicate(i, str(first.source.path))) for i in items[1:]]
+            path = str(first.source.path)
+            return [(i, Duplicate(i.source, i.key, path)) for i in items[1:]]
         self._owners[digest] = _Owner(str(first.source.path), "collided")
         paths = [str(i.source.path) for i in items]
-        refused = []
+        refused: list[tuple[PlannedUpload, Refused | Duplicate]] = []
         for item in items:
             others = ", ".join(p for p in paths if p != str(item.source.path))
             reason = f"key {item.key!r} is also the key of {others}; neither is uploaded"
             refused.append((item, Refused(item.source, item.key, COLLISION, reason + _HINT)))
         return refused
 
-    def _refuse(self, item: PlannedUpload, owner: _Owner) -> Refused:
+    def _refuse(self, item: PlannedUpload, owner: _Owner) -> Refused | Duplicate:
         if self.content_addressed and owner.why == "run":
-            return duplicate(item, owner.path)
+            return Duplicate(item.source, item.key, owner.path)
         if owner.why == "ledger":
             reason = (
                 f"key {item.key!r} holds {owner.path}, verified in S3 by run {owner.run_id}; "
@@ -126,16 +128,6 @@ class KeyClaims:
 
 
 _HINT = " (rename one of the files, or choose a key template that tells them apart)"
-
-
-def duplicate(item: PlannedUpload, first_path: str) -> Refused:
-    """A file whose content-addressed key another file of the run already has."""
-    return Refused(
-        item.source,
-        item.key,
-        COLLISION,
-        f"key {item.key!r} (content-addressed) is also the key of {first_path}; not uploaded twice",
-    )
 
 
 def _ledger_holder(entry: LedgerEntry | None, items: list[PlannedUpload]) -> _Owner | None:

@@ -5,7 +5,8 @@ and yields as it goes, so a tree of millions of files starts uploading at once
 and is never held in memory. Symlinks are not followed unless asked, and then
 only to targets inside the source root, with loops detected by (device, inode).
 Special files, unreadable directories and names that are not valid UTF-8 are
-yielded as ``Skipped`` with the reason, never silently dropped or mangled.
+yielded as ``Skipped`` with the reason, never silently dropped or mangled; so is
+every file under a source marked ``skip`` (what a layout leaves out).
 s3stow's own working files (``ownfiles.OwnFiles``: the ledger and its journals, run
 locks, the status and failures files) are left out, and said so under ``-v``.
 """
@@ -24,6 +25,8 @@ from s3stow.ownfiles import OwnFiles
 
 Found = SourceFile | Skipped
 log = logging.getLogger(__name__)
+INVALID_NAME = "InvalidName"
+LAYOUT = "Layout"
 
 
 def check_sources(sources: Iterable[Path | Source]) -> list[Path | Source]:
@@ -58,7 +61,11 @@ def discover(
     """
     for source in sources:
         spec = source if isinstance(source, Source) else Source(source)
-        if spec.path.is_file():
+        if spec.skip is not None:  # left out whatever it is: named, never a failure
+            found = discover([Source(spec.path)], follow_symlinks=follow_symlinks, own=own)
+            for skipped in found:
+                yield Skipped(skipped.path, spec.skip, LAYOUT)
+        elif spec.path.is_file():
             if not _own(own, spec.path):
                 yield from _single_file(spec.path, spec.group or ROOT_GROUP)
         else:
@@ -112,7 +119,7 @@ def _walk(
             rel = f"{rel_dir}{entry.name}"
             path = directory / entry.name  # cheaper than parsing entry.path again
             if not _valid_name(entry.name):
-                yield Skipped(path, "name is not valid UTF-8; rename it to upload it")
+                yield Skipped(path, "name is not valid UTF-8; rename it to upload it", INVALID_NAME)
                 continue
             try:
                 is_link = entry.is_symlink()

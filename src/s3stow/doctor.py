@@ -4,9 +4,11 @@ Each check returns a ``Check`` (OK, WARN or FAIL, what was found, and for a FAIL
 the fix): where the credentials come from (never the secret), who the caller is
 (STS, a warning where the endpoint has none), the endpoint and region, the clock
 skew against the server's ``Date`` header (S3 rejects requests more than 15
-minutes off; over 5 minutes is a warning), the bucket and its region, and each
-permission a job needs, probed harmlessly (list, then put/get/delete of a probe
-object under the prefix).
+minutes off; over 5 minutes is a warning), the bucket and its region, its settings
+(informational: a setting the server does not implement shows as ``unsupported``,
+one this identity may not read as ``not readable``; neither fails the check), and
+each permission a job needs, probed harmlessly (list, then put/get/delete of a
+probe object under the prefix).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def run_checks(
     checks.append(_bucket(client, target, clock))
     if checks[-1].status == "FAIL":
         return checks
+    checks.append(_settings(client, target))
     checks.extend(_permissions(client, target))
     return checks
 
@@ -116,6 +119,19 @@ def _bucket(client: Any, target: Target, clock: Callable[[], float]) -> Check:
             )
         detail += f"; clock skew {skew:+.1f} s"
     return Check("bucket", "OK", detail)
+
+
+def _settings(client: Any, target: Target) -> Check:
+    """The bucket settings a job meets, as ``bucket check`` reads them."""
+    admin = BucketAdmin(client, target.bucket)
+    shown = []
+    for setting in ("versioning", "encryption", "public access block", "lifecycle rules"):
+        try:
+            value = admin.read(setting)
+        except S3StowError as exc:  # a job needs none of these permissions
+            value = f"not readable ({exc.message.split(' on ', 1)[0]})"
+        shown.append(f"{setting} {value}")
+    return Check("bucket settings", "OK", "; ".join(shown))
 
 
 def _permissions(client: Any, target: Target) -> list[Check]:

@@ -40,6 +40,7 @@ class FailedItem:
     key: str
     error: str
     line: int
+    error_class: str | None = None
 
 
 @dataclass
@@ -92,7 +93,14 @@ def _parse_json(line: str, number: int) -> FailedItem | None:
     if data.get("status") not in (None, "failed", "changed"):
         return None
     error = f"[{data.get('error_class')}] {data.get('error')}" if data.get("error") else ""
-    return FailedItem(str(data["path"]), str(data["bucket"]), str(data["key"]), error, number)
+    return FailedItem(
+        str(data["path"]),
+        str(data["bucket"]),
+        str(data["key"]),
+        error,
+        number,
+        str(data["error_class"]) if data.get("error_class") else None,
+    )
 
 
 def _parse_aws(line: str, number: int) -> FailedItem | None:
@@ -106,15 +114,6 @@ def _parse_aws(line: str, number: int) -> FailedItem | None:
     else:
         key, _, error = rest.partition(" ")
     return FailedItem(match.group("src"), match.group("bucket"), key, error, number)
-
-
-def repair_key(key: str, *, strip_prefix: str | None, new_prefix: str | None) -> str:
-    """Strip a broken leading part (e.g. ``../astro/``) and put the key under a new prefix."""
-    if strip_prefix and key.startswith(strip_prefix):
-        key = key[len(strip_prefix) :]
-    if new_prefix:
-        key = new_prefix.rstrip("/") + "/" + key.lstrip("/")
-    return key
 
 
 def resolve_local(local: str, *, base_dir: Path | None) -> Path:

@@ -4,18 +4,22 @@ A project directory holds top-level folders such as ``reels`` or ``config``,
 each with its own extension set. A run selects types with ``include_types`` /
 ``exclude_types`` or ``auto`` (every known type present). Each selected type
 becomes one source root whose files carry the type as their group, so keys,
-the status heartbeat and the summary can count per type. The sets are
+the status heartbeat and the summary can count per type. Top-level files and
+folders that are no folder type become ``skip`` roots: their files are counted
+and named as skipped by the layout, never dropped silently. The sets are
 configurable in YAML (``folder_types: {reels: [.mp4, .json], ...}``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from s3stow.errors import ConfigError, SourceError
 from s3stow.models import Source
 
+OUTSIDE_TYPES = "outside every folder type of the project layout"
 DEFAULT_FOLDER_TYPES: dict[str, list[str]] = {
     "reels": [".mp4", ".json", ".csv", ".gpx"],
     "config": [".yaml", ".yml", ".json", ".txt"],
@@ -75,7 +79,13 @@ def select_folder_types(
             f"no folder types selected under {base}",
             hint=f"present here: {', '.join(present) or 'none'}",
         )
-    return [Source(base / name, group=name) for name in chosen]
+    # What lies outside every folder type is walked only to be named and counted.
+    outside = sorted(
+        entry.name for entry in os.scandir(base) if entry.name not in known or not entry.is_dir()
+    )
+    return [Source(base / name, group=name) for name in chosen] + [
+        Source(base / name, skip=OUTSIDE_TYPES) for name in outside
+    ]
 
 
 def extension_sets(known: Mapping[str, Sequence[str]]) -> dict[str, frozenset[str]]:

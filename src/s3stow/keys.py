@@ -4,14 +4,18 @@ A key is the prefix plus the file's POSIX relative path, normalised to NFC.
 Keys that S3 or later readers would mishandle are refused with a reason:
 ``.``/``..``/empty segments, control characters, more than 1024 UTF-8 bytes. A
 backslash is an ordinary key character (a POSIX file name may hold one), but a ``..``
-between backslashes is refused too: a Windows reader would climb out of its folder.
+between backslashes, or a start like ``C:\\`` or ``\\\\``, is refused too: a Windows
+reader would climb out of its folder.
+A file that never got a key is known to the ledger by its ``local_key``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 from s3stow.errors import ConfigError
 
@@ -20,6 +24,7 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _WINDOWS_SEPARATORS = re.compile(r"[/\\]")
+_WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:\\|\\\\")  # C:\... or \\server\share
 
 
 class UnsafeKeyError(ValueError):
@@ -76,6 +81,25 @@ def build_key(prefix: str, rel_path: str) -> str:
     return key
 
 
+def local_key(path: Path) -> str:
+    """The ledger key of a file that failed before it had an object key (a name that
+    is not UTF-8, a key collision): its absolute path as text, bytes that are not
+    UTF-8 written ``\\xNN``. No object key starts with ``/`` (POSIX) and none with a
+    drive or a share (``C:\\``, ``\\\\``: Windows), so the two never meet."""
+    return display_path(Path(os.path.abspath(path)))
+
+
+def display_path(path: Path) -> str:
+    """``path`` as valid text for messages and the ledger (not-UTF-8 bytes as ``\\xNN``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_local_key(key: str) -> bool:
+    """Whether a ledger key is a ``local_key`` (no object has it). A backslash alone
+    says nothing: a POSIX file name may hold one, and its key keeps it."""
+    return key.startswith("/") or _WINDOWS_ABSOLUTE.match(key) is not None
+
+
 def check_key(key: str) -> None:
     """Raise ``UnsafeKeyError`` when ``key`` is unsafe to upload."""
     if not key:
@@ -88,8 +112,11 @@ def check_key(key: str) -> None:
         if segment in ("", ".", ".."):
             shown = segment or "empty"
             raise UnsafeKeyError(f"key has a {shown!r} path segment")
-    if "\\" in key and ".." in _WINDOWS_SEPARATORS.split(key):
-        raise UnsafeKeyError("key has a '..' segment between backslashes (unsafe on Windows)")
+    if "\\" in key:
+        if ".." in _WINDOWS_SEPARATORS.split(key):
+            raise UnsafeKeyError("key has a '..' segment between backslashes (unsafe on Windows)")
+        if _WINDOWS_ABSOLUTE.match(key):
+            raise UnsafeKeyError("key starts like a Windows absolute path (C:\\ or \\\\)")
     size = len(key.encode("utf-8", errors="surrogatepass"))
     if size > MAX_KEY_BYTES:
         raise UnsafeKeyError(f"key is {size} bytes long; S3 allows at most {MAX_KEY_BYTES}")

@@ -1,7 +1,8 @@
 """Typed values passed between the pipeline stages.
 
 discover -> ``SourceFile`` / ``Skipped``; plan keys -> ``PlannedUpload`` /
-``Refused``; compare -> ``Decision``; transfer -> ``UploadResult``; report -> ``RunSummary``.
+``Refused`` / ``Duplicate``; compare -> ``Decision``; transfer -> ``UploadResult``;
+report -> ``RunSummary``.
 All are frozen dataclasses: a stage never mutates what it received.
 """
 
@@ -34,14 +35,20 @@ class Reason(StrEnum):
     LEDGER_DONE = "ledger-done"
     REMOTE_MATCH = "remote-match"
     NO_CLOBBER = "no-clobber"
+    DEDUPLICATED = "deduplicated"  # content-addressed key another file of the run has
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A source root given to a run, and the group its files count under."""
+    """A source root given to a run, and the group its files count under.
+
+    With ``skip`` set, the root is walked only to name what the run leaves out:
+    every file under it is ``Skipped`` with that reason (class ``Layout``).
+    """
 
     path: Path
     group: str = ""
+    skip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,38 @@ class Refused:
     key: str
     error_class: str
     reason: str
+
+    def result(self, bucket: str) -> UploadResult:
+        """The failed result that reports it."""
+        return UploadResult(
+            self.source.path,
+            bucket,
+            self.key,
+            Status.FAILED,
+            size=self.source.size,
+            error_class=self.error_class,
+            error=self.reason,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A file whose content-addressed key another file of the run already has."""
+
+    source: SourceFile
+    key: str
+    first: str
+
+    def result(self, bucket: str) -> UploadResult:
+        """The skipped result that reports it."""
+        return UploadResult(
+            self.source.path,
+            bucket,
+            self.key,
+            Status.SKIPPED,
+            size=self.source.size,
+            reason=Reason.DEDUPLICATED,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +185,10 @@ class RunSummary:
     fatal: str | None = None
     failures: list[UploadResult] = field(default_factory=list)
     would_upload: list[Decision] = field(default_factory=list)
+    # skipped files by why (special file, symlink, layout, deduplicated); the
+    # files selection did not take (--include, sizes, ages, extensions) apart
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    not_selected: int = 0
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
     transient_errors: int = 0  # 5xx/throttling/connection errors seen (botocore retried)
     throttled: int = 0  # throttling responses (each may halve concurrency)
@@ -183,6 +226,8 @@ class RunSummary:
             "skipped": self.skipped,
             "failed": self.failed,
             "changed": self.changed,
+            "skip_reasons": self.skip_reasons,
+            "not_selected": self.not_selected,
             "bytes_uploaded": self.bytes_uploaded,
             "bytes_resumed": self.bytes_resumed,
             "bytes_total": self.bytes_total,

@@ -5,7 +5,9 @@ validates the key template and the selection up front (exit 2 before anything
 is sent), expands a project directory into its folder-type roots, filters each
 discovered file, strips ``strip_prefix`` from its relative path and renders its
 key. Whether a key is free is for ``collisions.KeyClaims`` (``Planner.claims``) to
-settle, batch by batch, with the ledger.
+settle, batch by batch, with the ledger (a content-addressed key another file of the
+run has is a ``Duplicate``, reported as deduplicated). It also notes the
+``--include`` patterns that matched no file.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from s3stow.collisions import KeyClaims
 from s3stow.config import Settings
 from s3stow.errors import ConfigError
 from s3stow.foldertypes import extension_sets, select_folder_types
 from s3stow.keys import Target, UnsafeKeyError
-from s3stow.models import PlannedUpload, Refused, Source, SourceFile
+from s3stow.models import Duplicate, PlannedUpload, Refused, Source, SourceFile
 from s3stow.select import Selector
 from s3stow.templates import LAYOUTS, KeyTemplate, run_timestamp
+
+if TYPE_CHECKING:
+    import pathspec
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +44,10 @@ class Planner:
             settings.include_types or settings.exclude_types
         )
         timestamp = settings.custom_timestamp or (run_timestamp() if settings.timestamp else None)
-        text = settings.key_template or LAYOUTS[settings.layout]
-        if self.project and settings.key_template is None:
-            text = LAYOUTS["project"]
         self.template = KeyTemplate.build(
-            text, target.prefix, project_key=settings.project_key, timestamp=timestamp
-        )
+            _template_text(settings), target.prefix, project_key=settings.project_key,
+            timestamp=timestamp,
+        )  # fmt: skip
         self.selector = Selector.build(
             include=settings.include,
             exclude=settings.exclude,
@@ -57,6 +61,7 @@ class Planner:
         # POSIX, where a backslash is part of a name; "\\" on Windows).
         self._strip = (settings.strip_prefix or "").replace(os.sep, "/").lstrip("/")
         self.claims = KeyClaims(content_addressed=self.template.reads_content)
+        self._unmatched = _single_patterns(settings.include)
         if self.template.reads_content:
             log.warning(
                 "the key template uses {md5}/{sha256}: every file is read once more to compute it"
@@ -83,10 +88,14 @@ class Planner:
     def plan(self, found: SourceFile) -> PlannedUpload | Refused | None:
         """The planned upload, a refusal (unsafe key), or ``None`` when the file is not
         selected."""
+        if self._unmatched:
+            rel = found.rel_path
+            for pattern in [p for p, spec in self._unmatched.items() if spec.match_file(rel)]:
+                del self._unmatched[pattern]
         if self.selector.active:
             reason = self.selector.takes(found)
             if reason is not None:
-                log.debug("not taking %s: %s", found.path, reason)
+                log.info("not taking %s: %s", found.path, reason)
                 return None
         source = found
         if self._strip and found.rel_path.startswith(self._strip):
@@ -104,9 +113,43 @@ class Planner:
             )
         return PlannedUpload(source, self.target.bucket, key)
 
+    def unmatched_includes(self) -> list[str]:
+        """The ``--include`` patterns no file planned so far matched."""
+        return list(self._unmatched)
 
-__all__ = ["Planner", "Refused", "describe_sources"]
+
+def _single_patterns(patterns: Sequence[str]) -> dict[str, pathspec.GitIgnoreSpec]:
+    """Each plain ``--include`` pattern on its own (negations are not tracked)."""
+    if not patterns:
+        return {}
+    import pathspec  # only when there are patterns (as in select.py)
+
+    return {p: pathspec.GitIgnoreSpec.from_lines([p]) for p in patterns if not p.startswith("!")}
+
+
+__all__ = ["Duplicate", "Planner", "Refused", "describe_sources", "key_claims"]
+
+
+def _template_text(settings: Settings) -> str:
+    if settings.key_template is not None:
+        return settings.key_template
+    project = settings.layout == "project" or bool(settings.include_types or settings.exclude_types)
+    return LAYOUTS["project" if project else settings.layout]
+
+
+def key_claims(settings: Settings) -> KeyClaims:
+    """Fresh key claims for explicit (file, key) pairs planned with ``settings``:
+    content-addressed when its template is."""
+    try:
+        template = KeyTemplate.build(_template_text(settings), "", project_key="-")
+    except ConfigError:
+        return KeyClaims()
+    return KeyClaims(content_addressed=template.reads_content)
 
 
 def describe_sources(sources: Iterable[Path | Source]) -> list[str]:
-    return [str(s.path if isinstance(s, Source) else s) for s in sources]
+    return [
+        str(s.path if isinstance(s, Source) else s)
+        for s in sources
+        if not (isinstance(s, Source) and s.skip is not None)
+    ]

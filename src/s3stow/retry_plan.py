@@ -4,9 +4,12 @@ From the ledger: every item whose latest status is failed or changed (of all
 runs, or of one), grouped by the run that last tried it, so each group is
 retried with the settings that run used. From a failures file or an aws s3 log
 (``failures.read_failures``): each named file, resolved against ``base_dir``,
-its key repaired by ``strip_prefix``/``new_prefix``. Files that are gone and
+its key planned again from the logged one by the same planner as ``upload``
+(``--strip-prefix``, ``--prefix``, layouts, templates). Files that are gone and
 keys that are still unsafe become failed results with a clear reason; they are
-reported, never uploaded.
+reported, never uploaded. So are the failures no re-sending can fix, with the
+reason they were recorded with: a file that never had a key of its own (a name
+that is not UTF-8, a key another file took).
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.config import Settings
-from s3stow.failures import FailedItem, repair_key, resolve_local
-from s3stow.keys import UnsafeKeyError, validate_bucket
+from s3stow.failures import FailedItem, resolve_local
+from s3stow.keys import Target, UnsafeKeyError, is_local_key, normalise_prefix, validate_bucket
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import PlannedUpload, SourceFile, Status, UploadResult
+from s3stow.plan import Duplicate, Planner, Refused
 from s3stow.templates import sanitise_key
 
 RETRY_GROUP = "retry"
+# Failures a failures file names with a key that is not the file's own to send.
+UNFIXABLE = frozenset({"InvalidName", "KeyCollision"})
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "auth": (
         "AccessDenied",
@@ -62,7 +68,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "source missing": ("SourceMissing", "FileNotFoundError"),
     "source changed": ("SourceChanged",),
     "source unreadable": ("PermissionDenied", "ReadError", "SourceError", "PermissionError"),
-    "key invalid": ("UnsafeKey", "KeyCollision"),
+    "key invalid": ("UnsafeKey", "KeyCollision", "InvalidName"),
     "integrity": ("ChecksumMismatch", "ChecksumNotAcknowledged", "SizeMismatch"),
 }
 
@@ -86,14 +92,15 @@ class RetryBatch:
     source_run: str | None = None
 
 
-def _source_file(path: Path) -> SourceFile | None:
+def _source_file(path: Path, *, rel_path: str | None = None) -> SourceFile | None:
     try:
         info = os.stat(path)
     except OSError:
         return None
     if not os.path.isfile(path):
         return None
-    return SourceFile(path, path.name, info.st_size, info.st_mtime_ns, path.parent, RETRY_GROUP)
+    rel = rel_path if rel_path is not None else path.name
+    return SourceFile(path, rel, info.st_size, info.st_mtime_ns, path.parent, RETRY_GROUP)
 
 
 def _refuse(path: Path, bucket: str, key: str, error_class: str, reason: str) -> UploadResult:
@@ -143,9 +150,29 @@ def from_ledger(
         settings = run_settings(info["settings"] if info else None, base=base, overrides=overrides)
         batch = RetryBatch(bucket, settings, source_run=source_run)
         for entry in entries:
-            _add(batch, Path(entry.source_path), entry.key, missing_hint=" any more")
+            path = Path(entry.source_path)
+            if is_local_key(entry.key):  # it never had a key: sending cannot fix it
+                batch.refused.append(
+                    _unfixable(
+                        path, bucket, error_class=entry.error_class, message=entry.error_message
+                    )
+                )
+            else:
+                _add(batch, path, entry.key, missing_hint=" any more")
         batches.append(batch)
     return batches
+
+
+_UNFIXABLE_NOTE = " (retry cannot fix this: fix it, then run the upload again)"
+
+
+def _unfixable(
+    path: Path, bucket: str, *, error_class: str | None, message: str | None
+) -> UploadResult:
+    reason = message or "failed before it had a key"
+    if not reason.endswith(_UNFIXABLE_NOTE):
+        reason += _UNFIXABLE_NOTE
+    return _refuse(path, bucket, "", error_class or "SourceError", reason)
 
 
 def from_failures(
@@ -153,21 +180,75 @@ def from_failures(
     *,
     settings: Settings,
     base_dir: Path | None,
-    strip_prefix: str | None,
     new_prefix: str | None,
     bucket: str | None,
 ) -> list[RetryBatch]:
-    """Items named by a failures file or log, grouped by destination bucket."""
+    """Items named by a failures file or log, grouped by destination bucket.
+
+    Each key is planned again as ``upload`` plans one, with the settings' key options
+    (``strip_prefix``, ``layout``, ``key_template``, ...) and ``new_prefix`` as the
+    destination prefix, from the logged key as the file's relative path: with none of
+    them a key stays as it was logged.
+    """
     batches: dict[str, RetryBatch] = {}
+    planners: dict[str, Planner] = {}
     hint = " (relative paths are resolved against --base-dir" + (
         f" {base_dir})" if base_dir else ", which was not given)"
     )
+    unselected = settings.model_copy(update=_NO_SELECTION)  # every named item is retried
+    prefix = normalise_prefix(new_prefix or "")
     for item in items:
         target_bucket = validate_bucket(bucket or item.bucket)
         batch = batches.setdefault(target_bucket, RetryBatch(target_bucket, settings))
-        key = repair_key(item.key, strip_prefix=strip_prefix, new_prefix=new_prefix)
-        _add(batch, resolve_local(item.local, base_dir=base_dir), key, missing_hint=hint)
+        local = resolve_local(item.local, base_dir=base_dir)
+        if not item.key or item.error_class in UNFIXABLE:
+            message = item.error.partition("] ")[2] if item.error.startswith("[") else item.error
+            batch.refused.append(
+                _unfixable(local, target_bucket, error_class=item.error_class, message=message)
+            )
+            continue
+        if target_bucket not in planners:
+            planners[target_bucket] = Planner(unselected, Target(target_bucket, prefix))
+        _plan(batch, planners[target_bucket], local, item.key, missing_hint=hint)
     return list(batches.values())
+
+
+_NO_SELECTION: dict[str, Any] = {
+    "include": [],
+    "exclude": [],
+    "min_size": None,
+    "max_size": None,
+    "newer_than": None,
+    "older_than": None,
+    "include_types": [],
+    "exclude_types": [],
+}
+
+
+def _plan(batch: RetryBatch, planner: Planner, path: Path, key: str, *, missing_hint: str) -> None:
+    source = _source_file(path, rel_path=key)
+    # A key is checked even for a file that is gone (an unsafe key is the first thing
+    # to repair), unless planning it needs the file's content.
+    stub = source or SourceFile(path, key, 0, 0, path.parent, RETRY_GROUP)
+    planned: PlannedUpload | Refused | Duplicate | None = (
+        planner.plan(stub) if source or not planner.template.reads_content else None
+    )
+    if source is not None and isinstance(planned, PlannedUpload):
+        _, others = planner.claims.settle([planned], {})  # keys taken earlier in this retry
+        planned = others[0] if others else planned
+    if isinstance(planned, Refused):
+        reason = planned.reason
+        if planned.error_class == "UnsafeKey":
+            reason += "; repair it with --strip-prefix/--prefix"
+        batch.refused.append(_refuse(path, batch.bucket, planned.key, planned.error_class, reason))
+    elif source is None:
+        missing = f"local file {path} does not exist{missing_hint}"
+        planned_key = planned.key if planned is not None else key
+        batch.refused.append(_refuse(path, batch.bucket, planned_key, "SourceMissing", missing))
+    elif isinstance(planned, PlannedUpload):
+        batch.items.append(planned)
+    elif isinstance(planned, Duplicate):  # its content goes up with the first file
+        batch.refused.append(planned.result(batch.bucket))
 
 
 def run_settings(stored: str | None, *, base: Settings, overrides: dict[str, Any]) -> Settings:

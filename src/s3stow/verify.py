@@ -8,13 +8,15 @@ is sent only where a proof needs it. Classes: ``ok``, ``missing`` (not in S3),
 S3, not local), ``local-missing`` (the ledger's file is gone), ``changed-locally``.
 Each finding names the tier that decided it: ``checksum`` / ``sha256-metadata`` /
 ``etag-md5`` (``--deep`` re-reads the file), ``ledger`` (size and mtime as
-recorded), ``mtime-metadata``, ``size``, ``listing``.
+recorded), ``mtime-metadata``, ``size``, ``listing``. An upload's ``--timestamp``
+folder is found as the newest one under the prefix.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,13 +67,25 @@ def verify_tree(
     ledger: Ledger | None,
     deep: bool = False,
     limit: int | None = None,
+    on_timestamp: Callable[[str | None], None] | None = None,
 ) -> Iterator[Finding]:
-    """Yield a finding for every local file, listed object and ledger item."""
+    """Yield a finding for every local file, listed object and ledger item.
+
+    With ``timestamp`` and no ``custom_timestamp`` the upload's run timestamp is not
+    known: the newest ``YYYYMMDD_HHMM`` folder under the keys' prefix (in S3 or the
+    ledger) is the one checked, and ``on_timestamp`` is told which (``None``: none).
+    """
     planner = Planner(settings, target)
     roots = check_sources(planner.sources(list(sources)))
     prefix = planner.template.static_prefix
     remote = {o.key: o for o in store.list_objects(target.bucket, prefix)}
     recorded = {e.key: e for e in ledger.items_under(target.bucket, prefix)} if ledger else {}
+    if settings.timestamp and not settings.custom_timestamp:
+        newest = newest_timestamp([*remote, *recorded], prefix)
+        if on_timestamp is not None:
+            on_timestamp(newest)
+        if newest is not None:
+            planner = Planner(settings.model_copy(update={"custom_timestamp": newest}), target)
     seen: set[str] = set()
     complete = True
     for found in discover(roots, follow_symlinks=settings.follow_symlinks):
@@ -81,7 +95,8 @@ def verify_tree(
         if planned is None or isinstance(planned, Refused):
             continue
         if planner.claims.settle([planned], {})[1]:
-            continue  # the key of another file (a collision upload refuses)
+            continue  # another file's key (upload refuses it), or a duplicate's (checked
+            # with the file that has it first)
         if limit is not None and len(seen) >= limit:
             complete = False  # a partial view cannot name orphans
             break
@@ -124,6 +139,16 @@ def verify_tree(
                 "listing",
                 "recorded done, but the object is gone and so is the local file",
             )
+
+
+_TIMESTAMP = re.compile(r"(?<!\d)(\d{8}_\d{4})(?!\d)")
+
+
+def newest_timestamp(keys: Iterable[str], prefix: str) -> str | None:
+    """The newest run timestamp (``YYYYMMDD_HHMM``, the first in each key after
+    ``prefix``) among ``keys``."""
+    found = (_TIMESTAMP.search(key, len(prefix)) for key in keys)
+    return max((match.group(1) for match in found if match), default=None)
 
 
 def _local(

@@ -3,7 +3,8 @@
 Filesystem notifications (watchdog) say which paths changed; a periodic rescan is the
 safety net for lost notifications and for files that arrived while s3stow was down
 (the backlog is uploaded at start, oldest first). A file is *ready* when its size and
-mtime have not changed for ``settle`` seconds; temporary names (``*.tmp``, ``*.part``
+mtime have not changed for ``settle`` seconds (a scanned file whose mtime is older than
+that is ready at once; reads are not changes); temporary names (``*.tmp``, ``*.part``
 by default) are ignored; a file still changing after ``max_wait`` is reported and not
 uploaded half-written. Ready files go through the same engine as ``upload`` (keys by
 the same planner, verified, recorded in the ledger), so a restart never uploads a file
@@ -26,20 +27,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_CLOSED_NO_WRITE,
+    EVENT_TYPE_OPENED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer as FsObserver
 
+from s3stow.collisions import KeyClaims
 from s3stow.discover import discover
 from s3stow.keys import Target
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.ownfiles import working_files
-from s3stow.plan import Planner, Refused
+from s3stow.plan import Duplicate, Planner, Refused
 from s3stow.report.observer import Observer
 from s3stow.report.status import atomic_write_text
-from s3stow.transfer.engine import Uploader
+from s3stow.transfer.engine import Uploader, new_run_id
 
 log = logging.getLogger(__name__)
 DEFAULT_IGNORE = ("*.tmp", "*.part", ".*")
+_READS = frozenset({EVENT_TYPE_OPENED, EVENT_TYPE_CLOSED_NO_WRITE})
 
 
 @dataclass
@@ -57,22 +65,25 @@ class _Waiting:
 class WatchStats:
     uploaded: int = 0
     failed: int = 0
-    skipped: int = 0
+    skipped: int = 0  # already done (ledger) or already in S3 with the same content
+    bytes_uploaded: int = 0
     too_busy: list[str] = field(default_factory=list)
 
 
 class _Events(FileSystemEventHandler):
-    def __init__(self, inbox: set[str], lock: threading.Lock) -> None:
-        self.inbox = inbox
-        self.lock = lock
+    """Hands every changed path to ``notify`` (watchdog's thread)."""
+
+    def __init__(self, notify: Callable[[str], None]) -> None:
+        self.notify = notify
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
+        # Opening and closing without writing are reads (our own upload among them):
+        # they change nothing, and would queue an uploaded file again.
+        if event.is_directory or event.event_type in _READS:
             return
         for path in (event.src_path, getattr(event, "dest_path", "")):
             if path:
-                with self.lock:
-                    self.inbox.add(os.fsdecode(path))
+                self.notify(os.fsdecode(path))
 
 
 class _Outcomes(Observer):
@@ -83,7 +94,9 @@ class _Outcomes(Observer):
 
     def on_decision(self, decision: Decision) -> None:
         if decision.reason == Reason.LEDGER_DONE:  # uploaded before a restart
-            self.watcher._finished(decision.item.source.path, done=True, transient=False)
+            self.watcher._finished(
+                decision.item.source.path, done=True, transient=False, skipped=True
+            )
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         done = result.status == Status.DONE
@@ -91,8 +104,14 @@ class _Outcomes(Observer):
             "UnsafeKey",
             "KeyCollision",
         )
+        if done and result.reason != Reason.REMOTE_MATCH:
+            self.watcher.stats.bytes_uploaded += result.bytes_sent
         self.watcher._finished(
-            result.path, done=done, transient=transient, changed=result.status == Status.CHANGED
+            result.path,
+            done=done,
+            transient=transient,
+            changed=result.status == Status.CHANGED,
+            skipped=result.reason == Reason.REMOTE_MATCH,
         )
 
 
@@ -125,7 +144,7 @@ class Watcher:
         self.after_upload = after_upload
         self.status_json = status_json
         self.on_progress = on_progress
-        self._last_line: tuple[int, int, int] | None = None
+        self._last_line: tuple[int, int, int, int] | None = None
         self.planner = Planner(uploader.settings, target)
         self.own = working_files(uploader.settings, uploader.ledger)  # never uploaded
         if status_json is not None:
@@ -133,6 +152,9 @@ class Watcher:
             self.own.add_pattern(status_json.parent, f".{status_json.name}.", "", "its temp file")
         self.stats = WatchStats()
         self.started = time.time()
+        # One id for the watch; each batch is a ledger run "<id>.<n>" (stats --by run).
+        self.run_id = new_run_id()
+        self._batches = 0
         self._waiting: dict[str, _Waiting] = {}
         self._inbox: set[str] = set()
         self._lock = threading.Lock()
@@ -158,7 +180,7 @@ class Watcher:
             self._write_status("done")
             return self.stats
         fs = FsObserver()
-        fs.schedule(_Events(self._inbox, self._lock), str(self.directory), recursive=True)
+        fs.schedule(_Events(self._notify), str(self.directory), recursive=True)
         fs.start()
         try:
             last_scan = time.monotonic()
@@ -186,7 +208,7 @@ class Watcher:
             return False
         return not self.patterns or any(fnmatch.fnmatch(name, g) for g in self.patterns)
 
-    def _track(self, path: Path, now: float) -> None:
+    def _track(self, path: Path, now: float, *, scanned: bool = False) -> None:
         if not self._wanted(path):
             return
         try:
@@ -198,7 +220,12 @@ class Watcher:
             return
         entry = self._waiting.get(str(path))
         if entry is None:
-            self._waiting[str(path)] = _Waiting(info.st_size, info.st_mtime_ns, now, now)
+            # Found by a scan (the backlog, or a lost notification), a file has been
+            # unchanged since its mtime: one modified longer than ``settle`` ago is ready
+            # now. A notified file has just changed, so its wait starts now. (A file that
+            # still changes is caught by the engine's source-change check and waits again.)
+            changed = min(now, info.st_mtime_ns / 1e9) if scanned else now
+            self._waiting[str(path)] = _Waiting(info.st_size, info.st_mtime_ns, now, changed)
         elif (entry.size, entry.mtime_ns) != (info.st_size, info.st_mtime_ns):
             entry.size, entry.mtime_ns, entry.last_change = info.st_size, info.st_mtime_ns, now
 
@@ -206,9 +233,16 @@ class Watcher:
         now = time.time()
         found = [f for f in discover([self.directory]) if isinstance(f, SourceFile)]
         for source in sorted(found, key=lambda f: f.mtime_ns):  # oldest first
-            self._track(source.path, now)
+            self._track(source.path, now, scanned=True)
+
+    def _notify(self, path: str) -> None:
+        with self._lock:
+            self._inbox.add(path)
 
     def _drain_inbox(self) -> None:
+        # The inbox is swapped under the lock and the handler always adds to
+        # ``self._inbox`` (never to a set it captured once), so no notification lands
+        # in a set nobody reads again.
         with self._lock:
             paths, self._inbox = self._inbox, set()
         now = time.time()
@@ -235,17 +269,29 @@ class Watcher:
                         self._waiting.pop(path, None)
                 continue
             item = self._plan(Path(path), entry)
+            if isinstance(item, Duplicate):
+                if item.first in self._waiting:  # its twin is not verified yet: after it
+                    entry.not_before = now + max(self.settle, 1.0)
+                    continue
+                # Sent again to its content-addressed key (the same bytes): the watcher
+                # acts after upload only on a file whose own upload it saw verified.
+                item = PlannedUpload(item.source, self.target.bucket, item.key)
             if item is not None:
                 ready.append(item)
         if ready:
+            self._batches += 1
             self.uploader.upload_planned(
-                ready, self.target, command="watch", claims=self.planner.claims
+                ready,
+                self.target,
+                command="watch",
+                run_id=f"{self.run_id}.{self._batches}",
+                claims=KeyClaims(content_addressed=self.planner.claims.content_addressed),
             )
         elif final and self._waiting:
             time.sleep(min(0.2, self.settle / 4))
         self._write_status("watching")
 
-    def _plan(self, path: Path, entry: _Waiting) -> PlannedUpload | UploadResult | None:
+    def _plan(self, path: Path, entry: _Waiting) -> PlannedUpload | UploadResult | Duplicate | None:
         try:
             rel = path.relative_to(self.directory).as_posix()
         except ValueError:
@@ -258,22 +304,33 @@ class Watcher:
             return None
         if isinstance(planned, Refused):
             self._waiting.pop(str(path), None)
-            return UploadResult(
-                path,
-                self.target.bucket,
-                planned.key,
-                Status.FAILED,
-                size=entry.size,
-                error_class=planned.error_class,
-                error=planned.reason,
-            )
-        return planned
+            return planned.result(self.target.bucket)
+        # Who owns the key, for as long as the watch runs (the ledger's holder is
+        # checked again with each batch, by the engine).
+        _, others = self.planner.claims.settle([planned], {})
+        if not others:
+            return planned
+        if isinstance(others[0], Duplicate):
+            return others[0]
+        self._waiting.pop(str(path), None)
+        return others[0].result(self.target.bucket)
 
-    def _finished(self, path: Path, *, done: bool, transient: bool, changed: bool = False) -> None:
+    def _finished(
+        self,
+        path: Path,
+        *,
+        done: bool,
+        transient: bool,
+        changed: bool = False,
+        skipped: bool = False,
+    ) -> None:
         entry = self._waiting.get(str(path))
         if done:
             self._waiting.pop(str(path), None)
-            self.stats.uploaded += 1
+            if skipped:
+                self.stats.skipped += 1
+            else:
+                self.stats.uploaded += 1
             self._after(path)
         elif changed and entry is not None:
             entry.last_change = time.time()  # still being written: wait for it to settle
@@ -304,6 +361,8 @@ class Watcher:
         if oldest is not None:
             line += f" (oldest waiting {now - oldest:.0f} s)"
         line += f", uploaded {self.stats.uploaded}, failed {self.stats.failed}"
+        if self.stats.skipped:
+            line += f", already done {self.stats.skipped}"
         if self.stats.too_busy:
             line += f", still changing {len(self.stats.too_busy)}"
         return line
@@ -312,7 +371,7 @@ class Watcher:
         """Tell ``on_progress`` whenever the backlog or the totals change."""
         if self.on_progress is None:
             return
-        state = (len(self._waiting), self.stats.uploaded, self.stats.failed)
+        state = (len(self._waiting), self.stats.uploaded, self.stats.failed, self.stats.skipped)
         if state != self._last_line:
             self._last_line = state
             self.on_progress(self.progress_line())
@@ -325,16 +384,21 @@ class Watcher:
             return
         self._status_at = now
         oldest = min((e.first_seen for e in self._waiting.values()), default=None)
+        stats = self.stats
         data: dict[str, Any] = {
             "started_at": self.started,
             "phase": phase,
+            "command": "watch",
+            "run_id": self.run_id,
             "target": self.target.url,
             "backlog": len(self._waiting),
             "oldest_waiting_seconds": round(now - oldest, 1) if oldest else 0.0,
-            "totals": {
-                "uploaded": self.stats.uploaded,
-                "failed": self.stats.failed,
-                "still_changing": len(self.stats.too_busy),
+            "totals": {  # failed counts attempts: a queued file may fail and be retried
+                "uploaded": stats.uploaded,
+                "skipped": stats.skipped,
+                "failed": stats.failed,
+                "bytes_uploaded": stats.bytes_uploaded,
+                "still_changing": len(stats.too_busy),
             },
             "last_update": now,
         }

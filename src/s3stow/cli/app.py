@@ -27,6 +27,7 @@ from s3stow.errors import ExitCode, S3StowError
 from s3stow.logs import configure_logging, redact
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from typer._click import Command, Context  # the click that typer's classes are typed with
 
     from s3stow.config import Settings
@@ -218,6 +219,30 @@ def main_options(
         quiet=quiet,
         json=json_output,
     )
+
+
+# Piped or redirected, results are data: a width no key, path or table row reaches.
+_PIPED_WIDTH = 1_000_000
+
+
+def output_console() -> Console:
+    """The console for a command's results on stdout. On a terminal rich fits tables
+    to its width; piped or redirected nothing is cut short or wrapped (a key in a
+    table is read whole by the script that reads it)."""
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    if console.is_terminal:
+        return console
+    return Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
+
+
+def heading(console: Console, title: str) -> None:
+    """A rule with ``title`` on a terminal; piped, the title alone on its line."""
+    if console.is_terminal:
+        console.rule(title)
+    else:
+        console.print(title, markup=False)
 
 
 def _error(message: str) -> None:

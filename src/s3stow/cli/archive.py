@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from s3stow.archive import DEFAULT_TEMPLATE
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, heading, output_console
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
 
@@ -140,7 +139,7 @@ def run(
             )
         )
     else:
-        console = Console(highlight=False, soft_wrap=True)
+        console = output_console()
         print_summary(summary, console, resume_hint="the same s3stow archive run command")
         console.print(
             f"archive: {report.rows} row(s) read, archive_url written for "
@@ -220,8 +219,8 @@ def stats(
             )
         )
         return
-    console = Console(highlight=False, soft_wrap=True)
-    console.rule("S3 Archive Statistics")
+    console = output_console()
+    heading(console, "S3 Archive Statistics")
     table_ = Table("", "total", "archived", "%", "not archived", box=None)
     for s in [overall, *by_type]:
         table_.add_row(
@@ -285,7 +284,7 @@ def verify(
             )
         )
     else:
-        console = Console(highlight=False, soft_wrap=True)
+        console = output_console()
         for row_id, kind, detail in report.problems:
             console.print(f"[red]{kind}[/] {row_id}: {detail}")
         console.print(

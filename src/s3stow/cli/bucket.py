@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import normalise_prefix, validate_bucket
 from s3stow.units import format_size
+
+if TYPE_CHECKING:
+    from s3stow.bucket import Change
 
 bucket_app = typer.Typer(
     rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
@@ -73,11 +75,15 @@ def setup(
         block_public_access=block_public_access,
     )
     admin = BucketAdmin(make_client(settings), bucket)
-    exists, changes, rules = admin.plan_setup(spec)
-    drift = [c for c in changes if c.differs]
+    exists, rows, rules = admin.plan_setup(spec)
+    drift = [c for c in rows if c.differs]
     applied = not (check_only or dry_run) and bool(drift)
+    wrong: list[Change] = []
     if applied:
-        admin.apply(spec, changes, rules)
+        rows = admin.apply(spec, rows, rules)
+        wrong = admin.verify_applied(rows)  # each change read back
+    changed = [c for c in rows if c.differs]
+    unsupported = [c.setting for c in rows if c.unsupported]
     probe = "skipped"
     if not (check_only or dry_run):
         admin.write_probe(spec.prefix)
@@ -88,8 +94,10 @@ def setup(
                 {
                     "bucket": bucket,
                     "existed": exists,
-                    "changed": applied,
+                    "changed": applied and bool(changed),
                     "drift": bool(drift),
+                    "unsupported": unsupported,
+                    "not_as_asked": [c.setting for c in wrong],
                     "write_test": probe,
                     "settings": [
                         {
@@ -97,23 +105,25 @@ def setup(
                             "before": c.before,
                             "after": c.after,
                             "differs": c.differs,
+                            "state": c.state,
                         }
-                        for c in changes
+                        for c in rows
                     ],
                 }
             )
         )
     else:
-        console = Console(highlight=False, soft_wrap=True)
+        console = output_console()
         table = Table("setting", "before", "after" if not check_only else "wanted", "", box=None)
-        for change in changes:
-            table.add_row(
-                change.setting,
-                change.before,
-                change.after,
-                "[yellow]changes[/]" if change.differs else "ok",
-            )
+        style = {"changes": "[yellow]changes[/]", "unsupported": "[dim]unsupported[/]"}
+        for row in rows:
+            table.add_row(row.setting, row.before, row.after, style.get(row.state, row.state))
         console.print(table)
+        if unsupported:
+            console.print(
+                f"not implemented by this server: {', '.join(unsupported)} (left as "
+                + ("they are)" if check_only or dry_run else "they are; the rest is applied)")
+            )
         if check_only:
             console.print(
                 "bucket matches"
@@ -125,11 +135,16 @@ def setup(
         else:
             console.print(
                 "nothing to change: already as asked"
-                if not drift
-                else f"{len(drift)} setting(s) changed"
+                if not changed
+                else f"{len(changed)} setting(s) changed"
             )
+            for row in wrong:
+                console.print(
+                    f"[red]{row.setting} reads {row.before!r} after the change, not "
+                    f"{row.after!r}[/]: the server accepted it but did not apply it"
+                )
             console.print(f"write test: {probe}")
-    if check_only and drift:
+    if (check_only and drift) or wrong:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
@@ -143,7 +158,7 @@ def check(
     ] = None,
 ) -> None:
     """Show the bucket's region, settings, contents and incomplete uploads."""
-    from s3stow.bucket import BucketAdmin
+    from s3stow.bucket import UNSUPPORTED, BucketAdmin, Unsupported
     from s3stow.store.client import make_client
 
     options: GlobalOptions = ctx.obj
@@ -162,14 +177,17 @@ def check(
             if age >= abort_older_than:
                 admin.abort_upload(key, upload_id)
                 aborted.append(key)
-    rule_ids = [str(r.get("ID", "?")) for r in admin.lifecycle_rules()]
+    try:
+        lifecycle: list[str] | str = [str(r.get("ID", "?")) for r in admin.lifecycle_rules()]
+    except Unsupported:
+        lifecycle = UNSUPPORTED
     info: dict[str, object] = {
         "bucket": bucket,
-        "region": admin.region(),
-        "versioning": admin.versioning(),
-        "lifecycle": rule_ids,
-        "encryption": admin.encryption(),
-        "public_access_block": admin.public_access_block(),
+        "region": admin.read("region"),
+        "versioning": admin.read("versioning"),
+        "lifecycle": lifecycle,
+        "encryption": admin.read("encryption"),
+        "public_access_block": admin.read("public access block"),
         "prefix": scope,
         "objects": objects,
         "bytes": size,
@@ -181,10 +199,11 @@ def check(
     if options.json:
         print(json.dumps(info))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = output_console()
     for name in ("region", "versioning", "encryption", "public_access_block"):
         console.print(f"{name.replace('_', ' '):22} {info[name]}")
-    console.print(f"{'lifecycle rules':22} {', '.join(rule_ids) or 'none'}")
+    shown = lifecycle if isinstance(lifecycle, str) else ", ".join(lifecycle) or "none"
+    console.print(f"{'lifecycle rules':22} {shown}")
     console.print(
         f"{'objects':22} {objects:,} ({format_size(size)})" + (f" under {scope}" if scope else "")
     )

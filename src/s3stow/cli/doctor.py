@@ -6,9 +6,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.errors import ExitCode
 from s3stow.keys import parse_target
 
@@ -39,7 +38,7 @@ def doctor(
             )
         )
     else:
-        console = Console(highlight=False, soft_wrap=True)
+        console = output_console()
         colour = {"OK": "green", "WARN": "yellow", "FAIL": "red"}
         for c in checks:
             console.print(f"[{colour[c.status]}]{c.status:4}[/] {c.name}: {c.detail}")

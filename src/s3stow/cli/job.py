@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target, parse_target
-from s3stow.models import PlannedUpload, SourceFile
+from s3stow.models import PlannedUpload, Refused, SourceFile
 
 if TYPE_CHECKING:
     from s3stow.config import Settings
@@ -73,16 +74,17 @@ def _queue(settings: Settings, job: str) -> tuple[Any, JobQueue]:
 
 
 @job_app.command("plan")
+@selection_options
 def plan(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(metavar="SRC... s3://BUCKET[/PREFIX]")],
     job: JobOpt,
     ledger: LedgerOpt = None,
     work: Annotated[bool, Opt("--work", help="Also work the job on this host.")] = False,
-    layout: Annotated[str | None, Opt(help="Key layout.")] = None,
-    key_template: Annotated[str | None, Opt(help="Key template.")] = None,
     concurrency: Annotated[str | None, Opt(help="Requests in flight per worker.")] = None,
     split_above: SplitOpt = DEFAULT_SPLIT,
+    *,
+    keys: KeyOptions,
 ) -> None:
     """Discover files and enqueue them (idempotent: only new or changed items)."""
     from s3stow.discover import check_sources, discover
@@ -94,9 +96,7 @@ def plan(
     split = _split_size(split_above)
     *sources, destination = paths
     target = parse_target(destination)
-    settings = options.settings(
-        ledger=ledger, layout=layout, key_template=key_template, concurrency=concurrency
-    )
+    settings = options.settings(ledger=ledger, concurrency=concurrency, **keys.flags())
     db, queue = _queue(settings, job)
     try:
         planner = Planner(settings, target)
@@ -115,7 +115,8 @@ def plan(
         while batch := list(itertools.islice(planned, 1000)):
             batch, refused = planner.claims.settle(batch, {})
             for refusal in refused:
-                log.warning("not planned: %s: %s", refusal.source.path, refusal.reason)
+                why = refusal.reason if isinstance(refusal, Refused) else "a duplicate"
+                log.warning("not planned: %s: %s", refusal.source.path, why)
             total += len(batch)
             queue.enqueue([(p.source, p.key) for p in batch])
         waiting = queue.remaining()
@@ -244,7 +245,7 @@ def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
     if options.json:
         print(json.dumps(data))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = output_console()
     items = data["items"]
     total = sum(items.values())
     console.print(

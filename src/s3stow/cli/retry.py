@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from s3stow.cli.app import GlobalOptions
-from s3stow.errors import ExitCode
+from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.keyoptions import KeyOptions, key_options
+from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target
 from s3stow.models import RunSummary, Status
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 Opt = typer.Option
 
 
+@key_options
 def retry(
     ctx: typer.Context,
     ledger: Annotated[str | None, Opt(help="Ledger path or postgresql:// URL.")] = None,
@@ -34,10 +36,9 @@ def retry(
     base_dir: Annotated[
         Path | None, Opt(help="Resolve relative local paths of --from against this.")
     ] = None,
-    strip_prefix: Annotated[
-        str | None, Opt(help="Remove this leading part of keys (e.g. '../astro/').")
+    prefix: Annotated[
+        str | None, Opt(help="With --from: put the keys, planned again, under this prefix.")
     ] = None,
-    prefix: Annotated[str | None, Opt(help="Put repaired keys under this prefix.")] = None,
     bucket: Annotated[
         str | None, Opt(help="Send to this bucket instead of the logged one.")
     ] = None,
@@ -52,8 +53,15 @@ def retry(
     file_retries: Annotated[int | None, Opt(help="File-level retries per item.")] = None,
     failures_file: Annotated[Path | None, Opt(help="Write what still fails here.")] = None,
     status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
+    *,
+    keys: KeyOptions,
 ) -> None:
-    """Retry failed uploads: from the ledger, or from a failures file or aws s3 log."""
+    """Retry failed uploads: from the ledger, or from a failures file or aws s3 log.
+
+    With --from, each logged key is planned again as upload plans a relative path:
+    --strip-prefix, --prefix, --layout, --key-template and the other key options
+    repair keys a failed run got wrong.
+    """
     from s3stow.cli.upload import default_ledger
     from s3stow.failures import read_failures
     from s3stow.ledger import open_ledger
@@ -81,9 +89,20 @@ def retry(
             if v is not None
         },
     }
-    base = options.settings(ledger=ledger, **overrides)
+    if keys.given() and from_file is None:
+        raise ConfigError(
+            f"{', '.join(keys.given())} plan the keys of what --from names; the ledger's "
+            "items keep the keys their runs planned",
+            hint="pass --from FILE, or run the upload again with the new options",
+        )
+    if keys.values["layout"] == "project":
+        raise ConfigError(
+            "retry cannot plan project layout keys: they come from a project directory",
+            hint="run s3stow upload PROJECT_DIR ... --layout project again",
+        )
+    base = options.settings(ledger=ledger, **overrides, **keys.flags())
     ledger_db = open_ledger(base.ledger or default_ledger())
-    console = Console(highlight=False, soft_wrap=True)
+    console = output_console()
     try:
         if list_only:
             _list_failures(ledger_db, run=run, options=options, console=console)
@@ -95,7 +114,6 @@ def retry(
                 source.items,
                 settings=base,
                 base_dir=base_dir,
-                strip_prefix=strip_prefix,
                 new_prefix=prefix,
                 bucket=bucket,
             )

@@ -6,10 +6,9 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, heading, output_console
 from s3stow.units import format_size
 
 if TYPE_CHECKING:
@@ -64,8 +63,8 @@ def stats(
             )
         )
         return
-    console = Console(highlight=False, soft_wrap=True)
-    console.rule("s3stow statistics")
+    console = output_console()
+    heading(console, "s3stow statistics")
     table = Table(by, "items", "bytes", "done", "%", "not done", "failed", "changed", box=None)
     for group in [overall, *groups]:
         table.add_row(

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.errors import ConfigError
 from s3stow.units import format_duration, format_size
 
@@ -33,7 +32,7 @@ def status(
     if options.json:
         print(json.dumps(data))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = output_console()
     totals = data.get("totals", {})
     now = time.time()
     age = now - float(data.get("last_update") or now)
@@ -43,11 +42,21 @@ def status(
         f"(run {data.get('run_id', '?')}), running {format_duration(elapsed)}, "
         f"updated {format_duration(age)} ago"
     )
-    console.print(
-        f"files: {totals.get('files', 0)} total, {totals.get('uploaded', 0)} "
-        f"uploaded, {totals.get('skipped', 0)} skipped, {totals.get('failed', 0)} "
-        f"failed; {format_size(totals.get('bytes_uploaded', 0))} sent"
-    )
+    if "backlog" in data:  # a watch: files wait in a backlog, there is no total
+        console.print(
+            f"backlog {data['backlog']} (oldest waiting "
+            f"{format_duration(float(data.get('oldest_waiting_seconds') or 0))}), "
+            f"{totals.get('uploaded', 0)} uploaded, {totals.get('skipped', 0)} already done, "
+            f"{totals.get('failed', 0)} failed attempt(s), "
+            f"{totals.get('still_changing', 0)} still changing; "
+            f"{format_size(totals.get('bytes_uploaded', 0))} sent"
+        )
+    else:
+        console.print(
+            f"files: {totals.get('files', 0)} total, {totals.get('uploaded', 0)} "
+            f"uploaded, {totals.get('skipped', 0)} skipped, {totals.get('failed', 0)} "
+            f"failed; {format_size(totals.get('bytes_uploaded', 0))} sent"
+        )
     if data.get("current_file"):
         console.print(
             f"current: {data['current_file']} "

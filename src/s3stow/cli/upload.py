@@ -16,7 +16,8 @@ import typer
 from platformdirs import user_state_dir
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
 from s3stow.models import RunSummary
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 Opt = typer.Option
 
 
+@selection_options
 def upload(
     ctx: typer.Context,
     paths: Annotated[
@@ -89,61 +91,8 @@ def upload(
     status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
     status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats [5].")] = None,
     failures_file: Annotated[Path | None, Opt(help="Write failed items here (JSON lines).")] = None,
-    layout: Annotated[
-        str | None,
-        Opt(
-            help="Key layout: mirror (prefix + relative path), date-folders (prefix/YYYY/MM/DD/"
-            "name from the file name's timestamp), project (project_key/folder_type/"
-            "[timestamp/]path) [mirror]."
-        ),
-    ] = None,
-    key_template: Annotated[
-        str | None,
-        Opt(help="Key template, e.g. '{prefix}{file_time:%Y/%m/%d}/{name}' (see README)."),
-    ] = None,
-    strip_prefix: Annotated[
-        str | None, Opt(help="Remove this leading part of each relative path.")
-    ] = None,
-    project_key: Annotated[
-        str | None, Opt(help="Project key for the project layout (e.g. RMI25320).")
-    ] = None,
-    timestamp: Annotated[
-        bool | None, Opt("--timestamp", help="Add the run timestamp folder (YYYYMMDD_HHMM).")
-    ] = None,
-    custom_timestamp: Annotated[
-        str | None, Opt(help="Use this timestamp (YYYYMMDD_HHMM) instead of the run's.")
-    ] = None,
-    include: Annotated[
-        list[str] | None,
-        Opt("--include", help="Only files matching this gitignore-style glob (repeatable)."),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None,
-        Opt("--exclude", help="Skip files matching this glob (repeatable; exclude wins)."),
-    ] = None,
-    min_size: Annotated[str | None, Opt(help="Skip files smaller than this.")] = None,
-    max_size: Annotated[str | None, Opt(help="Skip files larger than this.")] = None,
-    newer_than: Annotated[
-        str | None, Opt(help="Only files modified after this (7d, 12h or 2025-07-29).")
-    ] = None,
-    older_than: Annotated[
-        str | None, Opt(help="Only files modified before this (age or date).")
-    ] = None,
-    include_type: Annotated[
-        list[str] | None,
-        Opt(
-            "--include-type",
-            "--folder-type",
-            help="Project folder types to upload (repeatable; 'auto' = all present).",
-        ),
-    ] = None,
-    exclude_type: Annotated[
-        list[str] | None, Opt("--exclude-type", help="Project folder types to skip (repeatable).")
-    ] = None,
-    follow_symlinks: Annotated[
-        bool | None,
-        Opt("--follow-symlinks", help="Follow symlinks that stay inside the source tree."),
-    ] = None,
+    *,
+    keys: KeyOptions,
 ) -> None:
     """Upload files and directory trees to S3, verified and resumable."""
     from s3stow.config import parse_metadata
@@ -178,21 +127,7 @@ def upload(
         "status_json": status_json,
         "status_interval": status_interval,
         "failures_file": failures_file,
-        "follow_symlinks": follow_symlinks,
-        "layout": layout,
-        "key_template": key_template,
-        "strip_prefix": strip_prefix,
-        "project_key": project_key,
-        "timestamp": timestamp,
-        "custom_timestamp": custom_timestamp,
-        "include": include or None,
-        "exclude": exclude or None,
-        "min_size": min_size,
-        "max_size": max_size,
-        "newer_than": newer_than,
-        "older_than": older_than,
-        "include_types": include_type or None,
-        "exclude_types": exclude_type or None,
+        **keys.flags(),
     }
     if metadata:
         try:
@@ -290,7 +225,7 @@ def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> 
     from s3stow.report.console import print_summary
 
     if not options.json:
-        console = Console(highlight=False, soft_wrap=True)
+        console = output_console()
         hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
         print_summary(summary, console, resume_hint=hint)
     exit_for(summary, uploader)

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target, parse_target
 from s3stow.models import PlannedUpload
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 Opt = typer.Option
 
 
+@selection_options
 def verify(
     ctx: typer.Context,
     paths: Annotated[
@@ -46,11 +48,8 @@ def verify(
         bool,
         Opt("--fix", help="Re-upload missing, mismatched and changed items through the engine."),
     ] = False,
-    layout: Annotated[str | None, Opt(help="The layout the upload used.")] = None,
-    key_template: Annotated[str | None, Opt(help="The key template the upload used.")] = None,
-    project_key: Annotated[str | None, Opt(help="The project key the upload used.")] = None,
-    include: Annotated[list[str] | None, Opt("--include", help="As for upload.")] = None,
-    exclude: Annotated[list[str] | None, Opt("--exclude", help="As for upload.")] = None,
+    *,
+    keys: KeyOptions,
 ) -> None:
     """Classify every path: ok, missing, mismatched, gone, orphan, changed; exit 1 if any."""
     from s3stow.cli.upload import default_ledger
@@ -66,18 +65,12 @@ def verify(
         )
     *sources, destination = paths
     target = parse_target(destination)
-    settings = options.settings(
-        ledger=ledger,
-        layout=layout,
-        key_template=key_template,
-        project_key=project_key,
-        include=include or None,
-        exclude=exclude or None,
-    )
+    settings = options.settings(ledger=ledger, **keys.flags())
     db = open_ledger(settings.ledger or default_ledger())
     try:
         store = S3Store.from_settings(settings)
         store.head_bucket(target.bucket)
+        chosen: list[str | None] = []
         findings = ordered(
             list(
                 verify_tree(
@@ -88,18 +81,28 @@ def verify(
                     ledger=db,
                     deep=deep,
                     limit=limit,
+                    on_timestamp=chosen.append,
                 )
             )
         )
+        if chosen and not options.json:
+            output_console().print(
+                f"timestamp folder: {chosen[0]} (the newest in S3 or the ledger; "
+                "--custom-timestamp picks another)"
+                if chosen[0]
+                else "timestamp folder: none found under the prefix (everything is missing)",
+                markup=False,
+            )
         counts = Counter(f.kind for f in findings)
         if report is not None:
             _write_report(report, findings)
         _print(findings, counts, options, deep=deep)
-        if fix:
-            _fix(findings, settings, db, target.bucket, options)
+        fixed = _fix(findings, settings, db, target.bucket, options) if fix else False
     finally:
         db.close()
-    if any(kind != OK for kind in counts):
+    # --fix that fixed every problem it found ends well; anything left is exit 1
+    left = [f for f in findings if f.kind != OK and not (fixed and _fixable(f))]
+    if left:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
@@ -128,10 +131,10 @@ def _print(
             )
         )
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = output_console()
     problems = [f for f in findings if f.kind != OK]
     if problems:
-        table = Table("class", "key", "tier", "detail", box=None)
+        table = Table("class", "key", "tier", "detail", box=None, pad_edge=False)
         for finding in problems[:200]:
             table.add_row(finding.kind, finding.key, finding.tier, finding.detail)
         console.print(table)
@@ -159,20 +162,16 @@ def _write_report(path: Path, findings: list[Finding]) -> None:
 
 def _fix(
     findings: list[Finding], settings: Settings, db: Ledger, bucket: str, options: GlobalOptions
-) -> None:
-    """Re-upload what can be fixed, forced (the ledger may wrongly say done)."""
+) -> bool:
+    """Re-upload what can be fixed, forced (the ledger may wrongly say done); whether
+    every fixable finding is now fixed."""
     from s3stow.cli.upload import observers_for
     from s3stow.config import Settings
     from s3stow.transfer.engine import Uploader
-    from s3stow.verify import FIXABLE
 
-    items = [
-        PlannedUpload(f.source, bucket, f.key)
-        for f in findings
-        if f.kind in FIXABLE and f.source is not None
-    ]
+    items = [PlannedUpload(f.source, bucket, f.key) for f in findings if f.source and _fixable(f)]
     if not items:
-        return
+        return True
     forced = Settings.model_validate({**settings.model_dump(), "force": True})
     uploader = Uploader(forced, ledger=db, observers=observers_for(options, forced))
     summary = uploader.upload_planned(items, Target(bucket, ""), command="verify-fix")
@@ -180,6 +179,16 @@ def _fix(
         Console(highlight=False).print(
             f"fix: {summary.uploaded} re-uploaded, {summary.failed + summary.changed} still failing"
         )
+    if uploader.fatal_error is not None:
+        raise uploader.fatal_error
+    return summary.ok and summary.uploaded + summary.skipped == len(items)
+
+
+def _fixable(finding: Finding) -> bool:
+    """Whether ``--fix`` re-uploads it: a local file whose object is missing or differs."""
+    from s3stow.verify import FIXABLE
+
+    return finding.kind in FIXABLE and finding.source is not None
 
 
 def register(app: typer.Typer) -> None:

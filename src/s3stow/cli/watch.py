@@ -11,18 +11,18 @@ import typer
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions
+from s3stow.cli.keyoptions import KeyOptions, key_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
 
 Opt = typer.Option
 
 
+@key_options
 def watch(
     ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(help="The directory to watch.")],
     destination: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX]")],
-    layout: Annotated[str | None, Opt(help="Key layout, e.g. date-folders.")] = None,
-    key_template: Annotated[str | None, Opt(help="Key template (see upload).")] = None,
     pattern: Annotated[
         list[str] | None,
         Opt("--pattern", help="Only names matching this glob, e.g. '*.xml' (repeatable)."),
@@ -47,6 +47,8 @@ def watch(
         Path | None, Opt(help="Heartbeat file: backlog, oldest waiting file, totals.")
     ] = None,
     status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats.")] = None,
+    *,
+    keys: KeyOptions,
 ) -> None:
     """Watch DIR and upload each file once it is complete (settled), forever or --once."""
     from s3stow.cli.upload import default_ledger, install_signal_handlers
@@ -64,9 +66,7 @@ def watch(
     if settle < 0 or max_wait <= 0 or rescan <= 0:
         raise ConfigError("--settle, --max-wait and --rescan must be positive")
     target = parse_target(destination)
-    settings = options.settings(
-        ledger=ledger, layout=layout, key_template=key_template, status_interval=status_interval
-    )
+    settings = options.settings(ledger=ledger, status_interval=status_interval, **keys.flags())
     db = open_ledger(settings.ledger or default_ledger())
     observers = [JsonEvents(sys.stdout)] if options.json else []
     uploader = Uploader(settings, ledger=db, observers=observers)
@@ -102,6 +102,7 @@ def watch(
                 {
                     "event": "watch_summary",
                     "uploaded": stats.uploaded,
+                    "already_done": stats.skipped,
                     "failed": stats.failed,
                     "still_changing": stats.too_busy,
                 }
@@ -110,6 +111,7 @@ def watch(
     elif not options.quiet:
         Console(highlight=False).print(
             f"watch: {stats.uploaded} uploaded, {stats.failed} failed attempt(s)"
+            + (f", {stats.skipped} already done" if stats.skipped else "")
             + (f", {len(stats.too_busy)} still changing" if stats.too_busy else "")
         )
     if once and (stats.failed or stats.too_busy):

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+from s3stow.keys import display_path
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.units import format_duration, format_size
@@ -287,6 +289,19 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
             else ""
         )
     )
+    if summary.skip_reasons:
+        console.print(
+            "  skipped: "
+            + ", ".join(f"{n} {why}" for why, n in sorted(summary.skip_reasons.items()))
+            + " (-v names each)",
+            markup=False,
+        )
+    if summary.not_selected:
+        console.print(
+            f"  {summary.not_selected} file(s) not selected by --include/--exclude, size, "
+            "age or folder-type extension (-v names each)",
+            markup=False,
+        )
     if summary.transient_errors:
         console.print(
             f"  {summary.transient_errors} transient error(s) retried"
@@ -319,8 +334,8 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
         )
     for failure in summary.failures[:5]:
         console.print(
-            f"  [red]{failure.status.value}[/] {failure.path}: "
-            f"[{failure.error_class}] {failure.error}",
+            f"  [red]{failure.status.value}[/] {escape(display_path(failure.path))}: "
+            f"{escape(f'[{failure.error_class}] {failure.error}')}",
             markup=True,
             highlight=False,
         )

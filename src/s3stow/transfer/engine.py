@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,12 @@ from typing import Any
 from s3stow.collisions import KeyClaims
 from s3stow.compare import RemoteIndex, decide
 from s3stow.config import Settings
-from s3stow.discover import check_sources, discover
+from s3stow.discover import LAYOUT, check_sources, discover
 from s3stow.errors import LedgerError, S3StowError
-from s3stow.keys import Target, build_key, parse_target
+from s3stow.keys import Target, build_key, local_key, parse_target
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import (
+    Duplicate,
     PlannedUpload,
     Reason,
     Refused,
@@ -40,7 +42,7 @@ from s3stow.models import (
     UploadResult,
 )
 from s3stow.ownfiles import working_files
-from s3stow.plan import Planner, describe_sources
+from s3stow.plan import Planner, describe_sources, key_claims
 from s3stow.report.observer import Fanout, Observer
 from s3stow.store.base import ObjectStore
 from s3stow.store.dryrun import DryRunStore
@@ -52,7 +54,13 @@ from s3stow.transfer.worker import FileWorker
 
 log = logging.getLogger(__name__)
 _BATCH = 256
-_INFORMATIONAL = frozenset({"Symlink", "SpecialFile"})
+_OWN_KEY = frozenset({"UnsafeKey", "SourceMissing"})  # refusals recorded under their key
+# Skipped paths that are no failure, by how the summary names them.
+_INFORMATIONAL = {
+    "Symlink": "symlink",
+    "SpecialFile": "special file",
+    LAYOUT: "outside the layout",
+}
 
 
 def new_run_id() -> str:
@@ -148,15 +156,7 @@ class Uploader:
         known = self.ledger.lookup(item.bucket, [item.key]) if self.ledger is not None else {}
         _, refused = KeyClaims().settle([item], known)
         if refused:
-            return UploadResult(
-                path,
-                item.bucket,
-                item.key,
-                Status.FAILED,
-                size=found.size,
-                error_class=refused[0].error_class,
-                error=refused[0].reason,
-            )
+            return refused[0].result(item.bucket)
         self._check_bucket(item.bucket)
         with self._pools() as ctx:
             result = self.worker.transfer(ctx, item, Reason.NEW)
@@ -199,6 +199,8 @@ class Uploader:
             command="upload",
             sources=describe_sources(roots),
         )
+        for pattern in planner.unmatched_includes():
+            log.warning("--include %r matched no file", pattern)
         return summary
 
     def upload_planned(
@@ -237,8 +239,7 @@ class Uploader:
                 for item in chunk:
                     summary.files += 1
                     if isinstance(item, UploadResult):
-                        if self.ledger is not None and not self.settings.dry_run and item.key:
-                            self.ledger.record(item, mtime_ns=0, run_id=summary.run_id)
+                        self._record_refusal(item, summary, mtime_ns=0, group=None)
                         self._count(summary, item, None)
                         continue
                     summary.bytes_total += item.source.size
@@ -251,7 +252,7 @@ class Uploader:
             target,
             batches(),
             remote=remote,
-            claims=claims or KeyClaims(),
+            claims=claims or key_claims(self.settings),
             command=command,
             sources=[command],
         )
@@ -390,19 +391,19 @@ class Uploader:
             self._refuse(summary, refusal, batch[0].bucket)
         return kept
 
-    def _refuse(self, summary: RunSummary, refusal: Refused, bucket: str) -> None:
-        """Count and report a planned file that is not uploaded (unsafe key, collision)."""
-        source = refusal.source
-        result = UploadResult(
-            source.path,
-            bucket,
-            refusal.key,
-            Status.FAILED,
-            size=source.size,
-            error_class=refusal.error_class,
-            error=refusal.reason,
-        )
-        self._count(summary, result, source)
+    def _refuse(self, summary: RunSummary, outcome: Refused | Duplicate, bucket: str) -> None:
+        """Count and report a planned file that is not uploaded: a refusal (unsafe key,
+        collision; recorded, so ``retry --list`` shows it) or a deduplicated duplicate."""
+        source = outcome.source
+        if isinstance(outcome, Duplicate):
+            log.info("deduplicated %s: same content as %s", source.path, outcome.first)
+            why = Reason.DEDUPLICATED.value
+            summary.skip_reasons[why] = summary.skip_reasons.get(why, 0) + 1
+            self._count(summary, outcome.result(bucket), source)
+            return
+        failure = outcome.result(bucket)
+        self._record_refusal(failure, summary, mtime_ns=source.mtime_ns, group=source.group)
+        self._count(summary, failure, source)
 
     def _plan(
         self, batch: list[SourceFile | Skipped], planner: Planner, summary: RunSummary
@@ -413,24 +414,26 @@ class Uploader:
             if isinstance(found, Skipped):
                 self.observer.on_skipped_path(found)
                 summary.files += 1
-                if found.error_class in _INFORMATIONAL:
+                why = _INFORMATIONAL.get(found.error_class)
+                if why is not None:
+                    log.info("skipped %s: %s", found.path, found.reason)
+                    summary.skip_reasons[why] = summary.skip_reasons.get(why, 0) + 1
                     summary.skipped += 1
-                else:
-                    self._count(
-                        summary,
-                        UploadResult(
-                            found.path,
-                            bucket,
-                            "",
-                            Status.FAILED,
-                            error_class=found.error_class,
-                            error=found.reason,
-                        ),
-                        None,
-                    )
+                    continue
+                failure = UploadResult(
+                    found.path,
+                    bucket,
+                    "",  # it has no key: the ledger knows it by its path
+                    Status.FAILED,
+                    error_class=found.error_class,
+                    error=found.reason,
+                )
+                self._record_refusal(failure, summary, mtime_ns=0, group=None)
+                self._count(summary, failure, None)
                 continue
             outcome = planner.plan(found)
             if outcome is None:
+                summary.not_selected += 1
                 continue
             summary.files += 1
             summary.bytes_total += found.size
@@ -440,6 +443,25 @@ class Uploader:
                 continue
             planned.append(outcome)
         return planned
+
+    def _record_refusal(
+        self, result: UploadResult, summary: RunSummary, *, mtime_ns: int, group: str | None
+    ) -> None:
+        """Record a failure found before any transfer, so ``retry --list`` shows it.
+
+        An unsafe key or a missing file's key is the item's own; a collision's key is
+        another file's and a name that is not UTF-8 has none: those are recorded under
+        the file's ``local_key``, so no object's row is overwritten.
+        """
+        if self.ledger is not None and not self.settings.dry_run and result.status == Status.FAILED:
+            own = result.key and result.error_class in _OWN_KEY
+            key = result.key if own else local_key(result.path)
+            self.ledger.record(
+                replace(result, key=key, path=Path(local_key(result.path))),
+                mtime_ns=mtime_ns,
+                run_id=summary.run_id,
+                group=group,
+            )
 
     def _drain(
         self,
