@@ -30,6 +30,7 @@ def _demo(tmp_path: Path) -> tuple[Path, Path]:
     return db, root
 
 
+@pytest.mark.engines
 def test_demo_archives_fully_and_second_run_uploads_nothing(
     proxied_cli,
     proxy,
