@@ -178,7 +178,9 @@ def _ranged(
     if download_id is None:
         download_id = uuid.uuid4().hex
         if restores is not None:
-            record = RestoreRecord(item.bucket, item.key, str(item.path), info.size, "downloading")
+            record = RestoreRecord(
+                item.bucket, item.key, str(item.path), info.size, "downloading", etag=info.etag
+            )
             restores.begin_download(
                 record, download_id=download_id, range_size=range_size, run_id=ctx.run_id
             )

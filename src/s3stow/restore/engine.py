@@ -171,6 +171,10 @@ class Restorer:
         selector = Selector.build(include=self.settings.include, exclude=self.settings.exclude)
         return RestorePlanner(root, rules=self.rules, selector=selector)
 
+    def prepare_root(self, dest: str | Path) -> Path:
+        """``dest`` created (unless a dry run) and resolved: where the paths are planned."""
+        return self._root(dest)
+
     def _root(self, dest: str | Path) -> Path:
         path = Path(dest).expanduser()
         if path.exists() and not path.is_dir():
