@@ -279,6 +279,9 @@ def test_local_files_are_compared_kept_or_replaced_only_when_asked(
     assert replaced.code == 0, replaced.output
     assert (out / "diff.txt").read_bytes() == tree["diff.txt"]
     assert _summary(replaced)["restored"] == 1
+    settled = proxied_cli(*args, "--dry-run")  # the ledger is read in a dry run too
+    assert {e["reason"] for e in _events(settled, "plan")} == {"ledger-done"}
+    assert _summary(settled)["would_restore"] == []
 
 
 def test_restore_run_takes_only_what_that_run_stored(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

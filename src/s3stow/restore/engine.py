@@ -69,9 +69,8 @@ class Restorer:
         real = store or S3Store.from_settings(settings, on_throttle=self.limiter.on_throttle)
         self.store: ObjectStore = DryRunStore(real) if settings.dry_run else real
         self.ledger = ledger
-        self.restores = (
-            RestoreLedger(ledger) if ledger is not None and not settings.dry_run else None
-        )
+        # read in a dry run too (what is restored already is skipped), written only for real
+        self.restores = RestoreLedger(ledger) if ledger is not None else None
         self.observer = Fanout(list(observers))
         self.stop = threading.Event()
         self.worker = RestoreWorker(
@@ -218,7 +217,7 @@ class Restorer:
             summary.interrupted = self.stop.is_set() and self.fatal_error is None
             if self.fatal_error is not None:
                 summary.fatal = str(self.fatal_error)
-            if self.restores is not None:
+            if self.restores is not None and not self.settings.dry_run:
                 self.restores.flush()
             if self.ledger is not None and not self.settings.dry_run:
                 status = (
@@ -379,7 +378,7 @@ class Restorer:
         self.observer.on_result(result, source)
 
     def _record(self, result: UploadResult, item: RestoreItem | None, run_id: str) -> None:
-        if self.restores is None or item is None:
+        if self.restores is None or item is None or self.settings.dry_run:
             return
         record = RestoreRecord(
             item.bucket,
