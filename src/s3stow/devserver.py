@@ -28,6 +28,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def own_process_group() -> dict[str, Any]:
+    """``Popen`` arguments that start a server in its own process group.
+
+    A terminal's Ctrl+C then reaches only the parent, which decides when to stop
+    the server (dev-server saves its data first).
+    """
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+    return {"start_new_session": True}
+
+
 class LocalS3Server:
     """``moto_server`` on loopback, started and stopped by this object."""
 
@@ -51,19 +62,12 @@ class LocalS3Server:
                 hint="pip install 's3stow[local]'",
             )
         env = {**os.environ, **self.env}
-        # Its own process group: a terminal's Ctrl+C reaches only the parent, which then
-        # decides when to stop the server (dev-server saves its data first).
-        group: dict[str, Any] = (
-            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-            if sys.platform == "win32"
-            else {"start_new_session": True}
-        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
-            **group,
+            **own_process_group(),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
