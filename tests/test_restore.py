@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -226,17 +227,33 @@ def test_hostile_keys_are_refused_and_nothing_escapes(cli, s3, bucket, tmp_path:
     outside.mkdir()
     (tmp_path / "out").mkdir()
     os.symlink(outside, tmp_path / "out" / "link")
-    before = {p for p in tmp_path.rglob("*") if not p.name.startswith("l.db")}
-    result = cli("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    reports = tmp_path / "reports"
+
+    def files() -> set[Path]:
+        return {p for p in tmp_path.rglob("*") if reports not in p.parents and "l.db" not in p.name}
+
+    before = files()
+    result = cli(
+        "--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db",
+        "--status-json", "reports/status.json", "--failures-file", "reports/failed.jsonl",
+    )  # fmt: skip
     assert result.code == 1
+    status = json.loads((reports / "status.json").read_text())
+    assert (status["phase"], status["totals"]["uploaded"], status["totals"]["failed"]) == (
+        "done",
+        2,
+        6,
+    )
+    failed = (reports / "failed.jsonl").read_text().splitlines()
+    assert len(failed) == 6
     results = _results(result)
     assert {key: results[key]["error_class"] for key in hostile} == dict.fromkeys(
         hostile, "unsafe-path"
     )
     assert results["p/data/inner.txt"]["error_class"] == "path-collision"
     assert "not a folder" in results["p/data/inner.txt"]["error"]
-    after = {p for p in tmp_path.rglob("*") if not p.name.startswith("l.db")}
-    assert after - before == {tmp_path / "out" / "ok.txt", tmp_path / "out" / "data"}
+    new = files() - before - {reports}
+    assert new == {tmp_path / "out" / "ok.txt", tmp_path / "out" / "data"}
     assert list(outside.iterdir()) == []
 
 
@@ -391,3 +408,40 @@ def test_round_trip_on_seaweedfs(seaweed_cli, seaweed_s3, seaweed_bucket, tmp_pa
         assert abs((tmp_path / "out" / rel).stat().st_mtime_ns - mtimes[rel]) < 1000, rel
     # SeaweedFS keeps full-object CRC64NVME, also of multipart uploads: combined by range
     assert {r["tier"] for r in _results(result).values()} == {"checksum"}
+
+
+def test_missing_bucket_is_fatal_and_sigint_resumes(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    missing = proxied_cli("restore", "s3://no-such-bucket-s3stow/p", "out", "--ledger", "l.db")
+    assert missing.code == 3
+    assert "does not exist" in missing.stderr
+    assert "Traceback" not in missing.output
+    tree = make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 + i for i in range(30)})
+    assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    proxy.reset()
+    proxy.add(r"^GET /[^?]*\.txt", "delay", times=1000, delay=0.3)
+    args = ("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--concurrency", "2")
+    process = proxied_cli.start(*args)
+    deadline = time.monotonic() + 60
+    while len(list((tmp_path / "out").glob("*.txt"))) < 3:
+        assert time.monotonic() < deadline, "nothing restored in time"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stdout + stderr
+    assert "run the same command again to resume" in stdout
+    done = {p.name for p in (tmp_path / "out").glob("*.txt")}
+    assert 3 <= len(done) < 30
+    assert _query(tmp_path / "l.db", "SELECT status FROM runs ORDER BY started_at DESC")[0] == (
+        "interrupted",
+    )
+    proxy.reset()
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output
+    assert len(_object_gets(proxy)) == 30 - len(done)  # the finished ones are not fetched again
+    for rel, data in tree.items():
+        assert (tmp_path / "out" / rel).read_bytes() == data
