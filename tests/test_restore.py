@@ -445,3 +445,34 @@ def test_missing_bucket_is_fatal_and_sigint_resumes(
     assert len(_object_gets(proxy)) == 30 - len(done)  # the finished ones are not fetched again
     for rel, data in tree.items():
         assert (tmp_path / "out" / rel).read_bytes() == data
+
+
+def test_a_symlink_made_after_the_plan_is_caught_before_writing(
+    s3_server,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    from s3stow.config import load_settings
+    from s3stow.models import SourceFile
+    from s3stow.report.observer import Observer
+    from s3stow.restore.engine import Restorer
+
+    s3.put_object(Bucket=bucket, Key="p/dir/x.txt", Body=b"payload")
+    s3.put_object(Bucket=bucket, Key="p/y.txt", Body=b"fine")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    class Swap(Observer):  # out/dir did not exist when the paths were planned
+        def on_file_start(self, source: SourceFile, key: str) -> None:
+            if key == "p/dir/x.txt":
+                os.symlink(outside, source.path.parent)
+
+    settings = load_settings(env={}, flags={"endpoint_url": s3_server.endpoint_url})
+    summary = Restorer(settings, observers=[Swap()]).restore_tree(
+        f"s3://{bucket}/p", tmp_path / "out"
+    )
+    assert [(f.key, f.error_class) for f in summary.failures] == [("p/dir/x.txt", "unsafe-path")]
+    assert list(outside.iterdir()) == []
+    assert (tmp_path / "out" / "y.txt").read_bytes() == b"fine"
+    assert summary.uploaded == 1

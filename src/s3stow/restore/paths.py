@@ -87,17 +87,22 @@ def relative_parts(key: str, prefix: str, rules: PathRules) -> list[str]:
     return parts
 
 
-def local_path(root: Path, parts: list[str]) -> Path:
-    """``root`` joined with ``parts``, refused unless it stays inside ``root`` (a
-    resolved directory) once the symlinks already on disk are followed."""
+def local_path(root: Path, parts: list[str], *, checked: set[Path] | None = None) -> Path:
+    """``root`` joined with ``parts``, refused unless its folder stays inside ``root`` (a
+    resolved directory) once the symlinks already on disk are followed (``checked``:
+    folders already found inside, not resolved again). The file itself may be a
+    symlink: the rename that puts the restored file in place replaces the link."""
     path = root.joinpath(*parts)
-    ensure_inside(root, path)
+    if checked is None or path.parent not in checked:
+        ensure_inside(root, path.parent)
+        if checked is not None:
+            checked.add(path.parent)
     return path
 
 
 def ensure_inside(root: Path, path: Path) -> None:
     """Raise ``UnsafePath`` if ``path`` (resolved) is not inside ``root``; checked at
-    planning and again just before writing."""
+    planning and again around creating the folders, just before writing."""
     resolved = path.resolve()
     if resolved != root and not resolved.is_relative_to(root):
         raise UnsafePath(f"{path} leads outside {root} (through a symlink)")

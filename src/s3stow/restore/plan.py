@@ -91,6 +91,7 @@ class RestorePlanner:
         self.rules = rules or PathRules.for_this_os()
         self.claims = PathClaims(self.rules)
         self.selector = selector
+        self._inside: set[Path] = set()  # folders already resolved inside the root
 
     def plan(self, bucket: str, prefix: str, info: ObjectInfo) -> RestoreItem | UploadResult | None:
         """The item, a refusal, or ``None`` (not selected, or a folder marker)."""
@@ -106,7 +107,7 @@ class RestorePlanner:
             if self.selector.takes(probe.source) is not None:
                 return None
         try:
-            path = local_path(self.root, parts)
+            path = local_path(self.root, parts, checked=self._inside)
         except (UnsafePath, OSError) as exc:
             return _refuse(refused, "unsafe-path", f"{exc}; not written")
         collision = self.claims.claim(parts, info.key)

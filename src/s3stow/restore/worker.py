@@ -27,6 +27,7 @@ from s3stow.restore import glacier
 from s3stow.restore.check import local_matches, stat
 from s3stow.restore.download import fetch
 from s3stow.restore.glacier import GlacierOptions
+from s3stow.restore.paths import UnsafePath
 from s3stow.restore.plan import RestoreItem
 from s3stow.transfer.context import TransferContext
 
@@ -116,6 +117,8 @@ class RestoreWorker:
                     "(its ETag is no longer the one listed); run again to restore the new version"
                 )
             return item.failed(code, message)
+        except UnsafePath as exc:
+            return item.failed("unsafe-path", f"{exc}; not written")
         except OSError as exc:
             return item.failed(type(exc).__name__, f"{item.path}: {exc.strerror or exc}")
         except S3StowError as exc:
