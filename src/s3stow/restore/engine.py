@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import queue
 import threading
 import time
@@ -28,8 +27,8 @@ from s3stow.config import Settings
 from s3stow.errors import ConfigError, S3StowError
 from s3stow.keys import Target, parse_target
 from s3stow.ledger import Ledger
-from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord
-from s3stow.models import Decision, Reason, SourceFile, Status, UploadResult
+from s3stow.ledger.restores import RestoreEntry, RestoreLedger
+from s3stow.models import Decision, Reason, Status, UploadResult
 from s3stow.report.observer import Fanout, Observer
 from s3stow.restore import glacier
 from s3stow.restore.paths import PathRules
@@ -358,57 +357,13 @@ class Restorer:
         if pending and waits and item is not None and not self.stop.is_set():
             self._waiting.append(item)
             return
-        self._record(result, item, summary.run_id)
-        source: SourceFile | None = item.source if item is not None else None
-        group = source.group if source is not None else "(none)"
-        if result.status == Status.DONE:
-            summary.uploaded += 1
-            summary.bytes_uploaded += result.bytes_sent
-            summary.count_group(group, "uploaded", result.bytes_sent)
-        elif result.status == Status.SKIPPED:
-            summary.skipped += 1
-            summary.count_group(group, "skipped")
-        else:
-            if pending:
-                summary.pending += 1
-            else:
-                summary.failed += 1
-            summary.failures.append(result)
-            summary.count_group(group, "failed")
+        if self.restores is not None and item is not None and not self.settings.dry_run:
+            record = item.record(result)
+            if record is not None:
+                self.restores.record(record, run_id=summary.run_id)
+        source = item.source if item is not None else None
+        summary.count(result, source.group if source is not None else "(none)")
         self.observer.on_result(result, source)
-
-    def _record(self, result: UploadResult, item: RestoreItem | None, run_id: str) -> None:
-        if self.restores is None or item is None or self.settings.dry_run:
-            return
-        record = RestoreRecord(
-            item.bucket,
-            item.key,
-            str(item.path),
-            item.info.size,
-            "failed",
-            etag=result.etag or item.info.etag or None,
-            tier=result.tier,
-            checksum=result.checksum,
-            error_class=result.error_class,
-            error_message=result.error,
-        )
-        if result.status in (Status.DONE, Status.SKIPPED):
-            try:
-                mtime_ns = os.stat(item.path).st_mtime_ns
-            except OSError:
-                return
-            record = RestoreRecord(
-                record.bucket,
-                record.key,
-                record.path,
-                record.size,
-                "done",
-                etag=record.etag,
-                mtime_ns=mtime_ns,
-                tier=record.tier,
-                checksum=record.checksum,
-            )
-        self.restores.record(record, run_id=run_id)
 
     def _pools(self, run_id: str) -> AbstractContextManager[TransferContext]:
         return transfer_context(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from s3stow.discover import ROOT_GROUP
-from s3stow.ledger.restores import RestoreEntry, RestoreLedger
+from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.restore.glacier import archived
 from s3stow.restore.paths import PathClaims, PathRules, UnsafePath, local_path, relative_parts
@@ -48,7 +48,7 @@ class RestoreItem:
         """The item in the pipeline's common shape (for the observers)."""
         return PlannedUpload(self.source, self.bucket, self.key)
 
-    def failed(self, error_class: str, message: str, **kw: object) -> UploadResult:
+    def failed(self, error_class: str, message: str) -> UploadResult:
         return UploadResult(
             self.path,
             self.bucket,
@@ -57,7 +57,37 @@ class RestoreItem:
             size=self.info.size,
             error_class=error_class,
             error=message,
-            **kw,  # type: ignore[arg-type]
+        )
+
+    def record(self, result: UploadResult) -> RestoreRecord | None:
+        """The ledger row for this item's outcome (``None`` when the restored file is
+        gone again before it could be recorded)."""
+        etag = result.etag or self.info.etag or None
+        if result.status not in (Status.DONE, Status.SKIPPED):
+            return RestoreRecord(
+                self.bucket,
+                self.key,
+                str(self.path),
+                self.info.size,
+                "failed",
+                etag=etag,
+                error_class=result.error_class,
+                error_message=result.error,
+            )
+        try:
+            mtime_ns = os.stat(self.path).st_mtime_ns
+        except OSError:
+            return None
+        return RestoreRecord(
+            self.bucket,
+            self.key,
+            str(self.path),
+            self.info.size,
+            "done",
+            etag=etag,
+            mtime_ns=mtime_ns,
+            tier=result.tier,
+            checksum=result.checksum,
         )
 
 

@@ -14,7 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from s3stow.models import Decision, RunSummary
+from s3stow.models import Decision, RunSummary, Status, UploadResult
+from s3stow.restore.glacier import PENDING
 from s3stow.units import format_duration, format_size
 
 
@@ -28,6 +29,24 @@ class RestoreSummary(RunSummary):
     @property
     def ok(self) -> bool:
         return RunSummary.ok.fget(self) and self.pending == 0  # type: ignore[attr-defined]
+
+    def count(self, result: UploadResult, group: str) -> None:
+        """Count one outcome (a Glacier restore still pending is not a failure, but not
+        done either)."""
+        if result.status == Status.DONE:
+            self.uploaded += 1
+            self.bytes_uploaded += result.bytes_sent
+            self.count_group(group, "uploaded", result.bytes_sent)
+        elif result.status == Status.SKIPPED:
+            self.skipped += 1
+            self.count_group(group, "skipped")
+        else:
+            if result.error_class == PENDING:
+                self.pending += 1
+            else:
+                self.failed += 1
+            self.failures.append(result)
+            self.count_group(group, "failed")
 
     def totals(self) -> dict[str, object]:
         totals = RunSummary.totals(self)
