@@ -95,6 +95,7 @@ def test_tree_round_trip_bytes_mtimes_and_a_rerun_without_requests(
         "bytes=5242880-10485759",
     ]
     assert _summary(result)["restored"] == 6
+    assert _summary(result)["tiers"] == {"checksum": 6}
     assert not _leftovers(out)
     proxy.reset()
     again = proxied_cli(*args)
@@ -255,6 +256,9 @@ def test_hostile_keys_are_refused_and_nothing_escapes(cli, s3, bucket, tmp_path:
     new = files() - before - {reports}
     assert new == {tmp_path / "out" / "ok.txt", tmp_path / "out" / "data"}
     assert list(outside.iterdir()) == []
+    only = cli("restore", f"s3://{bucket}/p", "only", "--ledger", "l.db", "--include", "ok.txt")
+    assert only.code == 0, only.output  # what is not selected is not even judged
+    assert [p.name for p in (tmp_path / "only").iterdir()] == ["ok.txt"]
 
 
 def test_local_files_are_compared_kept_or_replaced_only_when_asked(

@@ -71,18 +71,17 @@ def state(ctx: TransferContext, item: RestoreItem, options: GlacierOptions) -> s
 
 
 def message(item: RestoreItem, verdict: str, options: GlacierOptions) -> str:
-    where = f"s3://{item.bucket}/{item.key}"
     cls = item.info.storage_class or "an archive storage class"
     if verdict == ARCHIVED:
         return (
-            f"{where} is in {cls} and not readable; request a temporary copy with "
+            f"in {cls}, not readable; request a temporary copy with "
             "--request-restore --days N [--tier Standard|Bulk|Expedited] [--wait]"
         )
     if options.wait:
-        return f"{where}: restore from {cls} still in progress when the run stopped"
+        return f"restore from {cls} still in progress when the run stopped"
     return (
-        f"{where}: restore from {cls} requested or in progress; run the same command again "
-        "once it is readable (Standard takes hours, Bulk up to two days), or add --wait"
+        f"restore from {cls} requested or in progress; run the same command again once "
+        "it is readable (Standard takes hours, Bulk up to two days), or add --wait"
     )
 
 

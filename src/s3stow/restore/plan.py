@@ -75,17 +75,17 @@ class RestoreItem:
                 error_message=result.error,
             )
         try:
-            mtime_ns = os.stat(self.path).st_mtime_ns
+            local = os.stat(self.path)
         except OSError:
             return None
         return RestoreRecord(
             self.bucket,
             self.key,
             str(self.path),
-            self.info.size,
+            local.st_size,
             "done",
             etag=etag,
-            mtime_ns=mtime_ns,
+            mtime_ns=local.st_mtime_ns,
             tier=result.tier,
             checksum=result.checksum,
         )
@@ -127,15 +127,15 @@ class RestorePlanner:
         """The item, a refusal, or ``None`` (not selected, or a folder marker)."""
         if info.key.endswith("/") and info.key.startswith(prefix):
             return None  # a folder marker ("photos/") from a console or another tool
+        if self.selector is not None and self.selector.active and info.key.startswith(prefix):
+            probe = SourceFile(self.root, info.key[len(prefix) :], info.size, 0, self.root)
+            if self.selector.takes(probe) is not None:
+                return None
         refused = UploadResult(self.root, bucket, info.key, Status.FAILED, size=info.size)
         try:
             parts = relative_parts(info.key, prefix, self.rules)
         except UnsafePath as exc:
             return _refuse(refused, "unsafe-path", f"{exc}; not written")
-        if self.selector is not None and self.selector.active:
-            probe = make_item(self.root, parts, bucket, info)
-            if self.selector.takes(probe.source) is not None:
-                return None
         try:
             path = local_path(self.root, parts, checked=self._inside)
         except (UnsafePath, OSError) as exc:

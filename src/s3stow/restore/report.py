@@ -25,6 +25,7 @@ class RestoreSummary(RunSummary):
 
     pending: int = 0
     would_restore: list[Decision] = field(default_factory=list)
+    tiers: dict[str, int] = field(default_factory=dict)  # what proved each file in place
 
     @property
     def ok(self) -> bool:
@@ -33,6 +34,8 @@ class RestoreSummary(RunSummary):
     def count(self, result: UploadResult, group: str) -> None:
         """Count one outcome (a Glacier restore still pending is not a failure, but not
         done either)."""
+        if result.tier and result.status in (Status.DONE, Status.SKIPPED):
+            self.tiers[result.tier] = self.tiers.get(result.tier, 0) + 1
         if result.status == Status.DONE:
             self.uploaded += 1
             self.bytes_uploaded += result.bytes_sent
@@ -53,6 +56,7 @@ class RestoreSummary(RunSummary):
         totals["restored"] = totals.pop("uploaded")
         totals["bytes_restored"] = totals.pop("bytes_uploaded")
         totals["pending"] = self.pending
+        totals["tiers"] = dict(self.tiers)
         totals["would_restore"] = [
             {
                 "key": d.item.key,
@@ -92,6 +96,9 @@ def print_restore_summary(
         + f" of {summary.files} objects; {format_size(summary.bytes_uploaded)} in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
     )
+    if summary.tiers:
+        proven = ", ".join(f"{tier} {n}" for tier, n in sorted(summary.tiers.items()))
+        console.print(f"  verified by: {proven}", highlight=False)
     if summary.transient_errors:
         console.print(f"  {summary.transient_errors} transient error(s) retried")
     for failure in summary.failures[:5]:
