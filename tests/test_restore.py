@@ -424,6 +424,7 @@ def test_missing_bucket_is_fatal_and_sigint_resumes(
     assert missing.code == 3
     assert "does not exist" in missing.stderr
     assert "Traceback" not in missing.output
+    assert _query(tmp_path / "l.db", "SELECT command, status FROM runs") == [("restore", "failed")]
     tree = make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 + i for i in range(30)})
     assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
     proxy.reset()

@@ -47,7 +47,8 @@ def test_windows_allowed_names(name: str) -> None:
 
 
 def test_fallback_rules_agree_with_ntpath_isreserved(monkeypatch: pytest.MonkeyPatch) -> None:
-    names = ["CON", "con.txt", "COM\u00b9", "a:b", "x.", "ok.txt", "COM10", "nul .txt", "LPT0"]
+    # (names without separators or colons: those are refused before isreserved is asked)
+    names = ["CON", "con.txt", "COM\u00b9", "x.", "ok.txt", "COM10", "nul .txt", "LPT0", "a b "]
     ours = {name: windows_reserved(name) for name in names}
     isreserved = getattr(ntpath, "isreserved", None)
     if isreserved is not None:  # Python 3.13+: the library's answer is the reference
@@ -55,6 +56,16 @@ def test_fallback_rules_agree_with_ntpath_isreserved(monkeypatch: pytest.MonkeyP
         monkeypatch.delattr(ntpath, "isreserved")
         assert {name: windows_reserved(name) for name in names} == ours
     assert [name for name, reserved in ours.items() if not reserved] == ["ok.txt", "COM10", "LPT0"]
+
+
+def test_separators_and_colons_are_refused_before_isreserved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ntpath.isreserved("c:x") and ("a\\b") answer False: it reads a drive and a separator
+    monkeypatch.setattr(ntpath, "isreserved", lambda name: False, raising=False)
+    assert windows_reserved("c:x")
+    assert windows_reserved("a\\b")
+    assert not windows_reserved("CON")  # the library decides the rest
 
 
 @pytest.mark.parametrize(

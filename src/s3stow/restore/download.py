@@ -95,6 +95,7 @@ def _single(ctx: TransferContext, item: RestoreItem) -> Fetched:
             whole, md5 = proof.whole_hasher(), Hasher("md5-hex") if item.expect_md5 else None
             received = _stream(ctx, item, body, temp, "wb", [h for h in (whole, md5) if h])
         if received != body.info.size:
+            ctx.on_bytes(item.source, -received)
             raise TransferError(
                 f"s3://{item.bucket}/{item.key}: {received} of {body.info.size} bytes arrived",
                 code="IncompleteBody",
@@ -108,10 +109,10 @@ def _single(ctx: TransferContext, item: RestoreItem) -> Fetched:
         info, proof, value, md5, received = ctx.retry.run(attempt, what=item.key)
         value = settle(ctx, item, proof, value, path=temp, size=info.size)
         check_md5(item, md5)
+        return _finish(temp, item, info, proof, value, received)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return _finish(temp, item, info, proof, value, received)
 
 
 def _stream(

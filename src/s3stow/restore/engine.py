@@ -208,6 +208,9 @@ class Restorer:
             )
         try:
             self._pipeline(found, summary)
+        except S3StowError as exc:  # e.g. the listing: a missing bucket, no permission
+            summary.fatal = str(exc)
+            raise
         finally:
             summary.elapsed = time.monotonic() - started
             summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before

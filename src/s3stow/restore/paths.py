@@ -51,17 +51,19 @@ class PathRules:
 def windows_reserved(name: str) -> bool:
     """Whether Windows reserves ``name`` as a file name (one path segment).
 
-    ``ntpath.isreserved`` (Python 3.13+) where it exists; before, the same rules:
-    trailing dots and spaces, the characters ``<>:"/\\|?*`` and 0-31, and DOS device
-    names with or without an extension (``nul``, ``COM1.txt``, ``lpt\\xb9``).
+    The characters ``<>:"/\\|?*`` and 0-31 first (``ntpath.isreserved`` would read a
+    separator or a drive's colon as structure, not as part of a name); then
+    ``ntpath.isreserved`` (Python 3.13+) where it exists, else its rules: trailing dots
+    and spaces, and DOS device names with or without an extension (``nul``,
+    ``COM1.txt``, ``lpt\xb9``).
     """
+    if _WINDOWS_CHARS.intersection(name):
+        return True
     isreserved = getattr(ntpath, "isreserved", None)
     if isreserved is not None and name not in ("", ".", ".."):
         return bool(isreserved(name))
     if name[-1:] in (".", " "):
         return name not in (".", "..")
-    if _WINDOWS_CHARS.intersection(name):
-        return True
     return name.partition(".")[0].rstrip(" ").upper() in _WINDOWS_NAMES
 
 
