@@ -425,7 +425,7 @@ def test_missing_bucket_is_fatal_and_sigint_resumes(
     assert "does not exist" in missing.stderr
     assert "Traceback" not in missing.output
     assert _query(tmp_path / "l.db", "SELECT command, status FROM runs") == [("restore", "failed")]
-    tree = make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 + i for i in range(30)})
+    tree = make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 + i for i in range(12)})
     assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
     proxy.reset()
     proxy.add(r"^GET /[^?]*\.txt", "delay", times=1000, delay=0.3)
@@ -440,14 +440,14 @@ def test_missing_bucket_is_fatal_and_sigint_resumes(
     assert process.returncode == 130, stdout + stderr
     assert "run the same command again to resume" in stdout
     done = {p.name for p in (tmp_path / "out").glob("*.txt")}
-    assert 3 <= len(done) < 30
+    assert 3 <= len(done) < 12
     assert _query(tmp_path / "l.db", "SELECT status FROM runs ORDER BY started_at DESC")[0] == (
         "interrupted",
     )
     proxy.reset()
     result = proxied_cli(*args)
     assert result.code == 0, result.output
-    assert len(_object_gets(proxy)) == 30 - len(done)  # the finished ones are not fetched again
+    assert len(_object_gets(proxy)) == 12 - len(done)  # the finished ones are not fetched again
     for rel, data in tree.items():
         assert (tmp_path / "out" / rel).read_bytes() == data
 
