@@ -174,6 +174,29 @@ def test_an_object_changed_since_the_recorded_ranges_starts_over(
     assert (tmp_path / "out" / "big.bin").read_bytes() == replaced
 
 
+def test_a_server_checksum_header_on_ranges_does_not_mislead(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    data = make_tree(tmp_path / "src", {"big.bin": 11 * MiB})["big.bin"]
+    assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    # a server that puts the whole object's (here: a wrong) checksum on every range
+    proxy.add(
+        r"^GET /[^?]*big\.bin",
+        "rewrite_header",
+        times=100,
+        header="x-amz-checksum-crc64nvme",
+        value="AAAAAAAAAAA=",
+    )
+    args = ("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output  # s3stow's proof decides, over the whole file
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data
+    assert _results(result)["p/big.bin"]["tier"] == "checksum"
+
+
 def test_corrupted_objects_are_checksum_mismatch_and_never_renamed(
     cli,
     s3,
