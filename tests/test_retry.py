@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import make_tree
 
 LOG = Path(__file__).parent / "data" / "aws-s3-sync-errors.log"
@@ -17,6 +19,7 @@ def _keys(s3, bucket: str) -> set[str]:  # type: ignore[no-untyped-def]
     return {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
 
 
+@pytest.mark.engines
 def test_retry_from_ledger_completes_only_the_failures(
     proxied_cli,
     proxy,

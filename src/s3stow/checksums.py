@@ -92,8 +92,17 @@ def combine_parts(algorithm: ChecksumName, parts: Sequence[tuple[int, int]]) -> 
 
 def composite_sha256(part_digests_b64: Sequence[str]) -> str:
     """COMPOSITE SHA-256 of a multipart object: ``<b64 of sha256(concat digests)>-N``."""
+    return composite_of("sha256", part_digests_b64)
+
+
+def composite_of(algorithm: str, part_digests_b64: Sequence[str]) -> str:
+    """COMPOSITE checksum of a multipart object: the checksum of the concatenated part
+    checksums, then ``-N`` (S3's form for SHA-256 and for CRCs uploaded as COMPOSITE)."""
     joined = b"".join(base64.b64decode(d) for d in part_digests_b64)
-    value = base64.b64encode(hashlib.sha256(joined).digest()).decode("ascii")
+    if algorithm == "sha256":
+        value = base64.b64encode(hashlib.sha256(joined).digest()).decode("ascii")
+    else:
+        value = _crc_b64(crc_function(algorithm)(joined, 0), _CRC_BYTES[algorithm])
     return f"{value}-{len(part_digests_b64)}"
 
 

@@ -36,6 +36,10 @@ class Reason(StrEnum):
     REMOTE_MATCH = "remote-match"
     NO_CLOBBER = "no-clobber"
     DEDUPLICATED = "deduplicated"  # content-addressed key another file of the run has
+    # restore: a local file is at the destination; the object is archived (Glacier)
+    LOCAL_EXISTS = "local-exists"
+    LOCAL_MATCH = "local-match"
+    ARCHIVED = "archived"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,7 @@ class UploadResult:
     attempts: int = 1
     bytes_sent: int = 0
     reason: Reason | None = None
+    tier: str | None = None  # what proved the bytes (restore): checksum, etag-md5, ...
 
     @property
     def url(self) -> str:

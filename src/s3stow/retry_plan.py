@@ -69,7 +69,14 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "source changed": ("SourceChanged",),
     "source unreadable": ("PermissionDenied", "ReadError", "SourceError", "PermissionError"),
     "key invalid": ("UnsafeKey", "KeyCollision", "InvalidName"),
-    "integrity": ("ChecksumMismatch", "ChecksumNotAcknowledged", "SizeMismatch"),
+    "integrity": (
+        "ChecksumMismatch",
+        "ChecksumNotAcknowledged",
+        "SizeMismatch",
+        "BadDigest",
+        "InvalidDigest",
+        "XAmzContentSHA256Mismatch",
+    ),
 }
 
 

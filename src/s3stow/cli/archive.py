@@ -1,4 +1,4 @@
-"""``s3stow archive run|init-demo|stats|verify``: database-driven media archiving."""
+"""``s3stow archive run|init-demo|stats|verify|restore``: database-driven media archiving."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ from rich.table import Table
 
 from s3stow.archive import DEFAULT_TEMPLATE
 from s3stow.cli.app import GlobalOptions, heading, output_console
+from s3stow.cli.restore import (
+    DaysOpt,
+    DryRunOpt,
+    OverwriteOpt,
+    PollOpt,
+    RequestOpt,
+    TierOpt,
+    WaitOpt,
+)
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
 
@@ -292,6 +301,59 @@ def verify(
         )
     if report.problems:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@archive_app.command("restore")
+def restore(
+    ctx: typer.Context,
+    db: DbOpt,
+    table: TableOpt = "post_media",
+    column_map: MapOpt = None,
+    where: WhereOpt = None,
+    media_root: RootOpt = Path("cache/media"),
+    limit: Annotated[int | None, Opt(help="Restore at most N rows.")] = None,
+    overwrite: OverwriteOpt = False,
+    dry_run: DryRunOpt = None,
+    request_restore: RequestOpt = False,
+    days: DaysOpt = 7,
+    tier: TierOpt = "Standard",
+    wait: WaitOpt = False,
+    poll_interval: PollOpt = 60.0,
+    ledger: Annotated[str | None, Opt(help="Ledger path or URL.")] = None,
+    concurrency: Annotated[str | None, Opt(help="Parallel requests: N or cpu*K.")] = None,
+    failures_file: Annotated[Path | None, Opt(help="Write failed rows here (JSON lines).")] = None,
+) -> None:
+    """Rebuild the media files of rows that have archive_url, each checked against md5_sum."""
+    from s3stow.archive.restore import restore_items
+    from s3stow.cli.restore import finish, glacier_options, observers_for
+    from s3stow.cli.upload import default_ledger, install_signal_handlers
+    from s3stow.ledger import open_ledger
+    from s3stow.restore.engine import Restorer
+    from s3stow.restore.worker import RestoreOptions
+
+    options: GlobalOptions = ctx.obj
+    glacier = glacier_options(request_restore, days, tier, wait, poll_interval)
+    settings = options.settings(
+        ledger=ledger, dry_run=dry_run, concurrency=concurrency, failures_file=failures_file
+    )
+    media = _table(db, table, column_map, where)
+    ledger_db = open_ledger(settings.ledger or default_ledger())
+    restorer = Restorer(
+        settings,
+        ledger=ledger_db,
+        observers=observers_for(options, settings),
+        options=RestoreOptions(overwrite=overwrite, glacier=glacier),
+    )
+    undo = install_signal_handlers(restorer)
+    try:
+        root = restorer.prepare_root(media_root)
+        items = restore_items(media, media_root=root, rules=restorer.rules, limit=limit)
+        summary = restorer.restore_items(items, root, command="archive-restore")
+    finally:
+        undo()
+        ledger_db.close()
+        media.close()
+    finish(options, summary, restorer)
 
 
 def register(app: typer.Typer) -> None:

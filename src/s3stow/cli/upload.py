@@ -10,7 +10,7 @@ import threading
 from contextlib import nullcontext
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from platformdirs import user_state_dir
@@ -18,7 +18,7 @@ from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.keyoptions import KeyOptions, selection_options
-from s3stow.errors import ConfigError, ExitCode
+from s3stow.errors import ConfigError, ExitCode, S3StowError
 from s3stow.keys import parse_target
 from s3stow.models import RunSummary
 
@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 
 
 Opt = typer.Option
+
+
+class Engine(Protocol):
+    """What the signal handlers and the exit code need of an ``Uploader`` or ``Restorer``."""
+
+    def request_stop(self) -> None: ...
+
+    @property
+    def fatal_error(self) -> S3StowError | None: ...
 
 
 @selection_options
@@ -183,7 +192,7 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     return observers
 
 
-def install_signal_handlers(uploader: Uploader) -> Any:
+def install_signal_handlers(uploader: Engine) -> Any:
     """First SIGINT/SIGTERM: stop starting work; second: exit at once (130)."""
     seen = {"count": 0}
 
@@ -231,7 +240,7 @@ def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> 
     exit_for(summary, uploader)
 
 
-def exit_for(summary: RunSummary, uploader: Uploader) -> None:
+def exit_for(summary: RunSummary, uploader: Engine) -> None:
     """End a command that ran the engine with the documented exit code."""
     if uploader.fatal_error is not None:
         raise uploader.fatal_error

@@ -31,7 +31,8 @@ from s3stow.units import format_duration, format_size
 class RichProgress(Observer):
     """Live progress bars on a terminal."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, description: str = "uploading") -> None:
+        self.description = description
         # imported here: a quiet or non-terminal run never draws bars (about 30 ms)
         from rich.progress import (
             BarColumn,
@@ -61,7 +62,7 @@ class RichProgress(Observer):
 
     def on_start(self, run_id: str, target: str) -> None:
         self.progress.start()
-        self._task = self.progress.add_task("uploading", total=0, files="0/0 files")
+        self._task = self.progress.add_task(self.description, total=0, files="0/0 files")
 
     def on_discovered(self, source: SourceFile) -> None:
         with self._lock:
@@ -113,9 +114,10 @@ class RichProgress(Observer):
 class PlainProgress(Observer):
     """A one-line status every ``interval`` seconds (CI, logs)."""
 
-    def __init__(self, stream: TextIO, *, interval: float) -> None:
+    def __init__(self, stream: TextIO, *, interval: float, verb: str = "sent") -> None:
         self.stream = stream
         self.interval = interval
+        self.verb = verb
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.files = self.done = self.bytes = 0
@@ -144,7 +146,7 @@ class PlainProgress(Observer):
             elapsed = time.monotonic() - self._started
             rate = self.bytes / elapsed if elapsed else 0
             print(
-                f"progress: {self.done}/{self.files} files, {format_size(self.bytes)} sent, "
+                f"progress: {self.done}/{self.files} files, {format_size(self.bytes)} {self.verb}, "
                 f"{format_size(rate)}/s, {format_duration(elapsed)}",
                 file=self.stream,
                 flush=True,
@@ -213,15 +215,16 @@ class JsonEvents(Observer):
 class FailuresFile(Observer):
     """Writes each failed or changed item as a JSON line (for ``s3stow retry``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, extra: dict[str, Any] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = path.open("w", encoding="utf-8")
+        self.extra = extra or {}  # e.g. {"command": "restore"}: never retried as uploads
         self._lock = threading.Lock()
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         if result.status in (Status.FAILED, Status.CHANGED):
             with self._lock:
-                self.handle.write(json.dumps(result_dict(result)) + "\n")
+                self.handle.write(json.dumps(result_dict(result) | self.extra) + "\n")
                 self.handle.flush()
 
     def on_finish(self, summary: RunSummary) -> None:
@@ -243,7 +246,7 @@ def result_dict(result: UploadResult) -> dict[str, Any]:
         "attempts": result.attempts,
         "reason": result.reason.value if result.reason else None,
         "bytes_sent": result.bytes_sent,
-    }
+    } | ({"tier": result.tier} if result.tier else {})
 
 
 def summary_dict(summary: RunSummary) -> dict[str, Any]:

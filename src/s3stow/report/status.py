@@ -42,8 +42,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 class StatusHeartbeat(Observer):
     """Keeps the status file current; thread-safe and throttled."""
 
-    def __init__(self, path: Path, *, interval: float, group_key: str = "folder_types") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        interval: float,
+        group_key: str = "folder_types",
+        busy_phase: str = "uploading",
+    ) -> None:
         self.path = path
+        self.busy_phase = busy_phase
         self.interval = interval
         self.group_key = group_key
         self._lock = threading.Lock()
@@ -100,7 +108,7 @@ class StatusHeartbeat(Observer):
 
     def on_file_start(self, source: SourceFile, key: str) -> None:
         with self._lock:
-            self._state["phase"] = "uploading"
+            self._state["phase"] = self.busy_phase
             self._state[self._current_key] = source.group or "default"
             self._state["current_file"] = str(source.path)
             self._state["current_file_bytes"] = 0

@@ -230,17 +230,17 @@ def send_part(
     digest = None if ctx.compat else body.digest
 
     def send() -> PartRecord:
-        put = ctx.store.upload_part(
-            bucket,
-            key,
-            upload_id=upload_id,
-            number=number,
-            body=body.data,
-            digest=digest,
-            content_md5=body.content_md5,
-        )
-        ctx.limiter.on_success()
-        try:
+        try:  # a validating server refuses a body that is not what was hashed (BadDigest)
+            put = ctx.store.upload_part(
+                bucket,
+                key,
+                upload_id=upload_id,
+                number=number,
+                body=body.data,
+                digest=digest,
+                content_md5=body.content_md5,
+            )
+            ctx.limiter.on_success()
             if ctx.etag_check and ctx.settings.sse != "aws:kms":
                 check_etag(put.etag, body, what=f"{key} part {number}")
             if digest is not None and put.checksum is not None and put.checksum != digest.b64:
@@ -250,7 +250,10 @@ def send_part(
                     transient=True,
                 )
         except TransferError as exc:
-            raise blame_the_file(source, body, exc, identity) from exc
+            blamed = blame_the_file(source, body, exc, identity)
+            if blamed is exc:
+                raise  # keeps its own cause (the botocore error)
+            raise blamed from exc
         return PartRecord(number, put.etag, digest.b64 if digest else None, length)
 
     return ctx.retry.run(send, what=f"{key} part {number}")

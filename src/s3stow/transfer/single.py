@@ -31,19 +31,22 @@ def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
         digest = body.digest
 
         def send() -> UploadResult:
-            put = ctx.store.put_object(
-                item.bucket,
-                item.key,
-                body.data,
-                digest=None if ctx.compat else digest,
-                options=options,
-                content_md5=body.content_md5,
-            )
-            ctx.limiter.on_success()
-            try:
+            try:  # a validating server refuses a body that is not what was hashed (BadDigest)
+                put = ctx.store.put_object(
+                    item.bucket,
+                    item.key,
+                    body.data,
+                    digest=None if ctx.compat else digest,
+                    options=options,
+                    content_md5=body.content_md5,
+                )
+                ctx.limiter.on_success()
                 _verify_ack(ctx, item, put.etag, put.checksum, digest, body)
             except TransferError as exc:
-                raise blame_the_file(source, body, exc, identity) from exc
+                blamed = blame_the_file(source, body, exc, identity)
+                if blamed is exc:
+                    raise  # keeps its own cause (the botocore error)
+                raise blamed from exc
             return UploadResult(
                 path=source.path,
                 bucket=item.bucket,
