@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from s3stow.config import Settings
-from s3stow.ledger import Ledger
+from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import Decision, PlannedUpload, Reason, Status
 from s3stow.proof import choose_proof, hash_file
 from s3stow.store.base import ObjectInfo, ObjectStore
@@ -73,11 +73,15 @@ def decide(
     ledger: Ledger | None,
     remote: RemoteIndex,
     settings: Settings,
+    known: Mapping[str, LedgerEntry] | None = None,
 ) -> list[tuple[Decision, ObjectInfo | None]]:
-    """Return a decision per item, with the listed remote object when it needs a proof."""
+    """Return a decision per item, with the listed remote object when it needs a proof.
+
+    ``known``: the ledger's entries for these keys when the caller has looked them up."""
     if not items:
         return []
-    known = ledger.lookup(items[0].bucket, [i.key for i in items]) if ledger else {}
+    if known is None:
+        known = ledger.lookup(items[0].bucket, [i.key for i in items]) if ledger else {}
     decisions: list[tuple[Decision, ObjectInfo | None]] = []
     for item in items:
         entry = known.get(item.key)

@@ -35,9 +35,11 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer as FsObserver
 
+from s3stow.collisions import KeyClaims
 from s3stow.discover import discover
 from s3stow.keys import Target
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.ownfiles import working_files
 from s3stow.plan import Duplicate, Planner, Refused
 from s3stow.report.observer import Observer
 from s3stow.report.status import atomic_write_text
@@ -144,6 +146,10 @@ class Watcher:
         self.on_progress = on_progress
         self._last_line: tuple[int, int, int, int] | None = None
         self.planner = Planner(uploader.settings, target)
+        self.own = working_files(uploader.settings, uploader.ledger)  # never uploaded
+        if status_json is not None:
+            self.own.add(status_json, "the watch heartbeat (--status-json)")
+            self.own.add_pattern(status_json.parent, f".{status_json.name}.", "", "its temp file")
         self.stats = WatchStats()
         self.started = time.time()
         # One id for the watch; each batch is a ledger run "<id>.<n>" (stats --by run).
@@ -195,6 +201,10 @@ class Watcher:
     def _wanted(self, path: Path) -> bool:
         name = path.name
         if any(fnmatch.fnmatch(name, g) for g in self.ignore):
+            return False
+        own = self.own.what(path)
+        if own is not None:
+            log.debug("not uploading %s: it is %s", path, own)
             return False
         return not self.patterns or any(fnmatch.fnmatch(name, g) for g in self.patterns)
 
@@ -271,7 +281,11 @@ class Watcher:
         if ready:
             self._batches += 1
             self.uploader.upload_planned(
-                ready, self.target, command="watch", run_id=f"{self.run_id}.{self._batches}"
+                ready,
+                self.target,
+                command="watch",
+                run_id=f"{self.run_id}.{self._batches}",
+                claims=KeyClaims(content_addressed=self.planner.claims.content_addressed),
             )
         elif final and self._waiting:
             time.sleep(min(0.2, self.settle / 4))
@@ -291,7 +305,15 @@ class Watcher:
         if isinstance(planned, Refused):
             self._waiting.pop(str(path), None)
             return planned.result(self.target.bucket)
-        return planned
+        # Who owns the key, for as long as the watch runs (the ledger's holder is
+        # checked again with each batch, by the engine).
+        _, others = self.planner.claims.settle([planned], {})
+        if not others:
+            return planned
+        if isinstance(others[0], Duplicate):
+            return others[0]
+        self._waiting.pop(str(path), None)
+        return others[0].result(self.target.bucket)
 
     def _finished(
         self,

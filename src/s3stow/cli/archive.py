@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -88,6 +89,7 @@ def run(
     from s3stow.archive.archiver import Archiver
     from s3stow.cli.upload import default_ledger, exit_for, install_signal_handlers, observers_for
     from s3stow.ledger import open_ledger
+    from s3stow.ledger.lock import run_lock
     from s3stow.report.console import print_summary, summary_dict
     from s3stow.transfer.engine import Uploader
 
@@ -103,6 +105,12 @@ def run(
         ledger=ledger, dry_run=dry_run or None, force=force or None, concurrency=concurrency
     )
     ledger_db = open_ledger(settings.ledger or default_ledger())
+    held = ExitStack()  # the lock first: a run turned away must not touch the running one's files
+    try:
+        held.enter_context(nullcontext() if dry_run else run_lock(ledger_db, target))
+    except BaseException:
+        ledger_db.close()
+        raise
     media = _table(db, table, column_map, where)
     uploader = Uploader(settings, ledger=ledger_db, observers=observers_for(options, settings))
     restore = install_signal_handlers(uploader)
@@ -119,6 +127,7 @@ def run(
         report = archiver.run(limit=limit, force=force)
     finally:
         restore()
+        held.close()
         ledger_db.close()
         media.close()
     summary = archiver.summary

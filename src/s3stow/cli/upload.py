@@ -7,6 +7,7 @@ import shlex
 import signal
 import sys
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
@@ -105,6 +106,7 @@ def upload(
     """Upload files and directory trees to S3, verified and resumable."""
     from s3stow.config import parse_metadata
     from s3stow.ledger import open_ledger
+    from s3stow.ledger.lock import run_lock
     from s3stow.transfer.engine import Uploader
 
     options: GlobalOptions = ctx.obj
@@ -145,13 +147,16 @@ def upload(
     if settings.sse_kms_key_id and settings.sse != "aws:kms":
         raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
     ledger_db = open_ledger(settings.ledger or default_ledger())
-    observers = observers_for(options, settings)
-    uploader = Uploader(settings, ledger=ledger_db, observers=observers)
-    restore = install_signal_handlers(uploader)
-    try:
-        summary = uploader.upload_tree(sources, target)
+    try:  # the lock first: a run turned away must not touch the running one's files
+        with nullcontext() if settings.dry_run else run_lock(ledger_db, target):
+            observers = observers_for(options, settings)
+            uploader = Uploader(settings, ledger=ledger_db, observers=observers)
+            restore = install_signal_handlers(uploader)
+            try:
+                summary = uploader.upload_tree(sources, target)
+            finally:
+                restore()
     finally:
-        restore()
         ledger_db.close()
     _finish(options, summary, uploader)
 

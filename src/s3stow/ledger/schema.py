@@ -5,6 +5,7 @@
 ``runs``: one row per run, with its settings (never secrets).
 ``multipart`` / ``parts``: in-progress multipart uploads and their completed
 parts, which is what makes a resume send only the missing parts.
+``s3stow_meta``: the ``schema_version`` row (``marker.py``: what a ledger is).
 ``restores`` / ``restore_ranges``: one row per object restored to a local path (its
 outcome, and the state of an unfinished ranged download) and the ranges of that
 download already written, which is what makes a resumed restore fetch only the rest.
@@ -26,7 +27,6 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
 metadata = MetaData()
 
 meta = Table(
@@ -104,6 +104,9 @@ multipart = Table(
     Column("part_size", BigInteger, nullable=False),
     Column("checksum_algorithm", String(16)),
     Column("created_at", Float, nullable=False),
+    # The file's identity when the upload started (transfer.context.FileIdentity).
+    Column("ctime_ns", BigInteger),
+    Column("file_id", String(80)),
     PrimaryKeyConstraint("bucket", "key", name="pk_multipart"),
 )
 

@@ -1,7 +1,9 @@
 """Human and machine output of a run: rich progress, plain lines, JSON events.
 
 ``RichProgress`` draws files and bytes done/total, rate and ETA on a terminal
-(totals grow while discovery runs). ``PlainProgress`` prints one line every N
+(totals grow while discovery runs). Its bytes are those this run sends: a file
+skipped, resumed from an earlier run's parts or failed leaves the total with what
+it did not send, so the rate and ETA are this run's own. ``PlainProgress`` prints one line every N
 seconds when output is not a terminal. ``JsonEvents`` prints one JSON object
 per event. ``FailuresFile`` writes every failed item as a JSON line.
 """
@@ -54,6 +56,8 @@ class RichProgress(Observer):
         self._task: TaskID | None = None
         self._files_done = 0
         self._files_total = 0
+        self._bytes_total = 0
+        self._file_bytes: dict[str, int] = {}  # sent or resumed, per file in flight
         self._lock = threading.Lock()
 
     def on_start(self, run_id: str, target: str) -> None:
@@ -63,36 +67,42 @@ class RichProgress(Observer):
     def on_discovered(self, source: SourceFile) -> None:
         with self._lock:
             self._files_total += 1
+            self._bytes_total += source.size
             assert self._task is not None
-            self.progress.update(
-                self._task,
-                total=(self.progress.tasks[0].total or 0) + source.size,
-                files=self._files_text(),
-            )
+            self.progress.update(self._task, total=self._bytes_total, files=self._files_text())
 
     def on_bytes(self, source: SourceFile, count: int) -> None:
+        with self._lock:
+            key = str(source.path)
+            self._file_bytes[key] = self._file_bytes.get(key, 0) + count
         assert self._task is not None
         self.progress.advance(self._task, count)
+
+    def on_resumed(self, source: SourceFile, count: int) -> None:
+        with self._lock:  # already in S3: neither sent now nor left to send
+            key = str(source.path)
+            self._file_bytes[key] = self._file_bytes.get(key, 0) + count
+            self._bytes_total -= count
+            assert self._task is not None
+            self.progress.update(self._task, total=self._bytes_total)
 
     def on_decision(self, decision: Decision) -> None:
         if not decision.upload and decision.reason.value == "ledger-done":
             self._done(decision.item.source.size)
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
-        if result.status != Status.DONE or (
-            result.reason is not None and result.reason.value == "remote-match"
-        ):
-            self._done(source.size if source else 0)
-        else:
-            self._done(0)
+        size = source.size if source else 0
+        with self._lock:
+            handled = self._file_bytes.pop(str(result.path), 0)
+        self._done(max(0, size - handled))
 
-    def _done(self, skipped_bytes: int) -> None:
+    def _done(self, unsent: int) -> None:
+        """One file finished; ``unsent``: its bytes this run will not send."""
         with self._lock:
             self._files_done += 1
+            self._bytes_total -= unsent
             assert self._task is not None
-            self.progress.update(self._task, files=self._files_text())
-            if skipped_bytes:
-                self.progress.advance(self._task, skipped_bytes)
+            self.progress.update(self._task, total=self._bytes_total, files=self._files_text())
 
     def _files_text(self) -> str:
         return f"{self._files_done}/{self._files_total} files"
@@ -235,6 +245,7 @@ def result_dict(result: UploadResult) -> dict[str, Any]:
         "error": result.error,
         "attempts": result.attempts,
         "reason": result.reason.value if result.reason else None,
+        "bytes_sent": result.bytes_sent,
     } | ({"tier": result.tier} if result.tier else {})
 
 
@@ -272,8 +283,14 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
         f"[bold]{summary.uploaded} uploaded[/], {summary.skipped} skipped, "
         f"[{'red' if summary.failed else 'green'}]{summary.failed} failed[/]"
         + (f", [yellow]{summary.changed} changed during upload[/]" if summary.changed else "")
-        + f" of {summary.files} files; {format_size(summary.bytes_uploaded)} in "
+        + f" of {summary.files} files ({format_size(summary.bytes_total)}); "
+        f"{format_size(summary.bytes_uploaded)} sent in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
+        + (
+            f", {format_size(summary.bytes_resumed)} resumed from an earlier run's parts"
+            if summary.bytes_resumed
+            else ""
+        )
     )
     if summary.skip_reasons:
         console.print(

@@ -4,6 +4,8 @@ Schema (the large-file uploader's, seed 004): ``started_at``, ``phase``,
 ``current_<group>``, ``current_file``, ``current_file_bytes``,
 ``current_file_size``, ``totals`` {files, uploaded, skipped, failed,
 bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``.
+``bytes_uploaded`` counts the bytes this run sent (parts as S3 acknowledges them);
+``current_file_bytes`` also counts the parts of a resumed upload an earlier run sent.
 Written at most every ``interval`` seconds and always at the end.
 """
 
@@ -117,6 +119,12 @@ class StatusHeartbeat(Observer):
         with self._lock:
             self._state["totals"]["bytes_uploaded"] += count
             self._group(source)["bytes_uploaded"] += count
+            if self._state["current_file"] == str(source.path):
+                self._state["current_file_bytes"] += count
+        self._write()
+
+    def on_resumed(self, source: SourceFile, count: int) -> None:
+        with self._lock:  # the current file's progress, not bytes this run sent
             if self._state["current_file"] == str(source.path):
                 self._state["current_file_bytes"] += count
         self._write()

@@ -38,8 +38,8 @@ class RestoreSummary(RunSummary):
             self.tiers[result.tier] = self.tiers.get(result.tier, 0) + 1
         if result.status == Status.DONE:
             self.uploaded += 1
-            self.bytes_uploaded += result.bytes_sent
-            self.count_group(group, "uploaded", result.bytes_sent)
+            self.count_group(group, "uploaded")
+            self.add_sent(group, result.bytes_sent)
         elif result.status == Status.SKIPPED:
             self.skipped += 1
             self.count_group(group, "skipped")
