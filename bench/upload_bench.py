@@ -1,4 +1,4 @@
-"""Side-by-side upload benchmark: s3stow against boto3, aws, s5cmd and rclone.
+"""Side-by-side upload (and download) benchmark: s3stow against boto3, aws, s5cmd, rclone.
 
 Each tool uploads each dataset to a fresh local S3 server (moto, restarted for every
 run so earlier data cannot slow it), runs interleaved (A B C A B C ...), and the
@@ -13,8 +13,14 @@ dataset is a single 1 KiB file: its times are each tool's fixed cost per invocat
 (start-up, first connection, exit). Every run is checked: the object count under its
 prefix must equal the file count.
 
+The download scenarios ``dl-small``, ``dl-medium`` and ``dl-large`` upload their
+dataset once per run (untimed, with s3stow), then time the way back into an empty
+folder: ``s3stow restore`` against ``aws s3 cp --recursive``, ``s5cmd cp`` and
+``rclone copy``; a run is ok when the folder holds every file with its size.
+
     python bench/upload_bench.py [--datasets one,small,medium,large,noop,latency] [--runs 3]
                                  [--quick] [--latency-ms 20] [--variant LABEL=SPEC ...]
+    python bench/upload_bench.py --datasets dl-small,dl-medium,dl-large --tools s3stow,aws,s5cmd
 
 ``--variant noetag=S3STOW_ETAG_CHECK=off`` adds a tool ``s3stow:noetag``: s3stow run with
 that environment (``NAME=VALUE`` tokens) and those extra upload arguments (any other
@@ -188,6 +194,56 @@ def command(
     return None
 
 
+def download_command(
+    tool: str, endpoint: str, prefix: str, dest: Path, *, ledger: Path
+) -> list[str] | None:
+    """The command that brings ``s3://bench/<prefix>/`` back into ``dest``."""
+    source = f"s3://bench/{prefix}"
+    if tool == "s3stow" or tool.startswith("s3stow:"):
+        return [
+            sys.executable,
+            "-m",
+            "s3stow",
+            "-q",
+            "--endpoint-url",
+            endpoint,
+            "restore",
+            source,
+            str(dest),
+            "--ledger",
+            str(ledger),
+            *variant_of(tool)[1],
+        ]
+    if tool == "aws" and (aws := tool_path("aws")):
+        return [
+            aws,
+            "--endpoint-url",
+            endpoint,
+            "s3",
+            "cp",
+            "--recursive",
+            source,
+            str(dest),
+            "--only-show-errors",
+        ]
+    if tool == "s5cmd" and (s5 := tool_path("s5cmd")):
+        return [s5, "--endpoint-url", endpoint, "cp", f"{source}/*", f"{dest}/"]
+    if tool == "rclone" and (rc := tool_path("rclone")):
+        return [rc, "copy", f"bench:bench/{prefix}", str(dest), "--transfers", "16"]
+    return None
+
+
+def same_files(src: Path, dest: Path) -> bool:
+    """Whether ``dest`` holds every file of ``src`` (relative path and size), and no more."""
+
+    def sizes(root: Path) -> dict[str, int]:
+        return {
+            p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*") if p.is_file()
+        }
+
+    return dest.is_dir() and sizes(src) == sizes(dest)
+
+
 def rclone_env(endpoint: str) -> dict[str, str]:
     return {
         "RCLONE_CONFIG_BENCH_TYPE": "s3",
@@ -266,6 +322,8 @@ def one_run(
             leftover.unlink()
         sync = dataset == "noop"
         prefix = f"{tool.replace(':', '-')}-{dataset}-{run}"
+        if dataset.startswith("dl-"):
+            return download_run(tool, dataset, src, endpoint, prefix, env, ledger, pid_of(server))
         argv = command(tool, src, endpoint, prefix, sync=sync, ledger=ledger)
         if argv is None:
             return None
@@ -288,6 +346,48 @@ def one_run(
             proxy.kill()
             proxy.wait()
         server.stop()
+
+
+def pid_of(server: LocalS3Server) -> int:
+    return server.process.pid if server.process else 0
+
+
+def download_run(
+    tool: str,
+    dataset: str,
+    src: Path,
+    endpoint: str,
+    prefix: str,
+    env: dict[str, str],
+    ledger: Path,
+    pid: int,
+) -> Sample | None:
+    """Upload ``src`` (untimed), then time ``tool`` bringing it back to an empty folder."""
+    dest = DATA / f"restored-{prefix}"
+    shutil.rmtree(dest, ignore_errors=True)
+    argv = download_command(tool, endpoint, prefix, dest, ledger=ledger)
+    if argv is None:
+        return None
+    seed = DATA / f"ledger-seed-{prefix}.db"
+    upload = [sys.executable, "-m", "s3stow", "-q", "--endpoint-url", endpoint, "upload"]
+    done = subprocess.run(
+        [*upload, str(src), f"s3://bench/{prefix}", "--ledger", str(seed)],
+        env=env,
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for leftover in DATA.glob(seed.name + "*"):
+        leftover.unlink()
+    if done.returncode != 0:
+        return Sample(tool, dataset, 0.0, 0.0, 0.0, 0.0, ok=False)
+    dest.mkdir(parents=True)
+    cpu0 = server_cpu(pid)
+    wall, cpu, rss, code = timed(argv, env)
+    cpu1 = server_cpu(pid)
+    ok = code == 0 and same_files(src, dest)
+    shutil.rmtree(dest, ignore_errors=True)
+    return Sample(tool, dataset, wall, cpu, rss, cpu1 - cpu0, ok)
 
 
 def machine() -> str:
@@ -377,7 +477,13 @@ def main() -> int:
             print(f"{tool}: not installed (run bench/setup.sh)")
     samples: list[Sample] = []
     files: dict[str, tuple[int, int]] = {}
-    source_of = {"noop": "many", "latency": "small"}
+    source_of = {
+        "noop": "many",
+        "latency": "small",
+        "dl-small": "small",
+        "dl-medium": "medium",
+        "dl-large": "large",
+    }
     for dataset in args.datasets.split(","):
         spec = sizes[source_of.get(dataset, dataset)]
         src = make_dataset(source_of.get(dataset, dataset), spec)

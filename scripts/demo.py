@@ -1,6 +1,7 @@
 """``make demo``: try s3stow end to end against a local S3 server, no AWS account.
 
-Starts the local S3 server (moto) on a free loopback port, creates a bucket,
+Starts the local S3 server on a free loopback port (the default engine, as for
+``s3stow dev-server``: SeaweedFS where its wheel exists, else moto), creates a bucket,
 generates a sample tree (a few hundred small files, a few multi-MiB files and
 one file large enough for multipart), uploads it with the progress display,
 runs the same command again to show that nothing is re-sent, checks every
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import boto3
 
-from s3stow.devserver import LocalS3Server
+from s3stow.devseaweed import default_engine, describe_engine, local_server
 
 ROOT = Path(".demo")
 
@@ -95,11 +96,13 @@ def main() -> int:
         files = sum(1 for p in sample.rglob("*") if p.is_file())
     ledger = ROOT / "ledger.db"
     ledger.unlink(missing_ok=True)
-    server = LocalS3Server()
+    engine = default_engine()
+    server = local_server(engine)
+    print(describe_engine(engine))
     print("starting the local S3 server ...")
     server.start()
     try:
-        print(f"local S3 server at {server.endpoint_url}")
+        print(f"local S3 server ({engine}) at {server.endpoint_url}")
         s3 = boto3.client("s3", endpoint_url=server.endpoint_url)
         s3.create_bucket(Bucket="demo-bucket")
         base = [
@@ -141,7 +144,7 @@ def main() -> int:
         return 0 if ok and archived else 1
     finally:
         server.stop()
-        print("local S3 server stopped")
+        print(f"local S3 server ({engine}) stopped")
 
 
 if __name__ == "__main__":

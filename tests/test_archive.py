@@ -30,6 +30,7 @@ def _demo(tmp_path: Path) -> tuple[Path, Path]:
     return db, root
 
 
+@pytest.mark.engines
 def test_demo_archives_fully_and_second_run_uploads_nothing(
     proxied_cli,
     proxy,
@@ -385,3 +386,33 @@ def test_archive_on_postgres(cli, s3, bucket, tmp_path: Path, postgres_url: str)
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_archive_restore_rebuilds_the_cache_checked_against_md5(
+    cli,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    db, root = _demo(tmp_path)
+    args = ("--db", str(db), "--media-root", str(root), "--ledger", "l.db")
+    assert cli("archive", "run", f"s3://{bucket}", *args).code == 1  # three rows have no file
+    cached = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    shutil.rmtree(root)
+    with sqlite3.connect(db) as conn:  # this row's md5_sum no longer matches its object
+        conn.execute("UPDATE post_media SET md5_sum = ? WHERE media_id = 'med-0000'", ("0" * 32,))
+        tampered = conn.execute(
+            "SELECT local_file_path FROM post_media WHERE media_id = 'med-0000'"
+        ).fetchone()[0]
+    result = cli("--json", "archive", "restore", *args)
+    assert result.code == 1
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    failed = [e for e in events if e.get("event") == "result" and e["status"] != "done"]
+    assert [e["error_class"] for e in failed] == ["md5-mismatch"]
+    restored = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert restored == {path: data for path, data in cached.items() if path != Path(tampered)}
+    assert events[-1]["restored"] == 56
+    again = cli("--json", "archive", "restore", *args)
+    summary = json.loads(again.stdout.splitlines()[-1])
+    assert (summary["restored"], summary["skipped"], summary["failed"]) == (0, 56, 1)

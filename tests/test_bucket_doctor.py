@@ -23,6 +23,7 @@ def _js(result: Any) -> Any:
     return json.loads(result.stdout)
 
 
+@pytest.mark.moto_only("GLACIER lifecycle transitions: SeaweedFS answers NotImplemented")
 def test_setup_creates_configures_and_is_idempotent(cli, s3) -> None:  # type: ignore[no-untyped-def]
     name = f"setup-{time.time_ns()}"
     first = cli(
@@ -56,6 +57,7 @@ def test_setup_creates_configures_and_is_idempotent(cli, s3) -> None:  # type: i
     assert "nothing to change" in second.stdout
 
 
+@pytest.mark.engines
 def test_check_only_detects_drift_and_changes_nothing(cli, s3) -> None:  # type: ignore[no-untyped-def]
     name = f"drift-{time.time_ns()}"
     assert cli("bucket", "setup", name, "--versioning").code == 0
@@ -66,6 +68,7 @@ def test_check_only_detects_drift_and_changes_nothing(cli, s3) -> None:  # type:
     assert s3.get_bucket_versioning(Bucket=name)["Status"] == "Suspended"
 
 
+@pytest.mark.moto_only("GLACIER lifecycle transitions: SeaweedFS answers NotImplemented")
 def test_foreign_lifecycle_rules_are_kept(cli, s3, bucket) -> None:  # type: ignore[no-untyped-def]
     s3.put_bucket_lifecycle_configuration(
         Bucket=bucket,
@@ -92,6 +95,7 @@ def test_region_constraint(cli, s3) -> None:  # type: ignore[no-untyped-def]
     assert s3.get_bucket_location(Bucket=name)["LocationConstraint"] == "eu-west-1"
 
 
+@pytest.mark.engines
 def test_bucket_check_counts_and_aborts_old_uploads(cli, s3, bucket) -> None:  # type: ignore[no-untyped-def]
     s3.put_object(Bucket=bucket, Key="p/a", Body=b"12345")
     s3.create_multipart_upload(Bucket=bucket, Key="p/big")
@@ -104,6 +108,7 @@ def test_bucket_check_counts_and_aborts_old_uploads(cli, s3, bucket) -> None:  #
     assert cli("bucket", "check", "no-such-bucket-x").code == 2
 
 
+@pytest.mark.engines
 def test_doctor_with_good_credentials(cli, bucket) -> None:  # type: ignore[no-untyped-def]
     result = cli("--json", "doctor", f"s3://{bucket}/jobs")
     assert result.code == 0, result.output
@@ -174,6 +179,9 @@ def auth_users() -> Iterator[tuple[LocalS3Server, dict[str, dict[str, str]]]]:
     server.stop()
 
 
+@pytest.mark.moto_only(
+    "needs IAM users with chosen permissions: SeaweedFS mini has one admin identity"
+)
 def test_missing_put_permission_fails_fast(auth_users: Any, tmp_path: Path) -> None:
     server, users = auth_users
     cli = Cli(server.endpoint_url, tmp_path)
@@ -191,6 +199,9 @@ def test_missing_put_permission_fails_fast(auth_users: Any, tmp_path: Path) -> N
     assert ok.code == 0, ok.output
 
 
+@pytest.mark.moto_only(
+    "needs IAM users with chosen permissions: SeaweedFS mini has one admin identity"
+)
 def test_wrong_secret_fails_fast(auth_users: Any, tmp_path: Path) -> None:
     server, users = auth_users
     wrong = dict(users["full"], AWS_SECRET_ACCESS_KEY="wrong-secret-value")

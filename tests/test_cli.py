@@ -270,3 +270,20 @@ def test_a_dry_run_on_a_terminal_lists_the_first_files_and_says_how_to_see_all()
         assert len([line for line in lines if line.startswith("  new ")]) == shown
         pointer = "  ... and 10 more: -v lists every one, --json gives them as JSON lines"
         assert any(line.startswith(pointer) for line in lines) != list_all
+
+
+def test_every_value_names_what_it_takes() -> None:
+    """A metavar a user reads (PATTERN, SIZE, N, FILE|URL) on every option that takes a
+    value and every argument, never one derived from a parameter's name."""
+    from s3stow.cli.app import COMMANDS, _build_command
+
+    for name in COMMANDS:
+        stack = [_build_command(name)]
+        while stack:
+            command = stack.pop()
+            stack.extend(getattr(command, "commands", {}).values())
+            for param in command.params:
+                takes_value = param.param_type_name == "argument" or not (
+                    param.is_flag or param.count  # type: ignore[attr-defined]
+                )
+                assert not takes_value or param.metavar, f"{command.name} {param.name}"

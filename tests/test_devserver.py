@@ -1,9 +1,12 @@
-"""``s3stow dev-server --data-dir``: objects survive a restart of the local server."""
+"""``s3stow dev-server``: SeaweedFS by default (moto where it is missing), loopback only,
+objects kept in ``--data-dir`` across restarts, nothing left running after a stop."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,31 +15,33 @@ from typing import Any
 import boto3
 import pytest
 
+from s3stow.devseaweed import port_is_free, seaweed_available
 from s3stow.devserver import free_port
 
 
-def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "s3stow", "dev-server", *args]
+
+
+def _start(data_dir: Path, port: int, *engine: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "s3stow",
-            "dev-server",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
+        _command("--port", str(port), "--data-dir", str(data_dir), *engine),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own group, like a terminal's foreground job
     )
     assert process.stdout is not None
+    printed = ""
     for line in process.stdout:
+        printed += line
         if "press Ctrl+C" in line:
-            return process
-    raise AssertionError(f"dev-server did not start: {process.wait()}")
+            return process, printed
+    raise AssertionError(f"dev-server did not start: {process.wait()} {printed}")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_command(*args), capture_output=True, text=True, timeout=60)
 
 
 def _stop(process: subprocess.Popen[str], how: int) -> str:
@@ -55,10 +60,10 @@ def _client(port: int) -> Any:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGTERM are POSIX")
-def test_data_dir_keeps_objects_across_restarts(tmp_path: Path) -> None:
+def test_moto_data_dir_keeps_objects_across_restarts(tmp_path: Path) -> None:
     data = tmp_path / "s3data"
     port = free_port()
-    server = _start(data, port)
+    server, _ = _start(data, port, "--engine", "moto")
     try:
         s3 = _client(port)
         s3.create_bucket(Bucket="keep")
@@ -75,7 +80,7 @@ def test_data_dir_keeps_objects_across_restarts(tmp_path: Path) -> None:
     finally:
         out = _stop(server, signal.SIGINT)  # Ctrl+C reaches the group, not the moto child
     assert "saved 2 object(s) in 1 bucket(s)" in out
-    server = _start(data, port)
+    server, _ = _start(data, port, "--engine", "moto")
     try:
         s3 = _client(port)
         got = s3.get_object(Bucket="keep", Key="dir/ä b/../report.xml", ChecksumMode="ENABLED")
@@ -89,6 +94,89 @@ def test_data_dir_keeps_objects_across_restarts(tmp_path: Path) -> None:
         out = _stop(server, signal.SIGTERM)
     assert "saved 1 object(s)" in out
     assert len(list((data / "objects").iterdir())) == 1  # the empty body was collected
+
+
+def _weed_processes(data: Path) -> list[str]:
+    """PIDs of processes whose command line names ``data`` (Linux /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and str(data).encode() in (proc / "cmdline").read_bytes():
+                found.append(proc.name)
+    return found
+
+
+def _assert_stopped(server: subprocess.Popen[str], out: str, data: Path, port: int) -> None:
+    assert "local S3 server stopped" in out
+    assert server.returncode == 0
+    assert _weed_processes(data) == []  # nothing left running...
+    assert port_is_free("127.0.0.1", port)  # ...nor listening
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads processes from /proc")
+def test_seaweedfs_is_the_default_and_keeps_objects_on_disk(tmp_path: Path) -> None:
+    if not seaweed_available():
+        pytest.skip("SeaweedFS is not installed for this platform")
+    data = tmp_path / "s3data"
+    port = free_port()
+    server, printed = _start(data, port)
+    try:
+        s3 = _client(port)
+        s3.create_bucket(Bucket="keep")
+        s3.put_object(Bucket="keep", Key="dir/ä b.xml", Body=b"<x/>", ChecksumAlgorithm="CRC64NVME")
+        before = s3.head_object(Bucket="keep", Key="dir/ä b.xml", ChecksumMode="ENABLED")
+        assert _weed_processes(data)
+    finally:
+        out = _stop(server, signal.SIGINT)  # Ctrl+C reaches the group, not weed
+    assert printed.startswith("engine: seaweedfs")  # the choice is printed
+    _assert_stopped(server, out, data, port)
+    assert not (data / "manifest.json").exists()  # no snapshot: SeaweedFS's own files
+    server, _ = _start(data, port)
+    try:
+        got = _client(port).get_object(Bucket="keep", Key="dir/ä b.xml", ChecksumMode="ENABLED")
+        assert got["Body"].read() == b"<x/>"
+        assert got["ChecksumCRC64NVME"] == before["ChecksumCRC64NVME"]
+    finally:
+        out = _stop(server, signal.SIGTERM)
+    _assert_stopped(server, out, data, port)
+
+
+@pytest.mark.parametrize("engine", ["seaweedfs", "moto"])
+def test_busy_port_is_refused_with_exit_2(engine: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _run("--engine", engine, "--port", str(port))
+    assert done.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert "--port" in done.stderr  # the fix
+    assert "Traceback" not in done.stderr
+
+
+def test_another_engines_data_dir_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "moto").mkdir()
+    (tmp_path / "moto" / "manifest.json").write_text("{}")
+    (tmp_path / "weed" / "master").mkdir(parents=True)
+    port = str(free_port())
+    to_weed = _run("--engine", "seaweedfs", "--port", port, "--data-dir", str(tmp_path / "moto"))
+    assert to_weed.returncode == 2
+    assert "holds a moto snapshot" in to_weed.stderr
+    assert "--engine moto" in to_weed.stderr
+    to_moto = _run("--engine", "moto", "--port", port, "--data-dir", str(tmp_path / "weed"))
+    assert to_moto.returncode == 2
+    assert "holds SeaweedFS data" in to_moto.stderr
+
+
+def test_non_loopback_host_and_unknown_engine_are_refused() -> None:
+    assert _run("--host", "0.0.0.0").returncode == 2
+    if seaweed_available():
+        ipv6 = _run("--engine", "seaweedfs", "--host", "::1", "--port", str(free_port()))
+        assert ipv6.returncode == 2
+        assert "IPv4 addresses only" in ipv6.stderr
+    unknown = _run("--engine", "minio", "--port", str(free_port()))
+    assert unknown.returncode == 2
+    assert "unknown engine 'minio'" in unknown.stderr
 
 
 def test_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:

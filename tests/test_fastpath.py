@@ -73,6 +73,9 @@ def auth_server() -> Iterator[tuple[LocalS3Server, dict[str, str]]]:
     server.stop()
 
 
+@pytest.mark.moto_only(
+    "IAM-made keys on signature-checking moto; SeaweedFS checks every matrix request"
+)
 def test_fast_path_signatures_are_accepted(auth_server: Any, tmp_path: Path) -> None:
     server, creds = auth_server
     s3 = boto3.client(
@@ -117,6 +120,9 @@ def test_fast_path_signatures_are_accepted(auth_server: Any, tmp_path: Path) -> 
         proxy.stop()
 
 
+@pytest.mark.moto_only(
+    "IAM-made keys on signature-checking moto; SeaweedFS checks every matrix request"
+)
 def test_fast_path_signs_with_a_selected_profile_not_the_environment_keys(
     auth_server: Any, tmp_path: Path
 ) -> None:
@@ -224,6 +230,7 @@ def test_a_redirect_sends_the_bucket_to_botocore(
         assert s3.get_object(Bucket=bucket, Key=f"p/{rel}")["Body"].read() == data
 
 
+@pytest.mark.engines  # paging and key encoding on a server that checks every signature
 def test_fast_listing_equals_botocore_across_pages(proxy: FaultProxy, s3: Any, bucket: str) -> None:
     from s3stow.config import Settings
     from s3stow.store.s3 import S3Store

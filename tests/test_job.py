@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.conftest import make_tree
 
@@ -182,6 +183,7 @@ PART_ENV = {"S3STOW_PART_SIZE": "5MiB"}
 BIG = 5 * 1024 * 1024 * 7 + 12345  # 8 parts of 5 MiB, the last one short
 
 
+@pytest.mark.engines
 def test_three_workers_share_the_parts_of_one_large_file(
     proxied_cli,
     proxy,

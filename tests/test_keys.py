@@ -47,11 +47,33 @@ def test_build_key_normalises_nfc() -> None:
         ("/abs", "starts with"),
         ("a\nb", "control"),
         ("x" * 1025, "1025 bytes"),
+        ("p/a\\..\\b", "between backslashes"),  # a Windows reader climbs out
+        ("C:\\Windows\\x", "Windows absolute"),
+        ("\\\\server\\share\\x", "Windows absolute"),
     ],
 )
 def test_unsafe_keys(key: str, reason: str) -> None:
     with pytest.raises(UnsafeKeyError, match=reason):
         check_key(key)
+
+
+def test_a_backslash_is_an_ordinary_key_character() -> None:
+    """A POSIX name may hold one: the sanitiser keeps it (never a separator)."""
+    from s3stow.templates import sanitise_key
+
+    assert sanitise_key("p/back\\slash.txt", prefix="p/") == "p/back\\slash.txt"
+    assert sanitise_key("p//a\\b/./c", prefix="p/") == "p/a\\b/c"
+
+
+def test_a_backslash_does_not_make_a_key_local() -> None:
+    """A failure recorded under an object key with a backslash is retried; only the
+    absolute paths of files that never had a key are ``local_key`` s."""
+    from s3stow.keys import is_local_key
+
+    assert not is_local_key("p/back\\slash.txt")
+    assert is_local_key("/home/u/src/bad.txt")
+    assert is_local_key("C:\\Users\\u\\bad.txt")
+    assert is_local_key("\\\\server\\share\\bad.txt")
 
 
 @given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=5))

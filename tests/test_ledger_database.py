@@ -177,5 +177,5 @@ def test_a_failed_transaction_is_rolled_back_and_the_connection_stays_usable(
     with pytest.raises(sqlite3.IntegrityError):
         insert_twice()
     with database.read() as session:
-        assert list(session.execute("SELECT count(*) FROM s3stow_meta")) == [(0,)]
+        assert list(session.execute("SELECT count(*) FROM s3stow_meta WHERE name = 'a'")) == [(0,)]
     database.close()

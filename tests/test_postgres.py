@@ -77,16 +77,14 @@ def test_upload_with_postgres_ledger(cli, bucket, postgres_url: str, tmp_path: P
 def test_an_older_ledger_gains_new_columns(tmp_path: Path) -> None:
     import sqlite3
 
+    from s3stow.ledger import sqlite_ddl
+
     path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:  # an items table from before grp/ext existed
-        conn.execute(
-            "CREATE TABLE items (id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT "
-            "NULL, source_path TEXT NOT NULL, size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, "
-            "checksum_algorithm TEXT, checksum TEXT, etag TEXT, version_id TEXT, status TEXT "
-            "NOT NULL, attempts INTEGER NOT NULL, error_class TEXT, error_message TEXT, run_id "
-            "TEXT NOT NULL, created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL, "
-            "UNIQUE (bucket, key))"
-        )
+    with sqlite3.connect(path) as conn:  # a ledger from before items.grp/ext existed
+        for statement in sqlite_ddl.STATEMENTS:
+            if statement.startswith("CREATE TABLE items"):
+                statement = statement.replace("grp VARCHAR(255), ext VARCHAR(32), ", "")
+            conn.execute(statement)
     ledger = open_ledger(str(path))
     ledger.record(
         UploadResult(Path("/x/a.jpg"), "b", "a.jpg", Status.DONE, size=1),

@@ -40,6 +40,7 @@ def _wait_for(predicate: Any, timeout: float = 60) -> None:
     raise AssertionError("condition not reached in time")
 
 
+@pytest.mark.engines
 def test_kill9_mid_multipart_resumes_only_missing_parts(
     proxied_cli,
     proxy,

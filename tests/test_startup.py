@@ -52,6 +52,7 @@ def test_version_and_help_import_nothing_heavy(argv: list[str]) -> None:
 
 COMMAND_LINES = [
     ["upload"],
+    ["restore"],
     ["retry"],
     ["verify"],
     ["stats"],
@@ -60,6 +61,7 @@ COMMAND_LINES = [
     ["bucket", "check"],
     ["doctor"],
     ["archive", "run"],
+    ["archive", "restore"],
     ["archive", "init-demo"],
     ["watch"],
     ["job", "plan"],

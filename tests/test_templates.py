@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from s3stow.config import load_settings
 from s3stow.errors import ConfigError, SourceError
 from s3stow.foldertypes import DEFAULT_FOLDER_TYPES, select_folder_types
 from s3stow.keys import MAX_KEY_BYTES, UnsafeKeyError, parse_target
-from s3stow.models import SourceFile
+from s3stow.models import PlannedUpload, SourceFile
 from s3stow.plan import Planner, Refused
 from s3stow.select import Selector
 from s3stow.templates import KeyTemplate, parse_file_time, sanitise_key
@@ -142,6 +143,7 @@ def test_no_key_escapes_the_prefix(segments: list[str], text: str) -> None:
     assert ".." not in key.split("/")
     assert "" not in key.split("/")
     assert not any(ord(c) < 32 or ord(c) == 127 for c in key)
+    assert ".." not in re.split(r"[/\\]", key)  # nor for a reader taking "\\" as a separator
     assert len(key.encode("utf-8")) <= MAX_KEY_BYTES
     assert key == unicodedata.normalize("NFC", key)
 
@@ -205,14 +207,19 @@ def test_folder_type_detection(tmp_path: Path) -> None:
 
 
 def test_collisions_are_refused() -> None:
+    """NFC and NFD spellings of one name get one key: in one batch, neither is taken."""
     planner = Planner(load_settings(env={}), parse_target("s3://bucket/p"))
     first = planner.plan(source("caf\u00e9.txt"))
     second = planner.plan(
         SourceFile(Path("/data/cafe\u0301.txt"), "cafe\u0301.txt", 1, MTIME, Path("/data"))
     )
-    assert not isinstance(first, Refused)
-    assert isinstance(second, Refused)
-    assert second.error_class == "KeyCollision"
+    assert isinstance(first, PlannedUpload)
+    assert isinstance(second, PlannedUpload)
+    kept, refused = planner.claims.settle([first, second], {})
+    assert kept == []
+    assert [r.error_class for r in refused] == ["KeyCollision", "KeyCollision"]
+    assert str(second.source.path) in refused[0].reason
+    assert str(first.source.path) in refused[1].reason
 
 
 def test_strip_prefix() -> None:
@@ -321,8 +328,10 @@ def test_collision_in_a_run_is_reported(cli, s3, bucket, tmp_path: Path) -> None
     )
     assert result.code == 1
     assert "KeyCollision" in result.stdout
-    body = s3.get_object(Bucket=bucket, Key="p/2025/20250729_1.xml")["Body"].read()
-    assert len(body) == 1  # the first file kept its key; the second was not uploaded
+    # found in one batch: neither is uploaded, and each failure names the other file
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    assert "also the key of src/b/20250729_1.xml" in result.stdout
+    assert "also the key of src/a/20250729_1.xml" in result.stdout
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX path test")

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from awscrt import checksums as crt
 
 from tests.conftest import make_tree
@@ -33,6 +34,7 @@ def ledger_rows(path: Path) -> list[tuple[str, str, int]]:
         return db.execute("SELECT key, status, attempts FROM items ORDER BY key").fetchall()
 
 
+@pytest.mark.engines
 def test_tree_upload_byte_for_byte_and_checksums(cli, s3, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
     tree = make_tree(
         tmp_path / "src",
@@ -65,6 +67,7 @@ def test_tree_upload_byte_for_byte_and_checksums(cli, s3, bucket, tmp_path) -> N
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
+@pytest.mark.engines
 def test_rerun_sends_no_write_and_edit_uploads_only_that_file(
     proxied_cli,
     proxy,

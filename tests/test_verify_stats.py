@@ -9,6 +9,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from s3stow.ledger import open_ledger
 from s3stow.ledger.queries import totals_by
 from s3stow.models import Status, UploadResult
@@ -19,6 +21,7 @@ def _classes(result) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {f["key"]: f["class"] for f in json.loads(result.stdout)["findings"]}
 
 
+@pytest.mark.engines
 def test_clean_tree_verifies_ok(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {"a.txt": 10, "d/b.bin": 6 * 1024 * 1024, "d/c.json": 5})
     assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import make_tree
 
 FAST = {"S3STOW_RETRY_BASE_DELAY": "0.01", "S3STOW_MAX_ATTEMPTS": "2", "S3STOW_FILE_RETRIES": "0"}
@@ -26,6 +28,7 @@ def _wait(predicate: Any, timeout: float = 30) -> None:
     raise AssertionError("condition not reached in time")
 
 
+@pytest.mark.engines
 def test_backlog_once_to_date_folders_and_restart_uploads_nothing(
     proxied_cli,
     proxy,

@@ -92,8 +92,17 @@ def combine_parts(algorithm: ChecksumName, parts: Sequence[tuple[int, int]]) -> 
 
 def composite_sha256(part_digests_b64: Sequence[str]) -> str:
     """COMPOSITE SHA-256 of a multipart object: ``<b64 of sha256(concat digests)>-N``."""
+    return composite_of("sha256", part_digests_b64)
+
+
+def composite_of(algorithm: str, part_digests_b64: Sequence[str]) -> str:
+    """COMPOSITE checksum of a multipart object: the checksum of the concatenated part
+    checksums, then ``-N`` (S3's form for SHA-256 and for CRCs uploaded as COMPOSITE)."""
     joined = b"".join(base64.b64decode(d) for d in part_digests_b64)
-    value = base64.b64encode(hashlib.sha256(joined).digest()).decode("ascii")
+    if algorithm == "sha256":
+        value = base64.b64encode(hashlib.sha256(joined).digest()).decode("ascii")
+    else:
+        value = _crc_b64(crc_function(algorithm)(joined, 0), _CRC_BYTES[algorithm])
     return f"{value}-{len(part_digests_b64)}"
 
 
@@ -116,19 +125,21 @@ def read_blocks(
             yield block
 
 
-def file_digest(path: str, algorithm: ChecksumName, *, progress: Progress = None) -> str | None:
+def file_digest(path: str, algorithm: ChecksumName, *, chunk: int = 8 * 1024 * 1024) -> str | None:
     """Read a whole file and return its single-part checksum (base64)."""
     if algorithm == "none":
         return None
     if algorithm == "sha256":
         sha = hashlib.sha256()
-        for block in read_blocks(path, progress=progress):
-            sha.update(block)
+        with open(path, "rb") as handle:
+            while block := handle.read(chunk):
+                sha.update(block)
         return base64.b64encode(sha.digest()).decode("ascii")
     function = crc_function(algorithm)
     value = 0
-    for block in read_blocks(path, progress=progress):
-        value = function(block, value)
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            value = function(block, value)
     return _crc_b64(value, _CRC_BYTES[algorithm])
 
 

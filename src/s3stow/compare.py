@@ -4,23 +4,24 @@ First the ledger (batched lookups): an item recorded ``done`` with the same size
 and mtime is skipped without reading the file or asking S3. Items the ledger
 does not know are checked against one paginated listing of the prefix, loaded
 lazily (only when some file is not in the ledger). An object listed with the
-same size is proven equal by ``remote_matches``, tiered: S3's checksum of the
-same algorithm, else the ``sha256`` metadata, else a single-part ETag (MD5),
-else the ``mtime`` metadata, else size alone (reported as the weakest tier).
+same size is proven equal by ``remote_matches``, in the tier order ``proof.py``
+shares with verify and restore: S3's checksum of the same algorithm, else the
+``sha256`` metadata, else a single-part ETag (MD5), else the ``mtime`` metadata,
+else size alone (reported as the weakest tier).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from s3stow import checksums
 from s3stow.config import Settings
-from s3stow.ledger import Ledger
+from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import Decision, PlannedUpload, Reason, Status
+from s3stow.proof import choose_proof, hash_file
 from s3stow.store.base import ObjectInfo, ObjectStore
 
 
@@ -73,11 +74,15 @@ def decide(
     ledger: Ledger | None,
     remote: RemoteIndex,
     settings: Settings,
+    known: Mapping[str, LedgerEntry] | None = None,
 ) -> list[tuple[Decision, ObjectInfo | None]]:
-    """Return a decision per item, with the listed remote object when it needs a proof."""
+    """Return a decision per item, with the listed remote object when it needs a proof.
+
+    ``known``: the ledger's entries for these keys when the caller has looked them up."""
     if not items:
         return []
-    known = ledger.lookup(items[0].bucket, [i.key for i in items]) if ledger else {}
+    if known is None:
+        known = ledger.lookup(items[0].bucket, [i.key for i in items]) if ledger else {}
     decisions: list[tuple[Decision, ObjectInfo | None]] = []
     for item in items:
         entry = known.get(item.key)
@@ -112,34 +117,21 @@ def remote_matches(
     settings: Settings,
     progress: checksums.Progress = None,
 ) -> tuple[bool, str, str | None]:
-    """Prove a same-size remote object equals the local file.
+    """Prove a same-size remote object equals the local file (tiers: ``proof.py``).
 
     Returns ``(equal, tier, local_checksum)``; ``info`` must come from HEAD.
     ``progress`` is told of each block read when the file is hashed.
     """
-    path = str(item.source.path)
-    algorithm = settings.checksum
-    if (
-        info.checksum
-        and info.checksum_algorithm
-        and info.checksum_algorithm.lower() == algorithm
-        and (info.checksum_type in (None, "FULL_OBJECT"))
-        and "-" not in info.checksum
-    ):
-        local = checksums.file_digest(path, algorithm, progress=progress)
-        return local == info.checksum, "checksum", local
-    if "sha256" in info.metadata:
-        sha = checksums.sha256_hex(path, progress=progress)
-        return sha == info.metadata["sha256"], "sha256-metadata", None
-    if info.etag and "-" not in info.etag and settings.sse is None:
-        md5 = hashlib.md5(usedforsecurity=False)
-        for block in checksums.read_blocks(path, progress=progress):
-            md5.update(block)
-        return md5.hexdigest() == info.etag, "etag-md5", None
-    if "mtime" in info.metadata:
+    proof = choose_proof(
+        info, algorithms=(settings.checksum,), etag_is_md5=settings.sse is None, mtime=True
+    )
+    if proof.tier == "mtime-metadata":
         local_mtime = datetime.fromtimestamp(item.source.mtime_ns / 1e9, UTC).isoformat()
-        return info.metadata["mtime"] == local_mtime, "mtime-metadata", None
-    return info.size == item.source.size, "size", None
+        return proof.expected == local_mtime, proof.tier, None
+    if proof.tier == "size":
+        return info.size == item.source.size, proof.tier, None
+    local = hash_file(str(item.source.path), proof, progress=progress)
+    return proof.matches(local), proof.tier, local if proof.tier == "checksum" else None
 
 
 def b64_to_hex(value: str) -> str:

@@ -23,7 +23,8 @@ from s3stow.errors import ConfigError
 
 def free_port(host: str = "127.0.0.1") -> int:
     """Ask the OS for a free TCP port on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -52,7 +53,8 @@ class LocalS3Server:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def start(self, *, timeout: float = 30.0) -> None:
         missing = [m for m in ("moto", "crc32c", "awscrt") if importlib.util.find_spec(m) is None]

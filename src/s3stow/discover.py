@@ -7,10 +7,13 @@ only to targets inside the source root, with loops detected by (device, inode).
 Special files, unreadable directories and names that are not valid UTF-8 are
 yielded as ``Skipped`` with the reason, never silently dropped or mangled; so is
 every file under a source marked ``skip`` (what a layout leaves out).
+s3stow's own working files (``ownfiles.OwnFiles``: the ledger and its journals, run
+locks, the status and failures files) are left out, and said so under ``-v``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -18,8 +21,10 @@ from pathlib import Path
 
 from s3stow.errors import SourceError
 from s3stow.models import Skipped, Source, SourceFile
+from s3stow.ownfiles import OwnFiles
 
 Found = SourceFile | Skipped
+log = logging.getLogger(__name__)
 INVALID_NAME = "InvalidName"
 LAYOUT = "Layout"
 
@@ -42,22 +47,39 @@ def check_sources(sources: Iterable[Path | Source]) -> list[Path | Source]:
 ROOT_GROUP = "(root)"
 
 
-def discover(sources: Iterable[Path | Source], *, follow_symlinks: bool = False) -> Iterator[Found]:
+def discover(
+    sources: Iterable[Path | Source],
+    *,
+    follow_symlinks: bool = False,
+    own: OwnFiles | None = None,
+) -> Iterator[Found]:
     """Yield every file (and every skipped path) under ``sources``, streaming.
 
     A file's group is its source's group (a folder type) or, when the source has
     none, the top-level directory of its relative path (``(root)`` for files at
-    the top).
+    the top). ``own``: s3stow's working files, left out.
     """
     for source in sources:
         spec = source if isinstance(source, Source) else Source(source)
         if spec.skip is not None:  # left out whatever it is: named, never a failure
-            for found in discover([Source(spec.path)], follow_symlinks=follow_symlinks):
-                yield Skipped(found.path, spec.skip, LAYOUT)
+            found = discover([Source(spec.path)], follow_symlinks=follow_symlinks, own=own)
+            for skipped in found:
+                yield Skipped(skipped.path, spec.skip, LAYOUT)
         elif spec.path.is_file():
-            yield from _single_file(spec.path, spec.group or ROOT_GROUP)
+            if not _own(own, spec.path):
+                yield from _single_file(spec.path, spec.group or ROOT_GROUP)
         else:
-            yield from _walk(spec.path, spec.group, follow_symlinks=follow_symlinks)
+            yield from _walk(spec.path, spec.group, follow_symlinks=follow_symlinks, own=own)
+
+
+def _own(own: OwnFiles | None, path: Path, name: str | None = None) -> bool:
+    """Whether ``path`` is one of s3stow's own files (said under -v)."""
+    if own is None or not own.may_be(name or path.name):
+        return False
+    what = own.what(path)
+    if what is not None:
+        log.info("not uploading %s: it is %s", path, what)
+    return what is not None
 
 
 def _single_file(path: Path, group: str) -> Iterator[Found]:
@@ -77,7 +99,9 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-def _walk(root: Path, group: str, *, follow_symlinks: bool) -> Iterator[Found]:
+def _walk(
+    root: Path, group: str, *, follow_symlinks: bool, own: OwnFiles | None
+) -> Iterator[Found]:
     real_root = os.path.realpath(root)
     root_info = os.stat(root)
     seen_dirs = {(root_info.st_dev, root_info.st_ino)}
@@ -121,6 +145,8 @@ def _walk(root: Path, group: str, *, follow_symlinks: bool) -> Iterator[Found]:
                 seen_dirs.add(ident)
                 subdirs.append((path, rel + "/"))
             elif stat.S_ISREG(mode):
+                if own is not None and _own(own, path, entry.name):
+                    continue
                 top = group or (rel.split("/", 1)[0] if "/" in rel else ROOT_GROUP)
                 yield SourceFile(path, rel, info.st_size, info.st_mtime_ns, root, top)
             else:

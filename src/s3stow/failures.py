@@ -6,8 +6,10 @@
 - the error output of ``aws s3 sync`` / ``aws s3 cp``:
   ``upload failed: ./a/b.jpg to s3://bucket/a/b.jpg An error occurred (...) ...``.
 
-Success lines (``upload: ...``), progress lines (``Completed ...``) and blank
-lines are ignored; anything else is counted as unparseable and kept for the
+Success lines (``upload: ...``), progress lines (``Completed ...``), blank lines
+and the failures of ``s3stow restore`` (marked ``"command": "restore"``: retrying
+them as uploads could overwrite an object with the local file kept in its way) are
+ignored; anything else is counted as unparseable and kept for the
 report (the first few are shown), never silently dropped.
 """
 
@@ -76,7 +78,7 @@ def parse_lines(lines: Iterable[str]) -> FailureSource:
         item = _parse_json(line, number) if line.startswith("{") else _parse_aws(line, number)
         if item is not None:
             result.items.append(item)
-        elif line.startswith(_IGNORED):
+        elif line.startswith(_IGNORED) or _from_restore(line):
             result.ignored += 1
         else:
             result.unparseable.append((number, line))
@@ -90,7 +92,7 @@ def _parse_json(line: str, number: int) -> FailedItem | None:
         return None
     if not isinstance(data, dict) or not all(k in data for k in ("path", "bucket", "key")):
         return None
-    if data.get("status") not in (None, "failed", "changed"):
+    if data.get("status") not in (None, "failed", "changed") or data.get("command") == "restore":
         return None
     error = f"[{data.get('error_class')}] {data.get('error')}" if data.get("error") else ""
     return FailedItem(
@@ -101,6 +103,14 @@ def _parse_json(line: str, number: int) -> FailedItem | None:
         number,
         str(data["error_class"]) if data.get("error_class") else None,
     )
+
+
+def _from_restore(line: str) -> bool:
+    try:
+        data = json.loads(line) if line.startswith("{") else None
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("command") == "restore"
 
 
 def _parse_aws(line: str, number: int) -> FailedItem | None:

@@ -2,7 +2,10 @@
 
 A key is the prefix plus the file's POSIX relative path, normalised to NFC.
 Keys that S3 or later readers would mishandle are refused with a reason:
-``.``/``..``/empty segments, control characters, more than 1024 UTF-8 bytes.
+``.``/``..``/empty segments, control characters, more than 1024 UTF-8 bytes. A
+backslash is an ordinary key character (a POSIX file name may hold one), but a ``..``
+between backslashes, or a start like ``C:\\`` or ``\\\\``, is refused too: a Windows
+reader would climb out of its folder.
 A file that never got a key is known to the ledger by its ``local_key``.
 """
 
@@ -20,6 +23,8 @@ MAX_KEY_BYTES = 1024
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_WINDOWS_SEPARATORS = re.compile(r"[/\\]")
+_WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:\\|\\\\")  # C:\... or \\server\share
 
 
 class UnsafeKeyError(ValueError):
@@ -79,8 +84,8 @@ def build_key(prefix: str, rel_path: str) -> str:
 def local_key(path: Path) -> str:
     """The ledger key of a file that failed before it had an object key (a name that
     is not UTF-8, a key collision): its absolute path as text, bytes that are not
-    UTF-8 written ``\\xNN``. No object key starts with ``/`` or holds ``\\``, so
-    the two never meet."""
+    UTF-8 written ``\\xNN``. No object key starts with ``/`` (POSIX) and none with a
+    drive or a share (``C:\\``, ``\\\\``: Windows), so the two never meet."""
     return display_path(Path(os.path.abspath(path)))
 
 
@@ -90,8 +95,9 @@ def display_path(path: Path) -> str:
 
 
 def is_local_key(key: str) -> bool:
-    """Whether a ledger key is a ``local_key`` (no object has it)."""
-    return key.startswith("/") or "\\" in key
+    """Whether a ledger key is a ``local_key`` (no object has it). A backslash alone
+    says nothing: a POSIX file name may hold one, and its key keeps it."""
+    return key.startswith("/") or _WINDOWS_ABSOLUTE.match(key) is not None
 
 
 def check_key(key: str) -> None:
@@ -106,6 +112,11 @@ def check_key(key: str) -> None:
         if segment in ("", ".", ".."):
             shown = segment or "empty"
             raise UnsafeKeyError(f"key has a {shown!r} path segment")
+    if "\\" in key:
+        if ".." in _WINDOWS_SEPARATORS.split(key):
+            raise UnsafeKeyError("key has a '..' segment between backslashes (unsafe on Windows)")
+        if _WINDOWS_ABSOLUTE.match(key):
+            raise UnsafeKeyError("key starts like a Windows absolute path (C:\\ or \\\\)")
     size = len(key.encode("utf-8", errors="surrogatepass"))
     if size > MAX_KEY_BYTES:
         raise UnsafeKeyError(f"key is {size} bytes long; S3 allows at most {MAX_KEY_BYTES}")

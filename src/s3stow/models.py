@@ -1,7 +1,8 @@
 """Typed values passed between the pipeline stages.
 
-discover -> ``SourceFile`` / ``Skipped``; plan keys -> ``PlannedUpload``;
-compare -> ``Decision``; transfer -> ``UploadResult``; report -> ``RunSummary``.
+discover -> ``SourceFile`` / ``Skipped``; plan keys -> ``PlannedUpload`` /
+``Refused`` / ``Duplicate``; compare -> ``Decision``; transfer -> ``UploadResult``;
+report -> ``RunSummary``.
 All are frozen dataclasses: a stage never mutates what it received.
 """
 
@@ -36,6 +37,10 @@ class Reason(StrEnum):
     NO_CLOBBER = "no-clobber"
     DEDUPLICATED = "deduplicated"  # content-addressed key another file of the run has
     LIMIT = "limit"  # not started: the run's --limit was reached
+    # restore: a local file is at the destination; the object is archived (Glacier)
+    LOCAL_EXISTS = "local-exists"
+    LOCAL_MATCH = "local-match"
+    ARCHIVED = "archived"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,48 @@ class PlannedUpload:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """A selected file that cannot be uploaded (unsafe key, key collision), and why."""
+
+    source: SourceFile
+    key: str
+    error_class: str
+    reason: str
+
+    def result(self, bucket: str) -> UploadResult:
+        """The failed result that reports it."""
+        return UploadResult(
+            self.source.path,
+            bucket,
+            self.key,
+            Status.FAILED,
+            size=self.source.size,
+            error_class=self.error_class,
+            error=self.reason,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A file whose content-addressed key another file of the run already has."""
+
+    source: SourceFile
+    key: str
+    first: str
+
+    def result(self, bucket: str) -> UploadResult:
+        """The skipped result that reports it."""
+        return UploadResult(
+            self.source.path,
+            bucket,
+            self.key,
+            Status.SKIPPED,
+            size=self.source.size,
+            reason=Reason.DEDUPLICATED,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The compare stage's verdict on one planned upload."""
 
@@ -119,6 +166,7 @@ class UploadResult:
     attempts: int = 1
     bytes_sent: int = 0
     reason: Reason | None = None
+    tier: str | None = None  # what proved the bytes (restore): checksum, etag-md5, ...
 
     @property
     def url(self) -> str:
@@ -135,8 +183,9 @@ class RunSummary:
     skipped: int = 0
     failed: int = 0
     changed: int = 0
-    bytes_uploaded: int = 0
-    bytes_total: int = 0
+    bytes_uploaded: int = 0  # sent by this run and acknowledged by S3 (parts as they complete)
+    bytes_total: int = 0  # the size of every file the run considered
+    bytes_resumed: int = 0  # parts an earlier, interrupted run sent (not sent again)
     elapsed: float = 0.0
     interrupted: bool = False
     fatal: str | None = None
@@ -152,15 +201,23 @@ class RunSummary:
     throttled: int = 0  # throttling responses (each may halve concurrency)
     concurrency: int = 0  # the request limit at the end (AIMD)
 
-    def count_group(self, group: str, outcome: str, size: int = 0) -> None:
-        """Count one file's outcome (uploaded/skipped/failed) under its group."""
-        counters = self.groups.setdefault(
+    def _group(self, group: str) -> dict[str, int]:
+        return self.groups.setdefault(
             group or "(none)",
             {"files": 0, "uploaded": 0, "skipped": 0, "failed": 0, "bytes_uploaded": 0},
         )
+
+    def count_group(self, group: str, outcome: str) -> None:
+        """Count one file's outcome (uploaded/skipped/failed) under its group."""
+        counters = self._group(group)
         counters["files"] += 1
         counters[outcome] += 1
-        counters["bytes_uploaded"] += size
+
+    def add_sent(self, group: str, count: int) -> None:
+        """Count ``count`` bytes this run sent for files of ``group``."""
+        if count:
+            self._group(group)["bytes_uploaded"] += count
+            self.bytes_uploaded += count
 
     @property
     def ok(self) -> bool:
@@ -180,6 +237,8 @@ class RunSummary:
             "not_selected": self.not_selected,
             "not_started": self.not_started,
             "bytes_uploaded": self.bytes_uploaded,
+            "bytes_resumed": self.bytes_resumed,
+            "bytes_total": self.bytes_total,
             "elapsed": round(self.elapsed, 3),
             "throughput_bytes_per_s": round(rate, 1),
             "interrupted": self.interrupted,

@@ -3,28 +3,28 @@
 ``Planner`` is built once per run from the settings and the destination. It
 validates the key template and the selection up front (exit 2 before anything
 is sent), expands a project directory into its folder-type roots, filters each
-discovered file, strips ``strip_prefix`` from its relative path, renders its key
-and refuses a key that another file of the same run already took (a collision
-is reported, never a silent overwrite), except with a content-addressed template
-(``{md5}``/``{sha256}``), where one key means the same bytes: the second file is a
-``Duplicate``, reported as deduplicated. It also notes the ``--include`` patterns
-that matched no file.
+discovered file, strips ``strip_prefix`` from its relative path and renders its
+key. Whether a key is free is for ``collisions.KeyClaims`` (``Planner.claims``) to
+settle, batch by batch, with the ledger (a content-addressed key another file of the
+run has is a ``Duplicate``, reported as deduplicated). It also notes the
+``--include`` patterns that matched no file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from s3stow.collisions import KeyClaims
 from s3stow.config import Settings
 from s3stow.errors import ConfigError
 from s3stow.foldertypes import extension_sets, select_folder_types
 from s3stow.keys import Target, UnsafeKeyError
-from s3stow.models import PlannedUpload, Reason, Source, SourceFile, Status, UploadResult
+from s3stow.models import Duplicate, PlannedUpload, Refused, Source, SourceFile
 from s3stow.select import Selector
 from s3stow.templates import LAYOUTS, KeyTemplate, run_timestamp
 
@@ -32,48 +32,6 @@ if TYPE_CHECKING:
     import pathspec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A selected file that cannot be uploaded, and why."""
-
-    source: SourceFile
-    key: str
-    error_class: str
-    reason: str
-
-    def result(self, bucket: str) -> UploadResult:
-        """The failed result that reports it."""
-        return UploadResult(
-            self.source.path,
-            bucket,
-            self.key,
-            Status.FAILED,
-            size=self.source.size,
-            error_class=self.error_class,
-            error=self.reason,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Duplicate:
-    """A file whose content-addressed key another file of the run already has."""
-
-    source: SourceFile
-    key: str
-    first: str
-
-    def result(self, bucket: str) -> UploadResult:
-        """The skipped result that reports it."""
-        return UploadResult(
-            self.source.path,
-            bucket,
-            self.key,
-            Status.SKIPPED,
-            size=self.source.size,
-            reason=Reason.DEDUPLICATED,
-        )
 
 
 class Planner:
@@ -86,12 +44,10 @@ class Planner:
             settings.include_types or settings.exclude_types
         )
         timestamp = settings.custom_timestamp or (run_timestamp() if settings.timestamp else None)
-        text = settings.key_template or LAYOUTS[settings.layout]
-        if self.project and settings.key_template is None:
-            text = LAYOUTS["project"]
         self.template = KeyTemplate.build(
-            text, target.prefix, project_key=settings.project_key, timestamp=timestamp
-        )
+            _template_text(settings), target.prefix, project_key=settings.project_key,
+            timestamp=timestamp,
+        )  # fmt: skip
         self.selector = Selector.build(
             include=settings.include,
             exclude=settings.exclude,
@@ -101,8 +57,10 @@ class Planner:
             older_than=settings.older_than,
             extensions=extension_sets(settings.folder_types) if self.project else None,
         )
-        self._strip = (settings.strip_prefix or "").replace("\\", "/").lstrip("/")
-        self._seen: dict[bytes, str] = {}
+        # A path given on the command line: its separator is the OS's (os.sep is "/" on
+        # POSIX, where a backslash is part of a name; "\\" on Windows).
+        self._strip = (settings.strip_prefix or "").replace(os.sep, "/").lstrip("/")
+        self.claims = KeyClaims(content_addressed=self.template.reads_content)
         self._unmatched = _single_patterns(settings.include)
         if self.template.reads_content:
             log.warning(
@@ -127,8 +85,8 @@ class Planner:
             )
         )
 
-    def plan(self, found: SourceFile) -> PlannedUpload | Refused | Duplicate | None:
-        """The planned upload, a refusal, a duplicate, or ``None`` when the file is not
+    def plan(self, found: SourceFile) -> PlannedUpload | Refused | None:
+        """The planned upload, a refusal (unsafe key), or ``None`` when the file is not
         selected."""
         if self._unmatched:
             rel = found.rel_path
@@ -153,14 +111,6 @@ class Planner:
                 "ReadError",
                 f"cannot read the file to compute its key: {exc.strerror}",
             )
-        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).digest()
-        first = self._seen.setdefault(digest, str(found.path))
-        if first != str(found.path):
-            if self.template.reads_content:  # the key holds the content's hash
-                return Duplicate(source, key, first)
-            return Refused(
-                found, key, "KeyCollision", f"key {key!r} is also the key of {first}; not uploaded"
-            )
         return PlannedUpload(source, self.target.bucket, key)
 
     def unmatched_includes(self) -> list[str]:
@@ -175,6 +125,26 @@ def _single_patterns(patterns: Sequence[str]) -> dict[str, pathspec.GitIgnoreSpe
     import pathspec  # only when there are patterns (as in select.py)
 
     return {p: pathspec.GitIgnoreSpec.from_lines([p]) for p in patterns if not p.startswith("!")}
+
+
+__all__ = ["Duplicate", "Planner", "Refused", "describe_sources", "key_claims"]
+
+
+def _template_text(settings: Settings) -> str:
+    if settings.key_template is not None:
+        return settings.key_template
+    project = settings.layout == "project" or bool(settings.include_types or settings.exclude_types)
+    return LAYOUTS["project" if project else settings.layout]
+
+
+def key_claims(settings: Settings) -> KeyClaims:
+    """Fresh key claims for explicit (file, key) pairs planned with ``settings``:
+    content-addressed when its template is."""
+    try:
+        template = KeyTemplate.build(_template_text(settings), "", project_key="-")
+    except ConfigError:
+        return KeyClaims()
+    return KeyClaims(content_addressed=template.reads_content)
 
 
 def describe_sources(sources: Iterable[Path | Source]) -> list[str]:

@@ -69,7 +69,14 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "source changed": ("SourceChanged",),
     "source unreadable": ("PermissionDenied", "ReadError", "SourceError", "PermissionError"),
     "key invalid": ("UnsafeKey", "KeyCollision", "InvalidName"),
-    "integrity": ("ChecksumMismatch", "ChecksumNotAcknowledged", "SizeMismatch"),
+    "integrity": (
+        "ChecksumMismatch",
+        "ChecksumNotAcknowledged",
+        "SizeMismatch",
+        "BadDigest",
+        "InvalidDigest",
+        "XAmzContentSHA256Mismatch",
+    ),
 }
 
 
@@ -230,7 +237,12 @@ def _plan(batch: RetryBatch, planner: Planner, path: Path, key: str, *, missing_
     # A key is checked even for a file that is gone (an unsafe key is the first thing
     # to repair), unless planning it needs the file's content.
     stub = source or SourceFile(path, key, 0, 0, path.parent, RETRY_GROUP)
-    planned = planner.plan(stub) if source or not planner.template.reads_content else None
+    planned: PlannedUpload | Refused | Duplicate | None = (
+        planner.plan(stub) if source or not planner.template.reads_content else None
+    )
+    if source is not None and isinstance(planned, PlannedUpload):
+        _, others = planner.claims.settle([planned], {})  # keys taken earlier in this retry
+        planned = others[0] if others else planned
     if isinstance(planned, Refused):
         reason = planned.reason
         if planned.error_class == "UnsafeKey":

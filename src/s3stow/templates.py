@@ -5,7 +5,9 @@ before any upload (unknown fields, bad format specs and templates that cannot
 identify a file fail with exit 2). Every rendered key is then sanitised: empty
 and ``.`` segments from doubled slashes are dropped, ``..`` is refused,
 Unicode is normalised to NFC, and ``keys.check_key`` enforces the rest
-(control characters, 1024 bytes). The destination prefix is always the start of
+(control characters, 1024 bytes). A backslash is kept as it is: on POSIX it is an
+ordinary character of a file name, and on Windows discovery has already written the
+relative path with ``/`` (``SourceFile.rel_path``). The destination prefix is always the start of
 the key: a template without ``{prefix}`` gets it prepended, so no template can
 write outside the prefix.
 
@@ -244,7 +246,8 @@ _PATH_ONLY = frozenset({"prefix", "rel_path"})
 
 
 # A key that needs no change: segments without "/", "\\" or control characters, none
-# empty or starting with "." (so no "." or ".." segment).
+# empty or starting with "." (so no "." or ".." segment). A key with a backslash takes
+# the general path, where ``check_key`` refuses a ".." between backslashes.
 _SEGMENT = r"[^/\\\x00-\x1f\x7f.][^/\\\x00-\x1f\x7f]*"
 _PLAIN_KEY = re.compile(rf"(?:{_SEGMENT}/)*{_SEGMENT}")
 
@@ -263,7 +266,7 @@ def sanitise_key(key: str, *, prefix: str = "") -> str:
 
 def _sanitise_general(key: str, *, prefix: str = "") -> str:
     segments = []
-    for segment in key.replace("\\", "/").split("/"):
+    for segment in key.split("/"):
         if segment in ("", "."):
             continue
         if segment == "..":

@@ -27,7 +27,7 @@ from s3stow.discover import check_sources, discover
 from s3stow.keys import Target
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import PlannedUpload, SourceFile, Status
-from s3stow.plan import Duplicate, Planner, Refused
+from s3stow.plan import Planner, Refused
 from s3stow.store.base import ObjectInfo, ObjectStore
 
 OK = "ok"
@@ -92,8 +92,11 @@ def verify_tree(
         if not isinstance(found, SourceFile):
             continue
         planned = planner.plan(found)
-        if planned is None or isinstance(planned, Refused | Duplicate):
-            continue  # a duplicate's key is checked with the file that has it first
+        if planned is None or isinstance(planned, Refused):
+            continue
+        if planner.claims.settle([planned], {})[1]:
+            continue  # another file's key (upload refuses it), or a duplicate's (checked
+            # with the file that has it first)
         if limit is not None and len(seen) >= limit:
             complete = False  # a partial view cannot name orphans
             break

@@ -36,10 +36,12 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer as FsObserver
 
+from s3stow.collisions import KeyClaims
 from s3stow.discover import discover
 from s3stow.keys import Target
 from s3stow.logs import warn_each
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.ownfiles import working_files
 from s3stow.plan import Duplicate, Planner, Refused
 from s3stow.report.observer import Observer
 from s3stow.report.status import atomic_write_text
@@ -144,6 +146,10 @@ class Watcher:
         settings = uploader.settings
         excluded = [*DEFAULT_IGNORE, *settings.exclude]  # the user's "!x" can take one back
         self.planner = Planner(settings.model_copy(update={"exclude": excluded}), target)
+        self.own = working_files(uploader.settings, uploader.ledger)  # never uploaded
+        if status_json is not None:
+            self.own.add(status_json, "the watch heartbeat (--status-json)")
+            self.own.add_pattern(status_json.parent, f".{status_json.name}.", "", "its temp file")
         self.stats = WatchStats()
         self.started = time.time()
         # One id for the watch; each batch is a ledger run "<id>.<n>" (stats --by run).
@@ -198,6 +204,10 @@ class Watcher:
         try:
             rel = path.relative_to(self.directory).as_posix()
         except ValueError:
+            return False
+        own = self.own.what(path)
+        if own is not None:
+            log.debug("not uploading %s: it is %s", path, own)
             return False
         return self.planner.selector.takes_path(rel) is None
 
@@ -274,7 +284,11 @@ class Watcher:
         if ready:
             self._batches += 1
             self.uploader.upload_planned(
-                ready, self.target, command="watch", run_id=f"{self.run_id}.{self._batches}"
+                ready,
+                self.target,
+                command="watch",
+                run_id=f"{self.run_id}.{self._batches}",
+                claims=KeyClaims(content_addressed=self.planner.claims.content_addressed),
             )
         elif final and self._waiting:
             time.sleep(min(0.2, self.settle / 4))
@@ -294,7 +308,15 @@ class Watcher:
         if isinstance(planned, Refused):
             self._waiting.pop(str(path), None)
             return planned.result(self.target.bucket)
-        return planned
+        # Who owns the key, for as long as the watch runs (the ledger's holder is
+        # checked again with each batch, by the engine).
+        _, others = self.planner.claims.settle([planned], {})
+        if not others:
+            return planned
+        if isinstance(others[0], Duplicate):
+            return others[0]
+        self._waiting.pop(str(path), None)
+        return others[0].result(self.target.bucket)
 
     def _finished(
         self,

@@ -23,6 +23,7 @@ from pathlib import Path
 from s3stow.archive import DEFAULT_TEMPLATE
 from s3stow.archive.locate import locate
 from s3stow.archive.table import MediaRow, MediaTable
+from s3stow.collisions import KeyClaims
 from s3stow.keys import Target, UnsafeKeyError
 from s3stow.logs import warn_each
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
@@ -136,7 +137,10 @@ class Archiver:
 
     def run(self, *, limit: int | None = None, force: bool = False) -> ArchiveReport:
         rows = self.table.rows(archived=None if force else False, limit=limit)
-        summary = self.uploader.upload_planned(self._items(rows), self.target, command="archive")
+        claims = KeyClaims(content_addressed=self.template.reads_content)  # {md5}: duplicates
+        summary = self.uploader.upload_planned(
+            self._items(rows), self.target, command="archive", claims=claims
+        )
         self.writer.flush()
         self.summary = summary
         return self.report

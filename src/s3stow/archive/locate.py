@@ -39,7 +39,8 @@ class Located:
     how: str  # which rule found it
 
 
-def _folder(root: Path, row: MediaRow) -> Path:
+def media_folder(root: Path, row: MediaRow) -> Path:
+    """The row's media-type folder under the media root (``images/``, ...)."""
     kind = (row.media_type or "").lower()
     return root / FOLDERS.get(kind, kind + "s" if kind else "misc")
 
@@ -62,7 +63,7 @@ def locate(row: MediaRow, *, media_root: Path) -> Located | None:
         if path.is_file():
             return Located(path, true_extension(path, row), "local_file_path")
     if row.md5_sum:
-        folder = _folder(media_root, row)
+        folder = media_folder(media_root, row)
         ext = _ext_for_mime(row.mime_type)
         if ext and (folder / f"{row.md5_sum}.{ext}").is_file():
             path = folder / f"{row.md5_sum}.{ext}"

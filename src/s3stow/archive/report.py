@@ -48,7 +48,7 @@ class VerifyReport:
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (id, class, detail)
 
 
-def _split_url(url: str) -> tuple[str, str] | None:
+def split_url(url: str) -> tuple[str, str] | None:
     if not url.startswith("s3://"):
         return None
     bucket, _, key = url[5:].partition("/")
@@ -76,7 +76,7 @@ def verify_archive(
             report.problems.append((row.id, "local-missing", "no local file found"))
             problem = True
         if verify_s3 and row.archive_url:
-            where = _split_url(row.archive_url)
+            where = split_url(row.archive_url)
             if where is None:
                 report.problems.append((row.id, "bad-url", row.archive_url))
                 continue

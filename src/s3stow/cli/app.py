@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 # order ``s3stow --help`` lists them.
 COMMANDS = {
     "upload": "upload",
+    "restore": "restore",
     "retry": "retry",
     "verify": "verify",
     "stats": "stats",

@@ -1,9 +1,10 @@
-"""``s3stow archive run|init-demo|stats|verify``: database-driven media archiving."""
+"""``s3stow archive run|init-demo|stats|verify|restore``: database-driven media archiving."""
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,15 @@ import typer
 from s3stow.archive import DEFAULT_TEMPLATE
 from s3stow.cli.app import GlobalOptions, heading, output_console
 from s3stow.cli.helptext import examples
+from s3stow.cli.restore import (
+    DaysOpt,
+    DryRunOpt,
+    OverwriteOpt,
+    PollOpt,
+    RequestOpt,
+    TierOpt,
+    WaitOpt,
+)
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
 
@@ -54,8 +64,8 @@ WhereOpt = Annotated[
     list[str] | None,
     Opt(
         "--where",
-        help="Only rows where COLUMN OP VALUE (OP: = != < <= > >= ~ for LIKE, or "
-        "'COLUMN is null'); all must hold. Values are bound, never SQL.",
+        help="Only rows where COLUMN OP VALUE holds (OP: = != < <= > >= ~ for LIKE, or "
+        "'COLUMN is null'; all must hold; values are bound, never SQL).",
         metavar="CONDITION",
     ),
 ]
@@ -134,6 +144,7 @@ def run(
     from s3stow.archive.archiver import Archiver
     from s3stow.cli.upload import default_ledger, exit_for, install_signal_handlers, observers_for
     from s3stow.ledger import open_ledger
+    from s3stow.ledger.lock import run_lock
     from s3stow.report.console import print_summary, summary_dict
     from s3stow.transfer.engine import Uploader
 
@@ -149,6 +160,12 @@ def run(
         ledger=ledger, dry_run=dry_run or None, force=force or None, concurrency=concurrency
     )
     ledger_db = open_ledger(settings.ledger or default_ledger())
+    held = ExitStack()  # the lock first: a run turned away must not touch the running one's files
+    try:
+        held.enter_context(nullcontext() if dry_run else run_lock(ledger_db, target))
+    except BaseException:
+        ledger_db.close()
+        raise
     media = _table(db, table, column_map, where)
     uploader = Uploader(settings, ledger=ledger_db, observers=observers_for(options, settings))
     restore = install_signal_handlers(uploader)
@@ -165,6 +182,7 @@ def run(
         report = archiver.run(limit=limit, force=force)
     finally:
         restore()
+        held.close()
         ledger_db.close()
         media.close()
     summary = archiver.summary
@@ -384,6 +402,84 @@ def verify(
         )
     if report.problems:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+@archive_app.command(
+    "restore",
+    epilog=examples(
+        (
+            "Rebuild the media cache of every archived row (each file checked against md5_sum):",
+            "s3stow archive restore --db app.db --media-root cache/media",
+        ),
+        (
+            "Only the videos of one year, overwriting files that differ:",
+            "s3stow archive restore --db app.db --where 'media_type = video' "
+            "--where 'created_at >= 2024-01-01' --overwrite",
+        ),
+    ),
+)
+def restore(
+    ctx: typer.Context,
+    db: DbOpt,
+    table: TableOpt = "post_media",
+    column_map: MapOpt = None,
+    where: WhereOpt = None,
+    media_root: RootOpt = Path("cache/media"),
+    limit: Annotated[int | None, Opt(help="Restore at most N rows.", metavar="N")] = None,
+    overwrite: OverwriteOpt = False,
+    dry_run: DryRunOpt = None,
+    request_restore: RequestOpt = False,
+    days: DaysOpt = 7,
+    tier: TierOpt = "Standard",
+    wait: WaitOpt = False,
+    poll_interval: PollOpt = 60.0,
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        Opt(help="Requests in flight: a number, or cpu*K.", metavar="N", show_default="16"),
+    ] = None,
+    failures_file: Annotated[
+        Path | None, Opt(help="Write each failed row as a JSON line.", metavar="FILE")
+    ] = None,
+) -> None:
+    """Rebuild the media files of rows that have archive_url, each checked against md5_sum."""
+    from s3stow.archive.restore import restore_items
+    from s3stow.cli.restore import finish, glacier_options, observers_for
+    from s3stow.cli.upload import default_ledger, install_signal_handlers, resume_command
+    from s3stow.ledger import open_ledger
+    from s3stow.restore.engine import Restorer
+    from s3stow.restore.worker import RestoreOptions
+
+    options: GlobalOptions = ctx.obj
+    glacier = glacier_options(request_restore, days, tier, wait, poll_interval)
+    settings = options.settings(
+        ledger=ledger, dry_run=dry_run, concurrency=concurrency, failures_file=failures_file
+    )
+    media = _table(db, table, column_map, where)
+    ledger_db = open_ledger(settings.ledger or default_ledger())
+    restorer = Restorer(
+        settings,
+        ledger=ledger_db,
+        observers=observers_for(options, settings),
+        options=RestoreOptions(overwrite=overwrite, glacier=glacier),
+    )
+    undo = install_signal_handlers(restorer, resume=resume_command())
+    try:
+        root = restorer.prepare_root(media_root)
+        items = restore_items(media, media_root=root, rules=restorer.rules, limit=limit)
+        summary = restorer.restore_items(items, root, command="archive-restore")
+    finally:
+        undo()
+        ledger_db.close()
+        media.close()
+    finish(options, summary, restorer)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,12 +16,13 @@ from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target, parse_target
-from s3stow.models import PlannedUpload, SourceFile
+from s3stow.models import PlannedUpload, Refused, SourceFile
 
 if TYPE_CHECKING:
     from s3stow.config import Settings
     from s3stow.job.queue import JobQueue
 
+log = logging.getLogger(__name__)
 
 job_app = typer.Typer(
     rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
@@ -142,6 +144,10 @@ def plan(
         )
         total = 0
         while batch := list(itertools.islice(planned, 1000)):
+            batch, refused = planner.claims.settle(batch, {})
+            for refusal in refused:
+                why = refusal.reason if isinstance(refusal, Refused) else "a duplicate"
+                log.warning("not planned: %s: %s", refusal.source.path, why)
             total += len(batch)
             queue.enqueue([(p.source, p.key) for p in batch])
         waiting = queue.remaining()

@@ -8,9 +8,10 @@ import shlex
 import signal
 import sys
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from platformdirs import user_state_dir
@@ -19,7 +20,7 @@ from rich.console import Console
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
-from s3stow.errors import ConfigError, ExitCode
+from s3stow.errors import ConfigError, ExitCode, S3StowError
 from s3stow.keys import parse_target
 from s3stow.models import RunSummary
 
@@ -30,6 +31,15 @@ if TYPE_CHECKING:
 
 
 Opt = typer.Option
+
+
+class Engine(Protocol):
+    """What the signal handlers and the exit code need of an ``Uploader`` or ``Restorer``."""
+
+    def request_stop(self) -> None: ...
+
+    @property
+    def fatal_error(self) -> S3StowError | None: ...
 
 
 @selection_options
@@ -149,6 +159,7 @@ def upload(
     """Upload files and directory trees to S3, verified and resumable."""
     from s3stow.config import parse_metadata
     from s3stow.ledger import open_ledger
+    from s3stow.ledger.lock import run_lock
     from s3stow.transfer.engine import Uploader
 
     options: GlobalOptions = ctx.obj
@@ -189,13 +200,16 @@ def upload(
     if settings.sse_kms_key_id and settings.sse != "aws:kms":
         raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
     ledger_db = open_ledger(settings.ledger or default_ledger())
-    observers = observers_for(options, settings)
-    uploader = Uploader(settings, ledger=ledger_db, observers=observers)
-    restore = install_signal_handlers(uploader, resume=resume_command())
-    try:
-        summary = uploader.upload_tree(sources, target)
+    try:  # the lock first: a run turned away must not touch the running one's files
+        with nullcontext() if settings.dry_run else run_lock(ledger_db, target):
+            observers = observers_for(options, settings)
+            uploader = Uploader(settings, ledger=ledger_db, observers=observers)
+            restore = install_signal_handlers(uploader, resume=resume_command())
+            try:
+                summary = uploader.upload_tree(sources, target)
+            finally:
+                restore()
     finally:
-        restore()
         ledger_db.close()
     _finish(options, summary, uploader)
 
@@ -239,7 +253,7 @@ def resume_command() -> str:
     return "s3stow " + shlex.join(sys.argv[1:])
 
 
-def install_signal_handlers(uploader: Uploader, *, resume: str | None = None) -> Any:
+def install_signal_handlers(uploader: Engine, *, resume: str | None = None) -> Any:
     """First SIGINT/SIGTERM: stop starting work; second: exit at once (130), leaving
     the terminal clean with one line that says so (and ``resume``, the command that
     resumes the run)."""
@@ -283,7 +297,7 @@ def install_signal_handlers(uploader: Uploader, *, resume: str | None = None) ->
     return restore
 
 
-def quit_now(uploader: Uploader, line: str) -> None:
+def quit_now(uploader: Engine, line: str) -> None:
     """Leave ``line`` on stderr before an immediate exit: through the live display when
     there is one (it erases its frame and shows the cursor), else as it is."""
     from s3stow.report.progress import LiveProgress
@@ -310,7 +324,7 @@ def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> 
     exit_for(summary, uploader)
 
 
-def exit_for(summary: RunSummary, uploader: Uploader) -> None:
+def exit_for(summary: RunSummary, uploader: Engine) -> None:
     """End a command that ran the engine with the documented exit code."""
     if uploader.fatal_error is not None:
         raise uploader.fatal_error

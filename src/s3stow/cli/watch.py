@@ -92,6 +92,7 @@ def watch(
     """
     from s3stow.cli.upload import default_ledger, install_signal_handlers
     from s3stow.ledger import open_ledger
+    from s3stow.ledger.lock import run_lock
     from s3stow.report.console import JsonEvents
     from s3stow.transfer.engine import Uploader
     from s3stow.watch import Watcher
@@ -128,7 +129,8 @@ def watch(
     if show:
         console.print(f"watching {directory} -> {target.url} (Ctrl+C to stop)", markup=False)
     try:
-        stats = watcher.run(once=once)
+        with run_lock(db, target):
+            stats = watcher.run(once=once)
     finally:
         restore()
         db.close()

@@ -8,7 +8,8 @@ path: the import alone costs about 0.2 s of CPU at every start, which is a fifth
 a no-op re-run over 20,000 files. A new SQLite ledger is created from DDL generated
 from ``schema.py`` (``sqlite_ddl.py``); SQLAlchemy, where the tables are declared,
 is imported only to bring an older ledger up to date, and by ``engine()`` for the
-reporting queries.
+reporting queries. Before either is used, ``marker.check`` refuses another program's
+database or a newer s3stow's ledger, and an accepted ledger is marked.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from s3stow.ledger import sqlite_ddl
+from s3stow.ledger import marker, sqlite_ddl
+from s3stow.logs import redact
 
 Rows = Iterator[tuple[Any, ...]]
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ def open_database(target: str) -> Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             path.touch(mode=0o600)
+        SqliteDatabase.check(path)  # before a connection switches the file to WAL
         database = SqliteDatabase(path)
         if not database.create_if_empty() and database.missing_columns():
             with database.sqlalchemy_engine() as engine:
@@ -106,7 +109,6 @@ def create_schema(engine: Any) -> None:
 
 
 _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
-_S3STOW_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'items'"
 
 
 def _columns_of(session: Session, table: str) -> list[str]:
@@ -125,6 +127,26 @@ def _declared_columns() -> dict[str, list[str]]:
         return {table: _columns_of(session, table) for table in tables}
     finally:
         connection.close()
+
+
+def _check(path: Path, session: Session) -> tuple[bool, str | None, int]:
+    """``marker.check`` on a SQLite ledger: (empty, schema version, application id)."""
+    tables = [row[0] for row in session.execute(_TABLES)]
+    version = _version(session) if "s3stow_meta" in tables else None
+    (application_id,) = next(session.execute("PRAGMA application_id"))
+    empty = marker.check(str(path), tables, version=version, application_id=application_id)
+    return empty, version, application_id
+
+
+def _version(session: Session) -> str | None:
+    row = next(session.execute(marker.READ_VERSION, {"name": marker.VERSION_KEY}), None)
+    return None if row is None else str(row[0])
+
+
+def _mark(session: Session) -> None:
+    session.execute(
+        marker.WRITE_VERSION, {"name": marker.VERSION_KEY, "value": str(marker.SCHEMA_VERSION)}
+    )
 
 
 class _SqliteSession:
@@ -191,14 +213,29 @@ class SqliteDatabase:
                 raise
             connection.execute("COMMIT")
 
+    @staticmethod
+    def check(path: Path) -> None:
+        """Refuse a database this version may not use, read through a read-only
+        connection: another program's file is left exactly as it was."""
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            _check(path, _SqliteSession(connection))
+        finally:
+            connection.close()
+
     def create_if_empty(self) -> bool:
-        """Create every table in a database that has none of them; True if it did."""
+        """Refuse a database that is not a ledger this version may use (``marker``);
+        create every table in an empty one (True if it did); mark the ledger."""
         with self.write() as session:
-            if next(session.execute(_S3STOW_TABLES), None) is not None:
-                return False
-            for statement in sqlite_ddl.STATEMENTS:
-                session.execute(statement)
-        return True
+            empty, version, application_id = _check(self.path, session)
+            if empty:
+                for statement in sqlite_ddl.STATEMENTS:
+                    session.execute(statement)
+            if application_id != marker.APPLICATION_ID:
+                session.execute(f"PRAGMA application_id = {marker.APPLICATION_ID}")
+            if empty or marker.needs_mark(version):
+                _mark(session)
+        return empty
 
     def missing_columns(self) -> list[str]:
         """``table.column`` of every declared column this database lacks."""
@@ -268,7 +305,23 @@ class SqlAlchemyDatabase:
 
         self.errors: tuple[type[BaseException], ...] = (SQLAlchemyError,)
         self._engine = create_engine(url, pool_pre_ping=True)
+        self._prepare(redact(url))
+
+    def _prepare(self, name: str) -> None:
+        """Refuse what this version may not use (``marker``), create or complete the
+        tables, and mark the ledger. Other programs' tables may share the database."""
+        from sqlalchemy import inspect
+
+        tables = inspect(self._engine).get_table_names()
+        version = None
+        if "s3stow_meta" in tables:
+            with self.read() as session:
+                version = _version(session)
+        marker.check(name, tables, version=version, shared=True)
         create_schema(self._engine)
+        if marker.needs_mark(version):
+            with self.write() as session:
+                _mark(session)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

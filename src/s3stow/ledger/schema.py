@@ -5,6 +5,10 @@
 ``runs``: one row per run, with its settings (never secrets).
 ``multipart`` / ``parts``: in-progress multipart uploads and their completed
 parts, which is what makes a resume send only the missing parts.
+``s3stow_meta``: the ``schema_version`` row (``marker.py``: what a ledger is).
+``restores`` / ``restore_ranges``: one row per object restored to a local path (its
+outcome, and the state of an unfinished ranged download) and the ranges of that
+download already written, which is what makes a resumed restore fetch only the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
 metadata = MetaData()
 
 meta = Table(
@@ -101,6 +104,9 @@ multipart = Table(
     Column("part_size", BigInteger, nullable=False),
     Column("checksum_algorithm", String(16)),
     Column("created_at", Float, nullable=False),
+    # The file's identity when the upload started (transfer.context.FileIdentity).
+    Column("ctime_ns", BigInteger),
+    Column("file_id", String(80)),
     PrimaryKeyConstraint("bucket", "key", name="pk_multipart"),
 )
 
@@ -113,4 +119,38 @@ parts = Table(
     Column("checksum", String(128)),
     Column("size", BigInteger, nullable=False),
     PrimaryKeyConstraint("upload_id", "number", name="pk_parts"),
+)
+
+restores = Table(
+    "restores",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("bucket", String(255), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),  # the restored file's, once done
+    Column("etag", String(128)),
+    Column("status", String(16), nullable=False),  # downloading | done | failed
+    Column("tier", String(32)),  # what proved the file: checksum, sha256-metadata, ...
+    Column("checksum", String(128)),
+    Column("download_id", String(64)),  # an unfinished ranged download, else NULL
+    Column("range_size", BigInteger),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error_class", String(64)),
+    Column("error_message", Text),
+    Column("run_id", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("bucket", "key", "path", name="uq_restores_bucket_key_path"),
+)
+
+restore_ranges = Table(
+    "restore_ranges",
+    metadata,
+    Column("download_id", String(64), nullable=False),
+    Column("first_byte", BigInteger, nullable=False),
+    Column("length", BigInteger, nullable=False),
+    Column("digest", String(128)),  # the range's checksum, where the proof combines
+    PrimaryKeyConstraint("download_id", "first_byte", name="pk_restore_ranges"),
 )

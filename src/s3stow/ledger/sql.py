@@ -8,6 +8,10 @@ SQLite and PostgreSQL both run (``database.py`` holds the connections: stdlib
 ``sqlite3`` for a file, SQLAlchemy + psycopg 3 for ``postgresql://``). SQLite runs
 in WAL mode with ``synchronous=NORMAL`` (durable across a process crash); its file
 is created with mode 0600.
+
+The first write that fails (disk full, file made read-only, database gone) is
+reported once to the ``on_failure`` listeners (the engine stops the run) and the
+background flusher stops; what was queued stays queued for one last ``flush()``.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,10 @@ from s3stow.models import PartRecord, Status, UploadResult
 __all__ = ["Ledger", "LedgerEntry", "MultipartState", "database_url", "open_ledger"]
 log = logging.getLogger(__name__)
 _LOOKUP_CHUNK = 500
+_FIX = (
+    "make the ledger writable again (disk space, permissions) and run the same command: "
+    "what was sent but not recorded is proven by checksum, not sent again"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +74,8 @@ class MultipartState:
     mtime_ns: int
     part_size: int
     checksum_algorithm: str | None
+    ctime_ns: int | None = None  # the file's identity when the upload started
+    file_id: str | None = None
     parts: tuple[PartRecord, ...] = ()
 
 
@@ -125,7 +135,7 @@ _RUN_COLUMNS = (
 )  # fmt: skip
 _MULTIPART_COLUMNS = (
     "bucket", "key", "upload_id", "source_path", "size", "mtime_ns", "part_size",
-    "checksum_algorithm",
+    "checksum_algorithm", "ctime_ns", "file_id",
 )  # fmt: skip
 
 
@@ -142,8 +152,23 @@ class Ledger:
         self._flush_interval = flush_interval
         self._batch_size = batch_size
         self._stop = threading.Event()
+        self.failure: LedgerError | None = None  # the first failed write
+        self._listeners: list[Callable[[LedgerError], None]] = []
         self._flusher = threading.Thread(target=self._run_flusher, name="ledger", daemon=True)
         self._flusher.start()
+
+    def on_failure(self, listener: Callable[[LedgerError], None]) -> None:
+        """Call ``listener`` (from the failing thread) when a write first fails."""
+        self._listeners.append(listener)
+
+    def _failed(self, exc: LedgerError) -> LedgerError:
+        with self._lock:
+            first, self.failure = self.failure is None, self.failure or exc
+        if first:
+            log.error("%s; stopping: requests in flight finish, nothing new starts", exc.message)
+            for listener in list(self._listeners):
+                listener(exc)
+        return exc
 
     @property
     def engine(self) -> Any:
@@ -302,16 +327,17 @@ class Ledger:
     def _queue(self, kind: str, payload: Any) -> None:
         with self._lock:
             self._pending.append((kind, payload))
-            full = len(self._pending) >= self._batch_size
-        if full:
-            self.flush()
+            full = len(self._pending) >= self._batch_size and self.failure is None
+        if full:  # a failure is reported to the listeners; the rows stay queued
+            with suppress(LedgerError):
+                self.flush()
 
     def _run_flusher(self) -> None:
         while not self._stop.wait(self._flush_interval):
             try:
                 self.flush()
-            except LedgerError as exc:
-                log.error("%s", exc)
+            except LedgerError:
+                return  # reported once; the final flush() tries again
 
     def flush(self) -> None:
         """Commit every queued write now, in one transaction."""
@@ -326,7 +352,8 @@ class Ledger:
             except self.database.errors as exc:
                 with self._lock:
                     self._pending[:0] = batch
-                raise LedgerError(f"cannot write the ledger: {_first_line(exc)}") from exc
+                error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_FIX)
+                raise self._failed(error) from exc
 
     # ---- plumbing -------------------------------------------------------------
     def _read(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -339,18 +366,29 @@ class Ledger:
 
     @contextmanager
     def _translated(self, verb: str) -> Iterator[None]:
-        """The database's own errors as ``LedgerError`` (secrets redacted)."""
+        """The database's own errors as ``LedgerError`` (secrets redacted); a failed
+        write is also reported to the ``on_failure`` listeners."""
         try:
             yield
         except self.database.errors as exc:
-            raise LedgerError(f"cannot {verb} the ledger: {_first_line(exc)}") from exc
+            if verb != "write":
+                raise LedgerError(f"cannot {verb} the ledger: {_first_line(exc)}") from exc
+            error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_FIX)
+            raise self._failed(error) from exc
 
     def close(self) -> None:
-        """Flush, stop the flusher and release connections."""
+        """Flush, stop the flusher and release connections. After a write failure
+        already reported, a last flush that fails again is not raised twice."""
         self._stop.set()
         self._flusher.join(timeout=5)
-        self.flush()
-        self.database.close()
+        reported = self.failure is not None
+        try:
+            self.flush()
+        except LedgerError:
+            if not reported:
+                raise
+        finally:
+            self.database.close()
 
 
 def _write_batch(session: Any, batch: list[tuple[str, Any]]) -> None:

@@ -84,15 +84,16 @@ class JsonEvents(Observer):
 class FailuresFile(Observer):
     """Writes each failed or changed item as a JSON line (for ``s3stow retry``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, extra: dict[str, Any] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = path.open("w", encoding="utf-8")
+        self.extra = extra or {}  # e.g. {"command": "restore"}: never retried as uploads
         self._lock = threading.Lock()
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         if result.status in (Status.FAILED, Status.CHANGED):
             with self._lock:
-                self.handle.write(json.dumps(result_dict(result)) + "\n")
+                self.handle.write(json.dumps(result_dict(result) | self.extra) + "\n")
                 self.handle.flush()
 
     def on_finish(self, summary: RunSummary) -> None:
@@ -113,7 +114,8 @@ def result_dict(result: UploadResult) -> dict[str, Any]:
         "error": result.error,
         "attempts": result.attempts,
         "reason": result.reason.value if result.reason else None,
-    }
+        "bytes_sent": result.bytes_sent,
+    } | ({"tier": result.tier} if result.tier else {})
 
 
 def summary_dict(summary: RunSummary) -> dict[str, Any]:
@@ -174,8 +176,14 @@ def print_summary(
         f"[{'red' if summary.failed else 'green'}]{summary.failed} failed[/]"
         + (f", [yellow]{summary.changed} changed during upload[/]" if summary.changed else "")
         + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
-        + f" of {summary.files} files; {format_size(summary.bytes_uploaded)} in "
+        + f" of {summary.files} files ({format_size(summary.bytes_total)}); "
+        f"{format_size(summary.bytes_uploaded)} sent in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
+        + (
+            f", {format_size(summary.bytes_resumed)} resumed from an earlier run's parts"
+            if summary.bytes_resumed
+            else ""
+        )
     )
     if summary.skip_reasons:
         console.print(

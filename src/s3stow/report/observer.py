@@ -32,7 +32,10 @@ class Observer:
         """A file's transfer started."""
 
     def on_bytes(self, source: SourceFile, count: int) -> None:
-        """``count`` more bytes of ``source`` were acknowledged by S3."""
+        """``count`` more bytes of ``source`` were sent by this run and acknowledged by S3."""
+
+    def on_resumed(self, source: SourceFile, count: int) -> None:
+        """``count`` bytes of ``source`` are parts an earlier run sent (not sent again)."""
 
     def on_hashed(self, source: SourceFile, count: int) -> None:
         """``count`` more bytes of ``source`` were read to hash the whole file (before
@@ -78,6 +81,10 @@ class Fanout(Observer):
     def on_bytes(self, source: SourceFile, count: int) -> None:
         for o in self.observers:
             o.on_bytes(source, count)
+
+    def on_resumed(self, source: SourceFile, count: int) -> None:
+        for o in self.observers:
+            o.on_resumed(source, count)
 
     def on_hashed(self, source: SourceFile, count: int) -> None:
         for o in self.observers:

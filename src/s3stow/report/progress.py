@@ -58,6 +58,7 @@ class InFlight:
     hashing: bool
     rate: float
     seconds: float  # since its transfer (or hashing) started
+    receiving: bool = False  # a restore: bytes come from S3
 
     @property
     def percent(self) -> float:
@@ -71,7 +72,8 @@ class InFlight:
                 f"hashing {self.percent:.0f}% of {format_size(self.size)}, {rate_text(self.rate)}"
             )
         if not self.done:
-            return f"sending {format_size(self.size)}, {eta_text(self.seconds)}"
+            verb = "receiving" if self.receiving else "sending"
+            return f"{verb} {format_size(self.size)}, {eta_text(self.seconds)}"
         if self.done >= self.size:  # every part acknowledged: completing, checking
             return f"verifying {format_size(self.size)}"
         return f"{self.percent:.0f}% of {format_size(self.size)}, {rate_text(self.rate)}"
@@ -96,6 +98,7 @@ class Snapshot:
     eta: float | None
     in_flight: list[InFlight] = field(default_factory=list)
     more_in_flight: int = 0
+    receiving: bool = False
 
     @property
     def partial(self) -> bool:
@@ -112,8 +115,15 @@ class Snapshot:
 class Progress(Observer):
     """The counts a progress display needs, thread-safe; ``snapshot`` reads them."""
 
-    def __init__(self, *, plan: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        plan: bool = False,
+        receiving: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.plan = plan  # a dry run: a planned upload is done once decided
+        self.receiving = receiving  # a restore: the bytes are received, not sent
         self._clock = clock
         self._lock = threading.Lock()
         self._reset()
@@ -226,7 +236,7 @@ class Progress(Observer):
             if not (self._walking or self._stopped) and rate > 0:
                 eta = max(0.0, (total - self._sent) / rate)
             files = sorted(self._files.values(), key=lambda f: f.started)
-            shown = [self._in_flight(f, now) for f in files[:SHOWN_IN_FLIGHT]]
+            shown = [self._in_flight(f, now, self.receiving) for f in files[:SHOWN_IN_FLIGHT]]
             return Snapshot(
                 elapsed=now - self._started,
                 walking=self._walking and not self._stopped,
@@ -243,18 +253,19 @@ class Progress(Observer):
                 eta=eta,
                 in_flight=shown,
                 more_in_flight=max(0, len(files) - SHOWN_IN_FLIGHT),
+                receiving=self.receiving,
             )
 
     @staticmethod
-    def _in_flight(entry: _File, now: float) -> InFlight:
+    def _in_flight(entry: _File, now: float, receiving: bool) -> InFlight:
         hashing = entry.hashed > 0 and entry.sent == 0 and entry.hashed < entry.size
         took = now - entry.started  # hashing is a file's first step
         if hashing:
-            return InFlight(
-                entry.name, entry.size, entry.hashed, True, _per(entry.hashed, took), took
-            )
+            rate = _per(entry.hashed, took)
+            return InFlight(entry.name, entry.size, entry.hashed, True, rate, took, receiving)
         done = entry.sent + entry.resumed
-        return InFlight(entry.name, entry.size, done, False, _per(entry.sent, took), took)
+        rate = _per(entry.sent, took)
+        return InFlight(entry.name, entry.size, done, False, rate, took, receiving)
 
     def end(self) -> None:
         """The run is over; a walk not finished by now was stopped (interrupted)."""
@@ -306,7 +317,8 @@ def bytes_text(snap: Snapshot) -> str:
     """``1.2 GiB / 4.8 GiB (25%)``, or what was sent while the total is unknown."""
     if snap.partial:
         so_far = " so far" if snap.walking else ""
-        return f"{format_size(snap.sent)} sent of {format_size(snap.found_bytes)} found{so_far}"
+        verb = "received" if snap.receiving else "sent"
+        return f"{format_size(snap.sent)} {verb} of {format_size(snap.found_bytes)} found{so_far}"
     return f"{format_size(snap.sent)} / {format_size(snap.total)} ({snap.percent:.0f}%)"
 
 
@@ -330,8 +342,10 @@ def shorten(name: str, width: int) -> str:
 class PlainProgress(Progress):
     """One line every ``interval`` seconds (output that is not a terminal)."""
 
-    def __init__(self, stream: TextIO, *, interval: float, plan: bool = False) -> None:
-        super().__init__(plan=plan)
+    def __init__(
+        self, stream: TextIO, *, interval: float, plan: bool = False, receiving: bool = False
+    ) -> None:
+        super().__init__(plan=plan, receiving=receiving)
         self.stream = stream
         self.interval = interval
         self._stop = threading.Event()
@@ -354,8 +368,8 @@ class PlainProgress(Progress):
 class LiveProgress(Progress):
     """Totals, rate, time left and the files in flight, redrawn on a terminal."""
 
-    def __init__(self, console: Console, *, plan: bool = False) -> None:
-        super().__init__(plan=plan)
+    def __init__(self, console: Console, *, plan: bool = False, receiving: bool = False) -> None:
+        super().__init__(plan=plan, receiving=receiving)
         self.console = console
         self._live: Live | None = None
         self._render_lock = threading.Lock()  # held while drawing; taken to quit at once

@@ -4,6 +4,8 @@ Schema (the large-file uploader's, seed 004): ``started_at``, ``phase``,
 ``current_<group>``, ``current_file``, ``current_file_bytes``,
 ``current_file_size``, ``totals`` {files, uploaded, skipped, failed,
 bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``.
+``bytes_uploaded`` counts the bytes this run sent (parts as S3 acknowledges them);
+``current_file_bytes`` also counts the parts of a resumed upload an earlier run sent.
 Written at most every ``interval`` seconds and always at the end.
 """
 
@@ -40,8 +42,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 class StatusHeartbeat(Observer):
     """Keeps the status file current; thread-safe and throttled."""
 
-    def __init__(self, path: Path, *, interval: float, group_key: str = "folder_types") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        interval: float,
+        group_key: str = "folder_types",
+        busy_phase: str = "uploading",
+    ) -> None:
         self.path = path
+        self.busy_phase = busy_phase
         self.interval = interval
         self.group_key = group_key
         self._lock = threading.Lock()
@@ -98,7 +108,7 @@ class StatusHeartbeat(Observer):
 
     def on_file_start(self, source: SourceFile, key: str) -> None:
         with self._lock:
-            self._state["phase"] = "uploading"
+            self._state["phase"] = self.busy_phase
             self._state[self._current_key] = source.group or "default"
             self._state["current_file"] = str(source.path)
             self._state["current_file_bytes"] = 0
@@ -109,6 +119,12 @@ class StatusHeartbeat(Observer):
         with self._lock:
             self._state["totals"]["bytes_uploaded"] += count
             self._group(source)["bytes_uploaded"] += count
+            if self._state["current_file"] == str(source.path):
+                self._state["current_file_bytes"] += count
+        self._write()
+
+    def on_resumed(self, source: SourceFile, count: int) -> None:
+        with self._lock:  # the current file's progress, not bytes this run sent
             if self._state["current_file"] == str(source.path):
                 self._state["current_file_bytes"] += count
         self._write()

@@ -57,6 +57,25 @@ class ObjectInfo:
     checksum_type: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     last_modified: float | None = None
+    # what restore reads (HEAD/GET, and the class from a listing):
+    storage_class: str | None = None
+    restore: str | None = None  # the x-amz-restore header of an archived object
+    sse: str | None = None  # server-side encryption: AES256, aws:kms, ...
+    version_id: str | None = None
+    parts: int | None = None  # x-amz-mp-parts-count (a HEAD with a part number)
+
+
+class ObjectBody(Protocol):
+    """A GetObject answer: the object's headers, where the body starts, and the body
+    streamed in chunks (errors while streaming arrive translated, as from the store)."""
+
+    info: ObjectInfo  # size: the whole object's
+    start: int  # offset of the first byte of this body in the object
+    length: int  # bytes in this body
+
+    def chunks(self, size: int) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
 
 
 class ObjectStore(Protocol):
@@ -112,3 +131,35 @@ class ObjectStore(Protocol):
     def abort_multipart(self, bucket: str, key: str, *, upload_id: str) -> None: ...
 
     def list_multipart_uploads(self, bucket: str, prefix: str) -> list[tuple[str, str]]: ...
+
+    # ---- reading objects back (restore) -------------------------------------------------
+    def stat_object(
+        self, bucket: str, key: str, *, part_number: int | None = None
+    ) -> ObjectInfo | None:
+        """HEAD with checksums, storage class, restore state and encryption; with
+        ``part_number`` the size is that part's and ``parts`` the part count."""
+        ...
+
+    def list_objects_detailed(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` with its storage class."""
+        ...
+
+    def get_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        byte_range: tuple[int, int] | None = None,
+        if_match: str | None = None,
+        version_id: str | None = None,
+        checksum_mode: bool = False,
+    ) -> ObjectBody:
+        """GetObject (``byte_range``: first and last byte, inclusive); with ``if_match``
+        a changed object fails with code ``PreconditionFailed``; with ``checksum_mode``
+        the stored checksum comes back too (whole objects only)."""
+        ...
+
+    def restore_object(self, bucket: str, key: str, *, days: int, tier: str) -> str:
+        """Ask for a readable copy of an archived object for ``days``: ``requested``,
+        ``in-progress`` (asked before) or ``ready`` (a copy is already readable)."""
+        ...

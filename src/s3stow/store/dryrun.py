@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from s3stow.store.base import ObjectInfo, ObjectStore, PartInfo
+from s3stow.store.base import ObjectBody, ObjectInfo, ObjectStore, PartInfo
 
 
 class DryRunWriteError(RuntimeError):
@@ -49,3 +49,15 @@ class DryRunStore:
     upload_part = _refuse
     complete_multipart = _refuse
     abort_multipart = _refuse
+    restore_object = _refuse  # a restore request is a write: it creates a readable copy
+
+    def stat_object(
+        self, bucket: str, key: str, *, part_number: int | None = None
+    ) -> ObjectInfo | None:
+        return self.inner.stat_object(bucket, key, part_number=part_number)
+
+    def list_objects_detailed(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.list_objects_detailed(bucket, prefix)
+
+    def get_object(self, bucket: str, key: str, **kw: Any) -> ObjectBody:
+        return self.inner.get_object(bucket, key, **kw)

@@ -20,7 +20,7 @@ from s3stow.checksums import Digest
 from s3stow.errors import SourceChanged, TransferError
 from s3stow.models import SourceFile
 from s3stow.store.body import FileRange, hash_range, read_range
-from s3stow.transfer.context import TransferContext, ensure_unchanged
+from s3stow.transfer.context import FileIdentity, TransferContext, ensure_unchanged
 from s3stow.units import MiB
 
 STREAM_ABOVE = 1 * MiB  # bodies at least this large are streamed, not buffered
@@ -100,12 +100,15 @@ def check_etag(etag: str, body: Body, *, what: str) -> None:
         )
 
 
-def blame_the_file(source: SourceFile, body: Body, exc: TransferError) -> TransferError:
+def blame_the_file(
+    source: SourceFile, body: Body, exc: TransferError, identity: FileIdentity | None = None
+) -> TransferError:
     """A streamed body is read twice (hashed, then sent): a checksum mismatch on it is
-    ``SourceChanged`` when the file moved in between, else ``exc`` unchanged."""
+    ``SourceChanged`` when the file moved in between (against ``identity``, taken when
+    the upload started), else ``exc`` unchanged."""
     if exc.code in DIGEST_ERRORS and not isinstance(body.data, bytes):
         try:
-            ensure_unchanged(source)
+            ensure_unchanged(source, identity)
         except SourceChanged as changed:
             return changed
     return exc

@@ -1,4 +1,15 @@
-"""What every transfer of one run shares: the store, limits, ledger and hooks."""
+"""What every transfer of one run shares: the store, limits, ledger and hooks; and
+the source-change checks (``FileIdentity``).
+
+A file's identity is taken when its upload starts, before its first byte is read,
+and compared after its last byte is sent: before a multipart upload is completed,
+and before any upload is reported done. Size and mtime alone miss a file rewritten
+in place whose mtime was put back; where the OS has them the identity also holds the
+status-change time (POSIX ``st_ctime``: every write moves it, and no call sets it
+back) and the inode and device (a replacement by rename is another inode). On
+Windows ``os.stat`` gives no change time (``st_ctime`` is the creation time there),
+so only size, mtime, file index and volume serial are compared.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from s3stow import __version__
@@ -36,7 +47,8 @@ class TransferContext:
     stop: threading.Event
     part_pool: ThreadPoolExecutor
     run_id: str
-    on_bytes: Callable[[SourceFile, int], None]
+    on_bytes: Callable[[SourceFile, int], None]  # bytes this run sent, acknowledged by S3
+    on_resumed: Callable[[SourceFile, int], None] = field(default=lambda _source, _count: None)
     on_hashed: Callable[[SourceFile, int], None] | None = None  # whole-file hashing progress
 
     @property
@@ -86,16 +98,70 @@ def _guess_type(name: str) -> str | None:
     return _guess_by_suffix(name[dot:]) if dot > 0 else mimetypes.guess_type(name)[0]
 
 
-def ensure_unchanged(source: SourceFile) -> None:
-    """Raise ``SourceChanged`` if the file no longer has the discovered size/mtime."""
+# Windows: st_ctime is the creation time (os.stat documents it), not a change time.
+_HAS_CHANGE_TIME = os.name != "nt"
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What tells one version of a file from another without reading it."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int | None = None  # last status change (POSIX); None where the OS has none
+    file_id: str | None = None  # "device:inode" (volume serial:file index on Windows)
+
+    @classmethod
+    def of(cls, info: os.stat_result) -> FileIdentity:
+        return cls(
+            info.st_size,
+            info.st_mtime_ns,
+            info.st_ctime_ns if _HAS_CHANGE_TIME else None,
+            f"{info.st_dev}:{info.st_ino}" if info.st_ino else None,
+        )
+
+    def changes(self, now: FileIdentity) -> list[str]:
+        """What differs in ``now`` (a field is compared only when both have it)."""
+        moved = []
+        if now.size != self.size:
+            moved.append(f"size {self.size} -> {now.size}")
+        if now.mtime_ns != self.mtime_ns:
+            moved.append("modification time moved")
+        if None not in (self.ctime_ns, now.ctime_ns) and now.ctime_ns != self.ctime_ns:
+            moved.append("status-change time moved: written to in place")
+        if None not in (self.file_id, now.file_id) and now.file_id != self.file_id:
+            moved.append("another file at that path (new inode)")
+        return moved
+
+
+def _stat(source: SourceFile) -> os.stat_result:
     try:
-        info = os.stat(source.path)
+        return os.stat(source.path)
     except FileNotFoundError:
         raise SourceChanged(f"{source.path} vanished during upload") from None
-    if info.st_size != source.size or info.st_mtime_ns != source.mtime_ns:
+
+
+def open_identity(source: SourceFile) -> FileIdentity:
+    """The identity of ``source`` as its upload starts, before its first byte is read;
+    ``SourceChanged`` when it is no longer the file discovery found."""
+    identity = FileIdentity.of(_stat(source))
+    _raise_if_moved(source, FileIdentity(source.size, source.mtime_ns), identity)
+    return identity
+
+
+def ensure_unchanged(source: SourceFile, identity: FileIdentity | None = None) -> None:
+    """Raise ``SourceChanged`` unless ``source`` is still the file whose upload started
+    (``identity`` from ``open_identity``; without one, discovery's size and mtime)."""
+    then = identity or FileIdentity(source.size, source.mtime_ns)
+    _raise_if_moved(source, then, FileIdentity.of(_stat(source)))
+
+
+def _raise_if_moved(source: SourceFile, then: FileIdentity, now: FileIdentity) -> None:
+    moved = then.changes(now)
+    if moved:
         raise SourceChanged(
-            f"{source.path} changed during upload (size {source.size} -> {info.st_size}, "
-            "or its modification time moved); it will be picked up by the next run"
+            f"{source.path} changed during upload ({'; '.join(moved)}); "
+            "it will be picked up by the next run"
         )
 
 
@@ -109,6 +175,7 @@ def transfer_context(
     stop: threading.Event,
     run_id: str,
     on_bytes: Callable[[SourceFile, int], None],
+    on_resumed: Callable[[SourceFile, int], None] = lambda _source, _count: None,
     on_hashed: Callable[[SourceFile, int], None] | None = None,
 ) -> Iterator[TransferContext]:
     """A ``TransferContext`` with its own part pool, shut down on exit."""
@@ -130,6 +197,7 @@ def transfer_context(
             part_pool=pool,
             run_id=run_id,
             on_bytes=on_bytes,
+            on_resumed=on_resumed,
             on_hashed=on_hashed,
         )
     finally:

@@ -25,29 +25,34 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.ahead import RunAhead
+from s3stow.collisions import KeyClaims
 from s3stow.compare import RemoteIndex, decide
 from s3stow.config import Settings
 from s3stow.discover import LAYOUT, check_sources, discover
-from s3stow.errors import S3StowError
+from s3stow.errors import LedgerError, S3StowError
 from s3stow.keys import Target, build_key, local_key, parse_target
-from s3stow.ledger import Ledger
+from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import (
     Decision,
+    Duplicate,
     PlannedUpload,
     Reason,
+    Refused,
     RunSummary,
     Skipped,
     SourceFile,
     Status,
     UploadResult,
 )
-from s3stow.plan import Duplicate, Planner, Refused, describe_sources
+from s3stow.ownfiles import working_files
+from s3stow.plan import Planner, describe_sources, key_claims
 from s3stow.report.observer import Fanout, Observer
 from s3stow.store.base import ObjectStore
 from s3stow.store.dryrun import DryRunStore
 from s3stow.store.s3 import S3Store
 from s3stow.transfer.context import TransferContext, transfer_context
 from s3stow.transfer.limits import RequestLimiter
+from s3stow.transfer.tally import Tally
 from s3stow.transfer.worker import FileWorker
 
 log = logging.getLogger(__name__)
@@ -89,6 +94,9 @@ class Uploader:
         self.worker = FileWorker(
             self.settings, store=self.store, observer=self.observer, stop=self.stop
         )
+        self.tally = Tally()
+        if ledger is not None:  # the first failed ledger write stops the run
+            ledger.on_failure(self.worker.fail_run)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Uploader:
@@ -140,14 +148,18 @@ class Uploader:
             )
         if key is None:
             planned = Planner(self.settings, resolved).plan(found)
-            if planned is None or isinstance(planned, Refused | Duplicate):
-                reason = planned.reason if isinstance(planned, Refused) else "not selected"
+            if planned is None or isinstance(planned, Refused):
+                reason = planned.reason if planned is not None else "not selected"
                 return UploadResult(
                     path, resolved.bucket, "", Status.FAILED, error_class="UnsafeKey", error=reason
                 )
             item = planned
         else:
             item = PlannedUpload(found, resolved.bucket, build_key("", key))
+        known = self.ledger.lookup(item.bucket, [item.key]) if self.ledger is not None else {}
+        _, refused = KeyClaims().settle([item], known)
+        if refused:
+            return refused[0].result(item.bucket)
         self._check_bucket(item.bucket)
         with self._pools() as ctx:
             result = self.worker.transfer(ctx, item, Reason.NEW)
@@ -178,7 +190,8 @@ class Uploader:
             planner.template.static_prefix,
             before_first_use=lambda: self._check_bucket(resolved.bucket),
         )
-        found = discover(roots, follow_symlinks=self.settings.follow_symlinks)
+        own = working_files(self.settings, self.ledger)
+        found = discover(roots, follow_symlinks=self.settings.follow_symlinks, own=own)
         with RunAhead(found, planner.plan, on_walk=self.observer.on_walk) as ahead:
             batches = (self._plan(batch, planner, summary) for batch in ahead)
             self._run(
@@ -186,6 +199,7 @@ class Uploader:
                 resolved,
                 batches,
                 remote=remote,
+                claims=planner.claims,
                 command="upload",
                 sources=describe_sources(roots),
             )
@@ -201,6 +215,7 @@ class Uploader:
         command: str = "retry",
         run_id: str | None = None,
         check_remote: bool = True,
+        claims: KeyClaims | None = None,
     ) -> RunSummary:
         """Upload explicit (file, key) pairs through the same pipeline (retry, archive).
 
@@ -208,7 +223,8 @@ class Uploader:
         file, unsafe key) found while producing them: those are counted, reported
         and recorded like any other failure. Objects the ledger does not know are
         checked with a HEAD each, not a listing (``check_remote=False``: not at all;
-        such keys are simply uploaded and verified).
+        such keys are simply uploaded and verified). ``claims``: the key owners of a
+        longer session (``watch``), so collisions across calls are refused too.
         """
         summary = RunSummary(run_id or new_run_id())
         remote = RemoteIndex(
@@ -239,7 +255,15 @@ class Uploader:
                 yield batch
             self.observer.on_walk(files, size, True)
 
-        self._run(summary, target, batches(), remote=remote, command=command, sources=[command])
+        self._run(
+            summary,
+            target,
+            batches(),
+            remote=remote,
+            claims=claims or key_claims(self.settings),
+            command=command,
+            sources=[command],
+        )
         return summary
 
     # ---- pipeline -------------------------------------------------------------------
@@ -250,12 +274,14 @@ class Uploader:
         batches: Iterator[list[PlannedUpload]],
         *,
         remote: RemoteIndex,
+        claims: KeyClaims,
         command: str,
         sources: list[str],
     ) -> None:
         started = time.monotonic()
         errors_before = getattr(self.store, "transient_errors", 0)
         throttled_before = self.limiter.throttle_events
+        mark = self.tally.mark()
         self.observer.on_start(summary.run_id, target.url)
         if self.ledger is not None and not self.settings.dry_run:
             self.ledger.start_run(
@@ -267,28 +293,43 @@ class Uploader:
                 settings=self.settings.model_dump(mode="json"),
             )
         try:
-            self._pipeline(batches, remote, summary)
+            self._pipeline(batches, remote, claims, summary)
         finally:
             summary.elapsed = time.monotonic() - started
             summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before
             summary.throttled = self.limiter.throttle_events - throttled_before
             summary.concurrency = self.limiter.limit
-            summary.interrupted = self.stop.is_set() and self.fatal_error is None
-            if self.fatal_error is not None:
-                summary.fatal = str(self.fatal_error)
-            if self.ledger is not None:
-                self.ledger.flush()
-                if not self.settings.dry_run:
-                    status = (
-                        "interrupted"
-                        if summary.interrupted
-                        else ("done" if summary.ok else "failed")
-                    )
-                    self.ledger.finish_run(summary.run_id, status=status, summary=summary.totals())
+            self.tally.close(summary, mark)
+            self._finish_ledger(summary)
             self.observer.on_finish(summary)
 
+    def _finish_ledger(self, summary: RunSummary) -> None:
+        """Commit what is queued and close the run's row; a ledger that cannot be
+        written makes the run fatal (exit 3), and the summary still reaches the user."""
+        self._settle_outcome(summary)
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.flush()
+            if not self.settings.dry_run:
+                status = (
+                    "interrupted" if summary.interrupted else ("done" if summary.ok else "failed")
+                )
+                self.ledger.finish_run(summary.run_id, status=status, summary=summary.totals())
+        except LedgerError as exc:
+            self.worker.fail_run(exc)
+            self._settle_outcome(summary)
+
+    def _settle_outcome(self, summary: RunSummary) -> None:
+        summary.interrupted = self.stop.is_set() and self.fatal_error is None
+        summary.fatal = str(self.fatal_error) if self.fatal_error is not None else None
+
     def _pipeline(
-        self, batches: Iterator[list[PlannedUpload]], remote: RemoteIndex, summary: RunSummary
+        self,
+        batches: Iterator[list[PlannedUpload]],
+        remote: RemoteIndex,
+        claims: KeyClaims,
+        summary: RunSummary,
     ) -> None:
         budget_left = self.settings.limit
         pending: dict[Future[UploadResult], SourceFile] = {}
@@ -300,11 +341,17 @@ class Uploader:
             self._pools(run_id=summary.run_id) as ctx,
             ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="file") as files,
         ):
-            for planned in batches:
+            for batch in batches:
                 if self.stop.is_set():
                     break
+                try:
+                    known = self._known(batch)
+                except LedgerError as exc:
+                    self.worker.fail_run(exc)
+                    break
+                planned = self._claim(batch, known, claims, summary)
                 for decision, listed in decide(
-                    planned, ledger=self.ledger, remote=remote, settings=self.settings
+                    planned, ledger=self.ledger, known=known, remote=remote, settings=self.settings
                 ):
                     if decision.upload and budget_left is not None:
                         if budget_left <= 0:  # left for the next run, not skipped
@@ -333,6 +380,40 @@ class Uploader:
                 self._drain(pending, completed, summary, block=False)
             while pending:
                 self._drain(pending, completed, summary, block=True)
+
+    def _known(self, batch: list[PlannedUpload]) -> dict[str, LedgerEntry]:
+        """The ledger's entries for a batch's keys (one lookup serves collisions and
+        the compare stage)."""
+        if self.ledger is None or not batch:
+            return {}
+        return self.ledger.lookup(batch[0].bucket, [item.key for item in batch])
+
+    def _claim(
+        self,
+        batch: list[PlannedUpload],
+        known: dict[str, LedgerEntry],
+        claims: KeyClaims,
+        summary: RunSummary,
+    ) -> list[PlannedUpload]:
+        """The batch without the files whose key another file owns (each refused)."""
+        kept, refused = claims.settle(batch, known)
+        for refusal in refused:
+            self._refuse(summary, refusal, batch[0].bucket)
+        return kept
+
+    def _refuse(self, summary: RunSummary, outcome: Refused | Duplicate, bucket: str) -> None:
+        """Count and report a planned file that is not uploaded: a refusal (unsafe key,
+        collision; recorded, so ``retry --list`` shows it) or a deduplicated duplicate."""
+        source = outcome.source
+        if isinstance(outcome, Duplicate):
+            log.info("deduplicated %s: same content as %s", source.path, outcome.first)
+            why = Reason.DEDUPLICATED.value
+            summary.skip_reasons[why] = summary.skip_reasons.get(why, 0) + 1
+            self._count(summary, outcome.result(bucket), source)
+            return
+        failure = outcome.result(bucket)
+        self._record_refusal(failure, summary, mtime_ns=source.mtime_ns, group=source.group)
+        self._count(summary, failure, source)
 
     def _plan(
         self, batch: list[tuple[SourceFile | Skipped, Any]], planner: Planner, summary: RunSummary
@@ -368,16 +449,8 @@ class Uploader:
             summary.files += 1
             summary.bytes_total += found.size
             self.observer.on_discovered(found)
-            if isinstance(outcome, Duplicate):
-                log.info("deduplicated %s: same content as %s", found.path, outcome.first)
-                why = Reason.DEDUPLICATED.value
-                summary.skip_reasons[why] = summary.skip_reasons.get(why, 0) + 1
-                self._count(summary, outcome.result(bucket), found)
-                continue
             if isinstance(outcome, Refused):
-                failure = outcome.result(bucket)
-                self._record_refusal(failure, summary, mtime_ns=found.mtime_ns, group=found.group)
-                self._count(summary, failure, found)
+                self._refuse(summary, outcome, bucket)
                 continue
             planned.append(outcome)
         return planned
@@ -435,24 +508,7 @@ class Uploader:
             self._count(summary, result, source)
 
     def _count(self, summary: RunSummary, result: UploadResult, source: SourceFile | None) -> None:
-        group = source.group if source is not None else "(none)"
-        if result.status == Status.DONE and result.reason == Reason.REMOTE_MATCH:
-            summary.skipped += 1
-            summary.count_group(group, "skipped")
-        elif result.status == Status.DONE:
-            summary.uploaded += 1
-            summary.bytes_uploaded += result.bytes_sent
-            summary.count_group(group, "uploaded", result.bytes_sent)
-        elif result.status == Status.SKIPPED:
-            summary.skipped += 1
-            summary.count_group(group, "skipped")
-        else:
-            if result.status == Status.CHANGED:
-                summary.changed += 1
-            else:
-                summary.failed += 1
-            summary.failures.append(result)
-            summary.count_group(group, "failed")
+        self.tally.count(summary, result, source)
         self.observer.on_result(result, source)
 
     # ---- plumbing ---------------------------------------------------------------------
@@ -480,9 +536,18 @@ class Uploader:
             limiter=self.limiter,
             stop=self.stop,
             run_id=run_id or new_run_id(),
-            on_bytes=self.worker.on_bytes,
+            on_bytes=self._on_bytes,
+            on_resumed=self._on_resumed,
             on_hashed=self.observer.on_hashed,
         )
+
+    def _on_bytes(self, source: SourceFile, count: int) -> None:
+        self.tally.add_sent(source, count)
+        self.worker.on_bytes(source, count)
+
+    def _on_resumed(self, source: SourceFile, count: int) -> None:
+        self.tally.add_resumed(count)
+        self.observer.on_resumed(source, count)
 
     @property
     def fatal_error(self) -> S3StowError | None:

@@ -5,9 +5,13 @@ completed part (number, ETag, checksum) after S3 acknowledges it. On the next
 run the same upload id is reused: ListParts is checked against the ledger and
 only missing parts are sent. Parts are read and hashed independently (the
 full-object CRC is combined from the part CRCs, so resumed parts are not re-read)
-and uploaded concurrently in the shared part pool. An upload whose source file
-changed, or whose id S3 no longer knows, is aborted and started afresh; an upload
-interrupted or failed for transient reasons is kept for the next run to resume.
+and uploaded concurrently in the shared part pool. The file's identity
+(``context.FileIdentity``) is taken before the first part is read, recorded with the
+upload id, and compared after the last part is sent, before Complete: a file that
+changed (even rewritten in place with its mtime put back) is ``SourceChanged`` and its
+upload aborted. An upload whose file changed between runs, or whose id S3 no longer
+knows, is aborted and started afresh; an upload interrupted or failed for transient
+reasons is kept for the next run to resume.
 """
 
 from __future__ import annotations
@@ -15,15 +19,21 @@ from __future__ import annotations
 import base64
 import logging
 from concurrent.futures import Future, wait
+from dataclasses import replace
 
 from s3stow import checksums
 from s3stow.checksums import Digest
-from s3stow.errors import Interrupted, SourceChanged, TransferError
+from s3stow.errors import Interrupted, LedgerError, SourceChanged, TransferError
 from s3stow.ledger import MultipartState
 from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, UploadResult
 from s3stow.store.base import PartInfo
 from s3stow.transfer.bodies import blame_the_file, buffered_size, check_etag, prepare_body
-from s3stow.transfer.context import TransferContext, ensure_unchanged
+from s3stow.transfer.context import (
+    FileIdentity,
+    TransferContext,
+    ensure_unchanged,
+    open_identity,
+)
 from s3stow.transfer.parts import choose_part_size, part_ranges
 
 log = logging.getLogger(__name__)
@@ -34,7 +44,8 @@ def put_multipart(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
     source = item.source
     algorithm = ctx.settings.checksum
     part_size = choose_part_size(source.size, ctx.settings.part_size)
-    state, done = _resume_state(ctx, item, part_size)
+    identity = open_identity(source)
+    state, done = _resume_state(ctx, item, part_size, identity)
     if state is None:
         sha = None
         if ctx.settings.sha256_metadata:  # one more read of the whole file, shown as hashing
@@ -62,18 +73,24 @@ def put_multipart(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
             mtime_ns=source.mtime_ns,
             part_size=part_size,
             checksum_algorithm=algo,
+            ctime_ns=identity.ctime_ns,
+            file_id=identity.file_id,
         )
         if ctx.ledger is not None:
-            ctx.ledger.begin_multipart(state)
+            try:
+                ctx.ledger.begin_multipart(state)
+            except LedgerError:  # nothing sent, and no run could resume it: leave nothing
+                _abort(ctx, item, state, recorded=False)
+                raise
     resumed = sum(p.size for p in done.values())
     if resumed:
-        ctx.on_bytes(source, resumed)
+        ctx.on_resumed(source, resumed)
         log.info("resuming %s: %d parts already uploaded", item.key, len(done))
     futures: list[Future[PartRecord]] = []
     for number, offset, length in part_ranges(source.size, part_size):
         if number not in done:
             futures.append(
-                ctx.part_pool.submit(_send_part, ctx, item, state, number, offset, length)
+                ctx.part_pool.submit(_send_part, ctx, item, state, identity, number, offset, length)
             )
     try:
         for future in futures:
@@ -85,15 +102,19 @@ def put_multipart(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
         wait(futures)
         raise
     try:
-        ensure_unchanged(source)
+        ensure_unchanged(source, identity)  # after the last byte, before Complete
     except SourceChanged:
         _abort(ctx, item, state)
         raise
-    return _complete(ctx, item, state, done)
+    result = _complete(ctx, item, state, done)
+    # The object is the version the parts were read from; a change since is reported,
+    # never done, and the next run uploads the new bytes.
+    ensure_unchanged(source, identity)
+    return replace(result, bytes_sent=source.size - resumed)
 
 
 def _resume_state(
-    ctx: TransferContext, item: PlannedUpload, part_size: int
+    ctx: TransferContext, item: PlannedUpload, part_size: int, identity: FileIdentity
 ) -> tuple[MultipartState | None, dict[int, PartRecord]]:
     if ctx.ledger is None:
         return None, {}
@@ -102,9 +123,9 @@ def _resume_state(
         return None, {}
     source = item.source
     wanted_algo = None if ctx.compat else ctx.settings.checksum
+    recorded = FileIdentity(state.size, state.mtime_ns, state.ctime_ns, state.file_id)
     if (
-        state.size != source.size
-        or state.mtime_ns != source.mtime_ns
+        recorded.changes(identity)
         or state.part_size != part_size
         or state.checksum_algorithm != wanted_algo
         or state.source_path != str(source.path)
@@ -168,6 +189,7 @@ def _send_part(
     ctx: TransferContext,
     item: PlannedUpload,
     state: MultipartState,
+    identity: FileIdentity,
     number: int,
     offset: int,
     length: int,
@@ -186,6 +208,7 @@ def _send_part(
             source=item.source,
             offset=offset,
             length=length,
+            identity=identity,
         )
     if ctx.ledger is not None:
         ctx.ledger.record_part(state.upload_id, part)
@@ -203,25 +226,27 @@ def send_part(
     source: SourceFile,
     offset: int,
     length: int,
+    identity: FileIdentity | None = None,
 ) -> PartRecord:
     """Hash ``length`` bytes of ``source`` at ``offset``, send them as part ``number``
     (retried) and check S3's answer: the ETag against the MD5 where that proves
-    something, the checksum when echoed."""
+    something, the checksum when echoed (a mismatch is ``SourceChanged`` when the file
+    moved since ``identity`` was taken)."""
     body = prepare_body(ctx, source, offset, length)
     digest = None if ctx.compat else body.digest
 
     def send() -> PartRecord:
-        put = ctx.store.upload_part(
-            bucket,
-            key,
-            upload_id=upload_id,
-            number=number,
-            body=body.data,
-            digest=digest,
-            content_md5=body.content_md5,
-        )
-        ctx.limiter.on_success()
-        try:
+        try:  # a validating server refuses a body that is not what was hashed (BadDigest)
+            put = ctx.store.upload_part(
+                bucket,
+                key,
+                upload_id=upload_id,
+                number=number,
+                body=body.data,
+                digest=digest,
+                content_md5=body.content_md5,
+            )
+            ctx.limiter.on_success()
             if ctx.etag_check and ctx.settings.sse != "aws:kms":
                 check_etag(put.etag, body, what=f"{key} part {number}")
             if digest is not None and put.checksum is not None and put.checksum != digest.b64:
@@ -231,7 +256,10 @@ def send_part(
                     transient=True,
                 )
         except TransferError as exc:
-            raise blame_the_file(source, body, exc) from exc
+            blamed = blame_the_file(source, body, exc, identity)
+            if blamed is exc:
+                raise  # keeps its own cause (the botocore error)
+            raise blamed from exc
         return PartRecord(number, put.etag, digest.b64 if digest else None, length)
 
     return ctx.retry.run(send, what=f"{key} part {number}")
@@ -340,13 +368,15 @@ def verify_object(ctx: TransferContext, item: PlannedUpload, full: str | None) -
     return info.etag
 
 
-def _abort(ctx: TransferContext, item: PlannedUpload, state: MultipartState) -> None:
+def _abort(
+    ctx: TransferContext, item: PlannedUpload, state: MultipartState, *, recorded: bool = True
+) -> None:
     try:
         with ctx.limiter.slot():
             ctx.store.abort_multipart(item.bucket, item.key, upload_id=state.upload_id)
     except TransferError as exc:
         log.warning("could not abort upload %s of %s: %s", state.upload_id, item.key, exc)
-    if ctx.ledger is not None:
+    if ctx.ledger is not None and recorded:
         ctx.ledger.forget_multipart(item.bucket, item.key)
 
 

@@ -5,7 +5,9 @@ checksum must echo ours. Where the MD5 is computed (custom endpoints, compatibil
 mode) it travels too, as Content-MD5, so a server rejects damaged bytes before
 storing them, and the ETag must equal it. A small file is read once and sent from
 that buffer; a larger one is hashed in one pass and streamed from the file
-(``transfer.bodies``).
+(``transfer.bodies``). The file's identity is taken before its first byte is read and
+checked before the request and after S3's answer: a file that changed meanwhile is
+``SourceChanged``, never done.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from s3stow import checksums
 from s3stow.errors import TransferError
 from s3stow.models import PlannedUpload, Status, UploadResult
 from s3stow.transfer.bodies import Body, blame_the_file, buffered_size, check_etag, prepare_body
-from s3stow.transfer.context import TransferContext, ensure_unchanged
+from s3stow.transfer.context import TransferContext, ensure_unchanged, open_identity
 
 
 def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
@@ -22,25 +24,29 @@ def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
     source = item.source
     algorithm = ctx.settings.checksum
     with ctx.limiter.slot(), ctx.budget.hold(buffered_size(source.size)):  # slot first
+        identity = open_identity(source)
         body = prepare_body(ctx, source, 0, source.size, sha256=ctx.settings.sha256_metadata)
-        ensure_unchanged(source)
+        ensure_unchanged(source, identity)
         options = ctx.write_options(source, sha256_hex=body.sha256_hex)
         digest = body.digest
 
         def send() -> UploadResult:
-            put = ctx.store.put_object(
-                item.bucket,
-                item.key,
-                body.data,
-                digest=None if ctx.compat else digest,
-                options=options,
-                content_md5=body.content_md5,
-            )
-            ctx.limiter.on_success()
-            try:
+            try:  # a validating server refuses a body that is not what was hashed (BadDigest)
+                put = ctx.store.put_object(
+                    item.bucket,
+                    item.key,
+                    body.data,
+                    digest=None if ctx.compat else digest,
+                    options=options,
+                    content_md5=body.content_md5,
+                )
+                ctx.limiter.on_success()
                 _verify_ack(ctx, item, put.etag, put.checksum, digest, body)
             except TransferError as exc:
-                raise blame_the_file(source, body, exc) from exc
+                blamed = blame_the_file(source, body, exc, identity)
+                if blamed is exc:
+                    raise  # keeps its own cause (the botocore error)
+                raise blamed from exc
             return UploadResult(
                 path=source.path,
                 bucket=item.bucket,
@@ -56,7 +62,7 @@ def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
 
         result = ctx.retry.run(send, what=item.key)
     ctx.on_bytes(source, source.size)
-    ensure_unchanged(source)
+    ensure_unchanged(source, identity)  # after the last byte, before done
     return result
 
 

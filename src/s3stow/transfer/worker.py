@@ -4,8 +4,10 @@ Given the compare stage's decision, a worker proves a listed remote object
 equal (then nothing is sent), or uploads the file (single PUT or multipart) and
 turns every outcome into an ``UploadResult``: done, changed, failed with the
 error class, or planned (interrupted before an outcome). Authentication and
-missing-bucket errors are fatal for the run: the worker records the first one
-and sets the stop event; a single 403 after earlier successes is retried once.
+missing-bucket errors are fatal for the run, and so is a ledger that cannot be
+written (what cannot be recorded would be sent again by the next run): the worker
+records the first one and sets the stop event; a single 403 after earlier
+successes is retried once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from dataclasses import replace
 
 from s3stow.compare import remote_matches
 from s3stow.config import Settings
-from s3stow.errors import AuthError, BucketMissingError, Interrupted, S3StowError, SourceChanged
+from s3stow.errors import (
+    AuthError,
+    BucketMissingError,
+    Interrupted,
+    LedgerError,
+    S3StowError,
+    SourceChanged,
+)
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.store.base import ObjectInfo, ObjectStore
@@ -46,6 +55,12 @@ class FileWorker:
         self._auth_retried = False
         self._any_success = False
         self._lock = threading.Lock()
+
+    def fail_run(self, exc: S3StowError) -> None:
+        """Make ``exc`` the run's fatal error (the first one stays) and stop new work."""
+        with self._lock:
+            self.fatal_error = self.fatal_error or exc
+        self.stop.set()
 
     def on_bytes(self, source: SourceFile, count: int) -> None:
         self._any_success = True
@@ -124,15 +139,16 @@ class FileWorker:
                 return replace(upload(ctx, item), attempts=attempts, reason=reason)
             except Interrupted:
                 return UploadResult(source.path, item.bucket, item.key, Status.PLANNED)
+            except LedgerError as exc:  # no outcome: the run stops, this file is not failed
+                self.fail_run(exc)
+                return UploadResult(source.path, item.bucket, item.key, Status.PLANNED)
             except SourceChanged as exc:
                 return _failure(item, exc, Status.CHANGED, attempts)
             except (AuthError, BucketMissingError) as exc:
                 if isinstance(exc, AuthError) and self._may_retry_auth():
                     attempts += 1
                     continue
-                with self._lock:
-                    self.fatal_error = self.fatal_error or exc
-                self.stop.set()
+                self.fail_run(exc)
                 return _failure(item, exc, Status.FAILED, attempts)
             except (S3StowError, OSError) as exc:
                 return _failure(item, exc, Status.FAILED, attempts)

@@ -1,0 +1,277 @@
+"""``s3stow restore s3://BUCKET[/PREFIX] DEST``: the way back, verified and resumable."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.helptext import examples
+from s3stow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from s3stow.cli.upload import Engine
+    from s3stow.config import Settings
+    from s3stow.report.observer import Observer
+    from s3stow.restore.glacier import GlacierOptions
+    from s3stow.restore.report import RestoreSummary
+
+
+Opt = typer.Option
+OverwriteOpt = Annotated[
+    bool, Opt("--overwrite", help="Replace local files that differ from the object.")
+]
+DryRunOpt = Annotated[
+    bool | None, Opt("--dry-run", help="List what would be written where; write nothing.")
+]
+RequestOpt = Annotated[
+    bool,
+    Opt("--request-restore", help="Ask S3 for readable copies of GLACIER/DEEP_ARCHIVE objects."),
+]
+DaysOpt = Annotated[int, Opt(help="Days the restored copies stay readable.", metavar="DAYS")]
+TierOpt = Annotated[str, Opt(help="Retrieval tier.", metavar="Standard|Bulk|Expedited")]
+WaitOpt = Annotated[
+    bool, Opt("--wait", help="Wait for archived objects to become readable, then fetch them.")
+]
+PollOpt = Annotated[
+    float,
+    Opt(
+        help="Seconds before the first check of a pending restore (it doubles, up to 900).",
+        metavar="SECONDS",
+    ),
+]
+
+
+def restore(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="The source s3://BUCKET[/PREFIX] (optional with --run), then the local folder.",
+            metavar="[s3://BUCKET[/PREFIX]] DEST",
+        ),
+    ],
+    run: Annotated[
+        str | None,
+        Opt(
+            "--run",
+            help="Restore what this upload run stored (its id, from the ledger).",
+            metavar="RUN_ID",
+        ),
+    ] = None,
+    overwrite: OverwriteOpt = False,
+    dry_run: DryRunOpt = None,
+    request_restore: RequestOpt = False,
+    days: DaysOpt = 7,
+    tier: TierOpt = "Standard",
+    wait: WaitOpt = False,
+    poll_interval: PollOpt = 60.0,
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        Opt(
+            help="Requests in flight: a number, or cpu*K for K per CPU.",
+            metavar="N",
+            show_default="16",
+        ),
+    ] = None,
+    part_size: Annotated[
+        str | None,
+        Opt(
+            help="Range size for large objects, e.g. 64MiB.",
+            metavar="SIZE",
+            show_default="8MiB below 512MiB, 64MiB to 8GiB, 128MiB above",
+        ),
+    ] = None,
+    multipart_threshold: Annotated[
+        str | None,
+        Opt(
+            help="Objects larger than this are fetched in ranges.",
+            metavar="SIZE",
+            show_default="16MiB",
+        ),
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        Opt(
+            "--include",
+            help="Only keys (below the prefix) matching this gitignore-style pattern.",
+            metavar="PATTERN",
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        Opt("--exclude", help="Skip keys matching this pattern (exclude wins).", metavar="PATTERN"),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        Opt(help="Start at most N downloads; the rest are reported as not started.", metavar="N"),
+    ] = None,
+    status_json: Annotated[
+        Path | None,
+        Opt(help="Keep a JSON status file here (read it with `s3stow status`).", metavar="FILE"),
+    ] = None,
+    status_interval: Annotated[
+        float | None,
+        Opt(help="Seconds between status file writes.", metavar="SECONDS", show_default="5"),
+    ] = None,
+    failures_file: Annotated[
+        Path | None,
+        Opt(help="Write each failed object as a JSON line.", metavar="FILE"),
+    ] = None,
+) -> None:
+    """Restore objects to local files: verified before they take their name, resumable."""
+    from s3stow.cli.upload import default_ledger, install_signal_handlers, resume_command
+    from s3stow.ledger import open_ledger
+    from s3stow.restore.engine import Restorer
+    from s3stow.restore.worker import RestoreOptions
+
+    options: GlobalOptions = ctx.obj
+    source, dest = _arguments(paths, run)
+    glacier = glacier_options(request_restore, days, tier, wait, poll_interval)
+    settings = options.settings(
+        ledger=ledger,
+        concurrency=concurrency,
+        part_size=part_size,
+        multipart_threshold=multipart_threshold,
+        include=include or None,
+        exclude=exclude or None,
+        dry_run=dry_run,
+        limit=limit,
+        status_json=status_json,
+        status_interval=status_interval,
+        failures_file=failures_file,
+    )
+    ledger_db = open_ledger(settings.ledger or default_ledger())
+    restorer = Restorer(
+        settings,
+        ledger=ledger_db,
+        observers=observers_for(options, settings),
+        options=RestoreOptions(overwrite=overwrite, glacier=glacier),
+    )
+    undo = install_signal_handlers(restorer, resume=resume_command())
+    summary: RestoreSummary
+    try:
+        if run is not None:
+            summary = restorer.restore_run(run, dest, source=source)
+        else:
+            assert source is not None
+            summary = restorer.restore_tree(source, dest)
+    finally:
+        undo()
+        ledger_db.close()
+    finish(options, summary, restorer)
+
+
+def glacier_options(
+    request: bool, days: int, tier: str, wait: bool, poll_interval: float
+) -> GlacierOptions:
+    """The archived-object options, checked (exit 2 on a bad value)."""
+    from s3stow.restore.glacier import TIERS, GlacierOptions
+
+    chosen = {t.lower(): t for t in TIERS}.get(tier.lower())
+    if chosen is None:
+        raise ConfigError(
+            f"--tier {tier!r} is not a retrieval tier", hint="Standard, Bulk or Expedited"
+        )
+    if days < 1:
+        raise ConfigError("--days must be at least 1")
+    if poll_interval <= 0:
+        raise ConfigError("--poll-interval must be more than 0 seconds")
+    return GlacierOptions(
+        request=request, days=days, tier=chosen, wait=wait, poll_interval=poll_interval
+    )
+
+
+def _arguments(paths: list[str], run: str | None) -> tuple[str | None, str]:
+    if run is not None and len(paths) == 1:
+        return None, paths[0]
+    if len(paths) != 2 or not paths[0].startswith("s3://"):
+        raise ConfigError(
+            "restore takes the source s3://BUCKET[/PREFIX] and a local folder",
+            hint="s3stow restore s3://bucket/prefix ./dest, or s3stow restore --run RUN_ID ./dest",
+        )
+    return paths[0], paths[1]
+
+
+def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
+    """Progress, JSON events, heartbeat and failures file, worded for a restore."""
+    from s3stow.report.console import FailuresFile, JsonEvents
+    from s3stow.report.progress import LiveProgress, PlainProgress
+    from s3stow.report.status import StatusHeartbeat
+
+    observers: list[Observer] = []
+    plan = settings.dry_run
+    if options.json:
+        observers.append(JsonEvents(sys.stdout, plan=plan))
+    elif not options.quiet:
+        if sys.stderr.isatty():
+            observers.append(LiveProgress(Console(file=sys.stderr), plan=plan, receiving=True))
+        else:
+            interval = settings.progress_interval
+            observers.append(
+                PlainProgress(sys.stderr, interval=interval, plan=plan, receiving=True)
+            )
+    if settings.status_json is not None:
+        observers.append(
+            StatusHeartbeat(
+                settings.status_json,
+                interval=settings.status_interval,
+                group_key="folders",
+                busy_phase="restoring",
+            )
+        )
+    if settings.failures_file is not None:
+        observers.append(FailuresFile(settings.failures_file, extra={"command": "restore"}))
+    return observers
+
+
+def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Engine) -> None:
+    """Print the human summary (unless --json) and end with the documented exit code."""
+    from s3stow.cli.upload import exit_for
+    from s3stow.logs import flush_warnings
+    from s3stow.restore.report import print_restore_summary
+
+    flush_warnings()
+    if not options.json:
+        console = output_console()
+        hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
+        every = options.verbose > 0 or not console.is_terminal
+        print_restore_summary(summary, console, resume_hint=hint, list_all=every)
+    exit_for(summary, restorer)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        context_settings={"allow_interspersed_args": True},
+        epilog=examples(
+            (
+                "Bring a prefix back into a folder (each file verified before it takes its "
+                "name; run it again to resume):",
+                "s3stow restore s3://my-bucket/photos ./photos-back",
+            ),
+            (
+                "What one upload run stored, from the ledger:",
+                "s3stow restore --run 20250729T101500Z-a1b2c3 ./photos-back",
+            ),
+            (
+                "Objects in Glacier: ask for copies, wait, then fetch them:",
+                "s3stow restore s3://my-bucket/2019 ./2019 --request-restore --wait",
+            ),
+        ),
+    )(restore)
+
+
+__all__ = ["register"]

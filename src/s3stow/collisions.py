@@ -1,0 +1,158 @@
+"""Key collisions: which file owns each key, so that no object is written for two files.
+
+Two files collide when they get the same key: NFC and NFD spellings of one name, a
+template without the directories (``{name}``, date folders), ``--strip-prefix``.
+``KeyClaims`` settles each batch of planned uploads before any of them is compared or
+sent, with the ledger's rows for the batch's keys:
+
+- a key the ledger records ``done`` for another file that still exists is held by
+  that file: its verified object is never overwritten, and every other file of the
+  key is refused, naming it;
+- files of one batch that share a key are all refused, each naming the others:
+  neither is sent, since which of them the key should hold is the user's call;
+- a key taken earlier in the run keeps its first file; later files are refused.
+
+Discovery streams, so two colliding files in different batches (256 files each) are
+settled in turn: the first may already be uploaded when the second is found; the
+second is refused, naming it, and the first object stays that file's.
+
+Under a content-addressed template (``{md5}``/``{sha256}``) equal keys mean equal
+content: files sharing a key are duplicates, not collisions (the first is uploaded, the
+others are reported deduplicated), and an object the ledger holds for another path
+already has their bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from s3stow.ledger import LedgerEntry
+from s3stow.models import Duplicate, PlannedUpload, Refused, Status
+
+log = logging.getLogger(__name__)
+
+COLLISION = "KeyCollision"
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    path: str
+    why: str  # how it came to own the key: "run", "ledger" or "collided"
+    run_id: str = ""
+
+
+@dataclass
+class KeyClaims:
+    """The owner of every key seen in one run (or one long-running ``watch``)."""
+
+    content_addressed: bool = False
+    # key digest -> its owner; a bare path is a file of this run (the common case, kept cheap)
+    _owners: dict[bytes, _Owner | str] = field(default_factory=dict)
+
+    def settle(
+        self, batch: Sequence[PlannedUpload], known: Mapping[str, LedgerEntry]
+    ) -> tuple[list[PlannedUpload], list[Refused | Duplicate]]:
+        """Split ``batch`` into the uploads that own their keys and the others.
+
+        ``known``: the ledger's entries for the batch's keys (``Ledger.lookup``)."""
+        by_key: dict[bytes, list[PlannedUpload]] = {}
+        for item in batch:
+            by_key.setdefault(_digest(item.key), []).append(item)
+        refusals: dict[int, Refused | Duplicate] = {}
+        owners = self._owners
+        for digest, items in by_key.items():
+            entry = known.get(items[0].key)
+            if len(items) == 1 and digest not in owners:  # nearly always: one file, a free key
+                path = str(items[0].source.path)
+                if entry is None or entry.source_path == path or entry.status != Status.DONE:
+                    owners[digest] = path
+                    continue
+            for item, refusal in self._settle_key(digest, items, entry):
+                refusals[id(item)] = refusal
+        if not refusals:
+            return list(batch), []
+        kept = [item for item in batch if id(item) not in refusals]
+        return kept, [refusals[id(item)] for item in batch if id(item) in refusals]
+
+    def _settle_key(
+        self, digest: bytes, items: list[PlannedUpload], entry: LedgerEntry | None
+    ) -> list[tuple[PlannedUpload, Refused | Duplicate]]:
+        owner = self._owners.get(digest)
+        if isinstance(owner, str):
+            owner = _Owner(owner, "run")
+        if owner is None and not self.content_addressed:
+            owner = _ledger_holder(entry, items)
+            if owner is not None:
+                self._owners[digest] = owner
+        if owner is not None:
+            return [
+                (i, self._refuse(i, owner))
+                for i in items
+                if owner.why == "collided" or str(i.source.path) != owner.path
+            ]
+        first = items[0]
+        if len(items) == 1:
+            self._owners[digest] = str(first.source.path)
+            return []
+        if self.content_addressed:
+            self._owners[digest] = str(first.source.path)
+            path = str(first.source.path)
+            return [(i, Duplicate(i.source, i.key, path)) for i in items[1:]]
+        self._owners[digest] = _Owner(str(first.source.path), "collided")
+        paths = [str(i.source.path) for i in items]
+        refused: list[tuple[PlannedUpload, Refused | Duplicate]] = []
+        for item in items:
+            others = ", ".join(p for p in paths if p != str(item.source.path))
+            reason = f"key {item.key!r} is also the key of {others}; neither is uploaded"
+            refused.append((item, Refused(item.source, item.key, COLLISION, reason + _HINT)))
+        return refused
+
+    def _refuse(self, item: PlannedUpload, owner: _Owner) -> Refused | Duplicate:
+        if self.content_addressed and owner.why == "run":
+            return Duplicate(item.source, item.key, owner.path)
+        if owner.why == "ledger":
+            reason = (
+                f"key {item.key!r} holds {owner.path}, verified in S3 by run {owner.run_id}; "
+                "not overwritten"
+            )
+        elif owner.why == "collided":
+            reason = f"key {item.key!r} is also the key of {owner.path} and others; not uploaded"
+        else:
+            reason = f"key {item.key!r} is also the key of {owner.path}; not uploaded"
+        return Refused(item.source, item.key, COLLISION, reason + _HINT)
+
+
+_HINT = " (rename one of the files, or choose a key template that tells them apart)"
+
+
+def _ledger_holder(entry: LedgerEntry | None, items: list[PlannedUpload]) -> _Owner | None:
+    """The file the ledger's verified object of this key belongs to, when that is
+    another file that still exists (else ``None``: no one else holds the key)."""
+    if entry is None or entry.status != Status.DONE:
+        return None
+    paths = {str(i.source.path) for i in items}
+    if entry.source_path in paths:
+        return _Owner(entry.source_path, "ledger", entry.run_id)
+    try:
+        held = os.stat(entry.source_path)
+    except (OSError, ValueError):
+        return None  # gone (moved, deleted, renamed tree): the key is free for its successor
+    if not stat.S_ISREG(held.st_mode):
+        return None
+    for item in items:
+        try:
+            if os.path.samestat(held, os.stat(item.source.path)):
+                return _Owner(str(item.source.path), "ledger", entry.run_id)  # another spelling
+        except OSError:
+            continue
+    log.debug("%s: the ledger's object is %s's", entry.key, entry.source_path)
+    return _Owner(entry.source_path, "ledger", entry.run_id)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).digest()

@@ -1,0 +1,327 @@
+"""Fetching one object into its local file: one GET, or ranged GETs that resume.
+
+Bytes go to a temporary file beside the destination (``paths.temp_path``); only when
+the check holds (``check.py``) does the file get its mtime and replace the
+destination (``os.replace``: atomic, and a reader never sees half a file).
+
+An object up to ``multipart_threshold`` is one GET, hashed while it streams. A
+larger one is fetched in ranges (``part_size``, adaptive by default; a COMPOSITE
+checksum's parts), in parallel in the part pool, each with ``If-Match`` on the
+ETag so a changed object fails rather than mixing two versions. The download id,
+ETag and range size are recorded before the first range, and each range after its
+bytes are written, with its digest. After a crash the next run finds them, re-reads
+the recorded ranges and keeps those whose digest still holds, and fetches only the
+rest; an object whose ETag changed since starts over. The digest of a range is the
+object's own CRC (full-object CRCs combine, so the whole file is never re-read) or a
+composite's part digest; for other proofs it is a CRC64NVME used only to check the
+resumed bytes, and the proof reads the finished file once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from concurrent.futures import Future, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from s3stow.errors import Interrupted, TransferError
+from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord
+from s3stow.proof import Hasher, Proof
+from s3stow.restore.check import (
+    check_md5,
+    file_md5,
+    object_mtime_ns,
+    part_sizes,
+    proof_for,
+    settle,
+    stat,
+)
+from s3stow.restore.glacier import archived_unreadable
+from s3stow.restore.paths import ensure_inside, temp_path
+from s3stow.restore.plan import RestoreItem
+from s3stow.store.base import ObjectBody, ObjectInfo
+from s3stow.transfer.context import TransferContext
+from s3stow.transfer.parts import choose_part_size, part_ranges
+
+log = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+_RESUME_DIGEST = "crc64nvme"
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A file restored, and what proved it."""
+
+    tier: str
+    algorithm: str | None
+    value: str | None
+    etag: str
+    received: int  # bytes fetched by this run (resumed ranges excluded)
+    mtime_ns: int  # the restored file's, as the file system keeps it
+
+
+def fetch(
+    ctx: TransferContext,
+    item: RestoreItem,
+    *,
+    restores: RestoreLedger | None,
+    entry: RestoreEntry | None,
+) -> Fetched:
+    """Restore ``item`` to its path, verified; raises on any failure (the temporary
+    file of a ranged download is kept for the next run when it can resume)."""
+    ensure_inside(item.source.root, item.path.parent)  # a symlink made since the plan
+    item.path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_inside(item.source.root, item.path.parent)
+    if item.info.size > ctx.settings.multipart_threshold:
+        return _ranged(ctx, item, restores, entry)
+    return _single(ctx, item)
+
+
+def _single(ctx: TransferContext, item: RestoreItem) -> Fetched:
+    temp = temp_path(item.path)
+
+    def attempt() -> tuple[ObjectInfo, Proof, str | None, str | None, int]:
+        with ctx.limiter.slot():
+            body = ctx.store.get_object(
+                item.bucket,
+                item.key,
+                if_match=item.info.etag or None,
+                checksum_mode=not ctx.compat,
+            )
+            proof = proof_for(body.info)
+            whole, md5 = proof.whole_hasher(), Hasher("md5-hex") if item.expect_md5 else None
+            received = _stream(ctx, item, body, temp, "wb", [h for h in (whole, md5) if h])
+        if received != body.info.size:
+            ctx.on_bytes(item.source, -received)
+            raise TransferError(
+                f"s3://{item.bucket}/{item.key}: {received} of {body.info.size} bytes arrived",
+                code="IncompleteBody",
+                transient=True,
+            )
+        ctx.limiter.on_success()
+        values = (whole.value() if whole else None, md5.value() if md5 else None)
+        return body.info, proof, *values, received
+
+    try:
+        info, proof, value, md5, received = ctx.retry.run(attempt, what=item.key)
+        value = settle(ctx, item, proof, value, path=temp, size=info.size)
+        check_md5(item, md5)
+        return _finish(temp, item, info, proof, value, received)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _stream(
+    ctx: TransferContext,
+    item: RestoreItem,
+    body: ObjectBody,
+    path: Path,
+    mode: str,
+    hashers: list[Hasher],
+    *,
+    limit: int | None = None,
+) -> int:
+    """Write ``body`` to ``path`` (at ``body.start`` in ``r+b`` mode), hashing it;
+    progress taken back when it fails halfway."""
+    received = reported = 0
+    try:
+        with path.open(mode) as out:
+            if mode == "r+b":
+                out.seek(body.start)
+            for chunk in body.chunks(CHUNK):
+                received += len(chunk)
+                if limit is not None and received > limit:
+                    raise TransferError(
+                        f"s3://{item.bucket}/{item.key}: the server sent more than the range "
+                        "asked for (it may not support ranged GETs)",
+                        code="RangeNotHonoured",
+                    )
+                out.write(chunk)
+                for hasher in hashers:
+                    hasher.update(chunk)
+                ctx.on_bytes(item.source, len(chunk))
+                reported = received
+    except BaseException:
+        if reported:
+            ctx.on_bytes(item.source, -reported)
+        raise
+    finally:
+        body.close()
+    return received
+
+
+def _ranged(
+    ctx: TransferContext,
+    item: RestoreItem,
+    restores: RestoreLedger | None,
+    entry: RestoreEntry | None,
+) -> Fetched:
+    info = stat(ctx, item)
+    if archived_unreadable(info):
+        raise TransferError(
+            f"s3://{item.bucket}/{item.key} is in {info.storage_class} with no readable copy",
+            code="InvalidObjectState",
+        )
+    proof = proof_for(info)
+    layout: list[int] | None = None
+    if proof.parts:  # ranges are the parts, so the part digests make the composite
+        layout = part_sizes(ctx, item, info.size, proof.parts)
+        spans = _spans(layout)
+        range_size = layout[0]
+    else:
+        range_size = choose_part_size(info.size, ctx.settings.part_size)
+        spans = [(offset, length) for _, offset, length in part_ranges(info.size, range_size)]
+    kind = str(proof.algorithm) if proof.combinable else _RESUME_DIGEST
+    temp = temp_path(item.path)
+    download_id, done = _resume(restores, entry, info, range_size, temp, kind)
+    if download_id is None:
+        download_id = uuid.uuid4().hex
+        if restores is not None:
+            record = RestoreRecord(
+                item.bucket, item.key, str(item.path), info.size, "downloading", etag=info.etag
+            )
+            restores.begin_download(
+                record, download_id=download_id, range_size=range_size, run_id=ctx.run_id
+            )
+        with temp.open("wb") as out:
+            out.truncate(info.size)
+    elif done:
+        log.info("resuming %s: %d of %d ranges already here", item.key, len(done), len(spans))
+        ctx.on_bytes(item.source, sum(length for length, _ in done.values()))
+    futures: list[Future[tuple[int, int, str]]] = [
+        ctx.part_pool.submit(_fetch_range, ctx, item, info, temp, span, kind, restores, download_id)
+        for span in spans
+        if span[0] not in done
+    ]
+    try:
+        for future in futures:
+            first, length, digest = future.result()
+            done[first] = (length, digest)
+    except BaseException as exc:
+        for future in futures:
+            future.cancel()
+        wait(futures)
+        if isinstance(exc, TransferError) and exc.code == "PreconditionFailed":
+            _discard(restores, item, temp)  # the object changed: the next run starts over
+        raise
+    received = sum(f.result()[1] for f in futures)
+    ordered = [done[first] for first, _ in spans]
+    value = proof.combine(ordered) if proof.combinable else None
+    try:
+        value = settle(ctx, item, proof, value, path=temp, size=info.size, layout=layout)
+        check_md5(item, file_md5(temp) if item.expect_md5 else None)
+    except TransferError:
+        _discard(restores, item, temp)
+        raise
+    with temp.open("rb+") as handle:  # a large file: on disk before it takes the name
+        os.fsync(handle.fileno())
+    return _finish(temp, item, info, proof, value, received)
+
+
+def _spans(sizes: list[int]) -> list[tuple[int, int]]:
+    spans, offset = [], 0
+    for size in sizes:
+        spans.append((offset, size))
+        offset += size
+    return spans
+
+
+def _resume(
+    restores: RestoreLedger | None,
+    entry: RestoreEntry | None,
+    info: ObjectInfo,
+    range_size: int,
+    temp: Path,
+    kind: str,
+) -> tuple[str | None, dict[int, tuple[int, str]]]:
+    """The download id to continue and the ranges whose bytes still check out."""
+    if restores is None or entry is None or not entry.download_id:
+        return None, {}
+    try:
+        on_disk = temp.stat().st_size
+    except OSError:
+        on_disk = -1
+    if entry.etag != info.etag or entry.range_size != range_size or on_disk != info.size:
+        log.info("not resuming %s: the object or the partial file changed", info.key)
+        return None, {}
+    done: dict[int, tuple[int, str]] = {}
+    with temp.open("rb") as handle:
+        for first, length, digest in restores.ranges(entry.download_id):
+            handle.seek(first)
+            hasher = Hasher(kind)
+            hasher.update(handle.read(length))
+            if digest is not None and hasher.value() == digest:
+                done[first] = (length, digest)
+    return entry.download_id, done
+
+
+def _fetch_range(
+    ctx: TransferContext,
+    item: RestoreItem,
+    info: ObjectInfo,
+    temp: Path,
+    span: tuple[int, int],
+    kind: str,
+    restores: RestoreLedger | None,
+    download_id: str,
+) -> tuple[int, int, str]:
+    first, length = span
+    if ctx.stop.is_set():
+        raise Interrupted("interrupted before this range was fetched")
+
+    def attempt() -> str:
+        hasher = Hasher(kind)
+        with ctx.limiter.slot():
+            body = ctx.store.get_object(
+                item.bucket, item.key, byte_range=(first, first + length - 1), if_match=info.etag
+            )
+            if body.start != first:
+                body.close()
+                raise TransferError(
+                    f"s3://{item.bucket}/{item.key}: asked for bytes from {first}, "
+                    f"got them from {body.start}",
+                    code="RangeNotHonoured",
+                )
+            received = _stream(ctx, item, body, temp, "r+b", [hasher], limit=length)
+        if received != length:
+            ctx.on_bytes(item.source, -received)
+            raise TransferError(
+                f"s3://{item.bucket}/{item.key}: {received} of {length} bytes of a range arrived",
+                code="IncompleteBody",
+                transient=True,
+            )
+        ctx.limiter.on_success()
+        return hasher.value()
+
+    digest = ctx.retry.run(attempt, what=f"{item.key} bytes {first}-{first + length - 1}")
+    if restores is not None:
+        restores.record_range(download_id, first, length, digest)
+    return first, length, digest
+
+
+def _discard(restores: RestoreLedger | None, item: RestoreItem, temp: Path) -> None:
+    if restores is not None:
+        restores.forget_download(item.bucket, item.key, str(item.path))
+    temp.unlink(missing_ok=True)
+
+
+def _finish(
+    temp: Path, item: RestoreItem, info: ObjectInfo, proof: Proof, value: str | None, received: int
+) -> Fetched:
+    """Give the verified file its mtime and its name."""
+    mtime = object_mtime_ns(info)
+    if mtime is not None:
+        os.utime(temp, ns=(time.time_ns(), mtime))
+    os.replace(temp, item.path)
+    return Fetched(
+        tier=proof.tier,
+        algorithm=proof.algorithm,
+        value=value,
+        etag=info.etag,
+        received=received,
+        mtime_ns=os.stat(item.path).st_mtime_ns,
+    )

@@ -1,0 +1,393 @@
+"""The restore pipeline and its library API: ``Restorer``, beside ``Uploader``.
+
+list (or a run's items from the ledger, or explicit items) -> plan paths
+(``plan.py``, ``paths.py``) -> decide from the ledger and the disk -> fetch and verify
+(``worker.py``, ``download.py``, ``check.py``; archived objects through
+``glacier.py``) -> record (``ledger/restores.py``) -> report (the upload's observers,
+``RestoreSummary``). The listing streams in batches, so the first download starts
+while the bucket is still being listed; at most ``2 x concurrency`` files are in
+flight. A restore shares an upload's machinery: a file pool and a part pool of
+``concurrency`` threads, one ``RequestLimiter`` over both (AIMD on throttling),
+file-level retries over botocore's, the same stop event and fatal-error policy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from s3stow.config import Settings
+from s3stow.errors import ConfigError, S3StowError
+from s3stow.keys import Target, parse_target
+from s3stow.ledger import Ledger
+from s3stow.ledger.restores import RestoreEntry, RestoreLedger
+from s3stow.models import Decision, Reason, Status, UploadResult
+from s3stow.report.observer import Fanout, Observer
+from s3stow.restore import glacier
+from s3stow.restore.paths import PathRules
+from s3stow.restore.plan import RestoreItem, RestorePlanner, decide
+from s3stow.restore.report import RestoreSummary
+from s3stow.restore.worker import RestoreOptions, RestoreWorker
+from s3stow.select import Selector
+from s3stow.store.base import ObjectInfo, ObjectStore
+from s3stow.store.dryrun import DryRunStore
+from s3stow.store.s3 import S3Store
+from s3stow.transfer.context import TransferContext, transfer_context
+from s3stow.transfer.engine import new_run_id
+from s3stow.transfer.limits import RequestLimiter
+
+log = logging.getLogger(__name__)
+_BATCH = 256
+Found = RestoreItem | UploadResult | None
+
+
+class Restorer:
+    """Restores objects to local files, verified, recorded and resumable."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: ObjectStore | None = None,
+        ledger: Ledger | None = None,
+        observers: Iterable[Observer] = (),
+        options: RestoreOptions | None = None,
+        rules: PathRules | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or RestoreOptions()
+        self.rules = rules or PathRules.for_this_os()
+        self.limiter = RequestLimiter(settings.concurrency)
+        real = store or S3Store.from_settings(settings, on_throttle=self.limiter.on_throttle)
+        self.store: ObjectStore = DryRunStore(real) if settings.dry_run else real
+        self.ledger = ledger
+        # read in a dry run too (what is restored already is skipped), written only for real
+        self.restores = RestoreLedger(ledger) if ledger is not None else None
+        self.observer = Fanout(list(observers))
+        self.stop = threading.Event()
+        self.worker = RestoreWorker(
+            options=self.options, observer=self.observer, stop=self.stop, restores=self.restores
+        )
+        self._waiting: list[RestoreItem] = []
+
+    # ---- public API -----------------------------------------------------------------
+    def add_observer(self, observer: Observer) -> None:
+        self.observer.observers.append(observer)
+
+    def request_stop(self) -> None:
+        """Stop starting new work; in-flight requests finish (first Ctrl+C)."""
+        self.stop.set()
+
+    @property
+    def fatal_error(self) -> S3StowError | None:
+        """The fatal (auth/bucket) error that stopped the run, if any."""
+        return self.worker.fatal_error
+
+    def restore_tree(
+        self, source: str | Target, dest: str | Path, *, run_id: str | None = None
+    ) -> RestoreSummary:
+        """Restore every object under ``s3://bucket/prefix`` into ``dest`` (a single
+        object when ``prefix`` names one and nothing lies below it)."""
+        target = source if isinstance(source, Target) else parse_target(source)
+        root = self._root(dest)
+        planner = self._planner(root)
+
+        def found() -> Iterator[Found]:
+            listed = False
+            for info in self.store.list_objects_detailed(target.bucket, target.prefix):
+                listed = True
+                yield planner.plan(target.bucket, target.prefix, info)
+            if not listed and target.prefix:  # s3://bucket/path/to/one-object
+                key = target.prefix.rstrip("/")
+                single = self.store.stat_object(target.bucket, key)
+                if single is not None:
+                    folder = key.rpartition("/")[0]
+                    yield planner.plan(target.bucket, folder + "/" if folder else "", single)
+
+        return self._run(target, root, found(), command="restore", run_id=run_id)
+
+    def restore_run(
+        self,
+        upload_run: str,
+        dest: str | Path,
+        *,
+        source: str | Target | None = None,
+        run_id: str | None = None,
+    ) -> RestoreSummary:
+        """Restore what the upload run ``upload_run`` stored (the ledger's items it left
+        done), under ``source``'s prefix when given, else the run's own prefix."""
+        if self.ledger is None:
+            raise ConfigError("restore --run reads the ledger", hint="pass --ledger")
+        info = self.ledger.run_info(upload_run)
+        if info is None:
+            raise ConfigError(
+                f"no run {upload_run!r} in the ledger", hint="`s3stow stats --by run` lists them"
+            )
+        if str(info["command"]).startswith("restore"):
+            raise ConfigError(
+                f"run {upload_run!r} is a restore", hint="give the id of an upload run"
+            )
+        target = Target(str(info["bucket"]), str(info["prefix"]))
+        if source is not None:
+            target = source if isinstance(source, Target) else parse_target(source)
+            if target.bucket != info["bucket"]:
+                raise ConfigError(f"run {upload_run!r} uploaded to bucket {info['bucket']!r}")
+        root = self._root(dest)
+        planner = self._planner(root)
+        ledger = self.ledger
+
+        def found() -> Iterator[Found]:
+            for entry in ledger.items(run_id=upload_run, statuses=[Status.DONE]):
+                if entry.bucket == target.bucket and entry.key.startswith(target.prefix):
+                    listed = ObjectInfo(entry.key, entry.size, entry.etag or "")
+                    yield planner.plan(target.bucket, target.prefix, listed)
+
+        return self._run(target, root, found(), command="restore-run", run_id=run_id)
+
+    def restore_items(
+        self,
+        items: Iterable[RestoreItem | UploadResult],
+        dest: str | Path,
+        *,
+        command: str = "archive-restore",
+        run_id: str | None = None,
+    ) -> RestoreSummary:
+        """Restore explicit (object, local path) items, e.g. the media table's rows; a
+        result among them is a refusal found while producing them, and is reported."""
+        root = self._root(dest)
+        return self._run(Target("", ""), root, iter(items), command=command, run_id=run_id)
+
+    # ---- pipeline -------------------------------------------------------------------
+    def _planner(self, root: Path) -> RestorePlanner:
+        selector = Selector.build(include=self.settings.include, exclude=self.settings.exclude)
+        return RestorePlanner(root, rules=self.rules, selector=selector)
+
+    def prepare_root(self, dest: str | Path) -> Path:
+        """``dest`` created (unless a dry run) and resolved: where the paths are planned."""
+        return self._root(dest)
+
+    def _root(self, dest: str | Path) -> Path:
+        path = Path(dest).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{path} exists and is not a folder", hint="restore into a folder")
+        if not self.settings.dry_run:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create {path}: {exc.strerror or exc}") from exc
+        return path.resolve()
+
+    def _run(
+        self,
+        target: Target,
+        root: Path,
+        found: Iterator[Found],
+        *,
+        command: str,
+        run_id: str | None,
+    ) -> RestoreSummary:
+        summary = RestoreSummary(run_id or new_run_id())
+        started = time.monotonic()
+        errors_before = getattr(self.store, "transient_errors", 0)
+        self.observer.on_start(summary.run_id, target.url if target.bucket else str(root))
+        if self.ledger is not None and not self.settings.dry_run:
+            self.ledger.start_run(
+                summary.run_id,
+                command=command,
+                bucket=target.bucket,
+                prefix=target.prefix,
+                sources=[str(root)],
+                settings=self.settings.model_dump(mode="json"),
+            )
+        try:
+            self._pipeline(found, summary)
+        except S3StowError as exc:  # e.g. the listing: a missing bucket, no permission
+            summary.fatal = str(exc)
+            raise
+        finally:
+            summary.elapsed = time.monotonic() - started
+            summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before
+            summary.throttled = self.limiter.throttle_events
+            summary.concurrency = self.limiter.limit
+            summary.interrupted = self.stop.is_set() and self.fatal_error is None
+            if self.fatal_error is not None:
+                summary.fatal = str(self.fatal_error)
+            if self.restores is not None and not self.settings.dry_run:
+                self.restores.flush()
+            if self.ledger is not None and not self.settings.dry_run:
+                status = (
+                    "interrupted" if summary.interrupted else ("done" if summary.ok else "failed")
+                )
+                self.ledger.finish_run(summary.run_id, status=status, summary=summary.totals())
+            self.observer.on_finish(summary)
+        return summary
+
+    def _pipeline(self, found: Iterator[Found], summary: RestoreSummary) -> None:
+        budget = self.settings.limit
+        pending: dict[Future[UploadResult], RestoreItem] = {}
+        completed: queue.SimpleQueue[Future[UploadResult]] = queue.SimpleQueue()
+        most = 2 * self.settings.concurrency
+        with (
+            self._pools(summary.run_id) as ctx,
+            ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="file") as files,
+        ):
+
+            def submit(decision: Decision, item: RestoreItem, entry: RestoreEntry | None) -> None:
+                while len(pending) >= most and not self.stop.is_set():
+                    self._drain(pending, completed, summary, block=True)
+                future = files.submit(self.worker.process, ctx, decision, item, entry)
+                pending[future] = item
+                future.add_done_callback(completed.put)
+
+            listed = size = 0  # found by the listing so far (the progress display's walk)
+            for batch in _batched(found):
+                if self.stop.is_set():
+                    break
+                items = self._admit(batch, summary)
+                listed += len(items)
+                size += sum(item.source.size for item in items)
+                self.observer.on_walk(listed, size, False)
+                for item, (decision, entry) in zip(
+                    items, decide(items, ledger=self.restores), strict=True
+                ):
+                    if decision.upload and budget is not None:
+                        if budget <= 0:  # left for the next run, not skipped
+                            decision = Decision(decision.item, False, Reason.LIMIT)
+                        budget -= 1
+                    self.observer.on_decision(decision)
+                    if decision.reason == Reason.LIMIT:
+                        summary.not_started += 1
+                        continue
+                    if not decision.upload:
+                        summary.skipped += 1
+                        summary.count_group(item.source.group, "skipped")
+                        continue
+                    if self.settings.dry_run:
+                        summary.would_restore.append(decision)
+                        continue
+                    if self.stop.is_set():
+                        break
+                    submit(decision, item, entry)
+                self._drain(pending, completed, summary, block=False)
+            else:
+                self.observer.on_walk(listed, size, True)
+            while pending:
+                self._drain(pending, completed, summary, block=True)
+            backoff = glacier.Backoff(self.options.glacier.poll_interval)
+            while self._waiting and not self.stop.wait(backoff.next()):
+                for item in self._poll(ctx, files, summary):
+                    submit(Decision(item.planned, True, Reason.ARCHIVED), item, None)
+                while pending:
+                    self._drain(pending, completed, summary, block=True)
+        for item in self._waiting:  # stopped while waiting: still pending
+            message = glacier.message(item, glacier.PENDING, self.options.glacier)
+            self._settle(summary, item.failed(glacier.PENDING, message), item, wait=False)
+        self._waiting = []
+
+    def _admit(self, batch: list[Found], summary: RestoreSummary) -> list[RestoreItem]:
+        """Count a batch's objects; report its refusals; return the items to decide."""
+        items = []
+        for thing in batch:
+            if thing is None:
+                continue
+            summary.files += 1
+            if isinstance(thing, UploadResult):
+                self._settle(summary, thing, None)
+                continue
+            summary.bytes_total += thing.info.size
+            self.observer.on_discovered(thing.source)
+            items.append(thing)
+        return items
+
+    def _poll(
+        self, ctx: TransferContext, files: ThreadPoolExecutor, summary: RestoreSummary
+    ) -> list[RestoreItem]:
+        """HEAD every waiting object once; return those now readable."""
+        waiting, self._waiting = self._waiting, []
+        polls = [(item, files.submit(self.worker.poll, ctx, item)) for item in waiting]
+        ready = []
+        for item, future in polls:
+            try:
+                readable = future.result()
+            except S3StowError as exc:
+                code = getattr(exc, "code", type(exc).__name__)
+                self._settle(summary, item.failed(code, str(exc).splitlines()[0]), item)
+                continue
+            if readable:
+                ready.append(item)
+            else:
+                self._waiting.append(item)
+        if ready:
+            log.info("%d restored object(s) now readable", len(ready))
+        return ready
+
+    def _drain(
+        self,
+        pending: dict[Future[UploadResult], RestoreItem],
+        completed: queue.SimpleQueue[Future[UploadResult]],
+        summary: RestoreSummary,
+        *,
+        block: bool,
+    ) -> None:
+        """Record every finished item; with ``block``, wait for at least one."""
+        done: list[Future[UploadResult]] = []
+        while block and pending and not done:  # a timeout keeps Ctrl+C deliverable
+            try:
+                done.append(completed.get(timeout=0.5))
+            except queue.Empty:
+                continue
+        while True:
+            try:
+                done.append(completed.get_nowait())
+            except queue.Empty:
+                break
+        for future in done:
+            item = pending.pop(future)
+            self._settle(summary, future.result(), item)
+
+    def _settle(
+        self,
+        summary: RestoreSummary,
+        result: UploadResult,
+        item: RestoreItem | None,
+        *,
+        wait: bool = True,
+    ) -> None:
+        """Record and count one outcome (or keep an object waiting for Glacier)."""
+        if result.status == Status.PLANNED:  # interrupted before an outcome
+            return
+        pending = result.error_class == glacier.PENDING
+        waits = wait and item is not None and self.options.glacier.wait
+        if pending and waits and item is not None and not self.stop.is_set():
+            self._waiting.append(item)
+            return
+        if self.restores is not None and item is not None and not self.settings.dry_run:
+            record = item.record(result)
+            if record is not None:
+                self.restores.record(record, run_id=summary.run_id)
+        source = item.source if item is not None else None
+        summary.count(result, source.group if source is not None else "(none)")
+        self.observer.on_result(result, source)
+
+    def _pools(self, run_id: str) -> AbstractContextManager[TransferContext]:
+        return transfer_context(
+            self.settings,
+            store=self.store,
+            ledger=self.ledger if not self.settings.dry_run else None,
+            limiter=self.limiter,
+            stop=self.stop,
+            run_id=run_id,
+            on_bytes=self.observer.on_bytes,
+        )
+
+
+def _batched(found: Iterator[Found]) -> Iterator[list[Found]]:
+    while batch := list(itertools.islice(found, _BATCH)):
+        yield batch

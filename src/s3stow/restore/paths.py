@@ -1,0 +1,150 @@
+"""Where an object goes on disk: object keys to local paths under DEST, safely.
+
+A key maps to DEST joined with its part after the prefix, split on ``/`` (keys always
+use ``/``). Refused, never written, with the rule named: an absolute key (a leading
+``/``), an empty, ``.`` or ``..`` segment, a NUL character; on Windows also what
+Windows reserves in a file name (``ntpath.isreserved`` where Python has it, else the
+same rules: ``<>:"/\\|?*`` and control characters, device names such as ``CON`` or
+``com1.txt``, trailing dots and spaces); and a path that, once the symlinks already
+on disk are resolved, is not inside DEST. The rules are pure functions of the key and
+a ``PathRules`` value, so the Windows rules are tested on every OS.
+
+Two keys that name one file on this OS (the same name up to case and Unicode
+normalisation on Windows and macOS), or a key that needs as a folder what another
+key writes as a file, collide: the later one is refused (``PathClaims``). The
+temporary file of a download sits beside its destination (``temp_path``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ntpath
+import sys
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+_WINDOWS_CHARS = frozenset({chr(i) for i in range(32)} | set('"*:<>?|/\\'))
+_WINDOWS_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{device}{n}" for device in ("COM", "LPT") for n in "123456789\xb9\xb2\xb3"}
+)
+TEMP_SUFFIX = ".s3stow-part"
+
+
+class UnsafePath(ValueError):
+    """A key that cannot be a local path here; the message says which rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathRules:
+    """What the local OS allows in a path, and when two names are one file."""
+
+    windows: bool = False
+    fold_case: bool = False  # case-insensitive, normalisation-insensitive names
+
+    @classmethod
+    def for_this_os(cls) -> PathRules:
+        return cls(windows=sys.platform == "win32", fold_case=sys.platform in ("win32", "darwin"))
+
+
+def windows_reserved(name: str) -> bool:
+    """Whether Windows reserves ``name`` as a file name (one path segment).
+
+    The characters ``<>:"/\\|?*`` and 0-31 first (``ntpath.isreserved`` would read a
+    separator or a drive's colon as structure, not as part of a name); then
+    ``ntpath.isreserved`` (Python 3.13+) where it exists, else its rules: trailing dots
+    and spaces, and DOS device names with or without an extension (``nul``,
+    ``COM1.txt``, ``lpt\xb9``).
+    """
+    if _WINDOWS_CHARS.intersection(name):
+        return True
+    isreserved = getattr(ntpath, "isreserved", None)
+    if isreserved is not None and name not in ("", ".", ".."):
+        return bool(isreserved(name))
+    if name[-1:] in (".", " "):
+        return name not in (".", "..")
+    return name.partition(".")[0].rstrip(" ").upper() in _WINDOWS_NAMES
+
+
+def relative_parts(key: str, prefix: str, rules: PathRules) -> list[str]:
+    """The path segments of ``key`` below ``prefix``; ``UnsafePath`` when the key
+    cannot be a local path under these rules."""
+    if not key.startswith(prefix):
+        raise UnsafePath(f"key is not under the prefix {prefix!r}")
+    rest = key[len(prefix) :]
+    if rest.startswith("/"):
+        raise UnsafePath("key is an absolute path (starts with '/')")
+    if "\x00" in rest:
+        raise UnsafePath("key contains a NUL character")
+    parts = rest.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UnsafePath(f"key has a {part or 'empty'!r} path segment")
+        if rules.windows and windows_reserved(part):
+            raise UnsafePath(
+                f"{part!r} is not a valid file name on Windows (reserved device name, "
+                'a character of <>:"/\\|?* or a control character, or a trailing dot or space)'
+            )
+    return parts
+
+
+def local_path(root: Path, parts: list[str], *, checked: set[Path] | None = None) -> Path:
+    """``root`` joined with ``parts``, refused unless its folder stays inside ``root`` (a
+    resolved directory) once the symlinks already on disk are followed (``checked``:
+    folders already found inside, not resolved again). The file itself may be a
+    symlink: the rename that puts the restored file in place replaces the link."""
+    path = root.joinpath(*parts)
+    if checked is None or path.parent not in checked:
+        ensure_inside(root, path.parent)
+        if checked is not None:
+            checked.add(path.parent)
+    return path
+
+
+def ensure_inside(root: Path, path: Path) -> None:
+    """Raise ``UnsafePath`` if ``path`` (resolved) is not inside ``root``; checked at
+    planning and again around creating the folders, just before writing."""
+    resolved = path.resolve()
+    if resolved != root and not resolved.is_relative_to(root):
+        raise UnsafePath(f"{path} leads outside {root} (through a symlink)")
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary file beside ``path`` that a download writes before the rename."""
+    name = f".{path.name}{TEMP_SUFFIX}"
+    if len(name.encode("utf-8", "surrogatepass")) > 240:  # stay within NAME_MAX
+        digest = hashlib.sha256(path.name.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        name = f".{digest}{TEMP_SUFFIX}"
+    return path.with_name(name)
+
+
+class PathClaims:
+    """The local paths a run has given out, to refuse a second key for one file."""
+
+    def __init__(self, rules: PathRules) -> None:
+        self.rules = rules
+        self._files: dict[bytes, str] = {}  # digest of the path -> the key that took it
+        self._folders: set[bytes] = set()
+
+    def _digest(self, parts: list[str]) -> bytes:
+        text = "/".join(parts)
+        if self.rules.fold_case:
+            text = unicodedata.normalize("NFC", text).casefold()
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+
+    def claim(self, parts: list[str], key: str) -> str | None:
+        """``None`` when ``key`` may write ``parts``, else why not."""
+        file = self._digest(parts)
+        other = self._files.get(file)
+        if other is not None and other != key:
+            return f"{other!r} restores to the same local file"
+        if file in self._folders:
+            return "another key needs this path as a folder"
+        folders = [self._digest(parts[:depth]) for depth in range(1, len(parts))]
+        for depth, folder in enumerate(folders, start=1):
+            if folder in self._files:
+                return f"{'/'.join(parts[:depth])!r} is restored as a file, not a folder"
+        self._files[file] = key
+        self._folders.update(folders)
+        return None

@@ -1,0 +1,202 @@
+"""The plan stage of a restore: which objects, to which local paths, and what to do.
+
+``RestorePlanner`` maps each object to its path under DEST (``paths.py``: unsafe keys
+and collisions are refused with the rule named), applies ``--include``/``--exclude``
+to the relative path, and skips folder markers (keys ending in ``/``). ``decide``
+then settles each item from the ledger and the local disk alone, without a request:
+restored before and untouched since (same object ETag and size, same local size and
+mtime) is skipped; a ranged download the ledger knows is resumed; a local file in
+the way is left to the worker to compare; anything else is new.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from s3stow.discover import ROOT_GROUP
+from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord
+from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.restore.glacier import archived
+from s3stow.restore.paths import PathClaims, PathRules, UnsafePath, local_path, relative_parts
+from s3stow.select import Selector
+from s3stow.store.base import ObjectInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreItem:
+    """One object and the local file it restores to (``source.path``)."""
+
+    source: SourceFile  # path: the destination; size: the object's; group: top folder
+    bucket: str
+    info: ObjectInfo  # from the listing, the ledger (--run) or the media table
+    expect_md5: str | None = None  # archive restore: the row's md5_sum
+
+    @property
+    def key(self) -> str:
+        return self.info.key
+
+    @property
+    def path(self) -> Path:
+        return self.source.path
+
+    @property
+    def planned(self) -> PlannedUpload:
+        """The item in the pipeline's common shape (for the observers)."""
+        return PlannedUpload(self.source, self.bucket, self.key)
+
+    def failed(self, error_class: str, message: str) -> UploadResult:
+        return UploadResult(
+            self.path,
+            self.bucket,
+            self.key,
+            Status.FAILED,
+            size=self.info.size,
+            error_class=error_class,
+            error=message,
+        )
+
+    def record(self, result: UploadResult) -> RestoreRecord | None:
+        """The ledger row for this item's outcome (``None`` when the restored file is
+        gone again before it could be recorded)."""
+        etag = result.etag or self.info.etag or None
+        if result.status not in (Status.DONE, Status.SKIPPED):
+            return RestoreRecord(
+                self.bucket,
+                self.key,
+                str(self.path),
+                self.info.size,
+                "failed",
+                etag=etag,
+                error_class=result.error_class,
+                error_message=result.error,
+            )
+        try:
+            local = os.stat(self.path)
+        except OSError:
+            return None
+        return RestoreRecord(
+            self.bucket,
+            self.key,
+            str(self.path),
+            local.st_size,
+            "done",
+            etag=etag,
+            mtime_ns=local.st_mtime_ns,
+            tier=result.tier,
+            checksum=result.checksum,
+        )
+
+
+def make_item(
+    root: Path, parts: list[str], bucket: str, info: ObjectInfo, *, expect_md5: str | None = None
+) -> RestoreItem:
+    rel = "/".join(parts)
+    mtime_ns = int(info.last_modified * 1_000_000) * 1000 if info.last_modified else 0
+    source = SourceFile(
+        root.joinpath(*parts),
+        rel,
+        info.size,
+        mtime_ns,
+        root,
+        parts[0] if len(parts) > 1 else ROOT_GROUP,
+    )
+    return RestoreItem(source, bucket, info, expect_md5)
+
+
+class RestorePlanner:
+    """Key-to-path planning for one restore run into ``root`` (a resolved directory)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        rules: PathRules | None = None,
+        selector: Selector | None = None,
+    ) -> None:
+        self.root = root
+        self.rules = rules or PathRules.for_this_os()
+        self.claims = PathClaims(self.rules)
+        self.selector = selector
+        self._inside: set[Path] = set()  # folders already resolved inside the root
+
+    def plan(self, bucket: str, prefix: str, info: ObjectInfo) -> RestoreItem | UploadResult | None:
+        """The item, a refusal, or ``None`` (not selected, or a folder marker)."""
+        if info.key.endswith("/") and info.key.startswith(prefix):
+            return None  # a folder marker ("photos/") from a console or another tool
+        if self.selector is not None and self.selector.active and info.key.startswith(prefix):
+            probe = SourceFile(self.root, info.key[len(prefix) :], info.size, 0, self.root)
+            if self.selector.takes(probe) is not None:
+                return None
+        refused = UploadResult(self.root, bucket, info.key, Status.FAILED, size=info.size)
+        try:
+            parts = relative_parts(info.key, prefix, self.rules)
+        except UnsafePath as exc:
+            return _refuse(refused, "unsafe-path", f"{exc}; not written")
+        try:
+            path = local_path(self.root, parts, checked=self._inside)
+        except (UnsafePath, OSError) as exc:
+            return _refuse(refused, "unsafe-path", f"{exc}; not written")
+        collision = self.claims.claim(parts, info.key)
+        if collision is not None:
+            return _refuse(refused, "path-collision", f"{path}: {collision}; not written")
+        return make_item(self.root, parts, bucket, info)
+
+
+def _refuse(result: UploadResult, error_class: str, message: str) -> UploadResult:
+    return UploadResult(
+        result.path,
+        result.bucket,
+        result.key,
+        Status.FAILED,
+        size=result.size,
+        error_class=error_class,
+        error=message,
+    )
+
+
+def decide(
+    items: Sequence[RestoreItem], *, ledger: RestoreLedger | None
+) -> list[tuple[Decision, RestoreEntry | None]]:
+    """A decision per item from the ledger and the local disk, and its ledger entry."""
+    entries: dict[tuple[str, str, str], RestoreEntry] = {}
+    if ledger is not None:
+        for bucket in {item.bucket for item in items}:
+            keys = [item.key for item in items if item.bucket == bucket]
+            found = ledger.lookup(bucket, keys)
+            entries.update({(bucket, *where): entry for where, entry in found.items()})
+    decided = []
+    for item in items:
+        entry = entries.get((item.bucket, item.key, str(item.path)))
+        decided.append((Decision(item.planned, *_verdict(item, entry)), entry))
+    return decided
+
+
+def _verdict(item: RestoreItem, entry: RestoreEntry | None) -> tuple[bool, Reason]:
+    try:
+        local = os.lstat(item.path)
+    except FileNotFoundError:
+        local = None
+    except OSError:  # e.g. a file where a folder should be: the worker reports it
+        return True, Reason.NEW
+    restored = (
+        local is not None
+        and not stat.S_ISDIR(local.st_mode)
+        and entry is not None
+        and entry.status == "done"
+        and entry.size == item.info.size == local.st_size
+        and entry.mtime_ns == local.st_mtime_ns
+        and (not entry.etag or not item.info.etag or entry.etag == item.info.etag)
+    )
+    if restored:
+        return False, Reason.LEDGER_DONE
+    if local is not None:
+        return True, Reason.LOCAL_EXISTS
+    if entry is not None and entry.download_id and entry.etag == item.info.etag:
+        return True, Reason.RESUME
+    if archived(item.info):
+        return True, Reason.ARCHIVED
+    return True, Reason.NEW

@@ -1,0 +1,121 @@
+"""What a restore run reports: ``RestoreSummary`` and its human summary.
+
+The run's counters are an upload's (``RunSummary``, so the observers, ``--json`` and
+``--status-json`` work unchanged), named for a restore in ``totals()``: ``restored``
+and ``bytes_restored``, plus ``pending`` (archived objects whose restore was requested
+but is not readable yet) and, in a dry run, ``would_restore``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from s3stow.models import Decision, RunSummary, Status, UploadResult
+from s3stow.report.console import SHOWN_PLANNED
+from s3stow.restore.glacier import PENDING
+from s3stow.units import format_duration, format_size
+
+
+@dataclass(slots=True)
+class RestoreSummary(RunSummary):
+    """A restore run's totals (``uploaded`` counts the files restored)."""
+
+    pending: int = 0
+    would_restore: list[Decision] = field(default_factory=list)
+    tiers: dict[str, int] = field(default_factory=dict)  # what proved each file in place
+
+    @property
+    def ok(self) -> bool:
+        return RunSummary.ok.fget(self) and self.pending == 0  # type: ignore[attr-defined]
+
+    def count(self, result: UploadResult, group: str) -> None:
+        """Count one outcome (a Glacier restore still pending is not a failure, but not
+        done either)."""
+        if result.tier and result.status in (Status.DONE, Status.SKIPPED):
+            self.tiers[result.tier] = self.tiers.get(result.tier, 0) + 1
+        if result.status == Status.DONE:
+            self.uploaded += 1
+            self.count_group(group, "uploaded")
+            self.add_sent(group, result.bytes_sent)
+        elif result.status == Status.SKIPPED:
+            self.skipped += 1
+            self.count_group(group, "skipped")
+        else:
+            if result.error_class == PENDING:
+                self.pending += 1
+            else:
+                self.failed += 1
+            self.failures.append(result)
+            self.count_group(group, "failed")
+
+    def totals(self) -> dict[str, object]:
+        totals = RunSummary.totals(self)
+        totals["restored"] = totals.pop("uploaded")
+        totals["bytes_restored"] = totals.pop("bytes_uploaded")
+        totals["pending"] = self.pending
+        totals["tiers"] = dict(self.tiers)
+        totals["would_restore"] = [
+            {
+                "key": d.item.key,
+                "path": str(d.item.source.path),
+                "size": d.item.source.size,
+                "reason": d.reason.value,
+            }
+            for d in self.would_restore
+        ]
+        return totals
+
+
+def print_restore_summary(
+    summary: RestoreSummary, console: Console, *, resume_hint: str | None, list_all: bool = False
+) -> None:
+    """The final human summary: always printed, even after an interrupt. A dry run lists
+    every object with ``list_all`` (-v, or output that is not a terminal)."""
+    plain: dict[str, Any] = {"markup": False, "highlight": False}
+    if summary.would_restore:
+        planned = summary.would_restore
+        console.print(f"[bold]dry run[/]: {len(planned):,} object(s) would be restored")
+        for d in planned if list_all else planned[:SHOWN_PLANNED]:
+            console.print(
+                f"  {d.reason.value:12} {format_size(d.item.source.size):>10}  "
+                f"s3://{d.item.bucket}/{d.item.key} -> {d.item.source.path}",
+                **plain,
+            )
+        if not list_all and len(planned) > SHOWN_PLANNED:
+            console.print(
+                f"  ... and {len(planned) - SHOWN_PLANNED:,} more: -v lists every one, "
+                "--json gives them as JSON lines (one plan event per object)",
+                markup=False,
+            )
+    rate = summary.bytes_uploaded / summary.elapsed if summary.elapsed else 0.0
+    console.print(
+        f"[bold]{summary.uploaded} restored[/], {summary.skipped} skipped, "
+        f"[{'red' if summary.failed else 'green'}]{summary.failed} failed[/]"
+        + (
+            f", [yellow]{summary.pending} waiting for a restore from Glacier[/]"
+            if summary.pending
+            else ""
+        )
+        + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
+        + f" of {summary.files} objects; {format_size(summary.bytes_uploaded)} in "
+        f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
+    )
+    if summary.tiers:
+        proven = ", ".join(f"{tier} {n}" for tier, n in sorted(summary.tiers.items()))
+        console.print(f"  verified by: {proven}", highlight=False)
+    if summary.transient_errors:
+        console.print(f"  {summary.transient_errors} transient error(s) retried")
+    for failure in summary.failures[:5]:
+        where = escape(f"s3://{failure.bucket}/{failure.key}: {failure.error}")
+        console.print(f"  [red]{escape(str(failure.error_class))}[/] {where}", highlight=False)
+    if len(summary.failures) > 5:
+        console.print(f"  ... and {len(summary.failures) - 5} more (see --failures-file)")
+    if summary.interrupted and resume_hint:
+        console.print(
+            f"[yellow]interrupted[/]: run the same command again to resume:\n  {resume_hint}",
+            highlight=False,
+        )

@@ -1,0 +1,164 @@
+"""One decided restore item to its outcome: ``RestoreWorker``.
+
+A local file already at the destination is compared with the object first
+(``check.local_matches``): the same content is kept and recorded (``local-match``);
+a different one is replaced only with ``--overwrite``, else reported as
+``local-exists``, so local data is never lost. An archived object goes through
+``glacier.state`` (report, request, or wait). Everything else is fetched and
+verified (``download.fetch``). Every outcome becomes an ``UploadResult`` whose
+``error_class`` names what went wrong: ``checksum-mismatch``, ``md5-mismatch``,
+``changed-remotely`` (the object changed during the download), ``local-exists``,
+``archived``, ``restore-pending``, an S3 error code, or the OS error. Credentials,
+permission and missing-bucket errors are fatal for the run, as in an upload.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+
+from s3stow.errors import AuthError, BucketMissingError, Interrupted, S3StowError, TransferError
+from s3stow.ledger.restores import RestoreEntry, RestoreLedger
+from s3stow.models import Decision, Reason, Status, UploadResult
+from s3stow.report.observer import Observer
+from s3stow.restore import glacier
+from s3stow.restore.check import local_matches, stat
+from s3stow.restore.download import fetch
+from s3stow.restore.glacier import GlacierOptions
+from s3stow.restore.paths import UnsafePath
+from s3stow.restore.plan import RestoreItem
+from s3stow.transfer.context import TransferContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreOptions:
+    """What a restore may do beyond fetching: replace files, handle archived objects."""
+
+    overwrite: bool = False
+    glacier: GlacierOptions = field(default_factory=GlacierOptions)
+
+
+class RestoreWorker:
+    """Processes one decided item at a time; shared by the file pool's threads."""
+
+    def __init__(
+        self,
+        *,
+        options: RestoreOptions,
+        observer: Observer,
+        stop: threading.Event,
+        restores: RestoreLedger | None,
+    ) -> None:
+        self.options = options
+        self.observer = observer
+        self.stop = stop
+        self.restores = restores
+        self.fatal_error: S3StowError | None = None
+        self._lock = threading.Lock()
+
+    def process(
+        self,
+        ctx: TransferContext,
+        decision: Decision,
+        item: RestoreItem,
+        entry: RestoreEntry | None,
+    ) -> UploadResult:
+        if self.stop.is_set():
+            return UploadResult(item.path, item.bucket, item.key, Status.PLANNED)
+        try:
+            if decision.reason == Reason.LOCAL_EXISTS:
+                kept = self._existing(ctx, item)
+                if kept is not None:
+                    return kept
+            if decision.reason == Reason.ARCHIVED or glacier.archived(item.info):
+                verdict = glacier.state(ctx, item, self.options.glacier)
+                if verdict != glacier.READABLE:
+                    return self._archived(item, verdict)
+            self.observer.on_file_start(item.source, item.key)
+            try:
+                got = fetch(ctx, item, restores=self.restores, entry=entry)
+            except TransferError as exc:
+                if exc.code != "InvalidObjectState":  # an archived object the plan did not see
+                    raise
+                verdict = glacier.state(ctx, item, self.options.glacier)
+                if verdict == glacier.READABLE:
+                    raise
+                return self._archived(item, verdict)
+            return UploadResult(
+                item.path,
+                item.bucket,
+                item.key,
+                Status.DONE,
+                size=item.info.size,
+                etag=got.etag,
+                checksum=got.value,
+                checksum_algorithm=got.algorithm,
+                bytes_sent=got.received,
+                reason=decision.reason,
+                tier=got.tier,
+            )
+        except Interrupted:
+            return UploadResult(item.path, item.bucket, item.key, Status.PLANNED)
+        except (AuthError, BucketMissingError) as exc:
+            with self._lock:
+                self.fatal_error = self.fatal_error or exc
+            self.stop.set()
+            return item.failed(getattr(exc, "code", type(exc).__name__), _first_line(exc))
+        except TransferError as exc:
+            code = "changed-remotely" if exc.code == "PreconditionFailed" else exc.code
+            message = _first_line(exc)
+            if code == "changed-remotely":
+                message = (
+                    f"s3://{item.bucket}/{item.key} changed while it was being restored "
+                    "(its ETag is no longer the one listed); run again to restore the new version"
+                )
+            return item.failed(code, message)
+        except UnsafePath as exc:
+            return item.failed("unsafe-path", f"{exc}; not written")
+        except OSError as exc:
+            return item.failed(type(exc).__name__, f"{item.path}: {exc.strerror or exc}")
+        except S3StowError as exc:
+            return item.failed(type(exc).__name__, _first_line(exc))
+
+    def poll(self, ctx: TransferContext, item: RestoreItem) -> bool:
+        """Whether an archived object has become readable (one HEAD)."""
+        return not glacier.archived_unreadable(stat(ctx, item))
+
+    def _existing(self, ctx: TransferContext, item: RestoreItem) -> UploadResult | None:
+        """A kept result for a local file in the way, or ``None`` to download over it."""
+        if os.path.isdir(item.path):
+            return item.failed("local-exists", f"{item.path} is a folder; not replaced")
+        equal, tier = local_matches(ctx, item)
+        if equal:
+            return UploadResult(
+                item.path,
+                item.bucket,
+                item.key,
+                Status.SKIPPED,
+                size=item.info.size,
+                etag=item.info.etag,
+                reason=Reason.LOCAL_MATCH,
+                tier=tier,
+                attempts=0,
+            )
+        if self.options.overwrite:
+            log.info("replacing %s: it differs from the object (--overwrite)", item.path)
+            return None
+        why = "differs from the object" if equal is False else "has the same size, but the object"
+        if equal is None:
+            why += " has no checksum to prove it is the same"
+        return item.failed(
+            "local-exists", f"{item.path} {why}; kept (pass --overwrite to replace it)"
+        )
+
+    def _archived(self, item: RestoreItem, verdict: str) -> UploadResult:
+        return item.failed(verdict, glacier.message(item, verdict, self.options.glacier))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

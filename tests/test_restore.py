@@ -1,0 +1,506 @@
+"""``s3stow restore`` end to end against the local server: the way back, verified,
+resumable, and never at the cost of local data."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from s3stow.failures import parse_lines
+from tests.conftest import FIVE_MIB_PARTS, CliResult, make_tree
+
+MiB = 1024 * 1024
+
+
+def _events(result: CliResult, kind: str) -> list[dict[str, Any]]:
+    found = []
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") == kind:
+                found.append(event)
+    return found
+
+
+def _results(result: CliResult) -> dict[str, dict[str, Any]]:
+    return {event["key"]: event for event in _events(result, "result")}
+
+
+def _summary(result: CliResult) -> dict[str, Any]:
+    return _events(result, "summary")[-1]
+
+
+def _query(db: Path, sql: str) -> list[Any]:
+    with sqlite3.connect(db, timeout=10) as conn:
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def _object_gets(proxy: Any) -> list[tuple[str, str]]:
+    """(request line, Range header) of every GET of an object (listings excluded)."""
+    return [
+        (line, headers.get("range", ""))
+        for line, headers in zip(list(proxy.log), list(proxy.headers), strict=False)
+        if line.startswith("GET ") and "list-type" not in line
+    ]
+
+
+def _leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".s3stow-part")]
+
+
+def test_tree_round_trip_bytes_mtimes_and_a_rerun_without_requests(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    spec: dict[str, int | bytes] = {
+        "a.txt": 10,
+        "dir/b.json": 2000,
+        "dir/sub/c.bin": 70_000,
+        "empty.dat": 0,
+        "dir/sub/deep/d e f.xml": 5,
+        "big.bin": 11 * MiB,  # 3 ranges of 5 MiB on the way back
+    }
+    tree = make_tree(tmp_path / "src", spec)
+    mtimes = {rel: (tmp_path / "src" / rel).stat().st_mtime_ns for rel in tree}
+    upload = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    assert upload.code == 0, upload.output
+    shutil.rmtree(tmp_path / "src")
+    proxy.reset()
+    args = ("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output
+    out = tmp_path / "out"
+    for rel, data in tree.items():
+        assert (out / rel).read_bytes() == data, rel
+        assert abs((out / rel).stat().st_mtime_ns - mtimes[rel]) < 1000, rel  # microseconds kept
+    results = _results(result)
+    assert {r["status"] for r in results.values()} == {"done"}
+    assert {r["tier"] for r in results.values()} == {"checksum"}  # CRC64NVME, combined for big
+    ranges = [rng for line, rng in _object_gets(proxy) if "big.bin" in line]
+    assert sorted(ranges) == [
+        "bytes=0-5242879",
+        "bytes=10485760-11534335",
+        "bytes=5242880-10485759",
+    ]
+    assert _summary(result)["restored"] == 6
+    assert _summary(result)["tiers"] == {"checksum": 6}
+    assert not _leftovers(out)
+    proxy.reset()
+    again = proxied_cli(*args)
+    assert again.code == 0, again.output
+    assert _summary(again)["restored"] == 0
+    assert _summary(again)["skipped"] == 6
+    assert _object_gets(proxy) == []  # the ledger knew: not one HEAD or GET per file
+    assert not proxy.requests(r"^HEAD ")
+
+
+def test_kill9_during_a_ranged_download_resumes_only_missing_ranges(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    data = make_tree(tmp_path / "src", {"big.bin": 35 * MiB})["big.bin"]  # 7 ranges of 5 MiB
+    assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    shutil.rmtree(tmp_path / "src")
+    proxy.reset()
+    proxy.add(r"^GET /[^?]*big\.bin", "delay", times=100, delay=0.6)
+    args = ("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    process = proxied_cli.start(*args, "--concurrency", "2")
+    db = tmp_path / "l.db"
+    try:
+        deadline = time.monotonic() + 60
+        while len(_query(db, "SELECT first_byte FROM restore_ranges")) < 2:
+            assert time.monotonic() < deadline, "no range recorded in time"
+            time.sleep(0.05)
+    finally:
+        process.kill()  # SIGKILL: no chance to clean up
+        process.wait(10)
+    recorded = {first for (first,) in _query(db, "SELECT first_byte FROM restore_ranges")}
+    assert 2 <= len(recorded) < 7
+    assert (tmp_path / "out" / ".big.bin.s3stow-part").exists()
+    assert not (tmp_path / "out" / "big.bin").exists()  # never under its name unverified
+    proxy.reset()
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output
+    sent = {
+        int(re.match(r"bytes=(\d+)-", rng).group(1))  # type: ignore[union-attr]
+        for line, rng in _object_gets(proxy)
+    }
+    assert sent == {i * 5 * MiB for i in range(7)} - recorded  # only what was missing
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data
+    assert _query(db, "SELECT status, tier FROM restores") == [("done", "checksum")]
+    assert _query(db, "SELECT COUNT(*) FROM restore_ranges") == [(0,)]
+    assert not _leftovers(tmp_path / "out")
+
+
+def test_an_object_changed_since_the_recorded_ranges_starts_over(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    make_tree(tmp_path / "src", {"big.bin": 12 * MiB})
+    assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    proxy.reset()
+    replaced = os.urandom(12 * MiB)
+
+    def replace_object(_: str) -> None:  # after the first range is answered
+        s3.put_object(Bucket=bucket, Key="p/big.bin", Body=replaced, ChecksumAlgorithm="CRC32C")
+
+    proxy.add(r"^GET /[^?]*big\.bin", "callback", times=1, callback=replace_object)
+    args = ("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    first = proxied_cli(*args, "--concurrency", "1")
+    assert first.code == 1
+    assert _results(first)["p/big.bin"]["error_class"] == "changed-remotely"  # If-Match held
+    assert not (tmp_path / "out" / "big.bin").exists()
+    assert not _leftovers(tmp_path / "out")
+    assert _query(tmp_path / "l.db", "SELECT COUNT(*) FROM restore_ranges") == [(0,)]
+    again = proxied_cli(*args)
+    assert again.code == 0, again.output
+    assert (tmp_path / "out" / "big.bin").read_bytes() == replaced
+
+
+def test_a_server_checksum_header_on_ranges_does_not_mislead(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    data = make_tree(tmp_path / "src", {"big.bin": 11 * MiB})["big.bin"]
+    assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    # a server that puts the whole object's (here: a wrong) checksum on every range
+    proxy.add(
+        r"^GET /[^?]*big\.bin",
+        "rewrite_header",
+        times=100,
+        header="x-amz-checksum-crc64nvme",
+        value="AAAAAAAAAAA=",
+    )
+    args = ("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output  # s3stow's proof decides, over the whole file
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data
+    assert _results(result)["p/big.bin"]["tier"] == "checksum"
+
+
+def test_corrupted_objects_are_checksum_mismatch_and_never_renamed(
+    cli,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    make_tree(tmp_path / "src", {"small.bin": 3000, "big.bin": 11 * MiB})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS).code == 0
+    for key, size in (("p/small.bin", 3000), ("p/big.bin", 11 * MiB)):
+        head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        s3.put_object(  # other bytes, with the metadata and the checksum of the old ones
+            Bucket=bucket,
+            Key=key,
+            Body=os.urandom(size),
+            ChecksumAlgorithm="CRC64NVME",
+            ChecksumCRC64NVME=head["ChecksumCRC64NVME"],
+            Metadata=head["Metadata"],
+        )
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "small.bin").write_bytes(b"my own local file")
+    result = cli(
+        "--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--overwrite",
+        "--failures-file", "failed.jsonl", *FIVE_MIB_PARTS,
+    )  # fmt: skip
+    assert result.code == 1
+    results = _results(result)
+    assert results["p/small.bin"]["error_class"] == "checksum-mismatch"
+    assert results["p/big.bin"]["error_class"] == "checksum-mismatch"
+    assert (out / "small.bin").read_bytes() == b"my own local file"  # --overwrite kept it
+    assert not (out / "big.bin").exists()
+    assert not _leftovers(out)
+    assert {s for (s,) in _query(tmp_path / "l.db", "SELECT status FROM restores")} == {"failed"}
+    lines = (tmp_path / "failed.jsonl").read_text().splitlines()
+    assert {json.loads(line)["command"] for line in lines} == {"restore"}
+    parsed = parse_lines(lines)  # `s3stow retry --from` must never upload these
+    assert parsed.items == []
+    assert parsed.ignored == 2
+
+
+def test_hostile_keys_are_refused_and_nothing_escapes(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    hostile = [
+        "p/../escape.txt",
+        "p/a/../../escape2.txt",
+        "p/a//double.txt",
+        "p/./dot.txt",
+        "p/link/pwned.txt",
+    ]
+    for key in ["p/ok.txt", "p/data", "p/data/inner.txt", *hostile]:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"payload")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "out").mkdir()
+    os.symlink(outside, tmp_path / "out" / "link")
+    reports = tmp_path / "reports"
+
+    def files() -> set[Path]:
+        return {p for p in tmp_path.rglob("*") if reports not in p.parents and "l.db" not in p.name}
+
+    before = files()
+    result = cli(
+        "--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db",
+        "--status-json", "reports/status.json", "--failures-file", "reports/failed.jsonl",
+    )  # fmt: skip
+    assert result.code == 1
+    status = json.loads((reports / "status.json").read_text())
+    assert (status["phase"], status["totals"]["uploaded"], status["totals"]["failed"]) == (
+        "done",
+        2,
+        6,
+    )
+    failed = (reports / "failed.jsonl").read_text().splitlines()
+    assert len(failed) == 6
+    results = _results(result)
+    assert {key: results[key]["error_class"] for key in hostile} == dict.fromkeys(
+        hostile, "unsafe-path"
+    )
+    assert results["p/data/inner.txt"]["error_class"] == "path-collision"
+    assert "not a folder" in results["p/data/inner.txt"]["error"]
+    new = files() - before - {reports}
+    assert new == {tmp_path / "out" / "ok.txt", tmp_path / "out" / "data"}
+    assert list(outside.iterdir()) == []
+    only = cli("restore", f"s3://{bucket}/p", "only", "--ledger", "l.db", "--include", "ok.txt")
+    assert only.code == 0, only.output  # what is not selected is not even judged
+    assert [p.name for p in (tmp_path / "only").iterdir()] == ["ok.txt"]
+
+
+def test_local_files_are_compared_kept_or_replaced_only_when_asked(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    tree = make_tree(tmp_path / "src", {"same.txt": 100, "diff.txt": 100, "new.txt": 5})
+    assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "same.txt").write_bytes(tree["same.txt"])
+    (out / "diff.txt").write_bytes(b"d" * 100)
+    proxy.reset()
+    args = ("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    dry = proxied_cli(*args, "--dry-run")
+    assert dry.code == 0, dry.output
+    plans = {e["key"]: e["reason"] for e in _events(dry, "plan")}
+    assert plans == {"p/same.txt": "local-exists", "p/diff.txt": "local-exists", "p/new.txt": "new"}
+    assert [w["path"] for w in _summary(dry)["would_restore"]] == [
+        str((out / name).resolve()) for name in ("diff.txt", "new.txt", "same.txt")
+    ]
+    assert not (out / "new.txt").exists()
+    assert _object_gets(proxy) == []  # a dry run lists and reads nothing else
+    assert _query(tmp_path / "l.db", "SELECT COUNT(*) FROM restores") == [(0,)]
+    kept = proxied_cli(*args)
+    assert kept.code == 1
+    results = _results(kept)
+    assert (results["p/same.txt"]["status"], results["p/same.txt"]["tier"]) == (
+        "skipped",
+        "checksum",
+    )
+    assert results["p/diff.txt"]["error_class"] == "local-exists"
+    assert "--overwrite" in results["p/diff.txt"]["error"]
+    assert (out / "diff.txt").read_bytes() == b"d" * 100
+    assert (out / "new.txt").read_bytes() == tree["new.txt"]
+    replaced = proxied_cli(*args, "--overwrite")
+    assert replaced.code == 0, replaced.output
+    assert (out / "diff.txt").read_bytes() == tree["diff.txt"]
+    assert _summary(replaced)["restored"] == 1
+    settled = proxied_cli(*args, "--dry-run")  # the ledger is read in a dry run too
+    assert {e["reason"] for e in _events(settled, "plan")} == {"ledger-done"}
+    assert _summary(settled)["would_restore"] == []
+
+
+def test_restore_run_takes_only_what_that_run_stored(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    first = make_tree(tmp_path / "one", {"a.txt": 11, "sub/b.txt": 12})
+    make_tree(tmp_path / "two", {"c.txt": 13})
+    assert cli("upload", "one", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    assert cli("upload", "two", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    runs = _query(tmp_path / "l.db", "SELECT run_id FROM runs ORDER BY started_at")
+    result = cli("restore", "--run", runs[0][0], "out", "--ledger", "l.db")
+    assert result.code == 0, result.output
+    restored = {
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.txt")
+    }
+    assert restored == set(first)
+    unknown = cli("restore", "--run", "no-such-run", "out", "--ledger", "l.db")
+    assert unknown.code == 2
+    assert "no run 'no-such-run'" in unknown.stderr
+    assert "Traceback" not in unknown.output
+
+
+def test_composite_sha256_objects_are_proven_part_by_part(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    tree = make_tree(tmp_path / "src", {"big.bin": 11 * MiB, "mid.bin": 6 * MiB, "s.txt": 9})
+    up = proxied_cli(
+        "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--checksum", "sha256",
+        *FIVE_MIB_PARTS,
+    )  # fmt: skip
+    assert up.code == 0, up.output
+    proxy.reset()
+    result = proxied_cli(
+        "--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "r.db",
+        "--multipart-threshold", "8MiB", "--part-size", "6MiB",
+    )  # fmt: skip
+    assert result.code == 0, result.output
+    for rel, data in tree.items():
+        assert (tmp_path / "out" / rel).read_bytes() == data
+    results = _results(result)
+    assert {r["tier"] for r in results.values()} == {"checksum"}  # composite of part SHA-256s
+    ranges = sorted(rng for line, rng in _object_gets(proxy) if "big.bin" in line)
+    assert ranges == ["bytes=0-5242879", "bytes=10485760-11534335", "bytes=5242880-10485759"]
+    assert proxy.requests(r"^HEAD /[^?]*mid\.bin\?partNumber=1")  # one GET + part 1's size
+
+
+def test_archived_objects_reported_requested_and_waited_for(
+    cli,
+    proxied_cli,
+    proxy,
+    s3,
+    s3_server,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    import urllib.request
+
+    cold = os.urandom(4000)
+    s3.put_object(Bucket=bucket, Key="p/cold.bin", Body=cold, StorageClass="GLACIER")
+    s3.put_object(Bucket=bucket, Key="p/warm.txt", Body=b"warm")
+
+    def transition(path: str, body: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            f"{s3_server.endpoint_url}/moto-api/state-manager/{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    # moto then reports a restore in progress for the first HEADs after the request
+    transition("set-transition", {"model_name": "s3::keyrestore", "transition": {
+        "progression": "manual", "times": 2}})  # fmt: skip
+    try:
+        args = ("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+        plain = cli(*args)
+        assert plain.code == 1
+        assert _results(plain)["p/cold.bin"]["error_class"] == "archived"
+        assert "--request-restore" in _results(plain)["p/cold.bin"]["error"]
+        assert (tmp_path / "out" / "warm.txt").read_bytes() == b"warm"
+        assert not (tmp_path / "out" / "cold.bin").exists()
+        proxy.reset()
+        waited = proxied_cli(
+            *args, "--request-restore", "--days", "2", "--tier", "bulk", "--wait",
+            "--poll-interval", "0.1",
+        )  # fmt: skip
+        assert waited.code == 0, waited.output
+        assert (tmp_path / "out" / "cold.bin").read_bytes() == cold
+        assert len(proxy.requests(r"^POST /[^?]*cold\.bin\?restore")) == 1
+        assert len(proxy.requests(r"^HEAD /[^?]*cold\.bin")) >= 3  # polled while in progress
+        assert _results(waited)["p/cold.bin"]["status"] == "done"
+    finally:
+        transition("unset-transition", {"model_name": "s3::keyrestore"})
+
+
+def test_round_trip_on_seaweedfs(seaweed_cli, seaweed_s3, seaweed_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tree = make_tree(tmp_path / "src", {"a.txt": 10, "dir/b.bin": 70_000, "big.bin": 11 * MiB})
+    mtimes = {rel: (tmp_path / "src" / rel).stat().st_mtime_ns for rel in tree}
+    url = f"s3://{seaweed_bucket}/p"
+    assert seaweed_cli("upload", "src", url, "--ledger", "l.db", *FIVE_MIB_PARTS).code == 0
+    shutil.rmtree(tmp_path / "src")
+    result = seaweed_cli("--json", "restore", url, "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    assert result.code == 0, result.output
+    for rel, data in tree.items():
+        assert (tmp_path / "out" / rel).read_bytes() == data, rel
+        assert abs((tmp_path / "out" / rel).stat().st_mtime_ns - mtimes[rel]) < 1000, rel
+    # SeaweedFS keeps full-object CRC64NVME, also of multipart uploads: combined by range
+    assert {r["tier"] for r in _results(result).values()} == {"checksum"}
+
+
+def test_missing_bucket_is_fatal_and_sigint_resumes(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    missing = proxied_cli("restore", "s3://no-such-bucket-s3stow/p", "out", "--ledger", "l.db")
+    assert missing.code == 3
+    assert "does not exist" in missing.stderr
+    assert "Traceback" not in missing.output
+    assert _query(tmp_path / "l.db", "SELECT command, status FROM runs") == [("restore", "failed")]
+    tree = make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 + i for i in range(12)})
+    assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    proxy.reset()
+    proxy.add(r"^GET /[^?]*\.txt", "delay", times=1000, delay=0.3)
+    args = ("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--concurrency", "2")
+    process = proxied_cli.start(*args)
+    deadline = time.monotonic() + 60
+    while len(list((tmp_path / "out").glob("*.txt"))) < 3:
+        assert time.monotonic() < deadline, "nothing restored in time"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stdout + stderr
+    assert "run the same command again to resume" in stdout
+    done = {p.name for p in (tmp_path / "out").glob("*.txt")}
+    assert 3 <= len(done) < 12
+    assert _query(tmp_path / "l.db", "SELECT status FROM runs ORDER BY started_at DESC")[0] == (
+        "interrupted",
+    )
+    proxy.reset()
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output
+    assert len(_object_gets(proxy)) == 12 - len(done)  # the finished ones are not fetched again
+    for rel, data in tree.items():
+        assert (tmp_path / "out" / rel).read_bytes() == data
+
+
+def test_a_symlink_made_after_the_plan_is_caught_before_writing(
+    s3_server,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    from s3stow.config import load_settings
+    from s3stow.models import SourceFile
+    from s3stow.report.observer import Observer
+    from s3stow.restore.engine import Restorer
+
+    s3.put_object(Bucket=bucket, Key="p/dir/x.txt", Body=b"payload")
+    s3.put_object(Bucket=bucket, Key="p/y.txt", Body=b"fine")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    class Swap(Observer):  # out/dir did not exist when the paths were planned
+        def on_file_start(self, source: SourceFile, key: str) -> None:
+            if key == "p/dir/x.txt":
+                os.symlink(outside, source.path.parent)
+
+    settings = load_settings(env={}, flags={"endpoint_url": s3_server.endpoint_url})
+    summary = Restorer(settings, observers=[Swap()]).restore_tree(
+        f"s3://{bucket}/p", tmp_path / "out"
+    )
+    assert [(f.key, f.error_class) for f in summary.failures] == [("p/dir/x.txt", "unsafe-path")]
+    assert list(outside.iterdir()) == []
+    assert (tmp_path / "out" / "y.txt").read_bytes() == b"fine"
+    assert summary.uploaded == 1

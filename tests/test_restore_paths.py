@@ -1,0 +1,170 @@
+"""Keys to local paths: the rules as pure functions (Windows' tested on every OS),
+collisions, the symlink check, and the shared proof tiers restore relies on."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ntpath
+import os
+from pathlib import Path
+
+import pytest
+
+from s3stow import checksums
+from s3stow.proof import Proof, choose_proof, hash_file
+from s3stow.restore.paths import (
+    PathClaims,
+    PathRules,
+    UnsafePath,
+    local_path,
+    relative_parts,
+    temp_path,
+    windows_reserved,
+)
+from s3stow.store.base import ObjectInfo
+
+WINDOWS = PathRules(windows=True, fold_case=True)
+POSIX = PathRules()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CON", "con", "con.txt", "Nul .tar.gz", "COM1", "lpt9.log", "COM\u00b9", "CONIN$",
+     "a:b", "ads:stream", "what?", "star*", 'quote"', "pipe|", "<x>", "back\\slash",
+     "bell\x07", "trailing.", "trailing ", "..."],
+)  # fmt: skip
+def test_windows_reserved_names(name: str) -> None:
+    assert windows_reserved(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ok.txt", "CONSOLE", "COM10", "lpt", "com0x", ".hidden", "a.b.c", "\u00e9t\u00e9", "nul-ish"],
+)
+def test_windows_allowed_names(name: str) -> None:
+    assert not windows_reserved(name)
+
+
+def test_fallback_rules_agree_with_ntpath_isreserved(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (names without separators or colons: those are refused before isreserved is asked)
+    names = ["CON", "con.txt", "COM\u00b9", "x.", "ok.txt", "COM10", "nul .txt", "LPT0", "a b "]
+    ours = {name: windows_reserved(name) for name in names}
+    isreserved = getattr(ntpath, "isreserved", None)
+    if isreserved is not None:  # Python 3.13+: the library's answer is the reference
+        assert ours == {name: bool(isreserved(name)) for name in names}
+        monkeypatch.delattr(ntpath, "isreserved")
+        assert {name: windows_reserved(name) for name in names} == ours
+    assert [name for name, reserved in ours.items() if not reserved] == ["ok.txt", "COM10", "LPT0"]
+
+
+def test_separators_and_colons_are_refused_before_isreserved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ntpath.isreserved("c:x") and ("a\\b") answer False: it reads a drive and a separator
+    monkeypatch.setattr(ntpath, "isreserved", lambda name: False, raising=False)
+    assert windows_reserved("c:x")
+    assert windows_reserved("a\\b")
+    assert not windows_reserved("CON")  # the library decides the rest
+
+
+@pytest.mark.parametrize(
+    ("key", "rule"),
+    [
+        ("p/../escape.txt", "'..'"),
+        ("p/a/../../x", "'..'"),
+        ("p/a//double", "empty"),
+        ("p/./dot", "'.'"),
+        ("p//abs", "absolute"),
+        ("p/nul\x00byte", "NUL"),
+        ("p/", "empty"),
+    ],
+)
+def test_unsafe_keys_on_every_os(key: str, rule: str) -> None:
+    for rules in (POSIX, WINDOWS):
+        with pytest.raises(UnsafePath, match=rule):
+            relative_parts(key, "p/", rules)
+
+
+def test_an_absolute_key_without_prefix() -> None:
+    with pytest.raises(UnsafePath, match="absolute"):
+        relative_parts("/etc/passwd", "", POSIX)
+
+
+@pytest.mark.parametrize("key", ["p/CON", "p/dir/aux.txt", "p/a\\b.txt", "p/c:x", "p/end."])
+def test_windows_only_refusals(key: str) -> None:
+    with pytest.raises(UnsafePath, match="Windows"):
+        relative_parts(key, "p/", WINDOWS)
+    assert relative_parts(key, "p/", POSIX) == key[2:].split("/")
+
+
+def test_paths_stay_inside_the_root_through_symlinks(tmp_path: Path) -> None:
+    root = (tmp_path / "dest").resolve()
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    os.symlink(outside, root / "link")
+    os.symlink(root / "sub", root / "inner")  # a link that stays inside is fine
+    assert local_path(root, ["a", "b.txt"]) == root / "a" / "b.txt"
+    assert local_path(root, ["inner", "x"]) == root / "inner" / "x"
+    with pytest.raises(UnsafePath, match="leads outside"):
+        local_path(root, ["link", "pwned.txt"])
+
+
+def test_collisions_by_case_and_by_file_versus_folder() -> None:
+    folded = PathClaims(WINDOWS)
+    assert folded.claim(["Photos", "a.jpg"], "p/Photos/a.jpg") is None
+    assert "same local file" in str(folded.claim(["photos", "A.JPG"], "p/photos/A.JPG"))
+    nfd = "cafe\u0301.txt"
+    assert folded.claim(["caf\u00e9.txt"], "p/caf\u00e9.txt") is None
+    assert folded.claim([nfd], "p/" + nfd) is not None
+    exact = PathClaims(POSIX)
+    assert exact.claim(["Photos", "a.jpg"], "k1") is None
+    assert exact.claim(["photos", "A.JPG"], "k2") is None  # two files on Linux
+    assert exact.claim(["data"], "k3") is None
+    assert "not a folder" in str(exact.claim(["data", "x"], "k4"))
+    assert exact.claim(["logs", "x"], "k5") is None
+    assert "as a folder" in str(exact.claim(["logs"], "k6"))
+
+
+def test_temp_file_sits_beside_and_stays_short(tmp_path: Path) -> None:
+    assert temp_path(tmp_path / "a.bin") == tmp_path / ".a.bin.s3stow-part"
+    long = temp_path(tmp_path / ("x" * 250))
+    assert long.parent == tmp_path
+    assert len(long.name) < 60
+
+
+def test_composite_and_full_object_proofs(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 100
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    parts = [data[:10000], data[10000:20000], data[20000:]]
+    sha_parts = [base64.b64encode(hashlib.sha256(p).digest()).decode() for p in parts]
+    composite = checksums.composite_sha256(sha_parts)
+    info = ObjectInfo("k", len(data), "e-3", composite, "SHA256", "COMPOSITE")
+    assert choose_proof(info, etag_is_md5=True).tier == "size"  # composite not asked for
+    proof = choose_proof(info, etag_is_md5=True, composite=True)
+    assert proof == Proof("checksum", "sha256", composite, 3)
+    assert proof.matches(hash_file(str(path), proof, layout=[10000, 10000, len(data) - 20000]))
+    assert not proof.matches(hash_file(str(path), proof, layout=[9000, 11000, len(data) - 20000]))
+    # without the -N suffix (moto's HEAD leaves it off), the ETag still counts the parts
+    bare = ObjectInfo("k", len(data), "e-3", composite.split("-")[0], "SHA256", "COMPOSITE")
+    assert choose_proof(bare, etag_is_md5=True, composite=True).parts == 3
+    crc = checksums.file_digest(str(path), "crc32c")
+    full = choose_proof(ObjectInfo("k", len(data), "e", crc, "CRC32C"), etag_is_md5=True)
+    ranges = []
+    for part in parts:
+        hasher = full.range_hasher()
+        assert hasher is not None
+        hasher.update(part)
+        ranges.append((len(part), hasher.value()))
+    assert full.combine(ranges) == crc
+
+
+def test_etag_tier_depends_on_the_encryption() -> None:
+    md5 = hashlib.md5(b"x", usedforsecurity=False).hexdigest()
+    plain = ObjectInfo("k", 1, md5)
+    assert choose_proof(plain, etag_is_md5=True) == Proof("etag-md5", "md5", md5)
+    assert choose_proof(plain, etag_is_md5=False).tier == "size"
+    meta = ObjectInfo("k", 1, md5, metadata={"sha256": "ab"})
+    assert choose_proof(meta, etag_is_md5=True).tier == "sha256-metadata"
