@@ -235,7 +235,8 @@ class Progress(Observer):
             eta = None
             if not (self._walking or self._stopped) and rate > 0:
                 eta = max(0.0, (total - self._sent) / rate)
-            files = sorted(self._files.values(), key=lambda f: f.started)
+            # the largest first: their progress is what a long run is waiting for
+            files = sorted(self._files.values(), key=lambda f: (-f.size, f.started))
             shown = [self._in_flight(f, now, self.receiving) for f in files[:SHOWN_IN_FLIGHT]]
             return Snapshot(
                 elapsed=now - self._started,
