@@ -220,3 +220,25 @@ def test_off_a_terminal_the_periodic_line_has_bytes_of_total_and_eta(
     assert all(" / 12 files" in line for line in lines), lines
     assert all(" / 768.0 KiB (" in line for line in lines), lines
     assert all(re.search(r", \d+(\.\d)? (B|KiB)/s, ETA (-|\d+s), elapsed ", line) for line in lines)
+
+
+def test_the_periodic_line_goes_on_in_every_run_of_one_uploader() -> None:
+    """retry's batches and a job worker's claims are runs of one uploader: each run
+    gets its lines, not only the first."""
+    import io
+    import time
+
+    from s3stow.models import RunSummary
+    from s3stow.report.progress import PlainProgress
+
+    stream = io.StringIO()
+    plain = PlainProgress(stream, interval=0.01)
+    for run in ("first", "second"):
+        stream.seek(0)
+        stream.truncate()
+        plain.on_start(run, "s3://b")
+        deadline = time.monotonic() + 30
+        while "progress: " not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        plain.on_finish(RunSummary(run))
+        assert "progress: " in stream.getvalue(), run

@@ -240,7 +240,8 @@ def _work(
             if v is not None
         }
         settings = run_settings(info["settings"], base=base, overrides=overrides)
-        uploader = Uploader(settings, ledger=db, observers=observers_for(options, settings))
+        observers = observers_for(options, settings, batches=True)
+        uploader = Uploader(settings, ledger=db, observers=observers)
         worker = JobWorker(
             queue,
             uploader,

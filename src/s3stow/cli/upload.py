@@ -219,7 +219,11 @@ def default_ledger() -> str:
     return str(Path(user_state_dir("s3stow")) / "ledger.db")
 
 
-def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
+def observers_for(
+    options: GlobalOptions, settings: Settings, *, batches: bool = False
+) -> list[Observer]:
+    """Progress, JSON events, heartbeat and failures file for a run; ``batches``: the
+    uploader runs many (a job worker), so no frame is left behind each."""
     from s3stow.report.console import FailuresFile, JsonEvents
     from s3stow.report.progress import LiveProgress, PlainProgress
     from s3stow.report.status import StatusHeartbeat
@@ -230,7 +234,8 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
         observers.append(JsonEvents(sys.stdout, plan=plan))
     elif not options.quiet:
         if sys.stderr.isatty():
-            observers.append(LiveProgress(Console(file=sys.stderr), plan=plan))
+            console = Console(file=sys.stderr)
+            observers.append(LiveProgress(console, plan=plan, transient=batches))
         else:
             interval = settings.progress_interval
             observers.append(PlainProgress(sys.stderr, interval=interval, plan=plan))

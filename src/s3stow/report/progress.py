@@ -354,6 +354,7 @@ class PlainProgress(Progress):
 
     def on_start(self, run_id: str, target: str) -> None:
         super().on_start(run_id, target)
+        self._stop.clear()  # an uploader may run again (retry batches, a job's claims)
         self._thread = threading.Thread(target=self._loop, daemon=True, name="progress")
         self._thread.start()
 
@@ -369,9 +370,17 @@ class PlainProgress(Progress):
 class LiveProgress(Progress):
     """Totals, rate, time left and the files in flight, redrawn on a terminal."""
 
-    def __init__(self, console: Console, *, plan: bool = False, receiving: bool = False) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        plan: bool = False,
+        receiving: bool = False,
+        transient: bool = False,
+    ) -> None:
         super().__init__(plan=plan, receiving=receiving)
         self.console = console
+        self.transient = transient  # erase the last frame (a job worker's many batches)
         self._live: Live | None = None
         self._render_lock = threading.Lock()  # held while drawing; taken to quit at once
         self._stop = threading.Event()
@@ -423,8 +432,14 @@ class LiveProgress(Progress):
         from rich.live import Live
 
         super().on_start(run_id, target)
+        self._stop.clear()  # an uploader may run again (retry batches, a job's claims)
+        self._final = False
         self._live = Live(
-            self, console=self.console, auto_refresh=False, transient=False, redirect_stdout=False
+            self,
+            console=self.console,
+            auto_refresh=False,
+            transient=self.transient,
+            redirect_stdout=False,
         )
         self._live.start(refresh=True)
         self._thread = threading.Thread(target=self._loop, daemon=True, name="progress")
