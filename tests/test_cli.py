@@ -287,3 +287,17 @@ def test_every_value_names_what_it_takes() -> None:
                     param.is_flag or param.count  # type: ignore[attr-defined]
                 )
                 assert not takes_value or param.metavar, f"{command.name} {param.name}"
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        (["upload"], "s3stow upload [OPTIONS] SRC... s3://BUCKET[/PREFIX]"),
+        (["restore"], "s3stow restore [OPTIONS] [s3://BUCKET[/PREFIX]] DEST"),
+        (["watch"], "s3stow watch [OPTIONS] DIR s3://BUCKET[/PREFIX]"),
+        (["bucket", "setup"], "s3stow bucket setup [OPTIONS] BUCKET"),
+        (["completion"], "s3stow completion [OPTIONS] [bash|zsh|fish|powershell]"),
+    ],
+)
+def test_usage_lines_read_as_typed(command: list[str], usage: str) -> None:
+    assert _help(command).splitlines()[0] == f"Usage: {usage}"

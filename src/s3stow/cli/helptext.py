@@ -45,7 +45,8 @@ def first_paragraph(text: str | None) -> str:
 
 def _metavar(param: Parameter) -> str:
     metavar = param.metavar or param.name.upper()
-    if param.param_type_name == "argument" and param.nargs != 1 and "..." not in metavar:
+    spelled = "..." in metavar or " " in metavar  # it names its parts already
+    if param.param_type_name == "argument" and param.nargs != 1 and not spelled:
         metavar += "..."
     return metavar
 
