@@ -18,7 +18,6 @@ way everywhere:
 from __future__ import annotations
 
 import inspect
-import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -175,25 +174,32 @@ def write_commands(group: Any, ctx: Context, formatter: HelpFormatter) -> None:
 
 
 def write_global_summary(formatter: HelpFormatter) -> None:
-    """One paragraph naming the global options a command also takes."""
-    text = (
-        "Global options, accepted after the command name as well as before it: "
-        + ", ".join(option_record(p)[0] for p in GLOBAL_PARAMS)
-        + " (s3stow --help describes them)."
-    )
+    """One paragraph naming the global options a command also takes (an option and its
+    value never split across lines)."""
+    heading = "Global options, accepted after the command name as well as before it:"
+    words = heading.split(" ")
+    names = [option_record(p)[0].replace(", ", "/") for p in GLOBAL_PARAMS]
+    items = [
+        *words,
+        *(f"{n}," for n in names[:-1]),
+        names[-1],
+        "(s3stow",
+        "--help",
+        "describes",
+        "them).",
+    ]
     indent = " " * (formatter.current_indent + 2)
+    lines: list[str] = []
+    line = ""
+    for item in items:
+        if line and len(indent) + len(line) + 1 + len(item) > formatter.width:
+            lines.append(line)
+            line = item
+        else:
+            line = f"{line} {item}" if line else item
+    lines.append(line)
     formatter.write_paragraph()
-    formatter.write(
-        textwrap.fill(
-            text,
-            formatter.width,
-            initial_indent=indent,
-            subsequent_indent=indent,
-            break_on_hyphens=False,
-            break_long_words=False,
-        )
-        + "\n"
-    )
+    formatter.write("".join(f"{indent}{text}\n" for text in lines))
 
 
 def write_global_options(ctx: Context, formatter: HelpFormatter, *, extra: list[Parameter]) -> None:
