@@ -201,7 +201,7 @@ def send_part(
     """Hash ``length`` bytes of ``source`` at ``offset``, send them as part ``number``
     (retried) and check S3's answer: the ETag against the MD5 where that proves
     something, the checksum when echoed."""
-    body = prepare_body(ctx, source, offset, length)
+    body = prepare_body(ctx, source, offset, length, bucket=bucket)
     digest = None if ctx.compat else body.digest
 
     def send() -> PartRecord:

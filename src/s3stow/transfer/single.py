@@ -22,7 +22,9 @@ def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
     source = item.source
     algorithm = ctx.settings.checksum
     with ctx.limiter.slot(), ctx.budget.hold(buffered_size(source.size)):  # slot first
-        body = prepare_body(ctx, source, 0, source.size, sha256=ctx.settings.sha256_metadata)
+        body = prepare_body(
+            ctx, source, 0, source.size, bucket=item.bucket, sha256=ctx.settings.sha256_metadata
+        )
         ensure_unchanged(source)
         options = ctx.write_options(source, sha256_hex=body.sha256_hex)
         digest = body.digest
