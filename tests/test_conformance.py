@@ -255,7 +255,7 @@ def test_s3stow_sends_nothing_boto3_would_not(
     make_tree(tmp_path / "src", {"a.txt": 100, "d/b.txt": 200, "d/c.txt": 300})
     make_tree(tmp_path / "again", {"r1.txt": 50, "r2.txt": 60})
     if case.multipart:
-        make_tree(tmp_path / "src", {"big.bin": 11 * 1024 * 1024})
+        make_tree(tmp_path / "src", {"big.bin": 6 * 1024 * 1024})
     (tmp_path / "aws.log").write_text(
         "".join(
             f"upload failed: ./again/{f} to s3://{bucket}/r/{f} An error occurred "
@@ -271,7 +271,7 @@ def test_s3stow_sends_nothing_boto3_would_not(
         [*flags, "verify", "src", target, "--ledger", "l.db"],
         [*flags, "retry", "--from", "aws.log", "--base-dir", ".", "--ledger", "l.db"],
         [*flags, "bucket", "check", bucket],
-        [*flags, "doctor", target],
+        [*flags, "--json", "doctor", target],
     ]
     mark = proxy.mark()
     output = _run(S3STOW, commands, {**env, "S3STOW_CONCURRENCY": "1"}, tmp_path)
@@ -310,6 +310,22 @@ def test_s3stow_sends_nothing_boto3_would_not(
     }
     assert tried
     assert tried <= {seen.host for seen in ours} | {values["moto"].split("/")[2]}, tried
+    # doctor reports what upload used: endpoint, signing region, addressing, CA bundle,
+    # and whether the fast path got botocore's answers
+    report = json.loads(next(line for line in output.splitlines() if line.startswith('{"ok"')))
+    checks = {check["name"]: check for check in report["checks"]}
+    endpoint = checks["endpoint"]["detail"]
+    s3_seen = [seen for seen in ours if seen.service == "s3"]
+    assert f"region {s3_seen[0].region}," in endpoint
+    assert s3_seen[0].host in endpoint
+    addressing = "path" if "addressing_style = path" in str(case.files) else "auto"
+    assert f"addressing {addressing}," in endpoint
+    if "{ca}" in str(case.env) + str(case.files):
+        assert f"CA bundle {ca}," in endpoint
+    fast = checks["fast path"]
+    assert (fast["status"] == "OK") is case.fast, fast
+    if not case.fast:
+        assert "proxy" in fast["detail"]
 
 
 class _Empty:

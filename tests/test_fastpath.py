@@ -243,3 +243,51 @@ def test_fast_listing_equals_botocore_across_pages(proxy: FaultProxy, s3: Any, b
     # botocore lists page 1 (the fast path learns it); the fast path lists pages 2-4,
     # its attempt at page 2 fails (a 500 leaves it on) and botocore repeats that page
     assert agents == [False, True, False, True, True]
+
+
+def test_a_busy_server_leaves_the_fast_path_on(
+    proxied_cli, proxy, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """503 (and 429, 5xx, a dropped connection) says nothing about the configuration:
+    botocore repeats that one request and the fast path sends the next ones."""
+    tree = make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(4)})
+    proxy.add(r"^PUT ", "status", times=1, status=503, code="SlowDown", agent="fastpath")
+    result = proxied_cli(
+        "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "1"
+    )
+    assert result.code == 0, result.output
+    agents = [
+        "fastpath" in h.get("user-agent", "")
+        for line, h in zip(proxy.log, proxy.headers, strict=True)
+        if line.startswith("PUT ")
+    ]
+    # botocore's first PUT (learned), the fast path's refused one and botocore's repeat,
+    # then the fast path again
+    assert agents == [False, True, False, True, True]
+    for rel, data in tree.items():
+        assert s3.get_object(Bucket=bucket, Key=f"p/{rel}")["Body"].read() == data
+
+
+def test_an_endpoint_from_aws_endpoint_url_gets_the_etag_check(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """``etag_check: auto`` checks ETags on any endpoint botocore was configured with, not
+    only --endpoint-url: with AWS_ENDPOINT_URL the MD5 travels as Content-MD5 too."""
+    import os
+    import subprocess
+    import sys
+
+    make_tree(tmp_path / "src", {"a.txt": 100, "b.txt": 200})
+    done = subprocess.run(
+        [sys.executable, "-m", "s3stow", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "AWS_ENDPOINT_URL": proxy.url},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    puts = [h for line, h in zip(proxy.log, proxy.headers, strict=True) if line.startswith("PUT ")]
+    assert len(puts) == 2
+    assert all(h.get("content-md5") for h in puts)

@@ -29,7 +29,7 @@ from s3stow.keys import Target
 from s3stow.store.s3 import S3Store
 from s3stow.store.translate import (
     AUTH_HINT,
-    ENDPOINT_HINT,
+    ENDPOINT_CHECK,
     error_code,
     not_s3_answer,
     not_s3_error,
@@ -74,7 +74,7 @@ def run_checks(
         client = store.client
         found = store.resolution()
     except S3StowError as exc:  # an endpoint botocore refuses
-        checks.append(Check("endpoint", "FAIL", exc.message, exc.hint or ENDPOINT_HINT))
+        checks.append(Check("endpoint", "FAIL", exc.message, exc.hint or ENDPOINT_CHECK))
         return checks
     checks.append(
         Check(
@@ -100,7 +100,9 @@ def _identity(settings: Settings, session: Any) -> Check:
     try:
         sts = session.client("sts", endpoint_url=settings.endpoint_url)
         who = sts.get_caller_identity()
-    except Exception as exc:  # noqa: BLE001 - any answer but STS's: a warning, no page dump
+    except ResponseParserError:  # a web page: never dumped
+        return Check("caller identity", "WARN", "STS not available here (not an STS answer)")
+    except Exception as exc:  # noqa: BLE001 - any other failure: a warning
         return Check("caller identity", "WARN", f"STS not available here ({type(exc).__name__})")
     return Check("caller identity", "OK", f"{who.get('Arn')} (account {who.get('Account')})")
 
@@ -111,7 +113,7 @@ def _bucket(client: Any, target: Target, clock: Callable[[], float]) -> Check:
     except ClientError as exc:
         problem = translate(exc, bucket=target.bucket, endpoint=client.meta.endpoint_url)
         if isinstance(problem, EndpointError):
-            return Check("bucket", "FAIL", problem.message, ENDPOINT_HINT)
+            return Check("bucket", "FAIL", problem.message, ENDPOINT_CHECK)
         code = error_code(exc)
         if code in ("404", "NoSuchBucket", "NotFound"):
             return Check(
@@ -122,10 +124,10 @@ def _bucket(client: Any, target: Target, clock: Callable[[], float]) -> Check:
             )
         return Check("bucket", "FAIL", f"{target.bucket}: {code}", AUTH_HINT)
     except BotoCoreError as exc:
-        return Check("bucket", "FAIL", f"cannot reach the endpoint: {exc}", ENDPOINT_HINT)
+        return Check("bucket", "FAIL", f"cannot reach the endpoint: {exc}", ENDPOINT_CHECK)
     not_s3 = not_s3_answer(response, endpoint=client.meta.endpoint_url)
     if not_s3 is not None:
-        return Check("bucket", "FAIL", not_s3.message, ENDPOINT_HINT)
+        return Check("bucket", "FAIL", not_s3.message, ENDPOINT_CHECK)
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     region = headers.get("x-amz-bucket-region", "?")
     detail = f"{target.bucket} reachable, region {region}"
@@ -150,7 +152,7 @@ def _permissions(client: Any, target: Target) -> list[Check]:
         checks.append(Check("s3:ListBucket", "OK", f"list {target.url}"))
     except ResponseParserError:
         problem = not_s3_error(client.meta.endpoint_url, target.url)
-        checks.append(Check("s3:ListBucket", "FAIL", problem.message, ENDPOINT_HINT))
+        checks.append(Check("s3:ListBucket", "FAIL", problem.message, ENDPOINT_CHECK))
     except ClientError as exc:
         checks.append(
             Check(

@@ -87,11 +87,11 @@ AUTH_HINT = (
     "that the IAM policy allows s3:PutObject, s3:GetObject and s3:ListBucket on this bucket; "
     "`s3stow doctor` checks each permission"
 )
-ENDPOINT_HINT = (
+ENDPOINT_CHECK = (
     "check --endpoint-url (or AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, endpoint_url in the AWS "
-    "config), the network, proxies and the CA bundle; `s3stow doctor` shows the endpoint, "
-    "region and CA bundle in use"
+    "config), the network, proxies and the CA bundle"
 )
+ENDPOINT_HINT = ENDPOINT_CHECK + "; `s3stow doctor` shows the endpoint, region and CA bundle in use"
 COMPAT_HINT = (
     "this server seems not to support the newer S3 checksum headers; set checksum_compat: true "
     "(S3STOW_CHECKSUM_COMPAT=1) or use --checksum none"
@@ -107,10 +107,11 @@ def error_code(exc: ClientError) -> str:
 
 
 def _not_s3(headers: Mapping[str, Any]) -> bool:
-    """An answer no S3 server gives: an HTML page without any ``x-amz-`` header (a web
-    server, a captive portal or a proxy's error page)."""
+    """An answer no S3 server gives: an HTML page without any ``x-amz`` header (a web
+    server, a captive portal or a proxy's error page; S3 servers send a request id as
+    ``x-amz-request-id``, moto as ``x-amzn-requestid``)."""
     content_type = str(headers.get("content-type", "")).lower()
-    return "html" in content_type and not any(str(h).lower().startswith("x-amz-") for h in headers)
+    return "html" in content_type and not any(str(h).lower().startswith("x-amz") for h in headers)
 
 
 def not_s3_error(endpoint: str | None, where: str) -> EndpointError:
