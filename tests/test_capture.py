@@ -234,3 +234,29 @@ def test_the_payload_hash_follows_what_botocore_signed(
     store.put_object(bucket, "k", b"x", digest=compute("crc32", b"x"), options=WriteOptions())
     assert store.signs_payload(bucket) is True
     assert store.custom_endpoint() is True
+
+
+def test_credentials_that_changed_while_learning_are_tried_again(
+    recorded: tuple[list[Sent], dict[str, str]], bucket: str
+) -> None:
+    """Refreshed credentials (SSO, roles) can differ between botocore's signature and the
+    check: the fast path learns from a later request, and stays off only when the keys
+    differ every time."""
+    from botocore.credentials import Credentials as BotocoreCredentials
+
+    from s3stow.store.fastpath import FastPath
+
+    sent, headers = recorded
+    fast = FastPath(
+        credentials=BotocoreCredentials("AKIDREFRESHED", "x"), connection=PLAIN, timeout=(5, 5)
+    )
+    for _ in range(2):
+        fast.learn(bucket, "PutObject", key="k/a b~ü", headers=headers, sent=sent)
+        assert fast.off_reason(bucket) is None
+        assert not fast.knows(bucket, "PutObject", headers)
+    fast.learn(bucket, "PutObject", key="k/a b~ü", headers=headers, sent=sent)
+    assert "other credentials" in (fast.off_reason(bucket) or "")
+    fresh = FastPath(credentials=BotocoreCredentials("testing", "testing"), connection=PLAIN,
+                     timeout=(5, 5))  # fmt: skip
+    fresh.learn(bucket, "PutObject", key="k/a b~ü", headers=headers, sent=sent)
+    assert fresh.knows(bucket, "PutObject", headers)

@@ -59,8 +59,8 @@ _TRANSPORT = frozenset(
         "x-amzn-trace-id",
     }
 )
-# Operations whose URL ends in the object key.
-OBJECT_OPERATIONS = frozenset({"PutObject", "UploadPart"})
+OTHER_CREDENTIALS = "botocore signed with other credentials than the fast path would"
+OTHER_SESSION = "botocore sent another session token than the fast path would"
 METHODS = {"PutObject": "PUT", "UploadPart": "PUT", "HeadBucket": "HEAD", "ListObjectsV2": "GET"}
 
 
@@ -177,9 +177,9 @@ def learn(
         scheme = authorization.split(" ", 1)[0] or "no Authorization header"
         return f"botocore signs {operation} with {scheme}, not plain SigV4"
     if match["key"] != credentials.access_key:
-        return "botocore signed with other credentials than the fast path would"
+        return OTHER_CREDENTIALS
     if (request.header("X-Amz-Security-Token") or None) != credentials.token:
-        return "botocore sent another session token than the fast path would"
+        return OTHER_SESSION
     payload = request.header("X-Amz-Content-SHA256") or ""
     if payload != UNSIGNED_PAYLOAD and not _SHA256.match(payload):
         return f"botocore signs the payload as {payload or 'nothing'}"

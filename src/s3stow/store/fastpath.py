@@ -45,7 +45,15 @@ from s3stow.errors import SourceChanged
 from s3stow.store import http1
 from s3stow.store.base import ObjectInfo
 from s3stow.store.body import FileRange
-from s3stow.store.capture import METHODS, Connection, Sent, Template, learn
+from s3stow.store.capture import (
+    METHODS,
+    OTHER_CREDENTIALS,
+    OTHER_SESSION,
+    Connection,
+    Sent,
+    Template,
+    learn,
+)
 from s3stow.store.sigv4 import UNSIGNED_PAYLOAD, Credentials, canonical_query, sign
 
 log = logging.getLogger(__name__)
@@ -97,6 +105,7 @@ class FastPath:
         self._addresses: dict[str, tuple[Any, Any]] = {}  # IP literal -> address
         self._templates: dict[Shape, Template] = {}
         self._off: dict[str, str] = {}  # bucket -> why botocore sends everything
+        self._misses: dict[str, int] = {}  # bucket -> credentials that changed while learning
         self.sent = 0
         self.fallbacks = 0
 
@@ -136,6 +145,12 @@ class FastPath:
             connection=self._connection,
         )
         if isinstance(found, str):
+            if found in (OTHER_CREDENTIALS, OTHER_SESSION) and self._misses.get(bucket, 0) < 2:
+                # credentials refreshed between botocore's signature and this check:
+                # learn from a later request (a third time means they really differ)
+                self._misses[bucket] = self._misses.get(bucket, 0) + 1
+                log.debug("fast path not yet on for %s: %s", bucket, found)
+                return
             self.turn_off(bucket, found)
             return
         with self._lock:
