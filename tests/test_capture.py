@@ -15,8 +15,8 @@ from s3stow.config import Settings
 from s3stow.devserver import LocalS3Server
 from s3stow.store.capture import Connection, Recorder, Sent, connection_of, learn
 from s3stow.store.client import make_client
-from s3stow.store.fastpath import put_headers
 from s3stow.store.sigv4 import Credentials
+from s3stow.store.wire import put_headers
 from tests.recordproxy import make_ca
 
 TESTING = Credentials("testing", "testing")

@@ -435,8 +435,8 @@ def test_the_fast_path_would_send_what_botocore_prepares(
     from s3stow.config import load_settings
     from s3stow.store.base import WriteOptions
     from s3stow.store.capture import host_header
-    from s3stow.store.fastpath import put_headers
     from s3stow.store.s3 import S3Store
+    from s3stow.store.wire import put_headers
 
     env, config, flags, dotted, expected = NO_SEND[name]
     monkeypatch.delenv("AWS_DEFAULT_REGION")

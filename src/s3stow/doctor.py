@@ -26,6 +26,7 @@ from s3stow.bucket import BucketAdmin
 from s3stow.config import Settings
 from s3stow.errors import EndpointError, S3StowError
 from s3stow.keys import Target
+from s3stow.store.resolution import compare_fast_path, resolution
 from s3stow.store.s3 import S3Store
 from s3stow.store.translate import (
     AUTH_HINT,
@@ -72,7 +73,7 @@ def run_checks(
     checks.append(Check("credentials", "OK", f"{source}, profile {profile}, key {masked}"))
     try:
         client = store.client
-        found = store.resolution()
+        found = resolution(store)
     except S3StowError as exc:  # an endpoint botocore refuses
         checks.append(Check("endpoint", "FAIL", exc.message, exc.hint or ENDPOINT_CHECK))
         return checks
@@ -90,7 +91,7 @@ def run_checks(
     checks.append(_bucket(client, target, clock))
     if checks[-1].status == "FAIL":
         return checks
-    same, detail = store.compare_fast_path(target.bucket, target.prefix)
+    same, detail = compare_fast_path(store, target.bucket, target.prefix)
     checks.append(Check("fast path", "OK" if same or not settings.fast_path else "WARN", detail))
     checks.extend(_permissions(client, target))
     return checks

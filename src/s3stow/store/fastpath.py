@@ -35,9 +35,8 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl
 from xml.etree import ElementTree as ET
 
 from s3stow import __version__
@@ -55,6 +54,7 @@ from s3stow.store.capture import (
     learn,
 )
 from s3stow.store.sigv4 import UNSIGNED_PAYLOAD, Credentials, canonical_query, sign
+from s3stow.store.wire import parse_list_page
 
 log = logging.getLogger(__name__)
 _USER_AGENT = f"s3stow/{__version__} fastpath"
@@ -384,64 +384,3 @@ def _payload_sha256(body: bytes | FileRange) -> str:
     if isinstance(body, FileRange):
         return body.payload_sha256()
     return hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
-
-
-def parse_list_page(document: bytes) -> tuple[list[ObjectInfo], str | None]:
-    """Objects and the next continuation token of a ListObjectsV2 answer
-    (``encoding-type=url``: keys arrive URL-encoded)."""
-    root = ET.fromstring(document)  # noqa: S314 - the answer of the user's own endpoint
-    objects: list[ObjectInfo] = []
-    token: str | None = None
-    truncated = False
-    for element in root:
-        tag = element.tag.rpartition("}")[2]
-        if tag == "Contents":
-            fields = {child.tag.rpartition("}")[2]: child.text or "" for child in element}
-            modified = fields.get("LastModified")
-            objects.append(
-                ObjectInfo(
-                    key=unquote_plus(fields["Key"]),
-                    size=int(fields["Size"]),
-                    etag=fields.get("ETag", "").strip('"'),
-                    checksum_algorithm=fields.get("ChecksumAlgorithm") or None,
-                    checksum_type=fields.get("ChecksumType") or None,
-                    last_modified=(
-                        datetime.fromisoformat(modified).timestamp() if modified else None
-                    ),
-                )
-            )
-        elif tag == "IsTruncated":
-            truncated = (element.text or "").strip() == "true"
-        elif tag == "NextContinuationToken":
-            token = element.text
-    if truncated and not token:
-        raise ValueError("a truncated listing without a continuation token")
-    return objects, token if truncated else None
-
-
-def put_headers(args: Mapping[str, Any]) -> dict[str, str] | None:
-    """HTTP headers for PutObject/UploadPart parameters, or ``None`` when a parameter
-    is one this path does not translate (botocore then sends the request)."""
-    names = {
-        "ContentType": "Content-Type",
-        "ContentMD5": "Content-MD5",
-        "ServerSideEncryption": "x-amz-server-side-encryption",
-        "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
-        "StorageClass": "x-amz-storage-class",
-        "IfNoneMatch": "If-None-Match",
-        "ChecksumAlgorithm": "x-amz-sdk-checksum-algorithm",
-    }
-    headers: dict[str, str] = {}
-    for name, value in args.items():
-        if name == "Metadata":
-            for meta_key, meta_value in value.items():
-                if not (str(meta_key) + str(meta_value)).isascii():
-                    return None
-                headers[f"x-amz-meta-{meta_key}"] = str(meta_value)
-        elif name.startswith("Checksum") and name != "ChecksumAlgorithm":
-            headers[f"x-amz-checksum-{name[len('Checksum') :].lower()}"] = str(value)
-        elif name in names:
-            headers[names[name]] = str(value)
-        else:
-            return None
-    return headers

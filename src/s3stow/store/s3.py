@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
@@ -25,6 +25,7 @@ from s3stow.store.base import ObjectInfo, PartInfo, PutResult, WriteOptions
 from s3stow.store.body import FileRange
 from s3stow.store.capture import Recorder, connection_of
 from s3stow.store.client import make_client, make_session
+from s3stow.store.wire import CHECKSUM_FIELDS, put_headers, query_args, response_from_headers
 
 if TYPE_CHECKING:
     from s3stow.store.fastpath import FastPath
@@ -39,7 +40,6 @@ from s3stow.store.translate import (
 )
 
 log = logging.getLogger(__name__)
-_CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 _OPERATIONS = {"put_object": "PutObject", "upload_part": "UploadPart"}
 
 
@@ -48,7 +48,7 @@ def _etag(value: str | None) -> str:
 
 
 def _checksum_of(response: dict[str, Any]) -> tuple[str | None, str | None]:
-    for name in _CHECKSUM_FIELDS:
+    for name in CHECKSUM_FIELDS:
         value = response.get("Checksum" + name)
         if value:
             return value, name
@@ -161,68 +161,6 @@ class S3Store:
         fast = self._fast
         return fast is not None and fast.signs_payload(bucket)
 
-    def resolution(self) -> dict[str, str]:
-        """What botocore resolved for this client, in words (for doctor): endpoint,
-        region, addressing, CA bundle and proxy."""
-        client = self.client
-        connection = connection_of(client)
-        endpoint = str(client.meta.endpoint_url)
-        addressing = (client.meta.config.s3 or {}).get("addressing_style") or "auto"
-        if connection.ca_bundle is not None:
-            trust = connection.ca_bundle
-        elif connection.tls is not None:
-            trust = "none: TLS verification is off"
-        else:
-            trust = connection.reason
-        proxy = connection.proxy_for(endpoint)
-        return {
-            "endpoint": endpoint,
-            "region": str(client.meta.region_name or "none"),
-            "addressing": str(addressing),
-            "ca_bundle": trust,
-            "proxy": urlsplit(proxy).netloc.rpartition("@")[2] if proxy else "none",
-        }
-
-    def compare_fast_path(self, bucket: str, prefix: str) -> tuple[bool, str]:
-        """Send HeadBucket and one ListObjectsV2 page through botocore (recorded, so the
-        fast path learns them), then through the fast path, and compare the answers:
-        (whether upload's fast path is on and agrees, what was found)."""
-        fast = self._fast if self.client is not None else None  # the client builds it
-        if fast is None:
-            return False, "off (fast_path: false, or no credentials): botocore sends everything"
-        try:
-            self._botocore(
-                bucket, None, "HeadBucket", {}, lambda client: client.head_bucket(Bucket=bucket)
-            )
-            page = self._botocore(
-                bucket,
-                None,
-                "ListObjectsV2",
-                {},
-                lambda client: client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=5),
-            )
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
-            return False, f"not compared: {self._translate(exc, bucket, None).message}"
-        reason = fast.off_reason(bucket)
-        if reason is None:
-            listed = (
-                fast.list_page(bucket, prefix, None, max_keys=5)
-                if fast.head_bucket(bucket)
-                else None
-            )
-            expected = [o["Key"] for o in page.get("Contents", [])]
-            if listed is None or [o.key for o in listed[0]] != expected:
-                fast.turn_off(bucket, "its answers differed from botocore's")
-            reason = fast.off_reason(bucket)
-        if reason is not None:
-            return False, f"off for {bucket}: {reason}; upload sends every request through botocore"
-        template = fast.template(bucket, "ListObjectsV2")
-        assert template is not None
-        return True, (
-            f"HeadBucket and ListObjectsV2 got the same answers through botocore and the fast "
-            f"path ({template.url}, signing region {template.region})"
-        )
-
     def _count_transient(self) -> None:
         self.transient_errors += 1
 
@@ -241,7 +179,7 @@ class S3Store:
                     self._retry_client = client
         return self._retry_client
 
-    def _botocore(
+    def through_botocore(
         self,
         bucket: str,
         key: str | None,
@@ -280,18 +218,16 @@ class S3Store:
         """PutObject/UploadPart: the fast path when it has learned this request, else
         botocore (recorded, to learn from)."""
         name = _OPERATIONS[operation]
-        from s3stow.store.fastpath import put_headers
-
         headers = put_headers(args) if self._fast_settings is not None else None
         fast = self._fast
         attempted = False
         if fast is not None and headers is not None and fast.knows(bucket, name, headers):
             answer = fast.put(name, bucket, key, body, headers, query=query)
             if answer is not None:
-                return _response_from_headers(answer)
+                return response_from_headers(answer)
             attempted = True
         if operation == "upload_part":
-            args = {**args, **_query_args(query)}
+            args = {**args, **query_args(query)}
 
         def call(client: Any) -> Any:
             function = getattr(client, operation)
@@ -301,9 +237,9 @@ class S3Store:
                 return function(Bucket=bucket, Key=key, Body=reader, **args)
 
         try:
-            return self._botocore(bucket, key, name, headers, call, attempted=attempted)
+            return self.through_botocore(bucket, key, name, headers, call, attempted=attempted)
         except Exception as exc:
-            raise self._translate(exc, bucket, key) from exc
+            raise self.translate(exc, bucket, key) from exc
 
     def _observe_retry(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
         """Count what botocore sees and may retry; tell the limiter about throttling."""
@@ -325,9 +261,10 @@ class S3Store:
         try:
             return function(Bucket=bucket, **({"Key": key} if key is not None else {}), **kw)
         except Exception as exc:
-            raise self._translate(exc, bucket, key) from exc
+            raise self.translate(exc, bucket, key) from exc
 
-    def _translate(self, exc: Exception, bucket: str, key: str | None) -> S3StowError:
+    def translate(self, exc: Exception, bucket: str, key: str | None) -> S3StowError:
+        """The s3stow error for ``exc``, naming botocore's endpoint where it matters."""
         return translate(exc, bucket=bucket, key=key, endpoint=self.endpoint_url)
 
     @property
@@ -343,7 +280,7 @@ class S3Store:
         if fast is not None and fast.knows(bucket, "HeadBucket", {}) and fast.head_bucket(bucket):
             return
         try:
-            response = self._botocore(
+            response = self.through_botocore(
                 bucket, None, "HeadBucket", {}, lambda client: client.head_bucket(Bucket=bucket)
             )
         except Exception as exc:
@@ -358,9 +295,9 @@ class S3Store:
         except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise self._translate(exc, bucket, key) from exc
+            raise self.translate(exc, bucket, key) from exc
         except Exception as exc:
-            raise self._translate(exc, bucket, key) from exc
+            raise self.translate(exc, bucket, key) from exc
         checksum, algorithm = _checksum_of(response)
         return ObjectInfo(
             key=key,
@@ -399,7 +336,7 @@ class S3Store:
         if self.list_page_size is not None:
             extra["MaxKeys"] = self.list_page_size
         try:
-            response = self._botocore(
+            response = self.through_botocore(
                 bucket,
                 None,
                 "ListObjectsV2",
@@ -407,7 +344,7 @@ class S3Store:
                 lambda client: client.list_objects_v2(Bucket=bucket, Prefix=prefix, **extra),
             )
         except Exception as exc:
-            raise self._translate(exc, bucket, None) from exc
+            raise self.translate(exc, bucket, None) from exc
         objects = []
         for item in response.get("Contents", []):
             algorithms = item.get("ChecksumAlgorithm") or []
@@ -543,7 +480,7 @@ class S3Store:
         except ClientError as exc:
             if error_code(exc) == "NoSuchUpload":
                 return
-            raise self._translate(exc, bucket, key) from exc
+            raise self.translate(exc, bucket, key) from exc
 
     def list_multipart_uploads(self, bucket: str, prefix: str) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
@@ -552,24 +489,5 @@ class S3Store:
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 found.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", []))
         except Exception as exc:
-            raise self._translate(exc, bucket, None) from exc
+            raise self.translate(exc, bucket, None) from exc
         return found
-
-
-def _query_args(query: str) -> dict[str, Any]:
-    from urllib.parse import parse_qs
-
-    values = parse_qs(query)
-    return {"PartNumber": int(values["partNumber"][0]), "UploadId": values["uploadId"][0]}
-
-
-def _response_from_headers(headers: dict[str, str]) -> dict[str, Any]:
-    """The parts of a botocore-shaped PutObject/UploadPart response s3stow reads."""
-    response: dict[str, Any] = {"ETag": headers.get("etag", "")}
-    if "x-amz-version-id" in headers:
-        response["VersionId"] = headers["x-amz-version-id"]
-    for name in _CHECKSUM_FIELDS:
-        value = headers.get(f"x-amz-checksum-{name.lower()}")
-        if value:
-            response["Checksum" + name] = value
-    return response
