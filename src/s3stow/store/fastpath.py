@@ -154,6 +154,8 @@ class FastPath:
             self.turn_off(bucket, found)
             return
         with self._lock:
+            if bucket in self._off:  # turned off meanwhile
+                return
             self._templates[wanted] = found
         log.debug(
             "fast path on for %s on %s: %s, signing region %s, %s payload",

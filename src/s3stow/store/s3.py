@@ -104,12 +104,10 @@ class S3Store:
             return make_client(settings, session=store.session(settings))
 
         store = cls(factory=factory, on_throttle=on_throttle)
-        store._settings = settings
         if settings.fast_path and settings.max_attempts > 1:
             store._fast_settings = settings
         return store
 
-    _settings: Settings | None = None
     _session: Any = None
 
     def session(self, settings: Settings) -> Any:
