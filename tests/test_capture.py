@@ -260,3 +260,21 @@ def test_credentials_that_changed_while_learning_are_tried_again(
                      timeout=(5, 5))  # fmt: skip
     fresh.learn(bucket, "PutObject", key="k/a b~ü", headers=headers, sent=sent)
     assert fresh.knows(bucket, "PutObject", headers)
+
+
+def test_a_botocore_whose_session_cannot_be_read_leaves_the_fast_path_off(
+    recorded: tuple[list[Sent], dict[str, str]],
+) -> None:
+    """Should botocore's HTTP session change shape, nothing about TLS or proxies is
+    known: the fast path stays off instead of guessing."""
+    unknown = connection_of(object())
+    assert not unknown.known
+    found = learn(
+        recorded[0],
+        operation="PutObject",
+        key="k/a b~ü",
+        headers=recorded[1],
+        credentials=TESTING,
+        connection=unknown,
+    )
+    assert found == "botocore's HTTP session does not show its TLS and proxy settings"

@@ -103,6 +103,7 @@ class Connection:
     ca_bundle: str | None  # the file botocore verifies certificates with; None: off
     proxy_for: Callable[[str], str | None]
     reason: str = ""
+    known: bool = True  # False: botocore's session could not be read; nothing is proved
 
 
 class Recorder:
@@ -199,6 +200,8 @@ def learn(
         authorization
     ):
         return "the fast path's signature for botocore's request differs from botocore's"
+    if not connection.known:
+        return connection.reason
     if connection.proxy_for(request.url):
         return f"botocore sends requests for {parts.hostname} through a proxy"
     if parts.scheme == "https" and connection.tls is None:
@@ -262,7 +265,7 @@ def connection_of(client: Any) -> Connection:
     proxies = getattr(session, "_proxy_config", None)
     if session is None or verify is None or proxies is None or not hasattr(session, "_cert_file"):
         reason = "botocore's HTTP session does not show its TLS and proxy settings"
-        return Connection(None, None, lambda _url: "unknown", reason)
+        return Connection(None, None, lambda _url: None, reason, known=False)
 
     def proxy_for(url: str) -> str | None:
         found = proxies.proxy_url_for(url)
