@@ -331,11 +331,22 @@ class Watcher:
         except OSError as exc:
             log.warning("after-upload %s failed for %s: %s", self.after_upload, path, exc)
 
+    def backlog(self) -> tuple[int, float | None]:
+        """Files waiting (seen, not yet verified in S3) and when the oldest was first
+        seen; safe to call from another thread (``--metrics-port`` scrapes it)."""
+        for _ in range(3):
+            try:
+                entries = list(self._waiting.values())  # a copy: the loop may change it
+            except RuntimeError:  # changed size while it was copied
+                continue
+            return len(entries), min((e.first_seen for e in entries), default=None)
+        return len(self._waiting), None
+
     def progress_line(self, now: float | None = None) -> str:
         """One line for the terminal: backlog, oldest waiting file, totals."""
         now = time.time() if now is None else now
-        oldest = min((e.first_seen for e in self._waiting.values()), default=None)
-        line = f"backlog {len(self._waiting)}"
+        waiting, oldest = self.backlog()
+        line = f"backlog {waiting}"
         if oldest is not None:
             line += f" (oldest waiting {now - oldest:.0f} s)"
         line += f", uploaded {self.stats.uploaded}, failed {self.stats.failed}"
@@ -361,7 +372,7 @@ class Watcher:
         if self.status_json is None or (phase == "watching" and now - self._status_at < interval):
             return
         self._status_at = now
-        oldest = min((e.first_seen for e in self._waiting.values()), default=None)
+        waiting, oldest = self.backlog()
         stats = self.stats
         data: dict[str, Any] = {
             "started_at": self.started,
@@ -369,7 +380,7 @@ class Watcher:
             "command": "watch",
             "run_id": self.run_id,
             "target": self.target.url,
-            "backlog": len(self._waiting),
+            "backlog": waiting,
             "oldest_waiting_seconds": round(now - oldest, 1) if oldest else 0.0,
             "totals": {  # failed counts attempts: a queued file may fail and be retried
                 "uploaded": stats.uploaded,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt
 from s3stow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -84,10 +84,13 @@ def restore(
     status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
     status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats [5].")] = None,
     failures_file: Annotated[Path | None, Opt(help="Write failed items here (JSON lines).")] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
 ) -> None:
     """Restore objects to local files: verified before they take their name, resumable."""
     from s3stow.cli.upload import default_ledger, install_signal_handlers
     from s3stow.ledger import open_ledger
+    from s3stow.report.metrics import metrics_for, serving
     from s3stow.restore.engine import Restorer
     from s3stow.restore.worker import RestoreOptions
 
@@ -106,22 +109,27 @@ def restore(
         status_json=status_json,
         status_interval=status_interval,
         failures_file=failures_file,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     ledger_db = open_ledger(settings.ledger or default_ledger())
+    metrics = metrics_for(settings, command="restore", done="restored")
     restorer = Restorer(
         settings,
         ledger=ledger_db,
         observers=observers_for(options, settings),
         options=RestoreOptions(overwrite=overwrite, glacier=glacier),
+        request_observer=metrics,
     )
     undo = install_signal_handlers(restorer)
     summary: RestoreSummary
     try:
-        if run is not None:
-            summary = restorer.restore_run(run, dest, source=source)
-        else:
-            assert source is not None
-            summary = restorer.restore_tree(source, dest)
+        with serving(metrics, restorer, settings, announce=not options.quiet):
+            if run is not None:
+                summary = restorer.restore_run(run, dest, source=source)
+            else:
+                assert source is not None
+                summary = restorer.restore_tree(source, dest)
     finally:
         undo()
         ledger_db.close()

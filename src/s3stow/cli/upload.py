@@ -15,7 +15,7 @@ import typer
 from platformdirs import user_state_dir
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode, S3StowError
 from s3stow.keys import parse_target
@@ -99,12 +99,15 @@ def upload(
     status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
     status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats [5].")] = None,
     failures_file: Annotated[Path | None, Opt(help="Write failed items here (JSON lines).")] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
     *,
     keys: KeyOptions,
 ) -> None:
     """Upload files and directory trees to S3, verified and resumable."""
     from s3stow.config import parse_metadata
     from s3stow.ledger import open_ledger
+    from s3stow.report.metrics import metrics_for, serving
     from s3stow.transfer.engine import Uploader
 
     options: GlobalOptions = ctx.obj
@@ -134,6 +137,8 @@ def upload(
         "status_json": status_json,
         "status_interval": status_interval,
         "failures_file": failures_file,
+        "metrics_port": metrics_port,
+        "metrics_host": metrics_host,
         **keys.flags(),
     }
     if metadata:
@@ -146,10 +151,12 @@ def upload(
         raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
     ledger_db = open_ledger(settings.ledger or default_ledger())
     observers = observers_for(options, settings)
-    uploader = Uploader(settings, ledger=ledger_db, observers=observers)
+    metrics = metrics_for(settings, command="upload")
+    uploader = Uploader(settings, ledger=ledger_db, observers=observers, request_observer=metrics)
     restore = install_signal_handlers(uploader)
     try:
-        summary = uploader.upload_tree(sources, target)
+        with serving(metrics, uploader, settings, announce=not options.quiet):
+            summary = uploader.upload_tree(sources, target)
     finally:
         restore()
         ledger_db.close()

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt
 from s3stow.cli.keyoptions import KeyOptions, key_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
@@ -47,6 +47,8 @@ def watch(
         Path | None, Opt(help="Heartbeat file: backlog, oldest waiting file, totals.")
     ] = None,
     status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats.")] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
     *,
     keys: KeyOptions,
 ) -> None:
@@ -54,6 +56,7 @@ def watch(
     from s3stow.cli.upload import default_ledger, install_signal_handlers
     from s3stow.ledger import open_ledger
     from s3stow.report.console import JsonEvents
+    from s3stow.report.metrics import metrics_for, serving
     from s3stow.transfer.engine import Uploader
     from s3stow.watch import DEFAULT_IGNORE, Watcher
 
@@ -65,10 +68,17 @@ def watch(
     if settle < 0 or max_wait <= 0 or rescan <= 0:
         raise ConfigError("--settle, --max-wait and --rescan must be positive")
     target = parse_target(destination)
-    settings = options.settings(ledger=ledger, status_interval=status_interval, **keys.flags())
+    settings = options.settings(
+        ledger=ledger,
+        status_interval=status_interval,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        **keys.flags(),
+    )
     db = open_ledger(settings.ledger or default_ledger())
     observers = [JsonEvents(sys.stdout)] if options.json else []
-    uploader = Uploader(settings, ledger=db, observers=observers)
+    metrics = metrics_for(settings, command="watch")
+    uploader = Uploader(settings, ledger=db, observers=observers, request_observer=metrics)
     console = Console(stderr=True, highlight=False)
     show = not options.quiet and not options.json
     watcher = Watcher(
@@ -88,7 +98,8 @@ def watch(
     if show:
         console.print(f"watching {directory} -> {target.url} (Ctrl+C to stop)", markup=False)
     try:
-        stats = watcher.run(once=once)
+        with serving(metrics, uploader, settings, announce=show, backlog=watcher.backlog):
+            stats = watcher.run(once=once)
     finally:
         restore()
         db.close()
