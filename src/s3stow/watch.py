@@ -40,7 +40,7 @@ from s3stow.keys import Target
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.plan import Duplicate, Planner, Refused
 from s3stow.report.observer import Observer
-from s3stow.report.status import atomic_write_text
+from s3stow.report.status import RecentFailures, Trend, atomic_write_text
 from s3stow.transfer.engine import Uploader, new_run_id
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class _Outcomes(Observer):
         )
         if done and result.reason != Reason.REMOTE_MATCH:
             self.watcher.stats.bytes_uploaded += result.bytes_sent
+        self.watcher.failures.add(result)
         self.watcher._finished(
             result.path,
             done=done,
@@ -145,6 +146,8 @@ class Watcher:
         self._last_line: tuple[int, int, int, int] | None = None
         self.planner = Planner(uploader.settings, target)
         self.stats = WatchStats()
+        self.failures = RecentFailures()  # for the status file: the latest, with reasons
+        self._trend = Trend()
         self.started = time.time()
         # One id for the watch; each batch is a ledger run "<id>.<n>" (stats --by run).
         self.run_id = new_run_id()
@@ -391,4 +394,7 @@ class Watcher:
             },
             "last_update": now,
         }
+        self._trend.add(now, stats.bytes_uploaded, stats.uploaded + stats.skipped + stats.failed)
+        data["history"] = self._trend.points
+        data["failures"] = self.failures.items()
         atomic_write_text(self.status_json, json.dumps(data, indent=2))
