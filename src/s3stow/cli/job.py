@@ -232,7 +232,7 @@ def _work(
                 }
             )
         )
-    else:
+    elif not options.quiet or stats.failed:
         Console(highlight=False).print(
             f"worker {worker.name}: {stats.done} done, "
             f"{stats.failed} failed, {stats.lost_leases} lost lease(s)"

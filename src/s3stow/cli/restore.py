@@ -169,13 +169,21 @@ def _arguments(paths: list[str], run: str | None) -> tuple[str | None, str]:
 
 def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     """Progress, JSON events, heartbeat and failures file, worded for a restore."""
-    from s3stow.report.console import FailuresFile, JsonEvents, PlainProgress, RichProgress
+    from s3stow.report.console import (
+        FailureLines,
+        FailuresFile,
+        JsonEvents,
+        PlainProgress,
+        RichProgress,
+    )
     from s3stow.report.status import StatusHeartbeat
 
     observers: list[Observer] = []
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=settings.dry_run))
-    elif not options.quiet:
+    elif options.quiet:  # -q: failures only, each when it happens; no summary
+        observers.append(FailureLines(sys.stderr))
+    else:
         if sys.stderr.isatty():
             observers.append(RichProgress(Console(file=sys.stderr), description="restoring"))
         else:
@@ -201,7 +209,7 @@ def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Engine) ->
     from s3stow.cli.upload import exit_for
     from s3stow.restore.report import print_restore_summary
 
-    if not options.json:
+    if not options.json and not options.quiet:
         console = Console(highlight=False, soft_wrap=True)
         hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
         print_restore_summary(summary, console, resume_hint=hint)

@@ -169,13 +169,21 @@ def default_ledger() -> str:
 
 
 def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
-    from s3stow.report.console import FailuresFile, JsonEvents, PlainProgress, RichProgress
+    from s3stow.report.console import (
+        FailureLines,
+        FailuresFile,
+        JsonEvents,
+        PlainProgress,
+        RichProgress,
+    )
     from s3stow.report.status import StatusHeartbeat
 
     observers: list[Observer] = []
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=settings.dry_run))
-    elif not options.quiet:
+    elif options.quiet:  # -q: failures only, each when it happens; no summary
+        observers.append(FailureLines(sys.stderr))
+    else:
         if sys.stderr.isatty():
             observers.append(RichProgress(Console(file=sys.stderr)))
         else:
@@ -235,7 +243,7 @@ def install_signal_handlers(uploader: Engine) -> Any:
 def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> None:
     from s3stow.report.console import print_summary
 
-    if not options.json:
+    if not options.json and not options.quiet:
         console = output_console()
         hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
         print_summary(summary, console, resume_hint=hint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt
 from s3stow.cli.keyoptions import KeyOptions, key_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
+
+if TYPE_CHECKING:
+    from s3stow.report.observer import Observer
 
 Opt = typer.Option
 
@@ -55,7 +58,7 @@ def watch(
     """Watch DIR and upload each file once it is complete (settled), forever or --once."""
     from s3stow.cli.upload import default_ledger, install_signal_handlers
     from s3stow.ledger import open_ledger
-    from s3stow.report.console import JsonEvents
+    from s3stow.report.console import FailureLines, JsonEvents
     from s3stow.report.metrics import metrics_for, serving
     from s3stow.transfer.engine import Uploader
     from s3stow.watch import DEFAULT_IGNORE, Watcher
@@ -76,7 +79,9 @@ def watch(
         **keys.flags(),
     )
     db = open_ledger(settings.ledger or default_ledger())
-    observers = [JsonEvents(sys.stdout)] if options.json else []
+    observers: list[Observer] = [JsonEvents(sys.stdout)] if options.json else []
+    if options.quiet and not options.json:  # -q: failures only, each when it happens
+        observers.append(FailureLines(sys.stderr))
     metrics = metrics_for(settings, command="watch")
     uploader = Uploader(settings, ledger=db, observers=observers, request_observer=metrics)
     console = Console(stderr=True, highlight=False)
@@ -117,7 +122,7 @@ def watch(
                 }
             )
         )
-    elif not options.quiet:
+    elif not options.quiet or stats.too_busy:  # -q: what is still changing is a failure
         Console(highlight=False).print(
             f"watch: {stats.uploaded} uploaded, {stats.failed} failed attempt(s)"
             + (f", {stats.skipped} already done" if stats.skipped else "")
