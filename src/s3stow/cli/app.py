@@ -189,7 +189,7 @@ def main_options(
         bool, typer.Option(help="Debug logs (secrets redacted) and tracebacks.")
     ] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
+        bool, typer.Option("--quiet", "-q", help="Nothing on success; only errors and failures.")
     ] = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="Machine-readable JSON output.")
