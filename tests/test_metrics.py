@@ -314,3 +314,59 @@ def test_request_observer_sees_a_failed_call(s3_server: Any, tmp_path: Path) -> 
     with contextlib.suppress(BucketMissingError):
         uploader.check_bucket_access("no-such-bucket-here")
     assert calls == [("HeadBucket", "BucketMissingError")]
+
+
+def test_job_work_counts_split_files(
+    cli: Any, s3_server: Any, bucket: str, postgres_url: str, tmp_path: Path
+) -> None:
+    """A file split across workers is counted when it is completed, like any other."""
+    import uuid
+
+    from s3stow.job.queue import JobQueue
+    from s3stow.job.worker import JobWorker
+    from s3stow.keys import Target
+    from s3stow.retry_plan import run_settings
+
+    tree = make_tree(tmp_path / "src", {"big.bin": 11 * 1024 * 1024, "a.txt": 10, "b.txt": 20})
+    job = f"metrics-{uuid.uuid4().hex[:8]}"
+    env = {"S3STOW_PART_SIZE": "5MiB", "S3STOW_MULTIPART_THRESHOLD": "5MiB"}
+    planned = cli(
+        "job",
+        "plan",
+        str(tmp_path / "src"),
+        f"s3://{bucket}/j",
+        "--job",
+        job,
+        "--ledger",
+        postgres_url,
+        env=env,
+    )
+    assert planned.code == 0, planned.output
+    ledger = open_ledger(postgres_url)
+    queue = JobQueue(ledger.engine, job)
+    info = queue.info()
+    assert info is not None
+    base = load_settings(
+        env={}, flags={"endpoint_url": s3_server.endpoint_url, "ledger": postgres_url}
+    )
+    settings = run_settings(info["settings"], base=base, overrides={})
+    metrics = RunMetrics(command="job work")
+    uploader = Uploader(settings, ledger=ledger, request_observer=metrics)
+    metrics.attach(uploader)
+    server = metrics.serve("127.0.0.1", 0)
+    try:
+        worker = JobWorker(
+            queue, uploader, Target(info["bucket"], info["prefix"]), split_above=5 * 1024 * 1024
+        )
+        stats = worker.run()
+        assert (stats.done, stats.failed, stats.parts_sent) == (3, 0, 3)
+        after = scrape(server.url)
+    finally:
+        server.stop()
+        ledger.close()
+    assert value(after, "s3stow_files_total", outcome="uploaded") == 3
+    assert value(after, "s3stow_file_bytes_total", outcome="uploaded") == sum(
+        len(data) for data in tree.values()
+    )
+    count = by_label(after, "s3stow_request_duration_seconds_count", "operation")
+    assert (count["UploadPart"], count["CompleteMultipartUpload"]) == (3, 1)
