@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,13 +43,20 @@ def chromium() -> str:
     return found
 
 
-def browse(chromium: str, url: str, profile: Path, *, screenshot: Path | None = None) -> str:
+def browse(
+    chromium: str,
+    url: str,
+    profile: Path,
+    *,
+    screenshot: Path | None = None,
+    extra: tuple[str, ...] = (),
+) -> str:
     """Load ``url`` in headless Chromium: the DOM it built (or a screenshot)."""
     profile.mkdir(parents=True, exist_ok=True)
     if screenshot is not None:
-        action = [f"--screenshot={screenshot}", "--window-size=1200,1400"]
+        action = [f"--screenshot={screenshot}", "--window-size=1100,1060", *extra]
     else:
-        action = ["--dump-dom"]
+        action = ["--dump-dom", *extra]
     done = subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *action, url],
         capture_output=True,
@@ -141,6 +149,25 @@ def test_the_page_in_a_browser_during_a_run(
     page.communicate(timeout=20)
 
 
+def test_the_page_refreshes_itself_in_the_browser(
+    chromium: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The inline script runs (the policy's hash matches it) and fetches the content."""
+    path = tmp_path / "st.json"
+    path.write_text(json.dumps({"phase": "uploading", "totals": {"files": 3, "uploaded": 1}}))
+    server = serve_status(path, port=0, refresh=1)
+    server.start()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="s3stow.report.statuspage"):
+            dom = browse(
+                chromium, server.url, tmp_path / "profile", extra=("--virtual-time-budget=3000",)
+            )
+    finally:
+        server.stop()
+    assert files_done(dom) == (1, 3)
+    assert any("GET /?part=main" in record.getMessage() for record in caplog.records)
+
+
 def _get(url: str, host: str | None = None) -> tuple[int, str, dict[str, str]]:
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
@@ -208,3 +235,31 @@ def test_status_serve_bad_input(cli: Any, tmp_path: Path) -> None:
     assert f"cannot serve the status page on 127.0.0.1:{port}" in busy.stderr
     assert "Traceback" not in busy.output
     assert cli("status", "st.json", "--serve", "--refresh", "0").code == 2
+
+
+def test_a_watch_status_file_shows_its_backlog_and_failures(
+    proxied_cli: Any, proxy: Any, bucket: str, tmp_path: Path
+) -> None:
+    make_tree(tmp_path / "in", {"a.xml": 5, "bad.xml": 7})
+    proxy.add(r"^PUT /[^?]*bad\.xml", "status", times=100, status=500, code="InternalError")
+    result = proxied_cli(
+        "watch",
+        "in",
+        f"s3://{bucket}/w",
+        "--settle",
+        "0",
+        "--once",
+        "--status-json",
+        "st.json",
+        "--status-interval",
+        "0.1",
+        env=FAST,
+    )
+    assert result.code == 1, result.output
+    status = json.loads((tmp_path / "st.json").read_text())
+    assert [f["error_class"] for f in status["failures"]] == ["InternalError"]
+    assert status["history"][-1][1] == 5  # bytes sent: a.xml
+    html = render_main(status, path=tmp_path / "st.json")
+    assert "s3stow watch: done" in html
+    assert "files waiting" in html
+    assert "bad.xml" in html.split("Failures", 1)[1]
