@@ -93,6 +93,9 @@ class Settings(BaseModel):
     status_interval: float = Field(default=5.0, gt=0)
     failures_file: Path | None = None
     progress_interval: float = Field(default=10.0, gt=0)
+    # Prometheus /metrics of upload, watch, job work and restore (None: not served)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("endpoint_url")
     @classmethod

@@ -189,7 +189,7 @@ def main_options(
         bool, typer.Option(help="Debug logs (secrets redacted) and tracebacks.")
     ] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
+        bool, typer.Option("--quiet", "-q", help="Nothing on success; only errors and failures.")
     ] = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="Machine-readable JSON output.")
@@ -221,6 +221,19 @@ def main_options(
         json=json_output,
     )
 
+
+# Options of the commands that run the engine for long (upload, watch, job work, restore):
+# settings metrics_port and metrics_host, served by report/metrics.py.
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Serve Prometheus metrics on this port at /metrics (0: any free port).",
+        show_default=False,
+    ),
+]
+MetricsHostOpt = Annotated[
+    str | None, typer.Option(help="Address --metrics-port listens on [127.0.0.1].")
+]
 
 # Piped or redirected, results are data: a width no key, path or table row reaches.
 _PIPED_WIDTH = 1_000_000

@@ -147,7 +147,7 @@ def run(
                 }
             )
         )
-    else:
+    elif not options.quiet:  # -q: the failures were printed as they happened
         console = output_console()
         print_summary(summary, console, resume_hint="the same s3stow archive run command")
         console.print(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target, parse_target
@@ -141,13 +141,15 @@ def work(
     lease: Annotated[float, Opt(help="Seconds a claim lasts without a heartbeat.")] = 300.0,
     concurrency: Annotated[str | None, Opt(help="Requests in flight on this worker.")] = None,
     split_above: SplitOpt = DEFAULT_SPLIT,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
 ) -> None:
     """Claim, upload and record items until the job is finished."""
     options: GlobalOptions = ctx.obj
     if batch < 1 or lease <= 0:
         raise ConfigError("--batch and --lease must be positive")
     split = _split_size(split_above)
-    settings = options.settings(ledger=ledger)
+    settings = options.settings(ledger=ledger, metrics_port=metrics_port, metrics_host=metrics_host)
     _work(
         options,
         job,
@@ -156,6 +158,8 @@ def work(
         lease=lease,
         concurrency=concurrency,
         split_above=split,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
 
 
@@ -168,13 +172,16 @@ def _work(
     lease: float,
     concurrency: str | None = None,
     split_above: int | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> None:
     from s3stow.cli.upload import install_signal_handlers, observers_for
     from s3stow.job.worker import JobWorker
+    from s3stow.report.metrics import metrics_for, serving
     from s3stow.retry_plan import run_settings
     from s3stow.transfer.engine import Uploader
 
-    base = options.settings(ledger=ledger)
+    base = options.settings(ledger=ledger, metrics_port=metrics_port, metrics_host=metrics_host)
     db, queue = _queue(base, job)
     try:
         info = queue.info()
@@ -187,11 +194,18 @@ def _work(
                 ("profile", options.profile),
                 ("region", options.region),
                 ("concurrency", concurrency),
+                # this worker's own: the job's stored settings never choose its port
+                ("metrics_port", base.metrics_port),
+                ("metrics_host", base.metrics_host),
             )
             if v is not None
         }
         settings = run_settings(info["settings"], base=base, overrides=overrides)
-        uploader = Uploader(settings, ledger=db, observers=observers_for(options, settings))
+        if base.metrics_port is None:
+            settings = settings.model_copy(update={"metrics_port": None})
+        metrics = metrics_for(settings, command="job work")
+        observers = observers_for(options, settings)
+        uploader = Uploader(settings, ledger=db, observers=observers, request_observer=metrics)
         worker = JobWorker(
             queue,
             uploader,
@@ -202,7 +216,8 @@ def _work(
         )
         restore = install_signal_handlers(uploader)
         try:
-            stats = worker.run()
+            with serving(metrics, uploader, settings, announce=not options.quiet):
+                stats = worker.run()
         finally:
             restore()
     finally:
@@ -223,7 +238,7 @@ def _work(
                 }
             )
         )
-    else:
+    elif not options.quiet or stats.failed:
         Console(highlight=False).print(
             f"worker {worker.name}: {stats.done} done, "
             f"{stats.failed} failed, {stats.lost_leases} lost lease(s)"

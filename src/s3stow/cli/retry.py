@@ -177,7 +177,7 @@ def _finish(summary: RunSummary, options: GlobalOptions, console: Console) -> No
     retried = summary.files
     if options.json:
         print(json.dumps(summary_dict(summary) | {"event": "retry_summary"}))
-    else:
+    elif not options.quiet:  # -q: the failures were printed as they happened
         print_summary(summary, console, resume_hint="s3stow retry (same options)")
         if retried and not summary.would_upload:
             done = summary.uploaded + summary.skipped

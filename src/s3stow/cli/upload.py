@@ -16,7 +16,7 @@ import typer
 from platformdirs import user_state_dir
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode, S3StowError
 from s3stow.keys import parse_target
@@ -100,6 +100,8 @@ def upload(
     status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
     status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats [5].")] = None,
     failures_file: Annotated[Path | None, Opt(help="Write failed items here (JSON lines).")] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
     *,
     keys: KeyOptions,
 ) -> None:
@@ -107,6 +109,7 @@ def upload(
     from s3stow.config import parse_metadata
     from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
+    from s3stow.report.metrics import metrics_for, serving
     from s3stow.transfer.engine import Uploader
 
     options: GlobalOptions = ctx.obj
@@ -136,6 +139,8 @@ def upload(
         "status_json": status_json,
         "status_interval": status_interval,
         "failures_file": failures_file,
+        "metrics_port": metrics_port,
+        "metrics_host": metrics_host,
         **keys.flags(),
     }
     if metadata:
@@ -150,10 +155,14 @@ def upload(
     try:  # the lock first: a run turned away must not touch the running one's files
         with nullcontext() if settings.dry_run else run_lock(ledger_db, target):
             observers = observers_for(options, settings)
-            uploader = Uploader(settings, ledger=ledger_db, observers=observers)
+            metrics = metrics_for(settings, command="upload")
+            uploader = Uploader(
+                settings, ledger=ledger_db, observers=observers, request_observer=metrics
+            )
             restore = install_signal_handlers(uploader)
             try:
-                summary = uploader.upload_tree(sources, target)
+                with serving(metrics, uploader, settings, announce=not options.quiet):
+                    summary = uploader.upload_tree(sources, target)
             finally:
                 restore()
     finally:
@@ -167,13 +176,21 @@ def default_ledger() -> str:
 
 
 def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
-    from s3stow.report.console import FailuresFile, JsonEvents, PlainProgress, RichProgress
+    from s3stow.report.console import (
+        FailureLines,
+        FailuresFile,
+        JsonEvents,
+        PlainProgress,
+        RichProgress,
+    )
     from s3stow.report.status import StatusHeartbeat
 
     observers: list[Observer] = []
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=settings.dry_run))
-    elif not options.quiet:
+    elif options.quiet:  # -q: failures only, each when it happens; no summary
+        observers.append(FailureLines(sys.stderr))
+    else:
         if sys.stderr.isatty():
             observers.append(RichProgress(Console(file=sys.stderr)))
         else:
@@ -233,7 +250,7 @@ def install_signal_handlers(uploader: Engine) -> Any:
 def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> None:
     from s3stow.report.console import print_summary
 
-    if not options.json:
+    if not options.json and not options.quiet:
         console = output_console()
         hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
         print_summary(summary, console, resume_hint=hint)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt
 from s3stow.cli.keyoptions import KeyOptions, key_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
+
+if TYPE_CHECKING:
+    from s3stow.report.observer import Observer
 
 Opt = typer.Option
 
@@ -47,6 +50,8 @@ def watch(
         Path | None, Opt(help="Heartbeat file: backlog, oldest waiting file, totals.")
     ] = None,
     status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats.")] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
     *,
     keys: KeyOptions,
 ) -> None:
@@ -54,7 +59,8 @@ def watch(
     from s3stow.cli.upload import default_ledger, install_signal_handlers
     from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
-    from s3stow.report.console import JsonEvents
+    from s3stow.report.console import FailureLines, JsonEvents
+    from s3stow.report.metrics import metrics_for, serving
     from s3stow.transfer.engine import Uploader
     from s3stow.watch import DEFAULT_IGNORE, Watcher
 
@@ -66,10 +72,19 @@ def watch(
     if settle < 0 or max_wait <= 0 or rescan <= 0:
         raise ConfigError("--settle, --max-wait and --rescan must be positive")
     target = parse_target(destination)
-    settings = options.settings(ledger=ledger, status_interval=status_interval, **keys.flags())
+    settings = options.settings(
+        ledger=ledger,
+        status_interval=status_interval,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        **keys.flags(),
+    )
     db = open_ledger(settings.ledger or default_ledger())
-    observers = [JsonEvents(sys.stdout)] if options.json else []
-    uploader = Uploader(settings, ledger=db, observers=observers)
+    observers: list[Observer] = [JsonEvents(sys.stdout)] if options.json else []
+    if options.quiet and not options.json:  # -q: failures only, each when it happens
+        observers.append(FailureLines(sys.stderr))
+    metrics = metrics_for(settings, command="watch")
+    uploader = Uploader(settings, ledger=db, observers=observers, request_observer=metrics)
     console = Console(stderr=True, highlight=False)
     show = not options.quiet and not options.json
     watcher = Watcher(
@@ -89,7 +104,10 @@ def watch(
     if show:
         console.print(f"watching {directory} -> {target.url} (Ctrl+C to stop)", markup=False)
     try:
-        with run_lock(db, target):
+        with (
+            run_lock(db, target),
+            serving(metrics, uploader, settings, announce=show, backlog=watcher.backlog),
+        ):
             stats = watcher.run(once=once)
     finally:
         restore()
@@ -108,7 +126,7 @@ def watch(
                 }
             )
         )
-    elif not options.quiet:
+    elif not options.quiet or stats.too_busy:  # -q: what is still changing is a failure
         Console(highlight=False).print(
             f"watch: {stats.uploaded} uploaded, {stats.failed} failed attempt(s)"
             + (f", {stats.skipped} already done" if stats.skipped else "")
