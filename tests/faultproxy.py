@@ -8,8 +8,9 @@ forward), ``reset`` (drop the connection halfway through the request body),
 ``forward_then_reset`` (apply upstream, then drop the answer), ``corrupt``
 (flip one byte of the request body before forwarding), ``rewrite_header``
 (change a response header, e.g. a lying ETag) and ``callback`` (forward, answer,
-then call a test function: the crash harness kills the client there). Every
-request is logged, with its headers, so tests can assert exactly what was sent.
+then call a test function: the crash harness kills the client there). A rule with
+``agent`` applies only to requests whose User-Agent contains it (e.g. ``fastpath``).
+Every request is logged, with its headers, so tests can assert exactly what was sent.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Rule:
     header: str = ""
     value: str = ""
     callback: Callable[[str], None] | None = None
+    agent: str = ""
     hits: int = 0
 
 
@@ -95,8 +97,10 @@ class FaultProxy:
         regex = re.compile(pattern)
         return [r for r in list(self.log) if regex.search(r)]
 
-    def _match(self, line: str) -> Rule | None:
+    def _match(self, line: str, agent: str) -> Rule | None:
         for rule in self.rules:
+            if rule.agent and rule.agent not in agent:
+                continue
             if rule.hits < rule.times and rule.pattern.search(line):
                 rule.hits += 1
                 return rule
@@ -120,7 +124,7 @@ class FaultProxy:
         line = f"{method} {target}"
         self.log.append(line)
         self.headers.append(lookup)
-        rule = self._match(line)
+        rule = self._match(line, lookup.get("user-agent", ""))
         length = int(lookup.get("content-length", "0"))
         expect = lookup.get("expect", "").lower() == "100-continue"
         if rule is not None and rule.action == "status":

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3stow.config import Settings, environment_keys, load_settings
+from s3stow.config import load_settings
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.units import parse_concurrency, parse_size
 
@@ -189,47 +189,33 @@ def test_any_environment_either_loads_or_fails_cleanly(values: dict[str, object]
     assert loaded.part_size is None or 5 * 1024**2 <= loaded.part_size <= 5 * 1024**3
 
 
-KEYS = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "sekrit"}
-
-
-def test_environment_keys_when_botocore_would_take_exactly_them(tmp_path: Path) -> None:
-    no_config = {"AWS_CONFIG_FILE": str(tmp_path / "absent")}
-    keys = environment_keys(
-        Settings(), env={**KEYS, **no_config, "AWS_DEFAULT_REGION": "eu-west-1"}
-    )
-    assert keys is not None
-    assert (keys.access_key, keys.secret_key, keys.token, keys.region) == (
-        "AKID", "sekrit", None, "eu-west-1",
-    )  # fmt: skip
-    assert "sekrit" not in repr(keys)
-    token = environment_keys(
-        Settings(region="us-west-2", ca_bundle="/ca.pem"),
-        env={**KEYS, **no_config, "AWS_SESSION_TOKEN": "tok", "AWS_CA_BUNDLE": "/other.pem"},
-    )
-    assert token is not None
-    assert (token.token, token.region, token.ca_bundle) == ("tok", "us-west-2", "/ca.pem")
-
-
 @pytest.mark.parametrize(
-    ("settings", "extra"),
+    ("source", "words"),
     [
-        (Settings(profile="work"), {}),
-        (Settings(auth="keyring"), {}),
-        (Settings(), {"AWS_PROFILE": "work"}),
-        (Settings(), {"AWS_DEFAULT_PROFILE": "work"}),
-        (Settings(), {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}),
-        (Settings(), {"AWS_USE_FIPS_ENDPOINT": "true"}),
-        (Settings(), {"AWS_USE_DUALSTACK_ENDPOINT": "true"}),
-        (Settings(), {"AWS_CREDENTIAL_EXPIRATION": "2030-01-01T00:00:00Z"}),
-        (Settings(), {"AWS_SECRET_ACCESS_KEY": ""}),
-        (Settings(), {"CONFIG_EXISTS": "1"}),
+        ({"flags": {"endpoint_url": ""}}, ["option --endpoint-url", "empty"]),
+        ({"env": {"S3STOW_ENDPOINT_URL": ""}}, ["S3STOW_ENDPOINT_URL", "empty"]),
+        ({"env": {"S3STOW_ENDPOINT_URL": "  "}}, ["S3STOW_ENDPOINT_URL", "empty"]),
+        (
+            {"flags": {"endpoint_url": "127.0.0.1:9"}},
+            ["no scheme", "http://127.0.0.1:9", "https://127.0.0.1:9"],
+        ),
+        ({"flags": {"endpoint_url": "localhost:9000"}}, ["no scheme", "http://localhost:9000"]),
     ],
 )
-def test_environment_keys_defer_to_botocore(
-    settings: Settings, extra: dict[str, str], tmp_path: Path
+def test_an_empty_or_schemeless_endpoint_is_a_usage_error(
+    source: dict[str, dict[str, str]], words: list[str]
 ) -> None:
-    config = tmp_path / "config"
-    if extra.pop("CONFIG_EXISTS", None):
-        config.write_text("[default]\nregion = eu-central-1\n")
-    env = {**KEYS, "AWS_CONFIG_FILE": str(config), **extra}
-    assert environment_keys(settings, env=env) is None
+    with pytest.raises(ConfigError) as info:
+        load_settings(env=source.get("env", {}), flags=source.get("flags"))
+    assert info.value.exit_code == ExitCode.USAGE
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_addressing_is_left_to_the_aws_profile_unless_a_flag_says() -> None:
+    assert load_settings(env={}).path_style is None
+    assert load_settings(env={}, flags={"path_style": False}).path_style is False
+    assert load_settings(env={"S3STOW_PATH_STYLE": "true"}).path_style is True
+    assert (
+        load_settings(env={}, flags={"endpoint_url": "HTTPS://h:9"}).endpoint_url == "HTTPS://h:9"
+    )

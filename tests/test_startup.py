@@ -11,7 +11,17 @@ import pytest
 from s3stow import __version__
 from s3stow.cli.app import COMMANDS
 
-HEAVY = ("boto3", "botocore", "sqlalchemy", "pydantic", "yaml", "watchdog", "awscrt", "moto")
+HEAVY = (
+    "boto3",
+    "botocore",
+    "sqlalchemy",
+    "pydantic",
+    "yaml",
+    "watchdog",
+    "awscrt",
+    "moto",
+    "prometheus_client",
+)
 PROBE = """
 import sys
 from s3stow.cli.app import main

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,10 +35,10 @@ class Settings(BaseModel):
     # Connection
     auth: Literal["chain", "keyring"] = "chain"
     keyring_service: str = "s3stow"
-    endpoint_url: str | None = None
+    endpoint_url: str | None = None  # unset: botocore's (AWS_ENDPOINT_URL*, AWS config, AWS)
     profile: str | None = None
     region: str | None = None
-    path_style: bool = False
+    path_style: bool | None = None  # unset: the AWS profile's s3.addressing_style (auto)
     ca_bundle: str | None = None
     verify_ssl: bool = True
     connect_timeout: float = Field(default=20.0, gt=0)
@@ -94,6 +93,26 @@ class Settings(BaseModel):
     status_interval: float = Field(default=5.0, gt=0)
     failures_file: Path | None = None
     progress_interval: float = Field(default=10.0, gt=0)
+    # Prometheus /metrics of upload, watch, job work and restore (None: not served)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError(
+                "the endpoint URL is empty: give one such as https://s3.example.com, "
+                "or leave the setting out to use the AWS configuration's"
+            )
+        if not value.strip().lower().startswith(("http://", "https://")):
+            raise ValueError(
+                f"the endpoint URL {value!r} has no scheme: write http://{value.strip()} "
+                f"or https://{value.strip()}"
+            )
+        return value.strip()
 
     @field_validator("concurrency", mode="before")
     @classmethod
@@ -139,12 +158,13 @@ class Settings(BaseModel):
 SETTING_NAMES: tuple[str, ...] = tuple(Settings.model_fields)
 
 
-def wants_etag_check(settings: Settings) -> bool:
-    """Compare ETags with local MD5s? ``auto``: yes off AWS (custom endpoints may not
-    validate checksums server-side, as AWS S3 does), never under SSE-KMS (ETag != MD5)."""
+def wants_etag_check(settings: Settings, *, custom_endpoint: bool) -> bool:
+    """Compare ETags with local MD5s? ``auto``: yes when botocore addresses a configured
+    endpoint rather than AWS (such servers may not validate checksums themselves, as AWS
+    S3 does), never under SSE-KMS (ETag != MD5)."""
     if settings.sse == "aws:kms" or settings.etag_check == "off":
         return False
-    return settings.etag_check == "on" or settings.endpoint_url is not None
+    return settings.etag_check == "on" or custom_endpoint
 
 
 def parse_metadata(pairs: list[str]) -> dict[str, str]:
@@ -307,56 +327,4 @@ def _explain(exc: ValidationError, origin: Mapping[str, _Source]) -> ConfigError
     return ConfigError(
         "invalid configuration: " + "; ".join(problems),
         hint="fix the value named above; `s3stow upload --help` lists the accepted forms",
-    )
-
-
-@dataclass(frozen=True)
-class EnvironmentKeys:
-    """Access keys from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` when they are
-    exactly what botocore's credential chain would use, with the region and CA
-    bundle it would pick. The fast path then signs with them without loading
-    botocore (about 0.15 s of CPU per start); repr hides the secrets."""
-
-    access_key: str
-    secret_key: str = field(repr=False)
-    token: str | None = field(default=None, repr=False)
-    region: str | None = None
-    ca_bundle: str | None = None
-
-
-_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT")
-
-
-def environment_keys(
-    settings: Settings, *, env: Mapping[str, str] | None = None
-) -> EnvironmentKeys | None:
-    """The environment's access keys, or ``None`` when botocore must resolve them.
-
-    botocore takes the environment's keys first unless a profile is selected, and
-    reads region, CA bundle and endpoints from the shared config file too. So this
-    answers only when no profile is selected (``--profile``, ``AWS_PROFILE``,
-    ``AWS_DEFAULT_PROFILE``), no shared config file exists and no
-    ``AWS_ENDPOINT_URL*``, ``AWS_USE_FIPS_ENDPOINT`` or ``AWS_USE_DUALSTACK_ENDPOINT``
-    variable is set: then nothing else could change the
-    answer, and botocore, when it is needed for a retry, finds the same keys."""
-    env = os.environ if env is None else env
-    access_key = env.get("AWS_ACCESS_KEY_ID", "")
-    secret_key = env.get("AWS_SECRET_ACCESS_KEY", "")
-    if settings.auth != "chain" or settings.profile or not access_key or not secret_key:
-        return None
-    if env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE"):
-        return None
-    if env.get("AWS_CREDENTIAL_EXPIRATION"):  # botocore re-reads expiring keys
-        return None
-    if any(name.startswith(_ENDPOINT_VARIABLES) for name in env):
-        return None
-    config_file = env.get("AWS_CONFIG_FILE") or "~/.aws/config"
-    if Path(config_file).expanduser().exists():
-        return None
-    return EnvironmentKeys(
-        access_key=access_key,
-        secret_key=secret_key,
-        token=env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN") or None,
-        region=settings.region or env.get("AWS_DEFAULT_REGION") or None,
-        ca_bundle=settings.ca_bundle or env.get("AWS_CA_BUNDLE") or None,
     )

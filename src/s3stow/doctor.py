@@ -2,13 +2,15 @@
 
 Each check returns a ``Check`` (OK, WARN or FAIL, what was found, and for a FAIL
 the fix): where the credentials come from (never the secret), who the caller is
-(STS, a warning where the endpoint has none), the endpoint and region, the clock
-skew against the server's ``Date`` header (S3 rejects requests more than 15
-minutes off; over 5 minutes is a warning), the bucket and its region, its settings
-(informational: a setting the server does not implement shows as ``unsupported``,
-one this identity may not read as ``not readable``; neither fails the check), and
-each permission a job needs, probed harmlessly (list, then put/get/delete of a
-probe object under the prefix).
+(STS, a warning where the endpoint has none), the endpoint, region, addressing, CA
+bundle and proxy that ``upload`` will use (from the same store, so the same botocore
+resolution), the clock skew against the server's ``Date`` header (S3 rejects
+requests more than 15 minutes off; over 5 minutes is a warning), the bucket and its
+region, its settings (informational: a setting the server does not implement shows
+as ``unsupported``, one this identity may not read as ``not readable``; neither fails
+the check), whether the fast path gets botocore's answers for the bucket, and each
+permission a job needs, probed harmlessly (list, then put/get/delete of a probe
+object under the prefix).
 """
 
 from __future__ import annotations
@@ -20,13 +22,22 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from s3stow.bucket import BucketAdmin
 from s3stow.config import Settings
-from s3stow.errors import S3StowError
+from s3stow.errors import EndpointError, S3StowError
 from s3stow.keys import Target
-from s3stow.store.client import make_client, make_session
-from s3stow.store.translate import AUTH_HINT, error_code
+from s3stow.store.resolution import compare_fast_path, resolution
+from s3stow.store.s3 import S3Store
+from s3stow.store.translate import (
+    AUTH_HINT,
+    ENDPOINT_CHECK,
+    error_code,
+    not_s3_answer,
+    not_s3_error,
+    translate,
+)
 
 SKEW_WARN = 300.0
 
@@ -44,7 +55,8 @@ def run_checks(
 ) -> list[Check]:
     """Run every check that applies; stop probing after a credentials failure."""
     checks: list[Check] = []
-    session = make_session(settings)
+    store = S3Store.from_settings(settings)
+    session = store.session(settings)
     credentials = session.get_credentials()
     if credentials is None:
         checks.append(
@@ -61,9 +73,20 @@ def run_checks(
     source = getattr(credentials, "method", "unknown")
     profile = settings.profile or "(default chain)"
     checks.append(Check("credentials", "OK", f"{source}, profile {profile}, key {masked}"))
-    client = make_client(settings, session=session)
-    endpoint = settings.endpoint_url or client.meta.endpoint_url
-    checks.append(Check("endpoint", "OK", f"{endpoint}, region {client.meta.region_name}"))
+    try:
+        client = store.client
+        found = resolution(store)
+    except S3StowError as exc:  # an endpoint botocore refuses
+        checks.append(Check("endpoint", "FAIL", exc.message, exc.hint or ENDPOINT_CHECK))
+        return checks
+    checks.append(
+        Check(
+            "endpoint",
+            "OK",
+            f"{found['endpoint']}, region {found['region']}, addressing {found['addressing']}, "
+            f"CA bundle {found['ca_bundle']}, proxy {found['proxy']}",
+        )
+    )
     checks.append(_identity(settings, session))
     if target is None:
         return checks
@@ -71,6 +94,8 @@ def run_checks(
     if checks[-1].status == "FAIL":
         return checks
     checks.append(_settings(client, target))
+    same, detail = compare_fast_path(store, target.bucket, target.prefix)
+    checks.append(Check("fast path", "OK" if same or not settings.fast_path else "WARN", detail))
     checks.extend(_permissions(client, target))
     return checks
 
@@ -79,7 +104,9 @@ def _identity(settings: Settings, session: Any) -> Check:
     try:
         sts = session.client("sts", endpoint_url=settings.endpoint_url)
         who = sts.get_caller_identity()
-    except (ClientError, BotoCoreError) as exc:
+    except ResponseParserError:  # a web page: never dumped
+        return Check("caller identity", "WARN", "STS not available here (not an STS answer)")
+    except Exception as exc:  # noqa: BLE001 - any other failure: a warning
         return Check("caller identity", "WARN", f"STS not available here ({type(exc).__name__})")
     return Check("caller identity", "OK", f"{who.get('Arn')} (account {who.get('Account')})")
 
@@ -88,6 +115,9 @@ def _bucket(client: Any, target: Target, clock: Callable[[], float]) -> Check:
     try:
         response = client.head_bucket(Bucket=target.bucket)
     except ClientError as exc:
+        problem = translate(exc, bucket=target.bucket, endpoint=client.meta.endpoint_url)
+        if isinstance(problem, EndpointError):
+            return Check("bucket", "FAIL", problem.message, ENDPOINT_CHECK)
         code = error_code(exc)
         if code in ("404", "NoSuchBucket", "NotFound"):
             return Check(
@@ -98,12 +128,10 @@ def _bucket(client: Any, target: Target, clock: Callable[[], float]) -> Check:
             )
         return Check("bucket", "FAIL", f"{target.bucket}: {code}", AUTH_HINT)
     except BotoCoreError as exc:
-        return Check(
-            "bucket",
-            "FAIL",
-            f"cannot reach the endpoint: {exc}",
-            "check --endpoint-url, the network and proxies",
-        )
+        return Check("bucket", "FAIL", f"cannot reach the endpoint: {exc}", ENDPOINT_CHECK)
+    not_s3 = not_s3_answer(response, endpoint=client.meta.endpoint_url)
+    if not_s3 is not None:
+        return Check("bucket", "FAIL", not_s3.message, ENDPOINT_CHECK)
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     region = headers.get("x-amz-bucket-region", "?")
     detail = f"{target.bucket} reachable, region {region}"
@@ -139,6 +167,9 @@ def _permissions(client: Any, target: Target) -> list[Check]:
     try:
         client.list_objects_v2(Bucket=target.bucket, Prefix=target.prefix, MaxKeys=1)
         checks.append(Check("s3:ListBucket", "OK", f"list {target.url}"))
+    except ResponseParserError:
+        problem = not_s3_error(client.meta.endpoint_url, target.url)
+        checks.append(Check("s3:ListBucket", "FAIL", problem.message, ENDPOINT_CHECK))
     except ClientError as exc:
         checks.append(
             Check(

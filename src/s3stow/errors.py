@@ -53,6 +53,12 @@ class BucketMissingError(S3StowError):
     exit_code = ExitCode.FATAL
 
 
+class EndpointError(S3StowError):
+    """The S3 endpoint cannot be reached, or what answers there is not S3 (exit 3)."""
+
+    exit_code = ExitCode.FATAL
+
+
 class SourceError(S3StowError):
     """A local source path is unusable: missing, unreadable, not a directory (exit 2)."""
 

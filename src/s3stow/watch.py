@@ -44,7 +44,7 @@ from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, U
 from s3stow.ownfiles import working_files
 from s3stow.plan import Duplicate, Planner, Refused
 from s3stow.report.observer import Observer
-from s3stow.report.status import atomic_write_text
+from s3stow.report.status import RecentFailures, Trend, atomic_write_text
 from s3stow.transfer.engine import Uploader, new_run_id
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ class _Outcomes(Observer):
         )
         if done and result.reason != Reason.REMOTE_MATCH:
             self.watcher.stats.bytes_uploaded += result.bytes_sent
+        self.watcher.failures.add(result)
         self.watcher._finished(
             result.path,
             done=done,
@@ -151,6 +152,8 @@ class Watcher:
             self.own.add(status_json, "the watch heartbeat (--status-json)")
             self.own.add_pattern(status_json.parent, f".{status_json.name}.", "", "its temp file")
         self.stats = WatchStats()
+        self.failures = RecentFailures()  # for the status file: the latest, with reasons
+        self._trend = Trend()
         self.started = time.time()
         # One id for the watch; each batch is a ledger run "<id>.<n>" (stats --by run).
         self.run_id = new_run_id()
@@ -365,11 +368,22 @@ class Watcher:
                 many=f"files were uploaded but --after-upload {self.after_upload} failed",
             )
 
+    def backlog(self) -> tuple[int, float | None]:
+        """Files waiting (seen, not yet verified in S3) and when the oldest was first
+        seen; safe to call from another thread (``--metrics-port`` scrapes it)."""
+        for _ in range(3):
+            try:
+                entries = list(self._waiting.values())  # a copy: the loop may change it
+            except RuntimeError:  # changed size while it was copied
+                continue
+            return len(entries), min((e.first_seen for e in entries), default=None)
+        return len(self._waiting), None
+
     def progress_line(self, now: float | None = None) -> str:
         """One line for the terminal: backlog, oldest waiting file, totals."""
         now = time.time() if now is None else now
-        oldest = min((e.first_seen for e in self._waiting.values()), default=None)
-        line = f"backlog {len(self._waiting)}"
+        waiting, oldest = self.backlog()
+        line = f"backlog {waiting}"
         if oldest is not None:
             line += f" (oldest waiting {now - oldest:.0f} s)"
         line += f", uploaded {self.stats.uploaded}, failed {self.stats.failed}"
@@ -395,7 +409,7 @@ class Watcher:
         if self.status_json is None or (phase == "watching" and now - self._status_at < interval):
             return
         self._status_at = now
-        oldest = min((e.first_seen for e in self._waiting.values()), default=None)
+        waiting, oldest = self.backlog()
         stats = self.stats
         data: dict[str, Any] = {
             "started_at": self.started,
@@ -403,7 +417,7 @@ class Watcher:
             "command": "watch",
             "run_id": self.run_id,
             "target": self.target.url,
-            "backlog": len(self._waiting),
+            "backlog": waiting,
             "oldest_waiting_seconds": round(now - oldest, 1) if oldest else 0.0,
             "totals": {  # failed counts attempts: a queued file may fail and be retried
                 "uploaded": stats.uploaded,
@@ -414,4 +428,7 @@ class Watcher:
             },
             "last_update": now,
         }
+        self._trend.add(now, stats.bytes_uploaded, stats.uploaded + stats.skipped + stats.failed)
+        data["history"] = self._trend.points
+        data["failures"] = self.failures.items()
         atomic_write_text(self.status_json, json.dumps(data, indent=2))

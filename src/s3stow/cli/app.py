@@ -147,6 +147,23 @@ def main_options(
     settle(ctx)
 
 
+# Options of the commands that run the engine for long (upload, watch, job work, restore):
+# settings metrics_port and metrics_host, served by report/metrics.py.
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Serve Prometheus metrics on this port at /metrics (0: any free port).",
+        metavar="PORT",
+        show_default=False,
+    ),
+]
+MetricsHostOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Address --metrics-port listens on.", metavar="ADDRESS", show_default="127.0.0.1"
+    ),
+]
+
 # Piped or redirected, results are data: a width no key, path or table row reaches.
 _PIPED_WIDTH = 1_000_000
 

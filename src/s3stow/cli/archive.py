@@ -202,7 +202,7 @@ def run(
                 }
             )
         )
-    else:
+    elif not options.quiet:  # -q: the failures were printed as they happened
         console = output_console()
         every = options.verbose > 0 or not console.is_terminal
         print_summary(

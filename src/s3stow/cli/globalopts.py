@@ -222,6 +222,6 @@ GLOBAL_PARAMS: list[PlainOption] = [
         count=True,
     ),
     _option(["debug", "--debug"], "Debug logs (secrets redacted) and tracebacks."),
-    _option(["quiet", "-q", "--quiet"], "Only errors and the summary."),
+    _option(["quiet", "-q", "--quiet"], "Nothing on success; only errors and failures."),
     _option(["json", "--json"], "Machine-readable JSON on stdout."),
 ]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
@@ -190,13 +190,15 @@ def work(
         Opt(help="Requests in flight on this worker.", metavar="N", show_default="16"),
     ] = None,
     split_above: SplitOpt = DEFAULT_SPLIT,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
 ) -> None:
     """Claim, upload and record items until the job is finished."""
     options: GlobalOptions = ctx.obj
     if batch < 1 or lease <= 0:
         raise ConfigError("--batch and --lease must be positive")
     split = _split_size(split_above)
-    settings = options.settings(ledger=ledger)
+    settings = options.settings(ledger=ledger, metrics_port=metrics_port, metrics_host=metrics_host)
     _work(
         options,
         job,
@@ -205,6 +207,8 @@ def work(
         lease=lease,
         concurrency=concurrency,
         split_above=split,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
 
 
@@ -217,13 +221,16 @@ def _work(
     lease: float,
     concurrency: str | None = None,
     split_above: int | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> None:
     from s3stow.cli.upload import install_signal_handlers, observers_for
     from s3stow.job.worker import JobWorker
+    from s3stow.report.metrics import metrics_for, serving
     from s3stow.retry_plan import run_settings
     from s3stow.transfer.engine import Uploader
 
-    base = options.settings(ledger=ledger)
+    base = options.settings(ledger=ledger, metrics_port=metrics_port, metrics_host=metrics_host)
     db, queue = _queue(base, job)
     try:
         info = queue.info()
@@ -236,12 +243,18 @@ def _work(
                 ("profile", options.profile),
                 ("region", options.region),
                 ("concurrency", concurrency),
+                # this worker's own: the job's stored settings never choose its port
+                ("metrics_port", base.metrics_port),
+                ("metrics_host", base.metrics_host),
             )
             if v is not None
         }
         settings = run_settings(info["settings"], base=base, overrides=overrides)
+        if base.metrics_port is None:
+            settings = settings.model_copy(update={"metrics_port": None})
+        metrics = metrics_for(settings, command="job work")
         observers = observers_for(options, settings, batches=True)
-        uploader = Uploader(settings, ledger=db, observers=observers)
+        uploader = Uploader(settings, ledger=db, observers=observers, request_observer=metrics)
         worker = JobWorker(
             queue,
             uploader,
@@ -252,7 +265,8 @@ def _work(
         )
         restore = install_signal_handlers(uploader)
         try:
-            stats = worker.run()
+            with serving(metrics, uploader, settings, announce=not options.quiet):
+                stats = worker.run()
         finally:
             restore()
     finally:
@@ -273,7 +287,7 @@ def _work(
                 }
             )
         )
-    else:
+    elif not options.quiet or stats.failed:
         Console(highlight=False).print(
             f"worker {worker.name}: {stats.done} done, "
             f"{stats.failed} failed, {stats.lost_leases} lost lease(s)"

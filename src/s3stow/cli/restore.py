@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError
 
@@ -131,10 +131,13 @@ def restore(
         Path | None,
         Opt(help="Write each failed object as a JSON line.", metavar="FILE"),
     ] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
 ) -> None:
     """Restore objects to local files: verified before they take their name, resumable."""
     from s3stow.cli.upload import default_ledger, install_signal_handlers, resume_command
     from s3stow.ledger import open_ledger
+    from s3stow.report.metrics import metrics_for, serving
     from s3stow.restore.engine import Restorer
     from s3stow.restore.worker import RestoreOptions
 
@@ -153,22 +156,27 @@ def restore(
         status_json=status_json,
         status_interval=status_interval,
         failures_file=failures_file,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     ledger_db = open_ledger(settings.ledger or default_ledger())
+    metrics = metrics_for(settings, command="restore", done="restored")
     restorer = Restorer(
         settings,
         ledger=ledger_db,
         observers=observers_for(options, settings),
         options=RestoreOptions(overwrite=overwrite, glacier=glacier),
+        request_observer=metrics,
     )
     undo = install_signal_handlers(restorer, resume=resume_command())
     summary: RestoreSummary
     try:
-        if run is not None:
-            summary = restorer.restore_run(run, dest, source=source)
-        else:
-            assert source is not None
-            summary = restorer.restore_tree(source, dest)
+        with serving(metrics, restorer, settings, announce=not options.quiet):
+            if run is not None:
+                summary = restorer.restore_run(run, dest, source=source)
+            else:
+                assert source is not None
+                summary = restorer.restore_tree(source, dest)
     finally:
         undo()
         ledger_db.close()
@@ -208,7 +216,7 @@ def _arguments(paths: list[str], run: str | None) -> tuple[str | None, str]:
 
 def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     """Progress, JSON events, heartbeat and failures file, worded for a restore."""
-    from s3stow.report.console import FailuresFile, JsonEvents
+    from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
     from s3stow.report.progress import LiveProgress, PlainProgress
     from s3stow.report.status import StatusHeartbeat
 
@@ -216,7 +224,9 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     plan = settings.dry_run
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=plan))
-    elif not options.quiet:
+    elif options.quiet:  # -q: failures only, each when it happens; no summary
+        observers.append(FailureLines(sys.stderr))
+    else:
         if sys.stderr.isatty():
             observers.append(LiveProgress(Console(file=sys.stderr), plan=plan, receiving=True))
         else:
@@ -245,7 +255,7 @@ def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Engine) ->
     from s3stow.restore.report import print_restore_summary
 
     flush_warnings()
-    if not options.json:
+    if not options.json and not options.quiet:
         console = output_console()
         hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
         every = options.verbose > 0 or not console.is_terminal

@@ -216,7 +216,7 @@ def _finish(summary: RunSummary, options: GlobalOptions, console: Console) -> No
     retried = summary.files
     if options.json:
         print(json.dumps(summary_dict(summary) | {"event": "retry_summary"}))
-    else:
+    elif not options.quiet:  # -q: the failures were printed as they happened
         every = options.verbose > 0 or not console.is_terminal
         print_summary(summary, console, resume_hint="s3stow retry (same options)", list_all=every)
         if retried and not summary.would_upload:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,9 +19,35 @@ from s3stow.units import format_duration, format_size
 def status(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="The file given to --status-json.", metavar="FILE")],
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Serve a live web page of it (until Ctrl+C).")
+    ] = False,
+    port: Annotated[
+        int, typer.Option(help="Port of the page (0: any free port).", metavar="PORT")
+    ] = 8765,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address of the page; anything but loopback shows it to others.",
+            metavar="ADDRESS",
+        ),
+    ] = "127.0.0.1",
+    ledger: Annotated[
+        str | None,
+        typer.Option(
+            help="Also show this ledger's recent runs and the run's failures.",
+            metavar="FILE|URL",
+        ),
+    ] = None,
+    refresh: Annotated[
+        float, typer.Option(help="Seconds between page refreshes.", metavar="SECONDS")
+    ] = 3.0,
 ) -> None:
-    """Show the progress recorded in a status heartbeat file."""
+    """Show the progress recorded in a status heartbeat file (--serve: as a live page)."""
     options: GlobalOptions = ctx.obj
+    if serve:
+        _serve(options, path, host=host, port=port, ledger=ledger, refresh=refresh)
+        return
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -85,6 +112,48 @@ def status(
         console.print(table)
 
 
+def _serve(
+    options: GlobalOptions, path: Path, *, host: str, port: int, ledger: str | None, refresh: float
+) -> None:
+    """Serve the status page until interrupted."""
+    import logging
+
+    from s3stow.report.statuspage import serve_status
+
+    if refresh <= 0:
+        raise ConfigError("--refresh must be more than 0 seconds")
+    db = None
+    reader = None
+    if ledger is not None:
+        from s3stow.ledger import open_ledger
+        from s3stow.ledger.queries import recent_runs, run_failures
+
+        settings = options.settings(ledger=ledger)
+        db = open_ledger(settings.ledger or ledger)
+
+        def reader(run_id: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            assert db is not None
+            return recent_runs(db), (run_failures(db, run_id) if run_id else [])
+
+    server = serve_status(path, host=host, port=port, ledger=reader, refresh=refresh)
+    if not server.loopback:
+        logging.getLogger("s3stow").warning(
+            "the status page on %s shows paths and errors to every machine that reaches it", host
+        )
+    thread = server.start()
+    if not options.quiet:
+        print(f"status page: {server.url} (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    try:
+        while thread.is_alive():
+            thread.join(0.5)  # a timeout keeps Ctrl+C deliverable on Windows
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        if db is not None:
+            db.close()
+
+
 def register(app: typer.Typer) -> None:
     app.command(
         epilog=examples(
@@ -93,6 +162,9 @@ def register(app: typer.Typer) -> None:
                 "s3stow upload /data s3://archive/data --status-json /tmp/up.json",
             ),
             ("", "s3stow status /tmp/up.json"),
-            ("The same for a monitoring script:", "s3stow status /tmp/up.json --json"),
+            (
+                "The same as a live page in the browser, with the ledger's recent runs:",
+                "s3stow status /tmp/up.json --serve --ledger l.db",
+            ),
         )
     )(status)

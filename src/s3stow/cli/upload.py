@@ -17,7 +17,7 @@ import typer
 from platformdirs import user_state_dir
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode, S3StowError
@@ -153,6 +153,8 @@ def upload(
             metavar="FILE",
         ),
     ] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
     *,
     keys: KeyOptions,
 ) -> None:
@@ -160,6 +162,7 @@ def upload(
     from s3stow.config import parse_metadata
     from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
+    from s3stow.report.metrics import metrics_for, serving
     from s3stow.transfer.engine import Uploader
 
     options: GlobalOptions = ctx.obj
@@ -189,6 +192,8 @@ def upload(
         "status_json": status_json,
         "status_interval": status_interval,
         "failures_file": failures_file,
+        "metrics_port": metrics_port,
+        "metrics_host": metrics_host,
         **keys.flags(),
     }
     if metadata:
@@ -203,10 +208,14 @@ def upload(
     try:  # the lock first: a run turned away must not touch the running one's files
         with nullcontext() if settings.dry_run else run_lock(ledger_db, target):
             observers = observers_for(options, settings)
-            uploader = Uploader(settings, ledger=ledger_db, observers=observers)
+            metrics = metrics_for(settings, command="upload")
+            uploader = Uploader(
+                settings, ledger=ledger_db, observers=observers, request_observer=metrics
+            )
             restore = install_signal_handlers(uploader, resume=resume_command())
             try:
-                summary = uploader.upload_tree(sources, target)
+                with serving(metrics, uploader, settings, announce=not options.quiet):
+                    summary = uploader.upload_tree(sources, target)
             finally:
                 restore()
     finally:
@@ -224,7 +233,7 @@ def observers_for(
 ) -> list[Observer]:
     """Progress, JSON events, heartbeat and failures file for a run; ``batches``: the
     uploader runs many (a job worker), so no frame is left behind each."""
-    from s3stow.report.console import FailuresFile, JsonEvents
+    from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
     from s3stow.report.progress import LiveProgress, PlainProgress
     from s3stow.report.status import StatusHeartbeat
 
@@ -232,7 +241,9 @@ def observers_for(
     plan = settings.dry_run
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=plan))
-    elif not options.quiet:
+    elif options.quiet:  # -q: failures only, each when it happens; no summary
+        observers.append(FailureLines(sys.stderr))
+    else:
         if sys.stderr.isatty():
             console = Console(file=sys.stderr)
             observers.append(LiveProgress(console, plan=plan, transient=batches))
@@ -321,7 +332,7 @@ def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> 
     from s3stow.report.console import print_summary
 
     flush_warnings()
-    if not options.json:
+    if not options.json and not options.quiet:
         console = output_console()
         hint = resume_command() if summary.interrupted else None
         every = options.verbose > 0 or not console.is_terminal

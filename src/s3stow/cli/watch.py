@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, pattern_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
+
+if TYPE_CHECKING:
+    from s3stow.report.observer import Observer
 
 Opt = typer.Option
 
@@ -73,6 +76,8 @@ def watch(
         float | None,
         Opt(help="Seconds between status file writes.", metavar="SECONDS", show_default="5"),
     ] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
     *,
     keys: KeyOptions,
     pattern: Annotated[
@@ -93,7 +98,8 @@ def watch(
     from s3stow.cli.upload import default_ledger, install_signal_handlers
     from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
-    from s3stow.report.console import JsonEvents
+    from s3stow.report.console import FailureLines, JsonEvents
+    from s3stow.report.metrics import metrics_for, serving
     from s3stow.transfer.engine import Uploader
     from s3stow.watch import Watcher
 
@@ -108,10 +114,19 @@ def watch(
     flags = keys.flags()
     flags["include"] = [*(flags["include"] or []), *(pattern or [])] or None
     flags["exclude"] = [*(flags["exclude"] or []), *(ignore or [])] or None
-    settings = options.settings(ledger=ledger, status_interval=status_interval, **flags)
+    settings = options.settings(
+        ledger=ledger,
+        status_interval=status_interval,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        **flags,
+    )
     db = open_ledger(settings.ledger or default_ledger())
-    observers = [JsonEvents(sys.stdout)] if options.json else []
-    uploader = Uploader(settings, ledger=db, observers=observers)
+    observers: list[Observer] = [JsonEvents(sys.stdout)] if options.json else []
+    if options.quiet and not options.json:  # -q: failures only, each when it happens
+        observers.append(FailureLines(sys.stderr))
+    metrics = metrics_for(settings, command="watch")
+    uploader = Uploader(settings, ledger=db, observers=observers, request_observer=metrics)
     console = Console(stderr=True, highlight=False)
     show = not options.quiet and not options.json
     watcher = Watcher(
@@ -129,7 +144,10 @@ def watch(
     if show:
         console.print(f"watching {directory} -> {target.url} (Ctrl+C to stop)", markup=False)
     try:
-        with run_lock(db, target):
+        with (
+            run_lock(db, target),
+            serving(metrics, uploader, settings, announce=show, backlog=watcher.backlog),
+        ):
             stats = watcher.run(once=once)
     finally:
         restore()
@@ -148,7 +166,7 @@ def watch(
                 }
             )
         )
-    elif not options.quiet:
+    elif not options.quiet or stats.too_busy:  # -q: what is still changing is a failure
         Console(highlight=False).print(
             f"watch: {stats.uploaded} uploaded, {stats.failed} failed attempt(s)"
             + (f", {stats.skipped} already done" if stats.skipped else "")

@@ -24,6 +24,7 @@ from s3stow.errors import SourceChanged, TransferError
 from s3stow.job.splitqueue import ClaimedPart, SplitFile, SplitQueue
 from s3stow.keys import Target
 from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, UploadResult
+from s3stow.report.observer import Observer
 from s3stow.store.body import UNREADABLE
 from s3stow.transfer.bodies import buffered_size
 from s3stow.transfer.context import TransferContext
@@ -50,8 +51,10 @@ class SplitUploads:
         worker: str,
         lease: float,
         max_part_attempts: int = 5,
+        observer: Observer | None = None,
     ) -> None:
         self.queue = queue
+        self.observer = observer  # told each split file's outcome, as the engine's files
         self.ctx = ctx
         self.target = target
         self.worker = worker
@@ -194,8 +197,6 @@ class SplitUploads:
         error_class: str | None = None,
         error: str | None = None,
     ) -> None:
-        if self.ctx.ledger is None:
-            return
         result = UploadResult(
             path=item.source.path,
             bucket=item.bucket,
@@ -209,6 +210,10 @@ class SplitUploads:
             error=error,
             bytes_sent=item.source.size if status == Status.DONE else 0,
         )
+        if self.observer is not None:
+            self.observer.on_result(result, item.source)
+        if self.ctx.ledger is None:
+            return
         self.ctx.ledger.record(
             result, mtime_ns=item.source.mtime_ns, run_id=self.ctx.run_id, group=item.source.group
         )

@@ -102,7 +102,12 @@ class JobWorker:
                 if self.split_above is not None:
                     ctx = stack.enter_context(self.uploader.transfer_context(run_id=self._run_id))
                     self.split = SplitUploads(
-                        self.queue.split, ctx, self.target, worker=self.name, lease=self.lease
+                        self.queue.split,
+                        ctx,
+                        self.target,
+                        worker=self.name,
+                        lease=self.lease,
+                        observer=self.uploader.observer,
                     )
                     self._start_split_run()
                 while not stop.is_set():

@@ -109,3 +109,84 @@ def failures_by_error(ledger: Ledger, *, run_id: str | None = None) -> list[tupl
     ledger.flush()
     with ledger.engine.connect() as conn:
         return [(str(r[0] or "?"), int(r[1]), str(r[2] or "")) for r in conn.execute(query)]
+
+
+def recent_runs(ledger: Ledger, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest runs, newest first: id, command, target, status, times and totals."""
+    import json
+
+    runs = schema.runs
+    query = (
+        select(
+            runs.c.run_id,
+            runs.c.command,
+            runs.c.bucket,
+            runs.c.prefix,
+            runs.c.status,
+            runs.c.started_at,
+            runs.c.finished_at,
+            runs.c.summary,
+        )
+        .order_by(runs.c.started_at.desc())
+        .limit(limit)
+    )
+    ledger.flush()
+    with ledger.engine.connect() as conn:
+        rows = list(conn.execute(query))
+    found = []
+    for row in rows:
+        try:
+            summary = json.loads(row[7]) if row[7] else {}
+        except ValueError:
+            summary = {}
+        found.append(
+            {
+                "run_id": row[0],
+                "command": row[1],
+                "target": f"s3://{row[2]}/{row[3]}".rstrip("/"),
+                "status": row[4],
+                "started_at": row[5],
+                "finished_at": row[6],
+                "summary": summary if isinstance(summary, dict) else {},
+            }
+        )
+    return found
+
+
+def run_failures(ledger: Ledger, run_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Failed and changed items of a run (a watch's batches ``<run_id>.<n>`` too)."""
+    table = schema.items
+    query = (
+        select(
+            table.c.source_path,
+            table.c.key,
+            table.c.status,
+            table.c.error_class,
+            table.c.error_message,
+            table.c.updated_at,
+        )
+        .where(table.c.status.in_(["failed", "changed"]))
+        .where(
+            (table.c.run_id == run_id)
+            | table.c.run_id.like(f"{_like_escape(run_id)}.%", escape="\\")
+        )
+        .order_by(table.c.id.desc())
+        .limit(limit)
+    )
+    ledger.flush()
+    with ledger.engine.connect() as conn:
+        return [
+            {
+                "path": row[0],
+                "key": row[1],
+                "status": row[2],
+                "error_class": row[3],
+                "error": row[4] or "",
+                "at": row[5],
+            }
+            for row in conn.execute(query)
+        ]
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

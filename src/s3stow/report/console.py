@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 from s3stow.keys import display_path
+from s3stow.logs import redact
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.units import format_duration, format_size
@@ -98,6 +99,23 @@ class FailuresFile(Observer):
 
     def on_finish(self, summary: RunSummary) -> None:
         self.handle.close()
+
+
+class FailureLines(Observer):
+    """``-q``: each failed or changed file as one line when it happens; nothing else."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
+        if result.status in (Status.FAILED, Status.CHANGED):
+            line = (
+                f"{result.status.value}: {display_path(result.path)}: "
+                f"[{result.error_class}] {redact(result.error or '')}"
+            )
+            with self._lock:
+                print(line, file=self.stream, flush=True)
 
 
 def result_dict(result: UploadResult) -> dict[str, Any]:

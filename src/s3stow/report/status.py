@@ -3,10 +3,13 @@
 Schema (the large-file uploader's, seed 004): ``started_at``, ``phase``,
 ``current_<group>``, ``current_file``, ``current_file_bytes``,
 ``current_file_size``, ``totals`` {files, uploaded, skipped, failed,
-bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``.
-``bytes_uploaded`` counts the bytes this run sent (parts as S3 acknowledges them);
-``current_file_bytes`` also counts the parts of a resumed upload an earlier run sent.
-Written at most every ``interval`` seconds and always at the end.
+bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``; and for
+the status page (``s3stow status --serve``): ``history`` (``Trend``: time, bytes
+and files done at each write, for the throughput chart) and ``failures`` (the
+latest, with their reasons). ``bytes_uploaded`` counts the bytes this run sent (parts
+as S3 acknowledges them); ``current_file_bytes`` also counts the parts of a resumed
+upload an earlier run sent. Written at most every ``interval`` seconds and always at
+the end.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import os
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
+from s3stow.logs import redact
 from s3stow.models import Decision, RunSummary, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 
@@ -39,6 +44,43 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+class Trend:
+    """``[time, bytes, files done]`` at each write, for a chart of throughput over the
+    whole run: when ``size`` points are held, every other older one is dropped."""
+
+    def __init__(self, size: int = 240) -> None:
+        self.size = size
+        self.points: list[list[float]] = []
+
+    def add(self, when: float, sent: int, done: int) -> None:
+        self.points.append([round(when, 2), sent, done])
+        if len(self.points) > self.size:
+            self.points = self.points[::-2][::-1]  # the newest kept
+
+
+class RecentFailures:
+    """The latest failed or changed files with their reasons (secrets redacted)."""
+
+    def __init__(self, size: int = 20) -> None:
+        self._items: deque[dict[str, Any]] = deque(maxlen=size)
+
+    def add(self, result: UploadResult) -> None:
+        if result.status in (Status.FAILED, Status.CHANGED):
+            self._items.append(
+                {
+                    "path": str(result.path),
+                    "key": result.key,
+                    "status": result.status.value,
+                    "error_class": result.error_class,
+                    "error": redact(result.error or ""),
+                    "at": round(time.time(), 2),
+                }
+            )
+
+    def items(self) -> list[dict[str, Any]]:
+        return list(self._items)
+
+
 class StatusHeartbeat(Observer):
     """Keeps the status file current; thread-safe and throttled."""
 
@@ -57,6 +99,9 @@ class StatusHeartbeat(Observer):
         self._lock = threading.Lock()
         self._last_write = 0.0
         self._groups: dict[str, dict[str, Any]] = {}
+        self._trend = Trend()
+        self._failures = RecentFailures()
+        self._done = 0
         self._state: dict[str, Any] = {
             "started_at": time.time(),
             "phase": "starting",
@@ -76,6 +121,7 @@ class StatusHeartbeat(Observer):
         if group is None:
             group = {
                 "planned_files": 0,
+                "planned_bytes": 0,
                 "uploaded": 0,
                 "skipped": 0,
                 "failed": 0,
@@ -96,7 +142,9 @@ class StatusHeartbeat(Observer):
     def on_discovered(self, source: SourceFile) -> None:
         with self._lock:
             self._state["totals"]["files"] += 1
-            self._group(source)["planned_files"] += 1
+            group = self._group(source)
+            group["planned_files"] += 1
+            group["planned_bytes"] += source.size
         self._write()
 
     def on_decision(self, decision: Decision) -> None:
@@ -104,6 +152,7 @@ class StatusHeartbeat(Observer):
             with self._lock:
                 self._state["totals"]["skipped"] += 1
                 self._group(decision.item.source)["skipped"] += 1
+                self._done += 1
             self._write()
 
     def on_file_start(self, source: SourceFile, key: str) -> None:
@@ -137,6 +186,8 @@ class StatusHeartbeat(Observer):
             self._state["totals"][field] += 1
             if source is not None:
                 self._group(source)[field] += 1
+            self._done += 1
+            self._failures.add(result)
         self._write()
 
     def on_finish(self, summary: RunSummary) -> None:
@@ -158,5 +209,8 @@ class StatusHeartbeat(Observer):
                 return
             self._last_write = now
             self._state["last_update"] = now
+            self._trend.add(now, self._state["totals"]["bytes_uploaded"], self._done)
+            self._state["history"] = self._trend.points
+            self._state["failures"] = self._failures.items()
             text = json.dumps(self._state, indent=2)
             atomic_write_text(self.path, text)

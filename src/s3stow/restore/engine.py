@@ -38,6 +38,7 @@ from s3stow.restore.worker import RestoreOptions, RestoreWorker
 from s3stow.select import Selector
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.dryrun import DryRunStore
+from s3stow.store.observed import ObservedStore, RequestObserver
 from s3stow.store.s3 import S3Store
 from s3stow.transfer.context import TransferContext, transfer_context
 from s3stow.transfer.engine import new_run_id
@@ -60,12 +61,15 @@ class Restorer:
         observers: Iterable[Observer] = (),
         options: RestoreOptions | None = None,
         rules: PathRules | None = None,
+        request_observer: RequestObserver | None = None,
     ) -> None:
         self.settings = settings
         self.options = options or RestoreOptions()
         self.rules = rules or PathRules.for_this_os()
         self.limiter = RequestLimiter(settings.concurrency)
         real = store or S3Store.from_settings(settings, on_throttle=self.limiter.on_throttle)
+        if request_observer is not None:  # --metrics-port: latency and requests in flight
+            real = ObservedStore(real, request_observer)
         self.store: ObjectStore = DryRunStore(real) if settings.dry_run else real
         self.ledger = ledger
         # read in a dry run too (what is restored already is skipped), written only for real

@@ -81,6 +81,14 @@ class ObjectBody(Protocol):
 class ObjectStore(Protocol):
     """The S3 operations s3stow needs, and nothing more."""
 
+    def custom_endpoint(self) -> bool:
+        """Whether the endpoint in use is a configured one rather than AWS's own."""
+        ...
+
+    def signs_payload(self, bucket: str) -> bool:
+        """Whether writes to ``bucket`` carry the payload's SHA-256 in the signature."""
+        ...
+
     def head_bucket(self, bucket: str) -> None: ...
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo | None: ...

@@ -4,8 +4,14 @@
 instance role) or, with ``auth: keyring``, access keys from the OS keyring;
 ``make_client`` builds the thread-safe S3 client with botocore's retry mode set
 explicitly to ``standard`` (its default differs between versions), the timeouts,
-pool size, addressing style and checksum behaviour from the settings. Every secret
-it sees is registered with the log redaction filter.
+pool size and checksum behaviour from the settings. Everything else botocore resolves
+from the whole AWS configuration as it would for boto3: the endpoint
+(``--endpoint-url``, else ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, the profile's
+``endpoint_url``, else AWS's own for the region), the region, the addressing style
+(``--path-style``/``--virtual-style`` when given, else the profile's
+``s3.addressing_style``), the CA bundle and proxies. An endpoint botocore refuses is a
+configuration error (exit 2). Every secret it sees is registered with the log
+redaction filter.
 """
 
 from __future__ import annotations
@@ -14,10 +20,16 @@ import logging
 from typing import Any
 
 from s3stow.config import Settings
-from s3stow.errors import AuthError
+from s3stow.errors import AuthError, ConfigError
 from s3stow.logs import register_secret
 
 log = logging.getLogger(__name__)
+
+ENDPOINT_SOURCES = (
+    "the endpoint comes from --endpoint-url (S3STOW_ENDPOINT_URL), else AWS_ENDPOINT_URL_S3, "
+    "AWS_ENDPOINT_URL or endpoint_url in the AWS config or credentials file; write it as "
+    "http://HOST[:PORT] or https://HOST[:PORT]"
+)
 
 
 def make_session(settings: Settings, *, core: Any = None) -> Any:
@@ -88,20 +100,28 @@ def make_client(
         register_secret(frozen.token)
     compat = settings.checksum_compat or settings.checksum == "none"
     from botocore.config import Config
+    from botocore.exceptions import InvalidConfigError
 
     config = Config(
         retries={"mode": "standard", "total_max_attempts": max_attempts or settings.max_attempts},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         max_pool_connections=pool or max(settings.concurrency + 4, 10),
-        s3={"addressing_style": "path" if settings.path_style else "auto"},
+        s3=_addressing(settings),
         request_checksum_calculation="when_required" if compat else "when_supported",
         response_checksum_validation="when_required" if compat else "when_supported",
         user_agent_extra="s3stow",
     )
     verify: bool | str | None = settings.ca_bundle or (None if settings.verify_ssl else False)
     warn_if_unverified(settings)
-    client = session.client("s3", endpoint_url=settings.endpoint_url, config=config, verify=verify)
+    try:
+        client = session.client(
+            "s3", endpoint_url=settings.endpoint_url, config=config, verify=verify
+        )
+    except (ValueError, InvalidConfigError) as exc:  # "Invalid endpoint: ...", bad CA bundle
+        raise ConfigError(
+            f"botocore refused the S3 configuration: {exc}", hint=ENDPOINT_SOURCES
+        ) from None
     if settings.expected_bucket_owner:
         owner = settings.expected_bucket_owner
 
@@ -113,16 +133,9 @@ def make_client(
     return client
 
 
-def aws_endpoint_variant(core: Any) -> bool:
-    """Whether botocore would address AWS through a FIPS, dual-stack or accelerated
-    endpoint, which the fast path does not build: then botocore sends everything."""
-    s3_config = core.get_scoped_config().get("s3") or {}
-    return any(
-        str(value).lower() == "true"
-        for value in (
-            core.get_config_variable("use_fips_endpoint"),
-            core.get_config_variable("use_dualstack_endpoint"),
-            s3_config.get("use_dualstack_endpoint"),
-            s3_config.get("use_accelerate_endpoint"),
-        )
-    )
+def _addressing(settings: Settings) -> dict[str, str] | None:
+    """The flag's addressing style; ``None`` leaves the profile's ``s3.addressing_style``
+    (botocore merges a client's ``s3`` settings over the config file's, key by key)."""
+    if settings.path_style is None:
+        return None
+    return {"addressing_style": "path" if settings.path_style else "virtual"}

@@ -26,6 +26,12 @@ class DryRunStore:
     def transient_errors(self) -> int:
         return int(getattr(self.inner, "transient_errors", 0))
 
+    def custom_endpoint(self) -> bool:
+        return self.inner.custom_endpoint()
+
+    def signs_payload(self, bucket: str) -> bool:
+        return self.inner.signs_payload(bucket)
+
     def head_bucket(self, bucket: str) -> None:
         self.inner.head_bucket(bucket)
 

@@ -4,18 +4,26 @@ botocore spends about 2 ms of CPU on every request (parameter validation, event
 hooks, request objects), which dominates a run of many small files. This path
 sends one attempt of a PutObject, UploadPart, HeadBucket or ListObjectsV2 page
 signed by ``sigv4.sign`` over a keep-alive connection per thread (``http1``: one
-HTTP/1.1 exchange, a fifth cheaper per small file than ``http.client``). The
-credentials come from the same botocore session, so the same chain, or are the
-environment's access keys when botocore would take exactly those
-(``config.environment_keys``): then botocore's session is not even imported. A
-run that never falls back never builds a botocore client. This path handles only
-success: any other answer or error returns ``None`` and the caller repeats the
-request through botocore, which then retries, follows redirects and translates
-errors as usual (with one attempt fewer, so ``max_attempts`` still bounds the
-requests). Payload signing follows botocore's rule: unsigned only over https
-with a checksum header that S3 validates. When botocore would use a proxy for
-the endpoint (HTTP(S)_PROXY), or a FIPS, dual-stack or accelerated AWS endpoint,
-this path stays off and botocore sends everything.
+HTTP/1.1 exchange, a fifth cheaper per small file than ``http.client``).
+
+It decides nothing about where and how to send: botocore sends the first request of
+each operation on each bucket, and ``capture.learn`` turns that request into a
+``Template`` (URL, Host, signing region and service, payload signing) once it has
+proved this path reproduces it; later requests of that kind copy it. Credentials
+come from botocore's credential object at every request (``get_frozen_credentials``,
+so SSO, roles and ``credential_process`` refresh), TLS trust and proxies from its
+HTTP session (``capture.connection_of``). A bucket whose request cannot be proved
+equal stays with botocore (the reason is logged under ``--debug``).
+
+Fail closed: only success is handled here. Any other answer returns ``None`` and the
+caller repeats the request through botocore (with one attempt fewer, so
+``max_attempts`` still bounds the requests), which retries, follows redirects and
+translates errors as usual. An answer that says the configuration is wrong for this
+path (a redirect, 400, 401, 403, 404, any status but those below) or a TLS, DNS or
+refused-connection error sends the bucket to botocore for the rest of the run.
+Answers about load or about this one request leave the path on: 429 and 5xx
+(throttling reaches the limiter), 412 (``If-None-Match``: the object exists), 400
+``BadDigest`` (bytes damaged on the way), timeouts and connections dropped midway.
 """
 
 from __future__ import annotations
@@ -23,14 +31,12 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
-import re
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit
+from urllib.parse import parse_qsl
 from xml.etree import ElementTree as ET
 
 from s3stow import __version__
@@ -38,12 +44,41 @@ from s3stow.errors import SourceChanged
 from s3stow.store import http1
 from s3stow.store.base import ObjectInfo
 from s3stow.store.body import FileRange
+from s3stow.store.capture import (
+    METHODS,
+    OTHER_CREDENTIALS,
+    OTHER_SESSION,
+    Connection,
+    Sent,
+    Template,
+    learn,
+)
 from s3stow.store.sigv4 import UNSIGNED_PAYLOAD, Credentials, canonical_query, sign
+from s3stow.store.wire import parse_list_page
 
 log = logging.getLogger(__name__)
-_DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _USER_AGENT = f"s3stow/{__version__} fastpath"
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+# Exceptions that say nothing about the configuration: the network or the server
+# dropped this exchange.
+_TRANSIENT_ERRORS = (
+    TimeoutError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+    http.client.RemoteDisconnected,
+    http.client.IncompleteRead,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
+Shape = tuple[str, str, frozenset[str]]  # bucket, operation, header names
+
+
+def shape(bucket: str, operation: str, headers: Mapping[str, str]) -> Shape:
+    """What a template is learned for: the same bucket, operation and header names
+    (botocore's choices, e.g. payload signing, follow the headers present)."""
+    return bucket, operation, frozenset(h.lower() for h in headers)
 
 
 class FastPath:
@@ -53,105 +88,174 @@ class FastPath:
         self,
         *,
         credentials: Any,
-        region: str,
-        endpoint_url: str | None,
-        path_style: bool,
-        verify: bool | str | None,
-        pool_size: int,
+        connection: Connection,
         timeout: tuple[float, float],
         expected_bucket_owner: str | None = None,
         on_throttle: Callable[[], None] | None = None,
         on_transient: Callable[[], None] | None = None,
     ) -> None:
-        del pool_size  # one connection per thread: the thread pools bound them
-        self._credentials = credentials  # get_frozen_credentials() at every request
-        self._region = region
-        if endpoint_url is None and not region:
-            self._credentials = None  # no region to address AWS with: botocore only
-        self._endpoint = (endpoint_url or f"https://s3.{region}.amazonaws.com").rstrip("/")
-        if _environ_proxies(self._endpoint):
-            log.debug("a proxy is configured for %s: fast path off", self._endpoint)
-            self._credentials = None
-        self._aws = endpoint_url is None
-        self._path_style = path_style or not self._aws
-        parts = urlsplit(self._endpoint)
-        self._https = parts.scheme == "https"
-        self._netloc = parts.netloc
-        self._base_path = parts.path.rstrip("/")
+        self._credentials = credentials  # botocore's: get_frozen_credentials() per request
+        self._connection = connection
         self._owner = expected_bucket_owner
         self._on_throttle = on_throttle
         self._on_transient = on_transient
         self._timeout = timeout
-        self._ssl: ssl.SSLContext | None = None
-        if self._https:
-            if verify is False:
-                self._ssl = ssl._create_unverified_context()  # noqa: S323 - user asked
-            else:
-                cafile = verify if isinstance(verify, str) else None
-                self._ssl = ssl.create_default_context(cafile=cafile)
         self._local = threading.local()
+        self._lock = threading.Lock()
         self._addresses: dict[str, tuple[Any, Any]] = {}  # IP literal -> address
+        self._templates: dict[Shape, Template] = {}
+        self._off: dict[str, str] = {}  # bucket -> why botocore sends everything
+        self._misses: dict[str, int] = {}  # bucket -> credentials that changed while learning
         self.sent = 0
         self.fallbacks = 0
-        self._botocore_only: set[str] = set()  # buckets that answered with a redirect
 
-    def _address(self, bucket: str, key: str | None) -> tuple[str, str] | None:
-        """(host, path) for the bucket or object, or ``None`` when botocore should
-        address it."""
-        path = "" if key is None else "/" + quote(key, safe="/~")
-        if self._path_style:
-            return self._netloc, f"{self._base_path}/{bucket}{path}"
-        if not _DNS_BUCKET.match(bucket):  # dotted names: leave them to botocore
+    # ---- learning from botocore ------------------------------------------------------
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers this path sends for a request with ``headers``."""
+        if self._owner:
+            return {**headers, "x-amz-expected-bucket-owner": self._owner}
+        return dict(headers)
+
+    def knows(self, bucket: str, operation: str, headers: Mapping[str, str]) -> bool:
+        """Whether a request of this shape goes through this path."""
+        return shape(bucket, operation, self.headers(headers)) in self._templates
+
+    def learn(
+        self,
+        bucket: str,
+        operation: str,
+        *,
+        key: str | None,
+        headers: Mapping[str, str],
+        sent: Sequence[Sent],
+    ) -> None:
+        """Adopt what botocore sent in a call that succeeded, once proved equal;
+        otherwise botocore keeps the bucket (the reason under --debug)."""
+        outgoing = self.headers(headers)
+        wanted = shape(bucket, operation, outgoing)
+        if wanted in self._templates or bucket in self._off:
+            return
+        frozen = self._credentials.get_frozen_credentials()
+        found = learn(
+            sent,
+            operation=operation,
+            key=key,
+            headers=outgoing,
+            credentials=Credentials(frozen.access_key, frozen.secret_key, frozen.token),
+            connection=self._connection,
+        )
+        if isinstance(found, str):
+            if found in (OTHER_CREDENTIALS, OTHER_SESSION) and self._misses.get(bucket, 0) < 2:
+                # credentials refreshed between botocore's signature and this check:
+                # learn from a later request (a third time means they really differ)
+                self._misses[bucket] = self._misses.get(bucket, 0) + 1
+                log.debug("fast path not yet on for %s: %s", bucket, found)
+                return
+            self.turn_off(bucket, found)
+            return
+        with self._lock:
+            if bucket in self._off:  # turned off meanwhile
+                return
+            self._templates[wanted] = found
+        log.debug(
+            "fast path on for %s on %s: %s, signing region %s, %s payload",
+            operation,
+            bucket,
+            found.url,
+            found.region,
+            "unsigned" if found.unsigned else "signed",
+        )
+
+    def turn_off(self, bucket: str, reason: str) -> None:
+        with self._lock:
+            if bucket in self._off:
+                return
+            self._off[bucket] = reason
+            for known in [k for k in self._templates if k[0] == bucket]:
+                del self._templates[known]
+        log.debug("fast path off for bucket %s: %s; botocore sends its requests", bucket, reason)
+
+    def off_reason(self, bucket: str) -> str | None:
+        return self._off.get(bucket)
+
+    def template(self, bucket: str, operation: str) -> Template | None:
+        """A learned template for ``operation`` on ``bucket`` (for doctor)."""
+        return next(
+            (t for k, t in list(self._templates.items()) if k[:2] == (bucket, operation)), None
+        )
+
+    def describe(
+        self, operation: str, bucket: str, key: str | None, headers: Mapping[str, str]
+    ) -> dict[str, str] | None:
+        """Where and how this path would send a request, without sending it: URL, Host,
+        signing region and service, payload form (``None`` when botocore would send it)."""
+        template = self._templates.get(shape(bucket, operation, self.headers(headers)))
+        if template is None:
             return None
-        return f"{bucket}.{self._netloc}", f"{self._base_path}{path or '/'}"
+        return {
+            "url": f"{template.scheme}://{template.netloc}{template.path(key)}",
+            "host": template.host,
+            "region": template.region,
+            "service": template.service,
+            "payload": UNSIGNED_PAYLOAD if template.unsigned else "sha256",
+        }
 
-    def _connection(self, host: str) -> tuple[socket.socket, bool]:
-        """This thread's socket to ``host`` and whether it was used before."""
-        connections: dict[str, socket.socket] = getattr(self._local, "conns", None) or {}
+    def signs_payload(self, bucket: str) -> bool:
+        """Whether the learned writes to ``bucket`` sign the payload's SHA-256."""
+        return any(
+            not t.unsigned
+            for k, t in list(self._templates.items())
+            if k[0] == bucket and k[1] in ("PutObject", "UploadPart")
+        )
+
+    # ---- sending ---------------------------------------------------------------------
+    def _connection_to(self, template: Template) -> tuple[socket.socket, bool]:
+        """This thread's socket to the template's address and whether it was used before."""
+        connections: dict[tuple[str, str], socket.socket] = (
+            getattr(self._local, "conns", None) or {}
+        )
         self._local.conns = connections
-        sock = connections.get(host)
+        where = (template.scheme, template.address)
+        sock = connections.get(where)
         if sock is not None:
             return sock, True
         sock = http1.connect(
-            host,
-            default_port=443 if self._https else 80,
-            tls=self._ssl,
+            template.address,
+            default_port=443 if template.scheme == "https" else 80,
+            tls=self._connection.tls if template.scheme == "https" else None,
             timeout=self._timeout,
             addresses=self._addresses,
         )
-        connections[host] = sock
+        connections[where] = sock
         return sock, False
 
-    def _drop(self, host: str) -> None:
-        sock = getattr(self._local, "conns", {}).pop(host, None)
+    def _drop(self, template: Template) -> None:
+        conns = getattr(self._local, "conns", {})
+        sock = conns.pop((template.scheme, template.address), None)
         if sock is not None:
             sock.close()
 
     def _request(
         self,
-        method: str,
+        operation: str,
         bucket: str,
         key: str | None,
         *,
         query: Mapping[str, str],
         headers: Mapping[str, str],
         body: bytes | FileRange = b"",
-        checked: bool = False,
     ) -> tuple[int, dict[str, str], bytes] | None:
         """One signed attempt: (status, lower-case headers, body), or ``None`` when
         this path does not apply or the exchange failed (botocore then takes over)."""
-        if self._credentials is None or bucket in self._botocore_only:
+        outgoing = self.headers(headers)
+        template = self._templates.get(shape(bucket, operation, outgoing))
+        if template is None:
             return None
-        address = self._address(bucket, key)
-        if address is None:
-            return None
-        host, path = address
-        outgoing = dict(headers)
+        method = METHODS[operation]
+        path = template.path(key)
         if body or method == "PUT":
             outgoing["Content-Length"] = str(len(body))
-        if self._owner:
-            outgoing["x-amz-expected-bucket-owner"] = self._owner
-        payload = UNSIGNED_PAYLOAD if self._https and checked else _payload_sha256(body)
+        payload = UNSIGNED_PAYLOAD if template.unsigned else _payload_sha256(body)
         encoded = canonical_query(query)
         target = f"{path}?{encoded}" if encoded else path
         try:
@@ -159,40 +263,47 @@ class FastPath:
             signed = sign(
                 method,
                 path,
-                host=host,
+                host=template.host,
                 query=query,
                 headers=outgoing,
                 payload_hash=payload,
-                credentials=frozen
-                if isinstance(frozen, Credentials)
-                else Credentials(frozen.access_key, frozen.secret_key, frozen.token),
-                region=self._region,
+                credentials=Credentials(frozen.access_key, frozen.secret_key, frozen.token),
+                region=template.region,
+                service=template.service,
             )
             signed["User-Agent"] = _USER_AGENT
             if log.isEnabledFor(logging.DEBUG):  # secrets are redacted by the log filter
-                log.debug("fast path %s %s%s headers: %s", method, host, target, signed)
-            answer = self._send(method, host, target, body, signed)
+                log.debug("fast path %s %s%s headers: %s", method, template.host, target, signed)
+            answer = self._send(template, method, target, body, signed)
         except SourceChanged:
             raise  # the file, not the request: botocore would fail the same way
-        except Exception as exc:  # noqa: BLE001 - any failure: botocore takes over
-            log.debug("fast path %s failed for %s/%s: %s; using botocore", method, bucket, key, exc)
+        except _TRANSIENT_ERRORS as exc:
+            log.debug("fast path %s %s/%s: %r; botocore repeats it", method, bucket, key, exc)
             self.fallbacks += 1
+            if self._on_transient:
+                self._on_transient()
+            return None
+        except Exception as exc:  # noqa: BLE001 - TLS, DNS, refused, malformed: fail closed
+            self.fallbacks += 1
+            self.turn_off(bucket, f"{method} failed: {exc!r}")
             return None
         self.sent += 1
         status = answer[0]
         if status in (200, 204):
             return answer
-        if (status >= 500 or status == 429) and self._on_transient:
-            self._on_transient()
-        if status in (429, 503) and self._on_throttle is not None:
-            self._on_throttle()
-        if status in (301, 307, 400):  # wrong region or addressing: stop trying
-            self._botocore_only.add(bucket)
         self.fallbacks += 1
+        if status in _TRANSIENT_STATUS:
+            if self._on_transient:
+                self._on_transient()
+            if status in (429, 503) and self._on_throttle is not None:
+                self._on_throttle()
+        elif not (status == 412 or (status == 400 and b"<Code>BadDigest</Code>" in answer[2])):
+            self.turn_off(bucket, f"{method} answered {status}")
         return None
 
     def put(
         self,
+        operation: str,
         bucket: str,
         key: str,
         body: bytes | FileRange,
@@ -200,25 +311,22 @@ class FastPath:
         *,
         query: str = "",
     ) -> dict[str, str] | None:
-        """Send one PUT; the response headers (lower-case) on 200, else ``None``."""
-        checked = any(
-            h.lower().startswith("x-amz-checksum-") or h.lower() == "content-md5" for h in headers
-        )
+        """Send one PutObject or UploadPart; the response headers (lower-case) on 200,
+        else ``None``."""
         answer = self._request(
-            "PUT",
+            operation,
             bucket,
             key,
             query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
             headers=headers,
             body=body,
-            checked=checked,
         )
         return None if answer is None or answer[0] != 200 else answer[1]
 
     def head_bucket(self, bucket: str) -> bool:
         """True when the bucket answered 200; False means "ask botocore" (which
         then names the error: 403, 404, a redirect to another region)."""
-        answer = self._request("HEAD", bucket, None, query={}, headers={})
+        answer = self._request("HeadBucket", bucket, None, query={}, headers={})
         return answer is not None and answer[0] == 200
 
     def list_page(
@@ -230,20 +338,20 @@ class FastPath:
             query["continuation-token"] = token
         if max_keys is not None:
             query["max-keys"] = str(max_keys)
-        answer = self._request("GET", bucket, None, query=query, headers={})
+        answer = self._request("ListObjectsV2", bucket, None, query=query, headers={})
         if answer is None or answer[0] != 200:
             return None
         try:
             return parse_list_page(answer[2])
         except (ET.ParseError, KeyError, ValueError) as exc:
-            log.debug("unreadable listing from %s: %s; using botocore", bucket, exc)
             self.fallbacks += 1
+            self.turn_off(bucket, f"an unreadable listing ({exc})")
             return None
 
     def _send(
         self,
+        template: Template,
         method: str,
-        host: str,
         target: str,
         body: bytes | FileRange,
         headers: dict[str, str],
@@ -252,7 +360,7 @@ class FastPath:
         the server has closed meanwhile is replaced once (the request never reached S3)."""
         head = http1.request_head(method, target, headers)
         for _ in range(2):
-            sock, reused = self._connection(host)
+            sock, reused = self._connection_to(template)
             try:
                 if isinstance(body, FileRange):
                     sock.sendall(head)
@@ -261,15 +369,15 @@ class FastPath:
                     sock.sendall(head + body if body else head)
                 status, answer, data, close = http1.read_response(sock, method)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self._drop(host)
+                self._drop(template)
                 if reused:
                     continue
                 raise
             except BaseException:
-                self._drop(host)
+                self._drop(template)
                 raise
             if close:
-                self._drop(host)
+                self._drop(template)
             return status, answer, data
         raise ConnectionError("the server closed the connection twice")  # pragma: no cover
 
@@ -278,77 +386,3 @@ def _payload_sha256(body: bytes | FileRange) -> str:
     if isinstance(body, FileRange):
         return body.payload_sha256()
     return hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
-
-
-def parse_list_page(document: bytes) -> tuple[list[ObjectInfo], str | None]:
-    """Objects and the next continuation token of a ListObjectsV2 answer
-    (``encoding-type=url``: keys arrive URL-encoded)."""
-    root = ET.fromstring(document)  # noqa: S314 - the answer of the user's own endpoint
-    objects: list[ObjectInfo] = []
-    token: str | None = None
-    truncated = False
-    for element in root:
-        tag = element.tag.rpartition("}")[2]
-        if tag == "Contents":
-            fields = {child.tag.rpartition("}")[2]: child.text or "" for child in element}
-            modified = fields.get("LastModified")
-            objects.append(
-                ObjectInfo(
-                    key=unquote_plus(fields["Key"]),
-                    size=int(fields["Size"]),
-                    etag=fields.get("ETag", "").strip('"'),
-                    checksum_algorithm=fields.get("ChecksumAlgorithm") or None,
-                    checksum_type=fields.get("ChecksumType") or None,
-                    last_modified=(
-                        datetime.fromisoformat(modified).timestamp() if modified else None
-                    ),
-                )
-            )
-        elif tag == "IsTruncated":
-            truncated = (element.text or "").strip() == "true"
-        elif tag == "NextContinuationToken":
-            token = element.text
-    if truncated and not token:
-        raise ValueError("a truncated listing without a continuation token")
-    return objects, token if truncated else None
-
-
-def put_headers(args: Mapping[str, Any]) -> dict[str, str] | None:
-    """HTTP headers for PutObject/UploadPart parameters, or ``None`` when a parameter
-    is one this path does not translate (botocore then sends the request)."""
-    names = {
-        "ContentType": "Content-Type",
-        "ContentMD5": "Content-MD5",
-        "ServerSideEncryption": "x-amz-server-side-encryption",
-        "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
-        "StorageClass": "x-amz-storage-class",
-        "IfNoneMatch": "If-None-Match",
-        "ChecksumAlgorithm": "x-amz-sdk-checksum-algorithm",
-    }
-    headers: dict[str, str] = {}
-    for name, value in args.items():
-        if name == "Metadata":
-            for meta_key, meta_value in value.items():
-                if not (str(meta_key) + str(meta_value)).isascii():
-                    return None
-                headers[f"x-amz-meta-{meta_key}"] = str(meta_value)
-        elif name.startswith("Checksum") and name != "ChecksumAlgorithm":
-            headers[f"x-amz-checksum-{name[len('Checksum') :].lower()}"] = str(value)
-        elif name in names:
-            headers[names[name]] = str(value)
-        else:
-            return None
-    return headers
-
-
-def _environ_proxies(url: str) -> dict[str, str]:
-    """The proxies botocore would use for ``url`` (its ``get_environ_proxies``, on the
-    same standard-library functions, without importing botocore)."""
-    from urllib.request import getproxies, proxy_bypass
-
-    try:
-        if proxy_bypass(urlsplit(url).netloc):
-            return {}
-    except (TypeError, OSError):
-        pass
-    return getproxies()

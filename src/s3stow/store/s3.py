@@ -2,40 +2,45 @@
 
 Uses one thread-safe S3 client built from the settings (``client.py``), created
 on first use, with the fast path (``fastpath.py``) in front of the hot operations,
-and translates every exception where it leaves botocore. A ``needs-retry`` observer
-tells the concurrency limiter about throttling that botocore retried silently.
+and translates every exception where it leaves botocore. botocore sends the first
+request of each hot operation on each bucket, recorded (``capture.Recorder``), and
+the fast path learns from it; a ``needs-retry`` observer tells the concurrency
+limiter about throttling that botocore retried silently.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
 from s3stow.checksums import Digest
-from s3stow.config import Settings, environment_keys
-from s3stow.logs import register_secret
+from s3stow.config import Settings
+from s3stow.errors import S3StowError
 from s3stow.store.base import ObjectBody, ObjectInfo, PartInfo, PutResult, WriteOptions
 from s3stow.store.body import FileRange
-from s3stow.store.client import (
-    aws_endpoint_variant,
-    make_client,
-    make_session,
-    warn_if_unverified,
-)
-from s3stow.store.sigv4 import Credentials
+from s3stow.store.capture import Recorder, connection_of
+from s3stow.store.client import make_client, make_session
+from s3stow.store.wire import CHECKSUM_FIELDS, put_headers, query_args, response_from_headers
 
 if TYPE_CHECKING:
     from s3stow.store.fastpath import FastPath
 
-from s3stow.store.translate import THROTTLE_CODES, TRANSIENT_CODES, error_code, translate
+from s3stow.store.translate import (
+    THROTTLE_CODES,
+    TRANSIENT_CODES,
+    error_code,
+    not_s3_answer,
+    translate,
+    translate_preflight,
+)
 
 log = logging.getLogger(__name__)
-_CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
+_OPERATIONS = {"put_object": "PutObject", "upload_part": "UploadPart"}
 
 
 def _etag(value: str | None) -> str:
@@ -43,7 +48,7 @@ def _etag(value: str | None) -> str:
 
 
 def _checksum_of(response: dict[str, Any]) -> tuple[str | None, str | None]:
-    for name in _CHECKSUM_FIELDS:
+    for name in CHECKSUM_FIELDS:
         value = response.get("Checksum" + name)
         if value:
             return value, name
@@ -67,7 +72,8 @@ class S3Store:
         self._client = client
         self._factory = factory
         self._on_throttle = on_throttle
-        self._lock = threading.RLock()  # client creation nests inside fast-path set-up
+        self._lock = threading.RLock()
+        self._recorder = Recorder()
         self.transient_errors = 0  # responses/exceptions botocore may retry
         self.list_page_size: int | None = None  # ListObjectsV2 max-keys; None: 1,000
         if client is not None:
@@ -81,18 +87,21 @@ class S3Store:
                     assert self._factory is not None
                     client = self._factory()
                     self._attach(client)
+                    if self._fast_settings is not None:
+                        self._fast = self._make_fast_path(client, self._fast_settings)
                     self._client = client
         return self._client
 
     def _attach(self, client: Any) -> None:
         client.meta.events.register("needs-retry.s3", self._observe_retry)
+        self._recorder.attach(client)
 
     @classmethod
     def from_settings(
         cls, settings: Settings, *, on_throttle: Callable[[], None] | None = None
     ) -> S3Store:
         def factory() -> Any:
-            return make_client(settings, session=store._boto_session(settings))
+            return make_client(settings, session=store.session(settings))
 
         store = cls(factory=factory, on_throttle=on_throttle)
         if settings.fast_path and settings.max_attempts > 1:
@@ -100,74 +109,55 @@ class S3Store:
         return store
 
     _session: Any = None
-    _core: Any = None
 
-    def _boto_session(self, settings: Settings) -> Any:
+    def session(self, settings: Settings) -> Any:
         """The boto3 session (credential chain, profile, region), made once."""
         with self._lock:
             if self._session is None:
-                import botocore.session
-
-                self._core = botocore.session.get_session()
-                self._session = make_session(settings, core=self._core)
+                self._session = make_session(settings)
             return self._session
 
     _fast_settings: Settings | None = None
     _fast: FastPath | None = None
     _retry_client: Any = None
 
-    def _fast_path(self) -> FastPath | None:
-        """The lean path, built on first use from the main client's session/region."""
-        settings = self._fast_settings
-        if settings is None:
+    def _make_fast_path(self, client: Any, settings: Settings) -> FastPath | None:
+        """The lean path over ``client``'s credentials, TLS trust and proxies; it sends
+        nothing until it has learned from botocore's own requests."""
+        credentials = self.session(settings).get_credentials()
+        if credentials is None:
+            log.debug("no credentials: the fast path is off, botocore reports the error")
             return None
-        if self._fast is None:
-            with self._lock:
-                if self._fast is None:
-                    warn_if_unverified(settings)
-                    credentials, region, bundle = self._signing_inputs(settings)
-                    verify: bool | str | None = (bundle or None) if settings.verify_ssl else False
-                    from s3stow.store.fastpath import FastPath
+        from s3stow.store.fastpath import FastPath
 
-                    self._fast = FastPath(
-                        credentials=credentials,
-                        region=region,
-                        endpoint_url=settings.endpoint_url,
-                        path_style=settings.path_style,
-                        verify=verify,
-                        pool_size=max(settings.concurrency + 4, 10),
-                        timeout=(settings.connect_timeout, settings.read_timeout),
-                        expected_bucket_owner=settings.expected_bucket_owner,
-                        on_throttle=self._on_throttle,
-                        on_transient=self._count_transient,
-                    )
+        return FastPath(
+            credentials=credentials,
+            connection=connection_of(client),
+            timeout=(settings.connect_timeout, settings.read_timeout),
+            expected_bucket_owner=settings.expected_bucket_owner,
+            on_throttle=self._on_throttle,
+            on_transient=self._count_transient,
+        )
+
+    @property
+    def fast_path(self) -> FastPath | None:
+        """The fast path (after the client exists), or ``None`` when it is off."""
         return self._fast
 
-    def _signing_inputs(self, settings: Settings) -> tuple[Any, str, str | None]:
-        """Credentials, region and CA bundle for the fast path: the environment's keys
-        when botocore would use exactly those (no botocore import), else botocore's.
-        No credentials (the fast path off) where botocore would use an AWS endpoint
-        variant."""
-        keys = environment_keys(settings)
-        if keys is not None:
-            credentials: Any = Credentials(keys.access_key, keys.secret_key, keys.token)
-            region, bundle = keys.region, keys.ca_bundle
-        else:
-            session = self._boto_session(settings)
-            credentials = session.get_credentials()
-            region = session.region_name
-            # the CA bundle botocore uses (AWS_CA_BUNDLE, ca_bundle in ~/.aws/config)
-            bundle = settings.ca_bundle or self._core.get_config_variable("ca_bundle")
-            if settings.endpoint_url is None and aws_endpoint_variant(self._core):
-                log.debug("FIPS, dual-stack or accelerated endpoints configured: fast path off")
-                return None, "", bundle
-        if credentials is not None:
-            frozen = credentials.get_frozen_credentials()
-            register_secret(frozen.secret_key)
-            register_secret(frozen.token)
-        # botocore's rule: S3 without a configured region is us-east-1 with a custom
-        # endpoint; for AWS itself the fast path needs one
-        return credentials, region or ("us-east-1" if settings.endpoint_url else ""), bundle
+    def custom_endpoint(self) -> bool:
+        """Whether botocore addresses a configured endpoint (``--endpoint-url``,
+        ``AWS_ENDPOINT_URL*``, ``endpoint_url`` in the AWS config) rather than AWS's own."""
+        resolver = getattr(self.client, "_ruleset_resolver", None)
+        builtins = getattr(resolver, "_builtins", None)
+        if not isinstance(builtins, dict):
+            return True  # cannot tell: the ETag check on is the safe side
+        return builtins.get("SDK::Endpoint") is not None
+
+    def signs_payload(self, bucket: str) -> bool:
+        """Whether writes to ``bucket`` sign the payload's SHA-256 (so the body's hashing
+        pass computes it too)."""
+        fast = self._fast
+        return fast is not None and fast.signs_payload(bucket)
 
     def _count_transient(self) -> None:
         self.transient_errors += 1
@@ -187,6 +177,33 @@ class S3Store:
                     self._retry_client = client
         return self._retry_client
 
+    def through_botocore(
+        self,
+        bucket: str,
+        key: str | None,
+        operation: str,
+        headers: Mapping[str, str] | None,
+        call: Callable[[Any], Any],
+        *,
+        attempted: bool = False,
+    ) -> Any:
+        """``call`` one botocore client (the one with an attempt fewer when the fast path
+        spent one); while the fast path has no template for this request, record what
+        botocore sends and let it learn from a success. Not translated."""
+        client = self._fallback_client() if attempted else self.client
+        fast = self._fast
+        if (
+            fast is None
+            or headers is None
+            or fast.off_reason(bucket) is not None
+            or fast.knows(bucket, operation, headers)
+        ):
+            return call(client)
+        with self._recorder.recording() as sent:
+            result = call(client)
+        fast.learn(bucket, operation, key=key, headers=headers, sent=sent)
+        return result
+
     def _put(
         self,
         bucket: str,
@@ -196,25 +213,31 @@ class S3Store:
         query: str,
         args: dict[str, Any],
     ) -> Any:
-        """PutObject/UploadPart: the fast path first, botocore on anything else."""
-        fast = self._fast_path()
-        from s3stow.store.fastpath import put_headers
-
-        headers = put_headers(args) if fast is not None else None
-        if fast is not None and headers is not None:
-            answer = fast.put(bucket, key, body, headers, query=query)
+        """PutObject/UploadPart: the fast path when it has learned this request, else
+        botocore (recorded, to learn from)."""
+        name = _OPERATIONS[operation]
+        headers = put_headers(args) if self._fast_settings is not None else None
+        fast = self._fast
+        attempted = False
+        if fast is not None and headers is not None and fast.knows(bucket, name, headers):
+            answer = fast.put(name, bucket, key, body, headers, query=query)
             if answer is not None:
-                return _response_from_headers(answer)
-            client = self._fallback_client()
-        else:
-            client = self.client
-        function = getattr(client, operation)
+                return response_from_headers(answer)
+            attempted = True
         if operation == "upload_part":
-            args = {**args, **_query_args(query)}
-        if isinstance(body, bytes):
-            return self._call(bucket, key, function, Body=body, **args)
-        with body.reader() as reader:  # streamed from the file, seekable for retries
-            return self._call(bucket, key, function, Body=reader, **args)
+            args = {**args, **query_args(query)}
+
+        def call(client: Any) -> Any:
+            function = getattr(client, operation)
+            if isinstance(body, bytes):
+                return function(Bucket=bucket, Key=key, Body=body, **args)
+            with body.reader() as reader:  # streamed from the file, seekable for retries
+                return function(Bucket=bucket, Key=key, Body=reader, **args)
+
+        try:
+            return self.through_botocore(bucket, key, name, headers, call, attempted=attempted)
+        except Exception as exc:
+            raise self.translate(exc, bucket, key) from exc
 
     def _observe_retry(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
         """Count what botocore sees and may retry; tell the limiter about throttling."""
@@ -236,13 +259,33 @@ class S3Store:
         try:
             return function(Bucket=bucket, **({"Key": key} if key is not None else {}), **kw)
         except Exception as exc:
-            raise translate(exc, bucket=bucket, key=key) from exc
+            raise self.translate(exc, bucket, key) from exc
+
+    def translate(self, exc: Exception, bucket: str, key: str | None) -> S3StowError:
+        """The s3stow error for ``exc``, naming botocore's endpoint where it matters."""
+        return translate(exc, bucket=bucket, key=key, endpoint=self.endpoint_url)
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """botocore's endpoint (once the client exists), for messages."""
+        client = self._client
+        return str(client.meta.endpoint_url) if client is not None else None
 
     def head_bucket(self, bucket: str) -> None:
-        fast = self._fast_path()
-        if fast is not None and fast.head_bucket(bucket):
+        """HEAD the bucket: the run's first contact with the endpoint, so an endpoint
+        that cannot be reached or does not answer like S3 is fatal here (exit 3)."""
+        fast = self._fast
+        if fast is not None and fast.knows(bucket, "HeadBucket", {}) and fast.head_bucket(bucket):
             return
-        self._call(bucket, None, self.client.head_bucket)
+        try:
+            response = self.through_botocore(
+                bucket, None, "HeadBucket", {}, lambda client: client.head_bucket(Bucket=bucket)
+            )
+        except Exception as exc:
+            raise translate_preflight(exc, bucket=bucket, endpoint=self.endpoint_url) from exc
+        problem = not_s3_answer(response, endpoint=self.endpoint_url)
+        if problem is not None:
+            raise problem
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
         try:
@@ -250,9 +293,9 @@ class S3Store:
         except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise translate(exc, bucket=bucket, key=key) from exc
+            raise self.translate(exc, bucket, key) from exc
         except Exception as exc:
-            raise translate(exc, bucket=bucket, key=key) from exc
+            raise self.translate(exc, bucket, key) from exc
         checksum, algorithm = _checksum_of(response)
         return ObjectInfo(
             key=key,
@@ -270,11 +313,13 @@ class S3Store:
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under ``prefix``, page by page: each page through the fast
         path when it can, else through botocore (from the same continuation token)."""
-        fast = self._fast_path()
         token: str | None = None
         while True:
             size = self.list_page_size
-            page = fast.list_page(bucket, prefix, token, max_keys=size) if fast else None
+            fast = self._fast
+            page = None
+            if fast is not None and fast.knows(bucket, "ListObjectsV2", {}):
+                page = fast.list_page(bucket, prefix, token, max_keys=size)
             if page is None:
                 page = self._list_page(bucket, prefix, token)
             objects, token = page
@@ -288,7 +333,16 @@ class S3Store:
         extra: dict[str, Any] = {"ContinuationToken": token} if token is not None else {}
         if self.list_page_size is not None:
             extra["MaxKeys"] = self.list_page_size
-        response = self._call(bucket, None, self.client.list_objects_v2, Prefix=prefix, **extra)
+        try:
+            response = self.through_botocore(
+                bucket,
+                None,
+                "ListObjectsV2",
+                {},
+                lambda client: client.list_objects_v2(Bucket=bucket, Prefix=prefix, **extra),
+            )
+        except Exception as exc:
+            raise self.translate(exc, bucket, None) from exc
         objects = []
         for item in response.get("Contents", []):
             algorithms = item.get("ChecksumAlgorithm") or []
@@ -424,7 +478,7 @@ class S3Store:
         except ClientError as exc:
             if error_code(exc) == "NoSuchUpload":
                 return
-            raise translate(exc, bucket=bucket, key=key) from exc
+            raise self.translate(exc, bucket, key) from exc
 
     def list_multipart_uploads(self, bucket: str, prefix: str) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
@@ -433,7 +487,7 @@ class S3Store:
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 found.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", []))
         except Exception as exc:
-            raise translate(exc, bucket=bucket) from exc
+            raise self.translate(exc, bucket, None) from exc
         return found
 
     # ---- reading objects back (restore): botocore only, never the fast path -------------
@@ -448,9 +502,9 @@ class S3Store:
         except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise translate(exc, bucket=bucket, key=key) from exc
+            raise self.translate(exc, bucket, key) from exc
         except Exception as exc:
-            raise translate(exc, bucket=bucket, key=key) from exc
+            raise self.translate(exc, bucket, key) from exc
         return _info_of(key, response, size=int(response.get("ContentLength", 0)))
 
     def list_objects_detailed(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
@@ -501,7 +555,9 @@ class S3Store:
             start = int(span.split("-", 1)[0])
             size = int(total) if total.isdigit() else length
         info = _info_of(key, response, size=size)
-        return _Body(response["Body"], info, start, length, bucket=bucket, key=key)
+        return _Body(
+            response["Body"], info, start, length, where=(bucket, key), translate=self.translate
+        )
 
     def restore_object(self, bucket: str, key: str, *, days: int, tier: str) -> str:
         request = {"Days": days, "GlacierJobParameters": {"Tier": tier}}
@@ -510,9 +566,9 @@ class S3Store:
         except ClientError as exc:
             if error_code(exc) == "RestoreAlreadyInProgress":
                 return "in-progress"
-            raise translate(exc, bucket=bucket, key=key) from exc
+            raise self.translate(exc, bucket, key) from exc
         except Exception as exc:
-            raise translate(exc, bucket=bucket, key=key) from exc
+            raise self.translate(exc, bucket, key) from exc
         status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 202))
         return "ready" if status == 200 else "requested"
 
@@ -522,13 +578,21 @@ class _Body:
     checksum check is left to the caller's proof."""
 
     def __init__(
-        self, stream: Any, info: ObjectInfo, start: int, length: int, *, bucket: str, key: str
+        self,
+        stream: Any,
+        info: ObjectInfo,
+        start: int,
+        length: int,
+        *,
+        where: tuple[str, str],
+        translate: Callable[[Exception, str, str | None], S3StowError],
     ) -> None:
         self._stream = stream
         self.info = info
         self.start = start
         self.length = length
-        self._where = (bucket, key)
+        self._where = where
+        self._translate = translate
 
     def chunks(self, size: int) -> Iterator[bytes]:
         bucket, key = self._where
@@ -541,7 +605,7 @@ class _Body:
             # where a server's header can mislead botocore) decides and reports it
             log.debug("s3://%s/%s: botocore's checksum check failed: %s", bucket, key, exc)
         except Exception as exc:
-            raise translate(exc, bucket=bucket, key=key) from exc
+            raise self._translate(exc, bucket, key) from exc
 
     def close(self) -> None:
         self._stream.close()
@@ -569,22 +633,3 @@ def _info_of(key: str, response: dict[str, Any], *, size: int) -> ObjectInfo:
         version_id=response.get("VersionId"),
         parts=response.get("PartsCount"),
     )
-
-
-def _query_args(query: str) -> dict[str, Any]:
-    from urllib.parse import parse_qs
-
-    values = parse_qs(query)
-    return {"PartNumber": int(values["partNumber"][0]), "UploadId": values["uploadId"][0]}
-
-
-def _response_from_headers(headers: dict[str, str]) -> dict[str, Any]:
-    """The parts of a botocore-shaped PutObject/UploadPart response s3stow reads."""
-    response: dict[str, Any] = {"ETag": headers.get("etag", "")}
-    if "x-amz-version-id" in headers:
-        response["VersionId"] = headers["x-amz-version-id"]
-    for name in _CHECKSUM_FIELDS:
-        value = headers.get(f"x-amz-checksum-{name.lower()}")
-        if value:
-            response["Checksum" + name] = value
-    return response

@@ -32,10 +32,6 @@ class Credentials(NamedTuple):
     secret_key: str
     token: str | None = None
 
-    def get_frozen_credentials(self) -> Credentials:
-        """Static keys are their own frozen form (botocore's credentials interface)."""
-        return self
-
 
 _KEY_CACHE: dict[tuple[str, str, str, str], bytes] = {}
 

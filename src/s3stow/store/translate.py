@@ -1,11 +1,17 @@
 """Translation of botocore exceptions into the s3stow error tree.
 
-Classifies each failure as fatal (credentials, permissions, missing bucket),
-transient (5xx, throttling, timeouts, resets: worth retrying) or permanent for
-that one item, and adds a hint that names what to check.
+Classifies each failure as fatal (credentials, permissions, missing bucket, an
+endpoint that does not answer like S3), transient (5xx, throttling, timeouts,
+resets: worth retrying) or permanent for that one item, and adds a hint that names
+what to check. The first request of a run (``translate_preflight``) also makes an
+endpoint that cannot be reached fatal: a closed port or a wrong host is a
+configuration mistake, not a blip to retry file by file.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -15,11 +21,20 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
     PartialCredentialsError,
+    ProxyConnectionError,
     ReadTimeoutError,
     ResponseStreamingError,
+    SSLError,
 )
+from botocore.parsers import ResponseParserError
 
-from s3stow.errors import AuthError, BucketMissingError, S3StowError, TransferError
+from s3stow.errors import (
+    AuthError,
+    BucketMissingError,
+    EndpointError,
+    S3StowError,
+    TransferError,
+)
 
 AUTH_CODES = frozenset(
     {
@@ -72,6 +87,11 @@ AUTH_HINT = (
     "that the IAM policy allows s3:PutObject, s3:GetObject and s3:ListBucket on this bucket; "
     "`s3stow doctor` checks each permission"
 )
+ENDPOINT_CHECK = (
+    "check --endpoint-url (or AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, endpoint_url in the AWS "
+    "config), the network, proxies and the CA bundle"
+)
+ENDPOINT_HINT = ENDPOINT_CHECK + "; `s3stow doctor` shows the endpoint, region and CA bundle in use"
 COMPAT_HINT = (
     "this server seems not to support the newer S3 checksum headers; set checksum_compat: true "
     "(S3STOW_CHECKSUM_COMPAT=1) or use --checksum none"
@@ -86,14 +106,52 @@ def error_code(exc: ClientError) -> str:
     return code
 
 
-def translate(exc: Exception, *, bucket: str, key: str | None = None) -> S3StowError:
+def _not_s3(headers: Mapping[str, Any]) -> bool:
+    """An answer no S3 server gives: an HTML page without any ``x-amz`` header (a web
+    server, a captive portal or a proxy's error page; S3 servers send a request id as
+    ``x-amz-request-id``, moto as ``x-amzn-requestid``)."""
+    content_type = str(headers.get("content-type", "")).lower()
+    return "html" in content_type and not any(str(h).lower().startswith("x-amz") for h in headers)
+
+
+def not_s3_error(endpoint: str | None, where: str) -> EndpointError:
+    at = f"the endpoint {endpoint}" if endpoint else "the endpoint"
+    return EndpointError(
+        f"{at} does not answer like S3 (a web page, not S3's XML, for {where})",
+        hint=ENDPOINT_HINT,
+    )
+
+
+def not_s3_answer(response: Mapping[str, Any], *, endpoint: str | None) -> EndpointError | None:
+    """The error for a successful botocore response that did not come from S3."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return not_s3_error(endpoint, "HeadBucket") if _not_s3(headers) else None
+
+
+def translate_preflight(exc: Exception, *, bucket: str, endpoint: str | None) -> S3StowError:
+    """``translate`` for a run's first request: an unreachable endpoint is fatal."""
+    if isinstance(
+        exc, EndpointConnectionError | ConnectTimeoutError | SSLError | ProxyConnectionError
+    ):
+        at = endpoint or "the S3 endpoint"
+        return EndpointError(f"cannot reach {at}: {exc}", hint=ENDPOINT_HINT)
+    return translate(exc, bucket=bucket, endpoint=endpoint)
+
+
+def translate(
+    exc: Exception, *, bucket: str, key: str | None = None, endpoint: str | None = None
+) -> S3StowError:
     """Return the s3stow error for a botocore/OS exception, keeping it as the cause."""
     where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     if isinstance(exc, S3StowError):
         return exc
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return AuthError(f"no usable AWS credentials were found ({exc})", hint=AUTH_HINT)
+    if isinstance(exc, ResponseParserError):  # its message holds the page: never shown
+        return not_s3_error(endpoint, where)
     if isinstance(exc, ClientError):
+        if _not_s3(exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})):
+            return not_s3_error(endpoint, where)
         code = error_code(exc)
         message = str(exc.response.get("Error", {}).get("Message") or code)
         if code in ("NoSuchBucket",) or (code == "404" and key is None):

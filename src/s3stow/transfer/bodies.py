@@ -5,8 +5,9 @@ buffer (small files: one read, no second pass). A larger range is hashed in one
 chunked pass and then streamed from the file by the store (``FileRange``), so a
 64 MiB part costs one 1 MiB buffer, not 64 MiB. The hashes computed are exactly
 those the request needs: the checksum S3 verifies, the MD5 when the ETag is
-checked or Content-MD5 is sent, the SHA-256 when the payload is signed (plain
-http endpoints) or stored as metadata.
+checked or Content-MD5 is sent, the SHA-256 when the payload is signed (as
+botocore signs it for that bucket: plain http, or ``payload_signing_enabled``) or
+stored as metadata.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ def prepare_body(
     offset: int,
     length: int,
     *,
+    bucket: str | None = None,
     sha256: bool = False,
     md5: bool = False,
 ) -> Body:
-    """Hash ``length`` bytes of ``source`` at ``offset`` for one request.
+    """Hash ``length`` bytes of ``source`` at ``offset`` for one request to ``bucket``.
 
     ``sha256``/``md5`` ask for those hashes beyond what the request itself needs."""
     algorithm = None if ctx.settings.checksum == "none" else ctx.settings.checksum
@@ -72,7 +74,7 @@ def prepare_body(
             hashlib.sha256(data).hexdigest() if sha256 else None,
         )
     crc = algorithm if algorithm and checksums.is_full_object(algorithm) else None
-    want_sha = sha256 or algorithm == "sha256" or ctx.signs_payload
+    want_sha = sha256 or algorithm == "sha256" or (bucket is not None and ctx.signs_payload(bucket))
     hashes = hash_range(source.path, offset, length, crc=crc, sha256=want_sha, md5=want_md5)
     digest: Digest | None = None
     if crc is not None and hashes.crc is not None:

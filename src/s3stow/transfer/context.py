@@ -55,16 +55,21 @@ class TransferContext:
     def compat(self) -> bool:
         return self.settings.checksum_compat or self.settings.checksum == "none"
 
-    @property
+    @functools.cached_property
     def etag_check(self) -> bool:
-        return self.compat or wants_etag_check(self.settings)
+        """Compare ETags with the MD5s (and send Content-MD5): in compatibility mode, or
+        as ``etag_check`` says for the endpoint botocore resolved."""
+        if self.compat:
+            return True
+        if self.settings.etag_check != "auto" or self.settings.sse == "aws:kms":
+            return wants_etag_check(self.settings, custom_endpoint=False)
+        return wants_etag_check(self.settings, custom_endpoint=self.store.custom_endpoint())
 
-    @property
-    def signs_payload(self) -> bool:
-        """Requests to a plain-http endpoint carry the payload's SHA-256 in the signature
-        (S3 accepts an unsigned payload only over TLS)."""
-        endpoint = self.settings.endpoint_url
-        return endpoint is not None and endpoint.lower().startswith("http:")
+    def signs_payload(self, bucket: str) -> bool:
+        """Whether writes to ``bucket`` carry the payload's SHA-256 in the signature (as
+        botocore signs them: plain http, or ``payload_signing_enabled``), so the body's
+        hashing pass computes it too."""
+        return self.store.signs_payload(bucket)
 
     def write_options(self, source: SourceFile, *, sha256_hex: str | None = None) -> WriteOptions:
         s = self.settings

@@ -49,6 +49,7 @@ from s3stow.plan import Planner, describe_sources, key_claims
 from s3stow.report.observer import Fanout, Observer
 from s3stow.store.base import ObjectStore
 from s3stow.store.dryrun import DryRunStore
+from s3stow.store.observed import ObservedStore, RequestObserver
 from s3stow.store.s3 import S3Store
 from s3stow.transfer.context import TransferContext, transfer_context
 from s3stow.transfer.limits import RequestLimiter
@@ -81,10 +82,13 @@ class Uploader:
         ledger: Ledger | None = None,
         observers: Iterable[Observer] = (),
         default_target: Target | None = None,
+        request_observer: RequestObserver | None = None,
     ) -> None:
         self.settings = settings
         self.limiter = RequestLimiter(settings.concurrency)
         real = store or S3Store.from_settings(settings, on_throttle=self.limiter.on_throttle)
+        if request_observer is not None:  # --metrics-port: latency and requests in flight
+            real = ObservedStore(real, request_observer)
         self.store: ObjectStore = DryRunStore(real) if settings.dry_run else real
         self.ledger = ledger
         self.observer = Fanout(list(observers))

@@ -232,7 +232,7 @@ def send_part(
     (retried) and check S3's answer: the ETag against the MD5 where that proves
     something, the checksum when echoed (a mismatch is ``SourceChanged`` when the file
     moved since ``identity`` was taken)."""
-    body = prepare_body(ctx, source, offset, length)
+    body = prepare_body(ctx, source, offset, length, bucket=bucket)
     digest = None if ctx.compat else body.digest
 
     def send() -> PartRecord:

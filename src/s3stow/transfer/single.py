@@ -25,7 +25,9 @@ def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
     algorithm = ctx.settings.checksum
     with ctx.limiter.slot(), ctx.budget.hold(buffered_size(source.size)):  # slot first
         identity = open_identity(source)
-        body = prepare_body(ctx, source, 0, source.size, sha256=ctx.settings.sha256_metadata)
+        body = prepare_body(
+            ctx, source, 0, source.size, bucket=item.bucket, sha256=ctx.settings.sha256_metadata
+        )
         ensure_unchanged(source, identity)
         options = ctx.write_options(source, sha256_hex=body.sha256_hex)
         digest = body.digest
