@@ -50,7 +50,10 @@ class Tmux:
         raise AssertionError(f"not on screen in time:\n{self.screen(session)}")
 
     def kill(self) -> None:
+        socket = self("display-message", "-p", "#{socket_path}").strip()
         self("kill-server")
+        if socket:  # tmux leaves its socket file behind
+            Path(socket).unlink(missing_ok=True)
 
 
 @pytest.fixture
