@@ -53,6 +53,31 @@ def test_unknown_key_names_key_file_and_line(tmp_path: Path) -> None:
     assert "'concurency'" in str(info.value)
     assert "line 2" in str(info.value)
     assert info.value.exit_code == ExitCode.USAGE
+    assert info.value.hint == "did you mean 'concurrency'?"  # not the list of every key
+    config.write_text("xyzzy: 1\n")
+    with pytest.raises(ConfigError) as unlike:
+        load_settings(config_file=config, env={})
+    assert unlike.value.hint == "the README's configuration table lists every setting"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("dry_run", "maybe", "'maybe' is not true or false (write true, false, yes, no"),
+        ("limit", "three", "'three' is not a whole number"),
+        ("status_interval", "soon", "'soon' is not a number"),
+        ("concurrency", "0", "0 is out of range: it must be at least 1"),
+        ("checksum", "md5", "'md5' is not one of: crc64nvme, crc32c, crc32, sha256, none"),
+        ("expected_bucket_owner", "me", "'me' is not a 12-digit AWS account id"),
+        ("custom_timestamp", "2025", "'2025' is not a timestamp YYYYMMDD_HHMM"),
+    ],
+)
+def test_validation_messages_are_in_the_tools_words(key: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={f"S3STOW_{key.upper()}": value})
+    message = str(info.value)
+    assert words in message
+    assert "Input should" not in message
 
 
 @pytest.mark.parametrize(
@@ -125,6 +150,9 @@ def test_cli_bad_flag_value_exits_2(cli, tmp_path: Path) -> None:  # type: ignor
     assert "part_size" in result.stderr
     assert "--part-size" in result.stderr
     assert "Traceback" not in result.output
+    number = cli("upload", "src", "s3://some-bucket/p", "--limit", "three")
+    assert number.code == 2
+    assert "Invalid value for '--limit': 'three' is not a whole number" in number.stderr
 
 
 @settings(max_examples=200, deadline=None)

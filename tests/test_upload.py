@@ -129,6 +129,11 @@ def test_limit_uploads_at_most_n(cli, s3, bucket, tmp_path) -> None:  # type: ig
     result = cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--limit", "3")
     assert result.code == 0, result.output
     assert len(objects(s3, bucket)) == 3
+    # the rest is left for the next run, not "skipped"
+    assert "3 uploaded, 0 skipped, 0 failed, 5 not started (limit) of 8 files" in result.stdout
+    data = cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--limit", "2", "--json")
+    summary = json.loads(data.stdout.splitlines()[-1])
+    assert (summary["uploaded"], summary["skipped"], summary["not_started"]) == (2, 3, 3)
 
 
 def test_json_output_and_failures_file(cli, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -295,3 +295,38 @@ def test_once_uploads_old_files_without_waiting_and_status_shows_the_watch(
     again = cli(*args, timeout=60)  # a restart finds both done: skipped, not uploaded
     assert again.code == 0, again.output
     assert "watch: 0 uploaded, 0 failed attempt(s), 2 already done" in again.stdout
+
+
+def test_include_and_exclude_select_by_path_as_upload_does(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_tree(
+        tmp_path / "in",
+        {
+            "keep/a.xml": 5,
+            "keep/skip-b.xml": 5,
+            "keep/c.txt": 5,
+            "other/d.xml": 5,
+            "keep/.hidden.xml": 5,  # hidden: excluded by default
+            "keep/e.xml.part": 5,  # temporary: excluded by default
+            "keep/.env": 5,  # taken back by "!.env"
+        },
+    )
+    done = cli(
+        "watch",
+        "in",
+        f"s3://{bucket}/w",
+        "--include",
+        "keep/*.xml",
+        "--pattern",  # the old name of --include
+        "keep/.env",
+        "--exclude",
+        "keep/skip-*",
+        "--exclude",
+        "!.env",
+        "--settle",
+        "0",
+        "--once",
+        "--ledger",
+        "l.db",
+    )
+    assert done.code == 0, done.output
+    assert _keys(s3, bucket) == {"w/keep/a.xml", "w/keep/.env"}

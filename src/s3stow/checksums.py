@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -111,6 +111,20 @@ def is_full_object(algorithm: ChecksumName) -> bool:
     return algorithm in _CRC_BYTES
 
 
+Progress = Callable[[int], None] | None  # told the size of each block read
+
+
+def read_blocks(
+    path: str, *, chunk: int = 8 * 1024 * 1024, progress: Progress = None
+) -> Iterator[bytes]:
+    """A file's bytes in blocks, telling ``progress`` of each."""
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            if progress is not None:
+                progress(len(block))
+            yield block
+
+
 def file_digest(path: str, algorithm: ChecksumName, *, chunk: int = 8 * 1024 * 1024) -> str | None:
     """Read a whole file and return its single-part checksum (base64)."""
     if algorithm == "none":
@@ -129,10 +143,9 @@ def file_digest(path: str, algorithm: ChecksumName, *, chunk: int = 8 * 1024 * 1
     return _crc_b64(value, _CRC_BYTES[algorithm])
 
 
-def sha256_hex(path: str, *, chunk: int = 8 * 1024 * 1024) -> str:
+def sha256_hex(path: str, *, progress: Progress = None) -> str:
     """Hex SHA-256 of a file (for the ``sha256`` metadata)."""
     sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            sha.update(block)
+    for block in read_blocks(path, progress=progress):
+        sha.update(block)
     return sha.hexdigest()

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from s3stow import checksums
 from s3stow.config import Settings
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import Decision, PlannedUpload, Reason, Status
@@ -110,11 +111,16 @@ def decide(
 
 
 def remote_matches(
-    item: PlannedUpload, info: ObjectInfo, *, settings: Settings
+    item: PlannedUpload,
+    info: ObjectInfo,
+    *,
+    settings: Settings,
+    progress: checksums.Progress = None,
 ) -> tuple[bool, str, str | None]:
     """Prove a same-size remote object equals the local file (tiers: ``proof.py``).
 
     Returns ``(equal, tier, local_checksum)``; ``info`` must come from HEAD.
+    ``progress`` is told of each block read when the file is hashed.
     """
     proof = choose_proof(
         info, algorithms=(settings.checksum,), etag_is_md5=settings.sse is None, mtime=True
@@ -124,7 +130,7 @@ def remote_matches(
         return proof.expected == local_mtime, proof.tier, None
     if proof.tier == "size":
         return info.size == item.source.size, proof.tier, None
-    local = hash_file(str(item.source.path), proof)
+    local = hash_file(str(item.source.path), proof, progress=progress)
     return proof.matches(local), proof.tier, local if proof.tier == "checksum" else None
 
 

@@ -249,10 +249,7 @@ def load_settings(
             line = lines.get(key)
             where = f"{config_file}, line {line}" if line else str(config_file)
             if key not in SETTING_NAMES:
-                raise ConfigError(
-                    f"unknown setting {key!r} in {where}",
-                    hint=f"known settings: {', '.join(SETTING_NAMES)}",
-                )
+                raise ConfigError(f"unknown setting {key!r} in {where}", hint=_suggest(key))
             merged[key] = value
             origin[key] = _Source(where)
     for key, value in _from_env(env).items():
@@ -269,13 +266,64 @@ def load_settings(
         raise _explain(exc, origin) from None
 
 
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, SETTING_NAMES, n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "the README's configuration table lists every setting"
+
+
+# The value each setting with a pattern expects, in words.
+_FORMS = {
+    "expected_bucket_owner": "a 12-digit AWS account id",
+    "custom_timestamp": "a timestamp YYYYMMDD_HHMM",
+}
+
+
+def _problem(key: str, error: Any) -> str:
+    """One validation error in s3stow's words (never pydantic's)."""
+    kind = str(error.get("type", ""))
+    context = error.get("ctx") or {}
+    value = error.get("input")
+    shown = repr(value) if isinstance(value, str) else str(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{shown} is not true or false (write true, false, yes, no, on, off, 1 or 0)"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{shown} is not a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return f"{shown} is not a number"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = next(iter(context.values()), "?")
+        words = {
+            "greater_than_equal": "at least",
+            "greater_than": "more than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }[kind]
+        return f"{shown} is out of range: it must be {words} {bound}"
+    if kind == "literal_error":
+        choices = str(context.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{shown} is not one of: {choices}"
+    if kind == "string_pattern_mismatch":
+        return f"{shown} is not {_FORMS.get(key, 'in the expected form')}"
+    if kind in ("dict_type", "model_type"):
+        return f"{shown} is not a mapping of name: value"
+    if kind == "list_type":
+        return f"{shown} is not a list (a YAML list, or comma-separated in a variable)"
+    if kind == "string_type":
+        return f"{shown} is not text"
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
 def _explain(exc: ValidationError, origin: Mapping[str, _Source]) -> ConfigError:
     problems = []
     for error in exc.errors():
         key = str(error["loc"][0]) if error["loc"] else "?"
         where = origin[key].describe if key in origin else "defaults"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"setting {key!r} from {where}: {message}")
+        problems.append(f"setting {key!r} from {where}: {_problem(key, error)}")
     return ConfigError(
         "invalid configuration: " + "; ".join(problems),
         hint="fix the value named above; `s3stow upload --help` lists the accepted forms",

@@ -1,9 +1,14 @@
-"""Logging set-up and the secret-redaction filter.
+"""Logging set-up, the secret-redaction filter and warnings said once per kind.
 
 botocore's DEBUG logs print the session token, the Authorization header and
 SSE-C keys; database URLs carry passwords. ``RedactingFilter`` scrubs those from
 every record before any handler formats it, and ``configure_logging`` installs
 it on the handlers s3stow owns, so even ``--debug`` output is safe to share.
+
+A warning that can concern every file of a run (``warn_each``: a file name without
+a timestamp, a file that could not be deleted after archiving) is shown once per
+kind: the first one as it happens, then ``flush_warnings`` says how many there were
+in all, with a few examples; ``-v`` lists every one as it happens instead.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from typing import TextIO
 
 REDACTED = "***"
@@ -64,6 +70,53 @@ def redact(text: str) -> str:
     return text
 
 
+class _Kinds(logging.Filter):
+    """Lets the first warning of each kind through, counts the others (see module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.each = False  # -v: every warning as it happens
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[int, list[str], str]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = getattr(record, "s3stow_kind", None)
+        if kind is None or self.each:
+            return True
+        with self._lock:
+            many = str(getattr(record, "s3stow_many", kind))
+            count, examples, many = self._seen.get(kind, (0, [], many))
+            if len(examples) < 3:
+                examples.append(str(getattr(record, "s3stow_example", "?")))
+            self._seen[kind] = (count + 1, examples, many)
+        return count == 0
+
+    def take(self) -> list[tuple[int, list[str], str]]:
+        with self._lock:
+            seen, self._seen = self._seen, {}
+        return [entry for entry in seen.values() if entry[0] > 1]
+
+
+_KINDS = _Kinds()
+
+
+def warn_each(
+    logger: logging.Logger, kind: str, message: str, *args: object, example: str, many: str
+) -> None:
+    """Warn ``message`` about one of possibly many items: shown once per ``kind`` (``-v``:
+    each time); ``flush_warnings`` later says ``<count> <many>``, with examples."""
+    extra = {"s3stow_kind": kind, "s3stow_example": example, "s3stow_many": many}
+    logger.warning(message, *args, extra=extra)
+
+
+def flush_warnings() -> None:
+    """Say, per kind warned more than once, how many there were and a few examples."""
+    for count, examples, many in _KINDS.take():
+        logging.getLogger("s3stow").warning(
+            "%s %s (e.g. %s; -v lists every one)", f"{count:,}", many, ", ".join(examples)
+        )
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that formats the record once and scrubs secrets from it."""
 
@@ -76,6 +129,17 @@ class RedactingFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True
+
+
+class _Stderr:
+    """``sys.stderr`` as it is at each write, so a live progress display that redirects
+    stderr prints log lines above its frame instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure_logging(
@@ -93,7 +157,9 @@ def configure_logging(
         level = logging.INFO
     elif quiet:
         level = logging.ERROR
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or _Stderr())
+    _KINDS.each = level <= logging.INFO
+    handler.addFilter(_KINDS)
     handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

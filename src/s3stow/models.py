@@ -36,6 +36,7 @@ class Reason(StrEnum):
     REMOTE_MATCH = "remote-match"
     NO_CLOBBER = "no-clobber"
     DEDUPLICATED = "deduplicated"  # content-addressed key another file of the run has
+    LIMIT = "limit"  # not started: the run's --limit was reached
     # restore: a local file is at the destination; the object is archived (Glacier)
     LOCAL_EXISTS = "local-exists"
     LOCAL_MATCH = "local-match"
@@ -194,6 +195,7 @@ class RunSummary:
     # files selection did not take (--include, sizes, ages, extensions) apart
     skip_reasons: dict[str, int] = field(default_factory=dict)
     not_selected: int = 0
+    not_started: int = 0  # left for the next run by --limit
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
     transient_errors: int = 0  # 5xx/throttling/connection errors seen (botocore retried)
     throttled: int = 0  # throttling responses (each may halve concurrency)
@@ -233,6 +235,7 @@ class RunSummary:
             "changed": self.changed,
             "skip_reasons": self.skip_reasons,
             "not_selected": self.not_selected,
+            "not_started": self.not_started,
             "bytes_uploaded": self.bytes_uploaded,
             "bytes_resumed": self.bytes_resumed,
             "bytes_total": self.bytes_total,

@@ -150,31 +150,42 @@ def choose_proof(
     return Proof("size")
 
 
-def hash_file(path: str, proof: Proof, *, layout: Sequence[int] = ()) -> str | None:
+def hash_file(
+    path: str,
+    proof: Proof,
+    *,
+    layout: Sequence[int] = (),
+    progress: checksums.Progress = None,
+) -> str | None:
     """The proof's value computed from a file (``layout``: the part sizes of a
-    composite value); ``None`` for a tier that reads no content."""
+    composite value); ``None`` for a tier that reads no content. ``progress`` is told
+    the size of each block read (the progress display shows a large file's hashing)."""
     if proof.parts:
         digests = []
         with open(path, "rb") as handle:
             for length in layout:
                 part = Hasher(str(proof.algorithm))
-                _feed(handle, part, length)
+                _feed(handle, part, length, progress)
                 digests.append(part.value())
         return checksums.composite_of(str(proof.algorithm), digests)
     hasher = proof.whole_hasher()
     if hasher is None:
         return None
     with open(path, "rb") as handle:
-        _feed(handle, hasher, None)
+        _feed(handle, hasher, None, progress)
     return hasher.value()
 
 
-def _feed(handle: BinaryIO, hasher: Hasher, length: int | None) -> None:
+def _feed(
+    handle: BinaryIO, hasher: Hasher, length: int | None, progress: checksums.Progress
+) -> None:
     left = length
     while left is None or left > 0:
         block = handle.read(_CHUNK if left is None else min(_CHUNK, left))
         if not block:
             return
         hasher.update(block)
+        if progress is not None:
+            progress(len(block))
         if left is not None:
             left -= len(block)

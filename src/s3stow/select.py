@@ -82,13 +82,20 @@ class Selector:
             )
         )
 
-    def takes(self, source: SourceFile) -> str | None:
-        """``None`` when the file is taken, else the reason it is not."""
-        rel = source.rel_path
+    def takes_path(self, rel: str) -> str | None:
+        """What the patterns alone say of a relative path: ``None`` when taken."""
         if self.exclude is not None and self.exclude.match_file(rel):
             return "excluded"
         if self.include is not None and not self.include.match_file(rel):
             return "not included"
+        return None
+
+    def takes(self, source: SourceFile) -> str | None:
+        """``None`` when the file is taken, else the reason it is not."""
+        rel = source.rel_path
+        by_path = self.takes_path(rel)
+        if by_path is not None:
+            return by_path
         if self.min_size is not None and source.size < self.min_size:
             return "smaller than --min-size"
         if self.max_size is not None and source.size > self.max_size:

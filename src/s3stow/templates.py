@@ -32,6 +32,7 @@ from typing import Any
 
 from s3stow.errors import ConfigError
 from s3stow.keys import MAX_KEY_BYTES, UnsafeKeyError, check_key
+from s3stow.logs import warn_each
 from s3stow.models import SourceFile
 
 log = logging.getLogger(__name__)
@@ -230,9 +231,13 @@ class KeyTemplate:
         return sanitise_key(key, prefix=self.prefix)
 
     def _fallback_time(self, source: SourceFile) -> datetime:
-        log.warning(
+        warn_each(
+            log,
+            "no-file-time",
             "%s has no YYYYMMDD timestamp in its name; using its mtime for the date folders",
             source.path,
+            example=source.rel_path,
+            many="files have no YYYYMMDD timestamp in their name: their mtime gave the date",
         )
         return datetime.fromtimestamp(source.mtime_ns / 1e9, UTC)
 

@@ -1,28 +1,29 @@
 """``Watcher``: upload files as they appear in a directory, once each, forever.
 
 Filesystem notifications (watchdog) say which paths changed; a periodic rescan is the
-safety net for lost notifications and for files that arrived while s3stow was down
-(the backlog is uploaded at start, oldest first). A file is *ready* when its size and
-mtime have not changed for ``settle`` seconds (a scanned file whose mtime is older than
-that is ready at once; reads are not changes); temporary names (``*.tmp``, ``*.part``
-by default) are ignored; a file still changing after ``max_wait`` is reported and not
-uploaded half-written. Ready files go through the same engine as ``upload`` (keys by
-the same planner, verified, recorded in the ledger), so a restart never uploads a file
-twice. ``after_upload`` (``keep``, ``delete`` or ``move:DIR``) acts only on files whose
-object is verified. Transient outages keep files queued and retried with backoff; an
-authentication or permission error stops the watcher (exit 3).
+safety net for lost notifications and for files that arrived while s3stow was down (the
+backlog is uploaded at start, oldest first). A file is *ready* when its size and mtime
+have not changed for ``settle`` seconds (a scanned file whose mtime is older than that
+is ready at once; reads are not changes); the settings' ``include``/``exclude`` select
+files as in ``upload`` (gitignore patterns on the path relative to the watched
+directory), and temporary and hidden names (``DEFAULT_IGNORE``) are always excluded
+first (a ``!pattern`` exclude takes one back); a file still changing after ``max_wait``
+is reported and not uploaded half-written. Ready files go through the same engine as
+``upload`` (keys by the same planner, verified, recorded in the ledger), so a restart
+never uploads a file twice. ``after_upload`` (``keep``, ``delete`` or ``move:DIR``) acts
+only on files whose object is verified. Transient outages keep files queued and retried
+with backoff; an authentication or permission error stops the watcher (exit 3).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from watchdog.observers import Observer as FsObserver
 from s3stow.collisions import KeyClaims
 from s3stow.discover import discover
 from s3stow.keys import Target
+from s3stow.logs import warn_each
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.ownfiles import working_files
 from s3stow.plan import Duplicate, Planner, Refused
@@ -125,8 +127,6 @@ class Watcher:
         directory: Path,
         target: Target,
         *,
-        patterns: Sequence[str] = (),
-        ignore: Sequence[str] = DEFAULT_IGNORE,
         settle: float = 5.0,
         max_wait: float = 3600.0,
         rescan: float = 30.0,
@@ -137,8 +137,6 @@ class Watcher:
         self.uploader = uploader
         self.directory = directory
         self.target = target
-        self.patterns = list(patterns)
-        self.ignore = list(ignore)
         self.settle = settle
         self.max_wait = max_wait
         self.rescan = rescan
@@ -146,7 +144,9 @@ class Watcher:
         self.status_json = status_json
         self.on_progress = on_progress
         self._last_line: tuple[int, int, int, int] | None = None
-        self.planner = Planner(uploader.settings, target)
+        settings = uploader.settings
+        excluded = [*DEFAULT_IGNORE, *settings.exclude]  # the user's "!x" can take one back
+        self.planner = Planner(settings.model_copy(update={"exclude": excluded}), target)
         self.own = working_files(uploader.settings, uploader.ledger)  # never uploaded
         if status_json is not None:
             self.own.add(status_json, "the watch heartbeat (--status-json)")
@@ -202,14 +202,17 @@ class Watcher:
 
     # ---- bookkeeping -------------------------------------------------------------------
     def _wanted(self, path: Path) -> bool:
-        name = path.name
-        if any(fnmatch.fnmatch(name, g) for g in self.ignore):
+        """Whether the include/exclude patterns take ``path`` (checked before it is even
+        tracked, so excluded temporary files never enter the backlog)."""
+        try:
+            rel = path.relative_to(self.directory).as_posix()
+        except ValueError:
             return False
         own = self.own.what(path)
         if own is not None:
             log.debug("not uploading %s: it is %s", path, own)
             return False
-        return not self.patterns or any(fnmatch.fnmatch(name, g) for g in self.patterns)
+        return self.planner.selector.takes_path(rel) is None
 
     def _track(self, path: Path, now: float, *, scanned: bool = False) -> None:
         if not self._wanted(path):
@@ -354,7 +357,16 @@ class Watcher:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(path), destination)
         except OSError as exc:
-            log.warning("after-upload %s failed for %s: %s", self.after_upload, path, exc)
+            warn_each(
+                log,
+                "after-upload-failed",
+                "after-upload %s failed for %s: %s",
+                self.after_upload,
+                path,
+                exc,
+                example=str(path),
+                many=f"files were uploaded but --after-upload {self.after_upload} failed",
+            )
 
     def backlog(self) -> tuple[int, float | None]:
         """Files waiting (seen, not yet verified in S3) and when the oldest was first

@@ -25,6 +25,7 @@ from s3stow.archive.locate import locate
 from s3stow.archive.table import MediaRow, MediaTable
 from s3stow.collisions import KeyClaims
 from s3stow.keys import Target, UnsafeKeyError
+from s3stow.logs import warn_each
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.templates import KeyTemplate
@@ -93,7 +94,16 @@ class _WriteBack(Observer):
                 except FileNotFoundError:
                     pass
                 except OSError as exc:
-                    log.warning("could not delete %s after archiving: %s", path, exc)
+                    warn_each(
+                        log,
+                        "cleanup-failed",
+                        "could not delete %s after archiving: %s",
+                        path,
+                        exc,
+                        example=str(path),
+                        many="files could not be deleted after archiving (they stay; delete "
+                        "them by hand)",
+                    )
 
     def on_finish(self, summary: object) -> None:
         self.flush()

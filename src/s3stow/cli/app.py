@@ -1,4 +1,7 @@
-"""The ``s3stow`` Typer application: global options, command registry, ``main``.
+"""The ``s3stow`` Typer application: command registry, top-level help, ``main``.
+
+The global options are defined in ``cli.globalopts`` and accepted before and after
+the command name; every command built here gets the house help (``cli.helptext``).
 
 The registry is lazy: ``COMMANDS`` names each command's module, and a command is
 imported and built only when it is invoked or listed, so ``s3stow upload`` does
@@ -14,23 +17,31 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from s3stow import __version__
+from s3stow.cli.globalopts import GLOBAL_PARAMS, GlobalOptions, debug_on, settle
+from s3stow.cli.helptext import (
+    HouseGroup,
+    examples,
+    house,
+    write_commands,
+    write_global_options,
+)
 from s3stow.errors import ExitCode, S3StowError
-from s3stow.logs import configure_logging, redact
+from s3stow.logs import flush_warnings, redact
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from typer._click import Command, Context  # the click that typer's classes are typed with
-
-    from s3stow.config import Settings
+    from typer._click import (  # the click that typer's classes are typed with
+        Command,
+        Context,
+        HelpFormatter,
+    )
 
 # Command name -> the module of s3stow.cli whose ``register(app)`` defines it, in the
 # order ``s3stow --help`` lists them.
@@ -47,10 +58,11 @@ COMMANDS = {
     "bucket": "bucket",
     "archive": "archive",
     "job": "job",
+    "completion": "completion",
 }
 
 
-class LazyCommandGroup(TyperGroup):
+class LazyCommandGroup(HouseGroup):
     """The top-level group: builds a command from its module on first use."""
 
     def list_commands(self, ctx: Context) -> list[str]:
@@ -64,6 +76,11 @@ class LazyCommandGroup(TyperGroup):
                 for name in COMMANDS:
                     self.get_command(ctx, name)
         return self.commands.get(cmd_name)
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        own = [p for p in self.get_params(ctx) if p not in GLOBAL_PARAMS]
+        write_global_options(ctx, formatter, extra=own)
+        write_commands(self, ctx, formatter)
 
 
 def _typer(**settings: Any) -> typer.Typer:
@@ -85,7 +102,7 @@ def _build_command(name: str) -> Command:
     holder.callback()(_no_options)
     module.register(holder)
     command: Command = typer.main.get_group(holder).commands[name]
-    return command
+    return house(command)
 
 
 app = _typer(
@@ -93,51 +110,21 @@ app = _typer(
     name="s3stow",
     help="Upload and archive local files to S3 and S3-compatible stores: every file ends "
     "verified in S3 or reported with its reason, and interrupted runs resume.",
+    epilog=examples(
+        (
+            "Upload a folder; run the same line again to resume or to send only what changed:",
+            "s3stow upload ./photos s3://my-bucket/photos",
+        ),
+        (
+            "The same to an S3-compatible server (global options go before or after the command):",
+            "s3stow upload ./photos s3://backup/photos --endpoint-url http://nas:9000",
+        ),
+        ("Help on one command, with its examples:", "s3stow upload --help"),
+    ),
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 log = logging.getLogger("s3stow")
-
-
-@dataclass
-class GlobalOptions:
-    """Options given before the command name."""
-
-    config: Path | None = None
-    endpoint_url: str | None = None
-    profile: str | None = None
-    region: str | None = None
-    path_style: bool | None = None
-    ca_bundle: str | None = None
-    verify_ssl: bool | None = None
-    expected_bucket_owner: str | None = None
-    auth: str | None = None
-    keyring_service: str | None = None
-    verbose: int = 0
-    debug: bool = False
-    quiet: bool = False
-    json: bool = False
-
-    def settings(self, **flags: Any) -> Settings:
-        """Resolve the settings: defaults < config file < env < these flags."""
-        from s3stow.config import load_settings
-
-        merged = {
-            "endpoint_url": self.endpoint_url,
-            "profile": self.profile,
-            "region": self.region,
-            "path_style": self.path_style,
-            "ca_bundle": self.ca_bundle,
-            "verify_ssl": self.verify_ssl,
-            "expected_bucket_owner": self.expected_bucket_owner,
-            "auth": self.auth,
-            "keyring_service": self.keyring_service,
-            **flags,
-        }
-        return load_settings(config_file=self.config, flags=merged)
-
-
-_DEBUG = {"on": False}
 
 
 def _version(value: bool) -> None:
@@ -149,51 +136,6 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="YAML config file.", envvar="S3STOW_CONFIG")
-    ] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="S3-compatible endpoint URL (e.g. http://127.0.0.1:9000).")
-    ] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile to use.")] = None,
-    region: Annotated[str | None, typer.Option(help="AWS region.")] = None,
-    path_style: Annotated[
-        bool | None,
-        typer.Option(
-            "--path-style/--virtual-style",
-            help="Addressing style (path-style for most S3-compatible servers).",
-            show_default=False,
-        ),
-    ] = None,
-    auth: Annotated[
-        str | None,
-        typer.Option(help="Credentials: chain (env, profiles, SSO, roles) or keyring."),
-    ] = None,
-    keyring_service: Annotated[
-        str | None, typer.Option(help="Keyring service holding the access key [s3stow].")
-    ] = None,
-    ca_bundle: Annotated[
-        str | None, typer.Option(help="CA bundle file for TLS verification.")
-    ] = None,
-    no_verify_ssl: Annotated[
-        bool, typer.Option("--no-verify-ssl", help="Disable TLS verification (warns).")
-    ] = False,
-    expected_bucket_owner: Annotated[
-        str | None,
-        typer.Option(help="12-digit account id: S3 refuses requests to a bucket it does not own."),
-    ] = None,
-    verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
-    ] = 0,
-    debug: Annotated[
-        bool, typer.Option(help="Debug logs (secrets redacted) and tracebacks.")
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Nothing on success; only errors and failures.")
-    ] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Machine-readable JSON output.")
-    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -201,25 +143,8 @@ def main_options(
         ),
     ] = False,
 ) -> None:
-    """Global options, given before the command."""
-    _DEBUG["on"] = debug
-    configure_logging(verbose=verbose, debug=debug, quiet=quiet)
-    ctx.obj = GlobalOptions(
-        config=config,
-        endpoint_url=endpoint_url,
-        profile=profile,
-        region=region,
-        path_style=path_style,
-        ca_bundle=ca_bundle,
-        verify_ssl=False if no_verify_ssl else None,
-        expected_bucket_owner=expected_bucket_owner,
-        auth=auth,
-        keyring_service=keyring_service,
-        verbose=verbose,
-        debug=debug,
-        quiet=quiet,
-        json=json_output,
-    )
+    """The global options (``cli.globalopts``) given before the command."""
+    settle(ctx)
 
 
 # Options of the commands that run the engine for long (upload, watch, job work, restore):
@@ -228,11 +153,15 @@ MetricsPortOpt = Annotated[
     int | None,
     typer.Option(
         help="Serve Prometheus metrics on this port at /metrics (0: any free port).",
+        metavar="PORT",
         show_default=False,
     ),
 ]
 MetricsHostOpt = Annotated[
-    str | None, typer.Option(help="Address --metrics-port listens on [127.0.0.1].")
+    str | None,
+    typer.Option(
+        help="Address --metrics-port listens on.", metavar="ADDRESS", show_default="127.0.0.1"
+    ),
 ]
 
 # Piped or redirected, results are data: a width no key, path or table row reaches.
@@ -270,11 +199,22 @@ def _error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with the documented code."""
+    if os.environ.get("_S3STOW_COMPLETE"):  # the shell asks for completions
+        from typer._completion_classes import completion_init
+
+        completion_init()
+    try:
+        _main(argv)
+    finally:
+        flush_warnings()  # what a command warned of many times, said once (logs.warn_each)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         # With standalone_mode=False click returns the code of a typer.Exit.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False, prog_name="s3stow")
     except S3StowError as exc:
-        if _DEBUG["on"]:
+        if debug_on():
             log.exception("s3stow error")
         _error(str(exc))
         sys.exit(int(exc.exit_code))
@@ -294,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         _error("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as exc:
-        if _DEBUG["on"]:
+        if debug_on():
             log.exception("unexpected error")
         _error(
             f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback; "
@@ -302,3 +242,6 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(int(ExitCode.FATAL))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+__all__ = ["COMMANDS", "GlobalOptions", "app", "heading", "main", "output_console"]

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from s3stow.archive import DEFAULT_TEMPLATE
 from s3stow.cli.app import GlobalOptions, heading, output_console
+from s3stow.cli.helptext import examples
 from s3stow.cli.restore import (
     DaysOpt,
     DryRunOpt,
@@ -33,23 +33,49 @@ archive_app = typer.Typer(
     rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
     help="Archive media files listed in a database table, writing archive_url back.",
     no_args_is_help=True,
+    epilog=examples(
+        ("Try it on a demo database:", "s3stow archive init-demo --db demo.db"),
+        (
+            "Archive every row not yet archived:",
+            "s3stow archive run s3://media-archive --db app.db",
+        ),
+        ("How much is archived:", "s3stow archive stats --db app.db"),
+    ),
 )
 Opt = typer.Option
-DbOpt = Annotated[str, Opt("--db", help="SQLite file/sqlite:/// URL or postgresql:// URL.")]
-TableOpt = Annotated[str, Opt("--table", help="The media table.")]
+DbOpt = Annotated[
+    str,
+    Opt(
+        "--db",
+        help="The database: a SQLite file, a sqlite:/// URL or a postgresql:// URL.",
+        metavar="FILE|URL",
+    ),
+]
+TableOpt = Annotated[str, Opt("--table", help="The media table.", metavar="TABLE")]
 MapOpt = Annotated[
-    list[str] | None, Opt("--column-map", help="KEY=COLUMN for another schema (repeatable).")
+    list[str] | None,
+    Opt(
+        "--column-map",
+        help="Map a field to another schema's column, e.g. md5=checksum.",
+        metavar="FIELD=COLUMN",
+    ),
 ]
 WhereOpt = Annotated[
     list[str] | None,
     Opt(
         "--where",
-        help="Only rows where COLUMN OP VALUE (OP: = != < <= > >= ~ for LIKE, or "
-        "'COLUMN is null'); repeatable, all must hold. Values are bound, never SQL.",
+        help="Only rows where COLUMN OP VALUE holds (OP: = != < <= > >= ~ for LIKE, or "
+        "'COLUMN is null'; all must hold; values are bound, never SQL).",
+        metavar="CONDITION",
     ),
 ]
 RootOpt = Annotated[
-    Path, Opt("--media-root", help="Root of the media cache (images/, videos/, documents/).")
+    Path,
+    Opt(
+        "--media-root",
+        help="Root of the media cache (images/, videos/, documents/).",
+        metavar="DIR",
+    ),
 ]
 
 
@@ -64,22 +90,51 @@ def _table(
     return MediaTable(db, table=table, columns=columns, filters=filters)
 
 
-@archive_app.command("run")
+@archive_app.command(
+    "run",
+    epilog=examples(
+        (
+            "Archive every row without archive_url (files read from cache/media):",
+            "s3stow archive run s3://media-archive --db app.db",
+        ),
+        (
+            "Only videos, 100 rows, from PostgreSQL; see first, then run:",
+            "s3stow archive run s3://media-archive --db postgresql://app@db/app "
+            "--where 'media_type = video' --limit 100 --dry-run",
+        ),
+    ),
+)
 def run(
     ctx: typer.Context,
-    destination: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX]")],
+    destination: Annotated[
+        str,
+        typer.Argument(help="Where the files go.", metavar="s3://BUCKET[/PREFIX]"),
+    ],
     db: DbOpt,
     table: TableOpt = "post_media",
     column_map: MapOpt = None,
     where: WhereOpt = None,
     media_root: RootOpt = Path("cache/media"),
-    key_template: Annotated[str, Opt(help="Key template with row fields.")] = DEFAULT_TEMPLATE,
-    limit: Annotated[int | None, Opt(help="Archive at most N rows.")] = None,
-    batch_size: Annotated[int, Opt(help="Rows per archive_url transaction.")] = 50,
+    key_template: Annotated[
+        str,
+        Opt(help="Key template with the row's fields (see the README).", metavar="TEMPLATE"),
+    ] = DEFAULT_TEMPLATE,
+    limit: Annotated[int | None, Opt(help="Archive at most N rows.", metavar="N")] = None,
+    batch_size: Annotated[int, Opt(help="Rows per archive_url transaction.", metavar="N")] = 50,
     force: Annotated[bool, Opt("--force", help="Re-archive rows that have archive_url.")] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Show what would be archived.")] = False,
-    ledger: Annotated[str | None, Opt(help="Ledger path or URL.")] = None,
-    concurrency: Annotated[str | None, Opt(help="Parallel requests: N or cpu*K.")] = None,
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        Opt(help="Requests in flight: a number, or cpu*K.", metavar="N", show_default="16"),
+    ] = None,
     cleanup_local: Annotated[
         bool, Opt("--cleanup-local", help="Delete local files once archived and committed.")
     ] = False,
@@ -149,7 +204,10 @@ def run(
         )
     elif not options.quiet:  # -q: the failures were printed as they happened
         console = output_console()
-        print_summary(summary, console, resume_hint="the same s3stow archive run command")
+        every = options.verbose > 0 or not console.is_terminal
+        print_summary(
+            summary, console, resume_hint="the same s3stow archive run command", list_all=every
+        )
         console.print(
             f"archive: {report.rows} row(s) read, archive_url written for "
             f"{report.urls_written} in {report.transactions} transaction(s)"
@@ -175,11 +233,20 @@ def run(
     exit_for(summary, uploader)
 
 
-@archive_app.command("init-demo")
+@archive_app.command(
+    "init-demo",
+    epilog=examples(
+        (
+            "A demo database and media cache, then archive it:",
+            "s3stow archive init-demo --db demo.db",
+        ),
+        ("", "s3stow archive run s3://demo-bucket --db demo.db"),
+    ),
+)
 def demo(
     db: DbOpt,
     media_root: RootOpt = Path("cache/media"),
-    rows: Annotated[int, Opt(help="How many rows.")] = 60,
+    rows: Annotated[int, Opt(help="How many rows.", metavar="N")] = 60,
 ) -> None:
     """Create a sample post_media database and media cache to try archiving."""
     from s3stow.archive.demo import init_demo
@@ -196,7 +263,16 @@ def demo(
     )
 
 
-@archive_app.command("stats")
+@archive_app.command(
+    "stats",
+    epilog=examples(
+        ("How much is archived, by media type:", "s3stow archive stats --db app.db"),
+        (
+            "Only this year's rows:",
+            "s3stow archive stats --db app.db --where 'created_at >= 2025-01-01'",
+        ),
+    ),
+)
 def stats(
     ctx: typer.Context,
     db: DbOpt,
@@ -230,7 +306,16 @@ def stats(
         return
     console = output_console()
     heading(console, "S3 Archive Statistics")
-    table_ = Table("", "total", "archived", "%", "not archived", box=None)
+    from s3stow.report.console import table as new_table
+
+    table_ = new_table(
+        "",
+        "total",
+        "archived",
+        "%",
+        "not archived",
+        numeric=("total", "archived", "%", "not archived"),
+    )
     for s in [overall, *by_type]:
         table_.add_row(
             "Overall" if s is overall else s.media_type.capitalize(),
@@ -242,7 +327,16 @@ def stats(
     console.print(table_)
 
 
-@archive_app.command("verify")
+@archive_app.command(
+    "verify",
+    epilog=examples(
+        ("HEAD every archived object (size and checksum):", "s3stow archive verify --db app.db"),
+        (
+            "Also find rows whose local file is gone:",
+            "s3stow archive verify --db app.db --check-local",
+        ),
+    ),
+)
 def verify(
     ctx: typer.Context,
     db: DbOpt,
@@ -254,8 +348,15 @@ def verify(
     check_local: Annotated[
         bool, Opt("--check-local", help="Find rows whose file is gone.")
     ] = False,
-    limit: Annotated[int | None, Opt(help="Check at most N rows.")] = None,
-    ledger: Annotated[str | None, Opt(help="Ledger, for checksum comparison.")] = None,
+    limit: Annotated[int | None, Opt(help="Check at most N rows.", metavar="N")] = None,
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger, to compare checksums with.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
+    ] = None,
 ) -> None:
     """Prove archived rows: objects exist with the right size/checksum; files exist."""
     from s3stow.archive.report import verify_archive
@@ -303,7 +404,20 @@ def verify(
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
-@archive_app.command("restore")
+@archive_app.command(
+    "restore",
+    epilog=examples(
+        (
+            "Rebuild the media cache of every archived row (each file checked against md5_sum):",
+            "s3stow archive restore --db app.db --media-root cache/media",
+        ),
+        (
+            "Only the videos of one year, overwriting files that differ:",
+            "s3stow archive restore --db app.db --where 'media_type = video' "
+            "--where 'created_at >= 2024-01-01' --overwrite",
+        ),
+    ),
+)
 def restore(
     ctx: typer.Context,
     db: DbOpt,
@@ -311,7 +425,7 @@ def restore(
     column_map: MapOpt = None,
     where: WhereOpt = None,
     media_root: RootOpt = Path("cache/media"),
-    limit: Annotated[int | None, Opt(help="Restore at most N rows.")] = None,
+    limit: Annotated[int | None, Opt(help="Restore at most N rows.", metavar="N")] = None,
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = None,
     request_restore: RequestOpt = False,
@@ -319,14 +433,26 @@ def restore(
     tier: TierOpt = "Standard",
     wait: WaitOpt = False,
     poll_interval: PollOpt = 60.0,
-    ledger: Annotated[str | None, Opt(help="Ledger path or URL.")] = None,
-    concurrency: Annotated[str | None, Opt(help="Parallel requests: N or cpu*K.")] = None,
-    failures_file: Annotated[Path | None, Opt(help="Write failed rows here (JSON lines).")] = None,
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        Opt(help="Requests in flight: a number, or cpu*K.", metavar="N", show_default="16"),
+    ] = None,
+    failures_file: Annotated[
+        Path | None, Opt(help="Write each failed row as a JSON line.", metavar="FILE")
+    ] = None,
 ) -> None:
     """Rebuild the media files of rows that have archive_url, each checked against md5_sum."""
     from s3stow.archive.restore import restore_items
     from s3stow.cli.restore import finish, glacier_options, observers_for
-    from s3stow.cli.upload import default_ledger, install_signal_handlers
+    from s3stow.cli.upload import default_ledger, install_signal_handlers, resume_command
     from s3stow.ledger import open_ledger
     from s3stow.restore.engine import Restorer
     from s3stow.restore.worker import RestoreOptions
@@ -344,7 +470,7 @@ def restore(
         observers=observers_for(options, settings),
         options=RestoreOptions(overwrite=overwrite, glacier=glacier),
     )
-    undo = install_signal_handlers(restorer)
+    undo = install_signal_handlers(restorer, resume=resume_command())
     try:
         root = restorer.prepare_root(media_root)
         items = restore_items(media, media_root=root, rules=restorer.rules, limit=limit)

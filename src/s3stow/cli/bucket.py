@@ -6,9 +6,9 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import normalise_prefix, validate_bucket
 from s3stow.units import format_size
@@ -20,32 +20,69 @@ bucket_app = typer.Typer(
     rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
     help="Create and configure a bucket, or inspect one.",
     no_args_is_help=True,
+    epilog=examples(
+        ("Create and configure a bucket:", "s3stow bucket setup my-archive --versioning"),
+        ("What a bucket holds and how it is set up:", "s3stow bucket check my-archive"),
+    ),
 )
 Opt = typer.Option
 
 
-@bucket_app.command("setup")
+@bucket_app.command(
+    "setup",
+    epilog=examples(
+        (
+            "Create a bucket with versioning, aborting stale multipart uploads after 7 days:",
+            "s3stow bucket setup my-archive --region eu-west-1 --versioning",
+        ),
+        (
+            "Move objects to Glacier after 30 days; only show what would change:",
+            "s3stow bucket setup my-archive --glacier-after 30 --dry-run",
+        ),
+        (
+            "Exit 1 if the bucket drifted from these settings:",
+            "s3stow bucket setup my-archive --versioning --check-only",
+        ),
+    ),
+)
 def setup(
     ctx: typer.Context,
-    bucket: Annotated[str, typer.Argument(help="Bucket name.")],
-    region: Annotated[str | None, Opt(help="Region to create it in.")] = None,
+    bucket: Annotated[str, typer.Argument(help="The bucket's name.", metavar="BUCKET")],
     versioning: Annotated[
-        bool | None, Opt("--versioning/--no-versioning", help="Object versioning.")
+        bool | None,
+        Opt("--versioning/--no-versioning", help="Keep every version of each object."),
     ] = None,
     glacier_after: Annotated[
-        int | None, Opt(help="Move objects to the transition class after DAYS.")
+        int | None,
+        Opt(help="Move objects to the transition storage class after DAYS.", metavar="DAYS"),
     ] = None,
-    storage_class_transition: Annotated[str, Opt(help="Transition storage class.")] = "GLACIER",
-    expire_after: Annotated[int | None, Opt(help="Delete objects after DAYS.")] = None,
+    storage_class_transition: Annotated[
+        str, Opt(help="The storage class objects move to.", metavar="CLASS")
+    ] = "GLACIER",
+    expire_after: Annotated[
+        int | None, Opt(help="Delete objects after DAYS.", metavar="DAYS")
+    ] = None,
     abort_incomplete_after: Annotated[
-        int | None, Opt(help="Abort incomplete multipart uploads after DAYS.")
+        int | None,
+        Opt(help="Abort multipart uploads left incomplete for DAYS.", metavar="DAYS"),
     ] = 7,
-    encryption: Annotated[str | None, Opt(help="Default encryption: AES256 or aws:kms.")] = None,
-    kms_key_id: Annotated[str | None, Opt(help="KMS key for aws:kms.")] = None,
+    encryption: Annotated[
+        str | None, Opt(help="Default encryption of new objects.", metavar="AES256|aws:kms")
+    ] = None,
+    kms_key_id: Annotated[
+        str | None, Opt(help="KMS key for --encryption aws:kms.", metavar="KEY_ID")
+    ] = None,
     block_public_access: Annotated[
-        bool, Opt("--block-public-access/--no-block-public-access", help="Block all public access.")
+        bool,
+        Opt(
+            "--block-public-access/--no-block-public-access",
+            help="Block every kind of public access.",
+        ),
     ] = True,
-    prefix: Annotated[str, Opt(help="Scope of the lifecycle rules.")] = "",
+    prefix: Annotated[
+        str,
+        Opt(help="Apply the lifecycle rules to this prefix only.", metavar="PREFIX"),
+    ] = "",
     check_only: Annotated[
         bool, Opt("--check-only", help="Change nothing; exit 1 on drift.")
     ] = False,
@@ -61,9 +98,9 @@ def setup(
         raise ConfigError(f"--encryption {encryption!r} is not AES256 or aws:kms")
     if kms_key_id and encryption != "aws:kms":
         raise ConfigError("--kms-key-id needs --encryption aws:kms")
-    settings = options.settings(region=region)
+    settings = options.settings()  # --region (global) is where the bucket is created
     spec = BucketSpec(
-        region=region or settings.region,
+        region=settings.region,
         versioning=versioning,
         transition_after=glacier_after,
         transition_class=storage_class_transition,
@@ -114,7 +151,9 @@ def setup(
         )
     else:
         console = output_console()
-        table = Table("setting", "before", "after" if not check_only else "wanted", "", box=None)
+        from s3stow.report.console import table as new_table
+
+        table = new_table("setting", "before", "after" if not check_only else "wanted", "")
         style = {"changes": "[yellow]changes[/]", "unsupported": "[dim]unsupported[/]"}
         for row in rows:
             table.add_row(row.setting, row.before, row.after, style.get(row.state, row.state))
@@ -148,13 +187,28 @@ def setup(
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
-@bucket_app.command("check")
+@bucket_app.command(
+    "check",
+    epilog=examples(
+        (
+            "Region, settings, size and incomplete uploads of a bucket:",
+            "s3stow bucket check my-archive",
+        ),
+        (
+            "Abort the multipart uploads left incomplete for more than 2 days:",
+            "s3stow bucket check my-archive --abort-older-than 2",
+        ),
+    ),
+)
 def check(
     ctx: typer.Context,
-    bucket: Annotated[str, typer.Argument(help="Bucket name.")],
-    prefix: Annotated[str, Opt(help="Count objects under this prefix.")] = "",
+    bucket: Annotated[str, typer.Argument(help="The bucket's name.", metavar="BUCKET")],
+    prefix: Annotated[
+        str, Opt(help="Count the objects under this prefix only.", metavar="PREFIX")
+    ] = "",
     abort_older_than: Annotated[
-        float | None, Opt(help="Abort incomplete multipart uploads older than DAYS.")
+        float | None,
+        Opt(help="Abort the incomplete multipart uploads older than DAYS.", metavar="DAYS"),
     ] = None,
 ) -> None:
     """Show the bucket's region, settings, contents and incomplete uploads."""

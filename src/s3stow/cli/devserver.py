@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -19,17 +20,21 @@ def dev_server(
         typer.Option(
             help="seaweedfs (a real S3 server, objects on disk; the default where its wheel "
             "exists) or moto (an emulator in memory; the default elsewhere).",
+            metavar="seaweedfs|moto",
             show_default=False,
         ),
     ] = None,
-    host: Annotated[str, typer.Option(help="Listen address (loopback only).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Listen port.")] = 9000,
+    host: Annotated[
+        str, typer.Option(help="Listen address (loopback only).", metavar="ADDRESS")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen port.", metavar="PORT")] = 9000,
     data_dir: Annotated[
         Path | None,
         typer.Option(
             help="Keep buckets and objects here across restarts: SeaweedFS stores them there "
             "natively; moto loads them at start and saves them at Ctrl+C/SIGTERM. Without "
-            "it, data lasts as long as the server."
+            "it, data lasts as long as the server.",
+            metavar="DIR",
         ),
     ] = None,
 ) -> None:
@@ -124,4 +129,13 @@ def _refuse_other_engines_data(data_dir: Path, engine: str, manifest: str) -> No
 
 
 def register(app: typer.Typer) -> None:
-    app.command("dev-server")(dev_server)
+    app.command(
+        "dev-server",
+        epilog=examples(
+            ("A throw-away server on port 9000:", "s3stow dev-server"),
+            (
+                "Keep its buckets between runs:",
+                "s3stow dev-server --port 9100 --data-dir ./s3-data",
+            ),
+        ),
+    )(dev_server)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.helptext import examples
 from s3stow.errors import ExitCode
 from s3stow.keys import parse_target
 
@@ -15,7 +16,11 @@ from s3stow.keys import parse_target
 def doctor(
     ctx: typer.Context,
     destination: Annotated[
-        str | None, typer.Argument(help="s3://BUCKET[/PREFIX] to probe.")
+        str | None,
+        typer.Argument(
+            help="The bucket and prefix to probe (write, read and delete a test object).",
+            metavar="s3://BUCKET[/PREFIX]",
+        ),
     ] = None,
 ) -> None:
     """Check credentials, endpoint, clock, bucket and permissions before a long job."""
@@ -49,4 +54,15 @@ def doctor(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(doctor)
+    app.command(
+        epilog=examples(
+            (
+                "Check credentials, clock and permissions on a bucket:",
+                "s3stow doctor s3://my-bucket/backups",
+            ),
+            (
+                "The same against an S3-compatible server:",
+                "s3stow doctor s3://backup --endpoint-url http://nas:9000",
+            ),
+        )
+    )(doctor)

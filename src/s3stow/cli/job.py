@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
+from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target, parse_target
@@ -27,15 +28,26 @@ job_app = typer.Typer(
     rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
     help="Split an upload across workers on many hosts (PostgreSQL).",
     no_args_is_help=True,
+    epilog=examples(
+        (
+            "Plan once, then work the job on as many hosts as you like:",
+            "s3stow job plan /data s3://archive/data --job data-2025 --ledger postgresql://db/s3",
+        ),
+        ("", "s3stow job work --job data-2025 --ledger postgresql://db/s3"),
+        ("Progress per worker:", "s3stow job status --job data-2025 --ledger postgresql://db/s3"),
+    ),
 )
 Opt = typer.Option
-JobOpt = Annotated[str, Opt("--job", help="The job's name.")]
-LedgerOpt = Annotated[str | None, Opt(help="postgresql:// ledger shared by all workers.")]
+JobOpt = Annotated[str, Opt("--job", help="The job's name.", metavar="NAME")]
+LedgerOpt = Annotated[
+    str | None, Opt(help="The PostgreSQL ledger every worker shares.", metavar="URL")
+]
 SplitOpt = Annotated[
     str,
     Opt(
         help="Split files at least this large into parts that every worker claims "
         "(e.g. 1GiB); 'off' uploads each file on one worker.",
+        metavar="SIZE|off",
     ),
 ]
 DEFAULT_SPLIT = "1GiB"
@@ -73,15 +85,34 @@ def _queue(settings: Settings, job: str) -> tuple[Any, JobQueue]:
     return ledger, JobQueue(ledger.engine, job)
 
 
-@job_app.command("plan")
+@job_app.command(
+    "plan",
+    epilog=examples(
+        (
+            "Plan a job from one host, then start workers on several:",
+            "s3stow job plan /data s3://archive/data --job data-2025 "
+            "--ledger postgresql://s3stow@db/s3stow",
+        ),
+        ("", "s3stow job work --job data-2025 --ledger postgresql://s3stow@db/s3stow"),
+    ),
+)
 @selection_options
 def plan(
     ctx: typer.Context,
-    paths: Annotated[list[str], typer.Argument(metavar="SRC... s3://BUCKET[/PREFIX]")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SRC... s3://BUCKET[/PREFIX]",
+            help="Files or directories to upload, then the destination bucket and prefix.",
+        ),
+    ],
     job: JobOpt,
     ledger: LedgerOpt = None,
     work: Annotated[bool, Opt("--work", help="Also work the job on this host.")] = False,
-    concurrency: Annotated[str | None, Opt(help="Requests in flight per worker.")] = None,
+    concurrency: Annotated[
+        str | None,
+        Opt(help="Requests in flight per worker.", metavar="N", show_default="16"),
+    ] = None,
     split_above: SplitOpt = DEFAULT_SPLIT,
     *,
     keys: KeyOptions,
@@ -132,14 +163,32 @@ def plan(
         _work(options, job, settings.ledger, batch=64, lease=300.0, split_above=split)
 
 
-@job_app.command("work")
+@job_app.command(
+    "work",
+    epilog=examples(
+        (
+            "Work a planned job on this host until it is finished:",
+            "s3stow job work --job data-2025 --ledger postgresql://s3stow@db/s3stow",
+        ),
+        (
+            "With more requests in flight on a big host:",
+            "s3stow job work --job data-2025 --ledger postgresql://s3stow@db/s3stow "
+            "--concurrency 64",
+        ),
+    ),
+)
 def work(
     ctx: typer.Context,
     job: JobOpt,
     ledger: LedgerOpt = None,
-    batch: Annotated[int, Opt(help="Items claimed at a time.")] = 64,
-    lease: Annotated[float, Opt(help="Seconds a claim lasts without a heartbeat.")] = 300.0,
-    concurrency: Annotated[str | None, Opt(help="Requests in flight on this worker.")] = None,
+    batch: Annotated[int, Opt(help="Items claimed at a time.", metavar="N")] = 64,
+    lease: Annotated[
+        float, Opt(help="Seconds a claim lasts without a heartbeat.", metavar="SECONDS")
+    ] = 300.0,
+    concurrency: Annotated[
+        str | None,
+        Opt(help="Requests in flight on this worker.", metavar="N", show_default="16"),
+    ] = None,
     split_above: SplitOpt = DEFAULT_SPLIT,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = None,
@@ -204,7 +253,7 @@ def _work(
         if base.metrics_port is None:
             settings = settings.model_copy(update={"metrics_port": None})
         metrics = metrics_for(settings, command="job work")
-        observers = observers_for(options, settings)
+        observers = observers_for(options, settings, batches=True)
         uploader = Uploader(settings, ledger=db, observers=observers, request_observer=metrics)
         worker = JobWorker(
             queue,
@@ -248,7 +297,19 @@ def _work(
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
-@job_app.command("status")
+@job_app.command(
+    "status",
+    epilog=examples(
+        (
+            "Progress per worker:",
+            "s3stow job status --job data-2025 --ledger postgresql://s3stow@db/s3stow",
+        ),
+        (
+            "The same for a script:",
+            "s3stow job status --job data-2025 --ledger postgresql://s3stow@db/s3stow --json",
+        ),
+    ),
+)
 def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
     """Progress per worker and overall."""
     options: GlobalOptions = ctx.obj

@@ -3,7 +3,8 @@
 ``upload`` plans keys with them; ``verify`` must plan the same keys to check what
 an upload wrote, ``retry --from`` to re-plan what a log names, ``watch`` and ``job
 plan`` to upload like ``upload``. Each of those commands is decorated with
-``key_options`` (and ``selection_options`` where it walks a tree), which adds these
+``key_options`` (``selection_options`` where it walks a tree, ``pattern_options`` for
+``watch``: the patterns without the size, age and folder-type filters), which adds these
 parameters to its signature and hands their values to it as one ``KeyOptions`` in
 its ``keys`` parameter: an option added here exists in every command at once, so
 the commands cannot drift apart. ``KeyOptions.flags`` maps them to ``Settings``.
@@ -29,7 +30,9 @@ KEY_OPTIONS: dict[str, tuple[Any, Any]] = {
             Opt(
                 help="Key layout: mirror (prefix + relative path), date-folders (prefix/YYYY/"
                 "MM/DD/name from the file name's timestamp), project (project_key/"
-                "folder_type/[timestamp/]path) [mirror]."
+                "folder_type/[timestamp/]path).",
+                metavar="mirror|date-folders|project",
+                show_default="mirror",
             ),
         ],
         None,
@@ -37,16 +40,26 @@ KEY_OPTIONS: dict[str, tuple[Any, Any]] = {
     "key_template": (
         Annotated[
             str | None,
-            Opt(help="Key template, e.g. '{prefix}{file_time:%Y/%m/%d}/{name}' (see README)."),
+            Opt(
+                help="Key template, e.g. '{prefix}{file_time:%Y/%m/%d}/{name}' (the README "
+                "lists the fields).",
+                metavar="TEMPLATE",
+            ),
         ],
         None,
     ),
     "strip_prefix": (
-        Annotated[str | None, Opt(help="Remove this leading part of each relative path.")],
+        Annotated[
+            str | None,
+            Opt(help="Remove this leading part of each relative path.", metavar="PATH"),
+        ],
         None,
     ),
     "project_key": (
-        Annotated[str | None, Opt(help="Project key for the project layout (e.g. RMI25320).")],
+        Annotated[
+            str | None,
+            Opt(help="Project key for the project layout, e.g. RMI25320.", metavar="KEY"),
+        ],
         None,
     ),
     "timestamp": (
@@ -61,7 +74,10 @@ KEY_OPTIONS: dict[str, tuple[Any, Any]] = {
         None,
     ),
     "custom_timestamp": (
-        Annotated[str | None, Opt(help="Use this timestamp (YYYYMMDD_HHMM) instead of the run's.")],
+        Annotated[
+            str | None,
+            Opt(help="Use this timestamp instead of the run's.", metavar="YYYYMMDD_HHMM"),
+        ],
         None,
     ),
 }
@@ -69,25 +85,51 @@ SELECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
     "include": (
         Annotated[
             list[str] | None,
-            Opt("--include", help="Only files matching this gitignore-style glob (repeatable)."),
+            Opt(
+                "--include",
+                help="Only files whose path (relative to the source) matches this "
+                "gitignore-style pattern: '*.jpg', 'raw/**', '2024/*/'.",
+                metavar="PATTERN",
+            ),
         ],
         None,
     ),
     "exclude": (
         Annotated[
             list[str] | None,
-            Opt("--exclude", help="Skip files matching this glob (repeatable; exclude wins)."),
+            Opt(
+                "--exclude",
+                help="Skip files matching this gitignore-style pattern (exclude wins over "
+                "include).",
+                metavar="PATTERN",
+            ),
         ],
         None,
     ),
-    "min_size": (Annotated[str | None, Opt(help="Skip files smaller than this.")], None),
-    "max_size": (Annotated[str | None, Opt(help="Skip files larger than this.")], None),
+    "min_size": (
+        Annotated[str | None, Opt(help="Skip files smaller than this, e.g. 1KiB.", metavar="SIZE")],
+        None,
+    ),
+    "max_size": (
+        Annotated[str | None, Opt(help="Skip files larger than this, e.g. 5GiB.", metavar="SIZE")],
+        None,
+    ),
     "newer_than": (
-        Annotated[str | None, Opt(help="Only files modified after this (7d, 12h or 2025-07-29).")],
+        Annotated[
+            str | None,
+            Opt(
+                help="Only files modified after this: an age (7d, 12h, 30m) or a date "
+                "(2025-07-29).",
+                metavar="AGE|DATE",
+            ),
+        ],
         None,
     ),
     "older_than": (
-        Annotated[str | None, Opt(help="Only files modified before this (age or date).")],
+        Annotated[
+            str | None,
+            Opt(help="Only files modified before this: an age or a date.", metavar="AGE|DATE"),
+        ],
         None,
     ),
     "include_type": (
@@ -96,7 +138,8 @@ SELECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
             Opt(
                 "--include-type",
                 "--folder-type",
-                help="Project folder types to take (repeatable; 'auto' = all present).",
+                help="Project folder types to take ('auto': every one present).",
+                metavar="TYPE",
             ),
         ],
         None,
@@ -104,7 +147,7 @@ SELECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
     "exclude_type": (
         Annotated[
             list[str] | None,
-            Opt("--exclude-type", help="Project folder types to skip (repeatable)."),
+            Opt("--exclude-type", help="Project folder types to skip.", metavar="TYPE"),
         ],
         None,
     ),
@@ -143,6 +186,12 @@ def key_options(command: Command) -> Command:
     return _with(command, KEY_OPTIONS)
 
 
+def pattern_options(command: Command) -> Command:
+    """Give ``command`` the key options and --include/--exclude (``watch``)."""
+    patterns = {name: SELECTION_OPTIONS[name] for name in ("include", "exclude")}
+    return _with(command, {**KEY_OPTIONS, **patterns})
+
+
 def selection_options(command: Command) -> Command:
     """Give ``command`` the key and the selection options, as ``keys: KeyOptions``."""
     return _with(command, {**KEY_OPTIONS, **SELECTION_OPTIONS})
@@ -150,7 +199,10 @@ def selection_options(command: Command) -> Command:
 
 def _with(command: Command, options: dict[str, tuple[Any, Any]]) -> Command:
     signature = inspect.signature(command, eval_str=True)  # real types, not strings
-    own = [p for p in signature.parameters.values() if p.name != "keys"]
+    params = [p for p in signature.parameters.values() if p.name != "keys"]
+    # the command's own keyword-only options (after ``*``) come after the shared ones
+    own = [p for p in params if p.kind != inspect.Parameter.KEYWORD_ONLY]
+    last = [p for p in params if p.kind == inspect.Parameter.KEYWORD_ONLY]
     added = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
         for name, (kind, default) in options.items()
@@ -162,6 +214,6 @@ def _with(command: Command, options: dict[str, tuple[Any, Any]]) -> Command:
         command(*args, keys=KeyOptions(values), **kwargs)
 
     # typer reads the parameters from the signature and their types from the annotations
-    wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in (*own, *added)}
+    wrapper.__signature__ = signature.replace(parameters=[*own, *added, *last])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in (*own, *added, *last)}
     return wrapper

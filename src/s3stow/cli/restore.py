@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt
+from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
+from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,13 +33,17 @@ RequestOpt = Annotated[
     bool,
     Opt("--request-restore", help="Ask S3 for readable copies of GLACIER/DEEP_ARCHIVE objects."),
 ]
-DaysOpt = Annotated[int, Opt(help="Days the restored copies stay readable.")]
-TierOpt = Annotated[str, Opt(help="Retrieval tier: Standard, Bulk or Expedited.")]
+DaysOpt = Annotated[int, Opt(help="Days the restored copies stay readable.", metavar="DAYS")]
+TierOpt = Annotated[str, Opt(help="Retrieval tier.", metavar="Standard|Bulk|Expedited")]
 WaitOpt = Annotated[
     bool, Opt("--wait", help="Wait for archived objects to become readable, then fetch them.")
 ]
 PollOpt = Annotated[
-    float, Opt(help="Seconds before the first check of a pending restore (doubles, <= 900).")
+    float,
+    Opt(
+        help="Seconds before the first check of a pending restore (it doubles, up to 900).",
+        metavar="SECONDS",
+    ),
 ]
 
 
@@ -53,7 +58,11 @@ def restore(
     ],
     run: Annotated[
         str | None,
-        Opt("--run", help="Restore what this upload run stored (its id, from the ledger)."),
+        Opt(
+            "--run",
+            help="Restore what this upload run stored (its id, from the ledger).",
+            metavar="RUN_ID",
+        ),
     ] = None,
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = None,
@@ -64,31 +73,69 @@ def restore(
     poll_interval: PollOpt = 60.0,
     ledger: Annotated[
         str | None,
-        Opt(help="Ledger: SQLite path or postgresql:// URL [default: user state dir]/ledger.db."),
+        Opt(
+            help="The ledger: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
     ] = None,
-    concurrency: Annotated[str | None, Opt(help="Parallel requests: N or cpu*K [16].")] = None,
+    concurrency: Annotated[
+        str | None,
+        Opt(
+            help="Requests in flight: a number, or cpu*K for K per CPU.",
+            metavar="N",
+            show_default="16",
+        ),
+    ] = None,
     part_size: Annotated[
-        str | None, Opt(help="Range size for large objects, e.g. 64MiB [adaptive].")
+        str | None,
+        Opt(
+            help="Range size for large objects, e.g. 64MiB.",
+            metavar="SIZE",
+            show_default="8MiB below 512MiB, 64MiB to 8GiB, 128MiB above",
+        ),
     ] = None,
     multipart_threshold: Annotated[
-        str | None, Opt(help="Objects above this are fetched in ranges [16MiB].")
+        str | None,
+        Opt(
+            help="Objects larger than this are fetched in ranges.",
+            metavar="SIZE",
+            show_default="16MiB",
+        ),
     ] = None,
     include: Annotated[
         list[str] | None,
-        Opt("--include", help="Only keys (below the prefix) matching this glob (repeatable)."),
+        Opt(
+            "--include",
+            help="Only keys (below the prefix) matching this gitignore-style pattern.",
+            metavar="PATTERN",
+        ),
     ] = None,
     exclude: Annotated[
-        list[str] | None, Opt("--exclude", help="Skip keys matching this glob (repeatable).")
+        list[str] | None,
+        Opt("--exclude", help="Skip keys matching this pattern (exclude wins).", metavar="PATTERN"),
     ] = None,
-    limit: Annotated[int | None, Opt(help="Restore at most N objects.")] = None,
-    status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
-    status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats [5].")] = None,
-    failures_file: Annotated[Path | None, Opt(help="Write failed items here (JSON lines).")] = None,
+    limit: Annotated[
+        int | None,
+        Opt(help="Start at most N downloads; the rest are reported as not started.", metavar="N"),
+    ] = None,
+    status_json: Annotated[
+        Path | None,
+        Opt(help="Keep a JSON status file here (read it with `s3stow status`).", metavar="FILE"),
+    ] = None,
+    status_interval: Annotated[
+        float | None,
+        Opt(help="Seconds between status file writes.", metavar="SECONDS", show_default="5"),
+    ] = None,
+    failures_file: Annotated[
+        Path | None,
+        Opt(help="Write each failed object as a JSON line.", metavar="FILE"),
+    ] = None,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = None,
 ) -> None:
     """Restore objects to local files: verified before they take their name, resumable."""
-    from s3stow.cli.upload import default_ledger, install_signal_handlers
+    from s3stow.cli.upload import default_ledger, install_signal_handlers, resume_command
     from s3stow.ledger import open_ledger
     from s3stow.report.metrics import metrics_for, serving
     from s3stow.restore.engine import Restorer
@@ -121,7 +168,7 @@ def restore(
         options=RestoreOptions(overwrite=overwrite, glacier=glacier),
         request_observer=metrics,
     )
-    undo = install_signal_handlers(restorer)
+    undo = install_signal_handlers(restorer, resume=resume_command())
     summary: RestoreSummary
     try:
         with serving(metrics, restorer, settings, announce=not options.quiet):
@@ -169,26 +216,23 @@ def _arguments(paths: list[str], run: str | None) -> tuple[str | None, str]:
 
 def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     """Progress, JSON events, heartbeat and failures file, worded for a restore."""
-    from s3stow.report.console import (
-        FailureLines,
-        FailuresFile,
-        JsonEvents,
-        PlainProgress,
-        RichProgress,
-    )
+    from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
+    from s3stow.report.progress import LiveProgress, PlainProgress
     from s3stow.report.status import StatusHeartbeat
 
     observers: list[Observer] = []
+    plan = settings.dry_run
     if options.json:
-        observers.append(JsonEvents(sys.stdout, plan=settings.dry_run))
+        observers.append(JsonEvents(sys.stdout, plan=plan))
     elif options.quiet:  # -q: failures only, each when it happens; no summary
         observers.append(FailureLines(sys.stderr))
     else:
         if sys.stderr.isatty():
-            observers.append(RichProgress(Console(file=sys.stderr), description="restoring"))
+            observers.append(LiveProgress(Console(file=sys.stderr), plan=plan, receiving=True))
         else:
+            interval = settings.progress_interval
             observers.append(
-                PlainProgress(sys.stderr, interval=settings.progress_interval, verb="received")
+                PlainProgress(sys.stderr, interval=interval, plan=plan, receiving=True)
             )
     if settings.status_json is not None:
         observers.append(
@@ -207,17 +251,37 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
 def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Engine) -> None:
     """Print the human summary (unless --json) and end with the documented exit code."""
     from s3stow.cli.upload import exit_for
+    from s3stow.logs import flush_warnings
     from s3stow.restore.report import print_restore_summary
 
+    flush_warnings()
     if not options.json and not options.quiet:
-        console = Console(highlight=False, soft_wrap=True)
+        console = output_console()
         hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
-        print_restore_summary(summary, console, resume_hint=hint)
+        every = options.verbose > 0 or not console.is_terminal
+        print_restore_summary(summary, console, resume_hint=hint, list_all=every)
     exit_for(summary, restorer)
 
 
 def register(app: typer.Typer) -> None:
-    app.command(context_settings={"allow_interspersed_args": True})(restore)
+    app.command(
+        context_settings={"allow_interspersed_args": True},
+        epilog=examples(
+            (
+                "Bring a prefix back into a folder (each file verified before it takes its "
+                "name; run it again to resume):",
+                "s3stow restore s3://my-bucket/photos ./photos-back",
+            ),
+            (
+                "What one upload run stored, from the ledger:",
+                "s3stow restore --run 20250729T101500Z-a1b2c3 ./photos-back",
+            ),
+            (
+                "Objects in Glacier: ask for copies, wait, then fetch them:",
+                "s3stow restore s3://my-bucket/2019 ./2019 --request-restore --wait",
+            ),
+        ),
+    )(restore)
 
 
 __all__ = ["register"]

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, key_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target
@@ -28,19 +28,36 @@ Opt = typer.Option
 @key_options
 def retry(
     ctx: typer.Context,
-    ledger: Annotated[str | None, Opt(help="Ledger path or postgresql:// URL.")] = None,
-    run: Annotated[str | None, Opt("--run", help="Only items last tried by this run.")] = None,
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
+    ] = None,
+    run: Annotated[
+        str | None, Opt("--run", help="Only items last tried by this run.", metavar="RUN_ID")
+    ] = None,
     from_file: Annotated[
-        Path | None, Opt("--from", help="A --failures-file or aws s3 sync/cp error log.")
+        Path | None,
+        Opt(
+            "--from",
+            help="Retry what this file names: a --failures-file, or an aws s3 sync/cp log.",
+            metavar="FILE",
+        ),
     ] = None,
     base_dir: Annotated[
-        Path | None, Opt(help="Resolve relative local paths of --from against this.")
+        Path | None,
+        Opt(help="Resolve the relative local paths of --from against this.", metavar="DIR"),
     ] = None,
     prefix: Annotated[
-        str | None, Opt(help="With --from: put the keys, planned again, under this prefix.")
+        str | None,
+        Opt(help="With --from: plan the keys again under this prefix.", metavar="PREFIX"),
     ] = None,
     bucket: Annotated[
-        str | None, Opt(help="Send to this bucket instead of the logged one.")
+        str | None,
+        Opt(help="Send to this bucket instead of the logged one.", metavar="BUCKET"),
     ] = None,
     dry_run: Annotated[
         bool, Opt("--dry-run", help="List what would be retried; send no write.")
@@ -48,11 +65,33 @@ def retry(
     list_only: Annotated[
         bool, Opt("--list", help="Show what is still failed, by error class; retry nothing.")
     ] = False,
-    max_attempts: Annotated[int | None, Opt(help="Attempts per request (botocore).")] = None,
-    retry_base_delay: Annotated[float | None, Opt(help="File-level backoff base (s).")] = None,
-    file_retries: Annotated[int | None, Opt(help="File-level retries per item.")] = None,
-    failures_file: Annotated[Path | None, Opt(help="Write what still fails here.")] = None,
-    status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
+    max_attempts: Annotated[
+        int | None,
+        Opt(help="Attempts per request (botocore's retries).", metavar="N", show_default="5"),
+    ] = None,
+    retry_base_delay: Annotated[
+        float | None,
+        Opt(
+            help="First wait before a file is tried again; it doubles each time.",
+            metavar="SECONDS",
+            show_default="1",
+        ),
+    ] = None,
+    file_retries: Annotated[
+        int | None,
+        Opt(
+            help="Times a file is tried again after its requests failed.",
+            metavar="N",
+            show_default="2",
+        ),
+    ] = None,
+    failures_file: Annotated[
+        Path | None, Opt(help="Write what still fails here (JSON lines).", metavar="FILE")
+    ] = None,
+    status_json: Annotated[
+        Path | None,
+        Opt(help="Keep a JSON status file here (read it with `s3stow status`).", metavar="FILE"),
+    ] = None,
     *,
     keys: KeyOptions,
 ) -> None:
@@ -178,7 +217,8 @@ def _finish(summary: RunSummary, options: GlobalOptions, console: Console) -> No
     if options.json:
         print(json.dumps(summary_dict(summary) | {"event": "retry_summary"}))
     elif not options.quiet:  # -q: the failures were printed as they happened
-        print_summary(summary, console, resume_hint="s3stow retry (same options)")
+        every = options.verbose > 0 or not console.is_terminal
+        print_summary(summary, console, resume_hint="s3stow retry (same options)", list_all=every)
         if retried and not summary.would_upload:
             done = summary.uploaded + summary.skipped
             console.print(
@@ -243,7 +283,16 @@ def _list_failures(
     if not rows:
         console.print("nothing is failed in the ledger")
         return
-    table = Table("category", "error class", "items", "attempts", "latest message")
+    from s3stow.report.console import table as new_table
+
+    table = new_table(
+        "category",
+        "error class",
+        "items",
+        "attempts",
+        "latest message",
+        numeric=("items", "attempts"),
+    )
     for row in rows:
         table.add_row(
             str(row["category"]),
@@ -257,4 +306,13 @@ def _list_failures(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(retry)
+    app.command(
+        epilog=examples(
+            ("What is still failed, by error class (nothing is sent):", "s3stow retry --list"),
+            ("Retry every failed file the ledger knows:", "s3stow retry"),
+            (
+                "Retry what an aws s3 sync log says failed, under a corrected prefix:",
+                "s3stow retry --from sync-errors.log --base-dir /data --prefix archive/2024/",
+            ),
+        )
+    )(retry)

@@ -6,9 +6,9 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, heading, output_console
+from s3stow.cli.helptext import examples
 from s3stow.units import format_size
 
 if TYPE_CHECKING:
@@ -20,12 +20,28 @@ Opt = typer.Option
 
 def stats(
     ctx: typer.Context,
-    ledger: Annotated[str | None, Opt(help="Ledger path or postgresql:// URL.")] = None,
-    run: Annotated[str | None, Opt("--run", help="Only items last touched by this run.")] = None,
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
+    ] = None,
+    run: Annotated[
+        str | None,
+        Opt("--run", help="Only items last touched by this run.", metavar="RUN_ID"),
+    ] = None,
     by: Annotated[
-        str, Opt("--by", help="status, group (folder_type/top_dir), ext, run or error.")
+        str,
+        Opt(
+            "--by",
+            help="Rows by status, group (folder type or top directory), file extension, "
+            "run or error class.",
+            metavar="status|group|ext|run|error",
+        ),
     ] = "group",
-    bucket: Annotated[str | None, Opt(help="Only this bucket.")] = None,
+    bucket: Annotated[str | None, Opt(help="Only this bucket.", metavar="BUCKET")] = None,
 ) -> None:
     """Counts and bytes: total, done (%), not done, failed by error class."""
     from s3stow.cli.upload import default_ledger
@@ -65,7 +81,19 @@ def stats(
         return
     console = output_console()
     heading(console, "s3stow statistics")
-    table = Table(by, "items", "bytes", "done", "%", "not done", "failed", "changed", box=None)
+    from s3stow.report.console import table as new_table
+
+    table = new_table(
+        by,
+        "items",
+        "bytes",
+        "done",
+        "%",
+        "not done",
+        "failed",
+        "changed",
+        numeric=("items", "bytes", "done", "%", "not done", "failed", "changed"),
+    )
     for group in [overall, *groups]:
         table.add_row(
             "Overall" if group is overall else group.name,
@@ -102,4 +130,10 @@ def _row(group: GroupTotals) -> dict[str, object]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(stats)
+    app.command(
+        epilog=examples(
+            ("What is done and what is not, per top-level folder:", "s3stow stats"),
+            ("Failures by error class, with the latest message:", "s3stow stats --by error"),
+            ("One run, as JSON:", "s3stow stats --run 20250729T101500Z-a1b2c3 --json"),
+        )
+    )(stats)

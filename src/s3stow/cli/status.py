@@ -9,27 +9,39 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError
 from s3stow.units import format_duration, format_size
 
 
 def status(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="The file given to upload --status-json.")],
+    path: Annotated[Path, typer.Argument(help="The file given to --status-json.", metavar="FILE")],
     serve: Annotated[
         bool, typer.Option("--serve", help="Serve a live web page of it (until Ctrl+C).")
     ] = False,
-    port: Annotated[int, typer.Option(help="Port of the page (0: any free port).")] = 8765,
+    port: Annotated[
+        int, typer.Option(help="Port of the page (0: any free port).", metavar="PORT")
+    ] = 8765,
     host: Annotated[
-        str, typer.Option(help="Address of the page; anything but loopback shows it to others.")
+        str,
+        typer.Option(
+            help="Address of the page; anything but loopback shows it to others.",
+            metavar="ADDRESS",
+        ),
     ] = "127.0.0.1",
     ledger: Annotated[
-        str | None, typer.Option(help="Also show this ledger's recent runs and the run's failures.")
+        str | None,
+        typer.Option(
+            help="Also show this ledger's recent runs and the run's failures.",
+            metavar="FILE|URL",
+        ),
     ] = None,
-    refresh: Annotated[float, typer.Option(help="Seconds between page refreshes.")] = 3.0,
+    refresh: Annotated[
+        float, typer.Option(help="Seconds between page refreshes.", metavar="SECONDS")
+    ] = 3.0,
 ) -> None:
     """Show the progress recorded in a status heartbeat file (--serve: as a live page)."""
     options: GlobalOptions = ctx.obj
@@ -80,7 +92,17 @@ def status(
         )
     groups = next((v for k, v in data.items() if isinstance(v, dict) and k != "totals"), {})
     if groups:
-        table = Table("group", "planned", "uploaded", "skipped", "failed", "bytes")
+        from s3stow.report.console import table as new_table
+
+        table = new_table(
+            "group",
+            "planned",
+            "uploaded",
+            "skipped",
+            "failed",
+            "bytes",
+            numeric=("planned", "uploaded", "skipped", "failed", "bytes"),
+        )
         for name, group in groups.items():
             table.add_row(
                 name,
@@ -133,4 +155,16 @@ def _serve(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(status)
+    app.command(
+        epilog=examples(
+            (
+                "Follow a long upload from another terminal (or host):",
+                "s3stow upload /data s3://archive/data --status-json /tmp/up.json",
+            ),
+            ("", "s3stow status /tmp/up.json"),
+            (
+                "The same as a live page in the browser, with the ledger's recent runs:",
+                "s3stow status /tmp/up.json --serve --ledger l.db",
+            ),
+        )
+    )(status)

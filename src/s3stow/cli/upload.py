@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -17,6 +18,7 @@ from platformdirs import user_state_dir
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
+from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode, S3StowError
 from s3stow.keys import parse_target
@@ -46,60 +48,111 @@ def upload(
     paths: Annotated[
         list[str],
         typer.Argument(
-            help="Source files or directories, then the destination s3://BUCKET[/PREFIX].",
+            help="Files or directories to upload, then the destination bucket and prefix.",
             metavar="SRC... s3://BUCKET[/PREFIX]",
         ),
     ],
     ledger: Annotated[
         str | None,
-        Opt(help="Ledger: SQLite path or postgresql:// URL [default: user state dir]/ledger.db."),
+        Opt(
+            help="Where s3stow records what is done: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
     ] = None,
-    concurrency: Annotated[str | None, Opt(help="Parallel requests: N or cpu*K [16].")] = None,
+    concurrency: Annotated[
+        str | None,
+        Opt(
+            help="Requests in flight: a number, or cpu*K for K per CPU.",
+            metavar="N",
+            show_default="16",
+        ),
+    ] = None,
     part_size: Annotated[
-        str | None, Opt(help="Multipart part size, e.g. 64MiB [adaptive].")
+        str | None,
+        Opt(
+            help="Multipart part size, e.g. 64MiB (5MiB to 5GiB).",
+            metavar="SIZE",
+            show_default="8MiB below 512MiB, 64MiB to 8GiB, 128MiB above",
+        ),
     ] = None,
     multipart_threshold: Annotated[
-        str | None, Opt(help="Files above this go multipart [16MiB].")
+        str | None,
+        Opt(help="Files larger than this are sent in parts.", metavar="SIZE", show_default="16MiB"),
     ] = None,
     checksum: Annotated[
-        str | None, Opt(help="crc64nvme|crc32c|crc32|sha256|none [crc64nvme].")
+        str | None,
+        Opt(
+            help="The checksum S3 verifies on every request.",
+            metavar="crc64nvme|crc32c|crc32|sha256|none",
+            show_default="crc64nvme",
+        ),
     ] = None,
     checksum_compat: Annotated[
         bool | None,
         Opt(
             "--checksum-compat",
-            help="For S3-compatible "
-            "servers that reject the new checksum headers: "
-            "Content-MD5 instead.",
+            help="Send Content-MD5 instead of the newer checksum headers (for S3-compatible "
+            "servers that reject them).",
         ),
     ] = None,
     sha256_metadata: Annotated[
         bool | None,
         Opt(
             "--sha256-metadata",
-            help="Store the file's SHA-256 as metadata (extra read for multipart).",
+            help="Store each file's SHA-256 as metadata (multipart files are read twice).",
         ),
     ] = None,
     content_type: Annotated[
-        str | None, Opt(help="Content-Type [guessed from the extension].")
+        str | None,
+        Opt(help="Content-Type of every object.", metavar="TYPE", show_default="by extension"),
     ] = None,
     metadata: Annotated[
-        list[str] | None, Opt("--metadata", help="Extra metadata k=v (repeatable).")
+        list[str] | None,
+        Opt("--metadata", help="Extra object metadata, e.g. project=apollo.", metavar="KEY=VALUE"),
     ] = None,
-    sse: Annotated[str | None, Opt(help="Server-side encryption: AES256 or aws:kms.")] = None,
-    sse_kms_key_id: Annotated[str | None, Opt(help="KMS key id for aws:kms.")] = None,
-    storage_class: Annotated[str | None, Opt(help="Storage class, e.g. STANDARD_IA.")] = None,
+    sse: Annotated[
+        str | None, Opt(help="Server-side encryption.", metavar="AES256|aws:kms")
+    ] = None,
+    sse_kms_key_id: Annotated[
+        str | None, Opt(help="KMS key for --sse aws:kms.", metavar="KEY_ID")
+    ] = None,
+    storage_class: Annotated[
+        str | None,
+        Opt(help="Storage class, e.g. STANDARD_IA or GLACIER_IR.", metavar="CLASS"),
+    ] = None,
     no_clobber: Annotated[
-        bool | None, Opt("--no-clobber", help="Never overwrite an existing object.")
+        bool | None, Opt("--no-clobber", help="Never overwrite an object that exists.")
     ] = None,
-    force: Annotated[bool | None, Opt("--force", help="Upload even what is already done.")] = None,
+    force: Annotated[
+        bool | None, Opt("--force", help="Upload even what the ledger or S3 says is done.")
+    ] = None,
     dry_run: Annotated[
-        bool | None, Opt("--dry-run", help="Show what would be uploaded; send no write request.")
+        bool | None,
+        Opt(
+            "--dry-run",
+            help="List what would be uploaded, and why; send no write request.",
+        ),
     ] = None,
-    limit: Annotated[int | None, Opt(help="Upload at most N files.")] = None,
-    status_json: Annotated[Path | None, Opt(help="Keep a JSON status heartbeat here.")] = None,
-    status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats [5].")] = None,
-    failures_file: Annotated[Path | None, Opt(help="Write failed items here (JSON lines).")] = None,
+    limit: Annotated[
+        int | None,
+        Opt(help="Start at most N uploads; the rest are reported as not started.", metavar="N"),
+    ] = None,
+    status_json: Annotated[
+        Path | None,
+        Opt(help="Keep a JSON status file here (read it with `s3stow status`).", metavar="FILE"),
+    ] = None,
+    status_interval: Annotated[
+        float | None,
+        Opt(help="Seconds between status file writes.", metavar="SECONDS", show_default="5"),
+    ] = None,
+    failures_file: Annotated[
+        Path | None,
+        Opt(
+            help="Write each failed file as a JSON line (for `s3stow retry --from`).",
+            metavar="FILE",
+        ),
+    ] = None,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = None,
     *,
@@ -159,7 +212,7 @@ def upload(
             uploader = Uploader(
                 settings, ledger=ledger_db, observers=observers, request_observer=metrics
             )
-            restore = install_signal_handlers(uploader)
+            restore = install_signal_handlers(uploader, resume=resume_command())
             try:
                 with serving(metrics, uploader, settings, announce=not options.quiet):
                     summary = uploader.upload_tree(sources, target)
@@ -175,26 +228,28 @@ def default_ledger() -> str:
     return str(Path(user_state_dir("s3stow")) / "ledger.db")
 
 
-def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
-    from s3stow.report.console import (
-        FailureLines,
-        FailuresFile,
-        JsonEvents,
-        PlainProgress,
-        RichProgress,
-    )
+def observers_for(
+    options: GlobalOptions, settings: Settings, *, batches: bool = False
+) -> list[Observer]:
+    """Progress, JSON events, heartbeat and failures file for a run; ``batches``: the
+    uploader runs many (a job worker), so no frame is left behind each."""
+    from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
+    from s3stow.report.progress import LiveProgress, PlainProgress
     from s3stow.report.status import StatusHeartbeat
 
     observers: list[Observer] = []
+    plan = settings.dry_run
     if options.json:
-        observers.append(JsonEvents(sys.stdout, plan=settings.dry_run))
+        observers.append(JsonEvents(sys.stdout, plan=plan))
     elif options.quiet:  # -q: failures only, each when it happens; no summary
         observers.append(FailureLines(sys.stderr))
     else:
         if sys.stderr.isatty():
-            observers.append(RichProgress(Console(file=sys.stderr)))
+            console = Console(file=sys.stderr)
+            observers.append(LiveProgress(console, plan=plan, transient=batches))
         else:
-            observers.append(PlainProgress(sys.stderr, interval=settings.progress_interval))
+            interval = settings.progress_interval
+            observers.append(PlainProgress(sys.stderr, interval=interval, plan=plan))
     if settings.status_json is not None:
         grouped_by_type = settings.layout == "project" or bool(settings.include_types)
         observers.append(
@@ -209,9 +264,19 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     return observers
 
 
-def install_signal_handlers(uploader: Engine) -> Any:
-    """First SIGINT/SIGTERM: stop starting work; second: exit at once (130)."""
+def resume_command() -> str:
+    """The command line that resumes this run: the same one."""
+    return "s3stow " + shlex.join(sys.argv[1:])
+
+
+def install_signal_handlers(uploader: Engine, *, resume: str | None = None) -> Any:
+    """First SIGINT/SIGTERM: stop starting work; second: exit at once (130), leaving
+    the terminal clean with one line that says so (and ``resume``, the command that
+    resumes the run)."""
     seen = {"count": 0}
+    line = "s3stow: stopped at once (second Ctrl+C); what was in flight is resumed by " + (
+        f"running it again: {resume}" if resume else "running the same command again"
+    )
 
     def stop() -> None:
         print(
@@ -224,6 +289,7 @@ def install_signal_handlers(uploader: Engine) -> Any:
     def handler(signum: int, frame: FrameType | None) -> None:
         seen["count"] += 1
         if seen["count"] > 1:
+            quit_now(uploader, line)
             os._exit(int(ExitCode.INTERRUPTED))
         # Not here: the handler runs on the main thread between two bytecodes, possibly
         # inside ``Event.wait`` holding the event's lock (``set`` would then deadlock) or
@@ -247,13 +313,30 @@ def install_signal_handlers(uploader: Engine) -> Any:
     return restore
 
 
+def quit_now(uploader: Engine, line: str) -> None:
+    """Leave ``line`` on stderr before an immediate exit: through the live display when
+    there is one (it erases its frame and shows the cursor), else as it is."""
+    from s3stow.report.progress import LiveProgress
+
+    observers = getattr(getattr(uploader, "observer", None), "observers", [])
+    for observer in observers:
+        if isinstance(observer, LiveProgress):
+            observer.quit_now(line)
+            return
+    with contextlib.suppress(OSError, ValueError):  # no usable stderr: exit all the same
+        os.write(sys.stderr.fileno(), f"\n{line}\n".encode("utf-8", "replace"))
+
+
 def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> None:
+    from s3stow.logs import flush_warnings
     from s3stow.report.console import print_summary
 
+    flush_warnings()
     if not options.json and not options.quiet:
         console = output_console()
-        hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
-        print_summary(summary, console, resume_hint=hint)
+        hint = resume_command() if summary.interrupted else None
+        every = options.verbose > 0 or not console.is_terminal
+        print_summary(summary, console, resume_hint=hint, list_all=every)
     exit_for(summary, uploader)
 
 
@@ -268,7 +351,25 @@ def exit_for(summary: RunSummary, uploader: Engine) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(context_settings={"allow_interspersed_args": True})(upload)
+    app.command(
+        context_settings={"allow_interspersed_args": True},
+        epilog=examples(
+            (
+                "Upload a folder; run the same line again to resume after an interruption, "
+                "or to send only what is new or changed:",
+                "s3stow upload ./photos s3://my-bucket/photos",
+            ),
+            (
+                "Only the RAW files of 2024, to a MinIO or SeaweedFS server:",
+                "s3stow upload ./photos s3://backup/photos --include '2024/**/*.cr2' "
+                "--endpoint-url http://nas:9000",
+            ),
+            (
+                "See what would be sent, every file listed, as JSON lines for a script:",
+                "s3stow upload ./photos s3://my-bucket/photos --dry-run --json",
+            ),
+        ),
+    )(upload)
 
 
 __all__ = ["register"]

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target, parse_target
@@ -33,16 +33,28 @@ def verify(
     paths: Annotated[
         list[str],
         typer.Argument(
-            metavar="SRC... s3://BUCKET[/PREFIX]", help="Local sources, then the destination."
+            metavar="SRC... s3://BUCKET[/PREFIX]",
+            help="The local files or directories, then the bucket and prefix they were "
+            "uploaded to.",
         ),
     ],
-    ledger: Annotated[str | None, Opt(help="Ledger path or postgresql:// URL.")] = None,
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
+    ] = None,
     deep: Annotated[
         bool, Opt("--deep", help="Re-read local files and compare checksums with S3's.")
     ] = False,
-    limit: Annotated[int | None, Opt(help="Check at most N local files (no orphan check).")] = None,
+    limit: Annotated[
+        int | None,
+        Opt(help="Check at most N local files (and skip the orphan check).", metavar="N"),
+    ] = None,
     report: Annotated[
-        Path | None, Opt(help="Write every finding to FILE (.csv or .jsonl).")
+        Path | None, Opt(help="Write every finding to FILE (.csv or .jsonl).", metavar="FILE")
     ] = None,
     fix: Annotated[
         bool,
@@ -134,7 +146,9 @@ def _print(
     console = output_console()
     problems = [f for f in findings if f.kind != OK]
     if problems:
-        table = Table("class", "key", "tier", "detail", box=None, pad_edge=False)
+        from s3stow.report.console import table as new_table
+
+        table = new_table("class", "key", "tier", "detail")
         for finding in problems[:200]:
             table.add_row(finding.kind, finding.key, finding.tier, finding.detail)
         console.print(table)
@@ -192,4 +206,20 @@ def _fixable(finding: Finding) -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(context_settings={"allow_interspersed_args": True})(verify)
+    app.command(
+        context_settings={"allow_interspersed_args": True},
+        epilog=examples(
+            (
+                "Prove a folder is in S3 (sizes and recorded checksums; exit 1 on any problem):",
+                "s3stow verify ./photos s3://my-bucket/photos",
+            ),
+            (
+                "Re-read every file and compare its checksum with S3's, then upload what differs:",
+                "s3stow verify ./photos s3://my-bucket/photos --deep --fix",
+            ),
+            (
+                "Keep every finding in a CSV file:",
+                "s3stow verify ./photos s3://my-bucket/photos --report findings.csv",
+            ),
+        ),
+    )(verify)

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt
-from s3stow.cli.keyoptions import KeyOptions, key_options
+from s3stow.cli.helptext import examples
+from s3stow.cli.keyoptions import KeyOptions, pattern_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import parse_target
 
@@ -21,48 +22,86 @@ if TYPE_CHECKING:
 Opt = typer.Option
 
 
-@key_options
+@pattern_options
 def watch(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(help="The directory to watch.")],
-    destination: Annotated[str, typer.Argument(help="s3://BUCKET[/PREFIX]")],
-    pattern: Annotated[
-        list[str] | None,
-        Opt("--pattern", help="Only names matching this glob, e.g. '*.xml' (repeatable)."),
-    ] = None,
-    ignore: Annotated[
-        list[str] | None,
-        Opt("--ignore", help="Skip names matching this glob (repeatable) [*.tmp, *.part, .*]."),
-    ] = None,
+    directory: Annotated[
+        Path, typer.Argument(help="The directory to watch (and its subdirectories).", metavar="DIR")
+    ],
+    destination: Annotated[
+        str, typer.Argument(help="Where the files go.", metavar="s3://BUCKET[/PREFIX]")
+    ],
     settle: Annotated[
-        float, Opt(help="Seconds a file's size and mtime must stay unchanged before upload.")
+        float,
+        Opt(
+            help="Seconds a file's size and mtime must stay unchanged before it is uploaded.",
+            metavar="SECONDS",
+        ),
     ] = 5.0,
     max_wait: Annotated[
-        float, Opt(help="Report a file still changing after this many seconds.")
+        float,
+        Opt(help="Report a file still changing after this many seconds.", metavar="SECONDS"),
     ] = 3600.0,
-    rescan: Annotated[float, Opt(help="Seconds between safety-net rescans.")] = 30.0,
+    rescan: Annotated[
+        float,
+        Opt(
+            help="Seconds between rescans (the safety net for lost notifications).",
+            metavar="SECONDS",
+        ),
+    ] = 30.0,
     after_upload: Annotated[
-        str, Opt(help="keep, delete or move:DIR (only after the object is verified).")
+        str,
+        Opt(
+            help="What to do with a file once its object is verified.",
+            metavar="keep|delete|move:DIR",
+        ),
     ] = "keep",
     once: Annotated[bool, Opt("--once", help="Upload the current backlog and exit.")] = False,
-    ledger: Annotated[str | None, Opt(help="Ledger path or postgresql:// URL.")] = None,
-    status_json: Annotated[
-        Path | None, Opt(help="Heartbeat file: backlog, oldest waiting file, totals.")
+    ledger: Annotated[
+        str | None,
+        Opt(
+            help="The ledger: a SQLite file or a postgresql:// URL.",
+            metavar="FILE|URL",
+            show_default="ledger.db in the user state directory",
+        ),
     ] = None,
-    status_interval: Annotated[float | None, Opt(help="Seconds between heartbeats.")] = None,
+    status_json: Annotated[
+        Path | None,
+        Opt(
+            help="Keep a JSON status file here: backlog, oldest waiting file, totals.",
+            metavar="FILE",
+        ),
+    ] = None,
+    status_interval: Annotated[
+        float | None,
+        Opt(help="Seconds between status file writes.", metavar="SECONDS", show_default="5"),
+    ] = None,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = None,
     *,
     keys: KeyOptions,
+    pattern: Annotated[
+        list[str] | None,
+        Opt("--pattern", help="The old name of --include.", metavar="PATTERN"),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        Opt("--ignore", help="The old name of --exclude.", metavar="PATTERN"),
+    ] = None,
 ) -> None:
-    """Watch DIR and upload each file once it is complete (settled), forever or --once."""
+    """Watch DIR and upload each file once it is complete (settled), forever or --once.
+
+    --include and --exclude select files as in upload (gitignore patterns on the path
+    relative to DIR). Temporary and hidden names (*.tmp, *.part, .*) are always excluded
+    first; an exclude pattern starting with ! takes one back (--exclude '!.env').
+    """
     from s3stow.cli.upload import default_ledger, install_signal_handlers
     from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
     from s3stow.report.console import FailureLines, JsonEvents
     from s3stow.report.metrics import metrics_for, serving
     from s3stow.transfer.engine import Uploader
-    from s3stow.watch import DEFAULT_IGNORE, Watcher
+    from s3stow.watch import Watcher
 
     options: GlobalOptions = ctx.obj
     if not directory.is_dir():
@@ -72,12 +111,15 @@ def watch(
     if settle < 0 or max_wait <= 0 or rescan <= 0:
         raise ConfigError("--settle, --max-wait and --rescan must be positive")
     target = parse_target(destination)
+    flags = keys.flags()
+    flags["include"] = [*(flags["include"] or []), *(pattern or [])] or None
+    flags["exclude"] = [*(flags["exclude"] or []), *(ignore or [])] or None
     settings = options.settings(
         ledger=ledger,
         status_interval=status_interval,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
-        **keys.flags(),
+        **flags,
     )
     db = open_ledger(settings.ledger or default_ledger())
     observers: list[Observer] = [JsonEvents(sys.stdout)] if options.json else []
@@ -91,8 +133,6 @@ def watch(
         uploader,
         directory,
         target,
-        patterns=pattern or (),
-        ignore=ignore if ignore is not None else DEFAULT_IGNORE,
         settle=settle,
         max_wait=max_wait,
         rescan=rescan,
@@ -137,4 +177,21 @@ def watch(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(watch)
+    app.command(
+        epilog=examples(
+            (
+                "Upload each XML file of a spool directory once it is complete, into date "
+                "folders from its name's timestamp:",
+                "s3stow watch /var/spool/xml s3://bucket/xml-events --include '*.xml' "
+                "--layout date-folders",
+            ),
+            (
+                "Move each file away once its object is verified:",
+                "s3stow watch ./out s3://bucket/runs --after-upload move:./sent",
+            ),
+            (
+                "From cron: upload the backlog and exit",
+                "s3stow watch ./out s3://bucket/runs --once",
+            ),
+        )
+    )(watch)

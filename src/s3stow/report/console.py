@@ -1,18 +1,15 @@
-"""Human and machine output of a run: rich progress, plain lines, JSON events.
+"""What a run leaves for people and programs: the summary, JSON events, failures.
 
-``RichProgress`` draws files and bytes done/total, rate and ETA on a terminal
-(totals grow while discovery runs). Its bytes are those this run sends: a file
-skipped, resumed from an earlier run's parts or failed leaves the total with what
-it did not send, so the rate and ETA are this run's own. ``PlainProgress`` prints one line every N
-seconds when output is not a terminal. ``JsonEvents`` prints one JSON object
-per event. ``FailuresFile`` writes every failed item as a JSON line.
+``print_summary`` is the human summary at the end of a run (always printed, even
+after an interrupt); ``JsonEvents`` prints one JSON object per event;
+``FailuresFile`` writes every failed item as a JSON line; ``table`` is the one table
+style of every command. The live progress display is ``report.progress``.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -20,141 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 
 if TYPE_CHECKING:
-    from rich.progress import TaskID
+    from rich.table import Table
 
 from s3stow.keys import display_path
 from s3stow.logs import redact
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.units import format_duration, format_size
-
-
-class RichProgress(Observer):
-    """Live progress bars on a terminal."""
-
-    def __init__(self, console: Console, *, description: str = "uploading") -> None:
-        self.description = description
-        # imported here: a quiet or non-terminal run never draws bars (about 30 ms)
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[files]}"),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self._task: TaskID | None = None
-        self._files_done = 0
-        self._files_total = 0
-        self._bytes_total = 0
-        self._file_bytes: dict[str, int] = {}  # sent or resumed, per file in flight
-        self._lock = threading.Lock()
-
-    def on_start(self, run_id: str, target: str) -> None:
-        self.progress.start()
-        self._task = self.progress.add_task(self.description, total=0, files="0/0 files")
-
-    def on_discovered(self, source: SourceFile) -> None:
-        with self._lock:
-            self._files_total += 1
-            self._bytes_total += source.size
-            assert self._task is not None
-            self.progress.update(self._task, total=self._bytes_total, files=self._files_text())
-
-    def on_bytes(self, source: SourceFile, count: int) -> None:
-        with self._lock:
-            key = str(source.path)
-            self._file_bytes[key] = self._file_bytes.get(key, 0) + count
-        assert self._task is not None
-        self.progress.advance(self._task, count)
-
-    def on_resumed(self, source: SourceFile, count: int) -> None:
-        with self._lock:  # already in S3: neither sent now nor left to send
-            key = str(source.path)
-            self._file_bytes[key] = self._file_bytes.get(key, 0) + count
-            self._bytes_total -= count
-            assert self._task is not None
-            self.progress.update(self._task, total=self._bytes_total)
-
-    def on_decision(self, decision: Decision) -> None:
-        if not decision.upload and decision.reason.value == "ledger-done":
-            self._done(decision.item.source.size)
-
-    def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
-        size = source.size if source else 0
-        with self._lock:
-            handled = self._file_bytes.pop(str(result.path), 0)
-        self._done(max(0, size - handled))
-
-    def _done(self, unsent: int) -> None:
-        """One file finished; ``unsent``: its bytes this run will not send."""
-        with self._lock:
-            self._files_done += 1
-            self._bytes_total -= unsent
-            assert self._task is not None
-            self.progress.update(self._task, total=self._bytes_total, files=self._files_text())
-
-    def _files_text(self) -> str:
-        return f"{self._files_done}/{self._files_total} files"
-
-    def on_finish(self, summary: RunSummary) -> None:
-        self.progress.stop()
-
-
-class PlainProgress(Observer):
-    """A one-line status every ``interval`` seconds (CI, logs)."""
-
-    def __init__(self, stream: TextIO, *, interval: float, verb: str = "sent") -> None:
-        self.stream = stream
-        self.interval = interval
-        self.verb = verb
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.files = self.done = self.bytes = 0
-        self._started = time.monotonic()
-
-    def on_start(self, run_id: str, target: str) -> None:
-        self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="progress")
-        self._thread.start()
-
-    def on_discovered(self, source: SourceFile) -> None:
-        self.files += 1
-
-    def on_decision(self, decision: Decision) -> None:
-        if decision.reason.value == "ledger-done":
-            self.done += 1
-
-    def on_bytes(self, source: SourceFile, count: int) -> None:
-        self.bytes += count
-
-    def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
-        self.done += 1
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            elapsed = time.monotonic() - self._started
-            rate = self.bytes / elapsed if elapsed else 0
-            print(
-                f"progress: {self.done}/{self.files} files, {format_size(self.bytes)} {self.verb}, "
-                f"{format_size(rate)}/s, {format_duration(elapsed)}",
-                file=self.stream,
-                flush=True,
-            )
-
-    def on_finish(self, summary: RunSummary) -> None:
-        self._stop.set()
 
 
 class JsonEvents(Observer):
@@ -283,24 +152,48 @@ def summary_dict(summary: RunSummary) -> dict[str, Any]:
     }
 
 
-def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | None) -> None:
-    """The final human summary: always printed, even after an interrupt."""
+def table(*columns: str, numeric: tuple[str, ...] = ()) -> Table:
+    """s3stow's one table style: no borders, a bold header, numbers right-aligned (the
+    same on a terminal and in a log, and easy to read with awk)."""
+    from rich.table import Table
+
+    made = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        made.add_column(column, justify="right" if column in numeric else "left")
+    return made
+
+
+SHOWN_PLANNED = 50  # files a dry run lists on a terminal without -v
+
+
+def print_summary(
+    summary: RunSummary, console: Console, *, resume_hint: str | None, list_all: bool = False
+) -> None:
+    """The final human summary: always printed, even after an interrupt. A dry run lists
+    every file with ``list_all`` (-v, or output that is not a terminal), else the first
+    ``SHOWN_PLANNED`` and how to see the rest."""
     if summary.would_upload:
-        console.print(f"[bold]dry run[/]: {len(summary.would_upload)} file(s) would be uploaded")
-        for d in summary.would_upload[:50]:
+        planned = summary.would_upload
+        console.print(f"[bold]dry run[/]: {len(planned):,} file(s) would be uploaded")
+        for d in planned if list_all else planned[:SHOWN_PLANNED]:
             console.print(
                 f"  {d.reason.value:8} {format_size(d.item.source.size):>10}  "
                 f"{d.item.source.path} -> s3://{d.item.bucket}/{d.item.key}",
                 markup=False,
                 highlight=False,
             )
-        if len(summary.would_upload) > 50:
-            console.print(f"  ... and {len(summary.would_upload) - 50} more")
+        if not list_all and len(planned) > SHOWN_PLANNED:
+            console.print(
+                f"  ... and {len(planned) - SHOWN_PLANNED:,} more: -v lists every one, "
+                "--json gives them as JSON lines (one plan event per file)",
+                markup=False,
+            )
     rate = summary.bytes_uploaded / summary.elapsed if summary.elapsed else 0.0
     console.print(
         f"[bold]{summary.uploaded} uploaded[/], {summary.skipped} skipped, "
         f"[{'red' if summary.failed else 'green'}]{summary.failed} failed[/]"
         + (f", [yellow]{summary.changed} changed during upload[/]" if summary.changed else "")
+        + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
         + f" of {summary.files} files ({format_size(summary.bytes_total)}); "
         f"{format_size(summary.bytes_uploaded)} sent in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
@@ -334,13 +227,17 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
             )
         )
     if 1 < len(summary.groups) <= 12:
-        from rich.table import Table
-
-        table = Table(
-            "group", "files", "uploaded", "skipped", "failed", "sent", box=None, pad_edge=False
+        groups = table(
+            "group",
+            "files",
+            "uploaded",
+            "skipped",
+            "failed",
+            "sent",
+            numeric=("files", "uploaded", "skipped", "failed", "sent"),
         )
         for name, c in sorted(summary.groups.items()):
-            table.add_row(
+            groups.add_row(
                 name,
                 str(c["files"]),
                 str(c["uploaded"]),
@@ -348,7 +245,7 @@ def print_summary(summary: RunSummary, console: Console, *, resume_hint: str | N
                 str(c["failed"]),
                 format_size(c["bytes_uploaded"]),
             )
-        console.print(table)
+        console.print(groups)
     elif summary.groups and len(summary.groups) > 12:
         console.print(
             f"  ({len(summary.groups)} groups: per-group counts are in --json and --status-json)"

@@ -18,6 +18,10 @@ class Observer:
     def on_discovered(self, source: SourceFile) -> None:
         """Discovery found a file (totals grow while discovery runs)."""
 
+    def on_walk(self, files: int, size: int, finished: bool) -> None:
+        """Discovery, running ahead, has found ``files`` selected files of ``size`` bytes
+        so far; ``finished``: the walk is over and these are the run's totals."""
+
     def on_skipped_path(self, skipped: Skipped) -> None:
         """Discovery skipped a path (symlink, special file, unreadable...)."""
 
@@ -32,6 +36,10 @@ class Observer:
 
     def on_resumed(self, source: SourceFile, count: int) -> None:
         """``count`` bytes of ``source`` are parts an earlier run sent (not sent again)."""
+
+    def on_hashed(self, source: SourceFile, count: int) -> None:
+        """``count`` more bytes of ``source`` were read to hash the whole file (before
+        sending it, or to prove S3 already has it): a large file's slow first step."""
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         """A file reached its outcome for this run."""
@@ -54,6 +62,10 @@ class Fanout(Observer):
         for o in self.observers:
             o.on_discovered(source)
 
+    def on_walk(self, files: int, size: int, finished: bool) -> None:
+        for o in self.observers:
+            o.on_walk(files, size, finished)
+
     def on_skipped_path(self, skipped: Skipped) -> None:
         for o in self.observers:
             o.on_skipped_path(skipped)
@@ -73,6 +85,10 @@ class Fanout(Observer):
     def on_resumed(self, source: SourceFile, count: int) -> None:
         for o in self.observers:
             o.on_resumed(source, count)
+
+    def on_hashed(self, source: SourceFile, count: int) -> None:
+        for o in self.observers:
+            o.on_hashed(source, count)
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         for o in self.observers:

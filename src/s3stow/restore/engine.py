@@ -250,23 +250,29 @@ class Restorer:
                 pending[future] = item
                 future.add_done_callback(completed.put)
 
+            listed = size = 0  # found by the listing so far (the progress display's walk)
             for batch in _batched(found):
                 if self.stop.is_set():
                     break
                 items = self._admit(batch, summary)
+                listed += len(items)
+                size += sum(item.source.size for item in items)
+                self.observer.on_walk(listed, size, False)
                 for item, (decision, entry) in zip(
                     items, decide(items, ledger=self.restores), strict=True
                 ):
+                    if decision.upload and budget is not None:
+                        if budget <= 0:  # left for the next run, not skipped
+                            decision = Decision(decision.item, False, Reason.LIMIT)
+                        budget -= 1
                     self.observer.on_decision(decision)
+                    if decision.reason == Reason.LIMIT:
+                        summary.not_started += 1
+                        continue
                     if not decision.upload:
                         summary.skipped += 1
                         summary.count_group(item.source.group, "skipped")
                         continue
-                    if budget is not None:
-                        if budget <= 0:
-                            summary.skipped += 1
-                            continue
-                        budget -= 1
                     if self.settings.dry_run:
                         summary.would_restore.append(decision)
                         continue
@@ -274,6 +280,8 @@ class Restorer:
                         break
                     submit(decision, item, entry)
                 self._drain(pending, completed, summary, block=False)
+            else:
+                self.observer.on_walk(listed, size, True)
             while pending:
                 self._drain(pending, completed, summary, block=True)
             backoff = glacier.Backoff(self.options.glacier.poll_interval)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from s3stow.models import Decision, RunSummary, Status, UploadResult
+from s3stow.report.console import SHOWN_PLANNED
 from s3stow.restore.glacier import PENDING
 from s3stow.units import format_duration, format_size
 
@@ -70,20 +71,26 @@ class RestoreSummary(RunSummary):
 
 
 def print_restore_summary(
-    summary: RestoreSummary, console: Console, *, resume_hint: str | None
+    summary: RestoreSummary, console: Console, *, resume_hint: str | None, list_all: bool = False
 ) -> None:
-    """The final human summary: always printed, even after an interrupt."""
+    """The final human summary: always printed, even after an interrupt. A dry run lists
+    every object with ``list_all`` (-v, or output that is not a terminal)."""
     plain: dict[str, Any] = {"markup": False, "highlight": False}
     if summary.would_restore:
-        console.print(f"[bold]dry run[/]: {len(summary.would_restore)} object(s) would be restored")
-        for d in summary.would_restore[:50]:
+        planned = summary.would_restore
+        console.print(f"[bold]dry run[/]: {len(planned):,} object(s) would be restored")
+        for d in planned if list_all else planned[:SHOWN_PLANNED]:
             console.print(
                 f"  {d.reason.value:12} {format_size(d.item.source.size):>10}  "
                 f"s3://{d.item.bucket}/{d.item.key} -> {d.item.source.path}",
                 **plain,
             )
-        if len(summary.would_restore) > 50:
-            console.print(f"  ... and {len(summary.would_restore) - 50} more (see --json)")
+        if not list_all and len(planned) > SHOWN_PLANNED:
+            console.print(
+                f"  ... and {len(planned) - SHOWN_PLANNED:,} more: -v lists every one, "
+                "--json gives them as JSON lines (one plan event per object)",
+                markup=False,
+            )
     rate = summary.bytes_uploaded / summary.elapsed if summary.elapsed else 0.0
     console.print(
         f"[bold]{summary.uploaded} restored[/], {summary.skipped} skipped, "
@@ -93,6 +100,7 @@ def print_restore_summary(
             if summary.pending
             else ""
         )
+        + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
         + f" of {summary.files} objects; {format_size(summary.bytes_uploaded)} in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
     )

@@ -49,6 +49,7 @@ class TransferContext:
     run_id: str
     on_bytes: Callable[[SourceFile, int], None]  # bytes this run sent, acknowledged by S3
     on_resumed: Callable[[SourceFile, int], None] = field(default=lambda _source, _count: None)
+    on_hashed: Callable[[SourceFile, int], None] | None = None  # whole-file hashing progress
 
     @property
     def compat(self) -> bool:
@@ -180,6 +181,7 @@ def transfer_context(
     run_id: str,
     on_bytes: Callable[[SourceFile, int], None],
     on_resumed: Callable[[SourceFile, int], None] = lambda _source, _count: None,
+    on_hashed: Callable[[SourceFile, int], None] | None = None,
 ) -> Iterator[TransferContext]:
     """A ``TransferContext`` with its own part pool, shut down on exit."""
     pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="part")
@@ -201,6 +203,7 @@ def transfer_context(
             run_id=run_id,
             on_bytes=on_bytes,
             on_resumed=on_resumed,
+            on_hashed=on_hashed,
         )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -1,8 +1,9 @@
 """The upload pipeline and the library API: ``Uploader``.
 
 discover -> plan keys -> compare (ledger, then one listing) -> transfer (with
-retry) -> record (ledger) -> report (observers). Discovery streams in batches,
-so the first upload starts before the tree is fully listed; at most
+retry) -> record (ledger) -> report (observers). Discovery and key planning run
+ahead in their own thread (``RunAhead``, up to 10,000 files ahead) and stream in
+batches, so the first upload starts before the tree is fully listed; at most
 ``2 x concurrency`` files are in flight at once. Parts of large files run in a
 second pool; ``RequestLimiter`` caps the requests of both at ``concurrency``.
 """
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from s3stow.ahead import RunAhead
 from s3stow.collisions import KeyClaims
 from s3stow.compare import RemoteIndex, decide
 from s3stow.config import Settings
@@ -31,6 +33,7 @@ from s3stow.errors import LedgerError, S3StowError
 from s3stow.keys import Target, build_key, local_key, parse_target
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import (
+    Decision,
     Duplicate,
     PlannedUpload,
     Reason,
@@ -193,16 +196,17 @@ class Uploader:
         )
         own = working_files(self.settings, self.ledger)
         found = discover(roots, follow_symlinks=self.settings.follow_symlinks, own=own)
-        batches = (self._plan(batch, planner, summary) for batch in _batched(found))
-        self._run(
-            summary,
-            resolved,
-            batches,
-            remote=remote,
-            claims=planner.claims,
-            command="upload",
-            sources=describe_sources(roots),
-        )
+        with RunAhead(found, planner.plan, on_walk=self.observer.on_walk) as ahead:
+            batches = (self._plan(batch, planner, summary) for batch in ahead)
+            self._run(
+                summary,
+                resolved,
+                batches,
+                remote=remote,
+                claims=planner.claims,
+                command="upload",
+                sources=describe_sources(roots),
+            )
         for pattern in planner.unmatched_includes():
             log.warning("--include %r matched no file", pattern)
         return summary
@@ -238,6 +242,7 @@ class Uploader:
         stream = iter(items)
 
         def batches() -> Iterator[list[PlannedUpload]]:
+            files = size = 0
             while chunk := list(itertools.islice(stream, _BATCH)):
                 batch = []
                 for item in chunk:
@@ -248,8 +253,11 @@ class Uploader:
                         continue
                     summary.bytes_total += item.source.size
                     self.observer.on_discovered(item.source)
+                    files, size = files + 1, size + item.source.size
                     batch.append(item)
+                self.observer.on_walk(files, size, False)
                 yield batch
+            self.observer.on_walk(files, size, True)
 
         self._run(
             summary,
@@ -349,17 +357,19 @@ class Uploader:
                 for decision, listed in decide(
                     planned, ledger=self.ledger, known=known, remote=remote, settings=self.settings
                 ):
+                    if decision.upload and budget_left is not None:
+                        if budget_left <= 0:  # left for the next run, not skipped
+                            decision = Decision(decision.item, False, Reason.LIMIT)
+                        budget_left -= 1
                     self.observer.on_decision(decision)
                     source = decision.item.source
+                    if decision.reason == Reason.LIMIT:
+                        summary.not_started += 1
+                        continue
                     if not decision.upload and listed is None:
                         summary.skipped += 1
                         summary.count_group(source.group, "skipped")
                         continue
-                    if decision.upload and budget_left is not None:
-                        if budget_left <= 0:
-                            summary.skipped += 1
-                            continue
-                        budget_left -= 1
                     if self.settings.dry_run and decision.upload:
                         summary.would_upload.append(decision)
                         continue
@@ -410,11 +420,13 @@ class Uploader:
         self._count(summary, failure, source)
 
     def _plan(
-        self, batch: list[SourceFile | Skipped], planner: Planner, summary: RunSummary
+        self, batch: list[tuple[SourceFile | Skipped, Any]], planner: Planner, summary: RunSummary
     ) -> list[PlannedUpload]:
+        """Count, report and record a batch of found paths, each with what the planner
+        made of it (in ``RunAhead``'s thread); return the files to compare."""
         planned = []
         bucket = planner.target.bucket
-        for found in batch:
+        for found, outcome in batch:
             if isinstance(found, Skipped):
                 self.observer.on_skipped_path(found)
                 summary.files += 1
@@ -435,7 +447,6 @@ class Uploader:
                 self._record_refusal(failure, summary, mtime_ns=0, group=None)
                 self._count(summary, failure, None)
                 continue
-            outcome = planner.plan(found)
             if outcome is None:
                 summary.not_selected += 1
                 continue
@@ -531,6 +542,7 @@ class Uploader:
             run_id=run_id or new_run_id(),
             on_bytes=self._on_bytes,
             on_resumed=self._on_resumed,
+            on_hashed=self.observer.on_hashed,
         )
 
     def _on_bytes(self, source: SourceFile, count: int) -> None:
@@ -545,8 +557,3 @@ class Uploader:
     def fatal_error(self) -> S3StowError | None:
         """The fatal (auth/bucket) error that stopped the run, if any."""
         return self.worker.fatal_error
-
-
-def _batched(found: Iterator[SourceFile | Skipped]) -> Iterator[list[SourceFile | Skipped]]:
-    while batch := list(itertools.islice(found, _BATCH)):
-        yield batch

@@ -47,7 +47,13 @@ def put_multipart(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
     identity = open_identity(source)
     state, done = _resume_state(ctx, item, part_size, identity)
     if state is None:
-        sha = checksums.sha256_hex(str(source.path)) if ctx.settings.sha256_metadata else None
+        sha = None
+        if ctx.settings.sha256_metadata:  # one more read of the whole file, shown as hashing
+            hashed = ctx.on_hashed
+            sha = checksums.sha256_hex(
+                str(source.path),
+                progress=(lambda n: hashed(source, n)) if hashed is not None else None,
+            )
         options = ctx.write_options(source, sha256_hex=sha)
         algo = None if ctx.compat else algorithm
 

@@ -101,7 +101,13 @@ class FileWorker:
                     size=item.source.size,
                     reason=Reason.NO_CLOBBER,
                 )
-            equal, tier, local = remote_matches(item, info, settings=self.settings)
+            source = item.source
+            equal, tier, local = remote_matches(
+                item,
+                info,
+                settings=self.settings,
+                progress=lambda n: self.observer.on_hashed(source, n),
+            )
         except (S3StowError, OSError) as exc:
             log.info("cannot prove %s matches: %s; uploading it", item.key, exc)
             return None
