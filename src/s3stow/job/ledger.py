@@ -68,6 +68,9 @@ class JobLedger(Ledger):
         )
 
     def flush(self) -> None:
+        with self._lock:
+            if not self._pending:
+                return  # the flusher's idle ticks touch no database
         self.db.call(super().flush, what="ledger: write")
 
     def multipart_state(self, bucket: str, key: str) -> MultipartState | None:

@@ -1,0 +1,94 @@
+"""The job queue's compare-and-set steps on a real PostgreSQL (no S3): a claim is a
+version, every write of it is conditional on that version, and every step can run
+twice (a commit whose answer was lost) without doing its work twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from s3stow.fileid import FileIdentity
+from s3stow.job.queue import JobQueue, Outcome
+from s3stow.ledger import open_ledger
+from s3stow.ledger.sql import ItemRecord
+from s3stow.models import SourceFile, Status, UploadResult
+
+
+@pytest.fixture
+def queue(pg_schema_url: str) -> Iterator[JobQueue]:
+    ledger = open_ledger(pg_schema_url)
+    yield JobQueue(ledger.engine, "j")
+    ledger.close()
+
+
+def _plan(queue: JobQueue, mtime_ns: int = 1, names: tuple[str, ...] = ("a",)) -> None:
+    number = queue.begin_plan(bucket="b", prefix="", settings={})
+    files = [(SourceFile(Path(f"/x/{n}"), n, 3, mtime_ns, Path("/x")), n) for n in names]
+    queue.enqueue(files, plan=number)
+
+
+def _done(item: object) -> Outcome:
+    result = UploadResult(Path("/x/a"), "b", "a", Status.DONE, size=3, etag="e")
+    return Outcome(item, "done", record=ItemRecord(result, 1, "run"))  # type: ignore[arg-type]
+
+
+def _ledger(url: str) -> list[tuple[str, str, int]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT key, status, attempts FROM items").fetchall()
+
+
+def test_an_outcome_under_a_superseded_version_is_not_written(
+    queue: JobQueue, pg_schema_url: str
+) -> None:
+    _plan(queue)
+    (item,) = queue.claim("w1", limit=10, lease=60)
+    _plan(queue, mtime_ns=2)  # the file changed: a new plan resets the item
+    (again,) = queue.claim("w1", limit=10, lease=60)  # same worker, same state: new version
+    assert again.version == item.version + 2
+    kept, lost = queue.record("w1", [_done(item)])  # the outcome of the old file
+    assert (kept, len(lost)) == ([], 1)
+    assert _ledger(pg_schema_url) == []  # nothing in the ledger either
+    kept, lost = queue.record("w1", [_done(again)])
+    assert (len(kept), lost) == (1, [])
+
+
+def test_a_replayed_record_is_recognised_and_written_once(
+    queue: JobQueue, pg_schema_url: str
+) -> None:
+    _plan(queue)
+    (item,) = queue.claim("w1", limit=10, lease=60)
+    kept, _ = queue.record("w1", [_done(item)])
+    replay, lost = queue.record("w1", [_done(item)])  # as if the first answer was lost
+    assert (len(kept), len(replay), lost) == (1, 1, [])
+    assert _ledger(pg_schema_url) == [("a", "done", 1)]
+    stale, lost = queue.record("w2", [_done(item)])  # another worker's is not a replay
+    assert (stale, len(lost)) == ([], 1)
+
+
+def test_a_replayed_claim_returns_what_the_worker_already_holds(queue: JobQueue) -> None:
+    _plan(queue, names=("a", "b", "c"))
+    first = queue.claim("w1", limit=2, lease=60)
+    again = queue.claim("w1", limit=2, lease=60)  # the first claim's answer was lost
+    assert again == first
+    assert [c.key for c in queue.claim("w2", limit=5, lease=60)] == ["c"]
+
+
+def test_a_part_sent_to_a_replaced_upload_is_not_recorded(queue: JobQueue) -> None:
+    _plan(queue)
+    (item,) = queue.claim("w1", limit=1, lease=60)
+    split = queue.split
+    assert split.open(
+        "w1", item, upload_id="u1", part_size=5, ranges=[(1, 0, 5), (2, 5, 5)],
+        identity=FileIdentity(10, 1), checksum_algorithm=None,
+    )  # fmt: skip
+    part = split.claim_parts("w1", limit=1, lease=60)[0]
+    restart = split.completions.request_restart("w2", part.file, lease=60, max_restarts=3)
+    assert not isinstance(restart, str)
+    assert split.completions.restarted("w2", restart.file, upload_id="u2")
+    assert not split.part_done("w1", part, etag="e", checksum=None)  # sent to u1
+    (fresh,) = [p for p in split.claim_parts("w1", limit=5, lease=60) if p.number == 1]
+    assert fresh.file.upload_id == "u2"
+    assert split.part_done("w1", fresh, etag="e", checksum=None)
