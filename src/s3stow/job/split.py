@@ -194,11 +194,11 @@ class SplitUploads:
             self._fail(file, "SourceChanged", f"cannot read {source.path}: {exc.strerror}")
             return
         except TransferError as exc:
-            if exc.code == VANISHED or self._vanished(file):
-                self._restart_vanished(file)
-                return
             if exc.code in UNREADABLE:  # the shared file became unreadable: no retry helps
                 self._fail(file, "SourceChanged", str(exc))
+                return
+            if exc.code == VANISHED or self._vanished(file):
+                self._restart_vanished(file)
                 return
             log.warning("part %d of %s failed: %s", part.number, file.key, exc)
             verdict = self.queue.part_failed(
