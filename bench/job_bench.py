@@ -142,9 +142,9 @@ def main() -> int:
                 run = one_run(data, workers, split=split)
                 results.setdefault((name, workers), []).append(run)
                 print(f"{name} x{workers}: {run['wall']:.2f}s", file=sys.stderr, flush=True)
-    print(f"load average before/after: {os.getloadavg()[0]:.1f} (1 min)")
-    print("| workload | workers | wall (median) | rate | workers' CPU | server CPU |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min; other work on the host)")
+    print("| workload | workers | wall (median) | range | rate | workers' CPU | server CPU |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for (name, workers), runs in results.items():
         wall = statistics.median(r["wall"] for r in runs)
         files, size = workloads[name][1], workloads[name][2]
@@ -153,7 +153,12 @@ def main() -> int:
         )
         client = statistics.median(r["client_cpu"] for r in runs)
         server = statistics.median(r["server_cpu"] for r in runs)
-        print(f"| {name} | {workers} | {wall:.2f} s | {rate} | {client:.1f} s | {server:.1f} s |")
+        walls = [r["wall"] for r in runs]
+        spread = f"{min(walls):.2f}–{max(walls):.2f} s"
+        print(
+            f"| {name} | {workers} | {wall:.2f} s | {spread} | {rate} | {client:.1f} s "
+            f"| {server:.1f} s |"
+        )
     return 0
 
 
