@@ -92,3 +92,45 @@ def test_a_part_sent_to_a_replaced_upload_is_not_recorded(queue: JobQueue) -> No
     (fresh,) = [p for p in split.claim_parts("w1", limit=5, lease=60) if p.number == 1]
     assert fresh.file.upload_id == "u2"
     assert split.part_done("w1", fresh, etag="e", checksum=None)
+
+
+def test_transient_database_failures_are_told_from_the_rest() -> None:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from s3stow.job.db import transient
+
+    dropped = OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed"))
+    assert transient(dropped)
+    assert transient(PoolTimeout("QueuePool limit reached"))
+    assert not transient(IntegrityError("INSERT", {}, psycopg.IntegrityError("duplicate")))
+
+
+def test_a_step_is_retried_until_the_patience_runs_out(pg_schema_url: str) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from s3stow.job.db import DatabaseUnreachable, JobDatabase
+
+    ledger = open_ledger(pg_schema_url)
+    stopped: list[bool] = []
+    db = JobDatabase(ledger.engine, patience=0.5, on_unreachable=lambda: stopped.append(True))
+    tries: list[int] = []
+
+    def flaky() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise OperationalError("SELECT 1", {}, psycopg.OperationalError("reset"))
+        return "answer"
+
+    assert db.call(flaky, what="flaky") == "answer"
+    assert len(tries) == 3
+
+    def down() -> str:
+        raise OperationalError("SELECT 1", {}, psycopg.OperationalError("refused"))
+
+    with pytest.raises(DatabaseUnreachable, match=r"unreachable for 0\.5 s"):
+        db.call(down, what="down")
+    assert stopped == [True]
+    with pytest.raises(DatabaseUnreachable):  # every later step fails at once
+        db.run(lambda conn: conn.exec_driver_sql("SELECT 1"), what="after")
+    ledger.close()

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from s3stow.errors import LedgerError
 from s3stow.logs import redact
@@ -38,12 +39,15 @@ class DatabaseUnreachable(LedgerError):
 def transient(exc: BaseException) -> bool:
     """True for a failure that a new connection or a later try can cure: the connection
     lost, refused or timed out, the server shutting down or starting, a serialization
-    failure or deadlock (psycopg's ``OperationalError`` family)."""
+    failure or deadlock (psycopg's ``OperationalError`` family), no pooled connection
+    free in time."""
     import psycopg
 
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, PoolTimeout):  # every pooled connection stuck in the outage
             return True
         if isinstance(seen, psycopg.OperationalError | psycopg.InterfaceError):
             return True

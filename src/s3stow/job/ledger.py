@@ -38,6 +38,11 @@ class JobLedger(Ledger):
         with self._held_lock:
             self._held[(result.bucket, result.key)] = ItemRecord(result, mtime_ns, run_id, group)
 
+    def clear_held(self) -> None:
+        """Forget held outcomes (a new batch starts; none of an earlier one may leak in)."""
+        with self._held_lock:
+            self._held.clear()
+
     def take(self, bucket: str, key: str) -> ItemRecord | None:
         """The held outcome of ``key`` (removed: it is written with the item, or not at all)."""
         with self._held_lock:

@@ -183,6 +183,8 @@ class JobWorker:
         planned: dict[str, tuple[Claimed, SourceFile]] = {}
         settled: set[int] = set()  # split, or lost before it could be
         self.outcomes.by_key.clear()
+        if self.ledger is not None:
+            self.ledger.clear_held()
         for item in claimed:
             path = Path(item.path)
             try:
