@@ -47,9 +47,11 @@ def _wait(predicate: Any, timeout: float = 60) -> None:
     raise AssertionError("condition not reached in time")
 
 
-def _plan(cli: Any, url: str, job: str, bucket: str, *extra: str) -> Any:
+def _plan(
+    cli: Any, url: str, job: str, bucket: str, *extra: str, env: dict[str, str] = PART_ENV
+) -> Any:
     result = cli("job", "plan", "src", f"s3://{bucket}/p", "--job", job, "--ledger", url, *extra,
-                 env=PART_ENV)  # fmt: skip
+                 env=env)  # fmt: skip
     assert result.code == 0, result.output
     return result
 
@@ -348,7 +350,8 @@ def test_a_stale_worker_neither_overwrites_the_ledger_nor_fails_the_run(
     `done`, and not exit 1."""
     tree = make_tree(tmp_path / "src", {"mid.bin": BIG})
     job = f"staleledger-{uuid.uuid4().hex[:8]}"
-    _plan(proxied_cli, pg_schema_url, job, bucket, "--split-above", "off")
+    fast = {**PART_ENV, "S3STOW_RETRY_BASE_DELAY": "0.01", "S3STOW_MAX_ATTEMPTS": "1"}
+    _plan(proxied_cli, pg_schema_url, job, bucket, "--split-above", "off", env=fast)
     proxy.add(r"^PUT .*partNumber=2", "delay", times=1, delay=1.0)
     work = ("--json", "job", "work", "--job", job, "--ledger", pg_schema_url, "--lease", "1",
             "--concurrency", "1")  # fmt: skip

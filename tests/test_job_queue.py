@@ -4,6 +4,7 @@ twice (a commit whose answer was lost) without doing its work twice."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +135,26 @@ def test_a_step_is_retried_until_the_patience_runs_out(pg_schema_url: str) -> No
     with pytest.raises(DatabaseUnreachable):  # every later step fails at once
         db.run(lambda conn: conn.exec_driver_sql("SELECT 1"), what="after")
     ledger.close()
+
+
+def test_a_paused_workers_transaction_ends_and_frees_its_rows(pg_schema_url: str) -> None:
+    """A worker stopped (SIGSTOP) inside a transaction would keep its row locks, and every
+    other worker's claim would skip its items long after the lease expired: the server
+    ends such a session after the worker's idle timeout."""
+    from sqlalchemy.exc import DBAPIError
+
+    from s3stow.job.db import JobDatabase, transient
+
+    ledger = open_ledger(pg_schema_url)
+    try:
+        queue = JobQueue(JobDatabase(ledger.engine, idle_timeout=1), "j")
+        _plan(queue)
+        with ledger.engine.connect() as paused:
+            paused.exec_driver_sql("SELECT id FROM job_items FOR UPDATE")  # then nothing
+            time.sleep(1.5)
+            assert [c.key for c in queue.claim("w2", limit=5, lease=60)] == ["a"]
+            with pytest.raises(DBAPIError) as ended:  # the worker, resumed, retries the step
+                paused.exec_driver_sql("SELECT 1")
+            assert transient(ended.value)
+    finally:
+        ledger.close()

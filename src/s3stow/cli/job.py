@@ -221,7 +221,12 @@ def _work(
         for running in stopper:
             running.request_stop()
 
-    db = JobDatabase(database.engine(), patience=db_timeout, on_unreachable=stop_all)
+    db = JobDatabase(
+        database.engine(),
+        patience=db_timeout,
+        on_unreachable=stop_all,
+        idle_timeout=max(5.0, min(lease / 2, 60.0)),  # how long a paused worker keeps locks
+    )
     journal = JobLedger(database, db=db)
     try:
         queue = JobQueue(db, job)

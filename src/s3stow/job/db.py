@@ -18,9 +18,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -39,8 +39,8 @@ class DatabaseUnreachable(LedgerError):
 def transient(exc: BaseException) -> bool:
     """True for a failure that a new connection or a later try can cure: the connection
     lost, refused or timed out, the server shutting down or starting, a serialization
-    failure or deadlock (psycopg's ``OperationalError`` family), no pooled connection
-    free in time."""
+    failure or deadlock (psycopg's ``OperationalError`` family), a session ended for
+    idling in a transaction, no pooled connection free in time."""
     import psycopg
 
     seen: BaseException | None = exc
@@ -51,6 +51,8 @@ def transient(exc: BaseException) -> bool:
             return True
         if isinstance(seen, psycopg.OperationalError | psycopg.InterfaceError):
             return True
+        if isinstance(seen, psycopg.errors.IdleInTransactionSessionTimeout):
+            return True  # this process was paused inside a transaction (_end_idle_transactions)
         seen = seen.__cause__ or getattr(seen, "orig", None)
     return False
 
@@ -69,9 +71,12 @@ class JobDatabase:
         *,
         patience: float = 300.0,
         on_unreachable: Callable[[], None] | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.engine = engine
         self.patience = patience
+        if idle_timeout is not None and engine.dialect.name == "postgresql":
+            _end_idle_transactions(engine, idle_timeout)
         self.on_unreachable = on_unreachable
         self.unreachable: DatabaseUnreachable | None = None
         self.outages = 0  # failed tries, over the process's life
@@ -139,3 +144,23 @@ class JobDatabase:
             callback = self.on_unreachable
         if callback is not None:
             callback()
+
+
+def _end_idle_transactions(engine: Engine, seconds: float) -> None:
+    """Have the server end this process's sessions that sit in a transaction for
+    ``seconds`` (``idle_in_transaction_session_timeout``). A worker paused (SIGSTOP, a
+    frozen VM) inside a transaction would otherwise keep its row locks, and the rows it
+    holds would be skipped by every other worker's claim long after its lease expired.
+    Its own next step then fails like a dropped connection and is retried."""
+    milliseconds = max(1000, int(seconds * 1000))
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a SET in a rolled-back transaction is undone
+        try:
+            dbapi_connection.execute(f"SET idle_in_transaction_session_timeout = {milliseconds}")
+        finally:
+            dbapi_connection.autocommit = autocommit
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections made before now are made again, with the setting
