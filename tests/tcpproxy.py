@@ -38,14 +38,15 @@ class TcpProxy:
 
     def start(self) -> None:
         self._listener = socket.create_server((self.host, self.port))
+        self._listener.settimeout(0.2)  # accept() wakes up to see stop()
         self.port = self._listener.getsockname()[1]
         self._thread = threading.Thread(target=self._accept, daemon=True, name="tcpproxy")
         self._thread.start()
 
     def stop(self) -> None:
         self._closed = True
-        self._listener.close()
         self._thread.join(5)
+        self._listener.close()
         self.drop()
 
     # ---- controls -------------------------------------------------------------------
@@ -82,8 +83,11 @@ class TcpProxy:
         while not self._closed:
             try:
                 client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            client.settimeout(None)
             self.accepted += 1
             with self._lock:
                 mode = self._mode
