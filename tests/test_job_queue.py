@@ -26,9 +26,9 @@ def queue(pg_schema_url: str) -> Iterator[JobQueue]:
 
 
 def _plan(queue: JobQueue, mtime_ns: int = 1, names: tuple[str, ...] = ("a",)) -> None:
-    number = queue.begin_plan(bucket="b", prefix="", settings={})
     files = [(SourceFile(Path(f"/x/{n}"), n, 3, mtime_ns, Path("/x")), n) for n in names]
-    queue.enqueue(files, plan=number)
+    with queue.plan(bucket="b", prefix="", settings={}) as plan:
+        plan.add(files)
 
 
 def _done(item: object) -> Outcome:
@@ -158,3 +158,32 @@ def test_a_paused_workers_transaction_ends_and_frees_its_rows(pg_schema_url: str
             assert transient(ended.value)
     finally:
         ledger.close()
+
+
+def test_a_plan_that_loses_its_connection_marks_nothing_gone(
+    pg_schema_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The keys a plan found live in a temporary table on its own connection: when that
+    connection drops, its batches still reach the queue (retried), but nothing is
+    marked gone, since the plan no longer knows what it found."""
+    from tests.tcpproxy import TcpProxy
+
+    proxy = TcpProxy(5432)
+    proxy.start()
+    ledger = open_ledger(pg_schema_url.replace(":5432/", f":{proxy.port}/", 1))
+    try:
+        queue = JobQueue(ledger.engine, "j")
+        _plan(queue, names=("old",))
+        files = [(SourceFile(Path(f"/x/{n}"), n, 3, 1, Path("/x")), n) for n in "ab"]
+        with queue.plan(bucket="b", prefix="", settings={}) as plan:
+            plan.add(files[:1])
+            proxy.drop()
+            plan.add(files[1:])
+            assert plan.mark_gone(["/x"]) is None
+        assert "marked gone by the next one" in caplog.text
+        with psycopg.connect(pg_schema_url) as conn:
+            states = conn.execute("SELECT key, state FROM job_items ORDER BY key").fetchall()
+        assert states == [("a", "pending"), ("b", "pending"), ("old", "pending")]
+    finally:
+        ledger.close()
+        proxy.stop()

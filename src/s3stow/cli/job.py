@@ -132,17 +132,17 @@ def plan(
         planner = Planner(settings, target)
         roots = check_sources(planner.sources([Path(s) for s in sources]))
         job_settings = {**settings.model_dump(mode="json"), "split_above": split}
-        number = queue.begin_plan(bucket=target.bucket, prefix=target.prefix, settings=job_settings)
         unreadable: list[Skipped] = []
-        found = discover(roots, follow_symlinks=settings.follow_symlinks)
-        planned = _planned(found, planner, unreadable)
         total = 0
-        while batch := list(itertools.islice(planned, 1000)):
-            total += len(batch)
-            queue.enqueue([(p.source, p.key) for p in batch], plan=number)
-        # A directory that could not be read hides files that still exist: nothing is
-        # marked gone by a plan that did not see everything.
-        gone = 0 if unreadable else queue.mark_gone(number, [str(_root(r)) for r in roots])
+        with queue.plan(bucket=target.bucket, prefix=target.prefix, settings=job_settings) as run:
+            found = discover(roots, follow_symlinks=settings.follow_symlinks)
+            planned = _planned(found, planner, unreadable)
+            while batch := list(itertools.islice(planned, 1000)):
+                total += len(batch)
+                run.add([(p.source, p.key) for p in batch])
+            # A directory that could not be read hides files that still exist: nothing
+            # is marked gone by a plan that did not see everything.
+            gone = None if unreadable else run.mark_gone([str(_root(r)) for r in roots])
         waiting = queue.remaining()
     finally:
         db.close()

@@ -14,10 +14,9 @@ state it was moving it to, one version on and by this worker, was the first try'
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,11 +28,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from s3stow.errors import ConfigError, LedgerError
 from s3stow.job import schema
 from s3stow.job.db import JobDatabase, first_line
+from s3stow.job.planning import Plan
 from s3stow.job.rows import Claimed, holds
 from s3stow.job.splitqueue import SplitQueue
 from s3stow.ledger.database import SqlAlchemySession
 from s3stow.ledger.sql import ItemRecord, write_records
-from s3stow.models import SourceFile
 
 ITEMS = schema.job_items
 _COLUMNS = (
@@ -78,28 +77,9 @@ class JobQueue:
         self.split = SplitQueue(db, job)
 
     # ---- plan -----------------------------------------------------------------------
-    def begin_plan(self, *, bucket: str, prefix: str, settings: dict[str, Any]) -> int:
-        """Create or update the job (its target and job-wide settings); returns the new
-        plan's number (every item this plan finds is marked with it)."""
-        jobs = schema.jobs
-        insert = pg_insert(jobs).values(
-            name=self.job,
-            bucket=bucket,
-            prefix=prefix,
-            settings=json.dumps(settings),
-            created_at=func.now(),
-            plans=1,
-        )
-        statement = insert.on_conflict_do_update(
-            index_elements=[jobs.c.name],
-            set_={
-                "bucket": bucket,
-                "prefix": prefix,
-                "settings": json.dumps(settings),
-                "plans": jobs.c.plans + 1,
-            },
-        ).returning(jobs.c.plans)
-        return int(self.db.run(lambda conn: conn.execute(statement).scalar_one(), what="plan"))
+    def plan(self, *, bucket: str, prefix: str, settings: dict[str, Any]) -> Plan:
+        """A new plan of this job (a context manager: ``planning.py``)."""
+        return Plan(self, bucket=bucket, prefix=prefix, settings=settings)
 
     def info(self) -> dict[str, Any] | None:
         def step(conn: Connection) -> Any:
@@ -107,90 +87,6 @@ class JobQueue:
 
         row = self.db.run(step, what="read the job")
         return dict(row._mapping) if row else None
-
-    def enqueue(self, items: Sequence[tuple[SourceFile, str]], *, plan: int) -> None:
-        """Add new items; reset changed ones (other size or mtime), failed and gone ones to
-        pending; mark every one as seen by ``plan``. Uploads of split items that were
-        reset are abandoned (their upload ids left to abort) in the same transaction."""
-        if not items:
-            return
-        rows = [
-            {
-                "job": self.job,
-                "path": str(s.path),
-                "rel_path": s.rel_path,
-                "key": key,
-                "size": s.size,
-                "mtime_ns": s.mtime_ns,
-                "grp": s.group,
-                "state": "pending",
-                "attempts": 0,
-                "seen_plan": plan,
-            }
-            for s, key in items
-        ]
-        statement = pg_insert(ITEMS)
-        new = statement.excluded
-        changed = (
-            (ITEMS.c.size != new.size)
-            | (ITEMS.c.mtime_ns != new.mtime_ns)
-            | (ITEMS.c.state == "failed")  # retried by a new plan
-            | (ITEMS.c.state == "gone")  # back again
-        )
-
-        def reset(column: Any, value: Any) -> Any:
-            return case((changed, value), else_=column)
-
-        statement = statement.on_conflict_do_update(
-            constraint="uq_job_items_key",
-            set_={
-                "seen_plan": func.greatest(ITEMS.c.seen_plan, new.seen_plan),
-                "path": new.path,
-                "size": new.size,
-                "mtime_ns": new.mtime_ns,
-                "state": reset(ITEMS.c.state, "pending"),
-                "version": reset(ITEMS.c.version, ITEMS.c.version + 1),
-                "attempts": reset(ITEMS.c.attempts, 0),
-                "error_class": reset(ITEMS.c.error_class, None),
-                "error": reset(ITEMS.c.error, None),
-                "lease_owner": reset(ITEMS.c.lease_owner, None),
-                "lease_until": reset(ITEMS.c.lease_until, None),
-                "done_by": reset(ITEMS.c.done_by, None),
-            },
-        )
-        keys = [key for _, key in items]
-
-        def step(conn: Connection) -> None:
-            conn.execute(statement, rows)
-            self.split.abandon_replanned(conn, keys)
-
-        self.db.run(step, what="enqueue")
-
-    def mark_gone(self, plan: int, roots: Iterable[str]) -> int:
-        """Items under ``roots`` that ``plan`` did not find (deleted, or no longer
-        selected) and nobody is working on become ``gone``; returns how many."""
-        under = []
-        for root in roots:
-            prefix = root if root.endswith(os.sep) else root + os.sep
-            under.append(
-                (ITEMS.c.path == root) | (func.substr(ITEMS.c.path, 1, len(prefix)) == prefix)
-            )
-        if not under:
-            return 0
-        condition = under[0]
-        for extra in under[1:]:
-            condition = condition | extra
-        statement = (
-            update(ITEMS)
-            .where(
-                ITEMS.c.job == self.job,
-                ITEMS.c.seen_plan < plan,
-                ITEMS.c.state.in_(["pending", "done", "failed"]),
-                condition,
-            )
-            .values(state="gone", version=ITEMS.c.version + 1, error_class=None, error=None)
-        )
-        return int(self.db.run(lambda c: c.execute(statement).rowcount or 0, what="mark gone"))
 
     # ---- work -------------------------------------------------------------------------
     def claim(self, worker: str, *, limit: int, lease: float) -> list[Claimed]:

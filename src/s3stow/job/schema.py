@@ -2,12 +2,12 @@
 left to abort, and the workers serving it.
 
 ``jobs`` holds the job's target and its job-wide settings (every worker reads them,
-including the split threshold) and counts its plans. ``job_items`` has one row per
-(job, key): the planned file, its state (``pending``, ``claimed``, ``split``, ``done``,
-``failed``, ``gone``), the lease (owner and expiry, in database time so hosts' clocks
-do not matter), a ``version`` that every state change increments (each change is a
-compare-and-set on the state and version it was decided on), the plan that last saw
-the file, attempts and the last error. ``job_workers`` has one row per worker.
+including the split threshold). ``job_items`` has one row per (job, key): the planned
+file, its state (``pending``, ``claimed``, ``split``, ``done``, ``failed``, ``gone``),
+the lease (owner and expiry, in database time so hosts' clocks do not matter), a
+``version`` that every state change increments (each change is a compare-and-set on
+the state and version it was decided on), attempts and the last error.
+``job_workers`` has one row per worker.
 
 A file at least the job's split threshold becomes one row of ``job_uploads`` (its
 multipart upload id, the file's identity when it was split, the item version it
@@ -49,7 +49,6 @@ jobs = Table(
     Column("prefix", Text, nullable=False),
     Column("settings", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("plans", Integer, nullable=False, server_default=text("0")),
 )
 
 job_items = Table(
@@ -73,7 +72,6 @@ job_items = Table(
     Column("error", Text),
     Column("done_by", String(128)),  # the worker that recorded the outcome
     Column("version", Integer, nullable=False, server_default=text("0")),
-    Column("seen_plan", Integer, nullable=False, server_default=text("0")),
     UniqueConstraint("job", "key", name="uq_job_items_key"),
 )
 Index("ix_job_items_claim", job_items.c.job, job_items.c.state, job_items.c.id)

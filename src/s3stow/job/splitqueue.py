@@ -218,6 +218,11 @@ class SplitQueue:
     def abandon_replanned(self, conn: Connection, keys: Sequence[str]) -> None:
         """Within a plan's transaction: active uploads of these keys whose item was reset
         (the file changed) are abandoned and orphaned."""
+        active = select(UPLOADS.c.item_id).where(
+            UPLOADS.c.job == self.job, UPLOADS.c.state.in_(ACTIVE)
+        )
+        if conn.execute(active.limit(1)).first() is None:
+            return  # the usual case: no split upload in flight, nothing to look up
         stale = ~((ITEMS.c.state == "split") & (ITEMS.c.version == UPLOADS.c.item_version))
         rows = conn.execute(
             select(UPLOADS.c.item_id, UPLOADS.c.upload_id, ITEMS.c.key)
