@@ -1,6 +1,6 @@
 """Distributed jobs: many workers on many hosts share one job through PostgreSQL.
 
-``schema`` holds the job tables; ``queue`` plans, claims (``FOR UPDATE SKIP
+``schema`` holds the job tables; ``planning`` plans; ``queue`` claims (``FOR UPDATE SKIP
 LOCKED``), extends leases and records outcomes, every change a compare-and-set on a
 version; ``db`` runs each step through connection failures; ``worker`` runs the
 claim-upload-record loop through the same engine as ``upload``, with ``ledger``

@@ -1,4 +1,4 @@
-"""The job queue in SQL: plan, claim, heartbeat, record, release.
+"""The job queue in SQL: claim, heartbeat, record, release, status (plans: ``planning.py``).
 
 Claims use ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)`` so
 concurrent workers never block on or double-claim a row; an item whose lease expired
