@@ -423,6 +423,19 @@ def test_the_split_threshold_is_the_jobs_and_a_contradiction_is_refused(
     assert "split above 8.0 MiB" in status.stdout
 
 
+def test_the_job_stores_no_database_password(
+    proxied_cli,
+    bucket,
+    pg_schema_url: str,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    make_tree(tmp_path / "src", {"a.txt": 5})
+    secret = pg_schema_url.replace("postgres@", "postgres:hunter2secret@", 1)  # trust: ignored
+    _plan(proxied_cli, secret, f"pw-{uuid.uuid4().hex[:8]}", bucket)
+    ((settings,),) = _rows(pg_schema_url, "SELECT settings FROM jobs")
+    assert "hunter2secret" not in settings
+
+
 def test_deleted_files_are_gone_not_done(
     proxied_cli,
     bucket,

@@ -53,6 +53,9 @@ DbTimeoutOpt = Annotated[
     ),
 ]
 DEFAULT_SPLIT = "1GiB"
+# Not stored with the job: the ledger URL (it may carry a password; every worker has its
+# own) and files this host writes.
+_HOST_ONLY = ("ledger", "status_json", "failures_file")
 DEFAULT_DB_TIMEOUT = 300.0
 
 
@@ -131,7 +134,10 @@ def plan(
     try:
         planner = Planner(settings, target)
         roots = check_sources(planner.sources([Path(s) for s in sources]))
-        job_settings = {**settings.model_dump(mode="json"), "split_above": split}
+        job_settings = {
+            **settings.model_dump(mode="json", exclude=set(_HOST_ONLY)),
+            "split_above": split,
+        }
         unreadable: list[Skipped] = []
         total = 0
         with queue.plan(bucket=target.bucket, prefix=target.prefix, settings=job_settings) as run:
