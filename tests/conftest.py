@@ -257,6 +257,20 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh, empty schema (dropped afterwards), so
+    a test sees a database of its own while other tests run beside it."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    yield f"{postgres_url}?options=-csearch_path%3D{name}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
 def make_tree(root: Path, spec: dict[str, int | bytes], *, seed: int = 1) -> dict[str, bytes]:
     """Create files ``{relpath: size or content}`` and return their contents."""
     import random

@@ -128,3 +128,35 @@ def test_a_web_server_is_not_taken_for_s3(web_server: str, tmp_path: Path) -> No
         assert f"the endpoint {web_server} does not answer like S3" in output
         for leak in ("<html", "DOCTYPE", "unexpected", "ResponseParserError", "does not exist"):
             assert leak not in output, output
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"), [(502, True), (503, True), (429, True), (404, False)]
+)
+def test_an_error_page_mid_run_is_transient_only_when_the_server_fails(
+    status: int, transient: bool
+) -> None:
+    """A load balancer's or a failing server's HTML error page (5xx, 429) during a run is a
+    passing fault, retried like any 5xx; an HTML page for anything else is not S3 (fatal)."""
+    from botocore.exceptions import ClientError
+
+    from s3stow.errors import EndpointError, TransferError
+    from s3stow.store.translate import translate
+
+    page = ClientError(
+        {
+            "Error": {"Code": str(status), "Message": "Bad Gateway"},
+            "ResponseMetadata": {
+                "HTTPStatusCode": status,
+                "HTTPHeaders": {"content-type": "text/html; charset=utf-8"},
+            },
+        },
+        "UploadPart",
+    )
+    error = translate(page, bucket="b", key="k", endpoint="http://127.0.0.1:1")
+    if transient:
+        assert isinstance(error, TransferError), error
+        assert error.transient
+        assert "<html" not in str(error)
+    else:
+        assert isinstance(error, EndpointError), error

@@ -42,8 +42,11 @@ def _wait(predicate: Any, timeout: float = 60) -> None:
     raise AssertionError("condition not reached in time")
 
 
-def _plan(cli: Any, url: str, job: str, bucket: str, *, env: dict[str, str] | None = None) -> None:
-    result = cli("job", "plan", "src", f"s3://{bucket}/p", "--job", job, "--ledger", url, env=env)
+def _plan(
+    cli: Any, url: str, job: str, bucket: str, *extra: str, env: dict[str, str] | None = None
+) -> None:
+    args = ("job", "plan", "src", f"s3://{bucket}/p", "--job", job, "--ledger", url, *extra)
+    result = cli(*args, env=env)
     assert result.code == 0, result.output
 
 
@@ -180,6 +183,7 @@ def _parts_done_by(url: str, job: str) -> Counter[str]:
 
 
 PART_ENV = {"S3STOW_PART_SIZE": "5MiB"}
+SPLIT = ("--split-above", "8MiB")  # stored with the job; workers may repeat it
 BIG = 5 * 1024 * 1024 * 7 + 12345  # 8 parts of 5 MiB, the last one short
 
 
@@ -194,7 +198,7 @@ def test_three_workers_share_the_parts_of_one_large_file(
 ) -> None:
     tree = make_tree(tmp_path / "src", {"big.bin": BIG, **{f"small{i}.txt": 200 for i in range(4)}})
     job = f"parts-{uuid.uuid4().hex[:8]}"
-    _plan(proxied_cli, postgres_url, job, bucket, env=PART_ENV)
+    _plan(proxied_cli, postgres_url, job, bucket, *SPLIT, env=PART_ENV)
     # The first two parts hang long enough for every worker to start (a slow CI machine
     # takes seconds per start); the others are slowed so no worker can take them all.
     proxy.add(r"^PUT .*partNumber=", "delay", times=2, delay=6.0)
@@ -244,7 +248,7 @@ def test_a_killed_workers_parts_are_sent_by_others_after_its_lease(
 ) -> None:
     tree = make_tree(tmp_path / "src", {"big.bin": BIG})
     job = f"partkill-{uuid.uuid4().hex[:8]}"
-    _plan(proxied_cli, postgres_url, job, bucket, env=PART_ENV)
+    _plan(proxied_cli, postgres_url, job, bucket, *SPLIT, env=PART_ENV)
     proxy.add(r"^PUT .*partNumber=", "delay", times=1000, delay=0.5)
     work = ("job", "work", "--job", job, "--ledger", postgres_url, "--split-above", "8MiB")
     victim = proxied_cli.start(*work, "--lease", "2", "--concurrency", "2")
@@ -276,7 +280,7 @@ def test_a_split_file_that_changes_fails_cleanly(
 ) -> None:
     make_tree(tmp_path / "src", {"big.bin": BIG})
     job = f"partchg-{uuid.uuid4().hex[:8]}"
-    _plan(proxied_cli, postgres_url, job, bucket, env=PART_ENV)
+    _plan(proxied_cli, postgres_url, job, bucket, *SPLIT, env=PART_ENV)
     proxy.add(r"^PUT .*partNumber=", "delay", times=1000, delay=0.5)
     worker = proxied_cli.start(
         "job", "work", "--job", job, "--ledger", postgres_url, "--split-above", "8MiB",

@@ -322,9 +322,12 @@ def test_job_work_counts_split_files(
     """A file split across workers is counted when it is completed, like any other."""
     import uuid
 
+    from s3stow.job.db import JobDatabase
+    from s3stow.job.ledger import JobLedger
     from s3stow.job.queue import JobQueue
     from s3stow.job.worker import JobWorker
     from s3stow.keys import Target
+    from s3stow.ledger.sql import open_ledger_database
     from s3stow.retry_plan import run_settings
 
     tree = make_tree(tmp_path / "src", {"big.bin": 11 * 1024 * 1024, "a.txt": 10, "b.txt": 20})
@@ -339,11 +342,15 @@ def test_job_work_counts_split_files(
         job,
         "--ledger",
         postgres_url,
+        "--split-above",
+        "5MiB",
         env=env,
     )
     assert planned.code == 0, planned.output
-    ledger = open_ledger(postgres_url)
-    queue = JobQueue(ledger.engine, job)
+    database = open_ledger_database(postgres_url)
+    db = JobDatabase(database.engine(), patience=30)
+    ledger = JobLedger(database, db=db)
+    queue = JobQueue(db, job)
     info = queue.info()
     assert info is not None
     base = load_settings(

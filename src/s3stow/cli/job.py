@@ -16,11 +16,14 @@ from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.keys import Target, parse_target
-from s3stow.models import PlannedUpload, Refused, SourceFile
+from s3stow.models import PlannedUpload, Refused, Skipped, SourceFile
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     from s3stow.config import Settings
     from s3stow.job.queue import JobQueue
+    from s3stow.plan import Planner
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,31 @@ SplitOpt = Annotated[
     str,
     Opt(
         help="Split files at least this large into parts that every worker claims "
-        "(e.g. 1GiB); 'off' uploads each file on one worker.",
+        "(e.g. 1GiB); 'off' uploads each file on one worker. Stored with the job.",
         metavar="SIZE|off",
     ),
 ]
+WorkSplitOpt = Annotated[
+    str | None,
+    Opt(
+        "--split-above",
+        help="The job's split threshold, set by `job plan` (a different value is refused).",
+        metavar="SIZE|off",
+    ),
+]
+DbTimeoutOpt = Annotated[
+    float,
+    Opt(
+        "--db-timeout",
+        help="Seconds the worker keeps retrying an unreachable database before it stops (exit 3).",
+        metavar="SECONDS",
+    ),
+]
 DEFAULT_SPLIT = "1GiB"
+# Not stored with the job: the ledger URL (it may carry a password; every worker has its
+# own) and files this host writes.
+_HOST_ONLY = ("ledger", "status_json", "failures_file")
+DEFAULT_DB_TIMEOUT = 300.0
 
 
 def _split_size(value: str) -> int | None:
@@ -72,17 +95,31 @@ def _split_size(value: str) -> int | None:
     return size
 
 
-def _queue(settings: Settings, job: str) -> tuple[Any, JobQueue]:
-    from s3stow.job.queue import JobQueue
-    from s3stow.ledger import open_ledger
+def _shown(split: int | None) -> str:
+    from s3stow.units import format_size
 
-    if not settings.ledger or not settings.ledger.startswith(("postgresql://", "postgres://")):
+    return "off" if split is None else format_size(split)
+
+
+def _postgres(url: str | None) -> str:
+    if not url or not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
             "job commands need a shared PostgreSQL ledger",
             hint="pass --ledger postgresql://user@host/db (or S3STOW_LEDGER)",
         )
-    ledger = open_ledger(settings.ledger)
-    return ledger, JobQueue(ledger.engine, job)
+    return url
+
+
+def _queue(settings: Settings, job: str) -> tuple[Any, JobQueue]:
+    from s3stow.job.queue import JobQueue
+    from s3stow.ledger import open_ledger
+
+    ledger = open_ledger(_postgres(settings.ledger))
+    try:
+        return ledger, JobQueue(ledger.engine, job)
+    except BaseException:
+        ledger.close()
+        raise
 
 
 @job_app.command(
@@ -132,35 +169,43 @@ def plan(
     try:
         planner = Planner(settings, target)
         roots = check_sources(planner.sources([Path(s) for s in sources]))
-        queue.create(
-            bucket=target.bucket, prefix=target.prefix, settings=settings.model_dump(mode="json")
-        )
-        found = discover(roots, follow_symlinks=settings.follow_symlinks)
-        planned = (
-            p
-            for f in found
-            if isinstance(f, SourceFile)
-            if isinstance(p := planner.plan(f), PlannedUpload)
-        )
+        job_settings = {
+            **settings.model_dump(mode="json", exclude=set(_HOST_ONLY)),
+            "split_above": split,
+        }
+        unreadable: list[Skipped] = []
         total = 0
-        while batch := list(itertools.islice(planned, 1000)):
-            batch, refused = planner.claims.settle(batch, {})
-            for refusal in refused:
-                why = refusal.reason if isinstance(refusal, Refused) else "a duplicate"
-                log.warning("not planned: %s: %s", refusal.source.path, why)
-            total += len(batch)
-            queue.enqueue([(p.source, p.key) for p in batch])
+        with queue.plan(bucket=target.bucket, prefix=target.prefix, settings=job_settings) as run:
+            found = discover(roots, follow_symlinks=settings.follow_symlinks)
+            planned = _planned(found, planner, unreadable)
+            while batch := list(itertools.islice(planned, 1000)):
+                batch, refused = planner.claims.settle(batch, {})
+                for refusal in refused:
+                    why = refusal.reason if isinstance(refusal, Refused) else "a duplicate"
+                    log.warning("not planned: %s: %s", refusal.source.path, why)
+                total += len(batch)
+                run.add([(p.source, p.key) for p in batch])
+            # A directory that could not be read hides files that still exist: nothing
+            # is marked gone by a plan that did not see everything.
+            gone = None if unreadable else run.mark_gone([str(_root(r)) for r in roots])
         waiting = queue.remaining()
     finally:
         db.close()
     if options.json:
-        print(json.dumps({"job": job, "files": total, "to_do": waiting}))
+        print(json.dumps({"job": job, "files": total, "to_do": waiting, "gone": gone}))
     else:
-        Console(highlight=False).print(
+        console = Console(highlight=False, soft_wrap=True)
+        console.print(
             f"job {job}: {total} files planned, {waiting} to do (new, changed or not yet done)"
+            + (f", {gone} gone (not found by this plan)" if gone else "")
         )
+        if unreadable:
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"{len(unreadable)} path(s) could not be read (first: {unreadable[0].path}: "
+                f"{unreadable[0].reason}); no item was marked gone"
+            )
     if work:
-        _work(options, job, settings.ledger, batch=64, lease=300.0, split_above=split)
+        _work(options, job, settings.ledger, batch=64, lease=300.0)
 
 
 @job_app.command(
@@ -189,15 +234,17 @@ def work(
         str | None,
         Opt(help="Requests in flight on this worker.", metavar="N", show_default="16"),
     ] = None,
-    split_above: SplitOpt = DEFAULT_SPLIT,
+    split_above: WorkSplitOpt = None,
+    db_timeout: DbTimeoutOpt = DEFAULT_DB_TIMEOUT,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = None,
 ) -> None:
     """Claim, upload and record items until the job is finished."""
     options: GlobalOptions = ctx.obj
-    if batch < 1 or lease <= 0:
-        raise ConfigError("--batch and --lease must be positive")
-    split = _split_size(split_above)
+    if batch < 1 or lease <= 0 or db_timeout <= 0:
+        raise ConfigError("--batch, --lease and --db-timeout must be positive")
+    if split_above is not None:
+        _split_size(split_above)  # a bad value is refused before the database is opened
     settings = options.settings(ledger=ledger, metrics_port=metrics_port, metrics_host=metrics_host)
     _work(
         options,
@@ -206,7 +253,8 @@ def work(
         batch=batch,
         lease=lease,
         concurrency=concurrency,
-        split_above=split,
+        split_flag=split_above,
+        db_timeout=db_timeout,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
@@ -220,22 +268,43 @@ def _work(
     batch: int,
     lease: float,
     concurrency: str | None = None,
-    split_above: int | None = None,
+    split_flag: str | None = None,
+    db_timeout: float = DEFAULT_DB_TIMEOUT,
     metrics_port: int | None = None,
     metrics_host: str | None = None,
 ) -> None:
     from s3stow.cli.upload import install_signal_handlers, observers_for
+    from s3stow.job.db import JobDatabase
+    from s3stow.job.ledger import JobLedger
+    from s3stow.job.queue import JobQueue
     from s3stow.job.worker import JobWorker
+    from s3stow.ledger.sql import open_ledger_database
     from s3stow.report.metrics import metrics_for, serving
     from s3stow.retry_plan import run_settings
     from s3stow.transfer.engine import Uploader
 
     base = options.settings(ledger=ledger, metrics_port=metrics_port, metrics_host=metrics_host)
-    db, queue = _queue(base, job)
+    database = open_ledger_database(_postgres(base.ledger))
+    stopper: list[Uploader] = []
+
+    def stop_all() -> None:  # the database is gone: stop starting work
+        for running in stopper:
+            running.request_stop()
+
+    db = JobDatabase(
+        database.engine(),
+        patience=db_timeout,
+        on_unreachable=stop_all,
+        idle_timeout=max(5.0, min(lease / 2, 60.0)),  # how long a paused worker keeps locks
+    )
+    journal = JobLedger(database, db=db)
     try:
+        queue = JobQueue(db, job)
         info = queue.info()
         if info is None:
             raise ConfigError(f"job {job!r} does not exist", hint="run `s3stow job plan` first")
+        stored = json.loads(info["settings"])
+        split = _job_split(stored, split_flag)
         overrides = {
             k: v
             for k, v in (
@@ -254,14 +323,15 @@ def _work(
             settings = settings.model_copy(update={"metrics_port": None})
         metrics = metrics_for(settings, command="job work")
         observers = observers_for(options, settings, batches=True)
-        uploader = Uploader(settings, ledger=db, observers=observers, request_observer=metrics)
+        uploader = Uploader(settings, ledger=journal, observers=observers, request_observer=metrics)
+        stopper.append(uploader)
         worker = JobWorker(
             queue,
             uploader,
             Target(info["bucket"], info["prefix"]),
             batch=batch,
             lease=lease,
-            split_above=split_above,
+            split_above=split,
         )
         restore = install_signal_handlers(uploader)
         try:
@@ -270,7 +340,7 @@ def _work(
         finally:
             restore()
     finally:
-        db.close()
+        journal.close()
     if uploader.fatal_error is not None:
         raise uploader.fatal_error
     if options.json:
@@ -282,15 +352,16 @@ def _work(
                     "claimed": stats.claimed,
                     "done": stats.done,
                     "failed": stats.failed,
+                    "gone": stats.gone,
                     "lost_leases": stats.lost_leases,
                     "parts_sent": stats.parts_sent,
                 }
             )
         )
     elif not options.quiet or stats.failed:
-        Console(highlight=False).print(
-            f"worker {worker.name}: {stats.done} done, "
-            f"{stats.failed} failed, {stats.lost_leases} lost lease(s)"
+        Console(highlight=False, soft_wrap=True).print(
+            f"worker {worker.name}: {stats.done} done, {stats.failed} failed, "
+            f"{stats.gone} gone, {stats.lost_leases} lost lease(s)"
             + (f", {stats.parts_sent} part(s) of split files sent" if stats.parts_sent else "")
         )
     if stats.failed:
@@ -315,9 +386,18 @@ def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
     options: GlobalOptions = ctx.obj
     db, queue = _queue(options.settings(ledger=ledger), job)
     try:
+        info = queue.info()
+        if info is None:
+            raise ConfigError(f"job {job!r} does not exist", hint="run `s3stow job plan` first")
         data = queue.status()
     finally:
         db.close()
+    stored = json.loads(info["settings"])
+    data["settings"] = {
+        "split_above": stored.get("split_above", _split_size(DEFAULT_SPLIT)),
+        "part_size": stored.get("part_size"),
+        "checksum": stored.get("checksum"),
+    }
     if options.json:
         print(json.dumps(data))
         return
@@ -327,17 +407,62 @@ def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
     console.print(
         f"job {job}: {total} items, " + ", ".join(f"{n} {s}" for s, n in sorted(items.items()))
     )
-    if data["parts"]:
-        parts = data["parts"]
-        console.print(
-            f"  parts of split files: {sum(parts.values())}, "
-            + ", ".join(f"{n} {s}" for s, n in sorted(parts.items()))
-        )
+    wide = data["settings"]
+    console.print(
+        f"  job-wide: split above {_shown(wide['split_above'])}, part size "
+        f"{_shown(wide['part_size']) if wide['part_size'] else 'size-adaptive'}, "
+        f"checksum {wide['checksum']}"
+    )
+    for name in ("parts", "uploads"):
+        if data[name]:
+            counts = data[name]
+            label = "parts of split files" if name == "parts" else "split uploads"
+            console.print(
+                f"  {label}: {sum(counts.values())}, "
+                + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            )
+    if data["orphans"]:
+        console.print(f"  multipart uploads left to abort: {data['orphans']}")
     for w in data["workers"]:
         console.print(
             f"  {w['worker']} on {w['host']} (pid {w['pid']}): {w['done']} done, "
-            f"{w['failed']} failed, seen {w['last_seen_seconds']:.0f}s ago"
+            f"{w['failed']} failed, {w['lost_leases']} lost lease(s), "
+            f"seen {w['last_seen_seconds']:.0f}s ago"
         )
+
+
+def _job_split(stored: dict[str, Any], flag: str | None) -> int | None:
+    """The job's split threshold; a worker flag may only repeat it (exit 2 otherwise).
+    A job planned before the threshold was stored takes the flag or the default."""
+    if "split_above" not in stored:
+        return _split_size(flag or DEFAULT_SPLIT)
+    split: int | None = stored["split_above"]
+    if flag is not None and _split_size(flag) != split:
+        raise ConfigError(
+            f"--split-above {flag} contradicts the job's split threshold {_shown(split)}, "
+            "set when it was planned (every worker splits alike)",
+            hint=f"drop --split-above, or re-plan the job with --split-above {flag}",
+        )
+    return split
+
+
+def _planned(
+    found: Iterable[SourceFile | Skipped], planner: Planner, unreadable: list[Skipped]
+) -> Iterator[PlannedUpload]:
+    """The planned uploads of ``found``; paths that could not be read are collected
+    (informational skips, such as symlinks not followed, are not)."""
+    for item in found:
+        if isinstance(item, Skipped):
+            if item.error_class not in ("Symlink", "SpecialFile"):
+                unreadable.append(item)
+            continue
+        planned = planner.plan(item)
+        if isinstance(planned, PlannedUpload):
+            yield planned
+
+
+def _root(source: Path | Any) -> Path:
+    return source if isinstance(source, Path) else Path(source.path)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,154 +1,124 @@
 """Part-level claiming in SQL: one large file's multipart upload shared by workers.
 
-``open`` turns a claimed item into a split upload (its upload id and one pending row per
-part) in the same transaction that checks the opener still holds the item's lease.
-Parts are claimed like items (``FOR UPDATE SKIP LOCKED``, a lease renewed by the
-heartbeat, outcomes conditional on the lease owner). When every part is done, exactly
-one worker claims the upload's completion (again leased: if it dies, another completes
-it); ``finish`` marks the upload and its item done or failed, again only for the lease
-owner.
+``open`` turns a claimed item into a split upload (its upload id, the file's identity,
+one pending row per part) in the transaction that checks the opener still holds the
+item at the version it claimed. Parts are claimed like items (``FOR UPDATE SKIP
+LOCKED``, a lease renewed by the heartbeat, the version bumped) and recorded only
+while the claim holds and the upload still has the id the part was sent to.
+Completions and restarts are in ``completions.py``, uploads left to abort in
+``orphans.py``. Every step may be replayed (``db.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import Connection, delete, exists, func, insert, select, tuple_, update
 
-from s3stow.job import schema
-
-UPLOADS, PARTS, ITEMS = schema.job_uploads, schema.job_parts, schema.job_items
-
-
-@dataclass(frozen=True, slots=True)
-class SplitFile:
-    """What a part or a completion needs to know about its file and upload."""
-
-    item_id: int
-    path: str
-    rel_path: str
-    key: str
-    grp: str | None
-    upload_id: str
-    size: int
-    mtime_ns: int
-    checksum_algorithm: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedPart:
-    file: SplitFile
-    number: int
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class DonePart:
-    number: int
-    etag: str
-    checksum: str | None
-    length: int
+from s3stow.fileid import FileIdentity
+from s3stow.job.completions import Completions
+from s3stow.job.db import JobDatabase
+from s3stow.job.orphans import Orphans
+from s3stow.job.rows import (
+    ACTIVE,
+    ITEMS,
+    PARTS,
+    UPLOADS,
+    Claimed,
+    ClaimedPart,
+    free_parts,
+    holds,
+    lock_item,
+    lock_upload,
+    split_files,
+)  # fmt: skip
 
 
 class SplitQueue:
     """The split uploads of one job."""
 
-    def __init__(self, engine: Engine, job: str) -> None:
-        self.engine = engine
+    def __init__(self, db: JobDatabase, job: str) -> None:
+        self.db = db
         self.job = job
+        self.orphans = Orphans(db, job)
+        self.completions = Completions(db, job, self.orphans)
 
     def open(
         self,
         worker: str,
-        item_id: int,
+        item: Claimed,
         *,
         upload_id: str,
         part_size: int,
         ranges: Sequence[tuple[int, int, int]],
-        size: int,
-        mtime_ns: int,
+        identity: FileIdentity,
         checksum_algorithm: str | None,
-    ) -> tuple[bool, str | None]:
-        """Split the item ``worker`` holds; returns (kept, an older upload id to abort).
+    ) -> bool:
+        """Split ``item`` (a ``Claimed``) if ``worker`` still holds it at its version;
+        False when it does not (the caller orphans ``upload_id``)."""
 
-        ``kept`` is False when the item's lease was lost (the caller aborts ``upload_id``).
-        """
-        with self.engine.begin() as conn:
-            held = conn.execute(
-                select(ITEMS.c.id)
-                .where(
-                    ITEMS.c.id == item_id, ITEMS.c.lease_owner == worker, ITEMS.c.state == "claimed"
+        def step(conn: Connection) -> bool:
+            upload = lock_upload(conn, item.id)
+            row = lock_item(conn, item.id)
+            if not holds(row, worker, item.version):
+                return bool(
+                    row is not None
+                    and (row.state, row.version) == ("split", item.version + 1)
+                    and upload is not None
+                    and upload.upload_id == upload_id
+                )  # True: a replay of a split that committed
+            if upload is not None and upload.state in ACTIVE:
+                self.orphans.add_in(conn, upload.upload_id, item.key, "replaced by a new split")
+            values = {
+                "job": self.job,
+                "upload_id": upload_id,
+                "part_size": part_size,
+                "parts_total": len(ranges),
+                "size": identity.size,
+                "mtime_ns": identity.mtime_ns,
+                "ctime_ns": identity.ctime_ns,
+                "inode": identity.inode,
+                "checksum_algorithm": checksum_algorithm,
+                "state": "parts",
+                "opened_by": worker,
+                "lease_owner": None,
+                "lease_until": None,
+                "error": None,
+                "restarts": 0,
+                "item_version": item.version + 1,
+            }
+            if upload is None:
+                conn.execute(insert(UPLOADS).values(item_id=item.id, version=0, **values))
+            else:
+                conn.execute(
+                    update(UPLOADS)
+                    .where(UPLOADS.c.item_id == item.id)
+                    .values(version=upload.version + 1, **values)
                 )
-                .with_for_update()
-            ).first()
-            if held is None:
-                return False, None
-            old = conn.execute(
-                select(UPLOADS.c.upload_id).where(
-                    UPLOADS.c.item_id == item_id, UPLOADS.c.state.in_(["parts", "completing"])
-                )
-            ).scalar()
-            conn.execute(delete(PARTS).where(PARTS.c.item_id == item_id))
-            conn.execute(delete(UPLOADS).where(UPLOADS.c.item_id == item_id))
-            conn.execute(
-                insert(UPLOADS).values(
-                    item_id=item_id,
-                    job=self.job,
-                    upload_id=upload_id,
-                    part_size=part_size,
-                    parts_total=len(ranges),
-                    size=size,
-                    mtime_ns=mtime_ns,
-                    checksum_algorithm=checksum_algorithm,
-                    state="parts",
-                    opened_by=worker,
-                )
-            )
+            conn.execute(delete(PARTS).where(PARTS.c.item_id == item.id))
             conn.execute(
                 insert(PARTS),
                 [
-                    {
-                        "item_id": item_id,
-                        "number": number,
-                        "job": self.job,
-                        "offset": offset,
-                        "length": length,
-                        "state": "pending",
-                        "attempts": 0,
-                    }
+                    {"item_id": item.id, "number": number, "job": self.job, "offset": offset,
+                     "length": length, "state": "pending", "attempts": 0, "version": 0}
                     for number, offset, length in ranges
                 ],
-            )
+            )  # fmt: skip
             conn.execute(
                 update(ITEMS)
-                .where(ITEMS.c.id == item_id)
-                .values(state="split", lease_owner=None, lease_until=None)
+                .where(ITEMS.c.id == item.id)
+                .values(state="split", lease_owner=None, lease_until=None, version=item.version + 1)
             )
-        return True, old
+            return True
 
-    def _files(self, conn: Connection, item_ids: set[int]) -> dict[int, SplitFile]:
-        query = (
-            select(
-                UPLOADS.c.item_id,
-                ITEMS.c.path,
-                ITEMS.c.rel_path,
-                ITEMS.c.key,
-                ITEMS.c.grp,
-                UPLOADS.c.upload_id,
-                UPLOADS.c.size,
-                UPLOADS.c.mtime_ns,
-                UPLOADS.c.checksum_algorithm,
-            )
-            .join(ITEMS, ITEMS.c.id == UPLOADS.c.item_id)
-            .where(UPLOADS.c.item_id.in_(item_ids))
-        )
-        return {row[0]: SplitFile(*row) for row in conn.execute(query)}
+        return self.db.run(step, what="split a file")
 
+    # ---- parts ----------------------------------------------------------------------
     def claim_parts(self, worker: str, *, limit: int, lease: float) -> list[ClaimedPart]:
-        """Pending parts (or parts whose lease expired) of uploads still taking parts."""
+        """Parts this worker already holds, else pending parts (or parts whose lease
+        expired) of uploads still taking parts."""
         open_upload = exists().where(
             UPLOADS.c.item_id == PARTS.c.item_id, UPLOADS.c.state == "parts"
         )
@@ -162,6 +132,8 @@ class SplitQueue:
             .limit(limit)
             .with_for_update(of=PARTS, skip_locked=True)
         )
+        columns = (PARTS.c.item_id, PARTS.c.number, PARTS.c.offset, PARTS.c.length,
+                   PARTS.c.version)  # fmt: skip
         statement = (
             update(PARTS)
             .where(tuple_(PARTS.c.item_id, PARTS.c.number).in_(chosen))
@@ -170,184 +142,159 @@ class SplitQueue:
                 lease_owner=worker,
                 lease_until=func.now() + timedelta(seconds=lease),
                 attempts=PARTS.c.attempts + 1,
+                version=PARTS.c.version + 1,
             )
-            .returning(PARTS.c.item_id, PARTS.c.number, PARTS.c.offset, PARTS.c.length)
+            .returning(*columns)
         )
-        with self.engine.begin() as conn:
-            rows = sorted(conn.execute(statement).all())
-            files = self._files(conn, {r[0] for r in rows})
-        return [ClaimedPart(files[i], n, o, length) for i, n, o, length in rows if i in files]
+        held = select(*columns).where(
+            PARTS.c.job == self.job,
+            PARTS.c.state == "claimed",
+            PARTS.c.lease_owner == worker,
+            open_upload,
+        )
+
+        def step(conn: Connection) -> list[ClaimedPart]:
+            rows = sorted(conn.execute(held).all() or conn.execute(statement).all())
+            files = split_files(conn, {r[0] for r in rows})
+            return [ClaimedPart(files[r[0]], *r[1:]) for r in rows if r[0] in files]
+
+        return self.db.run(step, what="claim parts")
+
+    def _part_step(self, conn: Connection, worker: str, part: ClaimedPart) -> tuple[Any, bool]:
+        """(the part row, whether ``worker`` still holds it for the current upload)."""
+        upload = lock_upload(conn, part.file.item_id, share=True)
+        row = conn.execute(
+            select(PARTS)
+            .where(PARTS.c.item_id == part.file.item_id, PARTS.c.number == part.number)
+            .with_for_update()
+        ).first()
+        current = (
+            upload is not None
+            and upload.upload_id == part.file.upload_id
+            and upload.state == "parts"
+        )
+        return row, current and holds(row, worker, part.version)
 
     def part_done(self, worker: str, part: ClaimedPart, *, etag: str, checksum: str | None) -> bool:
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(PARTS)
-                .where(
-                    PARTS.c.item_id == part.file.item_id,
-                    PARTS.c.number == part.number,
-                    PARTS.c.lease_owner == worker,
-                    PARTS.c.state == "claimed",
-                )
-                .values(
-                    state="done",
-                    etag=etag,
-                    checksum=checksum,
-                    done_by=worker,
-                    lease_owner=None,
-                    lease_until=None,
-                    error=None,
-                )
-            )
-        return bool(result.rowcount)
+        """Record a sent part; False when the part or its upload moved on (lost)."""
 
-    def part_failed(self, worker: str, part: ClaimedPart, *, error: str, max_attempts: int) -> bool:
-        """Give the part back; True when it has failed ``max_attempts`` times (the caller
-        then fails the whole upload)."""
-        with self.engine.begin() as conn:
-            attempts = conn.execute(
-                update(PARTS)
-                .where(
-                    PARTS.c.item_id == part.file.item_id,
-                    PARTS.c.number == part.number,
-                    PARTS.c.lease_owner == worker,
+        def step(conn: Connection) -> bool:
+            row, held = self._part_step(conn, worker, part)
+            if not held:
+                return row is not None and (row.state, row.version, row.done_by) == (
+                    "done",
+                    part.version + 1,
+                    worker,
                 )
-                .values(state="pending", lease_owner=None, lease_until=None, error=error)
-                .returning(PARTS.c.attempts)
-            ).scalar()
-        return attempts is not None and attempts >= max_attempts
-
-    def fail(self, item_id: int, *, error_class: str, error: str) -> str | None:
-        """Fail the upload and its item (the file changed, a part kept failing, the
-        object did not verify); returns the upload id to abort."""
-        with self.engine.begin() as conn:
-            upload_id = conn.execute(
-                update(UPLOADS)
-                .where(UPLOADS.c.item_id == item_id, UPLOADS.c.state.in_(["parts", "completing"]))
-                .values(state="failed", error=error, lease_owner=None, lease_until=None)
-                .returning(UPLOADS.c.upload_id)
-            ).scalar()
             conn.execute(
-                update(ITEMS)
-                .where(ITEMS.c.id == item_id, ITEMS.c.state == "split")
-                .values(state="failed", error_class=error_class, error=error)
-            )
-        return upload_id
+                update(PARTS)
+                .where(PARTS.c.item_id == part.file.item_id, PARTS.c.number == part.number)
+                .values(state="done", etag=etag, checksum=checksum, done_by=worker,
+                        lease_owner=None, lease_until=None, error=None,
+                        version=part.version + 1)
+            )  # fmt: skip
+            return True
 
-    def claim_completion(
-        self, worker: str, *, lease: float
-    ) -> tuple[SplitFile, list[DonePart]] | None:
-        """One upload whose parts are all done (or whose completer's lease expired)."""
-        unfinished = exists().where(PARTS.c.item_id == UPLOADS.c.item_id, PARTS.c.state != "done")
-        ready = ((UPLOADS.c.state == "parts") & ~unfinished) | (
-            (UPLOADS.c.state == "completing") & (UPLOADS.c.lease_until < func.now())
+        return self.db.run(step, what="record a part")
+
+    def part_failed(self, worker: str, part: ClaimedPart, *, error: str, max_attempts: int) -> str:
+        """Give the part back: ``retry``, ``fail`` (it failed ``max_attempts`` times: the
+        caller fails the upload) or ``lost``."""
+
+        def step(conn: Connection) -> str:
+            row, held = self._part_step(conn, worker, part)
+            if not held:
+                return "lost"
+            conn.execute(
+                update(PARTS)
+                .where(PARTS.c.item_id == part.file.item_id, PARTS.c.number == part.number)
+                .values(state="pending", lease_owner=None, lease_until=None, error=error,
+                        version=part.version + 1)
+            )  # fmt: skip
+            return "fail" if row.attempts >= max_attempts else "retry"
+
+        return self.db.run(step, what="give a part back")
+
+    def abandon_replanned(self, conn: Connection, keys: Sequence[str]) -> None:
+        """Within a plan's transaction: active uploads of these keys whose item was reset
+        (the file changed) are abandoned and orphaned."""
+        active = select(UPLOADS.c.item_id).where(
+            UPLOADS.c.job == self.job, UPLOADS.c.state.in_(ACTIVE)
         )
-        with self.engine.begin() as conn:
-            item_id = conn.execute(
-                select(UPLOADS.c.item_id)
-                .where(UPLOADS.c.job == self.job, ready)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).scalar()
-            if item_id is None:
-                return None
-            conn.execute(
-                update(UPLOADS)
-                .where(UPLOADS.c.item_id == item_id)
-                .values(
-                    state="completing",
-                    lease_owner=worker,
-                    lease_until=func.now() + timedelta(seconds=lease),
-                )
-            )
-            parts = [
-                DonePart(*row)
-                for row in conn.execute(
-                    select(PARTS.c.number, PARTS.c.etag, PARTS.c.checksum, PARTS.c.length)
-                    .where(PARTS.c.item_id == item_id)
-                    .order_by(PARTS.c.number)
-                )
-            ]
-            return self._files(conn, {item_id})[item_id], parts
+        if conn.execute(active.limit(1)).first() is None:
+            return  # the usual case: no split upload in flight, nothing to look up
+        stale = ~((ITEMS.c.state == "split") & (ITEMS.c.version == UPLOADS.c.item_version))
+        rows = conn.execute(
+            select(UPLOADS.c.item_id, UPLOADS.c.upload_id, ITEMS.c.key)
+            .join(ITEMS, ITEMS.c.id == UPLOADS.c.item_id)
+            .where(ITEMS.c.job == self.job, ITEMS.c.key.in_(keys), UPLOADS.c.state.in_(ACTIVE),
+                   stale)
+            .with_for_update(of=UPLOADS)
+        ).all()  # fmt: skip
+        if not rows:
+            return
+        ids = [r.item_id for r in rows]
+        conn.execute(
+            update(UPLOADS)
+            .where(UPLOADS.c.item_id.in_(ids))
+            .values(state="abandoned", lease_owner=None, lease_until=None,
+                    version=UPLOADS.c.version + 1, error="its file changed and was re-planned")
+        )  # fmt: skip
+        free_parts(conn, ids)
+        for row in rows:
+            self.orphans.add_in(conn, row.upload_id, row.key, "its file was re-planned")
 
-    def finish(
-        self, worker: str, item_id: int, *, ok: bool, error_class: str | None, error: str | None
-    ) -> bool:
-        """Record the completion outcome; False if this worker no longer held it."""
-        state = "done" if ok else "failed"
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(UPLOADS)
-                .where(
-                    UPLOADS.c.item_id == item_id,
-                    UPLOADS.c.lease_owner == worker,
-                    UPLOADS.c.state == "completing",
-                )
-                .values(state=state, error=error, lease_owner=None, lease_until=None)
-            )
-            if not result.rowcount:
-                return False
-            conn.execute(
-                update(ITEMS)
-                .where(ITEMS.c.id == item_id)
-                .values(
-                    state=state,
-                    error_class=error_class,
-                    error=error,
-                    done_by=worker if ok else None,
-                )
-            )
-        return True
-
-    def unclaim_completion(self, worker: str, item_id: int) -> None:
-        """Hand a completion back after a transient failure (any worker may retry it)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(UPLOADS)
-                .where(
-                    UPLOADS.c.item_id == item_id,
-                    UPLOADS.c.lease_owner == worker,
-                    UPLOADS.c.state == "completing",
-                )
-                .values(state="parts", lease_owner=None, lease_until=None)
-            )
-
+    # ---- leases -----------------------------------------------------------------------
     def renew(self, conn: Connection, worker: str, lease: float) -> None:
-        """Extend this worker's part and completion leases (inside the heartbeat)."""
+        """Extend this worker's part, completion and restart leases (inside the heartbeat)."""
         until = func.now() + timedelta(seconds=lease)
-        for table in (PARTS, UPLOADS):
+        for table, states in ((PARTS, ["claimed"]), (UPLOADS, ["completing", "restarting"])):
             conn.execute(
                 update(table)
                 .where(
                     table.c.job == self.job,
                     table.c.lease_owner == worker,
-                    table.c.state.in_(["claimed", "completing"]),
+                    table.c.state.in_(states),
                 )
                 .values(lease_until=until)
             )
 
     def release(self, conn: Connection, worker: str) -> None:
-        """Give back unfinished part and completion claims (a clean stop)."""
+        """Give back unfinished part, completion and restart claims (a clean stop)."""
+        mine = (PARTS.c.job == self.job) & (PARTS.c.lease_owner == worker)
         conn.execute(
             update(PARTS)
-            .where(
-                PARTS.c.job == self.job, PARTS.c.lease_owner == worker, PARTS.c.state == "claimed"
-            )
-            .values(state="pending", lease_owner=None, lease_until=None)
-        )
+            .where(mine, PARTS.c.state == "claimed")
+            .values(state="pending", lease_owner=None, lease_until=None,
+                    version=PARTS.c.version + 1)
+        )  # fmt: skip
+        held = (UPLOADS.c.job == self.job) & (UPLOADS.c.lease_owner == worker)
         conn.execute(
             update(UPLOADS)
-            .where(
-                UPLOADS.c.job == self.job,
-                UPLOADS.c.lease_owner == worker,
-                UPLOADS.c.state == "completing",
-            )
-            .values(state="parts", lease_owner=None, lease_until=None)
+            .where(held, UPLOADS.c.state == "completing")
+            .values(state="parts", lease_owner=None, lease_until=None,
+                    version=UPLOADS.c.version + 1)
+        )  # fmt: skip
+        conn.execute(  # expired at once: another worker restarts it
+            update(UPLOADS)
+            .where(held, UPLOADS.c.state == "restarting")
+            .values(lease_until=func.now() - timedelta(seconds=1))
         )
 
-    def counts(self, conn: Connection) -> dict[str, int]:
-        rows = conn.execute(
-            select(PARTS.c.state, func.count())
-            .where(PARTS.c.job == self.job)
-            .group_by(PARTS.c.state)
-        ).all()
-        return {str(state): int(n) for state, n in rows}
+    def orphans_left(self, conn: Connection) -> int:
+        return self.orphans.left(conn)
+
+    def counts(self, conn: Connection) -> dict[str, Any]:
+        def by_state(table: Any) -> dict[str, int]:
+            rows = conn.execute(
+                select(table.c.state, func.count())
+                .where(table.c.job == self.job)
+                .group_by(table.c.state)
+            ).all()
+            return {str(state): int(n) for state, n in rows}
+
+        return {
+            "parts": by_state(PARTS),
+            "uploads": by_state(UPLOADS),
+            "orphans": self.orphans.left(conn),
+        }

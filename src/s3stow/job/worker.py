@@ -1,13 +1,17 @@
 """``JobWorker``: claim items, upload them through the engine, record outcomes.
 
 A heartbeat thread extends this worker's leases every ``lease / 3`` seconds and
-updates its row in ``job_workers``. When nothing is claimable the worker waits while
-other workers still hold items (their leases may expire if they died) and stops when
-every item is done or failed. The upload itself is ``Uploader.upload_planned``:
-the same comparison, verification and PostgreSQL ledger as ``upload``, so an item
-whose worker died mid-multipart is resumed from the ledger by whoever claims it next.
-With ``split_above``, a claimed file at least that large is split into parts that every
-worker claims (``job/split.py``); workers serve parts and completions before new items.
+updates its row in ``job_workers``. Before claiming new items the worker serves split
+uploads (``split.py``): uploads left to abort, completions and restarts, parts. When
+nothing is claimable it waits while other workers still hold work (their leases may
+expire if they died) and stops when every item is done, failed or gone. The upload
+itself is ``Uploader.upload_planned``: the same comparison, verification and ledger as
+``upload``, so an item whose worker died mid-multipart is resumed from the ledger by
+whoever claims it next. Outcomes go to the job queue with their ledger rows, written
+only if this worker still holds the item at the version it claimed; an outcome it
+lost is counted apart (``lost_leases``), is not a failure, and when this worker wrote
+the object after the file changed, the item is queued again if the winner already
+recorded it done (the stale object may have replaced the winner's).
 """
 
 from __future__ import annotations
@@ -17,14 +21,17 @@ import os
 import secrets
 import socket
 import threading
-from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from s3stow.errors import TransferError
-from s3stow.job.queue import Claimed, JobQueue
+from s3stow.fileid import FileIdentity, differences, identify, of_stat
+from s3stow.job.ledger import JobLedger
+from s3stow.job.queue import JobQueue, Outcome
+from s3stow.job.rows import Claimed
 from s3stow.job.split import SplitUploads
 from s3stow.keys import Target
+from s3stow.ledger.sql import ItemRecord
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.transfer.engine import Uploader, new_run_id
@@ -41,6 +48,7 @@ class WorkerStats:
     claimed: int = 0
     done: int = 0
     failed: int = 0
+    gone: int = 0
     lost_leases: int = 0
     parts_sent: int = 0
 
@@ -75,8 +83,11 @@ class JobWorker:
         name: str | None = None,
         split_above: int | None = None,
     ) -> None:
+        if uploader.ledger is not None and not isinstance(uploader.ledger, JobLedger):
+            raise TypeError("a job worker records through a JobLedger")
         self.queue = queue
         self.uploader = uploader
+        self.ledger: JobLedger | None = uploader.ledger
         self.target = target
         self.batch = batch
         self.lease = lease
@@ -98,26 +109,25 @@ class JobWorker:
         self._beat()
         beat.start()
         try:
-            with ExitStack() as stack:
-                if self.split_above is not None:
-                    ctx = stack.enter_context(self.uploader.transfer_context(run_id=self._run_id))
-                    self.split = SplitUploads(
-                        self.queue.split,
-                        ctx,
-                        self.target,
-                        worker=self.name,
-                        lease=self.lease,
-                        observer=self.uploader.observer,
-                    )
-                    self._start_split_run()
+            with self.uploader.transfer_context(run_id=self._run_id) as ctx:
+                self.split = SplitUploads(
+                    self.queue.split,
+                    ctx,
+                    self.target,
+                    worker=self.name,
+                    lease=self.lease,
+                    requeue=self.queue.requeue_done,
+                    observer=self.uploader.observer,
+                )
+                self._start_split_run()
                 while not stop.is_set():
-                    if self.split is not None and self._serve_parts():
+                    if self.split.serve():
                         continue
                     claimed = self.queue.claim(self.name, limit=self.batch, lease=self.lease)
                     if not claimed:
                         if self.queue.remaining() == 0:
                             break
-                        stop.wait(self.poll)  # others hold items; their leases may expire
+                        stop.wait(self.poll)  # others hold work; their leases may expire
                         continue
                     self.stats.claimed += len(claimed)
                     self._work(claimed)
@@ -126,17 +136,25 @@ class JobWorker:
         finally:
             beat_stop.set()
             beat.join(timeout=5)
-            self.queue.release(self.name)
-            if self.split is not None:
-                self.stats.parts_sent = self.split.parts_sent
-                self.stats.done += self.split.done
-                self.stats.failed += self.split.failed
-                self._finish_split_run()
-            self._beat()
+            self._wind_down()
+        if self.queue.db.unreachable is not None:
+            raise self.queue.db.unreachable
         return self.stats
 
+    def _wind_down(self) -> None:
+        if self.split is not None:
+            self.stats.parts_sent = self.split.parts_sent
+            self.stats.done += self.split.done
+            self.stats.failed += self.split.failed
+            self.stats.lost_leases += self.split.lost
+        if self.queue.db.unreachable is not None:
+            return  # nothing to give back: the claims expire with their leases
+        self.queue.release(self.name)
+        self._finish_split_run()
+        self._beat()
+
     def _start_split_run(self) -> None:
-        ledger = self.uploader.ledger
+        ledger = self.ledger
         if ledger is not None and not self.uploader.settings.dry_run:
             ledger.start_run(
                 self._run_id,
@@ -148,9 +166,8 @@ class JobWorker:
             )
 
     def _finish_split_run(self) -> None:
-        ledger = self.uploader.ledger
+        ledger = self.ledger
         if ledger is not None and not self.uploader.settings.dry_run and self.split is not None:
-            ledger.flush()
             ledger.finish_run(
                 self._run_id,
                 status="done" if not self.split.failed else "failed",
@@ -161,22 +178,76 @@ class JobWorker:
                 },
             )
 
-    def _serve_parts(self) -> bool:
-        """Complete a split upload or send claimed parts; False when there was neither."""
-        assert self.split is not None
-        if self.split.complete_ready():
-            return True
-        limit = max(1, self.uploader.settings.concurrency)
-        parts = self.queue.split.claim_parts(self.name, limit=limit, lease=self.lease)
-        if parts:
-            self.split.work_parts(parts)
-        return bool(parts)
+    # ---- items ------------------------------------------------------------------------
+    def _work(self, claimed: list[Claimed]) -> None:
+        outcomes: list[Outcome] = []
+        planned: dict[str, tuple[Claimed, SourceFile]] = {}
+        settled: set[int] = set()  # split, or lost before it could be
+        self.outcomes.by_key.clear()
+        if self.ledger is not None:
+            self.ledger.clear_held()
+        for item in claimed:
+            path = Path(item.path)
+            try:
+                info = path.stat()
+            except OSError as exc:
+                outcomes.append(self._missing(item, path, exc))
+                continue
+            source = SourceFile(
+                path, item.rel_path, info.st_size, info.st_mtime_ns, path.parent, item.grp or ""
+            )
+            if self.split_above is not None and source.size >= self.split_above:
+                outcome = self._open_split(item, source, of_stat(info))
+                if outcome is None:
+                    settled.add(item.id)
+                else:
+                    outcomes.append(outcome)
+                continue
+            planned[item.key] = (item, source)
+        if planned:
+            # No HEAD per item: the items were just planned and the ledger knows what
+            # s3stow uploaded before; a PUT is verified, so trusting it halves requests.
+            uploads = [PlannedUpload(s, self.target.bucket, k) for k, (_, s) in planned.items()]
+            self.uploader.upload_planned(uploads, self.target, command="job", check_remote=False)
+        for key, (state, error_class, error) in self.outcomes.by_key.items():
+            if key in planned:
+                record = self.ledger.take(self.target.bucket, key) if self.ledger else None
+                outcomes.append(Outcome(planned[key][0], state, error_class, error, record))
+        answered = settled | {o.item.id for o in outcomes}
+        release = [c for c in claimed if c.id not in answered]
+        kept, lost = self.queue.record(self.name, outcomes, release=release)
+        for outcome in kept:
+            setattr(self.stats, outcome.state, getattr(self.stats, outcome.state) + 1)
+        self.stats.lost_leases += len(lost)
+        for outcome in lost:
+            log.info("%s: lost to another worker before its outcome was recorded", outcome.item.key)
+            if outcome.item.key in planned:
+                self._after_lost(outcome, planned[outcome.item.key][1])
 
-    def _open_split(self, item: Claimed, source: SourceFile) -> UploadResult | None:
-        """Split a large claimed file into parts for every worker; a result when it
-        cannot be (already uploaded, or the upload could not be created)."""
+    def _missing(self, item: Claimed, path: Path, exc: OSError) -> Outcome:
+        """A claimed file that cannot be stat'ed: ``gone`` when its source directory is
+        here but the file is not (deleted since the plan); otherwise a failure."""
+        parts = len(PurePosixPath(item.rel_path).parts)
+        root = path.parents[parts - 1] if 0 < parts <= len(path.parents) else None
+        if isinstance(exc, FileNotFoundError) and root is not None and root.is_dir():
+            return Outcome(item, "gone")
+        error = f"{path} is not readable on this host: {exc.strerror}"
+        if root is not None and not root.is_dir():
+            error += f" ({root} is missing: is the shared file system mounted here?)"
+        result = UploadResult(
+            path, self.target.bucket, item.key, Status.FAILED, error_class="SourceMissing",
+            error=error,
+        )  # fmt: skip
+        record = ItemRecord(result, 0, self._run_id, item.grp)
+        return Outcome(item, "failed", "SourceMissing", error, record)
+
+    def _open_split(
+        self, item: Claimed, source: SourceFile, identity: FileIdentity
+    ) -> Outcome | None:
+        """Split a large claimed file into parts for every worker; an outcome when it
+        need not or cannot be (already uploaded, or the upload could not be created)."""
         assert self.split is not None
-        ledger = self.uploader.ledger
+        ledger = self.ledger
         if ledger is not None and not self.uploader.settings.force:
             entry = ledger.lookup(self.target.bucket, [item.key]).get(item.key)
             if (
@@ -184,68 +255,43 @@ class JobWorker:
                 and entry.status == Status.DONE
                 and (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns)
             ):
-                self.outcomes.by_key[item.key] = ("done", None, None)
-                return None
+                return Outcome(item, "done")
         try:
-            self.split.open(item.id, source, item.key)
+            if not self.split.open(item, source, identity, item.key):
+                self.stats.lost_leases += 1
         except TransferError as exc:
-            return UploadResult(
-                source.path,
-                self.target.bucket,
-                item.key,
-                Status.FAILED,
-                error_class=exc.code or "TransferError",
-                error=str(exc),
-            )
+            result = UploadResult(
+                source.path, self.target.bucket, item.key, Status.FAILED,
+                error_class=exc.code or "TransferError", error=str(exc),
+            )  # fmt: skip
+            record = ItemRecord(result, source.mtime_ns, self._run_id, source.group)
+            return Outcome(item, "failed", result.error_class, result.error, record)
         return None
 
-    def _work(self, claimed: list[Claimed]) -> None:
-        items: list[PlannedUpload | UploadResult] = []
-        self.outcomes.by_key.clear()
-        ids = {c.key: c.id for c in claimed}
-        for item in claimed:
-            path = Path(item.path)
-            try:
-                info = path.stat()
-            except OSError:
-                items.append(
-                    UploadResult(
-                        path,
-                        self.target.bucket,
-                        item.key,
-                        Status.FAILED,
-                        error_class="SourceMissing",
-                        error=f"{path} is not readable on this host",
-                    )
-                )
-                continue
-            source = SourceFile(
-                path, item.rel_path, info.st_size, info.st_mtime_ns, path.parent, item.grp or ""
-            )
-            if self.split is not None and source.size >= (self.split_above or 0):
-                failed = self._open_split(item, source)
-                if failed is not None:
-                    items.append(failed)
-                continue
-            items.append(PlannedUpload(source, self.target.bucket, item.key))
-        if items:
-            # No HEAD per item: the items were just planned and the ledger knows what
-            # s3stow uploaded before; a PUT is verified, so trusting it halves requests.
-            self.uploader.upload_planned(items, self.target, command="job", check_remote=False)
-        results = [
-            (ids[key], state, cls, err)
-            for key, (state, cls, err) in self.outcomes.by_key.items()
-            if key in ids
-        ]
-        kept = self.queue.record(self.name, results)
-        self.stats.lost_leases += len(results) - kept
-        self.stats.done += sum(1 for r in results if r[1] == "done")
-        self.stats.failed += sum(1 for r in results if r[1] == "failed")
+    def _after_lost(self, outcome: Outcome, source: SourceFile) -> None:
+        """This worker may have written the object after losing the item; if the file is
+        not what it sent, that object may have replaced the winner's newer one."""
+        wrote = outcome.state == "done" or outcome.error_class == "SourceChanged"
+        if not wrote:
+            return
+        try:
+            changed = differences(FileIdentity(source.size, source.mtime_ns), identify(source.path))
+        except OSError:
+            return  # deleted: the next plan marks it gone
+        if (changed or outcome.error_class == "SourceChanged") and self.queue.requeue_done(
+            outcome.item.id
+        ):
+            log.warning("%s changed while a stale upload of it ran: queued again", source.path)
 
+    # ---- heartbeat --------------------------------------------------------------------
     def _beat(self) -> None:
         try:
             self.queue.heartbeat(
-                self.name, lease=self.lease, done=self.stats.done, failed=self.stats.failed
+                self.name,
+                lease=self.lease,
+                done=self.stats.done,
+                failed=self.stats.failed,
+                lost=self.stats.lost_leases,
             )
         except Exception as exc:  # noqa: BLE001 - a missed beat is retried; leases are long
             log.warning("job heartbeat failed: %s", exc)

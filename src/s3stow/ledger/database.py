@@ -88,24 +88,40 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
     cursor.close()
 
 
-def create_schema(engine: Any) -> None:
-    """Create missing tables, then add columns declared since a ledger was made."""
-    from sqlalchemy import inspect, text
+# One lock for all of s3stow's schema work on a PostgreSQL database: concurrent first
+# runs (workers and planners of a job starting together) otherwise race in CREATE TABLE.
+SCHEMA_LOCK = 0x5353_7374_6F77  # "SStow"
 
-    from s3stow.ledger import schema
 
-    schema.metadata.create_all(engine)
-    inspector = inspect(engine)
+def create_schema(engine: Any, metadata: Any = None) -> None:
+    """Create missing tables, then add columns declared since a database was made.
+
+    On PostgreSQL this runs in one transaction under an advisory lock, so processes
+    starting together on an empty database wait for each other instead of failing in
+    ``CREATE TABLE``. A new column with a server default gets it (and ``NOT NULL``) on
+    existing rows.
+    """
+    from sqlalchemy import func, inspect, select, text
+
+    if metadata is None:
+        from s3stow.ledger.schema import metadata
     with engine.begin() as conn:
-        for table in schema.metadata.sorted_tables:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+        metadata.create_all(conn)
+        inspector = inspect(conn)
+        for table in metadata.sorted_tables:
             present = {c["name"] for c in inspector.get_columns(table.name)}
             for column in table.columns:
                 if column.name not in present:
-                    kind = column.type.compile(dialect=engine.dialect)
+                    kind = column.type.compile(dialect=conn.dialect)
+                    if column.server_default is not None:
+                        kind += f" DEFAULT {column.server_default.arg}"
+                        kind += "" if column.nullable else " NOT NULL"
                     conn.execute(
                         text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
                     )
-                    log.info("ledger: added column %s.%s", table.name, column.name)
+                    log.info("database: added column %s.%s", table.name, column.name)
 
 
 _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
@@ -280,7 +296,9 @@ class SqliteDatabase:
             engine.dispose()
 
 
-class _SqlAlchemySession:
+class SqlAlchemySession:
+    """A ``Session`` over one SQLAlchemy connection (also the job queue's transactions)."""
+
     def __init__(self, connection: Any) -> None:
         self._connection = connection
 
@@ -296,6 +314,29 @@ class _SqlAlchemySession:
         self._connection.execute(text(sql), [dict(row) for row in rows])
 
 
+# libpq's own timeouts for a network that fails silently (a dead router, a black-holed
+# route): connecting gives up after ``connect_timeout``; an idle connection is probed by
+# TCP keepalives; data left unacknowledged for ``tcp_user_timeout`` ms (Linux) fails the
+# connection instead of hanging for the OS's 15 minutes. A value in the URL wins.
+_PG_TIMEOUTS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return {}
+    return {k: v for k, v in _PG_TIMEOUTS.items() if k not in parsed.query}
+
+
 class SqlAlchemyDatabase:
     """PostgreSQL (psycopg 3) or any other SQLAlchemy URL, through a pooled engine."""
 
@@ -304,7 +345,7 @@ class SqlAlchemyDatabase:
         from sqlalchemy.exc import SQLAlchemyError
 
         self.errors: tuple[type[BaseException], ...] = (SQLAlchemyError,)
-        self._engine = create_engine(url, pool_pre_ping=True)
+        self._engine = create_engine(url, pool_pre_ping=True, connect_args=_connect_args(url))
         self._prepare(redact(url))
 
     def _prepare(self, name: str) -> None:
@@ -326,12 +367,12 @@ class SqlAlchemyDatabase:
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._engine.connect() as connection:
-            yield _SqlAlchemySession(connection)
+            yield SqlAlchemySession(connection)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         with self._engine.begin() as connection:
-            yield _SqlAlchemySession(connection)
+            yield SqlAlchemySession(connection)
 
     def engine(self) -> Any:
         return self._engine

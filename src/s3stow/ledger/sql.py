@@ -34,7 +34,16 @@ from s3stow.ledger.database import Database, database_url, open_database
 from s3stow.logs import redact
 from s3stow.models import PartRecord, Status, UploadResult
 
-__all__ = ["Ledger", "LedgerEntry", "MultipartState", "database_url", "open_ledger"]
+__all__ = [
+    "ItemRecord",
+    "Ledger",
+    "LedgerEntry",
+    "MultipartState",
+    "database_url",
+    "open_ledger",
+    "open_ledger_database",
+    "write_records",
+]
 log = logging.getLogger(__name__)
 _LOOKUP_CHUNK = 500
 _FIX = (
@@ -81,14 +90,23 @@ class MultipartState:
 
 def open_ledger(target: str, **kwargs: Any) -> Ledger:
     """Open (creating if needed) the ledger at a path or database URL."""
+    return Ledger(open_ledger_database(target), **kwargs)
+
+
+def open_ledger_database(target: str) -> Database:
+    """The database behind a ledger path or URL, its tables created or brought up to date
+    (errors as ``LedgerError``, exit 3)."""
     try:
-        database = open_database(target)
+        return open_database(target)
     except _database_errors() as exc:
+        hint = (
+            "PostgreSQL needs the 'postgres' extra: pip install 's3stow[postgres]'"
+            if isinstance(exc, ModuleNotFoundError)
+            else "check the --ledger path or URL, and that the database accepts connections"
+        )
         raise LedgerError(
-            f"cannot open the ledger {redact(target)}: {_first_line(exc)}",
-            hint="check the --ledger path or URL (PostgreSQL needs the 'postgres' extra)",
+            f"cannot open the ledger {redact(target)}: {_first_line(exc)}", hint=hint
         ) from exc
-    return Ledger(database, **kwargs)
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:
@@ -389,6 +407,24 @@ class Ledger:
                 raise
         finally:
             self.database.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    """One item's outcome as ``Ledger.record`` receives it."""
+
+    result: UploadResult
+    mtime_ns: int
+    run_id: str
+    group: str | None = None
+
+
+def write_records(session: Any, records: Sequence[ItemRecord]) -> None:
+    """Write outcomes now, in the caller's transaction (the job queue writes them in the
+    transaction that checks the worker still holds the item)."""
+    now = time.time()
+    batch = [("item", (r.result, r.mtime_ns, r.run_id, now, r.group)) for r in records]
+    _write_batch(session, batch)
 
 
 def _write_batch(session: Any, batch: list[tuple[str, Any]]) -> None:

@@ -150,7 +150,15 @@ def translate(
     if isinstance(exc, ResponseParserError):  # its message holds the page: never shown
         return not_s3_error(endpoint, where)
     if isinstance(exc, ClientError):
-        if _not_s3(exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})):
+        meta = exc.response.get("ResponseMetadata", {})
+        if _not_s3(meta.get("HTTPHeaders", {})):
+            status = int(meta.get("HTTPStatusCode") or 0)
+            if status >= 500 or status == 429:  # a proxy's or a failing server's error page
+                return TransferError(
+                    f"HTTP {status} on {where}: an error page, not S3's answer",
+                    code=str(status),
+                    transient=True,
+                )
             return not_s3_error(endpoint, where)
         code = error_code(exc)
         message = str(exc.response.get("Error", {}).get("Message") or code)
