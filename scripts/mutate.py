@@ -17,6 +17,7 @@ judged equivalent"; every other survivor is printed with its diff.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -41,14 +42,15 @@ class Module:
     equivalent: int = 0
     not_checked: int = 0
     survivors: list[str] = field(default_factory=list)
+    used: set[tuple[str, str, str, str]] = field(default_factory=set)
 
     @property
     def counted(self) -> int:
         return self.killed + len(self.survivors)
 
     @property
-    def score(self) -> float:
-        return 100.0 * self.killed / self.counted if self.counted else 100.0
+    def score(self) -> str:
+        return f"{100 * self.killed // self.counted}%" if self.counted else "n/a"
 
 
 def main() -> int:
@@ -56,51 +58,90 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="stop mutmut after this")
     parser.add_argument("--report-only", action="store_true", help="do not run mutmut")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "modules", nargs="*", help="re-run only these modules' mutants (e.g. s3stow.compare)"
+    )
     args = parser.parse_args()
     os.chdir(ROOT)
-    if not args.report_only:
-        run_mutmut(args.minutes, args.jobs)
-    return report()
+    if args.report_only:
+        return report(collect())
+    deadline = time.monotonic() + args.minutes * 60
+    run_mutmut(args.minutes, args.jobs, [f"{m}.*" for m in args.modules])
+    # Mutants that survived earlier tests are re-tested once the tests have changed
+    # (mutmut itself re-tests a mutant only when its function changes).
+    stamp = ROOT / "mutants" / "tests-fingerprint"
+    fingerprint = tests_fingerprint()
+    previous = stamp.read_text(encoding="utf-8") if stamp.exists() else ""
+    modules = collect()
+    left = (deadline - time.monotonic()) / 60
+    names = retest_names(modules)
+    if previous != fingerprint and names and left > 1 and not args.modules:
+        print(f"the tests changed: re-testing {len(names)} surviving mutants")
+        run_mutmut(left, args.jobs, names)
+        modules = collect()
+    if not any(m.not_checked for m in modules.values()):
+        stamp.write_text(fingerprint, encoding="utf-8")
+    return report(modules)
 
 
-def run_mutmut(minutes: float, jobs: int) -> None:
-    """``mutmut run`` for at most ``minutes``; Ctrl+C-like stop (SIGINT) after that."""
+def run_mutmut(minutes: float, jobs: int, names: list[str]) -> None:
+    """``mutmut run`` for at most ``minutes``, then stopped as by Ctrl+C (it keeps what
+    it has). ``names``: only these mutants (patterns allowed), re-run even if known."""
     started = time.monotonic()
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)]
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names]
     log = ROOT / "mutants" / "make-mutate.log"
     log.parent.mkdir(exist_ok=True)
     print(f"mutmut run (log: {log.relative_to(ROOT)}; at most {minutes:g} minutes)", flush=True)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    with log.open("w", encoding="utf-8") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    with log.open("a", encoding="utf-8") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            # a background shell starts us with SIGINT ignored: mutmut must see it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         try:
             process.wait(timeout=minutes * 60)
         except subprocess.TimeoutExpired:
             print("time is up: stopping mutmut (its results so far are kept)", flush=True)
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
         except KeyboardInterrupt:
-            process.send_signal(signal.SIGINT)
-            process.wait()
+            stop(process)
             raise
     print(f"mutmut ran {time.monotonic() - started:.0f} s, exit {process.returncode}")
-    if process.returncode not in (0, -signal.SIGINT, 1, 130):
+    if process.returncode not in (0, 1, -signal.SIGINT, 130):
         print(log.read_text(encoding="utf-8")[-3000:])
 
 
-def report() -> int:
-    metas = sorted((ROOT / "mutants" / "src").rglob("*.py.meta"))
-    if not metas:
-        print("no mutation results yet: run `make mutate`")
-        return 1
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl+C for mutmut (it stops its workers and saves), SIGTERM if that is not enough."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        process.wait()
+
+
+def retest_names(modules: dict[str, Module]) -> list[str]:
+    """Survivors to test again because the tests changed since they survived."""
+    return [s for m in modules.values() for s in m.survivors]
+
+
+def tests_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def collect() -> dict[str, Module]:
+    """Every mutated module's results, survivors judged equivalent set apart."""
     equivalents = load_equivalents()
     modules: dict[str, Module] = {}
-    used: set[tuple[str, str, str, str]] = set()
-    for meta in metas:
+    for meta in sorted((ROOT / "mutants" / "src").rglob("*.py.meta")):
         codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
         if not codes:
             continue
@@ -119,15 +160,22 @@ def report() -> int:
                 key = describe(mutant, source)
                 if key in equivalents:
                     module.equivalent += 1
-                    used.add(key)
+                    module.used.add(key)
                 else:
                     module.survivors.append(mutant)
+    return modules
+
+
+def report(modules: dict[str, Module]) -> int:
+    if not modules:
+        print("no mutation results yet: run `make mutate`")
+        return 1
     width = max(len(m.name) for m in modules.values())
     print()
     for module in modules.values():
         pending = f"; {module.not_checked} not run yet" if module.not_checked else ""
         print(
-            f"mutation score {module.name}: {module.score:.0f}%".ljust(width + 22)
+            f"mutation score {module.name}: {module.score}".ljust(width + 22)
             + f"({module.killed} killed of {module.counted}; {module.equivalent} equivalent"
             + f"{pending})"
         )
@@ -136,7 +184,8 @@ def report() -> int:
         print(f"\n{len(survivors)} surviving mutants (not listed as equivalent in {DOC.name}):")
         for module, mutant in survivors:
             print(f"  {mutant}\n    {format_key(describe(mutant, module_source(module.name)))}")
-    stale = set(equivalents) - used
+    used = set().union(*(m.used for m in modules.values()))
+    stale = load_equivalents() - used
     if stale:
         print(f"\n{len(stale)} entries of the equivalent table matched no survivor (stale?):")
         for key in sorted(stale):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from s3stow.config import load_settings
 from s3stow.keys import parse_target
-from s3stow.logs import REDACTED, configure_logging, redact, register_secret
+from s3stow.logs import REDACTED, RedactingFilter, configure_logging, redact, register_secret
 from s3stow.models import Status
 from s3stow.transfer.engine import Uploader
 
@@ -109,3 +110,19 @@ def test_the_credentials_a_run_signs_with_are_scrubbed_in_any_shape(
 
             keyring.set_keyring(previous)
     assert f"bare: {REDACTED} {REDACTED}" in stream.getvalue()
+
+
+def test_a_traceback_is_scrubbed_and_a_formatted_message_is_not_formatted_twice() -> None:
+    """The filter alone (pytest's own log handlers would format the record first)."""
+    try:
+        raise RuntimeError(f"connect postgresql://u:{TOKEN}@db/x failed")
+    except RuntimeError:
+        info = sys.exc_info()
+    record = logging.LogRecord(
+        "s3stow.test", logging.ERROR, __file__, 1, "upload %s: 100%% failed", ("a.txt",), info
+    )
+    assert RedactingFilter().filter(record)
+    out = logging.Formatter("%(message)s").format(record)
+    assert TOKEN not in out
+    assert out.startswith("upload a.txt: 100% failed\nTraceback")
+    assert out.endswith(f"RuntimeError: connect postgresql://u:{REDACTED}@db/x failed")
