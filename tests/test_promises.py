@@ -10,8 +10,11 @@ testing (``make mutate``) see which test covers which line.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +260,163 @@ def test_a_403_after_successes_is_retried_once_per_run(
     assert isinstance(uploader.fatal_error, AuthError) is fatal
     assert summary.uploaded == (successes if fatal else 6)
     assert len(proxy.requests(r"^PUT ")) == puts
+
+
+# ---- what is recorded is what S3 holds ----------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [3000, 11 * MiB], ids=["single", "multipart"])
+def test_the_result_recorded_is_what_s3_holds(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, size: int
+) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    path, data = _file(tmp_path, size)
+    progress: list[int] = []
+    uploader = _uploader(proxy, bucket, sha256_metadata=True)
+    uploader.worker.observer.observers.append(_Bytes(progress))
+    result = uploader.upload_file(path)
+    head = s3.head_object(Bucket=bucket, Key="p/f.bin", ChecksumMode="ENABLED")
+    assert result.status == Status.DONE, result.error
+    assert (result.bucket, result.key, result.path) == (bucket, "p/f.bin", path)
+    assert (result.size, result.bytes_sent, sum(progress)) == (size, size, size)
+    assert result.etag == head["ETag"].strip('"')
+    assert result.version_id == head["VersionId"]
+    assert (result.checksum, result.checksum_algorithm) == (head["ChecksumCRC64NVME"], "crc64nvme")
+    assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert head["ContentType"] == "application/octet-stream"
+    assert _body(s3, bucket, "p/f.bin") == data
+
+
+class _Bytes:
+    """An observer that keeps the byte counts reported as transfers progress."""
+
+    def __init__(self, counts: list[int]) -> None:
+        self.counts = counts
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+    def on_bytes(self, source: Any, count: int) -> None:
+        self.counts.append(count)
+
+
+# ---- resume: what is kept, adopted, or started afresh ---------------------------------
+
+
+def _failed_at_part_3(
+    proxy: FaultProxy, bucket: str, path: Path, ledger: Ledger, **settings: Any
+) -> str:
+    """A first run whose part 3 always fails: parts 1 and 2 recorded, the upload kept."""
+    part3 = r"^PUT .*partNumber=3(&|$)"
+    proxy.add(part3, "status", times=100, status=500, code="InternalError")
+    first = _uploader(proxy, bucket, ledger=ledger, file_retries=0, **settings)
+    assert first.upload_file(path).status == Status.FAILED
+    state = ledger.multipart_state(bucket, "p/f.bin")
+    assert state is not None
+    assert [p.number for p in state.parts] == [1, 2]
+    proxy.reset()
+    return state.upload_id
+
+
+def _sent_parts(proxy: FaultProxy) -> list[int]:
+    found = (re.search(r"partNumber=(\d+)", line) for line in proxy.requests(r"^PUT "))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+@pytest.mark.parametrize(
+    ("change", "settings"),
+    [
+        ("part size", {"part_size": 6 * MiB}),
+        ("checksum", {"checksum": "crc32c"}),
+        ("mtime", {}),
+    ],
+)
+def test_an_upload_of_another_file_or_settings_is_aborted_and_started_afresh(
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    change: str,
+    settings: dict[str, Any],
+) -> None:
+    path, data = _file(tmp_path, 11 * MiB)
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    old = _failed_at_part_3(proxy, bucket, path, ledger)
+    if change == "mtime":
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    result = _uploader(proxy, bucket, ledger=ledger, **settings).upload_file(path)
+    assert result.status == Status.DONE, result.error
+    assert proxy.requests(rf"^DELETE .*uploadId={old}")  # the old upload aborted
+    assert not proxy.requests(rf"^GET .*uploadId={old}")  # and not listed
+    assert len(proxy.requests(r"^POST .*uploads")) == 1  # a new one created
+    assert _sent_parts(proxy) == ([1, 2] if change == "part size" else [1, 2, 3])
+    assert _body(s3, bucket, "p/f.bin") == data
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert ledger.multipart_state(bucket, "p/f.bin") is None
+    ledger.close()
+
+
+def test_an_upload_s3_no_longer_knows_is_started_afresh(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    path, data = _file(tmp_path, 11 * MiB)
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    old = _failed_at_part_3(proxy, bucket, path, ledger)
+    s3.abort_multipart_upload(Bucket=bucket, Key="p/f.bin", UploadId=old)  # e.g. a lifecycle
+    result = _uploader(proxy, bucket, ledger=ledger).upload_file(path)
+    assert result.status == Status.DONE, result.error
+    assert len(proxy.requests(r"^POST .*uploads")) == 1
+    assert _sent_parts(proxy) == [1, 2, 3]
+    assert _body(s3, bucket, "p/f.bin") == data
+    ledger.close()
+
+
+@pytest.mark.parametrize("sse", [None, "aws:kms"])
+def test_a_part_the_ledger_missed_is_adopted_only_when_its_etag_is_the_local_md5(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, sse: str | None
+) -> None:
+    """Part 1 is in S3 and the ledger forgot it (a crash before the commit); part 2 was
+    overwritten in S3 with other bytes of the same size. Part 1 is adopted (not under
+    SSE-KMS, where an ETag is not an MD5), part 2 never."""
+    path, data = _file(tmp_path, 11 * MiB)
+    db = tmp_path / "l.db"
+    settings = {"sse": sse} if sse else {}
+    ledger = open_ledger(str(db))
+    upload_id = _failed_at_part_3(proxy, bucket, path, ledger, **settings)
+    other = random.Random(7).randbytes(5 * MiB)
+    s3.upload_part(Bucket=bucket, Key="p/f.bin", UploadId=upload_id, PartNumber=2, Body=other)
+    ledger.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM parts")
+    ledger = open_ledger(str(db))
+    result = _uploader(proxy, bucket, ledger=ledger, **settings).upload_file(path)
+    assert result.status == Status.DONE, result.error
+    assert _sent_parts(proxy) == ([1, 2, 3] if sse else [2, 3])
+    assert _body(s3, bucket, "p/f.bin") == data
+    ledger.close()
+
+
+@pytest.mark.parametrize("algorithm", ["crc32", "crc32c", "sha256", "none"])
+@pytest.mark.parametrize("size", [3000, 11 * MiB], ids=["single", "multipart"])
+def test_each_checksum_algorithm_is_verified_and_recorded(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, algorithm: str, size: int
+) -> None:
+    """CRC32/CRC32C full-object checksums combined from the parts; SHA-256 as S3's
+    composite of the part checksums; ``none``: Content-MD5 and the ETag only."""
+    path, data = _file(tmp_path, size)
+    result = _uploader(proxy, bucket, checksum=algorithm).upload_file(path)
+    assert result.status == Status.DONE, result.error
+    head = s3.head_object(Bucket=bucket, Key="p/f.bin", ChecksumMode="ENABLED")
+    field = {"crc32": "ChecksumCRC32", "crc32c": "ChecksumCRC32C", "sha256": "ChecksumSHA256"}
+    if algorithm == "none":
+        assert (result.checksum, result.checksum_algorithm) == (None, None)
+        puts = [h for line, h in zip(proxy.log, proxy.headers, strict=True) if line[:4] == "PUT "]
+        assert puts
+        assert all("content-md5" in h for h in puts)
+        assert not any(name.startswith("x-amz-checksum-") for h in puts for name in h)
+    else:
+        assert head[field[algorithm]].split("-")[0] == result.checksum.split("-")[0]  # type: ignore[union-attr]
+        assert result.checksum_algorithm == algorithm
+    assert result.etag == head["ETag"].strip('"')
+    assert _body(s3, bucket, "p/f.bin") == data
