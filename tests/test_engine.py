@@ -1,0 +1,253 @@
+"""The pipeline (``Uploader``): every file of a run reaches an outcome that is counted,
+recorded and reported once, whatever the mix; re-runs, limits, dry runs and stops.
+In-process, against the real server through the fault proxy."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3stow.config import Settings
+from s3stow.keys import parse_target
+from s3stow.ledger import open_ledger
+from s3stow.models import Reason, Status
+from s3stow.report.observer import Observer
+from s3stow.transfer.engine import Uploader
+from tests.faultproxy import FaultProxy
+
+
+class Events(Observer):
+    """Every hook call, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def on_start(self, run_id: str, target: str) -> None:
+        self.calls.append(("start", (run_id, target)))
+
+    def on_discovered(self, source: Any) -> None:
+        self.calls.append(("discovered", source.rel_path))
+
+    def on_skipped_path(self, skipped: Any) -> None:
+        self.calls.append(("skipped_path", skipped.error_class))
+
+    def on_decision(self, decision: Any) -> None:
+        self.calls.append(("decision", (decision.item.key, decision.upload, decision.reason)))
+
+    def on_file_start(self, source: Any, key: str) -> None:
+        self.calls.append(("file_start", key))
+
+    def on_bytes(self, source: Any, count: int) -> None:
+        self.calls.append(("bytes", (source.rel_path, count)))
+
+    def on_result(self, result: Any, source: Any) -> None:
+        self.calls.append(("result", (result.key, result.status, source is not None)))
+
+    def on_finish(self, summary: Any) -> None:
+        self.calls.append(("finish", summary))
+
+    def of(self, kind: str) -> list[Any]:
+        return [value for name, value in self.calls if name == kind]
+
+
+def _uploader(proxy: FaultProxy, tmp_path: Path, **settings: Any) -> tuple[Uploader, Events]:
+    values: dict[str, Any] = {
+        "endpoint_url": proxy.url,
+        "retry_base_delay": 0.01,
+        "retry_max_delay": 0.05,
+        "max_attempts": 2,
+        "file_retries": 1,
+        "concurrency": 2,
+    }
+    values.update(settings)
+    events = Events()
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    return Uploader(Settings(**values), ledger=ledger, observers=[events]), events
+
+
+def _tree(root: Path) -> None:
+    root.mkdir()
+    (root / "photos").mkdir()
+    (root / "new.txt").write_bytes(b"n" * 10)
+    (root / "photos" / "same.jpg").write_bytes(b"s" * 20)
+    (root / "photos" / "stale.jpg").write_bytes(b"t" * 30)
+    (root / "fails.txt").write_bytes(b"f" * 40)
+    (root / "link.txt").symlink_to(root / "new.txt")
+
+
+def _statuses(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT key, status FROM items"))
+
+
+def test_every_outcome_of_a_run_is_counted_recorded_and_reported_once(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    s3.put_object(Bucket=bucket, Key="p/photos/same.jpg", Body=b"s" * 20)  # proven equal
+    s3.put_object(Bucket=bucket, Key="p/photos/stale.jpg", Body=b"x" * 30)  # same size only
+    proxy.add(r"^PUT /[^?]*/p/fails\.txt", "status", times=100, status=500, code="InternalError")
+    uploader, events = _uploader(proxy, tmp_path)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    # counted
+    assert (summary.files, summary.uploaded, summary.skipped) == (5, 2, 2)
+    assert (summary.failed, summary.changed, summary.interrupted) == (1, 0, False)
+    assert (summary.bytes_uploaded, summary.bytes_total) == (40, 100)
+    assert not summary.ok
+    assert [(f.key, f.error_class, f.attempts) for f in summary.failures] == [
+        ("p/fails.txt", "InternalError", 1)
+    ]
+    assert len(proxy.requests(r"^PUT /[^?]*/p/fails\.txt")) == 4  # 2 steps x (fast, botocore)
+    assert summary.groups["photos"] == {
+        "files": 2,
+        "uploaded": 1,
+        "skipped": 1,
+        "failed": 0,
+        "bytes_uploaded": 30,
+    }
+    assert sum(g["failed"] for g in summary.groups.values()) == 1
+    assert sum(g["files"] for g in summary.groups.values()) == 4
+    assert summary.transient_errors >= 2
+    # recorded
+    db = tmp_path / "l.db"
+    assert _statuses(db) == {
+        "p/new.txt": "done",
+        "p/photos/same.jpg": "done",
+        "p/photos/stale.jpg": "done",
+        "p/fails.txt": "failed",
+    }
+    with sqlite3.connect(db) as conn:
+        (status, stored) = conn.execute("SELECT status, summary FROM runs").fetchone()
+    assert status == "failed"
+    assert '"uploaded": 2' in stored
+    # reported: each file once, the run's id and target
+    ((run_id, target),) = events.of("start")
+    assert (run_id, target) == (summary.run_id, f"s3://{bucket}/p/")
+    assert events.of("finish") == [summary]
+    assert sorted(events.of("discovered")) == [
+        "fails.txt",
+        "new.txt",
+        "photos/same.jpg",
+        "photos/stale.jpg",
+    ]
+    assert events.of("skipped_path") == ["Symlink"]
+    decisions = {key: (upload, reason) for key, upload, reason in events.of("decision")}
+    assert decisions == {
+        "p/new.txt": (True, Reason.NEW),
+        "p/fails.txt": (True, Reason.NEW),
+        "p/photos/same.jpg": (False, Reason.REMOTE_MATCH),
+        "p/photos/stale.jpg": (False, Reason.REMOTE_MATCH),  # then not proven: uploaded
+    }
+    assert sorted(events.of("result")) == [
+        ("p/fails.txt", Status.FAILED, True),
+        ("p/new.txt", Status.DONE, True),
+        ("p/photos/same.jpg", Status.DONE, True),
+        ("p/photos/stale.jpg", Status.DONE, True),
+    ]
+    assert sorted(events.of("file_start")) == ["p/fails.txt", "p/new.txt", "p/photos/stale.jpg"]
+    assert sorted(events.of("bytes")) == [("new.txt", 10), ("photos/stale.jpg", 30)]
+    assert s3.get_object(Bucket=bucket, Key="p/photos/stale.jpg")["Body"].read() == b"t" * 30
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+    # the next run: the ledger settles what is done, the failure is retried
+    proxy.reset()
+    again, events = _uploader(proxy, tmp_path)
+    summary = again.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.files, summary.uploaded, summary.skipped, summary.failed) == (5, 1, 4, 0)
+    assert summary.ok
+    assert [line.split(" ")[0] for line in proxy.requests(r"^(PUT|POST|GET) ")] == ["PUT"]
+    decisions = {key: (upload, reason) for key, upload, reason in events.of("decision")}
+    assert decisions["p/fails.txt"] == (True, Reason.RETRY)
+    assert decisions["p/new.txt"] == (False, Reason.LEDGER_DONE)
+    assert _statuses(tmp_path / "l.db")["p/fails.txt"] == "done"
+    assert again.ledger is not None
+    again.ledger.close()
+
+
+def test_limit_uploads_at_most_n_and_counts_the_rest_skipped(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}.txt").write_bytes(b"x" * (i + 1))
+    uploader, _ = _uploader(proxy, tmp_path, limit=2)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.files, summary.uploaded, summary.skipped) == (5, 2, 3)
+    assert len(proxy.requests(r"^PUT ")) == 2
+
+
+def test_a_dry_run_says_what_it_would_upload_and_writes_nothing(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    (src / "b.txt").write_bytes(b"b")
+    s3.put_object(Bucket=bucket, Key="p/b.txt", Body=b"b")
+    uploader, _ = _uploader(proxy, tmp_path, dry_run=True)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert [d.item.key for d in summary.would_upload] == ["p/a.txt"]
+    assert summary.uploaded == 0
+    assert not proxy.requests(r"^(PUT|POST|DELETE) ")
+    assert _statuses(tmp_path / "l.db") == {}
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_a_stopped_run_is_interrupted_and_uploads_nothing_more(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    uploader, events = _uploader(proxy, tmp_path)
+    uploader.request_stop()
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert summary.interrupted
+    assert not summary.ok
+    assert summary.uploaded == 0
+    assert not proxy.requests(r"^PUT ")
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        assert conn.execute("SELECT status FROM runs").fetchone() == ("interrupted",)
+    assert len(events.of("finish")) == 1
+
+
+def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    from s3stow.models import PlannedUpload, SourceFile, UploadResult
+
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"abc")
+    stat = path.stat()
+    source = SourceFile(path, "a.txt", 3, stat.st_mtime_ns, tmp_path)
+    refused = UploadResult(tmp_path / "gone", bucket, "r/gone", Status.FAILED, error_class="X")
+    uploader, _ = _uploader(proxy, tmp_path)
+    target = parse_target(f"s3://{bucket}/r")
+    items = [PlannedUpload(source, bucket, "r/a.txt"), refused]
+    summary = uploader.upload_planned(items, target)
+    assert (summary.files, summary.uploaded, summary.failed) == (2, 1, 1)
+    assert summary.bytes_total == 3
+    assert len(proxy.requests(r"^HEAD /[^?]*/r/a\.txt")) == 1  # a HEAD per key, no listing
+    assert not proxy.requests(r"^GET .*list-type")
+    assert _statuses(tmp_path / "l.db") == {"r/a.txt": "done", "r/gone": "failed"}
+    assert s3.get_object(Bucket=bucket, Key="r/a.txt")["Body"].read() == b"abc"
+
+
+@pytest.mark.parametrize("size", [5 * 1024 * 1024, 5 * 1024 * 1024 + 1])
+def test_the_multipart_threshold_is_a_strict_bound(
+    proxy: FaultProxy, bucket: str, tmp_path: Path, size: int
+) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(size))
+    uploader, _ = _uploader(proxy, tmp_path, multipart_threshold=size - (size % 2))
+    result = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert result.status == Status.DONE, result.error
+    assert bool(proxy.requests(r"^POST .*uploads")) is (size % 2 == 1)
