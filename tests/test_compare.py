@@ -68,6 +68,7 @@ def test_a_checksum_that_is_not_comparable_falls_through_to_the_next_tier(
 ) -> None:
     """Not compared (it could never equal a local full-object CRC): the next evidence,
     here the ETag, decides."""
+    fields = dict(fields)  # the parameter is shared by every run of this test
     checksum = CRC(str(item.source.path), "crc64nvme") + fields.pop("suffix", "")
     info = _info(checksum=checksum, etag=_md5(DATA), **fields)
     assert remote_matches(item, info, settings=Settings()) == (True, "etag-md5", None)
