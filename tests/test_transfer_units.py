@@ -109,3 +109,44 @@ def test_memory_budget_blocks_until_released() -> None:
     assert entered.wait(2)
     with budget.hold(50):  # larger than the budget: admitted when nothing else is held
         pass
+
+
+def test_limiter_cuts_once_per_cooldown_never_below_one_and_counts_every_throttle() -> None:
+    limiter = RequestLimiter(4, cooldown=3600.0)
+    limiter.on_throttle()
+    limiter.on_throttle()  # within the cooldown: counted, not cut again
+    assert (limiter.limit, limiter.throttle_events) == (2, 2)
+    quick = RequestLimiter(3, cooldown=0.0)
+    for _ in range(3):
+        quick.on_throttle()
+    assert quick.limit == 1
+    quick.on_success()  # one success at limit 1: 2
+    assert quick.limit == 2
+    quick.on_success()  # one of the two needed
+    quick.on_throttle()  # a cut forgets the successes counted so far
+    assert quick.limit == 1
+    quick.on_success()
+    quick.on_success()  # 1 -> 2, then one of two
+    assert quick.limit == 2
+    full = RequestLimiter(2)
+    for _ in range(10):
+        full.on_success()
+    assert full.limit == 2  # never above the configured concurrency
+
+
+def test_limiter_slot_frees_on_error_and_admits_a_waiter() -> None:
+    limiter = RequestLimiter(1)
+    with pytest.raises(RuntimeError), limiter.slot():
+        raise RuntimeError("boom")
+    assert limiter.active == 0
+    entered = threading.Event()
+    with limiter.slot():
+
+        def take() -> None:
+            with limiter.slot():
+                entered.set()
+
+        worker = threading.Thread(target=take, daemon=True)
+        worker.start()
+        assert not entered.wait(0.1)
+    assert entered.wait(5)
