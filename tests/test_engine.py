@@ -89,7 +89,9 @@ def test_every_outcome_of_a_run_is_counted_recorded_and_reported_once(
 ) -> None:
     src = tmp_path / "src"
     _tree(src)
-    s3.put_object(Bucket=bucket, Key="p/photos/same.jpg", Body=b"s" * 20)  # proven equal
+    s3.put_object(  # proven equal by its checksum
+        Bucket=bucket, Key="p/photos/same.jpg", Body=b"s" * 20, ChecksumAlgorithm="CRC64NVME"
+    )
     s3.put_object(Bucket=bucket, Key="p/photos/stale.jpg", Body=b"x" * 30)  # same size only
     proxy.add(r"^PUT /[^?]*/p/fails\.txt", "status", times=100, status=500, code="InternalError")
     uploader, events = _uploader(proxy, tmp_path)
@@ -123,6 +125,12 @@ def test_every_outcome_of_a_run_is_counted_recorded_and_reported_once(
     }
     with sqlite3.connect(db) as conn:
         (status, stored) = conn.execute("SELECT status, summary FROM runs").fetchone()
+        proven = conn.execute(
+            "SELECT etag, checksum, checksum_algorithm, attempts FROM items WHERE key = ?",
+            ("p/photos/same.jpg",),
+        ).fetchone()
+    head = s3.head_object(Bucket=bucket, Key="p/photos/same.jpg", ChecksumMode="ENABLED")
+    assert proven == (head["ETag"].strip('"'), head["ChecksumCRC64NVME"], "crc64nvme", 0)
     assert status == "failed"
     assert '"uploaded": 2' in stored
     # reported: each file once, the run's id and target
@@ -251,3 +259,25 @@ def test_the_multipart_threshold_is_a_strict_bound(
     result = uploader.upload_file(path, target=f"s3://{bucket}/p")
     assert result.status == Status.DONE, result.error
     assert bool(proxy.requests(r"^POST .*uploads")) is (size % 2 == 1)
+
+
+def test_no_clobber_keeps_a_listed_object_and_records_why(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "kept.txt").write_bytes(b"local")
+    (src / "new.txt").write_bytes(b"new")
+    s3.put_object(Bucket=bucket, Key="p/kept.txt", Body=b"remote, another size")
+    uploader, events = _uploader(proxy, tmp_path, no_clobber=True)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.uploaded, summary.skipped) == (1, 1)
+    assert s3.get_object(Bucket=bucket, Key="p/kept.txt")["Body"].read() == b"remote, another size"
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        row = conn.execute(
+            "SELECT source_path, size, status FROM items WHERE key = 'p/kept.txt'"
+        ).fetchone()
+    assert row == (str(src / "kept.txt"), 5, "skipped")
+    results = {key: status for key, status, _ in events.of("result")}
+    assert results == {"p/kept.txt": Status.SKIPPED, "p/new.txt": Status.DONE}
+    assert len(proxy.requests(r"^PUT ")) == 1  # only new.txt; kept.txt not even tried

@@ -25,7 +25,15 @@ GiB = 1024 * MiB
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [(100 * MiB, 8 * MiB), (600 * MiB, 64 * MiB), (8 * GiB, 64 * MiB), (9 * GiB, 128 * MiB)],
+    [
+        (100 * MiB, 8 * MiB),
+        (512 * MiB - 1, 8 * MiB),
+        (512 * MiB, 64 * MiB),
+        (600 * MiB, 64 * MiB),
+        (8 * GiB, 64 * MiB),
+        (8 * GiB + 1, 128 * MiB),
+        (9 * GiB, 128 * MiB),
+    ],
 )
 def test_adaptive_part_sizes(size: int, expected: int) -> None:
     assert choose_part_size(size) == expected
@@ -117,8 +125,9 @@ def test_limiter_cuts_once_per_cooldown_never_below_one_and_counts_every_throttl
     limiter.on_throttle()  # within the cooldown: counted, not cut again
     assert (limiter.limit, limiter.throttle_events) == (2, 2)
     quick = RequestLimiter(3, cooldown=0.0)
-    for _ in range(3):
-        quick.on_throttle()
+    quick.on_throttle()
+    assert quick.limit == 1  # halved, rounded down
+    quick.on_throttle()
     assert quick.limit == 1
     quick.on_success()  # one success at limit 1: 2
     assert quick.limit == 2
@@ -128,6 +137,22 @@ def test_limiter_cuts_once_per_cooldown_never_below_one_and_counts_every_throttl
     quick.on_success()
     quick.on_success()  # 1 -> 2, then one of two
     assert quick.limit == 2
+    wide = RequestLimiter(8, cooldown=0.0)
+    wide.on_throttle()
+    wide.on_throttle()  # 2
+    wide.on_success()  # one of two
+    wide.on_throttle()  # 1, the success forgotten
+    for _ in range(3):
+        wide.on_success()  # 1 -> 2 after one, then two more: 2 -> 3
+    assert wide.limit == 3
+    again = RequestLimiter(8, cooldown=0.0)
+    again.on_success()  # at the maximum: not counted
+    again.on_throttle()  # 4
+    for _ in range(3):
+        again.on_success()
+    assert again.limit == 4  # 3 of the 4 needed
+    again.on_success()
+    assert again.limit == 5
     full = RequestLimiter(2)
     for _ in range(10):
         full.on_success()
