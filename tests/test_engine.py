@@ -46,6 +46,7 @@ class Events(Observer):
 
     def on_result(self, result: Any, source: Any) -> None:
         self.calls.append(("result", (result.key, result.status, source is not None)))
+        self.calls.append(("reason", (result.key, result.reason)))
 
     def on_finish(self, summary: Any) -> None:
         self.calls.append(("finish", summary))
@@ -157,6 +158,12 @@ def test_every_outcome_of_a_run_is_counted_recorded_and_reported_once(
         ("p/photos/same.jpg", Status.DONE, True),
         ("p/photos/stale.jpg", Status.DONE, True),
     ]
+    assert dict(events.of("reason")) == {
+        "p/fails.txt": None,
+        "p/new.txt": Reason.NEW,
+        "p/photos/same.jpg": Reason.REMOTE_MATCH,
+        "p/photos/stale.jpg": Reason.CHANGED,
+    }
     assert sorted(events.of("file_start")) == ["p/fails.txt", "p/new.txt", "p/photos/stale.jpg"]
     assert sorted(events.of("bytes")) == [("new.txt", 10), ("photos/stale.jpg", 30)]
     assert s3.get_object(Bucket=bucket, Key="p/photos/stale.jpg")["Body"].read() == b"t" * 30
@@ -280,4 +287,5 @@ def test_no_clobber_keeps_a_listed_object_and_records_why(
     assert row == (str(src / "kept.txt"), 5, "skipped")
     results = {key: status for key, status, _ in events.of("result")}
     assert results == {"p/kept.txt": Status.SKIPPED, "p/new.txt": Status.DONE}
+    assert dict(events.of("reason")) == {"p/kept.txt": Reason.NO_CLOBBER, "p/new.txt": Reason.NEW}
     assert len(proxy.requests(r"^PUT ")) == 1  # only new.txt; kept.txt not even tried
