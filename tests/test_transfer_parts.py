@@ -272,8 +272,8 @@ def test_a_stop_while_waiting_to_retry_interrupts() -> None:
 
 def test_backoff_is_full_jitter_up_to_the_doubling_cap() -> None:
     random.seed(11)
-    for attempt, base, cap in ((1, 1.0, 20.0), (3, 0.5, 20.0), (6, 1.0, 5.0)):
-        bound = min(cap, base * 2 ** (attempt - 1))
+    for attempt, base, cap, bound in ((1, 1.0, 20.0, 1.0), (4, 0.5, 20.0, 4.0), (6, 1.0, 5.0, 5.0)):
         delays = [backoff_delay(attempt, base=base, cap=cap) for _ in range(300)]
         assert all(0 <= d <= bound for d in delays)
         assert max(delays) > 0.9 * bound  # the whole range is used
+        assert min(delays) < 0.1 * bound
