@@ -42,6 +42,7 @@ class Module:
     equivalent: int = 0
     not_checked: int = 0
     survivors: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
     used: set[tuple[str, str, str, str]] = field(default_factory=set)
 
     @property
@@ -66,20 +67,33 @@ def main() -> int:
     if args.report_only:
         return report(collect())
     deadline = time.monotonic() + args.minutes * 60
-    run_mutmut(args.minutes, args.jobs, [f"{m}.*" for m in args.modules])
-    # Mutants that survived earlier tests are re-tested once the tests have changed
-    # (mutmut itself re-tests a mutant only when its function changes).
     stamp = ROOT / "mutants" / "tests-fingerprint"
     fingerprint = tests_fingerprint()
-    previous = stamp.read_text(encoding="utf-8") if stamp.exists() else ""
+    changed = not stamp.exists() or stamp.read_text(encoding="utf-8") != fingerprint
+    known = collect()
+    wanted = [m for name, m in known.items() if not args.modules or name in args.modules]
+    if args.modules and not known:  # nothing generated yet: let mutmut match the names
+        run_mutmut(args.minutes, args.jobs, [f"{m}.*" for m in args.modules])
+    elif args.modules:  # these modules' mutants not run yet, by name
+        names = [n for m in wanted for n in m.pending]
+        if names:
+            run_mutmut(args.minutes, args.jobs, names)
+    else:
+        run_mutmut(args.minutes, args.jobs, [])
+    # Mutants that survived earlier tests are re-tested once the tests have changed
+    # (mutmut itself re-tests a mutant only when its function changes).
     modules = collect()
+    wanted = [m for name, m in modules.items() if not args.modules or name in args.modules]
+    survivors = [n for m in wanted for n in m.survivors]
+    pending = any(m.pending for m in wanted)
+    finished = not (changed and survivors)
     left = (deadline - time.monotonic()) / 60
-    names = retest_names(modules)
-    if previous != fingerprint and names and left > 1 and not args.modules:
-        print(f"the tests changed: re-testing {len(names)} surviving mutants")
-        run_mutmut(left, args.jobs, names)
+    if not finished and not pending and left > 1:
+        print(f"the tests changed: re-testing {len(survivors)} surviving mutants")
+        run_mutmut(left, args.jobs, survivors)
+        finished = time.monotonic() < deadline
         modules = collect()
-    if not any(m.not_checked for m in modules.values()):
+    if finished and not pending and not args.modules:
         stamp.write_text(fingerprint, encoding="utf-8")
     return report(modules)
 
@@ -125,11 +139,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def retest_names(modules: dict[str, Module]) -> list[str]:
-    """Survivors to test again because the tests changed since they survived."""
-    return [s for m in modules.values() for s in m.survivors]
-
-
 def tests_fingerprint() -> str:
     digest = hashlib.sha256()
     for path in sorted((ROOT / "tests").rglob("*.py")):
@@ -152,6 +161,7 @@ def collect() -> dict[str, Module]:
         for mutant, code in sorted(codes.items()):
             if code in NOT_CHECKED:
                 module.not_checked += 1
+                module.pending.append(mutant)
             elif code in KILLED:
                 module.killed += 1
             elif code == 37:  # caught by a type check (not configured): not a mutant at all
