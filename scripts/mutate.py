@@ -124,9 +124,24 @@ def run_mutmut(minutes: float, jobs: int, names: list[str]) -> None:
         except KeyboardInterrupt:
             stop(process)
             raise
+    stop_orphaned_servers()
     print(f"mutmut ran {time.monotonic() - started:.0f} s, exit {process.returncode}")
     if process.returncode not in (0, 1, -signal.SIGINT, 130):
         print(log.read_text(encoding="utf-8")[-3000:])
+
+
+def stop_orphaned_servers() -> None:
+    """A mutant's test run killed on a timeout (or by the stop) cannot stop the moto
+    server its fixture started in a session of its own: stop those (this checkout's
+    interpreter, parent gone), by PID."""
+    listing = subprocess.run(
+        ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=False
+    )
+    server = f"{sys.executable} -m moto.server "
+    for line in listing.stdout.splitlines():
+        pid, ppid, args = line.split(None, 2)
+        if ppid == "1" and args.startswith(server):
+            os.kill(int(pid), signal.SIGTERM)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
