@@ -175,3 +175,19 @@ def test_limiter_slot_frees_on_error_and_admits_a_waiter() -> None:
         worker.start()
         assert not entered.wait(0.1)
     assert entered.wait(5)
+
+
+def test_limiter_cooldown_is_measured_inclusively(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A throttle exactly ``cooldown`` after the last cut cuts again (a frozen clock)."""
+    import s3stow.transfer.limits as limits
+
+    now = [100.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: now[0])
+    limiter = RequestLimiter(16, cooldown=2.0)
+    limiter.on_throttle()
+    now[0] += 1.5
+    limiter.on_throttle()
+    assert limiter.limit == 8
+    now[0] += 0.5  # exactly 2.0 later
+    limiter.on_throttle()
+    assert limiter.limit == 4
