@@ -289,3 +289,46 @@ def test_no_clobber_keeps_a_listed_object_and_records_why(
     assert results == {"p/kept.txt": Status.SKIPPED, "p/new.txt": Status.DONE}
     assert dict(events.of("reason")) == {"p/kept.txt": Reason.NO_CLOBBER, "p/new.txt": Reason.NEW}
     assert len(proxy.requests(r"^PUT ")) == 1  # only new.txt; kept.txt not even tried
+
+
+def test_upload_file_reports_what_cannot_be_uploaded_and_raises_what_stops_a_run(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    from s3stow.errors import AuthError, SourceError
+
+    uploader, _ = _uploader(proxy, tmp_path)
+    target = f"s3://{bucket}/p"
+    with pytest.raises(SourceError, match="does not exist"):
+        uploader.upload_file(tmp_path / "nope.txt", target=target)
+    odd = tmp_path / "bad\nname.txt"
+    odd.write_bytes(b"x")
+    refused = uploader.upload_file(odd, target=target)
+    assert (refused.status, refused.error_class) == (Status.FAILED, "UnsafeKey")
+    assert refused.error
+    assert not proxy.requests(r"^PUT ")
+    good = tmp_path / "good.txt"
+    good.write_bytes(b"x")
+    proxy.add(r"^PUT ", "status", times=10, status=403, code="AccessDenied")
+    with pytest.raises(AuthError):
+        uploader.upload_file(good, target=target)
+    assert uploader.ledger is not None
+    assert uploader.ledger.lookup(bucket, ["p/good.txt"])["p/good.txt"].status == Status.FAILED
+    uploader.ledger.close()
+
+
+def test_the_bucket_is_checked_once_per_run_and_the_run_id_says_when(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    import re
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"f{i}.txt").write_bytes(b"x")
+    uploader, _ = _uploader(proxy, tmp_path)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert summary.uploaded == 4
+    assert proxy.requests(rf"^HEAD /{bucket}$") == [f"HEAD /{bucket}"]
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", summary.run_id)
+    assert summary.concurrency == uploader.limiter.limit == 2
+    assert (summary.throttled, summary.fatal) == (0, None)
