@@ -234,26 +234,64 @@ def test_a_stopped_run_is_interrupted_and_uploads_nothing_more(
     assert len(events.of("finish")) == 1
 
 
+@pytest.mark.parametrize("check_remote", [True, False])
 def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, check_remote: bool
 ) -> None:
     from s3stow.models import PlannedUpload, SourceFile, UploadResult
 
-    path = tmp_path / "a.txt"
-    path.write_bytes(b"abc")
-    stat = path.stat()
-    source = SourceFile(path, "a.txt", 3, stat.st_mtime_ns, tmp_path)
+    planned = []
+    for name in ("a.txt", "b.txt"):
+        path = tmp_path / name
+        path.write_bytes(b"abc" if name == "a.txt" else b"bcde")
+        stat = path.stat()
+        source = SourceFile(path, name, stat.st_size, stat.st_mtime_ns, tmp_path)
+        planned.append(PlannedUpload(source, bucket, f"r/{name}"))
     refused = UploadResult(tmp_path / "gone", bucket, "r/gone", Status.FAILED, error_class="X")
+    nameless = UploadResult(tmp_path / "odd", bucket, "", Status.FAILED, error_class="UnsafeKey")
     uploader, _ = _uploader(proxy, tmp_path)
+    late = Events()
+    uploader.add_observer(late)
     target = parse_target(f"s3://{bucket}/r")
-    items = [PlannedUpload(source, bucket, "r/a.txt"), refused]
-    summary = uploader.upload_planned(items, target)
-    assert (summary.files, summary.uploaded, summary.failed) == (2, 1, 1)
-    assert summary.bytes_total == 3
-    assert len(proxy.requests(r"^HEAD /[^?]*/r/a\.txt")) == 1  # a HEAD per key, no listing
+    summary = uploader.upload_planned(
+        [refused, planned[0], nameless, planned[1]], target, check_remote=check_remote
+    )
+    assert (summary.files, summary.uploaded, summary.failed) == (4, 2, 2)
+    assert summary.bytes_total == 7
+    assert proxy.log[0] == f"HEAD /{bucket}"  # the bucket first
+    heads = proxy.requests(r"^HEAD /[^?]*/r/")
+    assert len(heads) == (2 if check_remote else 0)  # a HEAD per key, never a listing
     assert not proxy.requests(r"^GET .*list-type")
-    assert _statuses(tmp_path / "l.db") == {"r/a.txt": "done", "r/gone": "failed"}
+    db = tmp_path / "l.db"
+    assert _statuses(db) == {"r/a.txt": "done", "r/b.txt": "done", "r/gone": "failed"}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT mtime_ns FROM items WHERE key = 'r/gone'").fetchone() == (0,)
+        assert conn.execute("SELECT command FROM runs").fetchone() == ("retry",)
     assert s3.get_object(Bucket=bucket, Key="r/a.txt")["Body"].read() == b"abc"
+    assert len(late.of("result")) == 4  # an observer added later hears every outcome
+
+
+def test_refusals_in_a_dry_run_or_without_a_ledger_are_counted_not_recorded(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    from s3stow.models import UploadResult
+
+    refused = UploadResult(tmp_path / "gone", bucket, "r/gone", Status.FAILED, error_class="X")
+    target = parse_target(f"s3://{bucket}/r")
+    dry, _ = _uploader(proxy, tmp_path, dry_run=True)
+    assert dry.upload_planned([refused], target).failed == 1
+    assert _statuses(tmp_path / "l.db") == {}
+    bare = Uploader(Settings(endpoint_url=proxy.url))
+    assert bare.upload_planned([refused], target).failed == 1
+
+
+def test_a_transfer_context_carries_the_run_id_it_is_given(
+    proxy: FaultProxy, tmp_path: Path
+) -> None:
+    uploader, _ = _uploader(proxy, tmp_path)
+    with uploader.transfer_context(run_id="job-7") as ctx:
+        assert ctx.run_id == "job-7"
+        assert ctx.ledger is uploader.ledger
 
 
 @pytest.mark.parametrize("size", [5 * 1024 * 1024, 5 * 1024 * 1024 + 1])

@@ -207,3 +207,19 @@ def test_an_unusable_ledger_is_a_clear_error_without_its_password(tmp_path: Path
 
 def test_default_ledger_path(tmp_path: Path) -> None:
     assert default_ledger_path(tmp_path) == str(tmp_path / "ledger.db")
+
+
+def test_a_failing_read_is_a_ledger_error_naming_the_read(tmp_path: Path) -> None:
+    from s3stow.ledger.sql import _first_line
+
+    db = tmp_path / "l.db"
+    ledger = open_ledger(str(db))
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE runs")
+    with pytest.raises(LedgerError, match=r"^cannot read the ledger: no such table: runs$"):
+        ledger.run_info("r")
+    ledger.close()
+    assert _first_line(RuntimeError()) == "RuntimeError"
+    assert (
+        _first_line(RuntimeError(f"postgresql://u:{TOKEN}@h/x\nmore")) == "postgresql://u:***@h/x"
+    )

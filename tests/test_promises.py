@@ -372,16 +372,18 @@ def test_an_upload_s3_no_longer_knows_is_started_afresh(
     ledger.close()
 
 
-@pytest.mark.parametrize("sse", [None, "aws:kms"])
+@pytest.mark.parametrize(
+    ("sse", "etag_check"), [(None, "auto"), (None, "off"), ("aws:kms", "auto")]
+)
 def test_a_part_the_ledger_missed_is_adopted_only_when_its_etag_is_the_local_md5(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, sse: str | None
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, sse: str | None, etag_check: str
 ) -> None:
     """Part 1 is in S3 and the ledger forgot it (a crash before the commit); part 2 was
     overwritten in S3 with other bytes of the same size. Part 1 is adopted (not under
     SSE-KMS, where an ETag is not an MD5), part 2 never."""
     path, data = _file(tmp_path, 11 * MiB)
     db = tmp_path / "l.db"
-    settings = {"sse": sse} if sse else {}
+    settings: dict[str, Any] = {"sse": sse, "etag_check": etag_check}
     ledger = open_ledger(str(db))
     upload_id = _failed_at_part_3(proxy, bucket, path, ledger, **settings)
     other = random.Random(7).randbytes(5 * MiB)
@@ -393,6 +395,8 @@ def test_a_part_the_ledger_missed_is_adopted_only_when_its_etag_is_the_local_md5
     result = _uploader(proxy, bucket, ledger=ledger, **settings).upload_file(path)
     assert result.status == Status.DONE, result.error
     assert _sent_parts(proxy) == ([1, 2, 3] if sse else [2, 3])
+    head = s3.head_object(Bucket=bucket, Key="p/f.bin", ChecksumMode="ENABLED")
+    assert result.checksum == head["ChecksumCRC64NVME"]  # the adopted part's CRC counted
     assert _body(s3, bucket, "p/f.bin") == data
     ledger.close()
 

@@ -224,6 +224,7 @@ def test_file_changed_during_upload_is_not_completed(
     assert "changed during upload" in (summary.failures[0].error or "")
     rows = _query(tmp_path / "l.db", "SELECT status FROM items")
     assert rows == [(Status.CHANGED.value,)]
+    assert _query(tmp_path / "l.db", "SELECT count(*) FROM multipart") == [(0,)]  # forgotten
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
     if size >= 5 * MiB:
         assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
