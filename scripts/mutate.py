@@ -60,6 +60,9 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true", help="do not run mutmut")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
+        "--retest", action="store_true", help="only re-test the surviving mutants (new tests?)"
+    )
+    parser.add_argument(
         "modules", nargs="*", help="re-run only these modules' mutants (e.g. s3stow.compare)"
     )
     args = parser.parse_args()
@@ -72,6 +75,11 @@ def main() -> int:
     changed = not stamp.exists() or stamp.read_text(encoding="utf-8") != fingerprint
     known = collect()
     wanted = [m for name, m in known.items() if not args.modules or name in args.modules]
+    if args.retest:
+        names = [n for m in wanted for n in m.survivors]
+        if names:
+            run_mutmut(args.minutes, args.jobs, names)
+        return report(collect())
     if args.modules and not known:  # nothing generated yet: let mutmut match the names
         run_mutmut(args.minutes, args.jobs, [f"{m}.*" for m in args.modules])
     elif args.modules:  # these modules' mutants not run yet, by name
