@@ -370,3 +370,49 @@ def test_the_bucket_is_checked_once_per_run_and_the_run_id_says_when(
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", summary.run_id)
     assert summary.concurrency == uploader.limiter.limit == 2
     assert (summary.throttled, summary.fatal) == (0, None)
+
+
+def test_a_file_that_no_longer_matches_its_discovery_is_not_sent(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """Hashed, then checked against what discovery saw before anything is sent."""
+    from s3stow.models import PlannedUpload, SourceFile
+
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"grown since")
+    stat = path.stat()
+    stale = SourceFile(path, "a.txt", stat.st_size - 1, stat.st_mtime_ns, tmp_path)
+    uploader, _ = _uploader(proxy, tmp_path)
+    summary = uploader.upload_planned(
+        [PlannedUpload(stale, bucket, "r/a.txt")], parse_target(f"s3://{bucket}/r")
+    )
+    assert (summary.changed, summary.uploaded) == (1, 0)
+    assert [(f.key, f.status, f.error_class) for f in summary.failures] == [
+        ("r/a.txt", Status.CHANGED, "SourceChanged")
+    ]
+    assert not proxy.requests(r"^PUT ")
+
+
+def test_a_stop_reaches_a_transfer_not_started_and_one_waiting_to_retry(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"abc")
+    uploader, _ = _uploader(proxy, tmp_path, retry_base_delay=3600, retry_max_delay=3600)
+    target = f"s3://{bucket}/p"
+    # the first answer fails, and the run is stopped before it arrives: no retry is waited for
+    proxy.add(
+        r"^PUT ",
+        "status",
+        times=10,
+        status=500,
+        code="InternalError",
+        callback=lambda _: uploader.request_stop(),
+    )
+    waiting = uploader.upload_file(path, target=target)
+    assert waiting.status == Status.PLANNED
+    assert len(proxy.requests(r"^PUT ")) == 2  # the fast path's, then botocore's
+    proxy.reset()
+    later = uploader.upload_file(path, target=target)
+    assert later.status == Status.PLANNED
+    assert proxy.requests(r"^PUT ") == []
