@@ -135,6 +135,7 @@ def test_a_failed_fast_attempt_is_repeated_by_botocore_and_counted(
     proxy.reset()
     assert uploader.upload_file(path, key="p/g.txt").status == Status.DONE
     assert [_fast(h) for _, h in _puts(proxy)] == [True]
+    assert uploader.limiter.limit == (3 if throttled else 4)  # two successes at 2: one more
 
 
 @pytest.mark.parametrize(
