@@ -416,3 +416,18 @@ def test_a_stop_reaches_a_transfer_not_started_and_one_waiting_to_retry(
     later = uploader.upload_file(path, target=target)
     assert later.status == Status.PLANNED
     assert proxy.requests(r"^PUT ") == []
+
+
+def test_a_remote_match_by_etag_records_no_checksum(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"same bytes")
+    s3.put_object(Bucket=bucket, Key="p/a.txt", Body=b"same bytes", ChecksumAlgorithm="CRC32")
+    uploader, _ = _uploader(proxy, tmp_path)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.uploaded, summary.skipped) == (0, 1)
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        row = conn.execute("SELECT status, checksum, checksum_algorithm FROM items").fetchone()
+    assert row == ("done", None, None)
