@@ -104,6 +104,8 @@ def test_a_put_never_acknowledged_with_our_checksum_is_never_done(
     result = _uploader(proxy, bucket, fast_path=fast_path).upload_file(path)
     assert result.status == Status.FAILED
     assert result.error_class == code
+    assert "p/f.bin" in (result.error or "")
+    assert (result.path, result.size) == (path, 3000)
     assert len(proxy.requests(put)) == puts
 
 
@@ -259,6 +261,10 @@ def test_a_403_after_successes_is_retried_once_per_run(
     summary = uploader.upload_tree([tmp_path / "src"])
     assert isinstance(uploader.fatal_error, AuthError) is fatal
     assert summary.uploaded == (successes if fatal else 6)
+    if fatal:  # the file the run stopped on: tried once more if anything had succeeded
+        (failure,) = summary.failures
+        assert (failure.error_class, failure.attempts) == ("AuthError", 2 if successes else 1)
+        assert summary.fatal
     assert len(proxy.requests(r"^PUT ")) == puts
 
 
@@ -424,3 +430,31 @@ def test_each_checksum_algorithm_is_verified_and_recorded(
         assert result.checksum_algorithm == algorithm
     assert result.etag == head["ETag"].strip('"')
     assert _body(s3, bucket, "p/f.bin") == data
+
+
+# ---- the ETag check: where an ETag is an MD5, and where it is not -------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "sse"),
+    [(3000, None), (11 * MiB, None), (3000, "aws:kms")],
+    ids=["single", "part", "single-sse-kms"],
+)
+def test_an_etag_that_is_not_the_md5_fails_unless_under_sse_kms(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, size: int, sse: str | None
+) -> None:
+    """Under SSE-KMS S3's ETag is not an MD5, so the ETag check is off there (the
+    checksum still verifies); elsewhere an ETag that is never the MD5 sent fails."""
+    path, data = _file(tmp_path, size)
+    write = r"^PUT .*partNumber=2(&|$)" if size > 5 * MiB else rf"^PUT /{bucket}/p/f\.bin$"
+    proxy.add(write, "rewrite_header", times=100, header="ETag", value='"0123456789abcdef"')
+    result = _uploader(proxy, bucket, sse=sse, file_retries=1).upload_file(path)
+    if sse:
+        assert result.status == Status.DONE, result.error
+        assert len(proxy.requests(write)) == 1
+        assert _body(s3, bucket, "p/f.bin") == data
+    else:
+        assert (result.status, result.error_class) == (Status.FAILED, "ChecksumMismatch")
+        assert "p/f.bin" in (result.error or "")
+        assert "0123456789abcdef" in (result.error or "")
+        assert len(proxy.requests(write)) == 2  # once more, then given up
