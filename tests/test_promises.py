@@ -440,15 +440,24 @@ def test_each_checksum_algorithm_is_verified_and_recorded(
     [(3000, None), (11 * MiB, None), (3000, "aws:kms")],
     ids=["single", "part", "single-sse-kms"],
 )
+@pytest.mark.parametrize("compat", [False, True], ids=["checksums", "compat"])
 def test_an_etag_that_is_not_the_md5_fails_unless_under_sse_kms(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, size: int, sse: str | None
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    size: int,
+    sse: str | None,
+    compat: bool,
 ) -> None:
-    """Under SSE-KMS S3's ETag is not an MD5, so the ETag check is off there (the
-    checksum still verifies); elsewhere an ETag that is never the MD5 sent fails."""
+    """Under SSE-KMS S3's ETag is not an MD5, so the ETag check is off there, also in
+    compatibility mode (where Content-MD5 still lets S3 refuse damaged bytes);
+    elsewhere an ETag that is never the MD5 sent fails."""
     path, data = _file(tmp_path, size)
     write = r"^PUT .*partNumber=2(&|$)" if size > 5 * MiB else rf"^PUT /{bucket}/p/f\.bin$"
     proxy.add(write, "rewrite_header", times=100, header="ETag", value='"0123456789abcdef"')
-    result = _uploader(proxy, bucket, sse=sse, file_retries=1).upload_file(path)
+    uploader = _uploader(proxy, bucket, sse=sse, file_retries=1, checksum_compat=compat)
+    result = uploader.upload_file(path)
     if sse:
         assert result.status == Status.DONE, result.error
         assert len(proxy.requests(write)) == 1
