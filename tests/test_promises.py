@@ -191,7 +191,10 @@ def test_resume_reads_every_list_parts_page(
     proxy.reset()
     proxy.add(r"^GET .*uploadId=", "append_query", times=100, value="max-parts=1")
     second = _uploader(proxy, bucket, ledger=ledger)
+    progress: list[int] = []
+    second.worker.observer.observers.append(_Bytes(progress))
     result = second.upload_file(path)
+    assert sum(progress) == 16 * MiB  # the resumed parts are counted too
     assert result.status == Status.DONE, result.error
     assert len(proxy.requests(r"^GET .*uploadId=")) == 3  # three pages of one part
     assert proxy.requests(r"^PUT .*partNumber=") == proxy.requests(part4)
@@ -303,6 +306,7 @@ class _Bytes:
         return lambda *args, **kwargs: None
 
     def on_bytes(self, source: Any, count: int) -> None:
+        assert source is not None
         self.counts.append(count)
 
 
@@ -437,10 +441,15 @@ def test_each_checksum_algorithm_is_verified_and_recorded(
         assert puts
         assert all("content-md5" in h for h in puts)
         assert not any(name.startswith("x-amz-checksum-") for h in puts for name in h)
+        creates = [
+            h for line, h in zip(proxy.log, proxy.headers, strict=True) if "?uploads" in line
+        ]
+        assert not any(name.startswith("x-amz-checksum-") for h in creates for name in h)
     else:
         assert head[field[algorithm]].split("-")[0] == result.checksum.split("-")[0]  # type: ignore[union-attr]
         assert result.checksum_algorithm == algorithm
     assert result.etag == head["ETag"].strip('"')
+    assert "sha256" not in head["Metadata"]  # only with sha256_metadata
     assert _body(s3, bucket, "p/f.bin") == data
 
 
