@@ -127,11 +127,18 @@ def test_every_outcome_of_a_run_is_counted_recorded_and_reported_once(
     with sqlite3.connect(db) as conn:
         (status, stored) = conn.execute("SELECT status, summary FROM runs").fetchone()
         proven = conn.execute(
-            "SELECT etag, checksum, checksum_algorithm, attempts FROM items WHERE key = ?",
+            "SELECT etag, checksum, checksum_algorithm, attempts, source_path FROM items"
+            " WHERE key = ?",
             ("p/photos/same.jpg",),
         ).fetchone()
     head = s3.head_object(Bucket=bucket, Key="p/photos/same.jpg", ChecksumMode="ENABLED")
-    assert proven == (head["ETag"].strip('"'), head["ChecksumCRC64NVME"], "crc64nvme", 0)
+    assert proven == (
+        head["ETag"].strip('"'),
+        head["ChecksumCRC64NVME"],
+        "crc64nvme",
+        0,
+        str(src / "photos" / "same.jpg"),
+    )
     assert status == "failed"
     assert '"uploaded": 2' in stored
     # reported: each file once, the run's id and target

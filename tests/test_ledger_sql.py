@@ -94,6 +94,7 @@ def test_lookup_reads_in_chunks_and_only_the_bucket_asked(tmp_path: Path) -> Non
     entry = found["k0000"]
     assert (entry.bucket, entry.status, entry.size, entry.mtime_ns) == ("b", Status.DONE, 3, 1)
     assert (entry.checksum, entry.etag, entry.attempts, entry.run_id) == ("c", "e", 1, "r")
+    assert entry.source_path == str(Path("/data") / "k0000")
     assert ledger.lookup("other-bucket", ["k0000"])["k0000"].status == Status.FAILED
     assert ledger.lookup("b", []) == {}
     ledger.close()
