@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench clean
+.PHONY: test lint typecheck pytest demo bench mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,17 @@ pytest: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+# Mutation testing of the promise-carrying modules (scripts/mutate.py; not part of
+# `make test`). Incremental: at most MUTATE_MINUTES per call, results kept in mutants/.
+MUTMUT ?= mutmut==3.8.1
+MUTATE_MINUTES ?= 30
+mutate: $(STAMP)
+	$(BIN)/python -m pip install -q '$(MUTMUT)'
+	$(BIN)/python scripts/mutate.py --minutes $(MUTATE_MINUTES)
+
 bench: $(STAMP)
 	bash bench/setup.sh
 	$(BIN)/python bench/upload_bench.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache mutants

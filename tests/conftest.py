@@ -1,6 +1,7 @@
 """Shared fixtures: a real moto S3 server subprocess on loopback, a fault proxy
 in front of it, a SeaweedFS server subprocess, fresh buckets, a PostgreSQL URL,
-and a CLI runner."""
+and a CLI runner; under mutation testing (``make mutate``), CLI subprocesses that
+run the mutated code too."""
 
 from __future__ import annotations
 
@@ -43,6 +44,51 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mutation_subprocesses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Under mutmut (``MUTANT_UNDER_TEST`` set), ``python -m s3stow`` subprocesses import
+    the mutated copy this process imports, and so run the same mutant; while mutmut
+    records which tests reach which function ("stats"), they report the functions they
+    ran (``tests/mutmut_site/sitecustomize.py``, merged by ``pytest_runtest_call``)."""
+    mode = os.environ.get("MUTANT_UNDER_TEST")
+    if not mode:
+        yield
+        return
+    import s3stow
+
+    names = ("PYTHONPATH", "MUTMUT_S3STOW_ROOT", "MUTMUT_S3STOW_HITS")
+    saved = {name: os.environ.get(name) for name in names}
+    paths = [str(Path(s3stow.__file__).resolve().parents[1])]
+    if mode == "stats":
+        paths.insert(0, str(Path(__file__).parent / "mutmut_site"))
+        os.environ["MUTMUT_S3STOW_ROOT"] = os.getcwd()
+        os.environ["MUTMUT_S3STOW_HITS"] = str(tmp_path_factory.mktemp("mutmut-hits"))
+    os.environ["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [saved["PYTHONPATH"]])])
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """In a mutmut stats run, credit the running test with what its subprocesses ran."""
+    try:
+        return (yield)
+    finally:
+        folder = os.environ.get("MUTMUT_S3STOW_HITS")
+        if folder and os.environ.get("MUTANT_UNDER_TEST") == "stats":
+            from mutmut.state import state
+
+            for hits in Path(folder).glob("*.hits"):
+                state()._stats.update(hits.read_text(encoding="utf-8").split())
+                hits.unlink()
 
 
 @pytest.fixture(scope="session")

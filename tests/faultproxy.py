@@ -7,10 +7,12 @@ the body when ``Expect: 100-continue`` is set, as S3 does), ``delay`` (then
 forward), ``reset`` (drop the connection halfway through the request body),
 ``forward_then_reset`` (apply upstream, then drop the answer), ``corrupt``
 (flip one byte of the request body before forwarding), ``rewrite_header``
-(change a response header, e.g. a lying ETag) and ``callback`` (forward, answer,
-then call a test function: the crash harness kills the client there). A rule with
-``agent`` applies only to requests whose User-Agent contains it (e.g. ``fastpath``).
-Every request is logged, with its headers, so tests can assert exactly what was sent.
+(change a response header, e.g. a lying ETag), ``append_query`` (forward the
+request with ``value`` added to its query string, e.g. ``max-parts=1`` to force
+small ListParts pages) and ``callback`` (forward, answer, then call a test
+function: the crash harness kills the client there). A rule with ``agent`` applies
+only to requests whose User-Agent contains it (e.g. ``fastpath``). Every request is
+logged, with its headers, so tests can assert exactly what was sent.
 """
 
 from __future__ import annotations
@@ -146,6 +148,8 @@ class FaultProxy:
             middle = len(body) // 2
             body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1 :]
         kept = [(k, v) for k, v in headers if k.strip().lower() not in ("connection", "expect")]
+        if rule is not None and rule.action == "append_query":
+            target += ("&" if "?" in target else "?") + rule.value
         request = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}:{v}\r\n" for k, v in kept)
         request += "Connection: close\r\n\r\n"
         up_reader, up_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)

@@ -7,14 +7,15 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from s3stow.errors import LedgerError
-from s3stow.ledger import open_ledger, sqlite_ddl
+from s3stow.ledger import MultipartState, open_ledger, sqlite_ddl
 from s3stow.ledger.database import SqliteDatabase
-from s3stow.models import Status, UploadResult
+from s3stow.models import PartRecord, Status, UploadResult
 
 
 def _result(key: str, *, status: Status = Status.DONE, attempts: int = 1) -> UploadResult:
@@ -54,9 +55,10 @@ def test_a_new_ledger_from_the_ddl_has_the_declared_columns(tmp_path: Path) -> N
 
 PROBE = """
 import sys
+import uuid
 from pathlib import Path
 from s3stow.ledger import open_ledger
-from s3stow.models import Status, UploadResult
+from s3stow.models import PartRecord, Status, UploadResult
 path = sys.argv[1]
 for run in ("r1", "r2"):  # create, then reopen
     ledger = open_ledger(path)
@@ -179,3 +181,29 @@ def test_a_failed_transaction_is_rolled_back_and_the_connection_stays_usable(
     with database.read() as session:
         assert list(session.execute("SELECT count(*) FROM s3stow_meta WHERE name = 'a'")) == [(0,)]
     database.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_upload_id_and_a_part_are_durable_when_the_call_returns(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """A part the ledger knows is never sent again after kill -9: so ``record_part`` has
+    committed when it returns, whatever the flusher's interval (a second connection,
+    as the next run's, sees it)."""
+    target = (
+        str(tmp_path / "l.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+    bucket, upload_id = f"d-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+    state = MultipartState(bucket, "big", upload_id, "/x/big", 12, 1, 5, "crc64nvme")
+    writer = open_ledger(target, flush_interval=3600)
+    reader = open_ledger(target, flush_interval=3600)
+    writer.begin_multipart(state)
+    assert reader.multipart_state(bucket, "big") == state
+    writer.record_part(upload_id, PartRecord(2, "etag2", "Y2hlY2s=", 5))
+    seen = reader.multipart_state(bucket, "big")
+    assert seen is not None
+    assert seen.parts == (PartRecord(2, "etag2", "Y2hlY2s=", 5),)
+    writer.forget_multipart(bucket, "big")
+    assert reader.multipart_state(bucket, "big") is None
+    writer.close()
+    reader.close()

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
-from s3stow.logs import configure_logging, redact
+import pytest
+
+from s3stow.config import load_settings
+from s3stow.keys import parse_target
+from s3stow.logs import REDACTED, RedactingFilter, configure_logging, redact, register_secret
+from s3stow.models import Status
+from s3stow.transfer.engine import Uploader
 
 TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKENvalue1234567890"
 
@@ -47,3 +56,73 @@ def test_debug_run_does_not_leak_session_token(cli, bucket: str, tmp_path: Path)
     assert TOKEN not in result.output
     assert "verysecretkeyvalue" not in result.output
     assert TOKEN.encode() not in (tmp_path / "l.db").read_bytes()
+
+
+def test_a_registered_secret_is_scrubbed_in_a_shape_no_pattern_knows() -> None:
+    secret = f"plain{uuid.uuid4().hex}"
+    assert redact(f"value={secret[:-1]}") != REDACTED  # not a registered literal
+    register_secret(secret)
+    register_secret("ab")  # too short to scrub safely: ignored
+    assert redact(f"stored {secret}, twice: {secret}.") == f"stored {REDACTED}, twice: {REDACTED}."
+    assert redact("abc") == "abc"
+
+
+@pytest.mark.parametrize("source", ["environment", "environment-botocore", "keyring"])
+def test_the_credentials_a_run_signs_with_are_scrubbed_in_any_shape(
+    s3_server: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """The secret key and session token are registered where the store loads them (the
+    fast path's environment keys, botocore's chain, the OS keyring), so even a bare
+    value in a log line is scrubbed."""
+    secret, token = f"Secret{uuid.uuid4().hex}", f"Token{uuid.uuid4().hex}"
+    flags: dict[str, object] = {"endpoint_url": s3_server.endpoint_url}
+    previous = None
+    if source == "keyring":
+        import keyring
+
+        from tests.test_library import _MemoryKeyring
+
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.delenv(name)
+        entries = {"aws_access_key_id": "kr", "aws_secret_access_key": secret}
+        entries["aws_session_token"] = token
+        previous = keyring.get_keyring()
+        keyring.set_keyring(_MemoryKeyring({("s", k): v for k, v in entries.items()}).backend)
+        flags.update(auth="keyring", keyring_service="s")
+    else:
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        monkeypatch.setenv("AWS_SESSION_TOKEN", token)
+        flags["fast_path"] = source == "environment"
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    stream = io.StringIO()
+    try:
+        uploader = Uploader(
+            load_settings(env={}, flags=flags), default_target=parse_target(f"s3://{bucket}/p")
+        )
+        assert uploader.upload_file(path).status == Status.DONE
+        configure_logging(stream=stream)
+        logging.getLogger("s3stow.test").warning("bare: %s %s", secret, token)
+    finally:
+        configure_logging()
+        if previous is not None:
+            import keyring
+
+            keyring.set_keyring(previous)
+    assert f"bare: {REDACTED} {REDACTED}" in stream.getvalue()
+
+
+def test_a_traceback_is_scrubbed_and_a_formatted_message_is_not_formatted_twice() -> None:
+    """The filter alone (pytest's own log handlers would format the record first)."""
+    try:
+        raise RuntimeError(f"connect postgresql://u:{TOKEN}@db/x failed")
+    except RuntimeError:
+        info = sys.exc_info()
+    record = logging.LogRecord(
+        "s3stow.test", logging.ERROR, __file__, 1, "upload %s: 100%% failed", ("a.txt",), info
+    )
+    assert RedactingFilter().filter(record)
+    out = logging.Formatter("%(message)s").format(record)
+    assert TOKEN not in out
+    assert out.startswith("upload a.txt: 100% failed\nTraceback")
+    assert out.endswith(f"RuntimeError: connect postgresql://u:{REDACTED}@db/x failed")

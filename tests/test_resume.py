@@ -18,7 +18,7 @@ from s3stow.ledger import open_ledger
 from s3stow.models import Status
 from s3stow.store.s3 import S3Store
 from s3stow.transfer.engine import Uploader
-from tests.conftest import make_tree
+from tests.conftest import FIVE_MIB_PARTS, make_tree
 
 MiB = 1024 * 1024
 
@@ -87,6 +87,52 @@ def test_kill9_mid_multipart_resumes_only_missing_parts(
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
     assert _query(db, "SELECT status FROM items") == [("done",)]
     assert _query(db, "SELECT COUNT(*) FROM parts") == [(0,)]
+
+
+def test_kill9_resume_without_adoption_sends_no_part_the_ledger_recorded(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Under SSE-KMS an ETag is not an MD5, so no part is adopted from ListParts: the
+    ledger alone says what was sent. One part at a time, killed when part 3 is asked
+    for: parts 1 and 2 were recorded before it, and only 3-5 are sent again."""
+    data = make_tree(tmp_path / "src", {"big.bin": 21 * MiB})["big.bin"]  # 5 parts
+    args = (
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        *FIVE_MIB_PARTS,
+        "--concurrency",
+        "1",
+        "--sse",
+        "aws:kms",
+    )
+    box: list[Any] = []
+
+    def kill(_: str) -> None:
+        box[0].kill()
+
+    proxy.add(r"^PUT .*partNumber=3(&|$)", "status", times=1, status=503, callback=kill)
+    box.append(proxied_cli.start(*args))
+    box[0].wait(60)
+    assert box[0].returncode == -signal.SIGKILL
+    proxy.reset()
+    result = proxied_cli(*args)
+    assert result.code == 0, result.output
+    sent = [
+        int(re.search(r"partNumber=(\d+)", r).group(1))  # type: ignore[union-attr]
+        for r in proxy.requests(r"^PUT .*partNumber=")
+    ]
+    assert sorted(sent) == [3, 4, 5]
+    head = s3.head_object(Bucket=bucket, Key="p/big.bin")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
 def test_sigint_exits_130_with_consistent_ledger(
@@ -179,6 +225,7 @@ def test_file_changed_during_upload_is_not_completed(
     assert "changed during upload" in (summary.failures[0].error or "")
     rows = _query(tmp_path / "l.db", "SELECT status FROM items")
     assert rows == [(Status.CHANGED.value,)]
+    assert _query(tmp_path / "l.db", "SELECT count(*) FROM multipart") == [(0,)]  # forgotten
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
     if size >= 5 * MiB:
         assert "Contents" not in s3.list_objects_v2(Bucket=bucket)

@@ -25,7 +25,15 @@ GiB = 1024 * MiB
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [(100 * MiB, 8 * MiB), (600 * MiB, 64 * MiB), (8 * GiB, 64 * MiB), (9 * GiB, 128 * MiB)],
+    [
+        (100 * MiB, 8 * MiB),
+        (512 * MiB - 1, 8 * MiB),
+        (512 * MiB, 64 * MiB),
+        (600 * MiB, 64 * MiB),
+        (8 * GiB, 64 * MiB),
+        (8 * GiB + 1, 128 * MiB),
+        (9 * GiB, 128 * MiB),
+    ],
 )
 def test_adaptive_part_sizes(size: int, expected: int) -> None:
     assert choose_part_size(size) == expected
@@ -109,3 +117,77 @@ def test_memory_budget_blocks_until_released() -> None:
     assert entered.wait(2)
     with budget.hold(50):  # larger than the budget: admitted when nothing else is held
         pass
+
+
+def test_limiter_cuts_once_per_cooldown_never_below_one_and_counts_every_throttle() -> None:
+    limiter = RequestLimiter(4, cooldown=3600.0)
+    limiter.on_throttle()
+    limiter.on_throttle()  # within the cooldown: counted, not cut again
+    assert (limiter.limit, limiter.throttle_events) == (2, 2)
+    quick = RequestLimiter(3, cooldown=0.0)
+    quick.on_throttle()
+    assert quick.limit == 1  # halved, rounded down
+    quick.on_throttle()
+    assert quick.limit == 1
+    quick.on_success()  # one success at limit 1: 2
+    assert quick.limit == 2
+    quick.on_success()  # one of the two needed
+    quick.on_throttle()  # a cut forgets the successes counted so far
+    assert quick.limit == 1
+    quick.on_success()
+    quick.on_success()  # 1 -> 2, then one of two
+    assert quick.limit == 2
+    wide = RequestLimiter(8, cooldown=0.0)
+    wide.on_throttle()
+    wide.on_throttle()  # 2
+    wide.on_success()  # one of two
+    wide.on_throttle()  # 1, the success forgotten
+    for _ in range(3):
+        wide.on_success()  # 1 -> 2 after one, then two more: 2 -> 3
+    assert wide.limit == 3
+    again = RequestLimiter(8, cooldown=0.0)
+    again.on_success()  # at the maximum: not counted
+    again.on_throttle()  # 4
+    for _ in range(3):
+        again.on_success()
+    assert again.limit == 4  # 3 of the 4 needed
+    again.on_success()
+    assert again.limit == 5
+    full = RequestLimiter(2)
+    for _ in range(10):
+        full.on_success()
+    assert full.limit == 2  # never above the configured concurrency
+
+
+def test_limiter_slot_frees_on_error_and_admits_a_waiter() -> None:
+    limiter = RequestLimiter(1)
+    with pytest.raises(RuntimeError), limiter.slot():
+        raise RuntimeError("boom")
+    assert limiter.active == 0
+    entered = threading.Event()
+    with limiter.slot():
+
+        def take() -> None:
+            with limiter.slot():
+                entered.set()
+
+        worker = threading.Thread(target=take, daemon=True)
+        worker.start()
+        assert not entered.wait(0.1)
+    assert entered.wait(5)
+
+
+def test_limiter_cooldown_is_measured_inclusively(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A throttle exactly ``cooldown`` after the last cut cuts again (a frozen clock)."""
+    import s3stow.transfer.limits as limits
+
+    now = [100.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: now[0])
+    limiter = RequestLimiter(16, cooldown=2.0)
+    limiter.on_throttle()
+    now[0] += 1.5
+    limiter.on_throttle()
+    assert limiter.limit == 8
+    now[0] += 0.5  # exactly 2.0 later
+    limiter.on_throttle()
+    assert limiter.limit == 4

@@ -24,7 +24,7 @@ class RequestLimiter:
         self.active = 0
         self.throttle_events = 0
         self._successes = 0
-        self._last_cut = 0.0
+        self._last_cut = float("-inf")  # the first throttle always cuts
         self._cooldown = cooldown
         self._cond = threading.Condition()
 

@@ -1,0 +1,283 @@
+"""Mutation testing of the modules that carry s3stow's promises (``make mutate``).
+
+Runs mutmut (configured under ``[tool.mutmut]`` in pyproject.toml: which modules,
+which tests) for at most ``--minutes`` (then stops it cleanly: mutmut keeps every
+result in ``mutants/``, and the next run goes on from there and re-tests only the
+functions whose code changed), then prints one line per module::
+
+    mutation score s3stow.transfer.single: 96% (48 killed of 50; 3 equivalent)
+
+The score is killed / (mutants - equivalent). A mutant is killed when a test fails
+or hangs (a timeout) with it; "no tests" (no test reaches the function) counts as
+survived. Surviving mutants judged equivalent (they cannot change behaviour) are
+listed with the reason in docs/reliability.md, in the table under "Surviving mutants
+judged equivalent"; every other survivor is printed with its diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "reliability.md"
+EQUIVALENT_HEADING = "### Surviving mutants judged equivalent"
+KILLED = {1, 3, 36, 24, -24, 152, 255, -9, -11}  # failed, pytest error, timeout, crash
+NOT_CHECKED = {None, 2}
+
+
+@dataclass
+class Module:
+    name: str
+    killed: int = 0
+    equivalent: int = 0
+    not_checked: int = 0
+    survivors: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    used: set[tuple[str, str, str, str]] = field(default_factory=set)
+
+    @property
+    def counted(self) -> int:
+        return self.killed + len(self.survivors)
+
+    @property
+    def score(self) -> str:
+        return f"{100 * self.killed // self.counted}%" if self.counted else "n/a"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="stop mutmut after this")
+    parser.add_argument("--report-only", action="store_true", help="do not run mutmut")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--retest", action="store_true", help="only re-test the surviving mutants (new tests?)"
+    )
+    parser.add_argument(
+        "modules", nargs="*", help="re-run only these modules' mutants (e.g. s3stow.compare)"
+    )
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    if args.report_only:
+        return report(collect())
+    deadline = time.monotonic() + args.minutes * 60
+    stamp = ROOT / "mutants" / "tests-fingerprint"
+    fingerprint = tests_fingerprint()
+    changed = not stamp.exists() or stamp.read_text(encoding="utf-8") != fingerprint
+    known = collect()
+    wanted = [m for name, m in known.items() if not args.modules or name in args.modules]
+    if args.retest:
+        names = [n for m in wanted for n in m.survivors]
+        if names:
+            run_mutmut(args.minutes, args.jobs, names)
+        return report(collect())
+    if args.modules and not known:  # nothing generated yet: let mutmut match the names
+        run_mutmut(args.minutes, args.jobs, [f"{m}.*" for m in args.modules])
+    elif args.modules:  # these modules' mutants not run yet, by name
+        names = [n for m in wanted for n in m.pending]
+        if names:
+            run_mutmut(args.minutes, args.jobs, names)
+    else:
+        run_mutmut(args.minutes, args.jobs, [])
+    # Mutants that survived earlier tests are re-tested once the tests have changed
+    # (mutmut itself re-tests a mutant only when its function changes).
+    modules = collect()
+    wanted = [m for name, m in modules.items() if not args.modules or name in args.modules]
+    survivors = [n for m in wanted for n in m.survivors]
+    pending = any(m.pending for m in wanted)
+    finished = not (changed and survivors)
+    left = (deadline - time.monotonic()) / 60
+    if not finished and not pending and left > 1:
+        print(f"the tests changed: re-testing {len(survivors)} surviving mutants")
+        run_mutmut(left, args.jobs, survivors)
+        finished = time.monotonic() < deadline
+        modules = collect()
+    if finished and not pending and not args.modules:
+        stamp.write_text(fingerprint, encoding="utf-8")
+    return report(modules)
+
+
+def run_mutmut(minutes: float, jobs: int, names: list[str]) -> None:
+    """``mutmut run`` for at most ``minutes``, then stopped as by Ctrl+C (it keeps what
+    it has). ``names``: only these mutants (patterns allowed), re-run even if known."""
+    started = time.monotonic()
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names]
+    log = ROOT / "mutants" / "make-mutate.log"
+    log.parent.mkdir(exist_ok=True)
+    print(f"mutmut run (log: {log.relative_to(ROOT)}; at most {minutes:g} minutes)", flush=True)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    with log.open("a", encoding="utf-8") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            # a background shell starts us with SIGINT ignored: mutmut must see it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            process.wait(timeout=minutes * 60)
+        except subprocess.TimeoutExpired:
+            print("time is up: stopping mutmut (its results so far are kept)", flush=True)
+            stop(process)
+        except KeyboardInterrupt:
+            stop(process)
+            raise
+    stop_orphaned_servers()
+    print(f"mutmut ran {time.monotonic() - started:.0f} s, exit {process.returncode}")
+    if process.returncode not in (0, 1, -signal.SIGINT, 130):
+        print(log.read_text(encoding="utf-8")[-3000:])
+
+
+def stop_orphaned_servers() -> None:
+    """A mutant's test run killed on a timeout (or by the stop) cannot stop the moto
+    server its fixture started in a session of its own: stop those (this checkout's
+    interpreter, parent gone), by PID."""
+    listing = subprocess.run(
+        ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=False
+    )
+    server = f"{sys.executable} -m moto.server "
+    for line in listing.stdout.splitlines():
+        pid, ppid, args = line.split(None, 2)
+        if ppid == "1" and args.startswith(server):
+            os.kill(int(pid), signal.SIGTERM)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl+C for mutmut (it stops its workers and saves), SIGTERM if that is not enough."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        process.wait()
+
+
+def tests_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def collect() -> dict[str, Module]:
+    """Every mutated module's results, survivors judged equivalent set apart."""
+    equivalents = load_equivalents()
+    modules: dict[str, Module] = {}
+    for meta in sorted((ROOT / "mutants" / "src").rglob("*.py.meta")):
+        codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        if not codes:
+            continue
+        name = ".".join(meta.relative_to(ROOT / "mutants" / "src").with_suffix("").parts)
+        name = name.removesuffix(".py")
+        module = modules.setdefault(name, Module(name))
+        source = meta.with_suffix("")
+        for mutant, code in sorted(codes.items()):
+            if code in NOT_CHECKED:
+                module.not_checked += 1
+                module.pending.append(mutant)
+            elif code in KILLED:
+                module.killed += 1
+            elif code == 37:  # caught by a type check (not configured): not a mutant at all
+                continue
+            else:
+                key = describe(mutant, source)
+                if key in equivalents:
+                    module.equivalent += 1
+                    module.used.add(key)
+                else:
+                    module.survivors.append(mutant)
+    return modules
+
+
+def report(modules: dict[str, Module]) -> int:
+    if not modules:
+        print("no mutation results yet: run `make mutate`")
+        return 1
+    width = max(len(m.name) for m in modules.values())
+    print()
+    for module in modules.values():
+        pending = f"; {module.not_checked} not run yet" if module.not_checked else ""
+        print(
+            f"mutation score {module.name}: {module.score}".ljust(width + 22)
+            + f"({module.killed} killed of {module.counted}; {module.equivalent} equivalent"
+            + f"{pending})"
+        )
+    survivors = [(m, s) for m in modules.values() for s in m.survivors]
+    if survivors:
+        print(f"\n{len(survivors)} surviving mutants (not listed as equivalent in {DOC.name}):")
+        for module, mutant in survivors:
+            print(f"  {mutant}\n    {format_key(describe(mutant, module_source(module.name)))}")
+    used = set().union(*(m.used for m in modules.values()))
+    stale = load_equivalents() - used
+    if stale:
+        print(f"\n{len(stale)} entries of the equivalent table matched no survivor (stale?):")
+        for key in sorted(stale):
+            print(f"  {format_key(key)}")
+    return 0
+
+
+def module_source(name: str) -> Path:
+    return ROOT / "mutants" / "src" / (name.replace(".", "/") + ".py")
+
+
+def function_of(mutant: str) -> tuple[str, str]:
+    """(module, function) of a mutmut mutant name (``s3stow.compare.x_decide__mutmut_3``,
+    ``s3stow.compare.xǁRemoteIndexǁget__mutmut_1``)."""
+    module, _, mangled = mutant.rpartition(".")
+    mangled = re.sub(r"__mutmut_\d+$", "", mangled)
+    if mangled.startswith("xǁ"):
+        return module, mangled[2:].replace("ǁ", ".", 1)
+    return module, mangled.removeprefix("x_")
+
+
+def describe(mutant: str, source: Path) -> tuple[str, str, str, str]:
+    """(module, function, line before, line after): a key that stays the same while
+    the function's other lines change (mutant numbers do not)."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    module, function = function_of(mutant)
+    diff = get_diff_for_mutant(mutant, path=source.resolve().relative_to(ROOT / "mutants"))
+    before = " ".join(
+        line[1:].strip() for line in diff.splitlines() if line.startswith("-") and line[:3] != "---"
+    )
+    after = " ".join(
+        line[1:].strip() for line in diff.splitlines() if line.startswith("+") and line[:3] != "+++"
+    )
+    return module, function, before, after
+
+
+def format_key(key: tuple[str, str, str, str]) -> str:
+    module, function, before, after = key
+    return f"{module} {function}: `{before}` -> `{after}`"
+
+
+def load_equivalents() -> set[tuple[str, str, str, str]]:
+    """The table under EQUIVALENT_HEADING: | module | function | before | after | reason |"""
+    text = DOC.read_text(encoding="utf-8")
+    start = text.find(EQUIVALENT_HEADING)
+    if start < 0:
+        return set()
+    found = set()
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("#"):
+            break
+        if not line.startswith("| `"):
+            continue
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        module, function, before, after = (c.strip("`") for c in cells[:4])
+        found.add((module, function, before, after))
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,440 @@
+"""The pipeline (``Uploader``): every file of a run reaches an outcome that is counted,
+recorded and reported once, whatever the mix; re-runs, limits, dry runs and stops.
+In-process, against the real server through the fault proxy."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3stow.config import Settings
+from s3stow.keys import parse_target
+from s3stow.ledger import open_ledger
+from s3stow.models import Reason, Status
+from s3stow.report.observer import Observer
+from s3stow.transfer.engine import Uploader
+from tests.faultproxy import FaultProxy
+
+
+class Events(Observer):
+    """Every hook call, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def on_start(self, run_id: str, target: str) -> None:
+        self.calls.append(("start", (run_id, target)))
+
+    def on_discovered(self, source: Any) -> None:
+        self.calls.append(("discovered", source.rel_path))
+
+    def on_skipped_path(self, skipped: Any) -> None:
+        self.calls.append(("skipped_path", skipped.error_class))
+
+    def on_decision(self, decision: Any) -> None:
+        self.calls.append(("decision", (decision.item.key, decision.upload, decision.reason)))
+
+    def on_file_start(self, source: Any, key: str) -> None:
+        self.calls.append(("file_start", key))
+
+    def on_bytes(self, source: Any, count: int) -> None:
+        self.calls.append(("bytes", (source.rel_path, count)))
+
+    def on_result(self, result: Any, source: Any) -> None:
+        self.calls.append(("result", (result.key, result.status, source is not None)))
+        self.calls.append(("reason", (result.key, result.reason)))
+
+    def on_finish(self, summary: Any) -> None:
+        self.calls.append(("finish", summary))
+
+    def of(self, kind: str) -> list[Any]:
+        return [value for name, value in self.calls if name == kind]
+
+
+def _uploader(proxy: FaultProxy, tmp_path: Path, **settings: Any) -> tuple[Uploader, Events]:
+    values: dict[str, Any] = {
+        "endpoint_url": proxy.url,
+        "retry_base_delay": 0.01,
+        "retry_max_delay": 0.05,
+        "max_attempts": 2,
+        "file_retries": 1,
+        "concurrency": 2,
+    }
+    values.update(settings)
+    events = Events()
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    return Uploader(Settings(**values), ledger=ledger, observers=[events]), events
+
+
+def _tree(root: Path) -> None:
+    root.mkdir()
+    (root / "photos").mkdir()
+    (root / "new.txt").write_bytes(b"n" * 10)
+    (root / "photos" / "same.jpg").write_bytes(b"s" * 20)
+    (root / "photos" / "stale.jpg").write_bytes(b"t" * 30)
+    (root / "fails.txt").write_bytes(b"f" * 40)
+    (root / "link.txt").symlink_to(root / "new.txt")
+
+
+def _statuses(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT key, status FROM items"))
+
+
+def test_every_outcome_of_a_run_is_counted_recorded_and_reported_once(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    s3.put_object(  # proven equal by its checksum
+        Bucket=bucket, Key="p/photos/same.jpg", Body=b"s" * 20, ChecksumAlgorithm="CRC64NVME"
+    )
+    s3.put_object(Bucket=bucket, Key="p/photos/stale.jpg", Body=b"x" * 30)  # same size only
+    proxy.add(r"^PUT /[^?]*/p/fails\.txt", "status", times=100, status=500, code="InternalError")
+    uploader, events = _uploader(proxy, tmp_path)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    # counted
+    assert (summary.files, summary.uploaded, summary.skipped) == (5, 2, 2)
+    assert (summary.failed, summary.changed, summary.interrupted) == (1, 0, False)
+    assert (summary.bytes_uploaded, summary.bytes_total) == (40, 100)
+    assert not summary.ok
+    assert [(f.key, f.error_class, f.attempts) for f in summary.failures] == [
+        ("p/fails.txt", "InternalError", 1)
+    ]
+    assert len(proxy.requests(r"^PUT /[^?]*/p/fails\.txt")) == 4  # 2 steps x (fast, botocore)
+    assert summary.groups["photos"] == {
+        "files": 2,
+        "uploaded": 1,
+        "skipped": 1,
+        "failed": 0,
+        "bytes_uploaded": 30,
+    }
+    assert sum(g["failed"] for g in summary.groups.values()) == 1
+    assert sum(g["files"] for g in summary.groups.values()) == 4
+    assert summary.transient_errors >= 2
+    # recorded
+    db = tmp_path / "l.db"
+    assert _statuses(db) == {
+        "p/new.txt": "done",
+        "p/photos/same.jpg": "done",
+        "p/photos/stale.jpg": "done",
+        "p/fails.txt": "failed",
+    }
+    with sqlite3.connect(db) as conn:
+        (status, stored) = conn.execute("SELECT status, summary FROM runs").fetchone()
+        proven = conn.execute(
+            "SELECT etag, checksum, checksum_algorithm, attempts, source_path FROM items"
+            " WHERE key = ?",
+            ("p/photos/same.jpg",),
+        ).fetchone()
+    head = s3.head_object(Bucket=bucket, Key="p/photos/same.jpg", ChecksumMode="ENABLED")
+    assert proven == (
+        head["ETag"].strip('"'),
+        head["ChecksumCRC64NVME"],
+        "crc64nvme",
+        0,
+        str(src / "photos" / "same.jpg"),
+    )
+    assert status == "failed"
+    assert '"uploaded": 2' in stored
+    # reported: each file once, the run's id and target
+    ((run_id, target),) = events.of("start")
+    assert (run_id, target) == (summary.run_id, f"s3://{bucket}/p/")
+    assert events.of("finish") == [summary]
+    assert sorted(events.of("discovered")) == [
+        "fails.txt",
+        "new.txt",
+        "photos/same.jpg",
+        "photos/stale.jpg",
+    ]
+    assert events.of("skipped_path") == ["Symlink"]
+    decisions = {key: (upload, reason) for key, upload, reason in events.of("decision")}
+    assert decisions == {
+        "p/new.txt": (True, Reason.NEW),
+        "p/fails.txt": (True, Reason.NEW),
+        "p/photos/same.jpg": (False, Reason.REMOTE_MATCH),
+        "p/photos/stale.jpg": (False, Reason.REMOTE_MATCH),  # then not proven: uploaded
+    }
+    assert sorted(events.of("result")) == [
+        ("p/fails.txt", Status.FAILED, True),
+        ("p/new.txt", Status.DONE, True),
+        ("p/photos/same.jpg", Status.DONE, True),
+        ("p/photos/stale.jpg", Status.DONE, True),
+    ]
+    assert dict(events.of("reason")) == {
+        "p/fails.txt": None,
+        "p/new.txt": Reason.NEW,
+        "p/photos/same.jpg": Reason.REMOTE_MATCH,
+        "p/photos/stale.jpg": Reason.CHANGED,
+    }
+    assert sorted(events.of("file_start")) == ["p/fails.txt", "p/new.txt", "p/photos/stale.jpg"]
+    assert sorted(events.of("bytes")) == [("new.txt", 10), ("photos/stale.jpg", 30)]
+    assert s3.get_object(Bucket=bucket, Key="p/photos/stale.jpg")["Body"].read() == b"t" * 30
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+    # the next run: the ledger settles what is done, the failure is retried
+    proxy.reset()
+    again, events = _uploader(proxy, tmp_path)
+    summary = again.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.files, summary.uploaded, summary.skipped, summary.failed) == (5, 1, 4, 0)
+    assert summary.ok
+    assert [line.split(" ")[0] for line in proxy.requests(r"^(PUT|POST|GET) ")] == ["PUT"]
+    decisions = {key: (upload, reason) for key, upload, reason in events.of("decision")}
+    assert decisions["p/fails.txt"] == (True, Reason.RETRY)
+    assert decisions["p/new.txt"] == (False, Reason.LEDGER_DONE)
+    assert _statuses(tmp_path / "l.db")["p/fails.txt"] == "done"
+    assert again.ledger is not None
+    again.ledger.close()
+
+
+def test_limit_uploads_at_most_n_and_counts_the_rest_skipped(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}.txt").write_bytes(b"x" * (i + 1))
+    uploader, _ = _uploader(proxy, tmp_path, limit=2)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.files, summary.uploaded, summary.skipped) == (5, 2, 3)
+    assert len(proxy.requests(r"^PUT ")) == 2
+
+
+def test_a_dry_run_says_what_it_would_upload_and_writes_nothing(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    (src / "b.txt").write_bytes(b"b")
+    s3.put_object(Bucket=bucket, Key="p/b.txt", Body=b"b")
+    uploader, _ = _uploader(proxy, tmp_path, dry_run=True)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert [d.item.key for d in summary.would_upload] == ["p/a.txt"]
+    assert summary.uploaded == 0
+    assert not proxy.requests(r"^(PUT|POST|DELETE) ")
+    assert _statuses(tmp_path / "l.db") == {}
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_a_stopped_run_is_interrupted_and_uploads_nothing_more(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    uploader, events = _uploader(proxy, tmp_path)
+    uploader.request_stop()
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert summary.interrupted
+    assert not summary.ok
+    assert summary.uploaded == 0
+    assert not proxy.requests(r"^PUT ")
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        assert conn.execute("SELECT status FROM runs").fetchone() == ("interrupted",)
+    assert len(events.of("finish")) == 1
+
+
+@pytest.mark.parametrize("check_remote", [True, False])
+def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, check_remote: bool
+) -> None:
+    from s3stow.models import PlannedUpload, SourceFile, UploadResult
+
+    planned = []
+    for name in ("a.txt", "b.txt"):
+        path = tmp_path / name
+        path.write_bytes(b"abc" if name == "a.txt" else b"bcde")
+        stat = path.stat()
+        source = SourceFile(path, name, stat.st_size, stat.st_mtime_ns, tmp_path)
+        planned.append(PlannedUpload(source, bucket, f"r/{name}"))
+    refused = UploadResult(tmp_path / "gone", bucket, "r/gone", Status.FAILED, error_class="X")
+    nameless = UploadResult(tmp_path / "odd", bucket, "", Status.FAILED, error_class="UnsafeKey")
+    uploader, _ = _uploader(proxy, tmp_path)
+    late = Events()
+    uploader.add_observer(late)
+    target = parse_target(f"s3://{bucket}/r")
+    summary = uploader.upload_planned(
+        [refused, planned[0], nameless, planned[1]], target, check_remote=check_remote
+    )
+    assert (summary.files, summary.uploaded, summary.failed) == (4, 2, 2)
+    assert summary.bytes_total == 7
+    assert proxy.log[0] == f"HEAD /{bucket}"  # the bucket first
+    heads = proxy.requests(r"^HEAD /[^?]*/r/")
+    assert len(heads) == (2 if check_remote else 0)  # a HEAD per key, never a listing
+    assert not proxy.requests(r"^GET .*list-type")
+    db = tmp_path / "l.db"
+    assert _statuses(db) == {"r/a.txt": "done", "r/b.txt": "done", "r/gone": "failed"}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT mtime_ns FROM items WHERE key = 'r/gone'").fetchone() == (0,)
+        assert conn.execute("SELECT command FROM runs").fetchone() == ("retry",)
+    assert s3.get_object(Bucket=bucket, Key="r/a.txt")["Body"].read() == b"abc"
+    assert len(late.of("result")) == 4  # an observer added later hears every outcome
+
+
+def test_refusals_in_a_dry_run_or_without_a_ledger_are_counted_not_recorded(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    from s3stow.models import UploadResult
+
+    refused = UploadResult(tmp_path / "gone", bucket, "r/gone", Status.FAILED, error_class="X")
+    target = parse_target(f"s3://{bucket}/r")
+    dry, _ = _uploader(proxy, tmp_path, dry_run=True)
+    assert dry.upload_planned([refused], target).failed == 1
+    assert _statuses(tmp_path / "l.db") == {}
+    bare = Uploader(Settings(endpoint_url=proxy.url))
+    assert bare.upload_planned([refused], target).failed == 1
+
+
+def test_a_transfer_context_carries_the_run_id_it_is_given(
+    proxy: FaultProxy, tmp_path: Path
+) -> None:
+    uploader, _ = _uploader(proxy, tmp_path)
+    with uploader.transfer_context(run_id="job-7") as ctx:
+        assert ctx.run_id == "job-7"
+        assert ctx.ledger is uploader.ledger
+
+
+@pytest.mark.parametrize("size", [5 * 1024 * 1024, 5 * 1024 * 1024 + 1])
+def test_the_multipart_threshold_is_a_strict_bound(
+    proxy: FaultProxy, bucket: str, tmp_path: Path, size: int
+) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(size))
+    uploader, _ = _uploader(proxy, tmp_path, multipart_threshold=size - (size % 2))
+    result = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert result.status == Status.DONE, result.error
+    assert bool(proxy.requests(r"^POST .*uploads")) is (size % 2 == 1)
+
+
+def test_no_clobber_keeps_a_listed_object_and_records_why(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "kept.txt").write_bytes(b"local")
+    (src / "new.txt").write_bytes(b"new")
+    s3.put_object(Bucket=bucket, Key="p/kept.txt", Body=b"remote, another size")
+    uploader, events = _uploader(proxy, tmp_path, no_clobber=True)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.uploaded, summary.skipped) == (1, 1)
+    assert s3.get_object(Bucket=bucket, Key="p/kept.txt")["Body"].read() == b"remote, another size"
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        row = conn.execute(
+            "SELECT source_path, size, status FROM items WHERE key = 'p/kept.txt'"
+        ).fetchone()
+    assert row == (str(src / "kept.txt"), 5, "skipped")
+    results = {key: status for key, status, _ in events.of("result")}
+    assert results == {"p/kept.txt": Status.SKIPPED, "p/new.txt": Status.DONE}
+    assert dict(events.of("reason")) == {"p/kept.txt": Reason.NO_CLOBBER, "p/new.txt": Reason.NEW}
+    assert len(proxy.requests(r"^PUT ")) == 1  # only new.txt; kept.txt not even tried
+
+
+def test_upload_file_reports_what_cannot_be_uploaded_and_raises_what_stops_a_run(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    from s3stow.errors import AuthError, SourceError
+
+    uploader, _ = _uploader(proxy, tmp_path)
+    target = f"s3://{bucket}/p"
+    with pytest.raises(SourceError, match="does not exist"):
+        uploader.upload_file(tmp_path / "nope.txt", target=target)
+    odd = tmp_path / "bad\nname.txt"
+    odd.write_bytes(b"x")
+    refused = uploader.upload_file(odd, target=target)
+    assert (refused.status, refused.error_class) == (Status.FAILED, "UnsafeKey")
+    assert refused.error
+    assert not proxy.requests(r"^PUT ")
+    good = tmp_path / "good.txt"
+    good.write_bytes(b"x")
+    proxy.add(r"^PUT ", "status", times=10, status=403, code="AccessDenied")
+    with pytest.raises(AuthError):
+        uploader.upload_file(good, target=target)
+    assert uploader.ledger is not None
+    assert uploader.ledger.lookup(bucket, ["p/good.txt"])["p/good.txt"].status == Status.FAILED
+    uploader.ledger.close()
+
+
+def test_the_bucket_is_checked_once_per_run_and_the_run_id_says_when(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    import re
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"f{i}.txt").write_bytes(b"x")
+    uploader, _ = _uploader(proxy, tmp_path)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert summary.uploaded == 4
+    assert proxy.requests(rf"^HEAD /{bucket}$") == [f"HEAD /{bucket}"]
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", summary.run_id)
+    assert summary.concurrency == uploader.limiter.limit == 2
+    assert (summary.throttled, summary.fatal) == (0, None)
+
+
+def test_a_file_that_no_longer_matches_its_discovery_is_not_sent(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """Hashed, then checked against what discovery saw before anything is sent."""
+    from s3stow.models import PlannedUpload, SourceFile
+
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"grown since")
+    stat = path.stat()
+    stale = SourceFile(path, "a.txt", stat.st_size - 1, stat.st_mtime_ns, tmp_path)
+    uploader, _ = _uploader(proxy, tmp_path)
+    summary = uploader.upload_planned(
+        [PlannedUpload(stale, bucket, "r/a.txt")], parse_target(f"s3://{bucket}/r")
+    )
+    assert (summary.changed, summary.uploaded) == (1, 0)
+    assert [(f.key, f.status, f.error_class) for f in summary.failures] == [
+        ("r/a.txt", Status.CHANGED, "SourceChanged")
+    ]
+    assert not proxy.requests(r"^PUT ")
+
+
+def test_a_stop_reaches_a_transfer_not_started_and_one_waiting_to_retry(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"abc")
+    uploader, _ = _uploader(proxy, tmp_path, retry_base_delay=3600, retry_max_delay=3600)
+    target = f"s3://{bucket}/p"
+    # the first answer fails, and the run is stopped before it arrives: no retry is waited for
+    proxy.add(
+        r"^PUT ",
+        "status",
+        times=10,
+        status=500,
+        code="InternalError",
+        callback=lambda _: uploader.request_stop(),
+    )
+    waiting = uploader.upload_file(path, target=target)
+    assert waiting.status == Status.PLANNED
+    assert len(proxy.requests(r"^PUT ")) == 2  # the fast path's, then botocore's
+    proxy.reset()
+    later = uploader.upload_file(path, target=target)
+    assert later.status == Status.PLANNED
+    assert proxy.requests(r"^PUT ") == []
+
+
+def test_a_remote_match_by_etag_records_no_checksum(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"same bytes")
+    s3.put_object(Bucket=bucket, Key="p/a.txt", Body=b"same bytes", ChecksumAlgorithm="CRC32")
+    uploader, _ = _uploader(proxy, tmp_path)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.uploaded, summary.skipped) == (0, 1)
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        row = conn.execute("SELECT status, checksum, checksum_algorithm FROM items").fetchone()
+    assert row == ("done", None, None)

@@ -1,0 +1,185 @@
+"""The fast path as the server sees it: what one fast PutObject, UploadPart or
+HeadBucket carries on the wire, which keys it addresses, and which answers send a
+request (or a whole bucket) back to botocore. In-process, through the fault proxy."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from awscrt import checksums as crt
+
+from s3stow.config import Settings
+from s3stow.errors import BucketMissingError
+from s3stow.keys import parse_target
+from s3stow.models import Status
+from s3stow.transfer.engine import Uploader
+from tests.faultproxy import FaultProxy
+
+MiB = 1024 * 1024
+OWNER = "123456789012"  # moto's account
+
+
+def _uploader(proxy: FaultProxy, bucket: str, **settings: Any) -> Uploader:
+    values: dict[str, Any] = {
+        "endpoint_url": proxy.url,
+        "retry_base_delay": 0.01,
+        "part_size": 5 * MiB,
+        "multipart_threshold": 5 * MiB,
+        "concurrency": 1,
+    }
+    values.update(settings)
+    return Uploader(Settings(**values), default_target=parse_target(f"s3://{bucket}/p"))
+
+
+def _puts(proxy: FaultProxy) -> list[tuple[str, dict[str, str]]]:
+    return [
+        (line, h) for line, h in zip(proxy.log, proxy.headers, strict=True) if line[:4] == "PUT "
+    ]
+
+
+def _fast(headers: dict[str, str]) -> bool:
+    return "fastpath" in headers.get("user-agent", "")
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+@pytest.mark.parametrize("size", [3000, 2 * MiB, 6 * MiB], ids=["buffered", "streamed", "parts"])
+def test_a_fast_write_carries_exactly_its_headers_signed(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, size: int
+) -> None:
+    data = random.Random(size).randbytes(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    uploader = _uploader(
+        proxy,
+        bucket,
+        metadata={"team": "data"},
+        expected_bucket_owner=OWNER,
+        storage_class="STANDARD",
+    )
+    result = uploader.upload_file(path)
+    assert result.status == Status.DONE, result.error
+    puts = _puts(proxy)
+    chunks = [data] if size < 5 * MiB else [data[: 5 * MiB], data[5 * MiB :]]
+    assert len(puts) == len(chunks)  # each sent once, all by the fast path
+    for number, ((line, headers), chunk) in enumerate(zip(puts, chunks, strict=True), 1):
+        assert _fast(headers)
+        if size < 5 * MiB:
+            assert line == f"PUT /{bucket}/p/f.bin"
+            assert headers["x-amz-meta-team"] == "data"
+            assert headers["content-type"] == "application/octet-stream"
+            assert headers["x-amz-storage-class"] == "STANDARD"
+        else:
+            assert line.startswith(f"PUT /{bucket}/p/f.bin?partNumber={number}&uploadId=")
+            assert "x-amz-meta-team" not in headers  # metadata went with CreateMultipartUpload
+        assert headers["content-length"] == str(len(chunk))
+        assert headers["x-amz-content-sha256"] == hashlib.sha256(chunk).hexdigest()  # http
+        crc = _b64(crt.crc64nvme(chunk).to_bytes(8, "big"))
+        assert headers["x-amz-checksum-crc64nvme"] == crc
+        assert headers["x-amz-sdk-checksum-algorithm"] == "CRC64NVME"
+        md5 = _b64(hashlib.md5(chunk, usedforsecurity=False).digest())
+        assert headers["content-md5"] == md5
+        assert headers["x-amz-expected-bucket-owner"] == OWNER
+        authorization = headers["authorization"]
+        assert authorization.startswith("AWS4-HMAC-SHA256 Credential=testing/")
+        assert "/us-east-1/s3/aws4_request" in authorization
+        signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+        for name in ("host", "x-amz-content-sha256", "x-amz-date", "content-md5"):
+            assert name in signed
+        assert "x-amz-date" in headers
+    assert s3.get_object(Bucket=bucket, Key="p/f.bin")["Body"].read() == data
+
+
+def test_keys_are_addressed_exactly(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"x")
+    keys = ["p/a b+c%41~ü.txt", "p/q?x=1&y", "p/semi;colon"]
+    uploader = _uploader(proxy, bucket)
+    for key in keys:
+        assert uploader.upload_file(path, key=key).status == Status.DONE
+    targets = [line.split(" ", 1)[1] for line, headers in _puts(proxy) if _fast(headers)]
+    assert targets == [f"/{bucket}/{quote(key, safe='/~')}" for key in keys]
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed == set(keys)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "throttled"),
+    [(500, "InternalError", False), (503, "SlowDown", True), (429, "TooManyRequests", True)],
+)
+def test_a_failed_fast_attempt_is_repeated_by_botocore_and_counted(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, status: int, code: str, throttled: bool
+) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"abc")
+    proxy.add(r"^PUT ", "status", times=1, status=status, code=code)
+    uploader = _uploader(proxy, bucket, concurrency=4)
+    result = uploader.upload_file(path)
+    assert result.status == Status.DONE, result.error
+    puts = _puts(proxy)
+    assert [_fast(h) for _, h in puts] == [True, False]  # then botocore, once
+    assert uploader.limiter.throttle_events == (1 if throttled else 0)
+    assert uploader.limiter.limit == (2 if throttled else 4)
+    assert getattr(uploader.store, "transient_errors", 0) >= 1
+    # the next file goes the fast way again
+    proxy.reset()
+    assert uploader.upload_file(path, key="p/g.txt").status == Status.DONE
+    assert [_fast(h) for _, h in _puts(proxy)] == [True]
+    assert uploader.limiter.limit == (3 if throttled else 4)  # two successes at 2: one more
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(301, "PermanentRedirect"), (307, "TemporaryRedirect"), (400, "AuthorizationHeaderMalformed")],
+)
+def test_a_redirect_or_bad_request_sends_the_bucket_to_botocore_for_good(
+    proxy: FaultProxy, bucket: str, tmp_path: Path, status: int, code: str
+) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"abc")
+    proxy.add(r"^PUT ", "status", times=1, status=status, code=code)
+    uploader = _uploader(proxy, bucket)
+    for key in ("p/a", "p/b", "p/c"):
+        assert uploader.upload_file(path, key=key).status == Status.DONE
+    assert [_fast(h) for _, h in _puts(proxy)] == [True, False, False, False]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"max_attempts": 1}, {"fast_path": False}],
+    ids=["one-attempt", "off"],
+)
+def test_what_the_fast_path_leaves_to_botocore(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, settings: dict[str, Any]
+) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"abc")
+    result = _uploader(proxy, bucket, **settings).upload_file(path)
+    assert result.status == Status.DONE, result.error
+    assert [_fast(h) for _, h in _puts(proxy)] == [False]
+    assert s3.get_object(Bucket=bucket, Key="p/f.txt")["Body"].read() == b"abc"
+
+
+def test_the_bucket_check_goes_the_fast_way_and_botocore_names_a_missing_bucket(
+    proxy: FaultProxy, bucket: str
+) -> None:
+    uploader = _uploader(proxy, bucket)
+    uploader.check_bucket_access()
+    heads = [h for line, h in zip(proxy.log, proxy.headers, strict=True) if line[:5] == "HEAD "]
+    assert [_fast(h) for h in heads] == [True]
+    assert proxy.log == [f"HEAD /{bucket}"]
+    proxy.reset()
+    with pytest.raises(BucketMissingError):
+        uploader.check_bucket_access("no-such-bucket-here")
+    heads = [h for line, h in zip(proxy.log, proxy.headers, strict=True) if line[:5] == "HEAD "]
+    assert [_fast(h) for h in heads] == [True, False]

@@ -1,0 +1,226 @@
+"""The ``Ledger``: batched outcomes (by size, by time, on demand), runs, lookups in
+chunks, multipart state, and database errors turned into ``LedgerError`` without
+losing queued outcomes. Read back through a second connection, as the next run
+would."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3stow.errors import LedgerError
+from s3stow.ledger import MultipartState, open_ledger
+from s3stow.ledger.sql import default_ledger_path
+from s3stow.models import PartRecord, Status, UploadResult
+
+TOKEN = "pAssw0rdThatMustNotLeak"
+
+
+def _result(key: str, status: Status = Status.DONE, **fields: Any) -> UploadResult:
+    values: dict[str, Any] = {"size": 3, "etag": "e", "checksum": "c", "attempts": 1}
+    values.update(fields)
+    return UploadResult(Path("/data") / key, "b", key, status, **values)
+
+
+def _rows(db: Path, sql: str) -> list[Any]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _eventually(predicate: Any) -> None:
+    deadline = time.monotonic() + 30
+    while not predicate():
+        assert time.monotonic() < deadline, "not reached"
+        time.sleep(0.02)
+
+
+def test_outcomes_are_written_with_their_columns_and_failures_with_history(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "l.db"
+    ledger = open_ledger(str(db), flush_interval=3600)
+    ledger.record(_result("a/photo.JPG"), mtime_ns=7, run_id="r1", group="photos")
+    ledger.record(_result("a/README"), mtime_ns=8, run_id="r1")
+    ledger.record(_result("a/x." + "y" * 40), mtime_ns=9, run_id="r1")
+    failed = _result(
+        "a/f.txt",
+        Status.FAILED,
+        error_class="InternalError",
+        error=f"postgresql://u:{TOKEN}@h/db refused",
+        attempts=3,
+    )
+    ledger.record(failed, mtime_ns=10, run_id="r1")
+    changed = _result("a/c.txt", Status.CHANGED, error_class="SourceChanged")
+    ledger.record(changed, mtime_ns=11, run_id="r1")
+    ledger.record(_result("a/f.txt", attempts=2), mtime_ns=12, run_id="r1")  # same batch
+    ledger.flush()
+    items = {
+        row[0]: row[1:]
+        for row in _rows(
+            db,
+            "SELECT key, ext, grp, mtime_ns, status, attempts, error_message, checksum,"
+            " etag, source_path, size, run_id FROM items",
+        )
+    }
+    assert items["a/photo.JPG"][:6] == ("jpg", "photos", 7, "done", 1, None)
+    assert items["a/photo.JPG"][6:] == ("c", "e", str(Path("/data/a/photo.JPG")), 3, "r1")
+    assert items["a/README"][0] == ""
+    assert items["a/x." + "y" * 40][0] == "y" * 32
+    assert items["a/f.txt"][3:5] == ("done", 5)  # the later outcome; attempts added up
+    assert items["a/c.txt"][3] == "changed"
+    history = _rows(db, "SELECT key, status, error_class, error_message, run_id FROM attempts")
+    assert sorted(history) == [
+        ("a/c.txt", "changed", "SourceChanged", None, "r1"),
+        ("a/f.txt", "failed", "InternalError", "postgresql://u:***@h/db refused", "r1"),
+    ]
+    ledger.close()
+    assert TOKEN.encode() not in db.read_bytes()
+
+
+def test_lookup_reads_in_chunks_and_only_the_bucket_asked(tmp_path: Path) -> None:
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    keys = [f"k{i:04d}" for i in range(1203)]
+    for key in keys:
+        ledger.record(_result(key), mtime_ns=1, run_id="r")
+    other = UploadResult(Path("/o"), "other-bucket", "k0000", Status.FAILED, size=1)
+    ledger.record(other, mtime_ns=1, run_id="r")
+    ledger.flush()
+    found = ledger.lookup("b", [*keys, "absent"])
+    assert sorted(found) == keys
+    entry = found["k0000"]
+    assert (entry.bucket, entry.status, entry.size, entry.mtime_ns) == ("b", Status.DONE, 3, 1)
+    assert (entry.checksum, entry.etag, entry.attempts, entry.run_id) == ("c", "e", 1, "r")
+    assert entry.source_path == str(Path("/data") / "k0000")
+    assert ledger.lookup("other-bucket", ["k0000"])["k0000"].status == Status.FAILED
+    assert ledger.lookup("b", []) == {}
+    ledger.close()
+
+
+def test_a_full_batch_is_committed_without_waiting(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    ledger = open_ledger(str(db), flush_interval=3600, batch_size=3)
+    for key in ("a", "b"):
+        ledger.record(_result(key), mtime_ns=1, run_id="r")
+    assert _rows(db, "SELECT count(*) FROM items") == [(0,)]
+    ledger.record(_result("c"), mtime_ns=1, run_id="r")
+    assert _rows(db, "SELECT count(*) FROM items") == [(3,)]
+    ledger.record(_result("d"), mtime_ns=1, run_id="r")
+    ledger.close()  # commits what is queued
+    assert _rows(db, "SELECT count(*) FROM items") == [(4,)]
+
+
+def test_the_flusher_commits_on_its_own_and_survives_a_database_error(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    ledger = open_ledger(str(db), flush_interval=0.05)
+    (ddl,) = _rows(db, "SELECT sql FROM sqlite_master WHERE name = 'attempts'")[0]
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE attempts")
+    ledger.record(_result("f", Status.FAILED, error="boom"), mtime_ns=1, run_id="r")
+    with pytest.raises(LedgerError, match="cannot write the ledger: no such table: attempts"):
+        ledger.flush()
+    assert _rows(db, "SELECT count(*) FROM items") == [(0,)]  # rolled back, kept queued
+    with sqlite3.connect(db) as conn:
+        conn.execute(ddl)
+    _eventually(lambda: _rows(db, "SELECT status FROM items") == [("failed",)])
+    ledger.record(_result("g"), mtime_ns=1, run_id="r")
+    _eventually(lambda: _rows(db, "SELECT count(*) FROM items") == [(2,)])
+    assert _rows(db, "SELECT key FROM attempts") == [("f",)]
+    ledger.close()
+
+
+def test_runs_are_recorded_and_finishing_flushes_the_outcomes_first(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    ledger = open_ledger(str(db), flush_interval=3600)
+    ledger.start_run(
+        "r1", command="upload", bucket="b", prefix="p/", sources=["/src"], settings={"x": 1}
+    )
+    info = ledger.run_info("r1")
+    assert info is not None
+    assert (info["command"], info["bucket"], info["prefix"], info["status"]) == (
+        "upload",
+        "b",
+        "p/",
+        "running",
+    )
+    assert (info["sources"], info["settings"], info["finished_at"]) == (
+        '["/src"]',
+        '{"x": 1}',
+        None,
+    )
+    ledger.record(_result("a"), mtime_ns=1, run_id="r1")
+    ledger.finish_run("r1", status="done", summary={"uploaded": 1})
+    info = ledger.run_info("r1")
+    assert info is not None
+    assert (info["status"], info["summary"]) == ("done", '{"uploaded": 1}')
+    assert info["finished_at"] >= info["started_at"]
+    assert _rows(db, "SELECT key FROM items") == [("a",)]
+    assert ledger.run_info("nope") is None
+    ledger.close()
+
+
+def test_items_filter_by_status_and_run_in_recorded_order(tmp_path: Path) -> None:
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    ledger.record(_result("z", Status.FAILED), mtime_ns=1, run_id="r1")
+    ledger.record(_result("a"), mtime_ns=1, run_id="r1")
+    ledger.record(_result("m", Status.CHANGED), mtime_ns=1, run_id="r2")
+    keys = [e.key for e in ledger.items()]
+    assert keys == ["z", "a", "m"]
+    failed = ledger.items(statuses=[Status.FAILED, Status.CHANGED])
+    assert [e.key for e in failed] == ["z", "m"]
+    assert [e.key for e in ledger.items(statuses=[Status.CHANGED], run_id="r2")] == ["m"]
+    assert [e.key for e in ledger.items(run_id="r1")] == ["z", "a"]
+    assert [e.key for e in ledger.items_under("b", "")] == ["a", "m", "z"]
+    ledger.close()
+
+
+def test_a_new_upload_id_replaces_the_old_state_and_its_parts(tmp_path: Path) -> None:
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    old = MultipartState("b", "big", "u1", "/x/big", 12, 1, 5, "crc64nvme")
+    ledger.begin_multipart(old)
+    for number in (2, 1):
+        ledger.record_part("u1", PartRecord(number, f"e{number}", f"c{number}", 5))
+    ledger.record_part("u1", PartRecord(2, "e2b", "c2b", 5))  # sent again: the last one holds
+    state = ledger.multipart_state("b", "big")
+    assert state is not None
+    assert state.parts == (PartRecord(1, "e1", "c1", 5), PartRecord(2, "e2b", "c2b", 5))
+    new = MultipartState("b", "big", "u2", "/x/big", 13, 2, 5, None)
+    ledger.begin_multipart(new)
+    assert ledger.multipart_state("b", "big") == new
+    assert ledger.multipart_state("b", "other") is None
+    ledger.close()
+    assert _rows(tmp_path / "l.db", "SELECT upload_id FROM parts") == []
+
+
+def test_an_unusable_ledger_is_a_clear_error_without_its_password(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError) as caught:
+        open_ledger(f"postgresql://u:{TOKEN}@127.0.0.1:1/nothing")
+    message = caught.value.args[0]
+    assert message.startswith("cannot open the ledger postgresql://u:***@127.0.0.1:1/nothing: ")
+    assert TOKEN not in str(caught.value)
+    assert "\n" not in message  # the driver's first line only
+    assert caught.value.hint is not None
+    assert "postgres" in caught.value.hint
+
+
+def test_default_ledger_path(tmp_path: Path) -> None:
+    assert default_ledger_path(tmp_path) == str(tmp_path / "ledger.db")
+
+
+def test_a_failing_read_is_a_ledger_error_naming_the_read(tmp_path: Path) -> None:
+    from s3stow.ledger.sql import _first_line
+
+    db = tmp_path / "l.db"
+    ledger = open_ledger(str(db))
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE runs")
+    with pytest.raises(LedgerError, match=r"^cannot read the ledger: no such table: runs$"):
+        ledger.run_info("r")
+    ledger.close()
+    assert _first_line(RuntimeError()) == "RuntimeError"
+    assert (
+        _first_line(RuntimeError(f"postgresql://u:{TOKEN}@h/x\nmore")) == "postgresql://u:***@h/x"
+    )
