@@ -509,3 +509,19 @@ def test_an_etag_that_is_not_the_md5_fails_unless_under_sse_kms(
         assert "p/f.bin" in (result.error or "")
         assert "0123456789abcdef" in (result.error or "")
         assert len(proxy.requests(write)) == 2  # once more, then given up
+
+
+@pytest.mark.parametrize("algorithm", ["crc64nvme", "sha256"])
+def test_no_sha256_metadata_unless_asked_even_when_the_body_hashed_it(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, algorithm: str
+) -> None:
+    """A streamed body computes the SHA-256 when its signature needs it (plain http,
+    once the fast path learned a signed write) or when it is the checksum; the object
+    gets it as metadata only with ``sha256_metadata``, whichever file of the run it is."""
+    uploader = _uploader(proxy, bucket, checksum=algorithm)
+    for name in ("a.bin", "b.bin"):  # b.bin: after the fast path learned the write
+        path, _ = _file(tmp_path, 2 * MiB, name)
+        assert uploader.upload_file(path).status == Status.DONE
+        head = s3.head_object(Bucket=bucket, Key=f"p/{name}")
+        assert "sha256" not in head["Metadata"], name
+    assert not any("x-amz-meta-sha256" in h for h in proxy.headers)
