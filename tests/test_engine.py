@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from s3stow.config import Settings
-from s3stow.keys import parse_target
+from s3stow.keys import local_key, parse_target
 from s3stow.ledger import open_ledger
 from s3stow.models import Reason, Status
 from s3stow.report.observer import Observer
@@ -192,7 +192,7 @@ def test_every_outcome_of_a_run_is_counted_recorded_and_reported_once(
     again.ledger.close()
 
 
-def test_limit_uploads_at_most_n_and_counts_the_rest_skipped(
+def test_limit_uploads_at_most_n_and_counts_the_rest_not_started(
     proxy: FaultProxy, bucket: str, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
@@ -201,7 +201,7 @@ def test_limit_uploads_at_most_n_and_counts_the_rest_skipped(
         (src / f"f{i}.txt").write_bytes(b"x" * (i + 1))
     uploader, _ = _uploader(proxy, tmp_path, limit=2)
     summary = uploader.upload_tree([src], f"s3://{bucket}/p")
-    assert (summary.files, summary.uploaded, summary.skipped) == (5, 2, 3)
+    assert (summary.files, summary.uploaded, summary.skipped, summary.not_started) == (5, 2, 0, 3)
     assert len(proxy.requests(r"^PUT ")) == 2
 
 
@@ -254,7 +254,9 @@ def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
         stat = path.stat()
         source = SourceFile(path, name, stat.st_size, stat.st_mtime_ns, tmp_path)
         planned.append(PlannedUpload(source, bucket, f"r/{name}"))
-    refused = UploadResult(tmp_path / "gone", bucket, "r/gone", Status.FAILED, error_class="X")
+    refused = UploadResult(
+        tmp_path / "gone", bucket, "r/gone", Status.FAILED, error_class="SourceMissing"
+    )
     nameless = UploadResult(tmp_path / "odd", bucket, "", Status.FAILED, error_class="UnsafeKey")
     uploader, _ = _uploader(proxy, tmp_path)
     late = Events()
@@ -270,7 +272,13 @@ def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
     assert len(heads) == (2 if check_remote else 0)  # a HEAD per key, never a listing
     assert not proxy.requests(r"^GET .*list-type")
     db = tmp_path / "l.db"
-    assert _statuses(db) == {"r/a.txt": "done", "r/b.txt": "done", "r/gone": "failed"}
+    # a missing file is recorded under its key; a refusal without a key under its path
+    assert _statuses(db) == {
+        "r/a.txt": "done",
+        "r/b.txt": "done",
+        "r/gone": "failed",
+        local_key(tmp_path / "odd"): "failed",
+    }
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT mtime_ns FROM items WHERE key = 'r/gone'").fetchone() == (0,)
         assert conn.execute("SELECT command FROM runs").fetchone() == ("retry",)

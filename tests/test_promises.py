@@ -192,9 +192,11 @@ def test_resume_reads_every_list_parts_page(
     proxy.add(r"^GET .*uploadId=", "append_query", times=100, value="max-parts=1")
     second = _uploader(proxy, bucket, ledger=ledger)
     progress: list[int] = []
-    second.worker.observer.observers.append(_Bytes(progress))
+    resumed: list[int] = []
+    second.worker.observer.observers.append(_Bytes(progress, resumed))
     result = second.upload_file(path)
-    assert sum(progress) == 16 * MiB  # the resumed parts are counted too
+    assert sum(progress) == 1 * MiB  # what this run sent: part 4
+    assert resumed == [15 * MiB]  # the resumed parts are counted too, apart
     assert result.status == Status.DONE, result.error
     assert len(proxy.requests(r"^GET .*uploadId=")) == 3  # three pages of one part
     assert proxy.requests(r"^PUT .*partNumber=") == proxy.requests(part4)
@@ -241,9 +243,14 @@ def test_a_rerun_uploads_files_changed_in_size_or_mtime_only(
 @pytest.mark.parametrize(
     ("successes", "denials", "fatal", "puts"),
     [
-        (0, 100, True, 2),  # no success yet: fatal at once (fast path, then botocore)
-        (3, 2, False, 3 + 2 + 1 + 2),  # one 403 after successes: the file is tried again
-        (3, 100, True, 3 + 2 + 2),  # 403 again: fatal, one retry in the whole run
+        # botocore sends the first PUT (the fast path learns from it) and does not repeat
+        # a 403: no success yet, fatal at once
+        (0, 100, True, 1),
+        # one 403 after successes: the fast path's 403 is repeated by botocore, and the
+        # file is tried again (through botocore: a 403 turns the fast path off)
+        (3, 2, False, 3 + 2 + 1 + 2),
+        # 403 again: fatal, one retry in the whole run
+        (3, 100, True, 3 + 2 + 1),
     ],
     ids=["first-request", "once", "every-request"],
 )
@@ -299,8 +306,9 @@ def test_the_result_recorded_is_what_s3_holds(
 class _Bytes:
     """An observer that keeps the byte counts reported as transfers progress."""
 
-    def __init__(self, counts: list[int]) -> None:
+    def __init__(self, counts: list[int], resumed: list[int] | None = None) -> None:
         self.counts = counts
+        self.resumed = resumed
 
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: None
@@ -308,6 +316,11 @@ class _Bytes:
     def on_bytes(self, source: Any, count: int) -> None:
         assert source is not None
         self.counts.append(count)
+
+    def on_resumed(self, source: Any, count: int) -> None:
+        assert source is not None
+        if self.resumed is not None:
+            self.resumed.append(count)
 
 
 # ---- resume: what is kept, adopted, or started afresh ---------------------------------
@@ -496,3 +509,19 @@ def test_an_etag_that_is_not_the_md5_fails_unless_under_sse_kms(
         assert "p/f.bin" in (result.error or "")
         assert "0123456789abcdef" in (result.error or "")
         assert len(proxy.requests(write)) == 2  # once more, then given up
+
+
+@pytest.mark.parametrize("algorithm", ["crc64nvme", "sha256"])
+def test_no_sha256_metadata_unless_asked_even_when_the_body_hashed_it(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, algorithm: str
+) -> None:
+    """A streamed body computes the SHA-256 when its signature needs it (plain http,
+    once the fast path learned a signed write) or when it is the checksum; the object
+    gets it as metadata only with ``sha256_metadata``, whichever file of the run it is."""
+    uploader = _uploader(proxy, bucket, checksum=algorithm)
+    for name in ("a.bin", "b.bin"):  # b.bin: after the fast path learned the write
+        path, _ = _file(tmp_path, 2 * MiB, name)
+        assert uploader.upload_file(path).status == Status.DONE
+        head = s3.head_object(Bucket=bucket, Key=f"p/{name}")
+        assert "sha256" not in head["Metadata"], name
+    assert not any("x-amz-meta-sha256" in h for h in proxy.headers)

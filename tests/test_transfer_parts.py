@@ -18,8 +18,10 @@ import pytest
 
 from s3stow import checksums
 from s3stow.config import Settings
+from s3stow.devserver import LocalS3Server
 from s3stow.errors import Interrupted, SourceChanged, TransferError
 from s3stow.models import SourceFile
+from s3stow.store.base import WriteOptions
 from s3stow.store.body import FileRange
 from s3stow.transfer.bodies import (
     STREAM_ABOVE,
@@ -78,13 +80,13 @@ def test_a_body_carries_exactly_the_hashes_its_request_needs(
     data: tuple[Path, bytes], settings: dict[str, Any], want: dict[str, Any], length: int
 ) -> None:
     """The checksum S3 verifies; the MD5 for the ETag check and Content-MD5; the
-    SHA-256 when the payload is signed (plain http) or it is the checksum."""
+    SHA-256 when it is the checksum. (When the payload is signed: the test below; the
+    endpoint alone says nothing, nothing was learned from botocore here.)"""
     path, payload = data
     offset = 3
     chunk = payload[offset : offset + length]
     for ctx in _context(**settings):
-        body = prepare_body(ctx, _source(path), offset, length)
-        signed = (settings.get("endpoint_url") or "").startswith("http:")
+        body = prepare_body(ctx, _source(path), offset, length, bucket="b")
         streamed = length >= STREAM_ABOVE
         assert isinstance(body.data, FileRange) is streamed
         if streamed:
@@ -98,11 +100,43 @@ def test_a_body_carries_exactly_the_hashes_its_request_needs(
         expected = checksums.compute(algorithm, chunk) if algorithm else None
         assert body.digest == expected
         assert body.md5_hex == (_md5(chunk) if want["md5"] else None)
-        needs_sha = streamed and (signed or algorithm == "sha256")
+        needs_sha = streamed and algorithm == "sha256"
         sha = hashlib.sha256(chunk).hexdigest()
         assert body.sha256_hex == (sha if needs_sha else None)
         if streamed and isinstance(body.data, FileRange):
             assert body.data.payload_sha256() == sha
+
+
+def test_a_body_to_a_bucket_whose_writes_sign_the_payload_carries_its_sha256(
+    data: tuple[Path, bytes], server: LocalS3Server, bucket: str
+) -> None:
+    """Over plain http botocore signs the payload: once the fast path learned a write to
+    the bucket from botocore, a streamed body's one hashing pass computes the SHA-256
+    its signature needs; not for another bucket, not for a buffered body (hashed when
+    it is signed)."""
+    path, payload = data
+    for ctx in _context(endpoint_url=server.endpoint_url):
+        assert ctx.signs_payload(bucket) is False  # nothing learned yet
+        ctx.store.put_object(
+            bucket,
+            "warm",
+            b"x",
+            digest=checksums.compute("crc64nvme", b"x"),
+            options=WriteOptions(),
+        )
+        assert (ctx.signs_payload(bucket), ctx.signs_payload("other")) == (True, False)
+        for length in (STREAM_ABOVE - 1, STREAM_ABOVE, 2 * MiB):
+            chunk = payload[3 : 3 + length]
+            sha = hashlib.sha256(chunk).hexdigest()
+            streamed = length >= STREAM_ABOVE
+            body = prepare_body(ctx, _source(path), 3, length, bucket=bucket)
+            assert body.sha256_hex == (sha if streamed else None)
+            assert body.digest == checksums.compute("crc64nvme", chunk)
+            assert body.md5_hex == _md5(chunk)  # a custom endpoint: the ETag check
+            if isinstance(body.data, FileRange):
+                assert body.data.payload_sha256() == sha
+            assert prepare_body(ctx, _source(path), 3, length, bucket="other").sha256_hex is None
+            assert prepare_body(ctx, _source(path), 3, length).sha256_hex is None
 
 
 def test_a_body_adds_the_hashes_asked_for(data: tuple[Path, bytes]) -> None:
@@ -207,14 +241,16 @@ def test_ensure_unchanged_notices_size_mtime_and_disappearance(tmp_path: Path) -
 
 
 def test_the_context_says_which_checks_apply() -> None:
+    """Whether a bucket's writes sign the payload is learned from botocore (the test
+    above), never guessed from the endpoint: nothing is signed before that."""
     for ctx in _context():
-        assert (ctx.compat, ctx.etag_check, ctx.signs_payload) == (False, False, False)
+        assert (ctx.compat, ctx.etag_check, ctx.signs_payload("b")) == (False, False, False)
     for ctx in _context(checksum_compat=True):
         assert (ctx.compat, ctx.etag_check) == (True, True)
     for ctx in _context(endpoint_url="HTTP://127.0.0.1:9", etag_check="off"):
-        assert (ctx.etag_check, ctx.signs_payload) == (False, True)
+        assert (ctx.etag_check, ctx.signs_payload("b")) == (False, False)
     for ctx in _context(endpoint_url="https://s3.example", sse="aws:kms"):
-        assert (ctx.etag_check, ctx.signs_payload) == (False, False)
+        assert (ctx.etag_check, ctx.signs_payload("b")) == (False, False)
 
 
 def test_the_part_pool_is_shut_down_with_the_context() -> None:

@@ -29,7 +29,9 @@ def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
             ctx, source, 0, source.size, bucket=item.bucket, sha256=ctx.settings.sha256_metadata
         )
         ensure_unchanged(source, identity)
-        options = ctx.write_options(source, sha256_hex=body.sha256_hex)
+        # the body may hash SHA-256 for its signature or checksum: metadata only if asked
+        sha = body.sha256_hex if ctx.settings.sha256_metadata else None
+        options = ctx.write_options(source, sha256_hex=sha)
         digest = body.digest
 
         def send() -> UploadResult:
