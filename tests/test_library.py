@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from s3stow.errors import BucketMissingError, ConfigError
-from s3stow.keys import parse_target
 from s3stow.ledger import open_ledger
 from s3stow.models import Status
+from s3stow.plan.keys import parse_target
 from s3stow.transfer.engine import Uploader
 
 

@@ -25,16 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from s3stow.errors import TransferError
-from s3stow.fileid import FileIdentity, differences, identify, of_stat
 from s3stow.job.ledger import JobLedger
 from s3stow.job.queue import JobQueue, Outcome
 from s3stow.job.rows import Claimed
 from s3stow.job.split import SplitUploads
-from s3stow.keys import Target
 from s3stow.ledger.sql import ItemRecord
-from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, Target, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.transfer.engine import Uploader, new_run_id
+from s3stow.transfer.fileid import FileIdentity, differences, identify, of_stat
 
 log = logging.getLogger(__name__)
 

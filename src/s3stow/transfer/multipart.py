@@ -21,12 +21,12 @@ import logging
 from concurrent.futures import Future, wait
 from dataclasses import replace
 
-from s3stow import checksums
-from s3stow.checksums import Digest
 from s3stow.errors import Interrupted, LedgerError, SourceChanged, TransferError
 from s3stow.ledger import MultipartState
 from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, UploadResult
+from s3stow.store import checksums
 from s3stow.store.base import PartInfo
+from s3stow.store.checksums import Digest
 from s3stow.transfer.bodies import blame_the_file, buffered_size, check_etag, prepare_body
 from s3stow.transfer.context import (
     FileIdentity,
