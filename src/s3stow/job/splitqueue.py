@@ -33,7 +33,7 @@ from s3stow.job.rows import (
     lock_upload,
     split_files,
 )  # fmt: skip
-from s3stow.transfer.fileid import FileIdentity
+from s3stow.localfiles import FileIdentity
 
 
 class SplitQueue:
