@@ -22,7 +22,7 @@ from pathlib import Path
 
 import boto3
 
-from s3stow.devserver import LocalS3Server
+from s3stow.devserver.moto import LocalS3Server
 from upload_bench import DATA, ENV, count_objects, make_dataset, timed  # beside this file
 
 HOSTS = re.compile(

@@ -72,7 +72,7 @@ def one_run(data: Path, workers: int, *, split: bool) -> dict[str, float]:
     import boto3
     import psycopg
 
-    from s3stow.devserver import LocalS3Server
+    from s3stow.devserver.moto import LocalS3Server
 
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG, autocommit=True) as conn:

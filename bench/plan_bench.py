@@ -68,7 +68,7 @@ def plan(root: Path, job: str, ledger: str) -> tuple[float, float]:
 def work(job: str, ledger: str) -> tuple[float, float]:
     import boto3
 
-    from s3stow.devserver import LocalS3Server
+    from s3stow.devserver.moto import LocalS3Server
 
     server = LocalS3Server()
     server.start()

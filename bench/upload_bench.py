@@ -48,7 +48,7 @@ from pathlib import Path
 
 import boto3
 
-from s3stow.devserver import LocalS3Server
+from s3stow.devserver.moto import LocalS3Server
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"

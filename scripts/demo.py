@@ -18,7 +18,7 @@ from pathlib import Path
 
 import boto3
 
-from s3stow.devseaweed import default_engine, describe_engine, local_server
+from s3stow.devserver.seaweedfs import default_engine, describe_engine, local_server
 
 ROOT = Path(".demo")
 

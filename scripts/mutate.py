@@ -63,7 +63,7 @@ def main() -> int:
         "--retest", action="store_true", help="only re-test the surviving mutants (new tests?)"
     )
     parser.add_argument(
-        "modules", nargs="*", help="re-run only these modules' mutants (e.g. s3stow.compare)"
+        "modules", nargs="*", help="re-run only these modules' mutants (e.g. s3stow.plan.compare)"
     )
     args = parser.parse_args()
     os.chdir(ROOT)
@@ -231,8 +231,8 @@ def module_source(name: str) -> Path:
 
 
 def function_of(mutant: str) -> tuple[str, str]:
-    """(module, function) of a mutmut mutant name (``s3stow.compare.x_decide__mutmut_3``,
-    ``s3stow.compare.xǁRemoteIndexǁget__mutmut_1``)."""
+    """(module, function) of a mutmut mutant name (``s3stow.plan.compare.x_decide__mutmut_3``,
+    ``s3stow.plan.compare.xǁRemoteIndexǁget__mutmut_1``)."""
     module, _, mangled = mutant.rpartition(".")
     mangled = re.sub(r"__mutmut_\d+$", "", mangled)
     if mangled.startswith("xǁ"):

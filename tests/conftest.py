@@ -18,8 +18,8 @@ from typing import Any
 import boto3
 import pytest
 
-from s3stow.devseaweed import SeaweedServer, seaweed_available
-from s3stow.devserver import LocalS3Server
+from s3stow.devserver.moto import LocalS3Server
+from s3stow.devserver.seaweedfs import SeaweedServer, seaweed_available
 from tests.faultproxy import FaultProxy
 
 CREDENTIALS = {

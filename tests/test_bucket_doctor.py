@@ -12,10 +12,10 @@ import boto3
 import pytest
 
 from s3stow.config import load_settings
-from s3stow.devserver import LocalS3Server
-from s3stow.doctor import _bucket
-from s3stow.keys import parse_target
+from s3stow.devserver.moto import LocalS3Server
+from s3stow.plan.keys import parse_target
 from s3stow.store.client import make_client
+from s3stow.tools.doctor import _bucket
 from tests.conftest import Cli, make_tree
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from s3stow.config import Settings
-from s3stow.devserver import LocalS3Server
+from s3stow.devserver.moto import LocalS3Server
 from s3stow.store.capture import Connection, Recorder, Sent, connection_of, learn
 from s3stow.store.client import make_client
 from s3stow.store.sigv4 import Credentials
@@ -225,8 +225,8 @@ def test_the_payload_hash_follows_what_botocore_signed(
 ) -> None:
     """Over plain http botocore signs the payload: a store that learned a write says so,
     so a large body's hashing pass computes the SHA-256 too."""
-    from s3stow.checksums import compute
     from s3stow.store.base import WriteOptions
+    from s3stow.store.checksums import compute
     from s3stow.store.s3 import S3Store
 
     store = S3Store.from_settings(Settings(endpoint_url=s3_server.endpoint_url))

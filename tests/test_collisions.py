@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from s3stow.collisions import KeyClaims
 from s3stow.ledger import LedgerEntry
 from s3stow.models import Duplicate, PlannedUpload, SourceFile, Status
+from s3stow.plan.collisions import KeyClaims
 
 
 def _item(path: Path, key: str = "p/k.txt") -> PlannedUpload:

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from s3stow import checksums
-from s3stow.compare import RemoteIndex, b64_to_hex, decide, remote_matches
 from s3stow.config import Settings
 from s3stow.ledger import open_ledger
 from s3stow.models import PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.plan.compare import RemoteIndex, b64_to_hex, decide, remote_matches
+from s3stow.store import checksums
 from s3stow.store.base import ObjectInfo
 from s3stow.store.s3 import S3Store
 from tests.faultproxy import FaultProxy

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from s3stow.devserver import LocalS3Server, free_port
+from s3stow.devserver.moto import LocalS3Server, free_port
 from tests.conftest import FIVE_MIB_PARTS, make_tree
 from tests.recordproxy import RecordingProxy, make_ca
 
@@ -431,10 +431,10 @@ def test_the_fast_path_would_send_what_botocore_prepares(
     must be the ones botocore prepares for that key."""
     from botocore.awsrequest import AWSResponse
 
-    from s3stow.checksums import compute
     from s3stow.config import load_settings
     from s3stow.store.base import WriteOptions
     from s3stow.store.capture import host_header
+    from s3stow.store.checksums import compute
     from s3stow.store.s3 import S3Store
     from s3stow.store.wire import put_headers
 

@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from s3stow.devseaweed import port_is_free, seaweed_available
-from s3stow.devserver import free_port
+from s3stow.devserver.moto import free_port
+from s3stow.devserver.seaweedfs import port_is_free, seaweed_available
 
 
 def _command(*args: str) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from s3stow.devserver import free_port
+from s3stow.devserver.moto import free_port
 from tests.conftest import make_tree
 
 PAGE = b"<!DOCTYPE html><html><body><h1>Welcome to the intranet</h1></body></html>"

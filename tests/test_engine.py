@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from s3stow.config import Settings
-from s3stow.keys import local_key, parse_target
 from s3stow.ledger import open_ledger
 from s3stow.models import Reason, Status
+from s3stow.plan.keys import local_key, parse_target
 from s3stow.report.observer import Observer
 from s3stow.transfer.engine import Uploader
 from tests.faultproxy import FaultProxy

@@ -142,8 +142,8 @@ def test_non_utf8_names_are_reported_not_mangled(cli, s3, bucket, tmp_path: Path
 
 
 def test_unreadable_directory_is_reported(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from s3stow import discover as discover_module
     from s3stow.models import Skipped
+    from s3stow.plan import discover as discover_module
 
     make_tree(tmp_path / "src", {"ok/a.txt": 1, "locked/b.txt": 1})
     real_scandir = os.scandir

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from s3stow.devserver import LocalS3Server
+from s3stow.devserver.moto import LocalS3Server
 from s3stow.store.wire import put_headers
 from tests.conftest import FIVE_MIB_PARTS, Cli, make_tree
 from tests.faultproxy import FaultProxy

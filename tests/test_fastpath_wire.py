@@ -20,8 +20,8 @@ from awscrt import checksums as crt
 
 from s3stow.config import Settings
 from s3stow.errors import BucketMissingError
-from s3stow.keys import parse_target
 from s3stow.models import Status
+from s3stow.plan.keys import parse_target
 from s3stow.transfer.engine import Uploader
 from tests.faultproxy import FaultProxy
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from s3stow.fileid import FileIdentity
 from s3stow.job.queue import JobQueue, Outcome
 from s3stow.ledger import open_ledger
 from s3stow.ledger.sql import ItemRecord
+from s3stow.localfiles import FileIdentity
 from s3stow.models import SourceFile, Status, UploadResult
 
 

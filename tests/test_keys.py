@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3stow.errors import ConfigError
-from s3stow.keys import UnsafeKeyError, build_key, check_key, parse_target
+from s3stow.plan.keys import UnsafeKeyError, build_key, check_key, parse_target
 
 
 def test_parse_target() -> None:
@@ -59,7 +59,7 @@ def test_unsafe_keys(key: str, reason: str) -> None:
 
 def test_a_backslash_is_an_ordinary_key_character() -> None:
     """A POSIX name may hold one: the sanitiser keeps it (never a separator)."""
-    from s3stow.templates import sanitise_key
+    from s3stow.plan.templates import sanitise_key
 
     assert sanitise_key("p/back\\slash.txt", prefix="p/") == "p/back\\slash.txt"
     assert sanitise_key("p//a\\b/./c", prefix="p/") == "p/a\\b/c"
@@ -68,7 +68,7 @@ def test_a_backslash_is_an_ordinary_key_character() -> None:
 def test_a_backslash_does_not_make_a_key_local() -> None:
     """A failure recorded under an object key with a backslash is retried; only the
     absolute paths of files that never had a key are ``local_key`` s."""
-    from s3stow.keys import is_local_key
+    from s3stow.plan.keys import is_local_key
 
     assert not is_local_key("p/back\\slash.txt")
     assert is_local_key("/home/u/src/bad.txt")

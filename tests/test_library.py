@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from s3stow.errors import BucketMissingError, ConfigError
-from s3stow.keys import parse_target
 from s3stow.ledger import open_ledger
 from s3stow.models import Status
+from s3stow.plan.keys import parse_target
 from s3stow.transfer.engine import Uploader
 
 
@@ -157,3 +157,34 @@ def test_keyring_cli_without_keys_exits_3(cli, bucket, tmp_path: Path) -> None: 
     )
     assert result.code == 3
     assert "keyring" in result.stderr
+
+
+def test_the_public_api_is_exported_at_the_top_and_loaded_on_use() -> None:
+    """``from s3stow import ...`` gives every name ``__all__`` declares; importing the
+    package alone loads none of them (a fresh interpreter, so nothing is cached)."""
+    import subprocess
+    import sys
+
+    import s3stow
+
+    for name in s3stow.__all__:
+        assert getattr(s3stow, name) is not None, name
+    assert set(s3stow.__all__) == {"__version__", *s3stow._EXPORTS}
+    from s3stow import Restorer, Uploader, Watcher, load_settings, open_ledger, verify_tree
+
+    assert (Uploader.__name__, Restorer.__name__, Watcher.__name__) == (
+        "Uploader",
+        "Restorer",
+        "Watcher",
+    )
+    assert all(map(callable, (load_settings, open_ledger, verify_tree)))
+    probe = (
+        "import sys, s3stow; "
+        "print(sorted(m for m in sys.modules if m.startswith(('s3stow.', 'botocore'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]", loaded
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = s3stow.Nope  # type: ignore[attr-defined]

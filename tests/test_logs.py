@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from s3stow.config import load_settings
-from s3stow.keys import parse_target
 from s3stow.logs import REDACTED, RedactingFilter, configure_logging, redact, register_secret
 from s3stow.models import Status
+from s3stow.plan.keys import parse_target
 from s3stow.transfer.engine import Uploader
 
 TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKENvalue1234567890"

@@ -326,9 +326,9 @@ def test_job_work_counts_split_files(
     from s3stow.job.ledger import JobLedger
     from s3stow.job.queue import JobQueue
     from s3stow.job.worker import JobWorker
-    from s3stow.keys import Target
     from s3stow.ledger.sql import open_ledger_database
-    from s3stow.retry_plan import run_settings
+    from s3stow.models import Target
+    from s3stow.plan.retries import run_settings
 
     tree = make_tree(tmp_path / "src", {"big.bin": 11 * 1024 * 1024, "a.txt": 10, "b.txt": 20})
     job = f"metrics-{uuid.uuid4().hex[:8]}"

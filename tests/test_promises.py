@@ -22,9 +22,9 @@ import pytest
 
 from s3stow.config import Settings
 from s3stow.errors import AuthError
-from s3stow.keys import parse_target
 from s3stow.ledger import Ledger, open_ledger
 from s3stow.models import Status
+from s3stow.plan.keys import parse_target
 from s3stow.transfer.engine import Uploader
 from tests.conftest import make_tree
 from tests.faultproxy import FaultProxy

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import FlexibleChecksumError
 
-from s3stow.retry_plan import category
+from s3stow.plan.retries import category
 from tests.conftest import FIVE_MIB_PARTS, make_tree
 
 MiB = 1024 * 1024

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from s3stow.failures import parse_lines
+from s3stow.plan.failures import parse_lines
 from tests.conftest import FIVE_MIB_PARTS, CliResult, make_tree
 
 MiB = 1024 * 1024

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from s3stow import checksums
-from s3stow.proof import Proof, choose_proof, hash_file
 from s3stow.restore.paths import (
     PathClaims,
     PathRules,
@@ -22,7 +20,9 @@ from s3stow.restore.paths import (
     temp_path,
     windows_reserved,
 )
+from s3stow.store import checksums
 from s3stow.store.base import ObjectInfo
+from s3stow.store.proof import Proof, choose_proof, hash_file
 
 WINDOWS = PathRules(windows=True, fold_case=True)
 POSIX = PathRules()

@@ -16,7 +16,7 @@ import boto3
 import botocore.exceptions
 import pytest
 
-from s3stow.devseaweed import SeaweedServer
+from s3stow.devserver.seaweedfs import SeaweedServer
 from s3stow.errors import ConfigError
 from tests.conftest import s3_client
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from s3stow.report.status import atomic_write_text
+from s3stow.localfiles import atomic_write_text
 from tests.conftest import make_tree
 
 

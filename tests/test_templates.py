@@ -15,14 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3stow.config import load_settings
+from s3stow.config import DEFAULT_FOLDER_TYPES, load_settings
 from s3stow.errors import ConfigError, SourceError
-from s3stow.foldertypes import DEFAULT_FOLDER_TYPES, select_folder_types
-from s3stow.keys import MAX_KEY_BYTES, UnsafeKeyError, parse_target
 from s3stow.models import PlannedUpload, SourceFile
-from s3stow.plan import Planner, Refused
-from s3stow.select import Selector
-from s3stow.templates import KeyTemplate, parse_file_time, sanitise_key
+from s3stow.plan.foldertypes import select_folder_types
+from s3stow.plan.keys import MAX_KEY_BYTES, UnsafeKeyError, parse_target
+from s3stow.plan.planner import Planner, Refused
+from s3stow.plan.select import Selector
+from s3stow.plan.templates import KeyTemplate, parse_file_time, sanitise_key
 from tests.conftest import make_tree
 
 MTIME = int(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp() * 1e9)
@@ -350,7 +350,7 @@ KEY_TEXT = st.lists(st.sampled_from(PIECES), max_size=30).map("".join) | st.text
 
 @given(KEY_TEXT, st.sampled_from(["", "p/", "e\u0301/", "a"]))
 def test_sanitise_key_shortcut_agrees_with_the_general_path(key: str, prefix: str) -> None:
-    from s3stow.templates import _sanitise_general, sanitise_key
+    from s3stow.plan.templates import _sanitise_general, sanitise_key
 
     def outcome(function: Callable[..., str]) -> str:
         try:

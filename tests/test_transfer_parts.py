@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from s3stow import checksums
 from s3stow.config import Settings
-from s3stow.devserver import LocalS3Server
+from s3stow.devserver.moto import LocalS3Server
 from s3stow.errors import Interrupted, SourceChanged, TransferError
 from s3stow.models import SourceFile
+from s3stow.store import checksums
 from s3stow.store.base import WriteOptions
 from s3stow.store.body import FileRange
 from s3stow.transfer.bodies import (

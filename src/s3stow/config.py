@@ -17,8 +17,30 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from s3stow.errors import ConfigError
-from s3stow.foldertypes import DEFAULT_FOLDER_TYPES
 from s3stow.units import GiB, MiB, parse_concurrency, parse_size
+
+# The seed project's folder types and their extensions (the project layout's default).
+DEFAULT_FOLDER_TYPES: dict[str, list[str]] = {
+    "reels": [".mp4", ".json", ".csv", ".gpx"],
+    "config": [".yaml", ".yml", ".json", ".txt"],
+    "gis_data": [
+        ".shp",
+        ".shx",
+        ".dbf",
+        ".prj",
+        ".cpg",
+        ".geojson",
+        ".gpkg",
+        ".kml",
+        ".kmz",
+        ".tif",
+        ".tiff",
+        ".csv",
+        ".json",
+    ],
+    "logs": [".log", ".txt", ".csv", ".json"],
+    "report": [".pdf", ".html", ".docx", ".xlsx", ".csv", ".png", ".jpg", ".md"],
+}
 
 ENV_PREFIX = "S3STOW_"
 MIN_PART = 5 * MiB

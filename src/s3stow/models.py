@@ -248,3 +248,25 @@ class RunSummary:
             "concurrency": self.concurrency,
             "groups": self.groups,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed ``s3://bucket/prefix`` destination."""
+
+    bucket: str
+    prefix: str  # "" or ending with "/"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+# The error class of a file the layout leaves out (outside every folder type).
+LAYOUT = "Layout"
+# Skips that are no failure, by error class: counted and named under -v with this reason.
+INFORMATIONAL_SKIPS = {
+    "Symlink": "symlink",
+    "SpecialFile": "special file",
+    LAYOUT: "outside the layout",
+}

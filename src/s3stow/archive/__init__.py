@@ -4,6 +4,8 @@
 finds each row's local file and its true extension; ``archiver`` streams rows
 through the upload engine and writes ``archive_url`` back in batches;
 ``report`` gives statistics and verification; ``demo`` builds a sample.
+
+Runs on the engine (``transfer``) and ``restore``; never imports ``cli``.
 """
 
 DEFAULT_TEMPLATE = "cache/{created_at:%Y}/{created_at:%m}/{md5}.{ext}"

@@ -23,12 +23,12 @@ from pathlib import Path
 from s3stow.archive import DEFAULT_TEMPLATE
 from s3stow.archive.locate import locate
 from s3stow.archive.table import MediaRow, MediaTable
-from s3stow.collisions import KeyClaims
-from s3stow.keys import Target, UnsafeKeyError
 from s3stow.logs import warn_each
-from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, Target, UploadResult
+from s3stow.plan.collisions import KeyClaims
+from s3stow.plan.keys import UnsafeKeyError
+from s3stow.plan.templates import KeyTemplate
 from s3stow.report.observer import Observer
-from s3stow.templates import KeyTemplate
 from s3stow.transfer.engine import Uploader
 
 log = logging.getLogger(__name__)

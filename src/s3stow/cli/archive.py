@@ -23,7 +23,7 @@ from s3stow.cli.restore import (
     WaitOpt,
 )
 from s3stow.errors import ConfigError, ExitCode
-from s3stow.keys import parse_target
+from s3stow.plan.keys import parse_target
 
 if TYPE_CHECKING:
     from s3stow.archive.table import MediaTable

@@ -10,11 +10,11 @@ import typer
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError, ExitCode
-from s3stow.keys import normalise_prefix, validate_bucket
+from s3stow.plan.keys import normalise_prefix, validate_bucket
 from s3stow.units import format_size
 
 if TYPE_CHECKING:
-    from s3stow.bucket import Change
+    from s3stow.tools.bucket import Change
 
 bucket_app = typer.Typer(
     rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
@@ -89,8 +89,8 @@ def setup(
     dry_run: Annotated[bool, Opt("--dry-run", help="Show what would change.")] = False,
 ) -> None:
     """Create the bucket if missing and bring each setting to what was asked."""
-    from s3stow.bucket import BucketAdmin, BucketSpec
     from s3stow.store.client import make_client
+    from s3stow.tools.bucket import BucketAdmin, BucketSpec
 
     options: GlobalOptions = ctx.obj
     validate_bucket(bucket)
@@ -212,8 +212,8 @@ def check(
     ] = None,
 ) -> None:
     """Show the bucket's region, settings, contents and incomplete uploads."""
-    from s3stow.bucket import UNSUPPORTED, BucketAdmin, Unsupported
     from s3stow.store.client import make_client
+    from s3stow.tools.bucket import UNSUPPORTED, BucketAdmin, Unsupported
 
     options: GlobalOptions = ctx.obj
     validate_bucket(bucket)

@@ -39,14 +39,14 @@ def dev_server(
     ] = None,
 ) -> None:
     """Run a local S3 server until Ctrl+C or SIGTERM."""
-    from s3stow.devseaweed import (
+    from s3stow.devserver.seaweedfs import (
         ENGINES,
         default_engine,
         describe_engine,
         local_server,
         port_is_free,
     )
-    from s3stow.devsnapshot import MANIFEST, load_snapshot, save_snapshot
+    from s3stow.devserver.snapshot import MANIFEST, load_snapshot, save_snapshot
 
     chosen = engine or default_engine()
     if chosen not in ENGINES:

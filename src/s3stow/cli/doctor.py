@@ -10,7 +10,7 @@ import typer
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
 from s3stow.errors import ExitCode
-from s3stow.keys import parse_target
+from s3stow.plan.keys import parse_target
 
 
 def doctor(
@@ -24,7 +24,7 @@ def doctor(
     ] = None,
 ) -> None:
     """Check credentials, endpoint, clock, bucket and permissions before a long job."""
-    from s3stow.doctor import run_checks
+    from s3stow.tools.doctor import run_checks
 
     options: GlobalOptions = ctx.obj
     target = parse_target(destination) if destination else None

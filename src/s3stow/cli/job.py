@@ -15,15 +15,15 @@ from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
-from s3stow.keys import Target, parse_target
-from s3stow.models import PlannedUpload, Refused, Skipped, SourceFile
+from s3stow.models import PlannedUpload, Refused, Skipped, SourceFile, Target
+from s3stow.plan.keys import parse_target
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from s3stow.config import Settings
     from s3stow.job.queue import JobQueue
-    from s3stow.plan import Planner
+    from s3stow.plan.planner import Planner
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,8 @@ def plan(
     keys: KeyOptions,
 ) -> None:
     """Discover files and enqueue them (idempotent: only new or changed items)."""
-    from s3stow.discover import check_sources, discover
-    from s3stow.plan import Planner
+    from s3stow.plan.discover import check_sources, discover
+    from s3stow.plan.planner import Planner
 
     options: GlobalOptions = ctx.obj
     if len(paths) < 2:
@@ -279,8 +279,8 @@ def _work(
     from s3stow.job.queue import JobQueue
     from s3stow.job.worker import JobWorker
     from s3stow.ledger.sql import open_ledger_database
+    from s3stow.plan.retries import run_settings
     from s3stow.report.metrics import metrics_for, serving
-    from s3stow.retry_plan import run_settings
     from s3stow.transfer.engine import Uploader
 
     base = options.settings(ledger=ledger, metrics_port=metrics_port, metrics_host=metrics_host)

@@ -14,12 +14,11 @@ from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, key_options
 from s3stow.errors import ConfigError, ExitCode
-from s3stow.keys import Target
-from s3stow.models import RunSummary, Status
+from s3stow.models import RunSummary, Status, Target
 
 if TYPE_CHECKING:
     from s3stow.ledger import Ledger
-    from s3stow.retry_plan import RetryBatch
+    from s3stow.plan.retries import RetryBatch
 
 
 Opt = typer.Option
@@ -102,9 +101,9 @@ def retry(
     repair keys a failed run got wrong.
     """
     from s3stow.cli.upload import default_ledger
-    from s3stow.failures import read_failures
     from s3stow.ledger import open_ledger
-    from s3stow.retry_plan import from_failures, from_ledger
+    from s3stow.plan.failures import read_failures
+    from s3stow.plan.retries import from_failures, from_ledger
 
     options: GlobalOptions = ctx.obj
     overrides: dict[str, Any] = {
@@ -257,7 +256,7 @@ def _report_parse(
 def _list_failures(
     ledger: Ledger, *, run: str | None, options: GlobalOptions, console: Console
 ) -> None:
-    from s3stow.retry_plan import category
+    from s3stow.plan.retries import category
 
     counts: Counter[tuple[str, str]] = Counter()
     latest: dict[tuple[str, str], str] = {}

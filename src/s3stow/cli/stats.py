@@ -47,7 +47,7 @@ def stats(
     from s3stow.cli.upload import default_ledger
     from s3stow.ledger import open_ledger
     from s3stow.ledger.queries import GroupTotals, failures_by_error, totals_by
-    from s3stow.retry_plan import category
+    from s3stow.plan.retries import category
 
     options: GlobalOptions = ctx.obj
     settings = options.settings(ledger=ledger)

@@ -21,8 +21,8 @@ from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode, S3StowError
-from s3stow.keys import parse_target
 from s3stow.models import RunSummary
+from s3stow.plan.keys import parse_target
 
 if TYPE_CHECKING:
     from s3stow.config import Settings

@@ -15,13 +15,13 @@ from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
-from s3stow.keys import Target, parse_target
-from s3stow.models import PlannedUpload
+from s3stow.models import PlannedUpload, Target
+from s3stow.plan.keys import parse_target
 
 if TYPE_CHECKING:
     from s3stow.config import Settings
     from s3stow.ledger import Ledger
-    from s3stow.verify import Finding
+    from s3stow.tools.verify import Finding
 
 
 Opt = typer.Option
@@ -67,7 +67,7 @@ def verify(
     from s3stow.cli.upload import default_ledger
     from s3stow.ledger import open_ledger
     from s3stow.store.s3 import S3Store
-    from s3stow.verify import OK, ordered, verify_tree
+    from s3stow.tools.verify import OK, ordered, verify_tree
 
     options: GlobalOptions = ctx.obj
     if len(paths) < 2:
@@ -121,7 +121,7 @@ def verify(
 def _print(
     findings: list[Finding], counts: Counter[str], options: GlobalOptions, *, deep: bool
 ) -> None:
-    from s3stow.verify import OK
+    from s3stow.tools.verify import OK
 
     if options.json:
         print(
@@ -200,7 +200,7 @@ def _fix(
 
 def _fixable(finding: Finding) -> bool:
     """Whether ``--fix`` re-uploads it: a local file whose object is missing or differs."""
-    from s3stow.verify import FIXABLE
+    from s3stow.tools.verify import FIXABLE
 
     return finding.kind in FIXABLE and finding.source is not None
 

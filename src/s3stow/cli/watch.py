@@ -14,7 +14,7 @@ from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, pattern_options
 from s3stow.errors import ConfigError, ExitCode
-from s3stow.keys import parse_target
+from s3stow.plan.keys import parse_target
 
 if TYPE_CHECKING:
     from s3stow.report.observer import Observer
@@ -100,8 +100,8 @@ def watch(
     from s3stow.ledger.lock import run_lock
     from s3stow.report.console import FailureLines, JsonEvents
     from s3stow.report.metrics import metrics_for, serving
+    from s3stow.tools.watch import Watcher
     from s3stow.transfer.engine import Uploader
-    from s3stow.watch import Watcher
 
     options: GlobalOptions = ctx.obj
     if not directory.is_dir():

@@ -7,4 +7,6 @@ claim-upload-record loop through the same engine as ``upload``, with ``ledger``
 holding outcomes for the queue's transaction; ``splitqueue``, ``completions``,
 ``orphans`` and ``split`` share one large file's multipart upload between workers.
 The state machine is in docs/scale-out.md.
+
+Runs on the engine (``transfer``) and the ledger; never imports ``cli``.
 """

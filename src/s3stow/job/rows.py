@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from s3stow.fileid import FileIdentity
 from s3stow.job import schema
+from s3stow.localfiles import FileIdentity
 
 UPLOADS, PARTS, ITEMS = schema.job_uploads, schema.job_parts, schema.job_items
 ACTIVE = ("parts", "completing", "restarting")  # an upload in these states is in S3

@@ -3,7 +3,7 @@
 A worker that claims an item at least the job's split threshold does not upload it
 alone: it creates the multipart upload and records one work row per part
 (``SplitQueue.open``), with the file's identity (size, mtime, inode change time,
-inode: ``fileid.py``). Every worker then serves, before new items: uploads left to
+inode: ``localfiles.FileIdentity``). Every worker then serves, before new items: uploads left to
 abort, completions and restarts, then parts. A part is read from the shared file,
 checksummed and sent only while the file keeps its identity; its ETag and checksum
 are recorded only while its upload still has the id it was sent to. The completer
@@ -25,15 +25,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
-from s3stow import checksums
 from s3stow.errors import SourceChanged, TransferError
-from s3stow.fileid import FileIdentity, differences, identify
 from s3stow.job.rows import Claimed, ClaimedPart, SplitFile, UploadWork
 from s3stow.job.splitqueue import SplitQueue
-from s3stow.keys import Target
 from s3stow.ledger.sql import ItemRecord
-from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, UploadResult
+from s3stow.localfiles import FileIdentity
+from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, Target, UploadResult
 from s3stow.report.observer import Observer
+from s3stow.store import checksums
 from s3stow.store.body import UNREADABLE
 from s3stow.transfer.bodies import buffered_size
 from s3stow.transfer.context import TransferContext
@@ -52,7 +51,7 @@ def _source(file: SplitFile) -> SourceFile:
 def check_identity(path: str | Path, expected: FileIdentity) -> None:
     """Raise ``SourceChanged`` unless the file still has ``expected``'s identity."""
     try:
-        changed = differences(expected, identify(path))
+        changed = expected.changes(FileIdentity.at(path))
     except OSError as exc:
         raise SourceChanged(f"cannot read {path}: {exc.strerror}") from None
     if changed:

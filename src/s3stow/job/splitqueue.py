@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, exists, func, insert, select, tuple_, update
 
-from s3stow.fileid import FileIdentity
 from s3stow.job.completions import Completions
 from s3stow.job.db import JobDatabase
 from s3stow.job.orphans import Orphans
@@ -34,6 +33,7 @@ from s3stow.job.rows import (
     lock_upload,
     split_files,
 )  # fmt: skip
+from s3stow.localfiles import FileIdentity
 
 
 class SplitQueue:

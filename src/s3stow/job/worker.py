@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from s3stow.errors import TransferError
-from s3stow.fileid import FileIdentity, differences, identify, of_stat
 from s3stow.job.ledger import JobLedger
 from s3stow.job.queue import JobQueue, Outcome
 from s3stow.job.rows import Claimed
 from s3stow.job.split import SplitUploads
-from s3stow.keys import Target
 from s3stow.ledger.sql import ItemRecord
-from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.localfiles import FileIdentity
+from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, Target, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.transfer.engine import Uploader, new_run_id
 
@@ -197,7 +196,7 @@ class JobWorker:
                 path, item.rel_path, info.st_size, info.st_mtime_ns, path.parent, item.grp or ""
             )
             if self.split_above is not None and source.size >= self.split_above:
-                outcome = self._open_split(item, source, of_stat(info))
+                outcome = self._open_split(item, source, FileIdentity.of(info).without_device())
                 if outcome is None:
                     settled.add(item.id)
                 else:
@@ -275,7 +274,9 @@ class JobWorker:
         if not wrote:
             return
         try:
-            changed = differences(FileIdentity(source.size, source.mtime_ns), identify(source.path))
+            changed = FileIdentity(source.size, source.mtime_ns).changes(
+                FileIdentity.at(source.path)
+            )
         except OSError:
             return  # deleted: the next plan marks it gone
         if (changed or outcome.error_class == "SourceChanged") and self.queue.requeue_done(

@@ -2,6 +2,8 @@
 
 ``schema`` holds the tables (one schema for SQLite and PostgreSQL), ``sql``
 the ``Ledger`` that reads them and writes outcomes in batches.
+
+Imports only the base modules (and ``store`` values); never the stages above or ``cli``.
 """
 
 from s3stow.ledger.sql import Ledger, LedgerEntry, MultipartState, open_ledger

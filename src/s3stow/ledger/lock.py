@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.errors import LedgerError
-from s3stow.keys import Target
 from s3stow.ledger.database import SqlAlchemyDatabase, SqliteDatabase
 from s3stow.ledger.marker import APPLICATION_ID
 from s3stow.ledger.sql import Ledger
+from s3stow.models import Target
 
 _HINT = (
     "wait for that run to end (its lock ends with its process), or use another --ledger "

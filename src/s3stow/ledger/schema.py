@@ -104,7 +104,7 @@ multipart = Table(
     Column("part_size", BigInteger, nullable=False),
     Column("checksum_algorithm", String(16)),
     Column("created_at", Float, nullable=False),
-    # The file's identity when the upload started (transfer.context.FileIdentity).
+    # The file's identity when the upload started (localfiles.FileIdentity.file_id).
     Column("ctime_ns", BigInteger),
     Column("file_id", String(80)),
     PrimaryKeyConstraint("bucket", "key", name="pk_multipart"),

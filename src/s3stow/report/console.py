@@ -19,7 +19,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.table import Table
 
-from s3stow.keys import display_path
+from s3stow.localfiles import display_path
 from s3stow.logs import redact
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer

@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from s3stow import __version__
 from s3stow.errors import ConfigError
-from s3stow.models import Decision, Reason, Skipped, SourceFile, Status, UploadResult
+from s3stow.models import (
+    INFORMATIONAL_SKIPS,
+    Decision,
+    Reason,
+    Skipped,
+    SourceFile,
+    Status,
+    UploadResult,
+)
 from s3stow.report.observer import Observer
 
 if TYPE_CHECKING:
@@ -171,9 +179,8 @@ class RunMetrics(Observer):
         self.discovered_bytes.labels(group).inc(source.size)
 
     def on_skipped_path(self, skipped: Skipped) -> None:
-        from s3stow.transfer.engine import _INFORMATIONAL
 
-        if skipped.error_class in _INFORMATIONAL:  # the others fail, and arrive as results
+        if skipped.error_class in INFORMATIONAL_SKIPS:  # the others fail, and arrive as results
             self.files.labels("(none)", "skipped").inc()
 
     def on_decision(self, decision: Decision) -> None:

@@ -4,4 +4,7 @@
 (verification tiers), ``download`` (one GET or resumable ranged GETs), ``glacier``
 (archived objects), ``worker`` (one item to its outcome), ``engine`` (``Restorer``),
 ``report`` (``RestoreSummary``).
+
+Uses the store, the ledger and ``plan``'s selection and proof; never ``transfer``'s
+engine internals or ``cli``.
 """

@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from s3stow.errors import TransferError
-from s3stow.proof import Proof, choose_proof, hash_file
 from s3stow.restore.plan import RestoreItem
 from s3stow.store.base import ObjectInfo
+from s3stow.store.proof import Proof, choose_proof, hash_file
 from s3stow.transfer.context import TransferContext
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

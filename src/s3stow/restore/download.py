@@ -29,7 +29,6 @@ from pathlib import Path
 
 from s3stow.errors import Interrupted, TransferError
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord
-from s3stow.proof import Hasher, Proof
 from s3stow.restore.check import (
     check_md5,
     file_md5,
@@ -43,6 +42,7 @@ from s3stow.restore.glacier import archived_unreadable
 from s3stow.restore.paths import ensure_inside, temp_path
 from s3stow.restore.plan import RestoreItem
 from s3stow.store.base import ObjectBody, ObjectInfo
+from s3stow.store.proof import Hasher, Proof
 from s3stow.transfer.context import TransferContext
 from s3stow.transfer.parts import choose_part_size, part_ranges
 

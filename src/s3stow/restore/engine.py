@@ -25,17 +25,17 @@ from pathlib import Path
 
 from s3stow.config import Settings
 from s3stow.errors import ConfigError, S3StowError
-from s3stow.keys import Target, parse_target
 from s3stow.ledger import Ledger
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger
-from s3stow.models import Decision, Reason, Status, UploadResult
+from s3stow.models import Decision, Reason, Status, Target, UploadResult
+from s3stow.plan.keys import parse_target
+from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
 from s3stow.restore import glacier
 from s3stow.restore.paths import PathRules
 from s3stow.restore.plan import RestoreItem, RestorePlanner, decide
 from s3stow.restore.report import RestoreSummary
 from s3stow.restore.worker import RestoreOptions, RestoreWorker
-from s3stow.select import Selector
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.dryrun import DryRunStore
 from s3stow.store.observed import ObservedStore, RequestObserver

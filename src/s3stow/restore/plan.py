@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from s3stow.discover import ROOT_GROUP
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.plan.discover import ROOT_GROUP
+from s3stow.plan.select import Selector
 from s3stow.restore.glacier import archived
 from s3stow.restore.paths import PathClaims, PathRules, UnsafePath, local_path, relative_parts
-from s3stow.select import Selector
 from s3stow.store.base import ObjectInfo
 
 

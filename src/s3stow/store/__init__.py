@@ -3,6 +3,8 @@
 ``base`` defines the protocol and the values it returns; ``s3`` implements it
 with botocore and translates every botocore error into the s3stow tree;
 ``dryrun`` refuses writes so a dry run provably sends none.
+
+Imports only the base modules; never the ledger, the stages above or ``cli``.
 """
 
 from s3stow.store.base import ObjectInfo, ObjectStore, PartInfo, PutResult, WriteOptions

@@ -10,8 +10,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from s3stow.checksums import Digest
 from s3stow.store.body import FileRange
+from s3stow.store.checksums import Digest
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from s3stow.checksums import crc_function
 from s3stow.errors import SourceChanged, TransferError
+from s3stow.store.checksums import crc_function
 
 CHUNK = 1024 * 1024
 UNREADABLE = ("PermissionDenied", "ReadError")  # codes of a file that cannot be read

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
-from s3stow.checksums import Digest
 from s3stow.store.base import (
     ObjectBody,
     ObjectInfo,
@@ -26,6 +25,7 @@ from s3stow.store.base import (
     WriteOptions,
 )
 from s3stow.store.body import FileRange
+from s3stow.store.checksums import Digest
 
 T = TypeVar("T")
 

@@ -18,12 +18,12 @@ from urllib.parse import quote
 
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
-from s3stow.checksums import Digest
 from s3stow.config import Settings
 from s3stow.errors import S3StowError
 from s3stow.store.base import ObjectBody, ObjectInfo, PartInfo, PutResult, WriteOptions
 from s3stow.store.body import FileRange
 from s3stow.store.capture import Recorder, connection_of
+from s3stow.store.checksums import Digest
 from s3stow.store.client import make_client, make_session
 from s3stow.store.wire import CHECKSUM_FIELDS, put_headers, query_args, response_from_headers
 

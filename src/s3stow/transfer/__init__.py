@@ -5,4 +5,7 @@ takes one decided file to its outcome; ``single`` and ``multipart`` upload one
 file; ``context`` holds what a run's transfers share; ``limits`` bounds
 concurrent requests (AIMD on throttling) and bytes in memory; ``retry``
 re-attempts transient failures; ``parts`` chooses part sizes.
+
+Imports the base modules, ``store``, ``ledger``, ``plan`` and the observer hooks of
+``report``; never the tools or ``cli``.
 """

@@ -16,12 +16,13 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-from s3stow import checksums
-from s3stow.checksums import Digest
 from s3stow.errors import SourceChanged, TransferError
+from s3stow.localfiles import FileIdentity
 from s3stow.models import SourceFile
+from s3stow.store import checksums
 from s3stow.store.body import FileRange, hash_range, read_range
-from s3stow.transfer.context import FileIdentity, TransferContext, ensure_unchanged
+from s3stow.store.checksums import Digest
+from s3stow.transfer.context import TransferContext, ensure_unchanged
 from s3stow.units import MiB
 
 STREAM_ABOVE = 1 * MiB  # bodies at least this large are streamed, not buffered

@@ -27,6 +27,7 @@ from s3stow import __version__
 from s3stow.config import Settings, wants_etag_check
 from s3stow.errors import SourceChanged
 from s3stow.ledger import Ledger
+from s3stow.localfiles import FileIdentity
 from s3stow.models import SourceFile
 from s3stow.store.base import ObjectStore, WriteOptions
 from s3stow.transfer.limits import MemoryBudget, RequestLimiter
@@ -101,42 +102,6 @@ def _guess_by_suffix(suffixes: str) -> str | None:
 def _guess_type(name: str) -> str | None:
     dot = name.find(".", 1)
     return _guess_by_suffix(name[dot:]) if dot > 0 else mimetypes.guess_type(name)[0]
-
-
-# Windows: st_ctime is the creation time (os.stat documents it), not a change time.
-_HAS_CHANGE_TIME = os.name != "nt"
-
-
-@dataclass(frozen=True, slots=True)
-class FileIdentity:
-    """What tells one version of a file from another without reading it."""
-
-    size: int
-    mtime_ns: int
-    ctime_ns: int | None = None  # last status change (POSIX); None where the OS has none
-    file_id: str | None = None  # "device:inode" (volume serial:file index on Windows)
-
-    @classmethod
-    def of(cls, info: os.stat_result) -> FileIdentity:
-        return cls(
-            info.st_size,
-            info.st_mtime_ns,
-            info.st_ctime_ns if _HAS_CHANGE_TIME else None,
-            f"{info.st_dev}:{info.st_ino}" if info.st_ino else None,
-        )
-
-    def changes(self, now: FileIdentity) -> list[str]:
-        """What differs in ``now`` (a field is compared only when both have it)."""
-        moved = []
-        if now.size != self.size:
-            moved.append(f"size {self.size} -> {now.size}")
-        if now.mtime_ns != self.mtime_ns:
-            moved.append("modification time moved")
-        if None not in (self.ctime_ns, now.ctime_ns) and now.ctime_ns != self.ctime_ns:
-            moved.append("status-change time moved: written to in place")
-        if None not in (self.file_id, now.file_id) and now.file_id != self.file_id:
-            moved.append("another file at that path (new inode)")
-        return moved
 
 
 def _stat(source: SourceFile) -> os.stat_result:

@@ -24,15 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from s3stow.ahead import RunAhead
-from s3stow.collisions import KeyClaims
-from s3stow.compare import RemoteIndex, decide
 from s3stow.config import Settings
-from s3stow.discover import LAYOUT, check_sources, discover
 from s3stow.errors import LedgerError, S3StowError
-from s3stow.keys import Target, build_key, local_key, parse_target
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import (
+    INFORMATIONAL_SKIPS,
     Decision,
     Duplicate,
     PlannedUpload,
@@ -42,10 +38,16 @@ from s3stow.models import (
     Skipped,
     SourceFile,
     Status,
+    Target,
     UploadResult,
 )
-from s3stow.ownfiles import working_files
-from s3stow.plan import Planner, describe_sources, key_claims
+from s3stow.plan.ahead import RunAhead
+from s3stow.plan.collisions import KeyClaims
+from s3stow.plan.compare import RemoteIndex, decide
+from s3stow.plan.discover import check_sources, discover
+from s3stow.plan.keys import build_key, local_key, parse_target
+from s3stow.plan.ownfiles import working_files
+from s3stow.plan.planner import Planner, describe_sources, key_claims
 from s3stow.report.observer import Fanout, Observer
 from s3stow.store.base import ObjectStore
 from s3stow.store.dryrun import DryRunStore
@@ -60,11 +62,6 @@ log = logging.getLogger(__name__)
 _BATCH = 256
 _OWN_KEY = frozenset({"UnsafeKey", "SourceMissing"})  # refusals recorded under their key
 # Skipped paths that are no failure, by how the summary names them.
-_INFORMATIONAL = {
-    "Symlink": "symlink",
-    "SpecialFile": "special file",
-    LAYOUT: "outside the layout",
-}
 
 
 def new_run_id() -> str:
@@ -109,7 +106,7 @@ class Uploader:
         ``BUCKET_NAME`` (required unless a target is given later), ``PREFIX``,
         ``MAX_RETRIES`` (file-level retries) and ``RETRY_BASE_DELAY``.
         """
-        from s3stow.envcompat import settings_and_target_from_env
+        from s3stow.transfer.envcompat import settings_and_target_from_env
 
         settings, target = settings_and_target_from_env(env)
         return cls(settings, default_target=target, **kwargs)
@@ -430,7 +427,7 @@ class Uploader:
             if isinstance(found, Skipped):
                 self.observer.on_skipped_path(found)
                 summary.files += 1
-                why = _INFORMATIONAL.get(found.error_class)
+                why = INFORMATIONAL_SKIPS.get(found.error_class)
                 if why is not None:
                     log.info("skipped %s: %s", found.path, found.reason)
                     summary.skip_reasons[why] = summary.skip_reasons.get(why, 0) + 1

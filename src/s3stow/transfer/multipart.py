@@ -6,7 +6,7 @@ run the same upload id is reused: ListParts is checked against the ledger and
 only missing parts are sent. Parts are read and hashed independently (the
 full-object CRC is combined from the part CRCs, so resumed parts are not re-read)
 and uploaded concurrently in the shared part pool. The file's identity
-(``context.FileIdentity``) is taken before the first part is read, recorded with the
+(``localfiles.FileIdentity``) is taken before the first part is read, recorded with the
 upload id, and compared after the last part is sent, before Complete: a file that
 changed (even rewritten in place with its mtime put back) is ``SourceChanged`` and its
 upload aborted. An upload whose file changed between runs, or whose id S3 no longer
@@ -21,19 +21,15 @@ import logging
 from concurrent.futures import Future, wait
 from dataclasses import replace
 
-from s3stow import checksums
-from s3stow.checksums import Digest
 from s3stow.errors import Interrupted, LedgerError, SourceChanged, TransferError
 from s3stow.ledger import MultipartState
+from s3stow.localfiles import FileIdentity
 from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, UploadResult
+from s3stow.store import checksums
 from s3stow.store.base import PartInfo
+from s3stow.store.checksums import Digest
 from s3stow.transfer.bodies import blame_the_file, buffered_size, check_etag, prepare_body
-from s3stow.transfer.context import (
-    FileIdentity,
-    TransferContext,
-    ensure_unchanged,
-    open_identity,
-)
+from s3stow.transfer.context import TransferContext, ensure_unchanged, open_identity
 from s3stow.transfer.parts import choose_part_size, part_ranges
 
 log = logging.getLogger(__name__)
@@ -123,7 +119,7 @@ def _resume_state(
         return None, {}
     source = item.source
     wanted_algo = None if ctx.compat else ctx.settings.checksum
-    recorded = FileIdentity(state.size, state.mtime_ns, state.ctime_ns, state.file_id)
+    recorded = FileIdentity.recorded(state.size, state.mtime_ns, state.ctime_ns, state.file_id)
     if (
         recorded.changes(identity)
         or state.part_size != part_size

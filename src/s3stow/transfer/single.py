@@ -12,9 +12,9 @@ checked before the request and after S3's answer: a file that changed meanwhile 
 
 from __future__ import annotations
 
-from s3stow import checksums
 from s3stow.errors import TransferError
 from s3stow.models import PlannedUpload, Status, UploadResult
+from s3stow.store import checksums
 from s3stow.transfer.bodies import Body, blame_the_file, buffered_size, check_etag, prepare_body
 from s3stow.transfer.context import TransferContext, ensure_unchanged, open_identity
 

@@ -16,7 +16,6 @@ import logging
 import threading
 from dataclasses import replace
 
-from s3stow.compare import remote_matches
 from s3stow.config import Settings
 from s3stow.errors import (
     AuthError,
@@ -27,6 +26,7 @@ from s3stow.errors import (
     SourceChanged,
 )
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
+from s3stow.plan.compare import remote_matches
 from s3stow.report.observer import Observer
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.transfer.context import TransferContext

@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 
 from s3stow.errors import ConfigError
+from s3stow.localfiles import display_path
+from s3stow.models import Target
 
 MAX_KEY_BYTES = 1024
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -29,18 +30,6 @@ _WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:\\|\\\\")  # C:\... or \\server\share
 
 class UnsafeKeyError(ValueError):
     """A key that must not be uploaded; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A parsed ``s3://bucket/prefix`` destination."""
-
-    bucket: str
-    prefix: str  # "" or ending with "/"
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
 
 
 def validate_bucket(name: str) -> str:
@@ -87,11 +76,6 @@ def local_key(path: Path) -> str:
     UTF-8 written ``\\xNN``. No object key starts with ``/`` (POSIX) and none with a
     drive or a share (``C:\\``, ``\\\\``: Windows), so the two never meet."""
     return display_path(Path(os.path.abspath(path)))
-
-
-def display_path(path: Path) -> str:
-    """``path`` as valid text for messages and the ledger (not-UTF-8 bytes as ``\\xNN``)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def is_local_key(key: str) -> bool:

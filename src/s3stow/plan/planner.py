@@ -19,14 +19,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from s3stow.collisions import KeyClaims
 from s3stow.config import Settings
 from s3stow.errors import ConfigError
-from s3stow.foldertypes import extension_sets, select_folder_types
-from s3stow.keys import Target, UnsafeKeyError
-from s3stow.models import Duplicate, PlannedUpload, Refused, Source, SourceFile
-from s3stow.select import Selector
-from s3stow.templates import LAYOUTS, KeyTemplate, run_timestamp
+from s3stow.models import Duplicate, PlannedUpload, Refused, Source, SourceFile, Target
+from s3stow.plan.collisions import KeyClaims
+from s3stow.plan.foldertypes import extension_sets, select_folder_types
+from s3stow.plan.keys import UnsafeKeyError
+from s3stow.plan.select import Selector
+from s3stow.plan.templates import LAYOUTS, KeyTemplate, run_timestamp
 
 if TYPE_CHECKING:
     import pathspec

@@ -14,7 +14,8 @@ from typing import Any
 
 from s3stow.config import Settings, load_settings
 from s3stow.errors import ConfigError
-from s3stow.keys import Target, normalise_prefix, validate_bucket
+from s3stow.models import Target
+from s3stow.plan.keys import normalise_prefix, validate_bucket
 
 _TRUE = {"1", "true", "yes", "on"}
 

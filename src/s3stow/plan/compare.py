@@ -17,12 +17,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from s3stow import checksums
 from s3stow.config import Settings
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import Decision, PlannedUpload, Reason, Status
-from s3stow.proof import choose_proof, hash_file
+from s3stow.store import checksums
 from s3stow.store.base import ObjectInfo, ObjectStore
+from s3stow.store.proof import choose_proof, hash_file
 
 
 class RemoteIndex:

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.config import Settings
-from s3stow.failures import FailedItem, resolve_local
-from s3stow.keys import Target, UnsafeKeyError, is_local_key, normalise_prefix, validate_bucket
 from s3stow.ledger import Ledger, LedgerEntry
-from s3stow.models import PlannedUpload, SourceFile, Status, UploadResult
-from s3stow.plan import Duplicate, Planner, Refused
-from s3stow.templates import sanitise_key
+from s3stow.models import PlannedUpload, SourceFile, Status, Target, UploadResult
+from s3stow.plan.failures import FailedItem, resolve_local
+from s3stow.plan.keys import UnsafeKeyError, is_local_key, normalise_prefix, validate_bucket
+from s3stow.plan.planner import Duplicate, Planner, Refused
+from s3stow.plan.templates import sanitise_key
 
 RETRY_GROUP = "retry"
 # Failures a failures file names with a key that is not the file's own to send.

@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from s3stow.errors import ConfigError
-from s3stow.keys import MAX_KEY_BYTES, UnsafeKeyError, check_key
 from s3stow.logs import warn_each
 from s3stow.models import SourceFile
+from s3stow.plan.keys import MAX_KEY_BYTES, UnsafeKeyError, check_key
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from s3stow.errors import SourceError
-from s3stow.models import Skipped, Source, SourceFile
-from s3stow.ownfiles import OwnFiles
+from s3stow.models import LAYOUT, Skipped, Source, SourceFile
+from s3stow.plan.ownfiles import OwnFiles
 
 Found = SourceFile | Skipped
 log = logging.getLogger(__name__)
 INVALID_NAME = "InvalidName"
-LAYOUT = "Layout"
 
 
 def check_sources(sources: Iterable[Path | Source]) -> list[Path | Source]:

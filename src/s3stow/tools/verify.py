@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from s3stow.compare import remote_matches
 from s3stow.config import Settings
-from s3stow.discover import check_sources, discover
-from s3stow.keys import Target
 from s3stow.ledger import Ledger, LedgerEntry
-from s3stow.models import PlannedUpload, SourceFile, Status
-from s3stow.plan import Planner, Refused
+from s3stow.models import PlannedUpload, SourceFile, Status, Target
+from s3stow.plan.compare import remote_matches
+from s3stow.plan.discover import check_sources, discover
+from s3stow.plan.planner import Planner, Refused
 from s3stow.store.base import ObjectInfo, ObjectStore
 
 OK = "ok"

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from s3stow.report.status import atomic_write_text
+from s3stow.localfiles import atomic_write_text
 
 MANIFEST = "manifest.json"
 _ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")

@@ -33,7 +33,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from s3stow.devserver import LocalS3Server, free_port, own_process_group
+from s3stow.devserver.moto import LocalS3Server, free_port, own_process_group
 from s3stow.errors import ConfigError
 
 TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}

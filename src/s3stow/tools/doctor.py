@@ -24,10 +24,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from s3stow.bucket import BucketAdmin
 from s3stow.config import Settings
 from s3stow.errors import EndpointError, S3StowError
-from s3stow.keys import Target
+from s3stow.models import Target
 from s3stow.store.resolution import compare_fast_path, resolution
 from s3stow.store.s3 import S3Store
 from s3stow.store.translate import (
@@ -38,6 +37,7 @@ from s3stow.store.translate import (
     not_s3_error,
     translate,
 )
+from s3stow.tools.bucket import BucketAdmin
 
 SKEW_WARN = 300.0
 

@@ -20,27 +20,6 @@ from s3stow.errors import ConfigError, SourceError
 from s3stow.models import Source
 
 OUTSIDE_TYPES = "outside every folder type of the project layout"
-DEFAULT_FOLDER_TYPES: dict[str, list[str]] = {
-    "reels": [".mp4", ".json", ".csv", ".gpx"],
-    "config": [".yaml", ".yml", ".json", ".txt"],
-    "gis_data": [
-        ".shp",
-        ".shx",
-        ".dbf",
-        ".prj",
-        ".cpg",
-        ".geojson",
-        ".gpkg",
-        ".kml",
-        ".kmz",
-        ".tif",
-        ".tiff",
-        ".csv",
-        ".json",
-    ],
-    "logs": [".log", ".txt", ".csv", ".json"],
-    "report": [".pdf", ".html", ".docx", ".xlsx", ".csv", ".png", ".jpg", ".md"],
-}
 
 
 def detect_folder_types(base: Path, known: Mapping[str, Sequence[str]]) -> list[str]:

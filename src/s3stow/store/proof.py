@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from s3stow import checksums
+from s3stow.store import checksums
 from s3stow.store.base import ObjectInfo
 
 CHECKSUM_ALGORITHMS = ("crc64nvme", "crc32c", "crc32", "sha256")

@@ -1,0 +1,112 @@
+"""Local-file helpers every stage may use: a file's identity (what tells that its bytes
+may have changed without reading them), a text file replaced atomically (status
+heartbeats, snapshots) and a path shown as valid text (names that are not UTF-8).
+
+Size and mtime miss an in-place rewrite whose mtime was put back (``touch -d``, a
+restore, some copy tools) and a file replaced by another of the same size and mtime.
+The inode change time (``st_ctime`` on POSIX, moved by every write and by ``utime``
+itself) and the inode number catch both. Windows has no inode change time (there
+``st_ctime`` is the creation time, as ``os.stat`` documents): only size, mtime and the
+file index (``st_ino``) with the volume serial (``st_dev``) are compared there. A part
+unknown on either side (``None``) is not compared: a job's workers see one file through
+different mounts, so their identities carry no device.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and an atomic replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def display_path(path: Path) -> str:
+    """``path`` as valid text for messages and the ledger (not-UTF-8 bytes as ``\\xNN``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+# Windows: st_ctime is the creation time (os.stat documents it), not a change time.
+_HAS_CHANGE_TIME = os.name != "nt"
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What tells one version of a file from another without reading it."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int | None = None  # last status change (POSIX); None where the OS has none
+    inode: int | None = None  # None where the file system reports none (0)
+    device: int | None = None  # None where it must not count (another host's mount)
+
+    @classmethod
+    def of(cls, info: os.stat_result) -> FileIdentity:
+        """The identity in ``info`` (an ``os.stat`` result)."""
+        return cls(
+            info.st_size,
+            info.st_mtime_ns,
+            info.st_ctime_ns if _HAS_CHANGE_TIME else None,
+            info.st_ino or None,
+            info.st_dev if info.st_ino else None,
+        )
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> FileIdentity:
+        """The identity of the file at ``path`` now (``OSError`` if it cannot be stat'ed)."""
+        return cls.of(os.stat(Path(path)))
+
+    @property
+    def file_id(self) -> str | None:
+        """``device:inode`` as the ledger keeps it, or ``None``."""
+        if self.inode is None:
+            return None
+        return f"{self.device}:{self.inode}" if self.device is not None else str(self.inode)
+
+    @classmethod
+    def recorded(
+        cls, size: int, mtime_ns: int, ctime_ns: int | None, file_id: str | None
+    ) -> FileIdentity:
+        """An identity read back from the ledger (``file_id`` as ``file_id`` wrote it)."""
+        device, _, inode = (file_id or "").rpartition(":")
+        return cls(
+            size,
+            mtime_ns,
+            ctime_ns,
+            int(inode) if inode.isdigit() else None,
+            int(device) if device.lstrip("-").isdigit() else None,
+        )
+
+    def without_device(self) -> FileIdentity:
+        """This identity for comparing across hosts (a shared file's mounts differ)."""
+        return replace(self, device=None)
+
+    def changes(self, now: FileIdentity) -> list[str]:
+        """What differs in ``now`` (a part is compared only when both have it)."""
+        moved = []
+        if now.size != self.size:
+            moved.append(f"size {self.size} -> {now.size}")
+        if now.mtime_ns != self.mtime_ns:
+            moved.append("modification time moved")
+        if None not in (self.ctime_ns, now.ctime_ns) and now.ctime_ns != self.ctime_ns:
+            moved.append("status-change time moved: written to in place")
+        if None not in (self.inode, now.inode) and now.inode != self.inode:
+            moved.append("another file at that path (new inode)")
+        elif None not in (self.device, now.device) and now.device != self.device:
+            moved.append("another file at that path (another device)")
+        return moved
