@@ -255,3 +255,6 @@ def test_bucket_setup_check_and_doctor_on_seaweedfs(
     assert checks["bucket settings"]["status"] == "OK"
     assert "public access block unsupported" in checks["bucket settings"]["detail"]
     assert "versioning Suspended" in checks["bucket settings"]["detail"]
+    # SeaweedFS names no bucket region: say so and which region requests are signed for
+    assert "region ?" not in checks["bucket"]["detail"]
+    assert "the server names no region" in checks["bucket"]["detail"]

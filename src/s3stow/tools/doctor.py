@@ -133,8 +133,13 @@ def _bucket(client: Any, target: Target, clock: Callable[[], float]) -> Check:
     if not_s3 is not None:
         return Check("bucket", "FAIL", not_s3.message, ENDPOINT_CHECK)
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    region = headers.get("x-amz-bucket-region", "?")
-    detail = f"{target.bucket} reachable, region {region}"
+    region = headers.get("x-amz-bucket-region")
+    detail = (
+        f"{target.bucket} reachable, region {region}"
+        if region
+        else f"{target.bucket} reachable (the server names no region; "
+        f"requests are signed for {client.meta.region_name})"
+    )
     date = headers.get("date")
     if date:
         skew = clock() - parsedate_to_datetime(date).timestamp()
