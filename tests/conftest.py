@@ -17,10 +17,18 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, settings
 
 from s3stow.devserver.moto import LocalS3Server
 from s3stow.devserver.seaweedfs import SeaweedServer, seaweed_available
 from tests.faultproxy import FaultProxy
+
+# The machine that runs the suite also runs the servers and a second test process:
+# generating inputs slowly is not a failure, and examples have no deadline.
+settings.register_profile(
+    "s3stow", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("s3stow")
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

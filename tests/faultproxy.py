@@ -9,8 +9,10 @@ forward), ``reset`` (drop the connection halfway through the request body),
 (flip one byte of the request body before forwarding), ``rewrite_header``
 (change a response header, e.g. a lying ETag), ``append_query`` (forward the
 request with ``value`` added to its query string, e.g. ``max-parts=1`` to force
-small ListParts pages) and ``callback`` (forward, answer, then call a test
-function: the crash harness kills the client there). A rule with ``agent`` applies
+small ListParts pages), ``hold`` (forward only once the test calls the rule's
+``release()``: a run kept busy for as long as the test needs, however slow the
+machine) and ``callback`` (forward, answer, then call a test function: the crash
+harness kills the client there). A rule with ``agent`` applies
 only to requests whose User-Agent contains it (e.g. ``fastpath``). Every request is
 logged, with its headers, so tests can assert exactly what was sent.
 """
@@ -39,6 +41,11 @@ class Rule:
     callback: Callable[[str], None] | None = None
     agent: str = ""
     hits: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        """Let every request this ``hold`` rule keeps (and any later one) go on."""
+        self.released.set()
 
 
 @dataclass
@@ -144,6 +151,9 @@ class FaultProxy:
         body = await reader.readexactly(length) if length else b""
         if rule is not None and rule.action == "delay":
             await asyncio.sleep(rule.delay)
+        if rule is not None and rule.action == "hold":
+            while not rule.released.is_set():
+                await asyncio.sleep(0.05)
         if rule is not None and rule.action == "corrupt" and body:
             middle = len(body) // 2
             body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1 :]

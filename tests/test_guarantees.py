@@ -323,7 +323,7 @@ def test_a_foreign_postgresql_table_is_refused(postgres_url: str) -> None:
 
 def _second_run_is_refused(proxied_cli, proxy, bucket: str, tmp_path: Path, ledger: str) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(6)})
-    proxy.add(r"^PUT /[^?]*/p/", "delay", times=100, delay=0.8)
+    held = proxy.add(r"^PUT /[^?]*/p/", "hold", times=100)  # the first run stays busy
     args = ("upload", "src", f"s3://{bucket}/p", "--ledger", ledger, "--concurrency", "1")
     first = proxied_cli.start(*args)
     try:
@@ -335,6 +335,7 @@ def _second_run_is_refused(proxied_cli, proxy, bucket: str, tmp_path: Path, ledg
         assert f"pid {first.pid} on {socket.gethostname()}" in second.stderr
         assert f"s3://{bucket}/p/" in second.stderr
     finally:
+        held.release()
         stdout, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stdout + stderr
     assert proxied_cli(*args).code == 0  # the lock ended with its run

@@ -133,16 +133,20 @@ def test_a_late_worker_picks_up_work(
     make_tree(tmp_path / "src", {f"f{i:02d}.bin": 100 for i in range(16)})
     job = f"late-{uuid.uuid4().hex[:8]}"
     _plan(proxied_cli, postgres_url, job, bucket)
-    proxy.add(r"^PUT ", "delay", times=1000, delay=0.2)
-    first = proxied_cli.start(
-        "job", "work", "--job", job, "--ledger", postgres_url, "--batch", "2", "--concurrency", "1"
-    )
-    _wait(lambda: len(proxy.requests(r"^PUT ")) >= 2)
-    late = proxied_cli(
-        "job", "work", "--job", job, "--ledger", postgres_url, "--batch", "2", timeout=120
-    )
+    held = proxy.add(r"^PUT ", "hold", times=1000)  # no PUT ends until both workers sent one
+    work = ("job", "work", "--job", job, "--ledger", postgres_url, "--batch", "2")
+    first = proxied_cli.start(*work, "--concurrency", "1")
+    try:
+        _wait(lambda: len(proxy.requests(r"^PUT ")) >= 1)
+        late = proxied_cli.start(*work)
+        # the first worker has one request in flight: a second PUT is the late worker's
+        _wait(lambda: len(proxy.requests(r"^PUT ")) >= 2)
+    finally:
+        held.release()
     first.communicate(timeout=120)
-    assert late.code == 0
+    late.communicate(timeout=120)
+    assert first.returncode == 0
+    assert late.returncode == 0
     assert _states(postgres_url, job) == {"done": 16}
     assert len(_done_by(postgres_url, job)) == 2  # both workers finished items
 

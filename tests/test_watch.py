@@ -110,6 +110,7 @@ def test_live_files_uploaded_once_complete(
                 time.sleep(0.2)
         (inbox / "partial.xml.part").write_bytes(b"ignored")
         _wait(lambda: len(_keys(s3, bucket)) == 2)
+        _wait((tmp_path / "st.json").exists)  # the heartbeat is written every 0.2 s
         status = json.loads((tmp_path / "st.json").read_text())
         assert "backlog" in status
         assert "oldest_waiting_seconds" in status
