@@ -216,6 +216,7 @@ def test_a_one_file_upload_imports_only_what_it_needs(
     runs = []
     for n in range(2):  # the first run fills botocore's model cache, the second reads it
         argv = [
+            *(["-q"] if n else []),
             "--endpoint-url",
             s3_server.endpoint_url,
             "upload",
@@ -226,6 +227,8 @@ def test_a_one_file_upload_imports_only_what_it_needs(
         ]
         runs.append(_upload(argv, cache))
     assert list(cache.glob("s3stow/botocore/botocore-*/*.json")), "no model was cached"
+    assert "rich" in runs[0]["modules"]  # the summary is printed with rich
+    assert "rich" not in runs[1]["modules"]  # -q prints no summary: no rich
     for result in runs:
         modules = set(result["modules"])
         assert "botocore.client" in modules  # it did send through botocore
