@@ -99,7 +99,7 @@ class Connection:
     """botocore's HTTP session for one client: its TLS trust and its proxies.
 
     The TLS context is built when first asked for (``load``): loading a CA bundle
-    costs a start-up about 0.05 s of CPU, which a run over plain http never needs."""
+    costs a start-up about 0.04 s of CPU, which a run over plain http never needs."""
 
     def __init__(
         self,
