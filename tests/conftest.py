@@ -42,8 +42,15 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+@pytest.fixture(scope="session")
+def _user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user cache directory of the CLI runs (botocore's parsed models,
+    store/modelcache.py): one per test session, never the user's own."""
+    return tmp_path_factory.mktemp("user-cache")
+
+
 @pytest.fixture(autouse=True)
-def _aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, _user_cache: Path) -> None:
     for name in list(os.environ):
         if name.startswith(("AWS_", "S3STOW_")) or name in ("BUCKET_NAME", "PREFIX"):
             monkeypatch.delenv(name, raising=False)
@@ -52,6 +59,7 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_user_cache))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from s3stow import __version__
 from s3stow.cli.app import COMMANDS
+from s3stow.devserver.moto import LocalS3Server
 
 HEAVY = (
     "boto3",
@@ -145,3 +150,109 @@ def test_a_mistyped_command_is_suggested_from_every_command() -> None:
     assert done.returncode == 2
     assert "No such command 'arhcive'. Did you mean 'archive'?" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+# What a one-file upload must not import: boto3 and its transfer manager (the client is
+# botocore's), SQLAlchemy (a SQLite ledger is stdlib sqlite3), and whatever only another
+# command or option needs.
+NOT_IN_AN_UPLOAD = (
+    "boto3",
+    "s3transfer",
+    "multiprocessing",
+    "sqlalchemy",
+    "yaml",
+    "watchdog",
+    "moto",
+    "prometheus_client",
+    "psycopg",
+    "keyring",
+    "http.server",
+    "puremagic",
+)
+# sys.modules after a one-file upload: 556 on Python 3.11 (2026-12, issue 21; 618 before,
+# with boto3 and s3transfer). A new import that pushes it past the bound is start-up
+# every run pays: make it lazy, or raise the bound saying why.
+MODULE_BOUND = 600
+UPLOAD = """
+import gc, json, sys
+sys.argv = ["s3stow", *json.loads(sys.argv[1])]
+from s3stow.cli.app import main
+try:
+    main()  # as the program: argv from sys.argv
+except SystemExit as exit:
+    code = exit.code
+print("RESULT:" + json.dumps({"code": code, "modules": sorted(sys.modules),
+    "gc_enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+def _upload(argv: list[str], cache: Path) -> dict[str, Any]:
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-c", UPLOAD, json.dumps(argv)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "XDG_CACHE_HOME": str(cache)},
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT:")), None)
+    assert line is not None, done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(line[len("RESULT:") :])
+    assert result["code"] in (0, None), done.stdout + done.stderr
+    return result
+
+
+def test_a_one_file_upload_imports_only_what_it_needs(
+    s3_server: LocalS3Server, tmp_path: Path
+) -> None:
+    from tests.conftest import s3_client
+
+    bucket = f"t-{uuid.uuid4().hex[:20]}"
+    s3_client(s3_server.endpoint_url).create_bucket(Bucket=bucket)
+    (tmp_path / "one.txt").write_bytes(b"x" * 1024)
+    cache = tmp_path / "cache"
+    runs = []
+    for n in range(2):  # the first run fills botocore's model cache, the second reads it
+        argv = [
+            *(["-q"] if n else []),
+            "--endpoint-url",
+            s3_server.endpoint_url,
+            "upload",
+            str(tmp_path / "one.txt"),
+            f"s3://{bucket}/run{n}",
+            "--ledger",
+            str(tmp_path / f"ledger{n}.db"),
+        ]
+        runs.append(_upload(argv, cache))
+    assert list(cache.glob("s3stow/botocore/botocore-*/*.json")), "no model was cached"
+    assert "rich" in runs[0]["modules"]  # the summary is printed with rich
+    assert "rich" not in runs[1]["modules"]  # -q prints no summary: no rich
+    for result in runs:
+        modules = set(result["modules"])
+        assert "botocore.client" in modules  # it did send through botocore
+        present = [m for m in NOT_IN_AN_UPLOAD if m in modules]
+        assert present == [], f"a one-file upload imported {present}"
+        assert len(modules) <= MODULE_BOUND, (
+            f"{len(modules)} modules imported (bound {MODULE_BOUND}): a new import at start-up?"
+        )
+        # the collector was held during start-up and runs again, with start-up frozen
+        assert result["gc_enabled"]
+        assert result["frozen"] > 10_000
+    assert s3_client(s3_server.endpoint_url).head_object(Bucket=bucket, Key="run1/one.txt")
+
+
+def test_commands_that_run_long_release_the_collector() -> None:
+    """The collector held at start-up comes back once the settings are resolved; the
+    commands that run long without settings release it themselves."""
+    from s3stow.cli import globalopts
+
+    source = Path(globalopts.__file__).read_text()
+    assert "release_collector()" in source.split("def settings(", 1)[1].split("\n    def ", 1)[0]
+    cli = Path(globalopts.__file__).parent
+    for module in set(COMMANDS.values()) - {"completion"}:
+        text = (cli / f"{module}.py").read_text()
+        assert ".settings(" in text or "release_collector()" in text, module
+    serve = (cli / "status.py").read_text().split("def _serve(", 1)[1]
+    assert serve.index("release_collector()") < serve.index("serve_status(path")

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from s3stow import __version__
-from s3stow.cli.globalopts import GLOBAL_PARAMS, GlobalOptions, debug_on, settle
+from s3stow.cli.globalopts import (
+    GLOBAL_PARAMS,
+    GlobalOptions,
+    debug_on,
+    hold_collector,
+    release_collector,
+    settle,
+)
 from s3stow.cli.helptext import (
     HouseGroup,
     examples,
@@ -198,7 +205,12 @@ def _error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point; exits with the documented code."""
+    """Console-script entry point; exits with the documented code. Run as the program
+    (``argv`` not given: the console script, ``python -m s3stow``), the process is
+    s3stow's own and its garbage collector is held during start-up
+    (``globalopts.hold_collector``); a host calling ``main([...])`` keeps its own."""
+    if argv is None:
+        hold_collector()
     if os.environ.get("_S3STOW_COMPLETE"):  # the shell asks for completions
         from typer._completion_classes import completion_init
 
@@ -206,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _main(argv)
     finally:
+        release_collector()
         flush_warnings()  # what a command warned of many times, said once (logs.warn_each)
 
 

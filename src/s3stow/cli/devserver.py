@@ -39,6 +39,7 @@ def dev_server(
     ] = None,
 ) -> None:
     """Run a local S3 server until Ctrl+C or SIGTERM."""
+    from s3stow.cli.globalopts import release_collector
     from s3stow.devserver.seaweedfs import (
         ENGINES,
         default_engine,
@@ -47,6 +48,8 @@ def dev_server(
         port_is_free,
     )
     from s3stow.devserver.snapshot import MANIFEST, load_snapshot, save_snapshot
+
+    release_collector()  # it runs until stopped: start-up is over
 
     chosen = engine or default_engine()
     if chosen not in ENGINES:

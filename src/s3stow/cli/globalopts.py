@@ -17,6 +17,7 @@ pydantic adapter, so ``s3stow upload --help`` imports no pydantic.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,26 @@ if TYPE_CHECKING:
     from s3stow.config import Settings
 
 _DEBUG = {"on": False}
+_COLLECTOR = {"held": False}
+
+
+def hold_collector() -> None:
+    """The program starts: no cyclic garbage collection while it imports its modules
+    and builds its classes, models and settings, which live as long as the process
+    (collecting them again and again was about a tenth of a one-file upload's CPU)."""
+    if gc.isenabled():
+        gc.disable()
+        _COLLECTOR["held"] = True
+
+
+def release_collector() -> None:
+    """Start-up is over: what exists is frozen (full collections no longer scan it) and
+    the collector runs again. Called once the settings are resolved, by the commands
+    that run long without settings, and when ``main`` returns."""
+    if _COLLECTOR["held"]:
+        _COLLECTOR["held"] = False
+        gc.freeze()
+        gc.enable()
 
 
 def debug_on() -> bool:
@@ -60,8 +81,13 @@ class GlobalOptions:
     given: dict[str, tuple[Any, str]] = field(default_factory=dict, repr=False)
 
     def settings(self, **flags: Any) -> Settings:
-        """Resolve the settings: defaults < config file < env < these flags."""
+        """Resolve the settings: defaults < config file < env < these flags. A command
+        that resolves settings may make a botocore session: botocore's parsed JSON
+        models are kept in the user's cache directory from here on (``modelcache``)."""
         from s3stow.config import load_settings
+        from s3stow.store.modelcache import use_directory
+
+        use_directory(_model_cache)
 
         merged = {
             "endpoint_url": self.endpoint_url,
@@ -75,7 +101,10 @@ class GlobalOptions:
             "keyring_service": self.keyring_service,
             **flags,
         }
-        return load_settings(config_file=self.config, flags=merged)
+        try:
+            return load_settings(config_file=self.config, flags=merged)
+        finally:
+            release_collector()
 
     def give(self, param: Parameter, value: Any, *, where: str) -> None:
         """Take ``value`` of ``param`` given on the command line ``where``."""
@@ -103,6 +132,12 @@ class GlobalOptions:
         """Set up logging for these options."""
         _DEBUG["on"] = self.debug
         configure_logging(verbose=self.verbose, debug=self.debug, quiet=self.quiet)
+
+
+def _model_cache() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("s3stow")) / "botocore"
 
 
 def _text(value: Any) -> str:

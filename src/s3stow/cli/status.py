@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.globalopts import release_collector
 from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError
 from s3stow.units import format_duration, format_size
@@ -135,6 +136,7 @@ def _serve(
             assert db is not None
             return recent_runs(db), (run_failures(db, run_id) if run_id else [])
 
+    release_collector()  # it serves until stopped: start-up is over
     server = serve_status(path, host=host, port=port, ledger=reader, refresh=refresh)
     if not server.loopback:
         logging.getLogger("s3stow").warning(

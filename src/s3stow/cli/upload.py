@@ -14,8 +14,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
-from platformdirs import user_state_dir
-from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.helptext import examples
@@ -225,6 +223,8 @@ def upload(
 
 def default_ledger() -> str:
     """The default ledger: ``ledger.db`` in the user's state directory."""
+    from platformdirs import user_state_dir
+
     return str(Path(user_state_dir("s3stow")) / "ledger.db")
 
 
@@ -245,6 +245,8 @@ def observers_for(
         observers.append(FailureLines(sys.stderr))
     else:
         if sys.stderr.isatty():
+            from rich.console import Console
+
             console = Console(file=sys.stderr)
             observers.append(LiveProgress(console, plan=plan, transient=batches))
         else:

@@ -13,10 +13,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.markup import escape
-
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
 from s3stow.localfiles import display_path
@@ -172,6 +170,8 @@ def print_summary(
     """The final human summary: always printed, even after an interrupt. A dry run lists
     every file with ``list_all`` (-v, or output that is not a terminal), else the first
     ``SHOWN_PLANNED`` and how to see the rest."""
+    from rich.markup import escape  # rich only where a summary is printed (not with -q)
+
     if summary.would_upload:
         planned = summary.would_upload
         console.print(f"[bold]dry run[/]: {len(planned):,} file(s) would be uploaded")

@@ -95,15 +95,48 @@ class Template:
         return self.prefix if key is None else self.prefix + quote_key(key)
 
 
-@dataclass(frozen=True, slots=True)
 class Connection:
-    """botocore's HTTP session for one client: its TLS trust and its proxies."""
+    """botocore's HTTP session for one client: its TLS trust and its proxies.
 
-    tls: ssl.SSLContext | None  # None: no context equal to botocore's (see ``reason``)
-    ca_bundle: str | None  # the file botocore verifies certificates with; None: off
-    proxy_for: Callable[[str], str | None]
-    reason: str = ""
-    known: bool = True  # False: botocore's session could not be read; nothing is proved
+    The TLS context is built when first asked for (``load``): loading a CA bundle
+    costs a start-up about 0.04 s of CPU, which a run over plain http never needs."""
+
+    def __init__(
+        self,
+        tls: ssl.SSLContext | None,
+        ca_bundle: str | None,
+        proxy_for: Callable[[str], str | None],
+        reason: str = "",
+        known: bool = True,
+        *,
+        load: Callable[[], tuple[ssl.SSLContext | None, str]] | None = None,
+    ) -> None:
+        self.ca_bundle = ca_bundle  # the file botocore verifies certificates with; None: off
+        self.proxy_for = proxy_for
+        self.known = known  # False: botocore's session could not be read; nothing is proved
+        self._tls = tls
+        self._reason = reason
+        self._load = load
+        self._lock = threading.Lock()
+
+    def _loaded(self) -> None:
+        if self._load is not None:
+            with self._lock:
+                if self._load is not None:
+                    self._tls, self._reason = self._load()
+                    self._load = None
+
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        """The context trusting what botocore trusts; None: none equal to botocore's
+        (see ``reason``)."""
+        self._loaded()
+        return self._tls
+
+    @property
+    def reason(self) -> str:
+        self._loaded()
+        return self._reason
 
 
 class Recorder:
@@ -273,21 +306,34 @@ def connection_of(client: Any) -> Connection:
 
     if session._cert_file is not None:
         return Connection(None, None, proxy_for, "botocore presents a client certificate")
-    from botocore.httpsession import create_urllib3_context, get_cert_path
+    from botocore.httpsession import get_cert_path
 
     if verify is False:
-        context = create_urllib3_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return Connection(context, None, proxy_for)
+        return Connection(None, None, proxy_for, load=_unverified)
     bundle = str(get_cert_path(verify))
+    return Connection(None, bundle, proxy_for, load=lambda: _trusting(bundle))
+
+
+def _unverified() -> tuple[ssl.SSLContext | None, str]:
+    from botocore.httpsession import create_urllib3_context
+
+    context = create_urllib3_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context, ""
+
+
+def _trusting(bundle: str) -> tuple[ssl.SSLContext | None, str]:
+    """botocore's kind of SSL context trusting exactly ``bundle``, or why there is none."""
+    from botocore.httpsession import create_urllib3_context
+
     if not os.path.isfile(bundle):
-        return Connection(None, bundle, proxy_for, f"the CA bundle {bundle} is not a file")
+        return None, f"the CA bundle {bundle} is not a file"
     context = create_urllib3_context()
     context.verify_mode = ssl.CERT_REQUIRED
     context.check_hostname = True
     try:
         context.load_verify_locations(cafile=bundle)
     except (OSError, ssl.SSLError) as exc:
-        return Connection(None, bundle, proxy_for, f"the CA bundle {bundle} is unusable: {exc}")
-    return Connection(context, bundle, proxy_for)
+        return None, f"the CA bundle {bundle} is unusable: {exc}"
+    return context, ""

@@ -32,21 +32,33 @@ ENDPOINT_SOURCES = (
 )
 
 
-def make_session(settings: Settings, *, core: Any = None) -> Any:
-    """The boto3 session (over botocore session ``core``): the user's credential chain,
-    profile and region, or with ``auth: keyring`` access keys from the OS keyring."""
+def make_session(settings: Settings) -> Any:
+    """The botocore session: the user's credential chain, profile and region, or with
+    ``auth: keyring`` access keys from the OS keyring. It is configured as
+    ``boto3.Session(profile_name=..., region_name=..., aws_access_key_id=...)`` would
+    configure it (the same three settings, nothing else): boto3 itself adds only its
+    resource layer and transfer manager, which s3stow does not use, and would cost a
+    start-up its import (about 0.1 s of CPU)."""
     keys: dict[str, str] = {}
     if settings.auth == "keyring":
         keys = keyring_credentials(settings.keyring_service)
-    import boto3  # here, not at import: a no-op run never needs it
-    import botocore.session
+    import botocore.session  # here, not at import: a no-op run never needs it
 
-    return boto3.session.Session(
-        botocore_session=core or botocore.session.get_session(),
-        profile_name=None if keys else settings.profile,
-        region_name=settings.region,
-        **keys,
-    )
+    from s3stow.store.modelcache import cache_models
+
+    session = botocore.session.get_session()
+    cache_models(session)
+    if settings.profile is not None and not keys:
+        session.set_config_variable("profile", settings.profile)
+    if keys:
+        session.set_credentials(
+            keys["aws_access_key_id"],
+            keys["aws_secret_access_key"],
+            keys.get("aws_session_token"),
+        )
+    if settings.region is not None:
+        session.set_config_variable("region", settings.region)
+    return session
 
 
 def keyring_credentials(service: str) -> dict[str, str]:
@@ -115,7 +127,7 @@ def make_client(
     verify: bool | str | None = settings.ca_bundle or (None if settings.verify_ssl else False)
     warn_if_unverified(settings)
     try:
-        client = session.client(
+        client = session.create_client(
             "s3", endpoint_url=settings.endpoint_url, config=config, verify=verify
         )
     except (ValueError, InvalidConfigError) as exc:  # "Invalid endpoint: ...", bad CA bundle

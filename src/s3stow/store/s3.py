@@ -111,7 +111,7 @@ class S3Store:
     _session: Any = None
 
     def session(self, settings: Settings) -> Any:
-        """The boto3 session (credential chain, profile, region), made once."""
+        """The botocore session (credential chain, profile, region), made once."""
         with self._lock:
             if self._session is None:
                 self._session = make_session(settings)

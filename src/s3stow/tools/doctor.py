@@ -102,7 +102,7 @@ def run_checks(
 
 def _identity(settings: Settings, session: Any) -> Check:
     try:
-        sts = session.client("sts", endpoint_url=settings.endpoint_url)
+        sts = session.create_client("sts", endpoint_url=settings.endpoint_url)
         who = sts.get_caller_identity()
     except ResponseParserError:  # a web page: never dumped
         return Check("caller identity", "WARN", "STS not available here (not an STS answer)")
