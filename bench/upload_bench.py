@@ -304,7 +304,14 @@ def one_run(
     *,
     latency_ms: float = 0,
 ) -> Sample | None:
-    """One measured run of ``tool`` on ``dataset`` against a fresh server of ``server_kind``."""
+    """One measured run of ``tool`` on ``dataset`` against a fresh server of ``server_kind``
+    (None, and no server started, when the tool has no command for it)."""
+    if dataset.startswith("dl-"):
+        argv = download_command(tool, "", "", DATA, ledger=DATA)
+    else:
+        argv = command(tool, src, "", "", sync=dataset == "noop", ledger=DATA)
+    if argv is None:
+        return None
     failed = Sample(server_kind, tool, dataset, 0.0, 0.0, 0.0, 0.0, ok=False)
     proxy: subprocess.Popen[str] | None = None
     with BenchServer(server_kind) as server:
@@ -323,8 +330,7 @@ def one_run(
                 return download_run(tool, src, endpoint, name, env, ledger, server, failed)
             sync = dataset == "noop"
             argv = command(tool, src, endpoint, name, sync=sync, ledger=ledger)
-            if argv is None:
-                return None
+            assert argv is not None
             if sync:  # the first, full upload is not measured
                 first = command(tool, src, endpoint, name, sync=False, ledger=ledger)
                 assert first is not None
@@ -364,13 +370,12 @@ def download_run(
     ledger: Path,
     server: BenchServer,
     failed: Sample,
-) -> Sample | None:
+) -> Sample:
     """Upload ``src`` (untimed), then time ``tool`` bringing it back to an empty folder."""
     dest = DATA / f"restored-{prefix}"
     shutil.rmtree(dest, ignore_errors=True)
     argv = download_command(tool, endpoint, prefix, dest, ledger=ledger)
-    if argv is None:
-        return None
+    assert argv is not None
     seed = DATA / f"ledger-seed-{prefix}.db"
     upload = [sys.executable, "-m", "s3stow", "-q", "--endpoint-url", endpoint, "upload"]
     seeded = untimed([*upload, str(src), f"s3://bench/{prefix}", "--ledger", str(seed)], env)
