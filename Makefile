@@ -35,9 +35,11 @@ mutate: $(STAMP)
 	$(BIN)/python -m pip install -q '$(MUTMUT)'
 	$(BIN)/python scripts/mutate.py --minutes $(MUTATE_MINUTES)
 
+# Both servers, SeaweedFS then moto (bench/README.md); SERVER=seaweedfs for one of them.
+SERVER ?= all
 bench: $(STAMP)
 	bash bench/setup.sh
-	$(BIN)/python bench/upload_bench.py
+	$(BIN)/python bench/upload_bench.py --server $(SERVER)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache mutants

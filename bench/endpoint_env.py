@@ -23,7 +23,8 @@ from pathlib import Path
 import boto3
 
 from s3stow.devserver.moto import LocalS3Server
-from upload_bench import DATA, ENV, count_objects, make_dataset, timed  # beside this file
+from servers import count_objects  # beside this file
+from upload_bench import DATA, ENV, make_dataset, timed
 
 HOSTS = re.compile(
     r"fast path \w+ ([^/\s]+)/|Sending http request: <AWSPreparedRequest [^>]*?url=\w+://([^/,]+)"

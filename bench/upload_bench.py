@@ -1,14 +1,18 @@
 """Side-by-side upload (and download) benchmark: s3stow against boto3, aws, s5cmd, rclone.
 
-Each tool uploads each dataset to a fresh local S3 server (moto, restarted for every
+Each tool uploads each dataset to a fresh local S3 server (bench/servers.py: SeaweedFS's
+``weed mini`` by default where its wheel is installed, or moto; started anew for every
 run so earlier data cannot slow it), runs interleaved (A B C A B C ...), and the
 median of the runs is reported: wall seconds, client CPU seconds (user + sys of the
 tool's process tree), peak RSS, server CPU seconds, files/s and MiB/s, plus s3stow's
 ratio to the best peer on each figure (below 1.0 is better for time, CPU and memory).
-The "noop" scenario uploads the "many" dataset once, then times a second run that has
-nothing to do (s3stow's ledger vs. the peers' sync commands). The "latency" scenario
-uploads the "small" dataset through bench/delay_proxy.py, which adds 20 ms to every
-request, as a round trip to a real S3 region does; it rewards pipelining. The "one"
+``--server all`` runs everything on SeaweedFS, then on moto, and reports one table per
+server. The "noop" scenario uploads the "many" dataset once, then times a second run
+that has nothing to do (s3stow's ledger vs. the peers' sync commands). The "latency"
+scenario uploads the "small" dataset through bench/delay_proxy.py, which delays every
+connection's first request and answer, as a round trip to a real S3 region does; it
+rewards pipelining. It runs once per ``--latency-ms`` value (``20,50`` gives
+``latency20`` and ``latency50``; such a name also works in ``--datasets``). The "one"
 dataset is a single 1 KiB file: its times are each tool's fixed cost per invocation
 (start-up, first connection, exit). Every run is checked: the object count under its
 prefix must equal the file count.
@@ -18,8 +22,9 @@ dataset once per run (untimed, with s3stow), then time the way back into an empt
 folder: ``s3stow restore`` against ``aws s3 cp --recursive``, ``s5cmd cp`` and
 ``rclone copy``; a run is ok when the folder holds every file with its size.
 
-    python bench/upload_bench.py [--datasets one,small,medium,large,noop,latency] [--runs 3]
-                                 [--quick] [--latency-ms 20] [--variant LABEL=SPEC ...]
+    python bench/upload_bench.py [--server seaweedfs|moto|all] [--runs 3] [--quick]
+                                 [--datasets one,small,medium,large,noop,latency]
+                                 [--latency-ms 20,50] [--variant LABEL=SPEC ...]
     python bench/upload_bench.py --datasets dl-small,dl-medium,dl-large --tools s3stow,aws,s5cmd
 
 ``--variant noetag=S3STOW_ETAG_CHECK=off`` adds a tool ``s3stow:noetag``: s3stow run with
@@ -46,9 +51,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import boto3
-
-from s3stow.devserver.moto import LocalS3Server
+from servers import (  # beside this file
+    SERVERS,
+    BenchServer,
+    default_server,
+    describe,
+    servers_of,
+    start_delay_proxy,
+)
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
@@ -101,6 +111,7 @@ def variant_of(tool: str) -> tuple[dict[str, str], list[str]]:
 
 @dataclass
 class Sample:
+    server: str
     tool: str
     dataset: str
     wall: float
@@ -255,12 +266,8 @@ def rclone_env(endpoint: str) -> dict[str, str]:
     }
 
 
-def server_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().split()
-    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-
-
 GNU_TIME = shutil.which("time") if Path("/usr/bin/time").exists() else None
+STDERR = DATA / ".stderr"
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, int]:
@@ -268,13 +275,15 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, in
 
     Peak RSS comes from GNU time around the tool: Linux starts a forked child's
     ``ru_maxrss`` at its parent's RSS, so measured from this (large) process every
-    tool would seem to use at least what the benchmark itself holds."""
+    tool would seem to use at least what the benchmark itself holds. Its stderr goes
+    to ``STDERR`` (read back when a run fails)."""
     rss_file = DATA / ".maxrss"
     wrapped = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *argv] if GNU_TIME else argv
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    process = subprocess.Popen(wrapped, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    with STDERR.open("wb") as errors:
+        process = subprocess.Popen(wrapped, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -285,109 +294,105 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, in
     return wall, cpu, rss_kib / 1024, os.waitstatus_to_exitcode(status)
 
 
-def count_objects(endpoint: str, prefix: str) -> int:
-    s3 = boto3.client("s3", endpoint_url=endpoint)
-    total = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix=prefix + "/"):
-        total += len(page.get("Contents", []))
-    return total
-
-
-def start_delay_proxy(port: int, delay_ms: float) -> tuple[subprocess.Popen[str], str]:
-    proxy = subprocess.Popen(
-        [sys.executable, str(HERE / "delay_proxy.py"), str(port), str(delay_ms)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proxy.stdout is not None
-    return proxy, f"http://127.0.0.1:{proxy.stdout.readline().strip()}"
-
-
 def one_run(
-    tool: str, dataset: str, src: Path, files: int, run: int, *, latency_ms: float = 0
+    server_kind: str,
+    tool: str,
+    dataset: str,
+    src: Path,
+    files: int,
+    run: int,
+    *,
+    latency_ms: float = 0,
 ) -> Sample | None:
-    server = LocalS3Server()
-    server.start()
+    """One measured run of ``tool`` on ``dataset`` against a fresh server of ``server_kind``
+    (None, and no server started, when the tool has no command for it)."""
+    if dataset.startswith("dl-"):
+        argv = download_command(tool, "", "", DATA, ledger=DATA)
+    else:
+        argv = command(tool, src, "", "", sync=dataset == "noop", ledger=DATA)
+    if argv is None:
+        return None
+    failed = Sample(server_kind, tool, dataset, 0.0, 0.0, 0.0, 0.0, ok=False)
     proxy: subprocess.Popen[str] | None = None
-    try:
-        boto3.client("s3", endpoint_url=server.endpoint_url).create_bucket(Bucket="bench")
-        endpoint = server.endpoint_url
-        if latency_ms:
-            proxy, endpoint = start_delay_proxy(server.port, latency_ms)
-        env = {**os.environ, **ENV, **rclone_env(endpoint), **variant_of(tool)[0]}
-        if tool == "rclone":  # rclone's S3 backend cannot load AWS_CA_BUNDLE here
-            env.pop("AWS_CA_BUNDLE", None)
-        ledger = DATA / f"ledger-{tool.replace(':', '-')}-{dataset}-{run}.db"
-        for leftover in DATA.glob(ledger.name + "*"):
-            leftover.unlink()
-        sync = dataset == "noop"
-        prefix = f"{tool.replace(':', '-')}-{dataset}-{run}"
-        if dataset.startswith("dl-"):
-            return download_run(tool, dataset, src, endpoint, prefix, env, ledger, pid_of(server))
-        argv = command(tool, src, endpoint, prefix, sync=sync, ledger=ledger)
-        if argv is None:
-            return None
-        if sync:  # the first, full upload is not measured
-            first = command(tool, src, endpoint, prefix, sync=False, ledger=ledger)
-            assert first is not None
-            done = subprocess.run(
-                first, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            if done.returncode != 0:
-                return Sample(tool, dataset, 0.0, 0.0, 0.0, 0.0, ok=False)
-        pid = server.process.pid if server.process else 0
-        cpu0 = server_cpu(pid)
-        wall, cpu, rss, code = timed(argv, env)
-        cpu1 = server_cpu(pid)
-        ok = code == 0 and count_objects(server.endpoint_url, prefix) == files
-        return Sample(tool, dataset, wall, cpu, rss, cpu1 - cpu0, ok)
-    finally:
-        if proxy is not None:
-            proxy.kill()
-            proxy.wait()
-        server.stop()
+    with BenchServer(server_kind) as server:
+        try:
+            endpoint = server.endpoint_url
+            if latency_ms:
+                proxy, endpoint = start_delay_proxy(server.port, latency_ms)
+            env = {**os.environ, **ENV, **rclone_env(endpoint), **variant_of(tool)[0]}
+            if tool == "rclone":  # rclone's S3 backend cannot load AWS_CA_BUNDLE here
+                env.pop("AWS_CA_BUNDLE", None)
+            name = f"{tool.replace(':', '-')}-{dataset}-{run}"
+            ledger = DATA / f"ledger-{name}.db"
+            for leftover in DATA.glob(ledger.name + "*"):
+                leftover.unlink()
+            if dataset.startswith("dl-"):
+                return download_run(tool, src, endpoint, name, env, ledger, server, failed)
+            sync = dataset == "noop"
+            argv = command(tool, src, endpoint, name, sync=sync, ledger=ledger)
+            assert argv is not None
+            if sync:  # the first, full upload is not measured
+                first = command(tool, src, endpoint, name, sync=False, ledger=ledger)
+                assert first is not None
+                if not untimed(first, env):
+                    return failed
+            cpu0 = server.cpu()
+            wall, cpu, rss, code = timed(argv, env)
+            cpu1 = server.cpu()
+            stored = server.count_objects(name)
+            ok = code == 0 and stored == files
+            if not ok:
+                tail = STDERR.read_text(errors="replace")[-500:]
+                print(f"  {name}: exit {code}, {stored} of {files} objects stored; {tail}")
+            return Sample(server_kind, tool, dataset, wall, cpu, rss, cpu1 - cpu0, ok)
+        finally:
+            if proxy is not None:
+                proxy.kill()
+                proxy.wait()
 
 
-def pid_of(server: LocalS3Server) -> int:
-    return server.process.pid if server.process else 0
+def untimed(argv: list[str], env: dict[str, str]) -> bool:
+    """Run ``argv`` unmeasured (a run's preparation); whether it succeeded."""
+    done = subprocess.run(
+        argv, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    if done.returncode != 0:
+        print(f"  preparation failed ({done.returncode}): {done.stderr[-500:]}", flush=True)
+    return done.returncode == 0
 
 
 def download_run(
     tool: str,
-    dataset: str,
     src: Path,
     endpoint: str,
     prefix: str,
     env: dict[str, str],
     ledger: Path,
-    pid: int,
-) -> Sample | None:
+    server: BenchServer,
+    failed: Sample,
+) -> Sample:
     """Upload ``src`` (untimed), then time ``tool`` bringing it back to an empty folder."""
     dest = DATA / f"restored-{prefix}"
     shutil.rmtree(dest, ignore_errors=True)
     argv = download_command(tool, endpoint, prefix, dest, ledger=ledger)
-    if argv is None:
-        return None
+    assert argv is not None
     seed = DATA / f"ledger-seed-{prefix}.db"
     upload = [sys.executable, "-m", "s3stow", "-q", "--endpoint-url", endpoint, "upload"]
-    done = subprocess.run(
-        [*upload, str(src), f"s3://bench/{prefix}", "--ledger", str(seed)],
-        env=env,
-        check=False,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    seeded = untimed([*upload, str(src), f"s3://bench/{prefix}", "--ledger", str(seed)], env)
     for leftover in DATA.glob(seed.name + "*"):
         leftover.unlink()
-    if done.returncode != 0:
-        return Sample(tool, dataset, 0.0, 0.0, 0.0, 0.0, ok=False)
+    if not seeded:
+        return failed
     dest.mkdir(parents=True)
-    cpu0 = server_cpu(pid)
+    cpu0 = server.cpu()
     wall, cpu, rss, code = timed(argv, env)
-    cpu1 = server_cpu(pid)
+    cpu1 = server.cpu()
     ok = code == 0 and same_files(src, dest)
+    if not ok:
+        tail = STDERR.read_text(errors="replace")[-500:]
+        print(f"  {prefix}: exit {code}, the restored files differ from the source; {tail}")
     shutil.rmtree(dest, ignore_errors=True)
-    return Sample(tool, dataset, wall, cpu, rss, cpu1 - cpu0, ok)
+    return Sample(failed.server, tool, failed.dataset, wall, cpu, rss, cpu1 - cpu0, ok)
 
 
 def machine() -> str:
@@ -405,44 +410,119 @@ def median(samples: list[Sample], attr: str) -> float:
     return statistics.median(getattr(s, attr) for s in samples)
 
 
-def report(samples: list[Sample], files: dict[str, tuple[int, int]]) -> str:
-    lines = [
-        "| dataset | tool | runs ok | wall s | client CPU s | peak RSS MiB | "
-        "server CPU s | files/s | MiB/s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    ratios = ["", "| dataset | s3stow / best peer: wall | CPU | RSS |", "|---|---|---|---|"]
+def ratios(samples: list[Sample]) -> dict[str, list[str]]:
+    """Per dataset (and variant) row label: s3stow's wall, CPU and RSS over the best peer's."""
+    rows: dict[str, list[str]] = {}
     for dataset in dict.fromkeys(s.dataset for s in samples):
-        by_tool: dict[str, list[Sample]] = {}
-        for sample in samples:
-            if sample.dataset == dataset:
-                by_tool.setdefault(sample.tool, []).append(sample)
-        count, size = files[dataset]
-        for tool, runs in by_tool.items():
-            wall = median(runs, "wall")
-            lines.append(
-                f"| {dataset} | {tool} | {sum(r.ok for r in runs)}/{len(runs)} | {wall:.2f} | "
-                f"{median(runs, 'cpu'):.2f} | {median(runs, 'rss_mib'):.0f} | "
-                f"{median(runs, 'server_cpu'):.2f} | {count / wall:.0f} | "
-                f"{count * size / MiB / wall:.1f} |"
-            )
-        peers = {t: r for t, r in by_tool.items() if not t.startswith("s3stow")}
+        by_tool = runs_by_tool(samples, dataset)
+        peers = [runs for tool, runs in by_tool.items() if not tool.startswith("s3stow")]
         for tool, mine in by_tool.items():
             if not tool.startswith("s3stow") or not peers:
                 continue
             cells = []
             for attr in ("wall", "cpu", "rss_mib"):
-                best = min(median(r, attr) for r in peers.values())
+                best = min(median(runs, attr) for runs in peers)
                 cells.append(f"{median(mine, attr) / best:.2f}" if best else "-")
-            label = dataset if tool == "s3stow" else f"{dataset} ({tool})"
-            ratios.append(f"| {label} | {' | '.join(cells)} |")
-    return "\n".join(lines + ratios)
+            rows[dataset if tool == "s3stow" else f"{dataset} ({tool})"] = cells
+    return rows
+
+
+def runs_by_tool(samples: list[Sample], dataset: str) -> dict[str, list[Sample]]:
+    by_tool: dict[str, list[Sample]] = {}
+    for sample in samples:
+        if sample.dataset == dataset:
+            by_tool.setdefault(sample.tool, []).append(sample)
+    return by_tool
+
+
+def server_table(samples: list[Sample], files: dict[str, tuple[int, int]]) -> str:
+    """One server's medians per dataset and tool, then s3stow's ratios to the best peer."""
+    lines = [
+        "| dataset | tool | runs ok | wall s | client CPU s | peak RSS MiB | "
+        "server CPU s | files/s | MiB/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset in dict.fromkeys(s.dataset for s in samples):
+        count, size = files[dataset]
+        for tool, runs in runs_by_tool(samples, dataset).items():
+            wall = median(runs, "wall")
+            lines.append(
+                f"| {dataset} | {tool} | {sum(r.ok for r in runs)}/{len(runs)} | {wall:.2f} | "
+                f"{median(runs, 'cpu'):.2f} | {median(runs, 'rss_mib'):.0f} | "
+                f"{median(runs, 'server_cpu'):.2f} | {count / wall if wall else 0:.0f} | "
+                f"{count * size / MiB / wall if wall else 0:.1f} |"
+            )
+    lines += ["", "| dataset | s3stow / best peer: wall | CPU | RSS |", "|---|---|---|---|"]
+    lines += [f"| {label} | {' | '.join(cells)} |" for label, cells in ratios(samples).items()]
+    return "\n".join(lines)
+
+
+def report(samples: list[Sample], files: dict[str, tuple[int, int]]) -> str:
+    """One section per server (SeaweedFS first); with two, their ratios side by side."""
+    kinds = [kind for kind in SERVERS if any(s.server == kind for s in samples)]
+    of = {kind: [s for s in samples if s.server == kind] for kind in kinds}
+    sections = [f"## {describe(kind)}\n\n{server_table(of[kind], files)}" for kind in kinds]
+    if len(kinds) > 1:
+        rows = {kind: ratios(of[kind]) for kind in kinds}
+        head = " | ".join(f"{kind}: wall | CPU | RSS" for kind in kinds)
+        lines = [
+            "## s3stow / best peer, side by side",
+            "",
+            f"| dataset | {head} |",
+            "|---|" + "---|" * 3 * len(kinds),
+        ]
+        for label in dict.fromkeys(label for kind in kinds for label in rows[kind]):
+            cells = [" | ".join(rows[kind].get(label, ["-"] * 3)) for kind in kinds]
+            lines.append(f"| {label} | {' | '.join(cells)} |")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
+
+
+LATENCY = re.compile(r"latency(\d+(?:\.\d+)?)")
+
+
+def source_of(dataset: str) -> str:
+    """The dataset a scenario uploads (or, for ``dl-*``, downloads)."""
+    if dataset == "noop":
+        return "many"
+    if LATENCY.fullmatch(dataset):
+        return "small"
+    return dataset.removeprefix("dl-")
+
+
+def latency_of(dataset: str) -> float:
+    """The delay in ms of a ``latencyNN`` scenario, else 0."""
+    found = LATENCY.fullmatch(dataset)
+    return float(found.group(1)) if found else 0.0
+
+
+def scenarios(datasets: str, latencies: str) -> list[str]:
+    """``--datasets`` with ``latency`` expanded to one ``latencyNN`` per ``--latency-ms``."""
+    try:
+        delays = [float(ms) for ms in latencies.split(",")]
+    except ValueError:
+        delays = []
+    if not delays or any(ms <= 0 for ms in delays):
+        raise SystemExit(f"--latency-ms {latencies!r}: write milliseconds above 0, e.g. 20,50")
+    names: list[str] = []
+    for name in datasets.split(","):
+        names += [f"latency{ms:g}" for ms in delays] if name == "latency" else [name]
+    unknown = [name for name in names if source_of(name) not in SIZES]
+    if unknown:
+        raise SystemExit(
+            f"--datasets: unknown {', '.join(unknown)}; use {', '.join(SIZES)}, noop, "
+            "latency (or latencyNN), dl-small, dl-medium, dl-large"
+        )
+    return names
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", default=default_server(), help="seaweedfs, moto or all")
     parser.add_argument("--datasets", default="one,small,medium,large,noop,latency")
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--latency-ms", default="20,50", help="the latency scenario's delays, e.g. 20,50"
+    )
     parser.add_argument("--tools", default="s3stow,boto3,aws,s5cmd,rclone")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller datasets")
@@ -455,6 +535,8 @@ def main() -> int:
         "and extra upload arguments (repeatable)",
     )
     args = parser.parse_args()
+    kinds = servers_of(args.server)
+    names = scenarios(args.datasets, args.latency_ms)
     VARIANTS.update(parse_variant(text) for text in args.variant)
     os.environ.update(ENV)
     # An installed wheel ships byte-compiled modules (pip compiles them); an editable
@@ -477,29 +559,27 @@ def main() -> int:
             print(f"{tool}: not installed (run bench/setup.sh)")
     samples: list[Sample] = []
     files: dict[str, tuple[int, int]] = {}
-    source_of = {
-        "noop": "many",
-        "latency": "small",
-        "dl-small": "small",
-        "dl-medium": "medium",
-        "dl-large": "large",
-    }
-    for dataset in args.datasets.split(","):
-        spec = sizes[source_of.get(dataset, dataset)]
-        src = make_dataset(source_of.get(dataset, dataset), spec)
-        files[dataset] = (spec[0], spec[1])
-        latency = args.latency_ms if dataset == "latency" else 0
-        for run in range(args.runs):
-            for tool in tools:  # interleaved: A B C A B C ...
-                sample = one_run(tool, dataset, src, spec[0], run, latency_ms=latency)
-                if sample is not None:
-                    samples.append(sample)
-                    print(
-                        f"  {dataset:6} {tool:7} run {run + 1}: wall {sample.wall:.2f}s "
-                        f"cpu {sample.cpu:.2f}s rss {sample.rss_mib:.0f}MiB "
-                        f"server {sample.server_cpu:.2f}s ok={sample.ok}",
-                        flush=True,
+    began = time.monotonic()
+    for kind in kinds:
+        for dataset in names:
+            spec = sizes[source_of(dataset)]
+            src = make_dataset(source_of(dataset), spec)
+            files[dataset] = (spec[0], spec[1])
+            for run in range(args.runs):
+                for tool in tools:  # interleaved: A B C A B C ...
+                    sample = one_run(
+                        kind, tool, dataset, src, spec[0], run, latency_ms=latency_of(dataset)
                     )
+                    if sample is not None:
+                        samples.append(sample)
+                        print(
+                            f"  {kind:9} {dataset:9} {tool:7} run {run + 1}: "
+                            f"wall {sample.wall:.2f}s cpu {sample.cpu:.2f}s "
+                            f"rss {sample.rss_mib:.0f}MiB server {sample.server_cpu:.2f}s "
+                            f"ok={sample.ok}",
+                            flush=True,
+                        )
+    elapsed = time.monotonic() - began
     table = report(samples, files)
     print(table)
     RESULTS.mkdir(exist_ok=True)
@@ -511,8 +591,10 @@ def main() -> int:
                 "when": stamp,
                 "quick": args.quick,
                 "runs": args.runs,
-                "latency_ms": args.latency_ms,
+                "servers": {kind: describe(kind) for kind in kinds},
+                "latency_ms": sorted({latency_of(name) for name in names} - {0.0}),
                 "machine": machine(),
+                "elapsed_s": round(elapsed),
                 "samples": [asdict(s) for s in samples],
                 "table": table,
             },
@@ -522,10 +604,11 @@ def main() -> int:
     (RESULTS / "latest.md").write_text(
         f"# Latest benchmark ({stamp})\n\n"
         f"`{' '.join(['python', 'bench/upload_bench.py', *sys.argv[1:]])}`: "
-        f"{'quick' if args.quick else 'full'} datasets, median of {args.runs} runs; "
-        f"{machine()}.\n\n{table}\n"
+        f"{'quick' if args.quick else 'full'} datasets, median of {args.runs} runs, "
+        f"a fresh server per run; {machine()}; the whole run took {elapsed / 60:.0f} min.\n\n"
+        f"{table}\n"
     )
-    print(f"results: {out} and {RESULTS / 'latest.md'}")
+    print(f"results: {out} and {RESULTS / 'latest.md'} ({elapsed / 60:.1f} min)")
     return 0 if all(s.ok for s in samples) else 1
 
 
