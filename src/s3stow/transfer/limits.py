@@ -21,7 +21,7 @@ from contextlib import contextmanager
 # Growth past the configured concurrency, judged per window of completions.
 WINDOW_MIN = 64  # completions per window at least (a window is max(limit, this))
 SCALING = 0.5  # keep doubling while files/s rose by at least half of what the limit did
-WORTH = 0.1  # a rise below 10% is not worth the requests: back to the previous limit
+WORTH = 0.2  # a rise below 20% is not worth the requests: back to the previous limit
 HOLD = 32  # windows to wait after a step that did not pay before trying again
 
 
@@ -37,8 +37,9 @@ class Growth:
 
     - no base yet: the window becomes the base and the limit doubles (up to ``ceiling``);
     - after a step from base (B, Rb) to L: a rate R >= Rb * (1 + SCALING * (L/B - 1))
-      keeps L and doubles again; R >= Rb * (1 + WORTH) keeps L and stops there; less
-      goes back to B (the extra requests bought only latency). A stop holds the limit
+      keeps L and doubles again; R >= Rb * (1 + WORTH) is measured once more, and if
+      the mean of the two windows holds it L is kept and growth stops there; less goes
+      back to B (the extra requests bought only latency). A stop holds the limit
       for HOLD windows, then a fresh base is measured and growth tried again.
 
     Pure state: no clock, no lock (the limiter holds its lock around ``judge``).
@@ -50,6 +51,7 @@ class Growth:
         self.base_rate = 0.0
         self.settling = True
         self.hold = 0
+        self.confirming = 0.0  # the rate of a window that gained a little, to confirm
         self.steps = 0  # increases that were kept
         self.reverts = 0  # increases that did not pay and were taken back
 
@@ -70,14 +72,19 @@ class Growth:
             self.base_limit, self.base_rate = limit, rate
             return self._double(limit)
         scale = limit / self.base_limit
-        if rate >= self.base_rate * (1 + SCALING * (scale - 1)):
+        if self.confirming:  # noise makes a single window's small gain likely
+            rate, self.confirming = (rate + self.confirming) / 2, 0.0
+            if rate >= self.base_rate * (1 + WORTH):
+                self.steps += 1
+                self.base_limit, self.base_rate = limit, rate
+                self.hold = HOLD
+                return limit
+        elif rate >= self.base_rate * (1 + SCALING * (scale - 1)):
             self.steps += 1
             self.base_limit, self.base_rate = limit, rate
             return self._double(limit)
-        if rate >= self.base_rate * (1 + WORTH):
-            self.steps += 1
-            self.base_limit, self.base_rate = limit, rate
-            self.hold = HOLD
+        elif rate >= self.base_rate * (1 + WORTH):
+            self.confirming = rate
             return limit
         self.reverts += 1
         self.hold, self.settling = HOLD, True
