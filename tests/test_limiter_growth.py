@@ -58,13 +58,15 @@ def test_a_step_that_does_not_pay_is_retried_only_after_a_hold() -> None:
 def test_a_small_gain_must_hold_for_a_second_window() -> None:
     growth = Growth(256)
     assert growth.judge(16, 500.0, full=True) == 16  # settling (start-up)
-    assert growth.judge(16, 600.0, full=True) == 32  # base, then a step
+    assert growth.judge(16, 550.0, full=True) == 16  # a base window
+    assert growth.judge(16, 600.0, full=True) == 32  # the better of two, then a step
     assert growth.judge(32, 900.0, full=True) == 32  # settling
     assert growth.judge(32, 780.0, full=True) == 32  # +30%: to be confirmed
     assert growth.judge(32, 600.0, full=True) == 16  # mean +15%: back
     assert growth.reverts == 1
     growth = Growth(256)
     growth.judge(16, 500.0, full=True)
+    growth.judge(16, 550.0, full=True)
     growth.judge(16, 600.0, full=True)
     growth.judge(32, 900.0, full=True)
     growth.judge(32, 780.0, full=True)

@@ -74,6 +74,13 @@ class _FilePool(ThreadPoolExecutor):
         if workers > self._max_workers:  # read each time the pool considers a new thread
             self._max_workers = workers
 
+    def room(self, limit: int, ahead: int) -> int:
+        """Files to keep submitted: ``limit`` running and ``ahead`` queued, fewer queued
+        while the pool has more threads than the limit (after a step was taken back),
+        so the extra threads wait for files, not for request slots: a thread that
+        finishes a file then takes the next one without waking another."""
+        return limit + max(0, ahead - (self._max_workers - limit))
+
 
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
@@ -385,7 +392,9 @@ class Uploader:
                     if self.settings.dry_run and decision.upload:
                         summary.would_upload.append(decision)
                         continue
-                    while len(pending) >= limiter.limit + ahead and not self.stop.is_set():
+                    while (
+                        len(pending) >= files.room(limiter.limit, ahead) and not self.stop.is_set()
+                    ):
                         self._drain(pending, completed, summary, block=True)
                     if self.stop.is_set():
                         break

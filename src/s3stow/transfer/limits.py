@@ -35,7 +35,8 @@ class Growth:
     slots, set the pace, and more slots would change nothing). With ``base`` the last
     judged (limit, rate):
 
-    - no base yet: the window becomes the base and the limit doubles (up to ``ceiling``);
+    - no base yet: the better of two windows becomes the base and the limit doubles
+      (up to ``ceiling``);
     - after a step from base (B, Rb) to L: a rate R >= Rb * (1 + SCALING * (L/B - 1))
       keeps L and doubles again; R >= Rb * (1 + WORTH) is measured once more, and if
       the mean of the two windows holds it L is kept and growth stops there; less goes
@@ -68,8 +69,11 @@ class Growth:
         if not full:
             self.base_limit = 0
             return limit
-        if self.base_limit == 0 or self.base_limit >= limit:
-            self.base_limit, self.base_rate = limit, rate
+        if self.base_limit == 0 or self.base_limit > limit:  # a base: the better of two
+            self.base_limit, self.base_rate = limit, rate  # windows (a run's first ones
+            return limit  # also walk the tree and learn the fast path: slower)
+        if self.base_limit == limit:
+            self.base_rate = max(self.base_rate, rate)
             return self._double(limit)
         scale = limit / self.base_limit
         if self.confirming:  # noise makes a single window's small gain likely
