@@ -83,6 +83,16 @@ def test_no_growth_unless_every_slot_was_taken() -> None:
     assert limit == 16
 
 
+def test_a_step_whose_slots_stay_unused_is_taken_back() -> None:
+    growth = Growth(256)  # the work arrives no faster than 16 slots take it
+    for rate in (500.0, 550.0, 600.0):
+        limit = growth.judge(16, rate, full=True)
+    assert limit == 32
+    assert growth.judge(32, 900.0, full=False) == 32  # settling
+    assert growth.judge(32, 900.0, full=False) == 16
+    assert growth.reverts == 1
+
+
 def test_never_past_the_ceiling() -> None:
     growth = Growth(40)
     limits = run_windows(growth, 16, 20, latency_bound)

@@ -32,8 +32,8 @@ class Growth:
     second. One window settles after each change of the limit (requests admitted
     under the previous limit are still finishing); the next is judged, and only if
     every slot was taken at some moment of it (``full``: otherwise the work, not the
-    slots, set the pace, and more slots would change nothing). With ``base`` the last
-    judged (limit, rate):
+    slots, set the pace, and more slots would change nothing; after a step, such a
+    window takes the step back). With ``base`` the last judged (limit, rate):
 
     - no base yet: the better of two windows becomes the base and the limit doubles
       (up to ``ceiling``);
@@ -66,7 +66,11 @@ class Growth:
             if not self.hold:  # measure afresh before the next try
                 self.settling, self.base_limit = True, 0
             return limit
-        if not full:
+        if not full:  # after a step: the new slots are not even used, so back
+            if 0 < self.base_limit < limit:
+                self.reverts += 1
+                self.hold, self.settling, self.confirming = HOLD, True, 0.0
+                return self.base_limit
             self.base_limit = 0
             return limit
         if self.base_limit == 0 or self.base_limit > limit:  # a base: the better of two
