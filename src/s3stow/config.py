@@ -71,6 +71,8 @@ class Settings(BaseModel):
     expected_bucket_owner: str | None = Field(default=None, pattern=r"^\d{12}$")
     # Transfer
     concurrency: int = Field(default=16, ge=1, le=1024)
+    # growth past concurrency while files/s rises (unset: 16 x concurrency, at most 256)
+    max_concurrency: int | None = Field(default=None, ge=1, le=4096)
     part_size: int | None = None
     multipart_threshold: int = 16 * MiB
     memory_limit: int = Field(default=256 * MiB, ge=16 * MiB)
@@ -136,7 +138,7 @@ class Settings(BaseModel):
             )
         return value.strip()
 
-    @field_validator("concurrency", mode="before")
+    @field_validator("concurrency", "max_concurrency", mode="before")
     @classmethod
     def _concurrency(cls, value: Any) -> Any:
         return parse_concurrency(value) if isinstance(value, str) else value
@@ -175,6 +177,14 @@ class Settings(BaseModel):
         if isinstance(value, str):  # from an env var: "k=v,k2=v2"
             return parse_metadata(value.split(",") if value else [])
         return value
+
+    @property
+    def concurrency_ceiling(self) -> int:
+        """How far the request limit may grow past ``concurrency`` while files/s rises
+        (``max_concurrency``; below ``concurrency`` it means no growth)."""
+        if self.max_concurrency is None:
+            return max(self.concurrency, min(256, 16 * self.concurrency))
+        return max(self.concurrency, self.max_concurrency)
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(Settings.model_fields)
@@ -292,7 +302,9 @@ def _suggest(key: str) -> str:
     import difflib
 
     close = difflib.get_close_matches(key, SETTING_NAMES, n=3, cutoff=0.6)
-    if close:
+    if close:  # the closest, and those nearly as close ('concurency': not max_concurrency)
+        best = difflib.SequenceMatcher(None, key, close[0]).ratio()
+        close = [c for c in close if difflib.SequenceMatcher(None, key, c).ratio() >= best - 0.1]
         return "did you mean " + " or ".join(repr(c) for c in close) + "?"
     return "the README's configuration table lists every setting"
 

@@ -199,7 +199,8 @@ class RunSummary:
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
     transient_errors: int = 0  # 5xx/throttling/connection errors seen (botocore retried)
     throttled: int = 0  # throttling responses (each may halve concurrency)
-    concurrency: int = 0  # the request limit at the end (AIMD)
+    concurrency: int = 0  # the request limit at the end (AIMD, growth by throughput)
+    concurrency_peak: int = 0  # the most requests in flight at once
 
     def _group(self, group: str) -> dict[str, int]:
         return self.groups.setdefault(
@@ -246,6 +247,7 @@ class RunSummary:
             "transient_errors": self.transient_errors,
             "throttled": self.throttled,
             "concurrency": self.concurrency,
+            "concurrency_peak": self.concurrency_peak,
             "groups": self.groups,
         }
 

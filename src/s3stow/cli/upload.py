@@ -66,6 +66,15 @@ def upload(
             show_default="16",
         ),
     ] = None,
+    max_concurrency: Annotated[
+        str | None,
+        Opt(
+            help="Let requests in flight grow up to N while files/s rises with them "
+            "(long round trips); N <= --concurrency: no growth.",
+            metavar="N",
+            show_default="16 x concurrency, at most 256",
+        ),
+    ] = None,
     part_size: Annotated[
         str | None,
         Opt(
@@ -174,6 +183,7 @@ def upload(
     flags: dict[str, Any] = {
         "ledger": ledger,
         "concurrency": concurrency,
+        "max_concurrency": max_concurrency,
         "part_size": part_size,
         "multipart_threshold": multipart_threshold,
         "checksum": checksum,

@@ -144,6 +144,14 @@ class RunMetrics(Observer):
         Gauge("s3stow_concurrency_max", "The configured concurrency", registry=r).set_function(
             lambda: limiter.maximum
         )
+        Gauge(
+            "s3stow_concurrency_ceiling",
+            "How far the limit may grow past concurrency while files/s rises",
+            registry=r,
+        ).set_function(lambda: limiter.ceiling)
+        Gauge(
+            "s3stow_concurrency_peak", "The most requests in flight at once so far", registry=r
+        ).set_function(lambda: limiter.peak)
         r.register(_Counted(limiter, store))
         if backlog is not None:
 

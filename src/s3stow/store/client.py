@@ -118,7 +118,7 @@ def make_client(
         retries={"mode": "standard", "total_max_attempts": max_attempts or settings.max_attempts},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
-        max_pool_connections=pool or max(settings.concurrency + 4, 10),
+        max_pool_connections=pool or max(settings.concurrency_ceiling + 4, 10),
         s3=_addressing(settings),
         request_checksum_calculation="when_required" if compat else "when_supported",
         response_checksum_validation="when_required" if compat else "when_supported",

@@ -4,8 +4,10 @@ discover -> plan keys -> compare (ledger, then one listing) -> transfer (with
 retry) -> record (ledger) -> report (observers). Discovery and key planning run
 ahead in their own thread (``RunAhead``, up to 10,000 files ahead) and stream in
 batches, so the first upload starts before the tree is fully listed; at most
-``2 x concurrency`` files are in flight at once. Parts of large files run in a
-second pool; ``RequestLimiter`` caps the requests of both at ``concurrency``.
+``limit + concurrency`` files are in flight at once, on ``limit`` threads. Parts of
+large files run in a second pool; ``RequestLimiter`` caps the requests of both at its
+``limit``: ``concurrency`` at first, growing up to ``max_concurrency`` while files/s
+rises with it.
 """
 
 from __future__ import annotations
@@ -64,6 +66,22 @@ _OWN_KEY = frozenset({"UnsafeKey", "SourceMissing"})  # refusals recorded under 
 # Skipped paths that are no failure, by how the summary names them.
 
 
+class _FilePool(ThreadPoolExecutor):
+    """The file pool, whose thread count follows the limiter's limit up (threads start
+    only as files are submitted; one that exists is never stopped)."""
+
+    def grow(self, workers: int) -> None:
+        if workers > self._max_workers:  # read each time the pool considers a new thread
+            self._max_workers = workers
+
+    def room(self, limit: int, ahead: int) -> int:
+        """Files to keep submitted: ``limit`` running and ``ahead`` queued, fewer queued
+        while the pool has more threads than the limit (after a step was taken back),
+        so the extra threads wait for files, not for request slots: a thread that
+        finishes a file then takes the next one without waking another."""
+        return limit + max(0, ahead - (self._max_workers - limit))
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
@@ -82,7 +100,7 @@ class Uploader:
         request_observer: RequestObserver | None = None,
     ) -> None:
         self.settings = settings
-        self.limiter = RequestLimiter(settings.concurrency)
+        self.limiter = RequestLimiter(settings.concurrency, ceiling=settings.concurrency_ceiling)
         real = store or S3Store.from_settings(settings, on_throttle=self.limiter.on_throttle)
         if request_observer is not None:  # --metrics-port: latency and requests in flight
             real = ObservedStore(real, request_observer)
@@ -300,6 +318,7 @@ class Uploader:
             summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before
             summary.throttled = self.limiter.throttle_events - throttled_before
             summary.concurrency = self.limiter.limit
+            summary.concurrency_peak = self.limiter.peak
             self.tally.close(summary, mark)
             self._finish_ledger(summary)
             self.observer.on_finish(summary)
@@ -337,10 +356,13 @@ class Uploader:
         # Finished futures arrive here: O(1) per completion, where wait() on the
         # whole pending set would lock every future on every call.
         completed: queue.SimpleQueue[Future[UploadResult]] = queue.SimpleQueue()
-        max_pending = 2 * self.settings.concurrency
+        limiter = self.limiter
+        # As many file threads as the limit admits requests (one request per thread),
+        # and as many files again queued for them.
+        ahead = self.settings.concurrency
         with (
             self._pools(run_id=summary.run_id) as ctx,
-            ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="file") as files,
+            _FilePool(self.settings.concurrency, thread_name_prefix="file") as files,
         ):
             for batch in batches:
                 if self.stop.is_set():
@@ -370,11 +392,14 @@ class Uploader:
                     if self.settings.dry_run and decision.upload:
                         summary.would_upload.append(decision)
                         continue
-                    while len(pending) >= max_pending and not self.stop.is_set():
+                    while (
+                        len(pending) >= files.room(limiter.limit, ahead) and not self.stop.is_set()
+                    ):
                         self._drain(pending, completed, summary, block=True)
                     if self.stop.is_set():
                         break
                     self._check_bucket(decision.item.bucket)
+                    files.grow(limiter.limit)
                     future = files.submit(self.worker.process, ctx, decision, listed)
                     pending[future] = source
                     future.add_done_callback(completed.put)

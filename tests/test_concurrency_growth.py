@@ -1,0 +1,85 @@
+"""Growth past ``concurrency`` over a long round trip, on a real server: SeaweedFS
+behind ``bench/delay_proxy.py`` (50 ms added to every request). Observed through the
+run's summary and the limiter's counters, never through time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3stow import Uploader
+from s3stow.config import Settings
+from s3stow.devserver.seaweedfs import SeaweedServer
+from s3stow.ledger import open_ledger
+
+PROXY = Path(__file__).resolve().parent.parent / "bench" / "delay_proxy.py"
+FILES = 400
+
+
+@pytest.fixture
+def slow_endpoint(seaweed_server: SeaweedServer) -> Iterator[str]:
+    """The SeaweedFS server 50 ms away."""
+    proxy = subprocess.Popen(
+        [sys.executable, str(PROXY), str(seaweed_server.port), "50"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proxy.stdout is not None
+        yield f"http://127.0.0.1:{proxy.stdout.readline().strip()}"
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
+@pytest.fixture
+def small_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    for index in range(FILES):
+        folder = root / f"d{index % 8}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{index:04d}.txt").write_bytes(b"%d\n" % index * 64)
+    return root
+
+
+def _upload(endpoint: str, tree: Path, bucket: str, tmp_path: Path, **settings: Any) -> Any:
+    uploader = Uploader(
+        Settings(endpoint_url=endpoint, concurrency=4, **settings),
+        ledger=open_ledger(str(tmp_path / f"l-{len(list(tmp_path.iterdir()))}.db")),
+    )
+    summary = uploader.upload_tree([tree], f"s3://{bucket}/p")
+    return uploader, summary
+
+
+def _count(s3: Any, bucket: str) -> int:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="p/")
+    return sum(len(page.get("Contents", [])) for page in pages)
+
+
+def test_more_than_concurrency_in_flight_over_a_long_round_trip(
+    slow_endpoint: str, small_tree: Path, seaweed_bucket: str, seaweed_s3: Any, tmp_path: Path
+) -> None:
+    uploader, summary = _upload(
+        slow_endpoint, small_tree, seaweed_bucket, tmp_path, max_concurrency=32
+    )
+    assert summary.ok
+    assert summary.uploaded == FILES
+    assert _count(seaweed_s3, seaweed_bucket) == FILES
+    assert summary.concurrency_peak > 4  # grown past --concurrency
+    assert summary.concurrency_peak <= 32
+    assert uploader.limiter.peak == summary.concurrency_peak
+    assert summary.totals()["concurrency_peak"] == summary.concurrency_peak
+
+
+def test_no_growth_when_max_concurrency_is_concurrency(
+    slow_endpoint: str, small_tree: Path, seaweed_bucket: str, tmp_path: Path
+) -> None:
+    _, summary = _upload(slow_endpoint, small_tree, seaweed_bucket, tmp_path, max_concurrency=4)
+    assert summary.ok
+    assert summary.concurrency_peak == 4
+    assert summary.concurrency == 4

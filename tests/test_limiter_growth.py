@@ -1,0 +1,176 @@
+"""Growth of the request limit past ``concurrency``: the rule fed synthetic windows and
+completions (a fake clock, no sleeping, no time asserted)."""
+
+from __future__ import annotations
+
+import itertools
+
+from s3stow.config import Settings
+from s3stow.transfer.limits import HOLD, WINDOW_MIN, Growth, RequestLimiter
+
+
+def latency_bound(limit: int, *, rtt: float = 0.05, cap: float = 1e9) -> float:
+    """Completions per second of a server ``rtt`` away that serves at most ``cap``/s."""
+    return min(limit / rtt, cap)
+
+
+def run_windows(growth: Growth, limit: int, windows: int, rate_of: object) -> list[int]:
+    limits = [limit]
+    for _ in range(windows):
+        limit = growth.judge(limit, rate_of(limit), full=True)  # type: ignore[operator]
+        limits.append(limit)
+    return limits
+
+
+def test_doubles_while_rate_follows_up_to_ceiling() -> None:
+    growth = Growth(256)
+    limits = run_windows(growth, 16, 12, latency_bound)
+    assert limits[-1] == 256
+    assert sorted(set(limits)) == [16, 32, 64, 128, 256]
+    assert growth.reverts == 0
+
+
+def test_goes_back_when_more_requests_do_not_pay() -> None:
+    growth = Growth(256)  # a fast local server: the rate does not move with the limit
+    limits = run_windows(growth, 16, 6, lambda _limit: 600.0)
+    assert max(limits) == 32  # one try
+    assert limits[-1] == 16
+    assert growth.reverts == 1
+    assert growth.steps == 0
+
+
+def test_settles_where_the_rate_stops_rising() -> None:
+    growth = Growth(256)  # 50 ms away, but the machine serves at most 1,600 files/s
+    limits = run_windows(growth, 16, 3 * HOLD, lambda lim: latency_bound(lim, cap=1600.0))
+    # 16 -> 32 (640/s) -> 64 (1,280/s) -> 128 (1,600/s: +25%, confirmed, no further)
+    assert limits[-1] == 128
+    assert 256 not in limits[: HOLD + 8]
+
+
+def test_a_step_that_does_not_pay_is_retried_only_after_a_hold() -> None:
+    growth = Growth(256)
+    limits = run_windows(growth, 16, 2 * HOLD + 10, lambda _limit: 600.0)
+    tries = sum(1 for before, after in itertools.pairwise(limits) if after > before)
+    assert tries == 2  # at the start, and once more after HOLD windows
+    assert limits[-1] == 16
+
+
+def test_a_small_gain_must_hold_for_a_second_window() -> None:
+    growth = Growth(256)
+    assert growth.judge(16, 500.0, full=True) == 16  # settling (start-up)
+    assert growth.judge(16, 550.0, full=True) == 16  # a base window
+    assert growth.judge(16, 600.0, full=True) == 32  # the better of two, then a step
+    assert growth.judge(32, 900.0, full=True) == 32  # settling
+    assert growth.judge(32, 780.0, full=True) == 32  # +30%: to be confirmed
+    assert growth.judge(32, 600.0, full=True) == 16  # mean +15%: back
+    assert growth.reverts == 1
+    growth = Growth(256)
+    growth.judge(16, 500.0, full=True)
+    growth.judge(16, 550.0, full=True)
+    growth.judge(16, 600.0, full=True)
+    growth.judge(32, 900.0, full=True)
+    growth.judge(32, 780.0, full=True)
+    assert growth.judge(32, 760.0, full=True) == 32  # mean +28%: kept, growth stops
+    assert growth.steps == 1
+    assert growth.hold == HOLD
+
+
+def test_no_growth_unless_every_slot_was_taken() -> None:
+    growth = Growth(256)
+    limit = 16
+    for _ in range(10):
+        limit = growth.judge(limit, latency_bound(limit), full=False)
+    assert limit == 16
+
+
+def test_a_step_whose_slots_stay_unused_is_taken_back() -> None:
+    growth = Growth(256)  # the work arrives no faster than 16 slots take it
+    for rate in (500.0, 550.0, 600.0):
+        limit = growth.judge(16, rate, full=True)
+    assert limit == 32
+    assert growth.judge(32, 900.0, full=False) == 32  # settling
+    assert growth.judge(32, 900.0, full=False) == 16
+    assert growth.reverts == 1
+
+
+def test_never_past_the_ceiling() -> None:
+    growth = Growth(40)
+    limits = run_windows(growth, 16, 20, latency_bound)
+    assert max(limits) == 40
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def saturate(limiter: RequestLimiter) -> None:
+    """Take every slot at once for a moment (more work than slots)."""
+    held = [limiter.slot() for _ in range(limiter.limit)]
+    for cm in held:
+        cm.__enter__()
+    for cm in held:
+        cm.__exit__(None, None, None)
+    assert limiter.active == 0
+
+
+def complete(limiter: RequestLimiter, clock: FakeClock, count: int, *, rtt: float) -> None:
+    """``count`` successes at ``limit`` in flight ``rtt`` seconds each."""
+    for _ in range(count):
+        clock.now += rtt / limiter.limit
+        limiter.on_success()
+
+
+def test_limiter_grows_from_synthetic_completions() -> None:
+    clock = FakeClock()
+    limiter = RequestLimiter(16, ceiling=128, clock=clock)
+    for _ in range(12):
+        saturate(limiter)
+        complete(limiter, clock, max(limiter.limit, WINDOW_MIN), rtt=0.05)
+    assert limiter.limit == 128
+    assert limiter.growth.steps >= 3
+
+
+def test_throttling_ends_growth_and_halves() -> None:
+    clock = FakeClock()
+    limiter = RequestLimiter(16, ceiling=128, cooldown=0.0, clock=clock)
+    for _ in range(4):
+        saturate(limiter)
+        complete(limiter, clock, max(limiter.limit, WINDOW_MIN), rtt=0.05)
+    grown = limiter.limit
+    assert grown > 16
+    limiter.on_throttle()
+    assert limiter.limit == grown // 2
+    for _ in range(10):
+        saturate(limiter)
+        complete(limiter, clock, 256, rtt=0.05)
+    assert limiter.limit == grown // 2  # no growth after the server pushed back
+
+
+def test_recovery_after_throttling_stops_at_concurrency() -> None:
+    limiter = RequestLimiter(16, ceiling=256, cooldown=0.0)
+    limiter.on_throttle()
+    for _ in range(1000):
+        limiter.on_success()
+    assert limiter.limit == 16
+
+
+def test_without_a_ceiling_it_stays_at_concurrency() -> None:
+    clock = FakeClock()
+    limiter = RequestLimiter(16, clock=clock)
+    for _ in range(6):
+        saturate(limiter)
+        complete(limiter, clock, WINDOW_MIN, rtt=0.05)
+    assert limiter.limit == 16
+    assert limiter.peak == 16
+
+
+def test_ceiling_setting() -> None:
+    assert Settings().concurrency_ceiling == 256
+    assert Settings(concurrency=4).concurrency_ceiling == 64
+    assert Settings(concurrency=512).concurrency_ceiling == 512
+    assert Settings(max_concurrency=8).concurrency_ceiling == 16  # below: no growth
+    assert Settings(max_concurrency="cpu*64").max_concurrency is not None
