@@ -84,6 +84,12 @@ class ServerProbes:
 
         return self.answer(probes.BACKSLASH_KEYS, bucket, send) == probes.FOLDS
 
+    def pin(self, name: str, bucket: str, result: str | None) -> None:
+        """Take ``result`` as the answer of probe ``name`` for ``bucket`` without asking
+        (an embedder that knows its server; ``None``: the safe default)."""
+        with self._lock:
+            self._answers[name, bucket] = result
+
     def server_name(self) -> str:
         """The endpoint, for messages."""
         from s3stow.store.probes import endpoint_of
