@@ -3,10 +3,11 @@
 On each server, against the real thing: SeaweedFS refuses a wrong checksum, so under
 ``etag_check: auto`` no MD5 is computed (no ``Content-MD5`` on the wire); moto stores
 it, so the ETag check stays. The answer is cached in the ledger (a second run sends
-no probe) for a day; ``etag_check: on|off`` (``S3STOW_ETAG_CHECK``) wins without a probe; a dry run never
-probes; a refused probe keeps the check. SeaweedFS stores a key's ``\\`` as ``/``:
-such keys are folded before they are claimed, so a file ``back\\slash.txt`` never
-overwrites the verified object of ``back/slash.txt`` and verify agrees with the server.
+no probe) for a day; ``etag_check: on|off`` (``S3STOW_ETAG_CHECK``) wins without a
+probe; a dry run never probes; a refused probe keeps the check. SeaweedFS stores a
+key's ``\\`` as ``/``: such keys are folded before they are claimed, so a file
+``back\\slash.txt`` never overwrites the verified object of ``back/slash.txt`` and
+verify agrees with the server.
 """
 
 from __future__ import annotations
