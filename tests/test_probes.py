@@ -12,6 +12,7 @@ verify agrees with the server.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -223,3 +224,19 @@ def test_the_probe_cache_on_sqlite_and_an_older_ledger_gains_the_table(tmp_path:
 @pytest.mark.postgres
 def test_the_probe_cache_on_postgresql(pg_schema_url: str) -> None:
     _cache_round_trip(pg_schema_url)
+
+
+@pytest.mark.engines
+def test_doctor_reports_the_servers_behaviour(cli, s3, bucket, engine: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--json", "doctor", f"s3://{bucket}/jobs")
+    assert result.code == 0, result.output
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    seaweed = engine == "seaweedfs"
+    validation = checks["checksum validation"]
+    assert validation["status"] == "OK"
+    assert ("refused (BadDigest)" in validation["detail"]) is seaweed
+    assert ("no MD5" in validation["detail"]) is seaweed
+    backslash = checks["backslash in keys"]
+    assert backslash["status"] == "OK"
+    assert ("stored as '/'" in backslash["detail"]) is seaweed
+    assert _keys(s3, bucket) == []  # every probe object removed

@@ -402,9 +402,10 @@ class Uploader:
         first = next((item for item in batch if "\\" in item.key), None)
         if first is None:
             return batch, []
-        if not self.settings.dry_run:
-            self._check_bucket(first.bucket)
-        if not self.probes.folds_backslash(first.bucket, near=first.key):
+        bucket = first.bucket
+        if not self.probes.folds_backslash(
+            bucket, near=first.key, before_send=lambda: self._check_bucket(bucket)
+        ):
             return batch, []
         return claims.fold(batch, server=self.probes.server_name())
 

@@ -75,11 +75,16 @@ class ServerProbes:
 
         return self.answer(probes.CHECKSUM_VALIDATION, bucket, send) == probes.VALIDATES
 
-    def folds_backslash(self, bucket: str, *, near: str) -> bool:
-        """Whether the server stores a key's ``\\`` as ``/``."""
+    def folds_backslash(
+        self, bucket: str, *, near: str, before_send: Callable[[], None] | None = None
+    ) -> bool:
+        """Whether the server stores a key's ``\\`` as ``/`` (``before_send``: called
+        before a probe is sent, not when the answer is known)."""
         from s3stow.store import probes
 
         def send() -> ProbeOutcome:
+            if before_send is not None:
+                before_send()
             return probes.probe_backslash(self.store, bucket, near=near)
 
         return self.answer(probes.BACKSLASH_KEYS, bucket, send) == probes.FOLDS
