@@ -238,12 +238,13 @@ class Cli:
     endpoint: str
     cwd: Path
     started: list[subprocess.Popen[str]] = field(default_factory=list)
+    defaults: dict[str, str] = field(default_factory=dict)  # env a test's own ``env`` overrides
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "s3stow", "--endpoint-url", self.endpoint, *args]
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        return {**os.environ, **(extra or {})}
+        return {**os.environ, **self.defaults, **(extra or {})}
 
     def __call__(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
@@ -288,7 +289,10 @@ def cli(server: LocalS3Server | SeaweedServer, tmp_path: Path) -> Iterator[Cli]:
 
 @pytest.fixture
 def proxied_cli(proxy: FaultProxy, tmp_path: Path) -> Iterator[Cli]:
-    runner = Cli(proxy.url, tmp_path)
+    """A CLI behind the fault proxy, the ETag check pinned on (``PIN_ETAG_CHECK``): the
+    requests these tests count and fault are the transfers' own, never the server
+    probe's (a test passing ``S3STOW_ETAG_CHECK`` itself gets what it asks for)."""
+    runner = Cli(proxy.url, tmp_path, defaults=dict(PIN_ETAG_CHECK))
     yield runner
     runner.kill_leftovers()
 

@@ -27,6 +27,7 @@ from tests.conftest import FIVE_MIB_PARTS, make_tree
 
 MiB = 1024 * 1024
 PROBE = r"^PUT .*/\.s3stow-probe/"
+AUTO = {"S3STOW_ETAG_CHECK": "auto"}  # proxied_cli pins the check on: these tests probe
 POSIX_ONLY = pytest.mark.skipif(os.name == "nt", reason="a backslash is a separator on Windows")
 
 
@@ -57,7 +58,7 @@ def test_the_etag_check_follows_the_servers_checksum_validation(
     reuses the ledger's answer and sends no probe."""
     make_tree(tmp_path / "src", {"a.bin": 3000, "b.bin": 2 * MiB, "big.bin": 11 * MiB})
     args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
-    first = proxied_cli(*args)
+    first = proxied_cli(*args, env=AUTO)
     assert first.code == 0, first.output
     validates = engine == "seaweedfs"
     assert len(proxy.requests(PROBE)) == 1
@@ -72,7 +73,7 @@ def test_the_etag_check_follows_the_servers_checksum_validation(
 
     make_tree(tmp_path / "src", {"c.bin": 4000}, seed=2)
     proxy.reset()
-    second = proxied_cli(*args)
+    second = proxied_cli(*args, env=AUTO)
     assert second.code == 0, second.output
     assert proxy.requests(PROBE) == []
     assert [md5 is None for md5 in _md5_headers(proxy)] == [validates]
@@ -84,12 +85,12 @@ def test_a_probe_answer_older_than_a_day_is_asked_again(
 ) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {"a.bin": 3000})
     args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
-    assert proxied_cli(*args).code == 0
+    assert proxied_cli(*args, env=AUTO).code == 0
     with sqlite3.connect(tmp_path / "l.db") as conn:
         conn.execute("UPDATE probes SET probed_at = probed_at - :age", {"age": cache.MAX_AGE + 1})
     make_tree(tmp_path / "src", {"b.bin": 3000}, seed=2)
     proxy.reset()
-    assert proxied_cli(*args).code == 0
+    assert proxied_cli(*args, env=AUTO).code == 0
     assert len(proxy.requests(PROBE)) == 1
     with sqlite3.connect(tmp_path / "l.db") as conn:
         (probed_at,) = conn.execute("SELECT probed_at FROM probes").fetchone()
@@ -113,7 +114,8 @@ def test_an_explicit_etag_check_wins_and_sends_no_probe(
 
 def test_a_dry_run_never_probes(proxied_cli, proxy, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {"a.bin": 3000, "back\\slash.bin": 10})
-    result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--dry-run")
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--dry-run")
+    result = proxied_cli(*args, env=AUTO)
     assert result.code == 0, result.output
     assert proxy.requests(r"^(PUT|POST|DELETE) ") == []
 
@@ -125,7 +127,7 @@ def test_a_refused_probe_keeps_the_check_and_fails_nothing(
     cached (the next run asks again), and the run itself is not affected."""
     make_tree(tmp_path / "src", {"a.bin": 3000})
     proxy.add(PROBE, "status", status=403, code="AccessDenied", times=10)
-    result = proxied_cli("-v", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    result = proxied_cli("-v", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", env=AUTO)
     assert result.code == 0, result.output
     assert len(proxy.requests(PROBE)) == 1
     assert _md5_headers(proxy) != [None]
