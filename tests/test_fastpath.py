@@ -12,7 +12,7 @@ import pytest
 
 from s3stow.devserver.moto import LocalS3Server
 from s3stow.store.wire import put_headers
-from tests.conftest import FIVE_MIB_PARTS, Cli, make_tree
+from tests.conftest import FIVE_MIB_PARTS, PIN_ETAG_CHECK, Cli, make_tree
 from tests.faultproxy import FaultProxy
 
 MiB = 1024 * 1024
@@ -102,7 +102,7 @@ def test_fast_path_signatures_are_accepted(auth_server: Any, tmp_path: Path) -> 
             "team=data",
             "--concurrency",
             "1",
-            env=creds,
+            env={**creds, **PIN_ETAG_CHECK},
         )
         assert result.code == 0, result.output
         puts = [
@@ -168,7 +168,7 @@ def test_fast_path_signs_with_a_selected_profile_not_the_environment_keys(
             "l.db",
             "--concurrency",
             "1",
-            env=env,
+            env={**env, **PIN_ETAG_CHECK},
         )
         assert result.code == 0, result.output
         puts = [
@@ -208,7 +208,15 @@ def test_a_refusal_sends_the_bucket_to_botocore(
     tree = make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(5)})
     proxy.add(r"^PUT ", "status", times=1, status=status, code=code, agent="fastpath")
     result = proxied_cli(
-        "--debug", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "1"
+        "--debug",
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--concurrency",
+        "1",
+        env=PIN_ETAG_CHECK,
     )
     assert result.code == 0, result.output
     puts = [h for line, h in zip(proxy.log, proxy.headers, strict=True) if line.startswith("PUT ")]
@@ -260,7 +268,14 @@ def test_a_busy_server_leaves_the_fast_path_on(
     tree = make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(4)})
     proxy.add(r"^PUT ", "status", times=1, status=503, code="SlowDown", agent="fastpath")
     result = proxied_cli(
-        "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "1"
+        "upload",
+        "src",
+        f"s3://{bucket}/p",
+        "--ledger",
+        "l.db",
+        "--concurrency",
+        "1",
+        env=PIN_ETAG_CHECK,
     )
     assert result.code == 0, result.output
     agents = [
@@ -279,7 +294,8 @@ def test_an_endpoint_from_aws_endpoint_url_gets_the_etag_check(
     proxy: FaultProxy, bucket: str, tmp_path: Path
 ) -> None:
     """``etag_check: auto`` checks ETags on any endpoint botocore was configured with, not
-    only --endpoint-url: with AWS_ENDPOINT_URL the MD5 travels as Content-MD5 too."""
+    only --endpoint-url: with AWS_ENDPOINT_URL the server is probed (moto stores a wrong
+    checksum) and the MD5 travels as Content-MD5 too."""
     import os
     import subprocess
     import sys
@@ -296,5 +312,7 @@ def test_an_endpoint_from_aws_endpoint_url_gets_the_etag_check(
     )
     assert done.returncode == 0, done.stderr
     puts = [h for line, h in zip(proxy.log, proxy.headers, strict=True) if line.startswith("PUT ")]
-    assert len(puts) == 2
-    assert all(h.get("content-md5") for h in puts)
+    assert len(proxy.requests(r"^PUT .*/\.s3stow-probe/")) == 1
+    data = [h for h in puts if h.get("x-amz-meta-source") != "s3stow-probe"]
+    assert len(data) == 2
+    assert all(h.get("content-md5") for h in data)

@@ -339,7 +339,7 @@ def _second_run_is_refused(proxied_cli, proxy, bucket: str, tmp_path: Path, ledg
         stdout, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stdout + stderr
     assert proxied_cli(*args).code == 0  # the lock ended with its run
-    assert len(proxy.requests(r"^PUT /[^?]*/p/")) == 6  # each file sent once
+    assert len(proxy.requests(r"^PUT /[^?]*/p/f")) == 6  # each file sent once (the probe apart)
 
 
 def test_a_second_run_of_one_sqlite_ledger_and_target_exits_3(

@@ -21,6 +21,7 @@ from s3stow.config import load_settings
 from s3stow.ledger import open_ledger
 from s3stow.models import RunSummary
 from s3stow.report.metrics import RunMetrics
+from s3stow.store.probes import CHECKSUM_VALIDATION, STORES
 from s3stow.transfer.engine import Uploader
 from tests.conftest import make_tree
 from tests.faultproxy import FaultProxy
@@ -120,6 +121,7 @@ def test_metrics_after_runs_equal_the_summaries(
     metrics = RunMetrics(command="upload")
     ledger = open_ledger(str(tmp_path / "l.db"))
     uploader = Uploader(settings, ledger=ledger, request_observer=metrics)
+    uploader.probes.pin(CHECKSUM_VALIDATION, bucket, STORES)  # moto's answer: no probe PUT
     metrics.attach(uploader)
     server = metrics.serve("127.0.0.1", 0)
     try:

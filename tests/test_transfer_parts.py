@@ -23,6 +23,7 @@ from s3stow.models import SourceFile
 from s3stow.store import checksums
 from s3stow.store.base import WriteOptions
 from s3stow.store.body import FileRange
+from s3stow.store.probes import CHECKSUM_VALIDATION, STORES, VALIDATES
 from s3stow.transfer.bodies import (
     STREAM_ABOVE,
     Body,
@@ -43,8 +44,12 @@ def _source(path: Path) -> SourceFile:
     return SourceFile(path, path.name, stat.st_size, stat.st_mtime_ns, path.parent)
 
 
-def _context(**settings: Any) -> Iterator[TransferContext]:
-    with Uploader(Settings(**settings)).transfer_context() as ctx:
+def _context(*, validates: bool | None = None, **settings: Any) -> Iterator[TransferContext]:
+    """A context of ``settings``; on a configured endpoint, the server's answer to the
+    checksum probe for bucket ``b`` pinned (``None``: not known, the safe default)."""
+    uploader = Uploader(Settings(**settings))
+    uploader.probes.pin(CHECKSUM_VALIDATION, "b", {True: VALIDATES, False: STORES}.get(validates))
+    with uploader.transfer_context() as ctx:
         yield ctx
 
 
@@ -69,12 +74,27 @@ def _md5(data: bytes) -> str:
     [
         ({}, {"digest": "crc64nvme", "md5": False, "sha256": False}),
         ({"endpoint_url": "https://s3.example"}, {"digest": "crc64nvme", "md5": True}),
-        ({"endpoint_url": "http://127.0.0.1:9"}, {"digest": "crc64nvme", "md5": True}),
+        (
+            {"endpoint_url": "http://127.0.0.1:9", "validates": False},
+            {"digest": "crc64nvme", "md5": True},
+        ),
+        (
+            {"endpoint_url": "http://127.0.0.1:9", "validates": True},
+            {"digest": "crc64nvme", "md5": False},
+        ),
         ({"checksum": "sha256"}, {"digest": "sha256", "md5": False}),
         ({"checksum": "crc32c", "etag_check": "on"}, {"digest": "crc32c", "md5": True}),
         ({"checksum": "none"}, {"digest": None, "md5": True}),
     ],
-    ids=["aws", "https-endpoint", "http-endpoint", "sha256", "etag-check-on", "none"],
+    ids=[
+        "aws",
+        "https-endpoint",
+        "http-endpoint-storing",
+        "http-endpoint-validating",
+        "sha256",
+        "etag-check-on",
+        "none",
+    ],
 )
 def test_a_body_carries_exactly_the_hashes_its_request_needs(
     data: tuple[Path, bytes], settings: dict[str, Any], want: dict[str, Any], length: int
@@ -244,13 +264,39 @@ def test_the_context_says_which_checks_apply() -> None:
     """Whether a bucket's writes sign the payload is learned from botocore (the test
     above), never guessed from the endpoint: nothing is signed before that."""
     for ctx in _context():
-        assert (ctx.compat, ctx.etag_check, ctx.signs_payload("b")) == (False, False, False)
+        assert (ctx.compat, ctx.checks_etag("b"), ctx.signs_payload("b")) == (False, False, False)
     for ctx in _context(checksum_compat=True):
-        assert (ctx.compat, ctx.etag_check) == (True, True)
+        assert (ctx.compat, ctx.checks_etag("b")) == (True, True)
     for ctx in _context(endpoint_url="HTTP://127.0.0.1:9", etag_check="off"):
-        assert (ctx.etag_check, ctx.signs_payload("b")) == (False, False)
+        assert (ctx.checks_etag("b"), ctx.signs_payload("b")) == (False, False)
     for ctx in _context(endpoint_url="https://s3.example", sse="aws:kms"):
-        assert (ctx.etag_check, ctx.signs_payload("b")) == (False, False)
+        assert (ctx.checks_etag("b"), ctx.signs_payload("b")) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("settings", "validates", "want"),
+    [
+        ({}, None, False),  # AWS: never asked
+        ({"endpoint_url": "https://s3.example"}, None, True),  # not known: the check stays
+        ({"endpoint_url": "https://s3.example"}, False, True),  # stores bad sums (moto)
+        ({"endpoint_url": "https://s3.example"}, True, False),  # refuses them (SeaweedFS)
+        ({"endpoint_url": "https://s3.example", "etag_check": "on"}, True, True),
+        ({"endpoint_url": "https://s3.example", "etag_check": "off"}, False, False),
+        ({"endpoint_url": "https://s3.example", "checksum": "none"}, True, True),  # compat
+    ],
+)
+def test_etag_check_auto_follows_the_servers_checksum_validation(
+    settings: dict[str, Any], validates: bool | None, want: bool, data: tuple[Path, bytes]
+) -> None:
+    """Under ``auto`` a configured endpoint gets the MD5 and the ETag comparison unless
+    the server refuses a wrong checksum itself; ``on``/``off`` win over the answer."""
+    path, _ = data
+    for ctx in _context(validates=validates, **settings):
+        assert ctx.checks_etag("b", "k") is want
+        body = prepare_body(ctx, _source(path), 0, 2 * MiB, bucket="b", key="k")
+        assert (body.md5_hex is not None) is want
+        assert ctx.probes is not None
+        assert ctx.probes.sent == 0
 
 
 def test_the_part_pool_is_shut_down_with_the_context() -> None:

@@ -9,6 +9,9 @@ parts, which is what makes a resume send only the missing parts.
 ``restores`` / ``restore_ranges``: one row per object restored to a local path (its
 outcome, and the state of an unfinished ranged download) and the ranges of that
 download already written, which is what makes a resumed restore fetch only the rest.
+``probes``: what a server does where s3stow's checks depend on it (does it refuse a
+wrong checksum, does it keep a ``\\`` in a key), per endpoint and bucket, with when it
+was found out (``ledger/probes.py``).
 """
 
 from __future__ import annotations
@@ -153,4 +156,15 @@ restore_ranges = Table(
     Column("length", BigInteger, nullable=False),
     Column("digest", String(128)),  # the range's checksum, where the proof combines
     PrimaryKeyConstraint("download_id", "first_byte", name="pk_restore_ranges"),
+)
+
+probes = Table(
+    "probes",
+    metadata,
+    Column("endpoint", Text, nullable=False),  # botocore's endpoint URL
+    Column("bucket", String(255), nullable=False),
+    Column("name", String(64), nullable=False),  # checksum-validation | backslash-keys
+    Column("result", String(32), nullable=False),  # validates | stores | keeps | folds
+    Column("probed_at", Float, nullable=False),
+    PrimaryKeyConstraint("endpoint", "bucket", "name", name="pk_probes"),
 )

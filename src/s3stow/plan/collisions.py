@@ -16,6 +16,11 @@ Discovery streams, so two colliding files in different batches (256 files each) 
 settled in turn: the first may already be uploaded when the second is found; the
 second is refused, naming it, and the first object stays that file's.
 
+On a server that stores a key's ``\\`` as ``/`` (SeaweedFS; ``transfer/probes.py``
+finds out), ``fold`` rewrites such keys before they are settled: ``back\\slash.txt``
+claims ``back/slash.txt``, the key the server really writes, so it collides with a
+file ``back/slash.txt`` instead of overwriting its object, and the refusal says why.
+
 Under a content-addressed template (``{md5}``/``{sha256}``) equal keys mean equal
 content: files sharing a key are duplicates, not collisions (the first is uploaded, the
 others are reported deduplicated), and an object the ledger holds for another path
@@ -29,10 +34,12 @@ import logging
 import os
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from s3stow.ledger import LedgerEntry
+from s3stow.logs import warn_each
 from s3stow.models import Duplicate, PlannedUpload, Refused, Status
+from s3stow.plan.keys import UnsafeKeyError, check_key
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,41 @@ class KeyClaims:
     content_addressed: bool = False
     # key digest -> its owner; a bare path is a file of this run (the common case, kept cheap)
     _owners: dict[bytes, _Owner | str] = field(default_factory=dict)
+    _folded: set[bytes] = field(default_factory=set)  # keys made by ``fold``
+
+    def fold(
+        self, batch: Sequence[PlannedUpload], *, server: str = "this server"
+    ) -> tuple[list[PlannedUpload], list[Refused]]:
+        """``batch`` with every ``\\`` of a key written as ``/``, for a server that
+        stores it so; a key that folds into an unsafe one (``a\\`` -> ``a/``) is refused."""
+        kept: list[PlannedUpload] = []
+        refused: list[Refused] = []
+        for item in batch:
+            if "\\" not in item.key:
+                kept.append(item)
+                continue
+            folded = item.key.replace("\\", "/")
+            note = f"{server} stores '\\' in keys as '/'"
+            try:
+                check_key(folded)
+            except UnsafeKeyError as exc:
+                reason = f"key {item.key!r} would be stored as {folded!r} ({note}): {exc}"
+                refused.append(Refused(item.source, item.key, "UnsafeKey", reason))
+                continue
+            warn_each(
+                log,
+                "backslash-folded",
+                "%s: key %r instead of %r (%s)",
+                item.source.path,
+                folded,
+                item.key,
+                note,
+                example=str(item.source.path),
+                many="keys with '\\' given '/' instead",
+            )
+            self._folded.add(_digest(folded))
+            kept.append(replace(item, key=folded))
+        return kept, refused
 
     def settle(
         self, batch: Sequence[PlannedUpload], known: Mapping[str, LedgerEntry]
@@ -109,6 +151,7 @@ class KeyClaims:
         for item in items:
             others = ", ".join(p for p in paths if p != str(item.source.path))
             reason = f"key {item.key!r} is also the key of {others}; neither is uploaded"
+            reason += self._why_folded(digest)
             refused.append((item, Refused(item.source, item.key, COLLISION, reason + _HINT)))
         return refused
 
@@ -124,7 +167,13 @@ class KeyClaims:
             reason = f"key {item.key!r} is also the key of {owner.path} and others; not uploaded"
         else:
             reason = f"key {item.key!r} is also the key of {owner.path}; not uploaded"
+        reason += self._why_folded(_digest(item.key))
         return Refused(item.source, item.key, COLLISION, reason + _HINT)
+
+    def _why_folded(self, digest: bytes) -> str:
+        if digest in self._folded:
+            return " (the server stores '\\' in keys as '/', so a '\\' names the same key)"
+        return ""
 
 
 _HINT = " (rename one of the files, or choose a key template that tells them apart)"

@@ -138,6 +138,10 @@ class ObjectStore(Protocol):
 
     def abort_multipart(self, bucket: str, key: str, *, upload_id: str) -> None: ...
 
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete one object (s3stow's own probe objects only: ``probes.py``)."""
+        ...
+
     def list_multipart_uploads(self, bucket: str, prefix: str) -> list[tuple[str, str]]: ...
 
     # ---- reading objects back (restore) -------------------------------------------------

@@ -55,6 +55,7 @@ class DryRunStore:
     upload_part = _refuse
     complete_multipart = _refuse
     abort_multipart = _refuse
+    delete_object = _refuse
     restore_object = _refuse  # a restore request is a write: it creates a readable copy
 
     def stat_object(

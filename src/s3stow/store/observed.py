@@ -160,6 +160,9 @@ class ObservedStore:
             lambda: self.inner.abort_multipart(bucket, key, upload_id=upload_id),
         )
 
+    def delete_object(self, bucket: str, key: str) -> None:
+        self._timed("DeleteObject", lambda: self.inner.delete_object(bucket, key))
+
     def list_multipart_uploads(self, bucket: str, prefix: str) -> list[tuple[str, str]]:
         return self._timed(
             "ListMultipartUploads", lambda: self.inner.list_multipart_uploads(bucket, prefix)

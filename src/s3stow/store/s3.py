@@ -480,6 +480,9 @@ class S3Store:
                 return
             raise self.translate(exc, bucket, key) from exc
 
+    def delete_object(self, bucket: str, key: str) -> None:
+        self._call(bucket, key, self.client.delete_object)
+
     def list_multipart_uploads(self, bucket: str, prefix: str) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
         paginator = self.client.get_paginator("list_multipart_uploads")

@@ -10,7 +10,9 @@ region, its settings (informational: a setting the server does not implement sho
 as ``unsupported``, one this identity may not read as ``not readable``; neither fails
 the check), whether the fast path gets botocore's answers for the bucket, and each
 permission a job needs, probed harmlessly (list, then put/get/delete of a probe
-object under the prefix).
+object under the prefix), and, on a configured endpoint, how the server behaves where
+``upload`` depends on it (``store/probes.py``: does it refuse a wrong checksum, does it
+keep a ``\\`` in a key), with what ``upload`` makes of the answers.
 """
 
 from __future__ import annotations
@@ -97,6 +99,38 @@ def run_checks(
     same, detail = compare_fast_path(store, target.bucket, target.prefix)
     checks.append(Check("fast path", "OK" if same or not settings.fast_path else "WARN", detail))
     checks.extend(_permissions(client, target))
+    if store.custom_endpoint():
+        checks.extend(_behaviour(settings, store, target))
+    return checks
+
+
+def _behaviour(settings: Settings, store: S3Store, target: Target) -> list[Check]:
+    """The server probes ``upload`` sends (``transfer/probes.py``), sent now."""
+    from s3stow.store import probes
+
+    checks = []
+    if settings.checksum != "none":
+        found = probes.probe_checksum_validation(
+            store, target.bucket, near=target.prefix, algorithm=settings.checksum
+        )
+        if found.result == probes.VALIDATES:
+            effect = "etag_check auto: no MD5, no ETag comparison (the server checks)"
+        elif found.result == probes.STORES:
+            effect = "etag_check auto: ETags compared with local MD5s (the server does not check)"
+        else:
+            effect = "no answer: etag_check auto keeps the ETag check"
+        if settings.etag_check != "auto":
+            effect = f"etag_check {settings.etag_check} is set: the answer is not used"
+        status = "OK" if found.result is not None else "WARN"
+        checks.append(Check("checksum validation", status, f"{found.detail}; {effect}"))
+    found = probes.probe_backslash(store, target.bucket, near=target.prefix)
+    if found.result == probes.FOLDS:
+        detail = f"{found.detail}: keys with '\\' are uploaded with '/' instead"
+    elif found.result == probes.KEEPS:
+        detail = found.detail
+    else:
+        detail = f"{found.detail}; keys with '\\' are uploaded as they are"
+    checks.append(Check("backslash in keys", "OK" if found.result else "WARN", detail))
     return checks
 
 

@@ -6,6 +6,8 @@ common prefix, and the ledger's items under that prefix. HEAD (with checksum mod
 is sent only where a proof needs it. Classes: ``ok``, ``missing`` (not in S3),
 ``size-mismatch``, ``checksum-mismatch``, ``ledger-done-but-gone``, ``orphan`` (in
 S3, not local), ``local-missing`` (the ledger's file is gone), ``changed-locally``.
+On a server the ledger knows to store a key's ``\\`` as ``/`` (``transfer/probes.py``)
+such keys are checked where the upload put them.
 Each finding names the tier that decided it: ``checksum`` / ``sha256-metadata`` /
 ``etag-md5`` (``--deep`` re-reads the file), ``ledger`` (size and mtime as
 recorded), ``mtime-metadata``, ``size``, ``listing``. An upload's ``--timestamp``
@@ -28,6 +30,7 @@ from s3stow.plan.compare import remote_matches
 from s3stow.plan.discover import check_sources, discover
 from s3stow.plan.planner import Planner, Refused
 from s3stow.store.base import ObjectInfo, ObjectStore
+from s3stow.transfer.probes import ServerProbes
 
 OK = "ok"
 PROBLEM_ORDER = (
@@ -87,13 +90,20 @@ def verify_tree(
             planner = Planner(settings.model_copy(update={"custom_timestamp": newest}), target)
     seen: set[str] = set()
     complete = True
+    probes = ServerProbes(settings, store=store, ledger=ledger, send=False)
     for found in discover(roots, follow_symlinks=settings.follow_symlinks):
         if not isinstance(found, SourceFile):
             continue
         planned = planner.plan(found)
         if planned is None or isinstance(planned, Refused):
             continue
-        if planner.claims.settle([planned], {})[1]:
+        if "\\" in planned.key and probes.folds_backslash(target.bucket, near=planned.key):
+            folded, _ = planner.claims.fold([planned])  # where the upload put it
+            if not folded:
+                continue
+            planned = folded[0]
+        entry = recorded.get(planned.key)
+        if planner.claims.settle([planned], {planned.key: entry} if entry else {})[1]:
             continue  # another file's key (upload refuses it), or a duplicate's (checked
             # with the file that has it first)
         if limit is not None and len(seen) >= limit:

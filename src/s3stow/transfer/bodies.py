@@ -58,6 +58,7 @@ def prepare_body(
     length: int,
     *,
     bucket: str | None = None,
+    key: str = "",
     sha256: bool = False,
     md5: bool = False,
 ) -> Body:
@@ -65,7 +66,7 @@ def prepare_body(
 
     ``sha256``/``md5`` ask for those hashes beyond what the request itself needs."""
     algorithm = None if ctx.settings.checksum == "none" else ctx.settings.checksum
-    want_md5 = md5 or ctx.etag_check
+    want_md5 = md5 or ctx.checks_etag(bucket, key)
     if length < STREAM_ABOVE:
         data = read_range(source.path, offset, length)
         return Body(

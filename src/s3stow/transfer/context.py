@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from s3stow import __version__
 from s3stow.config import Settings, wants_etag_check
@@ -33,6 +34,9 @@ from s3stow.store.base import ObjectStore, WriteOptions
 from s3stow.transfer.limits import MemoryBudget, RequestLimiter
 from s3stow.transfer.retry import RetryPolicy
 from s3stow.units import utc_stamp
+
+if TYPE_CHECKING:
+    from s3stow.transfer.probes import ServerProbes
 
 
 @dataclass
@@ -56,15 +60,32 @@ class TransferContext:
     def compat(self) -> bool:
         return self.settings.checksum_compat or self.settings.checksum == "none"
 
+    probes: ServerProbes | None = None  # what the server does (None: not asked)
+    _validating: dict[str, bool] = field(default_factory=dict)  # bucket -> refuses bad sums
+
     @functools.cached_property
-    def etag_check(self) -> bool:
-        """Compare ETags with the MD5s (and send Content-MD5): in compatibility mode, or
-        as ``etag_check`` says for the endpoint botocore resolved."""
+    def custom_endpoint(self) -> bool:
+        return self.store.custom_endpoint()
+
+    def checks_etag(self, bucket: str | None, key: str = "") -> bool:
+        """Compare ETags with the MD5s (and send Content-MD5) for a write to ``bucket``
+        (``key``: beside which a probe object may go): in compatibility mode, or as
+        ``etag_check`` says for the endpoint botocore resolved; under ``auto`` on a
+        configured endpoint, only where the server does not refuse a wrong checksum
+        itself (``ServerProbes``)."""
         if self.compat:
             return True
         if self.settings.etag_check != "auto" or self.settings.sse == "aws:kms":
             return wants_etag_check(self.settings, custom_endpoint=False)
-        return wants_etag_check(self.settings, custom_endpoint=self.store.custom_endpoint())
+        if not self.custom_endpoint:
+            return False
+        if self.probes is None or bucket is None:
+            return True
+        validating = self._validating.get(bucket)
+        if validating is None:
+            validating = self.probes.validates_checksums(bucket, near=key)
+            self._validating[bucket] = validating
+        return not validating
 
     def signs_payload(self, bucket: str) -> bool:
         """Whether writes to ``bucket`` carry the payload's SHA-256 in the signature (as
@@ -147,6 +168,7 @@ def transfer_context(
     on_bytes: Callable[[SourceFile, int], None],
     on_resumed: Callable[[SourceFile, int], None] = lambda _source, _count: None,
     on_hashed: Callable[[SourceFile, int], None] | None = None,
+    probes: ServerProbes | None = None,
 ) -> Iterator[TransferContext]:
     """A ``TransferContext`` with its own part pool, shut down on exit."""
     pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="part")
@@ -169,6 +191,7 @@ def transfer_context(
             on_bytes=on_bytes,
             on_resumed=on_resumed,
             on_hashed=on_hashed,
+            probes=probes,
         )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -57,6 +57,7 @@ from s3stow.store.observed import ObservedStore, RequestObserver
 from s3stow.store.s3 import S3Store
 from s3stow.transfer.context import TransferContext, transfer_context
 from s3stow.transfer.limits import RequestLimiter
+from s3stow.transfer.probes import ServerProbes
 from s3stow.transfer.tally import Tally
 from s3stow.transfer.worker import FileWorker
 
@@ -106,6 +107,7 @@ class Uploader:
             real = ObservedStore(real, request_observer)
         self.store: ObjectStore = DryRunStore(real) if settings.dry_run else real
         self.ledger = ledger
+        self.probes = ServerProbes(settings, store=self.store, ledger=ledger)
         self.observer = Fanout(list(observers))
         self.default_target = default_target
         self.stop = threading.Event()
@@ -175,8 +177,13 @@ class Uploader:
             item = planned
         else:
             item = PlannedUpload(found, resolved.bucket, build_key("", key))
+        claims = KeyClaims()
+        folded, unsafe = self._fold_backslashes([item], claims)
+        if unsafe:
+            return unsafe[0].result(item.bucket)
+        item = folded[0]
         known = self.ledger.lookup(item.bucket, [item.key]) if self.ledger is not None else {}
-        _, refused = KeyClaims().settle([item], known)
+        _, refused = claims.settle([item], known)
         if refused:
             return refused[0].result(item.bucket)
         self._check_bucket(item.bucket)
@@ -367,6 +374,11 @@ class Uploader:
             for batch in batches:
                 if self.stop.is_set():
                     break
+                if batch:
+                    bucket = batch[0].bucket
+                    batch, unsafe = self._fold_backslashes(batch, claims)
+                    for refusal in unsafe:
+                        self._refuse(summary, refusal, bucket)
                 try:
                     known = self._known(batch)
                 except LedgerError as exc:
@@ -406,6 +418,21 @@ class Uploader:
                 self._drain(pending, completed, summary, block=False)
             while pending:
                 self._drain(pending, completed, summary, block=True)
+
+    def _fold_backslashes(
+        self, batch: list[PlannedUpload], claims: KeyClaims
+    ) -> tuple[list[PlannedUpload], list[Refused]]:
+        """On a server that stores a key's ``\\`` as ``/``, the batch with such keys
+        folded (``KeyClaims.fold``); the server is asked only when a key holds one."""
+        first = next((item for item in batch if "\\" in item.key), None)
+        if first is None:
+            return batch, []
+        bucket = first.bucket
+        if not self.probes.folds_backslash(
+            bucket, near=first.key, before_send=lambda: self._check_bucket(bucket)
+        ):
+            return batch, []
+        return claims.fold(batch, server=self.probes.server_name())
 
     def _known(self, batch: list[PlannedUpload]) -> dict[str, LedgerEntry]:
         """The ledger's entries for a batch's keys (one lookup serves collisions and
@@ -565,6 +592,7 @@ class Uploader:
             on_bytes=self._on_bytes,
             on_resumed=self._on_resumed,
             on_hashed=self.observer.on_hashed,
+            probes=self.probes,
         )
 
     def _on_bytes(self, source: SourceFile, count: int) -> None:

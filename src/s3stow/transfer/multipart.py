@@ -228,7 +228,7 @@ def send_part(
     (retried) and check S3's answer: the ETag against the MD5 where that proves
     something, the checksum when echoed (a mismatch is ``SourceChanged`` when the file
     moved since ``identity`` was taken)."""
-    body = prepare_body(ctx, source, offset, length, bucket=bucket)
+    body = prepare_body(ctx, source, offset, length, bucket=bucket, key=key)
     digest = None if ctx.compat else body.digest
 
     def send() -> PartRecord:
@@ -243,7 +243,7 @@ def send_part(
                 content_md5=body.content_md5,
             )
             ctx.limiter.on_success()
-            if ctx.etag_check and ctx.settings.sse != "aws:kms":
+            if ctx.checks_etag(bucket, key) and ctx.settings.sse != "aws:kms":
                 check_etag(put.etag, body, what=f"{key} part {number}")
             if digest is not None and put.checksum is not None and put.checksum != digest.b64:
                 raise TransferError(

@@ -26,7 +26,13 @@ def put_single(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
     with ctx.limiter.slot(), ctx.budget.hold(buffered_size(source.size)):  # slot first
         identity = open_identity(source)
         body = prepare_body(
-            ctx, source, 0, source.size, bucket=item.bucket, sha256=ctx.settings.sha256_metadata
+            ctx,
+            source,
+            0,
+            source.size,
+            bucket=item.bucket,
+            key=item.key,
+            sha256=ctx.settings.sha256_metadata,
         )
         ensure_unchanged(source, identity)
         # the body may hash SHA-256 for its signature or checksum: metadata only if asked
@@ -78,7 +84,7 @@ def _verify_ack(
     digest: checksums.Digest | None,
     body: Body,
 ) -> None:
-    if ctx.etag_check and ctx.settings.sse != "aws:kms":
+    if ctx.checks_etag(item.bucket, item.key) and ctx.settings.sse != "aws:kms":
         check_etag(etag, body, what=item.key)
     if digest is not None and not ctx.compat:
         if acked is None:
