@@ -99,13 +99,16 @@ def test_a_probe_answer_older_than_a_day_is_asked_again(
 
 @pytest.mark.engines
 @pytest.mark.parametrize("setting", ["on", "off"])
+@pytest.mark.parametrize("via", ["environment", "flag"])
 def test_an_explicit_etag_check_wins_and_sends_no_probe(
-    proxied_cli, proxy, bucket, tmp_path: Path, setting: str
+    proxied_cli, proxy, bucket, tmp_path: Path, setting: str, via: str
 ) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {"a.bin": 3000, "b.bin": 2 * MiB})
-    result = proxied_cli(
-        "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", env={"S3STOW_ETAG_CHECK": setting}
-    )
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    if via == "flag":  # the flag wins over the environment's auto
+        result = proxied_cli(*args, "--etag-check", setting, env=AUTO)
+    else:
+        result = proxied_cli(*args, env={"S3STOW_ETAG_CHECK": setting})
     assert result.code == 0, result.output
     assert proxy.requests(PROBE) == []
     assert [md5 is not None for md5 in _md5_headers(proxy)] == [setting == "on"] * 2

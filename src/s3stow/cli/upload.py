@@ -103,6 +103,16 @@ def upload(
             "servers that reject them).",
         ),
     ] = None,
+    etag_check: Annotated[
+        str | None,
+        Opt(
+            help="Compare ETags with local MD5s: auto (on a configured endpoint whose server "
+            "stores a wrong checksum instead of refusing it; probed once per endpoint and "
+            "bucket), on or off (both skip the probe).",
+            metavar="auto|on|off",
+            show_default="auto",
+        ),
+    ] = None,
     sha256_metadata: Annotated[
         bool | None,
         Opt(
@@ -188,6 +198,7 @@ def upload(
         "multipart_threshold": multipart_threshold,
         "checksum": checksum,
         "checksum_compat": checksum_compat,
+        "etag_check": etag_check,
         "sha256_metadata": sha256_metadata,
         "content_type": content_type,
         "sse": sse,
