@@ -64,7 +64,6 @@ from s3stow.transfer.worker import FileWorker
 log = logging.getLogger(__name__)
 _BATCH = 256
 _OWN_KEY = frozenset({"UnsafeKey", "SourceMissing"})  # refusals recorded under their key
-# Skipped paths that are no failure, by how the summary names them.
 
 
 class _FilePool(ThreadPoolExecutor):
