@@ -33,6 +33,7 @@ from pathlib import Path
 import boto3
 
 from s3stow.devserver.seaweedfs import SeaweedServer
+from servers import audit_missing  # beside this file
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
@@ -121,6 +122,10 @@ def run(
     ok = done.returncode == 0 and files == kw["files"]
     if not ok:
         print(f"  {tool} {delay}: exit {done.returncode}, {files} objects", done.stderr[-500:])
+        if files < kw["files"]:  # type: ignore[operator]  # a listing that lags, or loss?
+            ledger = DATA / f"latency-{prefix}.db" if tool.startswith("s3stow") else None
+            why = audit_missing(server.endpoint_url, prefix, kw["files"], ledger=ledger)  # type: ignore[arg-type]
+            print(f"  {tool} {delay}: {why}", flush=True)
     return {
         "tool": tool,
         "delay": "direct" if direct else delay,

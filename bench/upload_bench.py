@@ -54,6 +54,7 @@ from pathlib import Path
 from servers import (  # beside this file
     SERVERS,
     BenchServer,
+    audit_missing,
     default_server,
     describe,
     servers_of,
@@ -344,6 +345,9 @@ def one_run(
             if not ok:
                 tail = STDERR.read_text(errors="replace")[-500:]
                 print(f"  {name}: exit {code}, {stored} of {files} objects stored; {tail}")
+                if stored < files:  # a listing that lags, or objects really missing?
+                    why = audit_missing(server.endpoint_url, name, files, ledger=ledger)
+                    print(f"  {name}: {why}")
             return Sample(server_kind, tool, dataset, wall, cpu, rss, cpu1 - cpu0, ok)
         finally:
             if proxy is not None:
