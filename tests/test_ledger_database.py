@@ -238,8 +238,9 @@ def test_a_ledger_replaced_during_a_run_takes_no_more_records(tmp_path: Path) ->
     held.wait(10)
     try:
         first.record(_result("after"), mtime_ns=2, run_id="first")
-        with pytest.raises(LedgerError, match="deleted or replaced"):
+        with pytest.raises(LedgerError, match="deleted or replaced") as caught:
             first.flush()  # needs a second connection: opened by path, on the new file
+        assert "a ledger of its own" in str(caught.value.hint)
     finally:
         release.set()
         holder.join()

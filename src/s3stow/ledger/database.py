@@ -177,6 +177,10 @@ class _SqliteSession:
         self._connection.executemany(sql, rows)
 
 
+class LedgerReplaced(sqlite3.OperationalError):
+    """The ledger's path names another file than the one this run opened."""
+
+
 class SqliteDatabase:
     """A SQLite file through the standard library: a small pool of connections in
     autocommit mode (one per concurrent user, reused, so threads that come and go,
@@ -200,8 +204,8 @@ class SqliteDatabase:
         self._file: tuple[int, int] | None = None  # (device, inode) of the first connection
 
     def _same_file(self) -> None:
-        """Raise ``sqlite3.OperationalError`` (a ledger write or read error) when the
-        path no longer names the file this database's first connection opened."""
+        """Raise ``LedgerReplaced`` (a ledger write or read error) when the path no
+        longer names the file this database's first connection opened."""
         try:
             stat = os.stat(self.path)
             found: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
@@ -213,10 +217,9 @@ class SqliteDatabase:
                 return
             if found == self._file:
                 return
-        raise sqlite3.OperationalError(
+        raise LedgerReplaced(
             f"the ledger file {self.path} was deleted or replaced while this run used it "
-            "(another program or run removed it): nothing more is recorded in the new file; "
-            "give each run that may overlap a ledger of its own"
+            "(by another program or run): nothing more is recorded in the new file"
         )
 
     @contextmanager
