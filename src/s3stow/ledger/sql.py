@@ -400,7 +400,9 @@ class Ledger:
             yield
         except self.database.errors as exc:
             if verb != "write":
-                raise LedgerError(f"cannot {verb} the ledger: {_first_line(exc)}") from exc
+                hint = _REPLACED if isinstance(exc, LedgerReplaced) else None
+                message = f"cannot {verb} the ledger: {_first_line(exc)}"
+                raise LedgerError(message, hint=hint) from exc
             error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_fix(exc))
             raise self._failed(error) from exc
 
