@@ -90,9 +90,13 @@ class _Direction:
             dest.close()
             if self.source is not None:
                 self.source.close()
-        elif dest.can_write_eof():
-            dest.write_eof()
-        else:
+            return
+        try:
+            if dest.is_closing() or not dest.can_write_eof():
+                dest.close()
+            else:
+                dest.write_eof()
+        except OSError:  # the other end went away meanwhile (ENOTCONN): nothing to end
             dest.close()
 
 

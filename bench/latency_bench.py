@@ -27,12 +27,14 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import boto3
 
 from s3stow.devserver.seaweedfs import SeaweedServer
+from servers import audit_missing  # beside this file
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
@@ -65,6 +67,11 @@ def proc_cpu(pid: int) -> float:
 
 
 PROXY = [HERE / "delay_proxy.py"]
+# s3stow's ledgers, in a folder of this invocation's own (main): two invocations at once
+# once shared DATA/latency-<prefix>.db, and one deleted the other's live ledger and run
+# lock before its run, so the other's later records landed in its new ledger and its
+# run skipped those files as done though its own server never received them.
+LEDGERS = [DATA]
 
 
 def start_proxy(port: int, delay_ms: float) -> tuple[subprocess.Popen[str], str]:
@@ -80,9 +87,7 @@ def start_proxy(port: int, delay_ms: float) -> tuple[subprocess.Popen[str], str]
 def command(tool: str, src: Path, endpoint: str, prefix: str, extra: list[str]) -> list[str]:
     if tool == "s5cmd":
         return [str(S5CMD), "--endpoint-url", endpoint, "cp", f"{src}/*", f"s3://bench/{prefix}/"]
-    ledger = DATA / f"latency-{prefix}.db"
-    for leftover in DATA.glob(ledger.name + "*"):
-        leftover.unlink()
+    ledger = LEDGERS[0] / f"latency-{prefix}.db"  # a new name in this invocation's folder
     return [
         *(sys.executable, "-m", "s3stow", "-q", "--json", "--endpoint-url", endpoint, "upload"),
         *(str(src), f"s3://bench/{prefix}", "--ledger", str(ledger), *extra),
@@ -121,6 +126,10 @@ def run(
     ok = done.returncode == 0 and files == kw["files"]
     if not ok:
         print(f"  {tool} {delay}: exit {done.returncode}, {files} objects", done.stderr[-500:])
+        if files < kw["files"]:  # type: ignore[operator]  # a listing that lags, or loss?
+            ledger = LEDGERS[0] / f"latency-{prefix}.db" if tool.startswith("s3stow") else None
+            why = audit_missing(server.endpoint_url, prefix, kw["files"], ledger=ledger)  # type: ignore[arg-type]
+            print(f"  {tool} {delay}: {why}", flush=True)
     return {
         "tool": tool,
         "delay": "direct" if direct else delay,
@@ -148,6 +157,8 @@ def main() -> None:
     parser.add_argument("--proxy", type=Path, default=PROXY[0], help="another delay proxy")
     args = parser.parse_args()
     PROXY[0] = args.proxy
+    DATA.mkdir(exist_ok=True)
+    LEDGERS[0] = Path(tempfile.mkdtemp(prefix="latency-ledgers-", dir=DATA))
     variants: dict[str, tuple[dict[str, str], list[str]]] = {}
     tools = args.tools.split(",")
     for text in args.variant:
@@ -189,6 +200,10 @@ def main() -> None:
                 )
     finally:
         server.stop()
+        if all(sample["ok"] for sample in samples):
+            shutil.rmtree(LEDGERS[0], ignore_errors=True)
+        else:
+            print(f"ledgers kept in {LEDGERS[0]}")
     if args.json:
         args.json.write_text(json.dumps(samples, indent=1))
     print("\n| tool | delay ms | files/s median (min-max) | CPU s | proxy CPU s | server CPU s |")

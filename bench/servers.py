@@ -14,10 +14,13 @@ process tree (live descendants and the children it has reaped), read from /proc.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +145,36 @@ def count_objects(endpoint: str, prefix: str) -> int:
     pages = s3_client(endpoint).get_paginator("list_objects_v2")
     return sum(
         len(page.get("Contents", [])) for page in pages.paginate(Bucket=BUCKET, Prefix=prefix + "/")
+    )
+
+
+def audit_missing(endpoint: str, prefix: str, expected: int, *, ledger: Path | None) -> str:
+    """Why ``s3://bench/<prefix>/`` lists fewer than ``expected`` objects right after a
+    run: the listing again after 2 and 5 s (does it lag?), and a HEAD of every key the
+    s3stow ledger records done (is an object really missing, or only out of the
+    listing?). One line for the run's failure message."""
+    s3 = s3_client(endpoint)
+    seen = []
+    for pause in (2.0, 3.0):
+        time.sleep(pause)
+        seen.append(count_objects(endpoint, prefix))
+    text = f"listed again after 2 s: {seen[0]}, after 5 s: {seen[1]} (expected {expected})"
+    if ledger is None or not ledger.exists():
+        return text
+    with contextlib.closing(sqlite3.connect(ledger)) as db:
+        done = [key for (key,) in db.execute("SELECT key FROM items WHERE status = 'done'")]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/")
+    listed = {item["Key"] for page in pages for item in page.get("Contents", [])}
+    absent = []
+    for key in done:
+        try:
+            s3.head_object(Bucket=BUCKET, Key=key)
+        except s3.exceptions.ClientError:
+            absent.append(key)
+    unlisted = [key for key in done if key not in listed and key not in absent]
+    return (
+        f"{text}; the ledger records {len(done)} done, of which HEAD finds no object for "
+        f"{len(absent)} {absent[:3]} and the listing leaves out {len(unlisted)} {unlisted[:3]}"
     )
 
 

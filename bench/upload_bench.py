@@ -47,6 +47,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ from pathlib import Path
 from servers import (  # beside this file
     SERVERS,
     BenchServer,
+    audit_missing,
     default_server,
     describe,
     servers_of,
@@ -268,6 +270,9 @@ def rclone_env(endpoint: str) -> dict[str, str]:
 
 GNU_TIME = shutil.which("time") if Path("/usr/bin/time").exists() else None
 STDERR = DATA / ".stderr"
+# s3stow's ledgers, in a folder of this invocation's own (main), never shared with, or
+# deleted under, another invocation running at the same time (see latency_bench.py).
+LEDGERS = [DATA]
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, int]:
@@ -323,8 +328,8 @@ def one_run(
             if tool == "rclone":  # rclone's S3 backend cannot load AWS_CA_BUNDLE here
                 env.pop("AWS_CA_BUNDLE", None)
             name = f"{tool.replace(':', '-')}-{dataset}-{run}"
-            ledger = DATA / f"ledger-{name}.db"
-            for leftover in DATA.glob(ledger.name + "*"):
+            ledger = LEDGERS[0] / f"ledger-{name}.db"
+            for leftover in LEDGERS[0].glob(ledger.name + "*"):
                 leftover.unlink()
             if dataset.startswith("dl-"):
                 return download_run(tool, src, endpoint, name, env, ledger, server, failed)
@@ -344,6 +349,9 @@ def one_run(
             if not ok:
                 tail = STDERR.read_text(errors="replace")[-500:]
                 print(f"  {name}: exit {code}, {stored} of {files} objects stored; {tail}")
+                if stored < files:  # a listing that lags, or objects really missing?
+                    why = audit_missing(server.endpoint_url, name, files, ledger=ledger)
+                    print(f"  {name}: {why}")
             return Sample(server_kind, tool, dataset, wall, cpu, rss, cpu1 - cpu0, ok)
         finally:
             if proxy is not None:
@@ -376,10 +384,10 @@ def download_run(
     shutil.rmtree(dest, ignore_errors=True)
     argv = download_command(tool, endpoint, prefix, dest, ledger=ledger)
     assert argv is not None
-    seed = DATA / f"ledger-seed-{prefix}.db"
+    seed = LEDGERS[0] / f"ledger-seed-{prefix}.db"
     upload = [sys.executable, "-m", "s3stow", "-q", "--endpoint-url", endpoint, "upload"]
     seeded = untimed([*upload, str(src), f"s3://bench/{prefix}", "--ledger", str(seed)], env)
-    for leftover in DATA.glob(seed.name + "*"):
+    for leftover in LEDGERS[0].glob(seed.name + "*"):
         leftover.unlink()
     if not seeded:
         return failed
@@ -539,6 +547,8 @@ def main() -> int:
     names = scenarios(args.datasets, args.latency_ms)
     VARIANTS.update(parse_variant(text) for text in args.variant)
     os.environ.update(ENV)
+    DATA.mkdir(exist_ok=True)
+    LEDGERS[0] = Path(tempfile.mkdtemp(prefix="ledgers-", dir=DATA))
     # An installed wheel ships byte-compiled modules (pip compiles them); an editable
     # checkout under PYTHONDONTWRITEBYTECODE=1 would recompile s3stow at every start.
     # Compile it once so s3stow is measured as users run it (about 0.06 s per start).
@@ -609,7 +619,11 @@ def main() -> int:
         f"{table}\n"
     )
     print(f"results: {out} and {RESULTS / 'latest.md'} ({elapsed / 60:.1f} min)")
-    return 0 if all(s.ok for s in samples) else 1
+    if all(s.ok for s in samples):
+        shutil.rmtree(LEDGERS[0], ignore_errors=True)
+        return 0
+    print(f"ledgers kept in {LEDGERS[0]}")
+    return 1
 
 
 if __name__ == "__main__":

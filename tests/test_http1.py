@@ -129,3 +129,26 @@ NAMES = st.from_regex(r"[A-Za-z0-9_\-]{1,12}(\.[A-Za-z0-9]{1,5}){0,3}", fullmatc
 @given(NAMES)
 def test_content_type_by_suffix_agrees_with_mimetypes(name: str) -> None:
     assert _guess_type(name) == mimetypes.guess_type(name)[0]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=200), max_size=12))
+def test_interim_answers_are_read_past(cuts: list[int]) -> None:
+    # Returned as the answer, a 100 would leave the final answer on the connection,
+    # where the next request sent on it would read it as its own.
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+    wire = interim + OK + b"Content-Length: 2\r\n\r\nok"
+    status, headers, body, close = read_response(Feed(wire, cuts), "PUT")
+    assert (status, body, close) == (200, b"ok", False)
+    assert headers["etag"] == '"abc"'
+    assert "link" not in headers
+    with pytest.raises(http.client.HTTPException, match="switched protocols"):
+        read_response(Feed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"), "GET")
+
+
+def test_bytes_beyond_a_chunked_answer_end_the_connection() -> None:
+    ended = CHUNKED + b"2\r\nok\r\n0\r\n\r\n"
+    assert read_response(Feed(ended, [30]), "GET")[2:] == (b"ok", False)
+    trailers = CHUNKED + b"2\r\nok\r\n0\r\nx-t: 1\r\n\r\n"
+    assert read_response(Feed(trailers, [50]), "GET")[2:] == (b"ok", False)
+    stray = CHUNKED + b"2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n"
+    assert read_response(Feed(stray), "GET")[2:] == (b"ok", True)  # never reused

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,43 @@ def test_an_upload_id_and_a_part_are_durable_when_the_call_returns(
     assert reader.multipart_state(bucket, "big") is None
     writer.close()
     reader.close()
+
+
+def test_a_ledger_replaced_during_a_run_takes_no_more_records(tmp_path: Path) -> None:
+    """Two benchmark runs once shared a ledger path: the second deleted the first's
+    ledger (and its run lock) and made a new one there; the first run's next pooled
+    connection opened the new file and recorded its files done in it, and the second
+    run skipped them as done though its own server never received them (exit 0, 1,966
+    of 2,000 objects). A connection that finds another file at the path must fail."""
+    import threading
+
+    path = tmp_path / "l.db"
+    first = open_ledger(str(path))
+    first.record(_result("before"), mtime_ns=1, run_id="first")
+    first.flush()
+    for leftover in tmp_path.glob("l.db*"):  # what the benchmark did before its next run
+        leftover.unlink()
+    second = open_ledger(str(path))
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_a_connection() -> None:  # the first run's known connection stays busy
+        with first.database.read():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_a_connection)
+    holder.start()
+    held.wait(10)
+    try:
+        first.record(_result("after"), mtime_ns=2, run_id="first")
+        with pytest.raises(LedgerError, match="deleted or replaced") as caught:
+            first.flush()  # needs a second connection: opened by path, on the new file
+        assert "a ledger of its own" in str(caught.value.hint)
+    finally:
+        release.set()
+        holder.join()
+    assert second.lookup("b", ["before", "after"]) == {}  # nothing of the first run in it
+    second.close()
+    with suppress(LedgerError):
+        first.close()

@@ -15,6 +15,7 @@ database or a newer s3stow's ledger, and an accepted ledger is marked.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -176,11 +177,21 @@ class _SqliteSession:
         self._connection.executemany(sql, rows)
 
 
+class LedgerReplaced(sqlite3.OperationalError):
+    """The ledger's path names another file than the one this run opened."""
+
+
 class SqliteDatabase:
     """A SQLite file through the standard library: a small pool of connections in
     autocommit mode (one per concurrent user, reused, so threads that come and go,
     as in a week-long ``watch``, do not leave connections open), with explicit
-    ``BEGIN IMMEDIATE`` transactions for writes."""
+    ``BEGIN IMMEDIATE`` transactions for writes.
+
+    Every connection must open the file the first one opened: connections are opened
+    by path as they are needed, so a ledger deleted or replaced during a run (its
+    run lock beside it going with it) would otherwise take this run's records into
+    another run's new file, where that run reads them as done on its own target. A
+    new connection that finds another file (device and inode) there is an error."""
 
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
@@ -190,6 +201,26 @@ class SqliteDatabase:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._engine: Any = None
+        self._file: tuple[int, int] | None = None  # (device, inode) of the first connection
+
+    def _same_file(self) -> None:
+        """Raise ``LedgerReplaced`` (a ledger write or read error) when the path no
+        longer names the file this database's first connection opened."""
+        try:
+            stat = os.stat(self.path)
+            found: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+        except FileNotFoundError:
+            found = None
+        with self._lock:
+            if self._file is None and found is not None:
+                self._file = found
+                return
+            if found == self._file:
+                return
+        raise LedgerReplaced(
+            f"the ledger file {self.path} was deleted or replaced while this run used it "
+            "(by another program or run): nothing more is recorded in the new file"
+        )
 
     @contextmanager
     def _borrow(self) -> Iterator[sqlite3.Connection]:
@@ -199,6 +230,11 @@ class SqliteDatabase:
             connection = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
+            try:
+                self._same_file()  # after connecting: the file this connection opened
+            except BaseException:
+                connection.close()
+                raise
             sqlite_pragmas(connection)
             with self._lock:
                 self._all.append(connection)

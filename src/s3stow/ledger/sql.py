@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.errors import LedgerError
-from s3stow.ledger.database import Database, database_url, open_database
+from s3stow.ledger.database import Database, LedgerReplaced, database_url, open_database
 from s3stow.logs import redact
 from s3stow.models import PartRecord, Status, UploadResult
 
@@ -50,6 +50,16 @@ _FIX = (
     "make the ledger writable again (disk space, permissions) and run the same command: "
     "what was sent but not recorded is proven by checksum, not sent again"
 )
+_REPLACED = (
+    "give each run that may overlap a ledger of its own, and never delete a ledger (or its "
+    ".lock file) while a run uses it; run the same command again: what was sent but not "
+    "recorded is proven by checksum, not sent again"
+)
+
+
+def _fix(exc: BaseException) -> str:
+    """The hint for a failed ledger write."""
+    return _REPLACED if isinstance(exc, LedgerReplaced) else _FIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +380,7 @@ class Ledger:
             except self.database.errors as exc:
                 with self._lock:
                     self._pending[:0] = batch
-                error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_FIX)
+                error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_fix(exc))
                 raise self._failed(error) from exc
 
     # ---- plumbing -------------------------------------------------------------
@@ -390,8 +400,10 @@ class Ledger:
             yield
         except self.database.errors as exc:
             if verb != "write":
-                raise LedgerError(f"cannot {verb} the ledger: {_first_line(exc)}") from exc
-            error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_FIX)
+                hint = _REPLACED if isinstance(exc, LedgerReplaced) else None
+                message = f"cannot {verb} the ledger: {_first_line(exc)}"
+                raise LedgerError(message, hint=hint) from exc
+            error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_fix(exc))
             raise self._failed(error) from exc
 
     def close(self) -> None:
