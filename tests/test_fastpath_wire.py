@@ -36,6 +36,7 @@ def _uploader(proxy: FaultProxy, bucket: str, **settings: Any) -> Uploader:
         "part_size": 5 * MiB,
         "multipart_threshold": 5 * MiB,
         "concurrency": 1,
+        "etag_check": "on",  # no checksum-validation probe among the PUTs counted here
     }
     values.update(settings)
     return Uploader(Settings(**values), default_target=parse_target(f"s3://{bucket}/p"))
