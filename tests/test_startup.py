@@ -133,6 +133,7 @@ def test_a_command_builds_only_its_own_module() -> None:
     assert set(loaded.split(",")) <= {
         "upload",
         "keyoptions",
+        "runoptions",
         "globalopts",
         "helptext",
         "plainparams",

@@ -22,6 +22,7 @@ from s3stow.cli.restore import (
     TierOpt,
     WaitOpt,
 )
+from s3stow.cli.runoptions import ConcurrencyOpt, LedgerOpt
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.plan.keys import parse_target
 
@@ -123,18 +124,8 @@ def run(
     batch_size: Annotated[int, Opt(help="Rows per archive_url transaction.", metavar="N")] = 50,
     force: Annotated[bool, Opt("--force", help="Re-archive rows that have archive_url.")] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Show what would be archived.")] = False,
-    ledger: Annotated[
-        str | None,
-        Opt(
-            help="The ledger: a SQLite file or a postgresql:// URL.",
-            metavar="FILE|URL",
-            show_default="ledger.db in the user state directory",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        str | None,
-        Opt(help="Requests in flight: a number, or cpu*K.", metavar="N", show_default="16"),
-    ] = None,
+    ledger: LedgerOpt = None,
+    concurrency: ConcurrencyOpt = None,
     cleanup_local: Annotated[
         bool, Opt("--cleanup-local", help="Delete local files once archived and committed.")
     ] = False,
@@ -433,18 +424,8 @@ def restore(
     tier: TierOpt = "Standard",
     wait: WaitOpt = False,
     poll_interval: PollOpt = 60.0,
-    ledger: Annotated[
-        str | None,
-        Opt(
-            help="The ledger: a SQLite file or a postgresql:// URL.",
-            metavar="FILE|URL",
-            show_default="ledger.db in the user state directory",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        str | None,
-        Opt(help="Requests in flight: a number, or cpu*K.", metavar="N", show_default="16"),
-    ] = None,
+    ledger: LedgerOpt = None,
+    concurrency: ConcurrencyOpt = None,
     failures_file: Annotated[
         Path | None, Opt(help="Write each failed row as a JSON line.", metavar="FILE")
     ] = None,

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.helptext import examples
+from s3stow.cli.runoptions import ConcurrencyOpt, LedgerOpt, StatusIntervalOpt, StatusJsonOpt
 from s3stow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -71,22 +72,8 @@ def restore(
     tier: TierOpt = "Standard",
     wait: WaitOpt = False,
     poll_interval: PollOpt = 60.0,
-    ledger: Annotated[
-        str | None,
-        Opt(
-            help="The ledger: a SQLite file or a postgresql:// URL.",
-            metavar="FILE|URL",
-            show_default="ledger.db in the user state directory",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        str | None,
-        Opt(
-            help="Requests in flight: a number, or cpu*K for K per CPU.",
-            metavar="N",
-            show_default="16",
-        ),
-    ] = None,
+    ledger: LedgerOpt = None,
+    concurrency: ConcurrencyOpt = None,
     part_size: Annotated[
         str | None,
         Opt(
@@ -119,14 +106,8 @@ def restore(
         int | None,
         Opt(help="Start at most N downloads; the rest are reported as not started.", metavar="N"),
     ] = None,
-    status_json: Annotated[
-        Path | None,
-        Opt(help="Keep a JSON status file here (read it with `s3stow status`).", metavar="FILE"),
-    ] = None,
-    status_interval: Annotated[
-        float | None,
-        Opt(help="Seconds between status file writes.", metavar="SECONDS", show_default="5"),
-    ] = None,
+    status_json: StatusJsonOpt = None,
+    status_interval: StatusIntervalOpt = None,
     failures_file: Annotated[
         Path | None,
         Opt(help="Write each failed object as a JSON line.", metavar="FILE"),

@@ -13,6 +13,7 @@ from rich.console import Console
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, key_options
+from s3stow.cli.runoptions import LedgerOpt, StatusJsonOpt
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.models import RunSummary, Status, Target
 
@@ -27,14 +28,7 @@ Opt = typer.Option
 @key_options
 def retry(
     ctx: typer.Context,
-    ledger: Annotated[
-        str | None,
-        Opt(
-            help="The ledger: a SQLite file or a postgresql:// URL.",
-            metavar="FILE|URL",
-            show_default="ledger.db in the user state directory",
-        ),
-    ] = None,
+    ledger: LedgerOpt = None,
     run: Annotated[
         str | None, Opt("--run", help="Only items last tried by this run.", metavar="RUN_ID")
     ] = None,
@@ -87,10 +81,7 @@ def retry(
     failures_file: Annotated[
         Path | None, Opt(help="Write what still fails here (JSON lines).", metavar="FILE")
     ] = None,
-    status_json: Annotated[
-        Path | None,
-        Opt(help="Keep a JSON status file here (read it with `s3stow status`).", metavar="FILE"),
-    ] = None,
+    status_json: StatusJsonOpt = None,
     *,
     keys: KeyOptions,
 ) -> None:

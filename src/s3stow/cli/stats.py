@@ -9,6 +9,7 @@ import typer
 
 from s3stow.cli.app import GlobalOptions, heading, output_console
 from s3stow.cli.helptext import examples
+from s3stow.cli.runoptions import LedgerOpt
 from s3stow.units import format_size
 
 if TYPE_CHECKING:
@@ -20,14 +21,7 @@ Opt = typer.Option
 
 def stats(
     ctx: typer.Context,
-    ledger: Annotated[
-        str | None,
-        Opt(
-            help="The ledger: a SQLite file or a postgresql:// URL.",
-            metavar="FILE|URL",
-            show_default="ledger.db in the user state directory",
-        ),
-    ] = None,
+    ledger: LedgerOpt = None,
     run: Annotated[
         str | None,
         Opt("--run", help="Only items last touched by this run.", metavar="RUN_ID"),

@@ -18,6 +18,7 @@ import typer
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
+from s3stow.cli.runoptions import ConcurrencyOpt, LedgerOpt, StatusIntervalOpt, StatusJsonOpt
 from s3stow.errors import ConfigError, ExitCode, S3StowError
 from s3stow.models import RunSummary
 from s3stow.plan.keys import parse_target
@@ -50,22 +51,8 @@ def upload(
             metavar="SRC... s3://BUCKET[/PREFIX]",
         ),
     ],
-    ledger: Annotated[
-        str | None,
-        Opt(
-            help="Where s3stow records what is done: a SQLite file or a postgresql:// URL.",
-            metavar="FILE|URL",
-            show_default="ledger.db in the user state directory",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        str | None,
-        Opt(
-            help="Requests in flight: a number, or cpu*K for K per CPU.",
-            metavar="N",
-            show_default="16",
-        ),
-    ] = None,
+    ledger: LedgerOpt = None,
+    concurrency: ConcurrencyOpt = None,
     max_concurrency: Annotated[
         str | None,
         Opt(
@@ -155,14 +142,8 @@ def upload(
         int | None,
         Opt(help="Start at most N uploads; the rest are reported as not started.", metavar="N"),
     ] = None,
-    status_json: Annotated[
-        Path | None,
-        Opt(help="Keep a JSON status file here (read it with `s3stow status`).", metavar="FILE"),
-    ] = None,
-    status_interval: Annotated[
-        float | None,
-        Opt(help="Seconds between status file writes.", metavar="SECONDS", show_default="5"),
-    ] = None,
+    status_json: StatusJsonOpt = None,
+    status_interval: StatusIntervalOpt = None,
     failures_file: Annotated[
         Path | None,
         Opt(

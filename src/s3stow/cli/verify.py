@@ -14,6 +14,7 @@ from rich.console import Console
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
+from s3stow.cli.runoptions import LedgerOpt
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.models import PlannedUpload, Target
 from s3stow.plan.keys import parse_target
@@ -38,14 +39,7 @@ def verify(
             "uploaded to.",
         ),
     ],
-    ledger: Annotated[
-        str | None,
-        Opt(
-            help="The ledger: a SQLite file or a postgresql:// URL.",
-            metavar="FILE|URL",
-            show_default="ledger.db in the user state directory",
-        ),
-    ] = None,
+    ledger: LedgerOpt = None,
     deep: Annotated[
         bool, Opt("--deep", help="Re-read local files and compare checksums with S3's.")
     ] = False,

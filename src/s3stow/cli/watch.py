@@ -13,6 +13,7 @@ from rich.console import Console
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, pattern_options
+from s3stow.cli.runoptions import LedgerOpt, StatusIntervalOpt
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.plan.keys import parse_target
 
@@ -57,14 +58,7 @@ def watch(
         ),
     ] = "keep",
     once: Annotated[bool, Opt("--once", help="Upload the current backlog and exit.")] = False,
-    ledger: Annotated[
-        str | None,
-        Opt(
-            help="The ledger: a SQLite file or a postgresql:// URL.",
-            metavar="FILE|URL",
-            show_default="ledger.db in the user state directory",
-        ),
-    ] = None,
+    ledger: LedgerOpt = None,
     status_json: Annotated[
         Path | None,
         Opt(
@@ -72,10 +66,7 @@ def watch(
             metavar="FILE",
         ),
     ] = None,
-    status_interval: Annotated[
-        float | None,
-        Opt(help="Seconds between status file writes.", metavar="SECONDS", show_default="5"),
-    ] = None,
+    status_interval: StatusIntervalOpt = None,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = None,
     *,
