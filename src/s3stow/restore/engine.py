@@ -37,9 +37,8 @@ from s3stow.restore.plan import RestoreItem, RestorePlanner, decide
 from s3stow.restore.report import RestoreSummary
 from s3stow.restore.worker import RestoreOptions, RestoreWorker
 from s3stow.store.base import ObjectInfo, ObjectStore
-from s3stow.store.dryrun import DryRunStore
-from s3stow.store.observed import ObservedStore, RequestObserver
-from s3stow.store.s3 import S3Store
+from s3stow.store.layers import run_store
+from s3stow.store.observed import RequestObserver
 from s3stow.transfer.context import TransferContext, transfer_context
 from s3stow.transfer.engine import new_run_id
 from s3stow.transfer.limits import RequestLimiter
@@ -67,10 +66,12 @@ class Restorer:
         self.options = options or RestoreOptions()
         self.rules = rules or PathRules.for_this_os()
         self.limiter = RequestLimiter(settings.concurrency)
-        real = store or S3Store.from_settings(settings, on_throttle=self.limiter.on_throttle)
-        if request_observer is not None:  # --metrics-port: latency and requests in flight
-            real = ObservedStore(real, request_observer)
-        self.store: ObjectStore = DryRunStore(real) if settings.dry_run else real
+        self.store: ObjectStore = run_store(
+            settings,
+            store=store,
+            on_throttle=self.limiter.on_throttle,
+            request_observer=request_observer,  # --metrics-port
+        )
         self.ledger = ledger
         # read in a dry run too (what is restored already is skipped), written only for real
         self.restores = RestoreLedger(ledger) if ledger is not None else None

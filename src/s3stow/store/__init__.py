@@ -2,7 +2,8 @@
 
 ``base`` defines the protocol and the values it returns; ``s3`` implements it
 with botocore and translates every botocore error into the s3stow tree;
-``dryrun`` refuses writes so a dry run provably sends none; ``probes`` asks a server
+``dryrun`` refuses writes so a dry run provably sends none; ``layers`` builds the store a run
+talks to (S3, observed, dry-run wrapped); ``probes`` asks a server
 how it behaves (checksum validation, backslashes in keys).
 
 Imports only the base modules; never the ledger, the stages above or ``cli``.

@@ -52,9 +52,8 @@ from s3stow.plan.ownfiles import working_files
 from s3stow.plan.planner import Planner, describe_sources, key_claims
 from s3stow.report.observer import Fanout, Observer
 from s3stow.store.base import ObjectStore
-from s3stow.store.dryrun import DryRunStore
-from s3stow.store.observed import ObservedStore, RequestObserver
-from s3stow.store.s3 import S3Store
+from s3stow.store.layers import run_store
+from s3stow.store.observed import RequestObserver
 from s3stow.transfer.context import TransferContext, transfer_context
 from s3stow.transfer.limits import RequestLimiter
 from s3stow.transfer.probes import ServerProbes
@@ -101,10 +100,12 @@ class Uploader:
     ) -> None:
         self.settings = settings
         self.limiter = RequestLimiter(settings.concurrency, ceiling=settings.concurrency_ceiling)
-        real = store or S3Store.from_settings(settings, on_throttle=self.limiter.on_throttle)
-        if request_observer is not None:  # --metrics-port: latency and requests in flight
-            real = ObservedStore(real, request_observer)
-        self.store: ObjectStore = DryRunStore(real) if settings.dry_run else real
+        self.store: ObjectStore = run_store(
+            settings,
+            store=store,
+            on_throttle=self.limiter.on_throttle,
+            request_observer=request_observer,  # --metrics-port
+        )
         self.ledger = ledger
         self.probes = ServerProbes(settings, store=self.store, ledger=ledger)
         self.observer = Fanout(list(observers))
