@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,33 @@ def test_a_probe_answer_older_than_a_day_is_asked_again(
     with sqlite3.connect(tmp_path / "l.db") as conn:
         (probed_at,) = conn.execute("SELECT probed_at FROM probes").fetchone()
     assert time.time() - probed_at < cache.MAX_AGE
+
+
+@pytest.mark.engines
+def test_an_endpoint_from_aws_endpoint_url_is_probed_like_a_flag(
+    proxied_cli, proxy, bucket, engine: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Users name their server with the standard variable, not the flag: the probe and
+    what follows from it are the same (the store asks botocore which endpoint it uses)."""
+    make_tree(tmp_path / "src", {"a.bin": 3000})
+    env = proxied_cli.env({**AUTO, "AWS_ENDPOINT_URL": proxied_cli.endpoint})
+    command = [sys.executable, "-m", "s3stow", "upload", "src", f"s3://{bucket}/p"]
+    done = subprocess.run(
+        [*command, "--ledger", "l.db"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(proxy.requests(PROBE)) == 1
+    validates = engine == "seaweedfs"
+    assert _probes(tmp_path / "l.db") == {
+        "checksum-validation": "validates" if validates else "stores"
+    }
+    assert [md5 is None for md5 in _md5_headers(proxy)] == [validates]
 
 
 @pytest.mark.engines
