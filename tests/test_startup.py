@@ -242,6 +242,10 @@ def test_a_one_file_upload_imports_only_what_it_needs(
         assert result["gc_enabled"]
         assert result["frozen"] > 10_000
     assert s3_client(s3_server.endpoint_url).head_object(Bucket=bucket, Key="run1/one.txt")
+    # the same upload again: the ledger settles it, so no request, and no botocore client
+    # or response parser is even imported (about 0.1 s of a no-op re-run's CPU)
+    again = set(_upload(argv, cache)["modules"])
+    assert not {"botocore.client", "botocore.parsers", "botocore.session"} & again
 
 
 def test_commands_that_run_long_release_the_collector() -> None:

@@ -26,7 +26,6 @@ from botocore.exceptions import (
     ResponseStreamingError,
     SSLError,
 )
-from botocore.parsers import ResponseParserError
 
 from s3stow.errors import (
     AuthError,
@@ -147,6 +146,9 @@ def translate(
         return exc
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return AuthError(f"no usable AWS credentials were found ({exc})", hint=AUTH_HINT)
+    # botocore.parsers costs ~40 ms to import: only a run that made a client needs it
+    from botocore.parsers import ResponseParserError
+
     if isinstance(exc, ResponseParserError):  # its message holds the page: never shown
         return not_s3_error(endpoint, where)
     if isinstance(exc, ClientError):
