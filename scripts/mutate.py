@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reliability.md"
+# mutmut's results, kept in the repository: a fresh checkout (or a wiped mutants/) goes on
+# from them instead of starting over; mutmut drops a result when its function changes.
+RESULTS = ROOT / "scripts" / "mutation-results.json"
 EQUIVALENT_HEADING = "### Surviving mutants judged equivalent"
 KILLED = {1, 3, 36, 24, -24, 152, 255, -9, -11}  # failed, pytest error, timeout, crash
 NOT_CHECKED = {None, 2}
@@ -67,10 +70,13 @@ def main() -> int:
     )
     args = parser.parse_args()
     os.chdir(ROOT)
-    if args.report_only:
+    stamp = ROOT / "mutants" / "tests-fingerprint"
+    if args.report_only:  # and keep what mutants/ holds
+        if (ROOT / "mutants" / "src").exists():
+            save_results(stamp)
         return report(collect())
     deadline = time.monotonic() + args.minutes * 60
-    stamp = ROOT / "mutants" / "tests-fingerprint"
+    seed_results(stamp)
     fingerprint = tests_fingerprint()
     changed = not stamp.exists() or stamp.read_text(encoding="utf-8") != fingerprint
     known = collect()
@@ -103,7 +109,63 @@ def main() -> int:
         modules = collect()
     if finished and not pending and not args.modules:
         stamp.write_text(fingerprint, encoding="utf-8")
+    save_results(stamp)
     return report(modules)
+
+
+def seed_results(stamp: Path) -> None:
+    """Put the kept results where mutmut looks for them, for the modules that have none
+    in ``mutants/`` yet (a fresh checkout): mutmut then keeps each result whose function
+    is unchanged and runs only the rest."""
+    if not RESULTS.exists():
+        return
+    kept = json.loads(RESULTS.read_text(encoding="utf-8"))
+    seeded = 0
+    for source, entry in kept["modules"].items():
+        meta = ROOT / "mutants" / (source + ".meta")
+        if meta.exists():
+            continue
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        codes: dict[str, int | None] = entry["exit_codes"]
+        data = {
+            "exit_code_by_key": codes,
+            "hash_by_function_name": entry["function_hashes"],
+            "type_check_error_by_key": {},
+            "durations_by_key": {},
+            "estimated_durations_by_key": {},
+        }
+        meta.write_text(json.dumps(data), encoding="utf-8")
+        seeded += len(codes)
+    if seeded and kept.get("tests_fingerprint") and not stamp.exists():
+        stamp.write_text(kept["tests_fingerprint"], encoding="utf-8")
+    if seeded:
+        print(f"seeded {seeded} results from {RESULTS.relative_to(ROOT)}", flush=True)
+
+
+def save_results(stamp: Path) -> None:
+    """Keep every finished result (exit code by mutant, with its functions' hashes)."""
+    modules: dict[str, dict[str, object]] = {}
+    if RESULTS.exists():  # a module whose meta file cannot be read now keeps its entry
+        modules = json.loads(RESULTS.read_text(encoding="utf-8"))["modules"]
+    for meta in sorted((ROOT / "mutants" / "src").rglob("*.py.meta")):
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:  # mutmut is writing it
+            continue
+        codes = {k: v for k, v in sorted(data["exit_code_by_key"].items()) if v is not None}
+        if codes:
+            source = meta.relative_to(ROOT / "mutants").with_suffix("").as_posix()
+            modules[source] = {
+                "function_hashes": dict(sorted(data["hash_by_function_name"].items())),
+                "exit_codes": codes,
+            }
+    fingerprint = stamp.read_text(encoding="utf-8") if stamp.exists() else None
+    kept = {
+        "mutmut": "3.8.1",
+        "tests_fingerprint": fingerprint,
+        "modules": dict(sorted(modules.items())),
+    }
+    RESULTS.write_text(json.dumps(kept, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def run_mutmut(minutes: float, jobs: int, names: list[str]) -> None:
