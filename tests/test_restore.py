@@ -198,13 +198,19 @@ def test_a_server_checksum_header_on_ranges_does_not_mislead(
 
 
 def test_corrupted_objects_are_checksum_mismatch_and_never_renamed(
-    cli,
+    proxied_cli,
+    proxy,
     s3,
     bucket,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
-    make_tree(tmp_path / "src", {"small.bin": 3000, "big.bin": 11 * MiB})
-    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS).code == 0
+    # "a-*" restore first (one file at a time): botocore sends the first GET of each
+    # shape (whole, ranged), so the corrupted objects come through the fast path, which
+    # leaves botocore's checksum validation out: the proof must catch them alone
+    spec = {"a-small.bin": 3000, "a-big.bin": 11 * MiB, "small.bin": 3000, "big.bin": 11 * MiB}
+    make_tree(tmp_path / "src", spec)
+    upload = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    assert upload.code == 0
     for key, size in (("p/small.bin", 3000), ("p/big.bin", 11 * MiB)):
         head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         s3.put_object(  # other bytes, with the metadata and the checksum of the old ones
@@ -218,18 +224,28 @@ def test_corrupted_objects_are_checksum_mismatch_and_never_renamed(
     out = tmp_path / "out"
     out.mkdir()
     (out / "small.bin").write_bytes(b"my own local file")
-    result = cli(
+    proxy.reset()
+    result = proxied_cli(
         "--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--overwrite",
-        "--failures-file", "failed.jsonl", *FIVE_MIB_PARTS,
+        "--failures-file", "failed.jsonl", "--concurrency", "1", *FIVE_MIB_PARTS,
     )  # fmt: skip
     assert result.code == 1
     results = _results(result)
     assert results["p/small.bin"]["error_class"] == "checksum-mismatch"
     assert results["p/big.bin"]["error_class"] == "checksum-mismatch"
+    assert results["p/a-small.bin"]["status"] == results["p/a-big.bin"]["status"] == "done"
     assert (out / "small.bin").read_bytes() == b"my own local file"  # --overwrite kept it
     assert not (out / "big.bin").exists()
     assert not _leftovers(out)
-    assert {s for (s,) in _query(tmp_path / "l.db", "SELECT status FROM restores")} == {"failed"}
+    gets = [
+        (line, "fastpath" in headers.get("user-agent", ""))
+        for line, headers in zip(list(proxy.log), list(proxy.headers), strict=False)
+        if line.startswith("GET ") and "list-type" not in line
+    ]
+    assert [fast for line, fast in gets if line.endswith("/p/small.bin")] == [True]
+    assert [fast for line, fast in gets if line.endswith("/p/big.bin")] == [True] * 3
+    statuses = _query(tmp_path / "l.db", "SELECT key, status FROM restores")
+    assert {s for k, s in statuses if k in ("p/small.bin", "p/big.bin")} == {"failed"}
     lines = (tmp_path / "failed.jsonl").read_text().splitlines()
     assert {json.loads(line)["command"] for line in lines} == {"restore"}
     parsed = parse_lines(lines)  # `s3stow retry --from` must never upload these

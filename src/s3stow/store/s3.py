@@ -10,6 +10,7 @@ limiter about throttling that botocore retried silently.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,13 +20,20 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
 from s3stow.config import Settings
-from s3stow.errors import S3StowError
+from s3stow.errors import S3StowError, TransferError
+from s3stow.store import http1
 from s3stow.store.base import ObjectBody, ObjectInfo, PartInfo, PutResult, WriteOptions
 from s3stow.store.body import FileRange
 from s3stow.store.capture import Recorder, connection_of
 from s3stow.store.checksums import Digest
 from s3stow.store.client import make_client, make_session
-from s3stow.store.wire import CHECKSUM_FIELDS, put_headers, query_args, response_from_headers
+from s3stow.store.wire import (
+    CHECKSUM_FIELDS,
+    get_headers,
+    put_headers,
+    query_args,
+    response_from_headers,
+)
 
 if TYPE_CHECKING:
     from s3stow.store.fastpath import FastPath
@@ -493,14 +501,37 @@ class S3Store:
             raise self.translate(exc, bucket, None) from exc
         return found
 
-    # ---- reading objects back (restore): botocore only, never the fast path -------------
+    # ---- reading objects back (restore): the fast path once it has learned the shape --
+    def _read_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` with ``ChecksumMode`` when botocore adds it to every read anyway
+        (``response_checksum_validation = when_supported``), so the fast path's headers
+        are the ones botocore sends."""
+        config = getattr(getattr(self.client, "meta", None), "config", None)
+        if getattr(config, "response_checksum_validation", None) == "when_supported":
+            return {**args, "ChecksumMode": "ENABLED"}
+        return args
+
     def stat_object(
         self, bucket: str, key: str, *, part_number: int | None = None
     ) -> ObjectInfo | None:
+        args: dict[str, Any] = {"ChecksumMode": "ENABLED"}
+        headers = get_headers(args) if self._fast_settings is not None else None
+        fast = self._fast
+        attempted = False
+        if fast is not None and headers is not None and fast.knows(bucket, "HeadObject", headers):
+            info = fast.head(bucket, key, headers, part_number=part_number)
+            if info is not None:
+                return info
+            attempted = True
         extra: dict[str, Any] = {"PartNumber": part_number} if part_number else {}
         try:
-            response = self.client.head_object(
-                Bucket=bucket, Key=key, ChecksumMode="ENABLED", **extra
+            response = self.through_botocore(
+                bucket,
+                key,
+                "HeadObject",
+                headers,
+                lambda client: client.head_object(Bucket=bucket, Key=key, **args, **extra),
+                attempted=attempted,
             )
         except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
@@ -549,7 +580,32 @@ class S3Store:
             args["VersionId"] = version_id
         if checksum_mode:
             args["ChecksumMode"] = "ENABLED"
-        response = self._call(bucket, key, self.client.get_object, **args)
+        headers = None
+        if self._fast_settings is not None:
+            args = self._read_args(args)
+            headers = get_headers(args)
+        fast = self._fast
+        attempted = False
+        if fast is not None and headers is not None and fast.knows(bucket, "GetObject", headers):
+            got = fast.get(bucket, key, headers)
+            if got is not None:
+                info, start, length, stream = got
+                where = (bucket, key)
+                return _FastBody(
+                    stream, info, start, length, where=where, on_broken=self._count_transient
+                )
+            attempted = True
+        try:
+            response = self.through_botocore(
+                bucket,
+                key,
+                "GetObject",
+                headers,
+                lambda client: client.get_object(Bucket=bucket, Key=key, **args),
+                attempted=attempted,
+            )
+        except Exception as exc:
+            raise self.translate(exc, bucket, key) from exc
         length = int(response.get("ContentLength", 0))
         start, size = 0, length
         content_range = response.get("ContentRange")  # "bytes 0-99/1000"
@@ -609,6 +665,46 @@ class _Body:
             log.debug("s3://%s/%s: botocore's checksum check failed: %s", bucket, key, exc)
         except Exception as exc:
             raise self._translate(exc, bucket, key) from exc
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _FastBody:
+    """A GetObject body the fast path streams off its connection. A connection that
+    breaks after bytes were handed out is a transient ``TransferError`` (as botocore's
+    truncated body is), so the retry layer repeats the whole attempt; the connection is
+    kept for the next request only when the body was read to its end."""
+
+    def __init__(
+        self,
+        stream: http1.Stream,
+        info: ObjectInfo,
+        start: int,
+        length: int,
+        *,
+        where: tuple[str, str],
+        on_broken: Callable[[], None],
+    ) -> None:
+        self._stream = stream
+        self.info = info
+        self.start = start
+        self.length = length
+        self._where = where
+        self._on_broken = on_broken
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        try:
+            while block := self._stream.read(size):
+                yield block
+        except (OSError, http.client.HTTPException) as exc:
+            self._on_broken()
+            bucket, key = self._where
+            raise TransferError(
+                f"{type(exc).__name__} on s3://{bucket}/{key} while its body arrived: {exc}",
+                code="ResponseStreamingError",
+                transient=True,
+            ) from exc
 
     def close(self) -> None:
         self._stream.close()
