@@ -10,6 +10,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from s3stow.config import load_settings
 from s3stow.errors import TransferError
 from s3stow.store.base import ObjectInfo
 from s3stow.store.s3 import S3Store, _info_of
+from tests.faultproxy import FaultProxy
 
 MiB = 1024 * 1024
 META = {"mtime": "2024-05-06T07:08:09.123456Z", "Odd-Case_Name": "Value  with  spaces"}
@@ -236,3 +238,28 @@ def test_headers_read_as_botocore_parses_them() -> None:
     for name, value in pairs:
         lower[name.lower()] = f"{lower[name.lower()]}, {value}" if name.lower() in lower else value
     assert info_from_headers("k", lower, pairs, size=12) == _info_of("k", parsed, size=12)
+
+
+def test_a_body_cut_midway_is_fetched_again_whole(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A fast GET whose connection ends halfway through the body: the bytes already
+    handed out do not count, the attempt is repeated, the file is whole."""
+    from s3stow.config import Settings
+    from s3stow.restore.engine import Restorer
+
+    data = os.urandom(3 * MiB)
+    s3.put_object(Bucket=bucket, Key="p/a-warm", Body=b"warm")  # botocore's, to learn from
+    s3.put_object(Bucket=bucket, Key="p/target", Body=data)
+    proxy.add(r"^GET /[^?]*/p/target$", "truncate_body", agent="fastpath")
+    restorer = Restorer(Settings(endpoint_url=proxy.url, concurrency=1, retry_base_delay=0.01))
+    summary = restorer.restore_tree(f"s3://{bucket}/p", tmp_path / "out")
+    assert summary.failures == []
+    assert (tmp_path / "out" / "target").read_bytes() == data
+    fast = [
+        "fastpath" in headers.get("user-agent", "")
+        for line, headers in zip(list(proxy.log), list(proxy.headers), strict=False)
+        if line.endswith("/p/target") and line.startswith("GET ")
+    ]
+    assert fast == [True, True]  # cut, then again whole, both on the fast path
+    assert summary.transient_errors >= 1
