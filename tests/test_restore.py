@@ -491,6 +491,41 @@ def test_missing_bucket_is_fatal_and_sigint_resumes(
         assert (tmp_path / "out" / rel).read_bytes() == data
 
 
+def test_a_folder_swapped_for_a_symlink_after_its_first_file_is_caught(
+    s3_server,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """A run checks each folder once, then only that it is still the same folder: one
+    replaced by a symlink after a first file went into it is checked again in full."""
+    from s3stow.config import load_settings
+    from s3stow.models import SourceFile
+    from s3stow.report.observer import Observer
+    from s3stow.restore.engine import Restorer
+
+    s3.put_object(Bucket=bucket, Key="p/dir/1.txt", Body=b"first")
+    s3.put_object(Bucket=bucket, Key="p/dir/2.txt", Body=b"second")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    class Swap(Observer):  # one file at a time: 1.txt is in place when 2.txt starts
+        def on_file_start(self, source: SourceFile, key: str) -> None:
+            if key == "p/dir/2.txt":
+                source.path.parent.rename(tmp_path / "out" / "moved")
+                os.symlink(outside, source.path.parent)
+
+    settings = load_settings(
+        env={}, flags={"endpoint_url": s3_server.endpoint_url, "concurrency": 1}
+    )
+    summary = Restorer(settings, observers=[Swap()]).restore_tree(
+        f"s3://{bucket}/p", tmp_path / "out"
+    )
+    assert [(f.key, f.error_class) for f in summary.failures] == [("p/dir/2.txt", "unsafe-path")]
+    assert list(outside.iterdir()) == []
+    assert (tmp_path / "out" / "moved" / "1.txt").read_bytes() == b"first"
+
+
 def test_a_symlink_made_after_the_plan_is_caught_before_writing(
     s3_server,
     s3,

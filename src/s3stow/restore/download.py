@@ -39,7 +39,7 @@ from s3stow.restore.check import (
     stat,
 )
 from s3stow.restore.glacier import archived_unreadable
-from s3stow.restore.paths import ensure_inside, temp_path
+from s3stow.restore.paths import Folders, temp_path
 from s3stow.restore.plan import RestoreItem
 from s3stow.store.base import ObjectBody, ObjectInfo
 from s3stow.store.proof import Hasher, Proof
@@ -69,12 +69,12 @@ def fetch(
     *,
     restores: RestoreLedger | None,
     entry: RestoreEntry | None,
+    folders: Folders | None = None,
 ) -> Fetched:
     """Restore ``item`` to its path, verified; raises on any failure (the temporary
-    file of a ranged download is kept for the next run when it can resume)."""
-    ensure_inside(item.source.root, item.path.parent)  # a symlink made since the plan
-    item.path.parent.mkdir(parents=True, exist_ok=True)
-    ensure_inside(item.source.root, item.path.parent)
+    file of a ranged download is kept for the next run when it can resume).
+    ``folders``: the run's folders already made and checked (``paths.Folders``)."""
+    (folders or Folders()).ready(item.source.root, item.path.parent)
     if item.info.size > ctx.settings.multipart_threshold:
         return _ranged(ctx, item, restores, entry)
     return _single(ctx, item)
