@@ -179,6 +179,11 @@ def test_fast_reads_give_botocore_s_object_info(
             )
             assert ours == _info_of(key, response, size=int(response["ContentLength"]))
             assert ours.parts == 2
+    # restore's listing (with the storage class) goes the fast way too, after botocore's
+    theirs = store._list_page(bucket, "p/", None, detailed=True)
+    listed = _fast_only(store, list, store.list_objects_detailed(bucket, "p/"))
+    assert (listed, None) == theirs
+    assert {o.storage_class for o in listed} == {"STANDARD"}
     assert fast.off_reason(bucket) is None
 
 

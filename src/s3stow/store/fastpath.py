@@ -349,9 +349,16 @@ class FastPath:
         return answer is not None and answer.status == 200
 
     def list_page(
-        self, bucket: str, prefix: str, token: str | None, *, max_keys: int | None = None
+        self,
+        bucket: str,
+        prefix: str,
+        token: str | None,
+        *,
+        max_keys: int | None = None,
+        storage_class: bool = False,
     ) -> tuple[list[ObjectInfo], str | None] | None:
-        """One ListObjectsV2 page: (objects, next continuation token), or ``None``."""
+        """One ListObjectsV2 page: (objects, next continuation token), or ``None``;
+        with ``storage_class`` each object's class too."""
         query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if token is not None:
             query["continuation-token"] = token
@@ -361,7 +368,7 @@ class FastPath:
         if answer is None or answer.status != 200:
             return None
         try:
-            return parse_list_page(answer.body)
+            return parse_list_page(answer.body, storage_class=storage_class)
         except (ET.ParseError, KeyError, ValueError) as exc:
             self.fallbacks += 1
             self.turn_off(bucket, f"an unreadable listing ({exc})")

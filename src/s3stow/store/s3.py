@@ -321,22 +321,29 @@ class S3Store:
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under ``prefix``, page by page: each page through the fast
         path when it can, else through botocore (from the same continuation token)."""
+        return self._listing(bucket, prefix, detailed=False)
+
+    def list_objects_detailed(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """``list_objects`` with each object's storage class (restore)."""
+        return self._listing(bucket, prefix, detailed=True)
+
+    def _listing(self, bucket: str, prefix: str, *, detailed: bool) -> Iterator[ObjectInfo]:
         token: str | None = None
         while True:
             size = self.list_page_size
             fast = self._fast
             page = None
             if fast is not None and fast.knows(bucket, "ListObjectsV2", {}):
-                page = fast.list_page(bucket, prefix, token, max_keys=size)
+                page = fast.list_page(bucket, prefix, token, max_keys=size, storage_class=detailed)
             if page is None:
-                page = self._list_page(bucket, prefix, token)
+                page = self._list_page(bucket, prefix, token, detailed=detailed)
             objects, token = page
             yield from objects
             if token is None:
                 return
 
     def _list_page(
-        self, bucket: str, prefix: str, token: str | None
+        self, bucket: str, prefix: str, token: str | None, *, detailed: bool = False
     ) -> tuple[list[ObjectInfo], str | None]:
         extra: dict[str, Any] = {"ContinuationToken": token} if token is not None else {}
         if self.list_page_size is not None:
@@ -362,6 +369,7 @@ class S3Store:
                     checksum_algorithm=algorithms[0] if algorithms else None,
                     checksum_type=item.get("ChecksumType"),
                     last_modified=item["LastModified"].timestamp(),
+                    storage_class=item.get("StorageClass") if detailed else None,
                 )
             )
         truncated = bool(response.get("IsTruncated"))
@@ -540,26 +548,6 @@ class S3Store:
         except Exception as exc:
             raise self.translate(exc, bucket, key) from exc
         return _info_of(key, response, size=int(response.get("ContentLength", 0)))
-
-    def list_objects_detailed(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
-        token: str | None = None
-        while True:
-            extra: dict[str, Any] = {"ContinuationToken": token} if token is not None else {}
-            response = self._call(bucket, None, self.client.list_objects_v2, Prefix=prefix, **extra)
-            for item in response.get("Contents", []):
-                algorithms = item.get("ChecksumAlgorithm") or []
-                yield ObjectInfo(
-                    key=item["Key"],
-                    size=int(item["Size"]),
-                    etag=_etag(item.get("ETag")),
-                    checksum_algorithm=algorithms[0] if algorithms else None,
-                    checksum_type=item.get("ChecksumType"),
-                    last_modified=item["LastModified"].timestamp(),
-                    storage_class=item.get("StorageClass"),
-                )
-            if not response.get("IsTruncated"):
-                return
-            token = response["NextContinuationToken"]
 
     def get_object(
         self,

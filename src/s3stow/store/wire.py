@@ -21,9 +21,12 @@ from s3stow.store.base import ObjectInfo
 CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 
 
-def parse_list_page(document: bytes) -> tuple[list[ObjectInfo], str | None]:
+def parse_list_page(
+    document: bytes, *, storage_class: bool = False
+) -> tuple[list[ObjectInfo], str | None]:
     """Objects and the next continuation token of a ListObjectsV2 answer
-    (``encoding-type=url``: keys arrive URL-encoded)."""
+    (``encoding-type=url``: keys arrive URL-encoded); with ``storage_class`` each
+    object's class too."""
     root = ET.fromstring(document)  # noqa: S314 - the answer of the user's own endpoint
     objects: list[ObjectInfo] = []
     token: str | None = None
@@ -43,6 +46,7 @@ def parse_list_page(document: bytes) -> tuple[list[ObjectInfo], str | None]:
                     last_modified=(
                         datetime.fromisoformat(modified).timestamp() if modified else None
                     ),
+                    storage_class=(fields.get("StorageClass") or None) if storage_class else None,
                 )
             )
         elif tag == "IsTruncated":
