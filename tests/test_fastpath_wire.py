@@ -202,3 +202,22 @@ def test_the_bucket_check_goes_the_fast_way_and_botocore_names_a_missing_bucket(
         uploader.check_bucket_access()
     heads = [h for line, h in zip(proxy.log, proxy.headers, strict=True) if line[:5] == "HEAD "]
     assert [_fast(h) for h in heads] == [True, False]
+
+
+@pytest.mark.parametrize("kind", ["parts", "files"])
+def test_requests_started_together_wait_for_the_first_to_teach_the_fast_path(
+    proxy: FaultProxy, bucket: str, tmp_path: Path, kind: str
+) -> None:
+    # eight requests of one shape start at once; only the first goes through botocore
+    # (store/learngate.py), the others wait for it and take the fast path
+    if kind == "parts":
+        (tmp_path / "big.bin").write_bytes(random.Random(1).randbytes(40 * MiB))
+    else:
+        for n in range(16):
+            (tmp_path / f"f{n}.txt").write_bytes(b"x" * (n + 1))
+    uploader = _uploader(proxy, bucket, concurrency=8)
+    summary = uploader.upload_tree(tmp_path)
+    assert summary.failed == 0
+    puts = _puts(proxy)
+    assert len(puts) == (8 if kind == "parts" else 16)
+    assert [_fast(h) for _, h in puts].count(False) == 1

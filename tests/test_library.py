@@ -60,6 +60,21 @@ def test_upload_file_records_in_ledger(s3_server, bucket, tmp_path: Path) -> Non
     ledger.close()
 
 
+@pytest.mark.parametrize("given", [str, Path, lambda p: [p]], ids=["str", "Path", "list"])
+def test_upload_tree_takes_one_folder_or_several(  # type: ignore[no-untyped-def]
+    s3_server, s3, bucket, tmp_path: Path, given
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    uploader = Uploader.from_env(
+        {"BUCKET_NAME": bucket, "S3STOW_ENDPOINT_URL": s3_server.endpoint_url}
+    )
+    summary = uploader.upload_tree(given(src), f"s3://{bucket}/p")
+    assert (summary.uploaded, summary.failed) == (1, 0)
+    assert s3.get_object(Bucket=bucket, Key="p/a.txt")["Body"].read() == b"a"
+
+
 def test_from_env_use_date_folders(s3_server, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     env = {
         "BUCKET_NAME": bucket,

@@ -129,6 +129,10 @@ class FastPath:
             return {**headers, "x-amz-expected-bucket-owner": self._owner}
         return dict(headers)
 
+    def shape_of(self, bucket: str, operation: str, headers: Mapping[str, str]) -> Shape:
+        """The shape a request with ``headers`` is learned and sent as."""
+        return shape(bucket, operation, self.headers(headers))
+
     def knows(self, bucket: str, operation: str, headers: Mapping[str, str]) -> bool:
         """Whether a request of this shape goes through this path."""
         return shape(bucket, operation, self.headers(headers)) in self._templates

@@ -27,6 +27,7 @@ from s3stow.store.body import FileRange
 from s3stow.store.capture import Recorder, connection_of
 from s3stow.store.checksums import Digest
 from s3stow.store.client import make_client, make_session
+from s3stow.store.learngate import LearningGate
 from s3stow.store.wire import (
     CHECKSUM_FIELDS,
     get_headers,
@@ -82,6 +83,7 @@ class S3Store:
         self._on_throttle = on_throttle
         self._lock = threading.RLock()
         self._recorder = Recorder()
+        self._gate = LearningGate()
         self.transient_errors = 0  # responses/exceptions botocore may retry
         self.list_page_size: int | None = None  # ListObjectsV2 max-keys; None: 1,000
         if client is not None:
@@ -225,13 +227,6 @@ class S3Store:
         botocore (recorded, to learn from)."""
         name = _OPERATIONS[operation]
         headers = put_headers(args) if self._fast_settings is not None else None
-        fast = self._fast
-        attempted = False
-        if fast is not None and headers is not None and fast.knows(bucket, name, headers):
-            answer = fast.put(name, bucket, key, body, headers, query=query)
-            if answer is not None:
-                return response_from_headers(answer)
-            attempted = True
         if operation == "upload_part":
             args = {**args, **query_args(query)}
 
@@ -242,10 +237,29 @@ class S3Store:
             with body.reader() as reader:  # streamed from the file, seekable for retries
                 return function(Bucket=bucket, Key=key, Body=reader, **args)
 
-        try:
-            return self.through_botocore(bucket, key, name, headers, call, attempted=attempted)
-        except Exception as exc:
-            raise self.translate(exc, bucket, key) from exc
+        def botocore(*, attempted: bool) -> Any:
+            try:
+                return self.through_botocore(bucket, key, name, headers, call, attempted=attempted)
+            except Exception as exc:
+                raise self.translate(exc, bucket, key) from exc
+
+        fast = self._fast
+        if fast is None or headers is None:
+            return botocore(attempted=False)
+        known = fast.shape_of(bucket, name, headers)
+
+        def settled() -> bool:
+            return fast.knows(bucket, name, headers) or fast.off_reason(bucket) is not None
+
+        with self._gate.first(known, settled) as learner:  # one learns, the rest wait
+            if learner:
+                return botocore(attempted=False)
+        if not fast.knows(bucket, name, headers):
+            return botocore(attempted=False)
+        answer = fast.put(name, bucket, key, body, headers, query=query)
+        if answer is not None:
+            return response_from_headers(answer)
+        return botocore(attempted=True)
 
     def _observe_retry(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
         """Count what botocore sees and may retry; tell the limiter about throttling."""

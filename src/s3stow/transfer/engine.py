@@ -200,15 +200,17 @@ class Uploader:
 
     def upload_tree(
         self,
-        sources: Iterable[str | Path],
+        sources: str | Path | Iterable[str | Path],
         target: str | Target | None = None,
         *,
         run_id: str | None = None,
     ) -> RunSummary:
-        """Upload every file under ``sources``; the summary says what happened to each."""
+        """Upload every file under ``sources`` (one path or several); the summary says
+        what happened to each."""
         resolved = self._target(target)
         planner = Planner(self.settings, resolved)
-        roots = check_sources(planner.sources([Path(s) for s in sources]))
+        given = [sources] if isinstance(sources, str | Path) else sources
+        roots = check_sources(planner.sources([Path(s) for s in given]))
         summary = RunSummary(run_id or new_run_id())
         remote = RemoteIndex(
             self.store,

@@ -1,0 +1,56 @@
+"""One botocore request at a time per request shape until the fast path has learned it.
+
+The fast path (``fastpath.py``) copies a request only after botocore has sent one of the
+same shape (bucket, operation, header names) and the copy is proved equal. Without a
+gate, every request a run starts before that first one returns goes through botocore
+too: the 16 parts of a 1 GiB file all start at once, so all 16 were signed (SHA-256 of
+64 MiB each) and sent through ``http.client`` in 8 KiB writes, which tripled the client
+CPU of a large upload. ``LearningGate.first`` lets one request of a shape through while
+the shape is unknown; the others wait for it and then take the fast path.
+
+It never blocks a run for good: a waiter waits only while one request of its shape is
+in flight (bounded by botocore's timeouts and retries, as every request is); a shape
+whose learning fails is let through after ``attempts`` tries (each learner's failure
+wakes the next waiter, which becomes the learner); a bucket the fast path turned off is
+let through at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+
+
+class LearningGate:
+    """Per-shape gate: ``first(shape, settled)`` yields True to the one thread that
+    should send through botocore now, False to a thread that may go its own way."""
+
+    def __init__(self, *, attempts: int = 3) -> None:
+        self._attempts = attempts
+        self._cond = threading.Condition()
+        self._learning: set[Hashable] = set()
+        self._tries: dict[Hashable, int] = {}
+
+    @contextmanager
+    def first(self, shape: Hashable, settled: Callable[[], bool]) -> Iterator[bool]:
+        """``settled()``: the shape is known or will never be (the gate is open). The
+        caller holding True sends through botocore inside the ``with`` block."""
+        with self._cond:
+            while True:
+                if settled() or self._tries.get(shape, 0) >= self._attempts:
+                    learner = False
+                    break
+                if shape not in self._learning:
+                    self._learning.add(shape)
+                    self._tries[shape] = self._tries.get(shape, 0) + 1
+                    learner = True
+                    break
+                self._cond.wait(timeout=1.0)
+        try:
+            yield learner
+        finally:
+            if learner:
+                with self._cond:
+                    self._learning.discard(shape)
+                    self._cond.notify_all()
