@@ -1,10 +1,18 @@
-"""A lean request path for the hot operations: PutObject, UploadPart, listing.
+"""A lean request path for the hot operations: PutObject, UploadPart, listing, and
+restore's GetObject and HeadObject.
 
 botocore spends about 2 ms of CPU on every request (parameter validation, event
 hooks, request objects), which dominates a run of many small files. This path
-sends one attempt of a PutObject, UploadPart, HeadBucket or ListObjectsV2 page
-signed by ``sigv4.sign`` over a keep-alive connection per thread (``http1``: one
-HTTP/1.1 exchange, a fifth cheaper per small file than ``http.client``).
+sends one attempt of a PutObject, UploadPart, HeadBucket, ListObjectsV2 page,
+GetObject or HeadObject signed by ``sigv4.sign`` over a keep-alive connection per
+thread (``http1``: one HTTP/1.1 exchange, a fifth cheaper per small file than
+``http.client``). A GetObject body is streamed off the connection (``http1.Stream``,
+framed by Content-Length; another framing goes to botocore), never read whole, and
+is not checked against a response checksum here: restore's proof (``restore/check``)
+hashes the bytes once, where botocore would hash them a second time. The object's
+headers become an ``ObjectInfo`` as ``s3._info_of`` builds it from botocore's parsed
+answer (``wire.info_from_headers``). A GetObject with a version id or a customer key
+(SSE-C) is not translated and stays with botocore.
 
 It decides nothing about where and how to send: botocore sends the first request of
 each operation on each bucket, and ``capture.learn`` turns that request into a
@@ -15,15 +23,19 @@ so SSO, roles and ``credential_process`` refresh), TLS trust and proxies from it
 HTTP session (``capture.connection_of``). A bucket whose request cannot be proved
 equal stays with botocore (the reason is logged under ``--debug``).
 
-Fail closed: only success is handled here. Any other answer returns ``None`` and the
-caller repeats the request through botocore (with one attempt fewer, so
-``max_attempts`` still bounds the requests), which retries, follows redirects and
-translates errors as usual. An answer that says the configuration is wrong for this
-path (a redirect, 400, 401, 403, 404, any status but those below) or a TLS, DNS or
-refused-connection error sends the bucket to botocore for the rest of the run.
-Answers about load or about this one request leave the path on: 429 and 5xx
-(throttling reaches the limiter), 412 (``If-None-Match``: the object exists), 400
-``BadDigest`` (bytes damaged on the way), timeouts and connections dropped midway.
+Fail closed: only success is handled here (200 or 204; 200 or 206 for GetObject and
+HeadObject). Any other answer returns ``None`` and the caller repeats the request
+through botocore (with one attempt fewer, so ``max_attempts`` still bounds the
+requests), which retries, follows redirects and translates errors as usual. An answer
+that says the configuration is wrong for this path (a redirect, 400, 401, 403, 404,
+any status but those below) or a TLS, DNS or refused-connection error sends the
+bucket to botocore for the rest of the run. Answers about load or about this one
+request leave the path on: 429 and 5xx (throttling reaches the limiter), 412
+(``If-None-Match``: the object exists; ``If-Match``: it changed), 416 (a range
+beyond the object), 400 ``BadDigest`` (bytes damaged on the way), timeouts and
+connections dropped midway. A GetObject body that breaks after bytes were handed out
+cannot be repeated by botocore: the store raises a transient error for the whole
+attempt (``s3._FastBody``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ never taken for the next request's. Anything outside that (a malformed line, a
 head over 64 KiB, a truncated body) raises an ``http.client`` exception, so the
 fast path drops the connection and botocore repeats the request. Header values
 with CR or LF are refused like ``http.client`` refuses them.
+
+A GetObject body is not read whole: ``read_head`` leaves it on the socket and
+``Stream`` hands it out as asked (Content-Length framing only), giving the connection
+back for reuse only when the body was read exactly to its end.
 """
 
 from __future__ import annotations

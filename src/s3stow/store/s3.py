@@ -1,8 +1,9 @@
 """The botocore implementation of ``ObjectStore``.
 
 Uses one thread-safe S3 client built from the settings (``client.py``), created
-on first use, with the fast path (``fastpath.py``) in front of the hot operations,
-and translates every exception where it leaves botocore. botocore sends the first
+on first use, with the fast path (``fastpath.py``) in front of the hot operations
+(the writes, listings, and restore's GetObject and HeadObject), and translates every
+exception where it leaves botocore. botocore sends the first
 request of each hot operation on each bucket, recorded (``capture.Recorder``), and
 the fast path learns from it; a ``needs-retry`` observer tells the concurrency
 limiter about throttling that botocore retried silently.
@@ -14,7 +15,7 @@ import http.client
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError, FlexibleChecksumError
@@ -49,6 +50,7 @@ from s3stow.store.translate import (
 )
 
 log = logging.getLogger(__name__)
+_R = TypeVar("_R")
 _OPERATIONS = {"put_object": "PutObject", "upload_part": "UploadPart"}
 
 
@@ -538,30 +540,56 @@ class S3Store:
     ) -> ObjectInfo | None:
         args: dict[str, Any] = {"ChecksumMode": "ENABLED"}
         headers = get_headers(args) if self._fast_settings is not None else None
-        fast = self._fast
-        attempted = False
-        if fast is not None and headers is not None and fast.knows(bucket, "HeadObject", headers):
-            info = fast.head(bucket, key, headers, part_number=part_number)
-            if info is not None:
-                return info
-            attempted = True
         extra: dict[str, Any] = {"PartNumber": part_number} if part_number else {}
-        try:
-            response = self.through_botocore(
-                bucket,
-                key,
-                "HeadObject",
-                headers,
-                lambda client: client.head_object(Bucket=bucket, Key=key, **args, **extra),
-                attempted=attempted,
-            )
-        except ClientError as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise self.translate(exc, bucket, key) from exc
-        except Exception as exc:
-            raise self.translate(exc, bucket, key) from exc
-        return _info_of(key, response, size=int(response.get("ContentLength", 0)))
+
+        def fast(path: FastPath) -> ObjectInfo | None:
+            return path.head(bucket, key, headers or {}, part_number=part_number)
+
+        def botocore(*, attempted: bool) -> ObjectInfo | None:
+            try:
+                response = self.through_botocore(
+                    bucket,
+                    key,
+                    "HeadObject",
+                    headers,
+                    lambda client: client.head_object(Bucket=bucket, Key=key, **args, **extra),
+                    attempted=attempted,
+                )
+            except ClientError as exc:
+                if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise self.translate(exc, bucket, key) from exc
+            except Exception as exc:
+                raise self.translate(exc, bucket, key) from exc
+            return _info_of(key, response, size=int(response.get("ContentLength", 0)))
+
+        return self._read(bucket, "HeadObject", headers, fast, botocore)
+
+    def _read(
+        self,
+        bucket: str,
+        operation: str,
+        headers: Mapping[str, str] | None,
+        fast: Callable[[FastPath], _R | None],
+        botocore: Callable[..., _R],
+    ) -> _R:
+        """A GetObject/HeadObject: the fast path once it knows the shape (one request of
+        an unknown shape teaches it while the others wait, ``LearningGate``), else
+        botocore (with one attempt fewer after a fast attempt)."""
+        path = self._fast
+        if path is None or headers is None:
+            return botocore(attempted=False)
+
+        def settled() -> bool:
+            return path.knows(bucket, operation, headers) or path.off_reason(bucket) is not None
+
+        with self._gate.first(path.shape_of(bucket, operation, headers), settled) as learner:
+            if learner:
+                return botocore(attempted=False)
+        if not path.knows(bucket, operation, headers):
+            return botocore(attempted=False)
+        answer = fast(path)
+        return answer if answer is not None else botocore(attempted=True)
 
     def get_object(
         self,
@@ -586,39 +614,42 @@ class S3Store:
         if self._fast_settings is not None:
             args = self._read_args(args)
             headers = get_headers(args)
-        fast = self._fast
-        attempted = False
-        if fast is not None and headers is not None and fast.knows(bucket, "GetObject", headers):
-            got = fast.get(bucket, key, headers)
-            if got is not None:
-                info, start, length, stream = got
-                where = (bucket, key)
-                return _FastBody(
-                    stream, info, start, length, where=where, on_broken=self._count_transient
-                )
-            attempted = True
-        try:
-            response = self.through_botocore(
-                bucket,
-                key,
-                "GetObject",
-                headers,
-                lambda client: client.get_object(Bucket=bucket, Key=key, **args),
-                attempted=attempted,
+
+        def fast(path: FastPath) -> ObjectBody | None:
+            got = path.get(bucket, key, headers or {})
+            if got is None:
+                return None
+            info, start, length, stream = got
+            where = (bucket, key)
+            return _FastBody(
+                stream, info, start, length, where=where, on_broken=self._count_transient
             )
-        except Exception as exc:
-            raise self.translate(exc, bucket, key) from exc
-        length = int(response.get("ContentLength", 0))
-        start, size = 0, length
-        content_range = response.get("ContentRange")  # "bytes 0-99/1000"
-        if content_range:
-            span, _, total = content_range.split(" ", 1)[-1].partition("/")
-            start = int(span.split("-", 1)[0])
-            size = int(total) if total.isdigit() else length
-        info = _info_of(key, response, size=size)
-        return _Body(
-            response["Body"], info, start, length, where=(bucket, key), translate=self.translate
-        )
+
+        def botocore(*, attempted: bool) -> ObjectBody:
+            try:
+                response = self.through_botocore(
+                    bucket,
+                    key,
+                    "GetObject",
+                    headers,
+                    lambda client: client.get_object(Bucket=bucket, Key=key, **args),
+                    attempted=attempted,
+                )
+            except Exception as exc:
+                raise self.translate(exc, bucket, key) from exc
+            length = int(response.get("ContentLength", 0))
+            start, size = 0, length
+            content_range = response.get("ContentRange")  # "bytes 0-99/1000"
+            if content_range:
+                span, _, total = content_range.split(" ", 1)[-1].partition("/")
+                start = int(span.split("-", 1)[0])
+                size = int(total) if total.isdigit() else length
+            info = _info_of(key, response, size=size)
+            return _Body(
+                response["Body"], info, start, length, where=(bucket, key), translate=self.translate
+            )
+
+        return self._read(bucket, "GetObject", headers, fast, botocore)
 
     def restore_object(self, bucket: str, key: str, *, days: int, tier: str) -> str:
         request = {"Days": days, "GlacierJobParameters": {"Tier": tier}}
