@@ -60,7 +60,6 @@ class Fetched:
     value: str | None
     etag: str
     received: int  # bytes fetched by this run (resumed ranges excluded)
-    mtime_ns: int  # the restored file's, as the file system keeps it
 
 
 def fetch(
@@ -312,7 +311,8 @@ def _discard(restores: RestoreLedger | None, item: RestoreItem, temp: Path) -> N
 def _finish(
     temp: Path, item: RestoreItem, info: ObjectInfo, proof: Proof, value: str | None, received: int
 ) -> Fetched:
-    """Give the verified file its mtime and its name."""
+    """Give the verified file its mtime and its name (two calls: the ledger's record
+    reads the file's size and mtime as the file system keeps them, ``plan.record``)."""
     mtime = object_mtime_ns(info)
     if mtime is not None:
         os.utime(temp, ns=(time.time_ns(), mtime))
@@ -323,5 +323,4 @@ def _finish(
         value=value,
         etag=info.etag,
         received=received,
-        mtime_ns=os.stat(item.path).st_mtime_ns,
     )
