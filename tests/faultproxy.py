@@ -170,6 +170,12 @@ class FaultProxy:
         if rule is not None and rule.action == "forward_then_reset":
             self._rst(writer)
             return
+        if rule is not None and rule.action == "truncate_body":  # head, half the body, FIN
+            head, sep, rest = response.partition(b"\r\n\r\n")
+            writer.write(head + sep + rest[: len(rest) // 2])
+            await writer.drain()
+            writer.close()
+            return
         if rule is not None and rule.action == "rewrite_header":
             response = self._rewrite(response, rule.header, rule.value)
         writer.write(response)

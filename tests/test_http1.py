@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from s3stow.store.http1 import read_response, request_head
+from s3stow.store.http1 import Stream, lower, read_head, read_response, request_head
 from s3stow.transfer.context import _guess_type
 
 
@@ -27,6 +27,16 @@ class Feed:
 
     def recv(self, _size: int) -> bytes:
         return self.pieces.pop(0) if self.pieces else b""
+
+    def recv_into(self, view: memoryview) -> int:
+        if not self.pieces:
+            return 0
+        piece = self.pieces.pop(0)
+        n = min(len(view), len(piece))
+        view[:n] = piece[:n]
+        if n < len(piece):
+            self.pieces.insert(0, piece[n:])
+        return n
 
 
 OK = b'HTTP/1.1 200 OK\r\nETag: "abc"\r\nx-amz-checksum-crc64nvme: AAAA\r\n'
@@ -152,3 +162,46 @@ def test_bytes_beyond_a_chunked_answer_end_the_connection() -> None:
     assert read_response(Feed(trailers, [50]), "GET")[2:] == (b"ok", False)
     stray = CHUNKED + b"2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n"
     assert read_response(Feed(stray), "GET")[2:] == (b"ok", True)  # never reused
+
+
+def _streamed(wire: bytes, cuts: list[int]) -> tuple[Stream, list[bool]]:
+    feed = Feed(wire, cuts)
+    status, pairs, rest, close = read_head(feed)
+    assert (status, close) == (200, False)
+    length = int(lower(pairs)["content-length"])
+    ends: list[bool] = []
+    return Stream(feed, rest, length, ends.append), ends
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=200), max_size=12),
+    st.integers(min_value=1, max_value=20),
+)
+def test_a_streamed_body_read_to_its_end_keeps_the_connection(cuts: list[int], size: int) -> None:
+    stream, ends = _streamed(OK + b"Content-Length: 11\r\n\r\nhello world", cuts)
+    got = b""
+    while block := stream.read(size):
+        assert len(block) == min(size, 11 - len(got))  # full blocks but the last
+        got += bytes(block)
+    stream.close()
+    assert (got, ends) == (b"hello world", [True])
+
+
+def test_a_streamed_body_closed_early_or_cut_drops_the_connection() -> None:
+    stream, ends = _streamed(OK + b"Content-Length: 11\r\n\r\nhello world", [60])
+    assert stream.read(5) == b"hello"
+    stream.close()
+    assert ends == [False]
+    stream, ends = _streamed(OK + b"Content-Length: 20\r\n\r\nhello world", [])
+    with pytest.raises(http.client.IncompleteRead):
+        stream.read(20)
+    assert ends == [False]
+    stream.close()
+    assert ends == [False]  # once
+
+
+def test_bytes_beyond_a_streamed_body_end_the_connection() -> None:
+    stream, ends = _streamed(OK + b"Content-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK", [])
+    assert ends == [False]
+    assert stream.read(100) == b"hello"
+    assert stream.read(100) == b""

@@ -198,13 +198,19 @@ def test_a_server_checksum_header_on_ranges_does_not_mislead(
 
 
 def test_corrupted_objects_are_checksum_mismatch_and_never_renamed(
-    cli,
+    proxied_cli,
+    proxy,
     s3,
     bucket,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
-    make_tree(tmp_path / "src", {"small.bin": 3000, "big.bin": 11 * MiB})
-    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS).code == 0
+    # "a-*" restore first (one file at a time): botocore sends the first GET of each
+    # shape (whole, ranged), so the corrupted objects come through the fast path, which
+    # leaves botocore's checksum validation out: the proof must catch them alone
+    spec = {"a-small.bin": 3000, "a-big.bin": 11 * MiB, "small.bin": 3000, "big.bin": 11 * MiB}
+    make_tree(tmp_path / "src", spec)
+    upload = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    assert upload.code == 0
     for key, size in (("p/small.bin", 3000), ("p/big.bin", 11 * MiB)):
         head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         s3.put_object(  # other bytes, with the metadata and the checksum of the old ones
@@ -218,18 +224,28 @@ def test_corrupted_objects_are_checksum_mismatch_and_never_renamed(
     out = tmp_path / "out"
     out.mkdir()
     (out / "small.bin").write_bytes(b"my own local file")
-    result = cli(
+    proxy.reset()
+    result = proxied_cli(
         "--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--overwrite",
-        "--failures-file", "failed.jsonl", *FIVE_MIB_PARTS,
+        "--failures-file", "failed.jsonl", "--concurrency", "1", *FIVE_MIB_PARTS,
     )  # fmt: skip
     assert result.code == 1
     results = _results(result)
     assert results["p/small.bin"]["error_class"] == "checksum-mismatch"
     assert results["p/big.bin"]["error_class"] == "checksum-mismatch"
+    assert results["p/a-small.bin"]["status"] == results["p/a-big.bin"]["status"] == "done"
     assert (out / "small.bin").read_bytes() == b"my own local file"  # --overwrite kept it
     assert not (out / "big.bin").exists()
     assert not _leftovers(out)
-    assert {s for (s,) in _query(tmp_path / "l.db", "SELECT status FROM restores")} == {"failed"}
+    gets = [
+        (line, "fastpath" in headers.get("user-agent", ""))
+        for line, headers in zip(list(proxy.log), list(proxy.headers), strict=False)
+        if line.startswith("GET ") and "list-type" not in line
+    ]
+    assert [fast for line, fast in gets if line.endswith("/p/small.bin")] == [True]
+    assert [fast for line, fast in gets if line.endswith("/p/big.bin")] == [True] * 3
+    statuses = _query(tmp_path / "l.db", "SELECT key, status FROM restores")
+    assert {s for k, s in statuses if k in ("p/small.bin", "p/big.bin")} == {"failed"}
     lines = (tmp_path / "failed.jsonl").read_text().splitlines()
     assert {json.loads(line)["command"] for line in lines} == {"restore"}
     parsed = parse_lines(lines)  # `s3stow retry --from` must never upload these
@@ -473,6 +489,41 @@ def test_missing_bucket_is_fatal_and_sigint_resumes(
     assert len(_object_gets(proxy)) == 12 - len(done)  # the finished ones are not fetched again
     for rel, data in tree.items():
         assert (tmp_path / "out" / rel).read_bytes() == data
+
+
+def test_a_folder_swapped_for_a_symlink_after_its_first_file_is_caught(
+    s3_server,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """A run checks each folder once, then only that it is still the same folder: one
+    replaced by a symlink after a first file went into it is checked again in full."""
+    from s3stow.config import load_settings
+    from s3stow.models import SourceFile
+    from s3stow.report.observer import Observer
+    from s3stow.restore.engine import Restorer
+
+    s3.put_object(Bucket=bucket, Key="p/dir/1.txt", Body=b"first")
+    s3.put_object(Bucket=bucket, Key="p/dir/2.txt", Body=b"second")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    class Swap(Observer):  # one file at a time: 1.txt is in place when 2.txt starts
+        def on_file_start(self, source: SourceFile, key: str) -> None:
+            if key == "p/dir/2.txt":
+                source.path.parent.rename(tmp_path / "out" / "moved")
+                os.symlink(outside, source.path.parent)
+
+    settings = load_settings(
+        env={}, flags={"endpoint_url": s3_server.endpoint_url, "concurrency": 1}
+    )
+    summary = Restorer(settings, observers=[Swap()]).restore_tree(
+        f"s3://{bucket}/p", tmp_path / "out"
+    )
+    assert [(f.key, f.error_class) for f in summary.failures] == [("p/dir/2.txt", "unsafe-path")]
+    assert list(outside.iterdir()) == []
+    assert (tmp_path / "out" / "moved" / "1.txt").read_bytes() == b"first"
 
 
 def test_a_symlink_made_after_the_plan_is_caught_before_writing(

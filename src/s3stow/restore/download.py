@@ -39,7 +39,7 @@ from s3stow.restore.check import (
     stat,
 )
 from s3stow.restore.glacier import archived_unreadable
-from s3stow.restore.paths import ensure_inside, temp_path
+from s3stow.restore.paths import Folders, temp_path
 from s3stow.restore.plan import RestoreItem
 from s3stow.store.base import ObjectBody, ObjectInfo
 from s3stow.store.proof import Hasher, Proof
@@ -60,7 +60,6 @@ class Fetched:
     value: str | None
     etag: str
     received: int  # bytes fetched by this run (resumed ranges excluded)
-    mtime_ns: int  # the restored file's, as the file system keeps it
 
 
 def fetch(
@@ -69,12 +68,12 @@ def fetch(
     *,
     restores: RestoreLedger | None,
     entry: RestoreEntry | None,
+    folders: Folders | None = None,
 ) -> Fetched:
     """Restore ``item`` to its path, verified; raises on any failure (the temporary
-    file of a ranged download is kept for the next run when it can resume)."""
-    ensure_inside(item.source.root, item.path.parent)  # a symlink made since the plan
-    item.path.parent.mkdir(parents=True, exist_ok=True)
-    ensure_inside(item.source.root, item.path.parent)
+    file of a ranged download is kept for the next run when it can resume).
+    ``folders``: the run's folders already made and checked (``paths.Folders``)."""
+    (folders or Folders()).ready(item.source.root, item.path.parent)
     if item.info.size > ctx.settings.multipart_threshold:
         return _ranged(ctx, item, restores, entry)
     return _single(ctx, item)
@@ -312,7 +311,8 @@ def _discard(restores: RestoreLedger | None, item: RestoreItem, temp: Path) -> N
 def _finish(
     temp: Path, item: RestoreItem, info: ObjectInfo, proof: Proof, value: str | None, received: int
 ) -> Fetched:
-    """Give the verified file its mtime and its name."""
+    """Give the verified file its mtime and its name (two calls: the ledger's record
+    reads the file's size and mtime as the file system keeps them, ``plan.record``)."""
     mtime = object_mtime_ns(info)
     if mtime is not None:
         os.utime(temp, ns=(time.time_ns(), mtime))
@@ -323,5 +323,4 @@ def _finish(
         value=value,
         etag=info.etag,
         received=received,
-        mtime_ns=os.stat(item.path).st_mtime_ns,
     )

@@ -32,7 +32,7 @@ from s3stow.plan.keys import parse_target
 from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
 from s3stow.restore import glacier
-from s3stow.restore.paths import PathRules
+from s3stow.restore.paths import Folders, PathRules
 from s3stow.restore.plan import RestoreItem, RestorePlanner, decide
 from s3stow.restore.report import RestoreSummary
 from s3stow.restore.worker import RestoreOptions, RestoreWorker
@@ -200,6 +200,7 @@ class Restorer:
     ) -> RestoreSummary:
         summary = RestoreSummary(run_id or new_run_id())
         started = time.monotonic()
+        self.worker.folders = Folders()  # each run checks its folders afresh
         errors_before = getattr(self.store, "transient_errors", 0)
         self.observer.on_start(summary.run_id, target.url if target.bucket else str(root))
         if self.ledger is not None and not self.settings.dry_run:

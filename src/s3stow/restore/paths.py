@@ -12,14 +12,18 @@ a ``PathRules`` value, so the Windows rules are tested on every OS.
 Two keys that name one file on this OS (the same name up to case and Unicode
 normalisation on Windows and macOS), or a key that needs as a folder what another
 key writes as a file, collide: the later one is refused (``PathClaims``). The
-temporary file of a download sits beside its destination (``temp_path``).
+temporary file of a download sits beside its destination (``temp_path``); the folders a
+run writes into are made and checked once each, and re-checked when one is no longer
+the folder that was checked (``Folders``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ntpath
+import os
 import sys
+import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +112,37 @@ def ensure_inside(root: Path, path: Path) -> None:
     resolved = path.resolve()
     if resolved != root and not resolved.is_relative_to(root):
         raise UnsafePath(f"{path} leads outside {root} (through a symlink)")
+
+
+class Folders:
+    """The folders a run has made and found inside DEST, each by its identity (device
+    and inode), so a file's folder is checked once, not resolved again per file.
+
+    ``ready`` makes a folder and checks it is inside DEST (``ensure_inside``, before and
+    after ``mkdir``) the first time, then only compares its identity (one ``stat``, which
+    follows symlinks): a folder replaced since, by a symlink anywhere on its path or by
+    another folder, has another identity and is checked again in full before anything
+    is written into it."""
+
+    def __init__(self) -> None:
+        self._known: dict[Path, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def ready(self, root: Path, folder: Path) -> None:
+        known = self._known.get(folder)
+        if known is not None:
+            try:
+                found = os.stat(folder)
+            except OSError:
+                found = None
+            if found is not None and (found.st_dev, found.st_ino) == known:
+                return
+        ensure_inside(root, folder)  # a symlink made since the plan
+        folder.mkdir(parents=True, exist_ok=True)
+        found = os.stat(folder)
+        ensure_inside(root, folder)
+        with self._lock:
+            self._known[folder] = (found.st_dev, found.st_ino)
 
 
 def temp_path(path: Path) -> Path:

@@ -27,7 +27,7 @@ from s3stow.restore import glacier
 from s3stow.restore.check import local_matches, stat
 from s3stow.restore.download import fetch
 from s3stow.restore.glacier import GlacierOptions
-from s3stow.restore.paths import UnsafePath
+from s3stow.restore.paths import Folders, UnsafePath
 from s3stow.restore.plan import RestoreItem
 from s3stow.transfer.context import TransferContext
 
@@ -58,6 +58,7 @@ class RestoreWorker:
         self.stop = stop
         self.restores = restores
         self.fatal_error: S3StowError | None = None
+        self.folders = Folders()  # made and checked by this run (a new run: a new one)
         self._lock = threading.Lock()
 
     def process(
@@ -80,7 +81,7 @@ class RestoreWorker:
                     return self._archived(item, verdict)
             self.observer.on_file_start(item.source, item.key)
             try:
-                got = fetch(ctx, item, restores=self.restores, entry=entry)
+                got = fetch(ctx, item, restores=self.restores, entry=entry, folders=self.folders)
             except TransferError as exc:
                 if exc.code != "InvalidObjectState":  # an archived object the plan did not see
                     raise

@@ -61,7 +61,14 @@ _TRANSPORT = frozenset(
 )
 OTHER_CREDENTIALS = "botocore signed with other credentials than the fast path would"
 OTHER_SESSION = "botocore sent another session token than the fast path would"
-METHODS = {"PutObject": "PUT", "UploadPart": "PUT", "HeadBucket": "HEAD", "ListObjectsV2": "GET"}
+METHODS = {
+    "PutObject": "PUT",
+    "UploadPart": "PUT",
+    "HeadBucket": "HEAD",
+    "ListObjectsV2": "GET",
+    "GetObject": "GET",
+    "HeadObject": "HEAD",
+}
 
 
 @dataclass(frozen=True, slots=True)

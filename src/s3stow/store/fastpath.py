@@ -1,10 +1,18 @@
-"""A lean request path for the hot operations: PutObject, UploadPart, listing.
+"""A lean request path for the hot operations: PutObject, UploadPart, listing, and
+restore's GetObject and HeadObject.
 
 botocore spends about 2 ms of CPU on every request (parameter validation, event
 hooks, request objects), which dominates a run of many small files. This path
-sends one attempt of a PutObject, UploadPart, HeadBucket or ListObjectsV2 page
-signed by ``sigv4.sign`` over a keep-alive connection per thread (``http1``: one
-HTTP/1.1 exchange, a fifth cheaper per small file than ``http.client``).
+sends one attempt of a PutObject, UploadPart, HeadBucket, ListObjectsV2 page,
+GetObject or HeadObject signed by ``sigv4.sign`` over a keep-alive connection per
+thread (``http1``: one HTTP/1.1 exchange, a fifth cheaper per small file than
+``http.client``). A GetObject body is streamed off the connection (``http1.Stream``,
+framed by Content-Length; another framing goes to botocore), never read whole, and
+is not checked against a response checksum here: restore's proof (``restore/check``)
+hashes the bytes once, where botocore would hash them a second time. The object's
+headers become an ``ObjectInfo`` as ``s3._info_of`` builds it from botocore's parsed
+answer (``wire.info_from_headers``). A GetObject with a version id or a customer key
+(SSE-C) is not translated and stays with botocore.
 
 It decides nothing about where and how to send: botocore sends the first request of
 each operation on each bucket, and ``capture.learn`` turns that request into a
@@ -15,15 +23,19 @@ so SSO, roles and ``credential_process`` refresh), TLS trust and proxies from it
 HTTP session (``capture.connection_of``). A bucket whose request cannot be proved
 equal stays with botocore (the reason is logged under ``--debug``).
 
-Fail closed: only success is handled here. Any other answer returns ``None`` and the
-caller repeats the request through botocore (with one attempt fewer, so
-``max_attempts`` still bounds the requests), which retries, follows redirects and
-translates errors as usual. An answer that says the configuration is wrong for this
-path (a redirect, 400, 401, 403, 404, any status but those below) or a TLS, DNS or
-refused-connection error sends the bucket to botocore for the rest of the run.
-Answers about load or about this one request leave the path on: 429 and 5xx
-(throttling reaches the limiter), 412 (``If-None-Match``: the object exists), 400
-``BadDigest`` (bytes damaged on the way), timeouts and connections dropped midway.
+Fail closed: only success is handled here (200 or 204; 200 or 206 for GetObject and
+HeadObject). Any other answer returns ``None`` and the caller repeats the request
+through botocore (with one attempt fewer, so ``max_attempts`` still bounds the
+requests), which retries, follows redirects and translates errors as usual. An answer
+that says the configuration is wrong for this path (a redirect, 400, 401, 403, 404,
+any status but those below) or a TLS, DNS or refused-connection error sends the
+bucket to botocore for the rest of the run. Answers about load or about this one
+request leave the path on: 429 and 5xx (throttling reaches the limiter), 412
+(``If-None-Match``: the object exists; ``If-Match``: it changed), 416 (a range
+beyond the object), 400 ``BadDigest`` (bytes damaged on the way), timeouts and
+connections dropped midway. A GetObject body that breaks after bytes were handed out
+cannot be repeated by botocore: the store raises a transient error for the whole
+attempt (``s3._FastBody``).
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 from xml.etree import ElementTree as ET
 
@@ -54,7 +66,7 @@ from s3stow.store.capture import (
     learn,
 )
 from s3stow.store.sigv4 import UNSIGNED_PAYLOAD, Credentials, canonical_query, sign
-from s3stow.store.wire import parse_list_page
+from s3stow.store.wire import info_from_headers, parse_list_page, span_of
 
 log = logging.getLogger(__name__)
 _USER_AGENT = f"s3stow/{__version__} fastpath"
@@ -72,7 +84,20 @@ _TRANSIENT_ERRORS = (
     ssl.SSLEOFError,
     ssl.SSLZeroReturnError,
 )
+_OK = frozenset({200, 204})
+_GOT = frozenset({200, 206})
 Shape = tuple[str, str, frozenset[str]]  # bucket, operation, header names
+
+
+class Answer(NamedTuple):
+    """One answer: status, headers by lower-case name, the body (read whole), the
+    headers as sent, and the body left on the connection (a streamed GetObject)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    pairs: list[tuple[str, str]]
+    stream: http1.Stream | None = None
 
 
 def shape(bucket: str, operation: str, headers: Mapping[str, str]) -> Shape:
@@ -248,9 +273,13 @@ class FastPath:
         query: Mapping[str, str],
         headers: Mapping[str, str],
         body: bytes | FileRange = b"",
-    ) -> tuple[int, dict[str, str], bytes] | None:
-        """One signed attempt: (status, lower-case headers, body), or ``None`` when
-        this path does not apply or the exchange failed (botocore then takes over)."""
+        ok: frozenset[int] = _OK,
+        stream: bool = False,
+    ) -> Answer | None:
+        """One signed attempt answered with a status in ``ok``, or ``None`` when this
+        path does not apply, the exchange failed or the answer was another (botocore
+        then takes over). With ``stream`` a successful answer's body is left on the
+        connection (``Answer.stream``) for the caller to read."""
         outgoing = self.headers(headers)
         template = self._templates.get(shape(bucket, operation, outgoing))
         if template is None:
@@ -278,7 +307,7 @@ class FastPath:
             signed["User-Agent"] = _USER_AGENT
             if log.isEnabledFor(logging.DEBUG):  # secrets are redacted by the log filter
                 log.debug("fast path %s %s%s headers: %s", method, template.host, target, signed)
-            answer = self._send(template, method, target, body, signed)
+            answer = self._send(template, method, target, body, signed, stream=stream)
         except SourceChanged:
             raise  # the file, not the request: botocore would fail the same way
         except _TRANSIENT_ERRORS as exc:
@@ -292,8 +321,8 @@ class FastPath:
             self.turn_off(bucket, f"{method} failed: {exc!r}")
             return None
         self.sent += 1
-        status = answer[0]
-        if status in (200, 204):
+        status = answer.status
+        if status in ok:
             return answer
         self.fallbacks += 1
         if status in _TRANSIENT_STATUS:
@@ -301,7 +330,9 @@ class FastPath:
                 self._on_transient()
             if status in (429, 503) and self._on_throttle is not None:
                 self._on_throttle()
-        elif not (status == 412 or (status == 400 and b"<Code>BadDigest</Code>" in answer[2])):
+        elif not (
+            status in (412, 416) or (status == 400 and b"<Code>BadDigest</Code>" in answer.body)
+        ):
             self.turn_off(bucket, f"{method} answered {status}")
         return None
 
@@ -325,31 +356,77 @@ class FastPath:
             headers=headers,
             body=body,
         )
-        return None if answer is None or answer[0] != 200 else answer[1]
+        return None if answer is None or answer.status != 200 else answer.headers
 
     def head_bucket(self, bucket: str) -> bool:
         """True when the bucket answered 200; False means "ask botocore" (which
         then names the error: 403, 404, a redirect to another region)."""
         answer = self._request("HeadBucket", bucket, None, query={}, headers={})
-        return answer is not None and answer[0] == 200
+        return answer is not None and answer.status == 200
 
     def list_page(
-        self, bucket: str, prefix: str, token: str | None, *, max_keys: int | None = None
+        self,
+        bucket: str,
+        prefix: str,
+        token: str | None,
+        *,
+        max_keys: int | None = None,
+        storage_class: bool = False,
     ) -> tuple[list[ObjectInfo], str | None] | None:
-        """One ListObjectsV2 page: (objects, next continuation token), or ``None``."""
+        """One ListObjectsV2 page: (objects, next continuation token), or ``None``;
+        with ``storage_class`` each object's class too."""
         query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if token is not None:
             query["continuation-token"] = token
         if max_keys is not None:
             query["max-keys"] = str(max_keys)
         answer = self._request("ListObjectsV2", bucket, None, query=query, headers={})
-        if answer is None or answer[0] != 200:
+        if answer is None or answer.status != 200:
             return None
         try:
-            return parse_list_page(answer[2])
+            return parse_list_page(answer.body, storage_class=storage_class)
         except (ET.ParseError, KeyError, ValueError) as exc:
             self.fallbacks += 1
             self.turn_off(bucket, f"an unreadable listing ({exc})")
+            return None
+
+    def get(
+        self, bucket: str, key: str, headers: Mapping[str, str]
+    ) -> tuple[ObjectInfo, int, int, http1.Stream] | None:
+        """One GetObject answered 200 or 206: (its ObjectInfo, the first byte's offset,
+        the body's length, the body to stream), else ``None``."""
+        answer = self._request(
+            "GetObject", bucket, key, query={}, headers=headers, ok=_GOT, stream=True
+        )
+        if answer is None:
+            return None
+        assert answer.stream is not None
+        try:
+            length = answer.stream.length
+            start, size = span_of(answer.headers, length)
+            info = info_from_headers(key, answer.headers, answer.pairs, size=size)
+        except (ValueError, TypeError, IndexError) as exc:
+            answer.stream.close()
+            self.fallbacks += 1
+            self.turn_off(bucket, f"an unreadable GetObject answer ({exc})")
+            return None
+        return info, start, length, answer.stream
+
+    def head(
+        self, bucket: str, key: str, headers: Mapping[str, str], *, part_number: int | None
+    ) -> ObjectInfo | None:
+        """One HeadObject answered 200 (or 206, as S3 answers a part number): its
+        ObjectInfo, else ``None``."""
+        query = {"partNumber": str(part_number)} if part_number else {}
+        answer = self._request("HeadObject", bucket, key, query=query, headers=headers, ok=_GOT)
+        if answer is None:
+            return None
+        try:
+            size = http1.content_length(answer.headers) or 0
+            return info_from_headers(key, answer.headers, answer.pairs, size=size)
+        except (ValueError, TypeError, http.client.HTTPException) as exc:
+            self.fallbacks += 1
+            self.turn_off(bucket, f"an unreadable HeadObject answer ({exc})")
             return None
 
     def _send(
@@ -359,9 +436,14 @@ class FastPath:
         target: str,
         body: bytes | FileRange,
         headers: dict[str, str],
-    ) -> tuple[int, dict[str, str], bytes]:
+        *,
+        stream: bool = False,
+    ) -> Answer:
         """One exchange over this thread's connection (``http1``); a reused connection
-        the server has closed meanwhile is replaced once (the request never reached S3)."""
+        the server has closed meanwhile is replaced once (the request never reached S3).
+        With ``stream``, a 200/206 body framed by Content-Length stays on the socket,
+        which is lent to the ``Answer.stream`` until it is read to its end (then kept
+        for the next request) or closed early (then dropped); another framing raises."""
         head = http1.request_head(method, target, headers)
         for _ in range(2):
             sock, reused = self._connection_to(template)
@@ -371,7 +453,18 @@ class FastPath:
                     body.send(sock)  # zero-copy from the file where possible
                 else:
                     sock.sendall(head + body if body else head)
-                status, answer, data, close = http1.read_response(sock, method)
+                status, pairs, rest, close = http1.read_head(sock)
+                answer = http1.lower(pairs)
+                if stream and status in _GOT and method != "HEAD":
+                    length = http1.content_length(answer)
+                    if length is None or "transfer-encoding" in answer:
+                        raise http.client.HTTPException(
+                            "a GetObject body not framed by Content-Length"
+                        )
+                    lent = self._lend(template, sock, keep=not close)
+                    body_stream = http1.Stream(sock, rest, length, lent)
+                    return Answer(status, answer, b"", pairs, body_stream)
+                data, extra = http1.read_body(sock, method, status, answer, rest)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self._drop(template)
                 if reused:
@@ -380,10 +473,28 @@ class FastPath:
             except BaseException:
                 self._drop(template)
                 raise
-            if close:
+            if close or extra:
                 self._drop(template)
-            return status, answer, data
+            return Answer(status, answer, data, pairs)
         raise ConnectionError("the server closed the connection twice")  # pragma: no cover
+
+    def _lend(
+        self, template: Template, sock: socket.socket, *, keep: bool
+    ) -> Callable[[bool], None]:
+        """Take ``sock`` out of this thread's connections while a body streams from it;
+        the callback gives it back when the body ended exactly (and ``keep``), else
+        closes it."""
+        conns: dict[tuple[str, str], socket.socket] = self._local.conns
+        where = (template.scheme, template.address)
+        conns.pop(where, None)
+
+        def done(reusable: bool) -> None:
+            if reusable and keep and where not in conns:
+                conns[where] = sock
+            else:
+                sock.close()
+
+        return done
 
 
 def _payload_sha256(body: bytes | FileRange) -> str:

@@ -12,6 +12,10 @@ never taken for the next request's. Anything outside that (a malformed line, a
 head over 64 KiB, a truncated body) raises an ``http.client`` exception, so the
 fast path drops the connection and botocore repeats the request. Header values
 with CR or LF are refused like ``http.client`` refuses them.
+
+A GetObject body is not read whole: ``read_head`` leaves it on the socket and
+``Stream`` hands it out as asked (Content-Length framing only), giving the connection
+back for reuse only when the body was read exactly to its end.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 MAX_HEAD = 64 * 1024
@@ -82,6 +86,15 @@ def read_response(sock: Any, method: str) -> tuple[int, dict[str, str], bytes, b
     past 100: returned as the answer, they would leave the final one unread on the
     connection, to be taken as the answer to the next request sent on it. 101 (a
     protocol switch) raises. Bytes beyond the answer mark the connection ``close``."""
+    status, pairs, buffer, close = read_head(sock)
+    headers = lower(pairs)
+    body, extra = read_body(sock, method, status, headers, buffer)
+    return status, headers, body, close or extra
+
+
+def read_head(sock: Any) -> tuple[int, list[tuple[str, str]], bytearray, bool]:
+    """(status, headers as sent: names in the server's case, what arrived after the
+    head, close) of the next final answer on ``sock``."""
     buffer = bytearray()
     while True:
         while (end := buffer.find(b"\r\n\r\n")) < 0:
@@ -101,38 +114,116 @@ def read_response(sock: Any, method: str) -> tuple[int, dict[str, str], bytes, b
         if status >= 200:
             break
         del buffer[: end + 4]  # an interim answer: its head is all of it
-    headers: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon:
             raise http.client.HTTPException(f"malformed header line {line!r}")
-        name = name.strip().lower()
-        value = value.strip()
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    body = buffer[end + 4 :]
-    connection = headers.get("connection", "").lower()
+        pairs.append((name.strip(), value.strip()))
+    connection = next((v for k, v in pairs if k.lower() == "connection"), "").lower()
     close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+    return status, pairs, buffer[end + 4 :], close
+
+
+def lower(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Headers by lower-case name; a repeated header's values joined with ", "."""
+    headers: dict[str, str] = {}
+    for name, value in pairs:
+        name = name.lower()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def content_length(headers: Mapping[str, str]) -> int | None:
+    if "content-length" not in headers:
+        return None
+    if not headers["content-length"].isdigit():
+        raise http.client.HTTPException("invalid Content-Length")
+    return int(headers["content-length"])
+
+
+def read_body(
+    sock: Any, method: str, status: int, headers: Mapping[str, str], body: bytearray
+) -> tuple[bytes, bool]:
+    """The whole body of an answer whose head was read (``body``: what arrived after
+    it), and whether the connection cannot be reused."""
     if method == "HEAD" or status in (204, 304):
         length = 0
     elif "chunked" in headers.get("transfer-encoding", "").lower():
-        data, extra = _read_chunked(sock, body)
-        return status, headers, data, close or extra
-    elif "content-length" in headers:
-        if not headers["content-length"].isdigit():
-            raise http.client.HTTPException("invalid Content-Length")
-        length = int(headers["content-length"])
+        return _read_chunked(sock, body)
+    elif (found := content_length(headers)) is not None:
+        length = found
     else:  # delimited by the end of the connection
         while chunk := sock.recv(_RECV):
             body += chunk
-        return status, headers, bytes(body), True
+        return bytes(body), True
     while len(body) < length:
         chunk = sock.recv(max(_RECV, length - len(body)))
         if not chunk:
             raise http.client.IncompleteRead(bytes(body), length - len(body))
         body += chunk
     if len(body) != length:  # bytes beyond the answer: do not reuse this connection
-        return status, headers, bytes(body[:length]), True
-    return status, headers, bytes(body), close
+        return bytes(body[:length]), True
+    return bytes(body), False
+
+
+class Stream:
+    """A Content-Length body read as the caller asks for it, straight off the socket.
+
+    ``done(reusable)`` is called once: with True when the body was read exactly to its
+    end and the connection may carry the next request, with False when it was closed
+    early, broke, or more bytes than announced arrived (the socket is then dropped)."""
+
+    def __init__(
+        self, sock: Any, first: bytearray, length: int, done: Callable[[bool], None]
+    ) -> None:
+        self._sock = sock
+        self._buffer = first
+        self.length = length
+        self.left = length
+        self._done: Callable[[bool], None] | None = done
+        if len(first) > length:  # bytes beyond the answer
+            self._buffer = first[:length]
+            self._finish(False)
+        elif length == 0:
+            self._finish(True)
+
+    def _finish(self, reusable: bool) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done(reusable)
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes, fewer only at the end (b"" there);
+        ``http.client.IncompleteRead`` when the connection ends early."""
+        want = min(size, self.left)
+        if want <= 0:
+            return b""
+        block = bytearray(want)
+        view = memoryview(block)
+        got = min(want, len(self._buffer))
+        if got:
+            view[:got] = self._buffer[:got]
+            del self._buffer[:got]
+        try:
+            while got < want:
+                n = self._sock.recv_into(view[got:])
+                if not n:
+                    raise http.client.IncompleteRead(bytes(block[:got]), self.left - got)
+                got += n
+        except BaseException:
+            self.left -= got
+            self._finish(False)
+            raise
+        view.release()
+        self.left -= got
+        if self.left == 0:
+            self._finish(True)
+        return block  # type: ignore[return-value]  # bytes-like, not copied
+
+    def close(self) -> None:
+        """Drop the connection unless the body was read to its end."""
+        self._finish(self.left == 0)
 
 
 def _read_chunked(sock: Any, data: bytearray) -> tuple[bytes, bool]:

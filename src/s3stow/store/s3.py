@@ -1,8 +1,9 @@
 """The botocore implementation of ``ObjectStore``.
 
 Uses one thread-safe S3 client built from the settings (``client.py``), created
-on first use, with the fast path (``fastpath.py``) in front of the hot operations,
-and translates every exception where it leaves botocore. botocore sends the first
+on first use, with the fast path (``fastpath.py``) in front of the hot operations
+(the writes, listings, and restore's GetObject and HeadObject), and translates every
+exception where it leaves botocore. botocore sends the first
 request of each hot operation on each bucket, recorded (``capture.Recorder``), and
 the fast path learns from it; a ``needs-retry`` observer tells the concurrency
 limiter about throttling that botocore retried silently.
@@ -10,23 +11,31 @@ limiter about throttling that botocore retried silently.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
 from s3stow.config import Settings
-from s3stow.errors import S3StowError
+from s3stow.errors import S3StowError, TransferError
+from s3stow.store import http1
 from s3stow.store.base import ObjectBody, ObjectInfo, PartInfo, PutResult, WriteOptions
 from s3stow.store.body import FileRange
 from s3stow.store.capture import Recorder, connection_of
 from s3stow.store.checksums import Digest
 from s3stow.store.client import make_client, make_session
 from s3stow.store.learngate import LearningGate
-from s3stow.store.wire import CHECKSUM_FIELDS, put_headers, query_args, response_from_headers
+from s3stow.store.wire import (
+    CHECKSUM_FIELDS,
+    get_headers,
+    put_headers,
+    query_args,
+    response_from_headers,
+)
 
 if TYPE_CHECKING:
     from s3stow.store.fastpath import FastPath
@@ -41,6 +50,7 @@ from s3stow.store.translate import (
 )
 
 log = logging.getLogger(__name__)
+_R = TypeVar("_R")
 _OPERATIONS = {"put_object": "PutObject", "upload_part": "UploadPart"}
 
 
@@ -327,22 +337,29 @@ class S3Store:
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under ``prefix``, page by page: each page through the fast
         path when it can, else through botocore (from the same continuation token)."""
+        return self._listing(bucket, prefix, detailed=False)
+
+    def list_objects_detailed(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """``list_objects`` with each object's storage class (restore)."""
+        return self._listing(bucket, prefix, detailed=True)
+
+    def _listing(self, bucket: str, prefix: str, *, detailed: bool) -> Iterator[ObjectInfo]:
         token: str | None = None
         while True:
             size = self.list_page_size
             fast = self._fast
             page = None
             if fast is not None and fast.knows(bucket, "ListObjectsV2", {}):
-                page = fast.list_page(bucket, prefix, token, max_keys=size)
+                page = fast.list_page(bucket, prefix, token, max_keys=size, storage_class=detailed)
             if page is None:
-                page = self._list_page(bucket, prefix, token)
+                page = self._list_page(bucket, prefix, token, detailed=detailed)
             objects, token = page
             yield from objects
             if token is None:
                 return
 
     def _list_page(
-        self, bucket: str, prefix: str, token: str | None
+        self, bucket: str, prefix: str, token: str | None, *, detailed: bool = False
     ) -> tuple[list[ObjectInfo], str | None]:
         extra: dict[str, Any] = {"ContinuationToken": token} if token is not None else {}
         if self.list_page_size is not None:
@@ -368,6 +385,7 @@ class S3Store:
                     checksum_algorithm=algorithms[0] if algorithms else None,
                     checksum_type=item.get("ChecksumType"),
                     last_modified=item["LastModified"].timestamp(),
+                    storage_class=item.get("StorageClass") if detailed else None,
                 )
             )
         truncated = bool(response.get("IsTruncated"))
@@ -507,42 +525,71 @@ class S3Store:
             raise self.translate(exc, bucket, None) from exc
         return found
 
-    # ---- reading objects back (restore): botocore only, never the fast path -------------
+    # ---- reading objects back (restore): the fast path once it has learned the shape --
+    def _read_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` with ``ChecksumMode`` when botocore adds it to every read anyway
+        (``response_checksum_validation = when_supported``), so the fast path's headers
+        are the ones botocore sends."""
+        config = getattr(getattr(self.client, "meta", None), "config", None)
+        if getattr(config, "response_checksum_validation", None) == "when_supported":
+            return {**args, "ChecksumMode": "ENABLED"}
+        return args
+
     def stat_object(
         self, bucket: str, key: str, *, part_number: int | None = None
     ) -> ObjectInfo | None:
+        args: dict[str, Any] = {"ChecksumMode": "ENABLED"}
+        headers = get_headers(args) if self._fast_settings is not None else None
         extra: dict[str, Any] = {"PartNumber": part_number} if part_number else {}
-        try:
-            response = self.client.head_object(
-                Bucket=bucket, Key=key, ChecksumMode="ENABLED", **extra
-            )
-        except ClientError as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise self.translate(exc, bucket, key) from exc
-        except Exception as exc:
-            raise self.translate(exc, bucket, key) from exc
-        return _info_of(key, response, size=int(response.get("ContentLength", 0)))
 
-    def list_objects_detailed(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
-        token: str | None = None
-        while True:
-            extra: dict[str, Any] = {"ContinuationToken": token} if token is not None else {}
-            response = self._call(bucket, None, self.client.list_objects_v2, Prefix=prefix, **extra)
-            for item in response.get("Contents", []):
-                algorithms = item.get("ChecksumAlgorithm") or []
-                yield ObjectInfo(
-                    key=item["Key"],
-                    size=int(item["Size"]),
-                    etag=_etag(item.get("ETag")),
-                    checksum_algorithm=algorithms[0] if algorithms else None,
-                    checksum_type=item.get("ChecksumType"),
-                    last_modified=item["LastModified"].timestamp(),
-                    storage_class=item.get("StorageClass"),
+        def fast(path: FastPath) -> ObjectInfo | None:
+            return path.head(bucket, key, headers or {}, part_number=part_number)
+
+        def botocore(*, attempted: bool) -> ObjectInfo | None:
+            try:
+                response = self.through_botocore(
+                    bucket,
+                    key,
+                    "HeadObject",
+                    headers,
+                    lambda client: client.head_object(Bucket=bucket, Key=key, **args, **extra),
+                    attempted=attempted,
                 )
-            if not response.get("IsTruncated"):
-                return
-            token = response["NextContinuationToken"]
+            except ClientError as exc:
+                if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise self.translate(exc, bucket, key) from exc
+            except Exception as exc:
+                raise self.translate(exc, bucket, key) from exc
+            return _info_of(key, response, size=int(response.get("ContentLength", 0)))
+
+        return self._read(bucket, "HeadObject", headers, fast, botocore)
+
+    def _read(
+        self,
+        bucket: str,
+        operation: str,
+        headers: Mapping[str, str] | None,
+        fast: Callable[[FastPath], _R | None],
+        botocore: Callable[..., _R],
+    ) -> _R:
+        """A GetObject/HeadObject: the fast path once it knows the shape (one request of
+        an unknown shape teaches it while the others wait, ``LearningGate``), else
+        botocore (with one attempt fewer after a fast attempt)."""
+        path = self._fast
+        if path is None or headers is None:
+            return botocore(attempted=False)
+
+        def settled() -> bool:
+            return path.knows(bucket, operation, headers) or path.off_reason(bucket) is not None
+
+        with self._gate.first(path.shape_of(bucket, operation, headers), settled) as learner:
+            if learner:
+                return botocore(attempted=False)
+        if not path.knows(bucket, operation, headers):
+            return botocore(attempted=False)
+        answer = fast(path)
+        return answer if answer is not None else botocore(attempted=True)
 
     def get_object(
         self,
@@ -563,18 +610,46 @@ class S3Store:
             args["VersionId"] = version_id
         if checksum_mode:
             args["ChecksumMode"] = "ENABLED"
-        response = self._call(bucket, key, self.client.get_object, **args)
-        length = int(response.get("ContentLength", 0))
-        start, size = 0, length
-        content_range = response.get("ContentRange")  # "bytes 0-99/1000"
-        if content_range:
-            span, _, total = content_range.split(" ", 1)[-1].partition("/")
-            start = int(span.split("-", 1)[0])
-            size = int(total) if total.isdigit() else length
-        info = _info_of(key, response, size=size)
-        return _Body(
-            response["Body"], info, start, length, where=(bucket, key), translate=self.translate
-        )
+        headers = None
+        if self._fast_settings is not None:
+            args = self._read_args(args)
+            headers = get_headers(args)
+
+        def fast(path: FastPath) -> ObjectBody | None:
+            got = path.get(bucket, key, headers or {})
+            if got is None:
+                return None
+            info, start, length, stream = got
+            where = (bucket, key)
+            return _FastBody(
+                stream, info, start, length, where=where, on_broken=self._count_transient
+            )
+
+        def botocore(*, attempted: bool) -> ObjectBody:
+            try:
+                response = self.through_botocore(
+                    bucket,
+                    key,
+                    "GetObject",
+                    headers,
+                    lambda client: client.get_object(Bucket=bucket, Key=key, **args),
+                    attempted=attempted,
+                )
+            except Exception as exc:
+                raise self.translate(exc, bucket, key) from exc
+            length = int(response.get("ContentLength", 0))
+            start, size = 0, length
+            content_range = response.get("ContentRange")  # "bytes 0-99/1000"
+            if content_range:
+                span, _, total = content_range.split(" ", 1)[-1].partition("/")
+                start = int(span.split("-", 1)[0])
+                size = int(total) if total.isdigit() else length
+            info = _info_of(key, response, size=size)
+            return _Body(
+                response["Body"], info, start, length, where=(bucket, key), translate=self.translate
+            )
+
+        return self._read(bucket, "GetObject", headers, fast, botocore)
 
     def restore_object(self, bucket: str, key: str, *, days: int, tier: str) -> str:
         request = {"Days": days, "GlacierJobParameters": {"Tier": tier}}
@@ -623,6 +698,46 @@ class _Body:
             log.debug("s3://%s/%s: botocore's checksum check failed: %s", bucket, key, exc)
         except Exception as exc:
             raise self._translate(exc, bucket, key) from exc
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _FastBody:
+    """A GetObject body the fast path streams off its connection. A connection that
+    breaks after bytes were handed out is a transient ``TransferError`` (as botocore's
+    truncated body is), so the retry layer repeats the whole attempt; the connection is
+    kept for the next request only when the body was read to its end."""
+
+    def __init__(
+        self,
+        stream: http1.Stream,
+        info: ObjectInfo,
+        start: int,
+        length: int,
+        *,
+        where: tuple[str, str],
+        on_broken: Callable[[], None],
+    ) -> None:
+        self._stream = stream
+        self.info = info
+        self.start = start
+        self.length = length
+        self._where = where
+        self._on_broken = on_broken
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        try:
+            while block := self._stream.read(size):
+                yield block
+        except (OSError, http.client.HTTPException) as exc:
+            self._on_broken()
+            bucket, key = self._where
+            raise TransferError(
+                f"{type(exc).__name__} on s3://{bucket}/{key} while its body arrived: {exc}",
+                code="ResponseStreamingError",
+                transient=True,
+            ) from exc
 
     def close(self) -> None:
         self._stream.close()

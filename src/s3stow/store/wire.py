@@ -9,8 +9,9 @@ query back into botocore's shapes, so the store handles both paths' results alik
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 from xml.etree import ElementTree as ET
@@ -20,9 +21,12 @@ from s3stow.store.base import ObjectInfo
 CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 
 
-def parse_list_page(document: bytes) -> tuple[list[ObjectInfo], str | None]:
+def parse_list_page(
+    document: bytes, *, storage_class: bool = False
+) -> tuple[list[ObjectInfo], str | None]:
     """Objects and the next continuation token of a ListObjectsV2 answer
-    (``encoding-type=url``: keys arrive URL-encoded)."""
+    (``encoding-type=url``: keys arrive URL-encoded); with ``storage_class`` each
+    object's class too."""
     root = ET.fromstring(document)  # noqa: S314 - the answer of the user's own endpoint
     objects: list[ObjectInfo] = []
     token: str | None = None
@@ -42,6 +46,7 @@ def parse_list_page(document: bytes) -> tuple[list[ObjectInfo], str | None]:
                     last_modified=(
                         datetime.fromisoformat(modified).timestamp() if modified else None
                     ),
+                    storage_class=(fields.get("StorageClass") or None) if storage_class else None,
                 )
             )
         elif tag == "IsTruncated":
@@ -96,3 +101,68 @@ def response_from_headers(headers: dict[str, str]) -> dict[str, Any]:
         if value:
             response["Checksum" + name] = value
     return response
+
+
+def get_headers(args: Mapping[str, Any]) -> dict[str, str] | None:
+    """HTTP headers for GetObject/HeadObject parameters (``None``: a parameter this path
+    does not translate, e.g. a version id or a customer key; botocore sends it)."""
+    names = {"Range": "Range", "IfMatch": "If-Match", "ChecksumMode": "x-amz-checksum-mode"}
+    headers: dict[str, str] = {}
+    for name, value in args.items():
+        if name not in names:
+            return None
+        headers[names[name]] = str(value)
+    return headers
+
+
+_META = "x-amz-meta-"
+
+
+def info_from_headers(
+    key: str, headers: Mapping[str, str], pairs: Sequence[tuple[str, str]], *, size: int
+) -> ObjectInfo:
+    """An ``ObjectInfo`` from a GetObject/HeadObject answer's headers, as ``s3._info_of``
+    builds it from botocore's parsed response: ``headers`` by lower-case name, ``pairs``
+    as sent (botocore's ``Metadata`` keeps the server's case of each name)."""
+    checksum = algorithm = None
+    for name in CHECKSUM_FIELDS:
+        value = headers.get(f"x-amz-checksum-{name.lower()}")
+        if value:
+            checksum, algorithm = value, name
+            break
+    metadata: dict[str, str] = {}
+    first: dict[str, str] = {}  # lower-case name -> as first sent (one header, like urllib3's)
+    for name, value in pairs:
+        if name.lower().startswith(_META):
+            meta = first.setdefault(name.lower(), name)[len(_META) :]
+            metadata[meta] = f"{metadata[meta]}, {value}" if meta in metadata else value
+    modified = headers.get("last-modified")
+    sse = headers.get("x-amz-server-side-encryption")
+    if headers.get("x-amz-server-side-encryption-customer-algorithm"):
+        sse = "SSE-C"
+    parts = headers.get("x-amz-mp-parts-count")
+    return ObjectInfo(
+        key=key,
+        size=size,
+        etag=headers.get("etag", "").strip('"'),
+        checksum=checksum,
+        checksum_algorithm=algorithm,
+        checksum_type=headers.get("x-amz-checksum-type"),
+        metadata=metadata,
+        last_modified=parsedate_to_datetime(modified).timestamp() if modified else None,
+        storage_class=headers.get("x-amz-storage-class"),
+        restore=headers.get("x-amz-restore"),
+        sse=sse,
+        version_id=headers.get("x-amz-version-id"),
+        parts=int(parts) if parts else None,
+    )
+
+
+def span_of(headers: Mapping[str, str], length: int) -> tuple[int, int]:
+    """(first byte, whole object's size) of a GetObject answer of ``length`` bytes, from
+    its Content-Range (``bytes 0-99/1000``) when it has one."""
+    content_range = headers.get("content-range")
+    if not content_range:
+        return 0, length
+    span, _, total = content_range.split(" ", 1)[-1].partition("/")
+    return int(span.split("-", 1)[0]), int(total) if total.isdigit() else length

@@ -1,0 +1,271 @@
+"""The fast path's GetObject and HeadObject against botocore's, side by side, on both
+servers: for each object (single, multipart with COMPOSITE and FULL_OBJECT checksums,
+metadata in odd case and with non-ASCII values, a range, a HEAD with a part number)
+the ``ObjectInfo`` the fast path reads off the wire must be the one ``s3._info_of``
+builds from botocore's parsed response, and the bytes the same."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from awscrt import checksums as crt
+from botocore import handlers
+
+from s3stow.config import load_settings
+from s3stow.errors import TransferError
+from s3stow.store.base import ObjectInfo
+from s3stow.store.s3 import S3Store, _info_of
+from tests.faultproxy import FaultProxy
+
+MiB = 1024 * 1024
+META = {"mtime": "2024-05-06T07:08:09.123456Z", "Odd-Case_Name": "Value  with  spaces"}
+
+
+def _store(server: Any) -> S3Store:
+    store = S3Store.from_settings(
+        load_settings(env={}, flags={"endpoint_url": server.endpoint_url})
+    )
+    assert store.client is not None  # made, with its fast path
+    return store
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _multipart(s3: Any, bucket: str, key: str, parts: list[bytes], kind: str) -> None:
+    """A multipart object: COMPOSITE SHA-256 (s3stow's sha256 layout) or FULL_OBJECT
+    CRC64NVME."""
+    if kind == "COMPOSITE":
+        algorithm, field = "SHA256", "ChecksumSHA256"
+
+        def value(data: bytes) -> str:
+            return _b64(hashlib.sha256(data).digest())
+    else:
+        algorithm, field = "CRC64NVME", "ChecksumCRC64NVME"
+
+        def value(data: bytes) -> str:
+            return _b64(crt.crc64nvme(data).to_bytes(8, "big"))
+
+    upload = s3.create_multipart_upload(
+        Bucket=bucket, Key=key, ChecksumAlgorithm=algorithm, ChecksumType=kind, Metadata=META
+    )["UploadId"]
+    done = []
+    for number, data in enumerate(parts, 1):
+        answer = s3.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm=algorithm,
+            **{field: value(data)},
+        )
+        done.append({"PartNumber": number, "ETag": answer["ETag"], field: answer[field]})
+    extra: dict[str, Any] = {}
+    if kind == "FULL_OBJECT":
+        extra = {field: value(b"".join(parts)), "ChecksumType": kind}
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": done}, **extra
+    )
+
+
+def _objects(s3: Any, bucket: str) -> dict[str, bytes]:
+    made: dict[str, bytes] = {}
+    for key, size in (("warm", 10), ("one", 3000), ("empty", 0)):
+        data = os.urandom(size)
+        s3.put_object(
+            Bucket=bucket, Key=f"p/{key}", Body=data, ChecksumAlgorithm="CRC64NVME", Metadata=META
+        )
+        made[f"p/{key}"] = data
+    odd = os.urandom(100)
+    # non-ASCII values: botocore refuses them unless its check is taken out (then they go
+    # as Latin-1 bytes); an RFC 2047 word is how S3 itself answers such a value
+    s3.meta.events.unregister(
+        "before-parameter-build.s3.PutObject", handlers.validate_ascii_metadata
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key="p/unicode ü+x",
+        Body=odd,
+        Metadata={
+            "Name": "caf\u00e9 \u00fc",
+            "MiXeD": "A",
+            "lower": "b",
+            "word": "=?UTF-8?B?w7w=?=",
+        },
+        StorageClass="STANDARD",
+    )
+    made["p/unicode ü+x"] = odd
+    for kind in ("COMPOSITE", "FULL_OBJECT"):
+        parts = [os.urandom(5 * MiB), os.urandom(1234)]
+        _multipart(s3, bucket, f"p/{kind}", parts, kind)
+        made[f"p/{kind}"] = b"".join(parts)
+    return made
+
+
+def _botocore_get(store: S3Store, bucket: str, key: str, **args: Any) -> tuple[ObjectInfo, bytes]:
+    response = store.client.get_object(Bucket=bucket, Key=key, **store._read_args(args))
+    length = int(response["ContentLength"])
+    size = length
+    if response.get("ContentRange"):
+        size = int(response["ContentRange"].rpartition("/")[2])
+    return _info_of(key, response, size=size), response["Body"].read()
+
+
+def _fast_only(store: S3Store, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, which must have been sent by the fast path alone."""
+    fast = store.fast_path
+    assert fast is not None
+    sent, fallbacks = fast.sent, fast.fallbacks
+    result = call(*args, **kwargs)
+    assert (fast.sent, fast.fallbacks) == (sent + 1, fallbacks)
+    return result
+
+
+@pytest.mark.engines
+def test_fast_reads_give_botocore_s_object_info(
+    engine: str, server: Any, s3: Any, bucket: str
+) -> None:
+    made = _objects(s3, bucket)
+    store = _store(server)
+    # botocore sends the first of each shape; the fast path learns from it
+    for byte_range in (None, (0, 3)):
+        body = store.get_object(
+            bucket, "p/warm", if_match=s3.head_object(Bucket=bucket, Key="p/warm")["ETag"][1:-1],
+            byte_range=byte_range, checksum_mode=byte_range is None,
+        )  # fmt: skip
+        b"".join(body.chunks(MiB))
+    assert store.stat_object(bucket, "p/warm") is not None
+    fast = store.fast_path
+    assert fast is not None
+    assert fast.off_reason(bucket) is None
+    for key, data in made.items():
+        etag = s3.head_object(Bucket=bucket, Key=key)["ETag"][1:-1]
+        whole = _fast_only(store, store.get_object, bucket, key, if_match=etag, checksum_mode=True)
+        theirs, their_bytes = _botocore_get(
+            store, bucket, key, IfMatch=f'"{etag}"', ChecksumMode="ENABLED"
+        )
+        assert whole.info == theirs, key
+        assert (whole.start, whole.length) == (0, len(data))
+        assert b"".join(whole.chunks(7000)) == data == their_bytes
+        if data:
+            last = len(data) - 1
+            first = min(2, last)
+            part = _fast_only(
+                store, store.get_object, bucket, key, if_match=etag, byte_range=(first, last)
+            )
+            theirs, their_bytes = _botocore_get(
+                store, bucket, key, IfMatch=f'"{etag}"', Range=f"bytes={first}-{last}"
+            )
+            assert part.info == theirs, key
+            assert (part.start, part.length, part.info.size) == (first, last - first + 1, len(data))
+            assert b"".join(part.chunks(MiB)) == data[first:] == their_bytes
+        head = _fast_only(store, store.stat_object, bucket, key)
+        response = store.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        assert head == _info_of(key, response, size=int(response["ContentLength"])), key
+    for kind in ("COMPOSITE", "FULL_OBJECT"):
+        key = f"p/{kind}"
+        for number in (1, 2):
+            ours = _fast_only(store, store.stat_object, bucket, key, part_number=number)
+            response = store.client.head_object(
+                Bucket=bucket, Key=key, ChecksumMode="ENABLED", PartNumber=number
+            )
+            assert ours == _info_of(key, response, size=int(response["ContentLength"]))
+            assert ours.parts == 2
+    # restore's listing (with the storage class) goes the fast way too, after botocore's
+    theirs = store._list_page(bucket, "p/", None, detailed=True)
+    listed = _fast_only(store, list, store.list_objects_detailed(bucket, "p/"))
+    assert (listed, None) == theirs
+    assert {o.storage_class for o in listed} == {"STANDARD"}
+    assert fast.off_reason(bucket) is None
+
+
+@pytest.mark.engines
+def test_a_changed_object_and_a_bad_range_reach_the_caller_as_botocore_s_errors(
+    engine: str, server: Any, s3: Any, bucket: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="p/warm", Body=b"warm")
+    s3.put_object(Bucket=bucket, Key="p/x", Body=b"0123456789")
+    store = _store(server)
+    etag = s3.head_object(Bucket=bucket, Key="p/warm")["ETag"][1:-1]
+    for byte_range in (None, (0, 1)):
+        b"".join(store.get_object(bucket, "p/warm", if_match=etag, byte_range=byte_range).chunks(9))
+    fast = store.fast_path
+    assert fast is not None
+    sent = fast.sent
+    with pytest.raises(TransferError) as changed:
+        store.get_object(bucket, "p/x", if_match="0" * 32)
+    assert changed.value.code == "PreconditionFailed"
+    x_etag = s3.head_object(Bucket=bucket, Key="p/x")["ETag"][1:-1]
+    with pytest.raises(TransferError) as beyond:
+        store.get_object(bucket, "p/x", if_match=x_etag, byte_range=(100, 200))
+    assert beyond.value.code == "InvalidRange"  # 416
+    assert fast.sent == sent + 2  # both tried on the fast path first, botocore repeated them
+    assert fast.off_reason(bucket) is None  # answers about one request: the path stays on
+    assert store.stat_object(bucket, "p/missing") is None
+
+
+def test_headers_read_as_botocore_parses_them() -> None:
+    """Header forms neither test server sends (names in mixed case, a repeated
+    metadata header, SSE-C, a restore in progress), through botocore's own parser."""
+    from botocore.parsers import create_parser
+    from botocore.session import get_session
+    from urllib3 import HTTPHeaderDict
+
+    from s3stow.store.wire import info_from_headers
+
+    pairs = [
+        ("ETag", '"abc"'),
+        ("Content-Length", "12"),
+        ("Last-Modified", "Tue, 01 Dec 2026 18:00:07 GMT"),
+        ("X-Amz-Meta-Odd-Case", "1"),
+        ("x-amz-meta-odd-case", "2"),
+        ("x-amz-meta-mtime", "2024-05-06T07:08:09Z"),
+        ("X-Amz-Checksum-Crc32c", "AAAAAA=="),
+        ("x-amz-checksum-type", "COMPOSITE"),
+        ("x-amz-storage-class", "GLACIER"),
+        ("x-amz-restore", 'ongoing-request="true"'),
+        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+        ("x-amz-version-id", "v1"),
+        ("x-amz-mp-parts-count", "3"),
+    ]
+    model = get_session().get_service_model("s3").operation_model("HeadObject")
+    parsed = create_parser("rest-xml").parse(
+        {"headers": HTTPHeaderDict(pairs), "body": b"", "status_code": 200}, model.output_shape
+    )
+    lower: dict[str, str] = {}
+    for name, value in pairs:
+        lower[name.lower()] = f"{lower[name.lower()]}, {value}" if name.lower() in lower else value
+    assert info_from_headers("k", lower, pairs, size=12) == _info_of("k", parsed, size=12)
+
+
+def test_a_body_cut_midway_is_fetched_again_whole(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A fast GET whose connection ends halfway through the body: the bytes already
+    handed out do not count, the attempt is repeated, the file is whole."""
+    from s3stow.config import Settings
+    from s3stow.restore.engine import Restorer
+
+    data = os.urandom(3 * MiB)
+    s3.put_object(Bucket=bucket, Key="p/a-warm", Body=b"warm")  # botocore's, to learn from
+    s3.put_object(Bucket=bucket, Key="p/target", Body=data)
+    proxy.add(r"^GET /[^?]*/p/target$", "truncate_body", agent="fastpath")
+    restorer = Restorer(Settings(endpoint_url=proxy.url, concurrency=1, retry_base_delay=0.01))
+    summary = restorer.restore_tree(f"s3://{bucket}/p", tmp_path / "out")
+    assert summary.failures == []
+    assert (tmp_path / "out" / "target").read_bytes() == data
+    fast = [
+        "fastpath" in headers.get("user-agent", "")
+        for line, headers in zip(list(proxy.log), list(proxy.headers), strict=False)
+        if line.endswith("/p/target") and line.startswith("GET ")
+    ]
+    assert fast == [True, True]  # cut, then again whole, both on the fast path
+    assert summary.transient_errors >= 1
