@@ -98,7 +98,11 @@ def main() -> int:
             wall = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-            print(f"{args.mode} {args.dataset}: wall {wall:.2f} s, client CPU {cpu:.2f} s")
+            user = after.ru_utime - before.ru_utime
+            print(
+                f"{args.mode} {args.dataset}: wall {wall:.2f} s, client CPU {cpu:.2f} s "
+                f"(user {user:.2f} s, system {cpu - user:.2f} s)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
