@@ -32,6 +32,9 @@ class Events(Observer):
     def on_discovered(self, source: Any) -> None:
         self.calls.append(("discovered", source.rel_path))
 
+    def on_walk(self, files: int, size: int, finished: bool) -> None:
+        self.calls.append(("walk", (files, size, finished)))
+
     def on_skipped_path(self, skipped: Any) -> None:
         self.calls.append(("skipped_path", skipped.error_class))
 
@@ -47,6 +50,7 @@ class Events(Observer):
     def on_result(self, result: Any, source: Any) -> None:
         self.calls.append(("result", (result.key, result.status, source is not None)))
         self.calls.append(("reason", (result.key, result.reason)))
+        self.calls.append(("bucket", (result.key, result.bucket)))
 
     def on_finish(self, summary: Any) -> None:
         self.calls.append(("finish", summary))
@@ -243,9 +247,9 @@ def test_a_stopped_run_is_interrupted_and_uploads_nothing_more(
     assert len(events.of("finish")) == 1
 
 
-@pytest.mark.parametrize("check_remote", [True, False])
+@pytest.mark.parametrize("check_remote", [None, False], ids=["check-remote-default", "no-check"])
 def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, check_remote: bool
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, check_remote: bool | None
 ) -> None:
     from s3stow.models import PlannedUpload, SourceFile, UploadResult
 
@@ -260,18 +264,23 @@ def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
         tmp_path / "gone", bucket, "r/gone", Status.FAILED, error_class="SourceMissing"
     )
     nameless = UploadResult(tmp_path / "odd", bucket, "", Status.FAILED, error_class="UnsafeKey")
-    uploader, _ = _uploader(proxy, tmp_path)
+    uploader, events = _uploader(proxy, tmp_path)
     late = Events()
     uploader.add_observer(late)
     target = parse_target(f"s3://{bucket}/r")
+    options = {} if check_remote is None else {"check_remote": check_remote}
     summary = uploader.upload_planned(
-        [refused, planned[0], nameless, planned[1]], target, check_remote=check_remote
+        [refused, planned[0], nameless, planned[1]], target, **options
     )
     assert (summary.files, summary.uploaded, summary.failed) == (4, 2, 2)
     assert summary.bytes_total == 7
+    # the progress display hears the files to send (refusals are not) after each batch
+    # and once more when the items are exhausted
+    assert events.of("walk") == [(2, 7, False), (2, 7, True)]
     assert proxy.log[0] == f"HEAD /{bucket}"  # the bucket first
     heads = proxy.requests(r"^HEAD /[^?]*/r/")
-    assert len(heads) == (2 if check_remote else 0)  # a HEAD per key, never a listing
+    # a HEAD per key unless told not to check (the default checks), never a listing
+    assert len(heads) == (0 if check_remote is False else 2)
     assert not proxy.requests(r"^GET .*list-type")
     db = tmp_path / "l.db"
     # a missing file is recorded under its key; a refusal without a key under its path
@@ -286,6 +295,73 @@ def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
         assert conn.execute("SELECT command FROM runs").fetchone() == ("retry",)
     assert s3.get_object(Bucket=bucket, Key="r/a.txt")["Body"].read() == b"abc"
     assert len(late.of("result")) == 4  # an observer added later hears every outcome
+
+
+def test_duplicates_and_collisions_are_counted_reported_and_recorded_with_their_group(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """With ``{md5}`` in the template a second file of the same bytes is a skipped
+    duplicate (counted per reason, reported with its file); a key collision is a
+    failure recorded, under the file's own path, in its group."""
+    import hashlib
+
+    src = tmp_path / "src"
+    same = b"the same picture"
+    for rel, data in {
+        "photos/a.jpg": same,
+        "photos/b.jpg": same,
+        "docs/c.jpg": same,
+        "docs/d.jpg": b"other",
+    }.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    uploader, events = _uploader(proxy, tmp_path, key_template="{md5}.{ext}")
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.files, summary.uploaded, summary.skipped, summary.failed) == (4, 2, 2, 0)
+    assert summary.skip_reasons == {"deduplicated": 2}
+    first = f"p/{hashlib.md5(same, usedforsecurity=False).hexdigest()}.jpg"
+    other = f"p/{hashlib.md5(b'other', usedforsecurity=False).hexdigest()}.jpg"
+    assert sorted(events.of("result")) == [
+        (first, Status.DONE, True),
+        (first, Status.SKIPPED, True),
+        (first, Status.SKIPPED, True),
+        (other, Status.DONE, True),
+    ]
+    assert events.of("reason").count((first, Reason.DEDUPLICATED)) == 2
+    assert {b for _, b in events.of("bucket")} == {bucket}
+    # discovery walks in sorted order: docs/c.jpg owns the content, the photos repeat it
+    assert {g: (c["files"], c["uploaded"], c["skipped"]) for g, c in summary.groups.items()} == {
+        "docs": (2, 2, 0),
+        "photos": (2, 0, 2),
+    }
+    assert _statuses(tmp_path / "l.db") == {first: "done", other: "done"}  # nothing refused
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+    # {name} without the folders: two files claim one key, both refused and recorded
+    clash = tmp_path / "clash"
+    for rel in ("photos/n.txt", "docs/n.txt"):
+        (clash / rel).parent.mkdir(parents=True)
+        (clash / rel).write_bytes(rel.encode())
+    again, events = _uploader(proxy, tmp_path, key_template="{name}")
+    summary = again.upload_tree([clash], f"s3://{bucket}/q")
+    assert (summary.files, summary.uploaded, summary.failed) == (2, 0, 2)
+    assert summary.skip_reasons == {}
+    assert sorted(events.of("result")) == [
+        ("q/n.txt", Status.FAILED, True),
+        ("q/n.txt", Status.FAILED, True),
+    ]
+    assert {g: c["failed"] for g, c in summary.groups.items()} == {"photos": 1, "docs": 1}
+    assert again.ledger is not None
+    again.ledger.close()
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        rows = conn.execute(
+            "SELECT key, status, error_class, grp FROM items WHERE status = 'failed'"
+        ).fetchall()
+    assert sorted(rows) == [
+        (local_key(clash / "docs" / "n.txt"), "failed", "KeyCollision", "docs"),
+        (local_key(clash / "photos" / "n.txt"), "failed", "KeyCollision", "photos"),
+    ]
 
 
 def test_refusals_in_a_dry_run_or_without_a_ledger_are_counted_not_recorded(
