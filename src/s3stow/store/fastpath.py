@@ -106,8 +106,6 @@ class FastPath:
         self._templates: dict[Shape, Template] = {}
         self._off: dict[str, str] = {}  # bucket -> why botocore sends everything
         self._misses: dict[str, int] = {}  # bucket -> credentials that changed while learning
-        self.sent = 0
-        self.fallbacks = 0
 
     # ---- learning from botocore ------------------------------------------------------
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
@@ -283,19 +281,15 @@ class FastPath:
             raise  # the file, not the request: botocore would fail the same way
         except _TRANSIENT_ERRORS as exc:
             log.debug("fast path %s %s/%s: %r; botocore repeats it", method, bucket, key, exc)
-            self.fallbacks += 1
             if self._on_transient:
                 self._on_transient()
             return None
         except Exception as exc:  # noqa: BLE001 - TLS, DNS, refused, malformed: fail closed
-            self.fallbacks += 1
             self.turn_off(bucket, f"{method} failed: {exc!r}")
             return None
-        self.sent += 1
         status = answer[0]
         if status in (200, 204):
             return answer
-        self.fallbacks += 1
         if status in _TRANSIENT_STATUS:
             if self._on_transient:
                 self._on_transient()
@@ -348,7 +342,6 @@ class FastPath:
         try:
             return parse_list_page(answer[2])
         except (ET.ParseError, KeyError, ValueError) as exc:
-            self.fallbacks += 1
             self.turn_off(bucket, f"an unreadable listing ({exc})")
             return None
 
