@@ -343,25 +343,40 @@ def test_duplicates_and_collisions_are_counted_reported_and_recorded_with_their_
     for rel in ("photos/n.txt", "docs/n.txt"):
         (clash / rel).parent.mkdir(parents=True)
         (clash / rel).write_bytes(rel.encode())
+    # and a name that is not UTF-8: no key at all, recorded under its path as text
+    odd = clash / "photos" / os.fsdecode(b"bad\xff.txt")
+    odd.write_bytes(b"x")
     again, events = _uploader(proxy, tmp_path, key_template="{name}")
     summary = again.upload_tree([clash], f"s3://{bucket}/q")
-    assert (summary.files, summary.uploaded, summary.failed) == (2, 0, 2)
+    assert (summary.files, summary.uploaded, summary.failed) == (3, 0, 3)
     assert summary.skip_reasons == {}
-    assert sorted(events.of("result")) == [
+    assert sorted(r for r in events.of("result") if r[0] == "q/n.txt") == [
         ("q/n.txt", Status.FAILED, True),
         ("q/n.txt", Status.FAILED, True),
     ]
-    assert {g: c["failed"] for g, c in summary.groups.items()} == {"photos": 1, "docs": 1}
+    # the name is refused while walking, before it has a group
+    assert {g: c["failed"] for g, c in summary.groups.items()} == {
+        "photos": 1,
+        "docs": 1,
+        "(none)": 1,
+    }
     assert again.ledger is not None
     again.ledger.close()
     with sqlite3.connect(tmp_path / "l.db") as conn:
         rows = conn.execute(
-            "SELECT key, status, error_class, grp FROM items WHERE status = 'failed'"
+            "SELECT key, source_path, status, error_class, grp FROM items WHERE status = 'failed'"
         ).fetchall()
-    assert sorted(rows) == [
-        (local_key(clash / "docs" / "n.txt"), "failed", "KeyCollision", "docs"),
-        (local_key(clash / "photos" / "n.txt"), "failed", "KeyCollision", "photos"),
+    recorded = [local_key(clash / "docs" / "n.txt"), local_key(clash / "photos" / "n.txt")]
+    assert sorted(rows[:4] for rows in rows if rows[3] == "KeyCollision") == [
+        (recorded[0], recorded[0], "failed", "KeyCollision"),
+        (recorded[1], recorded[1], "failed", "KeyCollision"),
     ]
+    assert sorted((row[0], row[4]) for row in rows) == sorted(
+        [(recorded[0], "docs"), (recorded[1], "photos"), (local_key(odd), None)]
+    )
+    ((key, path, *_),) = [row for row in rows if row[3] != "KeyCollision"]
+    assert key == path == local_key(odd)
+    assert key.endswith("bad\\xff.txt")
 
 
 def test_refusals_in_a_dry_run_or_without_a_ledger_are_counted_not_recorded(
