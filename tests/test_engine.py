@@ -44,6 +44,9 @@ class Events(Observer):
     def on_file_start(self, source: Any, key: str) -> None:
         self.calls.append(("file_start", key))
 
+    def on_hashed(self, source: Any, count: int) -> None:
+        self.calls.append(("hashed", (source.rel_path, count)))
+
     def on_bytes(self, source: Any, count: int) -> None:
         self.calls.append(("bytes", (source.rel_path, count)))
 
@@ -179,6 +182,12 @@ def test_every_outcome_of_a_run_is_counted_recorded_and_reported_once(
     }
     assert sorted(events.of("file_start")) == ["p/fails.txt", "p/new.txt", "p/photos/stale.jpg"]
     assert sorted(events.of("bytes")) == [("new.txt", 10), ("photos/stale.jpg", 30)]
+    hashed: dict[str, int] = {}
+    for rel, count in events.of("hashed"):
+        hashed[rel] = hashed.get(rel, 0) + count
+    # proving the listed objects equal reads them whole, and the display is told
+    assert hashed["photos/same.jpg"] == 20
+    assert hashed["photos/stale.jpg"] >= 30
     assert s3.get_object(Bucket=bucket, Key="p/photos/stale.jpg")["Body"].read() == b"t" * 30
     assert uploader.ledger is not None
     uploader.ledger.close()

@@ -176,3 +176,16 @@ def test_a_warning_about_many_items_is_shown_once_then_counted_with_examples() -
         ]
     finally:
         configure_logging()
+
+
+def test_the_log_follows_sys_stderr_as_it_is_at_each_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a stream the handler writes to ``sys.stderr`` as it is then (a live
+    progress display swaps it to print log lines above its frame)."""
+    try:
+        configure_logging()
+        swapped = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", swapped)
+        logging.getLogger("s3stow.test").warning("after the swap")
+    finally:
+        configure_logging()
+    assert swapped.getvalue().endswith("WARNING s3stow.test: after the swap\n")
