@@ -548,3 +548,20 @@ def test_a_remote_match_by_etag_records_no_checksum(
     with sqlite3.connect(tmp_path / "l.db") as conn:
         row = conn.execute("SELECT status, checksum, checksum_algorithm FROM items").fetchone()
     assert row == ("done", None, None)
+
+
+def test_the_bucket_is_checked_before_a_backslash_key_is_probed(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A key with ``\\`` asks the server how it stores one (a probe object): only once
+    the bucket is known to be there, so a missing bucket is named as such."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "back\\slash.txt").write_bytes(b"x")
+    uploader, _ = _uploader(proxy, tmp_path)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert summary.uploaded == 1
+    assert any("/.s3stow-probe/" in line for line in proxy.log)  # the probe was sent
+    assert proxy.log[0] == f"HEAD /{bucket}"  # after the bucket check
+    assert uploader.ledger is not None
+    uploader.ledger.close()
