@@ -566,3 +566,25 @@ def test_the_bucket_is_checked_before_a_backslash_key_is_probed(
     assert proxy.log[0] == f"HEAD /{bucket}"  # after the bucket check
     assert uploader.ledger is not None
     uploader.ledger.close()
+
+
+def test_a_key_folded_into_an_unsafe_one_is_refused_naming_the_server(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """Where the server stores ``\\`` as ``/`` (an answer pinned here: moto keeps it),
+    ``a\\`` would become the unsafe ``a/``: refused, naming the server that folds."""
+    from s3stow.store.probes import BACKSLASH_KEYS, FOLDS
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a\\").write_bytes(b"x")
+    uploader, _ = _uploader(proxy, tmp_path)
+    uploader.probes.pin(BACKSLASH_KEYS, bucket, FOLDS)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    (failure,) = summary.failures
+    assert failure.error_class == "UnsafeKey"
+    assert failure.error is not None
+    assert f"({proxy.url} stores '\\' in keys as '/')" in failure.error
+    assert not proxy.requests(r"^PUT ")
+    assert uploader.ledger is not None
+    uploader.ledger.close()
