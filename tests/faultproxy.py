@@ -7,14 +7,16 @@ the body when ``Expect: 100-continue`` is set, as S3 does), ``delay`` (then
 forward), ``reset`` (drop the connection halfway through the request body),
 ``forward_then_reset`` (apply upstream, then drop the answer), ``corrupt``
 (flip one byte of the request body before forwarding), ``rewrite_header``
-(change a response header, e.g. a lying ETag), ``append_query`` (forward the
-request with ``value`` added to its query string, e.g. ``max-parts=1`` to force
-small ListParts pages), ``hold`` (forward only once the test calls the rule's
-``release()``: a run kept busy for as long as the test needs, however slow the
-machine) and ``callback`` (forward, answer, then call a test function: the crash
-harness kills the client there). A rule with ``agent`` applies
-only to requests whose User-Agent contains it (e.g. ``fastpath``). Every request is
-logged, with its headers, so tests can assert exactly what was sent.
+(change a response header, e.g. a lying ETag), ``rewrite_body`` (replace the
+answer's body with ``value``, its status kept: a gateway's page where XML was
+due), ``append_query`` (forward the request with ``value`` added to its query
+string, e.g. ``max-parts=1`` to force small ListParts pages), ``hold`` (forward
+only once the test calls the rule's ``release()``: a run kept busy for as long as
+the test needs, however slow the machine) and ``callback`` (forward, answer, then
+call a test function: the crash harness kills the client there). A rule with
+``agent`` applies only to requests whose User-Agent contains it (e.g.
+``fastpath``). Every request is logged, with its headers, so tests can assert
+exactly what was sent.
 """
 
 from __future__ import annotations
@@ -178,11 +180,20 @@ class FaultProxy:
             return
         if rule is not None and rule.action == "rewrite_header":
             response = self._rewrite(response, rule.header, rule.value)
+        if rule is not None and rule.action == "rewrite_body":
+            response = self._replace_body(response, rule.value.encode())
         writer.write(response)
         await writer.drain()
         writer.close()
         if rule is not None and rule.action == "callback" and rule.callback is not None:
             rule.callback(line)
+
+    @staticmethod
+    def _replace_body(response: bytes, body: bytes) -> bytes:
+        head = response.partition(b"\r\n\r\n")[0].split(b"\r\n")
+        drop = (b"content-length:", b"transfer-encoding:")
+        kept = [ln for ln in head if not ln.lower().startswith(drop)]
+        return b"\r\n".join([*kept, f"Content-Length: {len(body)}".encode()]) + b"\r\n\r\n" + body
 
     @staticmethod
     def _rewrite(response: bytes, header: str, value: str) -> bytes:

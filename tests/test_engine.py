@@ -32,6 +32,9 @@ class Events(Observer):
     def on_discovered(self, source: Any) -> None:
         self.calls.append(("discovered", source.rel_path))
 
+    def on_walk(self, files: int, size: int, finished: bool) -> None:
+        self.calls.append(("walk", (files, size, finished)))
+
     def on_skipped_path(self, skipped: Any) -> None:
         self.calls.append(("skipped_path", skipped.error_class))
 
@@ -41,12 +44,16 @@ class Events(Observer):
     def on_file_start(self, source: Any, key: str) -> None:
         self.calls.append(("file_start", key))
 
+    def on_hashed(self, source: Any, count: int) -> None:
+        self.calls.append(("hashed", (source.rel_path, count)))
+
     def on_bytes(self, source: Any, count: int) -> None:
         self.calls.append(("bytes", (source.rel_path, count)))
 
     def on_result(self, result: Any, source: Any) -> None:
         self.calls.append(("result", (result.key, result.status, source is not None)))
         self.calls.append(("reason", (result.key, result.reason)))
+        self.calls.append(("bucket", (result.key, result.bucket)))
 
     def on_finish(self, summary: Any) -> None:
         self.calls.append(("finish", summary))
@@ -175,6 +182,12 @@ def test_every_outcome_of_a_run_is_counted_recorded_and_reported_once(
     }
     assert sorted(events.of("file_start")) == ["p/fails.txt", "p/new.txt", "p/photos/stale.jpg"]
     assert sorted(events.of("bytes")) == [("new.txt", 10), ("photos/stale.jpg", 30)]
+    hashed: dict[str, int] = {}
+    for rel, count in events.of("hashed"):
+        hashed[rel] = hashed.get(rel, 0) + count
+    # proving the listed objects equal reads them whole, and the display is told
+    assert hashed["photos/same.jpg"] == 20
+    assert hashed["photos/stale.jpg"] >= 30
     assert s3.get_object(Bucket=bucket, Key="p/photos/stale.jpg")["Body"].read() == b"t" * 30
     assert uploader.ledger is not None
     uploader.ledger.close()
@@ -243,9 +256,9 @@ def test_a_stopped_run_is_interrupted_and_uploads_nothing_more(
     assert len(events.of("finish")) == 1
 
 
-@pytest.mark.parametrize("check_remote", [True, False])
+@pytest.mark.parametrize("check_remote", [None, False], ids=["check-remote-default", "no-check"])
 def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, check_remote: bool
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, check_remote: bool | None
 ) -> None:
     from s3stow.models import PlannedUpload, SourceFile, UploadResult
 
@@ -260,18 +273,23 @@ def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
         tmp_path / "gone", bucket, "r/gone", Status.FAILED, error_class="SourceMissing"
     )
     nameless = UploadResult(tmp_path / "odd", bucket, "", Status.FAILED, error_class="UnsafeKey")
-    uploader, _ = _uploader(proxy, tmp_path)
+    uploader, events = _uploader(proxy, tmp_path)
     late = Events()
     uploader.add_observer(late)
     target = parse_target(f"s3://{bucket}/r")
+    options = {} if check_remote is None else {"check_remote": check_remote}
     summary = uploader.upload_planned(
-        [refused, planned[0], nameless, planned[1]], target, check_remote=check_remote
+        [refused, planned[0], nameless, planned[1]], target, **options
     )
     assert (summary.files, summary.uploaded, summary.failed) == (4, 2, 2)
     assert summary.bytes_total == 7
+    # the progress display hears the files to send (refusals are not) after each batch
+    # and once more when the items are exhausted
+    assert events.of("walk") == [(2, 7, False), (2, 7, True)]
     assert proxy.log[0] == f"HEAD /{bucket}"  # the bucket first
     heads = proxy.requests(r"^HEAD /[^?]*/r/")
-    assert len(heads) == (2 if check_remote else 0)  # a HEAD per key, never a listing
+    # a HEAD per key unless told not to check (the default checks), never a listing
+    assert len(heads) == (0 if check_remote is False else 2)
     assert not proxy.requests(r"^GET .*list-type")
     db = tmp_path / "l.db"
     # a missing file is recorded under its key; a refusal without a key under its path
@@ -286,6 +304,88 @@ def test_upload_planned_runs_explicit_pairs_and_counts_refusals(
         assert conn.execute("SELECT command FROM runs").fetchone() == ("retry",)
     assert s3.get_object(Bucket=bucket, Key="r/a.txt")["Body"].read() == b"abc"
     assert len(late.of("result")) == 4  # an observer added later hears every outcome
+
+
+def test_duplicates_and_collisions_are_counted_reported_and_recorded_with_their_group(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """With ``{md5}`` in the template a second file of the same bytes is a skipped
+    duplicate (counted per reason, reported with its file); a key collision is a
+    failure recorded, under the file's own path, in its group."""
+    import hashlib
+
+    src = tmp_path / "src"
+    same = b"the same picture"
+    for rel, data in {
+        "photos/a.jpg": same,
+        "photos/b.jpg": same,
+        "docs/c.jpg": same,
+        "docs/d.jpg": b"other",
+    }.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    uploader, events = _uploader(proxy, tmp_path, key_template="{md5}.{ext}")
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.files, summary.uploaded, summary.skipped, summary.failed) == (4, 2, 2, 0)
+    assert summary.skip_reasons == {"deduplicated": 2}
+    first = f"p/{hashlib.md5(same, usedforsecurity=False).hexdigest()}.jpg"
+    other = f"p/{hashlib.md5(b'other', usedforsecurity=False).hexdigest()}.jpg"
+    assert sorted(events.of("result")) == [
+        (first, Status.DONE, True),
+        (first, Status.SKIPPED, True),
+        (first, Status.SKIPPED, True),
+        (other, Status.DONE, True),
+    ]
+    assert events.of("reason").count((first, Reason.DEDUPLICATED)) == 2
+    assert {b for _, b in events.of("bucket")} == {bucket}
+    # discovery walks in sorted order: docs/c.jpg owns the content, the photos repeat it
+    assert {g: (c["files"], c["uploaded"], c["skipped"]) for g, c in summary.groups.items()} == {
+        "docs": (2, 2, 0),
+        "photos": (2, 0, 2),
+    }
+    assert _statuses(tmp_path / "l.db") == {first: "done", other: "done"}  # nothing refused
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+    # {name} without the folders: two files claim one key, both refused and recorded
+    clash = tmp_path / "clash"
+    for rel in ("photos/n.txt", "docs/n.txt"):
+        (clash / rel).parent.mkdir(parents=True)
+        (clash / rel).write_bytes(rel.encode())
+    # and a name that is not UTF-8: no key at all, recorded under its path as text
+    odd = clash / "photos" / os.fsdecode(b"bad\xff.txt")
+    odd.write_bytes(b"x")
+    again, events = _uploader(proxy, tmp_path, key_template="{name}")
+    summary = again.upload_tree([clash], f"s3://{bucket}/q")
+    assert (summary.files, summary.uploaded, summary.failed) == (3, 0, 3)
+    assert summary.skip_reasons == {}
+    assert sorted(r for r in events.of("result") if r[0] == "q/n.txt") == [
+        ("q/n.txt", Status.FAILED, True),
+        ("q/n.txt", Status.FAILED, True),
+    ]
+    # the name is refused while walking, before it has a group
+    assert {g: c["failed"] for g, c in summary.groups.items()} == {
+        "photos": 1,
+        "docs": 1,
+        "(none)": 1,
+    }
+    assert again.ledger is not None
+    again.ledger.close()
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        rows = conn.execute(
+            "SELECT key, source_path, status, error_class, grp FROM items WHERE status = 'failed'"
+        ).fetchall()
+    recorded = [local_key(clash / "docs" / "n.txt"), local_key(clash / "photos" / "n.txt")]
+    assert sorted(rows[:4] for rows in rows if rows[3] == "KeyCollision") == [
+        (recorded[0], recorded[0], "failed", "KeyCollision"),
+        (recorded[1], recorded[1], "failed", "KeyCollision"),
+    ]
+    assert sorted((row[0], row[4]) for row in rows) == sorted(
+        [(recorded[0], "docs"), (recorded[1], "photos"), (local_key(odd), None)]
+    )
+    ((key, path, *_),) = [row for row in rows if row[3] != "KeyCollision"]
+    assert key == path == local_key(odd)
+    assert key.endswith("bad\\xff.txt")
 
 
 def test_refusals_in_a_dry_run_or_without_a_ledger_are_counted_not_recorded(
@@ -448,3 +548,43 @@ def test_a_remote_match_by_etag_records_no_checksum(
     with sqlite3.connect(tmp_path / "l.db") as conn:
         row = conn.execute("SELECT status, checksum, checksum_algorithm FROM items").fetchone()
     assert row == ("done", None, None)
+
+
+def test_the_bucket_is_checked_before_a_backslash_key_is_probed(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A key with ``\\`` asks the server how it stores one (a probe object): only once
+    the bucket is known to be there, so a missing bucket is named as such."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "back\\slash.txt").write_bytes(b"x")
+    uploader, _ = _uploader(proxy, tmp_path, etag_check="auto")
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert summary.uploaded == 1
+    assert uploader.probes.sent == 2  # how it stores a '\', whether it checks checksums
+    assert any("/.s3stow-probe/" in line for line in proxy.log)
+    assert proxy.log[0] == f"HEAD /{bucket}"  # after the bucket check
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
+def test_a_key_folded_into_an_unsafe_one_is_refused_naming_the_server(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """Where the server stores ``\\`` as ``/`` (an answer pinned here: moto keeps it),
+    ``a\\`` would become the unsafe ``a/``: refused, naming the server that folds."""
+    from s3stow.store.probes import BACKSLASH_KEYS, FOLDS
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a\\").write_bytes(b"x")
+    uploader, _ = _uploader(proxy, tmp_path)
+    uploader.probes.pin(BACKSLASH_KEYS, bucket, FOLDS)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    (failure,) = summary.failures
+    assert failure.error_class == "UnsafeKey"
+    assert failure.error is not None
+    assert f"({proxy.url} stores '\\' in keys as '/')" in failure.error
+    assert not proxy.requests(r"^PUT ")
+    assert uploader.ledger is not None
+    uploader.ledger.close()

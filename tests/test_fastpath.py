@@ -260,6 +260,59 @@ def test_fast_listing_equals_botocore_across_pages(proxy: FaultProxy, s3: Any, b
     assert agents == [False, True, False, True, True]
 
 
+def test_a_fast_listing_keeps_to_its_prefix_and_an_unreadable_one_goes_to_botocore(
+    proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    """The fast path lists only the prefix asked; a 200 whose body is no listing (a
+    gateway's page) is repeated by botocore and sends the bucket to botocore for good,
+    with the reason (doctor and --debug show it)."""
+    from s3stow.config import Settings
+    from s3stow.store.s3 import S3Store
+
+    for key in ("p/a", "p/b", "q/c", "pq"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    store = S3Store.from_settings(Settings(endpoint_url=proxy.url, path_style=True))
+    assert store.client is not None  # built with its fast path
+    fast = store.fast_path
+    assert fast is not None
+    proxy.log.clear()
+    proxy.headers.clear()
+    for _ in range(2):  # botocore (learned), then the fast path
+        assert [o.key for o in store.list_objects(bucket, "p/")] == ["p/a", "p/b"]
+    proxy.add(
+        r"^GET .*list-type", "rewrite_body", value="<html>bad gateway</html>", agent="fastpath"
+    )
+    assert [o.key for o in store.list_objects(bucket, "q/")] == ["q/c"]
+    reason = fast.off_reason(bucket)
+    assert reason is not None
+    assert reason.startswith("an unreadable listing (")
+    assert [o.key for o in store.list_objects(bucket, "")] == ["p/a", "p/b", "pq", "q/c"]
+    agents = ["fastpath" in h.get("user-agent", "") for h in proxy.headers]
+    assert agents == [False, True, True, False, False]
+
+
+def test_doctor_finds_the_fast_path_answering_as_botocore_and_names_its_listing(
+    proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    from s3stow.config import Settings
+    from s3stow.store.resolution import compare_fast_path
+    from s3stow.store.s3 import S3Store
+
+    s3.put_object(Bucket=bucket, Key="p/a", Body=b"x")
+    store = S3Store.from_settings(Settings(endpoint_url=proxy.url, path_style=True))
+    on, found = compare_fast_path(store, bucket, "p/")
+    assert on, found
+    fast = store.fast_path
+    assert fast is not None
+    listing = fast.template(bucket, "ListObjectsV2")
+    head = fast.template(bucket, "HeadBucket")
+    assert listing is not None
+    assert head is not None
+    assert f"({listing.url}, signing region {listing.region})" in found
+    assert fast.template(bucket, "PutObject") is None  # nothing written: nothing learned
+    assert fast.template("another-bucket", "ListObjectsV2") is None
+
+
 def test_a_busy_server_leaves_the_fast_path_on(
     proxied_cli, proxy, s3, bucket, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

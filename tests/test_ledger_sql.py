@@ -120,8 +120,10 @@ def test_the_flusher_commits_on_its_own_and_survives_a_database_error(tmp_path: 
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TABLE attempts")
     ledger.record(_result("f", Status.FAILED, error="boom"), mtime_ns=1, run_id="r")
-    with pytest.raises(LedgerError, match="cannot write the ledger: no such table: attempts"):
+    with pytest.raises(LedgerError, match="cannot write the ledger: no such table: attempts") as e:
         ledger.flush()
+    assert e.value.hint is not None
+    assert e.value.hint.startswith("make the ledger writable again")  # not "replaced"
     assert _rows(db, "SELECT count(*) FROM items") == [(0,)]  # rolled back, kept queued
     with sqlite3.connect(db) as conn:
         conn.execute(ddl)
@@ -129,6 +131,59 @@ def test_the_flusher_commits_on_its_own_and_survives_a_database_error(tmp_path: 
     ledger.record(_result("g"), mtime_ns=1, run_id="r")
     _eventually(lambda: _rows(db, "SELECT count(*) FROM items") == [(2,)])
     assert _rows(db, "SELECT key FROM attempts") == [("f",)]
+    ledger.close()
+
+
+def test_the_first_failed_write_is_kept_and_told_to_the_listeners_once(tmp_path: Path) -> None:
+    """The engine stops the run when the ledger first fails (``on_failure``): every
+    listener hears that error once; later failures neither repeat it nor replace it."""
+    db = tmp_path / "l.db"
+    ledger = open_ledger(str(db), flush_interval=3600)
+    heard: list[LedgerError] = []
+    ledger.on_failure(heard.append)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE attempts")
+    errors = []
+    for key in ("f", "g"):
+        ledger.record(_result(key, Status.FAILED, error="boom"), mtime_ns=1, run_id="r")
+        with pytest.raises(LedgerError) as caught:
+            ledger.flush()
+        errors.append(caught.value)
+    assert errors[0] is not errors[1]
+    assert heard == [errors[0]]
+    assert ledger.failure is errors[0]
+    ledger.close()  # the last flush fails again: already reported, not raised twice
+    assert heard == [errors[0]]
+
+
+def test_write_records_writes_outcomes_in_the_callers_transaction(tmp_path: Path) -> None:
+    """The job queue's path: outcomes written at once (no queue), with their columns."""
+    from s3stow.ledger.sql import ItemRecord, write_records
+
+    db = tmp_path / "l.db"
+    ledger = open_ledger(str(db), flush_interval=3600)
+    before = time.time()
+    records = [
+        ItemRecord(_result("j/a.txt"), 5, "job-1", "photos"),
+        ItemRecord(_result("j/b.txt", Status.FAILED, error_class="X", error="bad"), 6, "job-1"),
+    ]
+    with ledger.database.write() as session:
+        write_records(session, records)
+    rows = _rows(
+        db,
+        "SELECT key, status, mtime_ns, run_id, grp, attempts, created_at, updated_at"
+        " FROM items ORDER BY key",
+    )
+    assert [row[:6] for row in rows] == [
+        ("j/a.txt", "done", 5, "job-1", "photos", 1),
+        ("j/b.txt", "failed", 6, "job-1", None, 1),
+    ]
+    assert all(before <= row[6] == row[7] <= time.time() for row in rows)
+    assert _rows(db, "SELECT key, status, error_message, run_id FROM attempts") == [
+        ("j/b.txt", "failed", "bad", "job-1")
+    ]
+    with ledger.database.write() as session:
+        write_records(session, [])  # nothing to write: no statement
     ledger.close()
 
 

@@ -203,3 +203,44 @@ def test_the_public_api_is_exported_at_the_top_and_loaded_on_use() -> None:
     assert loaded.strip() == "[]", loaded
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = s3stow.Nope  # type: ignore[attr-defined]
+
+
+def test_the_seed_variables_and_which_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aggregator's variables (no server): each maps to its setting, an ``S3STOW_*``
+    variable wins over it, and ``os.environ`` is read when no mapping is given."""
+    from s3stow.transfer.envcompat import settings_and_target_from_env
+
+    with pytest.raises(ConfigError) as missing:
+        settings_and_target_from_env({"PREFIX": "p/"})
+    assert missing.value.message == "BUCKET_NAME environment variable is required"
+    assert missing.value.hint == "export BUCKET_NAME=my-bucket (or S3STOW_BUCKET)"
+    seeds = {
+        "BUCKET_NAME": "seed-bucket",
+        "PREFIX": "events",
+        "MAX_RETRIES": "4",
+        "RETRY_BASE_DELAY": "0.5",
+        "AWS_REGION": "eu-west-3",
+        "USE_DATE_FOLDERS": "Yes ",
+    }
+    settings, target = settings_and_target_from_env(seeds)
+    assert (target.bucket, target.prefix) == ("seed-bucket", "events/")
+    assert (settings.file_retries, settings.retry_base_delay) == (4, 0.5)
+    assert (settings.region, settings.layout) == ("eu-west-3", "date-folders")
+    ours = {
+        "S3STOW_BUCKET": "our-bucket",
+        "S3STOW_PREFIX": "ours",
+        "S3STOW_FILE_RETRIES": "1",
+        "S3STOW_RETRY_BASE_DELAY": "2",
+        "S3STOW_REGION": "us-east-2",
+        "S3STOW_LAYOUT": "mirror",
+    }
+    settings, target = settings_and_target_from_env({**seeds, **ours})
+    assert (target.bucket, target.prefix) == ("our-bucket", "ours/")
+    assert (settings.file_retries, settings.retry_base_delay) == (1, 2.0)
+    assert (settings.region, settings.layout) == ("us-east-2", "mirror")
+    settings, target = settings_and_target_from_env({"BUCKET_NAME": "bkt", "USE_DATE_FOLDERS": "0"})
+    assert (target.prefix, settings.layout, settings.file_retries) == ("xml-events/", "mirror", 2)
+    for name in [*seeds, *ours]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BUCKET_NAME", "from-environ")
+    assert settings_and_target_from_env()[1].bucket == "from-environ"

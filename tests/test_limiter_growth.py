@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from s3stow.config import Settings
 from s3stow.transfer.limits import HOLD, WINDOW_MIN, Growth, RequestLimiter
 
@@ -93,6 +95,16 @@ def test_a_step_whose_slots_stay_unused_is_taken_back() -> None:
     assert growth.reverts == 1
 
 
+def test_a_step_capped_by_the_ceiling_needs_a_proportionate_gain() -> None:
+    growth = Growth(48)  # 16 -> 32 -> 48: the last step adds half the slots
+    assert [growth.judge(16, 100.0, full=True) for _ in range(3)] == [16, 16, 32]
+    assert growth.judge(32, 0.0, full=True) == 32
+    assert growth.judge(32, 200.0, full=True) == 48
+    assert growth.judge(48, 0.0, full=True) == 48
+    assert growth.judge(48, 250.0, full=True) == 48  # +25% for +50% slots: kept
+    assert (growth.steps, growth.reverts, growth.hold) == (2, 0, HOLD)
+
+
 def test_never_past_the_ceiling() -> None:
     growth = Growth(40)
     limits = run_windows(growth, 16, 20, latency_bound)
@@ -150,6 +162,57 @@ def test_throttling_ends_growth_and_halves() -> None:
     assert limiter.limit == grown // 2  # no growth after the server pushed back
 
 
+def test_after_throttling_full_windows_grow_nothing() -> None:
+    clock = FakeClock()
+    limiter = RequestLimiter(16, ceiling=128, cooldown=0.0, clock=clock)
+    limiter.on_throttle()
+    assert limiter.limit == 8
+    while limiter.limit < 16:  # recovery: additive, up to concurrency
+        limiter.on_success()
+    for _ in range(12):
+        saturate(limiter)
+        complete(limiter, clock, max(limiter.limit, WINDOW_MIN), rtt=0.05)
+    assert limiter.limit == 16
+
+
+def window(limiter: RequestLimiter, clock: FakeClock, *, per_second: float | None) -> None:
+    """One window, every slot taken, at ``per_second`` completions (None: no time)."""
+    saturate(limiter)
+    for _ in range(max(limiter.limit, WINDOW_MIN)):
+        clock.now += 1 / per_second if per_second else 0.0
+        limiter.on_success()
+
+
+def test_the_limiter_measures_each_window_and_steps_back_when_the_rate_stays() -> None:
+    clock = FakeClock()
+    limiter = RequestLimiter(16, ceiling=128, clock=clock)
+    limits = []
+    for _ in range(8):
+        window(limiter, clock, per_second=600.0)  # whatever the limit: a busy server
+        limits.append(limiter.limit)
+    assert max(limits) == 32
+    assert limiter.limit == 16
+    assert (limiter.growth.steps, limiter.growth.reverts) == (0, 1)
+    assert limiter.growth.base_rate == pytest.approx(600.0)
+
+
+def test_a_window_without_measurable_time_counts_as_fast() -> None:
+    clock = FakeClock()  # never moves
+    limiter = RequestLimiter(16, ceiling=64, clock=clock)
+    for _ in range(8):
+        window(limiter, clock, per_second=None)
+    assert limiter.limit == 64
+
+
+def test_windows_with_a_slot_never_taken_grow_nothing() -> None:
+    clock = FakeClock()
+    limiter = RequestLimiter(16, ceiling=128, clock=clock)
+    for _ in range(10):
+        complete(limiter, clock, max(limiter.limit, WINDOW_MIN), rtt=0.05)  # no saturate
+    assert limiter.limit == 16
+    assert limiter.peak == 0
+
+
 def test_recovery_after_throttling_stops_at_concurrency() -> None:
     limiter = RequestLimiter(16, ceiling=256, cooldown=0.0)
     limiter.on_throttle()
@@ -174,3 +237,70 @@ def test_ceiling_setting() -> None:
     assert Settings(concurrency=512).concurrency_ceiling == 512
     assert Settings(max_concurrency=8).concurrency_ceiling == 16  # below: no growth
     assert Settings(max_concurrency="cpu*64").max_concurrency is not None
+
+
+def test_each_rule_of_growth_at_its_boundary() -> None:
+    """Window by window, rates at the thresholds themselves (>= keeps): the base,
+    doubling while the rate follows, a small gain confirmed then held, the ceiling."""
+    growth = Growth(512)
+    # (limit, rate, every slot taken) -> the limit after the window
+    windows = [
+        ((16, 1.0, True), 16),  # settling after the start
+        ((16, 100.0, False), 16),  # slots not all taken, no base: nothing to judge
+        ((16, 90.0, True), 16),  # a base
+        ((16, 100.0, True), 32),  # the better of two: 100/s, double
+        ((32, 0.0, True), 32),  # settling
+        ((32, 150.0, True), 64),  # twice the slots, +50% exactly (SCALING): double
+        ((64, 0.0, True), 64),
+        ((64, 225.0, True), 128),  # +50% of 150 exactly: double again
+        ((128, 0.0, True), 128),
+        ((128, 270.0, True), 128),  # +20% of 225 exactly (WORTH): to be confirmed
+        ((128, 270.0, True), 128),  # the mean holds +20%: kept, growth stops
+    ]
+    for (limit, rate, full), after in windows:
+        assert growth.judge(limit, rate, full=full) == after, (limit, rate)
+    assert (growth.steps, growth.reverts, growth.hold) == (3, 0, HOLD)
+    assert (growth.base_limit, growth.base_rate, growth.confirming) == (128, 270.0, 0.0)
+    for _ in range(HOLD):
+        assert growth.judge(128, 1000.0, full=True) == 128  # held, whatever the rate
+    assert growth.settling
+    assert growth.base_limit == 0
+    assert growth.judge(128, 0.0, full=True) == 128  # settling
+    assert growth.judge(128, 300.0, full=True) == 128  # a fresh base
+    assert growth.judge(128, 300.0, full=True) == 256
+    assert growth.judge(256, 0.0, full=True) == 256
+    assert growth.judge(256, 450.0, full=True) == 512  # +50%: double, to the ceiling
+    assert growth.judge(512, 0.0, full=True) == 512
+    assert growth.judge(512, 675.0, full=True) == 512  # at the ceiling: held there
+    assert (growth.steps, growth.reverts, growth.hold) == (5, 0, HOLD)
+
+
+def test_a_step_back_holds_and_then_measures_afresh() -> None:
+    """From a limit of 1: a step whose slots stay unused goes back at once; one that
+    does not pay goes back too; each time HOLD windows pass, then one settles and a
+    fresh base is measured before the next try."""
+    growth = Growth(64)
+    assert [growth.judge(1, 10.0, full=True) for _ in range(3)] == [1, 1, 2]
+    assert growth.judge(2, 0.0, full=True) == 2  # settling
+    assert growth.judge(2, 20.0, full=False) == 1  # the new slot unused: back
+    assert (growth.reverts, growth.hold, growth.settling) == (1, HOLD, True)
+    assert growth.confirming == 0.0
+    limits = [growth.judge(1, 10.0, full=True) for _ in range(HOLD + 4)]
+    # one settling window, HOLD held, one settling, a base, then the better of two
+    assert limits == [1] * (HOLD + 3) + [2]
+    assert growth.judge(2, 0.0, full=True) == 2
+    assert growth.judge(2, 11.0, full=True) == 1  # +10%: not worth the requests: back
+    assert growth.reverts == 2
+    assert (growth.hold, growth.settling) == (HOLD, True)
+    assert growth.judge(1, 10.0, full=True) == 1  # settling again first
+    assert growth.hold == HOLD
+    # after the hold a fresh base again, a step, its slots unused: the third step back
+    limits = [growth.judge(1, 10.0, full=True) for _ in range(HOLD + 3)]
+    assert limits == [1] * (HOLD + 2) + [2]
+    assert growth.judge(2, 0.0, full=True) == 2
+    assert growth.judge(2, 20.0, full=False) == 1
+    assert growth.reverts == 3
+    growth = Growth(64)
+    assert [growth.judge(16, 100.0, full=True) for _ in range(2)] == [16, 16]  # a base
+    assert growth.judge(16, 100.0, full=False) == 16  # not full at the base: no step back
+    assert (growth.reverts, growth.hold, growth.base_limit) == (0, 0, 0)

@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 
 from s3stow.config import load_settings
-from s3stow.logs import REDACTED, RedactingFilter, configure_logging, redact, register_secret
+from s3stow.logs import (
+    REDACTED,
+    RedactingFilter,
+    configure_logging,
+    flush_warnings,
+    redact,
+    register_secret,
+    warn_each,
+)
 from s3stow.models import Status
 from s3stow.plan.keys import parse_target
 from s3stow.transfer.engine import Uploader
@@ -126,3 +134,58 @@ def test_a_traceback_is_scrubbed_and_a_formatted_message_is_not_formatted_twice(
     assert TOKEN not in out
     assert out.startswith("upload a.txt: 100% failed\nTraceback")
     assert out.endswith(f"RuntimeError: connect postgresql://u:{REDACTED}@db/x failed")
+
+
+def test_a_warning_about_many_items_is_shown_once_then_counted_with_examples() -> None:
+    """``warn_each``: the first warning of a kind as it happens, then one line with the
+    count and three examples; with ``-v`` every one as it happens and no count."""
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    log = logging.getLogger("s3stow.test")
+
+    def warn_all() -> None:
+        for name in names:
+            warn_each(
+                log,
+                "no-stamp",
+                "%s has no timestamp: %s",
+                name,
+                "its mtime is used",
+                example=name,
+                many="files without a timestamp",
+            )
+        flush_warnings()
+
+    try:
+        configure_logging(stream=io.StringIO())
+        flush_warnings()  # what other tests left counted
+        stream = io.StringIO()
+        configure_logging(stream=stream)
+        warn_all()
+        lines = [line.split(" ", 2)[2] for line in stream.getvalue().splitlines()]
+        assert lines == [
+            "WARNING s3stow.test: a.jpg has no timestamp: its mtime is used",
+            "WARNING s3stow: 4 files without a timestamp"
+            " (e.g. a.jpg, b.jpg, c.jpg; -v lists every one)",
+        ]
+        stream = io.StringIO()
+        configure_logging(verbose=1, stream=stream)
+        warn_all()
+        lines = [line.split(" ", 2)[2] for line in stream.getvalue().splitlines()]
+        assert lines == [
+            f"WARNING s3stow.test: {name} has no timestamp: its mtime is used" for name in names
+        ]
+    finally:
+        configure_logging()
+
+
+def test_the_log_follows_sys_stderr_as_it_is_at_each_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a stream the handler writes to ``sys.stderr`` as it is then (a live
+    progress display swaps it to print log lines above its frame)."""
+    try:
+        configure_logging()
+        swapped = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", swapped)
+        logging.getLogger("s3stow.test").warning("after the swap")
+    finally:
+        configure_logging()
+    assert swapped.getvalue().endswith("WARNING s3stow.test: after the swap\n")

@@ -530,3 +530,27 @@ def test_no_sha256_metadata_unless_asked_even_when_the_body_hashed_it(
         head = s3.head_object(Bucket=bucket, Key=f"p/{name}")
         assert "sha256" not in head["Metadata"], name
     assert not any("x-amz-meta-sha256" in h for h in proxy.headers)
+
+
+@pytest.mark.parametrize("with_ledger", [True, False], ids=["ledger", "no-ledger"])
+def test_a_file_changed_while_its_parts_are_sent_is_changed_and_its_upload_aborted(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, with_ledger: bool
+) -> None:
+    """Never done from bytes that may be another version: the upload is aborted (no
+    parts left to pay for), with or without a ledger to forget it in."""
+    path, _ = _file(tmp_path, 11 * MiB)
+
+    def touch(_: str) -> None:  # once the upload exists, before its parts are sent
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+    proxy.add(r"^POST /[^?]*/p/f\.bin\?uploads", "callback", callback=touch)
+    ledger = open_ledger(str(tmp_path / "l.db")) if with_ledger else None
+    result = _uploader(proxy, bucket, ledger=ledger).upload_file(path)
+    assert result.status == Status.CHANGED, result.error
+    assert proxy.requests(r"^DELETE .*uploadId=")
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    if ledger is not None:
+        assert ledger.multipart_state(bucket, "p/f.bin") is None
+        ledger.close()

@@ -84,10 +84,10 @@ class _Kinds(logging.Filter):
         if kind is None or self.each:
             return True
         with self._lock:
-            many = str(getattr(record, "s3stow_many", kind))
+            many = str(vars(record)["s3stow_many"])  # warn_each sets all three
             count, examples, many = self._seen.get(kind, (0, [], many))
             if len(examples) < 3:
-                examples.append(str(getattr(record, "s3stow_example", "?")))
+                examples.append(str(vars(record)["s3stow_example"]))
             self._seen[kind] = (count + 1, examples, many)
         return count == 0
 

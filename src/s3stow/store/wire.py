@@ -28,6 +28,8 @@ def parse_list_page(
     (``encoding-type=url``: keys arrive URL-encoded); with ``storage_class`` each
     object's class too."""
     root = ET.fromstring(document)  # noqa: S314 - the answer of the user's own endpoint
+    if root.tag.rpartition("}")[2] != "ListBucketResult":  # a gateway's page, not a listing
+        raise ValueError(f"a <{root.tag}> document where a listing was due")
     objects: list[ObjectInfo] = []
     token: str | None = None
     truncated = False

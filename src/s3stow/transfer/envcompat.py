@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
 from s3stow.config import Settings, load_settings
 from s3stow.errors import ConfigError
@@ -31,17 +30,16 @@ def settings_and_target_from_env(
             hint="export BUCKET_NAME=my-bucket (or S3STOW_BUCKET)",
         )
     prefix = env.get("S3STOW_PREFIX", env.get("PREFIX", "xml-events/"))
-    flags: dict[str, Any] = {}
-    seeds = {
-        "MAX_RETRIES": "file_retries",
-        "RETRY_BASE_DELAY": "retry_base_delay",
-        "AWS_REGION": "region",
+    seeds = {  # the aggregator's variable -> ours (which wins when both are set)
+        "MAX_RETRIES": "S3STOW_FILE_RETRIES",
+        "RETRY_BASE_DELAY": "S3STOW_RETRY_BASE_DELAY",
+        "AWS_REGION": "S3STOW_REGION",
     }
     overlay = {k: v for k, v in env.items() if k.startswith("S3STOW_")}
     if env.get("USE_DATE_FOLDERS", "").strip().lower() in _TRUE and "S3STOW_LAYOUT" not in env:
         overlay["S3STOW_LAYOUT"] = "date-folders"
-    for name, setting in seeds.items():
-        if name in env and f"S3STOW_{setting.upper()}" not in env:
-            overlay[f"S3STOW_{setting.upper()}"] = env[name]
-    settings = load_settings(env=overlay, flags=flags)
+    for name, ours in seeds.items():
+        if name in env and ours not in env:
+            overlay[ours] = env[name]
+    settings = load_settings(env=overlay)
     return settings, Target(validate_bucket(bucket), normalise_prefix(prefix))

@@ -47,14 +47,12 @@ class ServerProbes:
         *,
         store: ObjectStore,
         ledger: Ledger | None,
-        max_age: float | None = None,
         send: bool = True,
     ) -> None:
         self.settings = settings
         self.may_send = send and not settings.dry_run  # False: cached answers only
         self.store = store
         self.ledger = ledger
-        self.max_age = max_age
         self.sent = 0  # probes sent by this uploader (tests, doctor)
         self._answers: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Lock()
@@ -119,8 +117,7 @@ class ServerProbes:
             return None  # AWS: known, never probed
         endpoint = endpoint_of(self.store)
         if self.ledger is not None and endpoint is not None:
-            max_age = cache.MAX_AGE if self.max_age is None else self.max_age
-            found = cache.cached(self.ledger, endpoint, bucket, name, max_age=max_age)
+            found = cache.cached(self.ledger, endpoint, bucket, name)  # at most a day old
             if found is not None:
                 log.debug("probe %s on %s/%s: %s (cached)", name, endpoint, bucket, found)
                 return found
