@@ -201,16 +201,16 @@ def run_mutmut(minutes: float, jobs: int, names: list[str]) -> None:
 
 
 def stop_orphaned_servers() -> None:
-    """A mutant's test run killed on a timeout (or by the stop) cannot stop the moto
-    server its fixture started in a session of its own: stop those (this checkout's
-    interpreter, parent gone), by PID."""
+    """A mutant's test run killed on a timeout (or by the stop) cannot stop the moto or
+    SeaweedFS server its fixture started in a session of its own: stop those (this
+    checkout's interpreter or ``weed``, parent gone), by PID."""
     listing = subprocess.run(
         ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=False
     )
-    server = f"{sys.executable} -m moto.server "
+    servers = (f"{sys.executable} -m moto.server ", f"{Path(sys.executable).parent / 'weed'} ")
     for line in listing.stdout.splitlines():
         pid, ppid, args = line.split(None, 2)
-        if ppid == "1" and args.startswith(server):
+        if ppid == "1" and args.startswith(servers):
             os.kill(int(pid), signal.SIGTERM)
 
 
