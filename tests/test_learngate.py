@@ -62,3 +62,29 @@ def test_shapes_are_independent() -> None:
     never = threading.Event()
     with gate.first("a", never.is_set) as a, gate.first("b", never.is_set) as b:
         assert (a, b) == (True, True)
+
+
+def test_a_slow_learner_holds_the_others_only_for_the_patience() -> None:
+    gate = LearningGate(patience=0.2)
+    never = threading.Event()
+    inside = threading.Event()
+    release = threading.Event()
+    waited: list[tuple[bool, float]] = []
+
+    def learner() -> None:
+        with gate.first("shape", never.is_set) as first:
+            assert first
+            inside.set()
+            release.wait(10)  # a large body over a slow link
+
+    thread = threading.Thread(target=learner)
+    thread.start()
+    assert inside.wait(10)
+    start = time.monotonic()
+    with gate.first("shape", never.is_set) as second:
+        waited.append((second, time.monotonic() - start))
+    release.set()
+    thread.join(10)
+    ((second, seconds),) = waited
+    assert second is False  # it went its own way (botocore) while the learner was out
+    assert 0.15 < seconds < 5  # after the patience, not at once and not never

@@ -8,16 +8,18 @@ too: the 16 parts of a 1 GiB file all start at once, so all 16 were signed (SHA-
 CPU of a large upload. ``LearningGate.first`` lets one request of a shape through while
 the shape is unknown; the others wait for it and then take the fast path.
 
-It never blocks a run for good: a waiter waits only while one request of its shape is
-in flight (bounded by botocore's timeouts and retries, as every request is); a shape
-whose learning fails is let through after ``attempts`` tries (each learner's failure
-wakes the next waiter, which becomes the learner); a bucket the fast path turned off is
-let through at once.
+It never holds a run up for long: a waiter waits at most ``patience`` seconds (2 s; a
+learner that takes longer, a large body over a slow link or a server that is slow to
+answer, must not stall every other request of its shape, so the waiter then goes
+through botocore itself, as before the gate); a shape whose learning fails is let
+through after ``attempts`` tries (each learner's failure wakes the next waiter, which
+becomes the learner); a bucket the fast path turned off is let through at once.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 
@@ -26,8 +28,9 @@ class LearningGate:
     """Per-shape gate: ``first(shape, settled)`` yields True to the one thread that
     should send through botocore now, False to a thread that may go its own way."""
 
-    def __init__(self, *, attempts: int = 3) -> None:
+    def __init__(self, *, attempts: int = 3, patience: float = 2.0) -> None:
         self._attempts = attempts
+        self._patience = patience
         self._cond = threading.Condition()
         self._learning: set[Hashable] = set()
         self._tries: dict[Hashable, int] = {}
@@ -36,6 +39,7 @@ class LearningGate:
     def first(self, shape: Hashable, settled: Callable[[], bool]) -> Iterator[bool]:
         """``settled()``: the shape is known or will never be (the gate is open). The
         caller holding True sends through botocore inside the ``with`` block."""
+        deadline = time.monotonic() + self._patience
         with self._cond:
             while True:
                 if settled() or self._tries.get(shape, 0) >= self._attempts:
@@ -46,7 +50,11 @@ class LearningGate:
                     self._tries[shape] = self._tries.get(shape, 0) + 1
                     learner = True
                     break
-                self._cond.wait(timeout=1.0)
+                left = deadline - time.monotonic()
+                if left <= 0:  # a slow learner: go without it
+                    learner = False
+                    break
+                self._cond.wait(timeout=left)
         try:
             yield learner
         finally:
