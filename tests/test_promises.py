@@ -554,3 +554,30 @@ def test_a_file_changed_while_its_parts_are_sent_is_changed_and_its_upload_abort
     if ledger is not None:
         assert ledger.multipart_state(bucket, "p/f.bin") is None
         ledger.close()
+
+
+@pytest.mark.parametrize("with_ledger", [True, False], ids=["ledger", "no-ledger"])
+def test_a_part_refused_because_the_file_changed_aborts_the_upload(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, with_ledger: bool
+) -> None:
+    """A part that fails because the file changed under it (BadDigest, file moved) ends
+    the upload there: aborted, not left for a resume that can never use it."""
+    path, _ = _file(tmp_path, 11 * MiB)
+
+    def touch(_: str) -> None:  # the file changes while part 2 is on its way
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+    proxy.add(
+        r"^PUT /[^?]*/p/f\.bin\?partNumber=2&", "status", status=400, code="BadDigest",
+        callback=touch,
+    )  # fmt: skip
+    ledger = open_ledger(str(tmp_path / "l.db")) if with_ledger else None
+    result = _uploader(proxy, bucket, ledger=ledger).upload_file(path)
+    assert result.status == Status.CHANGED, result.error
+    assert proxy.requests(r"^DELETE .*uploadId=")
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    if ledger is not None:
+        assert ledger.multipart_state(bucket, "p/f.bin") is None
+        ledger.close()

@@ -92,10 +92,12 @@ def put_multipart(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
         for future in futures:
             part = future.result()
             done[part.number] = part
-    except BaseException:
+    except BaseException as exc:
         for future in futures:
             future.cancel()
         wait(futures)
+        if isinstance(exc, SourceChanged):  # no run can resume it: leave nothing behind
+            _abort(ctx, item, state)
         raise
     try:
         ensure_unchanged(source, identity)  # after the last byte, before Complete
