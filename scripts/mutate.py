@@ -142,6 +142,12 @@ def seed_results(stamp: Path) -> None:
         print(f"seeded {seeded} results from {RESULTS.relative_to(ROOT)}", flush=True)
 
 
+def _function(mutant: str) -> str:
+    """The function a mutant belongs to, as mutmut names it in its hashes
+    (``s3stow.plan.compare.x_decide__mutmut_3`` -> ``x_decide``)."""
+    return mutant.rsplit("__mutmut_", 1)[0].rpartition(".")[2]
+
+
 def save_results(stamp: Path) -> None:
     """Keep every finished result (exit code by mutant, with its functions' hashes)."""
     modules: dict[str, dict[str, object]] = {}
@@ -152,12 +158,23 @@ def save_results(stamp: Path) -> None:
             data = json.loads(meta.read_text(encoding="utf-8"))
         except json.JSONDecodeError:  # mutmut is writing it
             continue
-        codes = {k: v for k, v in sorted(data["exit_code_by_key"].items()) if v is not None}
+        source = meta.relative_to(ROOT / "mutants").with_suffix("").as_posix()
+        hashes: dict[str, str] = data["hash_by_function_name"]
+        # a kept result stays while its function is unchanged (mutmut resets every result
+        # when its test selection changes, though a result of fewer tests stays true)
+        kept_entry = modules.get(source, {})
+        kept_hashes: dict[str, str] = kept_entry.get("function_hashes", {})  # type: ignore[assignment]
+        kept_codes: dict[str, int] = kept_entry.get("exit_codes", {})  # type: ignore[assignment]
+        codes = {
+            k: v
+            for k, v in kept_codes.items()
+            if kept_hashes.get(_function(k)) == hashes.get(_function(k))
+        }
+        codes.update({k: v for k, v in data["exit_code_by_key"].items() if v is not None})
         if codes:
-            source = meta.relative_to(ROOT / "mutants").with_suffix("").as_posix()
             modules[source] = {
-                "function_hashes": dict(sorted(data["hash_by_function_name"].items())),
-                "exit_codes": codes,
+                "function_hashes": dict(sorted(hashes.items())),
+                "exit_codes": dict(sorted(codes.items())),
             }
     fingerprint = stamp.read_text(encoding="utf-8") if stamp.exists() else None
     kept = {
@@ -252,8 +269,9 @@ def collect() -> dict[str, Module]:
             elif code == 37:  # caught by a type check (not configured): not a mutant at all
                 continue
             else:
-                key = describe(mutant, source)
-                if key in equivalents:
+                # seeded results before mutmut has written the mutants: judged later
+                key = describe(mutant, source) if source.exists() else None
+                if key is not None and key in equivalents:
                     module.equivalent += 1
                     module.used.add(key)
                 else:
