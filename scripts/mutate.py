@@ -36,6 +36,7 @@ RESULTS = ROOT / "scripts" / "mutation-results.json"
 EQUIVALENT_HEADING = "### Surviving mutants judged equivalent"
 KILLED = {1, 3, 36, 24, -24, 152, 255, -9, -11}  # failed, pytest error, timeout, crash
 NOT_CHECKED = {None, 2}
+NO_TESTS = 33  # mutmut's exit code for a mutant no selected test reaches
 
 
 @dataclass
@@ -171,6 +172,8 @@ def save_results(stamp: Path) -> None:
             if kept_hashes.get(_function(k)) == hashes.get(_function(k))
         }
         codes.update({k: v for k, v in data["exit_code_by_key"].items() if v is not None})
+        # "no tests" (33) is no verdict: it says only what the selection of that run missed
+        codes = {k: v for k, v in codes.items() if v != NO_TESTS}
         if codes:
             modules[source] = {
                 "function_hashes": dict(sorted(hashes.items())),
