@@ -86,6 +86,7 @@ def main() -> int:
         names = [n for m in wanted for n in m.survivors]
         if names:
             run_mutmut(args.minutes, args.jobs, names)
+        save_results(stamp)
         return report(collect())
     if args.modules and not known:  # nothing generated yet: let mutmut match the names
         run_mutmut(args.minutes, args.jobs, [f"{m}.*" for m in args.modules])
