@@ -532,46 +532,34 @@ def test_no_sha256_metadata_unless_asked_even_when_the_body_hashed_it(
     assert not any("x-amz-meta-sha256" in h for h in proxy.headers)
 
 
+# where the change is seen: by the check after the last part (the file changed once the
+# upload existed), or by a part the server refused (BadDigest while the file moved)
+_CHANGE_SEEN = {
+    "after-parts": (r"^POST /[^?]*/p/f\.bin\?uploads", "callback", {}),
+    "by-a-part": (
+        r"^PUT /[^?]*/p/f\.bin\?partNumber=2&",
+        "status",
+        {"status": 400, "code": "BadDigest"},
+    ),
+}
+
+
+@pytest.mark.parametrize("seen", sorted(_CHANGE_SEEN))
 @pytest.mark.parametrize("with_ledger", [True, False], ids=["ledger", "no-ledger"])
 def test_a_file_changed_while_its_parts_are_sent_is_changed_and_its_upload_aborted(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, with_ledger: bool
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, with_ledger: bool, seen: str
 ) -> None:
-    """Never done from bytes that may be another version: the upload is aborted (no
-    parts left to pay for), with or without a ledger to forget it in."""
+    """Never done from bytes that may be another version: the upload is aborted at once
+    (no parts left to pay for, no resume that could never use them), with or without a
+    ledger to forget it in."""
     path, _ = _file(tmp_path, 11 * MiB)
 
-    def touch(_: str) -> None:  # once the upload exists, before its parts are sent
+    def touch(_: str) -> None:
         stat = path.stat()
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
 
-    proxy.add(r"^POST /[^?]*/p/f\.bin\?uploads", "callback", callback=touch)
-    ledger = open_ledger(str(tmp_path / "l.db")) if with_ledger else None
-    result = _uploader(proxy, bucket, ledger=ledger).upload_file(path)
-    assert result.status == Status.CHANGED, result.error
-    assert proxy.requests(r"^DELETE .*uploadId=")
-    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
-    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
-    if ledger is not None:
-        assert ledger.multipart_state(bucket, "p/f.bin") is None
-        ledger.close()
-
-
-@pytest.mark.parametrize("with_ledger", [True, False], ids=["ledger", "no-ledger"])
-def test_a_part_refused_because_the_file_changed_aborts_the_upload(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, with_ledger: bool
-) -> None:
-    """A part that fails because the file changed under it (BadDigest, file moved) ends
-    the upload there: aborted, not left for a resume that can never use it."""
-    path, _ = _file(tmp_path, 11 * MiB)
-
-    def touch(_: str) -> None:  # the file changes while part 2 is on its way
-        stat = path.stat()
-        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-
-    proxy.add(
-        r"^PUT /[^?]*/p/f\.bin\?partNumber=2&", "status", status=400, code="BadDigest",
-        callback=touch,
-    )  # fmt: skip
+    pattern, action, extra = _CHANGE_SEEN[seen]
+    proxy.add(pattern, action, callback=touch, **extra)
     ledger = open_ledger(str(tmp_path / "l.db")) if with_ledger else None
     result = _uploader(proxy, bucket, ledger=ledger).upload_file(path)
     assert result.status == Status.CHANGED, result.error
