@@ -44,10 +44,17 @@ class JobLedger(Ledger):
 
     # ---- outcomes: held for the job queue ------------------------------------------------
     def record(
-        self, result: UploadResult, *, mtime_ns: int, run_id: str, group: str | None = None
+        self,
+        result: UploadResult,
+        *,
+        mtime_ns: int,
+        run_id: str,
+        group: str | None = None,
+        store: str | None = None,
     ) -> None:
+        record = ItemRecord(result, mtime_ns, run_id, group, store)
         with self._held_lock:
-            self._held[(result.bucket, result.key)] = ItemRecord(result, mtime_ns, run_id, group)
+            self._held[(result.bucket, result.key)] = record
 
     def clear_held(self) -> None:
         """Forget held outcomes (a new batch starts; none of an earlier one may leak in)."""

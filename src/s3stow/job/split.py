@@ -299,7 +299,8 @@ class SplitUploads:
     ) -> None:
         if result is None:
             result = self._result(item, Status.FAILED, error_class=error_class, error=error)
-        record = ItemRecord(result, file.mtime_ns, self.ctx.run_id, file.grp)
+        store = self.ctx.store.store_id() if result.status == Status.DONE else None
+        record = ItemRecord(result, file.mtime_ns, self.ctx.run_id, file.grp, store)
         kept = self.queue.completions.finish(
             self.worker, file, ok=ok, error_class=error_class, error=error, record=record
         )

@@ -1,6 +1,8 @@
 """Ledger tables, declared once with SQLAlchemy Core for SQLite and PostgreSQL.
 
-``items``: one row per (bucket, key), the latest outcome and the attempt count.
+``items``: one row per (bucket, key), the latest outcome, the attempt count, and the
+S3 (``store``) that outcome was reached against: a ``done`` row proves nothing about
+the same bucket name on another endpoint.
 ``attempts``: one row per failed attempt, so history survives retries.
 ``runs``: one row per run, with its settings (never secrets).
 ``multipart`` / ``parts``: in-progress multipart uploads and their completed
@@ -76,6 +78,9 @@ items = Table(
     Column("run_id", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # Which S3 the row's outcome was reached against (``ObjectStore.store_id``: the
+    # configured endpoint, or ``aws:<partition>``); NULL in rows from before it existed.
+    Column("store", Text),
     UniqueConstraint("bucket", "key", name="uq_items_bucket_key"),
 )
 Index("ix_items_status", items.c.status)

@@ -79,6 +79,7 @@ class LedgerEntry:
     error_class: str | None
     error_message: str | None
     run_id: str
+    store: str | None = None  # the S3 the outcome was reached against (None: not recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +133,12 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 # The item columns a LedgerEntry is made of, in its field order.
 _ENTRY_SELECT = (
     "SELECT bucket, key, source_path, size, mtime_ns, status, checksum_algorithm, checksum,"
-    " etag, attempts, error_class, error_message, run_id FROM items"
+    " etag, attempts, error_class, error_message, run_id, store FROM items"
 )
 _ITEM_UPDATED = (
     "source_path", "size", "mtime_ns", "checksum_algorithm", "checksum", "etag",
     "version_id", "status", "grp", "ext", "error_class", "error_message", "run_id",
-    "updated_at",
+    "store", "updated_at",
 )  # fmt: skip
 _ITEM_COLUMNS = ("bucket", "key", *_ITEM_UPDATED[:-1], "attempts", "created_at", "updated_at")
 _UPSERT_ITEM = (
@@ -280,10 +281,17 @@ class Ledger:
         yield from self._entries(sql, params)
 
     def record(
-        self, result: UploadResult, *, mtime_ns: int, run_id: str, group: str | None = None
+        self,
+        result: UploadResult,
+        *,
+        mtime_ns: int,
+        run_id: str,
+        group: str | None = None,
+        store: str | None = None,
     ) -> None:
-        """Queue the outcome of one item (``group``: its folder type or top directory)."""
-        self._queue("item", (result, mtime_ns, run_id, time.time(), group))
+        """Queue the outcome of one item (``group``: its folder type or top directory;
+        ``store``: the S3 it was reached against, ``ObjectStore.store_id``)."""
+        self._queue("item", (result, mtime_ns, run_id, time.time(), group, store))
 
     def items_under(self, bucket: str, prefix: str) -> Iterator[LedgerEntry]:
         """Every item of ``bucket`` whose key starts with ``prefix``, by key."""
@@ -429,13 +437,14 @@ class ItemRecord:
     mtime_ns: int
     run_id: str
     group: str | None = None
+    store: str | None = None  # ``ObjectStore.store_id`` of the S3 it was reached against
 
 
 def write_records(session: Any, records: Sequence[ItemRecord]) -> None:
     """Write outcomes now, in the caller's transaction (the job queue writes them in the
     transaction that checks the worker still holds the item)."""
     now = time.time()
-    batch = [("item", (r.result, r.mtime_ns, r.run_id, now, r.group)) for r in records]
+    batch = [("item", (r.result, r.mtime_ns, r.run_id, now, r.group, r.store)) for r in records]
     _write_batch(session, batch)
 
 
@@ -455,7 +464,7 @@ def _write_batch(session: Any, batch: list[tuple[str, Any]]) -> None:
                 "size": part.size,
             }
             continue
-        result, mtime_ns, run_id, now, group = payload
+        result, mtime_ns, run_id, now, group, store = payload
         name = result.key.rsplit("/", 1)[-1]
         row = {
             "bucket": result.bucket,
@@ -474,6 +483,7 @@ def _write_batch(session: Any, batch: list[tuple[str, Any]]) -> None:
             "error_class": result.error_class,
             "error_message": redact(result.error) if result.error else None,
             "run_id": run_id,
+            "store": store,
             "created_at": now,
             "updated_at": now,
         }

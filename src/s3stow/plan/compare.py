@@ -1,7 +1,9 @@
 """The compare stage: decide which planned files need uploading, and why.
 
-First the ledger (batched lookups): an item recorded ``done`` with the same size
-and mtime is skipped without reading the file or asking S3. Items the ledger
+First the ledger (batched lookups): an item recorded ``done`` on this store (the
+same endpoint, ``ObjectStore.store_id``) with the same size and mtime is skipped
+without reading the file or asking S3; one recorded on another store is checked like
+a file the ledger does not know. Items the ledger
 does not know are checked against one paginated listing of the prefix, loaded
 lazily (only when some file is not in the ledger). An object listed with the
 same size is proven equal by ``remote_matches``, in the tier order ``proof.py``
@@ -13,6 +15,7 @@ else size alone (reported as the weakest tier).
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,6 +26,8 @@ from s3stow.models import Decision, PlannedUpload, Reason, Status
 from s3stow.store import checksums
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.proof import choose_proof, hash_file
+
+log = logging.getLogger(__name__)
 
 
 class RemoteIndex:
@@ -52,6 +57,31 @@ class RemoteIndex:
         self._trust_ledger = trust_ledger
         self._objects: dict[str, ObjectInfo] | None = None
         self._lock = threading.Lock()
+        self._store_id: str | None = None
+        self._elsewhere: set[str] = set()  # other stores the ledger's rows named (warned)
+
+    def recorded_here(self, entry: LedgerEntry) -> bool:
+        """Whether the ledger reached ``entry``'s outcome against this store. A row from
+        another endpoint proves nothing here (the same bucket name, another server);
+        a row from before the ledger recorded stores counts as this store's."""
+        if entry.store is None:
+            return True
+        if self._store_id is None:
+            self._store_id = self._store.store_id()
+        if entry.store == self._store_id:
+            return True
+        with self._lock:
+            first = entry.store not in self._elsewhere
+            self._elsewhere.add(entry.store)
+        if first:
+            log.warning(
+                "the ledger recorded objects of s3://%s as uploaded to %s, but this run "
+                "sends to %s: they are checked there, not skipped",
+                self._bucket,
+                entry.store,
+                self._store_id,
+            )
+        return False
 
     def get(self, key: str) -> ObjectInfo | None:
         if self._before is not None:
@@ -89,7 +119,7 @@ def decide(
         if settings.force:
             decisions.append((Decision(item, True, Reason.FORCED), None))
             continue
-        if entry is not None and entry.status == Status.DONE:
+        if entry is not None and entry.status == Status.DONE and remote.recorded_here(entry):
             if entry.size == item.source.size and entry.mtime_ns == item.source.mtime_ns:
                 decisions.append((Decision(item, False, Reason.LEDGER_DONE), None))
             else:

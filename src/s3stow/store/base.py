@@ -85,6 +85,11 @@ class ObjectStore(Protocol):
         """Whether the endpoint in use is a configured one rather than AWS's own."""
         ...
 
+    def store_id(self) -> str:
+        """Which S3 this is, as the ledger records it beside each outcome: a ``done``
+        row proves an object only on the store it was reached against."""
+        ...
+
     def signs_payload(self, bucket: str) -> bool:
         """Whether writes to ``bucket`` carry the payload's SHA-256 in the signature."""
         ...

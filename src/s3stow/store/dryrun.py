@@ -29,6 +29,9 @@ class DryRunStore:
     def custom_endpoint(self) -> bool:
         return self.inner.custom_endpoint()
 
+    def store_id(self) -> str:
+        return self.inner.store_id()
+
     def signs_payload(self, bucket: str) -> bool:
         return self.inner.signs_payload(bucket)
 

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError, FlexibleChecksumError
 
 from s3stow.config import Settings
 from s3stow.errors import S3StowError, TransferError
+from s3stow.logs import redact
 from s3stow.store import http1
 from s3stow.store.base import ObjectBody, ObjectInfo, PartInfo, PutResult, WriteOptions
 from s3stow.store.body import FileRange
@@ -116,6 +117,8 @@ class S3Store:
             return make_client(settings, session=store.session(settings))
 
         store = cls(factory=factory, on_throttle=on_throttle)
+        if settings.endpoint_url is not None:  # botocore uses an explicit one as given
+            store._store_id = redact(settings.endpoint_url)
         if settings.fast_path and settings.max_attempts > 1:
             store._fast_settings = settings
         return store
@@ -164,6 +167,24 @@ class S3Store:
         if not isinstance(builtins, dict):
             return True  # cannot tell: the ETag check on is the safe side
         return builtins.get("SDK::Endpoint") is not None
+
+    _store_id: str | None = None
+
+    def store_id(self) -> str:
+        """The endpoint botocore resolved when it is a configured one (one server, one
+        namespace of buckets; credentials in it redacted), else ``aws:<partition>``:
+        AWS's bucket names are one namespace per partition, whatever the region.
+
+        An endpoint given in the settings is botocore's ``endpoint_url`` verbatim, so a
+        re-run the ledger settles need not make a client to know it (the test compares
+        the two)."""
+        if self._store_id is None:
+            meta = self.client.meta
+            if self.custom_endpoint():
+                self._store_id = redact(str(meta.endpoint_url))
+            else:
+                self._store_id = f"aws:{meta.partition}"
+        return self._store_id
 
     def signs_payload(self, bucket: str) -> bool:
         """Whether writes to ``bucket`` sign the payload's SHA-256 (so the body's hashing

@@ -191,7 +191,11 @@ class Uploader:
             result = self.worker.transfer(ctx, item, Reason.NEW)
         if self.ledger is not None:
             self.ledger.record(
-                result, mtime_ns=found.mtime_ns, run_id=ctx.run_id, group=found.group
+                result,
+                mtime_ns=found.mtime_ns,
+                run_id=ctx.run_id,
+                group=found.group,
+                store=self._store_of(result),
             )
             self.ledger.flush()
         if self.fatal_error is not None:
@@ -558,9 +562,18 @@ class Uploader:
                 continue
             if self.ledger is not None and not self.settings.dry_run:
                 self.ledger.record(
-                    result, mtime_ns=source.mtime_ns, run_id=summary.run_id, group=source.group
+                    result,
+                    mtime_ns=source.mtime_ns,
+                    run_id=summary.run_id,
+                    group=source.group,
+                    store=self._store_of(result),
                 )
             self._count(summary, result, source)
+
+    def _store_of(self, result: UploadResult) -> str | None:
+        """The store a ``done`` outcome was reached against: the ledger's row proves the
+        object there alone. Other outcomes prove nothing, so none is asked for."""
+        return self.store.store_id() if result.status == Status.DONE else None
 
     def _count(self, summary: RunSummary, result: UploadResult, source: SourceFile | None) -> None:
         self.tally.count(summary, result, source)
