@@ -460,3 +460,66 @@ def test_deleted_files_are_gone_not_done(
     (tmp_path / "src" / "f1.txt").write_text("back again")
     _plan(proxied_cli, pg_schema_url, job, bucket)
     assert _states(pg_schema_url, job) == {"done": 2, "gone": 1, "pending": 1}
+
+
+# ---- keys with a '\' on a server that stores it as '/' ------------------------------------
+
+POSIX_ONLY = pytest.mark.skipif(os.name == "nt", reason="a backslash is a separator on Windows")
+
+
+def _seaweed_keys(s3: Any, bucket: str) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+@POSIX_ONLY
+def test_a_job_plans_keys_as_a_folding_server_stores_them(
+    seaweed_cli: Any, seaweed_s3: Any, seaweed_bucket: str, pg_schema_url: str, tmp_path: Path
+) -> None:
+    """SeaweedFS stores ``a\\b`` as ``a/b``. The plan folds such keys, so the workers
+    send, record and claim the key the server has; a file whose folded key is another
+    file's is not planned. Before, a worker folded a small file's key itself, never
+    matched its outcome to the claimed item and worked the job forever; a split file's
+    parts went under the unfolded key."""
+    tree = make_tree(
+        tmp_path / "src",
+        {"big\\x.bin": BIG, "small\\y.txt": 100, "ok.txt": 5, "dup\\z.txt": 7, "dup/z.txt": 9},
+    )
+    job = f"fold-{uuid.uuid4().hex[:8]}"
+    planned = _plan(seaweed_cli, pg_schema_url, job, seaweed_bucket, "--split-above", "8MiB")
+    assert "not planned" in planned.stderr
+    assert "dup" in planned.stderr
+    keys = _rows(pg_schema_url, "SELECT key FROM job_items WHERE job = %s ORDER BY key", job)
+    assert [k for (k,) in keys] == ["p/big/x.bin", "p/ok.txt", "p/small/y.txt"]
+    worker = seaweed_cli(
+        "job", "work", "--job", job, "--ledger", pg_schema_url, env=PART_ENV, timeout=240
+    )
+    assert worker.code == 0, worker.output
+    assert _states(pg_schema_url, job) == {"done": 3}
+    assert _seaweed_keys(seaweed_s3, seaweed_bucket) == ["p/big/x.bin", "p/ok.txt", "p/small/y.txt"]
+    body = seaweed_s3.get_object(Bucket=seaweed_bucket, Key="p/big/x.bin")["Body"].read()
+    assert body == tree["big\\x.bin"]
+    assert set(_ledger(pg_schema_url, seaweed_bucket)) == {
+        "p/big/x.bin",
+        "p/ok.txt",
+        "p/small/y.txt",
+    }
+
+
+@POSIX_ONLY
+def test_a_worker_refuses_a_key_the_plan_could_not_fold(
+    seaweed_cli: Any, seaweed_s3: Any, seaweed_bucket: str, pg_schema_url: str, tmp_path: Path
+) -> None:
+    """A plan that could not ask the server (here: wrong credentials) keeps the key; a
+    worker that finds the server folds it fails the item, saying to plan again."""
+    make_tree(tmp_path / "src", {"small\\y.txt": 100, "ok.txt": 5})
+    job = f"nofold-{uuid.uuid4().hex[:8]}"
+    blind = {**PART_ENV, "AWS_ACCESS_KEY_ID": "nobody", "AWS_SECRET_ACCESS_KEY": "nothing"}
+    _plan(seaweed_cli, pg_schema_url, job, seaweed_bucket, env=blind)
+    worker = seaweed_cli("job", "work", "--job", job, "--ledger", pg_schema_url, timeout=240)
+    assert worker.code == 1, worker.output
+    assert _states(pg_schema_url, job) == {"done": 1, "failed": 1}
+    assert "job plan" in worker.output
+    assert "stores as '/'" in worker.output
+    errors = _rows(pg_schema_url, "SELECT error_class FROM job_items WHERE state = 'failed'")
+    assert errors == [("UnsafeKey",)]
+    assert _seaweed_keys(seaweed_s3, seaweed_bucket) == ["p/ok.txt"]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from s3stow.config import Settings
     from s3stow.job.queue import JobQueue
     from s3stow.plan.planner import Planner
+    from s3stow.transfer.probes import ServerProbes
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +176,16 @@ def plan(
         }
         unreadable: list[Skipped] = []
         total = 0
+        probes = _probes(settings)
         with queue.plan(bucket=target.bucket, prefix=target.prefix, settings=job_settings) as run:
             found = discover(roots, follow_symlinks=settings.follow_symlinks)
             planned = _planned(found, planner, unreadable)
             while batch := list(itertools.islice(planned, 1000)):
+                # Keys as the server will store them ('\' folded where it folds), so
+                # every worker sends, records and claims the same key.
+                batch, unsafe = probes.fold_keys(batch, planner.claims)
                 batch, refused = planner.claims.settle(batch, {})
-                for refusal in refused:
+                for refusal in [*unsafe, *refused]:
                     why = refusal.reason if isinstance(refusal, Refused) else "a duplicate"
                     log.warning("not planned: %s: %s", refusal.source.path, why)
                 total += len(batch)
@@ -459,6 +464,15 @@ def _planned(
         planned = planner.plan(item)
         if isinstance(planned, PlannedUpload):
             yield planned
+
+
+def _probes(settings: Settings) -> ServerProbes:
+    """The server probes of a plan: asked only when a key holds a '\\' (no request
+    otherwise, and none on AWS's own endpoint)."""
+    from s3stow.store.s3 import S3Store
+    from s3stow.transfer.probes import ServerProbes
+
+    return ServerProbes(settings, store=S3Store.from_settings(settings), ledger=None)
 
 
 def _root(source: Path | Any) -> Path:

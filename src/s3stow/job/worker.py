@@ -195,6 +195,10 @@ class JobWorker:
             source = SourceFile(
                 path, item.rel_path, info.st_size, info.st_mtime_ns, path.parent, item.grp or ""
             )
+            unfolded = self._unfolded(item, source)
+            if unfolded is not None:
+                outcomes.append(unfolded)
+                continue
             if self.split_above is not None and source.size >= self.split_above:
                 outcome = self._open_split(item, source, FileIdentity.of(info).without_device())
                 if outcome is None:
@@ -240,6 +244,26 @@ class JobWorker:
         record = ItemRecord(result, 0, self._run_id, item.grp)
         return Outcome(item, "failed", "SourceMissing", error, record)
 
+    def _unfolded(self, item: Claimed, source: SourceFile) -> Outcome | None:
+        """A key whose '\\' the server stores as '/' but the plan kept (it could not ask
+        the server): failed, never sent under a key the ledger and the other workers
+        would not know (the upload path would fold it, and two files could meet)."""
+        probes = self.uploader.probes
+        if "\\" not in item.key or not probes.folds_backslash(self.target.bucket, near=item.key):
+            return None
+        error = (
+            f"key {item.key!r} holds a '\\' that {probes.server_name()} stores as '/', and "
+            "the job was planned without asking it: run `s3stow job plan` again "
+            "(it folds such keys)"
+        )
+        result = UploadResult(
+            source.path, self.target.bucket, item.key, Status.FAILED, error_class="UnsafeKey",
+            error=error,
+        )  # fmt: skip
+        log.warning("%s: %s", source.path, error)
+        record = ItemRecord(result, source.mtime_ns, self._run_id, item.grp)
+        return Outcome(item, "failed", "UnsafeKey", error, record)
+
     def _open_split(
         self, item: Claimed, source: SourceFile, identity: FileIdentity
     ) -> Outcome | None:
@@ -253,6 +277,7 @@ class JobWorker:
                 entry is not None
                 and entry.status == Status.DONE
                 and (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns)
+                and entry.store in (None, self.uploader.store.store_id())
             ):
                 return Outcome(item, "done")
         try:

@@ -430,15 +430,8 @@ class Uploader:
     ) -> tuple[list[PlannedUpload], list[Refused]]:
         """On a server that stores a key's ``\\`` as ``/``, the batch with such keys
         folded (``KeyClaims.fold``); the server is asked only when a key holds one."""
-        first = next((item for item in batch if "\\" in item.key), None)
-        if first is None:
-            return batch, []
-        bucket = first.bucket
-        if not self.probes.folds_backslash(
-            bucket, near=first.key, before_send=lambda: self._check_bucket(bucket)
-        ):
-            return batch, []
-        return claims.fold(batch, server=self.probes.server_name())
+        bucket = batch[0].bucket if batch else ""
+        return self.probes.fold_keys(batch, claims, before_send=lambda: self._check_bucket(bucket))
 
     def _known(self, batch: list[PlannedUpload]) -> dict[str, LedgerEntry]:
         """The ledger's entries for a batch's keys (one lookup serves collisions and

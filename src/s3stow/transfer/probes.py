@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from s3stow.config import Settings
 
 if TYPE_CHECKING:
     from s3stow.ledger import Ledger
+    from s3stow.models import PlannedUpload, Refused
+    from s3stow.plan.collisions import KeyClaims
     from s3stow.store.base import ObjectStore
     from s3stow.store.probes import ProbeOutcome
 
@@ -86,6 +88,23 @@ class ServerProbes:
             return probes.probe_backslash(self.store, bucket, near=near)
 
         return self.answer(probes.BACKSLASH_KEYS, bucket, send) == probes.FOLDS
+
+    def fold_keys(
+        self,
+        batch: Sequence[PlannedUpload],
+        claims: KeyClaims,
+        *,
+        before_send: Callable[[], None] | None = None,
+    ) -> tuple[list[PlannedUpload], list[Refused]]:
+        """On a server that stores a key's ``\\`` as ``/``, ``batch`` with such keys
+        folded (``KeyClaims.fold``); the server is asked only when a key holds one.
+        Uploads and ``job plan`` both fold here, so a job's keys are the server's too."""
+        first = next((item for item in batch if "\\" in item.key), None)
+        if first is None or not self.folds_backslash(
+            first.bucket, near=first.key, before_send=before_send
+        ):
+            return list(batch), []
+        return claims.fold(batch, server=self.server_name())
 
     def pin(self, name: str, bucket: str, result: str | None) -> None:
         """Take ``result`` as the answer of probe ``name`` for ``bucket`` without asking
