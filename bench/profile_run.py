@@ -10,6 +10,9 @@
 uploads it untimed, then times the same upload again (the ledger settles it). Extra
 arguments after ``--`` go to the timed s3stow command.
 
+``--importtime FILE`` writes the timed command's ``python -X importtime`` lines to FILE;
+``--cprofile FILE`` profiles its main thread (start-up is all there).
+
 ``--spy FILE`` records the timed command with py-spy (``pip install py-spy``; it
 samples every thread, where cProfile sees only the main one) as collapsed stacks,
 and ``--top FILE`` prints the functions with the most samples, by their own time and
@@ -66,6 +69,10 @@ def main() -> int:
     parser.add_argument("dataset", nargs="?", choices=sorted(ub.SIZES))
     parser.add_argument("--spy", type=Path, help="record with py-spy into this file")
     parser.add_argument("--top", type=Path, help="print the profile in this file")
+    parser.add_argument(
+        "--importtime", type=Path, help="write the timed command's -X importtime here"
+    )
+    parser.add_argument("--cprofile", type=Path, help="cProfile the timed command's main thread")
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
     args = parser.parse_args()
@@ -89,12 +96,18 @@ def main() -> int:
             else:
                 timed = upload
             timed += args.extra
+            stderr = None
+            if args.importtime:
+                timed = [timed[0], "-X", "importtime", *timed[1:]]
+                stderr = args.importtime.open("w", encoding="utf-8")
+            if args.cprofile:
+                timed = [timed[0], "-m", "cProfile", "-o", str(args.cprofile), *timed[1:]]
             if args.spy:
                 spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
                 timed = [spy, "record", "-r", "250", "-f", "raw", "-o", str(args.spy), "--", *timed]
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
-            subprocess.run(timed, env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(timed, env=env, check=True, stdout=subprocess.DEVNULL, stderr=stderr)
             wall = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
