@@ -89,9 +89,11 @@ def test_an_older_ledger_gains_the_missing_columns(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     connection = sqlite3.connect(path)
     for statement in sqlite_ddl.STATEMENTS:
-        if statement.startswith("CREATE TABLE items"):  # as before grp and ext existed
+        if statement.startswith("CREATE TABLE items"):  # as before grp, ext, store existed
             statement = statement.replace("grp VARCHAR(255), ext VARCHAR(32), ", "")
+            statement = statement.replace(", store TEXT", "")
             assert "grp" not in statement
+            assert "store" not in statement
         connection.execute(statement)
     connection.execute(
         "INSERT INTO items (bucket, key, source_path, size, mtime_ns, status, attempts,"
@@ -99,12 +101,13 @@ def test_an_older_ledger_gains_the_missing_columns(tmp_path: Path) -> None:
     )
     connection.commit()
     connection.close()
-    assert SqliteDatabase(path).missing_columns() == ["items.grp", "items.ext"]
+    assert SqliteDatabase(path).missing_columns() == ["items.grp", "items.ext", "items.store"]
 
     ledger = open_ledger(str(path))
-    ledger.record(_result("new.txt"), mtime_ns=1, run_id="r2", group="photos")
+    ledger.record(_result("new.txt"), mtime_ns=1, run_id="r2", group="photos", store="aws:aws")
     ledger.flush()
-    assert set(ledger.lookup("b", ["old", "new.txt"])) == {"old", "new.txt"}
+    found = ledger.lookup("b", ["old", "new.txt"])
+    assert {key: entry.store for key, entry in found.items()} == {"old": None, "new.txt": "aws:aws"}
     ledger.close()
     assert SqliteDatabase(path).missing_columns() == []
 

@@ -97,3 +97,33 @@ def test_an_older_ledger_gains_new_columns(tmp_path: Path) -> None:
     ledger.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT grp, ext FROM items").fetchone() == ("g", "jpg")
+
+
+def test_a_postgres_ledger_from_before_stores_gains_the_column(pg_schema_url: str) -> None:
+    """An existing shared ledger gets ``items.store`` on its next open; its old rows have
+    none (taken as the next run's store), new rows name theirs."""
+    import psycopg
+
+    ledger = open_ledger(pg_schema_url)
+    ledger.record(
+        UploadResult(Path("/x/old.jpg"), "b", "old.jpg", Status.DONE, size=1),
+        mtime_ns=1,
+        run_id="r",
+    )
+    ledger.close()
+    with psycopg.connect(pg_schema_url) as conn:  # as an older s3stow made it
+        conn.execute("ALTER TABLE items DROP COLUMN store")
+    ledger = open_ledger(pg_schema_url)
+    ledger.record(
+        UploadResult(Path("/x/new.jpg"), "b", "new.jpg", Status.DONE, size=1),
+        mtime_ns=1,
+        run_id="r2",
+        store="http://127.0.0.1:9000",
+    )
+    ledger.flush()
+    found = ledger.lookup("b", ["old.jpg", "new.jpg"])
+    assert {k: e.store for k, e in found.items()} == {
+        "old.jpg": None,
+        "new.jpg": "http://127.0.0.1:9000",
+    }
+    ledger.close()
