@@ -79,7 +79,8 @@ def test_a_row_from_another_endpoint_does_not_skip_the_file(
     assert _keys(seaweed, bucket) == ["p/a.txt", "p/b.txt"]
     warned = [r.getMessage() for r in caplog.records if "checked there" in r.getMessage()]
     assert len(warned) == 1, warned  # once per store, not per file
-    assert moto in warned[0] and seaweed in warned[0]
+    assert moto in warned[0]
+    assert seaweed in warned[0]
     with sqlite3.connect(ledger) as conn:
         assert conn.execute("SELECT DISTINCT store FROM items").fetchall() == [(seaweed,)]
 
