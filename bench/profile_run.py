@@ -13,6 +13,15 @@ arguments after ``--`` go to the timed s3stow command.
 ``--importtime FILE`` writes the timed command's ``python -X importtime`` lines to FILE;
 ``--cprofile FILE`` profiles its main thread (start-up is all there).
 
+``--peer TOOL`` (restore only: s5cmd, aws or rclone) times the peer on the same server
+and object, alternating with s3stow for ``--runs`` rounds (the order swapped every
+round). Each tool deletes its own previous output just before it runs, so both write
+into memory freed a moment earlier: on a VM, a first write to memory the host has
+taken back (free page reporting) costs several times the kernel time of a write to
+memory in use (see docs/performance.md, "A large restore is kernel time"), and which
+tool pays it depends on what ran before, not on the tool. The server's CPU is
+reported beside each run.
+
 ``--spy FILE`` records the timed command with py-spy (``pip install py-spy``; it
 samples every thread, where cProfile sees only the main one) as collapsed stacks,
 and ``--top FILE`` prints the functions with the most samples, by their own time and
@@ -31,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -74,6 +84,8 @@ def main() -> int:
     )
     parser.add_argument("--cprofile", type=Path, help="cProfile the timed command's main thread")
     parser.add_argument("--count", type=int, default=40)
+    parser.add_argument("--peer", help="restore: time this tool too, alternating (s5cmd...)")
+    parser.add_argument("--runs", type=int, default=1, help="rounds (with --peer)")
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
     args = parser.parse_args()
     if args.top:
@@ -90,6 +102,8 @@ def main() -> int:
             upload = [*base, "upload", str(src), "s3://bench/p", "--ledger", str(work / "u.db")]
             if args.mode != "upload":
                 subprocess.run(upload, env=env, check=True, stdout=subprocess.DEVNULL)
+            if args.mode == "restore" and args.peer:
+                return compare(server, env, work, args.peer, args.runs, args.extra)
             if args.mode == "restore":
                 dest, ledger = work / "restored", work / "r.db"
                 timed = [*base, "restore", "s3://bench/p", str(dest), "--ledger", str(ledger)]
@@ -105,19 +119,49 @@ def main() -> int:
             if args.spy:
                 spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
                 timed = [spy, "record", "-r", "250", "-f", "raw", "-o", str(args.spy), "--", *timed]
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            start = time.perf_counter()
-            subprocess.run(timed, env=env, check=True, stdout=subprocess.DEVNULL, stderr=stderr)
-            wall = time.perf_counter() - start
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-            user = after.ru_utime - before.ru_utime
-            print(
-                f"{args.mode} {args.dataset}: wall {wall:.2f} s, client CPU {cpu:.2f} s "
-                f"(user {user:.2f} s, system {cpu - user:.2f} s)"
-            )
+            print(f"{args.mode} {args.dataset}: {_measure(timed, env, server, stderr=stderr)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _measure(
+    argv: list[str], env: dict[str, str], server: BenchServer, *, stderr: IO[str] | None = None
+) -> str:
+    """Run ``argv``: its wall time, the client's CPU (user, system) and the server's."""
+    served = server.cpu()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=stderr)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    user = after.ru_utime - before.ru_utime
+    system = after.ru_stime - before.ru_stime
+    return (
+        f"wall {wall:.2f} s, client CPU {user + system:.2f} s (user {user:.2f} s, "
+        f"system {system:.2f} s), server CPU {server.cpu() - served:.2f} s"
+    )
+
+
+def compare(
+    server: BenchServer, env: dict[str, str], work: Path, peer: str, runs: int, extra: list[str]
+) -> int:
+    """s3stow's restore and ``peer``'s download of the same prefix, alternating."""
+    env = {**env, **ub.rclone_env(server.endpoint_url)}
+    tools = ["s3stow", peer]
+    for round_ in range(runs):
+        for tool in tools if round_ % 2 == 0 else tools[::-1]:
+            dest = work / f"restored-{tool}"
+            shutil.rmtree(dest, ignore_errors=True)  # its own output, freed just now
+            ledger = work / f"r-{round_}.db"
+            argv = ub.download_command(tool, server.endpoint_url, "p", dest, ledger=ledger)
+            if argv is None:
+                print(f"{tool}: not installed")
+                return 1
+            if tool == "s3stow":
+                argv += extra
+            dest.mkdir(parents=True)
+            print(f"round {round_ + 1} {tool:7s}: {_measure(argv, env, server)}", flush=True)
     return 0
 
 

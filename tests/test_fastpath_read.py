@@ -16,11 +16,15 @@ from typing import Any
 import pytest
 from awscrt import checksums as crt
 from botocore import handlers
+from botocore.exceptions import ClientError
 
 from s3stow.config import load_settings
 from s3stow.errors import TransferError
 from s3stow.store.base import ObjectInfo
+from s3stow.store.replay import Answered, Received
 from s3stow.store.s3 import S3Store, _info_of
+from s3stow.store.translate import error_code
+from s3stow.store.wire import get_headers
 from tests.faultproxy import FaultProxy
 
 MiB = 1024 * 1024
@@ -28,9 +32,9 @@ META = {"mtime": "2024-05-06T07:08:09.123456Z", "Odd-Case_Name": "Value  with  s
 
 
 def _store(server: Any) -> S3Store:
-    store = S3Store.from_settings(
-        load_settings(env={}, flags={"endpoint_url": server.endpoint_url})
-    )
+    """A store on ``server`` (or through a ``FaultProxy`` in front of it)."""
+    url = server.url if isinstance(server, FaultProxy) else server.endpoint_url
+    store = S3Store.from_settings(load_settings(env={}, flags={"endpoint_url": url}))
     assert store.client is not None  # made, with its fast path
     return store
 
@@ -210,6 +214,106 @@ def test_a_changed_object_and_a_bad_range_reach_the_caller_as_botocore_s_errors(
     assert fast.sent == sent + 2  # both tried on the fast path first, botocore repeated them
     assert fast.off_reason(bucket) is None  # answers about one request: the path stays on
     assert store.stat_object(bucket, "p/missing") is None
+    assert fast.off_reason(bucket) is None  # a missing key too
+
+
+def _sent_to_server(proxy: FaultProxy, key: str) -> list[str]:
+    """The requests for ``key`` that reached the server, by whom ("fast"/"botocore")."""
+    return [
+        "fast" if "fastpath" in headers.get("user-agent", "") else "botocore"
+        for line, headers in zip(list(proxy.log), list(proxy.headers), strict=False)
+        if line.split("?")[0].endswith(f"/{key}")
+    ]
+
+
+def _same_client_error(ours: BaseException | None, theirs: ClientError) -> None:
+    """The same botocore exception: class, message, parsed error, status, retry count
+    and header names (a date and a request id differ from one answer to the next)."""
+    assert isinstance(ours, ClientError)
+    assert type(ours) is type(theirs)
+    assert str(ours) == str(theirs)
+    assert ours.response["Error"] == theirs.response["Error"]
+    assert ours.operation_name == theirs.operation_name
+    mine, other = ours.response["ResponseMetadata"], theirs.response["ResponseMetadata"]
+    assert {k: v for k, v in mine.items() if k not in ("HTTPHeaders", "RequestId", "HostId")} == {
+        k: v for k, v in other.items() if k not in ("HTTPHeaders", "RequestId", "HostId")
+    }
+    assert set(mine["HTTPHeaders"]) == set(other["HTTPHeaders"])
+    assert set(mine) == set(other)
+
+
+@pytest.mark.engines
+def test_a_missing_key_is_botocore_s_own_error_and_the_fast_path_stays_on(
+    engine: str, proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    """An object deleted after the listing: the fast path's 404 to each of restore's
+    reads (a whole GET with its checksum mode, a ranged GET, a HEAD) is raised as
+    botocore raises it for the same request, side by side, after one request only, and
+    the next read of the bucket still goes the fast way."""
+    s3.put_object(Bucket=bucket, Key="p/warm", Body=b"warm")
+    s3.put_object(Bucket=bucket, Key="p/gone", Body=b"0123456789")
+    warm = s3.head_object(Bucket=bucket, Key="p/warm")["ETag"][1:-1]
+    gone = s3.head_object(Bucket=bucket, Key="p/gone")["ETag"][1:-1]
+    s3.delete_object(Bucket=bucket, Key="p/gone")
+    store = _store(proxy)
+    match = f'"{gone}"'
+    reads: list[tuple[dict[str, Any], dict[str, Any]]] = [  # store arguments, botocore's
+        ({"if_match": gone, "checksum_mode": True}, {"IfMatch": match, "ChecksumMode": "ENABLED"}),
+        ({"if_match": gone, "byte_range": (0, 4)}, {"IfMatch": match, "Range": "bytes=0-4"}),
+    ]
+    for ours, _ in reads:  # botocore sends the first of each shape; the fast path learns
+        b"".join(store.get_object(bucket, "p/warm", **{**ours, "if_match": warm}).chunks(MiB))
+    assert store.stat_object(bucket, "p/warm") is not None
+    fast = store.fast_path
+    assert fast is not None
+    for ours, theirs in reads:
+        with pytest.raises(ClientError) as botocore_s:
+            store.client.get_object(Bucket=bucket, Key="p/gone", **store._read_args(theirs))
+        proxy.reset()
+        with pytest.raises(TransferError) as fast_s:
+            _fast_only(store, store.get_object, bucket, "p/gone", **ours)
+        assert _sent_to_server(proxy, "p/gone") == ["fast"]  # botocore read it, not resent
+        _same_client_error(fast_s.value.__cause__, botocore_s.value)
+        expected = store.translate(botocore_s.value, bucket, "p/gone")
+        assert (type(fast_s.value), str(fast_s.value), fast_s.value.code) == (
+            type(expected), str(expected), expected.code,
+        )  # fmt: skip
+        assert fast_s.value.code == "NoSuchKey"
+        assert not fast_s.value.transient
+    # HEAD: stat_object answers None for a missing key either way; the exception under it
+    with pytest.raises(ClientError) as botocore_s:
+        store.client.head_object(Bucket=bucket, Key="p/gone", ChecksumMode="ENABLED")
+    proxy.reset()
+    assert _fast_only(store, store.stat_object, bucket, "p/gone") is None
+    assert _sent_to_server(proxy, "p/gone") == ["fast"]
+    with pytest.raises(Answered) as answered:
+        fast.head(bucket, "p/gone", get_headers({"ChecksumMode": "ENABLED"}), part_number=None)
+    with store._replay.answering(answered.value.received), pytest.raises(ClientError) as read:
+        store.client.head_object(Bucket=bucket, Key="p/gone", ChecksumMode="ENABLED")
+    _same_client_error(read.value, botocore_s.value)
+    assert error_code(read.value) == "404"
+    # the path stays on: the next reads of the bucket are the fast path's alone
+    assert fast.off_reason(bucket) is None
+    proxy.reset()
+    body = _fast_only(store, store.get_object, bucket, "p/warm", if_match=warm, checksum_mode=True)
+    assert b"".join(body.chunks(MiB)) == b"warm"
+    assert _fast_only(store, store.stat_object, bucket, "p/warm") is not None
+    assert _sent_to_server(proxy, "p/warm") == ["fast", "fast"]
+
+
+def test_botocore_sends_its_own_request_when_it_is_not_the_one_answered(
+    proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    """The answer is handed to botocore only for the request it answered: another
+    request (another key here) is sent, once, and the hand-over is used up."""
+    s3.put_object(Bucket=bucket, Key="p/there", Body=b"x")
+    store = _store(proxy)
+    other = Received("HEAD", f"{proxy.url}/{bucket}/p/elsewhere", 404, [], b"")
+    with store._replay.answering(other):
+        response = store.client.head_object(Bucket=bucket, Key="p/there")
+        assert response["ContentLength"] == 1
+        assert store.client.head_object(Bucket=bucket, Key="p/there")["ContentLength"] == 1
+    assert _sent_to_server(proxy, "p/there") == ["botocore", "botocore"]
 
 
 def test_headers_read_as_botocore_parses_them() -> None:

@@ -248,6 +248,38 @@ def test_a_one_file_upload_imports_only_what_it_needs(
     assert not {"botocore.client", "botocore.parsers", "botocore.session"} & again
 
 
+def test_a_restore_imports_only_what_it_needs(s3_server: LocalS3Server, tmp_path: Path) -> None:
+    """``restore -q`` prints no summary and draws no progress: no rich, as for ``upload
+    -q`` (about 50 modules); without ``-q`` the summary is printed with rich."""
+    from tests.conftest import s3_client
+
+    bucket = f"t-{uuid.uuid4().hex[:20]}"
+    s3 = s3_client(s3_server.endpoint_url)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="p/one.txt", Body=b"x" * 1024)
+    runs = []
+    for n in range(2):
+        argv = [
+            *(["-q"] if n else []),
+            "--endpoint-url",
+            s3_server.endpoint_url,
+            "restore",
+            f"s3://{bucket}/p",
+            str(tmp_path / f"out{n}"),
+            "--ledger",
+            str(tmp_path / f"ledger{n}.db"),
+        ]
+        runs.append(_upload(argv, tmp_path / "cache"))
+        assert (tmp_path / f"out{n}" / "one.txt").read_bytes() == b"x" * 1024
+    assert "rich" in runs[0]["modules"]  # the summary is printed with rich
+    assert "rich" not in runs[1]["modules"]  # -q: no summary, no progress, no rich
+    for result in runs:
+        modules = set(result["modules"])
+        present = [m for m in NOT_IN_AN_UPLOAD if m in modules]
+        assert present == [], f"a restore imported {present}"
+        assert len(modules) <= MODULE_BOUND, f"{len(modules)} modules (bound {MODULE_BOUND})"
+
+
 def test_commands_that_run_long_release_the_collector() -> None:
     """The collector held at start-up comes back once the settings are resolved; the
     commands that run long without settings release it themselves."""

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.helptext import examples
@@ -209,6 +208,8 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
         observers.append(FailureLines(sys.stderr))
     else:
         if sys.stderr.isatty():
+            from rich.console import Console  # rich only where it draws (not with -q)
+
             observers.append(LiveProgress(Console(file=sys.stderr), plan=plan, receiving=True))
         else:
             interval = settings.progress_interval

@@ -9,15 +9,15 @@ but is not readable yet) and, in a dry run, ``would_restore``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any
 
 from s3stow.models import Decision, RunSummary, Status, UploadResult
 from s3stow.report.console import SHOWN_PLANNED
 from s3stow.restore.glacier import PENDING
 from s3stow.units import format_duration, format_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass(slots=True)
@@ -75,6 +75,8 @@ def print_restore_summary(
 ) -> None:
     """The final human summary: always printed, even after an interrupt. A dry run lists
     every object with ``list_all`` (-v, or output that is not a terminal)."""
+    from rich.markup import escape  # rich only where a summary is printed (not with -q)
+
     plain: dict[str, Any] = {"markup": False, "highlight": False}
     if summary.would_restore:
         planned = summary.would_restore

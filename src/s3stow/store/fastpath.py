@@ -24,11 +24,15 @@ HTTP session (``capture.connection_of``). A bucket whose request cannot be prove
 equal stays with botocore (the reason is logged under ``--debug``).
 
 Fail closed: only success is handled here (200 or 204; 200 or 206 for GetObject and
-HeadObject). Any other answer returns ``None`` and the caller repeats the request
+HeadObject). A key that does not exist (404 NoSuchKey to a GetObject, 404 to a
+HeadObject: an object deleted after the listing) is a normal answer: it raises
+``replay.Answered``, and the store has botocore read that same answer (``Replay``), so
+it is raised exactly as botocore raises it, without a second request, and the path
+stays on. Any other answer returns ``None`` and the caller repeats the request
 through botocore (with one attempt fewer, so ``max_attempts`` still bounds the
 requests), which retries, follows redirects and translates errors as usual. An answer
-that says the configuration is wrong for this path (a redirect, 400, 401, 403, 404,
-any status but those below) or a TLS, DNS or refused-connection error sends the
+that says the configuration is wrong for this path (a redirect, 400, 401, 403, another
+404, any status but those below) or a TLS, DNS or refused-connection error sends the
 bucket to botocore for the rest of the run. Answers about load or about this one
 request leave the path on: 429 and 5xx (throttling reaches the limiter), 412
 (``If-None-Match``: the object exists; ``If-Match``: it changed), 416 (a range
@@ -65,6 +69,7 @@ from s3stow.store.capture import (
     Template,
     learn,
 )
+from s3stow.store.replay import Answered, Received
 from s3stow.store.sigv4 import UNSIGNED_PAYLOAD, Credentials, canonical_query, sign
 from s3stow.store.wire import info_from_headers, parse_list_page, span_of
 
@@ -324,6 +329,9 @@ class FastPath:
         status = answer.status
         if status in ok:
             return answer
+        if _missing_key(operation, answer):
+            url = f"{template.scheme}://{template.netloc}{target}"
+            raise Answered(Received(method, url, status, answer.pairs, answer.body))
         self.fallbacks += 1
         if status in _TRANSIENT_STATUS:
             if self._on_transient:
@@ -495,6 +503,14 @@ class FastPath:
                 sock.close()
 
         return done
+
+
+def _missing_key(operation: str, answer: Answer) -> bool:
+    """A 404 that says the key does not exist: S3's NoSuchKey to a GetObject, or any
+    404 to a HeadObject (a HEAD answer has no body; botocore reads it as "404")."""
+    if answer.status != 404 or operation not in ("GetObject", "HeadObject"):
+        return False
+    return operation == "HeadObject" or b"<Code>NoSuchKey</Code>" in answer.body
 
 
 def _payload_sha256(body: bytes | FileRange) -> str:

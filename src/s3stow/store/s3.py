@@ -30,6 +30,7 @@ from s3stow.store.capture import Recorder, connection_of
 from s3stow.store.checksums import Digest
 from s3stow.store.client import make_client, make_session
 from s3stow.store.learngate import LearningGate
+from s3stow.store.replay import Answered, Replay
 from s3stow.store.wire import (
     CHECKSUM_FIELDS,
     get_headers,
@@ -86,6 +87,7 @@ class S3Store:
         self._on_throttle = on_throttle
         self._lock = threading.RLock()
         self._recorder = Recorder()
+        self._replay = Replay()
         self._gate = LearningGate()
         self.transient_errors = 0  # responses/exceptions botocore may retry
         self.list_page_size: int | None = None  # ListObjectsV2 max-keys; None: 1,000
@@ -108,6 +110,7 @@ class S3Store:
     def _attach(self, client: Any) -> None:
         client.meta.events.register("needs-retry.s3", self._observe_retry)
         self._recorder.attach(client)
+        self._replay.attach(client)
 
     @classmethod
     def from_settings(
@@ -596,7 +599,8 @@ class S3Store:
     ) -> _R:
         """A GetObject/HeadObject: the fast path once it knows the shape (one request of
         an unknown shape teaches it while the others wait, ``LearningGate``), else
-        botocore (with one attempt fewer after a fast attempt)."""
+        botocore (with one attempt fewer after a fast attempt). A missing key's answer
+        on the fast path is read by botocore (``Replay``), not sent again."""
         path = self._fast
         if path is None or headers is None:
             return botocore(attempted=False)
@@ -609,7 +613,11 @@ class S3Store:
                 return botocore(attempted=False)
         if not path.knows(bucket, operation, headers):
             return botocore(attempted=False)
-        answer = fast(path)
+        try:
+            answer = fast(path)
+        except Answered as answered:
+            with self._replay.answering(answered.received):
+                return botocore(attempted=False)
         return answer if answer is not None else botocore(attempted=True)
 
     def get_object(
