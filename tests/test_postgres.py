@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from s3stow.ledger import MultipartState, open_ledger
 from s3stow.models import PartRecord, Status, UploadResult
@@ -127,3 +129,47 @@ def test_a_postgres_ledger_from_before_stores_gains_the_column(pg_schema_url: st
         "new.jpg": "http://127.0.0.1:9000",
     }
     ledger.close()
+
+
+def test_no_secret_reaches_the_runs_settings(
+    cli, bucket, pg_schema_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A database password in the ledger URL and credentials in the endpoint URL are
+    redacted in ``runs.settings`` (``retry`` reads it back) and the job's settings."""
+    make_tree(tmp_path / "src", {"a.txt": 5})
+    secret_url = pg_schema_url.replace("postgres@", "postgres:hunter2secret@", 1)  # trust auth
+    endpoint = cli.endpoint.replace("http://", "http://testing:topsecretkey@", 1)
+    args = ("--endpoint-url", endpoint, "upload", "src", f"s3://{bucket}/p", "--ledger", secret_url)
+    done = cli(*args)
+    assert done.code == 0, done.output
+    job = cli("--endpoint-url", endpoint, "job", "plan", "src", f"s3://{bucket}/j", "--job", "j1",
+              "--ledger", secret_url)  # fmt: skip
+    assert job.code == 0, job.output
+    with psycopg.connect(pg_schema_url) as conn:
+        stored = [r[0] for r in conn.execute("SELECT settings FROM runs").fetchall()]
+        stored += [r[0] for r in conn.execute("SELECT settings FROM jobs").fetchall()]
+    assert len(stored) == 2
+    for settings in stored:
+        assert "hunter2secret" not in settings
+        assert "topsecretkey" not in settings
+
+
+def test_retry_does_not_take_back_a_redacted_value(tmp_path: Path) -> None:
+    from s3stow.config import load_settings
+    from s3stow.errors import ConfigError
+    from s3stow.plan.retries import run_settings
+
+    stored = json.dumps(
+        {
+            "endpoint_url": "http://user:***@127.0.0.1:9000",
+            "ledger": "postgresql://postgres:***@db/ledger",
+            "concurrency": 7,
+        }
+    )
+    base = load_settings(env={}, flags={"ledger": "postgresql://postgres:real@db/ledger"})
+    with pytest.raises(ConfigError, match="give --endpoint-url again"):
+        run_settings(stored, base=base, overrides={})
+    again = run_settings(stored, base=base, overrides={"endpoint_url": "http://127.0.0.1:9000"})
+    assert again.endpoint_url == "http://127.0.0.1:9000"
+    assert again.ledger == "postgresql://postgres:real@db/ledger"  # this command's own
+    assert again.concurrency == 7  # what the run used

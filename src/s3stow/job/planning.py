@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from s3stow.job import schema
 from s3stow.job.db import first_line, transient
+from s3stow.logs import redact
 from s3stow.models import SourceFile
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Plan:
     ) -> None:
         self.queue = queue
         self.job = queue.job
-        self.target = {"bucket": bucket, "prefix": prefix, "settings": json.dumps(settings)}
+        self.target = {"bucket": bucket, "prefix": prefix, "settings": redact(json.dumps(settings))}
         self._session: Connection | None = None
 
     def __enter__(self) -> Plan:

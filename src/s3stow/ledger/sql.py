@@ -225,7 +225,9 @@ class Ledger:
                 "bucket": bucket,
                 "prefix": prefix,
                 "sources": json.dumps(list(sources)),
-                "settings": json.dumps(settings, default=str),
+                # never a secret: a database password in a ledger URL, credentials in an
+                # endpoint URL (``run_settings`` does not take redacted values back)
+                "settings": redact(json.dumps(settings, default=str)),
                 "started_at": time.time(),
             },
         )

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.config import Settings
+from s3stow.errors import ConfigError
 from s3stow.ledger import Ledger, LedgerEntry
+from s3stow.logs import REDACTED
 from s3stow.models import PlannedUpload, SourceFile, Status, Target, UploadResult
 from s3stow.plan.failures import FailedItem, resolve_local
 from s3stow.plan.keys import UnsafeKeyError, is_local_key, normalise_prefix, validate_bucket
@@ -261,9 +263,20 @@ def _plan(batch: RetryBatch, planner: Planner, path: Path, key: str, *, missing_
 def run_settings(stored: str | None, *, base: Settings, overrides: dict[str, Any]) -> Settings:
     """The settings a run used (as stored in the ledger), with this command's overrides."""
     data: dict[str, Any] = base.model_dump()
+    given = {k: v for k, v in overrides.items() if v is not None}
     if stored:
         saved = json.loads(stored)
-        data.update({k: v for k, v in saved.items() if k in Settings.model_fields})
-    data.update({k: v for k, v in overrides.items() if v is not None})
+        for key, value in saved.items():
+            if key not in Settings.model_fields:
+                continue
+            if isinstance(value, str) and REDACTED in value:  # a secret the ledger did not keep
+                if key == "endpoint_url" and key not in given and base.endpoint_url is None:
+                    raise ConfigError(
+                        "the run's endpoint URL held credentials, which the ledger does not keep",
+                        hint="give --endpoint-url again",
+                    )
+                continue  # this command's own value stands
+            data[key] = value
+    data.update(given)
     data.update(force=False, limit=None)
     return Settings.model_validate(data)
