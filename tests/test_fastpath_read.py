@@ -333,3 +333,41 @@ def test_an_unreadable_read_answer_is_repeated_by_botocore_and_turns_the_path_of
     read("p/a")  # botocore now
     assert agents() == [False]
     assert fast.off_reason("another-bucket") is None
+
+
+def test_a_body_read_to_its_end_gives_its_connection_back_and_one_closed_early_does_not(
+    seaweed_server: Any, seaweed_s3: Any, seaweed_bucket: str
+) -> None:
+    """A streamed GetObject body holds this thread's connection: read to its end, the
+    next request reuses it; closed before its end (its rest still on the wire), the
+    connection is dropped and the next request opens another. Counted as the
+    connections a TCP forwarder in front of the server accepts (SeaweedFS: moto's
+    server closes every connection after one answer)."""
+    from tests.tcpproxy import TcpProxy
+
+    bucket = seaweed_bucket
+    seaweed_s3.put_object(Bucket=bucket, Key="p/a", Body=b"x" * 100_000)
+    forwarder = TcpProxy(seaweed_server.port)
+    forwarder.start()
+    try:
+        store = S3Store.from_settings(
+            load_settings(env={}, flags={"endpoint_url": f"http://127.0.0.1:{forwarder.port}"})
+        )
+        assert store.client is not None  # made, with its fast path
+
+        def get() -> Any:
+            return store.get_object(bucket, "p/a")
+
+        b"".join(get().chunks(MiB))  # botocore; the fast path learns the shape
+        b"".join(_fast_only(store, get).chunks(MiB))  # the fast path's connection
+        opened = forwarder.accepted
+        for _ in range(2):
+            assert b"".join(_fast_only(store, get).chunks(MiB)) == b"x" * 100_000
+        assert forwarder.accepted == opened  # the same connection, given back each time
+        body = _fast_only(store, get)
+        next(iter(body.chunks(1000)))
+        body.close()  # early: the rest of the body is still on the wire
+        assert b"".join(_fast_only(store, get).chunks(MiB)) == b"x" * 100_000
+        assert forwarder.accepted == opened + 1
+    finally:
+        forwarder.stop()
