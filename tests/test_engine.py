@@ -451,18 +451,36 @@ def test_upload_file_reports_what_cannot_be_uploaded_and_raises_what_stops_a_run
 ) -> None:
     from s3stow.errors import AuthError, SourceError
 
-    uploader, _ = _uploader(proxy, tmp_path)
+    uploader, _ = _uploader(proxy, tmp_path, min_size=2)
     target = f"s3://{bucket}/p"
     with pytest.raises(SourceError, match="does not exist"):
         uploader.upload_file(tmp_path / "nope.txt", target=target)
+    # one file is asked for: a directory (empty, or whose first entry is a FIFO or a
+    # file) is refused, not walked for a file to take
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(SourceError, match="is a directory"):
+        uploader.upload_file(folder, target=target)
+    os.mkfifo(folder / "0fifo")
+    (folder / "a.txt").write_bytes(b"xx")
+    with pytest.raises(SourceError, match="is a directory"):
+        uploader.upload_file(folder, target=target)
     odd = tmp_path / "bad\nname.txt"
-    odd.write_bytes(b"x")
+    odd.write_bytes(b"xx")
     refused = uploader.upload_file(odd, target=target)
     assert (refused.status, refused.error_class) == (Status.FAILED, "UnsafeKey")
-    assert refused.error
+    assert (refused.path, refused.key, refused.size) == (odd, "p/bad\nname.txt", 2)
+    assert refused.error is not None
+    assert "control character" in refused.error
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"x")  # below min_size
+    left = uploader.upload_file(small, target=target)
+    assert (left.status, left.error_class, left.path) == (Status.FAILED, "NotSelected", small)
+    assert left.error is not None
+    assert left.error.startswith("not selected")
     assert not proxy.requests(r"^PUT ")
     good = tmp_path / "good.txt"
-    good.write_bytes(b"x")
+    good.write_bytes(b"xx")
     proxy.add(r"^PUT ", "status", times=10, status=403, code="AccessDenied")
     with pytest.raises(AuthError):
         uploader.upload_file(good, target=target)

@@ -279,16 +279,21 @@ def test_a_fast_listing_keeps_to_its_prefix_and_an_unreadable_one_goes_to_botoco
     proxy.headers.clear()
     for _ in range(2):  # botocore (learned), then the fast path
         assert [o.key for o in store.list_objects(bucket, "p/")] == ["p/a", "p/b"]
+    # a 500 is one fallback (botocore repeats the page), and the path stays on
+    proxy.add(r"^GET .*list-type", "status", status=500, code="InternalError", agent="fastpath")
+    assert [o.key for o in store.list_objects(bucket, "p/")] == ["p/a", "p/b"]
+    assert (fast.fallbacks, fast.off_reason(bucket)) == (1, None)
     proxy.add(
         r"^GET .*list-type", "rewrite_body", value="<html>bad gateway</html>", agent="fastpath"
     )
     assert [o.key for o in store.list_objects(bucket, "q/")] == ["q/c"]
+    assert fast.fallbacks == 2
     reason = fast.off_reason(bucket)
     assert reason is not None
     assert reason.startswith("an unreadable listing (")
     assert [o.key for o in store.list_objects(bucket, "")] == ["p/a", "p/b", "pq", "q/c"]
     agents = ["fastpath" in h.get("user-agent", "") for h in proxy.headers]
-    assert agents == [False, True, True, False, False]
+    assert agents == [False, True, True, False, True, False, False]
 
 
 def test_doctor_finds_the_fast_path_answering_as_botocore_and_names_its_listing(

@@ -373,3 +373,105 @@ def test_a_body_cut_midway_is_fetched_again_whole(
     ]
     assert fast == [True, True]  # cut, then again whole, both on the fast path
     assert summary.transient_errors >= 1
+
+
+@pytest.mark.parametrize("operation", ["GetObject", "HeadObject"])
+def test_an_unreadable_read_answer_is_repeated_by_botocore_and_turns_the_path_off(
+    proxy: FaultProxy, s3: Any, bucket: str, operation: str
+) -> None:
+    """A 200 whose headers cannot be read (a Last-Modified that is no date) is
+    repeated by botocore, whose answer the caller gets, and sends the bucket to
+    botocore for good, with the reason (doctor and --debug show it). A readable answer
+    is the fast path's alone: botocore does not repeat it."""
+    from s3stow.config import Settings
+
+    s3.put_object(Bucket=bucket, Key="p/a", Body=b"abc")
+    s3.put_object(Bucket=bucket, Key="p/b", Body=b"defg")
+    store = S3Store.from_settings(Settings(endpoint_url=proxy.url, path_style=True))
+    assert store.client is not None  # built with its fast path
+    fast = store.fast_path
+    assert fast is not None
+
+    def read(key: str) -> tuple[ObjectInfo, bytes]:
+        if operation == "GetObject":
+            body = store.get_object(bucket, key)
+            return body.info, b"".join(body.chunks(MiB))
+        info = store.stat_object(bucket, key)
+        assert info is not None
+        return info, b""
+
+    def agents() -> list[bool]:  # per request since the last call: the fast path's?
+        seen = ["fastpath" in h.get("user-agent", "") for h in proxy.headers]
+        proxy.headers.clear()
+        return seen
+
+    read("p/a")  # botocore; the fast path learns the shape
+    agents()
+    good, data = read("p/a")
+    assert agents() == [True]
+    assert (good.key, good.size, data) == ("p/a", 3, b"abc" if operation == "GetObject" else b"")
+    method = "GET" if operation == "GetObject" else "HEAD"
+    # a 500 is one fallback: botocore repeats the request, the path stays on
+    proxy.add(rf"^{method} /{bucket}/p/a", "status", status=500, code="InternalError")
+    assert read("p/a")[0].size == 3
+    assert agents() == [True, False]
+    assert fast.fallbacks == 1
+    assert fast.off_reason(bucket) is None
+    sent = fast.sent
+    proxy.add(
+        rf"^{method} /{bucket}/p/b",
+        "rewrite_header",
+        header="Last-Modified",
+        value="not a date",
+        agent="fastpath",
+    )
+    info, data = read("p/b")
+    assert agents() == [True, False]
+    assert (info.key, info.size) == ("p/b", 4)
+    assert info.last_modified is not None  # botocore's answer
+    assert data == (b"defg" if operation == "GetObject" else b"")
+    assert (fast.sent, fast.fallbacks) == (sent + 1, 2)
+    reason = fast.off_reason(bucket)
+    assert reason is not None
+    assert reason.startswith(f"an unreadable {operation} answer (")
+    read("p/a")  # botocore now
+    assert agents() == [False]
+    assert fast.off_reason("another-bucket") is None
+
+
+def test_a_body_read_to_its_end_gives_its_connection_back_and_one_closed_early_does_not(
+    seaweed_server: Any, seaweed_s3: Any, seaweed_bucket: str
+) -> None:
+    """A streamed GetObject body holds this thread's connection: read to its end, the
+    next request reuses it; closed before its end (its rest still on the wire), the
+    connection is dropped and the next request opens another. Counted as the
+    connections a TCP forwarder in front of the server accepts (SeaweedFS: moto's
+    server closes every connection after one answer)."""
+    from tests.tcpproxy import TcpProxy
+
+    bucket = seaweed_bucket
+    seaweed_s3.put_object(Bucket=bucket, Key="p/a", Body=b"x" * 100_000)
+    forwarder = TcpProxy(seaweed_server.port)
+    forwarder.start()
+    try:
+        store = S3Store.from_settings(
+            load_settings(env={}, flags={"endpoint_url": f"http://127.0.0.1:{forwarder.port}"})
+        )
+        assert store.client is not None  # made, with its fast path
+
+        def get() -> Any:
+            return store.get_object(bucket, "p/a")
+
+        b"".join(get().chunks(MiB))  # botocore; the fast path learns the shape
+        b"".join(_fast_only(store, get).chunks(MiB))  # the fast path's connection
+        opened = forwarder.accepted
+        for _ in range(2):
+            assert b"".join(_fast_only(store, get).chunks(MiB)) == b"x" * 100_000
+        assert forwarder.accepted == opened  # the same connection, given back each time
+        body = _fast_only(store, get)
+        next(iter(body.chunks(1000)))
+        body.close()  # early: the rest of the body is still on the wire
+        assert b"".join(_fast_only(store, get).chunks(MiB)) == b"x" * 100_000
+        assert forwarder.accepted == opened + 1
+    finally:
+        forwarder.stop()

@@ -15,6 +15,7 @@ import os
 import random
 import re
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,35 @@ def test_a_put_never_acknowledged_with_our_checksum_is_never_done(
     assert "p/f.bin" in (result.error or "")
     assert (result.path, result.size) == (path, 3000)
     assert len(proxy.requests(put)) == puts
+
+
+def test_a_file_rewritten_while_its_put_is_in_flight_is_changed_not_done(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Rewritten in place once its bytes were sent, the same size and the mtime put
+    back: only the identity taken before the first byte was read (the status-change
+    time) tells, and the file is reported changed, not done (done would let the next
+    run skip the new bytes)."""
+    path, data = _file(tmp_path, 3000)
+    put = rf"^PUT /{bucket}/p/f\.bin$"
+    held = proxy.add(put, "hold")
+    uploader = _uploader(proxy, bucket)
+
+    def rewrite() -> None:
+        while not held.hits:  # the PUT reached the proxy, its bytes read from memory
+            threading.Event().wait(0.01)
+        before = path.stat()
+        path.write_bytes(bytes(reversed(data)))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        held.release()
+
+    rewriter = threading.Thread(target=rewrite)
+    rewriter.start()
+    result = uploader.upload_file(path)
+    rewriter.join()
+    assert (result.status, result.error_class) == (Status.CHANGED, "SourceChanged")
+    assert len(proxy.requests(put)) == 1
+    assert _body(s3, bucket, "p/f.bin") == data  # what was read before the rewrite
 
 
 def test_a_part_echoing_another_checksum_is_resent(

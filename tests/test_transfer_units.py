@@ -1,14 +1,17 @@
-"""Part sizing within S3's limits, the AIMD request limiter, the memory budget."""
+"""Part sizing within S3's limits, the AIMD request limiter, the memory budget, the
+run's counts (``Tally``)."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from s3stow.errors import TransferError
+from s3stow.models import Reason, RunSummary, SourceFile, Status, UploadResult
 from s3stow.transfer.limits import MemoryBudget, RequestLimiter
 from s3stow.transfer.parts import (
     MAX_OBJECT,
@@ -18,6 +21,7 @@ from s3stow.transfer.parts import (
     choose_part_size,
     part_ranges,
 )
+from s3stow.transfer.tally import Tally
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -191,3 +195,68 @@ def test_limiter_cooldown_is_measured_inclusively(monkeypatch: pytest.MonkeyPatc
     now[0] += 0.5  # exactly 2.0 later
     limiter.on_throttle()
     assert limiter.limit == 4
+
+
+def _source(name: str, group: str = "") -> SourceFile:
+    return SourceFile(Path(name), name, 10, 1, Path("."), group=group)
+
+
+def _result(name: str, status: Status, reason: Reason | None = None) -> UploadResult:
+    return UploadResult(Path(name), "b", name, status, reason=reason)
+
+
+def test_tally_counts_each_outcome_once_under_its_group() -> None:
+    summary = RunSummary("r")
+    tally = Tally()
+    cases = [
+        (Status.DONE, Reason.REMOTE_MATCH, "photos"),  # already there: skipped
+        (Status.DONE, Reason.NEW, "photos"),
+        (Status.DONE, None, ""),
+        (Status.SKIPPED, Reason.LEDGER_DONE, "photos"),
+        (Status.CHANGED, None, "photos"),
+        (Status.FAILED, None, "docs"),
+    ]
+    results = []
+    for i, (status, reason, group) in enumerate(cases):
+        results.append(_result(f"f{i}", status, reason))
+        tally.count(summary, results[-1], _source(f"f{i}", group))
+    tally.count(summary, _result("gone", Status.FAILED), None)  # no source: no group
+    assert (summary.uploaded, summary.skipped, summary.changed, summary.failed) == (2, 2, 1, 2)
+    assert summary.failures == [results[4], results[5], summary.failures[2]]
+    assert summary.failures[2].path == Path("gone")
+    zero = {"files": 0, "uploaded": 0, "skipped": 0, "failed": 0, "bytes_uploaded": 0}
+    assert summary.groups == {
+        "photos": {**zero, "files": 4, "uploaded": 1, "skipped": 2, "failed": 1},
+        "(none)": {**zero, "files": 2, "uploaded": 1, "failed": 1},
+        "docs": {**zero, "files": 1, "failed": 1},
+    }
+
+
+def test_tally_bytes_are_those_since_the_mark_by_group() -> None:
+    """One ``Uploader`` runs many times (watch, retry): each run's summary gets the bytes
+    sent and resumed since its own mark, and a group first seen after the mark counts
+    in full."""
+    tally = Tally()
+    tally.add_sent(_source("a", "photos"), 100)
+    tally.add_resumed(7)
+    first = RunSummary("1")
+    tally.close(first, tally.mark())  # nothing since the mark
+    assert (first.bytes_uploaded, first.bytes_resumed, first.groups) == (0, 0, {})
+
+    mark = tally.mark()
+    tally.add_sent(_source("a", "photos"), 30)
+    tally.add_sent(_source("b", "photos"), 5)
+    tally.add_sent(_source("c"), 40)  # no group
+    tally.add_sent(_source("d", "docs"), 2)
+    tally.add_resumed(11)
+    tally.add_resumed(3)
+    second = RunSummary("2")
+    tally.close(second, mark)
+    assert second.bytes_uploaded == 77
+    assert second.bytes_resumed == 14
+    sent = {group: counts["bytes_uploaded"] for group, counts in second.groups.items()}
+    assert sent == {"photos": 35, "(none)": 40, "docs": 2}
+    # the mark is a copy: later bytes do not move it
+    tally.add_sent(_source("a", "photos"), 1)
+    assert mark.sent == {"photos": 100}
+    assert mark.resumed == 7

@@ -379,7 +379,7 @@ class FastPath:
         token: str | None,
         *,
         max_keys: int | None = None,
-        storage_class: bool = False,
+        storage_class: bool,
     ) -> tuple[list[ObjectInfo], str | None] | None:
         """One ListObjectsV2 page: (objects, next continuation token), or ``None``;
         with ``storage_class`` each object's class too."""

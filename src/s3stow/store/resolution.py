@@ -59,7 +59,11 @@ def compare_fast_path(store: S3Store, bucket: str, prefix: str) -> tuple[bool, s
     reason = fast.off_reason(bucket)
     if reason is None:
         headed = fast.head_bucket(bucket)
-        listed = fast.list_page(bucket, prefix, None, max_keys=5) if headed else None
+        listed = (
+            fast.list_page(bucket, prefix, None, max_keys=5, storage_class=False)
+            if headed
+            else None
+        )
         expected = [o["Key"] for o in page.get("Contents", [])]
         if listed is None or [o.key for o in listed[0]] != expected:
             fast.turn_off(bucket, "its answers differed from botocore's")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.config import Settings
-from s3stow.errors import LedgerError, S3StowError
+from s3stow.errors import LedgerError, S3StowError, SourceError
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import (
     INFORMATIONAL_SKIPS,
@@ -157,7 +157,12 @@ class Uploader:
         """Upload one file (to ``key``, or prefix + file name) and return its result."""
         resolved = self._target(target)
         path = Path(path)
-        found = next(iter(discover(check_sources([path]))))
+        check_sources([path])
+        if path.is_dir():  # discovery would walk it: one file is asked for
+            raise SourceError(
+                f"source {path} is a directory", hint="upload_tree uploads a directory"
+            )
+        found = next(iter(discover([path])))
         if isinstance(found, Skipped):
             return UploadResult(
                 path,
@@ -169,10 +174,16 @@ class Uploader:
             )
         if key is None:
             planned = Planner(self.settings, resolved).plan(found)
-            if planned is None or isinstance(planned, Refused):
-                reason = planned.reason if planned is not None else "not selected"
+            if isinstance(planned, Refused):  # an unsafe key, a file unreadable for its key
+                return planned.result(resolved.bucket)
+            if planned is None:
                 return UploadResult(
-                    path, resolved.bucket, "", Status.FAILED, error_class="UnsafeKey", error=reason
+                    path,
+                    resolved.bucket,
+                    "",
+                    Status.FAILED,
+                    error_class="NotSelected",
+                    error="not selected (include/exclude patterns, sizes, ages, types)",
                 )
             item = planned
         else:
