@@ -277,7 +277,7 @@ class JobWorker:
                 entry is not None
                 and entry.status == Status.DONE
                 and (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns)
-                and entry.store in (None, self.uploader.store.store_id())
+                and entry.recorded_on(self.uploader.store.store_id())
             ):
                 return Outcome(item, "done")
         try:

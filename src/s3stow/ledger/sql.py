@@ -81,6 +81,12 @@ class LedgerEntry:
     run_id: str
     store: str | None = None  # the S3 the outcome was reached against (None: not recorded)
 
+    def recorded_on(self, store: str) -> bool:
+        """Whether this outcome was reached against ``store`` (``ObjectStore.store_id``):
+        a row from another endpoint proves nothing there (the same bucket name, another
+        server); a row from before the ledger recorded stores counts as any store's."""
+        return self.store is None or self.store == store
+
 
 @dataclass(frozen=True, slots=True)
 class MultipartState:

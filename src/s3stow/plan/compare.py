@@ -61,15 +61,14 @@ class RemoteIndex:
         self._elsewhere: set[str] = set()  # other stores the ledger's rows named (warned)
 
     def recorded_here(self, entry: LedgerEntry) -> bool:
-        """Whether the ledger reached ``entry``'s outcome against this store. A row from
-        another endpoint proves nothing here (the same bucket name, another server);
-        a row from before the ledger recorded stores counts as this store's."""
-        if entry.store is None:
+        """``LedgerEntry.recorded_on`` this store, warning once per other store named."""
+        if entry.store is None:  # no client needed to know
             return True
         if self._store_id is None:
             self._store_id = self._store.store_id()
-        if entry.store == self._store_id:
+        if entry.recorded_on(self._store_id):
             return True
+        assert entry.store is not None
         with self._lock:
             first = entry.store not in self._elsewhere
             self._elsewhere.add(entry.store)
