@@ -9,7 +9,10 @@ having sent nothing.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +167,50 @@ def test_an_endpoint_in_the_settings_is_the_store_botocore_resolves(url: str) ->
     assert without_client._client is None
     with_client = S3Store(client=S3Store.from_settings(settings).client)
     assert with_client.store_id() == without_client.store_id()
+
+
+@pytest.mark.parametrize("how", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "config file"])
+def test_an_endpoint_configured_for_botocore_is_the_same_store_as_the_flag(
+    how: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Users configure endpoints in the environment or ``~/.aws/config`` as often as with
+    ``--endpoint-url``: botocore resolves those (s3stow does not), and the store they
+    name is the one the flag names, so rows written either way settle the other's."""
+    url = "http://127.0.0.1:9000"
+    if how == "config file":
+        config = tmp_path / "config"
+        config.write_text(f"[default]\nendpoint_url = {url}\n", encoding="utf-8")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    else:
+        monkeypatch.setenv(how, url)
+    configured = S3Store.from_settings(load_settings(env={}))
+    assert configured.store_id() == url
+    flagged = S3Store.from_settings(load_settings(env={}, flags={"endpoint_url": url}))
+    assert flagged.store_id() == configured.store_id()
+
+
+def test_rows_written_with_aws_endpoint_url_settle_a_run_with_the_flag(
+    seaweed_server: Any, seaweed_bucket: str, tmp_path: Path
+) -> None:
+    """The same SeaweedFS named once by ``AWS_ENDPOINT_URL`` and once by the flag: the
+    second run sends nothing (the CLI, as users run it)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("hello")
+    ledger = str(tmp_path / "l.db")
+    target = f"s3://{seaweed_bucket}/p"
+    env = {**os.environ, "AWS_ENDPOINT_URL": seaweed_server.endpoint_url}
+    base = [sys.executable, "-m", "s3stow", "--json"]
+    first = subprocess.run(
+        [*base, "upload", str(src), target, "--ledger", ledger],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(
+        [*base, "--endpoint-url", seaweed_server.endpoint_url, "upload", str(src), target,
+         "--ledger", ledger],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert '"skipped": 1' in second.stdout
+    assert "checked there" not in second.stderr
