@@ -523,3 +523,27 @@ def test_a_worker_refuses_a_key_the_plan_could_not_fold(
     errors = _rows(pg_schema_url, "SELECT error_class FROM job_items WHERE state = 'failed'")
     assert errors == [("UnsafeKey",)]
     assert _seaweed_keys(seaweed_s3, seaweed_bucket) == ["p/ok.txt"]
+
+
+def test_a_split_file_done_on_another_endpoint_is_sent_again(
+    s3_server: Any, seaweed_cli: Any, seaweed_s3: Any, seaweed_bucket: str,
+    pg_schema_url: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A worker's ledger row for a split file proves it only on the S3 it was sent to:
+    the same job run against another endpoint with the same bucket name splits and
+    sends it there (it used to record it done without a request)."""
+    from tests.conftest import Cli, s3_client
+
+    s3_client(s3_server.endpoint_url).create_bucket(Bucket=seaweed_bucket)
+    tree = make_tree(tmp_path / "src", {"big.bin": BIG})
+    moto_cli = Cli(s3_server.endpoint_url, tmp_path)
+    for cli, job in (
+        (moto_cli, f"m-{uuid.uuid4().hex[:8]}"),
+        (seaweed_cli, f"s-{uuid.uuid4().hex[:8]}"),
+    ):
+        _plan(cli, pg_schema_url, job, seaweed_bucket, "--split-above", "8MiB")
+        worker = cli("job", "work", "--job", job, "--ledger", pg_schema_url, env=PART_ENV,
+                     timeout=240)  # fmt: skip
+        assert worker.code == 0, worker.output
+    body = seaweed_s3.get_object(Bucket=seaweed_bucket, Key="p/big.bin")["Body"].read()
+    assert body == tree["big.bin"]
