@@ -198,10 +198,13 @@ def test_a_backslash_key_collides_where_the_server_folds_it(
     else:
         assert again.code == 0, again.output
         assert sorted(_keys(s3, bucket)) == ["c/back/slash.txt", "c/back\\slash.txt"]
-    verify = cli("verify", "t", f"s3://{bucket}/c", "--ledger", "l.db")
-    assert verify.code == 0, verify.output
-    assert "ledger-done-but-gone" not in verify.stdout
-    assert "orphan" not in verify.stdout
+    # verify agrees: the refused file is not in S3 (named, exit 1), the verified one is
+    verify = cli("--json", "verify", "t", f"s3://{bucket}/c", "--ledger", "l.db")
+    classes = {f["path"]: f["class"] for f in json.loads(verify.stdout)["findings"]}
+    refused = {"not-uploadable"} if folds else {"ok"}
+    assert classes[str(Path("t") / "back" / "slash.txt")] == "ok", verify.output
+    assert {classes[str(Path("t") / "back\\slash.txt")]} == refused, verify.output
+    assert (verify.code, len(classes)) == ((1 if folds else 0), 2), verify.output
 
 
 @POSIX_ONLY

@@ -35,6 +35,53 @@ def test_clean_tree_verifies_ok(cli, bucket, tmp_path: Path) -> None:  # type: i
     assert {f["tier"] for f in json.loads(deep.stdout)["findings"]} == {"checksum"}
 
 
+@pytest.mark.engines
+def test_a_file_the_upload_refuses_is_not_uploadable(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A local file ``upload`` refuses is not in S3, so the tree is not ok: a control
+    character in its name (an unsafe key) and two names with one NFC form (one key:
+    the upload refuses both) are each named with the reason, and verify exits 1."""
+    make_tree(
+        tmp_path / "src",
+        {"a.txt": 10, "tab\tx.txt": 5, "caf\u00e9.txt": 3, "cafe\u0301.txt": 4},
+    )
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 1
+    result = cli("--json", "verify", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert result.code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["summary"] == {"ok": 1, "not-uploadable": 3}
+    refused = {
+        Path(f["path"]).name: f["detail"]
+        for f in data["findings"]
+        if f["class"] == "not-uploadable"
+    }
+    assert "control character" in refused.pop("tab\tx.txt")
+    assert set(refused) == {"caf\u00e9.txt", "cafe\u0301.txt"}
+    assert all("KeyCollision" in detail for detail in refused.values()), refused
+    # what people read: the key escaped, on one line
+    human = cli("verify", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert "not-uploadable  p/tab\\tx.txt" in human.output, human.output
+
+
+def test_a_ledger_inside_the_tree_is_not_a_missing_file(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``upload`` leaves out its own ledger (and its -wal/-shm) when it lives in the
+    tree; ``verify`` does too, instead of calling them missing (it did, exit 1)."""
+    make_tree(tmp_path / "src", {"a.txt": 10})
+    ledger = str(Path("src") / "ledger.db")
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", ledger).code == 0
+    result = cli("--json", "verify", "src", f"s3://{bucket}/p", "--ledger", ledger)
+    assert result.code == 0, result.output
+    assert json.loads(result.stdout)["summary"] == {"ok": 1}
+
+
+def test_keys_are_shown_as_they_are_not_as_markup(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A key that looks like rich markup is printed whole in verify's table (it was
+    shown as ``p/b.txt``, in bold, which is another key)."""
+    make_tree(tmp_path / "src", {"[bold]b.txt": 3})
+    result = cli("verify", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert result.code == 1
+    assert "missing  p/[bold]b.txt" in result.output, result.output
+
+
 def test_each_problem_is_classified(proxied_cli, proxy, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     tree = make_tree(tmp_path / "src", {f"f{i}.txt": 100 for i in range(6)})
     assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0

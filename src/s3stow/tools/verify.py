@@ -5,7 +5,9 @@ layouts and filters agree), one paginated listing of the bucket under the keys'
 common prefix, and the ledger's items under that prefix. HEAD (with checksum mode)
 is sent only where a proof needs it. Classes: ``ok``, ``missing`` (not in S3),
 ``size-mismatch``, ``checksum-mismatch``, ``ledger-done-but-gone``, ``orphan`` (in
-S3, not local), ``local-missing`` (the ledger's file is gone), ``changed-locally``.
+S3, not local), ``local-missing`` (the ledger's file is gone), ``changed-locally``,
+``not-uploadable`` (a local file ``upload`` refuses or cannot read: an unsafe key,
+another file's key, an unreadable path; it is not in S3, and the detail says why).
 On a server the ledger knows to store a key's ``\\`` as ``/`` (``transfer/probes.py``)
 such keys are checked where the upload put them.
 Each finding names the tier that decided it: ``checksum`` / ``sha256-metadata`` /
@@ -25,19 +27,31 @@ from pathlib import Path
 
 from s3stow.config import Settings
 from s3stow.ledger import Ledger, LedgerEntry
-from s3stow.models import PlannedUpload, SourceFile, Status, Target
+from s3stow.models import (
+    INFORMATIONAL_SKIPS,
+    PlannedUpload,
+    Refused,
+    Skipped,
+    SourceFile,
+    Status,
+    Target,
+)
+from s3stow.plan.ahead import BATCH
 from s3stow.plan.compare import remote_matches
-from s3stow.plan.discover import check_sources, discover
-from s3stow.plan.planner import Planner, Refused
+from s3stow.plan.discover import Found, check_sources, discover
+from s3stow.plan.ownfiles import working_files
+from s3stow.plan.planner import Planner
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.transfer.probes import ServerProbes
 
 OK = "ok"
+NOT_UPLOADABLE = "not-uploadable"
 PROBLEM_ORDER = (
     "checksum-mismatch",
     "size-mismatch",
     "ledger-done-but-gone",
     "missing",
+    "not-uploadable",
     "changed-locally",
     "local-missing",
     "orphan",
@@ -91,21 +105,12 @@ def verify_tree(
     seen: set[str] = set()
     complete = True
     probes = ServerProbes(settings, store=store, ledger=ledger, send=False)
-    for found in discover(roots, follow_symlinks=settings.follow_symlinks):
-        if not isinstance(found, SourceFile):
+    own = working_files(settings, ledger)  # the ledger beside the files: not theirs
+    found = discover(roots, follow_symlinks=settings.follow_symlinks, own=own)
+    for planned in _plannable(found, planner, probes, recorded, bucket=target.bucket):
+        if isinstance(planned, Finding):
+            yield planned
             continue
-        planned = planner.plan(found)
-        if planned is None or isinstance(planned, Refused):
-            continue
-        if "\\" in planned.key and probes.folds_backslash(target.bucket, near=planned.key):
-            folded, _ = planner.claims.fold([planned])  # where the upload put it
-            if not folded:
-                continue
-            planned = folded[0]
-        entry = recorded.get(planned.key)
-        if planner.claims.settle([planned], {planned.key: entry} if entry else {})[1]:
-            continue  # another file's key (upload refuses it), or a duplicate's (checked
-            # with the file that has it first)
         if limit is not None and len(seen) >= limit:
             complete = False  # a partial view cannot name orphans
             break
@@ -158,6 +163,67 @@ def newest_timestamp(keys: Iterable[str], prefix: str) -> str | None:
     ``prefix``) among ``keys``."""
     found = (_TIMESTAMP.search(key, len(prefix)) for key in keys)
     return max((match.group(1) for match in found if match), default=None)
+
+
+def _plannable(
+    found: Iterable[Found],
+    planner: Planner,
+    probes: ServerProbes,
+    recorded: dict[str, LedgerEntry],
+    *,
+    bucket: str,
+) -> Iterator[PlannedUpload | Finding]:
+    """The files to check, with each key where the upload put it, and a finding for
+    every local file ``upload`` refuses or cannot read (so it is not in S3). Keys are
+    claimed in batches, as ``upload`` claims them: two files of one batch with one key
+    are both refused; a later file loses to the one that has the key already."""
+    batch: list[PlannedUpload] = []
+    for path in found:
+        if isinstance(path, Skipped):
+            if path.error_class not in INFORMATIONAL_SKIPS:  # upload fails it
+                yield Finding("", str(path.path), NOT_UPLOADABLE, "discovery", path.reason)
+            continue
+        planned = planner.plan(path)
+        if planned is None:
+            continue
+        if isinstance(planned, Refused):
+            yield _refused(planned)
+            continue
+        if "\\" in planned.key and probes.folds_backslash(bucket, near=planned.key):
+            folded, unsafe = planner.claims.fold([planned])  # where the upload put it
+            yield from (_refused(refusal) for refusal in unsafe)
+            if not folded:
+                continue
+            planned = folded[0]
+        batch.append(planned)
+        if len(batch) >= BATCH:
+            yield from _claimed(batch, planner, recorded)
+            batch = []
+    yield from _claimed(batch, planner, recorded)
+
+
+def _claimed(
+    batch: list[PlannedUpload], planner: Planner, recorded: dict[str, LedgerEntry]
+) -> Iterator[PlannedUpload | Finding]:
+    if not batch:
+        return
+    known = {item.key: recorded[item.key] for item in batch if item.key in recorded}
+    kept, others = planner.claims.settle(batch, known)
+    # a duplicate's content is in S3 under the key of the file that has it first
+    yield from (_refused(other) for other in others if isinstance(other, Refused))
+    yield from kept
+
+
+def _refused(refusal: Refused) -> Finding:
+    """A selected local file that ``upload`` refuses (so it is not in S3), and why."""
+    return Finding(
+        refusal.key,
+        str(refusal.source.path),
+        NOT_UPLOADABLE,
+        "plan",
+        f"{refusal.error_class}: {refusal.reason}",
+        refusal.source,
+    )
 
 
 def _local(
