@@ -46,3 +46,28 @@ def test_quiet_failure_prints_the_failure_only(
     assert missing.code == 2
     assert missing.stdout == ""
     assert "error:" in missing.stderr
+
+
+def test_a_file_name_cannot_write_to_the_terminal(cli: Any, bucket: str, tmp_path: Path) -> None:
+    """A control character of a file name (ESC, newline) is printed escaped: the name
+    of a refused file cannot recolour the terminal or split its line in two."""
+    make_tree(tmp_path / "src", {"esc\x1b[2Jx.txt": 3, "nl\nx.txt": 3, "ok.txt": 3})
+    quiet = cli("-q", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    loud = cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert (quiet.code, loud.code) == (1, 1)
+    for output in (quiet.stderr, loud.output):
+        assert "\x1b" not in output, output
+        assert "nl\nx" not in output, output
+        assert "esc\\x1b[2Jx.txt" in output, output
+        assert "nl\\nx.txt" in output, output
+    assert len(quiet.stderr.splitlines()) == 2
+
+
+def test_a_key_cannot_write_to_the_terminal(cli: Any, s3: Any, bucket: str) -> None:
+    """Keys come from whoever writes the bucket: a restore prints them escaped."""
+    s3.put_object(Bucket=bucket, Key="h/esc\x1b]0;title\x07x.txt", Body=b"abc")
+    dry = cli("restore", f"s3://{bucket}/h", "back", "--ledger", "l.db", "--dry-run")
+    assert dry.code == 0, dry.output
+    assert "\x1b" not in dry.output, dry.output
+    assert "\x07" not in dry.output, dry.output
+    assert "esc\\x1b]0;title\\x07x.txt" in dry.output

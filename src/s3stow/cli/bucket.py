@@ -154,9 +154,12 @@ def setup(
         from s3stow.report.console import table as new_table
 
         table = new_table("setting", "before", "after" if not check_only else "wanted", "")
-        style = {"changes": "[yellow]changes[/]", "unsupported": "[dim]unsupported[/]"}
+        from rich.text import Text
+
+        style = {"changes": "yellow", "unsupported": "dim"}
         for row in rows:
-            table.add_row(row.setting, row.before, row.after, style.get(row.state, row.state))
+            state = Text(row.state, style=style.get(row.state, ""))
+            table.add_row(row.setting, row.before, row.after, state)
         console.print(table)
         if unsupported:
             console.print(

@@ -3,7 +3,10 @@
 ``print_summary`` is the human summary at the end of a run (always printed, even
 after an interrupt); ``JsonEvents`` prints one JSON object per event;
 ``FailuresFile`` writes every failed item as a JSON line; ``table`` is the one table
-style of every command. The live progress display is ``report.progress``.
+style of every command. Names that come from files or keys reach a terminal through
+``for_terminal`` (a control character, such as a file name's ESC or newline, is shown
+escaped, never sent to the terminal) and never as rich markup (a key like
+``[bold]x`` is shown as it is). The live progress display is ``report.progress``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ from s3stow.logs import redact
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.units import format_duration, format_size
+
+# C0 controls, DEL and C1 controls: each shown as Python writes it in a string literal
+_CONTROLS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def for_terminal(text: str) -> str:
+    """``text`` with every control character escaped (``\\n``, ``\\x1b``), for output
+    read by people: a file name cannot move the cursor, recolour or split a line."""
+    return text.translate(_CONTROLS)
 
 
 class JsonEvents(Observer):
@@ -109,8 +121,8 @@ class FailureLines(Observer):
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         if result.status in (Status.FAILED, Status.CHANGED):
             line = (
-                f"{result.status.value}: {display_path(result.path)}: "
-                f"[{result.error_class}] {redact(result.error or '')}"
+                f"{result.status.value}: {for_terminal(display_path(result.path))}: "
+                f"[{result.error_class}] {for_terminal(redact(result.error or ''))}"
             )
             with self._lock:
                 print(line, file=self.stream, flush=True)
@@ -154,8 +166,16 @@ def table(*columns: str, numeric: tuple[str, ...] = ()) -> Table:
     """s3stow's one table style: no borders, a bold header, numbers right-aligned (the
     same on a terminal and in a log, and easy to read with awk)."""
     from rich.table import Table
+    from rich.text import Text
 
-    made = Table(box=None, pad_edge=False, header_style="bold")
+    class PlainTable(Table):
+        """Text cells are shown as they are: no markup, control characters escaped."""
+
+        def add_row(self, *cells: Any, **options: Any) -> None:
+            shown = (Text(for_terminal(c)) if isinstance(c, str) else c for c in cells)
+            super().add_row(*shown, **options)
+
+    made = PlainTable(box=None, pad_edge=False, header_style="bold")
     for column in columns:
         made.add_column(column, justify="right" if column in numeric else "left")
     return made
@@ -178,7 +198,7 @@ def print_summary(
         for d in planned if list_all else planned[:SHOWN_PLANNED]:
             console.print(
                 f"  {d.reason.value:8} {format_size(d.item.source.size):>10}  "
-                f"{d.item.source.path} -> s3://{d.item.bucket}/{d.item.key}",
+                + for_terminal(f"{d.item.source.path} -> s3://{d.item.bucket}/{d.item.key}"),
                 markup=False,
                 highlight=False,
             )
@@ -252,8 +272,8 @@ def print_summary(
         )
     for failure in summary.failures[:5]:
         console.print(
-            f"  [red]{failure.status.value}[/] {escape(display_path(failure.path))}: "
-            f"{escape(f'[{failure.error_class}] {failure.error}')}",
+            f"  [red]{failure.status.value}[/] {escape(for_terminal(display_path(failure.path)))}: "
+            f"{escape(for_terminal(f'[{failure.error_class}] {failure.error}'))}",
             markup=True,
             highlight=False,
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from s3stow.models import Decision, RunSummary, Status, UploadResult
-from s3stow.report.console import SHOWN_PLANNED
+from s3stow.report.console import SHOWN_PLANNED, for_terminal
 from s3stow.restore.glacier import PENDING
 from s3stow.units import format_duration, format_size
 
@@ -84,7 +84,7 @@ def print_restore_summary(
         for d in planned if list_all else planned[:SHOWN_PLANNED]:
             console.print(
                 f"  {d.reason.value:12} {format_size(d.item.source.size):>10}  "
-                f"s3://{d.item.bucket}/{d.item.key} -> {d.item.source.path}",
+                + for_terminal(f"s3://{d.item.bucket}/{d.item.key} -> {d.item.source.path}"),
                 **plain,
             )
         if not list_all and len(planned) > SHOWN_PLANNED:
@@ -112,7 +112,7 @@ def print_restore_summary(
     if summary.transient_errors:
         console.print(f"  {summary.transient_errors} transient error(s) retried")
     for failure in summary.failures[:5]:
-        where = escape(f"s3://{failure.bucket}/{failure.key}: {failure.error}")
+        where = escape(for_terminal(f"s3://{failure.bucket}/{failure.key}: {failure.error}"))
         console.print(f"  [red]{escape(str(failure.error_class))}[/] {where}", highlight=False)
     if len(summary.failures) > 5:
         console.print(f"  ... and {len(summary.failures) - 5} more (see --failures-file)")
