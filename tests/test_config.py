@@ -116,6 +116,24 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
         load_settings(config_file=tmp_path / "nope.yaml", env={})
 
 
+def test_a_yaml_mistake_is_named_with_its_place_and_the_fix(tmp_path: Path) -> None:
+    """A tab indent (the classic mistake): its line and column, PyYAML's problem in one
+    line (not its excerpt of the text), and how to write the file."""
+    config = tmp_path / "c.yaml"
+    config.write_text("concurrency: 4\n\tpart_size: 5MiB\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_file=config, env={})
+    assert caught.value.message == (
+        f"config file {config} is not valid YAML at line 2, column 1: "
+        "found character '\\t' that cannot start any token"
+    )
+    assert "not tabs" in (caught.value.hint or "")
+    config.write_text("- concurrency\n- 4\n")
+    with pytest.raises(ConfigError, match="must be a mapping") as caught:
+        load_settings(config_file=config, env={})
+    assert "setting: value" in (caught.value.hint or "")
+
+
 def test_metadata_from_env() -> None:
     settings = load_settings(env={"S3STOW_METADATA": "team=data,Env=prod"})
     assert settings.metadata == {"team": "data", "env": "prod"}

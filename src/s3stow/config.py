@@ -217,6 +217,12 @@ class _Source:
         self.describe = describe
 
 
+_YAML_HINT = (
+    "write one `setting: value` per line (e.g. `concurrency: 8`), indent with spaces, not "
+    "tabs, and quote a value that holds ': ' or ' #'"
+)
+
+
 def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     import yaml  # only a run with --config pays for it
 
@@ -233,12 +239,17 @@ def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}: {exc}") from exc
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)  # without PyYAML's excerpt
+        raise ConfigError(
+            f"config file {path} is not valid YAML{where}: {problem}", hint=_YAML_HINT
+        ) from None
     if data is None:
         return {}, {}
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
-        raise ConfigError(f"config file {path} must be a mapping of setting: value")
+        raise ConfigError(
+            f"config file {path} must be a mapping of setting: value", hint=_YAML_HINT
+        )
     lines = {
         str(key_node.value): key_node.start_mark.line + 1
         for key_node, _ in node.value
