@@ -251,6 +251,26 @@ def test_a_warning_about_many_files_is_said_once_with_a_count(cli, bucket, tmp_p
     assert len(each) == 60
 
 
+def test_a_destination_named_like_the_file_is_said_to_be_a_prefix(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``aws s3 cp report.pdf s3://b/docs/report.pdf`` writes the key ``docs/report.pdf``;
+    s3stow's destination is a prefix, so the same words store
+    ``docs/report.pdf/report.pdf``: a warning says so and how to get the other."""
+    make_tree(tmp_path, {"report.pdf": 3, "dir/report.pdf": 3})
+    done = cli("upload", "report.pdf", f"s3://{bucket}/docs/report.pdf", "--ledger", "l.db")
+    assert done.code == 0, done.output
+    assert (
+        f"warning: report.pdf is stored as s3://{bucket}/docs/report.pdf/report.pdf: the "
+        "destination is a bucket and prefix, under which a file keeps its name; give "
+        f"s3://{bucket}/docs/ to store it as s3://{bucket}/docs/report.pdf"
+    ) in done.stderr
+    for quiet in (
+        ("upload", "report.pdf", f"s3://{bucket}/docs/"),  # what the warning advises
+        ("upload", "dir", f"s3://{bucket}/report.pdf"),  # a directory: a prefix is meant
+        ("-q", "upload", "report.pdf", f"s3://{bucket}/report.pdf"),
+    ):
+        assert "warning" not in cli(*quiet, "--ledger", "l.db", "--dry-run").stderr, quiet
+
+
 def test_a_dry_run_on_a_terminal_lists_the_first_files_and_says_how_to_see_all() -> None:
     from io import StringIO
 

@@ -204,6 +204,8 @@ def upload(
     settings = options.settings(**flags)
     if settings.sse_kms_key_id and settings.sse != "aws:kms":
         raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
+    if not options.quiet and not options.json:
+        warn_if_the_prefix_names_the_file(sources, target.bucket, target.prefix, settings)
     ledger_db = open_ledger(settings.ledger or default_ledger())
     try:  # the lock first: a run turned away must not touch the running one's files
         with nullcontext() if settings.dry_run else run_lock(ledger_db, target):
@@ -221,6 +223,27 @@ def upload(
     finally:
         ledger_db.close()
     _finish(options, summary, uploader)
+
+
+def warn_if_the_prefix_names_the_file(
+    sources: list[str], bucket: str, prefix: str, settings: Settings
+) -> None:
+    """``upload report.pdf s3://b/docs/report.pdf`` stores ``docs/report.pdf/report.pdf``:
+    the destination is a prefix (``aws s3 cp`` takes it as the key). Said before
+    anything is sent, since it is nearly always that mistake."""
+    if len(sources) != 1 or settings.layout != "mirror" or settings.key_template:
+        return
+    source = Path(sources[0])
+    named = f"{source.name}/"
+    if not source.is_file() or not (prefix == named or prefix.endswith(f"/{named}")):
+        return
+    parent = prefix[: -len(source.name) - 1]
+    print(
+        f"warning: {source.name} is stored as s3://{bucket}/{prefix}{source.name}: the "
+        f"destination is a bucket and prefix, under which a file keeps its name; give "
+        f"s3://{bucket}/{parent} to store it as s3://{bucket}/{parent}{source.name}",
+        file=sys.stderr,
+    )
 
 
 def default_ledger() -> str:
