@@ -251,7 +251,7 @@ def test_a_warning_about_many_files_is_said_once_with_a_count(cli, bucket, tmp_p
     assert len(each) == 60
 
 
-def test_a_destination_named_like_the_file_is_said_to_be_a_prefix(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_destination_named_like_its_file_is_said_to_be_a_prefix(cli, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """``aws s3 cp report.pdf s3://b/docs/report.pdf`` writes the key ``docs/report.pdf``;
     s3stow's destination is a prefix, so the same words store
     ``docs/report.pdf/report.pdf``: a warning says so and how to get the other."""
