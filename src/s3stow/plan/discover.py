@@ -98,6 +98,35 @@ def _valid_name(name: str) -> bool:
     return True
 
 
+# A Windows directory junction (a mount point): ``DirEntry.is_symlink`` is False for it
+# (Python 3.12 adds ``is_junction``), but its reparse tag is in the entry's stat on
+# every version s3stow supports. Followed only as a symlink is.
+_IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003
+
+
+def _junction(info: os.stat_result) -> bool:
+    return getattr(info, "st_reparse_tag", 0) == _IO_REPARSE_TAG_MOUNT_POINT
+
+
+def _dir_identity(
+    entry: os.DirEntry[str], info: os.stat_result, follow: bool
+) -> tuple[int, int] | None:
+    """(device, inode) of a directory entry, for loop detection; ``None`` when the file
+    system gives the folder no identity.
+
+    On Windows ``DirEntry.stat`` sets ``st_ino`` and ``st_dev`` to zero for entries
+    that are not symlinks (the ``os`` documentation says so, and to call ``os.stat``
+    for them): every folder would look like the first one and all but that one be
+    skipped as a loop. There the identity comes from ``os.stat``, once per folder.
+    """
+    if info.st_ino == 0 and info.st_dev == 0:
+        try:
+            info = os.stat(entry.path, follow_symlinks=follow)
+        except OSError:
+            return None
+    return (info.st_dev, info.st_ino) if info.st_ino else None
+
+
 def _walk(
     root: Path, group: str, *, follow_symlinks: bool, own: OwnFiles | None
 ) -> Iterator[Found]:
@@ -127,21 +156,23 @@ def _walk(
                 reason = "broken symlink" if is_link else f"cannot stat: {exc.strerror}"
                 yield Skipped(path, reason)
                 continue
-            if is_link:
+            if is_link or _junction(info):
+                what = "symlink" if is_link else "junction"
                 if not follow_symlinks:
-                    yield Skipped(path, "symlink not followed (use --follow-symlinks)", "Symlink")
+                    yield Skipped(path, f"{what} not followed (use --follow-symlinks)", "Symlink")
                     continue
                 target = os.path.realpath(entry.path)
                 if os.path.commonpath([real_root, target]) != real_root:
-                    yield Skipped(path, "symlink points outside the source tree", "Symlink")
+                    yield Skipped(path, f"{what} points outside the source tree", "Symlink")
                     continue
             mode = info.st_mode
             if stat.S_ISDIR(mode):
-                ident = (info.st_dev, info.st_ino)
+                ident = _dir_identity(entry, info, follow_symlinks)
                 if ident in seen_dirs:
                     yield Skipped(path, "symlink loop (directory already visited)", "Symlink")
                     continue
-                seen_dirs.add(ident)
+                if ident is not None:
+                    seen_dirs.add(ident)
                 subdirs.append((path, rel + "/"))
             elif stat.S_ISREG(mode):
                 if own is not None and _own(own, path, entry.name):
