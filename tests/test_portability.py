@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from s3stow.models import SourceFile
+from s3stow.localfiles import atomic_write_text
+from s3stow.models import RunSummary, SourceFile
 from s3stow.plan.discover import discover
+from s3stow.report.status import StatusHeartbeat
 
 JUNCTION = 0xA0000003  # IO_REPARSE_TAG_MOUNT_POINT
 
@@ -112,3 +116,82 @@ def test_a_windows_junction_is_followed_only_as_a_symlink_is(
     assert skipped == {"b": "junction not followed (use --follow-symlinks)"}
     followed = list(discover([tmp_path], follow_symlinks=True))
     assert "b/c/3.txt" in {f.rel_path for f in followed if isinstance(f, SourceFile)}
+
+
+def _refusing_replace(monkeypatch: pytest.MonkeyPatch, refusals: int) -> list[str]:
+    """``os.replace`` refused ``refusals`` times as Windows refuses to replace a file
+    another process has open."""
+    real = os.replace
+    calls: list[str] = []
+
+    def replace(source: Any, target: Any) -> None:
+        calls.append(str(target))
+        if len(calls) <= refusals:
+            raise PermissionError(13, "Access is denied", str(target))
+        real(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    return calls
+
+
+def test_a_status_file_held_open_by_a_reader_is_replaced_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "status.json"
+    path.write_text("old")
+    calls = _refusing_replace(monkeypatch, 3)
+    monkeypatch.setattr(sys, "platform", "win32")
+    atomic_write_text(path, "new")
+    assert path.read_text() == "new"
+    assert len(calls) == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_a_refused_replace_is_not_retried_on_posix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "status.json"
+    path.write_text("old")
+    calls = _refusing_replace(monkeypatch, 1)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(PermissionError):
+        atomic_write_text(path, "new")
+    assert path.read_text() == "old"
+    assert len(calls) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temporary left
+
+
+def test_a_heartbeat_write_refused_mid_run_does_not_fail_the_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "status.json"
+    heartbeat = StatusHeartbeat(path, interval=0)
+    heartbeat.on_start("run", "s3://bucket/")
+    source = SourceFile(tmp_path / "a.bin", "a.bin", 10, 0, tmp_path, "(root)")
+    _refusing_replace(monkeypatch, 1000)
+    monkeypatch.setattr(sys, "platform", "win32")
+    heartbeat.on_file_start(source, "a.bin")  # a transfer thread's call: must not raise
+    heartbeat.on_bytes(source, 10)
+    assert "cannot write the status file" in caplog.text
+    with pytest.raises(PermissionError):  # the last write says so
+        heartbeat.on_finish(RunSummary(run_id="run"))
+
+
+def test_a_watch_goes_on_when_a_status_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from s3stow.config import Settings
+    from s3stow.plan.keys import parse_target
+    from s3stow.tools.watch import Watcher
+    from s3stow.transfer.engine import Uploader
+
+    uploader = Uploader(Settings(endpoint_url="http://127.0.0.1:9"))
+    status = tmp_path / "watch.json"
+    watcher = Watcher(uploader, tmp_path, parse_target("s3://bucket/in/"), status_json=status)
+    _refusing_replace(monkeypatch, 1000)
+    monkeypatch.setattr(sys, "platform", "win32")
+    watcher._write_status("watching")  # a tick's write: the watch goes on
+    assert "cannot write the status file" in caplog.text
+    with pytest.raises(PermissionError):  # the last one says so
+        watcher._write_status("stopped")

@@ -15,7 +15,9 @@ different mounts, so their identities carry no device.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,11 +31,33 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _replace(source: str, path: Path) -> None:
+    """``os.replace``; on Windows retried for about a second while it is refused.
+
+    Windows refuses to replace a file another process has open (a reader of the
+    status file: ``s3stow status``, a dashboard; a virus scanner), with
+    ``PermissionError`` (``ERROR_ACCESS_DENIED`` or a sharing violation); such a reader
+    lets go within milliseconds. POSIX replaces an open file, so there a
+    ``PermissionError`` is a real one and raised at once.
+    """
+    delay = 0.01
+    for _ in range(7):  # 10 ms doubling: 1.27 s in all
+        try:
+            os.replace(source, path)
+            return
+        except PermissionError:
+            if sys.platform != "win32":
+                raise
+            time.sleep(delay)
+            delay *= 2
+    os.replace(source, path)
 
 
 def display_path(path: Path) -> str:

@@ -15,6 +15,7 @@ the end.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import deque
@@ -22,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.localfiles import atomic_write_text
-from s3stow.logs import redact
+from s3stow.logs import redact, warn_each
 from s3stow.models import Decision, RunSummary, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
+
+log = logging.getLogger(__name__)
 
 
 class Trend:
@@ -196,4 +199,15 @@ class StatusHeartbeat(Observer):
             self._state["history"] = self._trend.points
             self._state["failures"] = self._failures.items()
             text = json.dumps(self._state, indent=2)
-            atomic_write_text(self.path, text)
+            try:
+                atomic_write_text(self.path, text)
+            except OSError as exc:
+                if force:  # the first and the last: a status file that cannot be written
+                    raise
+                # during the run, a write that fails (on Windows: a reader holding the
+                # file past the retries) must not fail the file being uploaded: the next
+                # write tries again
+                warn_each(
+                    log, "status-write", "cannot write the status file %s: %s", self.path,
+                    exc.strerror or exc, example=str(self.path), many="status file writes failed",
+                )  # fmt: skip

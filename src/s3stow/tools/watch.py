@@ -431,4 +431,15 @@ class Watcher:
         self._trend.add(now, stats.bytes_uploaded, stats.uploaded + stats.skipped + stats.failed)
         data["history"] = self._trend.points
         data["failures"] = self.failures.items()
-        atomic_write_text(self.status_json, json.dumps(data, indent=2))
+        try:
+            atomic_write_text(self.status_json, json.dumps(data, indent=2))
+        except OSError as exc:
+            if phase != "watching":
+                raise
+            # a watch runs for days: one write refused (on Windows, a reader holding the
+            # file past the retries) must not end it; the next tick writes again
+            warn_each(
+                log, "status-write", "cannot write the status file %s: %s", self.status_json,
+                exc.strerror or exc, example=str(self.status_json),
+                many="status file writes failed",
+            )  # fmt: skip
