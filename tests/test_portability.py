@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from s3stow.localfiles import atomic_write_text
-from s3stow.models import RunSummary, SourceFile
+from s3stow.models import PlannedUpload, RunSummary, SourceFile
 from s3stow.plan.discover import discover
+from s3stow.plan.select import Selector
 from s3stow.report.status import StatusHeartbeat
 
 JUNCTION = 0xA0000003  # IO_REPARSE_TAG_MOUNT_POINT
@@ -195,3 +196,29 @@ def test_a_watch_goes_on_when_a_status_write_is_refused(
     assert "cannot write the status file" in caplog.text
     with pytest.raises(PermissionError):  # the last one says so
         watcher._write_status("stopped")
+
+
+CAFE_NFC = "caf\u00e9"
+CAFE_NFD = "cafe\u0301"  # as HFS+ (and often APFS) lists it on macOS
+
+
+def test_a_name_listed_in_nfd_matches_the_patterns_typed_in_nfc() -> None:
+    selector = Selector.build(include=[f"{CAFE_NFC}/**"], exclude=[f"*{CAFE_NFC}.tmp"])
+    assert selector.takes_path(f"{CAFE_NFD}/menu.txt") is None
+    assert selector.takes_path(f"x/{CAFE_NFD}.tmp") == "excluded"
+    # and the other way round: a pattern in NFD (pasted from a listing)
+    assert Selector.build(include=[f"{CAFE_NFD}/*"]).takes_path(f"{CAFE_NFC}/a") is None
+
+
+def test_strip_prefix_and_unmatched_includes_see_an_nfd_name_as_typed(tmp_path: Path) -> None:
+    from s3stow.config import Settings
+    from s3stow.plan.keys import parse_target
+    from s3stow.plan.planner import Planner
+
+    settings = Settings(strip_prefix=f"{CAFE_NFC}/", include=[f"{CAFE_NFC}/*.txt", "none/*"])
+    planner = Planner(settings, parse_target("s3://bucket/p/"))
+    found = SourceFile(tmp_path / "m.txt", f"{CAFE_NFD}/m.txt", 1, 0, tmp_path, "(root)")
+    planned = planner.plan(found)
+    assert isinstance(planned, PlannedUpload)
+    assert planned.key == "p/m.txt"
+    assert planner.unmatched_includes() == ["none/*"]

@@ -25,7 +25,7 @@ from s3stow.models import Duplicate, PlannedUpload, Refused, Source, SourceFile,
 from s3stow.plan.collisions import KeyClaims
 from s3stow.plan.foldertypes import extension_sets, select_folder_types
 from s3stow.plan.keys import UnsafeKeyError
-from s3stow.plan.select import Selector
+from s3stow.plan.select import Selector, nfc
 from s3stow.plan.templates import LAYOUTS, KeyTemplate, run_timestamp
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class Planner:
         )
         # A path given on the command line: its separator is the OS's (os.sep is "/" on
         # POSIX, where a backslash is part of a name; "\\" on Windows).
-        self._strip = (settings.strip_prefix or "").replace(os.sep, "/").lstrip("/")
+        self._strip = nfc((settings.strip_prefix or "").replace(os.sep, "/").lstrip("/"))
         self.claims = KeyClaims(content_addressed=self.template.reads_content)
         self._unmatched = _single_patterns(settings.include)
         if self.template.reads_content:
@@ -89,7 +89,7 @@ class Planner:
         """The planned upload, a refusal (unsafe key), or ``None`` when the file is not
         selected."""
         if self._unmatched:
-            rel = found.rel_path
+            rel = nfc(found.rel_path)  # macOS may list a name in NFD; patterns are NFC
             for pattern in [p for p, spec in self._unmatched.items() if spec.match_file(rel)]:
                 del self._unmatched[pattern]
         if self.selector.active:
@@ -98,8 +98,9 @@ class Planner:
                 log.info("not taking %s: %s", found.path, reason)
                 return None
         source = found
-        if self._strip and found.rel_path.startswith(self._strip):
-            source = replace(found, rel_path=found.rel_path[len(self._strip) :].lstrip("/"))
+        if self._strip and nfc(found.rel_path).startswith(self._strip):
+            rest = nfc(found.rel_path)[len(self._strip) :].lstrip("/")
+            source = replace(found, rel_path=rest)
         try:
             key = self.template.render(source)
         except UnsafeKeyError as exc:
@@ -124,7 +125,9 @@ def _single_patterns(patterns: Sequence[str]) -> dict[str, pathspec.GitIgnoreSpe
         return {}
     import pathspec  # only when there are patterns (as in select.py)
 
-    return {p: pathspec.GitIgnoreSpec.from_lines([p]) for p in patterns if not p.startswith("!")}
+    return {
+        p: pathspec.GitIgnoreSpec.from_lines([nfc(p)]) for p in patterns if not p.startswith("!")
+    }
 
 
 __all__ = ["Duplicate", "Planner", "Refused", "describe_sources", "key_claims"]

@@ -4,7 +4,9 @@
 stays within a segment, ``**`` crosses directories, a pattern without ``/``
 matches at any depth, a trailing ``/`` means a directory). A file is taken when
 it matches at least one include (or there are none) and no exclude: exclude
-always wins, and the order of the options does not matter. Size bounds are
+always wins, and the order of the options does not matter. Patterns and paths are
+compared in Unicode NFC, the form of the keys: a name macOS lists decomposed (NFD, as
+HFS+ stores every name) matches the pattern typed for it. Size bounds are
 inclusive; ``newer_than``/``older_than`` compare the file's mtime. Folder types
 add an extension filter per group.
 """
@@ -12,6 +14,7 @@ add an extension filter per group.
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -84,6 +87,7 @@ class Selector:
 
     def takes_path(self, rel: str) -> str | None:
         """What the patterns alone say of a relative path: ``None`` when taken."""
+        rel = nfc(rel)
         if self.exclude is not None and self.exclude.match_file(rel):
             return "excluded"
         if self.include is not None and not self.include.match_file(rel):
@@ -113,6 +117,11 @@ class Selector:
         return None
 
 
+def nfc(text: str) -> str:
+    """``text`` in Unicode NFC (ASCII as it is, without a look)."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
 def _spec(patterns: Sequence[str], option: str) -> pathspec.GitIgnoreSpec | None:
     if not patterns:
         return None
@@ -122,6 +131,6 @@ def _spec(patterns: Sequence[str], option: str) -> pathspec.GitIgnoreSpec | None
     import pathspec  # here: a run without patterns does not load it (5 ms of start-up)
 
     try:
-        return pathspec.GitIgnoreSpec.from_lines(patterns)
+        return pathspec.GitIgnoreSpec.from_lines([nfc(p) for p in patterns])
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{option} pattern is invalid: {exc}") from None
