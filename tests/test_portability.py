@@ -3,6 +3,7 @@ code meets it (``os.scandir``'s entries, ``os.replace``, a name's Unicode form).
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import sys
@@ -222,3 +223,34 @@ def test_strip_prefix_and_unmatched_includes_see_an_nfd_name_as_typed(tmp_path: 
     assert isinstance(planned, PlannedUpload)
     assert planned.key == "p/m.txt"
     assert planner.unmatched_includes() == ["none/*"]
+
+
+def test_a_name_the_redirected_stdout_cannot_encode_is_escaped_not_fatal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Windows: stdout redirected to a file or a pipe is in the ANSI code page (cp1252),
+    # with errors="strict"; a Greek or CJK key ended `restore --dry-run > plan.txt`.
+    from s3stow.cli.app import output_console, unencodable_escaped
+
+    raw = io.BytesIO()
+    stdout = io.TextIOWrapper(raw, encoding="cp1252")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    with pytest.raises(UnicodeEncodeError):
+        output_console().print("\u03a9mega/\u65e5\u672c.txt", markup=False)
+    unencodable_escaped()
+    output_console().print("caf\u00e9/\u03a9mega.txt", markup=False)
+    stdout.flush()
+    assert raw.getvalue().endswith(b"caf\xe9/\\u03a9mega.txt\n")
+
+
+def test_the_program_escapes_what_its_stdout_cannot_encode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3stow.cli import app
+
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(sys, "argv", ["s3stow", "--version"])
+    monkeypatch.setattr(app, "hold_collector", lambda: None)
+    monkeypatch.setattr(app, "release_collector", lambda: None)
+    with pytest.raises(SystemExit):
+        app.main()
+    assert stdout.errors == "backslashreplace"

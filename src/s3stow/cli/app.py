@@ -16,6 +16,7 @@ never a traceback unless ``--debug`` is given.
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import os
 import sys
@@ -204,6 +205,19 @@ def _error(message: str) -> None:
     )
 
 
+def unencodable_escaped() -> None:
+    """Let stdout write a character its encoding lacks as ``\\uXXXX`` instead of
+    raising ``UnicodeEncodeError`` (stderr already does, Python's default).
+
+    On Windows a redirected or piped stdout (``> plan.txt``, ``| findstr``) uses the
+    ANSI code page (cp1252 and the like), not UTF-8, and a key or file name outside it
+    (Greek, CJK, emoji) ended a dry run, a listing or a table half written.
+    """
+    stdout = sys.stdout
+    if isinstance(stdout, io.TextIOWrapper) and stdout.errors == "strict":
+        stdout.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with the documented code. Run as the program
     (``argv`` not given: the console script, ``python -m s3stow``), the process is
@@ -211,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     (``globalopts.hold_collector``); a host calling ``main([...])`` keeps its own."""
     if argv is None:
         hold_collector()
+        unencodable_escaped()
     if os.environ.get("_S3STOW_COMPLETE"):  # the shell asks for completions
         from typer._completion_classes import completion_init
 
