@@ -3,6 +3,7 @@ code meets it (``os.scandir``'s entries, ``os.replace``, a name's Unicode form).
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import stat
@@ -14,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from s3stow.config import load_settings
+from s3stow.errors import ConfigError, ExitCode
 from s3stow.localfiles import atomic_write_text
 from s3stow.models import PlannedUpload, RunSummary, SourceFile
 from s3stow.plan.discover import discover
@@ -254,3 +257,29 @@ def test_the_program_escapes_what_its_stdout_cannot_encode(monkeypatch: pytest.M
     with pytest.raises(SystemExit):
         app.main()
     assert stdout.errors == "backslashreplace"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "mark"),
+    [
+        ("utf-16-le", codecs.BOM_UTF16_LE),
+        ("utf-16-be", codecs.BOM_UTF16_BE),
+        ("utf-8", b"\xef\xbb\xbf"),
+    ],
+)
+def test_a_config_file_windows_wrote_is_read(tmp_path: Path, encoding: str, mark: bytes) -> None:
+    # Windows PowerShell 5.1: `"prefix: ..." > s3stow.yaml` writes UTF-16 LE with a BOM;
+    # Notepad may write UTF-8 with a BOM. CRLF line ends either way.
+    config = tmp_path / "s3stow.yaml"
+    config.write_bytes(mark + "concurrency: 6\r\nstrip_prefix: caf\u00e9/\r\n".encode(encoding))
+    settings = load_settings(config_file=config, env={})
+    assert settings.concurrency == 6
+    assert settings.strip_prefix == "caf\u00e9/"
+
+
+def test_a_config_file_in_another_code_page_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "s3stow.yaml"
+    config.write_bytes("strip_prefix: caf\u00e9/\r\n".encode("cp1252"))
+    with pytest.raises(ConfigError, match="is not UTF-8 text") as caught:
+        load_settings(config_file=config, env={})
+    assert caught.value.exit_code == ExitCode.USAGE

@@ -9,6 +9,7 @@ from (file and line, environment variable, or flag) and exit with code 2.
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -223,17 +224,30 @@ _YAML_HINT = (
 )
 
 
+def _config_text(raw: bytes) -> str:
+    """A config file's text: UTF-8, or UTF-16 where a byte-order mark says so (Windows
+    PowerShell 5.1 writes UTF-16 with ``>`` and ``Out-File``); a UTF-8 mark is dropped."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16")
+    return raw.decode("utf-8-sig")
+
+
 def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     import yaml  # only a run with --config pays for it
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _config_text(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(
             f"config file {path} does not exist", hint="check the --config path"
         ) from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start + 1} is not)",
+            hint="save it as UTF-8 (Notepad: Save as, Encoding UTF-8)",
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
