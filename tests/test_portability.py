@@ -283,3 +283,20 @@ def test_a_config_file_in_another_code_page_is_a_config_error(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="is not UTF-8 text") as caught:
         load_settings(config_file=config, env={})
     assert caught.value.exit_code == ExitCode.USAGE
+
+
+def test_an_aws_error_log_windows_powershell_redirected_is_read(tmp_path: Path) -> None:
+    # `aws s3 sync D:\proj s3://b 2> errors.log` in Windows PowerShell 5.1: UTF-16 LE.
+    from s3stow.plan.failures import read_failures
+
+    log = tmp_path / "errors.log"
+    line = (
+        "upload failed: proj\\reels\\caf\u00e9.mp4 to s3://bucket-1/reels/caf\u00e9.mp4 "
+        "An error occurred (RequestTimeout) when calling the PutObject operation\r\n"
+    )
+    log.write_bytes(codecs.BOM_UTF16_LE + line.encode("utf-16-le"))
+    found = read_failures(log)
+    assert found.unparseable == []
+    assert [(i.local, i.bucket, i.key) for i in found.items] == [
+        ("proj\\reels\\caf\u00e9.mp4", "bucket-1", "reels/caf\u00e9.mp4")
+    ]

@@ -9,7 +9,6 @@ from (file and line, environment variable, or flag) and exit with code 2.
 
 from __future__ import annotations
 
-import codecs
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from s3stow.errors import ConfigError
+from s3stow.localfiles import decode_text
 from s3stow.units import GiB, MiB, parse_concurrency, parse_size
 
 # The seed project's folder types and their extensions (the project layout's default).
@@ -224,19 +224,11 @@ _YAML_HINT = (
 )
 
 
-def _config_text(raw: bytes) -> str:
-    """A config file's text: UTF-8, or UTF-16 where a byte-order mark says so (Windows
-    PowerShell 5.1 writes UTF-16 with ``>`` and ``Out-File``); a UTF-8 mark is dropped."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return raw.decode("utf-16")
-    return raw.decode("utf-8-sig")
-
-
 def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     import yaml  # only a run with --config pays for it
 
     try:
-        text = _config_text(path.read_bytes())
+        text = decode_text(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(
             f"config file {path} does not exist", hint="check the --config path"

@@ -1,6 +1,7 @@
 """Local-file helpers every stage may use: a file's identity (what tells that its bytes
 may have changed without reading them), a text file replaced atomically (status
-heartbeats, snapshots) and a path shown as valid text (names that are not UTF-8).
+heartbeats, snapshots), a text file's bytes decoded (UTF-8, or UTF-16 with a byte-order
+mark) and a path shown as valid text (names that are not UTF-8).
 
 Size and mtime miss an in-place rewrite whose mtime was put back (``touch -d``, a
 restore, some copy tools) and a file replaced by another of the same size and mtime.
@@ -14,6 +15,7 @@ different mounts, so their identities carry no device.
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 import tempfile
@@ -58,6 +60,15 @@ def _replace(source: str, path: Path) -> None:
             time.sleep(delay)
             delay *= 2
     os.replace(source, path)
+
+
+def decode_text(raw: bytes, errors: str = "strict") -> str:
+    """A text file's bytes as text: UTF-8, or UTF-16 where a byte-order mark says so
+    (Windows PowerShell 5.1 writes UTF-16 with ``>``, ``2>`` and ``Out-File``); a UTF-8
+    mark is dropped."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16", errors)
+    return raw.decode("utf-8-sig", errors)
 
 
 def display_path(path: Path) -> str:

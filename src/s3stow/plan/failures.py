@@ -6,11 +6,12 @@
 - the error output of ``aws s3 sync`` / ``aws s3 cp``:
   ``upload failed: ./a/b.jpg to s3://bucket/a/b.jpg An error occurred (...) ...``.
 
-Success lines (``upload: ...``), progress lines (``Completed ...``), blank lines
-and the failures of ``s3stow restore`` (marked ``"command": "restore"``: retrying
-them as uploads could overwrite an object with the local file kept in its way) are
-ignored; anything else is counted as unparseable and kept for the
-report (the first few are shown), never silently dropped.
+The file is UTF-8, or UTF-16 with a byte-order mark (an error log redirected by
+Windows PowerShell 5.1). Success lines (``upload: ...``), progress lines
+(``Completed ...``), blank lines and the failures of ``s3stow restore`` (marked
+``"command": "restore"``: retrying them as uploads could overwrite an object with the
+local file kept in its way) are ignored; anything else is counted as unparseable and
+kept for the report (the first few are shown), never silently dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from s3stow.errors import ConfigError
+from s3stow.localfiles import decode_text
 
 _AWS_FAILED = re.compile(
     r"^upload failed: (?P<src>.+?) to s3://(?P<bucket>[a-z0-9][a-z0-9.-]+[a-z0-9])/(?P<rest>.+)$"
@@ -57,7 +59,7 @@ class FailureSource:
 def read_failures(path: Path) -> FailureSource:
     """Parse ``path`` (failures JSON lines and/or aws s3 error output)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = decode_text(path.read_bytes(), errors="replace")
     except FileNotFoundError:
         hint = "pass the file written by --failures-file or an aws s3 error log"
         raise ConfigError(f"failures file {path} does not exist", hint=hint) from None
