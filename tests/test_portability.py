@@ -300,3 +300,46 @@ def test_an_aws_error_log_windows_powershell_redirected_is_read(tmp_path: Path) 
     assert [(i.local, i.bucket, i.key) for i in found.items] == [
         ("proj\\reels\\caf\u00e9.mp4", "bucket-1", "reels/caf\u00e9.mp4")
     ]
+
+
+def _watcher(directory: Path) -> Any:
+    from s3stow.config import Settings
+    from s3stow.plan.keys import parse_target
+    from s3stow.tools.watch import Watcher
+    from s3stow.transfer.engine import Uploader
+
+    uploader = Uploader(Settings(endpoint_url="http://127.0.0.1:9"))
+    return Watcher(uploader, directory, parse_target("s3://bucket/in/"))
+
+
+def test_a_watch_notified_by_the_real_path_tracks_the_file(tmp_path: Path) -> None:
+    # macOS FSEvents names /private/tmp/in/a.xml for a watch of /tmp/in: the event was
+    # dropped (not under the directory), and the file waited for the next rescan.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    (tmp_path / "real" / "a.xml").write_text("<a/>")
+    watcher = _watcher(tmp_path / "link")
+    watcher._notify(str(tmp_path / "real" / "a.xml"))
+    watcher._notify(str(tmp_path / "elsewhere.xml"))
+    watcher._drain_inbox()
+    assert list(watcher._waiting) == [str(tmp_path / "link" / "a.xml")]
+
+
+def test_a_windows_short_name_is_tracked_by_its_long_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ReadDirectoryChangesW may name a file by its 8.3 name: the file was tracked, and
+    # uploaded, a second time under the key REPORT~1.XML.
+    long = tmp_path / "report-2026.xml"
+    long.write_text("<r/>")
+    watcher = _watcher(tmp_path)
+    real = os.path.realpath
+    monkeypatch.setattr(sys, "platform", "win32")
+
+    def realpath(path: Any, **kwargs: Any) -> str:
+        return str(long) if str(path).endswith("REPORT~1.XML") else real(path, **kwargs)
+
+    monkeypatch.setattr(os.path, "realpath", realpath)
+    watcher._notify(str(tmp_path / "REPORT~1.XML"))
+    watcher._drain_inbox()
+    assert list(watcher._waiting) == [str(long)]

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -152,6 +153,7 @@ class Watcher:
             self.own.add(status_json, "the watch heartbeat (--status-json)")
             self.own.add_pattern(status_json.parent, f".{status_json.name}.", "", "its temp file")
         self.stats = WatchStats()
+        self._real_directory = Path(os.path.realpath(directory))
         self.failures = RecentFailures()  # for the status file: the latest, with reasons
         self._trend = Trend()
         self.started = time.time()
@@ -253,7 +255,32 @@ class Watcher:
             paths, self._inbox = self._inbox, set()
         now = time.time()
         for path in paths:
-            self._track(Path(path), now)
+            located = self._located(Path(path))
+            if located is not None:
+                self._track(located, now)
+
+    def _located(self, path: Path) -> Path | None:
+        """A notified ``path`` as the same file under ``directory`` as given (the form a
+        scan finds it in), or ``None`` when it is not in the tree.
+
+        macOS's FSEvents names the real path (``/private/tmp/in/a.xml`` for a watch of
+        ``/tmp/in``), and Windows may name a file by its 8.3 short name
+        (``REPORT~1.XML``: ``ReadDirectoryChangesW`` returns either name, unspecified
+        which); both are mapped through ``os.path.realpath``, so the file is neither
+        dropped nor uploaded a second time under another key."""
+        try:
+            path.relative_to(self.directory)
+        except ValueError:
+            pass
+        else:
+            if not (sys.platform == "win32" and "~" in path.name):
+                return path
+        real = Path(os.path.realpath(path))
+        try:
+            rel = real.relative_to(self._real_directory)
+        except ValueError:
+            return None
+        return self.directory / rel
 
     def _tick(self, now: float, *, final: bool) -> None:
         for path in list(self._waiting):
