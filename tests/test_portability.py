@@ -343,3 +343,34 @@ def test_a_windows_short_name_is_tracked_by_its_long_name(
     watcher._notify(str(tmp_path / "REPORT~1.XML"))
     watcher._drain_inbox()
     assert list(watcher._waiting) == [str(long)]
+
+
+def test_the_case_probe_says_what_this_file_system_does_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    from s3stow.restore.paths import folds_case
+
+    assert folds_case(tmp_path) is False  # the test's own file system is case-sensitive
+    assert list(tmp_path.iterdir()) == []
+    assert folds_case(tmp_path / "missing") is False
+
+
+def test_a_restore_into_a_case_folding_file_system_refuses_the_second_spelling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linux restoring to a FAT/exFAT stick or an SMB share: "A.txt" and "a.txt" were both
+    # restored, the second replacing the first, both reported restored.
+    from s3stow.config import Settings
+    from s3stow.restore import engine
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(engine, "folds_case", lambda folder: folder == tmp_path)
+    restorer = engine.Restorer(Settings(endpoint_url="http://127.0.0.1:9"))
+    claims = restorer._planner(tmp_path).claims
+    assert claims.claim(["Report.txt"], "Report.txt") is None
+    assert (
+        claims.claim(["report.TXT"], "report.TXT") == "'Report.txt' restores to the same local file"
+    )
+    exact = restorer._planner(tmp_path / "elsewhere").claims
+    assert exact.claim(["Report.txt"], "Report.txt") is None
+    assert exact.claim(["report.TXT"], "report.TXT") is None

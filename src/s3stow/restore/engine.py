@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 
 from s3stow.config import Settings
@@ -32,7 +33,7 @@ from s3stow.plan.keys import parse_target
 from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
 from s3stow.restore import glacier
-from s3stow.restore.paths import Folders, PathRules
+from s3stow.restore.paths import Folders, PathRules, folds_case
 from s3stow.restore.plan import RestoreItem, RestorePlanner, decide
 from s3stow.restore.report import RestoreSummary
 from s3stow.restore.worker import RestoreOptions, RestoreWorker
@@ -65,6 +66,7 @@ class Restorer:
         self.settings = settings
         self.options = options or RestoreOptions()
         self.rules = rules or PathRules.for_this_os()
+        self._os_rules = rules is None  # the destination's file system may fold case
         self.limiter = RequestLimiter(settings.concurrency)
         self.store: ObjectStore = run_store(
             settings,
@@ -172,7 +174,12 @@ class Restorer:
     # ---- pipeline -------------------------------------------------------------------
     def _planner(self, root: Path) -> RestorePlanner:
         selector = Selector.build(include=self.settings.include, exclude=self.settings.exclude)
-        return RestorePlanner(root, rules=self.rules, selector=selector)
+        rules = self.rules
+        if self._os_rules and not rules.fold_case and not self.settings.dry_run:
+            # Linux writing to FAT, exFAT or an SMB share: "A.txt" and "a.txt" would be
+            # one file, the second restore replacing the first
+            rules = replace(rules, fold_case=folds_case(root))
+        return RestorePlanner(root, rules=rules, selector=selector)
 
     def prepare_root(self, dest: str | Path) -> Path:
         """``dest`` created (unless a dry run) and resolved: where the paths are planned."""

@@ -10,7 +10,8 @@ on disk are resolved, is not inside DEST. The rules are pure functions of the ke
 a ``PathRules`` value, so the Windows rules are tested on every OS.
 
 Two keys that name one file on this OS (the same name up to case and Unicode
-normalisation on Windows and macOS), or a key that needs as a folder what another
+normalisation on Windows and macOS, and on a DEST whose file system folds case
+elsewhere: ``folds_case``), or a key that needs as a folder what another
 key writes as a file, collide: the later one is refused (``PathClaims``). The
 temporary file of a download sits beside its destination (``temp_path``); the folders a
 run writes into are made and checked once each, and re-checked when one is no longer
@@ -19,10 +20,12 @@ the folder that was checked (``Folders``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ntpath
 import os
 import sys
+import tempfile
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -50,6 +53,23 @@ class PathRules:
     @classmethod
     def for_this_os(cls) -> PathRules:
         return cls(windows=sys.platform == "win32", fold_case=sys.platform in ("win32", "darwin"))
+
+
+def folds_case(folder: Path) -> bool:
+    """Whether ``folder``'s file system takes two names differing only in case for one
+    file (FAT, exFAT, SMB shares, a case-folding folder, mounted on Linux): a probe file
+    made there in lower case is found in upper case. ``False`` when it cannot tell."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".s3stow-case-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(handle)
+    probe = Path(name)
+    try:
+        return os.path.lexists(probe.with_name(probe.name.upper()))
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def windows_reserved(name: str) -> bool:
