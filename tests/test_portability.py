@@ -374,3 +374,31 @@ def test_a_restore_into_a_case_folding_file_system_refuses_the_second_spelling(
     exact = restorer._planner(tmp_path / "elsewhere").claims
     assert exact.claim(["Report.txt"], "Report.txt") is None
     assert exact.claim(["report.TXT"], "report.TXT") is None
+
+
+def test_the_windows_registry_does_not_override_the_content_type_of_a_known_suffix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # mimetypes lets the registry override its table; programs write ".js" as
+    # text/plain there, and a site uploaded from such a machine did not run.
+    import mimetypes
+
+    from s3stow.transfer import context
+
+    registry = {".js": "text/plain", ".weird": "application/x-weird"}
+
+    def guess_type(name: str, strict: bool = True) -> tuple[str | None, str | None]:
+        return registry.get(os.path.splitext(name)[1]), None
+
+    monkeypatch.setattr(mimetypes, "guess_type", guess_type)
+    monkeypatch.setattr(sys, "platform", "win32")
+    context._guess_by_suffix.cache_clear()
+    try:
+        assert context._guess_type("app.js") in ("text/javascript", "application/javascript")
+        assert context._guess_type("site.min.css") == "text/css"
+        assert context._guess_type("data.weird") == "application/x-weird"  # the table lacks it
+        monkeypatch.setattr(sys, "platform", "linux")  # elsewhere: as before
+        context._guess_by_suffix.cache_clear()
+        assert context._guess_type("app.js") == "text/plain"
+    finally:
+        context._guess_by_suffix.cache_clear()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import mimetypes
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -117,12 +118,31 @@ _SOURCE = f"s3stow/{__version__}"
 
 @functools.lru_cache(maxsize=1024)
 def _guess_by_suffix(suffixes: str) -> str | None:
-    return mimetypes.guess_type("x" + suffixes)[0]
+    return _guess("x" + suffixes)
 
 
 def _guess_type(name: str) -> str | None:
     dot = name.find(".", 1)
-    return _guess_by_suffix(name[dot:]) if dot > 0 else mimetypes.guess_type(name)[0]
+    return _guess_by_suffix(name[dot:]) if dot > 0 else _guess(name)
+
+
+def _guess(name: str) -> str | None:
+    """The Content-Type of ``name``: Python's own table first on Windows.
+
+    ``mimetypes`` lets the Windows registry override its table, and installed programs
+    write ``Content Type`` values there: ``.js`` as ``text/plain`` is common, and a
+    browser refuses such a script (a site uploaded from Windows broke, from Linux not).
+    The registry still answers for the extensions the table lacks."""
+    if sys.platform == "win32":
+        known = _builtin_types().guess_type(name)[0]
+        if known is not None:
+            return known
+    return mimetypes.guess_type(name)[0]
+
+
+@functools.cache
+def _builtin_types() -> mimetypes.MimeTypes:
+    return mimetypes.MimeTypes()  # the built-in table alone: no registry, no system file
 
 
 def _stat(source: SourceFile) -> os.stat_result:
