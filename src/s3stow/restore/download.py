@@ -9,15 +9,15 @@ larger one is fetched in ranges (``part_size``, else ``RANGE_SIZE``; a COMPOSITE
 checksum's parts), in parallel in the part pool, each with ``If-Match`` on the
 ETag so a changed object fails rather than mixing two versions. How many ranges are
 in flight is the run's ``StreamLimiter``'s call: it starts at ``START_STREAMS`` and
-adds streams while the bytes per second rise with them, up to ``concurrency``. The download id,
-ETag and range size are recorded before the first range, and each range after its
-bytes are written, with its digest. After a crash the next run finds them, re-reads
-the recorded ranges and keeps those whose digest still holds, and fetches only the
-rest (with the range size recorded, whatever the default is now); an object whose
-ETag changed since starts over. The digest of a range is the
-object's own CRC (full-object CRCs combine, so the whole file is never re-read) or a
-composite's part digest; for other proofs it is a CRC64NVME used only to check the
-resumed bytes, and the proof reads the finished file once.
+doubles while the bytes per second rise with it, up to ``concurrency``. The download
+id, ETag and range size are recorded before the first range, and each range after
+its bytes are written, with its digest. After a crash the next run finds them,
+re-reads the recorded ranges and keeps those whose digest still holds, and fetches
+only the rest (with the range size recorded, whatever the default is now); an object
+whose ETag changed since starts over. The digest of a range is the object's own CRC
+(full-object CRCs combine, so the whole file is never re-read) or a composite's part
+digest; for other proofs it is a CRC64NVME used only to check the resumed bytes, and
+the proof reads the finished file once.
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ _RESUME_DIGEST = "crc64nvme"
 # say (the aws CLI's download chunk): small enough that the ranges in flight can
 # follow the StreamLimiter within one object, and that a kill loses little.
 RANGE_SIZE = 8 * MiB
-# Ranges in flight a run starts with (fewer when concurrency is lower): a loopback or
-# LAN server is fastest with few (its CPU follows the streams), a remote S3 caps each
-# connection, so more pay there; the StreamLimiter grows the count when they do.
+# Ranges in flight a run starts with (fewer when concurrency is lower): a local server
+# gains nothing from more (and with large ranges its CPU follows their count), a remote
+# S3 caps each connection, so more pay there; the StreamLimiter grows the count when
+# they do (docs/performance.md, "Ranges in flight that adapt").
 START_STREAMS = 4
 
 
