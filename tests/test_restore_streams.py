@@ -98,9 +98,27 @@ def test_straight_to_the_server_the_ranges_in_flight_stay_low(
     data = _upload(seaweed_cli, seaweed_bucket, tmp_path)
     summary = _restore(seaweed_cli, seaweed_bucket)
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
-    # at most one step tried (4 -> 8), taken back: loopback bytes/s do not follow
+    # at most one step tried (4 -> 8): loopback bytes/s do not double with the streams
+    # (whether the step is taken back before the object ends depends on the machine's
+    # speed: a step still settling when the last range starts stays, so not asserted)
     assert summary["ranges_in_flight_peak"] <= 2 * START_STREAMS
-    assert summary["ranges_in_flight"] == START_STREAMS
+    assert summary["ranges_in_flight"] <= 2 * START_STREAMS
+
+
+def test_large_objects_share_one_limit_on_ranges_in_flight(
+    seaweed_cli: Cli, seaweed_bucket: str, tmp_path: Path
+) -> None:
+    tree = make_tree(tmp_path / "src", {f"big{i}.bin": 20 * MiB for i in range(4)})
+    url = f"s3://{seaweed_bucket}/p"
+    assert seaweed_cli("upload", "src", url, "--ledger", "u.db").code == 0
+    shutil.rmtree(tmp_path / "src")
+    summary = _restore(seaweed_cli, seaweed_bucket)
+    for rel, data in tree.items():
+        assert (tmp_path / "out" / rel).read_bytes() == data, rel
+    # four objects of four ranges each, all in flight at once (16 files in the file
+    # pool, 16 threads in the part pool): without one limit for the run, 16 ranges
+    assert summary["restored"] == 4
+    assert START_STREAMS <= summary["ranges_in_flight_peak"] <= 2 * START_STREAMS
 
 
 def _query(db: Path, sql: str) -> list[Any]:
