@@ -4,6 +4,8 @@ completions (a fake clock, no sleeping, no time asserted)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -325,7 +327,24 @@ def stream_window(
 ) -> None:
     """One window of bytes, every stream slot taken: each stream carries ``per_stream``
     bytes/s, the whole at most ``cap`` (a server or a link that is full)."""
-    saturate(limiter)
+    with streams_busy(limiter):
+        feed_window(limiter, clock, per_stream=per_stream, cap=cap)
+
+
+@contextmanager
+def streams_busy(limiter: StreamLimiter) -> Iterator[None]:
+    """Every stream slot taken while the bytes arrive, as ranges in flight hold them."""
+    held = [limiter.slot() for _ in range(limiter.limit)]
+    for cm in held:
+        cm.__enter__()
+    try:
+        yield
+    finally:
+        for cm in held:
+            cm.__exit__(None, None, None)
+
+
+def feed_window(limiter: StreamLimiter, clock: FakeClock, *, per_stream: float, cap: float) -> None:
     limit, judged = limiter.limit, limiter.windows
     rate = min(limit * per_stream, cap)
     least = max(max(limit, STREAM_WINDOW_MIN) * STREAM_WINDOW, STREAM_WINDOW_SECONDS * rate)
@@ -418,3 +437,26 @@ def test_streams_never_exceed_the_ceiling() -> None:
     assert limiter.peak == 12
     limiter = StreamLimiter(4, ceiling=4, clock=clock)
     assert max(stream_limits(limiter, clock, 12, per_stream=40e6)) == 4
+
+
+def test_time_without_streams_is_left_out_of_the_windows() -> None:
+    """Between two large objects no range is in flight (small files, a listing page):
+    that time does not dilute the bytes/s a window measures. Here every window after
+    the first step has a minute without streams in it; counted, it would take the step
+    back."""
+    clock = FakeClock()
+    clock.now = 100.0  # the run started long before its first large object
+    limiter = StreamLimiter(4, ceiling=16, clock=clock)
+    for _ in range(8):
+        judged, pause = limiter.windows, limiter.limit > 4
+        with streams_busy(limiter):  # an object's last ranges
+            for _ in range(4):
+                clock.now += MiB / (limiter.limit * 40e6)
+                limiter.on_bytes(MiB)
+        clock.now += 60.0 if pause else 0.0  # small files
+        with streams_busy(limiter):  # the next object
+            while limiter.windows == judged:
+                clock.now += MiB / (limiter.limit * 40e6)
+                limiter.on_bytes(MiB)
+    assert limiter.limit == 16
+    assert limiter.growth.reverts == 0

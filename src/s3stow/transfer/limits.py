@@ -150,6 +150,8 @@ class RequestLimiter:
         self._window_start = self._clock()
         self._window_done = 0
         self._full = False  # every slot was taken at some moment of this window
+        self._idle_since: float | None = None  # no slot taken since (when idle time is
+        self._skip_idle = False  # left out of windows: StreamLimiter)
         self._cond = threading.Condition()
 
     @contextmanager
@@ -157,6 +159,9 @@ class RequestLimiter:
         with self._cond:
             while self.active >= self.limit:
                 self._cond.wait()
+            if self._idle_since is not None:  # the window resumes where it paused
+                self._window_start += self._clock() - self._idle_since
+                self._idle_since = None
             self.active += 1
             if self.active >= self.limit:
                 self._full = True
@@ -166,6 +171,8 @@ class RequestLimiter:
         finally:
             with self._cond:
                 self.active -= 1
+                if self._skip_idle and not self.active:
+                    self._idle_since = self._clock()
                 self._cond.notify()
 
     def on_throttle(self) -> None:
@@ -227,7 +234,9 @@ class StreamLimiter(RequestLimiter):
     ``max(limit, STREAM_WINDOW_MIN) * STREAM_WINDOW`` bytes received (``on_bytes``, as
     they arrive, so a window does not wait for a range to end) make a window, judged
     by ``Growth`` as bytes/s, once it has lasted ``STREAM_WINDOW_SECONDS``; a window
-    in which every stream slot was taken at some moment is ``full``. Throttling
+    in which every stream slot was taken at some moment is ``full``. Time with no
+    stream in flight (between two large objects of a tree) is left out of the window:
+    it says nothing about what more streams would carry. Throttling
     halves the limit (once per ``cooldown``) and ends growth for the run; successes
     (``on_success``, a whole range) add it back one by one up to ``start``.
     """
@@ -242,6 +251,8 @@ class StreamLimiter(RequestLimiter):
     ) -> None:
         start = max(1, min(start, ceiling))
         super().__init__(start, ceiling=ceiling, cooldown=cooldown, clock=clock)
+        self._skip_idle = True
+        self._idle_since = self._window_start  # the first window starts with a stream
 
     def on_success(self) -> None:
         with self._cond:
