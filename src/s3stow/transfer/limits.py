@@ -150,8 +150,9 @@ class RequestLimiter:
         self._window_start = self._clock()
         self._window_done = 0
         self._full = False  # every slot was taken at some moment of this window
-        self._idle_since: float | None = None  # no slot taken since (when idle time is
-        self._skip_idle = False  # left out of windows: StreamLimiter)
+        # StreamLimiter leaves time with no slot taken out of its windows
+        self._skip_idle = False
+        self._idle_since: float | None = None  # when the last slot was given back
         self._cond = threading.Condition()
 
     @contextmanager
@@ -236,9 +237,9 @@ class StreamLimiter(RequestLimiter):
     by ``Growth`` as bytes/s, once it has lasted ``STREAM_WINDOW_SECONDS``; a window
     in which every stream slot was taken at some moment is ``full``. Time with no
     stream in flight (between two large objects of a tree) is left out of the window:
-    it says nothing about what more streams would carry. Throttling
-    halves the limit (once per ``cooldown``) and ends growth for the run; successes
-    (``on_success``, a whole range) add it back one by one up to ``start``.
+    it says nothing about what more streams would carry. Throttling halves the limit
+    (once per ``cooldown``) and ends growth for the run; successes (``on_success``, a
+    whole range) add it back one by one up to ``start``.
     """
 
     def __init__(
