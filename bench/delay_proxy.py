@@ -13,7 +13,11 @@ It is stdlib only and cheap: asyncio protocols, not streams, and one timer per
 direction of a connection (uvloop's event loop is used where it is installed).
 Reading stops while more than 4 MiB wait to be passed on in one direction.
 
-    python bench/delay_proxy.py UPSTREAM_PORT DELAY_MS   # prints the port it listens on
+With RATE_MBPS, each connection's answers (server to client) are passed on at most at
+that many MB/s: a per-connection bandwidth cap, as a remote S3 puts on each stream
+(tens of MB/s), so that only more connections in parallel go faster.
+
+    python bench/delay_proxy.py UPSTREAM_PORT DELAY_MS [RATE_MBPS]  # prints its port
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ class _Direction:
     """Bytes from one transport to another, each chunk passed on ``delay`` after it
     arrived (and none before ``not_before``)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float, not_before: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, delay: float, not_before: float, rate: float = 0.0
+    ) -> None:
         self.loop = loop
         self.delay = delay
         self.not_before = not_before
+        self.rate = rate  # bytes/s at most (0: no cap)
         self.source: asyncio.Transport | None = None
         self.dest: asyncio.Transport | None = None
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
@@ -46,6 +53,8 @@ class _Direction:
     def push(self, data: bytes) -> None:
         now = self.loop.time()
         due = max(now + self.delay, self.not_before)
+        if self.rate and data:  # the chunk leaves once the ones before it have gone
+            self.not_before = max(due, self.not_before) + len(data) / self.rate
         if due <= now and not self.queue and data and self.dest is not None:
             self.dest.write(data)  # no delay (0 ms): no timer either
             return
@@ -127,21 +136,21 @@ class _Side(asyncio.Protocol):
             self.out.push(_EOF)  # a reset ends the stream too, after what is queued
 
 
-def _pair(loop: asyncio.AbstractEventLoop, delay: float) -> tuple[_Side, _Side]:
+def _pair(loop: asyncio.AbstractEventLoop, delay: float, rate: float) -> tuple[_Side, _Side]:
     half = delay / 2
     # the first bytes to the server wait one more round trip: the TCP handshake
     up = _Direction(loop, half, loop.time() + delay + half)
-    down = _Direction(loop, half, 0.0)
+    down = _Direction(loop, half, 0.0, rate)
     up.peer, down.peer = down, up
     return _Side(up, down), _Side(down, up)
 
 
-async def serve(upstream_port: int, delay: float) -> None:
+async def serve(upstream_port: int, delay: float, rate: float = 0.0) -> None:
     loop = asyncio.get_running_loop()
     connecting: set[asyncio.Task[None]] = set()
 
     def accepted() -> _Side:
-        client, server = _pair(loop, delay)
+        client, server = _pair(loop, delay, rate)
 
         async def connect() -> None:
             try:
@@ -163,12 +172,13 @@ async def serve(upstream_port: int, delay: float) -> None:
 
 def main() -> None:
     upstream, delay = int(sys.argv[1]), float(sys.argv[2]) / 1000
+    rate = float(sys.argv[3]) * 1e6 if len(sys.argv) > 3 else 0.0
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
-        asyncio.run(serve(upstream, delay))
+        asyncio.run(serve(upstream, delay, rate))
     else:  # pragma: no cover - not installed here
-        uvloop.run(serve(upstream, delay))
+        uvloop.run(serve(upstream, delay, rate))
 
 
 if __name__ == "__main__":

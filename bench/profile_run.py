@@ -22,6 +22,10 @@ memory in use (see docs/performance.md, "A large restore is kernel time"), and w
 tool pays it depends on what ran before, not on the tool. The server's CPU is
 reported beside each run.
 
+``--stream-cap MBPS`` (restore) puts bench/delay_proxy.py between the restoring tools
+and the server, each connection's answers capped at MBPS MB/s: a remote S3's
+per-stream bandwidth, where more ranges in flight are what make a large restore fast.
+
 ``--spy FILE`` records the timed command with py-spy (``pip install py-spy``; it
 samples every thread, where cProfile sees only the main one) as collapsed stacks,
 and ``--top FILE`` prints the functions with the most samples, by their own time and
@@ -45,7 +49,7 @@ from typing import IO
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import upload_bench as ub
-from servers import BenchServer
+from servers import BenchServer, start_delay_proxy
 
 
 def _frame(text: str) -> str:
@@ -86,6 +90,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--peer", help="restore: time this tool too, alternating (s5cmd...)")
     parser.add_argument("--runs", type=int, default=1, help="rounds (with --peer)")
+    parser.add_argument(
+        "--stream-cap", type=float, help="restore through a proxy: MB/s per connection"
+    )
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
     args = parser.parse_args()
     if args.top:
@@ -95,6 +102,7 @@ def main() -> int:
         parser.error("give a mode and a dataset (or --top FILE)")
     src = ub.make_dataset(args.dataset, ub.SIZES[args.dataset])
     work = Path(tempfile.mkdtemp(prefix="s3stow-profile-"))
+    proxy: subprocess.Popen[str] | None = None
     try:
         with BenchServer("seaweedfs") as server:
             env = {**os.environ, **ub.ENV}
@@ -102,8 +110,12 @@ def main() -> int:
             upload = [*base, "upload", str(src), "s3://bench/p", "--ledger", str(work / "u.db")]
             if args.mode != "upload":
                 subprocess.run(upload, env=env, check=True, stdout=subprocess.DEVNULL)
+            endpoint = server.endpoint_url
+            if args.stream_cap:
+                proxy, endpoint = start_delay_proxy(server.port, 0, rate_mbps=args.stream_cap)
+                base[base.index(server.endpoint_url)] = endpoint
             if args.mode == "restore" and args.peer:
-                return compare(server, env, work, args.peer, args.runs, args.extra)
+                return compare(server, env, work, args.peer, args.runs, args.extra, endpoint)
             if args.mode == "restore":
                 dest, ledger = work / "restored", work / "r.db"
                 timed = [*base, "restore", "s3://bench/p", str(dest), "--ledger", str(ledger)]
@@ -121,6 +133,9 @@ def main() -> int:
                 timed = [spy, "record", "-r", "250", "-f", "raw", "-o", str(args.spy), "--", *timed]
             print(f"{args.mode} {args.dataset}: {_measure(timed, env, server, stderr=stderr)}")
     finally:
+        if proxy is not None:
+            proxy.kill()
+            proxy.wait()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
@@ -144,17 +159,24 @@ def _measure(
 
 
 def compare(
-    server: BenchServer, env: dict[str, str], work: Path, peer: str, runs: int, extra: list[str]
+    server: BenchServer,
+    env: dict[str, str],
+    work: Path,
+    peer: str,
+    runs: int,
+    extra: list[str],
+    endpoint: str,
 ) -> int:
-    """s3stow's restore and ``peer``'s download of the same prefix, alternating."""
-    env = {**env, **ub.rclone_env(server.endpoint_url)}
+    """s3stow's restore and ``peer``'s download of the same prefix from ``endpoint``
+    (the server, or a proxy in front of it), alternating."""
+    env = {**env, **ub.rclone_env(endpoint)}
     tools = ["s3stow", peer]
     for round_ in range(runs):
         for tool in tools if round_ % 2 == 0 else tools[::-1]:
             dest = work / f"restored-{tool}"
             shutil.rmtree(dest, ignore_errors=True)  # its own output, freed just now
             ledger = work / f"r-{round_}.db"
-            argv = ub.download_command(tool, server.endpoint_url, "p", dest, ledger=ledger)
+            argv = ub.download_command(tool, endpoint, "p", dest, ledger=ledger)
             if argv is None:
                 print(f"{tool}: not installed")
                 return 1

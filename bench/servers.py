@@ -178,10 +178,14 @@ def audit_missing(endpoint: str, prefix: str, expected: int, *, ledger: Path | N
     )
 
 
-def start_delay_proxy(port: int, delay_ms: float) -> tuple[subprocess.Popen[str], str]:
-    """bench/delay_proxy.py in front of loopback ``port``: the process and its endpoint."""
+def start_delay_proxy(
+    port: int, delay_ms: float, *, rate_mbps: float | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """bench/delay_proxy.py in front of loopback ``port``: the process and its endpoint
+    (``rate_mbps``: each connection's answers capped at that many MB/s)."""
+    cap = [str(rate_mbps)] if rate_mbps else []
     proxy = subprocess.Popen(
-        [sys.executable, str(HERE / "delay_proxy.py"), str(port), str(delay_ms)],
+        [sys.executable, str(HERE / "delay_proxy.py"), str(port), str(delay_ms), *cap],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -12,8 +12,12 @@ answer's body with ``value``, its status kept: a gateway's page where XML was
 due), ``append_query`` (forward the request with ``value`` added to its query
 string, e.g. ``max-parts=1`` to force small ListParts pages), ``hold`` (forward
 only once the test calls the rule's ``release()``: a run kept busy for as long as
-the test needs, however slow the machine) and ``callback`` (forward, answer, then
-call a test function: the crash harness kills the client there). A rule with
+the test needs, however slow the machine), ``rate`` (forward, then send the answer
+at most ``rate`` bytes/s: a per-connection bandwidth cap, as a remote S3 puts on each
+stream, so that only more streams in parallel go faster), ``link`` (the same, but
+``rate`` bytes/s shared by every answer of the rule: a full link or a busy server,
+where more streams add nothing) and ``callback`` (forward, answer, then call a test
+function: the crash harness kills the client there). A rule with
 ``agent`` applies only to requests whose User-Agent contains it (e.g.
 ``fastpath``). Every request is logged, with its headers, so tests can assert
 exactly what was sent.
@@ -38,6 +42,8 @@ class Rule:
     status: int = 503
     code: str = "SlowDown"
     delay: float = 0.0
+    rate: float = 0.0  # bytes/s of an answer (``rate``) or of all answers (``link``)
+    link_free: float = 0.0  # ``link``: when the shared link can take the next block
     header: str = ""
     value: str = ""
     callback: Callable[[str], None] | None = None
@@ -182,11 +188,33 @@ class FaultProxy:
             response = self._rewrite(response, rule.header, rule.value)
         if rule is not None and rule.action == "rewrite_body":
             response = self._replace_body(response, rule.value.encode())
+        if rule is not None and rule.action in ("rate", "link"):
+            await self._paced(writer, response, rule)
+            response = b""  # all of it sent
         writer.write(response)
         await writer.drain()
         writer.close()
         if rule is not None and rule.action == "callback" and rule.callback is not None:
             rule.callback(line)
+
+    @staticmethod
+    async def _paced(writer: asyncio.StreamWriter, response: bytes, rule: Rule) -> None:
+        """Write ``response`` at ``rule.rate`` bytes/s, alone (``rate``) or sharing
+        the rate with the rule's other answers (``link``): each block of 64 KiB leaves
+        when the rate allows it."""
+        loop = asyncio.get_running_loop()
+        start, step = loop.time(), 64 * 1024
+        for offset in range(0, len(response), step):
+            block = response[offset : offset + step]
+            if rule.action == "link":  # the block takes the link's next free moment
+                due = max(loop.time(), rule.link_free)
+                rule.link_free = due + len(block) / rule.rate
+            else:
+                due = start + offset / rule.rate
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            writer.write(block)
+            await writer.drain()
 
     @staticmethod
     def _replace_body(response: bytes, body: bytes) -> bytes:

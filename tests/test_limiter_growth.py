@@ -4,11 +4,22 @@ completions (a fake clock, no sleeping, no time asserted)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from s3stow.config import Settings
-from s3stow.transfer.limits import HOLD, WINDOW_MIN, Growth, RequestLimiter
+from s3stow.transfer.limits import (
+    HOLD,
+    STREAM_WINDOW,
+    STREAM_WINDOW_MIN,
+    STREAM_WINDOW_SECONDS,
+    WINDOW_MIN,
+    Growth,
+    RequestLimiter,
+    StreamLimiter,
+)
 
 
 def latency_bound(limit: int, *, rtt: float = 0.05, cap: float = 1e9) -> float:
@@ -304,3 +315,148 @@ def test_a_step_back_holds_and_then_measures_afresh() -> None:
     assert [growth.judge(16, 100.0, full=True) for _ in range(2)] == [16, 16]  # a base
     assert growth.judge(16, 100.0, full=False) == 16  # not full at the base: no step back
     assert (growth.reverts, growth.hold, growth.base_limit) == (0, 0, 0)
+
+
+# ---- StreamLimiter: ranges in flight, judged by bytes/s ---------------------------------
+
+MiB = 1024 * 1024
+
+
+def stream_window(
+    limiter: StreamLimiter, clock: FakeClock, *, per_stream: float, cap: float = float("inf")
+) -> None:
+    """One window of bytes, every stream slot taken: each stream carries ``per_stream``
+    bytes/s, the whole at most ``cap`` (a server or a link that is full)."""
+    with streams_busy(limiter):
+        feed_window(limiter, clock, per_stream=per_stream, cap=cap)
+
+
+@contextmanager
+def streams_busy(limiter: StreamLimiter) -> Iterator[None]:
+    """Every stream slot taken while the bytes arrive, as ranges in flight hold them."""
+    held = [limiter.slot() for _ in range(limiter.limit)]
+    for cm in held:
+        cm.__enter__()
+    try:
+        yield
+    finally:
+        for cm in held:
+            cm.__exit__(None, None, None)
+
+
+def feed_window(limiter: StreamLimiter, clock: FakeClock, *, per_stream: float, cap: float) -> None:
+    limit, judged = limiter.limit, limiter.windows
+    rate = min(limit * per_stream, cap)
+    least = max(max(limit, STREAM_WINDOW_MIN) * STREAM_WINDOW, STREAM_WINDOW_SECONDS * rate)
+    received = 0
+    while limiter.windows == judged and received < 2 * least:  # none judged: not growing
+        clock.now += MiB / rate
+        limiter.on_bytes(MiB)
+        received += MiB
+    assert limiter.windows == judged or received >= least  # never before both floors
+
+
+def stream_limits(
+    limiter: StreamLimiter, clock: FakeClock, windows: int, **link: float
+) -> list[int]:
+    limits = [limiter.limit]
+    for _ in range(windows):
+        stream_window(limiter, clock, **link)
+        limits.append(limiter.limit)
+    return limits
+
+
+def test_streams_grow_while_bytes_per_second_follow() -> None:
+    clock = FakeClock()  # a remote S3: each connection carries 40 MB/s, whatever the count
+    limiter = StreamLimiter(4, ceiling=16, clock=clock)
+    limits = stream_limits(limiter, clock, 10, per_stream=40e6)
+    assert sorted(set(limits)) == [4, 8, 16]
+    assert limits[-1] == 16
+    assert limiter.peak == 16
+    assert (limiter.growth.steps, limiter.growth.reverts) == (2, 0)
+
+
+def test_streams_stay_where_more_do_not_pay() -> None:
+    clock = FakeClock()  # a loopback server: 600 MB/s with 4 streams or 16
+    limiter = StreamLimiter(4, ceiling=16, clock=clock)
+    limits = stream_limits(limiter, clock, HOLD, per_stream=400e6, cap=600e6)
+    assert max(limits) == 8  # one try
+    assert limits[-1] == 4
+    assert (limiter.growth.steps, limiter.growth.reverts) == (0, 1)
+
+
+def test_streams_settle_where_the_rate_stops_rising() -> None:
+    clock = FakeClock()  # 40 MB/s per stream, 360 MB/s in all: 8 pay, 16 add 12.5%
+    limiter = StreamLimiter(4, ceiling=16, clock=clock)
+    limits = stream_limits(limiter, clock, HOLD, per_stream=40e6, cap=360e6)
+    assert max(limits) == 16
+    assert limits[-1] == 8
+    assert (limiter.growth.steps, limiter.growth.reverts) == (1, 1)
+
+
+def test_streams_count_bytes_not_ranges() -> None:
+    clock = FakeClock()  # one window's bytes, however few ranges ended in it
+    limiter = StreamLimiter(4, ceiling=16, clock=clock)
+    for _ in range(3):
+        stream_window(limiter, clock, per_stream=40e6)
+    assert limiter.limit == 8
+    for _ in range(1000):  # whole ranges ending add no bytes (and there is no throttling)
+        limiter.on_success()
+    assert limiter.limit == 8
+
+
+def test_streams_halve_on_throttling_and_grow_no_more() -> None:
+    clock = FakeClock()
+    limiter = StreamLimiter(4, ceiling=16, cooldown=0.0, clock=clock)
+    stream_limits(limiter, clock, 6, per_stream=40e6)
+    assert limiter.limit == 16
+    limiter.on_throttle()
+    assert limiter.limit == 8
+    limiter.on_throttle()
+    assert limiter.limit == 4
+    stream_limits(limiter, clock, 10, per_stream=40e6)
+    assert limiter.limit == 4  # the server pushed back: no growth for the run
+    limiter.on_throttle()
+    assert limiter.limit == 2  # below the start: ranges that end add streams back
+    stream_limits(limiter, clock, 4, per_stream=40e6)
+    assert limiter.limit == 2  # bytes alone do not
+    for _ in range(2 + 3):
+        limiter.on_success()
+    assert limiter.limit == 4  # additive, up to the start
+    for _ in range(100):
+        limiter.on_success()
+    assert limiter.limit == 4
+
+
+def test_streams_never_exceed_the_ceiling() -> None:
+    clock = FakeClock()
+    assert StreamLimiter(4, ceiling=2, clock=clock).limit == 2  # concurrency 2: 2 streams
+    limiter = StreamLimiter(4, ceiling=12, clock=clock)
+    limits = stream_limits(limiter, clock, 12, per_stream=40e6)
+    assert max(limits) == 12
+    assert limiter.peak == 12
+    limiter = StreamLimiter(4, ceiling=4, clock=clock)
+    assert max(stream_limits(limiter, clock, 12, per_stream=40e6)) == 4
+
+
+def test_time_without_streams_is_left_out_of_the_windows() -> None:
+    """Between two large objects no range is in flight (small files, a listing page):
+    that time does not dilute the bytes/s a window measures. Here every window after
+    the first step has a minute without streams in it; counted, it would take the step
+    back."""
+    clock = FakeClock()
+    clock.now = 100.0  # the run started long before its first large object
+    limiter = StreamLimiter(4, ceiling=16, clock=clock)
+    for _ in range(8):
+        judged, pause = limiter.windows, limiter.limit > 4
+        with streams_busy(limiter):  # an object's last ranges
+            for _ in range(4):
+                clock.now += MiB / (limiter.limit * 40e6)
+                limiter.on_bytes(MiB)
+        clock.now += 60.0 if pause else 0.0  # small files
+        with streams_busy(limiter):  # the next object
+            while limiter.windows == judged:
+                clock.now += MiB / (limiter.limit * 40e6)
+                limiter.on_bytes(MiB)
+    assert limiter.limit == 16
+    assert limiter.growth.reverts == 0

@@ -4,9 +4,10 @@
 error class, the time of the last success) and a ``RequestObserver`` of the store
 (``store/observed.py``: request latency by operation, requests in flight). At scrape
 time it also reads what the engine already counts: the limiter's current limit and
-throttling answers, the store's retried transient errors, and for ``watch`` the
-backlog. ``prometheus_client`` (imported only here, only when metrics are asked for)
-keeps the registry and serves the text format from a daemon thread.
+throttling answers, a restore's ranges in flight, the store's retried transient
+errors, and for ``watch`` the backlog. ``prometheus_client`` (imported only here, only
+when metrics are asked for) keeps the registry and serves the text format from a
+daemon thread.
 
 Metric names follow Prometheus conventions: the ``s3stow_`` prefix, base units
 (``_bytes``, ``_seconds``) and ``_total`` for counters. Label values are bounded:
@@ -153,6 +154,18 @@ class RunMetrics(Observer):
             "s3stow_concurrency_peak", "The most requests in flight at once so far", registry=r
         ).set_function(lambda: limiter.peak)
         r.register(_Counted(limiter, store))
+        streams: RequestLimiter | None = getattr(engine, "streams", None)  # a restore's
+        if streams is not None:
+            Gauge(
+                "s3stow_ranges_in_flight_limit",
+                "Ranged GETs of large objects admitted at once now (grown while bytes/s rise)",
+                registry=r,
+            ).set_function(lambda: streams.limit)
+            Gauge(
+                "s3stow_ranges_in_flight_peak",
+                "The most ranged GETs in flight at once so far",
+                registry=r,
+            ).set_function(lambda: streams.peak)
         if backlog is not None:
 
             def oldest() -> float:

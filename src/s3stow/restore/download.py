@@ -5,16 +5,19 @@ the check holds (``check.py``) does the file get its mtime and replace the
 destination (``os.replace``: atomic, and a reader never sees half a file).
 
 An object up to ``multipart_threshold`` is one GET, hashed while it streams. A
-larger one is fetched in ranges (``part_size``, adaptive by default; a COMPOSITE
+larger one is fetched in ranges (``part_size``, else ``RANGE_SIZE``; a COMPOSITE
 checksum's parts), in parallel in the part pool, each with ``If-Match`` on the
-ETag so a changed object fails rather than mixing two versions. The download id,
-ETag and range size are recorded before the first range, and each range after its
-bytes are written, with its digest. After a crash the next run finds them, re-reads
-the recorded ranges and keeps those whose digest still holds, and fetches only the
-rest; an object whose ETag changed since starts over. The digest of a range is the
-object's own CRC (full-object CRCs combine, so the whole file is never re-read) or a
-composite's part digest; for other proofs it is a CRC64NVME used only to check the
-resumed bytes, and the proof reads the finished file once.
+ETag so a changed object fails rather than mixing two versions. How many ranges are
+in flight is the run's ``StreamLimiter``'s call: it starts at ``START_STREAMS`` and
+doubles while the bytes per second rise with it, up to ``concurrency``. The download
+id, ETag and range size are recorded before the first range, and each range after
+its bytes are written, with its digest. After a crash the next run finds them,
+re-reads the recorded ranges and keeps those whose digest still holds, and fetches
+only the rest (with the range size recorded, whatever the default is now); an object
+whose ETag changed since starts over. The digest of a range is the object's own CRC
+(full-object CRCs combine, so the whole file is never re-read) or a composite's part
+digest; for other proofs it is a CRC64NVME used only to check the resumed bytes, and
+the proof reads the finished file once.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import time
 import uuid
 from concurrent.futures import Future, wait
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +48,22 @@ from s3stow.restore.plan import RestoreItem
 from s3stow.store.base import ObjectBody, ObjectInfo
 from s3stow.store.proof import Hasher, Proof
 from s3stow.transfer.context import TransferContext
+from s3stow.transfer.limits import StreamLimiter
 from s3stow.transfer.parts import choose_part_size, part_ranges
+from s3stow.units import MiB
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 _RESUME_DIGEST = "crc64nvme"
+# Ranges of a large object when neither --part-size nor a composite checksum's parts
+# say (the aws CLI's download chunk): small enough that the ranges in flight can
+# follow the StreamLimiter within one object, and that a kill loses little.
+RANGE_SIZE = 8 * MiB
+# Ranges in flight a run starts with (fewer when concurrency is lower): a local server
+# gains nothing from more (and with large ranges its CPU follows their count), a remote
+# S3 caps each connection, so more pay there; the StreamLimiter grows the count when
+# they do (docs/performance.md, "Ranges in flight that adapt").
+START_STREAMS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +84,15 @@ def fetch(
     restores: RestoreLedger | None,
     entry: RestoreEntry | None,
     folders: Folders | None = None,
+    streams: StreamLimiter | None = None,
 ) -> Fetched:
     """Restore ``item`` to its path, verified; raises on any failure (the temporary
     file of a ranged download is kept for the next run when it can resume).
-    ``folders``: the run's folders already made and checked (``paths.Folders``)."""
+    ``folders``: the run's folders already made and checked (``paths.Folders``);
+    ``streams``: the run's limit on ranges in flight (None: only the request limit)."""
     (folders or Folders()).ready(item.source.root, item.path.parent)
     if item.info.size > ctx.settings.multipart_threshold:
-        return _ranged(ctx, item, restores, entry)
+        return _ranged(ctx, item, restores, entry, streams)
     return _single(ctx, item)
 
 
@@ -123,9 +140,11 @@ def _stream(
     hashers: list[Hasher],
     *,
     limit: int | None = None,
+    streams: StreamLimiter | None = None,
 ) -> int:
     """Write ``body`` to ``path`` (at ``body.start`` in ``r+b`` mode), hashing it;
-    progress taken back when it fails halfway."""
+    progress taken back when it fails halfway (``streams`` is told of every chunk
+    received: the bytes crossed the network either way)."""
     received = reported = 0
     try:
         with path.open(mode) as out:
@@ -142,6 +161,8 @@ def _stream(
                 out.write(chunk)
                 for hasher in hashers:
                     hasher.update(chunk)
+                if streams is not None:
+                    streams.on_bytes(len(chunk))
                 ctx.on_bytes(item.source, len(chunk))
                 reported = received
     except BaseException:
@@ -158,6 +179,7 @@ def _ranged(
     item: RestoreItem,
     restores: RestoreLedger | None,
     entry: RestoreEntry | None,
+    streams: StreamLimiter | None,
 ) -> Fetched:
     info = stat(ctx, item)
     if archived_unreadable(info):
@@ -172,7 +194,9 @@ def _ranged(
         spans = _spans(layout)
         range_size = layout[0]
     else:
-        range_size = choose_part_size(info.size, ctx.settings.part_size)
+        range_size = _recorded(entry, info) or choose_part_size(
+            info.size, ctx.settings.part_size or RANGE_SIZE
+        )
         spans = [(offset, length) for _, offset, length in part_ranges(info.size, range_size)]
     kind = str(proof.algorithm) if proof.combinable else _RESUME_DIGEST
     temp = temp_path(item.path)
@@ -192,7 +216,9 @@ def _ranged(
         log.info("resuming %s: %d of %d ranges already here", item.key, len(done), len(spans))
         ctx.on_bytes(item.source, sum(length for length, _ in done.values()))
     futures: list[Future[tuple[int, int, str]]] = [
-        ctx.part_pool.submit(_fetch_range, ctx, item, info, temp, span, kind, restores, download_id)
+        ctx.part_pool.submit(
+            _fetch_range, ctx, item, info, temp, span, kind, restores, download_id, streams
+        )
         for span in spans
         if span[0] not in done
     ]
@@ -219,6 +245,14 @@ def _ranged(
     with temp.open("rb+") as handle:  # a large file: on disk before it takes the name
         os.fsync(handle.fileno())
     return _finish(temp, item, info, proof, value, received)
+
+
+def _recorded(entry: RestoreEntry | None, info: ObjectInfo) -> int | None:
+    """The range size of a download of this very object begun by an earlier run (its
+    ranges resume only with the same size), else None."""
+    if entry is None or not entry.download_id or not entry.range_size:
+        return None
+    return entry.range_size if entry.etag == info.etag else None
 
 
 def _spans(sizes: list[int]) -> list[tuple[int, int]]:
@@ -267,6 +301,7 @@ def _fetch_range(
     kind: str,
     restores: RestoreLedger | None,
     download_id: str,
+    streams: StreamLimiter | None,
 ) -> tuple[int, int, str]:
     first, length = span
     if ctx.stop.is_set():
@@ -274,7 +309,7 @@ def _fetch_range(
 
     def attempt() -> str:
         hasher = Hasher(kind)
-        with ctx.limiter.slot():
+        with streams.slot() if streams is not None else nullcontext(), ctx.limiter.slot():
             body = ctx.store.get_object(
                 item.bucket, item.key, byte_range=(first, first + length - 1), if_match=info.etag
             )
@@ -285,7 +320,9 @@ def _fetch_range(
                     f"got them from {body.start}",
                     code="RangeNotHonoured",
                 )
-            received = _stream(ctx, item, body, temp, "r+b", [hasher], limit=length)
+            received = _stream(
+                ctx, item, body, temp, "r+b", [hasher], limit=length, streams=streams
+            )
         if received != length:
             ctx.on_bytes(item.source, -received)
             raise TransferError(
@@ -294,6 +331,8 @@ def _fetch_range(
                 transient=True,
             )
         ctx.limiter.on_success()
+        if streams is not None:
+            streams.on_success()
         return hasher.value()
 
     digest = ctx.retry.run(attempt, what=f"{item.key} bytes {first}-{first + length - 1}")

@@ -8,7 +8,10 @@ list (or a run's items from the ledger, or explicit items) -> plan paths
 while the bucket is still being listed; at most ``2 x concurrency`` files are in
 flight. A restore shares an upload's machinery: a file pool and a part pool of
 ``concurrency`` threads, one ``RequestLimiter`` over both (AIMD on throttling),
-file-level retries over botocore's, the same stop event and fatal-error policy.
+file-level retries over botocore's, the same stop event and fatal-error policy. The
+ranged GETs of large objects also pass the run's ``StreamLimiter`` (``streams``): it
+starts at ``download.START_STREAMS`` ranges in flight and grows towards
+``concurrency`` while the bytes per second rise with it; throttling halves both.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from s3stow.plan.keys import parse_target
 from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
 from s3stow.restore import glacier
+from s3stow.restore.download import START_STREAMS
 from s3stow.restore.paths import Folders, PathRules, folds_case
 from s3stow.restore.plan import RestoreItem, RestorePlanner, decide
 from s3stow.restore.report import RestoreSummary
@@ -42,7 +46,7 @@ from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
 from s3stow.transfer.context import TransferContext, transfer_context
 from s3stow.transfer.engine import new_run_id
-from s3stow.transfer.limits import RequestLimiter
+from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 
 log = logging.getLogger(__name__)
 _BATCH = 256
@@ -68,10 +72,12 @@ class Restorer:
         self.rules = rules or PathRules.for_this_os()
         self._os_rules = rules is None  # the destination's file system may fold case
         self.limiter = RequestLimiter(settings.concurrency)
+        # ranges in flight: a few, more while they pay (download.py)
+        self.streams = StreamLimiter(START_STREAMS, ceiling=settings.concurrency)
         self.store: ObjectStore = run_store(
             settings,
             store=store,
-            on_throttle=self.limiter.on_throttle,
+            on_throttle=self._on_throttle,
             request_observer=request_observer,  # --metrics-port
         )
         self.ledger = ledger
@@ -80,9 +86,17 @@ class Restorer:
         self.observer = Fanout(list(observers))
         self.stop = threading.Event()
         self.worker = RestoreWorker(
-            options=self.options, observer=self.observer, stop=self.stop, restores=self.restores
+            options=self.options,
+            observer=self.observer,
+            stop=self.stop,
+            restores=self.restores,
+            streams=self.streams,
         )
         self._waiting: list[RestoreItem] = []
+
+    def _on_throttle(self) -> None:
+        self.limiter.on_throttle()
+        self.streams.on_throttle()
 
     # ---- public API -----------------------------------------------------------------
     def add_observer(self, observer: Observer) -> None:
@@ -229,6 +243,9 @@ class Restorer:
             summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before
             summary.throttled = self.limiter.throttle_events
             summary.concurrency = self.limiter.limit
+            summary.concurrency_peak = self.limiter.peak
+            summary.streams = self.streams.limit
+            summary.streams_peak = self.streams.peak
             summary.interrupted = self.stop.is_set() and self.fatal_error is None
             if self.fatal_error is not None:
                 summary.fatal = str(self.fatal_error)

@@ -27,6 +27,8 @@ class RestoreSummary(RunSummary):
     pending: int = 0
     would_restore: list[Decision] = field(default_factory=list)
     tiers: dict[str, int] = field(default_factory=dict)  # what proved each file in place
+    streams: int = 0  # the limit on ranges in flight at the end (StreamLimiter)
+    streams_peak: int = 0  # the most ranges in flight at once
 
     @property
     def ok(self) -> bool:
@@ -58,6 +60,8 @@ class RestoreSummary(RunSummary):
         totals["bytes_restored"] = totals.pop("bytes_uploaded")
         totals["pending"] = self.pending
         totals["tiers"] = dict(self.tiers)
+        totals["ranges_in_flight"] = self.streams
+        totals["ranges_in_flight_peak"] = self.streams_peak
         totals["would_restore"] = [
             {
                 "key": d.item.key,

@@ -30,6 +30,7 @@ from s3stow.restore.glacier import GlacierOptions
 from s3stow.restore.paths import Folders, UnsafePath
 from s3stow.restore.plan import RestoreItem
 from s3stow.transfer.context import TransferContext
+from s3stow.transfer.limits import StreamLimiter
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,10 @@ class RestoreWorker:
         observer: Observer,
         stop: threading.Event,
         restores: RestoreLedger | None,
+        streams: StreamLimiter | None = None,
     ) -> None:
         self.options = options
+        self.streams = streams  # the run's limit on ranges in flight
         self.observer = observer
         self.stop = stop
         self.restores = restores
@@ -81,7 +84,14 @@ class RestoreWorker:
                     return self._archived(item, verdict)
             self.observer.on_file_start(item.source, item.key)
             try:
-                got = fetch(ctx, item, restores=self.restores, entry=entry, folders=self.folders)
+                got = fetch(
+                    ctx,
+                    item,
+                    restores=self.restores,
+                    entry=entry,
+                    folders=self.folders,
+                    streams=self.streams,
+                )
             except TransferError as exc:
                 if exc.code != "InvalidObjectState":  # an archived object the plan did not see
                     raise

@@ -7,8 +7,10 @@ most once per ``cooldown`` seconds) when S3 throttles and adds one back after
 that pays: over a long round trip, requests in flight are what sets the pace
 (files/s ~= in flight / round trip), so the limit doubles as long as the completions
 per second rise with it, and settles where they stop rising (see ``Growth``).
-``MemoryBudget`` caps the bytes held in buffers: memory ~= min(limit, budget / part)
-* part.
+``StreamLimiter`` is the same limiter for streams of bytes (a large object's ranged
+GETs in a restore): it starts low and grows by the same judgement (``Growth``), fed
+bytes per second instead of completions per second. ``MemoryBudget`` caps the bytes
+held in buffers: memory ~= min(limit, budget / part) * part.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ WINDOW_MIN = 64  # completions per window at least (a window is max(limit, this)
 SCALING = 0.5  # keep doubling while files/s rose by at least half of what the limit did
 WORTH = 0.2  # a rise below 20% is not worth the requests: back to the previous limit
 HOLD = 32  # windows to wait after a step that did not pay before trying again
+# Growth of streams (StreamLimiter), judged per window of bytes.
+STREAM_WINDOW = 4 * 1024 * 1024  # bytes per stream in a window (4 reads of 1 MiB)
+STREAM_WINDOW_MIN = 4  # streams' worth at least (a window: max(limit, this) x the above)
+STREAM_WINDOW_SECONDS = 0.25  # and at least this long: a fast link's windows of a few
+# tens of MiB last tens of ms, where one stall of a thread or of the server decides
 
 
 class Growth:
@@ -133,6 +140,7 @@ class RequestLimiter:
         self.active = 0
         self.peak = 0  # most requests in flight at once
         self.throttle_events = 0
+        self.windows = 0  # windows judged
         self.growth = Growth(self.ceiling)
         self._growing = self.ceiling > maximum
         self._successes = 0
@@ -142,6 +150,9 @@ class RequestLimiter:
         self._window_start = self._clock()
         self._window_done = 0
         self._full = False  # every slot was taken at some moment of this window
+        # StreamLimiter leaves time with no slot taken out of its windows
+        self._skip_idle = False
+        self._idle_since: float | None = None  # when the last slot was given back
         self._cond = threading.Condition()
 
     @contextmanager
@@ -149,6 +160,9 @@ class RequestLimiter:
         with self._cond:
             while self.active >= self.limit:
                 self._cond.wait()
+            if self._idle_since is not None:  # the window resumes where it paused
+                self._window_start += self._clock() - self._idle_since
+                self._idle_since = None
             self.active += 1
             if self.active >= self.limit:
                 self._full = True
@@ -158,6 +172,8 @@ class RequestLimiter:
         finally:
             with self._cond:
                 self.active -= 1
+                if self._skip_idle and not self.active:
+                    self._idle_since = self._clock()
                 self._cond.notify()
 
     def on_throttle(self) -> None:
@@ -172,28 +188,82 @@ class RequestLimiter:
 
     def on_success(self) -> None:
         with self._cond:
-            if self.limit < self.maximum:  # recovering from throttling: additive
-                self._successes += 1
-                if self._successes >= self.limit:
-                    self.limit += 1
-                    self._successes = 0
-                    self._cond.notify()
+            if self._recovering():
                 return
-            if not self._growing:
-                return
-            self._window_done += 1
-            if self._window_done >= max(self.limit, WINDOW_MIN):
-                self._end_window()
+            self._count(1, max(self.limit, WINDOW_MIN))
+
+    def _recovering(self) -> bool:
+        """After throttling, below ``maximum``: one more slot per ``limit`` successes
+        (additive increase). Called with the lock held."""
+        if self.limit >= self.maximum:
+            return False
+        self._successes += 1
+        if self._successes >= self.limit:
+            self.limit += 1
+            self._successes = 0
+            self._cond.notify()
+        return True
+
+    def _count(self, amount: int, window: int, *, seconds: float = 0.0) -> None:
+        """``amount`` more done in the current window of ``window``; the window is
+        judged once full (and ``seconds`` long). Called with the lock held."""
+        if not self._growing or self.limit < self.maximum:
+            return
+        self._window_done += amount
+        if self._window_done >= window and (
+            not seconds or self._clock() - self._window_start >= seconds
+        ):
+            self._end_window()
 
     def _end_window(self) -> None:
         now = self._clock()
         elapsed = now - self._window_start
         rate = self._window_done / elapsed if elapsed > 0 else float("inf")
         limit = self.growth.judge(self.limit, rate, full=self._full)
+        self.windows += 1
         self._window_start, self._window_done, self._full = now, 0, False
         if limit > self.limit:
             self._cond.notify_all()
         self.limit = limit
+
+
+class StreamLimiter(RequestLimiter):
+    """At most ``limit`` streams of bytes in flight (a restore's ranged GETs): it starts
+    at ``start`` and grows up to ``ceiling`` while the bytes per second rise with it.
+
+    ``RequestLimiter``'s rules, with windows of bytes: every
+    ``max(limit, STREAM_WINDOW_MIN) * STREAM_WINDOW`` bytes received (``on_bytes``, as
+    they arrive, so a window does not wait for a range to end) make a window, judged
+    by ``Growth`` as bytes/s, once it has lasted ``STREAM_WINDOW_SECONDS``; a window
+    in which every stream slot was taken at some moment is ``full``. Time with no
+    stream in flight (between two large objects of a tree) is left out of the window:
+    it says nothing about what more streams would carry. Throttling halves the limit
+    (once per ``cooldown``) and ends growth for the run; successes (``on_success``, a
+    whole range) add it back one by one up to ``start``.
+    """
+
+    def __init__(
+        self,
+        start: int,
+        *,
+        ceiling: int,
+        cooldown: float = 1.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        start = max(1, min(start, ceiling))
+        super().__init__(start, ceiling=ceiling, cooldown=cooldown, clock=clock)
+        self._skip_idle = True
+        self._idle_since = self._window_start  # the first window starts with a stream
+
+    def on_success(self) -> None:
+        with self._cond:
+            self._recovering()
+
+    def on_bytes(self, count: int) -> None:
+        """``count`` bytes of a stream received."""
+        with self._cond:
+            window = max(self.limit, STREAM_WINDOW_MIN) * STREAM_WINDOW
+            self._count(count, window, seconds=STREAM_WINDOW_SECONDS)
 
 
 class MemoryBudget:
