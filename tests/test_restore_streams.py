@@ -21,8 +21,8 @@ from tests.conftest import FIVE_MIB_PARTS, PIN_ETAG_CHECK, Cli, make_tree
 from tests.faultproxy import FaultProxy
 
 MiB = 1024 * 1024
-SIZE = 128 * MiB  # 26 ranges of 5 MiB: room for the count to change twice
-CONCURRENCY = "16"
+SIZE = 192 * MiB  # 39 ranges of 5 MiB: room for the count to change twice
+CONCURRENCY = "32"  # 4 x START_STREAMS: room for two steps
 
 
 @pytest.fixture
@@ -43,8 +43,8 @@ def _summary(stdout: str) -> dict[str, Any]:
     return [event for event in events if event.get("event") == "summary"][-1]
 
 
-def _upload(cli: Cli, bucket: str, tmp_path: Path) -> bytes:
-    data = make_tree(tmp_path / "src", {"big.bin": SIZE})["big.bin"]
+def _upload(cli: Cli, bucket: str, tmp_path: Path, *, size: int = SIZE) -> bytes:
+    data = make_tree(tmp_path / "src", {"big.bin": size})["big.bin"]
     upload = cli("upload", "src", f"s3://{bucket}/p", "--ledger", "u.db")
     assert upload.code == 0, upload.output
     shutil.rmtree(tmp_path / "src")
@@ -66,7 +66,7 @@ def test_behind_a_per_stream_cap_the_ranges_in_flight_grow(
 ) -> None:
     proxy, cli = capped
     data = _upload(seaweed_cli, seaweed_bucket, tmp_path)
-    # each connection carries 4 MiB/s: 4 streams 16 MiB/s, 8 streams 32 MiB/s
+    # each connection carries 4 MiB/s: 8 streams 32 MiB/s, 16 streams 64 MiB/s
     proxy.add(r"^GET /[^?]*big\.bin", "rate", times=10_000, rate=4 * MiB)
     summary = _restore(cli, seaweed_bucket)
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
@@ -83,9 +83,10 @@ def test_behind_a_shared_link_the_ranges_in_flight_step_back(
     tmp_path: Path,
 ) -> None:
     proxy, cli = capped
-    data = _upload(seaweed_cli, seaweed_bucket, tmp_path)
-    # 24 MiB/s shared by every connection: 8 streams are no faster than 4
-    proxy.add(r"^GET /[^?]*big\.bin", "link", times=10_000, rate=24 * MiB)
+    # a step from 8 to 16 is judged after 3 windows of 32 MiB and 2 of 64 MiB: 224 MiB
+    data = _upload(seaweed_cli, seaweed_bucket, tmp_path, size=255 * MiB)
+    # 48 MiB/s shared by every connection: 16 streams are no faster than 8
+    proxy.add(r"^GET /[^?]*big\.bin", "link", times=10_000, rate=48 * MiB)
     summary = _restore(cli, seaweed_bucket)
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
     assert summary["ranges_in_flight_peak"] <= 2 * START_STREAMS  # one step tried at most
@@ -98,7 +99,7 @@ def test_straight_to_the_server_the_ranges_in_flight_stay_low(
     data = _upload(seaweed_cli, seaweed_bucket, tmp_path)
     summary = _restore(seaweed_cli, seaweed_bucket)
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
-    # at most one step tried (4 -> 8): loopback bytes/s do not double with the streams
+    # at most one step tried (8 -> 16): loopback bytes/s do not double with the streams
     # (whether the step is taken back before the object ends depends on the machine's
     # speed: a step still settling when the last range starts stays, so not asserted)
     assert summary["ranges_in_flight_peak"] <= 2 * START_STREAMS
@@ -108,16 +109,16 @@ def test_straight_to_the_server_the_ranges_in_flight_stay_low(
 def test_large_objects_share_one_limit_on_ranges_in_flight(
     seaweed_cli: Cli, seaweed_bucket: str, tmp_path: Path
 ) -> None:
-    tree = make_tree(tmp_path / "src", {f"big{i}.bin": 20 * MiB for i in range(4)})
+    tree = make_tree(tmp_path / "src", {f"big{i}.bin": 20 * MiB for i in range(6)})
     url = f"s3://{seaweed_bucket}/p"
     assert seaweed_cli("upload", "src", url, "--ledger", "u.db").code == 0
     shutil.rmtree(tmp_path / "src")
     summary = _restore(seaweed_cli, seaweed_bucket)
     for rel, data in tree.items():
         assert (tmp_path / "out" / rel).read_bytes() == data, rel
-    # four objects of four ranges each, all in flight at once (16 files in the file
-    # pool, 16 threads in the part pool): without one limit for the run, 16 ranges
-    assert summary["restored"] == 4
+    # six objects of four ranges each, all in flight at once (32 files in the file
+    # pool, 32 threads in the part pool): without one limit for the run, 24 ranges
+    assert summary["restored"] == 6
     assert START_STREAMS <= summary["ranges_in_flight_peak"] <= 2 * START_STREAMS
 
 
