@@ -228,3 +228,25 @@ def test_piped_verify_output_keeps_whole_keys(cli, s3, bucket, tmp_path: Path) -
     key = f"a-prefix/{deep}/a-file-with-a-long-name.txt"
     line = next(x for x in result.stdout.splitlines() if x.lstrip().startswith("missing"))
     assert key in line, result.stdout  # whole, on one line
+
+
+@pytest.mark.engines
+def test_deep_rereads_a_file_uploaded_with_another_checksum(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``verify --deep`` re-reads the file whatever checksum the upload used: a
+    multipart object stored with CRC32 (``--checksum crc32``), whose file was then
+    rewritten in place with its size and mtime kept, is a checksum-mismatch (verify,
+    whose setting is CRC64NVME, called it ok by the ``mtime`` metadata, exit 0)."""
+    make_tree(tmp_path / "src", {"big.bin": 6 * 1024 * 1024})
+    sizes = ("--multipart-threshold", "5MiB", "--part-size", "5MiB")
+    upload = cli("upload", "src", f"s3://{bucket}/p", "--checksum", "crc32", *sizes)
+    assert upload.code == 0, upload.output
+    path = tmp_path / "src" / "big.bin"
+    before = path.stat()
+    with path.open("r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"rewritten in place")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    deep = cli("--json", "verify", "src", f"s3://{bucket}/p", "--deep")
+    assert deep.code == 1, deep.output
+    (finding,) = json.loads(deep.stdout)["findings"]
+    assert (finding["class"], finding["tier"]) == ("checksum-mismatch", "checksum")

@@ -254,7 +254,7 @@ def _local(
         info = store.head_object(item.bucket, item.key)
         if info is None:
             return Finding(item.key, path, "missing", "listing", "gone during verify", source)
-        equal, tier, _ = remote_matches(item, info, settings=settings)
+        equal, tier, _ = remote_matches(item, info, settings=settings, any_algorithm=True)
         return Finding(
             item.key,
             path,
