@@ -269,3 +269,38 @@ def test_plain_progress_lines_off_a_terminal(proxied_cli, proxy, bucket, tmp_pat
     lines = [x for x in result.stderr.splitlines() if x.startswith("progress: ")]
     assert len(lines) >= 2
     assert "files" in lines[-1]
+
+
+@pytest.mark.engines
+def test_a_resume_with_other_object_settings_starts_afresh(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """The parts of an upload created without ``--metadata``/``--sha256-metadata`` are
+    not completed by a run that asks for them: it aborts that upload and starts afresh,
+    and the object has what this run asked for (it resumed, and the object had neither,
+    reported uploaded)."""
+    data = make_tree(tmp_path / "src", {"big.bin": 11 * MiB})["big.bin"]  # 3 parts
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    box: list[Any] = []
+
+    def kill(_: str) -> None:
+        box[0].kill()
+
+    proxy.add(r"^PUT .*partNumber=3(&|$)", "status", times=1, status=503, callback=kill)
+    box.append(proxied_cli.start(*args, "--concurrency", "1"))
+    box[0].wait(60)
+    assert box[0].returncode == -signal.SIGKILL
+    assert len(_query(tmp_path / "l.db", "SELECT number FROM parts")) == 2
+    proxy.reset()
+    result = proxied_cli(*args, "--metadata", "team=blue", "--sha256-metadata")
+    assert result.code == 0, result.output
+    assert len(proxy.requests(r"^PUT .*partNumber=")) == 3  # every part, in a new upload
+    head = s3.head_object(Bucket=bucket, Key="p/big.bin")
+    assert head["Metadata"]["team"] == "blue"
+    assert "sha256" in head["Metadata"]
+    assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
