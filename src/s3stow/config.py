@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from s3stow.errors import ConfigError
 from s3stow.localfiles import decode_text
-from s3stow.units import GiB, MiB, parse_concurrency, parse_size
+from s3stow.units import GiB, MiB, parse_concurrency, parse_point_in_time, parse_size
 
 # The seed project's folder types and their extensions (the project layout's default).
 DEFAULT_FOLDER_TYPES: dict[str, list[str]] = {
@@ -172,6 +172,13 @@ class Settings(BaseModel):
             raise ValueError("multipart threshold must be between 5 MiB and 5 GiB")
         return value
 
+    @field_validator("newer_than", "older_than")
+    @classmethod
+    def _point_in_time(cls, value: str | None) -> str | None:
+        if value is not None:  # the form is checked here, where the value came from is known
+            parse_point_in_time(value, now=0.0)
+        return value
+
     @field_validator("metadata", mode="before")
     @classmethod
     def _metadata(cls, value: Any) -> Any:
@@ -224,6 +231,26 @@ _YAML_HINT = (
 )
 
 
+def _text_loader() -> Any:
+    """PyYAML's ``SafeLoader`` whose plain scalars stay text (``null`` and ``~``
+    aside), validated as an environment variable's are: YAML 1.1 would read the README's
+    own values otherwise (``etag_check: on`` as a boolean, ``newer_than: 2025-07-29`` as a
+    date, ``2025-13-45`` as an error outside the YAML errors, ``20250729_1615`` as a
+    number). Quoted values, lists, mappings and explicit tags load as before."""
+    import yaml
+
+    kept = ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")
+
+    class TextLoader(yaml.SafeLoader):
+        pass
+
+    TextLoader.yaml_implicit_resolvers = {
+        first: [(tag, pattern) for tag, pattern in resolvers if tag in kept]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return TextLoader
+
+
 def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     import yaml  # only a run with --config pays for it
 
@@ -240,9 +267,10 @@ def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
             f"config file {path} is not UTF-8 text (byte {exc.start + 1} is not)",
             hint="save it as UTF-8 (Notepad: Save as, Encoding UTF-8)",
         ) from None
+    loader = _text_loader()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=loader)
+        data = yaml.load(text, Loader=loader)  # noqa: S506 (a SafeLoader: see _text_loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
