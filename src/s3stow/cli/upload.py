@@ -253,6 +253,20 @@ def default_ledger() -> str:
     return str(Path(user_state_dir("s3stow")) / "ledger.db")
 
 
+def existing_ledger(target: str | None) -> str:
+    """The ledger of a command that reads what runs recorded (``stats``, ``retry``): a
+    SQLite file that does not exist is a mistyped path, refused (exit 2), not a new empty
+    ledger of which the command says that nothing is failed."""
+    path = target or default_ledger()
+    if "://" not in path and not Path(path).exists():
+        raise ConfigError(
+            f"no ledger at {path}: no run has recorded anything there",
+            hint="check --ledger (or S3STOW_LEDGER, ledger in the config file): the "
+            "path the upload was given",
+        )
+    return path
+
+
 def observers_for(
     options: GlobalOptions, settings: Settings, *, batches: bool = False
 ) -> list[Observer]:
