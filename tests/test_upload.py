@@ -223,6 +223,24 @@ def test_no_clobber_keeps_existing_objects(cli, s3, bucket, tmp_path) -> None:  
     assert "p/b.txt" in objects(s3, bucket)
 
 
+def test_no_clobber_names_the_files_it_kept_out(cli, s3, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file ``--no-clobber`` did not upload (another object has its key, its bytes are
+    not in S3) is counted by its reason and named with ``-v``: it was a bare "1
+    skipped" with empty ``skip_reasons``, like a file already uploaded."""
+    make_tree(tmp_path / "src", {"a.txt": 10, "b.txt": 10})
+    s3.put_object(Bucket=bucket, Key="p/a.txt", Body=b"original!")
+    args = ("upload", "src", f"s3://{bucket}/p", "--no-clobber")
+    result = cli("--json", *args, "--ledger", "l.db")
+    assert result.code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["uploaded"], summary["skipped"]) == (1, 1)
+    assert summary["skip_reasons"] == {"no-clobber": 1}
+    human = cli(*args, "--ledger", "l2.db", "-v")
+    assert "skipped: 2 no-clobber" in human.output, human.output
+    assert "a.txt: s3://" in human.output
+    assert "exists (--no-clobber)" in human.output
+
+
 def test_force_reuploads(proxied_cli, proxy, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {"a.txt": 10, "b.txt": 10})
     args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
