@@ -231,15 +231,25 @@ def test_piped_verify_output_keeps_whole_keys(cli, s3, bucket, tmp_path: Path) -
 
 
 @pytest.mark.engines
-def test_deep_rereads_a_file_uploaded_with_another_checksum(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("algorithm", ["crc32", "sha256"])
+def test_deep_rereads_a_file_uploaded_with_another_checksum(
+    cli,  # type: ignore[no-untyped-def]
+    bucket,
+    tmp_path: Path,
+    algorithm: str,
+) -> None:
     """``verify --deep`` re-reads the file whatever checksum the upload used: a
-    multipart object stored with CRC32 (``--checksum crc32``), whose file was then
-    rewritten in place with its size and mtime kept, is a checksum-mismatch (verify,
-    whose setting is CRC64NVME, called it ok by the ``mtime`` metadata, exit 0)."""
-    make_tree(tmp_path / "src", {"big.bin": 6 * 1024 * 1024})
+    multipart object stored with CRC32 (full-object) or SHA-256 (COMPOSITE, over its
+    part layout), whose file was then rewritten in place with its size and mtime kept,
+    is a checksum-mismatch (verify, whose setting is CRC64NVME, called it ok by the
+    ``mtime`` metadata, exit 0); the file as uploaded is ok by its checksum."""
+    make_tree(tmp_path / "src", {"big.bin": 11 * 1024 * 1024})
     sizes = ("--multipart-threshold", "5MiB", "--part-size", "5MiB")
-    upload = cli("upload", "src", f"s3://{bucket}/p", "--checksum", "crc32", *sizes)
+    upload = cli("upload", "src", f"s3://{bucket}/p", "--checksum", algorithm, *sizes)
     assert upload.code == 0, upload.output
+    same = cli("--json", "verify", "src", f"s3://{bucket}/p", "--deep")
+    assert same.code == 0, same.output
+    assert json.loads(same.stdout)["findings"][0]["tier"] == "checksum"
     path = tmp_path / "src" / "big.bin"
     before = path.stat()
     with path.open("r+b") as handle:
