@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from s3stow.config import load_settings
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.units import parse_concurrency, parse_size
+from tests.conftest import make_tree
 
 
 def test_defaults() -> None:
@@ -274,3 +275,29 @@ def test_addressing_is_left_to_the_aws_profile_unless_a_flag_says() -> None:
     assert (
         load_settings(env={}, flags={"endpoint_url": "HTTPS://h:9"}).endpoint_url == "HTTPS://h:9"
     )
+
+
+def test_headers_s3_cannot_take_are_refused(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A metadata value with an accent or a line break, a name with a space, s3stow's own
+    names and a Content-Type with a line break failed every file at send time (exit 1,
+    after retrying a "transient" HTTPClientError); they are refused before anything is
+    sent, naming the value (exit 2). Printable ASCII goes through."""
+    make_tree(tmp_path / "src", {"a.txt": 3})
+    target = f"s3://{bucket}/p"
+    for extra, words in (
+        (("--metadata", "note=caf\u00e9"), "printable ASCII only"),
+        (("--metadata", "note=line1\nline2"), "printable ASCII only"),
+        (("--metadata", "bad name=v"), "cannot be an HTTP header"),
+        (("--metadata", "mtime=2020-01-01"), "s3stow's own"),
+        (("--content-type", "text/plain\nX-Injected: 1"), "cannot be a Content-Type"),
+    ):
+        result = cli("upload", "src", target, "--ledger", "l.db", *extra)
+        assert result.code == 2, (extra, result.output)
+        assert words in result.stderr
+        assert "from option --" in result.stderr
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    fine = ("--metadata", "note=a b: c", "--content-type", "text/plain; charset=utf-8")
+    assert cli("upload", "src", target, "--ledger", "l.db", *fine).code == 0
+    head = s3.head_object(Bucket=bucket, Key="p/a.txt")
+    assert head["Metadata"]["note"] == "a b: c"
+    assert head["ContentType"] == "text/plain; charset=utf-8"

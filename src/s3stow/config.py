@@ -10,6 +10,7 @@ from (file and line, environment variable, or flag) and exit with code 2.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +49,14 @@ MIN_PART = 5 * MiB
 MAX_PART = 5 * GiB
 
 ChecksumName = Literal["crc64nvme", "crc32c", "crc32", "sha256", "none"]
+
+
+# What an HTTP header allows (RFC 9110 token; visible ASCII and spaces), which is what S3
+# takes in x-amz-meta-* and Content-Type: anything else fails every file at send time.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_HEADER_TEXT = re.compile(r"[ -~]*\Z")
+# The metadata s3stow writes itself (transfer/context.py) and proves with (store/proof.py).
+OWN_METADATA = frozenset({"uploaded-at", "source", "mtime", "sha256"})
 
 
 class Settings(BaseModel):
@@ -184,6 +193,37 @@ class Settings(BaseModel):
     def _metadata(cls, value: Any) -> Any:
         if isinstance(value, str):  # from an env var: "k=v,k2=v2"
             return parse_metadata(value.split(",") if value else [])
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(
+                    f"metadata name {name!r} cannot be an HTTP header: use letters, digits "
+                    "and - _ . only"
+                )
+            if name.lower() in OWN_METADATA:
+                raise ValueError(
+                    f"metadata name {name!r} is s3stow's own (it writes "
+                    f"{', '.join(sorted(OWN_METADATA))} itself): choose another name"
+                )
+            if not _HEADER_TEXT.match(text):
+                raise ValueError(
+                    f"metadata {name}={text!r}: S3 takes printable ASCII only in a metadata "
+                    "value (no accents, line breaks or tabs); encode others, e.g. as %C3%A9"
+                )
+        return value
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type_header(cls, value: str | None) -> str | None:
+        if value is not None and not _HEADER_TEXT.match(value):
+            raise ValueError(
+                f"{value!r} cannot be a Content-Type: printable ASCII only, such as "
+                "text/plain; charset=utf-8"
+            )
         return value
 
     @property
