@@ -18,7 +18,7 @@ from s3stow.ledger import open_ledger
 from s3stow.models import Status
 from s3stow.store.s3 import S3Store
 from s3stow.transfer.engine import Uploader
-from tests.conftest import FIVE_MIB_PARTS, make_tree
+from tests.conftest import FIVE_MIB_PARTS, PIN_ETAG_CHECK, Cli, make_tree
 
 MiB = 1024 * 1024
 
@@ -304,3 +304,29 @@ def test_a_resume_with_other_object_settings_starts_afresh(
     assert "sha256" in head["Metadata"]
     assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_the_resume_command_shows_no_password(
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """The command printed to resume an interrupted run is the one typed, its secrets
+    redacted as in every log line: a password in ``--endpoint-url`` (or a
+    ``postgresql://`` ledger, ``archive --db``) was printed in clear there alone."""
+    make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 for i in range(20)})
+    proxy.add(r"^PUT ", "delay", times=1000, delay=0.3)
+    endpoint = proxy.url.replace("://", "://user:hunter2secret@", 1)
+    runner = Cli(endpoint, tmp_path, defaults=dict(PIN_ETAG_CHECK))
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "1")
+    process = runner.start(*args)
+    try:
+        _wait_for(lambda: len(_query(tmp_path / "l.db", "SELECT key FROM items")) >= 1)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        runner.kill_leftovers()
+    assert process.returncode == 130, stdout + stderr
+    assert "run the same command again to resume" in stdout
+    assert "--endpoint-url http://user:***@127.0.0.1:" in stdout
+    assert "hunter2secret" not in stdout + stderr

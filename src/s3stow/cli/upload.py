@@ -306,8 +306,12 @@ def observers_for(
 
 
 def resume_command() -> str:
-    """The command line that resumes this run: the same one."""
-    return "s3stow " + shlex.join(sys.argv[1:])
+    """The command line that resumes this run: the same one, its secrets redacted as in
+    every log line (a password in ``--ledger postgresql://u:pw@db/x``, ``--db`` or
+    ``--endpoint-url`` is shown as ``***``: the user who typed it knows it)."""
+    from s3stow.logs import redact
+
+    return redact("s3stow " + shlex.join(sys.argv[1:]))
 
 
 def install_signal_handlers(uploader: Engine, *, resume: str | None = None) -> Any:
