@@ -330,3 +330,28 @@ def test_the_resume_command_shows_no_password(
     assert "run the same command again to resume" in stdout
     assert "--endpoint-url http://user:***@127.0.0.1:" in stdout
     assert "hunter2secret" not in stdout + stderr
+
+
+def test_the_restore_resume_command_shows_no_password(
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """The same for an interrupted ``restore``: its summary's resume command."""
+    for i in range(20):
+        s3.put_object(Bucket=bucket, Key=f"p/f{i:02d}.txt", Body=b"x" * 100)
+    proxy.add(r"^GET /[^?\s]+/p/f", "delay", times=1000, delay=0.3)
+    endpoint = proxy.url.replace("://", "://user:hunter2secret@", 1)
+    runner = Cli(endpoint, tmp_path)
+    args = ("restore", f"s3://{bucket}/p", "back", "--ledger", "l.db", "--concurrency", "1")
+    process = runner.start(*args)
+    try:
+        _wait_for(lambda: len(list((tmp_path / "back").glob("f*.txt"))) >= 1)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        runner.kill_leftovers()
+    assert process.returncode == 130, stdout + stderr
+    assert "--endpoint-url http://user:***@127.0.0.1:" in stdout
+    assert "hunter2secret" not in stdout + stderr

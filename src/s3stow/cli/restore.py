@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -232,14 +231,14 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
 
 def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Engine) -> None:
     """Print the human summary (unless --json) and end with the documented exit code."""
-    from s3stow.cli.upload import exit_for
+    from s3stow.cli.upload import exit_for, resume_command
     from s3stow.logs import flush_warnings
     from s3stow.restore.report import print_restore_summary
 
     flush_warnings()
     if not options.json and not options.quiet:
         console = output_console()
-        hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
+        hint = resume_command() if summary.interrupted else None
         every = options.verbose > 0 or not console.is_terminal
         print_restore_summary(summary, console, resume_hint=hint, list_all=every)
     exit_for(summary, restorer)
