@@ -255,3 +255,23 @@ def test_single_file_source(cli, s3, bucket, tmp_path) -> None:  # type: ignore[
     result = cli("upload", "one.txt", f"s3://{bucket}/x/", "--ledger", "l.db")
     assert result.code == 0, result.output
     assert objects(s3, bucket) == {"x/one.txt": 42}
+
+
+def test_a_dry_run_creates_no_ledger(cli, s3, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``--dry-run`` writes nothing, "not even the ledger": an upload's or a restore's dry
+    run with a ledger that does not exist yet created it (an empty database, mode
+    0600). ``restore --run`` needs an existing one (it created one to say the run was
+    not in it)."""
+    make_tree(tmp_path / "src", {"a.txt": 10})
+    s3.put_object(Bucket=bucket, Key="p/a.txt", Body=b"x" * 10)
+    upload = cli("upload", "src", f"s3://{bucket}/q", "--ledger", "l.db", "--dry-run")
+    assert upload.code == 0, upload.output
+    assert "would be uploaded" in upload.output
+    restore = cli("restore", f"s3://{bucket}/p", "back", "--ledger", "l.db", "--dry-run")
+    assert restore.code == 0, restore.output
+    assert "would be restored" in restore.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+    by_run = cli("restore", "--run", "20250101T000000Z-abcdef", "back", "--ledger", "l.db")
+    assert by_run.code == 2
+    assert "no ledger at l.db" in by_run.stderr
+    assert not (tmp_path / "l.db").exists()

@@ -114,7 +114,12 @@ def restore(
     metrics_host: MetricsHostOpt = None,
 ) -> None:
     """Restore objects to local files: verified before they take their name, resumable."""
-    from s3stow.cli.upload import default_ledger, install_signal_handlers, resume_command
+    from s3stow.cli.upload import (
+        existing_ledger,
+        install_signal_handlers,
+        ledger_for,
+        resume_command,
+    )
     from s3stow.ledger import open_ledger
     from s3stow.report.metrics import metrics_for, serving
     from s3stow.restore.engine import Restorer
@@ -138,7 +143,7 @@ def restore(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
-    ledger_db = open_ledger(settings.ledger or default_ledger())
+    ledger_db = open_ledger(existing_ledger(settings.ledger)) if run else ledger_for(settings)
     metrics = metrics_for(settings, command="restore", done="restored")
     restorer = Restorer(
         settings,
@@ -158,7 +163,8 @@ def restore(
                 summary = restorer.restore_tree(source, dest)
     finally:
         undo()
-        ledger_db.close()
+        if ledger_db is not None:
+            ledger_db.close()
     finish(options, summary, restorer)
 
 
