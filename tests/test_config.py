@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from s3stow.config import load_settings
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.units import parse_concurrency, parse_size
+from tests.conftest import make_tree
 
 
 def test_defaults() -> None:
@@ -134,6 +135,43 @@ def test_a_yaml_mistake_is_named_with_its_place_and_the_fix(tmp_path: Path) -> N
     assert "setting: value" in (caught.value.hint or "")
 
 
+def test_yaml_values_are_read_as_the_readme_writes_them(tmp_path: Path) -> None:
+    """Plain YAML scalars are text, validated as a variable's are: YAML 1.1 made
+    ``etag_check: on`` a boolean ("True is not one of: auto, on, off"), a date a date
+    ("2025-07-29 is not text") and ``20250729_1615`` the number 202507291615."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "etag_check: on\nnewer_than: 2025-07-29\ncustom_timestamp: 20250729_1615\n"
+        "metadata:\n  when: 2025-07-29\n  count: 5\ndry_run: yes\nconcurrency: 4\n"
+        "include: ['*.xml', logs/**]\nmin_size: 1KiB\nstatus_json: ~\n"
+    )
+    loaded = load_settings(config_file=config, env={})
+    assert (loaded.etag_check, loaded.newer_than) == ("on", "2025-07-29")
+    assert loaded.custom_timestamp == "20250729_1615"
+    assert loaded.metadata == {"when": "2025-07-29", "count": "5"}
+    assert (loaded.dry_run, loaded.concurrency, loaded.min_size) == (True, 4, 1024)
+    assert (loaded.include, loaded.status_json) == (["*.xml", "logs/**"], None)
+    config.write_text("etag_check: off\n")
+    assert load_settings(config_file=config, env={}).etag_check == "off"
+
+
+def test_cli_an_impossible_date_names_its_place_and_exits_2(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``older_than: 2025-13-45`` in the file ended the command with "unexpected
+    ValueError: month must be in 1..12" (exit 3); a wrong age or date from the file or
+    a variable did not say where it came from."""
+    (tmp_path / "src").mkdir()
+    config = tmp_path / "c.yaml"
+    config.write_text("concurrency: 4\nolder_than: 2025-13-45\n")
+    result = cli("--config", str(config), "upload", "src", "s3://some-bucket/p")
+    assert result.code == 2, result.output
+    assert "setting 'older_than' from" in result.stderr
+    assert "c.yaml, line 2: '2025-13-45' is neither an age" in result.stderr
+    assert "unexpected" not in result.output
+    variable = cli("upload", "src", "s3://some-bucket/p", env={"S3STOW_NEWER_THAN": "soon"})
+    assert variable.code == 2, variable.output
+    assert "from environment variable S3STOW_NEWER_THAN: 'soon'" in variable.stderr
+
+
 def test_metadata_from_env() -> None:
     settings = load_settings(env={"S3STOW_METADATA": "team=data,Env=prod"})
     assert settings.metadata == {"team": "data", "env": "prod"}
@@ -237,3 +275,29 @@ def test_addressing_is_left_to_the_aws_profile_unless_a_flag_says() -> None:
     assert (
         load_settings(env={}, flags={"endpoint_url": "HTTPS://h:9"}).endpoint_url == "HTTPS://h:9"
     )
+
+
+def test_headers_s3_cannot_take_are_refused(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A metadata value with an accent or a line break, a name with a space, s3stow's own
+    names and a Content-Type with a line break failed every file at send time (exit 1,
+    after retrying a "transient" HTTPClientError); they are refused before anything is
+    sent, naming the value (exit 2). Printable ASCII goes through."""
+    make_tree(tmp_path / "src", {"a.txt": 3})
+    target = f"s3://{bucket}/p"
+    for extra, words in (
+        (("--metadata", "note=caf\u00e9"), "printable ASCII only"),
+        (("--metadata", "note=line1\nline2"), "printable ASCII only"),
+        (("--metadata", "bad name=v"), "cannot be an HTTP header"),
+        (("--metadata", "mtime=2020-01-01"), "s3stow's own"),
+        (("--content-type", "text/plain\nX-Injected: 1"), "cannot be a Content-Type"),
+    ):
+        result = cli("upload", "src", target, "--ledger", "l.db", *extra)
+        assert result.code == 2, (extra, result.output)
+        assert words in result.stderr
+        assert "from option --" in result.stderr
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    fine = ("--metadata", "note=a b: c", "--content-type", "text/plain; charset=utf-8")
+    assert cli("upload", "src", target, "--ledger", "l.db", *fine).code == 0
+    head = s3.head_object(Bucket=bucket, Key="p/a.txt")
+    assert head["Metadata"]["note"] == "a b: c"
+    assert head["ContentType"] == "text/plain; charset=utf-8"

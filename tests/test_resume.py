@@ -18,7 +18,7 @@ from s3stow.ledger import open_ledger
 from s3stow.models import Status
 from s3stow.store.s3 import S3Store
 from s3stow.transfer.engine import Uploader
-from tests.conftest import FIVE_MIB_PARTS, make_tree
+from tests.conftest import FIVE_MIB_PARTS, PIN_ETAG_CHECK, Cli, make_tree
 
 MiB = 1024 * 1024
 
@@ -269,3 +269,89 @@ def test_plain_progress_lines_off_a_terminal(proxied_cli, proxy, bucket, tmp_pat
     lines = [x for x in result.stderr.splitlines() if x.startswith("progress: ")]
     assert len(lines) >= 2
     assert "files" in lines[-1]
+
+
+@pytest.mark.engines
+def test_a_resume_with_other_object_settings_starts_afresh(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """The parts of an upload created without ``--metadata``/``--sha256-metadata`` are
+    not completed by a run that asks for them: it aborts that upload and starts afresh,
+    and the object has what this run asked for (it resumed, and the object had neither,
+    reported uploaded)."""
+    data = make_tree(tmp_path / "src", {"big.bin": 11 * MiB})["big.bin"]  # 3 parts
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    box: list[Any] = []
+
+    def kill(_: str) -> None:
+        box[0].kill()
+
+    proxy.add(r"^PUT .*partNumber=3(&|$)", "status", times=1, status=503, callback=kill)
+    box.append(proxied_cli.start(*args, "--concurrency", "1"))
+    box[0].wait(60)
+    assert box[0].returncode == -signal.SIGKILL
+    assert len(_query(tmp_path / "l.db", "SELECT number FROM parts")) == 2
+    proxy.reset()
+    result = proxied_cli(*args, "--metadata", "team=blue", "--sha256-metadata")
+    assert result.code == 0, result.output
+    assert len(proxy.requests(r"^PUT .*partNumber=")) == 3  # every part, in a new upload
+    head = s3.head_object(Bucket=bucket, Key="p/big.bin")
+    assert head["Metadata"]["team"] == "blue"
+    assert "sha256" in head["Metadata"]
+    assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_the_resume_command_shows_no_password(
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """The command printed to resume an interrupted run is the one typed, its secrets
+    redacted as in every log line: a password in ``--endpoint-url`` (or a
+    ``postgresql://`` ledger, ``archive --db``) was printed in clear there alone."""
+    make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 for i in range(20)})
+    proxy.add(r"^PUT ", "delay", times=1000, delay=0.3)
+    endpoint = proxy.url.replace("://", "://user:hunter2secret@", 1)
+    runner = Cli(endpoint, tmp_path, defaults=dict(PIN_ETAG_CHECK))
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--concurrency", "1")
+    process = runner.start(*args)
+    try:
+        _wait_for(lambda: len(_query(tmp_path / "l.db", "SELECT key FROM items")) >= 1)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        runner.kill_leftovers()
+    assert process.returncode == 130, stdout + stderr
+    assert "run the same command again to resume" in stdout
+    assert "--endpoint-url http://user:***@127.0.0.1:" in stdout
+    assert "hunter2secret" not in stdout + stderr
+
+
+def test_the_restore_resume_command_shows_no_password(
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """The same for an interrupted ``restore``: its summary's resume command."""
+    for i in range(20):
+        s3.put_object(Bucket=bucket, Key=f"p/f{i:02d}.txt", Body=b"x" * 100)
+    proxy.add(r"^GET /[^?\s]+/p/f", "delay", times=1000, delay=0.3)
+    endpoint = proxy.url.replace("://", "://user:hunter2secret@", 1)
+    runner = Cli(endpoint, tmp_path)
+    args = ("restore", f"s3://{bucket}/p", "back", "--ledger", "l.db", "--concurrency", "1")
+    process = runner.start(*args)
+    try:
+        _wait_for(lambda: len(list((tmp_path / "back").glob("f*.txt"))) >= 1)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        runner.kill_leftovers()
+    assert process.returncode == 130, stdout + stderr
+    assert "--endpoint-url http://user:***@127.0.0.1:" in stdout
+    assert "hunter2secret" not in stdout + stderr

@@ -248,3 +248,22 @@ def test_retry_from_plans_keys_with_the_upload_options(
     from_ledger = proxied_cli("retry", "--layout", "date-folders", "--ledger", "l.db")
     assert from_ledger.code == 2
     assert "--layout plan the keys of what --from names" in from_ledger.stderr
+
+
+def test_a_ledger_that_does_not_exist_is_named_not_read_as_empty(
+    cli,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """A mistyped ``--ledger`` of ``retry --list``, ``retry`` or ``stats`` created an
+    empty ledger there and said "nothing is failed in the ledger" (exit 0) beside the
+    real one that held failures. It is refused (exit 2) and nothing is created."""
+    make_tree(tmp_path / "src", {"a.txt": 3})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    for command in (("retry", "--list"), ("retry",), ("stats",)):
+        result = cli(*command, "--ledger", "ledgr.db")
+        assert result.code == 2, (command, result.output)
+        assert "no ledger at ledgr.db" in result.stderr
+        assert not (tmp_path / "ledgr.db").exists()
+    assert cli("stats", "--ledger", "l.db").code == 0
+    assert cli("retry", "--list", "--ledger", "l.db").code == 0

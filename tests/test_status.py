@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from s3stow.localfiles import atomic_write_text
 from tests.conftest import make_tree
+
+
+def test_a_file_failed_before_planning_counts_in_the_files(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A name that is not UTF-8 fails at discovery, before it has a key: the status
+    file counts it in ``totals.files`` as the summary does (it was in ``failed``
+    only: 1 file, 1 uploaded, 1 failed; ``s3stow status`` said "1 total, ... 1 failed")."""
+    make_tree(tmp_path / "src", {"ok.txt": 3})
+    (tmp_path / "src").joinpath(os.fsdecode(b"bad\xff.txt")).write_bytes(b"x")
+    result = cli("--json", "upload", "src", f"s3://{bucket}/p", "--status-json", "st.json")
+    assert result.code == 1, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
+    totals = json.loads((tmp_path / "st.json").read_text())["totals"]
+    assert (totals["files"], totals["uploaded"], totals["failed"]) == (2, 1, 1)
+    assert totals["files"] == summary["files"]
 
 
 def test_status_json_schema(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

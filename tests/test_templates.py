@@ -434,3 +434,26 @@ def test_an_include_that_matches_nothing_says_so(cli, bucket, tmp_path: Path) ->
     assert result.code == 0, result.output
     assert "--include '*.jsn' matched no file" in result.stderr
     assert "'*.xml' matched no file" not in result.stderr
+
+
+def test_a_timestamp_the_keys_have_no_place_for_is_refused(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``--timestamp`` (or ``--custom-timestamp``) under the mirror or date-folders
+    layout, or a template without ``{timestamp}``, was dropped without a word: a second
+    "snapshot" run wrote over the first one's keys. It is refused before anything is
+    sent (exit 2); where the keys have a place for it, it is used."""
+    make_tree(tmp_path / "src", {"a.txt": 3})
+    target = f"s3://{bucket}/p"
+    for extra in (
+        ("--timestamp",),
+        ("--custom-timestamp", "20250729_1615", "--layout", "date-folders"),
+        ("--timestamp", "--key-template", "{name}"),
+    ):
+        result = cli("upload", "src", target, "--ledger", "l.db", *extra)
+        assert result.code == 2, (extra, result.output)
+        assert "has no place in the keys" in result.stderr
+        assert "Traceback" not in result.output
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    template = ("--key-template", "{timestamp}/{rel_path}", "--custom-timestamp", "20250729_1615")
+    assert cli("upload", "src", target, "--ledger", "l.db", "--timestamp", *template).code == 0
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["p/20250729_1615/a.txt"]

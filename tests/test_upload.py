@@ -223,6 +223,24 @@ def test_no_clobber_keeps_existing_objects(cli, s3, bucket, tmp_path) -> None:  
     assert "p/b.txt" in objects(s3, bucket)
 
 
+def test_no_clobber_names_the_files_it_kept_out(cli, s3, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file ``--no-clobber`` did not upload (another object has its key, its bytes are
+    not in S3) is counted by its reason and named with ``-v``: it was a bare "1
+    skipped" with empty ``skip_reasons``, like a file already uploaded."""
+    make_tree(tmp_path / "src", {"a.txt": 10, "b.txt": 10})
+    s3.put_object(Bucket=bucket, Key="p/a.txt", Body=b"original!")
+    args = ("upload", "src", f"s3://{bucket}/p", "--no-clobber")
+    result = cli("--json", *args, "--ledger", "l.db")
+    assert result.code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["uploaded"], summary["skipped"]) == (1, 1)
+    assert summary["skip_reasons"] == {"no-clobber": 1}
+    human = cli(*args, "--ledger", "l2.db", "-v")
+    assert "skipped: 2 no-clobber" in human.output, human.output
+    assert "a.txt: s3://" in human.output
+    assert "exists (--no-clobber)" in human.output
+
+
 def test_force_reuploads(proxied_cli, proxy, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {"a.txt": 10, "b.txt": 10})
     args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
@@ -237,3 +255,23 @@ def test_single_file_source(cli, s3, bucket, tmp_path) -> None:  # type: ignore[
     result = cli("upload", "one.txt", f"s3://{bucket}/x/", "--ledger", "l.db")
     assert result.code == 0, result.output
     assert objects(s3, bucket) == {"x/one.txt": 42}
+
+
+def test_a_dry_run_creates_no_ledger(cli, s3, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``--dry-run`` writes nothing, "not even the ledger": an upload's or a restore's dry
+    run with a ledger that does not exist yet created it (an empty database, mode
+    0600). ``restore --run`` needs an existing one (it created one to say the run was
+    not in it)."""
+    make_tree(tmp_path / "src", {"a.txt": 10})
+    s3.put_object(Bucket=bucket, Key="p/a.txt", Body=b"x" * 10)
+    upload = cli("upload", "src", f"s3://{bucket}/q", "--ledger", "l.db", "--dry-run")
+    assert upload.code == 0, upload.output
+    assert "would be uploaded" in upload.output
+    restore = cli("restore", f"s3://{bucket}/p", "back", "--ledger", "l.db", "--dry-run")
+    assert restore.code == 0, restore.output
+    assert "would be restored" in restore.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+    by_run = cli("restore", "--run", "20250101T000000Z-abcdef", "back", "--ledger", "l.db")
+    assert by_run.code == 2
+    assert "no ledger at l.db" in by_run.stderr
+    assert not (tmp_path / "l.db").exists()

@@ -228,3 +228,35 @@ def test_piped_verify_output_keeps_whole_keys(cli, s3, bucket, tmp_path: Path) -
     key = f"a-prefix/{deep}/a-file-with-a-long-name.txt"
     line = next(x for x in result.stdout.splitlines() if x.lstrip().startswith("missing"))
     assert key in line, result.stdout  # whole, on one line
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("algorithm", ["crc32", "sha256"])
+def test_deep_rereads_a_file_uploaded_with_another_checksum(
+    cli,  # type: ignore[no-untyped-def]
+    bucket,
+    tmp_path: Path,
+    algorithm: str,
+) -> None:
+    """``verify --deep`` re-reads the file whatever checksum the upload used: a
+    multipart object stored with CRC32 (full-object) or SHA-256 (COMPOSITE, over its
+    part layout), whose file was then rewritten in place with its size and mtime kept,
+    is a checksum-mismatch (verify, whose setting is CRC64NVME, called it ok by the
+    ``mtime`` metadata, exit 0); the file as uploaded is ok by its checksum."""
+    make_tree(tmp_path / "src", {"big.bin": 11 * 1024 * 1024})
+    sizes = ("--multipart-threshold", "5MiB", "--part-size", "5MiB")
+    upload = cli("upload", "src", f"s3://{bucket}/p", "--checksum", algorithm, *sizes)
+    assert upload.code == 0, upload.output
+    same = cli("--json", "verify", "src", f"s3://{bucket}/p", "--deep")
+    assert same.code == 0, same.output
+    assert json.loads(same.stdout)["findings"][0]["tier"] == "checksum"
+    path = tmp_path / "src" / "big.bin"
+    before = path.stat()
+    with path.open("r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"rewritten in place")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    deep = cli("--json", "verify", "src", f"s3://{bucket}/p", "--deep")
+    assert deep.code == 1, deep.output
+    (finding,) = json.loads(deep.stdout)["findings"]
+    assert (finding["class"], finding["tier"]) == ("checksum-mismatch", "checksum")

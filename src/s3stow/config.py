@@ -10,6 +10,7 @@ from (file and line, environment variable, or flag) and exit with code 2.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from s3stow.errors import ConfigError
 from s3stow.localfiles import decode_text
-from s3stow.units import GiB, MiB, parse_concurrency, parse_size
+from s3stow.units import GiB, MiB, parse_concurrency, parse_point_in_time, parse_size
 
 # The seed project's folder types and their extensions (the project layout's default).
 DEFAULT_FOLDER_TYPES: dict[str, list[str]] = {
@@ -48,6 +49,14 @@ MIN_PART = 5 * MiB
 MAX_PART = 5 * GiB
 
 ChecksumName = Literal["crc64nvme", "crc32c", "crc32", "sha256", "none"]
+
+
+# What an HTTP header allows (RFC 9110 token; visible ASCII and spaces), which is what S3
+# takes in x-amz-meta-* and Content-Type: anything else fails every file at send time.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_HEADER_TEXT = re.compile(r"[ -~]*\Z")
+# The metadata s3stow writes itself (transfer/context.py) and proves with (store/proof.py).
+OWN_METADATA = frozenset({"uploaded-at", "source", "mtime", "sha256"})
 
 
 class Settings(BaseModel):
@@ -172,11 +181,49 @@ class Settings(BaseModel):
             raise ValueError("multipart threshold must be between 5 MiB and 5 GiB")
         return value
 
+    @field_validator("newer_than", "older_than")
+    @classmethod
+    def _point_in_time(cls, value: str | None) -> str | None:
+        if value is not None:  # the form is checked here, where the value came from is known
+            parse_point_in_time(value, now=0.0)
+        return value
+
     @field_validator("metadata", mode="before")
     @classmethod
     def _metadata(cls, value: Any) -> Any:
         if isinstance(value, str):  # from an env var: "k=v,k2=v2"
             return parse_metadata(value.split(",") if value else [])
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(
+                    f"metadata name {name!r} cannot be an HTTP header: use letters, digits "
+                    "and - _ . only"
+                )
+            if name.lower() in OWN_METADATA:
+                raise ValueError(
+                    f"metadata name {name!r} is s3stow's own (it writes "
+                    f"{', '.join(sorted(OWN_METADATA))} itself): choose another name"
+                )
+            if not _HEADER_TEXT.match(text):
+                raise ValueError(
+                    f"metadata {name}={text!r}: S3 takes printable ASCII only in a metadata "
+                    "value (no accents, line breaks or tabs); encode others, e.g. as %C3%A9"
+                )
+        return value
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type_header(cls, value: str | None) -> str | None:
+        if value is not None and not _HEADER_TEXT.match(value):
+            raise ValueError(
+                f"{value!r} cannot be a Content-Type: printable ASCII only, such as "
+                "text/plain; charset=utf-8"
+            )
         return value
 
     @property
@@ -224,6 +271,26 @@ _YAML_HINT = (
 )
 
 
+def _text_loader() -> Any:
+    """PyYAML's ``SafeLoader`` whose plain scalars stay text (``null`` and ``~``
+    aside), validated as an environment variable's are: YAML 1.1 would read the README's
+    own values otherwise (``etag_check: on`` as a boolean, ``newer_than: 2025-07-29`` as a
+    date, ``2025-13-45`` as an error outside the YAML errors, ``20250729_1615`` as a
+    number). Quoted values, lists, mappings and explicit tags load as before."""
+    import yaml
+
+    kept = ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")
+
+    class TextLoader(yaml.SafeLoader):
+        pass
+
+    TextLoader.yaml_implicit_resolvers = {
+        first: [(tag, pattern) for tag, pattern in resolvers if tag in kept]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return TextLoader
+
+
 def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     import yaml  # only a run with --config pays for it
 
@@ -240,9 +307,10 @@ def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
             f"config file {path} is not UTF-8 text (byte {exc.start + 1} is not)",
             hint="save it as UTF-8 (Notepad: Save as, Encoding UTF-8)",
         ) from None
+    loader = _text_loader()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=loader)
+        data = yaml.load(text, Loader=loader)  # noqa: S506 (a SafeLoader: see _text_loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

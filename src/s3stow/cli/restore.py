@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -115,7 +114,12 @@ def restore(
     metrics_host: MetricsHostOpt = None,
 ) -> None:
     """Restore objects to local files: verified before they take their name, resumable."""
-    from s3stow.cli.upload import default_ledger, install_signal_handlers, resume_command
+    from s3stow.cli.upload import (
+        existing_ledger,
+        install_signal_handlers,
+        ledger_for,
+        resume_command,
+    )
     from s3stow.ledger import open_ledger
     from s3stow.report.metrics import metrics_for, serving
     from s3stow.restore.engine import Restorer
@@ -139,7 +143,7 @@ def restore(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
-    ledger_db = open_ledger(settings.ledger or default_ledger())
+    ledger_db = open_ledger(existing_ledger(settings.ledger)) if run else ledger_for(settings)
     metrics = metrics_for(settings, command="restore", done="restored")
     restorer = Restorer(
         settings,
@@ -159,7 +163,8 @@ def restore(
                 summary = restorer.restore_tree(source, dest)
     finally:
         undo()
-        ledger_db.close()
+        if ledger_db is not None:
+            ledger_db.close()
     finish(options, summary, restorer)
 
 
@@ -232,14 +237,14 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
 
 def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Engine) -> None:
     """Print the human summary (unless --json) and end with the documented exit code."""
-    from s3stow.cli.upload import exit_for
+    from s3stow.cli.upload import exit_for, resume_command
     from s3stow.logs import flush_warnings
     from s3stow.restore.report import print_restore_summary
 
     flush_warnings()
     if not options.json and not options.quiet:
         console = output_console()
-        hint = "s3stow " + shlex.join(sys.argv[1:]) if summary.interrupted else None
+        hint = resume_command() if summary.interrupted else None
         every = options.verbose > 0 or not console.is_terminal
         print_restore_summary(summary, console, resume_hint=hint, list_all=every)
     exit_for(summary, restorer)

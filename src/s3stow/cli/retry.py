@@ -91,7 +91,7 @@ def retry(
     --strip-prefix, --prefix, --layout, --key-template and the other key options
     repair keys a failed run got wrong.
     """
-    from s3stow.cli.upload import default_ledger
+    from s3stow.cli.upload import default_ledger, existing_ledger
     from s3stow.ledger import open_ledger
     from s3stow.plan.failures import read_failures
     from s3stow.plan.retries import from_failures, from_ledger
@@ -130,7 +130,11 @@ def retry(
             hint="run s3stow upload PROJECT_DIR ... --layout project again",
         )
     base = options.settings(ledger=ledger, **overrides, **keys.flags())
-    ledger_db = open_ledger(base.ledger or default_ledger())
+    # --from may start a ledger; what the ledger alone lists must come from one that exists
+    target = (
+        base.ledger or default_ledger() if from_file is not None else existing_ledger(base.ledger)
+    )
+    ledger_db = open_ledger(target)
     console = output_console()
     try:
         if list_only:

@@ -38,14 +38,14 @@ def stats(
     bucket: Annotated[str | None, Opt(help="Only this bucket.", metavar="BUCKET")] = None,
 ) -> None:
     """Counts and bytes: total, done (%), not done, failed by error class."""
-    from s3stow.cli.upload import default_ledger
+    from s3stow.cli.upload import existing_ledger
     from s3stow.ledger import open_ledger
     from s3stow.ledger.queries import GroupTotals, failures_by_error, totals_by
     from s3stow.plan.retries import category
 
     options: GlobalOptions = ctx.obj
     settings = options.settings(ledger=ledger)
-    db = open_ledger(settings.ledger or default_ledger())
+    db = open_ledger(existing_ledger(settings.ledger))
     try:
         groups = totals_by(db, by, run_id=run, bucket=bucket)
         errors = failures_by_error(db, run_id=run)

@@ -25,6 +25,7 @@ from s3stow.plan.keys import parse_target
 
 if TYPE_CHECKING:
     from s3stow.config import Settings
+    from s3stow.ledger import Ledger
     from s3stow.report.observer import Observer
     from s3stow.transfer.engine import Uploader
 
@@ -158,7 +159,6 @@ def upload(
 ) -> None:
     """Upload files and directory trees to S3, verified and resumable."""
     from s3stow.config import parse_metadata
-    from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
     from s3stow.report.metrics import metrics_for, serving
     from s3stow.transfer.engine import Uploader
@@ -206,9 +206,9 @@ def upload(
         raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
     if not options.quiet and not options.json:
         warn_if_the_prefix_names_the_file(sources, target.bucket, target.prefix, settings)
-    ledger_db = open_ledger(settings.ledger or default_ledger())
+    ledger_db = ledger_for(settings)
     try:  # the lock first: a run turned away must not touch the running one's files
-        with nullcontext() if settings.dry_run else run_lock(ledger_db, target):
+        with nullcontext() if ledger_db is None else run_lock(ledger_db, target):
             observers = observers_for(options, settings)
             metrics = metrics_for(settings, command="upload")
             uploader = Uploader(
@@ -221,7 +221,8 @@ def upload(
             finally:
                 restore()
     finally:
-        ledger_db.close()
+        if ledger_db is not None:
+            ledger_db.close()
     _finish(options, summary, uploader)
 
 
@@ -251,6 +252,31 @@ def default_ledger() -> str:
     from platformdirs import user_state_dir
 
     return str(Path(user_state_dir("s3stow")) / "ledger.db")
+
+
+def ledger_for(settings: Settings) -> Ledger | None:
+    """The ledger of an ``upload`` or ``restore``; none for a dry run whose SQLite
+    ledger does not exist yet (a dry run writes nothing, not even a new ledger file)."""
+    from s3stow.ledger import open_ledger
+
+    path = settings.ledger or default_ledger()
+    if settings.dry_run and "://" not in path and not Path(path).exists():
+        return None
+    return open_ledger(path)
+
+
+def existing_ledger(target: str | None) -> str:
+    """The ledger of a command that reads what runs recorded (``stats``, ``retry``): a
+    SQLite file that does not exist is a mistyped path, refused (exit 2), not a new empty
+    ledger of which the command says that nothing is failed."""
+    path = target or default_ledger()
+    if "://" not in path and not Path(path).exists():
+        raise ConfigError(
+            f"no ledger at {path}: no run has recorded anything there",
+            hint="check --ledger (or S3STOW_LEDGER, ledger in the config file): the "
+            "path the upload was given",
+        )
+    return path
 
 
 def observers_for(
@@ -292,8 +318,12 @@ def observers_for(
 
 
 def resume_command() -> str:
-    """The command line that resumes this run: the same one."""
-    return "s3stow " + shlex.join(sys.argv[1:])
+    """The command line that resumes this run: the same one, its secrets redacted as in
+    every log line (a password in ``--ledger postgresql://u:pw@db/x``, ``--db`` or
+    ``--endpoint-url`` is shown as ``***``: the user who typed it knows it)."""
+    from s3stow.logs import redact
+
+    return redact("s3stow " + shlex.join(sys.argv[1:]))
 
 
 def install_signal_handlers(uploader: Engine, *, resume: str | None = None) -> Any:

@@ -115,6 +115,9 @@ multipart = Table(
     # The file's identity when the upload started (localfiles.FileIdentity.file_id).
     Column("ctime_ns", BigInteger),
     Column("file_id", String(80)),
+    # What the upload was created with beyond the bytes (content type, metadata, SSE,
+    # storage class: transfer/multipart.py, ``upload_options``); NULL in older ledgers.
+    Column("options", Text),
     PrimaryKeyConstraint("bucket", "key", name="pk_multipart"),
 )
 

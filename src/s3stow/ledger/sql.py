@@ -102,6 +102,7 @@ class MultipartState:
     checksum_algorithm: str | None
     ctime_ns: int | None = None  # the file's identity when the upload started
     file_id: str | None = None
+    options: str | None = None  # what the upload was created with beyond the bytes
     parts: tuple[PartRecord, ...] = ()
 
 
@@ -170,7 +171,7 @@ _RUN_COLUMNS = (
 )  # fmt: skip
 _MULTIPART_COLUMNS = (
     "bucket", "key", "upload_id", "source_path", "size", "mtime_ns", "part_size",
-    "checksum_algorithm", "ctime_ns", "file_id",
+    "checksum_algorithm", "ctime_ns", "file_id", "options",
 )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import Decision, PlannedUpload, Reason, Status
 from s3stow.store import checksums
 from s3stow.store.base import ObjectInfo, ObjectStore
-from s3stow.store.proof import choose_proof, hash_file
+from s3stow.store.proof import CHECKSUM_ALGORITHMS, choose_proof, hash_file
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +145,18 @@ def remote_matches(
     *,
     settings: Settings,
     progress: checksums.Progress = None,
+    any_algorithm: bool = False,
 ) -> tuple[bool, str, str | None]:
     """Prove a same-size remote object equals the local file (tiers: ``proof.py``).
 
     Returns ``(equal, tier, local_checksum)``; ``info`` must come from HEAD.
-    ``progress`` is told of each block read when the file is hashed.
+    ``progress`` is told of each block read when the file is hashed. The checksum
+    tier takes S3's checksum of ``settings.checksum`` only (the value is recorded
+    as that algorithm's), or with ``any_algorithm`` whichever the object has
+    (``verify --deep``: the file is re-read whatever the upload's setting was).
     """
-    proof = choose_proof(
-        info, algorithms=(settings.checksum,), etag_is_md5=settings.sse is None, mtime=True
-    )
+    algorithms = CHECKSUM_ALGORITHMS if any_algorithm else (settings.checksum,)
+    proof = choose_proof(info, algorithms=algorithms, etag_is_md5=settings.sse is None, mtime=True)
     if proof.tier == "mtime-metadata":
         local_mtime = datetime.fromtimestamp(item.source.mtime_ns / 1e9, UTC).isoformat()
         return proof.expected == local_mtime, proof.tier, None

@@ -48,6 +48,16 @@ class Planner:
             _template_text(settings), target.prefix, project_key=settings.project_key,
             timestamp=timestamp,
         )  # fmt: skip
+        if timestamp is not None and not self.template.fields & {"timestamp", "timestamp_dir"}:
+            given = "--custom-timestamp" if settings.custom_timestamp else "--timestamp"
+            raise ConfigError(
+                f"{given} has no place in the keys of the {settings.layout} layout"
+                + (" and this key template" if settings.key_template else "")
+                + ": every run would write the same keys, not a timestamp folder",
+                hint="use --layout project, or a --key-template with {timestamp}, such as "
+                "'{timestamp}/{rel_path}' (or leave the timestamp out: also "
+                "S3STOW_TIMESTAMP, S3STOW_CUSTOM_TIMESTAMP and the config file)",
+            )
         self.selector = Selector.build(
             include=settings.include,
             exclude=settings.exclude,

@@ -172,6 +172,8 @@ class StatusHeartbeat(Observer):
             self._state["totals"][field] += 1
             if source is not None:
                 self._group(source)[field] += 1
+            else:  # failed before it was discovered (a name that is not UTF-8): the
+                self._state["totals"]["files"] += 1  # summary's files count it too
             self._done += 1
             self._failures.add(result)
         self._write()

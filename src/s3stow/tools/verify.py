@@ -42,6 +42,7 @@ from s3stow.plan.discover import Found, check_sources, discover
 from s3stow.plan.ownfiles import working_files
 from s3stow.plan.planner import Planner
 from s3stow.store.base import ObjectInfo, ObjectStore
+from s3stow.store.proof import choose_proof, hash_file
 from s3stow.transfer.probes import ServerProbes
 
 OK = "ok"
@@ -254,7 +255,7 @@ def _local(
         info = store.head_object(item.bucket, item.key)
         if info is None:
             return Finding(item.key, path, "missing", "listing", "gone during verify", source)
-        equal, tier, _ = remote_matches(item, info, settings=settings)
+        equal, tier = _deep_match(item, info, store=store, settings=settings)
         return Finding(
             item.key,
             path,
@@ -284,6 +285,42 @@ def _local(
             source,
         )
     return Finding(item.key, path, OK, "size", "same size (weakest proof)", source)
+
+
+def _deep_match(
+    item: PlannedUpload, info: ObjectInfo, *, store: ObjectStore, settings: Settings
+) -> tuple[bool, str]:
+    """``--deep``: the file re-read against S3's checksum of whatever algorithm the
+    object has, a COMPOSITE one (``--checksum sha256`` multipart) over its part layout
+    as restore computes it; else the tiers ``remote_matches`` takes."""
+    proof = choose_proof(info, etag_is_md5=settings.sse is None, composite=True)
+    if not proof.parts:
+        equal, tier, _ = remote_matches(item, info, settings=settings, any_algorithm=True)
+        return equal, tier
+    path = str(item.source.path)
+    layout = _part_sizes(store, item, info.size, proof.parts, exact=False)
+    if proof.matches(hash_file(path, proof, layout=layout)):
+        return True, proof.tier
+    exact = _part_sizes(store, item, info.size, proof.parts, exact=True)
+    return exact != layout and proof.matches(hash_file(path, proof, layout=exact)), proof.tier
+
+
+def _part_sizes(
+    store: ObjectStore, item: PlannedUpload, size: int, parts: int, *, exact: bool
+) -> list[int]:
+    """The object's part sizes: uniform from part 1's, or each part's own."""
+
+    def part(number: int) -> int:
+        info = store.stat_object(item.bucket, item.key, part_number=number)
+        return info.size if info is not None else 0
+
+    if exact:
+        return [part(n) for n in range(1, parts + 1)]
+    first = part(1)
+    last = size - (parts - 1) * first
+    if not 0 < last <= first:
+        return _part_sizes(store, item, size, parts, exact=True)
+    return [first] * (parts - 1) + [last]
 
 
 def ordered(findings: Sequence[Finding]) -> list[Finding]:

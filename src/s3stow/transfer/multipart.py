@@ -9,18 +9,21 @@ and uploaded concurrently in the shared part pool. The file's identity
 (``localfiles.FileIdentity``) is taken before the first part is read, recorded with the
 upload id, and compared after the last part is sent, before Complete: a file that
 changed (even rewritten in place with its mtime put back) is ``SourceChanged`` and its
-upload aborted. An upload whose file changed between runs, or whose id S3 no longer
-knows, is aborted and started afresh; an upload interrupted or failed for transient
-reasons is kept for the next run to resume.
+upload aborted. An upload whose file changed between runs, whose object would be
+created otherwise (``upload_options``: metadata, content type, SSE, storage class), or
+whose id S3 no longer knows, is aborted and started afresh; an upload interrupted or
+failed for transient reasons is kept for the next run to resume.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from concurrent.futures import Future, wait
 from dataclasses import replace
 
+from s3stow.config import Settings
 from s3stow.errors import Interrupted, LedgerError, SourceChanged, TransferError
 from s3stow.ledger import MultipartState
 from s3stow.localfiles import FileIdentity
@@ -71,6 +74,7 @@ def put_multipart(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
             checksum_algorithm=algo,
             ctime_ns=identity.ctime_ns,
             file_id=identity.file_id,
+            options=upload_options(ctx.settings),
         )
         if ctx.ledger is not None:
             try:
@@ -111,6 +115,23 @@ def put_multipart(ctx: TransferContext, item: PlannedUpload) -> UploadResult:
     return replace(result, bytes_sent=source.size - resumed)
 
 
+def upload_options(settings: Settings) -> str:
+    """What a multipart upload is created with beyond the file's bytes and identity:
+    parts sent under other settings (``--metadata``, ``--content-type``, ``--sse``,
+    ``--storage-class``, ``--sha256-metadata``) would complete an object without them."""
+    return json.dumps(
+        {
+            "content_type": settings.content_type,
+            "metadata": sorted(settings.metadata.items()),
+            "sha256_metadata": settings.sha256_metadata,
+            "sse": settings.sse,
+            "sse_kms_key_id": settings.sse_kms_key_id,
+            "storage_class": settings.storage_class,
+        },
+        sort_keys=True,
+    )
+
+
 def _resume_state(
     ctx: TransferContext, item: PlannedUpload, part_size: int, identity: FileIdentity
 ) -> tuple[MultipartState | None, dict[int, PartRecord]]:
@@ -127,6 +148,7 @@ def _resume_state(
         or state.part_size != part_size
         or state.checksum_algorithm != wanted_algo
         or state.source_path != str(source.path)
+        or (state.options is not None and state.options != upload_options(ctx.settings))
     ):
         log.info("not resuming %s: the file or settings changed; aborting the old upload", item.key)
         _abort(ctx, item, state)

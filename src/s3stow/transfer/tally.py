@@ -68,6 +68,9 @@ class Tally:
         elif result.status == Status.SKIPPED:
             summary.skipped += 1
             summary.count_group(group, "skipped")
+            if result.reason == Reason.NO_CLOBBER:  # its bytes are not proven in S3: named
+                why = Reason.NO_CLOBBER.value
+                summary.skip_reasons[why] = summary.skip_reasons.get(why, 0) + 1
         else:
             if result.status == Status.CHANGED:
                 summary.changed += 1

@@ -93,6 +93,12 @@ class FileWorker:
             if info is None:
                 return None
             if decision.reason == Reason.NO_CLOBBER:
+                log.info(
+                    "not uploaded %s: s3://%s/%s exists (--no-clobber)",
+                    item.source.path,
+                    item.bucket,
+                    item.key,
+                )
                 return UploadResult(
                     item.source.path,
                     item.bucket,
