@@ -331,3 +331,31 @@ def test_include_and_exclude_select_by_path_as_upload_does(cli, s3, bucket, tmp_
     )
     assert done.code == 0, done.output
     assert _keys(s3, bucket) == {"w/keep/a.xml", "w/keep/.env"}
+
+
+@pytest.mark.engines
+def test_after_upload_move_into_the_watched_folder_is_not_watched(
+    cli,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """``move:in/sent`` inside the watched ``in``: a moved file is done, not a new one
+    (each went up again as sent/a.xml, sent/sent/a.xml, ... while watching, and at the
+    next start)."""
+    make_tree(tmp_path / "in", {"a.xml": 5})
+    args = ("watch", "in", f"s3://{bucket}/p", "--after-upload", "move:in/sent")
+    opts = ("--settle", "0.2", "--rescan", "0.3", "--ledger", "l.db")
+    process = cli.start(*args, *opts)
+    try:
+        _wait(lambda: (tmp_path / "in" / "sent" / "a.xml").exists())
+        time.sleep(2)  # several rescans and notifications of the moved file
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert _keys(s3, bucket) == {"p/a.xml"}
+    again = cli(*args, *opts, "--once")  # a restart finds only the moved file
+    assert again.code == 0, again.output
+    assert _keys(s3, bucket) == {"p/a.xml"}
+    assert (tmp_path / "in" / "sent" / "a.xml").exists()

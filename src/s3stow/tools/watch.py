@@ -167,8 +167,12 @@ class Watcher:
         self._status_at = 0.0
         self._once = False  # with --once a failure (after the engine's retries) is final
         uploader.add_observer(_Outcomes(self))
+        # Files moved away after upload are done: a folder for them inside the watched
+        # one is never watched (else each moved file went up again, into sent/sent/...).
+        self._moved_to: str | None = None
         if after_upload.startswith("move:"):
             Path(after_upload[5:]).mkdir(parents=True, exist_ok=True)
+            self._moved_to = os.path.realpath(after_upload[5:])
 
     def stop(self) -> None:
         self.uploader.request_stop()
@@ -214,6 +218,11 @@ class Watcher:
         if own is not None:
             log.debug("not uploading %s: it is %s", path, own)
             return False
+        if self._moved_to is not None:
+            folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+            if folder == self._moved_to or folder.startswith(self._moved_to + os.sep):
+                log.debug("not uploading %s: it is in the --after-upload folder", path)
+                return False
         return self.planner.selector.takes_path(rel) is None
 
     def _track(self, path: Path, now: float, *, scanned: bool = False) -> None:
