@@ -244,3 +244,28 @@ def test_the_seed_variables_and_which_wins(monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BUCKET_NAME", "from-environ")
     assert settings_and_target_from_env()[1].bucket == "from-environ"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"USE_DATE_FOLDERS": "maybe"}, "USE_DATE_FOLDERS: 'maybe' is not true or false"),
+        ({"MAX_RETRIES": "abc"}, "environment variable MAX_RETRIES: 'abc'"),
+        ({"RETRY_BASE_DELAY": "-1"}, "environment variable RETRY_BASE_DELAY: '-1'"),
+    ],
+)
+def test_from_env_refuses_a_wrong_seed_variable_by_its_name(
+    env: dict[str, str], named: str
+) -> None:
+    """``USE_DATE_FOLDERS=maybe`` was taken as false (the mirror layout) without a word,
+    and a wrong ``MAX_RETRIES`` was called ``S3STOW_FILE_RETRIES``, a variable never set."""
+    with pytest.raises(ConfigError) as raised:
+        Uploader.from_env({"BUCKET_NAME": "bkt", **env})
+    assert named in str(raised.value)
+    assert "S3STOW_" not in raised.value.message
+
+
+@pytest.mark.parametrize("value", ["false", "0", "No", ""])
+def test_from_env_use_date_folders_false(value: str) -> None:
+    uploader = Uploader.from_env({"BUCKET_NAME": "bkt", "USE_DATE_FOLDERS": value})
+    assert uploader.settings.layout == "mirror"
