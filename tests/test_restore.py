@@ -555,3 +555,29 @@ def test_a_symlink_made_after_the_plan_is_caught_before_writing(
     assert list(outside.iterdir()) == []
     assert (tmp_path / "out" / "y.txt").read_bytes() == b"fine"
     assert summary.uploaded == 1
+
+
+def test_a_local_file_where_a_folder_is_needed_is_kept_and_named(
+    seaweed_cli,
+    seaweed_bucket,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """``out/y`` a local file and the key ``y/z``: the dry run said ``new`` and the run
+    failed as ``FileExistsError: out/y/z: File exists`` (the wrong path, a Python class);
+    it is ``local-exists`` naming the file in the way, kept even with ``--overwrite``."""
+    make_tree(tmp_path / "src", {"y/z": 5, "ok.txt": 3})
+    url = f"s3://{seaweed_bucket}/p"
+    assert seaweed_cli("upload", "src", url, "--ledger", "l.db").code == 0
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "y").write_bytes(b"mine")
+    args = ("--json", "restore", url, "out", "--ledger", "l.db")
+    dry = seaweed_cli(*args, "--dry-run")
+    assert {e["key"]: e["reason"] for e in _events(dry, "plan")}["p/y/z"] == "local-exists"
+    for extra in ((), ("--overwrite",)):
+        result = seaweed_cli(*args, *extra)
+        assert result.code == 1, result.output
+        failed = _results(result)["p/y/z"]
+        assert failed["error_class"] == "local-exists", failed
+        assert f"{tmp_path / 'out' / 'y'} is a file where a folder is needed" in failed["error"]
+        assert (tmp_path / "out" / "y").read_bytes() == b"mine"
+        assert (tmp_path / "out" / "ok.txt").exists()

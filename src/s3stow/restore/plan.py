@@ -180,7 +180,9 @@ def _verdict(item: RestoreItem, entry: RestoreEntry | None) -> tuple[bool, Reaso
         local = os.lstat(item.path)
     except FileNotFoundError:
         local = None
-    except OSError:  # e.g. a file where a folder should be: the worker reports it
+    except NotADirectoryError:  # a local file where a folder should be: the worker keeps it
+        return True, Reason.LOCAL_EXISTS
+    except OSError:  # the worker reports it
         return True, Reason.NEW
     restored = (
         local is not None

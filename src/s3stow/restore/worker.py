@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from s3stow.errors import AuthError, BucketMissingError, Interrupted, S3StowError, TransferError
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger
@@ -141,6 +142,11 @@ class RestoreWorker:
 
     def _existing(self, ctx: TransferContext, item: RestoreItem) -> UploadResult | None:
         """A kept result for a local file in the way, or ``None`` to download over it."""
+        blocker = _file_above(item.path)
+        if blocker is not None:
+            return item.failed(
+                "local-exists", f"{blocker} is a file where a folder is needed; not replaced"
+            )
         if os.path.isdir(item.path):
             return item.failed("local-exists", f"{item.path} is a folder; not replaced")
         equal, tier = local_matches(ctx, item)
@@ -168,6 +174,17 @@ class RestoreWorker:
 
     def _archived(self, item: RestoreItem, verdict: str) -> UploadResult:
         return item.failed(verdict, glacier.message(item, verdict, self.options.glacier))
+
+
+def _file_above(path: Path) -> Path | None:
+    """The nearest folder above ``path`` that is in fact something else (a file), if any
+    (``--overwrite`` never turns a file into a folder)."""
+    for parent in path.parents:
+        if os.path.isdir(parent):
+            return None
+        if os.path.lexists(parent):
+            return parent
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
