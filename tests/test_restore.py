@@ -581,3 +581,22 @@ def test_a_local_file_where_a_folder_is_needed_is_kept_and_named(
         assert f"{tmp_path / 'out' / 'y'} is a file where a folder is needed" in failed["error"]
         assert (tmp_path / "out" / "y").read_bytes() == b"mine"
         assert (tmp_path / "out" / "ok.txt").exists()
+
+
+def test_a_key_segment_too_long_for_a_file_name_is_unsafe_path(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A 256-byte segment (S3 takes keys of 1024) was planned as ``new`` and failed as
+    ``OSError: File name too long``, not the documented ``unsafe-path``."""
+    long_key, longest = "p/" + "\xe9" * 128, "p/" + "x" * 255
+    for key in (long_key, longest):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"payload")
+    args = ("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    dry = cli(*args, "--dry-run")
+    assert [e["key"] for e in _events(dry, "plan")] == [longest]
+    result = cli(*args)
+    assert result.code == 1, result.output
+    failed = _results(result)[long_key]
+    assert failed["error_class"] == "unsafe-path", failed
+    assert "256 bytes" in failed["error"]
+    assert (tmp_path / "out" / ("x" * 255)).read_bytes() == b"payload"

@@ -168,3 +168,15 @@ def test_etag_tier_depends_on_the_encryption() -> None:
     assert choose_proof(plain, etag_is_md5=False).tier == "size"
     meta = ObjectInfo("k", 1, md5, metadata={"sha256": "ab"})
     assert choose_proof(meta, etag_is_md5=True).tier == "sha256-metadata"
+
+
+def test_a_segment_longer_than_a_file_name_is_refused() -> None:
+    assert relative_parts("p/" + "x" * 255, "p/", POSIX) == ["x" * 255]
+    with pytest.raises(UnsafePath, match="256 bytes, longer than a file name"):
+        relative_parts("p/d/" + "x" * 256, "p/", POSIX)
+    with pytest.raises(UnsafePath, match="256 bytes"):
+        relative_parts("p/" + "\xe9" * 128, "p/", POSIX)  # 128 characters, 256 bytes
+    by_units = PathRules(windows=True, fold_case=True, name_in_bytes=False)
+    assert relative_parts("p/" + "\xe9" * 255, "p/", by_units) == ["\xe9" * 255]
+    with pytest.raises(UnsafePath, match="256 characters"):
+        relative_parts("p/" + "\xe9" * 256, "p/", by_units)

@@ -2,7 +2,8 @@
 
 A key maps to DEST joined with its part after the prefix, split on ``/`` (keys always
 use ``/``). Refused, never written, with the rule named: an absolute key (a leading
-``/``), an empty, ``.`` or ``..`` segment, a NUL character; on Windows also what
+``/``), an empty, ``.`` or ``..`` segment, a segment longer than a file name may be
+(255 bytes, or UTF-16 units on Windows and macOS), a NUL character; on Windows also what
 Windows reserves in a file name (``ntpath.isreserved`` where Python has it, else the
 same rules: ``<>:"/\\|?*`` and control characters, device names such as ``CON`` or
 ``com1.txt``, trailing dots and spaces); and a path that, once the symlinks already
@@ -37,6 +38,7 @@ _WINDOWS_NAMES = frozenset(
     | {f"{device}{n}" for device in ("COM", "LPT") for n in "123456789\xb9\xb2\xb3"}
 )
 TEMP_SUFFIX = ".s3stow-part"
+NAME_MAX = 255  # a file name's limit on every file system s3stow restores to
 
 
 class UnsafePath(ValueError):
@@ -49,10 +51,12 @@ class PathRules:
 
     windows: bool = False
     fold_case: bool = False  # case-insensitive, normalisation-insensitive names
+    name_in_bytes: bool = True  # NAME_MAX (255) counts UTF-8 bytes, else UTF-16 units
 
     @classmethod
     def for_this_os(cls) -> PathRules:
-        return cls(windows=sys.platform == "win32", fold_case=sys.platform in ("win32", "darwin"))
+        others = sys.platform in ("win32", "darwin")  # 255 UTF-16 units or characters
+        return cls(windows=sys.platform == "win32", fold_case=others, name_in_bytes=not others)
 
 
 def folds_case(folder: Path) -> bool:
@@ -105,12 +109,24 @@ def relative_parts(key: str, prefix: str, rules: PathRules) -> list[str]:
     for part in parts:
         if part in ("", ".", ".."):
             raise UnsafePath(f"key has a {part or 'empty'!r} path segment")
+        if _name_length(part, rules) > NAME_MAX:
+            raise UnsafePath(
+                f"key has a path segment of {_name_length(part, rules)} "
+                f"{'bytes' if rules.name_in_bytes else 'characters'}, longer than a file "
+                f"name may be ({NAME_MAX})"
+            )
         if rules.windows and windows_reserved(part):
             raise UnsafePath(
                 f"{part!r} is not a valid file name on Windows (reserved device name, "
                 'a character of <>:"/\\|?* or a control character, or a trailing dot or space)'
             )
     return parts
+
+
+def _name_length(name: str, rules: PathRules) -> int:
+    if rules.name_in_bytes:
+        return len(name.encode("utf-8", "surrogatepass"))
+    return len(name.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def local_path(root: Path, parts: list[str], *, checked: set[Path] | None = None) -> Path:
