@@ -600,3 +600,20 @@ def test_a_key_segment_too_long_for_a_file_name_is_unsafe_path(
     assert failed["error_class"] == "unsafe-path", failed
     assert "256 bytes" in failed["error"]
     assert (tmp_path / "out" / ("x" * 255)).read_bytes() == b"payload"
+
+
+def test_a_folder_marker_with_bytes_is_reported_not_dropped(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A key ending in ``/`` that holds bytes (S3 and moto keep them) was dropped as a
+    folder marker without a word: ``0 failed of 1 objects``, exit 0, data not restored."""
+    s3.put_object(Bucket=bucket, Key="p/empty/", Body=b"")
+    s3.put_object(Bucket=bucket, Key="p/full/", Body=b"data!")
+    s3.put_object(Bucket=bucket, Key="p/full/a.txt", Body=b"a")
+    result = cli("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    assert result.code == 1, result.output
+    results = _results(result)
+    assert set(results) == {"p/full/", "p/full/a.txt"}  # the empty marker is no object
+    assert results["p/full/"]["error_class"] == "unsafe-path"
+    assert "holds 5 bytes" in results["p/full/"]["error"]
+    assert (tmp_path / "out" / "full" / "a.txt").read_bytes() == b"a"

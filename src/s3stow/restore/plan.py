@@ -125,13 +125,20 @@ class RestorePlanner:
 
     def plan(self, bucket: str, prefix: str, info: ObjectInfo) -> RestoreItem | UploadResult | None:
         """The item, a refusal, or ``None`` (not selected, or a folder marker)."""
-        if info.key.endswith("/") and info.key.startswith(prefix):
+        if info.key.endswith("/") and info.key.startswith(prefix) and not info.size:
             return None  # a folder marker ("photos/") from a console or another tool
         if self.selector is not None and self.selector.active and info.key.startswith(prefix):
             probe = SourceFile(self.root, info.key[len(prefix) :], info.size, 0, self.root)
             if self.selector.takes(probe) is not None:
                 return None
         refused = UploadResult(self.root, bucket, info.key, Status.FAILED, size=info.size)
+        if info.key.endswith("/"):  # not a marker: its bytes have no file name to go to
+            return _refuse(
+                refused,
+                "unsafe-path",
+                f"key ends with '/' (a folder's name) but the object holds {info.size} "
+                "bytes; not written",
+            )
         try:
             parts = relative_parts(info.key, prefix, self.rules)
         except UnsafePath as exc:
