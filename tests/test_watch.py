@@ -359,3 +359,35 @@ def test_after_upload_move_into_the_watched_folder_is_not_watched(
     assert again.code == 0, again.output
     assert _keys(s3, bucket) == {"p/a.xml"}
     assert (tmp_path / "in" / "sent" / "a.xml").exists()
+
+
+@pytest.mark.engines
+def test_rescans_do_not_send_finished_files_again(
+    cli,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Every rescan put every file of the tree through the engine again, counted as
+    "already done" each time: 3 files watched for 5 s said `3 uploaded, 8 already
+    done`. A file the watch finished is passed by until it changes."""
+    make_tree(tmp_path / "in", {"a.xml": 5, "b.xml": 6})
+    args = ("watch", "in", f"s3://{bucket}/p", "--settle", "0.2", "--rescan", "0.3")
+    opts = ("--ledger", "l.db", "--status-json", "st.json", "--status-interval", "0.2")
+    process = cli.start(*args, *opts)
+    try:
+        _wait(lambda: len(_keys(s3, bucket)) == 2)
+        time.sleep(1.5)  # several rescans
+        (tmp_path / "in" / "b.xml").write_bytes(b"changed!")
+        _wait(lambda: s3.get_object(Bucket=bucket, Key="p/b.xml")["ContentLength"] == 8)
+        time.sleep(1.5)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert process.returncode == 0
+    totals = json.loads((tmp_path / "st.json").read_text())["totals"]
+    assert (totals["uploaded"], totals["skipped"]) == (3, 0), totals
+    again = cli(*args, *opts, "--once")  # a restart: each file already done, once
+    assert again.code == 0, again.output
+    totals = json.loads((tmp_path / "st.json").read_text())["totals"]
+    assert (totals["uploaded"], totals["skipped"]) == (0, 2), totals

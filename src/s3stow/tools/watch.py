@@ -161,6 +161,10 @@ class Watcher:
         self.run_id = new_run_id()
         self._batches = 0
         self._waiting: dict[str, _Waiting] = {}
+        # Each file this watch finished, with its size and mtime then: a rescan passes it
+        # by until it changes (it went through the engine again at every rescan, and
+        # counted as "already done" each time).
+        self._done: dict[str, tuple[int, int]] = {}
         self._inbox: set[str] = set()
         self._lock = threading.Lock()
         self._stop = uploader.stop
@@ -236,6 +240,8 @@ class Watcher:
         if not path.is_file():
             return
         entry = self._waiting.get(str(path))
+        if entry is None and self._done.get(str(path)) == (info.st_size, info.st_mtime_ns):
+            return
         if entry is None:
             # Found by a scan (the backlog, or a lost notification), a file has been
             # unchanged since its mtime: one modified longer than ``settle`` ago is ready
@@ -369,6 +375,8 @@ class Watcher:
         entry = self._waiting.get(str(path))
         if done:
             self._waiting.pop(str(path), None)
+            if entry is not None:
+                self._done[str(path)] = (entry.size, entry.mtime_ns)
             if skipped:
                 self.stats.skipped += 1
             else:
@@ -388,10 +396,12 @@ class Watcher:
         try:
             if self.after_upload == "delete":
                 path.unlink(missing_ok=True)
+                self._done.pop(str(path), None)
             elif self.after_upload.startswith("move:"):
                 destination = Path(self.after_upload[5:]) / path.relative_to(self.directory)
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(path), destination)
+                self._done.pop(str(path), None)
         except OSError as exc:
             warn_each(
                 log,
