@@ -391,3 +391,49 @@ def test_rescans_do_not_send_finished_files_again(
     assert again.code == 0, again.output
     totals = json.loads((tmp_path / "st.json").read_text())["totals"]
     assert (totals["uploaded"], totals["skipped"]) == (0, 2), totals
+
+
+@pytest.mark.engines
+def test_after_upload_spares_a_file_written_to_after_its_upload(
+    server,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """A writer that appends after the upload was verified (it paused longer than the
+    settle time) and before ``--after-upload delete``: the file was deleted with bytes
+    that never reached S3. It is kept now, and goes up again changed."""
+    from s3stow import Watcher, load_settings, open_ledger, parse_target
+    from s3stow.models import SourceFile, UploadResult
+    from s3stow.report.observer import Observer
+    from s3stow.transfer.engine import Uploader
+
+    spool = tmp_path / "in"
+    make_tree(spool, {"a.log": 5})
+
+    class LateWriter(Observer):  # runs before the watcher sees the verified result
+        def __init__(self) -> None:
+            self.appended = False
+
+        def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
+            if not self.appended:
+                self.appended = True
+                with open(result.path, "ab") as handle:
+                    handle.write(b"+late")
+
+    settings = load_settings(env={}, flags={"endpoint_url": server.endpoint_url})
+    target = parse_target(f"s3://{bucket}/p")
+
+    def watch(observers: list[Observer]) -> None:
+        ledger = open_ledger(str(tmp_path / "l.db"))
+        uploader = Uploader(settings, ledger=ledger, observers=observers)
+        Watcher(uploader, spool, target, settle=0, after_upload="delete").run(once=True)
+        ledger.close()
+
+    watch([LateWriter()])
+    assert (spool / "a.log").exists()  # not deleted: its last 5 bytes are not in S3
+    late = (spool / "a.log").read_bytes()
+    assert late.endswith(b"+late")
+    watch([])  # the next pass sends the longer file, then deletes it
+    assert not (spool / "a.log").exists()
+    assert s3.get_object(Bucket=bucket, Key="p/a.log")["Body"].read() == late

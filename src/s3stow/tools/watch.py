@@ -64,6 +64,15 @@ class _Waiting:
     reported: bool = False
 
 
+def _rewritten(path: Path, uploaded: tuple[int, int]) -> bool:
+    """Whether ``path`` no longer has the size and mtime it was uploaded with."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False  # gone: nothing to lose
+    return (info.st_size, info.st_mtime_ns) != uploaded
+
+
 @dataclass
 class WatchStats:
     uploaded: int = 0
@@ -97,8 +106,13 @@ class _Outcomes(Observer):
 
     def on_decision(self, decision: Decision) -> None:
         if decision.reason == Reason.LEDGER_DONE:  # uploaded before a restart
+            source = decision.item.source
             self.watcher._finished(
-                decision.item.source.path, done=True, transient=False, skipped=True
+                source.path,
+                done=True,
+                transient=False,
+                skipped=True,
+                uploaded=(source.size, source.mtime_ns),
             )
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
@@ -116,6 +130,7 @@ class _Outcomes(Observer):
             transient=transient,
             changed=result.status == Status.CHANGED,
             skipped=result.reason == Reason.REMOTE_MATCH,
+            uploaded=(source.size, source.mtime_ns) if source is not None else None,
         )
 
 
@@ -371,17 +386,20 @@ class Watcher:
         transient: bool,
         changed: bool = False,
         skipped: bool = False,
+        uploaded: tuple[int, int] | None = None,  # the size and mtime the upload had
     ) -> None:
         entry = self._waiting.get(str(path))
+        if uploaded is None and entry is not None:
+            uploaded = (entry.size, entry.mtime_ns)
         if done:
             self._waiting.pop(str(path), None)
-            if entry is not None:
-                self._done[str(path)] = (entry.size, entry.mtime_ns)
+            if uploaded is not None:
+                self._done[str(path)] = uploaded
             if skipped:
                 self.stats.skipped += 1
             else:
                 self.stats.uploaded += 1
-            self._after(path)
+            self._after(path, uploaded)
         elif changed and entry is not None:
             entry.last_change = time.time()  # still being written: wait for it to settle
         elif transient and entry is not None and not self._once:
@@ -392,7 +410,17 @@ class Watcher:
             self._waiting.pop(str(path), None)
             self.stats.failed += 1
 
-    def _after(self, path: Path) -> None:
+    def _after(self, path: Path, uploaded: tuple[int, int] | None = None) -> None:
+        if self.after_upload != "keep" and uploaded is not None and _rewritten(path, uploaded):
+            # Written to since the upload was verified: those bytes are not in S3. The
+            # file is kept and, changed, goes up again (then deleted or moved).
+            log.warning(
+                "not acting on %s (--after-upload %s): it changed after its upload",
+                path,
+                self.after_upload,
+            )
+            self._done.pop(str(path), None)
+            return
         try:
             if self.after_upload == "delete":
                 path.unlink(missing_ok=True)
