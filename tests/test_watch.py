@@ -437,3 +437,17 @@ def test_after_upload_spares_a_file_written_to_after_its_upload(
     watch([])  # the next pass sends the longer file, then deletes it
     assert not (spool / "a.log").exists()
     assert s3.get_object(Bucket=bucket, Key="p/a.log")["Body"].read() == late
+
+
+def test_dry_run_setting_is_refused_not_spun_on(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``S3STOW_DRY_RUN=1`` (or ``dry_run: true`` in a shared config file): a dry-run
+    batch uploads nothing, so ``watch --once`` waited for its backlog forever, a core
+    busy, saying `backlog 1` with no word why. It is refused (exit 2), naming it."""
+    make_tree(tmp_path / "in", {"a.xml": 5})
+    args = ("watch", "in", f"s3://{bucket}/p", "--settle", "0", "--once", "--ledger", "l.db")
+    result = cli(*args, "--after-upload", "delete", env={"S3STOW_DRY_RUN": "1"}, timeout=30)
+    assert result.code == 2, result.output
+    assert "watch has no dry run" in result.stderr
+    assert "Traceback" not in result.output
+    assert (tmp_path / "in" / "a.xml").exists()
+    assert _keys(s3, bucket) == set()

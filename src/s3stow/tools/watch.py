@@ -37,6 +37,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer as FsObserver
 
+from s3stow.errors import ConfigError
 from s3stow.localfiles import atomic_write_text
 from s3stow.logs import warn_each
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, Target, UploadResult
@@ -150,6 +151,13 @@ class Watcher:
         status_json: Path | None = None,
         on_progress: Callable[[str], None] | None = None,
     ) -> None:
+        if uploader.settings.dry_run:  # nothing would go up, so nothing would leave the backlog
+            raise ConfigError(
+                "watch has no dry run: the setting dry_run is true (S3STOW_DRY_RUN or "
+                "dry_run in the config file)",
+                hint="unset it for watch; `s3stow upload DIR s3://BUCKET/PREFIX --dry-run` "
+                "lists what a watch would send first",
+            )
         self.uploader = uploader
         self.directory = directory
         self.target = target
