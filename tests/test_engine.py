@@ -489,6 +489,40 @@ def test_upload_file_reports_what_cannot_be_uploaded_and_raises_what_stops_a_run
     uploader.ledger.close()
 
 
+def test_upload_file_reports_a_file_that_vanishes_as_discovery_reads_it(
+    proxy: FaultProxy, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file passes the source check, then is deleted before discovery reads its
+    size (the race is timed by a hook that deletes it just before that read): a failed
+    result with discovery's reason, under the key asked for (none: ``""``), nothing sent."""
+    from s3stow.models import UploadResult
+    from s3stow.plan import discover
+
+    read = discover._single_file
+
+    def vanishing(path: Path, group: str) -> Any:
+        path.unlink()
+        return read(path, group)
+
+    monkeypatch.setattr(discover, "_single_file", vanishing)
+    uploader, _ = _uploader(proxy, tmp_path)
+    for key, expected_key in ((None, ""), ("k/x.txt", "k/x.txt")):
+        path = tmp_path / "gone.txt"
+        path.write_bytes(b"xx")
+        result = uploader.upload_file(path, key, target=f"s3://{bucket}/p")
+        assert result == UploadResult(
+            path,
+            bucket,
+            expected_key,
+            Status.FAILED,
+            error_class="SourceError",
+            error="cannot stat: No such file or directory",
+        )
+    assert not proxy.requests(r"^PUT ")
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
 def test_the_bucket_is_checked_once_per_run_and_the_run_id_says_when(
     proxy: FaultProxy, bucket: str, tmp_path: Path
 ) -> None:
