@@ -523,6 +523,28 @@ def test_upload_file_reports_a_file_that_vanishes_as_discovery_reads_it(
     uploader.ledger.close()
 
 
+def test_the_sha256_read_of_a_multipart_file_is_shown_as_hashing(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """``sha256_metadata`` reads a multipart file once more before CreateMultipartUpload:
+    the observers see that read as hashing, in bytes, up to the file's size."""
+    MiB = 1024 * 1024
+    uploader, events = _uploader(
+        proxy, tmp_path, sha256_metadata=True, multipart_threshold=5 * MiB, part_size=5 * MiB
+    )
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(6 * MiB))
+    result = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert result.status == Status.DONE
+    counts = [count for name, count in events.of("hashed") if name == "big.bin"]
+    assert counts
+    assert all(isinstance(count, int) and count > 0 for count in counts)
+    assert sum(counts) == 6 * MiB  # the whole file, once
+    assert len(proxy.requests(r"^POST .*\?uploads")) == 1
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
 def test_the_bucket_is_checked_once_per_run_and_the_run_id_says_when(
     proxy: FaultProxy, bucket: str, tmp_path: Path
 ) -> None:
