@@ -545,6 +545,37 @@ def test_the_sha256_read_of_a_multipart_file_is_shown_as_hashing(
     uploader.ledger.close()
 
 
+@pytest.mark.skipif(os.name == "nt", reason="no status-change time on Windows")
+def test_a_file_rewritten_in_place_since_its_interrupted_upload_is_sent_whole(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Part 1 of a multipart upload is sent, part 2 fails: the upload is left to resume.
+    The file is then rewritten in place, the same size, its mtime put back: only its
+    status-change time says so. The next run must not resume (part 1 would be the old
+    bytes under a done object): it sends every part again, and S3 has the new bytes."""
+    MiB = 1024 * 1024
+    uploader, _ = _uploader(proxy, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB)
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"a" * 6 * MiB)
+    before = path.stat()
+    proxy.add(r"^PUT .*partNumber=2", "status", times=100, status=500, code="InternalError")
+    first = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert first.status == Status.FAILED
+    assert uploader.ledger is not None
+    assert uploader.ledger.multipart_state(bucket, "p/big.bin") is not None  # to resume
+    proxy.reset()
+    with path.open("r+b") as f:  # in place: the same inode, the same size
+        f.write(b"b" * 6 * MiB)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_ctime_ns != before.st_ctime_ns
+    second = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert second.status == Status.DONE
+    assert len(proxy.requests(r"^PUT .*partNumber=1")) == 1  # sent again
+    body = s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read()
+    assert body == b"b" * 6 * MiB
+    uploader.ledger.close()
+
+
 def test_the_bucket_is_checked_once_per_run_and_the_run_id_says_when(
     proxy: FaultProxy, bucket: str, tmp_path: Path
 ) -> None:
