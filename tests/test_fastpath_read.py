@@ -439,6 +439,41 @@ def test_an_unreadable_read_answer_is_repeated_by_botocore_and_turns_the_path_of
     assert fast.off_reason("another-bucket") is None
 
 
+def test_a_failed_fast_exchange_turns_the_path_off_and_every_fallback_counts(
+    proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    """A GetObject answer the fast path cannot take (its body framed by chunks, not by
+    Content-Length) is repeated by botocore and turns the path off for the bucket, with
+    the reason; each fallback counts, after a 500's as after none."""
+    from s3stow.config import Settings
+
+    s3.put_object(Bucket=bucket, Key="p/a", Body=b"abc")
+    store = S3Store.from_settings(Settings(endpoint_url=proxy.url, path_style=True))
+    assert store.client is not None  # built with its fast path
+    fast = store.fast_path
+    assert fast is not None
+
+    def read() -> bytes:
+        return b"".join(store.get_object(bucket, "p/a").chunks(MiB))
+
+    assert read() == b"abc"  # botocore; the fast path learns the shape
+    proxy.add(rf"^GET /{bucket}/p/a", "status", status=500, code="InternalError")
+    assert read() == b"abc"  # the fast path's 500, repeated by botocore
+    assert fast.fallbacks == 1
+    proxy.add(
+        rf"^GET /{bucket}/p/a",
+        "rewrite_header",
+        header="Transfer-Encoding",
+        value="chunked",
+        agent="fastpath",
+    )
+    assert read() == b"abc"
+    assert fast.fallbacks == 2
+    reason = fast.off_reason(bucket)
+    assert reason is not None
+    assert reason.startswith("GET failed: HTTPException(")
+
+
 def test_a_body_read_to_its_end_gives_its_connection_back_and_one_closed_early_does_not(
     seaweed_server: Any, seaweed_s3: Any, seaweed_bucket: str
 ) -> None:
