@@ -510,3 +510,34 @@ def test_a_body_read_to_its_end_gives_its_connection_back_and_one_closed_early_d
         assert forwarder.accepted == opened + 1
     finally:
         forwarder.stop()
+
+
+def test_a_kept_connection_the_network_reset_is_replaced_once_on_the_fast_path(
+    seaweed_server: Any, seaweed_s3: Any, seaweed_bucket: str
+) -> None:
+    """A connection kept from an earlier request and reset since (a server restart, an
+    idle timeout of a load balancer) is not a failure: the request never reached S3, so
+    the fast path sends it again on a new connection, without botocore."""
+    from tests.tcpproxy import TcpProxy
+
+    bucket = seaweed_bucket
+    seaweed_s3.put_object(Bucket=bucket, Key="p/a", Body=b"abc")
+    forwarder = TcpProxy(seaweed_server.port)
+    forwarder.start()
+    try:
+        store = S3Store.from_settings(
+            load_settings(env={}, flags={"endpoint_url": f"http://127.0.0.1:{forwarder.port}"})
+        )
+        assert store.client is not None  # made, with its fast path
+
+        def get() -> Any:
+            return store.get_object(bucket, "p/a")
+
+        b"".join(get().chunks(MiB))  # botocore; the fast path learns the shape
+        assert b"".join(_fast_only(store, get).chunks(MiB)) == b"abc"  # kept after
+        opened = forwarder.accepted
+        assert forwarder.drop() >= 1
+        assert b"".join(_fast_only(store, get).chunks(MiB)) == b"abc"
+        assert forwarder.accepted == opened + 1  # one new connection
+    finally:
+        forwarder.stop()
