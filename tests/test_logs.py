@@ -189,3 +189,27 @@ def test_the_log_follows_sys_stderr_as_it_is_at_each_line(monkeypatch: pytest.Mo
     finally:
         configure_logging()
     assert swapped.getvalue().endswith("WARNING s3stow.test: after the swap\n")
+
+
+@pytest.mark.parametrize(
+    ("flags", "shown"),
+    [
+        ({}, ["WARNING"]),
+        ({"quiet": True}, []),
+        ({"verbose": 1}, ["INFO", "WARNING"]),
+        ({"verbose": 2}, ["DEBUG", "INFO", "WARNING"]),  # -vv: debug logs
+        ({"verbose": 3}, ["DEBUG", "INFO", "WARNING"]),
+        ({"debug": True}, ["DEBUG", "INFO", "WARNING"]),
+    ],
+)
+def test_the_log_level_follows_the_output_flags(flags: dict[str, Any], shown: list[str]) -> None:
+    try:
+        stream = io.StringIO()
+        configure_logging(stream=stream, **flags)
+        log = logging.getLogger("s3stow.test")
+        log.debug("d")
+        log.info("i")
+        log.warning("w")
+        assert [line.split(" ")[2] for line in stream.getvalue().splitlines()] == shown
+    finally:
+        configure_logging()
