@@ -213,3 +213,20 @@ def test_the_log_level_follows_the_output_flags(flags: dict[str, Any], shown: li
         assert [line.split(" ")[2] for line in stream.getvalue().splitlines()] == shown
     finally:
         configure_logging()
+
+
+@pytest.mark.parametrize("library", ["botocore", "boto3", "urllib3", "s3transfer"])
+def test_the_aws_libraries_debug_logs_only_with_debug(library: str) -> None:
+    """``-vv`` shows s3stow's debug logs, not the AWS libraries' (whose debug output
+    is vast); ``--debug`` shows theirs too (still redacted)."""
+    noisy = logging.getLogger(f"{library}.inner")
+    try:
+        for flags, shown in (({"verbose": 2}, ["w"]), ({"debug": True}, ["d", "w"])):
+            logging.getLogger(library).setLevel(logging.NOTSET)  # as a new process has it
+            stream = io.StringIO()
+            configure_logging(stream=stream, **flags)
+            noisy.debug("d")
+            noisy.warning("w")
+            assert [line.rsplit(" ", 1)[1] for line in stream.getvalue().splitlines()] == shown
+    finally:
+        configure_logging()
