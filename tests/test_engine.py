@@ -576,6 +576,26 @@ def test_a_file_rewritten_in_place_since_its_interrupted_upload_is_sent_whole(
     uploader.ledger.close()
 
 
+def test_upload_tree_leaves_out_the_ledger_inside_the_tree(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A ledger kept inside the tree uploaded (and its journal files) is s3stow's own
+    working file, not data: never sent (``tests/test_guarantees.py`` has the CLI's)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    ledger = open_ledger(str(src / "l.db"))
+    uploader = Uploader(
+        Settings(endpoint_url=proxy.url, etag_check="on", concurrency=2), ledger=ledger
+    )
+    (src / "l.db-journal").write_bytes(b"j")  # as SQLite leaves one mid-transaction
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert summary.uploaded == 1
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert stored == {"p/a.txt"}
+    ledger.close()
+
+
 def test_the_bucket_is_checked_once_per_run_and_the_run_id_says_when(
     proxy: FaultProxy, bucket: str, tmp_path: Path
 ) -> None:
