@@ -34,7 +34,7 @@ demo: $(STAMP)
 # mutants not run yet in mutmut's order (fastest first) instead.
 MUTMUT ?= mutmut==3.8.1
 MUTATE_MINUTES ?= 30
-MUTATE_SAMPLE ?= 5
+MUTATE_SAMPLE ?= 2
 MUTATE_SEED ?= 28
 mutate: $(STAMP)
 	$(BIN)/python -m pip install -q '$(MUTMUT)'
