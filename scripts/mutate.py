@@ -12,6 +12,17 @@ or hangs (a timeout) with it; "no tests" (no test reaches the function) counts a
 survived. Surviving mutants judged equivalent (they cannot change behaviour) are
 listed with the reason in docs/reliability.md, in the table under "Surviving mutants
 judged equivalent"; every other survivor is printed with its diff.
+
+A full pass is out of reach on a small machine (a mutant of a function that most tests
+reach costs minutes), so ``--sample N`` runs, in each selected module, N mutants without
+a result drawn at random: each module's mutants are put in a random order fixed by
+``--seed`` (the same order on every call while the module's mutants stay the same), and
+the first N of that order still without a result are run. The first M of that order
+that all have a result are a simple random sample of the module, from which the module's
+score is estimated; a module with mutants not run yet says so::
+
+    mutation score s3stow.transfer.multipart: 100% (70 killed of 70; 3 equivalent; 495 not
+    run yet; sampled 21 of 568: 100%, 95% interval 83-100%)
 """
 
 from __future__ import annotations
@@ -19,7 +30,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
+import random
 import re
 import signal
 import subprocess
@@ -37,6 +50,7 @@ EQUIVALENT_HEADING = "### Surviving mutants judged equivalent"
 KILLED = {1, 3, 36, 24, -24, 152, 255, -9, -11}  # failed, pytest error, timeout, crash
 NOT_CHECKED = {None, 2}
 NO_TESTS = 33  # mutmut's exit code for a mutant no selected test reaches
+SEED = 28  # the default random order of each module's mutants (--seed)
 
 
 @dataclass
@@ -48,6 +62,8 @@ class Module:
     survivors: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     used: set[tuple[str, str, str, str]] = field(default_factory=set)
+    # every mutant: "killed", "survived", "equivalent" or "pending" (type-check ones left out)
+    verdicts: dict[str, str] = field(default_factory=dict)
 
     @property
     def counted(self) -> int:
@@ -67,6 +83,15 @@ def main() -> int:
         "--retest", action="store_true", help="only re-test the surviving mutants (new tests?)"
     )
     parser.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="in each selected module, run N mutants without a result, drawn at random",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help=f"the random order of --sample (default {SEED})"
+    )
+    parser.add_argument(
         "modules", nargs="*", help="re-run only these modules' mutants (e.g. s3stow.plan.compare)"
     )
     args = parser.parse_args()
@@ -75,7 +100,7 @@ def main() -> int:
     if args.report_only:  # and keep what mutants/ holds
         if (ROOT / "mutants" / "src").exists():
             save_results(stamp)
-        return report(collect())
+        return report(collect(), seed=args.seed)
     deadline = time.monotonic() + args.minutes * 60
     seed_results(stamp)
     fingerprint = tests_fingerprint()
@@ -87,7 +112,16 @@ def main() -> int:
         if names:
             run_mutmut(args.minutes, args.jobs, names)
         save_results(stamp)
-        return report(collect())
+        return report(collect(), seed=args.seed)
+    if args.sample is not None:
+        generate(args.jobs)  # the names of the mutants not run yet
+        wanted = [m for name, m in collect().items() if not args.modules or name in args.modules]
+        names = [n for m in wanted for n in draw(m, args.sample, args.seed)]
+        print(f"sample of {args.sample} per module (seed {args.seed}): {len(names)} mutants")
+        if names:
+            run_mutmut(args.minutes, args.jobs, names)
+        save_results(stamp)
+        return report(collect(), seed=args.seed)
     if args.modules and not known:  # nothing generated yet: let mutmut match the names
         run_mutmut(args.minutes, args.jobs, [f"{m}.*" for m in args.modules])
     elif args.modules:  # these modules' mutants not run yet, by name
@@ -112,7 +146,72 @@ def main() -> int:
     if finished and not pending and not args.modules:
         stamp.write_text(fingerprint, encoding="utf-8")
     save_results(stamp)
-    return report(modules)
+    return report(modules, seed=args.seed)
+
+
+def generate(jobs: int) -> None:
+    """Write every mutant into ``mutants/`` as ``mutmut run`` does first, without running
+    a test (a file already mutated and unchanged since is skipped): its meta files then
+    name every mutant, with no result for the new ones."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from mutmut.__main__ import create_mutants\n"
+        "from mutmut.mutation.trampoline import set_mutant_under_test\n"
+        "from mutmut.utils.file_utils import copy_also_copy_files, copy_src_dir\n"
+        "set_mutant_under_test('mutant_generation')\n"
+        "Path('mutants').mkdir(exist_ok=True)\n"
+        "copy_src_dir()\n"
+        "copy_also_copy_files()\n"
+        "create_mutants(int(sys.argv[1]))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(jobs)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL
+    )
+
+
+def order(module: Module, seed: int) -> list[str]:
+    """The module's mutants in the random order of ``seed`` (the same for the same names)."""
+    names = sorted(module.verdicts)
+    random.Random(f"{seed}:{module.name}").shuffle(names)
+    return names
+
+
+def draw(module: Module, size: int, seed: int) -> list[str]:
+    """The first ``size`` mutants in ``seed``'s order that have no result yet."""
+    return [n for n in order(module, seed) if module.verdicts[n] == "pending"][:size]
+
+
+@dataclass
+class Sample:
+    """The first mutants of a module's random order that all have a result."""
+
+    size: int = 0
+    killed: int = 0
+    survived: int = 0
+    equivalent: int = 0
+
+    def estimate(self) -> str:
+        """The killed share of the non-equivalent mutants, with its 95% Wilson interval."""
+        n = self.killed + self.survived
+        if not n:
+            return "no estimate"
+        p, z = self.killed / n, 1.96
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        low, high = math.floor(100 * (centre - half)), math.ceil(100 * (centre + half))
+        return f"{100 * self.killed // n}%, 95% interval {max(low, 0)}-{min(high, 100)}%"
+
+
+def sample_of(module: Module, seed: int) -> Sample:
+    sample = Sample()
+    for name in order(module, seed):
+        verdict = module.verdicts[name]
+        if verdict == "pending":
+            break
+        sample.size += 1
+        setattr(sample, verdict, getattr(sample, verdict) + 1)
+    return sample
 
 
 def seed_results(stamp: Path) -> None:
@@ -268,8 +367,10 @@ def collect() -> dict[str, Module]:
             if code in NOT_CHECKED:
                 module.not_checked += 1
                 module.pending.append(mutant)
+                module.verdicts[mutant] = "pending"
             elif code in KILLED:
                 module.killed += 1
+                module.verdicts[mutant] = "killed"
             elif code == 37:  # caught by a type check (not configured): not a mutant at all
                 continue
             else:
@@ -278,19 +379,27 @@ def collect() -> dict[str, Module]:
                 if key is not None and key in equivalents:
                     module.equivalent += 1
                     module.used.add(key)
+                    module.verdicts[mutant] = "equivalent"
                 else:
                     module.survivors.append(mutant)
+                    module.verdicts[mutant] = "survived"
     return modules
 
 
-def report(modules: dict[str, Module]) -> int:
+def report(modules: dict[str, Module], *, seed: int = SEED) -> int:
     if not modules:
         print("no mutation results yet: run `make mutate`")
         return 1
     width = max(len(m.name) for m in modules.values())
     print()
     for module in modules.values():
-        pending = f"; {module.not_checked} not run yet" if module.not_checked else ""
+        pending = ""
+        if module.not_checked:  # partial: the score of a random sample too
+            sample = sample_of(module, seed)
+            pending = (
+                f"; {module.not_checked} not run yet; sampled {sample.size} of"
+                f" {len(module.verdicts)}: {sample.estimate()}"
+            )
         print(
             f"mutation score {module.name}: {module.score}".ljust(width + 22)
             + f"({module.killed} killed of {module.counted}; {module.equivalent} equivalent"

@@ -489,6 +489,113 @@ def test_upload_file_reports_what_cannot_be_uploaded_and_raises_what_stops_a_run
     uploader.ledger.close()
 
 
+def test_upload_file_reports_a_file_that_vanishes_as_discovery_reads_it(
+    proxy: FaultProxy, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file passes the source check, then is deleted before discovery reads its
+    size (the race is timed by a hook that deletes it just before that read): a failed
+    result with discovery's reason, under the key asked for (none: ``""``), nothing sent."""
+    from s3stow.models import UploadResult
+    from s3stow.plan import discover
+
+    read = discover._single_file
+
+    def vanishing(path: Path, group: str) -> Any:
+        path.unlink()
+        return read(path, group)
+
+    monkeypatch.setattr(discover, "_single_file", vanishing)
+    uploader, _ = _uploader(proxy, tmp_path)
+    for key, expected_key in ((None, ""), ("k/x.txt", "k/x.txt")):
+        path = tmp_path / "gone.txt"
+        path.write_bytes(b"xx")
+        result = uploader.upload_file(path, key, target=f"s3://{bucket}/p")
+        assert result == UploadResult(
+            path,
+            bucket,
+            expected_key,
+            Status.FAILED,
+            error_class="SourceError",
+            error="cannot stat: No such file or directory",
+        )
+    assert not proxy.requests(r"^PUT ")
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
+def test_the_sha256_read_of_a_multipart_file_is_shown_as_hashing(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """``sha256_metadata`` reads a multipart file once more before CreateMultipartUpload:
+    the observers see that read as hashing, in bytes, up to the file's size."""
+    MiB = 1024 * 1024
+    uploader, events = _uploader(
+        proxy, tmp_path, sha256_metadata=True, multipart_threshold=5 * MiB, part_size=5 * MiB
+    )
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(6 * MiB))
+    result = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert result.status == Status.DONE
+    counts = [count for name, count in events.of("hashed") if name == "big.bin"]
+    assert counts
+    assert all(isinstance(count, int) and count > 0 for count in counts)
+    assert sum(counts) == 6 * MiB  # the whole file, once
+    assert len(proxy.requests(r"^POST .*\?uploads")) == 1
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no status-change time on Windows")
+def test_a_file_rewritten_in_place_since_its_interrupted_upload_is_sent_whole(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Part 1 of a multipart upload is sent, part 2 fails: the upload is left to resume.
+    The file is then rewritten in place, the same size, its mtime put back: only its
+    status-change time says so. The next run must not resume (part 1 would be the old
+    bytes under a done object): it sends every part again, and S3 has the new bytes."""
+    MiB = 1024 * 1024
+    uploader, _ = _uploader(proxy, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB)
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"a" * 6 * MiB)
+    before = path.stat()
+    proxy.add(r"^PUT .*partNumber=2", "status", times=100, status=500, code="InternalError")
+    first = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert first.status == Status.FAILED
+    assert uploader.ledger is not None
+    assert uploader.ledger.multipart_state(bucket, "p/big.bin") is not None  # to resume
+    proxy.reset()
+    with path.open("r+b") as f:  # in place: the same inode, the same size
+        f.write(b"b" * 6 * MiB)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_ctime_ns != before.st_ctime_ns
+    second = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert second.status == Status.DONE
+    assert len(proxy.requests(r"^PUT .*partNumber=1")) == 1  # sent again
+    body = s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read()
+    assert body == b"b" * 6 * MiB
+    uploader.ledger.close()
+
+
+def test_upload_tree_leaves_out_the_ledger_inside_the_tree(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A ledger kept inside the tree uploaded (and its journal files) is s3stow's own
+    working file, not data: never sent (``tests/test_guarantees.py`` has the CLI's)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    ledger = open_ledger(str(src / "l.db"))
+    uploader = Uploader(
+        Settings(endpoint_url=proxy.url, etag_check="on", concurrency=2), ledger=ledger
+    )
+    (src / "l.db-journal").write_bytes(b"j")  # as SQLite leaves one mid-transaction
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert summary.uploaded == 1
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert stored == {"p/a.txt"}
+    ledger.close()
+
+
 def test_the_bucket_is_checked_once_per_run_and_the_run_id_says_when(
     proxy: FaultProxy, bucket: str, tmp_path: Path
 ) -> None:

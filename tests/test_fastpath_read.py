@@ -439,6 +439,41 @@ def test_an_unreadable_read_answer_is_repeated_by_botocore_and_turns_the_path_of
     assert fast.off_reason("another-bucket") is None
 
 
+def test_a_failed_fast_exchange_turns_the_path_off_and_every_fallback_counts(
+    proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    """A GetObject answer the fast path cannot take (its body framed by chunks, not by
+    Content-Length) is repeated by botocore and turns the path off for the bucket, with
+    the reason; each fallback counts, after a 500's as after none."""
+    from s3stow.config import Settings
+
+    s3.put_object(Bucket=bucket, Key="p/a", Body=b"abc")
+    store = S3Store.from_settings(Settings(endpoint_url=proxy.url, path_style=True))
+    assert store.client is not None  # built with its fast path
+    fast = store.fast_path
+    assert fast is not None
+
+    def read() -> bytes:
+        return b"".join(store.get_object(bucket, "p/a").chunks(MiB))
+
+    assert read() == b"abc"  # botocore; the fast path learns the shape
+    proxy.add(rf"^GET /{bucket}/p/a", "status", status=500, code="InternalError")
+    assert read() == b"abc"  # the fast path's 500, repeated by botocore
+    assert fast.fallbacks == 1
+    proxy.add(
+        rf"^GET /{bucket}/p/a",
+        "rewrite_header",
+        header="Transfer-Encoding",
+        value="chunked",
+        agent="fastpath",
+    )
+    assert read() == b"abc"
+    assert fast.fallbacks == 2
+    reason = fast.off_reason(bucket)
+    assert reason is not None
+    assert reason.startswith("GET failed: HTTPException(")
+
+
 def test_a_body_read_to_its_end_gives_its_connection_back_and_one_closed_early_does_not(
     seaweed_server: Any, seaweed_s3: Any, seaweed_bucket: str
 ) -> None:
@@ -473,5 +508,36 @@ def test_a_body_read_to_its_end_gives_its_connection_back_and_one_closed_early_d
         body.close()  # early: the rest of the body is still on the wire
         assert b"".join(_fast_only(store, get).chunks(MiB)) == b"x" * 100_000
         assert forwarder.accepted == opened + 1
+    finally:
+        forwarder.stop()
+
+
+def test_a_kept_connection_the_network_reset_is_replaced_once_on_the_fast_path(
+    seaweed_server: Any, seaweed_s3: Any, seaweed_bucket: str
+) -> None:
+    """A connection kept from an earlier request and reset since (a server restart, an
+    idle timeout of a load balancer) is not a failure: the request never reached S3, so
+    the fast path sends it again on a new connection, without botocore."""
+    from tests.tcpproxy import TcpProxy
+
+    bucket = seaweed_bucket
+    seaweed_s3.put_object(Bucket=bucket, Key="p/a", Body=b"abc")
+    forwarder = TcpProxy(seaweed_server.port)
+    forwarder.start()
+    try:
+        store = S3Store.from_settings(
+            load_settings(env={}, flags={"endpoint_url": f"http://127.0.0.1:{forwarder.port}"})
+        )
+        assert store.client is not None  # made, with its fast path
+
+        def get() -> Any:
+            return store.get_object(bucket, "p/a")
+
+        b"".join(get().chunks(MiB))  # botocore; the fast path learns the shape
+        assert b"".join(_fast_only(store, get).chunks(MiB)) == b"abc"  # kept after
+        opened = forwarder.accepted
+        assert forwarder.drop() >= 1
+        assert b"".join(_fast_only(store, get).chunks(MiB)) == b"abc"
+        assert forwarder.accepted == opened + 1  # one new connection
     finally:
         forwarder.stop()

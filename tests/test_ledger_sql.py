@@ -156,6 +156,25 @@ def test_the_first_failed_write_is_kept_and_told_to_the_listeners_once(tmp_path:
     assert heard == [errors[0]]
 
 
+def test_a_failed_multipart_write_is_a_write_error_told_to_the_listeners(tmp_path: Path) -> None:
+    """Dropping the multipart state after a Complete is a write like any other: its
+    failure says "write" and stops the run (``on_failure``), as an outcome's does."""
+    db = tmp_path / "l.db"
+    ledger = open_ledger(str(db), flush_interval=3600)
+    heard: list[LedgerError] = []
+    ledger.on_failure(heard.append)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE parts")
+    with pytest.raises(LedgerError) as e:
+        ledger.forget_multipart("b", "big")
+    assert e.value.args[0] == "cannot write the ledger: no such table: parts"
+    assert e.value.hint is not None
+    assert e.value.hint.startswith("make the ledger writable again")
+    assert heard == [e.value]
+    assert ledger.failure is e.value
+    ledger.close()
+
+
 def test_write_records_writes_outcomes_in_the_callers_transaction(tmp_path: Path) -> None:
     """The job queue's path: outcomes written at once (no queue), with their columns."""
     from s3stow.ledger.sql import ItemRecord, write_records

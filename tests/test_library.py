@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -269,3 +270,41 @@ def test_from_env_refuses_a_wrong_seed_variable_by_its_name(
 def test_from_env_use_date_folders_false(value: str) -> None:
     uploader = Uploader.from_env({"BUCKET_NAME": "bkt", "USE_DATE_FOLDERS": value})
     assert uploader.settings.layout == "mirror"
+
+
+def test_an_embedders_store_raising_an_error_without_a_message_fails_the_file(
+    tmp_path: Path,
+) -> None:
+    """An embedder's own ``ObjectStore`` may raise an ``OSError`` with no text (a bare
+    ``TimeoutError()``): the file fails, named by the error's class, and nothing else
+    breaks (the message of the result is the class, not an empty line)."""
+    from collections.abc import Iterator
+
+    from s3stow.config import Settings
+    from s3stow.store.base import ObjectInfo, ObjectStore
+
+    class TimingOut(ObjectStore):
+        def custom_endpoint(self) -> bool:
+            return False  # AWS's own: nothing to probe
+
+        def head_bucket(self, bucket: str) -> None:
+            return None
+
+        def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
+            return None
+
+        def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+            return iter([])
+
+        def put_object(self, *args: object, **kwargs: object) -> Any:
+            raise TimeoutError
+
+    path = tmp_path / "a.txt"
+    path.write_text("abc")
+    settings = Settings(max_attempts=1, file_retries=0)
+    uploader = Uploader(
+        settings, store=TimingOut(), default_target=parse_target("s3://own-bucket/p")
+    )
+    result = uploader.upload_file(path)
+    assert (result.status, result.key) == (Status.FAILED, "p/a.txt")
+    assert (result.error_class, result.error) == ("TimeoutError", "TimeoutError")

@@ -189,3 +189,44 @@ def test_the_log_follows_sys_stderr_as_it_is_at_each_line(monkeypatch: pytest.Mo
     finally:
         configure_logging()
     assert swapped.getvalue().endswith("WARNING s3stow.test: after the swap\n")
+
+
+@pytest.mark.parametrize(
+    ("flags", "shown"),
+    [
+        ({}, ["WARNING"]),
+        ({"quiet": True}, []),
+        ({"verbose": 1}, ["INFO", "WARNING"]),
+        ({"verbose": 2}, ["DEBUG", "INFO", "WARNING"]),  # -vv: debug logs
+        ({"verbose": 3}, ["DEBUG", "INFO", "WARNING"]),
+        ({"debug": True}, ["DEBUG", "INFO", "WARNING"]),
+    ],
+)
+def test_the_log_level_follows_the_output_flags(flags: dict[str, Any], shown: list[str]) -> None:
+    try:
+        stream = io.StringIO()
+        configure_logging(stream=stream, **flags)
+        log = logging.getLogger("s3stow.test")
+        log.debug("d")
+        log.info("i")
+        log.warning("w")
+        assert [line.split(" ")[2] for line in stream.getvalue().splitlines()] == shown
+    finally:
+        configure_logging()
+
+
+@pytest.mark.parametrize("library", ["botocore", "boto3", "urllib3", "s3transfer"])
+def test_the_aws_libraries_debug_logs_only_with_debug(library: str) -> None:
+    """``-vv`` shows s3stow's debug logs, not the AWS libraries' (whose debug output
+    is vast); ``--debug`` shows theirs too (still redacted)."""
+    noisy = logging.getLogger(f"{library}.inner")
+    try:
+        for flags, shown in (({"verbose": 2}, ["w"]), ({"debug": True}, ["d", "w"])):
+            logging.getLogger(library).setLevel(logging.NOTSET)  # as a new process has it
+            stream = io.StringIO()
+            configure_logging(stream=stream, **flags)
+            noisy.debug("d")
+            noisy.warning("w")
+            assert [line.rsplit(" ", 1)[1] for line in stream.getvalue().splitlines()] == shown
+    finally:
+        configure_logging()

@@ -18,13 +18,19 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from s3stow.config import Settings
 from s3stow.ledger import open_ledger
 from s3stow.ledger import probes as cache
+from s3stow.models import PlannedUpload, SourceFile
+from s3stow.plan.collisions import KeyClaims
+from s3stow.store.base import ObjectInfo, ObjectStore, PutResult
+from s3stow.transfer.probes import ServerProbes
 from tests.conftest import FIVE_MIB_PARTS, make_tree
 
 MiB = 1024 * 1024
@@ -277,3 +283,45 @@ def test_doctor_reports_the_servers_behaviour(cli, s3, bucket, engine: str) -> N
     assert backslash["status"] == "OK"
     assert ("stored as '/'" in backslash["detail"]) is seaweed
     assert _keys(s3, bucket) == []  # every probe object removed
+
+
+class _OwnStore(ObjectStore):
+    """An embedder's own store (not botocore's), that stores a key's ``\\`` as ``/``
+    the way SeaweedFS does: only what the backslash probe sends is implemented."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def custom_endpoint(self) -> bool:
+        return True
+
+    def put_object(self, bucket: str, key: str, body: Any, **_: Any) -> PutResult:
+        self.keys.add(key.replace("\\", "/"))
+        return PutResult(etag='"e"')
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        return iter([ObjectInfo(k, 1, '"e"') for k in sorted(self.keys) if k.startswith(prefix)])
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        self.keys.discard(key)
+
+
+def test_an_embedders_own_store_that_folds_backslashes_is_named_this_server(
+    tmp_path: Path,
+) -> None:
+    """A store with no botocore endpoint is probed all the same, and the messages of its
+    folded keys call it "this server" (there is no endpoint to name)."""
+    store = _OwnStore()
+    probes = ServerProbes(Settings(), store=store, ledger=None)
+    (tmp_path / "f").write_bytes(b"x")
+    source = SourceFile(tmp_path / "f", "f", 1, 0, tmp_path)
+    batch = [PlannedUpload(source, "bucket", key) for key in ("a\\b.txt", "trailing\\")]
+    kept, refused = probes.fold_keys(batch, KeyClaims())
+    assert probes.sent == 1
+    assert store.keys == set()  # the probe object removed
+    assert [item.key for item in kept] == ["a/b.txt"]
+    assert len(refused) == 1
+    assert refused[0].reason.startswith(
+        "key 'trailing\\\\' would be stored as 'trailing/'"
+        " (this server stores '\\' in keys as '/'): "
+    )

@@ -599,3 +599,33 @@ def test_a_file_changed_while_its_parts_are_sent_is_changed_and_its_upload_abort
     if ledger is not None:
         assert ledger.multipart_state(bucket, "p/f.bin") is None
         ledger.close()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no status-change time on Windows")
+def test_a_file_rewritten_in_place_while_it_is_read_is_never_sent(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file rewritten in place while its body is read, the same size and the
+    mtime put back (only its status-change time moves): the body may mix both versions,
+    so it is never sent, and the object already in S3 stays as it was."""
+    from s3stow.transfer import single
+
+    s3.put_object(Bucket=bucket, Key="p/f.txt", Body=b"0" * 100)  # an earlier version
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"a" * 100)
+    read = single.prepare_body
+
+    def rewritten_while_read(*args: Any, **kwargs: Any) -> Any:
+        body = read(*args, **kwargs)
+        before = path.stat()
+        with path.open("r+b") as f:
+            f.write(b"b" * 100)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        return body
+
+    monkeypatch.setattr(single, "prepare_body", rewritten_while_read)
+    proxy.reset()
+    result = _uploader(proxy, bucket).upload_file(path)
+    assert (result.status, result.error_class) == (Status.CHANGED, "SourceChanged")
+    assert not proxy.requests(r"^PUT ")
+    assert _body(s3, bucket, "p/f.txt") == b"0" * 100

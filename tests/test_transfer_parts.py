@@ -359,3 +359,15 @@ def test_backoff_is_full_jitter_up_to_the_doubling_cap() -> None:
         assert all(0 <= d <= bound for d in delays)
         assert max(delays) > 0.9 * bound  # the whole range is used
         assert min(delays) < 0.1 * bound
+
+
+def test_a_file_above_5_tib_fails_as_too_large() -> None:
+    """S3's object limit: the file's result says ``TooLarge`` (its error class), at once."""
+    from s3stow.errors import TransferError
+    from s3stow.transfer.parts import MAX_OBJECT, choose_part_size
+
+    assert choose_part_size(MAX_OBJECT) > 0  # the limit itself is allowed
+    with pytest.raises(TransferError) as caught:
+        choose_part_size(MAX_OBJECT + 1)
+    assert caught.value.code == "TooLarge"
+    assert caught.value.args[0] == f"file is {MAX_OBJECT + 1} bytes; S3 objects are at most 5 TiB"

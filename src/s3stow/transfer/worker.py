@@ -69,21 +69,15 @@ class FileWorker:
     def process(
         self, ctx: TransferContext, decision: Decision, listed: ObjectInfo | None
     ) -> UploadResult:
+        """Upload ``decision``'s file, unless S3's object at its key (``listed``) proves
+        it is there already. Only uploads and listed objects come here: the engine counts
+        a skip with nothing to prove (the ledger's) itself."""
         item = decision.item
         if listed is not None:
             proof = self.prove_remote(item, decision)
             if proof is not None:
                 return proof
             decision = Decision(item, True, Reason.CHANGED)
-        if not decision.upload:
-            return UploadResult(
-                item.source.path,
-                item.bucket,
-                item.key,
-                Status.SKIPPED,
-                size=item.source.size,
-                reason=decision.reason,
-            )
         return self.transfer(ctx, item, decision.reason)
 
     def prove_remote(self, item: PlannedUpload, decision: Decision) -> UploadResult | None:
