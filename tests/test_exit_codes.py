@@ -159,3 +159,19 @@ def test_unreadable_directory_is_reported(monkeypatch, tmp_path: Path) -> None: 
     assert len(skipped) == 1
     assert "cannot read directory" in skipped[0].reason
     assert [f.rel_path for f in found if not isinstance(f, Skipped)] == ["ok/a.txt"]
+
+
+def test_a_source_gone_before_its_walk_is_reported_not_raised(tmp_path: Path) -> None:
+    """A source folder removed between the sources check and the walk (another program
+    cleaning up) is one failed path with its reason: it raised a bare FileNotFoundError
+    out of the walk, an unexpected error (exit 3) instead of the run's report."""
+    from s3stow.models import Skipped
+    from s3stow.plan.discover import discover
+
+    gone = tmp_path / "gone"
+    make_tree(tmp_path / "here", {"a.txt": 1})
+    found = list(discover([gone, tmp_path / "here"]))
+    assert isinstance(found[0], Skipped)
+    assert found[0].path == gone
+    assert found[0].reason == "cannot read directory: No such file or directory"
+    assert [f.path.name for f in found[1:]] == ["a.txt"]  # the other source is walked

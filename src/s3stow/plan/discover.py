@@ -131,7 +131,11 @@ def _walk(
     root: Path, group: str, *, follow_symlinks: bool, own: OwnFiles | None
 ) -> Iterator[Found]:
     real_root = os.path.realpath(root)
-    root_info = os.stat(root)
+    try:
+        root_info = os.stat(root)
+    except OSError as exc:  # gone (or unreadable) since check_sources looked
+        yield Skipped(root, f"cannot read directory: {exc.strerror}")
+        return
     seen_dirs = {(root_info.st_dev, root_info.st_ino)}
     stack: list[tuple[Path, str]] = [(Path(root), "")]
     while stack:
