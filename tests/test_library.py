@@ -40,6 +40,21 @@ def test_from_env_requires_bucket() -> None:
         Uploader.from_env({})
 
 
+def test_no_destination_is_a_usage_error(tmp_path: Path) -> None:
+    """``upload_file`` and ``upload_tree`` without a destination, on an uploader made
+    without one: a ``ConfigError`` (exit 2, as on the command line), not a bare
+    ``S3StowError`` (exit 3), before anything is read or sent."""
+    from s3stow.config import Settings
+    from s3stow.errors import ExitCode
+
+    (tmp_path / "a.txt").write_bytes(b"a")
+    uploader = Uploader(Settings(endpoint_url="http://127.0.0.1:9"))
+    for call in (uploader.upload_file, uploader.upload_tree):
+        with pytest.raises(ConfigError, match="no destination given") as caught:
+            call(tmp_path / "a.txt")
+        assert caught.value.exit_code == ExitCode.USAGE
+
+
 def test_check_bucket_access_missing_bucket(s3_server) -> None:  # type: ignore[no-untyped-def]
     uploader = Uploader.from_env(
         {"BUCKET_NAME": "missing-bucket-xyz", "S3STOW_ENDPOINT_URL": s3_server.endpoint_url}

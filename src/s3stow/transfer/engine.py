@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.config import Settings
-from s3stow.errors import LedgerError, S3StowError, SourceError
+from s3stow.errors import ConfigError, LedgerError, S3StowError, SourceError
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import (
     INFORMATIONAL_SKIPS,
@@ -590,7 +590,10 @@ class Uploader:
         if target is not None:
             return parse_target(target)
         if self.default_target is None:
-            raise S3StowError("no destination given", hint="pass s3://BUCKET/PREFIX")
+            raise ConfigError(  # a usage error (exit 2), as on the command line
+                "no destination given",
+                hint="pass s3://BUCKET/PREFIX, or Uploader(..., default_target=Target(...))",
+            )
         return self.default_target
 
     def transfer_context(
