@@ -445,5 +445,6 @@ def _explain(exc: ValidationError, origin: Mapping[str, _Source]) -> ConfigError
         problems.append(f"setting {key!r} from {where}: {_problem(key, error)}")
     return ConfigError(
         "invalid configuration: " + "; ".join(problems),
-        hint="fix the value named above; `s3stow upload --help` lists the accepted forms",
+        hint="fix the value named above; the command's --help lists the accepted forms, and "
+        "the README's configuration table every setting",
     )
