@@ -142,7 +142,9 @@ def retry(
             return
         if from_file is not None:
             source = read_failures(from_file)
-            _report_parse(source.unparseable, len(source.items), console, options)
+            _report_parse(
+                source.unparseable, len(source.items), console, options, restores=source.restores
+            )
             batches = from_failures(
                 source.items,
                 settings=base,
@@ -227,7 +229,12 @@ def _finish(summary: RunSummary, options: GlobalOptions, console: Console) -> No
 
 
 def _report_parse(
-    unparseable: list[tuple[int, str]], parsed: int, console: Console, options: GlobalOptions
+    unparseable: list[tuple[int, str]],
+    parsed: int,
+    console: Console,
+    options: GlobalOptions,
+    *,
+    restores: int = 0,
 ) -> None:
     if options.json:
         print(
@@ -235,6 +242,7 @@ def _report_parse(
                 {
                     "event": "parsed",
                     "items": parsed,
+                    "restores": restores,
                     "unparseable": len(unparseable),
                     "first_unparseable": unparseable[:5],
                 }
@@ -242,6 +250,12 @@ def _report_parse(
         )
         return
     console.print(f"read {parsed} failed upload(s) from the log")
+    if restores:
+        console.print(
+            f"{restores} failed restore(s) left out: `retry` sends uploads only; run the "
+            "same `s3stow restore` command again to retry them",
+            markup=False,
+        )
     if unparseable:
         console.print(f"[yellow]{len(unparseable)} line(s) could not be parsed[/]; first ones:")
         for number, line in unparseable[:5]:

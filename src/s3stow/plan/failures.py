@@ -53,7 +53,8 @@ class FailureSource:
 
     items: list[FailedItem] = field(default_factory=list)
     unparseable: list[tuple[int, str]] = field(default_factory=list)
-    ignored: int = 0
+    ignored: int = 0  # lines that are no failure, and restore failures (counted apart too)
+    restores: int = 0  # failures of ``s3stow restore``: never retried as uploads
 
 
 def read_failures(path: Path) -> FailureSource:
@@ -80,7 +81,10 @@ def parse_lines(lines: Iterable[str]) -> FailureSource:
         item = _parse_json(line, number) if line.startswith("{") else _parse_aws(line, number)
         if item is not None:
             result.items.append(item)
-        elif line.startswith(_IGNORED) or _from_restore(line):
+        elif _from_restore(line):
+            result.ignored += 1
+            result.restores += 1
+        elif line.startswith(_IGNORED):
             result.ignored += 1
         else:
             result.unparseable.append((number, line))
