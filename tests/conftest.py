@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -354,3 +356,26 @@ def make_tree(root: Path, spec: dict[str, int | bytes], *, seed: int = 1) -> dic
         path.write_bytes(data)
         contents[rel] = data
     return contents
+
+
+def ledger_rows(db: Path, sql: str) -> list[Any]:
+    """``sql``'s rows in the SQLite ledger ``db`` (none while its table is not there yet)."""
+    with sqlite3.connect(db, timeout=10) as conn:
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def kill_after_ranges(process: subprocess.Popen[Any], db: Path, *, ranges: int = 2) -> set[int]:
+    """SIGKILL a running ``restore`` once ``ranges`` of its ranges are in the ledger ``db``
+    (no chance to clean up); the first bytes of the ranges recorded by then."""
+    try:
+        deadline = time.monotonic() + 60
+        while len(ledger_rows(db, "SELECT first_byte FROM restore_ranges")) < ranges:
+            assert time.monotonic() < deadline, "no range recorded in time"
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait(10)
+    return {first for (first,) in ledger_rows(db, "SELECT first_byte FROM restore_ranges")}

@@ -8,13 +8,12 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from s3stow.plan.failures import parse_lines
-from tests.conftest import FIVE_MIB_PARTS, CliResult, make_tree
+from tests.conftest import FIVE_MIB_PARTS, CliResult, kill_after_ranges, ledger_rows, make_tree
 
 MiB = 1024 * 1024
 
@@ -35,14 +34,6 @@ def _results(result: CliResult) -> dict[str, dict[str, Any]]:
 
 def _summary(result: CliResult) -> dict[str, Any]:
     return _events(result, "summary")[-1]
-
-
-def _query(db: Path, sql: str) -> list[Any]:
-    with sqlite3.connect(db, timeout=10) as conn:
-        try:
-            return conn.execute(sql).fetchall()
-        except sqlite3.OperationalError:
-            return []
 
 
 def _object_gets(proxy: Any) -> list[tuple[str, str]]:
@@ -120,15 +111,7 @@ def test_kill9_during_a_ranged_download_resumes_only_missing_ranges(
     args = ("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
     process = proxied_cli.start(*args, "--concurrency", "2")
     db = tmp_path / "l.db"
-    try:
-        deadline = time.monotonic() + 60
-        while len(_query(db, "SELECT first_byte FROM restore_ranges")) < 2:
-            assert time.monotonic() < deadline, "no range recorded in time"
-            time.sleep(0.05)
-    finally:
-        process.kill()  # SIGKILL: no chance to clean up
-        process.wait(10)
-    recorded = {first for (first,) in _query(db, "SELECT first_byte FROM restore_ranges")}
+    recorded = kill_after_ranges(process, db)
     assert 2 <= len(recorded) < 7
     assert (tmp_path / "out" / ".big.bin.s3stow-part").exists()
     assert not (tmp_path / "out" / "big.bin").exists()  # never under its name unverified
@@ -141,8 +124,8 @@ def test_kill9_during_a_ranged_download_resumes_only_missing_ranges(
     }
     assert sent == {i * 5 * MiB for i in range(7)} - recorded  # only what was missing
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
-    assert _query(db, "SELECT status, tier FROM restores") == [("done", "checksum")]
-    assert _query(db, "SELECT COUNT(*) FROM restore_ranges") == [(0,)]
+    assert ledger_rows(db, "SELECT status, tier FROM restores") == [("done", "checksum")]
+    assert ledger_rows(db, "SELECT COUNT(*) FROM restore_ranges") == [(0,)]
     assert not _leftovers(tmp_path / "out")
 
 
@@ -168,7 +151,7 @@ def test_an_object_changed_since_the_recorded_ranges_starts_over(
     assert _results(first)["p/big.bin"]["error_class"] == "changed-remotely"  # If-Match held
     assert not (tmp_path / "out" / "big.bin").exists()
     assert not _leftovers(tmp_path / "out")
-    assert _query(tmp_path / "l.db", "SELECT COUNT(*) FROM restore_ranges") == [(0,)]
+    assert ledger_rows(tmp_path / "l.db", "SELECT COUNT(*) FROM restore_ranges") == [(0,)]
     again = proxied_cli(*args)
     assert again.code == 0, again.output
     assert (tmp_path / "out" / "big.bin").read_bytes() == replaced
@@ -244,7 +227,7 @@ def test_corrupted_objects_are_checksum_mismatch_and_never_renamed(
     ]
     assert [fast for line, fast in gets if line.endswith("/p/small.bin")] == [True]
     assert [fast for line, fast in gets if line.endswith("/p/big.bin")] == [True] * 3
-    statuses = _query(tmp_path / "l.db", "SELECT key, status FROM restores")
+    statuses = ledger_rows(tmp_path / "l.db", "SELECT key, status FROM restores")
     assert {s for k, s in statuses if k in ("p/small.bin", "p/big.bin")} == {"failed"}
     lines = (tmp_path / "failed.jsonl").read_text().splitlines()
     assert {json.loads(line)["command"] for line in lines} == {"restore"}
@@ -325,7 +308,7 @@ def test_local_files_are_compared_kept_or_replaced_only_when_asked(
     ]
     assert not (out / "new.txt").exists()
     assert _object_gets(proxy) == []  # a dry run lists and reads nothing else
-    assert _query(tmp_path / "l.db", "SELECT COUNT(*) FROM restores") == [(0,)]
+    assert ledger_rows(tmp_path / "l.db", "SELECT COUNT(*) FROM restores") == [(0,)]
     kept = proxied_cli(*args)
     assert kept.code == 1
     results = _results(kept)
@@ -351,7 +334,7 @@ def test_restore_run_takes_only_what_that_run_stored(cli, bucket, tmp_path: Path
     make_tree(tmp_path / "two", {"c.txt": 13})
     assert cli("upload", "one", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
     assert cli("upload", "two", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
-    runs = _query(tmp_path / "l.db", "SELECT run_id FROM runs ORDER BY started_at")
+    runs = ledger_rows(tmp_path / "l.db", "SELECT run_id FROM runs ORDER BY started_at")
     result = cli("restore", "--run", runs[0][0], "out", "--ledger", "l.db")
     assert result.code == 0, result.output
     restored = {
@@ -465,7 +448,9 @@ def test_missing_bucket_is_fatal_and_sigint_resumes(
     assert missing.code == 3
     assert "does not exist" in missing.stderr
     assert "Traceback" not in missing.output
-    assert _query(tmp_path / "l.db", "SELECT command, status FROM runs") == [("restore", "failed")]
+    assert ledger_rows(tmp_path / "l.db", "SELECT command, status FROM runs") == [
+        ("restore", "failed")
+    ]
     tree = make_tree(tmp_path / "src", {f"f{i:02d}.txt": 100 + i for i in range(12)})
     assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
     proxy.reset()
@@ -482,9 +467,9 @@ def test_missing_bucket_is_fatal_and_sigint_resumes(
     assert "run the same command again to resume" in stdout
     done = {p.name for p in (tmp_path / "out").glob("*.txt")}
     assert 3 <= len(done) < 12
-    assert _query(tmp_path / "l.db", "SELECT status FROM runs ORDER BY started_at DESC")[0] == (
-        "interrupted",
-    )
+    assert ledger_rows(tmp_path / "l.db", "SELECT status FROM runs ORDER BY started_at DESC")[
+        0
+    ] == ("interrupted",)
     proxy.reset()
     result = proxied_cli(*args)
     assert result.code == 0, result.output

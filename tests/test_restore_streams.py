@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,13 @@ import pytest
 
 from s3stow.devserver.seaweedfs import SeaweedServer
 from s3stow.restore.download import START_STREAMS
-from tests.conftest import FIVE_MIB_PARTS, PIN_ETAG_CHECK, Cli, make_tree
+from tests.conftest import (
+    FIVE_MIB_PARTS,
+    PIN_ETAG_CHECK,
+    Cli,
+    kill_after_ranges,
+    make_tree,
+)
 from tests.faultproxy import FaultProxy
 
 MiB = 1024 * 1024
@@ -122,16 +127,6 @@ def test_large_objects_share_one_limit_on_ranges_in_flight(
     assert START_STREAMS <= summary["ranges_in_flight_peak"] <= 2 * START_STREAMS
 
 
-def _query(db: Path, sql: str) -> list[Any]:
-    import sqlite3
-
-    with sqlite3.connect(db, timeout=10) as conn:
-        try:
-            return conn.execute(sql).fetchall()
-        except sqlite3.OperationalError:
-            return []
-
-
 def test_a_download_resumes_with_its_recorded_range_size(
     capped: tuple[FaultProxy, Cli], seaweed_bucket: str, tmp_path: Path
 ) -> None:
@@ -146,15 +141,7 @@ def test_a_download_resumes_with_its_recorded_range_size(
     args = ("restore", f"s3://{seaweed_bucket}/p", "out", "--ledger", "l.db")
     process = cli.start(*args, *FIVE_MIB_PARTS, "--concurrency", "2")
     db = tmp_path / "l.db"
-    try:
-        deadline = time.monotonic() + 60
-        while len(_query(db, "SELECT first_byte FROM restore_ranges")) < 2:
-            assert time.monotonic() < deadline, "no range recorded in time"
-            time.sleep(0.05)
-    finally:
-        process.kill()  # SIGKILL: no chance to clean up
-        process.wait(10)
-    recorded = {first for (first,) in _query(db, "SELECT first_byte FROM restore_ranges")}
+    recorded = kill_after_ranges(process, db)
     assert 2 <= len(recorded) < 7
     proxy.reset()
     result = cli(*args)  # no --part-size: a new download would take 8 MiB ranges
