@@ -71,6 +71,8 @@ def test_more_than_concurrency_in_flight_over_a_long_round_trip(
     assert summary.uploaded == FILES
     assert _count(seaweed_s3, seaweed_bucket) == FILES
     assert summary.concurrency_peak > 4  # grown past --concurrency
+    assert uploader.limiter.start is not None
+    assert uploader.limiter.start.doublings >= 1  # slow start climbed, round by round
     assert summary.concurrency_peak <= 32
     assert uploader.limiter.peak == summary.concurrency_peak
     assert summary.totals()["concurrency_peak"] == summary.concurrency_peak

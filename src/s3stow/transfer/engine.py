@@ -99,7 +99,9 @@ class Uploader:
         request_observer: RequestObserver | None = None,
     ) -> None:
         self.settings = settings
-        self.limiter = RequestLimiter(settings.concurrency, ceiling=settings.concurrency_ceiling)
+        self.limiter = RequestLimiter(
+            settings.concurrency, ceiling=settings.concurrency_ceiling, slow_start=True
+        )
         self.store: ObjectStore = run_store(
             settings,
             store=store,

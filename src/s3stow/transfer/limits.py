@@ -6,7 +6,9 @@ most once per ``cooldown`` seconds) when S3 throttles and adds one back after
 ``limit`` consecutive successes. Above it, up to ``ceiling``, it grows only while
 that pays: over a long round trip, requests in flight are what sets the pace
 (files/s ~= in flight / round trip), so the limit doubles as long as the completions
-per second rise with it, and settles where they stop rising (see ``Growth``).
+per second rise with it, and settles where they stop rising (see ``Growth``); with
+``slow_start`` (uploads) the limit first doubles round by round while the requests'
+latency does not rise (``SlowStart``, transfer/slowstart.py), then ``Growth`` goes on.
 ``StreamLimiter`` is the same limiter for streams of bytes (a large object's ranged
 GETs in a restore): it starts low and grows by the same judgement (``Growth``), fed
 bytes per second instead of completions per second. ``MemoryBudget`` caps the bytes
@@ -19,6 +21,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from s3stow.transfer.slowstart import SlowStart
 
 # Growth past the configured concurrency, judged per window of completions.
 WINDOW_MIN = 64  # completions per window at least (a window is max(limit, this))
@@ -122,6 +126,10 @@ class RequestLimiter:
     ``maximum`` make a window, whose completions per second, and whether every slot
     was taken at some moment of it, ``Growth`` judges.
 
+    With ``slow_start``, ``SlowStart`` first doubles the limit every round of requests
+    whose quickest is no slower than the previous round's (each request is timed in
+    its slot); ``Growth``'s windows begin when it ends.
+
     Any throttling ends growth for the run (the server pushes back: AIMD decides).
     Only completions and a clock are used, so tests drive it with synthetic events.
     """
@@ -133,6 +141,7 @@ class RequestLimiter:
         ceiling: int | None = None,
         cooldown: float = 1.0,
         clock: Callable[[], float] | None = None,
+        slow_start: bool = False,
     ) -> None:
         self.maximum = maximum
         self.ceiling = max(maximum, ceiling or maximum)
@@ -143,6 +152,12 @@ class RequestLimiter:
         self.windows = 0  # windows judged
         self.growth = Growth(self.ceiling)
         self._growing = self.ceiling > maximum
+        # climbs round by round before Growth's windows judge (transfer/slowstart.py)
+        self.start = (
+            SlowStart(self.ceiling, scaling=SCALING, worth=WORTH)
+            if slow_start and self._growing
+            else None
+        )
         self._successes = 0
         self._last_cut = float("-inf")  # the first throttle always cuts
         self._cooldown = cooldown
@@ -157,6 +172,8 @@ class RequestLimiter:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
+        start = self.start
+        epoch = -1
         with self._cond:
             while self.active >= self.limit:
                 self._cond.wait()
@@ -167,19 +184,42 @@ class RequestLimiter:
             if self.active >= self.limit:
                 self._full = True
             self.peak = max(self.peak, self.active)
+            if start is not None and start.active:
+                epoch = start.admitted(self.active, self.limit)
+        began = self._clock() if epoch >= 0 else 0.0
+        succeeded = False
         try:
             yield
+            succeeded = True
         finally:
             with self._cond:
                 self.active -= 1
                 if self._skip_idle and not self.active:
                     self._idle_since = self._clock()
+                if succeeded and epoch >= 0:
+                    self._climb(epoch, self._clock() - began)
                 self._cond.notify()
+
+    def _climb(self, epoch: int, seconds: float) -> None:
+        """Slow start's verdict on a request that took ``seconds``. Lock held."""
+        start = self.start
+        assert start is not None
+        if not start.active or self.limit < self.maximum:  # ended, or throttled: AIMD
+            return
+        limit = start.completed(epoch, seconds, self.limit)
+        if limit is not None:
+            if limit > self.limit:
+                self._cond.notify_all()
+            self.limit = limit
+        if not start.active:  # it ended here: Growth's windows start from now
+            self._window_start, self._window_done, self._full = self._clock(), 0, False
 
     def on_throttle(self) -> None:
         with self._cond:
             self.throttle_events += 1
             self._growing = False
+            if self.start is not None:
+                self.start.stop()
             now = self._clock()
             if now - self._last_cut >= self._cooldown:
                 self.limit = max(1, self.limit // 2)
@@ -208,6 +248,8 @@ class RequestLimiter:
         """``amount`` more done in the current window of ``window``; the window is
         judged once full (and ``seconds`` long). Called with the lock held."""
         if not self._growing or self.limit < self.maximum:
+            return
+        if self.start is not None and self.start.active:  # slow start climbs first
             return
         self._window_done += amount
         if self._window_done >= window and (
