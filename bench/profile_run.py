@@ -25,6 +25,9 @@ reported beside each run.
 ``--stream-cap MBPS`` (restore) puts bench/delay_proxy.py between the restoring tools
 and the server, each connection's answers capped at MBPS MB/s: a remote S3's
 per-stream bandwidth, where more ranges in flight are what make a large restore fast.
+``--latency-ms MS`` (restore) puts the same proxy there with that round trip (with
+``--stream-cap`` too, both): a remote S3's distance, where requests in flight set the
+pace of small objects.
 
 ``--spy FILE`` records the timed command with py-spy (``pip install py-spy``; it
 samples every thread, where cProfile sees only the main one) as collapsed stacks,
@@ -93,6 +96,9 @@ def main() -> int:
     parser.add_argument(
         "--stream-cap", type=float, help="restore through a proxy: MB/s per connection"
     )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="restore through a proxy: this round trip"
+    )
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
     args = parser.parse_args()
     if args.top:
@@ -111,8 +117,10 @@ def main() -> int:
             if args.mode != "upload":
                 subprocess.run(upload, env=env, check=True, stdout=subprocess.DEVNULL)
             endpoint = server.endpoint_url
-            if args.stream_cap:
-                proxy, endpoint = start_delay_proxy(server.port, 0, rate_mbps=args.stream_cap)
+            if args.stream_cap or args.latency_ms:
+                proxy, endpoint = start_delay_proxy(
+                    server.port, args.latency_ms, rate_mbps=args.stream_cap
+                )
                 base[base.index(server.endpoint_url)] = endpoint
             if args.mode == "restore" and args.peer:
                 return compare(server, env, work, args.peer, args.runs, args.extra, endpoint)

@@ -1,9 +1,11 @@
-"""Growth past ``concurrency`` over a long round trip, on a real server: SeaweedFS
-behind ``bench/delay_proxy.py`` (50 ms added to every request). Observed through the
-run's summary and the limiter's counters, never through time."""
+"""Growth past ``concurrency`` over a long round trip, uploading and restoring, on a
+real server: SeaweedFS behind ``bench/delay_proxy.py`` (50 ms added to every
+request). Observed through the run's summary and the limiter's counters, never
+through time."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +18,8 @@ from s3stow import Uploader
 from s3stow.config import Settings
 from s3stow.devserver.seaweedfs import SeaweedServer
 from s3stow.ledger import open_ledger
+from s3stow.restore.engine import Restorer
+from tests.conftest import Cli
 
 PROXY = Path(__file__).resolve().parent.parent / "bench" / "delay_proxy.py"
 FILES = 400
@@ -85,3 +89,58 @@ def test_no_growth_when_max_concurrency_is_concurrency(
     assert summary.ok
     assert summary.concurrency_peak == 4
     assert summary.concurrency == 4
+
+
+def _restore(endpoint: str, bucket: str, tmp_path: Path, dest: Path, **settings: Any) -> Any:
+    restorer = Restorer(
+        Settings(endpoint_url=endpoint, concurrency=4, **settings),
+        ledger=open_ledger(str(tmp_path / f"r-{len(list(tmp_path.iterdir()))}.db")),
+    )
+    return restorer, restorer.restore_tree(f"s3://{bucket}/p", dest)
+
+
+def test_a_restore_grows_past_concurrency_over_a_long_round_trip(
+    seaweed_server: SeaweedServer,
+    slow_endpoint: str,
+    small_tree: Path,
+    seaweed_bucket: str,
+    tmp_path: Path,
+) -> None:
+    _, uploaded = _upload(seaweed_server.endpoint_url, small_tree, seaweed_bucket, tmp_path)
+    assert uploaded.uploaded == FILES
+    dest = tmp_path / "back"
+    restorer, summary = _restore(slow_endpoint, seaweed_bucket, tmp_path, dest, max_concurrency=32)
+    assert summary.ok
+    assert summary.uploaded == FILES  # a restore's summary counts restored files there
+    for path in small_tree.rglob("*.txt"):  # every file back, byte for byte
+        assert (dest / path.relative_to(small_tree)).read_bytes() == path.read_bytes()
+    assert 4 < summary.concurrency_peak <= 32
+    assert restorer.limiter.start is not None
+    assert restorer.limiter.start.doublings >= 1
+
+
+def test_a_restore_does_not_grow_when_max_concurrency_is_concurrency(
+    seaweed_server: SeaweedServer,
+    slow_endpoint: str,
+    small_tree: Path,
+    seaweed_bucket: str,
+    tmp_path: Path,
+) -> None:
+    _upload(seaweed_server.endpoint_url, small_tree, seaweed_bucket, tmp_path)
+    cli = Cli(slow_endpoint, tmp_path)
+    result = cli(
+        "--json",
+        "restore",
+        f"s3://{seaweed_bucket}/p",
+        "back",
+        "--ledger",
+        "r.db",
+        "--concurrency",
+        "4",
+        "--max-concurrency",
+        "4",
+    )
+    assert result.code == 0, result.stderr
+    summary = [json.loads(line) for line in result.stdout.splitlines() if '"summary"' in line]
+    assert summary[-1]["restored"] == FILES
+    assert summary[-1]["concurrency_peak"] == 4

@@ -10,7 +10,13 @@ import typer
 
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.helptext import examples
-from s3stow.cli.runoptions import ConcurrencyOpt, LedgerOpt, StatusIntervalOpt, StatusJsonOpt
+from s3stow.cli.runoptions import (
+    ConcurrencyOpt,
+    LedgerOpt,
+    MaxConcurrencyOpt,
+    StatusIntervalOpt,
+    StatusJsonOpt,
+)
 from s3stow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -72,6 +78,7 @@ def restore(
     poll_interval: PollOpt = 60.0,
     ledger: LedgerOpt = None,
     concurrency: ConcurrencyOpt = None,
+    max_concurrency: MaxConcurrencyOpt = None,
     part_size: Annotated[
         str | None,
         Opt(
@@ -131,6 +138,7 @@ def restore(
     settings = options.settings(
         ledger=ledger,
         concurrency=concurrency,
+        max_concurrency=max_concurrency,
         part_size=part_size,
         multipart_threshold=multipart_threshold,
         include=include or None,

@@ -1,6 +1,7 @@
 """The options every run command shares, each defined once (the ledger, requests in
-flight, the status file and its interval), so their help and defaults cannot drift
-apart between ``upload``, ``restore``, ``retry``, ``watch``, ``archive`` and the rest."""
+flight and how far they may grow, the status file and its interval), so their help
+and defaults cannot drift apart between ``upload``, ``restore``, ``retry``, ``watch``,
+``archive`` and the rest."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ ConcurrencyOpt = Annotated[
         help="Requests in flight: a number, or cpu*K for K per CPU.",
         metavar="N",
         show_default="16",
+    ),
+]
+MaxConcurrencyOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Let requests in flight grow up to N while files/s rises with them "
+        "(long round trips); N <= --concurrency: no growth.",
+        metavar="N",
+        show_default="16 x concurrency, at most 256",
     ),
 ]
 StatusJsonOpt = Annotated[

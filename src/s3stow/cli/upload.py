@@ -18,7 +18,13 @@ import typer
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
-from s3stow.cli.runoptions import ConcurrencyOpt, LedgerOpt, StatusIntervalOpt, StatusJsonOpt
+from s3stow.cli.runoptions import (
+    ConcurrencyOpt,
+    LedgerOpt,
+    MaxConcurrencyOpt,
+    StatusIntervalOpt,
+    StatusJsonOpt,
+)
 from s3stow.errors import ConfigError, ExitCode, S3StowError
 from s3stow.models import RunSummary
 from s3stow.plan.keys import parse_target
@@ -54,15 +60,7 @@ def upload(
     ],
     ledger: LedgerOpt = None,
     concurrency: ConcurrencyOpt = None,
-    max_concurrency: Annotated[
-        str | None,
-        Opt(
-            help="Let requests in flight grow up to N while files/s rises with them "
-            "(long round trips); N <= --concurrency: no growth.",
-            metavar="N",
-            show_default="16 x concurrency, at most 256",
-        ),
-    ] = None,
+    max_concurrency: MaxConcurrencyOpt = None,
     part_size: Annotated[
         str | None,
         Opt(

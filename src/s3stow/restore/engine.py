@@ -5,9 +5,11 @@ list (or a run's items from the ledger, or explicit items) -> plan paths
 (``worker.py``, ``download.py``, ``check.py``; archived objects through
 ``glacier.py``) -> record (``ledger/restores.py``) -> report (the upload's observers,
 ``RestoreSummary``). The listing streams in batches, so the first download starts
-while the bucket is still being listed; at most ``2 x concurrency`` files are in
-flight. A restore shares an upload's machinery: a file pool and a part pool of
-``concurrency`` threads, one ``RequestLimiter`` over both (AIMD on throttling),
+while the bucket is still being listed; at most the limit plus ``concurrency``
+files are in flight. A restore shares an upload's machinery: a file pool and a part
+pool of ``concurrency`` threads (the file pool more as the limit grows), one
+``RequestLimiter`` over both (AIMD on throttling; slow start and growth past
+``concurrency`` up to ``max_concurrency`` while files/s rises, as an upload's),
 file-level retries over botocore's, the same stop event and fatal-error policy. The
 ranged GETs of large objects also pass the run's ``StreamLimiter`` (``streams``): it
 starts at ``download.START_STREAMS`` ranges in flight and grows towards
@@ -45,7 +47,7 @@ from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
 from s3stow.transfer.context import TransferContext, transfer_context
-from s3stow.transfer.engine import new_run_id
+from s3stow.transfer.engine import FilePool, new_run_id
 from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,10 @@ class Restorer:
         self.options = options or RestoreOptions()
         self.rules = rules or PathRules.for_this_os()
         self._os_rules = rules is None  # the destination's file system may fold case
-        self.limiter = RequestLimiter(settings.concurrency)
+        # small objects' GETs: slow start, then growth past concurrency while it pays
+        self.limiter = RequestLimiter(
+            settings.concurrency, ceiling=settings.concurrency_ceiling, slow_start=True
+        )
         # ranges in flight: a few, more while they pay (download.py)
         self.streams = StreamLimiter(START_STREAMS, ceiling=settings.concurrency)
         self.store: ObjectStore = run_store(
@@ -263,15 +268,16 @@ class Restorer:
         budget = self.settings.limit
         pending: dict[Future[UploadResult], RestoreItem] = {}
         completed: queue.SimpleQueue[Future[UploadResult]] = queue.SimpleQueue()
-        most = 2 * self.settings.concurrency
+        limiter, ahead = self.limiter, self.settings.concurrency
         with (
             self._pools(summary.run_id) as ctx,
-            ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="file") as files,
+            FilePool(self.settings.concurrency, thread_name_prefix="file") as files,
         ):
 
             def submit(decision: Decision, item: RestoreItem, entry: RestoreEntry | None) -> None:
-                while len(pending) >= most and not self.stop.is_set():
+                while len(pending) >= files.room(limiter.limit, ahead) and not self.stop.is_set():
                     self._drain(pending, completed, summary, block=True)
+                files.grow(limiter.limit)  # one thread per request the limit admits
                 future = files.submit(self.worker.process, ctx, decision, item, entry)
                 pending[future] = item
                 future.add_done_callback(completed.put)

@@ -65,7 +65,7 @@ _BATCH = 256
 _OWN_KEY = frozenset({"UnsafeKey", "SourceMissing"})  # refusals recorded under their key
 
 
-class _FilePool(ThreadPoolExecutor):
+class FilePool(ThreadPoolExecutor):
     """The file pool, whose thread count follows the limiter's limit up (threads start
     only as files are submitted; one that exists is never stopped)."""
 
@@ -388,7 +388,7 @@ class Uploader:
         ahead = self.settings.concurrency
         with (
             self._pools(run_id=summary.run_id) as ctx,
-            _FilePool(self.settings.concurrency, thread_name_prefix="file") as files,
+            FilePool(self.settings.concurrency, thread_name_prefix="file") as files,
         ):
             for batch in batches:
                 if self.stop.is_set():
