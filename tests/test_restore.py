@@ -347,6 +347,50 @@ def test_restore_run_takes_only_what_that_run_stored(cli, bucket, tmp_path: Path
     assert "Traceback" not in unknown.output
 
 
+def test_restore_run_of_a_replaced_object_says_what_can_be_done(  # type: ignore[no-untyped-def]
+    cli, s3, bucket, tmp_path: Path
+) -> None:
+    """The run's ETag comes from the ledger: running again cannot help, so the advice is
+    the command that restores the current object, and the run's version is not taken
+    for it: not by a single GET, not by ranges (HEAD, then If-Match on its ETag), not
+    by a local file that is the current object's bytes."""
+    make_tree(tmp_path / "src", {"a.txt": 11, "big.bin": 6 * MiB, "c.txt": 12, "d.txt": 13})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    (run,) = ledger_rows(tmp_path / "l.db", "SELECT run_id FROM runs")[0]
+    replaced = {"a.txt": b"new a", "big.bin": os.urandom(6 * MiB), "c.txt": b"C" * 12}
+    for name, body in replaced.items():
+        s3.put_object(Bucket=bucket, Key=f"p/{name}", Body=body)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "c.txt").write_bytes(b"C" * 12)  # the current object, not the run's
+    args = ("--json", "restore", "--run", run, "out", "--ledger", "l.db")
+    result = cli(*args, "--multipart-threshold", "5MiB")
+    assert result.code == 1, result.output
+    results = _results(result)
+    assert {name: results[f"p/{name}"]["error_class"] for name in replaced} == dict.fromkeys(
+        replaced, "replaced-since-run"
+    )
+    assert results["p/d.txt"]["status"] == "done"
+    error = results["p/a.txt"]["error"]
+    assert "run again" not in error
+    assert f"was replaced since upload run {run} stored it" in error
+    advice = f"s3stow restore s3://{bucket}/p/a.txt {tmp_path / 'out'} (without --run)"
+    assert advice in error
+    assert "gone unless the bucket keeps versions" in error
+    assert not (tmp_path / "out" / "a.txt").exists()
+    assert not (tmp_path / "out" / "big.bin").exists()
+    assert not _leftovers(tmp_path / "out")
+    again = cli(*args)  # the same outcome: nothing a run could fix
+    assert {r["error_class"] for r in _results(again).values() if r["status"] == "failed"} == {
+        "replaced-since-run"
+    }
+    current = cli("restore", f"s3://{bucket}/p/a.txt", "out", "--ledger", "l.db")
+    assert current.code == 0, current.output  # the advice, followed
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b"new a"
+    tree = cli("--json", "restore", f"s3://{bucket}/p", "tree", "--ledger", "l.db")
+    assert tree.code == 0, tree.output  # without --run the listing's objects are the ones
+    assert (tmp_path / "tree" / "big.bin").read_bytes() == replaced["big.bin"]
+
+
 def test_composite_sha256_objects_are_proven_part_by_part(
     proxied_cli,
     proxy,

@@ -50,6 +50,17 @@ def stat(ctx: TransferContext, item: RestoreItem, *, part_number: int | None = N
     return info
 
 
+def ensure_listed(item: RestoreItem, info: ObjectInfo) -> None:
+    """The object a HEAD found is the one listed (or the one ``--run``'s upload run
+    recorded): another ETag is a ``PreconditionFailed``, as a GET with ``If-Match`` gets."""
+    listed = item.info.etag.strip('"')
+    if listed and info.etag.strip('"') != listed:
+        raise TransferError(
+            f"s3://{item.bucket}/{item.key} has ETag {info.etag}, not {item.info.etag}",
+            code="PreconditionFailed",
+        )
+
+
 def part_sizes(
     ctx: TransferContext, item: RestoreItem, size: int, parts: int, *, exact: bool = False
 ) -> list[int]:
@@ -142,6 +153,7 @@ def local_matches(ctx: TransferContext, item: RestoreItem) -> tuple[bool | None,
     if local.st_size != item.info.size:
         return False, "size"
     info = stat(ctx, item)
+    ensure_listed(item, info)  # else the file would be judged against another object
     if info.size != local.st_size:
         return False, "size"
     proof = proof_for(info)

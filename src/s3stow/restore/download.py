@@ -35,6 +35,7 @@ from s3stow.errors import Interrupted, TransferError
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord
 from s3stow.restore.check import (
     check_md5,
+    ensure_listed,
     file_md5,
     object_mtime_ns,
     part_sizes,
@@ -185,6 +186,12 @@ def _ranged(
     streams: StreamLimiter | None,
 ) -> Fetched:
     info = stat(ctx, item)
+    try:
+        ensure_listed(item, info)  # the ranges' If-Match is this HEAD's ETag
+    except TransferError:
+        if entry is not None and entry.download_id:  # ranges of another object
+            _discard(restores, item, temp_path(item.path))
+        raise
     if archived_unreadable(info):
         raise TransferError(
             f"s3://{item.bucket}/{item.key} is in {info.storage_class} with no readable copy",

@@ -166,7 +166,7 @@ class Restorer:
             if target.bucket != info["bucket"]:
                 raise ConfigError(f"run {upload_run!r} uploaded to bucket {info['bucket']!r}")
         root = self._root(dest)
-        planner = self._planner(root)
+        planner = self._planner(root, run=upload_run)
         ledger = self.ledger
 
         def found() -> Iterator[Found]:
@@ -191,14 +191,14 @@ class Restorer:
         return self._run(Target("", ""), root, iter(items), command=command, run_id=run_id)
 
     # ---- pipeline -------------------------------------------------------------------
-    def _planner(self, root: Path) -> RestorePlanner:
+    def _planner(self, root: Path, *, run: str | None = None) -> RestorePlanner:
         selector = Selector.build(include=self.settings.include, exclude=self.settings.exclude)
         rules = self.rules
         if self._os_rules and not rules.fold_case and not self.settings.dry_run:
             # Linux writing to FAT, exFAT or an SMB share: "A.txt" and "a.txt" would be
             # one file, the second restore replacing the first
             rules = replace(rules, fold_case=folds_case(root))
-        return RestorePlanner(root, rules=rules, selector=selector)
+        return RestorePlanner(root, rules=rules, selector=selector, run=run)
 
     def prepare_root(self, dest: str | Path) -> Path:
         """``dest`` created (unless a dry run) and resolved: where the paths are planned."""

@@ -34,6 +34,7 @@ class RestoreItem:
     bucket: str
     info: ObjectInfo  # from the listing, the ledger (--run) or the media table
     expect_md5: str | None = None  # archive restore: the row's md5_sum
+    run: str | None = None  # restore --run: the upload run that recorded ``info``
 
     @property
     def key(self) -> str:
@@ -92,7 +93,13 @@ class RestoreItem:
 
 
 def make_item(
-    root: Path, parts: list[str], bucket: str, info: ObjectInfo, *, expect_md5: str | None = None
+    root: Path,
+    parts: list[str],
+    bucket: str,
+    info: ObjectInfo,
+    *,
+    expect_md5: str | None = None,
+    run: str | None = None,
 ) -> RestoreItem:
     rel = "/".join(parts)
     mtime_ns = int(info.last_modified * 1_000_000) * 1000 if info.last_modified else 0
@@ -104,7 +111,7 @@ def make_item(
         root,
         parts[0] if len(parts) > 1 else ROOT_GROUP,
     )
-    return RestoreItem(source, bucket, info, expect_md5)
+    return RestoreItem(source, bucket, info, expect_md5, run)
 
 
 class RestorePlanner:
@@ -116,8 +123,10 @@ class RestorePlanner:
         *,
         rules: PathRules | None = None,
         selector: Selector | None = None,
+        run: str | None = None,
     ) -> None:
         self.root = root
+        self.run = run  # restore --run: the upload run whose objects these are
         self.rules = rules or PathRules.for_this_os()
         self.claims = PathClaims(self.rules)
         self.selector = selector
@@ -150,7 +159,7 @@ class RestorePlanner:
         collision = self.claims.claim(parts, info.key)
         if collision is not None:
             return _refuse(refused, "path-collision", f"{path}: {collision}; not written")
-        return make_item(self.root, parts, bucket, info)
+        return make_item(self.root, parts, bucket, info, run=self.run)
 
 
 def _refuse(result: UploadResult, error_class: str, message: str) -> UploadResult:

@@ -7,7 +7,8 @@ a different one is replaced only with ``--overwrite``, else reported as
 ``glacier.state`` (report, request, or wait). Everything else is fetched and
 verified (``download.fetch``). Every outcome becomes an ``UploadResult`` whose
 ``error_class`` names what went wrong: ``checksum-mismatch``, ``md5-mismatch``,
-``changed-remotely`` (the object changed during the download), ``local-exists``,
+``changed-remotely`` (the object changed during the download), ``replaced-since-run``
+(``--run``: the object is no longer the one the upload run recorded), ``local-exists``,
 ``archived``, ``restore-pending``, an S3 error code, or the OS error. Credentials,
 permission and missing-bucket errors are fatal for the run, as in an upload.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ from s3stow.transfer.context import TransferContext
 from s3stow.transfer.limits import StreamLimiter
 
 log = logging.getLogger(__name__)
+REPLACED = "replaced-since-run"  # restore --run: the run's object was replaced since
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +124,9 @@ class RestoreWorker:
             self.stop.set()
             return item.failed(getattr(exc, "code", type(exc).__name__), _first_line(exc))
         except TransferError as exc:
-            code = "changed-remotely" if exc.code == "PreconditionFailed" else exc.code
-            message = _first_line(exc)
-            if code == "changed-remotely":
-                message = (
-                    f"s3://{item.bucket}/{item.key} changed while it was being restored "
-                    "(its ETag is no longer the one listed); run again to restore the new version"
-                )
-            return item.failed(code, message)
+            if exc.code == "PreconditionFailed":
+                return _changed(item)
+            return item.failed(exc.code, _first_line(exc))
         except UnsafePath as exc:
             return item.failed("unsafe-path", f"{exc}; not written")
         except OSError as exc:
@@ -174,6 +172,28 @@ class RestoreWorker:
 
     def _archived(self, item: RestoreItem, verdict: str) -> UploadResult:
         return item.failed(verdict, glacier.message(item, verdict, self.options.glacier))
+
+
+def _changed(item: RestoreItem) -> UploadResult:
+    """The object is not the one the plan named (another ETag): what the user can do
+    depends on where the plan's ETag came from."""
+    where = f"s3://{item.bucket}/{item.key}"
+    if item.run is None:  # the listing: the object changed since, the next listing has it
+        return item.failed(
+            "changed-remotely",
+            f"{where} changed while it was being restored (its ETag is no longer the one "
+            "listed); nothing written; run again to restore the new version",
+        )
+    # restore --run: the ledger's ETag; running again finds the same replacement
+    folder = shlex.quote(str(item.path.parent))
+    return item.failed(
+        REPLACED,
+        f"{where} was replaced since upload run {item.run} stored it (its ETag is not "
+        "the one the run recorded); nothing written. To restore the current object: "
+        f"s3stow restore {shlex.quote(where)} {folder} (without --run); the version the "
+        "run stored is gone unless the bucket keeps versions "
+        f"(s3stow bucket check {item.bucket} says whether it does)",
+    )
 
 
 def _file_above(path: Path) -> Path | None:
