@@ -269,8 +269,17 @@ def test_hostile_keys_are_refused_and_nothing_escapes(cli, s3, bucket, tmp_path:
         2,
         6,
     )
+    groups = status["folders"]  # every refused key in a group, as an upload's refusals
+    for field, total in (("planned_files", "files"), ("failed", "failed")):
+        assert sum(group[field] for group in groups.values()) == status["totals"][total]
+    assert "(none)" not in _summary(result)["groups"]
+    assert groups["data"]["failed"] == 1  # p/data/inner.txt
+    paths = {f["key"]: f["path"] for f in status["failures"]}  # the file, never DEST
+    assert paths["p/data/inner.txt"] == str(tmp_path / "out" / "data" / "inner.txt")
+    assert paths["p/../escape.txt"] == str(tmp_path / "out") + "/../escape.txt"
     failed = (reports / "failed.jsonl").read_text().splitlines()
     assert len(failed) == 6
+    assert str(tmp_path / "out") not in {json.loads(line)["path"] for line in failed}
     results = _results(result)
     assert {key: results[key]["error_class"] for key in hostile} == dict.fromkeys(
         hostile, "unsafe-path"

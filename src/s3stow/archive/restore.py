@@ -19,13 +19,13 @@ from s3stow.archive.report import split_url
 from s3stow.archive.table import MediaRow, MediaTable
 from s3stow.models import Status, UploadResult
 from s3stow.restore.paths import PathClaims, PathRules, UnsafePath, local_path, relative_parts
-from s3stow.restore.plan import RestoreItem, make_item
+from s3stow.restore.plan import RestoreItem, RestoreRefusal, make_item, refusal
 from s3stow.store.base import ObjectInfo
 
 
 def restore_items(
     table: MediaTable, *, media_root: Path, rules: PathRules, limit: int | None = None
-) -> Iterator[RestoreItem | UploadResult]:
+) -> Iterator[RestoreItem | RestoreRefusal | UploadResult]:
     """The archived rows as restore items (``media_root`` resolved), or refusals."""
     claims = PathClaims(rules)
     for row in table.rows(archived=True, limit=limit):
@@ -38,14 +38,22 @@ def restore_items(
             continue
         bucket, key = where
         try:
-            parts = relative_parts(_relative(row, key, media_root), "", rules)
+            rel = _relative(row, key, media_root)
+        except UnsafePath as exc:  # no path under the media root to name
+            yield _refused(media_root, url, "unsafe-path", f"row {row.id}: {exc}; not written")
+            continue
+        failed = UploadResult(media_root, bucket, key, Status.FAILED, size=row.file_size or 0)
+        try:
+            parts = relative_parts(rel, "", rules)
             local_path(media_root, parts)
         except UnsafePath as exc:
-            yield _refused(media_root, url, "unsafe-path", f"row {row.id}: {exc}; not written")
+            message = f"row {row.id}: {exc}; not written"
+            yield refusal(media_root, rel, failed, "unsafe-path", message)
             continue
         collision = claims.claim(parts, key)
         if collision is not None:
-            yield _refused(media_root, url, "path-collision", f"row {row.id}: {collision}")
+            message = f"row {row.id}: {collision}"
+            yield refusal(media_root, "/".join(parts), failed, "path-collision", message)
             continue
         info = ObjectInfo(key, row.file_size or 0, "")
         yield make_item(media_root, parts, bucket, info, expect_md5=row.md5_sum)

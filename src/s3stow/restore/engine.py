@@ -33,14 +33,14 @@ from s3stow.config import Settings
 from s3stow.errors import ConfigError, S3StowError
 from s3stow.ledger import Ledger
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger
-from s3stow.models import Decision, Reason, Status, Target, UploadResult
+from s3stow.models import Decision, Reason, SourceFile, Status, Target, UploadResult
 from s3stow.plan.keys import parse_target
 from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
 from s3stow.restore import glacier
 from s3stow.restore.download import START_STREAMS
 from s3stow.restore.paths import Folders, PathRules, folds_case
-from s3stow.restore.plan import RestoreItem, RestorePlanner, decide
+from s3stow.restore.plan import RestoreItem, RestorePlanner, RestoreRefusal, decide
 from s3stow.restore.report import RestoreSummary
 from s3stow.restore.worker import RestoreOptions, RestoreWorker
 from s3stow.store.base import ObjectInfo, ObjectStore
@@ -52,7 +52,7 @@ from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 
 log = logging.getLogger(__name__)
 _BATCH = 256
-Found = RestoreItem | UploadResult | None
+Found = RestoreItem | RestoreRefusal | UploadResult | None
 
 
 class Restorer:
@@ -179,7 +179,7 @@ class Restorer:
 
     def restore_items(
         self,
-        items: Iterable[RestoreItem | UploadResult],
+        items: Iterable[RestoreItem | RestoreRefusal | UploadResult],
         dest: str | Path,
         *,
         command: str = "archive-restore",
@@ -282,14 +282,12 @@ class Restorer:
                 pending[future] = item
                 future.add_done_callback(completed.put)
 
-            listed = size = 0  # found by the listing so far (the progress display's walk)
             for batch in _batched(found):
                 if self.stop.is_set():
                     break
                 items = self._admit(batch, summary)
-                listed += len(items)
-                size += sum(item.source.size for item in items)
-                self.observer.on_walk(listed, size, False)
+                # found by the listing so far (the progress display's walk), refusals too
+                self.observer.on_walk(summary.files, summary.bytes_total, False)
                 for item, (decision, entry) in zip(
                     items, decide(items, ledger=self.restores), strict=True
                 ):
@@ -313,7 +311,7 @@ class Restorer:
                     submit(decision, item, entry)
                 self._drain(pending, completed, summary, block=False)
             else:
-                self.observer.on_walk(listed, size, True)
+                self.observer.on_walk(summary.files, summary.bytes_total, True)
             while pending:
                 self._drain(pending, completed, summary, block=True)
             backoff = glacier.Backoff(self.options.glacier.poll_interval)
@@ -334,11 +332,14 @@ class Restorer:
             if thing is None:
                 continue
             summary.files += 1
-            if isinstance(thing, UploadResult):
+            if isinstance(thing, UploadResult):  # refused with no local path to name
                 self._settle(summary, thing, None)
                 continue
-            summary.bytes_total += thing.info.size
+            summary.bytes_total += thing.source.size
             self.observer.on_discovered(thing.source)
+            if isinstance(thing, RestoreRefusal):  # counted in its folder's group
+                self._settle(summary, thing.result, None, source=thing.source)
+                continue
             items.append(thing)
         return items
 
@@ -395,8 +396,10 @@ class Restorer:
         item: RestoreItem | None,
         *,
         wait: bool = True,
+        source: SourceFile | None = None,
     ) -> None:
-        """Record and count one outcome (or keep an object waiting for Glacier)."""
+        """Record and count one outcome (or keep an object waiting for Glacier);
+        ``source``: a refusal's would-be file, when there is no item."""
         if result.status == Status.PLANNED:  # interrupted before an outcome
             return
         pending = result.error_class == glacier.PENDING
@@ -408,7 +411,7 @@ class Restorer:
             record = item.record(result)
             if record is not None:
                 self.restores.record(record, run_id=summary.run_id)
-        source = item.source if item is not None else None
+        source = item.source if item is not None else source
         summary.count(result, source.group if source is not None else "(none)")
         self.observer.on_result(result, source)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord
@@ -92,6 +92,28 @@ class RestoreItem:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RestoreRefusal:
+    """An object the plan refused (an unsafe key, a path collision): the failed result,
+    and the local file it would have been (``source``: its path, size and group, so it
+    is counted where an item of that folder is, as an upload's refusals are)."""
+
+    source: SourceFile
+    result: UploadResult
+
+
+def refusal(
+    root: Path, rel: str, result: UploadResult, error_class: str, message: str
+) -> RestoreRefusal:
+    """``result`` refused as ``error_class``: ``rel`` (the key below the prefix) is the
+    path under ``root`` it asked for, unsafe or not (never opened, only named)."""
+    parts = rel.split("/")
+    top = parts[0] if len(parts) > 1 and parts[0] not in ("", ".", "..") else ROOT_GROUP
+    path = Path(os.sep.join([str(root), *parts]))  # no segment may reset the root
+    source = SourceFile(path, rel, result.size or 0, 0, root, top)
+    return RestoreRefusal(source, _refuse(replace(result, path=path), error_class, message))
+
+
 def make_item(
     root: Path,
     parts: list[str],
@@ -132,7 +154,9 @@ class RestorePlanner:
         self.selector = selector
         self._inside: set[Path] = set()  # folders already resolved inside the root
 
-    def plan(self, bucket: str, prefix: str, info: ObjectInfo) -> RestoreItem | UploadResult | None:
+    def plan(
+        self, bucket: str, prefix: str, info: ObjectInfo
+    ) -> RestoreItem | RestoreRefusal | None:
         """The item, a refusal, or ``None`` (not selected, or a folder marker)."""
         if info.key.endswith("/") and info.key.startswith(prefix) and not info.size:
             return None  # a folder marker ("photos/") from a console or another tool
@@ -141,8 +165,11 @@ class RestorePlanner:
             if self.selector.takes(probe) is not None:
                 return None
         refused = UploadResult(self.root, bucket, info.key, Status.FAILED, size=info.size)
+        rel = info.key[len(prefix) :] if info.key.startswith(prefix) else info.key
         if info.key.endswith("/"):  # not a marker: its bytes have no file name to go to
-            return _refuse(
+            return refusal(
+                self.root,
+                rel,
                 refused,
                 "unsafe-path",
                 f"key ends with '/' (a folder's name) but the object holds {info.size} "
@@ -151,14 +178,15 @@ class RestorePlanner:
         try:
             parts = relative_parts(info.key, prefix, self.rules)
         except UnsafePath as exc:
-            return _refuse(refused, "unsafe-path", f"{exc}; not written")
+            return refusal(self.root, rel, refused, "unsafe-path", f"{exc}; not written")
         try:
             path = local_path(self.root, parts, checked=self._inside)
         except (UnsafePath, OSError) as exc:
-            return _refuse(refused, "unsafe-path", f"{exc}; not written")
+            return refusal(self.root, rel, refused, "unsafe-path", f"{exc}; not written")
         collision = self.claims.claim(parts, info.key)
         if collision is not None:
-            return _refuse(refused, "path-collision", f"{path}: {collision}; not written")
+            message = f"{path}: {collision}; not written"
+            return refusal(self.root, "/".join(parts), refused, "path-collision", message)
         return make_item(self.root, parts, bucket, info, run=self.run)
 
 
