@@ -77,3 +77,33 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
     atomic_write_text(target, json.dumps({"a": 2}))
     assert json.loads(target.read_text()) == {"a": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_a_restore_status_file_is_shown_as_a_restore(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A restore's status file keeps the upload's field names (one reader for both) and
+    says it is a restore: ``s3stow status`` and the page say restored and received,
+    never uploaded and sent."""
+    from s3stow.report.statuspage import render_main
+
+    make_tree(tmp_path / "src", {"a.txt": 10, "d/b.txt": 20})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--status-json", "up.json").code == 0
+    result = cli("restore", f"s3://{bucket}/p", "out", "--status-json", "st.json")
+    assert result.code == 0, result.output
+    status = json.loads((tmp_path / "st.json").read_text())
+    assert status["command"] == "restore"
+    assert (status["totals"]["uploaded"], status["totals"]["bytes_uploaded"]) == (2, 30)
+    shown = cli("status", "st.json")
+    assert shown.code == 0, shown.output
+    assert "2 restored" in shown.stdout
+    assert "30 B received" in shown.stdout
+    assert "restored" in shown.stdout.splitlines()[2]  # the groups' column
+    assert "uploaded" not in shown.stdout
+    assert " sent" not in shown.stdout
+    html = render_main(status, path=tmp_path / "st.json")
+    assert "s3stow restore: done" in html
+    assert ">restored<" in html
+    assert ">received<" in html
+    assert ">uploaded<" not in html
+    upload = json.loads((tmp_path / "up.json").read_text())
+    assert upload["command"] == "upload"
+    assert "2 uploaded" in cli("status", "up.json").stdout  # an upload's, as before

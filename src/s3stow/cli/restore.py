@@ -236,6 +236,7 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
                 interval=settings.status_interval,
                 group_key="folders",
                 busy_phase="restoring",
+                command="restore",
             )
         )
     if settings.failures_file is not None:

@@ -60,8 +60,11 @@ def status(
     if options.json:
         print(json.dumps(data))
         return
+    from s3stow.report.status import outcome_words
+
     console = output_console()
     totals = data.get("totals", {})
+    done, moved = outcome_words(data)  # "restored", "received" for a restore
     now = time.time()
     age = now - float(data.get("last_update") or now)
     elapsed = float(data.get("last_update") or now) - float(data.get("started_at") or now)
@@ -82,8 +85,8 @@ def status(
     else:
         console.print(
             f"files: {totals.get('files', 0)} total, {totals.get('uploaded', 0)} "
-            f"uploaded, {totals.get('skipped', 0)} skipped, {totals.get('failed', 0)} "
-            f"failed; {format_size(totals.get('bytes_uploaded', 0))} sent"
+            f"{done}, {totals.get('skipped', 0)} skipped, {totals.get('failed', 0)} "
+            f"failed; {format_size(totals.get('bytes_uploaded', 0))} {moved}"
         )
     if data.get("current_file"):
         console.print(
@@ -98,11 +101,11 @@ def status(
         table = new_table(
             "group",
             "planned",
-            "uploaded",
+            done,
             "skipped",
             "failed",
             "bytes",
-            numeric=("planned", "uploaded", "skipped", "failed", "bytes"),
+            numeric=("planned", done, "skipped", "failed", "bytes"),
         )
         for name, group in groups.items():
             table.add_row(

@@ -1,6 +1,8 @@
 """The ``--status-json`` heartbeat: an atomically replaced JSON file.
 
-Schema (the large-file uploader's, seed 004): ``started_at``, ``phase``,
+Schema (the large-file uploader's, seed 004): ``started_at``, ``command`` (``upload``
+or ``restore``: a restore's ``uploaded`` and ``bytes_uploaded`` are files restored and
+bytes received, named as an upload's so one reader serves both), ``phase``,
 ``current_<group>``, ``current_file``, ``current_file_bytes``,
 ``current_file_size``, ``totals`` {files, uploaded, skipped, failed,
 bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``; and for
@@ -67,6 +69,16 @@ class RecentFailures:
         return list(self._items)
 
 
+def outcome_words(status: dict[str, Any]) -> tuple[str, str]:
+    """What a status file's ``uploaded`` and ``bytes_uploaded`` count, in words: files
+    ``restored`` and bytes ``received`` for a restore (``command``; a file written
+    before it was there says so by its ``phase``), else ``uploaded`` and ``sent``."""
+    command = str(status.get("command") or "")
+    if "restore" in command or (not command and status.get("phase") == "restoring"):
+        return "restored", "received"
+    return "uploaded", "sent"
+
+
 class StatusHeartbeat(Observer):
     """Keeps the status file current; thread-safe and throttled."""
 
@@ -77,6 +89,7 @@ class StatusHeartbeat(Observer):
         interval: float,
         group_key: str = "folder_types",
         busy_phase: str = "uploading",
+        command: str = "upload",
     ) -> None:
         self.path = path
         self.busy_phase = busy_phase
@@ -90,6 +103,7 @@ class StatusHeartbeat(Observer):
         self._done = 0
         self._state: dict[str, Any] = {
             "started_at": time.time(),
+            "command": command,  # a restore counts files restored under "uploaded"
             "phase": "starting",
             f"current_{group_key[:-1] if group_key.endswith('s') else group_key}": None,
             "current_file": None,

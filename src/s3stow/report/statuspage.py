@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from s3stow.errors import ConfigError
+from s3stow.report.status import outcome_words
 from s3stow.units import format_duration, format_size
 
 log = logging.getLogger(__name__)
@@ -208,11 +209,12 @@ def render_main(
         parts.append(_card(_e(oldest), "oldest waiting"))
     else:
         parts.append(_card(f"{done}/{_e(totals.get('files', 0))}", "files done"))
+    done_word, moved = outcome_words(status)  # "restored", "received" for a restore
     parts += [
-        _card(_e(totals.get("uploaded", 0)), "uploaded", "ok"),
+        _card(_e(totals.get("uploaded", 0)), done_word, "ok"),
         _card(_e(totals.get("skipped", 0)), "skipped"),
         _card(_e(failed), "failed", "bad" if failed else ""),
-        _card(_e(format_size(sent)), "sent"),
+        _card(_e(format_size(sent)), moved),
         _card(_e(format_size(rate)) + "/s", "average throughput" if ended else "throughput now"),
         "</div>",
     ]
@@ -226,7 +228,7 @@ def render_main(
     parts += ["<h2>Throughput</h2>", throughput_chart(history)]
     groups = _groups(status)
     if groups:
-        parts.append(_groups_table(groups))
+        parts.append(_groups_table(groups, words=(done_word, moved)))
     shown = failures if failures is not None else status.get("failures") or []
     parts.append(_failures_table(shown, failed))
     if runs:
@@ -234,7 +236,7 @@ def render_main(
     return "".join(parts)
 
 
-def _groups_table(groups: dict[str, dict[str, Any]]) -> str:
+def _groups_table(groups: dict[str, dict[str, Any]], *, words: tuple[str, str]) -> str:
     rows = []
     for name, g in sorted(groups.items()):
         planned = int(g.get("planned_files") or 0)
@@ -259,8 +261,8 @@ def _groups_table(groups: dict[str, dict[str, Any]]) -> str:
         )
     return (
         "<h2>Groups</h2><table><tr><th>group</th><th>progress</th><th class='n'>files</th>"
-        "<th class='n'>uploaded</th><th class='n'>skipped</th><th class='n'>failed</th>"
-        "<th class='n'>sent</th><th class='n'>planned</th></tr>" + "".join(rows) + "</table>"
+        f"<th class='n'>{words[0]}</th><th class='n'>skipped</th><th class='n'>failed</th>"
+        f"<th class='n'>{words[1]}</th><th class='n'>planned</th></tr>" + "".join(rows) + "</table>"
     )
 
 
