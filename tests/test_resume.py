@@ -4,6 +4,7 @@ during upload is never completed."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import sqlite3
@@ -355,3 +356,43 @@ def test_the_restore_resume_command_shows_no_password(
     assert process.returncode == 130, stdout + stderr
     assert "--endpoint-url http://user:***@127.0.0.1:" in stdout
     assert "hunter2secret" not in stdout + stderr
+
+
+@pytest.mark.engines
+def test_an_object_proven_in_s3_leaves_no_stale_multipart_upload(
+    proxied_cli,
+    proxy,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Killed mid-multipart, then the object arrives by another way (another tool, a
+    copy): the next run proves it in S3 and sends nothing, and the upload the ledger
+    still recorded is aborted in S3 and forgotten (it stayed: a row no run would use,
+    and parts S3 keeps billing until a lifecycle rule aborts them)."""
+    data = make_tree(tmp_path / "src", {"big.bin": 21 * MiB})["big.bin"]  # 5 parts
+    args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    box: list[Any] = []
+
+    def kill(_: str) -> None:
+        box[0].kill()
+
+    proxy.add(r"^PUT .*partNumber=3(&|$)", "status", times=1, status=503, callback=kill)
+    box.append(proxied_cli.start(*args, "--concurrency", "1"))
+    box[0].wait(60)
+    assert box[0].returncode == -signal.SIGKILL
+    db = tmp_path / "l.db"
+    assert len(_query(db, "SELECT upload_id FROM multipart")) == 1
+    assert len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+    s3.put_object(Bucket=bucket, Key="p/big.bin", Body=data, ChecksumAlgorithm="CRC64NVME")
+    proxy.reset()
+    result = proxied_cli("--json", *args)
+    assert result.code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    outcome = [e for e in events if e.get("event") == "result"]
+    assert [(r["status"], r["reason"]) for r in outcome] == [("done", "remote-match")]
+    assert proxy.requests(r"^PUT ") == []  # nothing sent: the object is there
+    assert _query(db, "SELECT COUNT(*) FROM multipart") == [(0,)]
+    assert _query(db, "SELECT COUNT(*) FROM parts") == [(0,)]
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == data

@@ -12,7 +12,8 @@ changed (even rewritten in place with its mtime put back) is ``SourceChanged`` a
 upload aborted. An upload whose file changed between runs, whose object would be
 created otherwise (``upload_options``: metadata, content type, SSE, storage class), or
 whose id S3 no longer knows, is aborted and started afresh; an upload interrupted or
-failed for transient reasons is kept for the next run to resume.
+failed for transient reasons is kept for the next run to resume, unless a later run
+proves the object in S3 without it (``abort_stale``: aborted and forgotten).
 """
 
 from __future__ import annotations
@@ -388,6 +389,31 @@ def verify_object(ctx: TransferContext, item: PlannedUpload, full: str | None) -
     return info.etag
 
 
+def abort_stale(ctx: TransferContext, item: PlannedUpload) -> None:
+    """Abort and forget the upload the ledger recorded for ``item``'s key, if any, once
+    its object is proven in S3 by other means (the compare stage's ``remote-match``):
+    no run would complete it, and S3 keeps its parts until it is aborted. An id S3 no
+    longer knows (completed before a crash could record it, aborted, expired) is fine."""
+    if ctx.ledger is None:
+        return
+    state = ctx.ledger.multipart_state(item.bucket, item.key)
+    if state is None:
+        return
+    try:
+        with ctx.limiter.slot():
+            ctx.store.abort_multipart(item.bucket, item.key, upload_id=state.upload_id)
+    except TransferError as exc:
+        if exc.code != "NoSuchUpload":
+            log.warning(
+                "%s is in S3 already, but its unfinished upload %s could not be aborted: %s; "
+                "the next run tries again (or a lifecycle rule for incomplete uploads aborts it)",
+                item.key, state.upload_id, exc,
+            )  # fmt: skip
+            return
+    log.info("aborted upload %s of %s: its object is in S3 already", state.upload_id, item.key)
+    ctx.ledger.forget_multipart(item.bucket, item.key)
+
+
 def _abort(
     ctx: TransferContext, item: PlannedUpload, state: MultipartState, *, recorded: bool = True
 ) -> None:
@@ -400,4 +426,4 @@ def _abort(
         ctx.ledger.forget_multipart(item.bucket, item.key)
 
 
-__all__ = ["Digest", "complete_verified", "put_multipart", "send_part"]
+__all__ = ["Digest", "abort_stale", "complete_verified", "put_multipart", "send_part"]

@@ -30,7 +30,7 @@ from s3stow.plan.compare import remote_matches
 from s3stow.report.observer import Observer
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.transfer.context import TransferContext
-from s3stow.transfer.multipart import put_multipart
+from s3stow.transfer.multipart import abort_stale, put_multipart
 from s3stow.transfer.single import put_single
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,19 @@ class FileWorker:
         if listed is not None:
             proof = self.prove_remote(item, decision)
             if proof is not None:
+                if proof.reason == Reason.REMOTE_MATCH:
+                    self._abort_stale(ctx, item)
                 return proof
             decision = Decision(item, True, Reason.CHANGED)
         return self.transfer(ctx, item, decision.reason)
+
+    def _abort_stale(self, ctx: TransferContext, item: PlannedUpload) -> None:
+        """An unfinished upload of an earlier run for a key proven in S3: aborted and
+        forgotten (a failure to is only a warning: the file is done either way)."""
+        try:
+            abort_stale(ctx, item)
+        except S3StowError as exc:
+            log.warning("could not clean the unfinished upload of %s: %s", item.key, exc)
 
     def prove_remote(self, item: PlannedUpload, decision: Decision) -> UploadResult | None:
         """A DONE result when S3 already holds this file's content, else ``None``."""
