@@ -264,7 +264,7 @@ def test_hostile_keys_are_refused_and_nothing_escapes(cli, s3, bucket, tmp_path:
     )  # fmt: skip
     assert result.code == 1
     status = json.loads((reports / "status.json").read_text())
-    assert (status["phase"], status["totals"]["uploaded"], status["totals"]["failed"]) == (
+    assert (status["phase"], status["totals"]["restored"], status["totals"]["failed"]) == (
         "done",
         2,
         6,

@@ -80,18 +80,33 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
 
 
 def test_a_restore_status_file_is_shown_as_a_restore(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """A restore's status file keeps the upload's field names (one reader for both) and
-    says it is a restore: ``s3stow status`` and the page say restored and received,
-    never uploaded and sent."""
+    """A restore's status file names its counters as its ``--json`` summary and the
+    ledger do (``restored``, ``bytes_restored``; it said ``uploaded``), and says it is
+    a restore: ``s3stow status`` and the page say restored and received, never
+    uploaded and sent."""
     from s3stow.report.statuspage import render_main
 
     make_tree(tmp_path / "src", {"a.txt": 10, "d/b.txt": 20})
     assert cli("upload", "src", f"s3://{bucket}/p", "--status-json", "up.json").code == 0
-    result = cli("restore", f"s3://{bucket}/p", "out", "--status-json", "st.json")
+    result = cli("--json", "restore", f"s3://{bucket}/p", "out", "--status-json", "st.json")
     assert result.code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
     status = json.loads((tmp_path / "st.json").read_text())
     assert status["command"] == "restore"
-    assert (status["totals"]["uploaded"], status["totals"]["bytes_uploaded"]) == (2, 30)
+    assert status["totals"] == {
+        "files": 2,
+        "restored": 2,
+        "skipped": 0,
+        "failed": 0,
+        "bytes_restored": 30,
+    }
+    assert (summary["restored"], summary["bytes_restored"]) == (2, 30)
+    for name, group in summary["groups"].items():  # the same names, group by group
+        assert (group["restored"], group["bytes_restored"]) == (
+            status["folders"][name]["restored"],
+            status["folders"][name]["bytes_restored"],
+        )
+    assert "would_upload" not in summary
     shown = cli("status", "st.json")
     assert shown.code == 0, shown.output
     assert "2 restored" in shown.stdout
@@ -104,6 +119,7 @@ def test_a_restore_status_file_is_shown_as_a_restore(cli, bucket, tmp_path: Path
     assert ">restored<" in html
     assert ">received<" in html
     assert ">uploaded<" not in html
+    assert ">2/2<" in html  # files done: the restored ones count
     upload = json.loads((tmp_path / "up.json").read_text())
-    assert upload["command"] == "upload"
+    assert (upload["command"], upload["totals"]["uploaded"]) == ("upload", 2)
     assert "2 uploaded" in cli("status", "up.json").stdout  # an upload's, as before

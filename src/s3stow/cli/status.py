@@ -60,11 +60,12 @@ def status(
     if options.json:
         print(json.dumps(data))
         return
-    from s3stow.report.status import outcome_words
+    from s3stow.report.status import fields_of
 
     console = output_console()
     totals = data.get("totals", {})
-    done, moved = outcome_words(data)  # "restored", "received" for a restore
+    names = fields_of(data)  # a restore's: restored, bytes_restored, received
+    done, moved = names.done, names.moved
     now = time.time()
     age = now - float(data.get("last_update") or now)
     elapsed = float(data.get("last_update") or now) - float(data.get("started_at") or now)
@@ -84,9 +85,9 @@ def status(
         )
     else:
         console.print(
-            f"files: {totals.get('files', 0)} total, {totals.get('uploaded', 0)} "
+            f"files: {totals.get('files', 0)} total, {totals.get(done, 0)} "
             f"{done}, {totals.get('skipped', 0)} skipped, {totals.get('failed', 0)} "
-            f"failed; {format_size(totals.get('bytes_uploaded', 0))} {moved}"
+            f"failed; {format_size(totals.get(names.bytes, 0))} {moved}"
         )
     if data.get("current_file"):
         console.print(
@@ -110,8 +111,8 @@ def status(
         for name, group in groups.items():
             table.add_row(
                 name,
-                *(str(group.get(k, 0)) for k in ("planned_files", "uploaded", "skipped", "failed")),
-                format_size(group.get("bytes_uploaded", 0)),
+                *(str(group.get(k, 0)) for k in ("planned_files", done, "skipped", "failed")),
+                format_size(group.get(names.bytes, 0)),
             )
         console.print(table)
 

@@ -147,8 +147,11 @@ def result_dict(result: UploadResult) -> dict[str, Any]:
 
 
 def summary_dict(summary: RunSummary) -> dict[str, Any]:
+    totals = summary.totals()
+    if "would_restore" in totals:  # a restore: its own list, never an upload's
+        return {**totals, "failures": [result_dict(r) for r in summary.failures[:100]]}
     return {
-        **summary.totals(),
+        **totals,
         "would_upload": [
             {
                 "path": str(d.item.source.path),

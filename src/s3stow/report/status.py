@@ -1,8 +1,8 @@
 """The ``--status-json`` heartbeat: an atomically replaced JSON file.
 
 Schema (the large-file uploader's, seed 004): ``started_at``, ``command`` (``upload``
-or ``restore``: a restore's ``uploaded`` and ``bytes_uploaded`` are files restored and
-bytes received, named as an upload's so one reader serves both), ``phase``,
+or ``restore``: a restore names its counters ``restored`` and ``bytes_restored``, as its
+``--json`` summary and the ledger do; ``fields_of``), ``phase``,
 ``current_<group>``, ``current_file``, ``current_file_bytes``,
 ``current_file_size``, ``totals`` {files, uploaded, skipped, failed,
 bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``; and for
@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +70,24 @@ class RecentFailures:
         return list(self._items)
 
 
-def outcome_words(status: dict[str, Any]) -> tuple[str, str]:
-    """What a status file's ``uploaded`` and ``bytes_uploaded`` count, in words: files
-    ``restored`` and bytes ``received`` for a restore (``command``; a file written
-    before it was there says so by its ``phase``), else ``uploaded`` and ``sent``."""
-    command = str(status.get("command") or "")
-    if "restore" in command or (not command and status.get("phase") == "restoring"):
-        return "restored", "received"
-    return "uploaded", "sent"
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """What a status file calls the files done and their bytes, and the bytes' verb:
+    an upload's names, or a restore's (those of its ``--json`` summary and ledger)."""
+
+    done: str
+    bytes: str
+    moved: str  # what happened to the bytes, in words
+
+
+UPLOAD = Fields("uploaded", "bytes_uploaded", "sent")
+RESTORE = Fields("restored", "bytes_restored", "received")
+
+
+def fields_of(status: dict[str, Any]) -> Fields:
+    """The names a status file uses (a restore's says ``command``; one written before
+    it did has the upload's names)."""
+    return RESTORE if "restore" in str(status.get("command") or "") else UPLOAD
 
 
 class StatusHeartbeat(Observer):
@@ -95,6 +106,8 @@ class StatusHeartbeat(Observer):
         self.busy_phase = busy_phase
         self.interval = interval
         self.group_key = group_key
+        self.fields = RESTORE if "restore" in command else UPLOAD
+        done, sent = self.fields.done, self.fields.bytes
         self._lock = threading.Lock()
         self._last_write = 0.0
         self._groups: dict[str, dict[str, Any]] = {}
@@ -103,13 +116,13 @@ class StatusHeartbeat(Observer):
         self._done = 0
         self._state: dict[str, Any] = {
             "started_at": time.time(),
-            "command": command,  # a restore counts files restored under "uploaded"
+            "command": command,  # upload, restore: the names of the counters (fields_of)
             "phase": "starting",
             f"current_{group_key[:-1] if group_key.endswith('s') else group_key}": None,
             "current_file": None,
             "current_file_bytes": 0,
             "current_file_size": 0,
-            "totals": {"files": 0, "uploaded": 0, "skipped": 0, "failed": 0, "bytes_uploaded": 0},
+            "totals": {"files": 0, done: 0, "skipped": 0, "failed": 0, sent: 0},
             group_key: self._groups,
             "last_update": None,
         }
@@ -122,10 +135,10 @@ class StatusHeartbeat(Observer):
             group = {
                 "planned_files": 0,
                 "planned_bytes": 0,
-                "uploaded": 0,
+                self.fields.done: 0,
                 "skipped": 0,
                 "failed": 0,
-                "bytes_uploaded": 0,
+                self.fields.bytes: 0,
                 "started_at": time.time(),
                 "completed_at": None,
             }
@@ -166,8 +179,8 @@ class StatusHeartbeat(Observer):
 
     def on_bytes(self, source: SourceFile, count: int) -> None:
         with self._lock:
-            self._state["totals"]["bytes_uploaded"] += count
-            self._group(source)["bytes_uploaded"] += count
+            self._state["totals"][self.fields.bytes] += count
+            self._group(source)[self.fields.bytes] += count
             if self._state["current_file"] == str(source.path):
                 self._state["current_file_bytes"] += count
         self._write()
@@ -179,7 +192,8 @@ class StatusHeartbeat(Observer):
         self._write()
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
-        field = {Status.DONE: "uploaded", Status.SKIPPED: "skipped"}.get(result.status, "failed")
+        done = self.fields.done
+        field = {Status.DONE: done, Status.SKIPPED: "skipped"}.get(result.status, "failed")
         if result.reason is not None and result.reason.value == "remote-match":
             field = "skipped"
         with self._lock:
@@ -211,7 +225,7 @@ class StatusHeartbeat(Observer):
                 return
             self._last_write = now
             self._state["last_update"] = now
-            self._trend.add(now, self._state["totals"]["bytes_uploaded"], self._done)
+            self._trend.add(now, self._state["totals"][self.fields.bytes], self._done)
             self._state["history"] = self._trend.points
             self._state["failures"] = self._failures.items()
             text = json.dumps(self._state, indent=2)

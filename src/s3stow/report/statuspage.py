@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from s3stow.errors import ConfigError
-from s3stow.report.status import outcome_words
+from s3stow.report.status import Fields, fields_of
 from s3stow.units import format_duration, format_size
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,8 @@ def render_main(
     failed = int(totals.get("failed", 0))
     phase = str(status.get("phase", "?"))
     ended = phase in _ENDED
-    sent = int(totals.get("bytes_uploaded", 0))
+    names = fields_of(status)  # a restore's: restored, bytes_restored, received
+    sent = int(totals.get(names.bytes, 0))
     if ended:
         rate = sent / (updated - started) if updated > started else 0.0
     else:
@@ -202,19 +203,18 @@ def render_main(
         f" · updated {_e(format_duration(max(0.0, now - updated)))} ago · {_e(path)}</p>",
         '<div class="cards">',
     ]
-    done = sum(int(totals.get(k, 0)) for k in ("uploaded", "skipped", "failed"))
+    done = sum(int(totals.get(k, 0)) for k in (names.done, "skipped", "failed"))
     if "backlog" in status:  # a watch: a backlog, no total
         parts.append(_card(_e(status["backlog"]), "files waiting"))
         oldest = format_duration(float(status.get("oldest_waiting_seconds") or 0))
         parts.append(_card(_e(oldest), "oldest waiting"))
     else:
         parts.append(_card(f"{done}/{_e(totals.get('files', 0))}", "files done"))
-    done_word, moved = outcome_words(status)  # "restored", "received" for a restore
     parts += [
-        _card(_e(totals.get("uploaded", 0)), done_word, "ok"),
+        _card(_e(totals.get(names.done, 0)), names.done, "ok"),
         _card(_e(totals.get("skipped", 0)), "skipped"),
         _card(_e(failed), "failed", "bad" if failed else ""),
-        _card(_e(format_size(sent)), moved),
+        _card(_e(format_size(sent)), names.moved),
         _card(_e(format_size(rate)) + "/s", "average throughput" if ended else "throughput now"),
         "</div>",
     ]
@@ -228,7 +228,7 @@ def render_main(
     parts += ["<h2>Throughput</h2>", throughput_chart(history)]
     groups = _groups(status)
     if groups:
-        parts.append(_groups_table(groups, words=(done_word, moved)))
+        parts.append(_groups_table(groups, names=names))
     shown = failures if failures is not None else status.get("failures") or []
     parts.append(_failures_table(shown, failed))
     if runs:
@@ -236,33 +236,35 @@ def render_main(
     return "".join(parts)
 
 
-def _groups_table(groups: dict[str, dict[str, Any]], *, words: tuple[str, str]) -> str:
+def _groups_table(groups: dict[str, dict[str, Any]], *, names: Fields) -> str:
     rows = []
     for name, g in sorted(groups.items()):
         planned = int(g.get("planned_files") or 0)
-        done = sum(int(g.get(k) or 0) for k in ("uploaded", "skipped", "failed"))
+        done = sum(int(g.get(k) or 0) for k in (names.done, "skipped", "failed"))
         planned_bytes = int(g.get("planned_bytes") or 0)
         share = min(
             100.0,
             max(  # a large file in flight moves the bar before it is done
                 100.0 * done / planned if planned else 0.0,
-                100.0 * int(g.get("bytes_uploaded") or 0) / planned_bytes if planned_bytes else 0.0,
+                100.0 * int(g.get(names.bytes) or 0) / planned_bytes if planned_bytes else 0.0,
             ),
         )
         rows.append(
             f"<tr><td>{_e(name)}</td>"
             f'<td><div class="bar"><i style="width:{share:.1f}%"></i></div></td>'
             f'<td class="n">{done}/{planned}</td>'
-            f'<td class="n">{_e(g.get("uploaded", 0))}</td>'
+            f'<td class="n">{_e(g.get(names.done, 0))}</td>'
             f'<td class="n">{_e(g.get("skipped", 0))}</td>'
             f'<td class="n{" bad" if g.get("failed") else ""}">{_e(g.get("failed", 0))}</td>'
-            f'<td class="n">{_e(format_size(int(g.get("bytes_uploaded") or 0)))}</td>'
+            f'<td class="n">{_e(format_size(int(g.get(names.bytes) or 0)))}</td>'
             f'<td class="n">{_e(format_size(planned_bytes))}</td></tr>'
         )
     return (
         "<h2>Groups</h2><table><tr><th>group</th><th>progress</th><th class='n'>files</th>"
-        f"<th class='n'>{words[0]}</th><th class='n'>skipped</th><th class='n'>failed</th>"
-        f"<th class='n'>{words[1]}</th><th class='n'>planned</th></tr>" + "".join(rows) + "</table>"
+        f"<th class='n'>{names.done}</th><th class='n'>skipped</th><th class='n'>failed</th>"
+        f"<th class='n'>{names.moved}</th><th class='n'>planned</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
 
@@ -305,7 +307,7 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
     return (
         "<h2>Recent runs (ledger)</h2><table><tr><th>run</th><th>command</th><th>target</th>"
         "<th>status</th><th>started</th><th class='n'>took</th>"
-        "<th class='n'>uploaded / skipped / failed</th></tr>" + "".join(rows) + "</table>"
+        "<th class='n'>done / skipped / failed</th></tr>" + "".join(rows) + "</table>"
     )
 
 

@@ -19,6 +19,8 @@ from s3stow.units import format_duration, format_size
 if TYPE_CHECKING:
     from rich.console import Console
 
+_RESTORE_NAMES = {"uploaded": "restored", "bytes_uploaded": "bytes_restored"}
+
 
 @dataclass(slots=True)
 class RestoreSummary(RunSummary):
@@ -58,6 +60,10 @@ class RestoreSummary(RunSummary):
         totals = RunSummary.totals(self)
         totals["restored"] = totals.pop("uploaded")
         totals["bytes_restored"] = totals.pop("bytes_uploaded")
+        totals["groups"] = {  # named as the totals are (and the --status-json file)
+            name: {_RESTORE_NAMES.get(k, k): v for k, v in counts.items()}
+            for name, counts in self.groups.items()
+        }
         totals["pending"] = self.pending
         totals["tiers"] = dict(self.tiers)
         totals["ranges_in_flight"] = self.streams
