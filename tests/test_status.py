@@ -123,3 +123,26 @@ def test_a_restore_status_file_is_shown_as_a_restore(cli, bucket, tmp_path: Path
     upload = json.loads((tmp_path / "up.json").read_text())
     assert (upload["command"], upload["totals"]["uploaded"]) == ("upload", 2)
     assert "2 uploaded" in cli("status", "up.json").stdout  # an upload's, as before
+
+
+def test_a_file_that_is_not_a_status_file_is_a_usage_error(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """JSON of another shape (a list, no totals: another tool's file, a failures file's
+    one line) was an "unexpected AttributeError ... please report it", exit 3; a folder
+    said "[Errno 21]"; a time that is not a number was a ValueError."""
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "other.json").write_text('{"totals": 5}')
+    (tmp_path / "line.json").write_text('{"path": "a", "status": "failed"}')
+    for name in ("list.json", "other.json", "line.json"):
+        for flags in ((), ("--json",)):
+            shown = cli(*flags, "status", name)
+            assert shown.code == 2, (name, flags, shown.output)
+            assert f"{name} is not an s3stow status file" in shown.stderr
+            assert "--status-json" in shown.stderr  # what to pass instead
+            assert "unexpected" not in shown.output
+    folder = cli("status", ".")
+    assert folder.code == 2
+    assert "is a folder" in folder.stderr
+    (tmp_path / "odd.json").write_text('{"phase": "done", "last_update": "x", "totals": {}}')
+    odd = cli("status", "odd.json")
+    assert odd.code == 0, odd.output  # what it can show, it shows
+    assert "files: 0 total" in odd.stdout

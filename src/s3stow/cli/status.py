@@ -49,14 +49,7 @@ def status(
     if serve:
         _serve(options, path, host=host, port=port, ledger=ledger, refresh=refresh)
         return
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"status file {path} does not exist", hint="pass the path given to upload --status-json"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"status file {path} is not readable JSON: {exc}") from None
+    data = _read(path)
     if options.json:
         print(json.dumps(data))
         return
@@ -67,8 +60,9 @@ def status(
     names = fields_of(data)  # a restore's: restored, bytes_restored, received
     done, moved = names.done, names.moved
     now = time.time()
-    age = now - float(data.get("last_update") or now)
-    elapsed = float(data.get("last_update") or now) - float(data.get("started_at") or now)
+    updated = _seconds(data.get("last_update")) or now
+    age = now - updated
+    elapsed = updated - (_seconds(data.get("started_at")) or updated)
     console.print(
         f"[bold]{data.get('phase', '?')}[/] {data.get('target', '')} "
         f"(run {data.get('run_id', '?')}), running {format_duration(elapsed)}, "
@@ -115,6 +109,31 @@ def status(
                 format_size(group.get(names.bytes, 0)),
             )
         console.print(table)
+
+
+_WHICH = "pass the file given to --status-json (of upload, restore, retry or watch)"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The status file's content; a usage error (exit 2) when it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"status file {path} does not exist", hint=_WHICH) from None
+    except IsADirectoryError:
+        raise ConfigError(f"status file {path} is a folder", hint=_WHICH) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"status file {path} is not readable JSON: {exc}", hint=_WHICH) from None
+    if not isinstance(data, dict) or not isinstance(data.get("totals"), dict):
+        raise ConfigError(
+            f"{path} is not an s3stow status file (it has no 'totals' object)", hint=_WHICH
+        )
+    return data
+
+
+def _seconds(value: object) -> float | None:
+    """A point in time the file holds, or None (absent, or not a number)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _serve(
