@@ -363,12 +363,14 @@ def test_restore_run_of_a_replaced_object_says_what_can_be_done(  # type: ignore
     the command that restores the current object, and the run's version is not taken
     for it: not by a single GET, not by ranges (HEAD, then If-Match on its ETag), not
     by a local file that is the current object's bytes."""
-    make_tree(tmp_path / "src", {"a.txt": 11, "big.bin": 6 * MiB, "c.txt": 12, "d.txt": 13})
+    spec: dict[str, int | bytes] = {"a.txt": 11, "big.bin": 6 * MiB, "c.txt": 12, "d.txt": 13}
+    make_tree(tmp_path / "src", {**spec, "e.txt": 14})
     assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
     (run,) = ledger_rows(tmp_path / "l.db", "SELECT run_id FROM runs")[0]
     replaced = {"a.txt": b"new a", "big.bin": os.urandom(6 * MiB), "c.txt": b"C" * 12}
     for name, body in replaced.items():
         s3.put_object(Bucket=bucket, Key=f"p/{name}", Body=body)
+    s3.delete_object(Bucket=bucket, Key="p/e.txt")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "c.txt").write_bytes(b"C" * 12)  # the current object, not the run's
     args = ("--json", "restore", "--run", run, "out", "--ledger", "l.db")
@@ -385,12 +387,16 @@ def test_restore_run_of_a_replaced_object_says_what_can_be_done(  # type: ignore
     advice = f"s3stow restore s3://{bucket}/p/a.txt {tmp_path / 'out'} (without --run)"
     assert advice in error
     assert "gone unless the bucket keeps versions" in error
+    deleted = results["p/e.txt"]  # gone: said so, not S3's bare "key does not exist"
+    assert deleted["error_class"] == "NoSuchKey"
+    assert f"was deleted since upload run {run} stored it" in deleted["error"]
     assert not (tmp_path / "out" / "a.txt").exists()
     assert not (tmp_path / "out" / "big.bin").exists()
     assert not _leftovers(tmp_path / "out")
     again = cli(*args)  # the same outcome: nothing a run could fix
     assert {r["error_class"] for r in _results(again).values() if r["status"] == "failed"} == {
-        "replaced-since-run"
+        "replaced-since-run",
+        "NoSuchKey",
     }
     current = cli("restore", f"s3://{bucket}/p/a.txt", "out", "--ledger", "l.db")
     assert current.code == 0, current.output  # the advice, followed
@@ -398,6 +404,35 @@ def test_restore_run_of_a_replaced_object_says_what_can_be_done(  # type: ignore
     tree = cli("--json", "restore", f"s3://{bucket}/p", "tree", "--ledger", "l.db")
     assert tree.code == 0, tree.output  # without --run the listing's objects are the ones
     assert (tmp_path / "tree" / "big.bin").read_bytes() == replaced["big.bin"]
+
+
+def test_a_restore_that_finds_nothing_says_why(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A mistyped prefix or object, a pattern that selects nothing, a prefix outside the
+    run: "0 of 0 objects" and exit 0 said nothing more. Still exit 0 (nothing to do, as
+    for an upload), with a warning saying which, and the objects left out counted."""
+    make_tree(tmp_path / "src", {"a.txt": 3, "d/b.txt": 4})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    (run,) = ledger_rows(tmp_path / "l.db", "SELECT run_id FROM runs")[0]
+    cases = {
+        f"no object at or under s3://{bucket}/p/nope.txt": ("restore", f"s3://{bucket}/p/nope.txt"),
+        f"no object at or under s3://{bucket}/q": ("restore", f"s3://{bucket}/q"),
+        "selected none of the 2 object(s)": ("restore", f"s3://{bucket}/p", "--include", "*.x"),
+        f"upload run {run} left no object done under s3://{bucket}/q/": (
+            "restore", "--run", run, f"s3://{bucket}/q"
+        ),
+    }  # fmt: skip
+    for said, args in cases.items():
+        result = cli(*args, "out", "--ledger", "l.db")
+        assert result.code == 0, result.output
+        assert said in result.stderr, (args, result.stderr)
+        assert "nothing to restore" in result.stderr
+    some = cli(
+        "--json", "restore", f"s3://{bucket}/p", "out", "--include", "d/", "--ledger", "l.db"
+    )
+    assert _summary(some)["not_selected"] == 1
+    assert "nothing to restore" not in some.stderr
+    shown = cli("restore", f"s3://{bucket}/p", "out2", "--include", "d/", "--ledger", "l.db")
+    assert "1 object(s) not selected by --include/--exclude" in shown.stdout
 
 
 def test_composite_sha256_objects_are_proven_part_by_part(

@@ -137,7 +137,12 @@ class Restorer:
                     folder = key.rpartition("/")[0]
                     yield planner.plan(target.bucket, folder + "/" if folder else "", single)
 
-        return self._run(target, root, found(), command="restore", run_id=run_id)
+        summary = self._run(
+            target, root, found(), command="restore", run_id=run_id, planner=planner
+        )
+        if not summary.files and not summary.interrupted:
+            self._nothing(planner, f"no object at or under {target.url.rstrip('/')}")
+        return summary
 
     def restore_run(
         self,
@@ -175,7 +180,13 @@ class Restorer:
                     listed = ObjectInfo(entry.key, entry.size, entry.etag or "")
                     yield planner.plan(target.bucket, target.prefix, listed)
 
-        return self._run(target, root, found(), command="restore-run", run_id=run_id)
+        summary = self._run(
+            target, root, found(), command="restore-run", run_id=run_id, planner=planner
+        )
+        if not summary.files and not summary.interrupted:
+            where = f"under {target.url}" if source is not None else "in the ledger"
+            self._nothing(planner, f"upload run {upload_run} left no object done {where}")
+        return summary
 
     def restore_items(
         self,
@@ -189,6 +200,18 @@ class Restorer:
         result among them is a refusal found while producing them, and is reported."""
         root = self._root(dest)
         return self._run(Target("", ""), root, iter(items), command=command, run_id=run_id)
+
+    def _nothing(self, planner: RestorePlanner, found: str) -> None:
+        """Say why a run found nothing to restore (a mistyped prefix, a pattern that
+        selects nothing): as an upload says of an --include that matched no file."""
+        if planner.not_selected:
+            log.warning(
+                "--include/--exclude selected none of the %d object(s): nothing to restore "
+                "(the patterns match the path below the prefix)",
+                planner.not_selected,
+            )
+        else:
+            log.warning("%s: nothing to restore (check the bucket and the prefix)", found)
 
     # ---- pipeline -------------------------------------------------------------------
     def _planner(self, root: Path, *, run: str | None = None) -> RestorePlanner:
@@ -223,6 +246,7 @@ class Restorer:
         *,
         command: str,
         run_id: str | None,
+        planner: RestorePlanner | None = None,
     ) -> RestoreSummary:
         summary = RestoreSummary(run_id or new_run_id())
         started = time.monotonic()
@@ -252,6 +276,7 @@ class Restorer:
             summary.streams = self.streams.limit
             summary.streams_peak = self.streams.peak
             summary.interrupted = self.stop.is_set() and self.fatal_error is None
+            summary.not_selected = planner.not_selected if planner is not None else 0
             if self.fatal_error is not None:
                 summary.fatal = str(self.fatal_error)
             if self.restores is not None and not self.settings.dry_run:

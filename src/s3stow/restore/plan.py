@@ -153,6 +153,7 @@ class RestorePlanner:
         self.claims = PathClaims(self.rules)
         self.selector = selector
         self._inside: set[Path] = set()  # folders already resolved inside the root
+        self.not_selected = 0  # objects --include/--exclude left out
 
     def plan(
         self, bucket: str, prefix: str, info: ObjectInfo
@@ -163,6 +164,7 @@ class RestorePlanner:
         if self.selector is not None and self.selector.active and info.key.startswith(prefix):
             probe = SourceFile(self.root, info.key[len(prefix) :], info.size, 0, self.root)
             if self.selector.takes(probe) is not None:
+                self.not_selected += 1
                 return None
         refused = UploadResult(self.root, bucket, info.key, Status.FAILED, size=info.size)
         rel = info.key[len(prefix) :] if info.key.startswith(prefix) else info.key

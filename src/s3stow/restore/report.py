@@ -116,6 +116,11 @@ def print_restore_summary(
         + f" of {summary.files} objects; {format_size(summary.bytes_uploaded)} in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
     )
+    if summary.not_selected:
+        console.print(
+            f"  {summary.not_selected:,} object(s) not selected by --include/--exclude",
+            highlight=False,
+        )
     if summary.tiers:
         proven = ", ".join(f"{tier} {n}" for tier, n in sorted(summary.tiers.items()))
         console.print(f"  verified by: {proven}", highlight=False)

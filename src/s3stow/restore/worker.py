@@ -126,6 +126,8 @@ class RestoreWorker:
         except TransferError as exc:
             if exc.code == "PreconditionFailed":
                 return _changed(item)
+            if exc.code == "NoSuchKey":
+                return _deleted(item)
             return item.failed(exc.code, _first_line(exc))
         except UnsafePath as exc:
             return item.failed("unsafe-path", f"{exc}; not written")
@@ -194,6 +196,20 @@ def _changed(item: RestoreItem) -> UploadResult:
         "run stored is gone unless the bucket keeps versions "
         f"(s3stow bucket check {item.bucket} says whether it does)",
     )
+
+
+def _deleted(item: RestoreItem) -> UploadResult:
+    """The object is gone since the plan named it."""
+    where = f"s3://{item.bucket}/{item.key}"
+    if item.run is None:
+        why = "no longer exists (deleted since it was listed); nothing written"
+    else:
+        why = (
+            f"was deleted since upload run {item.run} stored it; nothing written. The "
+            "version the run stored is gone unless the bucket keeps versions "
+            f"(s3stow bucket check {item.bucket} says whether it does)"
+        )
+    return item.failed("NoSuchKey", f"{where} {why}")
 
 
 def _file_above(path: Path) -> Path | None:
