@@ -236,6 +236,7 @@ def test_corrupted_objects_are_checksum_mismatch_and_never_renamed(
     assert (parsed.ignored, parsed.restores) == (2, 2)
     retried = proxied_cli("retry", "--from", "failed.jsonl", "--ledger", "l.db", "--dry-run")
     assert "2 failed restore(s) left out" in retried.stdout, retried.output
+    assert "each line's error says when that cannot help" in retried.stdout
 
 
 def test_hostile_keys_are_refused_and_nothing_escapes(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

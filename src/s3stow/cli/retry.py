@@ -253,7 +253,9 @@ def _report_parse(
     if restores:
         console.print(
             f"{restores} failed restore(s) left out: `retry` sends uploads only; run the "
-            "same `s3stow restore` command again to retry them",
+            "same `s3stow restore` command again to retry them (each line's error says "
+            "when that cannot help: a key that is no file name, a local file kept, an "
+            "object replaced since its upload run)",
             markup=False,
         )
     if unparseable:
