@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from s3stow.localfiles import atomic_write_text
-from tests.conftest import make_tree
+from tests.conftest import ledger_rows, make_tree
 
 
 def test_a_file_failed_before_planning_counts_in_the_files(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -146,3 +146,17 @@ def test_a_file_that_is_not_a_status_file_is_a_usage_error(cli, tmp_path: Path) 
     odd = cli("status", "odd.json")
     assert odd.code == 0, odd.output  # what it can show, it shows
     assert "files: 0 total" in odd.stdout
+
+
+def test_an_upload_stopped_by_a_missing_bucket_is_failed_everywhere(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Exit 3, and the run said "done": the status file's phase, the ledger's row (the
+    status page's recent runs) and ``fatal: null`` in the ``--json`` summary (a restore
+    said "failed" and named the error)."""
+    make_tree(tmp_path / "src", {"a.txt": 3})
+    args = ("upload", "src", "s3://no-such-bucket-here/p", "--ledger", "l.db")
+    result = cli("--json", *args, "--status-json", "st.json")
+    assert result.code == 3, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert "no-such-bucket-here" in summary["fatal"]
+    assert json.loads((tmp_path / "st.json").read_text())["phase"] == "failed"
+    assert ledger_rows(tmp_path / "l.db", "SELECT status FROM runs") == [("failed",)]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.config import Settings
-from s3stow.errors import ConfigError, LedgerError, S3StowError, SourceError
+from s3stow.errors import ConfigError, Interrupted, LedgerError, S3StowError, SourceError
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.models import (
     INFORMATIONAL_SKIPS,
@@ -339,6 +339,11 @@ class Uploader:
             )
         try:
             self._pipeline(batches, remote, claims, summary)
+        except Interrupted:
+            raise
+        except S3StowError as exc:  # e.g. the bucket check: the run failed, and says so
+            self.worker.fail_run(exc)  # (summary, status file, ledger row: not "done")
+            raise
         finally:
             summary.elapsed = time.monotonic() - started
             summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before
