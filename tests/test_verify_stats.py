@@ -14,7 +14,7 @@ import pytest
 from s3stow.ledger import open_ledger
 from s3stow.ledger.queries import totals_by
 from s3stow.models import Status, UploadResult
-from tests.conftest import make_tree
+from tests.conftest import ledger_rows, make_tree
 
 
 def _classes(result) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -180,6 +180,30 @@ def test_stats_after_upload_groups_by_folder(cli, bucket, tmp_path: Path) -> Non
     assert {g["name"]: g["items"] for g in data["groups"]} == {"x": 2, "y": 1}
     with sqlite3.connect(tmp_path / "l.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM items WHERE grp IS NULL").fetchone() == (0,)
+
+
+def test_stats_of_a_run_that_is_no_upload_says_so(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``--run`` with a mistyped id, or a restore's, printed a table of zeros (exit 0);
+    ``restore --run`` says "no run" for the same id."""
+    make_tree(tmp_path / "src", {"a.txt": 3})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    assert cli("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db").code == 0
+    runs = {
+        command: run
+        for run, command in ledger_rows(tmp_path / "l.db", "SELECT run_id, command FROM runs")
+    }
+    upload = cli("--json", "stats", "--run", runs["upload"], "--ledger", "l.db")
+    assert upload.code == 0, upload.output
+    assert json.loads(upload.stdout)["overall"]["done"] == 1
+    for run, said in (
+        ("no-such-run", "no run 'no-such-run' in the ledger"),
+        (runs["restore"], f"run '{runs['restore']}' is a restore: stats counts what uploads"),
+    ):
+        for flags in ((), ("--json",)):
+            result = cli(*flags, "stats", "--run", run, "--ledger", "l.db")
+            assert result.code == 2, result.output
+            assert said in result.stderr
+            assert result.stdout == ""
 
 
 def test_fix_that_fixed_everything_exits_0(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -49,6 +49,8 @@ def stats(
     try:
         groups = totals_by(db, by, run_id=run, bucket=bucket)
         errors = failures_by_error(db, run_id=run)
+        if run is not None and not groups:
+            _check_run(db.run_info(run), run)
     finally:
         db.close()
     overall = GroupTotals(
@@ -107,6 +109,22 @@ def stats(
                 f"  {category(error_class):16} {error_class:24} {count:6,}  {message[:80]}",
                 markup=False,
             )
+
+
+def _check_run(info: dict[str, object] | None, run: str) -> None:
+    """A ``--run`` that counts nothing because it names no upload run: said (exit 2),
+    as ``restore --run`` says it, rather than a table of zeros."""
+    from s3stow.errors import ConfigError
+
+    if info is None:
+        raise ConfigError(
+            f"no run {run!r} in the ledger", hint="`s3stow stats --by run` lists the upload runs"
+        )
+    if str(info.get("command") or "").startswith("restore"):
+        raise ConfigError(
+            f"run {run!r} is a restore: stats counts what uploads recorded",
+            hint="a restore's counts are in its --json summary and its --status-json file",
+        )
 
 
 def _row(group: GroupTotals) -> dict[str, object]:
