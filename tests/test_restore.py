@@ -436,6 +436,32 @@ def test_a_restore_that_finds_nothing_says_why(cli, bucket, tmp_path: Path) -> N
     assert "1 object(s) not selected by --include/--exclude" in shown.stdout
 
 
+def test_the_runs_own_files_in_dest_are_never_restored_over(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Keys that map to the run's ledger, status file or failures file in DEST: with
+    --overwrite the status file was "restored" (done, exit 0), then written over by
+    the heartbeat, every run again (and the live ledger could be replaced)."""
+    tree = make_tree(
+        tmp_path / "src", {"x.txt": 5, "l.db": 20, "st.json": 30, "f.jsonl": 40, "d/ok.txt": 6}
+    )
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "up.db").code == 0
+    out = tmp_path / "out"
+    args = (
+        "--json", "restore", f"s3://{bucket}/p", "out", "--overwrite", "--ledger", "out/l.db",
+        "--status-json", "out/st.json", "--failures-file", "out/f.jsonl",
+    )  # fmt: skip
+    for _ in range(2):  # and again: the same, not "restored" each time
+        result = cli(*args)
+        assert result.code == 1, result.output
+        results = _results(result)
+        for name in ("l.db", "st.json", "f.jsonl"):
+            assert results[f"p/{name}"]["error_class"] == "local-exists", name
+            assert "of this run; not replaced" in results[f"p/{name}"]["error"]
+        assert json.loads((out / "st.json").read_text())["command"] == "restore"
+        assert ledger_rows(out / "l.db", "SELECT COUNT(*) FROM runs") != []
+    assert (out / "x.txt").read_bytes() == tree["x.txt"]
+    assert (out / "d" / "ok.txt").read_bytes() == tree["d/ok.txt"]
+
+
 def test_composite_sha256_objects_are_proven_part_by_part(
     proxied_cli,
     proxy,

@@ -35,6 +35,7 @@ from s3stow.ledger import Ledger
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger
 from s3stow.models import Decision, Reason, SourceFile, Status, Target, UploadResult
 from s3stow.plan.keys import parse_target
+from s3stow.plan.ownfiles import working_files
 from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
 from s3stow.restore import glacier
@@ -221,7 +222,8 @@ class Restorer:
             # Linux writing to FAT, exFAT or an SMB share: "A.txt" and "a.txt" would be
             # one file, the second restore replacing the first
             rules = replace(rules, fold_case=folds_case(root))
-        return RestorePlanner(root, rules=rules, selector=selector, run=run)
+        own = working_files(self.settings, self.ledger)
+        return RestorePlanner(root, rules=rules, selector=selector, run=run, own=own)
 
     def prepare_root(self, dest: str | Path) -> Path:
         """``dest`` created (unless a dry run) and resolved: where the paths are planned."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.plan.discover import ROOT_GROUP
+from s3stow.plan.ownfiles import OwnFiles
 from s3stow.plan.select import Selector
 from s3stow.restore.glacier import archived
 from s3stow.restore.paths import PathClaims, PathRules, UnsafePath, local_path, relative_parts
@@ -146,8 +147,10 @@ class RestorePlanner:
         rules: PathRules | None = None,
         selector: Selector | None = None,
         run: str | None = None,
+        own: OwnFiles | None = None,
     ) -> None:
         self.root = root
+        self.own = own  # the run's ledger, status and failures files: never written over
         self.run = run  # restore --run: the upload run whose objects these are
         self.rules = rules or PathRules.for_this_os()
         self.claims = PathClaims(self.rules)
@@ -185,6 +188,13 @@ class RestorePlanner:
             path = local_path(self.root, parts, checked=self._inside)
         except (UnsafePath, OSError) as exc:
             return refusal(self.root, rel, refused, "unsafe-path", f"{exc}; not written")
+        what = self.own.what(path) if self.own is not None else None
+        if what is not None:  # --overwrite or not: the run writes it, it would undo ours
+            message = (
+                f"{path} is {what} of this run; not replaced (restore into another folder, "
+                "or give that file another place)"
+            )
+            return refusal(self.root, "/".join(parts), refused, "local-exists", message)
         collision = self.claims.claim(parts, info.key)
         if collision is not None:
             message = f"{path}: {collision}; not written"
