@@ -237,6 +237,12 @@ def test_corrupted_objects_are_checksum_mismatch_and_never_renamed(
     retried = proxied_cli("retry", "--from", "failed.jsonl", "--ledger", "l.db", "--dry-run")
     assert "2 failed restore(s) left out" in retried.stdout, retried.output
     assert "each line's error says when that cannot help" in retried.stdout
+    listed = proxied_cli("retry", "--list", "--ledger", "l.db")  # exit 1 points here
+    assert listed.code == 0, listed.output
+    assert "2 failed restore(s) in the ledger" in listed.stdout  # it said "nothing is failed"
+    assert "nothing is failed" not in listed.stdout
+    listed_json = proxied_cli("--json", "retry", "--list", "--ledger", "l.db")
+    assert json.loads(listed_json.stdout)["restores"] == 2
 
 
 def test_hostile_keys_are_refused_and_nothing_escapes(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

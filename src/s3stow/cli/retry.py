@@ -287,11 +287,21 @@ def _list_failures(
         }
         for (c, e), n in counts.most_common()
     ]
+    from s3stow.ledger.restores import RestoreLedger
+
+    restores = RestoreLedger(ledger).failed_count(run_id=run)  # not retry's to send
     if options.json:
-        print(json.dumps({"failed": sum(counts.values()), "by_error": rows}))
+        print(json.dumps({"failed": sum(counts.values()), "by_error": rows, "restores": restores}))
         return
+    if restores:
+        console.print(
+            f"{restores} failed restore(s) in the ledger, not listed: `retry` sends uploads "
+            "only; run the same `s3stow restore` command again (its --failures-file and "
+            "summary say why each failed)",
+            markup=False,
+        )
     if not rows:
-        console.print("nothing is failed in the ledger")
+        console.print("nothing is failed in the ledger" if not restores else "no failed upload")
         return
     from s3stow.report.console import table as new_table
 

@@ -118,6 +118,17 @@ class RestoreLedger:
                     found[(entry.key, entry.path)] = entry
         return found
 
+    def failed_count(self, *, run_id: str | None = None) -> int:
+        """How many restores are recorded failed (of one run, when given)."""
+        sql = "SELECT COUNT(*) FROM restores WHERE status = 'failed'"
+        params: dict[str, Any] = {}
+        if run_id is not None:
+            sql += " AND run_id = :run_id"
+            params["run_id"] = run_id
+        with self._translated("read"), self.database.read() as session:
+            (count,) = next(iter(session.execute(sql, params)))
+            return int(count)
+
     def ranges(self, download_id: str) -> list[tuple[int, int, str | None]]:
         """``(first_byte, length, digest)`` of each range the download has written."""
         sql = (
