@@ -544,6 +544,43 @@ def test_archived_objects_reported_requested_and_waited_for(
         transition("unset-transition", {"model_name": "s3::keyrestore"})
 
 
+def test_a_pending_glacier_restore_is_pending_in_the_status_file_too(  # type: ignore[no-untyped-def]
+    cli, s3, s3_server, bucket, tmp_path: Path
+) -> None:
+    """The summary counts an object waiting for Glacier as pending, not failed; the
+    status file counted it failed (``s3stow status``: "1 failed")."""
+    import urllib.request
+
+    s3.put_object(Bucket=bucket, Key="p/cold.bin", Body=b"cold", StorageClass="GLACIER")
+    s3.put_object(Bucket=bucket, Key="p/warm.txt", Body=b"warm")
+
+    def transition(path: str, body: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            f"{s3_server.endpoint_url}/moto-api/state-manager/{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    transition("set-transition", {"model_name": "s3::keyrestore", "transition": {
+        "progression": "manual", "times": 5}})  # fmt: skip
+    try:
+        result = cli(
+            "--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db",
+            "--request-restore", "--status-json", "st.json",
+        )  # fmt: skip
+    finally:
+        transition("unset-transition", {"model_name": "s3::keyrestore"})
+    assert result.code == 1, result.output
+    summary = _summary(result)
+    assert (summary["pending"], summary["failed"], summary["restored"]) == (1, 0, 1)
+    totals = json.loads((tmp_path / "st.json").read_text())["totals"]
+    assert (totals["pending"], totals["failed"], totals["restored"]) == (1, 0, 1)
+    shown = cli("status", "st.json")
+    assert "0 failed, 1 waiting for a restore from Glacier" in shown.stdout, shown.output
+
+
 def test_round_trip_on_seaweedfs(seaweed_cli, seaweed_s3, seaweed_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     tree = make_tree(tmp_path / "src", {"a.txt": 10, "dir/b.bin": 70_000, "big.bin": 11 * MiB})
     mtimes = {rel: (tmp_path / "src" / rel).stat().st_mtime_ns for rel in tree}

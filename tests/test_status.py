@@ -98,6 +98,7 @@ def test_a_restore_status_file_is_shown_as_a_restore(cli, bucket, tmp_path: Path
         "restored": 2,
         "skipped": 0,
         "failed": 0,
+        "pending": 0,  # waiting for Glacier, as in the summary
         "bytes_restored": 30,
     }
     assert (summary["restored"], summary["bytes_restored"]) == (2, 30)

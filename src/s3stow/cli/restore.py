@@ -212,6 +212,7 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
     from s3stow.report.progress import LiveProgress, PlainProgress
     from s3stow.report.status import StatusHeartbeat
+    from s3stow.restore.glacier import PENDING
 
     observers: list[Observer] = []
     plan = settings.dry_run
@@ -237,6 +238,7 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
                 group_key="folders",
                 busy_phase="restoring",
                 command="restore",
+                pending_class=PENDING,  # waiting for Glacier: "pending", as in the summary
             )
         )
     if settings.failures_file is not None:

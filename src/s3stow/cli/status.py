@@ -80,8 +80,13 @@ def status(
     else:
         console.print(
             f"files: {totals.get('files', 0)} total, {totals.get(done, 0)} "
-            f"{done}, {totals.get('skipped', 0)} skipped, {totals.get('failed', 0)} "
-            f"failed; {format_size(totals.get(names.bytes, 0))} {moved}"
+            f"{done}, {totals.get('skipped', 0)} skipped, {totals.get('failed', 0)} failed"
+            + (
+                f", {totals['pending']} waiting for a restore from Glacier"
+                if totals.get("pending")
+                else ""
+            )
+            + f"; {format_size(totals.get(names.bytes, 0))} {moved}"
         )
     if data.get("current_file"):
         console.print(

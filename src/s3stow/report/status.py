@@ -101,6 +101,7 @@ class StatusHeartbeat(Observer):
         group_key: str = "folder_types",
         busy_phase: str = "uploading",
         command: str = "upload",
+        pending_class: str | None = None,
     ) -> None:
         self.path = path
         self.busy_phase = busy_phase
@@ -108,6 +109,10 @@ class StatusHeartbeat(Observer):
         self.group_key = group_key
         self.fields = RESTORE if "restore" in command else UPLOAD
         done, sent = self.fields.done, self.fields.bytes
+        # a restore: the error class of an object waiting for Glacier, counted under
+        # "pending" (as its summary counts it), not "failed"
+        self.pending_class = pending_class
+        self._counters = (done, "skipped", "failed", *(("pending",) if pending_class else ()))
         self._lock = threading.Lock()
         self._last_write = 0.0
         self._groups: dict[str, dict[str, Any]] = {}
@@ -122,7 +127,7 @@ class StatusHeartbeat(Observer):
             "current_file": None,
             "current_file_bytes": 0,
             "current_file_size": 0,
-            "totals": {"files": 0, done: 0, "skipped": 0, "failed": 0, sent: 0},
+            "totals": {"files": 0, **dict.fromkeys(self._counters, 0), sent: 0},
             group_key: self._groups,
             "last_update": None,
         }
@@ -135,9 +140,7 @@ class StatusHeartbeat(Observer):
             group = {
                 "planned_files": 0,
                 "planned_bytes": 0,
-                self.fields.done: 0,
-                "skipped": 0,
-                "failed": 0,
+                **dict.fromkeys(self._counters, 0),
                 self.fields.bytes: 0,
                 "started_at": time.time(),
                 "completed_at": None,
@@ -194,6 +197,8 @@ class StatusHeartbeat(Observer):
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         done = self.fields.done
         field = {Status.DONE: done, Status.SKIPPED: "skipped"}.get(result.status, "failed")
+        if self.pending_class is not None and result.error_class == self.pending_class:
+            field = "pending"
         if result.reason is not None and result.reason.value == "remote-match":
             field = "skipped"
         with self._lock:

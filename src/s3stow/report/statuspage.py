@@ -203,7 +203,7 @@ def render_main(
         f" · updated {_e(format_duration(max(0.0, now - updated)))} ago · {_e(path)}</p>",
         '<div class="cards">',
     ]
-    done = sum(int(totals.get(k, 0)) for k in (names.done, "skipped", "failed"))
+    done = sum(int(totals.get(k, 0)) for k in (names.done, "skipped", "failed", "pending"))
     if "backlog" in status:  # a watch: a backlog, no total
         parts.append(_card(_e(status["backlog"]), "files waiting"))
         oldest = format_duration(float(status.get("oldest_waiting_seconds") or 0))
@@ -214,6 +214,7 @@ def render_main(
         _card(_e(totals.get(names.done, 0)), names.done, "ok"),
         _card(_e(totals.get("skipped", 0)), "skipped"),
         _card(_e(failed), "failed", "bad" if failed else ""),
+        *([_card(_e(totals["pending"]), "waiting for Glacier")] if totals.get("pending") else []),
         _card(_e(format_size(sent)), names.moved),
         _card(_e(format_size(rate)) + "/s", "average throughput" if ended else "throughput now"),
         "</div>",
@@ -240,7 +241,7 @@ def _groups_table(groups: dict[str, dict[str, Any]], *, names: Fields) -> str:
     rows = []
     for name, g in sorted(groups.items()):
         planned = int(g.get("planned_files") or 0)
-        done = sum(int(g.get(k) or 0) for k in (names.done, "skipped", "failed"))
+        done = sum(int(g.get(k) or 0) for k in (names.done, "skipped", "failed", "pending"))
         planned_bytes = int(g.get("planned_bytes") or 0)
         share = min(
             100.0,
