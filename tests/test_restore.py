@@ -468,6 +468,26 @@ def test_the_runs_own_files_in_dest_are_never_restored_over(cli, bucket, tmp_pat
     assert (out / "d" / "ok.txt").read_bytes() == tree["d/ok.txt"]
 
 
+def test_restore_run_of_a_watch_takes_every_batch(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A watch records each batch as run ``<id>.<n>``, and shows ``<id>`` (its status
+    file's ``run_id``): ``restore --run <id>`` said "no run" for it."""
+    tree = make_tree(tmp_path / "in", {"a.xml": 5, "d/b.xml": 6})
+    watched = cli(
+        "watch", "in", f"s3://{bucket}/w", "--once", "--settle", "0", "--ledger", "l.db",
+        "--status-json", "w.json",
+    )  # fmt: skip
+    assert watched.code == 0, watched.output
+    run = json.loads((tmp_path / "w.json").read_text())["run_id"]
+    assert ledger_rows(tmp_path / "l.db", f"SELECT 1 FROM runs WHERE run_id = '{run}'") == []
+    result = cli("restore", "--run", run, "out", "--ledger", "l.db")
+    assert result.code == 0, result.output
+    for rel, data in tree.items():
+        assert (tmp_path / "out" / rel).read_bytes() == data
+    unknown = cli("restore", "--run", run[:-1], "out", "--ledger", "l.db")
+    assert unknown.code == 2  # a prefix of the id is no id
+    assert "no run" in unknown.stderr
+
+
 def test_composite_sha256_objects_are_proven_part_by_part(
     proxied_cli,
     proxy,

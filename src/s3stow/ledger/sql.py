@@ -257,6 +257,16 @@ class Ledger:
         rows = self._read(sql, {"run_id": run_id})
         return dict(zip(_RUN_COLUMNS, rows[0], strict=True)) if rows else None
 
+    def batches(self, run_id: str) -> list[dict[str, Any]]:
+        """The runs a ``watch`` recorded for its batches, ``<run_id>.<n>``, in order."""
+        escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        sql = (
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
+            " WHERE run_id LIKE :pattern ESCAPE '\\' ORDER BY started_at, run_id"
+        )
+        rows = self._read(sql, {"pattern": f"{escaped}.%"})
+        return [dict(zip(_RUN_COLUMNS, row, strict=True)) for row in rows]
+
     # ---- items --------------------------------------------------------------
     def lookup(self, bucket: str, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """Return the entries for ``keys`` in ``bucket`` (missing keys are absent)."""

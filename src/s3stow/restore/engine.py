@@ -154,14 +154,20 @@ class Restorer:
         run_id: str | None = None,
     ) -> RestoreSummary:
         """Restore what the upload run ``upload_run`` stored (the ledger's items it left
-        done), under ``source``'s prefix when given, else the run's own prefix."""
+        done; a watch's id: those of every batch it recorded), under ``source``'s prefix
+        when given, else the run's own prefix."""
         if self.ledger is None:
             raise ConfigError("restore --run reads the ledger", hint="pass --ledger")
         info = self.ledger.run_info(upload_run)
-        if info is None:
-            raise ConfigError(
-                f"no run {upload_run!r} in the ledger", hint="`s3stow stats --by run` lists them"
-            )
+        runs = [upload_run]
+        if info is None:  # a watch's id: its batches are runs of their own, <id>.<n>
+            batches = self.ledger.batches(upload_run)
+            if not batches:
+                raise ConfigError(
+                    f"no run {upload_run!r} in the ledger",
+                    hint="`s3stow stats --by run` lists them",
+                )
+            info, runs = batches[0], [str(batch["run_id"]) for batch in batches]
         if str(info["command"]).startswith("restore"):
             raise ConfigError(
                 f"run {upload_run!r} is a restore", hint="give the id of an upload run"
@@ -176,10 +182,11 @@ class Restorer:
         ledger = self.ledger
 
         def found() -> Iterator[Found]:
-            for entry in ledger.items(run_id=upload_run, statuses=[Status.DONE]):
-                if entry.bucket == target.bucket and entry.key.startswith(target.prefix):
-                    listed = ObjectInfo(entry.key, entry.size, entry.etag or "")
-                    yield planner.plan(target.bucket, target.prefix, listed)
+            for run in runs:
+                for entry in ledger.items(run_id=run, statuses=[Status.DONE]):
+                    if entry.bucket == target.bucket and entry.key.startswith(target.prefix):
+                        listed = ObjectInfo(entry.key, entry.size, entry.etag or "")
+                        yield planner.plan(target.bucket, target.prefix, listed)
 
         summary = self._run(
             target, root, found(), command="restore-run", run_id=run_id, planner=planner
