@@ -307,3 +307,20 @@ def test_a_failing_read_is_a_ledger_error_naming_the_read(tmp_path: Path) -> Non
     assert (
         _first_line(RuntimeError(f"postgresql://u:{TOKEN}@h/x\nmore")) == "postgresql://u:***@h/x"
     )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_watchs_batches_are_found_by_its_id_and_no_other(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``batches``: ``<id>.<n>`` in order; ``_`` and ``%`` in an id are not wildcards."""
+    url = (
+        str(tmp_path / "l.db") if backend == "sqlite" else request.getfixturevalue("pg_schema_url")
+    )
+    ledger = open_ledger(url)
+    for run in ("w_1.1", "w_1.2", "wx1.1", "w_1", "w_10.1", "w%.1"):
+        ledger.start_run(run, command="watch", bucket="b", prefix="p/", sources=[], settings={})
+    assert [r["run_id"] for r in ledger.batches("w_1")] == ["w_1.1", "w_1.2"]
+    assert [r["run_id"] for r in ledger.batches("w%")] == ["w%.1"]
+    assert ledger.batches("w") == []
+    ledger.close()
