@@ -486,6 +486,9 @@ def test_restore_run_of_a_watch_takes_every_batch(cli, bucket, tmp_path: Path) -
     unknown = cli("restore", "--run", run[:-1], "out", "--ledger", "l.db")
     assert unknown.code == 2  # a prefix of the id is no id
     assert "no run" in unknown.stderr
+    counted = cli("--json", "stats", "--run", run, "--ledger", "l.db")  # the same id
+    assert counted.code == 0, counted.output
+    assert json.loads(counted.stdout)["overall"]["done"] == 2
 
 
 def test_composite_sha256_objects_are_proven_part_by_part(

@@ -24,7 +24,11 @@ def stats(
     ledger: LedgerOpt = None,
     run: Annotated[
         str | None,
-        Opt("--run", help="Only items last touched by this run.", metavar="RUN_ID"),
+        Opt(
+            "--run",
+            help="Only items last touched by this run (a watch's: by its batches).",
+            metavar="RUN_ID",
+        ),
     ] = None,
     by: Annotated[
         str,
@@ -49,7 +53,7 @@ def stats(
     try:
         groups = totals_by(db, by, run_id=run, bucket=bucket)
         errors = failures_by_error(db, run_id=run)
-        if run is not None and not groups:
+        if run is not None and not groups and not db.batches(run):  # a watch's: its batches
             _check_run(db.run_info(run), run)
     finally:
         db.close()

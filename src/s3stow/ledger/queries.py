@@ -75,7 +75,7 @@ def totals_by(
         .order_by(func.count().desc())
     )
     if run_id is not None:
-        query = query.where(table.c.run_id == run_id)
+        query = query.where(_of_run(table.c.run_id, run_id))
     if bucket is not None:
         query = query.where(table.c.bucket == bucket)
     ledger.flush()
@@ -105,10 +105,15 @@ def failures_by_error(ledger: Ledger, *, run_id: str | None = None) -> list[tupl
         .order_by(func.count().desc())
     )
     if run_id is not None:
-        query = query.where(table.c.run_id == run_id)
+        query = query.where(_of_run(table.c.run_id, run_id))
     ledger.flush()
     with ledger.engine.connect() as conn:
         return [(str(r[0] or "?"), int(r[1]), str(r[2] or "")) for r in conn.execute(query)]
+
+
+def _of_run(column: Any, run_id: str) -> Any:
+    """Rows of the run ``run_id``, and of a watch's batches ``<run_id>.<n>``."""
+    return (column == run_id) | column.like(f"{_like_escape(run_id)}.%", escape="\\")
 
 
 def recent_runs(ledger: Ledger, *, limit: int = 10) -> list[dict[str, Any]]:
