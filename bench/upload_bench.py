@@ -21,6 +21,8 @@ The download scenarios ``dl-small``, ``dl-medium`` and ``dl-large`` upload their
 dataset once per run (untimed, with s3stow), then time the way back into an empty
 folder: ``s3stow restore`` against ``aws s3 cp --recursive``, ``s5cmd cp`` and
 ``rclone copy``; a run is ok when the folder holds every file with its size.
+``dl-latency`` (``dl-latencyNN`` per ``--latency-ms``) brings the small dataset back
+through the delay proxy.
 
     python bench/upload_bench.py [--server seaweedfs|moto|all] [--runs 3] [--quick]
                                  [--datasets one,small,medium,large,noop,latency]
@@ -386,6 +388,7 @@ def download_run(
     assert argv is not None
     seed = LEDGERS[0] / f"ledger-seed-{prefix}.db"
     upload = [sys.executable, "-m", "s3stow", "-q", "--endpoint-url", endpoint, "upload"]
+    upload[upload.index(endpoint)] = server.endpoint_url  # seeded directly, not delayed
     seeded = untimed([*upload, str(src), f"s3://bench/{prefix}", "--ledger", str(seed)], env)
     for leftover in LEDGERS[0].glob(seed.name + "*"):
         leftover.unlink()
@@ -493,14 +496,14 @@ def source_of(dataset: str) -> str:
     """The dataset a scenario uploads (or, for ``dl-*``, downloads)."""
     if dataset == "noop":
         return "many"
-    if LATENCY.fullmatch(dataset):
+    if LATENCY.fullmatch(dataset.removeprefix("dl-")):
         return "small"
     return dataset.removeprefix("dl-")
 
 
 def latency_of(dataset: str) -> float:
-    """The delay in ms of a ``latencyNN`` scenario, else 0."""
-    found = LATENCY.fullmatch(dataset)
+    """The delay in ms of a ``latencyNN`` or ``dl-latencyNN`` scenario, else 0."""
+    found = LATENCY.fullmatch(dataset.removeprefix("dl-"))
     return float(found.group(1)) if found else 0.0
 
 
@@ -514,12 +517,15 @@ def scenarios(datasets: str, latencies: str) -> list[str]:
         raise SystemExit(f"--latency-ms {latencies!r}: write milliseconds above 0, e.g. 20,50")
     names: list[str] = []
     for name in datasets.split(","):
-        names += [f"latency{ms:g}" for ms in delays] if name == "latency" else [name]
+        if name in ("latency", "dl-latency"):
+            names += [f"{name}{ms:g}" for ms in delays]
+        else:
+            names.append(name)
     unknown = [name for name in names if source_of(name) not in SIZES]
     if unknown:
         raise SystemExit(
             f"--datasets: unknown {', '.join(unknown)}; use {', '.join(SIZES)}, noop, "
-            "latency (or latencyNN), dl-small, dl-medium, dl-large"
+            "latency (or latencyNN), dl-small, dl-medium, dl-large, dl-latency (or dl-latencyNN)"
         )
     return names
 
