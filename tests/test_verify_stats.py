@@ -183,8 +183,8 @@ def test_stats_after_upload_groups_by_folder(cli, bucket, tmp_path: Path) -> Non
 
 
 def test_stats_of_a_run_that_is_no_upload_says_so(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """``--run`` with a mistyped id, or a restore's, printed a table of zeros (exit 0);
-    ``restore --run`` says "no run" for the same id."""
+    """``--run`` with a mistyped id printed a table of zeros (exit 0); ``restore --run``
+    says "no run" for the same id. A restore's id shows what that restore restored."""
     make_tree(tmp_path / "src", {"a.txt": 3})
     assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
     assert cli("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db").code == 0
@@ -195,15 +195,56 @@ def test_stats_of_a_run_that_is_no_upload_says_so(cli, bucket, tmp_path: Path) -
     upload = cli("--json", "stats", "--run", runs["upload"], "--ledger", "l.db")
     assert upload.code == 0, upload.output
     assert json.loads(upload.stdout)["overall"]["done"] == 1
-    for run, said in (
-        ("no-such-run", "no run 'no-such-run' in the ledger"),
-        (runs["restore"], f"run '{runs['restore']}' is a restore: stats counts what uploads"),
-    ):
-        for flags in ((), ("--json",)):
-            result = cli(*flags, "stats", "--run", run, "--ledger", "l.db")
-            assert result.code == 2, result.output
-            assert said in result.stderr
-            assert result.stdout == ""
+    assert json.loads(upload.stdout)["restores"] is None  # an upload run restored nothing
+    for flags in ((), ("--json",)):
+        result = cli(*flags, "stats", "--run", "no-such-run", "--ledger", "l.db")
+        assert result.code == 2, result.output
+        assert "no run 'no-such-run' in the ledger" in result.stderr
+        assert result.stdout == ""
+    restore = cli("--json", "stats", "--run", runs["restore"], "--ledger", "l.db")
+    assert restore.code == 0, restore.output
+    data = json.loads(restore.stdout)
+    assert data["restores"] == {
+        "items": 1, "bytes": 3, "restored": 1, "bytes_restored": 3, "failed": 0, "in_progress": 0
+    }  # fmt: skip
+    assert data["overall"]["items"] == 0
+    text = cli("stats", "--run", runs["restore"], "--ledger", "l.db")
+    assert text.code == 0, text.output
+    assert f"run {runs['restore']} is a restore" in text.stdout
+    assert "restores" in text.stdout
+
+
+def test_stats_counts_restores_beside_uploads(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``stats`` counted uploads only: a ledger's restores were nowhere to be seen."""
+    make_tree(tmp_path / "src", {"a.txt": 3, "b.txt": 5, "c.txt": 7})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    before = json.loads(cli("--json", "stats", "--ledger", "l.db").stdout)
+    assert before["restores"]["items"] == 0
+    assert "restores" not in cli("stats", "--ledger", "l.db").stdout  # none: no section
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b.txt").write_bytes(b"different")  # kept: local-exists, failed
+    assert cli("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db").code == 1
+    data = json.loads(cli("--json", "stats", "--ledger", "l.db").stdout)
+    assert data["overall"]["done"] == 3
+    assert data["restores"]["restored"] == 2
+    assert data["restores"]["bytes_restored"] == 10
+    assert data["restores"]["failed"] == 1
+    text = cli("stats", "--ledger", "l.db")
+    assert text.code == 0
+    assert "restores" in text.stdout
+    assert "restored" in text.stdout
+
+
+def test_stats_of_a_bucket_the_ledger_does_not_know_says_so(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``--bucket`` with a name no run used showed a table of zeros, exit 0."""
+    make_tree(tmp_path / "src", {"a.txt": 3})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    assert cli("stats", "--ledger", "l.db", "--bucket", bucket).code == 0
+    for flags in ((), ("--json",)):
+        result = cli(*flags, "stats", "--ledger", "l.db", "--bucket", "not-this-one")
+        assert result.code == 2, result.output
+        assert "no bucket 'not-this-one' in the ledger" in result.stderr
+        assert result.stdout == ""
 
 
 def test_fix_that_fixed_everything_exits_0(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,9 @@ from s3stow.cli.runoptions import LedgerOpt
 from s3stow.units import format_size
 
 if TYPE_CHECKING:
-    from s3stow.ledger.queries import GroupTotals
+    from rich.console import Console
+
+    from s3stow.ledger.queries import GroupTotals, RestoreTotals
 
 
 Opt = typer.Option
@@ -41,20 +43,34 @@ def stats(
     ] = "group",
     bucket: Annotated[str | None, Opt(help="Only this bucket.", metavar="BUCKET")] = None,
 ) -> None:
-    """Counts and bytes: total, done (%), not done, failed by error class."""
+    """Counts and bytes: total, done (%), not done, failed by error class; then the
+    restores the ledger recorded (restored, failed, under way)."""
     from s3stow.cli.upload import existing_ledger
     from s3stow.ledger import open_ledger
-    from s3stow.ledger.queries import GroupTotals, failures_by_error, totals_by
+    from s3stow.ledger.queries import (
+        GroupTotals,
+        buckets_known,
+        failures_by_error,
+        restore_totals,
+        totals_by,
+    )
     from s3stow.plan.retries import category
 
     options: GlobalOptions = ctx.obj
     settings = options.settings(ledger=ledger)
     db = open_ledger(existing_ledger(settings.ledger))
     try:
-        groups = totals_by(db, by, run_id=run, bucket=bucket)
-        errors = failures_by_error(db, run_id=run)
-        if run is not None and not groups and not db.batches(run):  # a watch's: its batches
-            _check_run(db.run_info(run), run)
+        if bucket is not None and not buckets_known(db, bucket):
+            _no_bucket(bucket)
+        info = db.run_info(run) if run is not None else None
+        restore_run = info is not None and str(info.get("command") or "").startswith("restore")
+        groups = [] if restore_run else totals_by(db, by, run_id=run, bucket=bucket)
+        errors = [] if restore_run else failures_by_error(db, run_id=run)
+        if run is not None and not restore_run and not groups and not db.batches(run):
+            _check_run(info, run)  # a watch's id: its batches count
+        restores = None
+        if run is None or restore_run:  # an upload run's id: its uploads only
+            restores = restore_totals(db, run_id=run, bucket=bucket)
     finally:
         db.close()
     overall = GroupTotals(
@@ -75,12 +91,29 @@ def stats(
                         {"error_class": e, "category": category(e), "items": n, "latest_message": m}
                         for e, n, m in errors
                     ],
+                    "restores": restores.as_dict() if restores is not None else None,
                 }
             )
         )
         return
     console = output_console()
     heading(console, "s3stow statistics")
+    if restore_run:
+        console.print(f"run {run} is a restore: what it restored", markup=False)
+    else:
+        _print_uploads(console, by, overall, groups, errors)
+    if restores is not None and (restores.items or restore_run):
+        _print_restores(console, restores)
+
+
+def _print_uploads(
+    console: Console,
+    by: str,
+    overall: GroupTotals,
+    groups: list[GroupTotals],
+    errors: list[tuple[str, int, str]],
+) -> None:
+    from s3stow.plan.retries import category
     from s3stow.report.console import table as new_table
 
     table = new_table(
@@ -115,19 +148,52 @@ def stats(
             )
 
 
+def _print_restores(console: Console, totals: RestoreTotals) -> None:
+    from s3stow.report.console import table as new_table
+
+    console.print("\n[bold]restores[/]")
+    table = new_table(
+        "",
+        "items",
+        "bytes",
+        "restored",
+        "%",
+        "failed",
+        "under way",
+        numeric=("items", "bytes", "restored", "%", "failed", "under way"),
+    )
+    percent = 100.0 * totals.restored / totals.items if totals.items else 0.0
+    table.add_row(
+        "Overall",
+        f"{totals.items:,}",
+        format_size(totals.bytes),
+        f"{totals.restored:,}",
+        f"{percent:.1f}",
+        f"{totals.failed:,}",
+        f"{totals.in_progress:,}",
+    )
+    console.print(table)
+
+
+def _no_bucket(bucket: str) -> None:
+    """A ``--bucket`` no upload, restore or run of the ledger names: said (exit 2), as a
+    ``--run`` the ledger does not know is, rather than a table of zeros."""
+    from s3stow.errors import ConfigError
+
+    raise ConfigError(
+        f"no bucket {bucket!r} in the ledger",
+        hint="check the name, or the --ledger: `s3stow stats` without --bucket counts every bucket",
+    )
+
+
 def _check_run(info: dict[str, object] | None, run: str) -> None:
-    """A ``--run`` that counts nothing because it names no upload run: said (exit 2),
-    as ``restore --run`` says it, rather than a table of zeros."""
+    """A ``--run`` that counts nothing because it names no run: said (exit 2), as
+    ``restore --run`` says it, rather than a table of zeros."""
     from s3stow.errors import ConfigError
 
     if info is None:
         raise ConfigError(
             f"no run {run!r} in the ledger", hint="`s3stow stats --by run` lists the upload runs"
-        )
-    if str(info.get("command") or "").startswith("restore"):
-        raise ConfigError(
-            f"run {run!r} is a restore: stats counts what uploads recorded",
-            hint="a restore's counts are in its --json summary and its --status-json file",
         )
 
 

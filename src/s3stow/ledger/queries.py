@@ -95,6 +95,70 @@ def totals_by(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class RestoreTotals:
+    """Counts and bytes of the ledger's restores: each (object, local path) once, as
+    last recorded (restored, failed, or a ranged download under way)."""
+
+    items: int
+    bytes: int
+    restored: int
+    bytes_restored: int
+    failed: int
+    in_progress: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "items": self.items,
+            "bytes": self.bytes,
+            "restored": self.restored,
+            "bytes_restored": self.bytes_restored,
+            "failed": self.failed,
+            "in_progress": self.in_progress,
+        }
+
+
+def restore_totals(
+    ledger: Ledger, *, run_id: str | None = None, bucket: str | None = None
+) -> RestoreTotals:
+    """What the ledger records of restores (of one run, one bucket), in one query."""
+    table = schema.restores
+    status = table.c.status
+
+    def count_if(value: str) -> Any:
+        return func.coalesce(func.sum(case((status == value, 1), else_=0)), 0)
+
+    query = select(
+        func.count(),
+        func.coalesce(func.sum(table.c.size), 0),
+        count_if("done"),
+        func.coalesce(func.sum(case((status == "done", table.c.size), else_=0)), 0),
+        count_if("failed"),
+        count_if("downloading"),
+    )
+    if run_id is not None:
+        query = query.where(table.c.run_id == run_id)
+    if bucket is not None:
+        query = query.where(table.c.bucket == bucket)
+    ledger.flush()
+    with ledger.engine.connect() as conn:
+        row = conn.execute(query).one()
+    return RestoreTotals(*(int(value or 0) for value in row))
+
+
+def buckets_known(ledger: Ledger, bucket: str) -> bool:
+    """Whether any upload, restore or run of the ledger names ``bucket``."""
+    ledger.flush()
+    with ledger.engine.connect() as conn:
+        for table in (schema.items, schema.restores, schema.runs):
+            found = conn.execute(
+                select(table.c.bucket).where(table.c.bucket == bucket).limit(1)
+            ).first()
+            if found is not None:
+                return True
+    return False
+
+
 def failures_by_error(ledger: Ledger, *, run_id: str | None = None) -> list[tuple[str, int, str]]:
     """``(error_class, count, latest message)`` of failed/changed items."""
     table = schema.items
