@@ -413,6 +413,36 @@ def test_restore_run_of_a_replaced_object_says_what_can_be_done(  # type: ignore
     assert (tmp_path / "tree" / "big.bin").read_bytes() == replaced["big.bin"]
 
 
+def test_restore_run_dry_run_says_what_the_run_would_refuse(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``restore --run --dry-run`` made no request and listed an object replaced or
+    deleted since the run as ``new``; the real run refuses both. The dry run now HEADs
+    each (a read) and reports what the run would, writing nothing."""
+    make_tree(tmp_path / "src", {"a.txt": 11, "b.txt": 12, "c.txt": 13})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    (run,) = ledger_rows(tmp_path / "l.db", "SELECT run_id FROM runs")[0]
+    s3.put_object(Bucket=bucket, Key="p/a.txt", Body=b"new a")
+    s3.delete_object(Bucket=bucket, Key="p/b.txt")
+    args = ("--json", "restore", "--run", run, "out", "--ledger", "l.db")
+    dry = cli(*args, "--dry-run")
+    assert dry.code == 1, dry.output  # as the real run's
+    results = _results(dry)
+    assert results["p/a.txt"]["error_class"] == "replaced-since-run"
+    assert f"was replaced since upload run {run} stored it" in results["p/a.txt"]["error"]
+    assert results["p/b.txt"]["error_class"] == "NoSuchKey"
+    assert f"was deleted since upload run {run} stored it" in results["p/b.txt"]["error"]
+    assert [w["key"] for w in _summary(dry)["would_restore"]] == ["p/c.txt"]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert ledger_rows(tmp_path / "l.db", "SELECT COUNT(*) FROM restores") == [(0,)]
+    real = cli(*args)
+    assert real.code == 1, real.output
+    assert {k: r["error_class"] for k, r in _results(real).items() if r["status"] == "failed"} == {
+        "p/a.txt": "replaced-since-run",
+        "p/b.txt": "NoSuchKey",
+    }
+
+
 def test_a_restore_that_finds_nothing_says_why(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A mistyped prefix or object, a pattern that selects nothing, a prefix outside the
     run: "0 of 0 objects" and exit 0 said nothing more. Still exit 0 (nothing to do, as

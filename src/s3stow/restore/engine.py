@@ -43,7 +43,7 @@ from s3stow.restore.download import START_STREAMS
 from s3stow.restore.paths import Folders, PathRules, folds_case
 from s3stow.restore.plan import RestoreItem, RestorePlanner, RestoreRefusal, decide
 from s3stow.restore.report import RestoreSummary
-from s3stow.restore.worker import RestoreOptions, RestoreWorker
+from s3stow.restore.worker import RestoreOptions, RestoreWorker, since_run
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
@@ -319,6 +319,7 @@ class Restorer:
             for batch in _batched(found):
                 if self.stop.is_set():
                     break
+                checks: list[tuple[Decision, RestoreItem, Future[UploadResult | None]]] = []
                 items = self._admit(batch, summary)
                 # found by the listing so far (the progress display's walk), refusals too
                 self.observer.on_walk(summary.files, summary.bytes_total, False)
@@ -338,11 +339,21 @@ class Restorer:
                         summary.count_group(item.source.group, "skipped")
                         continue
                     if self.settings.dry_run:
-                        summary.would_restore.append(decision)
+                        if item.run is not None and decision.reason != Reason.LOCAL_EXISTS:
+                            # --run: is the object still the run's? (a HEAD, read-only)
+                            checks.append((decision, item, files.submit(since_run, ctx, item)))
+                        else:
+                            summary.would_restore.append(decision)
                         continue
                     if self.stop.is_set():
                         break
                     submit(decision, item, entry)
+                for decision, item, check in checks:
+                    refused = check.result()
+                    if refused is None:
+                        summary.would_restore.append(decision)
+                    else:
+                        self._settle(summary, refused, item)
                 self._drain(pending, completed, summary, block=False)
             else:
                 self.observer.on_walk(summary.files, summary.bytes_total, True)

@@ -27,7 +27,7 @@ from s3stow.ledger.restores import RestoreEntry, RestoreLedger
 from s3stow.models import Decision, Reason, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.restore import glacier
-from s3stow.restore.check import local_matches, stat
+from s3stow.restore.check import ensure_listed, local_matches, stat
 from s3stow.restore.download import fetch
 from s3stow.restore.glacier import GlacierOptions
 from s3stow.restore.paths import Folders, UnsafePath
@@ -174,6 +174,21 @@ class RestoreWorker:
 
     def _archived(self, item: RestoreItem, verdict: str) -> UploadResult:
         return item.failed(verdict, glacier.message(item, verdict, self.options.glacier))
+
+
+def since_run(ctx: TransferContext, item: RestoreItem) -> UploadResult | None:
+    """``restore --run --dry-run``: the failure the real run would report for an object
+    replaced or deleted since the upload run recorded it (one HEAD, a read), else
+    ``None``: the object is still the run's."""
+    try:
+        ensure_listed(item, stat(ctx, item))
+    except TransferError as exc:
+        if exc.code == "PreconditionFailed":
+            return _changed(item)
+        if exc.code == "NoSuchKey":
+            return _deleted(item)
+        return item.failed(exc.code, _first_line(exc))
+    return None
 
 
 def _changed(item: RestoreItem) -> UploadResult:
