@@ -56,6 +56,26 @@ def test_retry_from_ledger_completes_only_the_failures(
     assert "nothing to retry" in again.stdout
 
 
+def test_a_retry_status_file_says_retry(proxied_cli, proxy, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A retry's ``--status-json`` said ``"command": "upload"``; ``s3stow status`` and
+    the page named the run an upload."""
+    from s3stow.report.statuspage import render_main
+
+    make_tree(tmp_path / "src", {f"f{i}.txt": 20 for i in range(3)})
+    proxy.add(r"^PUT /[^/]+/p/f1\.txt", "status", times=100, status=503, code="SlowDown")
+    assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", env=FAST).code == 1
+    proxy.reset()
+    result = proxied_cli("retry", "--ledger", "l.db", "--status-json", "st.json")
+    assert result.code == 0, result.output
+    status = json.loads((tmp_path / "st.json").read_text())
+    assert status["command"] == "retry"
+    assert (status["totals"]["uploaded"], status["totals"]["bytes_uploaded"]) == (1, 20)
+    assert "s3stow retry: done" in render_main(status, path=tmp_path / "st.json")
+    shown = proxied_cli("status", "st.json")
+    assert shown.code == 0, shown.output
+    assert "1 uploaded" in shown.stdout
+
+
 def _layout(tmp_path: Path, bucket: str) -> tuple[Path, Path]:
     make_tree(tmp_path / "astro", {"m31/andromeda 01.jpg": 300, "m42/orion.fits": 400})
     make_tree(tmp_path / "project", {"notes/log.txt": 50, "notes/extra.txt": 60})

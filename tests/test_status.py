@@ -56,6 +56,7 @@ def test_status_json_schema(cli, bucket, tmp_path: Path) -> None:  # type: ignor
         "uploaded": 5,
         "skipped": 0,
         "failed": 0,
+        "not_started": 0,
         "bytes_uploaded": 500,
     }
     group = status["folders"]["(root)"]
@@ -69,6 +70,29 @@ def test_status_json_schema(cli, bucket, tmp_path: Path) -> None:  # type: ignor
     assert shown.code == 0
     assert "5 skipped" in shown.stdout
     assert cli("status", "missing.json").code == 2
+
+
+def test_files_left_by_limit_are_counted_not_started(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The summary has ``not_started`` (``--limit``); the status file had no such
+    counter, so its totals did not add up to its files (upload and restore alike)."""
+    from s3stow.report.statuspage import render_main
+
+    make_tree(tmp_path / "src", {f"d/f{i}.txt": 10 for i in range(5)})
+    args = ("--json", "upload", "src", f"s3://{bucket}/p", "--limit", "2")
+    result = cli(*args, "--status-json", "st.json")
+    assert result.code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
+    status = json.loads((tmp_path / "st.json").read_text())
+    assert summary["not_started"] == 3
+    assert (status["totals"]["uploaded"], status["totals"]["not_started"]) == (2, 3)
+    assert status["folders"]["d"]["not_started"] == 3
+    shown = cli("status", "st.json")
+    assert "3 not started (--limit)" in shown.stdout
+    assert "not started (--limit)" in render_main(status, path=tmp_path / "st.json")
+    back = cli("restore", f"s3://{bucket}/p", "out", "--limit", "1", "--status-json", "r.json")
+    assert back.code == 0, back.output
+    totals = json.loads((tmp_path / "r.json").read_text())["totals"]
+    assert (totals["restored"], totals["not_started"]) == (1, 1)
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
@@ -99,6 +123,7 @@ def test_a_restore_status_file_is_shown_as_a_restore(cli, bucket, tmp_path: Path
         "skipped": 0,
         "failed": 0,
         "pending": 0,  # waiting for Glacier, as in the summary
+        "not_started": 0,
         "bytes_restored": 30,
     }
     assert (summary["restored"], summary["bytes_restored"]) == (2, 30)

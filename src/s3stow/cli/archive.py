@@ -158,7 +158,9 @@ def run(
         ledger_db.close()
         raise
     media = _table(db, table, column_map, where)
-    uploader = Uploader(settings, ledger=ledger_db, observers=observers_for(options, settings))
+    uploader = Uploader(
+        settings, ledger=ledger_db, observers=observers_for(options, settings, command="archive")
+    )
     restore = install_signal_handlers(uploader)
     try:
         archiver = Archiver(

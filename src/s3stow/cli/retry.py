@@ -171,7 +171,9 @@ def _run_batches(batches: list[RetryBatch], ledger: Ledger, options: GlobalOptio
     total = RunSummary("retry")
     for batch in batches:
         uploader = Uploader(
-            batch.settings, ledger=ledger, observers=observers_for(options, batch.settings)
+            batch.settings,
+            ledger=ledger,
+            observers=observers_for(options, batch.settings, command="retry"),
         )
         restore = install_signal_handlers(uploader)
         try:

@@ -82,6 +82,11 @@ def status(
             f"files: {totals.get('files', 0)} total, {totals.get(done, 0)} "
             f"{done}, {totals.get('skipped', 0)} skipped, {totals.get('failed', 0)} failed"
             + (
+                f", {totals['not_started']} not started (--limit)"
+                if totals.get("not_started")
+                else ""
+            )
+            + (
                 f", {totals['pending']} waiting for a restore from Glacier"
                 if totals.get("pending")
                 else ""

@@ -278,10 +278,11 @@ def existing_ledger(target: str | None) -> str:
 
 
 def observers_for(
-    options: GlobalOptions, settings: Settings, *, batches: bool = False
+    options: GlobalOptions, settings: Settings, *, batches: bool = False, command: str = "upload"
 ) -> list[Observer]:
     """Progress, JSON events, heartbeat and failures file for a run; ``batches``: the
-    uploader runs many (a job worker), so no frame is left behind each."""
+    uploader runs many (a job worker), so no frame is left behind each; ``command``: the
+    one the status file names (``retry``, ``archive``)."""
     from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
     from s3stow.report.progress import LiveProgress, PlainProgress
     from s3stow.report.status import StatusHeartbeat
@@ -308,6 +309,7 @@ def observers_for(
                 settings.status_json,
                 interval=settings.status_interval,
                 group_key="folder_types" if grouped_by_type else "folders",
+                command=command,
             )
         )
     if settings.failures_file is not None:

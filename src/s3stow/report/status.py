@@ -1,11 +1,11 @@
 """The ``--status-json`` heartbeat: an atomically replaced JSON file.
 
-Schema (the large-file uploader's, seed 004): ``started_at``, ``command`` (``upload``
-or ``restore``: a restore names its counters ``restored`` and ``bytes_restored``, as its
-``--json`` summary and the ledger do; ``fields_of``), ``phase``,
-``current_<group>``, ``current_file``, ``current_file_bytes``,
-``current_file_size``, ``totals`` {files, uploaded, skipped, failed,
-bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``; and for
+Schema (the large-file uploader's, seed 004): ``started_at``, ``command`` (``upload``,
+``retry``, ``archive``, ``watch``, or ``restore``: a restore names its counters
+``restored`` and ``bytes_restored``, as its ``--json`` summary and the ledger do;
+``fields_of``), ``phase``, ``current_<group>``, ``current_file``, ``current_file_bytes``,
+``current_file_size``, ``totals`` {files, uploaded, skipped, failed, not_started
+(``--limit``), bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``; and for
 the status page (``s3stow status --serve``): ``history`` (``Trend``: time, bytes
 and files done at each write, for the throughput chart) and ``failures`` (the
 latest, with their reasons). ``bytes_uploaded`` counts the bytes this run sent (parts
@@ -127,7 +127,12 @@ class StatusHeartbeat(Observer):
             "current_file": None,
             "current_file_bytes": 0,
             "current_file_size": 0,
-            "totals": {"files": 0, **dict.fromkeys(self._counters, 0), sent: 0},
+            "totals": {
+                "files": 0,
+                **dict.fromkeys(self._counters, 0),
+                "not_started": 0,  # left for the next run by --limit, as in the summary
+                sent: 0,
+            },
             group_key: self._groups,
             "last_update": None,
         }
@@ -141,6 +146,7 @@ class StatusHeartbeat(Observer):
                 "planned_files": 0,
                 "planned_bytes": 0,
                 **dict.fromkeys(self._counters, 0),
+                "not_started": 0,
                 self.fields.bytes: 0,
                 "started_at": time.time(),
                 "completed_at": None,
@@ -164,11 +170,13 @@ class StatusHeartbeat(Observer):
         self._write()
 
     def on_decision(self, decision: Decision) -> None:
-        if decision.reason.value == "ledger-done":
+        field = {"ledger-done": "skipped", "limit": "not_started"}.get(decision.reason.value)
+        if field is not None:
             with self._lock:
-                self._state["totals"]["skipped"] += 1
-                self._group(decision.item.source)["skipped"] += 1
-                self._done += 1
+                self._state["totals"][field] += 1
+                self._group(decision.item.source)[field] += 1
+                if field == "skipped":
+                    self._done += 1
             self._write()
 
     def on_file_start(self, source: SourceFile, key: str) -> None:

@@ -215,6 +215,11 @@ def render_main(
         _card(_e(totals.get("skipped", 0)), "skipped"),
         _card(_e(failed), "failed", "bad" if failed else ""),
         *([_card(_e(totals["pending"]), "waiting for Glacier")] if totals.get("pending") else []),
+        *(
+            [_card(_e(totals["not_started"]), "not started (--limit)")]
+            if totals.get("not_started")
+            else []
+        ),
         _card(_e(format_size(sent)), names.moved),
         _card(_e(format_size(rate)) + "/s", "average throughput" if ended else "throughput now"),
         "</div>",
