@@ -443,6 +443,28 @@ def test_restore_run_dry_run_says_what_the_run_would_refuse(
     }
 
 
+def test_a_restores_results_name_the_bytes_restored(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Each ``--json`` result line of a restore said ``bytes_sent`` for bytes received;
+    it says ``bytes_restored``, as the summary and the status file do (in the failures
+    file and the summary's failures too). An upload's still say ``bytes_sent``."""
+    make_tree(tmp_path / "src", {"a.txt": 11, "b.txt": 12})
+    up = cli("--json", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert all("bytes_sent" in r for r in _results(up).values())
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b.txt").write_bytes(b"mine")  # kept: a failure
+    args = ("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    result = cli(*args, "--failures-file", "f.jsonl")
+    assert result.code == 1, result.output
+    results = _results(result)
+    assert results["p/a.txt"]["bytes_restored"] == 11
+    assert all("bytes_sent" not in r for r in results.values())
+    assert _summary(result)["bytes_restored"] == 11
+    (failure,) = _summary(result)["failures"]
+    assert "bytes_restored" in failure and "bytes_sent" not in failure
+    line = json.loads((tmp_path / "f.jsonl").read_text())
+    assert "bytes_restored" in line and "bytes_sent" not in line
+
+
 def test_a_restore_that_finds_nothing_says_why(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A mistyped prefix or object, a pattern that selects nothing, a prefix outside the
     run: "0 of 0 objects" and exit 0 said nothing more. Still exit 0 (nothing to do, as

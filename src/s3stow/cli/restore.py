@@ -217,7 +217,7 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     observers: list[Observer] = []
     plan = settings.dry_run
     if options.json:
-        observers.append(JsonEvents(sys.stdout, plan=plan))
+        observers.append(JsonEvents(sys.stdout, plan=plan, receiving=True))
     elif options.quiet:  # -q: failures only, each when it happens; no summary
         observers.append(FailureLines(sys.stderr))
     else:

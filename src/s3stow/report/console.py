@@ -39,9 +39,10 @@ def for_terminal(text: str) -> str:
 class JsonEvents(Observer):
     """One JSON object per line for each outcome, and the summary at the end."""
 
-    def __init__(self, stream: TextIO, *, plan: bool = False) -> None:
+    def __init__(self, stream: TextIO, *, plan: bool = False, receiving: bool = False) -> None:
         self.stream = stream
         self.plan = plan  # dry run: one "plan" event per file with its key and reason
+        self.receiving = receiving  # a restore: each result's bytes are bytes_restored
         self._lock = threading.Lock()
 
     def _emit(self, event: dict[str, Any]) -> None:
@@ -86,7 +87,7 @@ class JsonEvents(Observer):
             )
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
-        self._emit(result_dict(result) | {"event": "result"})
+        self._emit(result_dict(result, receiving=self.receiving) | {"event": "result"})
 
     def on_finish(self, summary: RunSummary) -> None:
         self._emit(summary_dict(summary) | {"event": "summary"})
@@ -99,12 +100,15 @@ class FailuresFile(Observer):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = path.open("w", encoding="utf-8")
         self.extra = extra or {}  # e.g. {"command": "restore"}: never retried as uploads
+        self.receiving = self.extra.get("command") == "restore"
         self._lock = threading.Lock()
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         if result.status in (Status.FAILED, Status.CHANGED):
             with self._lock:
-                self.handle.write(json.dumps(result_dict(result) | self.extra) + "\n")
+                self.handle.write(
+                    json.dumps(result_dict(result, receiving=self.receiving) | self.extra) + "\n"
+                )
                 self.handle.flush()
 
     def on_finish(self, summary: RunSummary) -> None:
@@ -128,7 +132,9 @@ class FailureLines(Observer):
                 print(line, file=self.stream, flush=True)
 
 
-def result_dict(result: UploadResult) -> dict[str, Any]:
+def result_dict(result: UploadResult, *, receiving: bool = False) -> dict[str, Any]:
+    """One outcome as JSON; ``receiving``: a restore's, its bytes named
+    ``bytes_restored`` (received) as in its summary, an upload's ``bytes_sent``."""
     return {
         "path": str(result.path),
         "bucket": result.bucket,
@@ -142,14 +148,17 @@ def result_dict(result: UploadResult) -> dict[str, Any]:
         "error": result.error,
         "attempts": result.attempts,
         "reason": result.reason.value if result.reason else None,
-        "bytes_sent": result.bytes_sent,
+        ("bytes_restored" if receiving else "bytes_sent"): result.bytes_sent,
     } | ({"tier": result.tier} if result.tier else {})
 
 
 def summary_dict(summary: RunSummary) -> dict[str, Any]:
     totals = summary.totals()
     if "would_restore" in totals:  # a restore: its own list, never an upload's
-        return {**totals, "failures": [result_dict(r) for r in summary.failures[:100]]}
+        return {
+            **totals,
+            "failures": [result_dict(r, receiving=True) for r in summary.failures[:100]],
+        }
     return {
         **totals,
         "would_upload": [
