@@ -451,3 +451,39 @@ def test_dry_run_setting_is_refused_not_spun_on(cli, s3, bucket, tmp_path: Path)
     assert "Traceback" not in result.output
     assert (tmp_path / "in" / "a.xml").exists()
     assert _keys(s3, bucket) == set()
+
+
+def test_a_watch_says_its_run_id_and_retry_takes_it(
+    proxied_cli, proxy, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``watch`` never printed its run id (the one ``stats``, ``restore`` and ``retry
+    --run`` take), and ``retry --run`` with it found nothing: a watch records each
+    batch as ``<id>.<n>``."""
+    import os
+
+    make_tree(tmp_path / "in", {"a.xml": 10, "b.xml": 20})
+    hour_ago = time.time() - 3600
+    for name in ("a.xml", "b.xml"):
+        os.utime(tmp_path / "in" / name, (hour_ago, hour_ago))
+    proxy.add(r"^PUT /[^/]+/w/b\.xml", "status", times=100, status=503, code="SlowDown")
+    args = ("watch", "in", f"s3://{bucket}/w", "--once", "--ledger", "l.db")
+    result = proxied_cli("--json", *args, env=FAST, timeout=60)
+    assert result.code == 1, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    run = events[0]["run_id"]
+    assert events[0]["event"] == "watch_start"
+    assert events[-1]["event"] == "watch_summary"
+    assert events[-1]["run_id"] == run
+    assert all(e["run_id"].startswith(f"{run}.") for e in events if e["event"] == "start")
+    human = proxied_cli(*args[:-1], "h.db", env=FAST, timeout=60)  # its own ledger
+    assert " as run " in human.stderr
+    listed = proxied_cli("--json", "retry", "--run", run, "--ledger", "l.db", "--list")
+    assert listed.code == 0, listed.output
+    assert json.loads(listed.stdout)["failed"] == 1
+    proxy.reset()
+    retried = proxied_cli("retry", "--run", run, "--ledger", "l.db")
+    assert retried.code == 0, retried.output
+    assert "1 item(s) retried, 1 now done" in retried.stdout
+    unknown = proxied_cli("retry", "--run", "no-such-run", "--ledger", "l.db")
+    assert unknown.code == 2
+    assert "no run 'no-such-run' in the ledger" in unknown.stderr

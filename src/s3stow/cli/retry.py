@@ -30,7 +30,12 @@ def retry(
     ctx: typer.Context,
     ledger: LedgerOpt = None,
     run: Annotated[
-        str | None, Opt("--run", help="Only items last tried by this run.", metavar="RUN_ID")
+        str | None,
+        Opt(
+            "--run",
+            help="Only items last tried by this run (a watch's: by its batches).",
+            metavar="RUN_ID",
+        ),
     ] = None,
     from_file: Annotated[
         Path | None,
@@ -137,8 +142,9 @@ def retry(
     ledger_db = open_ledger(target)
     console = output_console()
     try:
+        runs = _runs_of(ledger_db, run) if run is not None and from_file is None else None
         if list_only:
-            _list_failures(ledger_db, run=run, options=options, console=console)
+            _list_failures(ledger_db, runs=runs, options=options, console=console)
             return
         if from_file is not None:
             source = read_failures(from_file)
@@ -153,7 +159,7 @@ def retry(
                 bucket=bucket,
             )
         else:
-            batches = from_ledger(ledger_db, run_id=run, overrides=overrides, base=base)
+            batches = from_ledger(ledger_db, run_ids=runs, overrides=overrides, base=base)
         if not batches:
             if not options.json:
                 console.print("nothing to retry")
@@ -266,19 +272,33 @@ def _report_parse(
             console.print(f"  line {number}: {line[:200]}", markup=False)
 
 
+def _runs_of(ledger: Ledger, run: str) -> list[str]:
+    """The runs ``--run`` names: the run, or a watch's batches ``<run>.<n>``; an id the
+    ledger does not know is said (exit 2), as ``restore --run`` and ``stats --run`` say it."""
+    if ledger.run_info(run) is not None:
+        return [run]
+    batches = [str(batch["run_id"]) for batch in ledger.batches(run)]
+    if not batches:
+        raise ConfigError(
+            f"no run {run!r} in the ledger", hint="`s3stow stats --by run` lists them"
+        )
+    return batches
+
+
 def _list_failures(
-    ledger: Ledger, *, run: str | None, options: GlobalOptions, console: Console
+    ledger: Ledger, *, runs: list[str] | None, options: GlobalOptions, console: Console
 ) -> None:
     from s3stow.plan.retries import category
 
     counts: Counter[tuple[str, str]] = Counter()
     latest: dict[tuple[str, str], str] = {}
     attempts: defaultdict[tuple[str, str], int] = defaultdict(int)
-    for entry in ledger.items(statuses=[Status.FAILED, Status.CHANGED], run_id=run):
-        group = (category(entry.error_class), entry.error_class or "?")
-        counts[group] += 1
-        attempts[group] += entry.attempts
-        latest[group] = entry.error_message or ""
+    for run in runs if runs is not None else [None]:
+        for entry in ledger.items(statuses=[Status.FAILED, Status.CHANGED], run_id=run):
+            group = (category(entry.error_class), entry.error_class or "?")
+            counts[group] += 1
+            attempts[group] += entry.attempts
+            latest[group] = entry.error_message or ""
     rows = [
         {
             "category": c,
@@ -291,7 +311,10 @@ def _list_failures(
     ]
     from s3stow.ledger.restores import RestoreLedger
 
-    restores = RestoreLedger(ledger).failed_count(run_id=run)  # not retry's to send
+    restores = sum(  # not retry's to send
+        RestoreLedger(ledger).failed_count(run_id=run)
+        for run in (runs if runs is not None else [None])
+    )
     if options.json:
         print(json.dumps({"failed": sum(counts.values()), "by_error": rows, "restores": restores}))
         return

@@ -132,8 +132,16 @@ def watch(
         on_progress=(lambda line: console.print(f"watch: {line}", markup=False)) if show else None,
     )
     restore = install_signal_handlers(uploader)
-    if show:
-        console.print(f"watching {directory} -> {target.url} (Ctrl+C to stop)", markup=False)
+    if show:  # the id stats, restore and retry --run take (each batch is <id>.<n>)
+        console.print(
+            f"watching {directory} -> {target.url} as run {watcher.run_id} (Ctrl+C to stop)",
+            markup=False,
+        )
+    elif options.json:
+        print(
+            json.dumps({"event": "watch_start", "run_id": watcher.run_id, "target": target.url}),
+            flush=True,
+        )
     try:
         with (
             run_lock(db, target),
@@ -150,6 +158,7 @@ def watch(
             json.dumps(
                 {
                     "event": "watch_summary",
+                    "run_id": watcher.run_id,
                     "uploaded": stats.uploaded,
                     "already_done": stats.skipped,
                     "failed": stats.failed,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,13 +146,19 @@ def _add(batch: RetryBatch, path: Path, key: str, *, missing_hint: str) -> None:
 
 
 def from_ledger(
-    ledger: Ledger, *, run_id: str | None, overrides: dict[str, Any], base: Settings
+    ledger: Ledger,
+    *,
+    run_ids: Sequence[str] | None,
+    overrides: dict[str, Any],
+    base: Settings,
 ) -> list[RetryBatch]:
-    """Failed/changed ledger items, grouped by the run (and bucket) that last tried them."""
+    """Failed/changed ledger items (of the runs ``run_ids``, when given: a watch's
+    batches), grouped by the run (and bucket) that last tried them."""
     grouped: dict[tuple[str, str], list[LedgerEntry]] = defaultdict(list)
-    for entry in ledger.items(statuses=[Status.FAILED, Status.CHANGED], run_id=run_id):
-        if entry.key:
-            grouped[(entry.run_id, entry.bucket)].append(entry)
+    for run_id in run_ids if run_ids is not None else [None]:
+        for entry in ledger.items(statuses=[Status.FAILED, Status.CHANGED], run_id=run_id):
+            if entry.key:
+                grouped[(entry.run_id, entry.bucket)].append(entry)
     batches = []
     for (source_run, bucket), entries in grouped.items():
         info = ledger.run_info(source_run)
