@@ -15,6 +15,7 @@ import pytest
 
 from s3stow.archive.demo import init_demo
 from s3stow.archive.table import MediaTable
+from tests.conftest import ledger_rows
 
 DEMO_MISSING = {"med-0007", "med-0027", "med-0047"}
 
@@ -405,9 +406,17 @@ def test_archive_restore_rebuilds_the_cache_checked_against_md5(
         tampered = conn.execute(
             "SELECT local_file_path FROM post_media WHERE media_id = 'med-0000'"
         ).fetchone()[0]
-    result = cli("--json", "archive", "restore", *args)
+    result = cli("--json", "archive", "restore", *args, env={"S3STOW_STATUS_JSON": "st.json"})
     assert result.code == 1
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    # the S3 location read from, as a restore's (it was the media root)
+    status = json.loads((tmp_path / "st.json").read_text())
+    assert status["target"] == events[0]["target"] == f"s3://{bucket}/"
+    assert status["command"] == "restore"
+    run = events[0]["run_id"]
+    assert ledger_rows(tmp_path / "l.db", f"SELECT bucket FROM runs WHERE run_id = '{run}'") == [
+        (bucket,)
+    ]
     failed = [e for e in events if e.get("event") == "result" and e["status"] != "done"]
     assert [e["error_class"] for e in failed] == ["md5-mismatch"]
     restored = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}

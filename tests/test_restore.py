@@ -460,9 +460,11 @@ def test_a_restores_results_name_the_bytes_restored(cli, bucket, tmp_path: Path)
     assert all("bytes_sent" not in r for r in results.values())
     assert _summary(result)["bytes_restored"] == 11
     (failure,) = _summary(result)["failures"]
-    assert "bytes_restored" in failure and "bytes_sent" not in failure
+    assert "bytes_restored" in failure
+    assert "bytes_sent" not in failure
     line = json.loads((tmp_path / "f.jsonl").read_text())
-    assert "bytes_restored" in line and "bytes_sent" not in line
+    assert "bytes_restored" in line
+    assert "bytes_sent" not in line
 
 
 def test_a_restore_that_finds_nothing_says_why(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

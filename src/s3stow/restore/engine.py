@@ -205,9 +205,18 @@ class Restorer:
         run_id: str | None = None,
     ) -> RestoreSummary:
         """Restore explicit (object, local path) items, e.g. the media table's rows; a
-        result among them is a refusal found while producing them, and is reported."""
+        result among them is a refusal found while producing them, and is reported.
+        The run's target (the status file's, the ledger's run row) is the bucket the
+        first item comes from: where the bytes are read, as for ``restore_tree``."""
         root = self._root(dest)
-        return self._run(Target("", ""), root, iter(items), command=command, run_id=run_id)
+        found = iter(items)
+        first = next(found, None)
+        target = Target("", "")
+        if first is not None:
+            bucket = first.result.bucket if isinstance(first, RestoreRefusal) else first.bucket
+            target = Target(bucket, "")
+            found = itertools.chain([first], found)
+        return self._run(target, root, found, command=command, run_id=run_id)
 
     def _nothing(self, planner: RestorePlanner, found: str) -> None:
         """Say why a run found nothing to restore (a mistyped prefix, a pattern that
