@@ -76,6 +76,25 @@ def test_a_retry_status_file_says_retry(proxied_cli, proxy, bucket, tmp_path: Pa
     assert "1 uploaded" in shown.stdout
 
 
+def test_a_retry_of_many_runs_reports_them_all(proxied_cli, proxy, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Items of two runs are retried in two batches, each with its run's settings: each
+    batch made its status file and failures file afresh, so both held the last batch's
+    items only."""
+    make_tree(tmp_path / "one", {"a.txt": 10})
+    make_tree(tmp_path / "two", {"b.txt": 20})
+    proxy.add(r"^PUT /[^/]+/p/[ab]\.txt", "status", times=1000, status=503, code="SlowDown")
+    for folder in ("one", "two"):
+        upload = proxied_cli("upload", folder, f"s3://{bucket}/p", "--ledger", "l.db", env=FAST)
+        assert upload.code == 1, upload.output
+    args = ("retry", "--ledger", "l.db", "--failures-file", "f.jsonl", "--status-json", "st.json")
+    result = proxied_cli(*args, env=FAST)
+    assert result.code == 1, result.output
+    lines = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert sorted(line["key"] for line in lines) == ["p/a.txt", "p/b.txt"]
+    totals = json.loads((tmp_path / "st.json").read_text())["totals"]
+    assert (totals["files"], totals["failed"]) == (2, 2)
+
+
 def _layout(tmp_path: Path, bucket: str) -> tuple[Path, Path]:
     make_tree(tmp_path / "astro", {"m31/andromeda 01.jpg": 300, "m42/orion.fits": 400})
     make_tree(tmp_path / "project", {"notes/log.txt": 50, "notes/extra.txt": 60})

@@ -175,12 +175,11 @@ def _run_batches(batches: list[RetryBatch], ledger: Ledger, options: GlobalOptio
     from s3stow.transfer.engine import Uploader
 
     total = RunSummary("retry")
+    # one set for every batch: the status file and the failures file cover the whole
+    # retry (made afresh per batch, each batch's replaced the one before)
+    observers = observers_for(options, batches[0].settings, command="retry")
     for batch in batches:
-        uploader = Uploader(
-            batch.settings,
-            ledger=ledger,
-            observers=observers_for(options, batch.settings, command="retry"),
-        )
+        uploader = Uploader(batch.settings, ledger=ledger, observers=observers)
         restore = install_signal_handlers(uploader)
         try:
             summary = uploader.upload_planned(

@@ -98,10 +98,16 @@ class FailuresFile(Observer):
 
     def __init__(self, path: Path, *, extra: dict[str, Any] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.handle = path.open("w", encoding="utf-8")
         self.extra = extra or {}  # e.g. {"command": "restore"}: never retried as uploads
         self.receiving = self.extra.get("command") == "restore"
         self._lock = threading.Lock()
+
+    def on_start(self, run_id: str, target: str) -> None:
+        with self._lock:  # another run of the same command (retry's batches): appended
+            if self.handle.closed:
+                self.handle = self.path.open("a", encoding="utf-8")
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         if result.status in (Status.FAILED, Status.CHANGED):
