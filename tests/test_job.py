@@ -309,3 +309,29 @@ def test_split_above_is_validated(cli, postgres_url: str) -> None:  # type: igno
     result = cli("job", "work", "--job", "x", "--ledger", postgres_url, "--split-above", "1MiB")
     assert result.code == 2
     assert "5 MiB minimum part size" in result.stderr
+
+
+def test_a_job_workers_status_file_says_job_work(
+    cli,
+    bucket,  # type: ignore[no-untyped-def]
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    """A worker's ``--status-json`` said ``"command": "upload"``: ``s3stow status`` and
+    the page named the job's work an upload."""
+    from s3stow.report.statuspage import render_main
+
+    make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(3)})
+    job = f"status-{uuid.uuid4().hex[:8]}"
+    _plan(cli, postgres_url, job, bucket)
+    # a host's own file: set on each worker (the environment), never stored with the job
+    env = {"S3STOW_STATUS_JSON": str(tmp_path / "st.json")}
+    result = cli("job", "work", "--job", job, "--ledger", postgres_url, env=env)
+    assert result.code == 0, result.output
+    status = json.loads((tmp_path / "st.json").read_text())
+    assert status["command"] == "job work"
+    assert status["totals"]["uploaded"] == 3
+    assert "s3stow job work: done" in render_main(status, path=tmp_path / "st.json")
+    shown = cli("status", "st.json")
+    assert shown.code == 0, shown.output
+    assert shown.stdout.startswith("job work: done"), shown.stdout

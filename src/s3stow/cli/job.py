@@ -327,7 +327,7 @@ def _work(
         if base.metrics_port is None:
             settings = settings.model_copy(update={"metrics_port": None})
         metrics = metrics_for(settings, command="job work")
-        observers = observers_for(options, settings, batches=True)
+        observers = observers_for(options, settings, batches=True, command="job work")
         uploader = Uploader(settings, ledger=journal, observers=observers, request_observer=metrics)
         stopper.append(uploader)
         worker = JobWorker(

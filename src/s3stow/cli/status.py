@@ -53,6 +53,8 @@ def status(
     if options.json:
         print(json.dumps(data))
         return
+    from rich.markup import escape
+
     from s3stow.report.status import fields_of
 
     console = output_console()
@@ -64,6 +66,7 @@ def status(
     age = now - updated
     elapsed = updated - (_seconds(data.get("started_at")) or updated)
     console.print(
+        f"{escape(str(data.get('command') or 'upload'))}: "  # as the page's heading
         f"[bold]{data.get('phase', '?')}[/] {data.get('target', '')} "
         f"(run {data.get('run_id', '?')}), running {format_duration(elapsed)}, "
         f"updated {format_duration(age)} ago"
@@ -121,7 +124,7 @@ def status(
         console.print(table)
 
 
-_WHICH = "pass the file given to --status-json (of upload, restore, retry or watch)"
+_WHICH = "pass the file given to --status-json (of upload, restore, retry, watch, archive or job work)"
 
 
 def _read(path: Path) -> dict[str, Any]:
