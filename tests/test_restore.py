@@ -319,6 +319,8 @@ def test_local_files_are_compared_kept_or_replaced_only_when_asked(
     assert dry.code == 0, dry.output
     plans = {e["key"]: e["reason"] for e in _events(dry, "plan")}
     assert plans == {"p/same.txt": "local-exists", "p/diff.txt": "local-exists", "p/new.txt": "new"}
+    # "restore" says whether it would be restored; "upload" is kept (older scripts)
+    assert {(e["restore"], e["upload"]) for e in _events(dry, "plan")} == {(True, True)}
     assert [w["path"] for w in _summary(dry)["would_restore"]] == [
         str((out / name).resolve()) for name in ("diff.txt", "new.txt", "same.txt")
     ]
@@ -341,7 +343,9 @@ def test_local_files_are_compared_kept_or_replaced_only_when_asked(
     assert (out / "diff.txt").read_bytes() == tree["diff.txt"]
     assert _summary(replaced)["restored"] == 1
     settled = proxied_cli(*args, "--dry-run")  # the ledger is read in a dry run too
-    assert {e["reason"] for e in _events(settled, "plan")} == {"ledger-done"}
+    assert {(e["reason"], e["restore"]) for e in _events(settled, "plan")} == {
+        ("ledger-done", False)
+    }
     assert _summary(settled)["would_restore"] == []
 
 

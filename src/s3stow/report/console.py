@@ -72,9 +72,10 @@ class JsonEvents(Observer):
                     "key": decision.item.key,
                     "size": decision.item.source.size,
                     "group": decision.item.source.group,
-                    "upload": decision.upload,
+                    "upload": decision.upload,  # a restore's too: kept for older scripts
                     "reason": decision.reason.value,
                 }
+                | ({"restore": decision.upload} if self.receiving else {})
             )
         elif decision.reason.value == "ledger-done":
             self._emit(
