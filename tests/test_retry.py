@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,46 @@ def test_retry_from_ledger_completes_only_the_failures(
     again = proxied_cli("retry", "--ledger", "l.db")
     assert again.code == 0
     assert "nothing to retry" in again.stdout
+
+
+def _run_shown(output: str) -> str:
+    """The run id a human summary ends its counts line with (``; run ID``)."""
+    found = re.search(r"; runs? (\S+)$", output, re.MULTILINE)
+    assert found is not None, output
+    return found.group(1)
+
+
+def test_upload_retry_and_restore_say_their_run_id(
+    proxied_cli, proxy, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A user needs a run's id for ``restore --run``, ``retry --run``, ``stats --run``:
+    only ``--json`` said it. The summary's counts line ends with it (not a dry run's:
+    it records no run; ``-q`` prints no summary)."""
+    make_tree(tmp_path / "src", {f"f{i}.txt": 20 for i in range(3)})
+    proxy.add(r"^PUT /[^/]+/p/f1\.txt", "status", times=100, status=503, code="SlowDown")
+    up = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    dry = proxied_cli(*up, "--dry-run", env=FAST)
+    assert dry.code == 0, dry.output
+    assert "; run" not in dry.stdout
+    first = proxied_cli(*up, env=FAST)
+    assert first.code == 1
+    run = _run_shown(first.stdout)
+    assert proxied_cli("stats", "--ledger", "l.db", "--run", run).code == 0
+    proxy.reset()
+    assert "; run" not in proxied_cli("retry", "--ledger", "l.db", "--dry-run").stdout
+    retried = proxied_cli("retry", "--ledger", "l.db", "--run", run)
+    assert retried.code == 0, retried.output
+    again = _run_shown(retried.stdout)
+    assert again != run
+    assert proxied_cli("stats", "--ledger", "l.db", "--run", again).code == 0
+    back = proxied_cli("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--run", run)
+    assert back.code == 0, back.output
+    restored = _run_shown(back.stdout)
+    stats = proxied_cli("--json", "stats", "--ledger", "l.db", "--run", restored)
+    assert stats.code == 0, stats.output
+    assert json.loads(stats.stdout)["restores"]["restored"] == 2  # f1 came from the retry
+    quiet = proxied_cli("-q", *up)
+    assert (quiet.code, quiet.stdout, quiet.stderr) == (0, "", "")
 
 
 def test_a_retry_status_file_says_retry(proxied_cli, proxy, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -199,7 +199,11 @@ def run(
         console = output_console()
         every = options.verbose > 0 or not console.is_terminal
         print_summary(
-            summary, console, resume_hint="the same s3stow archive run command", list_all=every
+            summary,
+            console,
+            resume_hint="the same s3stow archive run command",
+            list_all=every,
+            run_id=None if dry_run else summary.run_id,
         )
         console.print(
             f"archive: {report.rows} row(s) read, archive_url written for "

@@ -257,7 +257,10 @@ def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Engine) ->
         console = output_console()
         hint = resume_command() if summary.interrupted else None
         every = options.verbose > 0 or not console.is_terminal
-        print_restore_summary(summary, console, resume_hint=hint, list_all=every)
+        recorded = None if restorer.settings.dry_run else summary.run_id
+        print_restore_summary(
+            summary, console, resume_hint=hint, list_all=every, run_id=recorded
+        )
     exit_for(summary, restorer)
 
 

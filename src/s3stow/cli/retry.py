@@ -167,7 +167,7 @@ def retry(
         summary = _run_batches(batches, ledger_db, options)
     finally:
         ledger_db.close()
-    _finish(summary, options, console)
+    _finish(summary, options, console, dry_run=bool(base.dry_run))
 
 
 def _run_batches(batches: list[RetryBatch], ledger: Ledger, options: GlobalOptions) -> RunSummary:
@@ -213,7 +213,9 @@ def _merge(total: RunSummary, part: RunSummary) -> None:
     total.would_upload.extend(part.would_upload)
 
 
-def _finish(summary: RunSummary, options: GlobalOptions, console: Console) -> None:
+def _finish(
+    summary: RunSummary, options: GlobalOptions, console: Console, *, dry_run: bool
+) -> None:
     from s3stow.report.console import print_summary, summary_dict
 
     retried = summary.files
@@ -221,7 +223,13 @@ def _finish(summary: RunSummary, options: GlobalOptions, console: Console) -> No
         print(json.dumps(summary_dict(summary) | {"event": "retry_summary"}))
     elif not options.quiet:  # -q: the failures were printed as they happened
         every = options.verbose > 0 or not console.is_terminal
-        print_summary(summary, console, resume_hint="s3stow retry (same options)", list_all=every)
+        print_summary(
+            summary,
+            console,
+            resume_hint="s3stow retry (same options)",
+            list_all=every,
+            run_id=None if dry_run else summary.run_id,  # a batch per run retried: each id
+        )
         if retried and not summary.would_upload:
             done = summary.uploaded + summary.skipped
             console.print(

@@ -393,7 +393,8 @@ def _finish(options: GlobalOptions, summary: RunSummary, uploader: Uploader) -> 
         console = output_console()
         hint = resume_command() if summary.interrupted else None
         every = options.verbose > 0 or not console.is_terminal
-        print_summary(summary, console, resume_hint=hint, list_all=every)
+        recorded = None if uploader.settings.dry_run else summary.run_id
+        print_summary(summary, console, resume_hint=hint, list_all=every, run_id=recorded)
     exit_for(summary, uploader)
 
 

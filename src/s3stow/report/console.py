@@ -203,12 +203,28 @@ def table(*columns: str, numeric: tuple[str, ...] = ()) -> Table:
 SHOWN_PLANNED = 50  # files a dry run lists on a terminal without -v
 
 
+def run_label(run_id: str | None) -> str:
+    """``"; run ID"`` for the end of a summary's counts line (a retry of several runs:
+    ``"; runs A, B"``), the id ``stats``, ``restore`` and ``retry --run`` take; ``""``
+    for none (a dry run records no run)."""
+    if not run_id:
+        return ""
+    ids = run_id.split(",")
+    return f"; run{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+
+
 def print_summary(
-    summary: RunSummary, console: Console, *, resume_hint: str | None, list_all: bool = False
+    summary: RunSummary,
+    console: Console,
+    *,
+    resume_hint: str | None,
+    list_all: bool = False,
+    run_id: str | None = None,
 ) -> None:
     """The final human summary: always printed, even after an interrupt. A dry run lists
     every file with ``list_all`` (-v, or output that is not a terminal), else the first
-    ``SHOWN_PLANNED`` and how to see the rest."""
+    ``SHOWN_PLANNED`` and how to see the rest. ``run_id`` (the ledger's; none for a dry
+    run) ends the counts line."""
     from rich.markup import escape  # rich only where a summary is printed (not with -q)
 
     if summary.would_upload:
@@ -241,6 +257,8 @@ def print_summary(
             if summary.bytes_resumed
             else ""
         )
+        + run_label(run_id),
+        highlight=False,
     )
     if summary.skip_reasons:
         console.print(

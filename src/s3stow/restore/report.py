@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from s3stow.models import Decision, RunSummary, Status, UploadResult
-from s3stow.report.console import SHOWN_PLANNED, for_terminal
+from s3stow.report.console import SHOWN_PLANNED, for_terminal, run_label
 from s3stow.restore.glacier import PENDING
 from s3stow.units import format_duration, format_size
 
@@ -81,10 +81,16 @@ class RestoreSummary(RunSummary):
 
 
 def print_restore_summary(
-    summary: RestoreSummary, console: Console, *, resume_hint: str | None, list_all: bool = False
+    summary: RestoreSummary,
+    console: Console,
+    *,
+    resume_hint: str | None,
+    list_all: bool = False,
+    run_id: str | None = None,
 ) -> None:
     """The final human summary: always printed, even after an interrupt. A dry run lists
-    every object with ``list_all`` (-v, or output that is not a terminal)."""
+    every object with ``list_all`` (-v, or output that is not a terminal); ``run_id``
+    (the ledger's; none for a dry run) ends the counts line, as an upload's."""
     from rich.markup import escape  # rich only where a summary is printed (not with -q)
 
     plain: dict[str, Any] = {"markup": False, "highlight": False}
@@ -115,6 +121,8 @@ def print_restore_summary(
         + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
         + f" of {summary.files} objects; {format_size(summary.bytes_uploaded)} in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
+        + run_label(run_id),
+        highlight=False,
     )
     if summary.not_selected:
         console.print(
