@@ -20,9 +20,9 @@ from s3stow.cli.runoptions import (
 from s3stow.errors import ConfigError
 
 if TYPE_CHECKING:
-    from s3stow.cli.upload import Engine
     from s3stow.config import Settings
     from s3stow.report.observer import Observer
+    from s3stow.restore.engine import Restorer
     from s3stow.restore.glacier import GlacierOptions
     from s3stow.restore.report import RestoreSummary
 
@@ -246,7 +246,7 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     return observers
 
 
-def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Engine) -> None:
+def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Restorer) -> None:
     """Print the human summary (unless --json) and end with the documented exit code."""
     from s3stow.cli.upload import exit_for, resume_command
     from s3stow.logs import flush_warnings
@@ -258,9 +258,7 @@ def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Engine) ->
         hint = resume_command() if summary.interrupted else None
         every = options.verbose > 0 or not console.is_terminal
         recorded = None if restorer.settings.dry_run else summary.run_id
-        print_restore_summary(
-            summary, console, resume_hint=hint, list_all=every, run_id=recorded
-        )
+        print_restore_summary(summary, console, resume_hint=hint, list_all=every, run_id=recorded)
     exit_for(summary, restorer)
 
 

@@ -124,7 +124,7 @@ def status(
         console.print(table)
 
 
-_WHICH = "pass the file given to --status-json (of upload, restore, retry, watch, archive or job work)"
+_WHICH = "pass the file given to --status-json (upload, restore, retry, watch, archive, job work)"
 
 
 def _read(path: Path) -> dict[str, Any]:

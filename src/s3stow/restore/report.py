@@ -120,8 +120,7 @@ def print_restore_summary(
         )
         + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
         + f" of {summary.files} objects; {format_size(summary.bytes_uploaded)} in "
-        f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
-        + run_label(run_id),
+        f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)" + run_label(run_id),
         highlight=False,
     )
     if summary.not_selected:
