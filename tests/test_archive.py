@@ -425,3 +425,68 @@ def test_archive_restore_rebuilds_the_cache_checked_against_md5(
     again = cli("--json", "archive", "restore", *args)
     summary = json.loads(again.stdout.splitlines()[-1])
     assert (summary["restored"], summary["skipped"], summary["failed"]) == (0, 56, 1)
+
+
+def test_archive_says_its_run_id_and_names_every_bucket_it_restores_from(
+    cli,
+    s3,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """``archive run``'s summary did not say its run id; ``archive restore`` of rows
+    pointing at two buckets named only the first as its target (``--json`` start
+    event, status file, the ledger's run row)."""
+    import re
+    import shutil
+
+    from s3stow.ledger import open_ledger
+    from s3stow.ledger.queries import recent_runs
+
+    db, root = _demo(tmp_path)
+    args = ("--db", str(db), "--media-root", str(root), "--ledger", "l.db")
+    archived = cli("archive", "run", f"s3://{bucket}", *args)
+    assert archived.code == 1  # three rows have no file
+    shown = re.search(r"; run (\S+)$", archived.stdout, re.MULTILINE)
+    assert shown is not None, archived.stdout
+    assert ledger_rows(
+        tmp_path / "l.db", f"SELECT command FROM runs WHERE run_id = '{shown.group(1)}'"
+    ) == [("archive",)]
+    other = f"{bucket}-b"  # a second bucket the same objects were copied to
+    s3.create_bucket(Bucket=other)
+    with sqlite3.connect(db) as conn:
+        moved = conn.execute(
+            "SELECT media_id, archive_url FROM post_media WHERE archive_url IS NOT NULL "
+            "ORDER BY media_id LIMIT 2"
+        ).fetchall()
+        for media_id, url in moved:
+            key = url.split("/", 3)[3]
+            s3.copy_object(Bucket=other, Key=key, CopySource={"Bucket": bucket, "Key": key})
+            conn.execute(
+                "UPDATE post_media SET archive_url = ? WHERE media_id = ?",
+                (f"s3://{other}/{key}", media_id),
+            )
+    shutil.rmtree(root)
+    env = {"S3STOW_STATUS_JSON": "st.json"}
+    result = cli("--json", "archive", "restore", *args, env=env)
+    assert result.code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    both = f"s3://{bucket}/, s3://{other}/"
+    status = json.loads((tmp_path / "st.json").read_text())
+    assert status["target"] == events[0]["target"] == both
+    assert events[-1]["restored"] == 57
+    run = events[0]["run_id"]
+    assert ledger_rows(tmp_path / "l.db", f"SELECT bucket FROM runs WHERE run_id = '{run}'") == [
+        (f"{bucket},{other}",)
+    ]
+    ledger = open_ledger(str(tmp_path / "l.db"))
+    try:
+        listed = {r["run_id"]: r["target"] for r in recent_runs(ledger)}
+    finally:
+        ledger.close()
+    assert listed[run] == f"s3://{bucket}, s3://{other}"
+    again = cli("archive", "restore", *args)  # a human summary says the run id too
+    assert again.code == 0, again.output
+    assert re.search(r"; run \S+$", again.stdout, re.MULTILINE), again.stdout
+    for key in (url.split("/", 3)[3] for _, url in moved):
+        s3.delete_object(Bucket=other, Key=key)
+    s3.delete_bucket(Bucket=other)

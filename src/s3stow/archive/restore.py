@@ -59,6 +59,17 @@ def restore_items(
         yield make_item(media_root, parts, bucket, info, expect_md5=row.md5_sum)
 
 
+def archive_buckets(table: MediaTable, *, limit: int | None = None) -> list[str]:
+    """Every bucket the archived rows (those ``restore_items`` reads) point at, sorted:
+    a run's target names them all (a first pass over the rows, reading no object)."""
+    found = {
+        where[0]
+        for row in table.rows(archived=True, limit=limit)
+        if (where := split_url(row.archive_url or ""))
+    }
+    return sorted(found)
+
+
 def _relative(row: MediaRow, key: str, root: Path) -> str:
     """The row's file, relative to the media root, with ``/`` separators."""
     if row.local_file_path:

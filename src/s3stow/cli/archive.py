@@ -437,7 +437,7 @@ def restore(
     ] = None,
 ) -> None:
     """Rebuild the media files of rows that have archive_url, each checked against md5_sum."""
-    from s3stow.archive.restore import restore_items
+    from s3stow.archive.restore import archive_buckets, restore_items
     from s3stow.cli.restore import finish, glacier_options, observers_for
     from s3stow.cli.upload import default_ledger, install_signal_handlers, resume_command
     from s3stow.ledger import open_ledger
@@ -460,8 +460,9 @@ def restore(
     undo = install_signal_handlers(restorer, resume=resume_command())
     try:
         root = restorer.prepare_root(media_root)
+        buckets = archive_buckets(media, limit=limit)  # the run's target names each
         items = restore_items(media, media_root=root, rules=restorer.rules, limit=limit)
-        summary = restorer.restore_items(items, root, command="archive-restore")
+        summary = restorer.restore_items(items, root, command="archive-restore", buckets=buckets)
     finally:
         undo()
         ledger_db.close()

@@ -212,7 +212,7 @@ def recent_runs(ledger: Ledger, *, limit: int = 10) -> list[dict[str, Any]]:
             {
                 "run_id": row[0],
                 "command": row[1],
-                "target": f"s3://{row[2]}/{row[3]}".rstrip("/"),
+                "target": _target(str(row[2] or ""), str(row[3] or "")),
                 "status": row[4],
                 "started_at": row[5],
                 "finished_at": row[6],
@@ -220,6 +220,16 @@ def recent_runs(ledger: Ledger, *, limit: int = 10) -> list[dict[str, Any]]:
             }
         )
     return found
+
+
+def _target(bucket: str, prefix: str) -> str:
+    """A run row's target: ``s3://bucket/prefix``; a run of several buckets (``archive
+    restore``) recorded them comma-separated (``s3://a, s3://b``) or as ``N buckets``."""
+    if "," in bucket:
+        return ", ".join(f"s3://{name}" for name in bucket.split(","))
+    if " " in bucket:  # "N buckets": too many names for the column
+        return bucket
+    return f"s3://{bucket}/{prefix}".rstrip("/")
 
 
 def run_failures(ledger: Ledger, run_id: str, *, limit: int = 50) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -203,13 +203,18 @@ class Restorer:
         *,
         command: str = "archive-restore",
         run_id: str | None = None,
+        buckets: Sequence[str] | None = None,
     ) -> RestoreSummary:
         """Restore explicit (object, local path) items, e.g. the media table's rows; a
         result among them is a refusal found while producing them, and is reported.
-        The run's target (the status file's, the ledger's run row) is the bucket the
-        first item comes from: where the bytes are read, as for ``restore_tree``."""
+        The run's target (the status file's, the ledger's run row) is where the bytes are
+        read, as for ``restore_tree``: ``buckets``, every bucket the items come from
+        (several: each named, ``several_buckets``), else the first item's bucket."""
         root = self._root(dest)
         found = iter(items)
+        if buckets is not None and len(set(buckets)) > 1:
+            target, label = several_buckets(buckets)
+            return self._run(target, root, found, command=command, run_id=run_id, label=label)
         first = next(found, None)
         target = Target("", "")
         if first is not None:
@@ -265,12 +270,14 @@ class Restorer:
         command: str,
         run_id: str | None,
         planner: RestorePlanner | None = None,
+        label: str | None = None,
     ) -> RestoreSummary:
         summary = RestoreSummary(run_id or new_run_id())
         started = time.monotonic()
         self.worker.folders = Folders()  # each run checks its folders afresh
         errors_before = getattr(self.store, "transient_errors", 0)
-        self.observer.on_start(summary.run_id, target.url if target.bucket else str(root))
+        shown = label or (target.url if target.bucket else str(root))
+        self.observer.on_start(summary.run_id, shown)
         if self.ledger is not None and not self.settings.dry_run:
             self.ledger.start_run(
                 summary.run_id,
@@ -484,3 +491,18 @@ class Restorer:
 def _batched(found: Iterator[Found]) -> Iterator[list[Found]]:
     while batch := list(itertools.islice(found, _BATCH)):
         yield batch
+
+
+BUCKET_COLUMN = 255  # the ledger's runs.bucket (schema)
+
+
+def several_buckets(buckets: Sequence[str]) -> tuple[Target, str]:
+    """A run that reads from several buckets (``archive restore`` of rows pointing at
+    more than one): the ledger's run row names them all, comma-separated (a comma is in
+    no bucket name, so ``stats --bucket`` never takes it for one), or ``N buckets``
+    when the names do not fit its column; the status file's and ``--json`` start
+    event's target is each bucket's ``s3://`` URL, comma-separated."""
+    names = sorted(set(buckets))
+    joined = ",".join(names)
+    recorded = joined if len(joined) <= BUCKET_COLUMN else f"{len(names)} buckets"
+    return Target(recorded, ""), ", ".join(Target(name, "").url for name in names)
