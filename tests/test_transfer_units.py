@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from s3stow.errors import TransferError
 from s3stow.models import Reason, RunSummary, SourceFile, Status, UploadResult
+from s3stow.transfer.context import _guess_type
 from s3stow.transfer.limits import MemoryBudget, RequestLimiter
 from s3stow.transfer.parts import (
     MAX_OBJECT,
@@ -22,7 +23,6 @@ from s3stow.transfer.parts import (
     choose_part_size,
     part_ranges,
 )
-from s3stow.transfer.context import _guess_type
 from s3stow.transfer.tally import Tally
 
 MiB = 1024 * 1024
