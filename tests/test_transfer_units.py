@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from s3stow.errors import TransferError
+from s3stow.errors import SourceChanged, TransferError
 from s3stow.models import Reason, RunSummary, SourceFile, Status, UploadResult
-from s3stow.transfer.context import _guess_type
+from s3stow.transfer.context import _guess_type, ensure_unchanged
 from s3stow.transfer.limits import MemoryBudget, RequestLimiter
 from s3stow.transfer.parts import (
     MAX_OBJECT,
@@ -289,3 +289,16 @@ def test_a_leading_dot_is_no_suffix_as_for_mimetypes(name: str) -> None:
     first dot after them, not the first after one character, starts the suffix
     (``test_http1.py`` checks names without a leading dot, drawn at random)."""
     assert _guess_type(name) == mimetypes.guess_type(name)[0]
+
+
+def test_a_file_changed_in_size_and_mtime_says_both(tmp_path: Path) -> None:
+    """The changed file's message lists every change found, as one readable line."""
+    path = tmp_path / "f"
+    path.write_bytes(b"four")
+    source = SourceFile(path, "f", 3, 1, tmp_path)  # discovery saw 3 bytes, mtime 1 ns
+    with pytest.raises(SourceChanged) as caught:
+        ensure_unchanged(source)
+    assert str(caught.value) == (
+        f"{path} changed during upload (size 3 -> 4; modification time moved);"
+        " it will be picked up by the next run"
+    )
