@@ -80,7 +80,9 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true", help="do not run mutmut")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
-        "--retest", action="store_true", help="only re-test the surviving mutants (new tests?)"
+        "--retest",
+        action="store_true",
+        help="only re-test the surviving mutants (new tests?); with --sample: and sample",
     )
     parser.add_argument(
         "--sample",
@@ -107,7 +109,7 @@ def main() -> int:
     changed = not stamp.exists() or stamp.read_text(encoding="utf-8") != fingerprint
     known = collect()
     wanted = [m for name, m in known.items() if not args.modules or name in args.modules]
-    if args.retest:
+    if args.retest and args.sample is None:
         names = [n for m in wanted for n in m.survivors]
         if names:
             run_mutmut(args.minutes, args.jobs, names)
@@ -118,6 +120,10 @@ def main() -> int:
         wanted = [m for name, m in collect().items() if not args.modules or name in args.modules]
         names = [n for m in wanted for n in draw(m, args.sample, args.seed)]
         print(f"sample of {args.sample} per module (seed {args.seed}): {len(names)} mutants")
+        if args.retest:  # the survivors too, in the same mutmut run (one clean run, not two)
+            survivors = [n for m in wanted for n in m.survivors]
+            print(f"and re-testing {len(survivors)} surviving mutants")
+            names = survivors + names
         if names:
             run_mutmut(args.minutes, args.jobs, names)
         save_results(stamp)

@@ -657,6 +657,7 @@ def test_a_stop_reaches_a_transfer_not_started_and_one_waiting_to_retry(
     proxy.reset()
     later = uploader.upload_file(path, target=target)
     assert later.status == Status.PLANNED
+    assert (later.path, later.key) == (waiting.path, waiting.key) == (path, "p/a.txt")
     assert proxy.requests(r"^PUT ") == []
 
 

@@ -444,7 +444,7 @@ def test_a_failed_fast_exchange_turns_the_path_off_and_every_fallback_counts(
 ) -> None:
     """A GetObject answer the fast path cannot take (its body framed by chunks, not by
     Content-Length) is repeated by botocore and turns the path off for the bucket, with
-    the reason; each fallback counts, after a 500's as after none."""
+    the reason; each fallback counts, after a 500's as after none, the second 500 too."""
     from s3stow.config import Settings
 
     s3.put_object(Bucket=bucket, Key="p/a", Body=b"abc")
@@ -460,6 +460,9 @@ def test_a_failed_fast_exchange_turns_the_path_off_and_every_fallback_counts(
     proxy.add(rf"^GET /{bucket}/p/a", "status", status=500, code="InternalError")
     assert read() == b"abc"  # the fast path's 500, repeated by botocore
     assert fast.fallbacks == 1
+    proxy.add(rf"^GET /{bucket}/p/a", "status", status=500, code="InternalError", agent="fastpath")
+    assert read() == b"abc"  # another: counted again, not set to one
+    assert fast.fallbacks == 2
     proxy.add(
         rf"^GET /{bucket}/p/a",
         "rewrite_header",
@@ -468,7 +471,7 @@ def test_a_failed_fast_exchange_turns_the_path_off_and_every_fallback_counts(
         agent="fastpath",
     )
     assert read() == b"abc"
-    assert fast.fallbacks == 2
+    assert fast.fallbacks == 3
     reason = fast.off_reason(bucket)
     assert reason is not None
     assert reason.startswith("GET failed: HTTPException(")

@@ -210,6 +210,20 @@ def test_a_completed_upload_confirmed_by_head_is_done(
     assert _body(s3, bucket, "p/f.bin") == data
 
 
+def test_a_completed_upload_that_head_misses_once_is_retried_and_done(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A HEAD after Complete that does not find the object yet (a lagging read) is a
+    transient failure: the completion is retried (the object decides) and the file is
+    done, not failed."""
+    path, _ = _file(tmp_path, 11 * MiB)
+    head = rf"^HEAD /{bucket}/p/f\.bin$"
+    proxy.add(head, "status", status=404, code="NoSuchKey")  # once
+    result = _uploader(proxy, bucket, file_retries=1).upload_file(path)
+    assert result.status == Status.DONE, result.error
+    assert len(proxy.requests(head)) == 2
+
+
 # ---- resume: parts listed on any ListParts page are not sent again ----------------------
 
 

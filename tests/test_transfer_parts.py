@@ -343,13 +343,19 @@ def test_a_permanent_error_is_not_retried() -> None:
 
 
 def test_a_stop_while_waiting_to_retry_interrupts() -> None:
+    """The interruption says what it interrupted and keeps the error that was to be
+    retried as its cause: a caller that does not catch it (a job's split catches only
+    ``TransferError``) leaves it to the CLI, which prints its text."""
     stop = threading.Event()
     stop.set()
     policy = RetryPolicy(retries=5, base_delay=3600, max_delay=3600, stop=stop)
-    step, calls = _steps([TransferError("t", code="SlowDown", transient=True)])
-    with pytest.raises(Interrupted):
+    throttled = TransferError("t", code="SlowDown", transient=True)
+    step, calls = _steps([throttled])
+    with pytest.raises(Interrupted) as caught:
         policy.run(step, what="k")
     assert len(calls) == 1
+    assert str(caught.value) == "interrupted while waiting to retry"
+    assert caught.value.__cause__ is throttled
 
 
 def test_backoff_is_full_jitter_up_to_the_doubling_cap() -> None:

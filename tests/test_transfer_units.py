@@ -1,8 +1,9 @@
 """Part sizing within S3's limits, the AIMD request limiter, the memory budget, the
-run's counts (``Tally``)."""
+run's counts (``Tally``), the Content-Type guessed from a file's name."""
 
 from __future__ import annotations
 
+import mimetypes
 import threading
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from s3stow.errors import TransferError
+from s3stow.errors import SourceChanged, TransferError
 from s3stow.models import Reason, RunSummary, SourceFile, Status, UploadResult
+from s3stow.transfer.context import _guess_type, ensure_unchanged
 from s3stow.transfer.limits import MemoryBudget, RequestLimiter
 from s3stow.transfer.parts import (
     MAX_OBJECT,
@@ -232,6 +234,21 @@ def test_tally_counts_each_outcome_once_under_its_group() -> None:
     }
 
 
+def test_tally_names_each_no_clobber_skip_and_no_other() -> None:
+    """A file skipped because ``--no-clobber`` found an object there is counted by name
+    (its bytes are not proven in S3), once per file; a skip proven by the ledger or by
+    S3 is not named."""
+    summary = RunSummary("r")
+    tally = Tally()
+    tally.count(summary, _result("a", Status.SKIPPED, Reason.NO_CLOBBER), _source("a"))
+    assert summary.skip_reasons == {"no-clobber": 1}
+    tally.count(summary, _result("b", Status.SKIPPED, Reason.NO_CLOBBER), _source("b"))
+    tally.count(summary, _result("c", Status.SKIPPED, Reason.LEDGER_DONE), _source("c"))
+    tally.count(summary, _result("d", Status.DONE, Reason.REMOTE_MATCH), _source("d"))
+    assert summary.skip_reasons == {"no-clobber": 2}
+    assert summary.skipped == 4
+
+
 def test_tally_bytes_are_those_since_the_mark_by_group() -> None:
     """One ``Uploader`` runs many times (watch, retry): each run's summary gets the bytes
     sent and resumed since its own mark, and a group first seen after the mark counts
@@ -260,3 +277,28 @@ def test_tally_bytes_are_those_since_the_mark_by_group() -> None:
     tally.add_sent(_source("a", "photos"), 1)
     assert mark.sent == {"photos": 100}
     assert mark.resumed == 7
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["..js", "...tar.gz", ".js", ".bashrc", ".eslintrc.json", ".a.tar.gz", "..", "a..js", "x.js"],
+)
+def test_a_leading_dot_is_no_suffix_as_for_mimetypes(name: str) -> None:
+    """The Content-Type cached by suffix is Python's own guess for the whole name, for
+    dotfiles too: a name's leading dots start its stem (``..js`` has no suffix), so its
+    first dot after them, not the first after one character, starts the suffix
+    (``test_http1.py`` checks names without a leading dot, drawn at random)."""
+    assert _guess_type(name) == mimetypes.guess_type(name)[0]
+
+
+def test_a_file_changed_in_size_and_mtime_says_both(tmp_path: Path) -> None:
+    """The changed file's message lists every change found, as one readable line."""
+    path = tmp_path / "f"
+    path.write_bytes(b"four")
+    source = SourceFile(path, "f", 3, 1, tmp_path)  # discovery saw 3 bytes, mtime 1 ns
+    with pytest.raises(SourceChanged) as caught:
+        ensure_unchanged(source)
+    assert str(caught.value) == (
+        f"{path} changed during upload (size 3 -> 4; modification time moved);"
+        " it will be picked up by the next run"
+    )

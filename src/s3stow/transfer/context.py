@@ -122,7 +122,9 @@ def _guess_by_suffix(suffixes: str) -> str | None:
 
 
 def _guess_type(name: str) -> str | None:
-    dot = name.find(".", 1)
+    # A name starting with a dot is looked up whole: its leading dots are no suffix for
+    # mimetypes (``..js`` has none), and skipping one only (``find(".", 1)``) gave it one.
+    dot = name.find(".")
     return _guess_by_suffix(name[dot:]) if dot > 0 else _guess(name)
 
 
