@@ -49,6 +49,20 @@ def _leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(".s3stow-part")]
 
 
+def _moto_transition(server: Any, path: str, body: dict[str, Any]) -> None:
+    """moto's state manager (its own API, no S3 call): e.g. how many HEADs report a
+    Glacier restore in progress before it completes."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server.endpoint_url}/moto-api/state-manager/{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
 def test_tree_round_trip_bytes_mtimes_and_a_rerun_without_requests(
     proxied_cli,
     proxy,
@@ -585,23 +599,12 @@ def test_archived_objects_reported_requested_and_waited_for(
     bucket,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
-    import urllib.request
-
     cold = os.urandom(4000)
     s3.put_object(Bucket=bucket, Key="p/cold.bin", Body=cold, StorageClass="GLACIER")
     s3.put_object(Bucket=bucket, Key="p/warm.txt", Body=b"warm")
 
-    def transition(path: str, body: dict[str, Any]) -> None:
-        request = urllib.request.Request(
-            f"{s3_server.endpoint_url}/moto-api/state-manager/{path}",
-            data=json.dumps(body).encode(),
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10):
-            pass
-
     # moto then reports a restore in progress for the first HEADs after the request
-    transition("set-transition", {"model_name": "s3::keyrestore", "transition": {
+    _moto_transition(s3_server, "set-transition", {"model_name": "s3::keyrestore", "transition": {
         "progression": "manual", "times": 2}})  # fmt: skip
     try:
         args = ("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
@@ -622,7 +625,7 @@ def test_archived_objects_reported_requested_and_waited_for(
         assert len(proxy.requests(r"^HEAD /[^?]*cold\.bin")) >= 3  # polled while in progress
         assert _results(waited)["p/cold.bin"]["status"] == "done"
     finally:
-        transition("unset-transition", {"model_name": "s3::keyrestore"})
+        _moto_transition(s3_server, "unset-transition", {"model_name": "s3::keyrestore"})
 
 
 def test_a_pending_glacier_restore_is_pending_in_the_status_file_too(  # type: ignore[no-untyped-def]
@@ -630,21 +633,10 @@ def test_a_pending_glacier_restore_is_pending_in_the_status_file_too(  # type: i
 ) -> None:
     """The summary counts an object waiting for Glacier as pending, not failed; the
     status file counted it failed (``s3stow status``: "1 failed")."""
-    import urllib.request
-
     s3.put_object(Bucket=bucket, Key="p/cold.bin", Body=b"cold", StorageClass="GLACIER")
     s3.put_object(Bucket=bucket, Key="p/warm.txt", Body=b"warm")
 
-    def transition(path: str, body: dict[str, Any]) -> None:
-        request = urllib.request.Request(
-            f"{s3_server.endpoint_url}/moto-api/state-manager/{path}",
-            data=json.dumps(body).encode(),
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10):
-            pass
-
-    transition("set-transition", {"model_name": "s3::keyrestore", "transition": {
+    _moto_transition(s3_server, "set-transition", {"model_name": "s3::keyrestore", "transition": {
         "progression": "manual", "times": 5}})  # fmt: skip
     try:
         result = cli(
@@ -652,7 +644,7 @@ def test_a_pending_glacier_restore_is_pending_in_the_status_file_too(  # type: i
             "--request-restore", "--status-json", "st.json",
         )  # fmt: skip
     finally:
-        transition("unset-transition", {"model_name": "s3::keyrestore"})
+        _moto_transition(s3_server, "unset-transition", {"model_name": "s3::keyrestore"})
     assert result.code == 1, result.output
     summary = _summary(result)
     assert (summary["pending"], summary["failed"], summary["restored"]) == (1, 0, 1)

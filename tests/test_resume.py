@@ -41,6 +41,20 @@ def _wait_for(predicate: Any, timeout: float = 60) -> None:
     raise AssertionError("condition not reached in time")
 
 
+def _killed_at_part_3(proxy: Any, cli: Any, *args: str) -> None:
+    """Run ``args`` and SIGKILL it the moment it sends part 3 (the proxy answers that
+    PUT 503, so part 3 never reaches S3): parts 1 and 2 sent, no chance to clean up."""
+    box: list[Any] = []
+
+    def kill(_: str) -> None:
+        box[0].kill()
+
+    proxy.add(r"^PUT .*partNumber=3(&|$)", "status", times=1, status=503, callback=kill)
+    box.append(cli.start(*args))
+    box[0].wait(60)
+    assert box[0].returncode == -signal.SIGKILL
+
+
 @pytest.mark.engines
 def test_kill9_mid_multipart_resumes_only_missing_parts(
     proxied_cli,
@@ -113,15 +127,7 @@ def test_kill9_resume_without_adoption_sends_no_part_the_ledger_recorded(
         "--sse",
         "aws:kms",
     )
-    box: list[Any] = []
-
-    def kill(_: str) -> None:
-        box[0].kill()
-
-    proxy.add(r"^PUT .*partNumber=3(&|$)", "status", times=1, status=503, callback=kill)
-    box.append(proxied_cli.start(*args))
-    box[0].wait(60)
-    assert box[0].returncode == -signal.SIGKILL
+    _killed_at_part_3(proxy, proxied_cli, *args)
     proxy.reset()
     result = proxied_cli(*args)
     assert result.code == 0, result.output
@@ -286,15 +292,7 @@ def test_a_resume_with_other_object_settings_starts_afresh(
     reported uploaded)."""
     data = make_tree(tmp_path / "src", {"big.bin": 11 * MiB})["big.bin"]  # 3 parts
     args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
-    box: list[Any] = []
-
-    def kill(_: str) -> None:
-        box[0].kill()
-
-    proxy.add(r"^PUT .*partNumber=3(&|$)", "status", times=1, status=503, callback=kill)
-    box.append(proxied_cli.start(*args, "--concurrency", "1"))
-    box[0].wait(60)
-    assert box[0].returncode == -signal.SIGKILL
+    _killed_at_part_3(proxy, proxied_cli, *args, "--concurrency", "1")
     assert len(_query(tmp_path / "l.db", "SELECT number FROM parts")) == 2
     proxy.reset()
     result = proxied_cli(*args, "--metadata", "team=blue", "--sha256-metadata")
@@ -372,15 +370,7 @@ def test_an_object_proven_in_s3_leaves_no_stale_multipart_upload(
     and parts S3 keeps billing until a lifecycle rule aborts them)."""
     data = make_tree(tmp_path / "src", {"big.bin": 21 * MiB})["big.bin"]  # 5 parts
     args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
-    box: list[Any] = []
-
-    def kill(_: str) -> None:
-        box[0].kill()
-
-    proxy.add(r"^PUT .*partNumber=3(&|$)", "status", times=1, status=503, callback=kill)
-    box.append(proxied_cli.start(*args, "--concurrency", "1"))
-    box[0].wait(60)
-    assert box[0].returncode == -signal.SIGKILL
+    _killed_at_part_3(proxy, proxied_cli, *args, "--concurrency", "1")
     db = tmp_path / "l.db"
     assert len(_query(db, "SELECT upload_id FROM multipart")) == 1
     assert len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1

@@ -124,11 +124,7 @@ class RestoreWorker:
             self.stop.set()
             return item.failed(getattr(exc, "code", type(exc).__name__), _first_line(exc))
         except TransferError as exc:
-            if exc.code == "PreconditionFailed":
-                return _changed(item)
-            if exc.code == "NoSuchKey":
-                return _deleted(item)
-            return item.failed(exc.code, _first_line(exc))
+            return _transfer_failed(item, exc)
         except UnsafePath as exc:
             return item.failed("unsafe-path", f"{exc}; not written")
         except OSError as exc:
@@ -183,12 +179,18 @@ def since_run(ctx: TransferContext, item: RestoreItem) -> UploadResult | None:
     try:
         ensure_listed(item, stat(ctx, item))
     except TransferError as exc:
-        if exc.code == "PreconditionFailed":
-            return _changed(item)
-        if exc.code == "NoSuchKey":
-            return _deleted(item)
-        return item.failed(exc.code, _first_line(exc))
+        return _transfer_failed(item, exc)
     return None
+
+
+def _transfer_failed(item: RestoreItem, exc: TransferError) -> UploadResult:
+    """The result of a failed request: an object changed or deleted since it was
+    planned is said as such, any other failure by its code."""
+    if exc.code == "PreconditionFailed":
+        return _changed(item)
+    if exc.code == "NoSuchKey":
+        return _deleted(item)
+    return item.failed(exc.code, _first_line(exc))
 
 
 def _changed(item: RestoreItem) -> UploadResult:
