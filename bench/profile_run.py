@@ -25,7 +25,7 @@ reported beside each run.
 ``--stream-cap MBPS`` (restore) puts bench/delay_proxy.py between the restoring tools
 and the server, each connection's answers capped at MBPS MB/s: a remote S3's
 per-stream bandwidth, where more ranges in flight are what make a large restore fast.
-``--latency-ms MS`` (restore) puts the same proxy there with that round trip (with
+``--latency-ms MS`` (restore, or the timed upload) puts the same proxy there with that round trip (with
 ``--stream-cap`` too, both): a remote S3's distance, where requests in flight set the
 pace of small objects.
 
@@ -97,7 +97,7 @@ def main() -> int:
         "--stream-cap", type=float, help="restore through a proxy: MB/s per connection"
     )
     parser.add_argument(
-        "--latency-ms", type=float, default=0.0, help="restore through a proxy: this round trip"
+        "--latency-ms", type=float, default=0.0, help="restore or upload through a proxy: this round trip"
     )
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
     args = parser.parse_args()
@@ -127,8 +127,8 @@ def main() -> int:
             if args.mode == "restore":
                 dest, ledger = work / "restored", work / "r.db"
                 timed = [*base, "restore", "s3://bench/p", str(dest), "--ledger", str(ledger)]
-            else:
-                timed = upload
+            else:  # through the proxy, when there is one
+                timed = [*base, *upload[len(base) :]]
             timed += args.extra
             stderr = None
             if args.importtime:
