@@ -454,7 +454,7 @@ def restore(
     restorer = Restorer(
         settings,
         ledger=ledger_db,
-        observers=observers_for(options, settings),
+        observers=observers_for(options, settings, command="archive restore"),
         options=RestoreOptions(overwrite=overwrite, glacier=glacier),
     )
     undo = install_signal_handlers(restorer, resume=resume_command())

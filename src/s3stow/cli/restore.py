@@ -207,8 +207,11 @@ def _arguments(paths: list[str], run: str | None) -> tuple[str | None, str]:
     return paths[0], paths[1]
 
 
-def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
-    """Progress, JSON events, heartbeat and failures file, worded for a restore."""
+def observers_for(
+    options: GlobalOptions, settings: Settings, *, command: str = "restore"
+) -> list[Observer]:
+    """Progress, JSON events, heartbeat and failures file, worded for a restore;
+    ``command`` names it in the status file (``restore``, ``archive restore``)."""
     from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
     from s3stow.report.progress import LiveProgress, PlainProgress
     from s3stow.report.status import StatusHeartbeat
@@ -237,7 +240,7 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
                 interval=settings.status_interval,
                 group_key="folders",
                 busy_phase="restoring",
-                command="restore",
+                command=command,  # a restore's counters: "restore" is in each name
                 pending_class=PENDING,  # waiting for Glacier: "pending", as in the summary
             )
         )

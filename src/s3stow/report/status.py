@@ -1,8 +1,9 @@
 """The ``--status-json`` heartbeat: an atomically replaced JSON file.
 
 Schema (the large-file uploader's, seed 004): ``started_at``, ``command`` (``upload``,
-``retry``, ``archive``, ``watch``, ``job work``, or ``restore``: a restore names its counters
-``restored`` and ``bytes_restored``, as its ``--json`` summary and the ledger do;
+``retry``, ``archive``, ``watch``, ``job work``, or ``restore``, ``archive restore``: a
+restore names its counters ``restored`` and ``bytes_restored``, as its ``--json``
+summary and the ledger do;
 ``fields_of``), ``phase``, ``current_<group>``, ``current_file``, ``current_file_bytes``,
 ``current_file_size``, ``totals`` {files, uploaded, skipped, failed, not_started
 (``--limit``), bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``; and for

@@ -32,7 +32,7 @@ from pathlib import Path
 from s3stow.config import Settings
 from s3stow.errors import ConfigError, S3StowError
 from s3stow.ledger import Ledger
-from s3stow.ledger.restores import RestoreEntry, RestoreLedger
+from s3stow.ledger.restores import RestoreEntry, RestoreLedger, is_restore_run
 from s3stow.models import Decision, Reason, SourceFile, Status, Target, UploadResult
 from s3stow.plan.keys import parse_target
 from s3stow.plan.ownfiles import working_files
@@ -168,7 +168,7 @@ class Restorer:
                     hint="`s3stow stats --by run` lists them",
                 )
             info, runs = batches[0], [str(batch["run_id"]) for batch in batches]
-        if str(info["command"]).startswith("restore"):
+        if is_restore_run(info["command"]):
             raise ConfigError(
                 f"run {upload_run!r} is a restore", hint="give the id of an upload run"
             )
