@@ -21,6 +21,32 @@ if TYPE_CHECKING:
 
 _RESTORE_NAMES = {"uploaded": "restored", "bytes_uploaded": "bytes_restored"}
 
+# A failed restore's operator-facing category (``stats``), as ``plan.retries.category``
+# gives an upload's: s3stow's own restore classes here, S3's codes (access, throttling,
+# network, server) as an upload's; an upload's source-file categories do not apply.
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "integrity": ("checksum-mismatch", "md5-mismatch"),
+    "local file kept": ("local-exists",),
+    "object changed": ("changed-remotely", "replaced-since-run", "NoSuchKey"),
+    "archived": ("archived", PENDING),
+    "path invalid": ("unsafe-path", "path-collision", "bad-url"),
+    "local write": (
+        "PermissionError", "OSError", "FileExistsError", "IsADirectoryError",
+        "NotADirectoryError",
+    ),
+}  # fmt: skip
+
+
+def category(error_class: str | None) -> str:
+    """The operator-facing category of a failed restore's error class."""
+    from s3stow.plan.retries import category as upload_category
+
+    for name, classes in CATEGORIES.items():
+        if error_class in classes:
+            return name
+    found = upload_category(error_class)
+    return "other" if found.startswith("source ") else found
+
 
 @dataclass(slots=True)
 class RestoreSummary(RunSummary):
