@@ -169,7 +169,7 @@ def failures_by_error(
         select(table.c.error_class, func.count(), func.max(table.c.error_message))
         .where(table.c.status.in_(["failed", "changed"]))
         .group_by(table.c.error_class)
-        .order_by(func.count().desc(), table.c.error_class)
+        .order_by(func.count().desc())
     )
     if run_id is not None:
         query = query.where(_of_run(table.c.run_id, run_id))
