@@ -426,10 +426,10 @@ def restore(
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = None,
     request_restore: RequestOpt = False,
-    days: DaysOpt = 7,
-    tier: TierOpt = "Standard",
+    days: DaysOpt = None,
+    tier: TierOpt = None,
     wait: WaitOpt = False,
-    poll_interval: PollOpt = 60.0,
+    poll_interval: PollOpt = None,
     ledger: LedgerOpt = None,
     concurrency: ConcurrencyOpt = None,
     failures_file: Annotated[
@@ -445,7 +445,9 @@ def restore(
     from s3stow.restore.worker import RestoreOptions
 
     options: GlobalOptions = ctx.obj
-    glacier = glacier_options(request_restore, days, tier, wait, poll_interval)
+    glacier = glacier_options(
+        request_restore, wait, days=days, tier=tier, poll_interval=poll_interval
+    )
     settings = options.settings(
         ledger=ledger, dry_run=dry_run, concurrency=concurrency, failures_file=failures_file
     )

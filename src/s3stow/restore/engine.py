@@ -43,7 +43,7 @@ from s3stow.restore.download import START_STREAMS
 from s3stow.restore.paths import Folders, PathRules, folds_case
 from s3stow.restore.plan import RestoreItem, RestorePlanner, RestoreRefusal, decide
 from s3stow.restore.report import RestoreSummary
-from s3stow.restore.worker import RestoreOptions, RestoreWorker, since_run
+from s3stow.restore.worker import RestoreOptions, RestoreWorker, for_restore, since_run
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
@@ -176,7 +176,12 @@ class Restorer:
         if source is not None:
             target = source if isinstance(source, Target) else parse_target(source)
             if target.bucket != info["bucket"]:
-                raise ConfigError(f"run {upload_run!r} uploaded to bucket {info['bucket']!r}")
+                raise ConfigError(
+                    f"run {upload_run!r} uploaded to bucket {info['bucket']!r}, not "
+                    f"{target.bucket!r}",
+                    hint=f"give s3://{info['bucket']}/PREFIX as the source, or leave the "
+                    "source out to restore everything the run stored",
+                )
         root = self._root(dest)
         planner = self._planner(root, run=upload_run)
         ledger = self.ledger
@@ -251,6 +256,12 @@ class Restorer:
         return self._root(dest)
 
     def _root(self, dest: str | Path) -> Path:
+        if isinstance(dest, str) and not dest.strip():  # Path("") is "."
+            raise ConfigError(
+                f"the destination folder is empty ({dest!r}): nothing restored",
+                hint="name the folder to restore into (. for the current folder; check the "
+                "variable that should hold it)",
+            )
         path = Path(dest).expanduser()
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{path} exists and is not a folder", hint="restore into a folder")
@@ -290,7 +301,7 @@ class Restorer:
         try:
             self._pipeline(found, summary)
         except S3StowError as exc:  # e.g. the listing: a missing bucket, no permission
-            summary.fatal = str(exc)
+            summary.fatal = str(for_restore(exc))
             raise
         finally:
             summary.elapsed = time.monotonic() - started
