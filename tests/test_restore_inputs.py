@@ -87,3 +87,43 @@ def test_restore_run_from_another_bucket_says_which_to_give(cli, bucket, tmp_pat
     assert result.code == 2, result.output
     assert f"uploaded to bucket {bucket!r}, not 'some-other-bucket'" in result.stderr
     assert f"give s3://{bucket}/PREFIX as the source, or leave the source out" in result.stderr
+
+
+def test_a_status_or_failures_file_that_cannot_be_written_is_a_usage_error(
+    cli, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``--failures-file`` or ``--status-json`` naming a folder, or a path below a file,
+    was "unexpected FileExistsError ... please report it", exit 3 (a restore's and an
+    upload's alike)."""
+    make_tree(tmp_path / "src", {"a.txt": 3})
+    (tmp_path / "plain").write_text("a file")
+    (tmp_path / "folder").mkdir()
+    cases = {
+        ("--failures-file", "plain/f.jsonl"): "failures file plain/f.jsonl: plain is a file",
+        ("--failures-file", "folder"): "failures file folder: it is a folder",
+        ("--status-json", "plain/st.json"): "status file plain/st.json: plain is a file",
+        ("--status-json", "folder"): "status file folder: it is a folder",
+    }
+    for flags, said in cases.items():
+        for command in (
+            ("restore", f"s3://{bucket}/p", "out"),
+            ("upload", "src", f"s3://{bucket}/p"),
+        ):
+            result = cli(*command, *flags, "--ledger", "l.db")
+            assert result.code == 2, (command, flags, result.output)
+            assert f"cannot write the {said}" in result.stderr, result.stderr
+            assert "unexpected" not in result.output
+            assert not (tmp_path / "out").exists()
+    assert cli("restore", f"s3://{bucket}/p", "out", "--status-json", "new/st.json").code == 0
+    assert (tmp_path / "new" / "st.json").is_file()  # a missing folder is created
+
+
+def test_a_dangling_symlink_as_destination_says_so(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A DEST that is a symbolic link to nothing said "cannot create DEST: File exists"."""
+    (tmp_path / "dest").symlink_to(tmp_path / "gone")
+    result = cli("restore", f"s3://{bucket}/p", "dest", "--ledger", "l.db")
+    assert result.code == 2, result.output
+    assert f"dest is a symbolic link to {tmp_path / 'gone'}, which does not exist" in (
+        result.stderr
+    )
+    assert "create the folder it points to" in result.stderr

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from s3stow.localfiles import atomic_write_text
+from s3stow.errors import ConfigError
+from s3stow.localfiles import atomic_write_text, output_problem
 from s3stow.logs import redact, warn_each
 from s3stow.models import Decision, RunSummary, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
@@ -91,6 +92,19 @@ def fields_of(status: dict[str, Any]) -> Fields:
     return RESTORE if "restore" in str(status.get("command") or "") else UPLOAD
 
 
+def _check_writable(path: Path) -> None:
+    """A status file that can never be written (a folder, a file where its folder should
+    be) is a usage error (exit 2) before the run starts, not an unexpected error at its
+    first write."""
+    problem = output_problem(path)
+    if problem is not None:
+        raise ConfigError(
+            f"cannot write the status file {path}: {problem}",
+            hint="give --status-json (S3STOW_STATUS_JSON) a file name in a folder that can "
+            "be written",
+        )
+
+
 class StatusHeartbeat(Observer):
     """Keeps the status file current; thread-safe and throttled."""
 
@@ -105,6 +119,7 @@ class StatusHeartbeat(Observer):
         pending_class: str | None = None,
     ) -> None:
         self.path = path
+        _check_writable(path)
         self.busy_phase = busy_phase
         self.interval = interval
         self.group_key = group_key

@@ -265,6 +265,11 @@ class Restorer:
         path = Path(dest).expanduser()
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{path} exists and is not a folder", hint="restore into a folder")
+        if path.is_symlink() and not path.exists():  # mkdir would say "File exists"
+            raise ConfigError(
+                f"{path} is a symbolic link to {path.readlink()}, which does not exist",
+                hint="create the folder it points to, or restore into another folder",
+            )
         if not self.settings.dry_run:
             try:
                 path.mkdir(parents=True, exist_ok=True)
