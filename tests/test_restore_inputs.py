@@ -127,3 +127,35 @@ def test_a_dangling_symlink_as_destination_says_so(cli, bucket, tmp_path: Path) 
         result.stderr
     )
     assert "create the folder it points to" in result.stderr
+
+
+def test_one_file_given_as_ledger_and_status_or_failures_file_is_refused(
+    cli, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``--status-json`` (or ``--failures-file``) naming the ledger's file replaced the
+    ledger with a JSON file, exit 0; the next command said "database disk image is
+    malformed". The status file and the failures file given one path lost the failures."""
+    make_tree(tmp_path / "src", {"a.txt": 3})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    restore = ("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    cases = [
+        (restore, ("--status-json", "./l.db"), {}, "the ledger (option --ledger) and the status"),
+        (restore, (), {"S3STOW_FAILURES_FILE": "l.db"}, "environment variable S3STOW_FAILURES"),
+        (
+            ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db"),
+            ("--status-json", "s.json", "--failures-file", "s.json"),
+            {},
+            "the status file (option --status-json) and the failures file",
+        ),
+    ]
+    for command, flags, env, said in cases:
+        result = cli(*command, *flags, env=env)
+        assert result.code == 2, (flags, env, result.output)
+        assert said in result.stderr, result.stderr
+        assert "writing one would destroy the other" in result.stderr
+        assert "give the ledger, --status-json and --failures-file a file each" in result.stderr
+    stats = cli("--json", "stats", "--ledger", "l.db")
+    assert stats.code == 0, stats.output  # the ledger is whole
+    assert json.loads(stats.stdout)["overall"]["done"] == 1
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "s.json").exists()
