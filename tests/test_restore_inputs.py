@@ -159,3 +159,21 @@ def test_one_file_given_as_ledger_and_status_or_failures_file_is_refused(
     assert json.loads(stats.stdout)["overall"]["done"] == 1
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "s.json").exists()
+
+
+def test_archive_restore_with_an_empty_media_root_writes_nothing(
+    cli, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``archive restore --media-root ""`` rebuilt the media files in the current folder
+    (``Path("")`` is ``.``), as ``restore`` did with an empty DEST."""
+    from s3stow.archive.demo import init_demo
+
+    db, root = tmp_path / "demo.db", tmp_path / "media"
+    init_demo(db, root)
+    args = ("--db", str(db), "--ledger", "l.db")
+    assert cli("archive", "run", f"s3://{bucket}", *args, "--media-root", str(root)).code == 1
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = cli("archive", "restore", *args, "--media-root", "")
+    assert result.code == 2, result.output
+    assert "the destination folder is empty" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -78,6 +78,16 @@ RootOpt = Annotated[
         metavar="DIR",
     ),
 ]
+# restore writes there: text, so an empty value (an unset variable) is refused, never
+# taken as Path("") = the current folder
+RestoreRootOpt = Annotated[
+    str,
+    Opt(
+        "--media-root",
+        help="Root of the media cache (images/, videos/, documents/).",
+        metavar="DIR",
+    ),
+]
 
 
 def _table(
@@ -421,7 +431,7 @@ def restore(
     table: TableOpt = "post_media",
     column_map: MapOpt = None,
     where: WhereOpt = None,
-    media_root: RootOpt = Path("cache/media"),
+    media_root: RestoreRootOpt = "cache/media",
     limit: Annotated[int | None, Opt(help="Restore at most N rows.", metavar="N")] = None,
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = None,
