@@ -99,6 +99,7 @@ class Restorer:
             streams=self.streams,
         )
         self._waiting: list[RestoreItem] = []
+        self._received = _Received()
 
     def _on_throttle(self) -> None:
         self.limiter.on_throttle()
@@ -289,6 +290,7 @@ class Restorer:
         label: str | None = None,
     ) -> RestoreSummary:
         summary = RestoreSummary(run_id or new_run_id())
+        self._received = _Received()
         started = time.monotonic()
         self.worker.folders = Folders()  # each run checks its folders afresh
         errors_before = getattr(self.store, "transient_errors", 0)
@@ -318,6 +320,7 @@ class Restorer:
             summary.streams_peak = self.streams.peak
             summary.interrupted = self.stop.is_set() and self.fatal_error is None
             summary.not_selected = planner.not_selected if planner is not None else 0
+            self._received.close(summary)
             if self.fatal_error is not None:
                 summary.fatal = str(self.fatal_error)
             if self.restores is not None and not self.settings.dry_run:
@@ -493,6 +496,16 @@ class Restorer:
         self.observer.on_result(result, source)
 
     def _pools(self, run_id: str) -> AbstractContextManager[TransferContext]:
+        received, observer = self._received, self.observer
+
+        def on_bytes(source: SourceFile, count: int) -> None:
+            received.add(source, count)
+            observer.on_bytes(source, count)
+
+        def on_resumed(source: SourceFile, count: int) -> None:
+            received.add_resumed(count)
+            observer.on_resumed(source, count)
+
         return transfer_context(
             self.settings,
             store=self.store,
@@ -500,8 +513,35 @@ class Restorer:
             limiter=self.limiter,
             stop=self.stop,
             run_id=run_id,
-            on_bytes=self.observer.on_bytes,
+            on_bytes=on_bytes,
+            on_resumed=on_resumed,
         )
+
+
+class _Received:
+    """The bytes a run received, by group, as the status file counts them (a range that
+    fails halfway taken back), objects finished or not: an interrupted run's summary
+    says what it fetched, as an upload's says what it sent; and apart from them the
+    ranges of earlier runs a resumed download kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_group: dict[str, int] = {}
+        self.resumed = 0
+
+    def add(self, source: SourceFile, count: int) -> None:
+        with self._lock:
+            self.by_group[source.group] = self.by_group.get(source.group, 0) + count
+
+    def add_resumed(self, count: int) -> None:
+        with self._lock:
+            self.resumed += count
+
+    def close(self, summary: RestoreSummary) -> None:
+        with self._lock:
+            for group, count in self.by_group.items():
+                summary.add_sent(group, count)
+            summary.bytes_resumed += self.resumed
 
 
 def _batched(found: Iterator[Found]) -> Iterator[list[Found]]:

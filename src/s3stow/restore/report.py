@@ -67,10 +67,9 @@ class RestoreSummary(RunSummary):
         done either)."""
         if result.tier and result.status in (Status.DONE, Status.SKIPPED):
             self.tiers[result.tier] = self.tiers.get(result.tier, 0) + 1
-        if result.status == Status.DONE:
+        if result.status == Status.DONE:  # its bytes: counted as received (Restorer)
             self.uploaded += 1
             self.count_group(group, "uploaded")
-            self.add_sent(group, result.bytes_sent)
         elif result.status == Status.SKIPPED:
             self.skipped += 1
             self.count_group(group, "skipped")
@@ -146,7 +145,13 @@ def print_restore_summary(
         )
         + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
         + f" of {summary.files} objects; {format_size(summary.bytes_uploaded)} in "
-        f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)" + run_label(run_id),
+        f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
+        + (
+            f", {format_size(summary.bytes_resumed)} resumed from an earlier run's ranges"
+            if summary.bytes_resumed
+            else ""
+        )
+        + run_label(run_id),
         highlight=False,
     )
     if summary.not_selected:
