@@ -86,7 +86,7 @@ def test_a_rise_below_the_floor_is_no_rise() -> None:
 def test_a_rise_of_exactly_the_floor_is_a_rise() -> None:
     """The floor is the smallest rise that counts: 1 ms at 16, 3 ms at 32 (three times
     as long for twice the requests) is judged, measured again and taken back."""
-    assert 0.003 - 0.001 == START_RISE_FLOOR  # exactly, in binary floating point too
+    assert START_RISE_FLOOR == 0.003 - 0.001  # exactly, in binary floating point too
     start = slow_start()
     assert climb(start, 16, lambda limit: 0.001 if limit == 16 else 0.003, 3) == [16, 32, 32, 16]
     assert start.stopped_by == "latency"
