@@ -17,7 +17,9 @@ A full pass is out of reach on a small machine (a mutant of a function that most
 reach costs minutes), so ``--sample N`` runs, in each selected module, N mutants without
 a result drawn at random: each module's mutants are put in a random order fixed by
 ``--seed`` (the same order on every call while the module's mutants stay the same), and
-the first N of that order still without a result are run. The first M of that order
+the first N of that order still without a result are run (``--sample-to M`` runs those
+without a result among the first M instead: one call completes a sample of M in every
+module, however much of it has run). The first M of that order
 that all have a result are a simple random sample of the module, from which the module's
 score is estimated; a module with mutants not run yet says so::
 
@@ -96,6 +98,13 @@ def main() -> int:
         help="in each selected module, run N mutants without a result, drawn at random",
     )
     parser.add_argument(
+        "--sample-to",
+        type=int,
+        metavar="M",
+        help="in each selected module, run the mutants without a result among the first M of"
+        " the random order (a sample of M, whatever part of it has run)",
+    )
+    parser.add_argument(
         "--seed", type=int, default=SEED, help=f"the random order of --sample (default {SEED})"
     )
     parser.add_argument(
@@ -114,17 +123,23 @@ def main() -> int:
     changed = not stamp.exists() or stamp.read_text(encoding="utf-8") != fingerprint
     known = collect()
     wanted = [m for name, m in known.items() if not args.modules or name in args.modules]
-    if args.retest and args.sample is None:
+    if args.sample_to is not None and args.sample is not None:
+        parser.error("give --sample or --sample-to, not both")
+    if args.retest and args.sample is None and args.sample_to is None:
         names = [n for m in wanted for n in m.survivors]
         if names:
             run_mutmut(args.minutes, args.jobs, names)
         save_results(stamp)
         return report(collect(), seed=args.seed)
-    if args.sample is not None:
+    if args.sample is not None or args.sample_to is not None:
         generate(args.jobs)  # the names of the mutants not run yet
         wanted = [m for name, m in collect().items() if not args.modules or name in args.modules]
-        names = [n for m in wanted for n in draw(m, args.sample, args.seed)]
-        print(f"sample of {args.sample} per module (seed {args.seed}): {len(names)} mutants")
+        if args.sample_to is not None:
+            names = [n for m in wanted for n in draw_to(m, args.sample_to, args.seed)]
+            print(f"samples of {args.sample_to} (seed {args.seed}): {len(names)} mutants to run")
+        else:
+            names = [n for m in wanted for n in draw(m, args.sample, args.seed)]
+            print(f"sample of {args.sample} per module (seed {args.seed}): {len(names)} mutants")
         if args.retest:  # the survivors too, in the same mutmut run (one clean run, not two)
             survivors = [n for m in wanted for n in m.survivors]
             print(f"and re-testing {len(survivors)} surviving mutants")
@@ -191,6 +206,12 @@ def order(module: Module, seed: int) -> list[str]:
 def draw(module: Module, size: int, seed: int) -> list[str]:
     """The first ``size`` mutants in ``seed``'s order that have no result yet."""
     return [n for n in order(module, seed) if module.verdicts[n] == "pending"][:size]
+
+
+def draw_to(module: Module, size: int, seed: int) -> list[str]:
+    """The mutants without a result among the first ``size`` of ``seed``'s order: run,
+    they make those ``size`` a complete sample."""
+    return [n for n in order(module, seed)[:size] if module.verdicts[n] == "pending"]
 
 
 @dataclass
