@@ -11,7 +11,9 @@ uploads it untimed, then times the same upload again (the ledger settles it). Ex
 arguments after ``--`` go to the timed s3stow command.
 
 ``--importtime FILE`` writes the timed command's ``python -X importtime`` lines to FILE;
-``--cprofile FILE`` profiles its main thread (start-up is all there).
+``--cprofile FILE`` profiles its main thread (start-up is all there); ``--main-thread``
+prints the CPU of the main thread beside the whole process's (the rest is the request
+threads' and the ledger writer's).
 
 ``--peer TOOL`` (restore only: s5cmd, aws or rclone) times the peer on the same server
 and object, alternating with s3stow for ``--runs`` rounds (the order swapped every
@@ -95,6 +97,11 @@ def main() -> int:
         "--importtime", type=Path, help="write the timed command's -X importtime here"
     )
     parser.add_argument("--cprofile", type=Path, help="cProfile the timed command's main thread")
+    parser.add_argument(
+        "--main-thread",
+        action="store_true",
+        help="print the CPU of the timed command's main thread beside its whole process's",
+    )
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--peer", help="restore: time this tool too, alternating (s5cmd...)")
     parser.add_argument("--runs", type=int, default=1, help="rounds (with --peer)")
@@ -144,6 +151,8 @@ def main() -> int:
                 stderr = args.importtime.open("w", encoding="utf-8")
             if args.cprofile:
                 timed = [timed[0], "-m", "cProfile", "-o", str(args.cprofile), *timed[1:]]
+            if args.main_thread:  # python -c MAIN_THREAD ARGS: s3stow ARGS, then the two CPUs
+                timed = [timed[0], "-c", MAIN_THREAD, *timed[3:]]
             if args.spy:
                 spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
                 gil = ["--gil"] if args.gil else []
@@ -167,6 +176,20 @@ def main() -> int:
             proxy.wait()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+# s3stow run as ``python -m s3stow`` is, printing at exit the CPU seconds of the main
+# thread (start-up, then planning, comparing, handing out and recording files) and of
+# the whole process (the request threads and the ledger's writer too).
+MAIN_THREAD = (
+    "import atexit, runpy, sys, time\n"
+    "def cpu():\n"
+    "    print(f'main thread CPU {time.thread_time():.2f} s, process CPU'\n"
+    "          f' {time.process_time():.2f} s', file=sys.__stderr__, flush=True)\n"
+    "atexit.register(cpu)\n"
+    "sys.argv = ['s3stow', *sys.argv[1:]]\n"
+    "runpy.run_module('s3stow', run_name='__main__', alter_sys=True)\n"
+)
 
 
 def _measure(
