@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from s3stow.ledger import open_ledger
 from s3stow.models import Reason, Status
 from s3stow.plan.keys import local_key, parse_target
 from s3stow.report.observer import Observer
-from s3stow.transfer.engine import Uploader
+from s3stow.transfer.engine import FilePool, Uploader
 from tests.faultproxy import FaultProxy
 
 
@@ -714,3 +716,46 @@ def test_a_key_folded_into_an_unsafe_one_is_refused_naming_the_server(
     assert not proxy.requests(r"^PUT ")
     assert uploader.ledger is not None
     uploader.ledger.close()
+
+
+def test_the_file_pool_queues_ahead_only_what_its_idle_threads_do_not_take() -> None:
+    """``room``: ``limit`` files running and ``ahead`` queued; a pool that has threads
+    beyond the limit (a step taken back) queues fewer, as many fewer as it has extra."""
+    with FilePool(16) as files:
+        assert files.room(16, 16) == 32  # no extra thread: all of ``ahead`` queued
+        assert files.room(16, 0) == 16
+        files.grow(24)
+        assert files.room(16, 16) == 24  # 8 extra threads take 8 of the queued files
+        files.grow(64)
+        assert files.room(16, 16) == 16  # more extra threads than files ahead: none
+
+
+def test_a_run_keeps_limit_and_ahead_files_submitted_while_every_request_waits(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """Every PUT held at the proxy, concurrency 2 without growth: 2 files in requests,
+    2 queued ahead, a fifth decided and waiting for room, and no sixth: the files held
+    by a run stay bounded whatever the tree's size (then all ten are uploaded)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(10):
+        (src / f"f{i}.txt").write_bytes(b"x" * (i + 1))
+    held = proxy.add(r"^PUT ", "hold", times=1000)
+    uploader, events = _uploader(proxy, tmp_path, concurrency=2, max_concurrency=2)
+    done: list[Any] = []
+    run = threading.Thread(
+        target=lambda: done.append(uploader.upload_tree([src], f"s3://{bucket}/p"))
+    )
+    run.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(events.of("decision")) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # room for a sixth decision, were the bound one file loose
+        assert len(events.of("decision")) == 5
+        assert len(proxy.requests(r"^PUT ")) <= 2
+    finally:
+        held.release()
+        run.join(timeout=120)
+    assert done
+    assert (done[0].uploaded, done[0].failed) == (10, 0)
