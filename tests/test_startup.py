@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -182,14 +183,14 @@ try:
     main()  # as the program: argv from sys.argv
 except SystemExit as exit:
     code = exit.code
+import os
 print("RESULT:" + json.dumps({"code": code, "modules": sorted(sys.modules),
-    "gc_enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}))
+    "gc_enabled": gc.isenabled(), "frozen": gc.get_freeze_count(),
+    "plugins": os.environ.get("PYDANTIC_DISABLE_PLUGINS")}))
 """
 
 
 def _upload(argv: list[str], cache: Path) -> dict[str, Any]:
-    import json
-
     done = subprocess.run(
         [sys.executable, "-c", UPLOAD, json.dumps(argv)],
         capture_output=True,
@@ -230,7 +231,12 @@ def test_a_one_file_upload_imports_only_what_it_needs(
     assert list(cache.glob("s3stow/botocore/botocore-*/*.json")), "no model was cached"
     assert "rich" in runs[0]["modules"]  # the summary is printed with rich
     assert "rich" not in runs[1]["modules"]  # -q prints no summary: no rich
+    # -q draws no progress and no run here writes a status file: neither is imported
+    assert "s3stow.report.progress" in runs[0]["modules"]
+    assert not {"s3stow.report.progress", "s3stow.report.status"} & set(runs[1]["modules"])
     for result in runs:
+        # pydantic looked for no plugin (it reads every distribution's entry points)
+        assert result["plugins"] == "__all__"
         modules = set(result["modules"])
         assert "botocore.client" in modules  # it did send through botocore
         present = [m for m in NOT_IN_AN_UPLOAD if m in modules]
@@ -246,6 +252,49 @@ def test_a_one_file_upload_imports_only_what_it_needs(
     # or response parser is even imported (about 0.1 s of a no-op re-run's CPU)
     again = set(_upload(argv, cache)["modules"])
     assert not {"botocore.client", "botocore.parsers", "botocore.session"} & again
+
+
+def test_a_pydantic_plugin_the_user_asks_for_is_kept() -> None:
+    """The program sets ``PYDANTIC_DISABLE_PLUGINS`` only when the user did not."""
+    env = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", UPLOAD, json.dumps(["--version"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT:"))
+    assert json.loads(line[len("RESULT:") :])["plugins"] == ""
+    done = subprocess.run(
+        [sys.executable, "-c", UPLOAD, json.dumps(["--version"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"},
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT:"))
+    assert json.loads(line[len("RESULT:") :])["plugins"] == "__all__"
+
+
+def test_no_settings_default_is_made_by_a_builtin() -> None:
+    """pydantic asks each default factory's signature; a builtin's (``list``, ``dict``) is
+    parsed from its text by the tokenizer, whose first use compiles its regular
+    expressions (about 3 ms of every start): the factories are functions."""
+    import inspect
+
+    from s3stow.config import Settings
+
+    factories = [f.default_factory for f in Settings.model_fields.values() if f.default_factory]
+    assert factories
+    assert all(inspect.isfunction(factory) for factory in factories), factories
+    settings = Settings()
+    assert settings.include == []
+    assert settings.metadata == {}
+    assert settings.include is not Settings().include  # a new list for every instance
+    assert "gis_data" in settings.folder_types
 
 
 def test_a_restore_imports_only_what_it_needs(s3_server: LocalS3Server, tmp_path: Path) -> None:

@@ -210,10 +210,8 @@ def _arguments(paths: list[str], run: str | None) -> tuple[str | None, str]:
 def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     """Progress, JSON events, heartbeat and failures file, worded for a restore."""
     from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
-    from s3stow.report.progress import LiveProgress, PlainProgress
-    from s3stow.report.status import StatusHeartbeat
-    from s3stow.restore.glacier import PENDING
 
+    # as in upload's: progress and the heartbeat only where they are used
     observers: list[Observer] = []
     plan = settings.dry_run
     if options.json:
@@ -221,6 +219,8 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     elif options.quiet:  # -q: failures only, each when it happens; no summary
         observers.append(FailureLines(sys.stderr))
     else:
+        from s3stow.report.progress import LiveProgress, PlainProgress
+
         if sys.stderr.isatty():
             from rich.console import Console  # rich only where it draws (not with -q)
 
@@ -231,6 +231,9 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
                 PlainProgress(sys.stderr, interval=interval, plan=plan, receiving=True)
             )
     if settings.status_json is not None:
+        from s3stow.report.status import StatusHeartbeat
+        from s3stow.restore.glacier import PENDING
+
         observers.append(
             StatusHeartbeat(
                 settings.status_json,
