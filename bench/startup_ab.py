@@ -12,7 +12,9 @@ spread, the difference of the medians, and the load average before and after.
 e.g. ``python bench/startup_ab.py /tmp/base/src src``. Byte-compile both trees first
 (``python -m compileall -q TREE``): under PYTHONDONTWRITEBYTECODE=1 an uncompiled
 tree is recompiled at every start. ``--s5cmd`` times ``s5cmd cp`` of the same file in
-the same rounds, for the ratio issue 21 asks about.
+the same rounds, for the ratio issue 21 asks about. ``--b-env NAME=VALUE`` sets a
+variable for B's runs only: one tree against itself with a setting changed
+(``--b-env S3STOW_ETAG_CHECK=on``) prices what that setting turns off.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def main() -> int:
     parser.add_argument("b", type=Path, help="source tree B (its src folder)")
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--s5cmd", action="store_true", help="time s5cmd cp too")
+    parser.add_argument(
+        "--b-env", action="append", default=[], metavar="NAME=VALUE", help="for B only"
+    )
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="s3stow-ab-"))
@@ -75,6 +80,8 @@ def main() -> int:
             order = ["A", "B"] if round_ % 2 == 0 else ["B", "A"]
             for name in order:
                 env = {**os.environ, **ub.ENV, "PYTHONPATH": str(names[name])}
+                if name == "B":
+                    env.update(item.split("=", 1) for item in args.b_env)
                 command = [
                     sys.executable,
                     "-m",

@@ -329,11 +329,37 @@ def test_a_restore_imports_only_what_it_needs(s3_server: LocalS3Server, tmp_path
         assert len(modules) <= MODULE_BOUND, f"{len(modules)} modules (bound {MODULE_BOUND})"
 
 
+HELD = """
+import gc, runpy, sys
+import s3stow  # as runpy imports the package before its __main__
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info))
+sys.argv = ["s3stow", "--version"]
+try:
+    runpy.run_module("s3stow", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+print("COLLECTIONS:", len(collections), "ENABLED:", gc.isenabled())
+"""
+
+
+def test_the_program_holds_the_collector_from_its_first_import() -> None:
+    """``python -m s3stow`` (and the console script, ``s3stow.__main__:main``) holds the
+    collector before importing the command line (typer and click: about 30
+    collections), not only from ``cli.app.main`` on; it runs again at the end."""
+    done = subprocess.run(
+        [sys.executable, "-c", HELD], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "s3stow " in done.stdout, done.stdout + done.stderr
+    assert "COLLECTIONS: 0 ENABLED: True" in done.stdout, done.stdout
+
+
 def test_commands_that_run_long_release_the_collector() -> None:
     """The collector held at start-up comes back once the settings are resolved; the
     commands that run long without settings release it themselves."""
-    from s3stow.cli import globalopts
+    from s3stow.cli import collector, globalopts
 
+    assert globalopts.release_collector is collector.release_collector
     source = Path(globalopts.__file__).read_text()
     assert "release_collector()" in source.split("def settings(", 1)[1].split("\n    def ", 1)[0]
     cli = Path(globalopts.__file__).parent

@@ -17,11 +17,12 @@ pydantic adapter, so ``s3stow upload --help`` imports no pydantic.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from s3stow.cli.collector import hold_collector as hold_collector
+from s3stow.cli.collector import release_collector as release_collector
 from s3stow.cli.plainparams import PlainOption
 from s3stow.errors import ConfigError
 from s3stow.logs import configure_logging
@@ -32,26 +33,6 @@ if TYPE_CHECKING:
     from s3stow.config import Settings
 
 _DEBUG = {"on": False}
-_COLLECTOR = {"held": False}
-
-
-def hold_collector() -> None:
-    """The program starts: no cyclic garbage collection while it imports its modules
-    and builds its classes, models and settings, which live as long as the process
-    (collecting them again and again was about a tenth of a one-file upload's CPU)."""
-    if gc.isenabled():
-        gc.disable()
-        _COLLECTOR["held"] = True
-
-
-def release_collector() -> None:
-    """Start-up is over: what exists is frozen (full collections no longer scan it) and
-    the collector runs again. Called once the settings are resolved, by the commands
-    that run long without settings, and when ``main`` returns."""
-    if _COLLECTOR["held"]:
-        _COLLECTOR["held"] = False
-        gc.freeze()
-        gc.enable()
 
 
 def debug_on() -> bool:
