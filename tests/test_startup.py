@@ -132,6 +132,7 @@ def test_a_command_builds_only_its_own_module() -> None:
     # no other command's module; shared option definitions and the help style are no command
     assert set(loaded.split(",")) & set(COMMANDS.values()) == {"upload"}
     assert set(loaded.split(",")) <= {
+        "collector",
         "upload",
         "keyoptions",
         "runoptions",
@@ -179,6 +180,8 @@ UPLOAD = """
 import gc, json, sys
 sys.argv = ["s3stow", *json.loads(sys.argv[1])]
 from s3stow.cli.app import main
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info))
 try:
     main()  # as the program: argv from sys.argv
 except SystemExit as exit:
@@ -186,7 +189,7 @@ except SystemExit as exit:
 import os
 print("RESULT:" + json.dumps({"code": code, "modules": sorted(sys.modules),
     "gc_enabled": gc.isenabled(), "frozen": gc.get_freeze_count(),
-    "plugins": os.environ.get("PYDANTIC_DISABLE_PLUGINS")}))
+    "plugins": os.environ.get("PYDANTIC_DISABLE_PLUGINS"), "collections": len(collections)}))
 """
 
 
@@ -247,6 +250,10 @@ def test_a_one_file_upload_imports_only_what_it_needs(
         # the collector was held during start-up and runs again, with start-up frozen
         assert result["gc_enabled"]
         assert result["frozen"] > 10_000
+        # held until the run decided about its file (StartupOver): not through botocore's
+        # import and the client's creation (about 90 collections when released with the
+        # settings), only for the request and the ledger after it (about 10)
+        assert result["collections"] < 40, result["collections"]
     assert s3_client(s3_server.endpoint_url).head_object(Bucket=bucket, Key="run1/one.txt")
     # the same upload again: the ledger settles it, so no request, and no botocore client
     # or response parser is even imported (about 0.1 s of a no-op re-run's CPU)
@@ -326,6 +333,7 @@ def test_a_restore_imports_only_what_it_needs(s3_server: LocalS3Server, tmp_path
         modules = set(result["modules"])
         present = [m for m in NOT_IN_AN_UPLOAD if m in modules]
         assert present == [], f"a restore imported {present}"
+        assert result["collections"] < 40, result["collections"]  # held as an upload's
         assert len(modules) <= MODULE_BOUND, f"{len(modules)} modules (bound {MODULE_BOUND})"
 
 
@@ -352,6 +360,37 @@ def test_the_program_holds_the_collector_from_its_first_import() -> None:
     )
     assert "s3stow " in done.stdout, done.stdout + done.stderr
     assert "COLLECTIONS: 0 ENABLED: True" in done.stdout, done.stdout
+
+
+def test_the_collector_held_by_upload_and_restore_runs_once_a_client_is_made() -> None:
+    """``settings(keep_held=True)`` leaves the collector held until ``make_client`` has
+    made a client (or ``StartupOver`` sees the first decision): botocore's import and
+    the client's creation run without collections, and are frozen with start-up."""
+    import gc
+
+    from s3stow.cli import collector
+    from s3stow.cli.globalopts import GlobalOptions
+    from s3stow.store import modelcache
+    from s3stow.store.client import make_client
+
+    was, cache = gc.isenabled(), modelcache._DIRECTORY["path"]
+    try:
+        collector.hold_collector()
+        assert not gc.isenabled()
+        settings = GlobalOptions(endpoint_url="http://127.0.0.1:9").settings(keep_held=True)
+        assert not gc.isenabled()  # still held: no client yet
+        make_client(settings)
+        assert gc.isenabled()
+        assert not collector._COLLECTOR["held"]
+        collector.hold_collector()
+        GlobalOptions().settings()  # any other command: released with the settings
+        assert gc.isenabled()
+    finally:
+        collector.release_collector()
+        gc.unfreeze()
+        modelcache.use_directory(cache)  # settings() turned the model cache on
+        if not was:
+            gc.disable()
 
 
 def test_commands_that_run_long_release_the_collector() -> None:

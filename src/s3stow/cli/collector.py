@@ -24,8 +24,10 @@ def hold_collector() -> None:
 
 def release_collector() -> None:
     """Start-up is over: what exists is frozen (full collections no longer scan it) and
-    the collector runs again. Called once the settings are resolved, by the commands
-    that run long without settings, and when ``main`` returns."""
+    the collector runs again. Called once the settings are resolved (``upload`` and
+    ``restore``: when their run decides about its first file, ``StartupOver``), by the
+    commands that run long without settings, and when ``main`` returns. Idempotent
+    and cheap: any thread may call it any number of times."""
     if _COLLECTOR["held"]:
         _COLLECTOR["held"] = False
         gc.freeze()

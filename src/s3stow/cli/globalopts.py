@@ -61,10 +61,14 @@ class GlobalOptions:
     # option name -> (value, where it was given), for the conflict check
     given: dict[str, tuple[Any, str]] = field(default_factory=dict, repr=False)
 
-    def settings(self, **flags: Any) -> Settings:
+    def settings(self, *, keep_held: bool = False, **flags: Any) -> Settings:
         """Resolve the settings: defaults < config file < env < these flags. A command
         that resolves settings may make a botocore session: botocore's parsed JSON
-        models are kept in the user's cache directory from here on (``modelcache``)."""
+        models are kept in the user's cache directory from here on (``modelcache``).
+        The collector held during start-up runs again from here, unless ``keep_held``:
+        a command whose engine reports to a ``StartupOver`` observer (``upload``,
+        ``restore``) keeps it held through botocore's import and the client's creation,
+        until a client is made or the run decides about its first file."""
         from s3stow.config import load_settings
         from s3stow.store.modelcache import use_directory
 
@@ -83,9 +87,17 @@ class GlobalOptions:
             **flags,
         }
         try:
-            return load_settings(config_file=self.config, flags=merged)
-        finally:
+            settings = load_settings(config_file=self.config, flags=merged)
+        except BaseException:
             release_collector()
+            raise
+        if keep_held:
+            from s3stow.store.client import when_client_made
+
+            when_client_made(release_collector)
+        else:
+            release_collector()
+        return settings
 
     def give(self, param: Parameter, value: Any, *, where: str) -> None:
         """Take ``value`` of ``param`` given on the command line ``where``."""

@@ -136,6 +136,7 @@ def restore(
     source, dest = _arguments(paths, run)
     glacier = glacier_options(request_restore, days, tier, wait, poll_interval)
     settings = options.settings(
+        keep_held=True,  # released by StartupOver (observers_for)
         ledger=ledger,
         concurrency=concurrency,
         max_concurrency=max_concurrency,
@@ -209,10 +210,11 @@ def _arguments(paths: list[str], run: str | None) -> tuple[str | None, str]:
 
 def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
     """Progress, JSON events, heartbeat and failures file, worded for a restore."""
+    from s3stow.cli.upload import StartupOver
     from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
 
     # as in upload's: progress and the heartbeat only where they are used
-    observers: list[Observer] = []
+    observers: list[Observer] = [StartupOver()]
     plan = settings.dry_run
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=plan, receiving=True))
