@@ -14,7 +14,8 @@ e.g. ``python bench/startup_ab.py /tmp/base/src src``. Byte-compile both trees f
 tree is recompiled at every start. ``--s5cmd`` times ``s5cmd cp`` of the same file in
 the same rounds, for the ratio issue 21 asks about. ``--b-env NAME=VALUE`` sets a
 variable for B's runs only: one tree against itself with a setting changed
-(``--b-env S3STOW_ETAG_CHECK=on``) prices what that setting turns off.
+(``--b-env S3STOW_ETAG_CHECK=on``) prices what that setting turns off. ``--restore``
+times ``s3stow -q restore`` of one 1 KiB object into a new folder instead.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import upload_bench as ub
-from servers import BUCKET, BenchServer
+from servers import BUCKET, BenchServer, s3_client
 
 
 def _cpu(command: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -61,6 +62,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--s5cmd", action="store_true", help="time s5cmd cp too")
     parser.add_argument(
+        "--restore", action="store_true", help="time `restore` of the one object instead"
+    )
+    parser.add_argument(
         "--b-env", action="append", default=[], metavar="NAME=VALUE", help="for B only"
     )
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
@@ -76,12 +80,19 @@ def main() -> int:
     load_before = os.getloadavg()
     with BenchServer("seaweedfs") as server:
         url = server.endpoint_url
+        if args.restore:
+            s3_client(url).put_object(Bucket=BUCKET, Key="restore/one.bin", Body=one.read_bytes())
         for round_ in range(args.runs):
             order = ["A", "B"] if round_ % 2 == 0 else ["B", "A"]
             for name in order:
                 env = {**os.environ, **ub.ENV, "PYTHONPATH": str(names[name])}
                 if name == "B":
                     env.update(item.split("=", 1) for item in args.b_env)
+                run = (
+                    ["restore", f"s3://{BUCKET}/restore", str(work / f"out-{name}-{round_}")]
+                    if args.restore
+                    else ["upload", str(one), f"s3://{BUCKET}/{name}-{round_}"]
+                )
                 command = [
                     sys.executable,
                     "-m",
@@ -89,9 +100,7 @@ def main() -> int:
                     "-q",
                     "--endpoint-url",
                     url,
-                    "upload",
-                    str(one),
-                    f"s3://{BUCKET}/{name}-{round_}",
+                    *run,
                     "--ledger",
                     str(work / f"{name}-{round_}.db"),
                     *args.extra,
