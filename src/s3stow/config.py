@@ -59,6 +59,9 @@ _HEADER_TEXT = re.compile(r"[ -~]*\Z")
 OWN_METADATA = frozenset({"uploaded-at", "source", "mtime", "sha256"})
 
 
+# The factories of the defaults are s3stow's functions, not ``list`` and ``dict``:
+# pydantic asks each factory's signature, and a builtin's is parsed from its text by the
+# tokenizer, whose first use compiles its regular expressions (about 3 ms a start).
 def _empty_list() -> list[str]:
     return []
 
@@ -69,11 +72,6 @@ def _empty_dict() -> dict[str, str]:
 
 def _default_folder_types() -> dict[str, list[str]]:
     return {k: list(v) for k, v in DEFAULT_FOLDER_TYPES.items()}
-
-
-# The factories of empty defaults are functions of s3stow's, not ``list`` and ``dict``:
-# pydantic asks each factory's signature, and a builtin's is parsed from its text with
-# the tokenizer, whose first use compiles its regular expressions (about 6 ms a start).
 
 
 class Settings(BaseModel):
