@@ -25,12 +25,14 @@ reported beside each run.
 ``--stream-cap MBPS`` (restore) puts bench/delay_proxy.py between the restoring tools
 and the server, each connection's answers capped at MBPS MB/s: a remote S3's
 per-stream bandwidth, where more ranges in flight are what make a large restore fast.
-``--latency-ms MS`` (restore) puts the same proxy there with that round trip (with
-``--stream-cap`` too, both): a remote S3's distance, where requests in flight set the
-pace of small objects.
+``--latency-ms MS`` (restore, or the timed upload) puts the same proxy there with
+that round trip (with ``--stream-cap`` too, both): a remote S3's distance, where
+requests in flight set the pace of small objects.
 
 ``--spy FILE`` records the timed command with py-spy (``pip install py-spy``; it
-samples every thread, where cProfile sees only the main one) as collapsed stacks,
+samples every thread, where cProfile sees only the main one) as collapsed stacks
+(with ``--gil``, only the thread holding the GIL: where the Python CPU goes, without
+the threads that wait on a socket or on the GIL counted as busy),
 and ``--top FILE`` prints the functions with the most samples, by their own time and
 including callees. py-spy slows the command down: take times from a run without it.
 """
@@ -85,6 +87,9 @@ def main() -> int:
     parser.add_argument("mode", nargs="?", choices=["upload", "restore", "noop"])
     parser.add_argument("dataset", nargs="?", choices=sorted(ub.SIZES))
     parser.add_argument("--spy", type=Path, help="record with py-spy into this file")
+    parser.add_argument(
+        "--gil", action="store_true", help="with --spy: sample only the thread holding the GIL"
+    )
     parser.add_argument("--top", type=Path, help="print the profile in this file")
     parser.add_argument(
         "--importtime", type=Path, help="write the timed command's -X importtime here"
@@ -97,7 +102,10 @@ def main() -> int:
         "--stream-cap", type=float, help="restore through a proxy: MB/s per connection"
     )
     parser.add_argument(
-        "--latency-ms", type=float, default=0.0, help="restore through a proxy: this round trip"
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="restore or upload through a proxy: this round trip",
     )
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
     args = parser.parse_args()
@@ -127,8 +135,8 @@ def main() -> int:
             if args.mode == "restore":
                 dest, ledger = work / "restored", work / "r.db"
                 timed = [*base, "restore", "s3://bench/p", str(dest), "--ledger", str(ledger)]
-            else:
-                timed = upload
+            else:  # through the proxy, when there is one
+                timed = [*base, *upload[len(base) :]]
             timed += args.extra
             stderr = None
             if args.importtime:
@@ -138,7 +146,20 @@ def main() -> int:
                 timed = [timed[0], "-m", "cProfile", "-o", str(args.cprofile), *timed[1:]]
             if args.spy:
                 spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-                timed = [spy, "record", "-r", "250", "-f", "raw", "-o", str(args.spy), "--", *timed]
+                gil = ["--gil"] if args.gil else []
+                timed = [
+                    spy,
+                    "record",
+                    "-r",
+                    "250",
+                    "-f",
+                    "raw",
+                    *gil,
+                    "-o",
+                    str(args.spy),
+                    "--",
+                    *timed,
+                ]
             print(f"{args.mode} {args.dataset}: {_measure(timed, env, server, stderr=stderr)}")
     finally:
         if proxy is not None:

@@ -412,7 +412,7 @@ def test_archive_restore_rebuilds_the_cache_checked_against_md5(
     # the S3 location read from, as a restore's (it was the media root)
     status = json.loads((tmp_path / "st.json").read_text())
     assert status["target"] == events[0]["target"] == f"s3://{bucket}/"
-    assert status["command"] == "restore"
+    assert status["command"] == "archive restore"
     run = events[0]["run_id"]
     assert ledger_rows(tmp_path / "l.db", f"SELECT bucket FROM runs WHERE run_id = '{run}'") == [
         (bucket,)
@@ -425,6 +425,68 @@ def test_archive_restore_rebuilds_the_cache_checked_against_md5(
     again = cli("--json", "archive", "restore", *args)
     summary = json.loads(again.stdout.splitlines()[-1])
     assert (summary["restored"], summary["skipped"], summary["failed"]) == (0, 56, 1)
+
+
+def test_an_archive_restore_status_file_says_archive_restore(
+    cli,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """``archive restore``'s status file said ``"command": "restore"``: ``s3stow status``
+    and the page named it a plain restore. It says ``archive restore``, with a restore's
+    counters (restored, received)."""
+    import shutil
+
+    from s3stow.report.statuspage import render_main
+
+    db, root = _demo(tmp_path)
+    args = ("--db", str(db), "--media-root", str(root), "--ledger", "l.db")
+    assert cli("archive", "run", f"s3://{bucket}", *args).code == 1  # three rows have no file
+    shutil.rmtree(root)
+    result = cli("archive", "restore", *args, env={"S3STOW_STATUS_JSON": "st.json"})
+    assert result.code == 0, result.output
+    status = json.loads((tmp_path / "st.json").read_text())
+    assert status["command"] == "archive restore"
+    assert (status["phase"], status["totals"]["restored"]) == ("done", 57)
+    assert "uploaded" not in status["totals"]
+    shown = cli("status", "st.json")
+    assert shown.code == 0, shown.output
+    assert shown.stdout.startswith("archive restore: done"), shown.stdout
+    assert "57 restored" in shown.stdout
+    assert "uploaded" not in shown.stdout
+    page = render_main(status, path=tmp_path / "st.json")
+    assert "s3stow archive restore: done" in page
+    assert ">restored<" in page
+
+
+def test_an_archive_restores_run_id_is_a_restore_for_stats_and_restore(
+    cli,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """The ledger names an ``archive restore`` run ``archive-restore``, which ``stats
+    --run`` and ``restore --run`` did not know as a restore: ``stats`` showed a table of
+    zero uploads (exit 0), ``restore --run`` said the "upload run" left nothing done."""
+    import re
+    import shutil
+
+    db, root = _demo(tmp_path)
+    args = ("--db", str(db), "--media-root", str(root), "--ledger", "l.db")
+    assert cli("archive", "run", f"s3://{bucket}", *args).code == 1  # three rows have no file
+    shutil.rmtree(root)
+    restored = cli("archive", "restore", *args)
+    assert restored.code == 0, restored.output
+    shown = re.search(r"; run (\S+)$", restored.stdout, re.MULTILINE)
+    assert shown is not None, restored.stdout
+    run = shown.group(1)
+    data = json.loads(cli("--json", "stats", "--run", run, "--ledger", "l.db").stdout)
+    assert (data["restores"]["restored"], data["overall"]["items"]) == (57, 0)
+    text = cli("stats", "--run", run, "--ledger", "l.db")
+    assert f"run {run} is a restore" in text.stdout
+    again = cli("restore", "--run", run, "elsewhere", "--ledger", "l.db")
+    assert again.code == 2, again.output
+    assert f"run {run!r} is a restore" in again.stderr
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_archive_says_its_run_id_and_names_every_bucket_it_restores_from(

@@ -166,7 +166,9 @@ def test_decide_asks_the_ledger_first_and_lists_only_what_it_does_not_settle(
     forced = decide(
         list(items.values()), ledger=ledger, remote=remote, settings=Settings(force=True)
     )
-    assert {(d.upload, d.reason) for d, _ in forced} == {(True, Reason.FORCED)}
+    assert [(d.item.key, d.upload, d.reason) for d, _ in forced] == [
+        (key, True, Reason.FORCED) for key in items
+    ]  # every item, in order: a decision short of the items would drop files unsent
     # with --no-clobber a listed key is kept, whatever its size
     kept = decide(
         [items["listed-other-size"]], ledger=None, remote=remote, settings=Settings(no_clobber=True)

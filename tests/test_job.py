@@ -335,3 +335,41 @@ def test_a_job_workers_status_file_says_job_work(
     shown = cli("status", "st.json")
     assert shown.code == 0, shown.output
     assert shown.stdout.startswith("job work: done"), shown.stdout
+
+
+def test_a_job_worker_says_its_run_id_and_stats_restore_retry_take_it(
+    cli,
+    bucket,  # type: ignore[no-untyped-def]
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    """``job work``'s summary (human and ``--json``) said no run id, and each batch was
+    a run of its own, with an id unrelated to the worker's: none of them was the one
+    ``stats``, ``restore`` and ``retry --run`` take for the worker's uploads."""
+    import re
+
+    tree = make_tree(tmp_path / "src", {f"f{i}.txt": 10 + i for i in range(5)})
+    job = f"runid-{uuid.uuid4().hex[:8]}"
+    _plan(cli, postgres_url, job, bucket)
+    work = ("job", "work", "--job", job, "--ledger", postgres_url, "--batch", "2")
+    result = cli(*work)
+    assert result.code == 0, result.output
+    shown = re.search(r"^worker \S+: 5 done, .*; run (\S+)$", result.stdout, re.MULTILINE)
+    assert shown is not None, result.stdout
+    run = shown.group(1)
+    stats = cli("--json", "stats", "--run", run, "--ledger", postgres_url)
+    assert stats.code == 0, stats.output
+    assert json.loads(stats.stdout)["overall"]["done"] == 5  # its three batches
+    listed = cli("--json", "retry", "--run", run, "--ledger", postgres_url, "--list")
+    assert listed.code == 0, listed.output
+    assert json.loads(listed.stdout)["failed"] == 0
+    back = cli("restore", "--run", run, "out", "--ledger", postgres_url)
+    assert back.code == 0, back.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == tree
+    again = f"again-{uuid.uuid4().hex[:8]}"
+    _plan(cli, postgres_url, again, bucket)
+    quiet = cli("--json", "job", "work", "--job", again, "--ledger", postgres_url)
+    assert quiet.code == 0, quiet.output
+    summary = json.loads(quiet.stdout.splitlines()[-1])
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", summary["run_id"]), summary
+    assert summary["run_id"] != run

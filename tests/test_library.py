@@ -279,6 +279,21 @@ def test_from_env_refuses_a_wrong_seed_variable_by_its_name(
         Uploader.from_env({"BUCKET_NAME": "bkt", **env})
     assert named in str(raised.value)
     assert "S3STOW_" not in raised.value.message
+    assert raised.value.hint  # the fix is named too, as for our own variable
+
+
+def test_a_wrong_seed_variable_keeps_the_hint_of_the_setting_it_feeds() -> None:
+    """``MAX_RETRIES=abc`` is refused under its own name with the same hint (how to
+    write the value) as ``S3STOW_FILE_RETRIES=abc``: renaming the variable in the
+    message must not drop the fix."""
+    from s3stow.config import load_settings
+
+    with pytest.raises(ConfigError) as ours:
+        load_settings(env={"S3STOW_FILE_RETRIES": "abc"})
+    with pytest.raises(ConfigError) as seeds:
+        Uploader.from_env({"BUCKET_NAME": "bkt", "MAX_RETRIES": "abc"})
+    assert ours.value.hint
+    assert seeds.value.hint == ours.value.hint
 
 
 @pytest.mark.parametrize("value", ["false", "0", "No", ""])

@@ -75,6 +75,21 @@ def test_a_registered_secret_is_scrubbed_in_a_shape_no_pattern_knows() -> None:
     assert redact("abc") == "abc"
 
 
+def test_a_secret_of_four_characters_is_the_shortest_scrubbed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four characters are enough to register (a short database password is still a
+    secret); three are not (they would scrub ordinary words). The list is this test's
+    own, so the short value cannot scrub another test's output."""
+    from s3stow import logs
+
+    monkeypatch.setattr(logs, "_registered", [])
+    register_secret("q~Z")
+    register_secret("q~Z!")
+    assert logs._registered == ["q~Z!"]
+    assert redact("password q~Z! and q~Z") == f"password {REDACTED} and q~Z"
+
+
 @pytest.mark.parametrize("source", ["environment", "environment-botocore", "keyring"])
 def test_the_credentials_a_run_signs_with_are_scrubbed_in_any_shape(
     s3_server: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str

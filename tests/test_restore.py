@@ -143,6 +143,50 @@ def test_kill9_during_a_ranged_download_resumes_only_missing_ranges(
     assert not _leftovers(tmp_path / "out")
 
 
+def test_an_interrupted_download_counts_what_it_received_as_the_status_file_does(
+    proxied_cli,
+    proxy,
+    bucket,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Ctrl+C during a ranged download: the summary said "0 B" though the ranges it kept
+    had arrived (the status file counted them); the run that resumed it counted the kept
+    ranges as received in the status file (its summary did not)."""
+    make_tree(tmp_path / "src", {"big.bin": 35 * MiB})  # 7 ranges of 5 MiB
+    assert proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    proxy.reset()
+    proxy.add(r"^GET /[^?]*big\.bin", "delay", times=100, delay=0.6)
+    args = (
+        "--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", *FIVE_MIB_PARTS,
+        "--concurrency", "2", "--status-json", "st.json",
+    )  # fmt: skip
+    process = proxied_cli.start(*args)
+    deadline = time.monotonic() + 60
+    while len(ledger_rows(tmp_path / "l.db", "SELECT first_byte FROM restore_ranges")) < 2:
+        assert time.monotonic() < deadline, "no range recorded in time"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stdout + stderr
+    kept = len(ledger_rows(tmp_path / "l.db", "SELECT first_byte FROM restore_ranges"))
+    assert 2 <= kept < 7
+    first = json.loads(stdout.splitlines()[-1])
+    status = json.loads((tmp_path / "st.json").read_text())["totals"]
+    assert (first["restored"], first["interrupted"]) == (0, True)
+    assert first["bytes_restored"] == status["bytes_restored"] == kept * 5 * MiB
+    proxy.reset()
+    again = proxied_cli(*args[1:])  # the human summary
+    assert again.code == 0, again.output
+    assert f"{kept * 5}.0 MiB resumed from an earlier run's ranges" in again.stdout
+    assert f"; {(7 - kept) * 5}.0 MiB in " in again.stdout
+    status = json.loads((tmp_path / "st.json").read_text())["totals"]
+    assert status["bytes_restored"] == (7 - kept) * 5 * MiB
+    (recorded,) = ledger_rows(
+        tmp_path / "l.db", "SELECT summary FROM runs ORDER BY started_at DESC LIMIT 1"
+    )[0]
+    assert json.loads(recorded)["bytes_resumed"] == kept * 5 * MiB
+
+
 def test_an_object_changed_since_the_recorded_ranges_starts_over(
     proxied_cli,
     proxy,

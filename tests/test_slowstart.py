@@ -83,6 +83,15 @@ def test_a_rise_below_the_floor_is_no_rise() -> None:
     assert climb(start, 16, lambda limit: tiny if limit == 16 else tiny * 2, 2) == [16, 32, 64]
 
 
+def test_a_rise_of_exactly_the_floor_is_a_rise() -> None:
+    """The floor is the smallest rise that counts: 1 ms at 16, 3 ms at 32 (three times
+    as long for twice the requests) is judged, measured again and taken back."""
+    assert START_RISE_FLOOR == 0.003 - 0.001  # exactly, in binary floating point too
+    start = slow_start()
+    assert climb(start, 16, lambda limit: 0.001 if limit == 16 else 0.003, 3) == [16, 32, 32, 16]
+    assert start.stopped_by == "latency"
+
+
 def test_rounds_with_a_slot_never_taken_teach_nothing() -> None:
     start = slow_start()  # the walk, not the slots, sets the pace
     for _ in range(5):

@@ -234,6 +234,16 @@ def test_tally_counts_each_outcome_once_under_its_group() -> None:
     }
 
 
+def test_tally_counts_every_file_changed_during_its_upload() -> None:
+    """Two files that changed while they were read are two in the summary (and two
+    failures to report), not one."""
+    summary = RunSummary("r")
+    tally = Tally()
+    for name in ("a", "b"):
+        tally.count(summary, _result(name, Status.CHANGED), _source(name))
+    assert (summary.changed, summary.failed, len(summary.failures)) == (2, 0, 2)
+
+
 def test_tally_names_each_no_clobber_skip_and_no_other() -> None:
     """A file skipped because ``--no-clobber`` found an object there is counted by name
     (its bytes are not proven in S3), once per file; a skip proven by the ledger or by
@@ -301,4 +311,19 @@ def test_a_file_changed_in_size_and_mtime_says_both(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{path} changed during upload (size 3 -> 4; modification time moved);"
         " it will be picked up by the next run"
+    )
+
+
+def test_the_recorded_options_of_a_multipart_upload_keep_their_form() -> None:
+    """A multipart upload is resumed only when the options it was created with (kept in
+    the ledger as this text) equal the run's. The text is part of the ledger's format:
+    reworded, every upload a ledger recorded before an upgrade would start over after it
+    instead of resuming."""
+    from s3stow.config import Settings
+    from s3stow.transfer.multipart import upload_options
+
+    settings = Settings(content_type="text/plain", metadata={"b": "2", "a": "1"})
+    assert upload_options(settings) == (
+        '{"content_type": "text/plain", "metadata": [["a", "1"], ["b", "2"]],'
+        ' "sha256_metadata": false, "sse": null, "sse_kms_key_id": null, "storage_class": null}'
     )

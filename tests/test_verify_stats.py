@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -233,6 +234,81 @@ def test_stats_counts_restores_beside_uploads(cli, s3, bucket, tmp_path: Path) -
     assert text.code == 0
     assert "restores" in text.stdout
     assert "restored" in text.stdout
+
+
+def test_stats_shows_restore_failures_by_error_class(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``stats`` counted the restores that failed but, unlike the uploads' failures, not
+    by error class: what went wrong (a local file kept, an object deleted since its
+    upload run) was only in the restore's own output."""
+    make_tree(tmp_path / "src", {"a.txt": 3, "b.txt": 5, "c.txt": 7, "d.txt": 9})
+    up = cli("--json", "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert up.code == 0, up.output
+    run = json.loads(up.stdout.splitlines()[-1])["run_id"]
+    s3.delete_object(Bucket=bucket, Key="p/c.txt")  # gone since the run stored it
+    (tmp_path / "out").mkdir()
+    for name in ("b.txt", "d.txt"):  # kept: local-exists, twice
+        (tmp_path / "out" / name).write_bytes(b"different")
+    back = cli("--json", "restore", "--run", run, "out", "--ledger", "l.db")
+    assert back.code == 1, back.output
+    restore_run = json.loads(back.stdout.splitlines()[-1])["run_id"]
+    expected = [
+        {"error_class": "local-exists", "category": "local file kept", "items": 2},
+        {"error_class": "NoSuchKey", "category": "object changed", "items": 1},
+    ]
+    for flags in ((), ("--run", restore_run), ("--bucket", bucket)):
+        data = json.loads(cli("--json", "stats", "--ledger", "l.db", *flags).stdout)
+        assert data["restores"]["failed"] == 3
+        failures = data["restore_failures"]
+        assert [{k: f[k] for k in ("error_class", "category", "items")} for f in failures] == (
+            expected
+        ), flags
+        assert "pass --overwrite to replace it" in failures[0]["latest_message"]
+    upload_only = json.loads(cli("--json", "stats", "--ledger", "l.db", "--run", run).stdout)
+    assert upload_only["restore_failures"] is None  # an upload run's id: its uploads only
+    text = cli("stats", "--ledger", "l.db")
+    assert text.code == 0, text.output
+    shown = text.stdout.split("restores still failed, by error class")
+    assert len(shown) == 2, text.stdout
+    lines = shown[1].strip("\n").splitlines()
+    assert re.match(r"^  local file kept +local-exists +2  \S", lines[0]), text.stdout
+    assert re.match(r"^  object changed +NoSuchKey +1  s3://", lines[1]), text.stdout
+    assert cli("restore", "--run", run, "out", "--ledger", "l.db", "--overwrite").code == 1
+    after = json.loads(cli("--json", "stats", "--ledger", "l.db").stdout)
+    assert [f["error_class"] for f in after["restore_failures"]] == ["NoSuchKey"]  # still
+
+
+def test_stats_bucket_counts_that_buckets_failures_only(
+    proxied_cli, proxy, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``stats --bucket B`` listed every bucket's upload failures by error class, while
+    its table counted B's items only."""
+    fast = {"S3STOW_RETRY_BASE_DELAY": "0.01", "S3STOW_MAX_ATTEMPTS": "1"}
+    make_tree(tmp_path / "src", {"a.txt": 3, "b.txt": 5})
+    proxy.add(r"^PUT /[^/]+/p/b\.txt", "status", times=100, status=503, code="SlowDown")
+    up = ("upload", "src", "--ledger", "l.db")
+    assert (
+        proxied_cli(
+            *up[:2], f"s3://{bucket}/p", *up[2:], env=fast | {"S3STOW_FILE_RETRIES": "0"}
+        ).code
+        == 1
+    )
+    proxy.reset()
+    other = f"{bucket}-b"
+    s3.create_bucket(Bucket=other)
+    try:
+        assert proxied_cli(*up[:2], f"s3://{other}/q", *up[2:]).code == 0
+        mine = json.loads(
+            proxied_cli("--json", "stats", "--ledger", "l.db", "--bucket", other).stdout
+        )
+        assert (mine["overall"]["items"], mine["failures"]) == (2, [])
+        theirs = json.loads(
+            proxied_cli("--json", "stats", "--ledger", "l.db", "--bucket", bucket).stdout
+        )
+        assert [f["error_class"] for f in theirs["failures"]] == ["SlowDown"]
+    finally:
+        for key in ("q/a.txt", "q/b.txt"):
+            s3.delete_object(Bucket=other, Key=key)
+        s3.delete_bucket(Bucket=other)
 
 
 def test_stats_of_a_bucket_the_ledger_does_not_know_says_so(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -391,9 +391,48 @@ def load_settings(
         merged[key] = value
         origin[key] = _Source(f"option --{key.replace('_', '-')}")
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise _explain(exc, origin) from None
+    _check_outputs(settings, origin)
+    return settings
+
+
+_OUTPUTS = {
+    "ledger": "the ledger",
+    "status_json": "the status file",
+    "failures_file": "the failures file",
+}
+
+
+def _check_outputs(settings: Settings, origin: Mapping[str, _Source]) -> None:
+    """The ledger, the status file and the failures file must be three files: one path
+    given for two destroyed one (the status file replaces its path, a failures file
+    truncates it; the ledger was replaced by a JSON file, exit 0)."""
+    seen: dict[Path, str] = {}
+    for key, name in _OUTPUTS.items():
+        value = getattr(settings, key)
+        if value is None:
+            continue
+        text = str(value)
+        if key == "ledger":
+            if "://" in text and not text.startswith("sqlite:///"):
+                continue  # a database server's
+            text = text.removeprefix("sqlite:///")
+        path = Path(text).expanduser().resolve()
+        if path in seen:
+            first = seen[path]
+            raise ConfigError(
+                f"{_OUTPUTS[first]} ({_given(first, origin)}) and {name} ({_given(key, origin)}) "
+                f"are one file, {path}: writing one would destroy the other",
+                hint="give the ledger, --status-json and --failures-file a file each",
+            )
+        seen[path] = key
+
+
+def _given(key: str, origin: Mapping[str, _Source]) -> str:
+    source = origin.get(key)
+    return source.describe if source is not None else "the default"
 
 
 def _suggest(key: str) -> str:

@@ -1,7 +1,8 @@
 """Local-file helpers every stage may use: a file's identity (what tells that its bytes
 may have changed without reading them), a text file replaced atomically (status
 heartbeats, snapshots), a text file's bytes decoded (UTF-8, or UTF-16 with a byte-order
-mark) and a path shown as valid text (names that are not UTF-8).
+mark), a path shown as valid text (names that are not UTF-8) and why an output file
+(status file, failures file) could never be written (``output_problem``).
 
 Size and mtime miss an in-place rewrite whose mtime was put back (``touch -d``, a
 restore, some copy tools) and a file replaced by another of the same size and mtime.
@@ -22,6 +23,17 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+
+def output_problem(path: Path) -> str | None:
+    """Why ``path`` can never be written as a file, in words (a folder; a file where one
+    of its folders should be), else None; its folder is created, as a write would."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        return f"{blocker} is a file, not a folder" if blocker else str(exc.strerror or exc)
+    return "it is a folder" if path.is_dir() else None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

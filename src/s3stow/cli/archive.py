@@ -78,6 +78,16 @@ RootOpt = Annotated[
         metavar="DIR",
     ),
 ]
+# restore writes there: text, so an empty value (an unset variable) is refused, never
+# taken as Path("") = the current folder
+RestoreRootOpt = Annotated[
+    str,
+    Opt(
+        "--media-root",
+        help="Root of the media cache (images/, videos/, documents/).",
+        metavar="DIR",
+    ),
+]
 
 
 def _table(
@@ -421,15 +431,15 @@ def restore(
     table: TableOpt = "post_media",
     column_map: MapOpt = None,
     where: WhereOpt = None,
-    media_root: RootOpt = Path("cache/media"),
+    media_root: RestoreRootOpt = "cache/media",
     limit: Annotated[int | None, Opt(help="Restore at most N rows.", metavar="N")] = None,
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = None,
     request_restore: RequestOpt = False,
-    days: DaysOpt = 7,
-    tier: TierOpt = "Standard",
+    days: DaysOpt = None,
+    tier: TierOpt = None,
     wait: WaitOpt = False,
-    poll_interval: PollOpt = 60.0,
+    poll_interval: PollOpt = None,
     ledger: LedgerOpt = None,
     concurrency: ConcurrencyOpt = None,
     failures_file: Annotated[
@@ -445,7 +455,9 @@ def restore(
     from s3stow.restore.worker import RestoreOptions
 
     options: GlobalOptions = ctx.obj
-    glacier = glacier_options(request_restore, days, tier, wait, poll_interval)
+    glacier = glacier_options(
+        request_restore, wait, days=days, tier=tier, poll_interval=poll_interval
+    )
     settings = options.settings(
         ledger=ledger, dry_run=dry_run, concurrency=concurrency, failures_file=failures_file
     )
@@ -454,7 +466,7 @@ def restore(
     restorer = Restorer(
         settings,
         ledger=ledger_db,
-        observers=observers_for(options, settings),
+        observers=observers_for(options, settings, command="archive restore"),
         options=RestoreOptions(overwrite=overwrite, glacier=glacier),
     )
     undo = install_signal_handlers(restorer, resume=resume_command())

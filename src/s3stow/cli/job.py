@@ -285,6 +285,7 @@ def _work(
     from s3stow.job.worker import JobWorker
     from s3stow.ledger.sql import open_ledger_database
     from s3stow.plan.retries import run_settings
+    from s3stow.report.console import run_label
     from s3stow.report.metrics import metrics_for, serving
     from s3stow.transfer.engine import Uploader
 
@@ -348,12 +349,15 @@ def _work(
         journal.close()
     if uploader.fatal_error is not None:
         raise uploader.fatal_error
+    # the id stats, restore and retry --run take (none for a dry run: it records nothing)
+    recorded = None if settings.dry_run else worker.run_id
     if options.json:
         print(
             json.dumps(
                 {
                     "job": job,
                     "worker": worker.name,
+                    "run_id": recorded,
                     "claimed": stats.claimed,
                     "done": stats.done,
                     "failed": stats.failed,
@@ -368,6 +372,7 @@ def _work(
             f"worker {worker.name}: {stats.done} done, {stats.failed} failed, "
             f"{stats.gone} gone, {stats.lost_leases} lost lease(s)"
             + (f", {stats.parts_sent} part(s) of split files sent" if stats.parts_sent else "")
+            + run_label(recorded)
         )
     if stats.failed:
         raise typer.Exit(int(ExitCode.SOME_FAILED))

@@ -38,16 +38,32 @@ RequestOpt = Annotated[
     bool,
     Opt("--request-restore", help="Ask S3 for readable copies of GLACIER/DEEP_ARCHIVE objects."),
 ]
-DaysOpt = Annotated[int, Opt(help="Days the restored copies stay readable.", metavar="DAYS")]
-TierOpt = Annotated[str, Opt(help="Retrieval tier.", metavar="Standard|Bulk|Expedited")]
+DaysOpt = Annotated[
+    int | None,
+    Opt(
+        help="Days the restored copies stay readable (with --request-restore).",
+        metavar="DAYS",
+        show_default="7",
+    ),
+]
+TierOpt = Annotated[
+    str | None,
+    Opt(
+        help="Retrieval tier (with --request-restore).",
+        metavar="Standard|Bulk|Expedited",
+        show_default="Standard",
+    ),
+]
 WaitOpt = Annotated[
     bool, Opt("--wait", help="Wait for archived objects to become readable, then fetch them.")
 ]
 PollOpt = Annotated[
-    float,
+    float | None,
     Opt(
-        help="Seconds before the first check of a pending restore (it doubles, up to 900).",
+        help="Seconds before the first check of a pending restore (it doubles, up to 900; "
+        "with --wait).",
         metavar="SECONDS",
+        show_default="60",
     ),
 ]
 
@@ -72,10 +88,10 @@ def restore(
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = None,
     request_restore: RequestOpt = False,
-    days: DaysOpt = 7,
-    tier: TierOpt = "Standard",
+    days: DaysOpt = None,
+    tier: TierOpt = None,
     wait: WaitOpt = False,
-    poll_interval: PollOpt = 60.0,
+    poll_interval: PollOpt = None,
     ledger: LedgerOpt = None,
     concurrency: ConcurrencyOpt = None,
     max_concurrency: MaxConcurrencyOpt = None,
@@ -134,7 +150,9 @@ def restore(
 
     options: GlobalOptions = ctx.obj
     source, dest = _arguments(paths, run)
-    glacier = glacier_options(request_restore, days, tier, wait, poll_interval)
+    glacier = glacier_options(
+        request_restore, wait, days=days, tier=tier, poll_interval=poll_interval
+    )
     settings = options.settings(
         keep_held=True,  # released by StartupOver (observers_for)
         ledger=ledger,
@@ -178,18 +196,44 @@ def restore(
 
 
 def glacier_options(
-    request: bool, days: int, tier: str, wait: bool, poll_interval: float
+    request: bool,
+    wait: bool,
+    *,
+    days: int | None = None,
+    tier: str | None = None,
+    poll_interval: float | None = None,
 ) -> GlacierOptions:
-    """The archived-object options, checked (exit 2 on a bad value)."""
+    """The archived-object options, checked (exit 2 on a bad value, and on --days or
+    --tier without --request-restore, --poll-interval without --wait: each would be
+    ignored, the user believing it applied)."""
     from s3stow.restore.glacier import TIERS, GlacierOptions
 
+    unused = [flag for flag, value in (("--days", days), ("--tier", tier)) if value is not None]
+    if unused and not request:
+        flags = " and ".join(unused)
+        raise ConfigError(
+            f"{flags} shape{'' if len(unused) > 1 else 's'} the restore requests "
+            "--request-restore sends, and it was not given: nothing would use "
+            f"{'them' if len(unused) > 1 else 'it'}",
+            hint=f"add --request-restore to ask S3 for copies of archived objects, or drop {flags}",
+        )
+    if poll_interval is not None and not wait:
+        raise ConfigError(
+            "--poll-interval sets how --wait polls, and --wait was not given: nothing would use it",
+            hint="add --wait to wait for archived objects to become readable, or drop "
+            "--poll-interval",
+        )
+    defaults = GlacierOptions()
+    tier = defaults.tier if tier is None else tier
     chosen = {t.lower(): t for t in TIERS}.get(tier.lower())
     if chosen is None:
         raise ConfigError(
             f"--tier {tier!r} is not a retrieval tier", hint="Standard, Bulk or Expedited"
         )
+    days = defaults.days if days is None else days
     if days < 1:
         raise ConfigError("--days must be at least 1")
+    poll_interval = defaults.poll_interval if poll_interval is None else poll_interval
     if poll_interval <= 0:
         raise ConfigError("--poll-interval must be more than 0 seconds")
     return GlacierOptions(
@@ -208,8 +252,11 @@ def _arguments(paths: list[str], run: str | None) -> tuple[str | None, str]:
     return paths[0], paths[1]
 
 
-def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
-    """Progress, JSON events, heartbeat and failures file, worded for a restore."""
+def observers_for(
+    options: GlobalOptions, settings: Settings, *, command: str = "restore"
+) -> list[Observer]:
+    """Progress, JSON events, heartbeat and failures file, worded for a restore;
+    ``command`` names it in the status file (``restore``, ``archive restore``)."""
     from s3stow.cli.upload import StartupOver
     from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
 
@@ -242,7 +289,7 @@ def observers_for(options: GlobalOptions, settings: Settings) -> list[Observer]:
                 interval=settings.status_interval,
                 group_key="folders",
                 busy_phase="restoring",
-                command="restore",
+                command=command,  # a restore's counters: "restore" is in each name
                 pending_class=PENDING,  # waiting for Glacier: "pending", as in the summary
             )
         )

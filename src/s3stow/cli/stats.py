@@ -13,6 +13,8 @@ from s3stow.cli.runoptions import LedgerOpt
 from s3stow.units import format_size
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
 
     from s3stow.ledger.queries import GroupTotals, RestoreTotals
@@ -44,17 +46,20 @@ def stats(
     bucket: Annotated[str | None, Opt(help="Only this bucket.", metavar="BUCKET")] = None,
 ) -> None:
     """Counts and bytes: total, done (%), not done, failed by error class; then the
-    restores the ledger recorded (restored, failed, under way)."""
+    restores the ledger recorded (restored, failed, under way; failed by error class)."""
     from s3stow.cli.upload import existing_ledger
     from s3stow.ledger import open_ledger
     from s3stow.ledger.queries import (
         GroupTotals,
         buckets_known,
         failures_by_error,
+        restore_failures_by_error,
         restore_totals,
         totals_by,
     )
+    from s3stow.ledger.restores import is_restore_run
     from s3stow.plan.retries import category
+    from s3stow.restore.report import category as restore_category
 
     options: GlobalOptions = ctx.obj
     settings = options.settings(ledger=ledger)
@@ -63,14 +68,16 @@ def stats(
         if bucket is not None and not buckets_known(db, bucket):
             _no_bucket(bucket)
         info = db.run_info(run) if run is not None else None
-        restore_run = info is not None and str(info.get("command") or "").startswith("restore")
+        restore_run = info is not None and is_restore_run(info.get("command"))
         groups = [] if restore_run else totals_by(db, by, run_id=run, bucket=bucket)
-        errors = [] if restore_run else failures_by_error(db, run_id=run)
+        errors = [] if restore_run else failures_by_error(db, run_id=run, bucket=bucket)
         if run is not None and not restore_run and not groups and not db.batches(run):
             _check_run(info, run)  # a watch's id: its batches count
         restores = None
+        restore_errors: list[tuple[str, int, str]] = []
         if run is None or restore_run:  # an upload run's id: its uploads only
             restores = restore_totals(db, run_id=run, bucket=bucket)
+            restore_errors = restore_failures_by_error(db, run_id=run, bucket=bucket)
     finally:
         db.close()
     overall = GroupTotals(
@@ -92,6 +99,17 @@ def stats(
                         for e, n, m in errors
                     ],
                     "restores": restores.as_dict() if restores is not None else None,
+                    "restore_failures": None
+                    if restores is None
+                    else [
+                        {
+                            "error_class": e,
+                            "category": restore_category(e),
+                            "items": n,
+                            "latest_message": m,
+                        }
+                        for e, n, m in restore_errors
+                    ],
                 }
             )
         )
@@ -103,7 +121,7 @@ def stats(
     else:
         _print_uploads(console, by, overall, groups, errors)
     if restores is not None and (restores.items or restore_run):
-        _print_restores(console, restores)
+        _print_restores(console, restores, restore_errors)
 
 
 def _print_uploads(
@@ -141,15 +159,29 @@ def _print_uploads(
     console.print(table)
     if errors:
         console.print("\n[bold]still failed, by error class[/]")
-        for error_class, count, message in errors:
-            console.print(
-                f"  {category(error_class):16} {error_class:24} {count:6,}  {message[:80]}",
-                markup=False,
-            )
+        _print_errors(console, errors, category)
 
 
-def _print_restores(console: Console, totals: RestoreTotals) -> None:
+def _print_errors(
+    console: Console, errors: list[tuple[str, int, str]], category: Callable[[str], str]
+) -> None:
+    """One line per error class: its category, the class, the count, a message."""
+    from s3stow.report.console import for_terminal
+
+    for error_class, count, message in errors:
+        console.print(
+            f"  {category(error_class):16} {error_class:24} {count:6,}  "
+            + for_terminal(message[:80]),
+            markup=False,
+            highlight=False,
+        )
+
+
+def _print_restores(
+    console: Console, totals: RestoreTotals, errors: list[tuple[str, int, str]]
+) -> None:
     from s3stow.report.console import table as new_table
+    from s3stow.restore.report import category
 
     console.print("\n[bold]restores[/]")
     table = new_table(
@@ -173,6 +205,9 @@ def _print_restores(console: Console, totals: RestoreTotals) -> None:
         f"{totals.in_progress:,}",
     )
     console.print(table)
+    if errors:
+        console.print("\n[bold]restores still failed, by error class[/]")
+        _print_errors(console, errors, category)
 
 
 def _no_bucket(bucket: str) -> None:

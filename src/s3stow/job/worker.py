@@ -12,6 +12,8 @@ only if this worker still holds the item at the version it claimed; an outcome i
 lost is counted apart (``lost_leases``), is not a failure, and when this worker wrote
 the object after the file changed, the item is queued again if the winner already
 recorded it done (the stale object may have replaced the winner's).
+The worker's ``run_id`` names its ledger runs as a watch's do: ``<run_id>.<n>`` for
+the n-th batch, ``<run_id>.parts`` for split uploads.
 """
 
 from __future__ import annotations
@@ -94,7 +96,12 @@ class JobWorker:
         self.name = name or worker_id()
         self.split_above = split_above
         self.split: SplitUploads | None = None
-        self._run_id = new_run_id()  # ledger run of this worker's split-upload records
+        # This worker's run id, the one ``stats``, ``restore`` and ``retry --run`` take:
+        # like a watch's, it has no row of its own; each batch of items is recorded as
+        # run ``<id>.<n>``, the split uploads' records as ``<id>.parts``.
+        self.run_id = new_run_id()
+        self._run_id = f"{self.run_id}.parts"
+        self._batches = 0
         self.stats = WorkerStats()
         self.outcomes = _Outcomes()
         uploader.add_observer(self.outcomes)
@@ -211,7 +218,14 @@ class JobWorker:
             # No HEAD per item: the items were just planned and the ledger knows what
             # s3stow uploaded before; a PUT is verified, so trusting it halves requests.
             uploads = [PlannedUpload(s, self.target.bucket, k) for k, (_, s) in planned.items()]
-            self.uploader.upload_planned(uploads, self.target, command="job", check_remote=False)
+            self._batches += 1
+            self.uploader.upload_planned(
+                uploads,
+                self.target,
+                command="job",
+                run_id=f"{self.run_id}.{self._batches}",
+                check_remote=False,
+            )
         for key, (state, error_class, error) in self.outcomes.by_key.items():
             if key in planned:
                 record = self.ledger.take(self.target.bucket, key) if self.ledger else None

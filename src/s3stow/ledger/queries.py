@@ -159,8 +159,11 @@ def buckets_known(ledger: Ledger, bucket: str) -> bool:
     return False
 
 
-def failures_by_error(ledger: Ledger, *, run_id: str | None = None) -> list[tuple[str, int, str]]:
-    """``(error_class, count, latest message)`` of failed/changed items."""
+def failures_by_error(
+    ledger: Ledger, *, run_id: str | None = None, bucket: str | None = None
+) -> list[tuple[str, int, str]]:
+    """``(error_class, count, latest message)`` of failed/changed items (of one run, one
+    bucket)."""
     table = schema.items
     query = (
         select(table.c.error_class, func.count(), func.max(table.c.error_message))
@@ -170,6 +173,31 @@ def failures_by_error(ledger: Ledger, *, run_id: str | None = None) -> list[tupl
     )
     if run_id is not None:
         query = query.where(_of_run(table.c.run_id, run_id))
+    if bucket is not None:
+        query = query.where(table.c.bucket == bucket)
+    ledger.flush()
+    with ledger.engine.connect() as conn:
+        return [(str(r[0] or "?"), int(r[1]), str(r[2] or "")) for r in conn.execute(query)]
+
+
+def restore_failures_by_error(
+    ledger: Ledger, *, run_id: str | None = None, bucket: str | None = None
+) -> list[tuple[str, int, str]]:
+    """``(error_class, count, a message)`` of the restores last recorded failed (of one
+    restore run, one bucket): the restores' side of ``failures_by_error``, the ones
+    ``restore_totals`` counts as failed (an archived object waiting for its copy too,
+    as ``restore-pending``)."""
+    table = schema.restores
+    query = (
+        select(table.c.error_class, func.count(), func.max(table.c.error_message))
+        .where(table.c.status == "failed")
+        .group_by(table.c.error_class)
+        .order_by(func.count().desc(), table.c.error_class)
+    )
+    if run_id is not None:
+        query = query.where(table.c.run_id == run_id)
+    if bucket is not None:
+        query = query.where(table.c.bucket == bucket)
     ledger.flush()
     with ledger.engine.connect() as conn:
         return [(str(r[0] or "?"), int(r[1]), str(r[2] or "")) for r in conn.execute(query)]

@@ -23,6 +23,15 @@ from s3stow.ledger.sql import Ledger
 from s3stow.logs import redact
 
 _CHUNK = 500
+_RESTORE_COMMANDS = ("restore", "restore-run", "archive-restore")
+
+
+def is_restore_run(command: object) -> bool:
+    """Whether a run row's ``command`` is a restore's (``restore``, ``restore --run``'s
+    ``restore-run``, ``archive-restore``): it recorded restores, not uploads."""
+    return str(command or "") in _RESTORE_COMMANDS
+
+
 _COLUMNS = (
     "bucket", "key", "path", "size", "mtime_ns", "etag", "status", "tier", "checksum",
     "download_id", "range_size",

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-from s3stow.localfiles import display_path
+from s3stow.errors import ConfigError
+from s3stow.localfiles import display_path, output_problem
 from s3stow.logs import redact
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
@@ -98,9 +99,18 @@ class FailuresFile(Observer):
     """Writes each failed or changed item as a JSON line (for ``s3stow retry``)."""
 
     def __init__(self, path: Path, *, extra: dict[str, Any] | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        problem = output_problem(path)
+        if problem is None:
+            try:
+                self.handle = path.open("w", encoding="utf-8")
+            except OSError as exc:
+                problem = str(exc.strerror or exc)
+        if problem is not None:  # a usage error (exit 2) before the run, not "unexpected"
+            raise ConfigError(
+                f"cannot write the failures file {path}: {problem}",
+                hint="give --failures-file a file name in a folder that can be written",
+            )
         self.path = path
-        self.handle = path.open("w", encoding="utf-8")
         self.extra = extra or {}  # e.g. {"command": "restore"}: never retried as uploads
         self.receiving = self.extra.get("command") == "restore"
         self._lock = threading.Lock()

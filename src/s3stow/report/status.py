@@ -1,8 +1,9 @@
 """The ``--status-json`` heartbeat: an atomically replaced JSON file.
 
 Schema (the large-file uploader's, seed 004): ``started_at``, ``command`` (``upload``,
-``retry``, ``archive``, ``watch``, ``job work``, or ``restore``: a restore names its counters
-``restored`` and ``bytes_restored``, as its ``--json`` summary and the ledger do;
+``retry``, ``archive``, ``watch``, ``job work``, or ``restore``, ``archive restore``: a
+restore names its counters ``restored`` and ``bytes_restored``, as its ``--json``
+summary and the ledger do;
 ``fields_of``), ``phase``, ``current_<group>``, ``current_file``, ``current_file_bytes``,
 ``current_file_size``, ``totals`` {files, uploaded, skipped, failed, not_started
 (``--limit``), bytes_uploaded}, per-group counters under ``<groups>``, ``last_update``; and for
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from s3stow.localfiles import atomic_write_text
+from s3stow.errors import ConfigError
+from s3stow.localfiles import atomic_write_text, output_problem
 from s3stow.logs import redact, warn_each
 from s3stow.models import Decision, RunSummary, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
@@ -90,6 +92,19 @@ def fields_of(status: dict[str, Any]) -> Fields:
     return RESTORE if "restore" in str(status.get("command") or "") else UPLOAD
 
 
+def _check_writable(path: Path) -> None:
+    """A status file that can never be written (a folder, a file where its folder should
+    be) is a usage error (exit 2) before the run starts, not an unexpected error at its
+    first write."""
+    problem = output_problem(path)
+    if problem is not None:
+        raise ConfigError(
+            f"cannot write the status file {path}: {problem}",
+            hint="give --status-json (S3STOW_STATUS_JSON) a file name in a folder that can "
+            "be written",
+        )
+
+
 class StatusHeartbeat(Observer):
     """Keeps the status file current; thread-safe and throttled."""
 
@@ -104,6 +119,7 @@ class StatusHeartbeat(Observer):
         pending_class: str | None = None,
     ) -> None:
         self.path = path
+        _check_writable(path)
         self.busy_phase = busy_phase
         self.interval = interval
         self.group_key = group_key

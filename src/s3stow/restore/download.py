@@ -224,7 +224,8 @@ def _ranged(
             out.truncate(info.size)
     elif done:
         log.info("resuming %s: %d of %d ranges already here", item.key, len(done), len(spans))
-        ctx.on_bytes(item.source, sum(length for length, _ in done.values()))
+        # an earlier run's bytes: the file's progress, not bytes this run received
+        ctx.on_resumed(item.source, sum(length for length, _ in done.values()))
     futures: list[Future[tuple[int, int, str]]] = [
         ctx.part_pool.submit(
             _fetch_range, ctx, item, info, temp, span, kind, restores, download_id, streams

@@ -32,7 +32,7 @@ from pathlib import Path
 from s3stow.config import Settings
 from s3stow.errors import ConfigError, S3StowError
 from s3stow.ledger import Ledger
-from s3stow.ledger.restores import RestoreEntry, RestoreLedger
+from s3stow.ledger.restores import RestoreEntry, RestoreLedger, is_restore_run
 from s3stow.models import Decision, Reason, SourceFile, Status, Target, UploadResult
 from s3stow.plan.keys import parse_target
 from s3stow.plan.ownfiles import working_files
@@ -43,7 +43,7 @@ from s3stow.restore.download import START_STREAMS
 from s3stow.restore.paths import Folders, PathRules, folds_case
 from s3stow.restore.plan import RestoreItem, RestorePlanner, RestoreRefusal, decide
 from s3stow.restore.report import RestoreSummary
-from s3stow.restore.worker import RestoreOptions, RestoreWorker, since_run
+from s3stow.restore.worker import RestoreOptions, RestoreWorker, for_restore, since_run
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
@@ -99,6 +99,7 @@ class Restorer:
             streams=self.streams,
         )
         self._waiting: list[RestoreItem] = []
+        self._received = _Received()
 
     def _on_throttle(self) -> None:
         self.limiter.on_throttle()
@@ -168,7 +169,7 @@ class Restorer:
                     hint="`s3stow stats --by run` lists them",
                 )
             info, runs = batches[0], [str(batch["run_id"]) for batch in batches]
-        if str(info["command"]).startswith("restore"):
+        if is_restore_run(info["command"]):
             raise ConfigError(
                 f"run {upload_run!r} is a restore", hint="give the id of an upload run"
             )
@@ -176,7 +177,12 @@ class Restorer:
         if source is not None:
             target = source if isinstance(source, Target) else parse_target(source)
             if target.bucket != info["bucket"]:
-                raise ConfigError(f"run {upload_run!r} uploaded to bucket {info['bucket']!r}")
+                raise ConfigError(
+                    f"run {upload_run!r} uploaded to bucket {info['bucket']!r}, not "
+                    f"{target.bucket!r}",
+                    hint=f"give s3://{info['bucket']}/PREFIX as the source, or leave the "
+                    "source out to restore everything the run stored",
+                )
         root = self._root(dest)
         planner = self._planner(root, run=upload_run)
         ledger = self.ledger
@@ -251,9 +257,20 @@ class Restorer:
         return self._root(dest)
 
     def _root(self, dest: str | Path) -> Path:
+        if isinstance(dest, str) and not dest.strip():  # Path("") is "."
+            raise ConfigError(
+                f"the destination folder is empty ({dest!r}): nothing restored",
+                hint="name the folder to restore into (. for the current folder; check the "
+                "variable that should hold it)",
+            )
         path = Path(dest).expanduser()
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{path} exists and is not a folder", hint="restore into a folder")
+        if path.is_symlink() and not path.exists():  # mkdir would say "File exists"
+            raise ConfigError(
+                f"{path} is a symbolic link to {path.readlink()}, which does not exist",
+                hint="create the folder it points to, or restore into another folder",
+            )
         if not self.settings.dry_run:
             try:
                 path.mkdir(parents=True, exist_ok=True)
@@ -273,6 +290,7 @@ class Restorer:
         label: str | None = None,
     ) -> RestoreSummary:
         summary = RestoreSummary(run_id or new_run_id())
+        self._received = _Received()
         started = time.monotonic()
         self.worker.folders = Folders()  # each run checks its folders afresh
         errors_before = getattr(self.store, "transient_errors", 0)
@@ -290,7 +308,7 @@ class Restorer:
         try:
             self._pipeline(found, summary)
         except S3StowError as exc:  # e.g. the listing: a missing bucket, no permission
-            summary.fatal = str(exc)
+            summary.fatal = str(for_restore(exc))
             raise
         finally:
             summary.elapsed = time.monotonic() - started
@@ -302,6 +320,7 @@ class Restorer:
             summary.streams_peak = self.streams.peak
             summary.interrupted = self.stop.is_set() and self.fatal_error is None
             summary.not_selected = planner.not_selected if planner is not None else 0
+            self._received.close(summary)
             if self.fatal_error is not None:
                 summary.fatal = str(self.fatal_error)
             if self.restores is not None and not self.settings.dry_run:
@@ -477,6 +496,16 @@ class Restorer:
         self.observer.on_result(result, source)
 
     def _pools(self, run_id: str) -> AbstractContextManager[TransferContext]:
+        received, observer = self._received, self.observer
+
+        def on_bytes(source: SourceFile, count: int) -> None:
+            received.add(source, count)
+            observer.on_bytes(source, count)
+
+        def on_resumed(source: SourceFile, count: int) -> None:
+            received.add_resumed(count)
+            observer.on_resumed(source, count)
+
         return transfer_context(
             self.settings,
             store=self.store,
@@ -484,8 +513,35 @@ class Restorer:
             limiter=self.limiter,
             stop=self.stop,
             run_id=run_id,
-            on_bytes=self.observer.on_bytes,
+            on_bytes=on_bytes,
+            on_resumed=on_resumed,
         )
+
+
+class _Received:
+    """The bytes a run received, by group, as the status file counts them (a range that
+    fails halfway taken back), objects finished or not: an interrupted run's summary
+    says what it fetched, as an upload's says what it sent; and apart from them the
+    ranges of earlier runs a resumed download kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_group: dict[str, int] = {}
+        self.resumed = 0
+
+    def add(self, source: SourceFile, count: int) -> None:
+        with self._lock:
+            self.by_group[source.group] = self.by_group.get(source.group, 0) + count
+
+    def add_resumed(self, count: int) -> None:
+        with self._lock:
+            self.resumed += count
+
+    def close(self, summary: RestoreSummary) -> None:
+        with self._lock:
+            for group, count in self.by_group.items():
+                summary.add_sent(group, count)
+            summary.bytes_resumed += self.resumed
 
 
 def _batched(found: Iterator[Found]) -> Iterator[list[Found]]:

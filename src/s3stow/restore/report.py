@@ -21,6 +21,32 @@ if TYPE_CHECKING:
 
 _RESTORE_NAMES = {"uploaded": "restored", "bytes_uploaded": "bytes_restored"}
 
+# A failed restore's operator-facing category (``stats``), as ``plan.retries.category``
+# gives an upload's: s3stow's own restore classes here, S3's codes (access, throttling,
+# network, server) as an upload's; an upload's source-file categories do not apply.
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "integrity": ("checksum-mismatch", "md5-mismatch"),
+    "local file kept": ("local-exists",),
+    "object changed": ("changed-remotely", "replaced-since-run", "NoSuchKey"),
+    "archived": ("archived", PENDING),
+    "path invalid": ("unsafe-path", "path-collision", "bad-url"),
+    "local write": (
+        "PermissionError", "OSError", "FileExistsError", "IsADirectoryError",
+        "NotADirectoryError",
+    ),
+}  # fmt: skip
+
+
+def category(error_class: str | None) -> str:
+    """The operator-facing category of a failed restore's error class."""
+    from s3stow.plan.retries import category as upload_category
+
+    for name, classes in CATEGORIES.items():
+        if error_class in classes:
+            return name
+    found = upload_category(error_class)
+    return "other" if found.startswith("source ") else found
+
 
 @dataclass(slots=True)
 class RestoreSummary(RunSummary):
@@ -41,10 +67,9 @@ class RestoreSummary(RunSummary):
         done either)."""
         if result.tier and result.status in (Status.DONE, Status.SKIPPED):
             self.tiers[result.tier] = self.tiers.get(result.tier, 0) + 1
-        if result.status == Status.DONE:
+        if result.status == Status.DONE:  # its bytes: counted as received (Restorer)
             self.uploaded += 1
             self.count_group(group, "uploaded")
-            self.add_sent(group, result.bytes_sent)
         elif result.status == Status.SKIPPED:
             self.skipped += 1
             self.count_group(group, "skipped")
@@ -120,7 +145,13 @@ def print_restore_summary(
         )
         + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
         + f" of {summary.files} objects; {format_size(summary.bytes_uploaded)} in "
-        f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)" + run_label(run_id),
+        f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
+        + (
+            f", {format_size(summary.bytes_resumed)} resumed from an earlier run's ranges"
+            if summary.bytes_resumed
+            else ""
+        )
+        + run_label(run_id),
         highlight=False,
     )
     if summary.not_selected:

@@ -120,7 +120,7 @@ class RestoreWorker:
             return UploadResult(item.path, item.bucket, item.key, Status.PLANNED)
         except (AuthError, BucketMissingError) as exc:
             with self._lock:
-                self.fatal_error = self.fatal_error or exc
+                self.fatal_error = self.fatal_error or for_restore(exc)
             self.stop.set()
             return item.failed(getattr(exc, "code", type(exc).__name__), _first_line(exc))
         except TransferError as exc:
@@ -170,6 +170,16 @@ class RestoreWorker:
 
     def _archived(self, item: RestoreItem, verdict: str) -> UploadResult:
         return item.failed(verdict, glacier.message(item, verdict, self.options.glacier))
+
+
+def for_restore(exc: S3StowError) -> S3StowError:
+    """``exc`` said for a restore: a missing bucket's hint (an upload's: create it) says
+    what to check instead; a restore reads a bucket, and an empty new one has nothing."""
+    if isinstance(exc, BucketMissingError):
+        exc.hint = (
+            "check the bucket's name, --region and --endpoint-url (a restore creates no bucket)"
+        )
+    return exc
 
 
 def since_run(ctx: TransferContext, item: RestoreItem) -> UploadResult | None:
