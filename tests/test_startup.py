@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -131,6 +132,7 @@ def test_a_command_builds_only_its_own_module() -> None:
     # no other command's module; shared option definitions and the help style are no command
     assert set(loaded.split(",")) & set(COMMANDS.values()) == {"upload"}
     assert set(loaded.split(",")) <= {
+        "collector",
         "upload",
         "keyoptions",
         "runoptions",
@@ -178,18 +180,20 @@ UPLOAD = """
 import gc, json, sys
 sys.argv = ["s3stow", *json.loads(sys.argv[1])]
 from s3stow.cli.app import main
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info))
 try:
     main()  # as the program: argv from sys.argv
 except SystemExit as exit:
     code = exit.code
+import os
 print("RESULT:" + json.dumps({"code": code, "modules": sorted(sys.modules),
-    "gc_enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}))
+    "gc_enabled": gc.isenabled(), "frozen": gc.get_freeze_count(),
+    "plugins": os.environ.get("PYDANTIC_DISABLE_PLUGINS"), "collections": len(collections)}))
 """
 
 
 def _upload(argv: list[str], cache: Path) -> dict[str, Any]:
-    import json
-
     done = subprocess.run(
         [sys.executable, "-c", UPLOAD, json.dumps(argv)],
         capture_output=True,
@@ -230,7 +234,12 @@ def test_a_one_file_upload_imports_only_what_it_needs(
     assert list(cache.glob("s3stow/botocore/botocore-*/*.json")), "no model was cached"
     assert "rich" in runs[0]["modules"]  # the summary is printed with rich
     assert "rich" not in runs[1]["modules"]  # -q prints no summary: no rich
+    # -q draws no progress and no run here writes a status file: neither is imported
+    assert "s3stow.report.progress" in runs[0]["modules"]
+    assert not {"s3stow.report.progress", "s3stow.report.status"} & set(runs[1]["modules"])
     for result in runs:
+        # pydantic looked for no plugin (it reads every distribution's entry points)
+        assert result["plugins"] == "__all__"
         modules = set(result["modules"])
         assert "botocore.client" in modules  # it did send through botocore
         present = [m for m in NOT_IN_AN_UPLOAD if m in modules]
@@ -241,11 +250,58 @@ def test_a_one_file_upload_imports_only_what_it_needs(
         # the collector was held during start-up and runs again, with start-up frozen
         assert result["gc_enabled"]
         assert result["frozen"] > 10_000
+        # held until the run decided about its file (StartupOver): not through botocore's
+        # import and the client's creation (about 90 collections when released with the
+        # settings), only for the request and the ledger after it (about 10)
+        assert result["collections"] < 40, result["collections"]
     assert s3_client(s3_server.endpoint_url).head_object(Bucket=bucket, Key="run1/one.txt")
     # the same upload again: the ledger settles it, so no request, and no botocore client
     # or response parser is even imported (about 0.1 s of a no-op re-run's CPU)
     again = set(_upload(argv, cache)["modules"])
     assert not {"botocore.client", "botocore.parsers", "botocore.session"} & again
+
+
+def test_a_pydantic_plugin_the_user_asks_for_is_kept() -> None:
+    """The program sets ``PYDANTIC_DISABLE_PLUGINS`` only when the user did not."""
+    env = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", UPLOAD, json.dumps(["--version"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT:"))
+    assert json.loads(line[len("RESULT:") :])["plugins"] == ""
+    done = subprocess.run(
+        [sys.executable, "-c", UPLOAD, json.dumps(["--version"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"},
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT:"))
+    assert json.loads(line[len("RESULT:") :])["plugins"] == "__all__"
+
+
+def test_no_settings_default_is_made_by_a_builtin() -> None:
+    """pydantic asks each default factory's signature; a builtin's (``list``, ``dict``) is
+    parsed from its text by the tokenizer, whose first use compiles its regular
+    expressions (about 3 ms of every start): the factories are functions."""
+    import inspect
+
+    from s3stow.config import Settings
+
+    factories = [f.default_factory for f in Settings.model_fields.values() if f.default_factory]
+    assert factories
+    assert all(inspect.isfunction(factory) for factory in factories), factories
+    settings = Settings()
+    assert settings.include == []
+    assert settings.metadata == {}
+    assert settings.include is not Settings().include  # a new list for every instance
+    assert "gis_data" in settings.folder_types
 
 
 def test_a_restore_imports_only_what_it_needs(s3_server: LocalS3Server, tmp_path: Path) -> None:
@@ -277,14 +333,72 @@ def test_a_restore_imports_only_what_it_needs(s3_server: LocalS3Server, tmp_path
         modules = set(result["modules"])
         present = [m for m in NOT_IN_AN_UPLOAD if m in modules]
         assert present == [], f"a restore imported {present}"
+        assert result["collections"] < 40, result["collections"]  # held as an upload's
         assert len(modules) <= MODULE_BOUND, f"{len(modules)} modules (bound {MODULE_BOUND})"
+
+
+HELD = """
+import gc, runpy, sys
+import s3stow  # as runpy imports the package before its __main__
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info))
+sys.argv = ["s3stow", "--version"]
+try:
+    runpy.run_module("s3stow", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+print("COLLECTIONS:", len(collections), "ENABLED:", gc.isenabled())
+"""
+
+
+def test_the_program_holds_the_collector_from_its_first_import() -> None:
+    """``python -m s3stow`` (and the console script, ``s3stow.__main__:main``) holds the
+    collector before importing the command line (typer and click: about 30
+    collections), not only from ``cli.app.main`` on; it runs again at the end."""
+    done = subprocess.run(
+        [sys.executable, "-c", HELD], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "s3stow " in done.stdout, done.stdout + done.stderr
+    assert "COLLECTIONS: 0 ENABLED: True" in done.stdout, done.stdout
+
+
+def test_the_collector_held_by_upload_and_restore_runs_once_a_client_is_made() -> None:
+    """``settings(keep_held=True)`` leaves the collector held until ``make_client`` has
+    made a client (or ``StartupOver`` sees the first decision): botocore's import and
+    the client's creation run without collections, and are frozen with start-up."""
+    import gc
+
+    from s3stow.cli import collector
+    from s3stow.cli.globalopts import GlobalOptions
+    from s3stow.store import modelcache
+    from s3stow.store.client import make_client
+
+    was, cache = gc.isenabled(), modelcache._DIRECTORY["path"]
+    try:
+        collector.hold_collector()
+        assert not gc.isenabled()
+        settings = GlobalOptions(endpoint_url="http://127.0.0.1:9").settings(keep_held=True)
+        assert not gc.isenabled()  # still held: no client yet
+        make_client(settings)
+        assert gc.isenabled()
+        assert not collector._COLLECTOR["held"]
+        collector.hold_collector()
+        GlobalOptions().settings()  # any other command: released with the settings
+        assert gc.isenabled()
+    finally:
+        collector.release_collector()
+        gc.unfreeze()
+        modelcache.use_directory(cache)  # settings() turned the model cache on
+        if not was:
+            gc.disable()
 
 
 def test_commands_that_run_long_release_the_collector() -> None:
     """The collector held at start-up comes back once the settings are resolved; the
     commands that run long without settings release it themselves."""
-    from s3stow.cli import globalopts
+    from s3stow.cli import collector, globalopts
 
+    assert globalopts.release_collector is collector.release_collector
     source = Path(globalopts.__file__).read_text()
     assert "release_collector()" in source.split("def settings(", 1)[1].split("\n    def ", 1)[0]
     cli = Path(globalopts.__file__).parent

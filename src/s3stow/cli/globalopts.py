@@ -17,11 +17,12 @@ pydantic adapter, so ``s3stow upload --help`` imports no pydantic.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from s3stow.cli.collector import hold_collector as hold_collector
+from s3stow.cli.collector import release_collector as release_collector
 from s3stow.cli.plainparams import PlainOption
 from s3stow.errors import ConfigError
 from s3stow.logs import configure_logging
@@ -32,26 +33,6 @@ if TYPE_CHECKING:
     from s3stow.config import Settings
 
 _DEBUG = {"on": False}
-_COLLECTOR = {"held": False}
-
-
-def hold_collector() -> None:
-    """The program starts: no cyclic garbage collection while it imports its modules
-    and builds its classes, models and settings, which live as long as the process
-    (collecting them again and again was about a tenth of a one-file upload's CPU)."""
-    if gc.isenabled():
-        gc.disable()
-        _COLLECTOR["held"] = True
-
-
-def release_collector() -> None:
-    """Start-up is over: what exists is frozen (full collections no longer scan it) and
-    the collector runs again. Called once the settings are resolved, by the commands
-    that run long without settings, and when ``main`` returns."""
-    if _COLLECTOR["held"]:
-        _COLLECTOR["held"] = False
-        gc.freeze()
-        gc.enable()
 
 
 def debug_on() -> bool:
@@ -80,10 +61,14 @@ class GlobalOptions:
     # option name -> (value, where it was given), for the conflict check
     given: dict[str, tuple[Any, str]] = field(default_factory=dict, repr=False)
 
-    def settings(self, **flags: Any) -> Settings:
+    def settings(self, *, keep_held: bool = False, **flags: Any) -> Settings:
         """Resolve the settings: defaults < config file < env < these flags. A command
         that resolves settings may make a botocore session: botocore's parsed JSON
-        models are kept in the user's cache directory from here on (``modelcache``)."""
+        models are kept in the user's cache directory from here on (``modelcache``).
+        The collector held during start-up runs again from here, unless ``keep_held``:
+        a command whose engine reports to a ``StartupOver`` observer (``upload``,
+        ``restore``) keeps it held through botocore's import and the client's creation,
+        until a client is made or the run decides about its first file."""
         from s3stow.config import load_settings
         from s3stow.store.modelcache import use_directory
 
@@ -102,9 +87,17 @@ class GlobalOptions:
             **flags,
         }
         try:
-            return load_settings(config_file=self.config, flags=merged)
-        finally:
+            settings = load_settings(config_file=self.config, flags=merged)
+        except BaseException:
             release_collector()
+            raise
+        if keep_held:
+            from s3stow.store.client import when_client_made
+
+            when_client_made(release_collector)
+        else:
+            release_collector()
+        return settings
 
     def give(self, param: Parameter, value: Any, *, where: str) -> None:
         """Take ``value`` of ``param`` given on the command line ``where``."""

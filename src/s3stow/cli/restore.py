@@ -154,6 +154,7 @@ def restore(
         request_restore, wait, days=days, tier=tier, poll_interval=poll_interval
     )
     settings = options.settings(
+        keep_held=True,  # released by StartupOver (observers_for)
         ledger=ledger,
         concurrency=concurrency,
         max_concurrency=max_concurrency,
@@ -256,18 +257,19 @@ def observers_for(
 ) -> list[Observer]:
     """Progress, JSON events, heartbeat and failures file, worded for a restore;
     ``command`` names it in the status file (``restore``, ``archive restore``)."""
+    from s3stow.cli.upload import StartupOver
     from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
-    from s3stow.report.progress import LiveProgress, PlainProgress
-    from s3stow.report.status import StatusHeartbeat
-    from s3stow.restore.glacier import PENDING
 
-    observers: list[Observer] = []
+    # as in upload's: progress and the heartbeat only where they are used
+    observers: list[Observer] = [StartupOver()]
     plan = settings.dry_run
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=plan, receiving=True))
     elif options.quiet:  # -q: failures only, each when it happens; no summary
         observers.append(FailureLines(sys.stderr))
     else:
+        from s3stow.report.progress import LiveProgress, PlainProgress
+
         if sys.stderr.isatty():
             from rich.console import Console  # rich only where it draws (not with -q)
 
@@ -278,6 +280,9 @@ def observers_for(
                 PlainProgress(sys.stderr, interval=interval, plan=plan, receiving=True)
             )
     if settings.status_json is not None:
+        from s3stow.report.status import StatusHeartbeat
+        from s3stow.restore.glacier import PENDING
+
         observers.append(
             StatusHeartbeat(
                 settings.status_json,

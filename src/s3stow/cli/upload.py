@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import typer
 
 from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
+from s3stow.cli.collector import release_collector
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.cli.runoptions import (
@@ -26,13 +27,13 @@ from s3stow.cli.runoptions import (
     StatusJsonOpt,
 )
 from s3stow.errors import ConfigError, ExitCode, S3StowError
-from s3stow.models import RunSummary
+from s3stow.models import Decision, RunSummary, SourceFile, UploadResult
 from s3stow.plan.keys import parse_target
+from s3stow.report.observer import Observer
 
 if TYPE_CHECKING:
     from s3stow.config import Settings
     from s3stow.ledger import Ledger
-    from s3stow.report.observer import Observer
     from s3stow.transfer.engine import Uploader
 
 
@@ -199,7 +200,7 @@ def upload(
             flags["metadata"] = parse_metadata(metadata)
         except ValueError as exc:
             raise ConfigError(str(exc), hint="write --metadata key=value") from None
-    settings = options.settings(**flags)
+    settings = options.settings(keep_held=True, **flags)  # released by StartupOver
     if settings.sse_kms_key_id and settings.sse != "aws:kms":
         raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
     if not options.quiet and not options.json:
@@ -277,6 +278,25 @@ def existing_ledger(target: str | None) -> str:
     return path
 
 
+class StartupOver(Observer):
+    """Releases the collector held during the program's start-up (``cli.collector``)
+    when the run decides about its first file, has a result or ends, if the S3 client
+    was not made before (``settings(keep_held=True)`` releases it then): a run that
+    needs no client (the ledger settles every file) holds it no longer than that.
+    Released with the settings, the collector ran some 90 young collections during
+    botocore's import and the client's creation, and a full one over all of botocore
+    at exit. A no-op once released (and in a host, whose collector is never held)."""
+
+    def on_decision(self, decision: Decision) -> None:
+        release_collector()
+
+    def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
+        release_collector()
+
+    def on_finish(self, summary: RunSummary) -> None:
+        release_collector()
+
+
 def observers_for(
     options: GlobalOptions, settings: Settings, *, batches: bool = False, command: str = "upload"
 ) -> list[Observer]:
@@ -284,16 +304,18 @@ def observers_for(
     uploader runs many (a job worker), so no frame is left behind each; ``command``: the
     one the status file names (``retry``, ``archive``)."""
     from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
-    from s3stow.report.progress import LiveProgress, PlainProgress
-    from s3stow.report.status import StatusHeartbeat
 
-    observers: list[Observer] = []
+    # progress and the heartbeat are imported where they are used: -q and --json
+    # draw no progress, and most runs write no status file (about 4 ms a start)
+    observers: list[Observer] = [StartupOver()]
     plan = settings.dry_run
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=plan))
     elif options.quiet:  # -q: failures only, each when it happens; no summary
         observers.append(FailureLines(sys.stderr))
     else:
+        from s3stow.report.progress import LiveProgress, PlainProgress
+
         if sys.stderr.isatty():
             from rich.console import Console
 
@@ -303,6 +325,8 @@ def observers_for(
             interval = settings.progress_interval
             observers.append(PlainProgress(sys.stderr, interval=interval, plan=plan))
     if settings.status_json is not None:
+        from s3stow.report.status import StatusHeartbeat
+
         grouped_by_type = settings.layout == "project" or bool(settings.include_types)
         observers.append(
             StatusHeartbeat(

@@ -17,6 +17,7 @@ redaction filter.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from s3stow.config import Settings
@@ -142,7 +143,22 @@ def make_client(
                 params.setdefault("ExpectedBucketOwner", owner)
 
         client.meta.events.register("before-parameter-build.s3", add_owner)
+    for callback in list(_MADE):
+        callback()
     return client
+
+
+# Called (no arguments) each time ``make_client`` has made a client: the command line
+# registers the release of the garbage collector it holds during start-up
+# (``cli/collector.py``), so botocore's import and the client's creation run without
+# collections and are frozen with the rest of start-up. A library host registers none.
+_MADE: list[Callable[[], None]] = []
+
+
+def when_client_made(callback: Callable[[], None]) -> None:
+    """Call ``callback`` each time a client has been made (once registered)."""
+    if callback not in _MADE:
+        _MADE.append(callback)
 
 
 def _addressing(settings: Settings) -> dict[str, str] | None:
