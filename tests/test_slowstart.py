@@ -7,7 +7,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from s3stow.transfer.limits import SCALING, WORTH, RequestLimiter
+from s3stow.transfer.limits import SCALING, WINDOW_MIN, WORTH, RequestLimiter
 from s3stow.transfer.slowstart import START_RISE_FLOOR, START_ROUND_MIN, SlowStart
 
 
@@ -168,6 +168,27 @@ def test_the_limiter_goes_back_when_its_requests_queue() -> None:
     for _ in range(8):  # Growth's windows count from here
         full_round(limiter, clock, seconds=0.032)
     assert limiter.windows >= 1
+
+
+def test_growths_first_window_after_slow_start_is_a_whole_window() -> None:
+    """When slow start ends, Growth's first window starts empty: it closes at exactly
+    ``max(limit, WINDOW_MIN)`` completions counted from there, not one sooner."""
+    clock = FakeClock()
+    limiter = RequestLimiter(16, ceiling=256, clock=clock, slow_start=True)
+    assert limiter.start is not None
+    while limiter.start.active:  # 16, 32, 32 again, then back to 16: it ends there
+        full_round(limiter, clock, seconds=limiter.limit * 0.002)
+    assert (limiter.start.stopped_by, limiter.limit, limiter.windows) == ("latency", 16, 0)
+    window = max(limiter.limit, WINDOW_MIN)
+    with ExitStack() as held:
+        for _ in range(limiter.limit):  # every slot taken
+            held.enter_context(limiter.slot())
+        clock.now += 1.0
+        for _ in range(window - 1):
+            limiter.on_success()
+        assert limiter.windows == 0
+        limiter.on_success()
+        assert limiter.windows == 1
 
 
 def test_a_failed_request_is_not_timed() -> None:
