@@ -156,6 +156,7 @@ def plan(
     keys: KeyOptions,
 ) -> None:
     """Discover files and enqueue them (idempotent: only new or changed items)."""
+    from s3stow.cli.upload import source_paths
     from s3stow.plan.discover import check_sources, discover
     from s3stow.plan.planner import Planner
 
@@ -163,13 +164,14 @@ def plan(
     if len(paths) < 2:
         raise ConfigError("job plan needs sources and a destination")
     split = _split_size(split_above)
-    *sources, destination = paths
+    *given, destination = paths
+    sources = source_paths(given, command="job plan")
     target = parse_target(destination)
     settings = options.settings(ledger=ledger, concurrency=concurrency, **keys.flags())
     db, queue = _queue(settings, job)
     try:
         planner = Planner(settings, target)
-        roots = check_sources(planner.sources([Path(s) for s in sources]))
+        roots = check_sources(planner.sources(sources))
         job_settings = {
             **settings.model_dump(mode="json", exclude=set(_HOST_ONLY)),
             "split_above": split,

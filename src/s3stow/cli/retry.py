@@ -37,17 +37,21 @@ def retry(
             metavar="RUN_ID",
         ),
     ] = None,
-    from_file: Annotated[
-        Path | None,
+    from_text: Annotated[
+        str | None,
         Opt(
             "--from",
             help="Retry what this file names: a --failures-file, or an aws s3 sync/cp log.",
             metavar="FILE",
         ),
     ] = None,
-    base_dir: Annotated[
-        Path | None,
-        Opt(help="Resolve the relative local paths of --from against this.", metavar="DIR"),
+    base_text: Annotated[
+        str | None,
+        Opt(
+            "--base-dir",
+            help="Resolve the relative local paths of --from against this.",
+            metavar="DIR",
+        ),
     ] = None,
     prefix: Annotated[
         str | None,
@@ -98,6 +102,7 @@ def retry(
     """
     from s3stow.cli.upload import default_ledger, existing_ledger
     from s3stow.ledger import open_ledger
+    from s3stow.localfiles import given_path
     from s3stow.plan.failures import read_failures
     from s3stow.plan.retries import from_failures, from_ledger
 
@@ -123,6 +128,21 @@ def retry(
             if v is not None
         },
     }
+    # text, then paths: an empty value (an unset variable) is refused, not taken as "."
+    from_file = (
+        None
+        if from_text is None
+        else given_path(
+            from_text, what="the file of --from", fix="name the failures file or log to retry"
+        )
+    )
+    base_dir = (
+        None
+        if base_text is None
+        else given_path(
+            base_text, what="the folder of --base-dir", fix="name the folder the paths are under"
+        )
+    )
     if keys.given() and from_file is None:
         raise ConfigError(
             f"{', '.join(keys.given())} plan the keys of what --from names; the ledger's "

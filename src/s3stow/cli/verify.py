@@ -58,7 +58,7 @@ def verify(
     keys: KeyOptions,
 ) -> None:
     """Classify every path: ok, missing, mismatched, gone, orphan, changed; exit 1 if any."""
-    from s3stow.cli.upload import default_ledger
+    from s3stow.cli.upload import default_ledger, source_paths
     from s3stow.ledger import open_ledger
     from s3stow.store.s3 import S3Store
     from s3stow.tools.verify import OK, ordered, verify_tree
@@ -69,7 +69,8 @@ def verify(
             "verify needs at least one source and a destination",
             hint="s3stow verify ./dir s3://bucket/prefix",
         )
-    *sources, destination = paths
+    *given, destination = paths
+    sources = source_paths(given, command="verify")
     target = parse_target(destination)
     settings = options.settings(ledger=ledger, **keys.flags())
     db = open_ledger(settings.ledger or default_ledger())
@@ -82,7 +83,7 @@ def verify(
                 verify_tree(
                     settings,
                     target,
-                    [Path(s) for s in sources],
+                    sources,
                     store=store,
                     ledger=db,
                     deep=deep,

@@ -26,8 +26,8 @@ Opt = typer.Option
 @pattern_options
 def watch(
     ctx: typer.Context,
-    directory: Annotated[
-        Path, typer.Argument(help="The directory to watch (and its subdirectories).", metavar="DIR")
+    folder: Annotated[
+        str, typer.Argument(help="The directory to watch (and its subdirectories).", metavar="DIR")
     ],
     destination: Annotated[
         str, typer.Argument(help="Where the files go.", metavar="s3://BUCKET[/PREFIX]")
@@ -89,16 +89,20 @@ def watch(
     from s3stow.cli.upload import default_ledger, install_signal_handlers
     from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
+    from s3stow.localfiles import given_path
     from s3stow.report.console import FailureLines, JsonEvents
     from s3stow.report.metrics import metrics_for, serving
     from s3stow.tools.watch import Watcher
     from s3stow.transfer.engine import Uploader
 
     options: GlobalOptions = ctx.obj
+    directory = given_path(folder, what="the folder to watch", fix="name the folder to watch")
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory", hint="watch takes a directory")
     if after_upload not in ("keep", "delete") and not after_upload.startswith("move:"):
         raise ConfigError(f"--after-upload {after_upload!r} is not keep, delete or move:DIR")
+    if after_upload.startswith("move:"):  # move: alone would move into the current folder
+        given_path(after_upload[5:], what="the folder of --after-upload move:", fix="name it")
     if settle < 0 or max_wait <= 0 or rescan <= 0:
         raise ConfigError("--settle, --max-wait and --rescan must be positive")
     target = parse_target(destination)

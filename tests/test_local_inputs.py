@@ -1,0 +1,42 @@
+"""Local paths and patterns given on the command line, odd ones included: an empty path
+(a shell variable left unset) or an invalid pattern is refused with its documented exit
+code and a message naming it and the fix, never taken as something else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import make_tree
+
+
+def _keys(s3: Any, bucket: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_an_empty_local_path_is_refused_not_the_current_folder(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``upload "" s3://b/p`` (an unset variable) uploaded the current folder, exit 0;
+    verify, watch, job plan and retry's --from, --base-dir took ``.`` the same way."""
+    make_tree(tmp_path, {"a.txt": 3, "d/b.txt": 4})
+    dest = f"s3://{bucket}/p"
+    cases = {
+        ("upload", "", dest): "the source path is empty",
+        ("upload", "d", " ", dest): "the source path is empty",
+        ("--json", "upload", "", dest): "the source path is empty",
+        ("verify", "", dest): "the source path is empty",
+        ("job", "plan", "", dest, "--job", "j"): "the source path is empty",
+        ("watch", "", dest, "--once"): "the folder to watch is empty",
+        ("watch", "d", dest, "--once", "--after-upload", "move:"): "move: is empty",
+        ("retry", "--from", ""): "the file of --from is empty",
+        ("retry", "--from", "f.jsonl", "--base-dir", ""): "the folder of --base-dir is empty",
+    }
+    for args, said in cases.items():
+        result = cli(*args, "--ledger", "l.db")
+        assert result.code == 2, (args, result.output)
+        assert said in result.stderr, (args, result.stderr)
+        assert "check the variable that should hold it" in result.stderr
+        assert "Traceback" not in result.output
+    assert _keys(s3, bucket) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "d"]
