@@ -40,3 +40,36 @@ def test_an_empty_local_path_is_refused_not_the_current_folder(
         assert "Traceback" not in result.output
     assert _keys(s3, bucket) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "d"]
+
+
+def test_an_include_or_exclude_that_could_match_nothing_is_refused(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``--include '['`` (a set never closed) selected nothing, silently: pathspec, as
+    git, takes it as a pattern that matches nothing; ``--exclude '[z-a]'`` was a
+    traceback. Each is refused (exit 2) naming the pattern and the fix."""
+    make_tree(tmp_path / "src", {"a.txt": 3, "[x].txt": 4, "#n.txt": 5})
+    dest = f"s3://{bucket}/p"
+    cases = {
+        ("--include", "["): ("--include '[' would match no path", "write \\[ (or [[])"),
+        ("--exclude", "d/[ab"): ("--exclude 'd/[ab' would match no path", "close the set"),
+        ("--include", "#n.txt"): ("a pattern starting with # is a comment", "write \\#n.txt"),
+        ("--exclude", "[z-a]"): ("--exclude '[z-a]' is invalid", "[a-z]"),
+    }
+    for flags, (said, fix) in cases.items():
+        for command in (
+            ("upload", "src", dest),
+            ("restore", dest, "out"),
+            ("watch", "src", dest, "--once"),
+        ):
+            result = cli(*command, *flags, "--ledger", "l.db")
+            assert result.code == 2, (command, flags, result.output)
+            assert said in result.stderr, (command, result.stderr)
+            assert fix in result.stderr, (command, result.stderr)
+            assert "Traceback" not in result.output
+    assert _keys(s3, bucket) == []
+    # the literal forms the hints give select the names they spell
+    for pattern in ("\\[x].txt", "[[]x].txt", "\\#n.txt"):
+        result = cli("--json", "upload", "src", dest, "--include", pattern, "--ledger", "l.db")
+        assert result.code == 0, (pattern, result.output)
+    assert sorted(_keys(s3, bucket)) == ["p/#n.txt", "p/[x].txt"]
