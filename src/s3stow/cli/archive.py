@@ -476,6 +476,7 @@ def restore(
         items = restore_items(media, media_root=root, rules=restorer.rules, limit=limit)
         summary = restorer.restore_items(items, root, command="archive-restore", buckets=buckets)
     finally:
+        restorer.drop_unused_dest()  # the media root it created, if nothing was written
         undo()
         ledger_db.close()
         media.close()
