@@ -11,7 +11,7 @@ from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.plan.keys import normalise_prefix, validate_bucket
-from s3stow.units import format_size
+from s3stow.units import format_size, plural
 
 if TYPE_CHECKING:
     from s3stow.tools.bucket import Change
@@ -170,15 +170,15 @@ def setup(
             console.print(
                 "bucket matches"
                 if not drift
-                else f"{len(drift)} setting(s) differ from what was asked"
+                else f"{plural(len(drift), 'setting')} differing from what was asked"
             )
         elif dry_run:
-            console.print(f"dry run: {len(drift)} setting(s) would change")
+            console.print(f"dry run: {plural(len(drift), 'setting')} would change")
         else:
             console.print(
                 "nothing to change: already as asked"
                 if not changed
-                else f"{len(changed)} setting(s) changed"
+                else f"{plural(len(changed), 'setting')} changed"
             )
             for row in wrong:
                 console.print(
@@ -268,7 +268,7 @@ def check(
     for key, _, age in uploads[:20]:
         console.print(f"  {key} ({age:.1f} days old)")
     if aborted:
-        console.print(f"aborted {len(aborted)} incomplete upload(s)")
+        console.print(f"aborted {plural(len(aborted), 'incomplete upload')}")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.models import PlannedUpload, Refused, Skipped, SourceFile, Target
 from s3stow.plan.keys import parse_target
+from s3stow.units import plural
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -203,13 +204,13 @@ def plan(
     else:
         console = Console(highlight=False, soft_wrap=True)
         console.print(
-            f"job {job}: {total} files planned, {waiting} to do (new, changed or not yet done)"
-            + (f", {gone} gone (not found by this plan)" if gone else "")
+            f"job {job}: {plural(total, 'file')} planned, {waiting} to do (new, changed or "
+            "not yet done)" + (f", {gone} gone (not found by this plan)" if gone else "")
         )
         if unreadable:
             Console(stderr=True, highlight=False, soft_wrap=True).print(
-                f"{len(unreadable)} path(s) could not be read (first: {unreadable[0].path}: "
-                f"{unreadable[0].reason}); no item was marked gone"
+                f"{plural(len(unreadable), 'path')} could not be read (first: "
+                f"{unreadable[0].path}: {unreadable[0].reason}); no item was marked gone"
             )
     if work:
         _work(options, job, settings.ledger, batch=64, lease=300.0)
@@ -372,8 +373,12 @@ def _work(
     elif not options.quiet or stats.failed:
         Console(highlight=False, soft_wrap=True).print(
             f"worker {worker.name}: {stats.done} done, {stats.failed} failed, "
-            f"{stats.gone} gone, {stats.lost_leases} lost lease(s)"
-            + (f", {stats.parts_sent} part(s) of split files sent" if stats.parts_sent else "")
+            f"{stats.gone} gone, {plural(stats.lost_leases, 'lost lease')}"
+            + (
+                f", {plural(stats.parts_sent, 'part')} of split files sent"
+                if stats.parts_sent
+                else ""
+            )
             + run_label(recorded)
         )
     if stats.failed:
@@ -438,7 +443,7 @@ def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
     for w in data["workers"]:
         console.print(
             f"  {w['worker']} on {w['host']} (pid {w['pid']}): {w['done']} done, "
-            f"{w['failed']} failed, {w['lost_leases']} lost lease(s), "
+            f"{w['failed']} failed, {plural(w['lost_leases'], 'lost lease')}, "
             f"seen {w['last_seen_seconds']:.0f}s ago"
         )
 

@@ -16,6 +16,7 @@ from s3stow.cli.keyoptions import KeyOptions, key_options
 from s3stow.cli.runoptions import LedgerOpt, StatusJsonOpt
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.models import RunSummary, Status, Target
+from s3stow.units import plural
 
 if TYPE_CHECKING:
     from s3stow.ledger import Ledger
@@ -253,7 +254,7 @@ def _finish(
         if retried and not summary.would_upload:
             done = summary.uploaded + summary.skipped
             console.print(
-                f"retry: {retried} item(s) retried, {done} now done, "
+                f"retry: {plural(retried, 'item')} retried, {done} now done, "
                 f"{summary.failed + summary.changed} still failed "
                 f"({100 * done / retried:.0f}% recovered)"
             )
@@ -284,17 +285,18 @@ def _report_parse(
             )
         )
         return
-    console.print(f"read {parsed} failed upload(s) from the log")
+    console.print(f"read {plural(parsed, 'failed upload')} from the log")
     if restores:
         console.print(
-            f"{restores} failed restore(s) left out: `retry` sends uploads only; run the "
+            f"{plural(restores, 'failed restore')} left out: `retry` sends uploads only; run the "
             "same `s3stow restore` command again to retry them (each line's error says "
             "when that cannot help: a key that is no file name, a local file kept, an "
             "object replaced since its upload run)",
             markup=False,
         )
     if unparseable:
-        console.print(f"[yellow]{len(unparseable)} line(s) could not be parsed[/]; first ones:")
+        unread = plural(len(unparseable), "line")
+        console.print(f"[yellow]{unread} could not be parsed[/]; first ones:")
         for number, line in unparseable[:5]:
             console.print(f"  line {number}: {line[:200]}", markup=False)
 
@@ -347,8 +349,8 @@ def _list_failures(
         return
     if restores:
         console.print(
-            f"{restores} failed restore(s) in the ledger, not listed: `retry` sends uploads "
-            "only; run the same `s3stow restore` command again (its --failures-file and "
+            f"{plural(restores, 'failed restore')} in the ledger, not listed: `retry` sends "
+            "uploads only; run the same `s3stow restore` command again (its --failures-file and "
             "summary say why each failed)",
             markup=False,
         )
@@ -374,7 +376,8 @@ def _list_failures(
             str(row["latest_message"])[:80],
         )
     console.print(table)
-    console.print(f"{sum(counts.values())} item(s) still failed; `s3stow retry` re-attempts them")
+    still = plural(sum(counts.values()), "item")
+    console.print(f"{still} still failed; `s3stow retry` re-attempts them")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,7 @@ from s3stow.cli.keyoptions import KeyOptions, pattern_options
 from s3stow.cli.runoptions import LedgerOpt, StatusIntervalOpt
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.plan.keys import parse_target
+from s3stow.units import plural
 
 if TYPE_CHECKING:
     from s3stow.report.observer import Observer
@@ -172,7 +173,7 @@ def watch(
         )
     elif not options.quiet or stats.too_busy:  # -q: what is still changing is a failure
         Console(highlight=False).print(
-            f"watch: {stats.uploaded} uploaded, {stats.failed} failed attempt(s)"
+            f"watch: {stats.uploaded} uploaded, {plural(stats.failed, 'failed attempt')}"
             + (f", {stats.skipped} already done" if stats.skipped else "")
             + (f", {len(stats.too_busy)} still changing" if stats.too_busy else "")
         )
