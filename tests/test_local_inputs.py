@@ -73,3 +73,20 @@ def test_an_include_or_exclude_that_could_match_nothing_is_refused(
         result = cli("--json", "upload", "src", dest, "--include", pattern, "--ledger", "l.db")
         assert result.code == 0, (pattern, result.output)
     assert sorted(_keys(s3, bucket)) == ["p/#n.txt", "p/[x].txt"]
+
+
+def test_a_source_given_twice_is_uploaded_once(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``upload d d s3://b/p`` (or ``d/a.txt`` beside ``d``) refused every file as
+    colliding with itself ("is also the key of ; neither is uploaded"), exit 1."""
+    make_tree(tmp_path / "d", {"a.txt": 3, "e/b.txt": 4})
+    twice = cli("upload", "d", "./d", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert twice.code == 0, twice.output
+    assert "./d names d again: taken once" in twice.stderr
+    assert "2 uploaded, 0 skipped, 0 failed of 2 files" in twice.stdout
+    inside = cli("upload", "d", "d/a.txt", f"s3://{bucket}/q", "--ledger", "l.db")
+    assert inside.code == 0, inside.output
+    assert "skipped: 1 deduplicated" in inside.stdout
+    assert "KeyCollision" not in inside.output
+    assert sorted(_keys(s3, bucket)) == ["p/a.txt", "p/e/b.txt", "q/a.txt", "q/e/b.txt"]
+    checked = cli("verify", "d", "d", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert checked.code == 0, checked.output

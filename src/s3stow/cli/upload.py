@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import signal
@@ -227,11 +228,18 @@ def upload(
 
 def source_paths(given: list[str], *, command: str) -> list[Path]:
     """The local sources of ``upload``, ``verify`` or ``job plan``, an empty one refused
-    (an unset shell variable: ``Path("")`` would be the current folder)."""
+    (an unset shell variable: ``Path("")`` would be the current folder), one named twice
+    (``a a``, ``a ./a``) taken once, with a warning: its files would each be found twice."""
     from s3stow.localfiles import given_path
 
     fix = f"name the file or folder to {'check' if command == 'verify' else 'upload'}"
-    return [given_path(value, what="the source path", fix=fix) for value in given]
+    sources: dict[str, Path] = {}
+    for value in given:
+        path = given_path(value, what="the source path", fix=fix)
+        seen = sources.setdefault(os.path.realpath(path), path)
+        if seen is not path:
+            logging.getLogger(__name__).warning("%s names %s again: taken once", value, seen)
+    return list(sources.values())
 
 
 def warn_if_the_prefix_names_the_file(
