@@ -105,7 +105,10 @@ def test_bucket_check_counts_and_aborts_old_uploads(cli, s3, bucket) -> None:  #
     cleaned = _js(cli("--json", "bucket", "check", bucket, "--abort-older-than", "0"))
     assert cleaned["aborted"] == ["p/big"]
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
-    assert cli("bucket", "check", "no-such-bucket-x").code == 2
+    # a missing bucket is exit 3 (README, exit codes), as in upload, restore and verify
+    missing = cli("bucket", "check", "no-such-bucket-x")
+    assert missing.code == 3, missing.output
+    assert "bucket no-such-bucket-x does not exist" in missing.stderr
 
 
 @pytest.mark.engines

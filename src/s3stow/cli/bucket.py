@@ -9,7 +9,7 @@ import typer
 
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
-from s3stow.errors import ConfigError, ExitCode
+from s3stow.errors import BucketMissingError, ConfigError, ExitCode
 from s3stow.plan.keys import normalise_prefix, validate_bucket
 from s3stow.units import format_size, plural
 
@@ -222,7 +222,7 @@ def check(
     validate_bucket(bucket)
     admin = BucketAdmin(make_client(options.settings()), bucket)
     if not admin.exists():
-        raise ConfigError(
+        raise BucketMissingError(  # exit 3, as every command meeting a missing bucket
             f"bucket {bucket} does not exist", hint=f"create it with `s3stow bucket setup {bucket}`"
         )
     scope = normalise_prefix(prefix) if prefix else ""
