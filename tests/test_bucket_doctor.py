@@ -261,3 +261,24 @@ def test_bucket_setup_check_and_doctor_on_seaweedfs(
     # SeaweedFS names no bucket region: say so and which region requests are signed for
     assert "region ?" not in checks["bucket"]["detail"]
     assert "the server names no region" in checks["bucket"]["detail"]
+
+
+def test_bucket_commands_given_a_url_or_negative_days_say_what_to_give(cli, s3, bucket) -> None:  # type: ignore[no-untyped-def]
+    """``bucket setup s3://b`` said only that names are 3-63 characters of a-z...;
+    ``bucket check b --abort-older-than -1`` was taken (every upload is older than -1
+    days: all were aborted), NaN aborted none, both exit 0."""
+    for args in (
+        ("setup", f"s3://{bucket}"),
+        ("check", f"{bucket}/p"),
+        ("check", f"s3://{bucket}/"),
+    ):
+        result = cli("bucket", *args)
+        assert result.code == 2, (args, result.output)
+        assert f"give the bucket's name alone: {bucket}" in result.stderr
+    assert "3-63 characters" in cli("bucket", "check", "B_ad").stderr
+    s3.create_multipart_upload(Bucket=bucket, Key="p/big")
+    for days in ("-1", "nan"):
+        result = cli("bucket", "check", bucket, "--abort-older-than", days)
+        assert result.code == 2, (days, result.output)
+        assert f"--abort-older-than {days} is not a number of days" in result.stderr
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads")  # none was aborted

@@ -220,6 +220,12 @@ def check(
 
     options: GlobalOptions = ctx.obj
     validate_bucket(bucket)
+    if abort_older_than is not None and not abort_older_than >= 0:  # NaN too
+        raise ConfigError(
+            f"--abort-older-than {abort_older_than:g} is not a number of days",
+            hint="give 0 or more: --abort-older-than 7 aborts the uploads started over "
+            "7 days ago (0: every one)",
+        )
     admin = BucketAdmin(make_client(options.settings()), bucket)
     if not admin.exists():
         raise BucketMissingError(  # exit 3, as every command meeting a missing bucket
