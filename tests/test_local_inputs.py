@@ -90,3 +90,27 @@ def test_a_source_given_twice_is_uploaded_once(cli, s3, bucket, tmp_path: Path) 
     assert sorted(_keys(s3, bucket)) == ["p/a.txt", "p/e/b.txt", "q/a.txt", "q/e/b.txt"]
     checked = cli("verify", "d", "d", f"s3://{bucket}/p", "--ledger", "l.db")
     assert checked.code == 0, checked.output
+
+
+def test_verify_refuses_a_report_it_cannot_write_and_a_negative_limit(
+    cli, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``verify --report FOLDER`` (or a path below a file) ran the whole check, then
+    ended in "unexpected IsADirectoryError ... please report it", exit 3; ``--limit -1``
+    checked nothing and said "nothing to check", exit 0."""
+    make_tree(tmp_path / "d", {"a.txt": 3})
+    (tmp_path / "plain").write_text("a file")
+    assert cli("upload", "d", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    cases = {
+        ("--report", "d"): "cannot write the report d: it is a folder",
+        ("--report", "plain/r.csv"): "cannot write the report plain/r.csv: plain is a file",
+        ("--limit", "-1"): "--limit -1 is below 0",
+    }
+    for flags, said in cases.items():
+        result = cli("verify", "d", f"s3://{bucket}/p", *flags, "--ledger", "l.db")
+        assert result.code == 2, (flags, result.output)
+        assert said in result.stderr, result.stderr
+        assert "unexpected" not in result.output
+    result = cli("verify", "d", f"s3://{bucket}/p", "--report", "new/r.csv", "--ledger", "l.db")
+    assert result.code == 0, result.output
+    assert (tmp_path / "new" / "r.csv").read_text().startswith("key,path,class")
