@@ -114,3 +114,19 @@ def test_verify_refuses_a_report_it_cannot_write_and_a_negative_limit(
     result = cli("verify", "d", f"s3://{bucket}/p", "--report", "new/r.csv", "--ledger", "l.db")
     assert result.code == 0, result.output
     assert (tmp_path / "new" / "r.csv").read_text().startswith("key,path,class")
+
+
+def test_watch_refuses_a_status_file_it_cannot_write(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``watch --status-json FOLDER`` (or a path below a file) ended in "unexpected
+    IsADirectoryError ... please report it", exit 3, as upload's did before."""
+    make_tree(tmp_path / "d", {"a.txt": 3})
+    (tmp_path / "plain").write_text("a file")
+    cases = {
+        "d": "cannot write the status file d: it is a folder",
+        "plain/s.json": "cannot write the status file plain/s.json: plain is a file",
+    }
+    for path, said in cases.items():
+        result = cli("watch", "d", f"s3://{bucket}/w", "--once", "--status-json", path)
+        assert result.code == 2, (path, result.output)
+        assert said in result.stderr, result.stderr
+        assert "unexpected" not in result.output

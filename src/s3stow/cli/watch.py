@@ -93,6 +93,7 @@ def watch(
     from s3stow.localfiles import given_path
     from s3stow.report.console import FailureLines, JsonEvents
     from s3stow.report.metrics import metrics_for, serving
+    from s3stow.report.status import check_writable
     from s3stow.tools.watch import Watcher
     from s3stow.transfer.engine import Uploader
 
@@ -106,6 +107,8 @@ def watch(
         given_path(after_upload[5:], what="the folder of --after-upload move:", fix="name it")
     if settle < 0 or max_wait <= 0 or rescan <= 0:
         raise ConfigError("--settle, --max-wait and --rescan must be positive")
+    if status_json is not None:  # a folder, a path below a file: now, not "unexpected"
+        check_writable(status_json)
     target = parse_target(destination)
     flags = keys.flags()
     flags["include"] = [*(flags["include"] or []), *(pattern or [])] or None
