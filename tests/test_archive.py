@@ -272,7 +272,7 @@ def test_cleanup_local_deletes_only_archived_files(cli, bucket, tmp_path: Path) 
         "--cleanup-local",
         "--yes",
     )
-    assert "57 local file(s) deleted" in result.stdout
+    assert "57 local files deleted" in result.stdout
     assert before == 57
     assert sum(1 for p in root.rglob("*") if p.is_file()) == 0
 

@@ -105,7 +105,10 @@ def test_bucket_check_counts_and_aborts_old_uploads(cli, s3, bucket) -> None:  #
     cleaned = _js(cli("--json", "bucket", "check", bucket, "--abort-older-than", "0"))
     assert cleaned["aborted"] == ["p/big"]
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
-    assert cli("bucket", "check", "no-such-bucket-x").code == 2
+    # a missing bucket is exit 3 (README, exit codes), as in upload, restore and verify
+    missing = cli("bucket", "check", "no-such-bucket-x")
+    assert missing.code == 3, missing.output
+    assert "bucket no-such-bucket-x does not exist" in missing.stderr
 
 
 @pytest.mark.engines
@@ -245,7 +248,7 @@ def test_bucket_setup_check_and_doctor_on_seaweedfs(
     seaweed_s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Suspended"})
     drift = seaweed_cli("bucket", "setup", name, "--versioning", "--check-only")
     assert drift.code == 1  # real drift still is
-    assert "1 setting(s) differ" in drift.stdout
+    assert "1 setting differing from what was asked" in drift.stdout
     check = seaweed_cli("--json", "bucket", "check", name)
     assert check.code == 0, check.output
     assert _js(check)["public_access_block"] == "unsupported"
@@ -258,3 +261,24 @@ def test_bucket_setup_check_and_doctor_on_seaweedfs(
     # SeaweedFS names no bucket region: say so and which region requests are signed for
     assert "region ?" not in checks["bucket"]["detail"]
     assert "the server names no region" in checks["bucket"]["detail"]
+
+
+def test_bucket_commands_given_a_url_or_negative_days_say_what_to_give(cli, s3, bucket) -> None:  # type: ignore[no-untyped-def]
+    """``bucket setup s3://b`` said only that names are 3-63 characters of a-z...;
+    ``bucket check b --abort-older-than -1`` was taken (every upload is older than -1
+    days: all were aborted), NaN aborted none, both exit 0."""
+    for args in (
+        ("setup", f"s3://{bucket}"),
+        ("check", f"{bucket}/p"),
+        ("check", f"s3://{bucket}/"),
+    ):
+        result = cli("bucket", *args)
+        assert result.code == 2, (args, result.output)
+        assert f"give the bucket's name alone: {bucket}" in result.stderr
+    assert "3-63 characters" in cli("bucket", "check", "B_ad").stderr
+    s3.create_multipart_upload(Bucket=bucket, Key="p/big")
+    for days in ("-1", "nan"):
+        result = cli("bucket", "check", bucket, "--abort-older-than", days)
+        assert result.code == 2, (days, result.output)
+        assert f"--abort-older-than {days} is not a number of days" in result.stderr
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads")  # none was aborted

@@ -79,3 +79,16 @@ def test_content_addressed_keys_are_duplicates_not_collisions(tmp_path: Path) ->
     assert refused == [Duplicate(second.source, second.key, str(tmp_path / "a"))]
     again = claims.settle([_item(tmp_path / "c")], {})  # in a later batch too
     assert again[1] == [Duplicate(again[1][0].source, "p/k.txt", str(tmp_path / "a"))]
+
+
+def test_one_file_found_twice_in_a_batch_is_uploaded_once(tmp_path: Path) -> None:
+    """``upload dir dir/a.txt s3://b/p``: dir/a.txt found twice, under one key, was
+    refused as colliding with itself ("is also the key of ; neither is uploaded")."""
+    (tmp_path / "a").write_text("x")
+    claims = KeyClaims()
+    first, again = _item(tmp_path / "a"), _item(tmp_path / "a")
+    spelled = _item(tmp_path / "." / "a")  # the same file by another path
+    kept, settled = claims.settle([first, again, spelled], {})
+    assert kept == [first]
+    assert all(isinstance(s, Duplicate) for s in settled)
+    assert [s.first for s in settled] == [str(tmp_path / "a")] * 2

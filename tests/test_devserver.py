@@ -79,7 +79,7 @@ def test_moto_data_dir_keeps_objects_across_restarts(tmp_path: Path) -> None:
         before = s3.head_object(Bucket="keep", Key="dir/ä b/../report.xml", ChecksumMode="ENABLED")
     finally:
         out = _stop(server, signal.SIGINT)  # Ctrl+C reaches the group, not the moto child
-    assert "saved 2 object(s) in 1 bucket(s)" in out
+    assert "saved 2 objects in 1 bucket to" in out
     server, _ = _start(data, port, "--engine", "moto")
     try:
         s3 = _client(port)
@@ -92,7 +92,7 @@ def test_moto_data_dir_keeps_objects_across_restarts(tmp_path: Path) -> None:
         s3.delete_object(Bucket="keep", Key="empty")
     finally:
         out = _stop(server, signal.SIGTERM)
-    assert "saved 1 object(s)" in out
+    assert "saved 1 object in" in out
     assert len(list((data / "objects").iterdir())) == 1  # the empty body was collected
 
 

@@ -243,7 +243,7 @@ def test_watch_metrics_show_the_backlog_and_match_its_summary(
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
-    assert "watch: 3 uploaded, 0 failed attempt(s)" in out
+    assert "watch: 3 uploaded, 0 failed attempts" in out
 
 
 def test_a_busy_metrics_port_is_a_usage_error(cli: Any, bucket: str, tmp_path: Path) -> None:

@@ -293,11 +293,11 @@ def test_corrupted_objects_are_checksum_mismatch_and_never_renamed(
     assert parsed.items == []
     assert (parsed.ignored, parsed.restores) == (2, 2)
     retried = proxied_cli("retry", "--from", "failed.jsonl", "--ledger", "l.db", "--dry-run")
-    assert "2 failed restore(s) left out" in retried.stdout, retried.output
+    assert "2 failed restores left out" in retried.stdout, retried.output
     assert "each line's error says when that cannot help" in retried.stdout
     listed = proxied_cli("retry", "--list", "--ledger", "l.db")  # exit 1 points here
     assert listed.code == 0, listed.output
-    assert "2 failed restore(s) in the ledger" in listed.stdout  # it said "nothing is failed"
+    assert "2 failed restores in the ledger" in listed.stdout  # it said "nothing is failed"
     assert "nothing is failed" not in listed.stdout
     listed_json = proxied_cli("--json", "retry", "--list", "--ledger", "l.db")
     assert json.loads(listed_json.stdout)["restores"] == 2
@@ -555,7 +555,7 @@ def test_a_restore_that_finds_nothing_says_why(cli, bucket, tmp_path: Path) -> N
     assert _summary(some)["not_selected"] == 1
     assert "nothing to restore" not in some.stderr
     shown = cli("restore", f"s3://{bucket}/p", "out2", "--include", "d/", "--ledger", "l.db")
-    assert "1 object(s) not selected by --include/--exclude" in shown.stdout
+    assert "1 object not selected by --include/--exclude" in shown.stdout
 
 
 def test_the_runs_own_files_in_dest_are_never_restored_over(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

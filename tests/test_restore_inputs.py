@@ -177,3 +177,32 @@ def test_archive_restore_with_an_empty_media_root_writes_nothing(
     assert result.code == 2, result.output
     assert "the destination folder is empty" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_restore_that_writes_nothing_leaves_no_folder_it_created(
+    cli, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A restore from a missing bucket (or with a refused pattern, or from an empty
+    prefix) left behind the empty DEST it created, and its parents: the folders it
+    created are removed when still empty; a folder that was there before is kept."""
+    (tmp_path / "kept").mkdir()
+    runs = {
+        ("s3://no-such-bucket-s3stow/p", "new/deep"): 3,
+        ("s3://no-such-bucket-s3stow/p", "kept/deep/er"): 3,
+        (f"s3://{bucket}/p", "new/deep", "--include", "["): 2,
+        (f"s3://{bucket}/nothing-here", "new/deep"): 0,
+    }
+    for args, code in runs.items():
+        result = cli("restore", *args, "--ledger", "l.db")
+        assert result.code == code, (args, result.output)
+        assert not (tmp_path / "new").exists(), args
+        assert list((tmp_path / "kept").iterdir()) == [], args
+    result = cli("restore", "s3://no-such-bucket-s3stow/p", "kept", "--ledger", "l.db")
+    assert result.code == 3
+    assert (tmp_path / "kept").is_dir()  # there before the run: never removed
+    make_tree(tmp_path / "src", {"a.txt": 3})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    assert cli("restore", f"s3://{bucket}/p", "new/deep", "--ledger", "l.db").code == 0
+    assert (tmp_path / "new" / "deep" / "a.txt").read_bytes() == (
+        tmp_path / "src" / "a.txt"
+    ).read_bytes()

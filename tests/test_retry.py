@@ -41,7 +41,7 @@ def test_retry_from_ledger_completes_only_the_failures(
     proxy.reset()
     result = proxied_cli("retry", "--ledger", "l.db", "--max-attempts", "3")
     assert result.code == 0, result.output
-    assert "2 item(s) retried, 2 now done" in result.stdout
+    assert "2 items retried, 2 now done" in result.stdout
     assert sorted(r.split("?")[0] for r in proxy.requests(r"^PUT ")) == [
         f"PUT /{bucket}/p/f2.txt",
         f"PUT /{bucket}/p/f5.txt",
@@ -160,8 +160,8 @@ def test_retry_from_aws_log(proxied_cli, proxy, s3, bucket, tmp_path: Path) -> N
         "l.db",
     )
     assert result.code == 1  # the missing file is still failed
-    assert "read 5 failed upload(s)" in result.stdout
-    assert "1 line(s) could not be parsed" in result.stdout
+    assert "read 5 failed uploads" in result.stdout
+    assert "1 line could not be parsed" in result.stdout
     assert "fatal error: An error occurred (AccessDenied)" in result.stdout
     assert "does not exist" in result.stdout
     assert "--base-dir" in result.stdout
@@ -206,7 +206,7 @@ def test_retry_dry_run_sends_no_write(proxied_cli, proxy, bucket, tmp_path: Path
         "--ledger",
         "l.db",
     )
-    assert "4 file(s) would be uploaded" in result.stdout
+    assert "4 files would be uploaded" in result.stdout
     assert f"s3://{bucket}/m31/andromeda 01.jpg" in result.stdout
     assert proxy.requests(r"^(PUT|POST) ") == []
 

@@ -413,7 +413,7 @@ def test_what_a_run_leaves_out_is_counted_and_named(cli, bucket, tmp_path: Path)
     assert result.code == 0, result.output
     assert "1 uploaded, 3 skipped, 0 failed of 4 files" in result.stdout
     assert "skipped: 2 outside the layout, 1 special file" in result.stdout
-    assert "1 file(s) not selected" in result.stdout
+    assert "1 file not selected" in result.stdout
     for path, why in (
         ("project/config/pipe", "not a regular file (socket, FIFO or device)"),
         ("project/top.txt", "outside every folder type of the project layout"),

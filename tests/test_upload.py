@@ -119,7 +119,7 @@ def test_dry_run_sends_no_write(proxied_cli, proxy, s3, bucket, tmp_path) -> Non
     result = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--dry-run")
     assert result.code == 0, result.output
     assert proxy.requests(WRITES) == []
-    assert "3 file(s) would be uploaded" in result.stdout
+    assert "3 files would be uploaded" in result.stdout
     assert f"s3://{bucket}/p/b/c.txt" in result.stdout
     assert objects(s3, bucket) == {}
 

@@ -264,7 +264,7 @@ def test_notification_alone_uploads_a_new_file(proxied_cli, s3, bucket, tmp_path
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
-    assert "watch: 2 uploaded, 0 failed attempt(s)\n" in out
+    assert "watch: 2 uploaded, 0 failed attempts\n" in out
 
 
 def test_once_uploads_old_files_without_waiting_and_status_shows_the_watch(
@@ -295,7 +295,7 @@ def test_once_uploads_old_files_without_waiting_and_status_shows_the_watch(
     assert "2 uploaded" in shown.stdout
     again = cli(*args, timeout=60)  # a restart finds both done: skipped, not uploaded
     assert again.code == 0, again.output
-    assert "watch: 0 uploaded, 0 failed attempt(s), 2 already done" in again.stdout
+    assert "watch: 0 uploaded, 0 failed attempts, 2 already done" in again.stdout
 
 
 def test_include_and_exclude_select_by_path_as_upload_does(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -483,7 +483,7 @@ def test_a_watch_says_its_run_id_and_retry_takes_it(
     proxy.reset()
     retried = proxied_cli("retry", "--run", run, "--ledger", "l.db")
     assert retried.code == 0, retried.output
-    assert "1 item(s) retried, 1 now done" in retried.stdout
+    assert "1 item retried, 1 now done" in retried.stdout
     unknown = proxied_cli("retry", "--run", "no-such-run", "--ledger", "l.db")
     assert unknown.code == 2
     assert "no run 'no-such-run' in the ledger" in unknown.stderr

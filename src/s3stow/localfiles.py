@@ -1,8 +1,9 @@
 """Local-file helpers every stage may use: a file's identity (what tells that its bytes
 may have changed without reading them), a text file replaced atomically (status
 heartbeats, snapshots), a text file's bytes decoded (UTF-8, or UTF-16 with a byte-order
-mark), a path shown as valid text (names that are not UTF-8) and why an output file
-(status file, failures file) could never be written (``output_problem``).
+mark), a path shown as valid text (names that are not UTF-8), why an output file
+(status file, failures file) could never be written (``output_problem``) and a local
+path typed on the command line, an empty one refused (``given_path``).
 
 Size and mtime miss an in-place rewrite whose mtime was put back (``touch -d``, a
 restore, some copy tools) and a file replaced by another of the same size and mtime.
@@ -23,6 +24,21 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from s3stow.errors import ConfigError
+
+
+def given_path(value: str, *, what: str, fix: str) -> Path:
+    """``value``, a local path the user typed, as a ``Path``; an empty (or blank) one is
+    refused (exit 2): ``Path("")`` is ``.``, so a shell variable left unset would name
+    the current folder. ``what`` names the argument ("the source path"); ``fix`` says
+    what to give instead ("name the file or folder to upload")."""
+    if not value.strip():
+        raise ConfigError(
+            f"{what} is empty ({value!r})",
+            hint=f"{fix} (. for the current folder; check the variable that should hold it)",
+        )
+    return Path(value)
 
 
 def output_problem(path: Path) -> str | None:

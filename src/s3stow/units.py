@@ -1,5 +1,6 @@
-"""Parsing and formatting of human quantities: byte sizes, durations, concurrency, and
-the per-second UTC time stamps that requests and metadata carry."""
+"""Parsing and formatting of human quantities: byte sizes, durations, concurrency, counts
+agreeing in number with their noun (``plural``), and the per-second UTC time stamps that
+requests and metadata carry."""
 
 from __future__ import annotations
 
@@ -63,6 +64,13 @@ def format_size(count: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def plural(count: int, noun: str, *, many: str | None = None) -> str:
+    """``count`` and ``noun`` agreeing in number, for the summaries people read: "1
+    file", "0 files", "1,234 files"; ``many``, a plural other than ``noun`` + "s"
+    ("1 transient error", "2 transient errors"; ``many="matches"``)."""
+    return f"{count:,} {noun if count == 1 else (many or noun + 's')}"
 
 
 def format_duration(seconds: float) -> str:

@@ -198,10 +198,12 @@ def heading(console: Console, title: str) -> None:
 
 def _error(message: str) -> None:
     from rich.console import Console
-    from rich.markup import escape
+    from rich.text import Text
 
+    # the message as plain text, never markup: rich's escape() leaves a backslash
+    # before a [ that is no tag, and markup then drops it (a hint's "write \\[")
     Console(file=sys.stderr, highlight=False, soft_wrap=True).print(
-        f"[bold red]error:[/] {escape(redact(message))}", markup=True
+        Text.assemble(("error:", "bold red"), " ", redact(message))
     )
 
 

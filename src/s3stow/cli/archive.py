@@ -25,6 +25,7 @@ from s3stow.cli.restore import (
 from s3stow.cli.runoptions import ConcurrencyOpt, LedgerOpt
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.plan.keys import parse_target
+from s3stow.units import plural
 
 if TYPE_CHECKING:
     from s3stow.archive.table import MediaTable
@@ -216,27 +217,27 @@ def run(
             run_id=None if dry_run else summary.run_id,
         )
         console.print(
-            f"archive: {report.rows} row(s) read, archive_url written for "
-            f"{report.urls_written} in {report.transactions} transaction(s)"
+            f"archive: {plural(report.rows, 'row')} read, archive_url written for "
+            f"{report.urls_written} in {plural(report.transactions, 'transaction')}"
         )
         if report.missing:
             console.print(
-                f"  {len(report.missing)} row(s) without a local file (left "
+                f"  {plural(len(report.missing), 'row')} without a local file (left "
                 f"untouched): {', '.join(report.missing[:5])}"
                 + (" ..." if len(report.missing) > 5 else "")
             )
         if report.md5_mismatch:
             console.print(
-                f"  {len(report.md5_mismatch)} row(s) whose file does not match "
+                f"  {plural(len(report.md5_mismatch), 'row')} whose file does not match "
                 f"md5_sum: {', '.join(report.md5_mismatch[:5])}"
             )
         if report.no_created_at:
             console.print(
-                f"  {len(report.no_created_at)} row(s) without created_at used the "
+                f"  {plural(len(report.no_created_at), 'row')} without created_at used the "
                 f"file's mtime: {', '.join(report.no_created_at[:5])}"
             )
         if report.cleaned:
-            console.print(f"  {report.cleaned} local file(s) deleted after archiving")
+            console.print(f"  {plural(report.cleaned, 'local file')} deleted after archiving")
     exit_for(summary, uploader)
 
 
@@ -405,7 +406,8 @@ def verify(
         for row_id, kind, detail in report.problems:
             console.print(f"[red]{kind}[/] {row_id}: {detail}")
         console.print(
-            f"checked {report.checked} row(s): {report.ok} ok, {len(report.problems)} problem(s)"
+            f"checked {plural(report.checked, 'row')}: {report.ok} ok, "
+            f"{plural(len(report.problems), 'problem')}"
         )
     if report.problems:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
@@ -476,6 +478,7 @@ def restore(
         items = restore_items(media, media_root=root, rules=restorer.rules, limit=limit)
         summary = restorer.restore_items(items, root, command="archive-restore", buckets=buckets)
     finally:
+        restorer.drop_unused_dest()  # the media root it created, if nothing was written
         undo()
         ledger_db.close()
         media.close()

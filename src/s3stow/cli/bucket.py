@@ -9,9 +9,9 @@ import typer
 
 from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.helptext import examples
-from s3stow.errors import ConfigError, ExitCode
+from s3stow.errors import BucketMissingError, ConfigError, ExitCode
 from s3stow.plan.keys import normalise_prefix, validate_bucket
-from s3stow.units import format_size
+from s3stow.units import format_size, plural
 
 if TYPE_CHECKING:
     from s3stow.tools.bucket import Change
@@ -170,15 +170,15 @@ def setup(
             console.print(
                 "bucket matches"
                 if not drift
-                else f"{len(drift)} setting(s) differ from what was asked"
+                else f"{plural(len(drift), 'setting')} differing from what was asked"
             )
         elif dry_run:
-            console.print(f"dry run: {len(drift)} setting(s) would change")
+            console.print(f"dry run: {plural(len(drift), 'setting')} would change")
         else:
             console.print(
                 "nothing to change: already as asked"
                 if not changed
-                else f"{len(changed)} setting(s) changed"
+                else f"{plural(len(changed), 'setting')} changed"
             )
             for row in wrong:
                 console.print(
@@ -220,9 +220,15 @@ def check(
 
     options: GlobalOptions = ctx.obj
     validate_bucket(bucket)
+    if abort_older_than is not None and not abort_older_than >= 0:  # NaN too
+        raise ConfigError(
+            f"--abort-older-than {abort_older_than:g} is not a number of days",
+            hint="give 0 or more: --abort-older-than 7 aborts the uploads started over "
+            "7 days ago (0: every one)",
+        )
     admin = BucketAdmin(make_client(options.settings()), bucket)
     if not admin.exists():
-        raise ConfigError(
+        raise BucketMissingError(  # exit 3, as every command meeting a missing bucket
             f"bucket {bucket} does not exist", hint=f"create it with `s3stow bucket setup {bucket}`"
         )
     scope = normalise_prefix(prefix) if prefix else ""
@@ -268,7 +274,7 @@ def check(
     for key, _, age in uploads[:20]:
         console.print(f"  {key} ({age:.1f} days old)")
     if aborted:
-        console.print(f"aborted {len(aborted)} incomplete upload(s)")
+        console.print(f"aborted {plural(len(aborted), 'incomplete upload')}")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ import typer
 
 from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError
+from s3stow.units import plural
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -88,7 +89,7 @@ def dev_server(
         elif data_dir is not None:
             loaded = load_snapshot(server.endpoint_url, data_dir)
             snapshot = True
-            where = f"in {data_dir}, saved at exit; {loaded['objects']} object(s) loaded"
+            where = f"in {data_dir}, saved at exit; {plural(loaded['objects'], 'object')} loaded"
         else:
             where = "in memory"
         _print_usage(server.endpoint_url, where)
@@ -100,7 +101,8 @@ def dev_server(
             assert data_dir is not None
             saved = save_snapshot(server.endpoint_url, data_dir)
             print(
-                f"saved {saved['objects']} object(s) in {saved['buckets']} bucket(s) to {data_dir}"
+                f"saved {plural(saved['objects'], 'object')} in "
+                f"{plural(saved['buckets'], 'bucket')} to {data_dir}"
             )
         server.stop()
         print("local S3 server stopped", flush=True)

@@ -17,6 +17,7 @@ from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.models import PlannedUpload, Refused, Skipped, SourceFile, Target
 from s3stow.plan.keys import parse_target
+from s3stow.units import plural
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -156,6 +157,7 @@ def plan(
     keys: KeyOptions,
 ) -> None:
     """Discover files and enqueue them (idempotent: only new or changed items)."""
+    from s3stow.cli.upload import source_paths
     from s3stow.plan.discover import check_sources, discover
     from s3stow.plan.planner import Planner
 
@@ -163,13 +165,14 @@ def plan(
     if len(paths) < 2:
         raise ConfigError("job plan needs sources and a destination")
     split = _split_size(split_above)
-    *sources, destination = paths
+    *given, destination = paths
+    sources = source_paths(given, command="job plan")
     target = parse_target(destination)
     settings = options.settings(ledger=ledger, concurrency=concurrency, **keys.flags())
     db, queue = _queue(settings, job)
     try:
         planner = Planner(settings, target)
-        roots = check_sources(planner.sources([Path(s) for s in sources]))
+        roots = check_sources(planner.sources(sources))
         job_settings = {
             **settings.model_dump(mode="json", exclude=set(_HOST_ONLY)),
             "split_above": split,
@@ -201,13 +204,13 @@ def plan(
     else:
         console = Console(highlight=False, soft_wrap=True)
         console.print(
-            f"job {job}: {total} files planned, {waiting} to do (new, changed or not yet done)"
-            + (f", {gone} gone (not found by this plan)" if gone else "")
+            f"job {job}: {plural(total, 'file')} planned, {waiting} to do (new, changed or "
+            "not yet done)" + (f", {gone} gone (not found by this plan)" if gone else "")
         )
         if unreadable:
             Console(stderr=True, highlight=False, soft_wrap=True).print(
-                f"{len(unreadable)} path(s) could not be read (first: {unreadable[0].path}: "
-                f"{unreadable[0].reason}); no item was marked gone"
+                f"{plural(len(unreadable), 'path')} could not be read (first: "
+                f"{unreadable[0].path}: {unreadable[0].reason}); no item was marked gone"
             )
     if work:
         _work(options, job, settings.ledger, batch=64, lease=300.0)
@@ -370,8 +373,12 @@ def _work(
     elif not options.quiet or stats.failed:
         Console(highlight=False, soft_wrap=True).print(
             f"worker {worker.name}: {stats.done} done, {stats.failed} failed, "
-            f"{stats.gone} gone, {stats.lost_leases} lost lease(s)"
-            + (f", {stats.parts_sent} part(s) of split files sent" if stats.parts_sent else "")
+            f"{stats.gone} gone, {plural(stats.lost_leases, 'lost lease')}"
+            + (
+                f", {plural(stats.parts_sent, 'part')} of split files sent"
+                if stats.parts_sent
+                else ""
+            )
             + run_label(recorded)
         )
     if stats.failed:
@@ -436,7 +443,7 @@ def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
     for w in data["workers"]:
         console.print(
             f"  {w['worker']} on {w['host']} (pid {w['pid']}): {w['done']} done, "
-            f"{w['failed']} failed, {w['lost_leases']} lost lease(s), "
+            f"{w['failed']} failed, {plural(w['lost_leases'], 'lost lease')}, "
             f"seen {w['last_seen_seconds']:.0f}s ago"
         )
 

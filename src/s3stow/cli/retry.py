@@ -16,6 +16,7 @@ from s3stow.cli.keyoptions import KeyOptions, key_options
 from s3stow.cli.runoptions import LedgerOpt, StatusJsonOpt
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.models import RunSummary, Status, Target
+from s3stow.units import plural
 
 if TYPE_CHECKING:
     from s3stow.ledger import Ledger
@@ -37,17 +38,21 @@ def retry(
             metavar="RUN_ID",
         ),
     ] = None,
-    from_file: Annotated[
-        Path | None,
+    from_text: Annotated[
+        str | None,
         Opt(
             "--from",
             help="Retry what this file names: a --failures-file, or an aws s3 sync/cp log.",
             metavar="FILE",
         ),
     ] = None,
-    base_dir: Annotated[
-        Path | None,
-        Opt(help="Resolve the relative local paths of --from against this.", metavar="DIR"),
+    base_text: Annotated[
+        str | None,
+        Opt(
+            "--base-dir",
+            help="Resolve the relative local paths of --from against this.",
+            metavar="DIR",
+        ),
     ] = None,
     prefix: Annotated[
         str | None,
@@ -98,6 +103,7 @@ def retry(
     """
     from s3stow.cli.upload import default_ledger, existing_ledger
     from s3stow.ledger import open_ledger
+    from s3stow.localfiles import given_path
     from s3stow.plan.failures import read_failures
     from s3stow.plan.retries import from_failures, from_ledger
 
@@ -123,6 +129,21 @@ def retry(
             if v is not None
         },
     }
+    # text, then paths: an empty value (an unset variable) is refused, not taken as "."
+    from_file = (
+        None
+        if from_text is None
+        else given_path(
+            from_text, what="the file of --from", fix="name the failures file or log to retry"
+        )
+    )
+    base_dir = (
+        None
+        if base_text is None
+        else given_path(
+            base_text, what="the folder of --base-dir", fix="name the folder the paths are under"
+        )
+    )
     if keys.given() and from_file is None:
         raise ConfigError(
             f"{', '.join(keys.given())} plan the keys of what --from names; the ledger's "
@@ -233,7 +254,7 @@ def _finish(
         if retried and not summary.would_upload:
             done = summary.uploaded + summary.skipped
             console.print(
-                f"retry: {retried} item(s) retried, {done} now done, "
+                f"retry: {plural(retried, 'item')} retried, {done} now done, "
                 f"{summary.failed + summary.changed} still failed "
                 f"({100 * done / retried:.0f}% recovered)"
             )
@@ -264,17 +285,18 @@ def _report_parse(
             )
         )
         return
-    console.print(f"read {parsed} failed upload(s) from the log")
+    console.print(f"read {plural(parsed, 'failed upload')} from the log")
     if restores:
         console.print(
-            f"{restores} failed restore(s) left out: `retry` sends uploads only; run the "
+            f"{plural(restores, 'failed restore')} left out: `retry` sends uploads only; run the "
             "same `s3stow restore` command again to retry them (each line's error says "
             "when that cannot help: a key that is no file name, a local file kept, an "
             "object replaced since its upload run)",
             markup=False,
         )
     if unparseable:
-        console.print(f"[yellow]{len(unparseable)} line(s) could not be parsed[/]; first ones:")
+        unread = plural(len(unparseable), "line")
+        console.print(f"[yellow]{unread} could not be parsed[/]; first ones:")
         for number, line in unparseable[:5]:
             console.print(f"  line {number}: {line[:200]}", markup=False)
 
@@ -327,8 +349,8 @@ def _list_failures(
         return
     if restores:
         console.print(
-            f"{restores} failed restore(s) in the ledger, not listed: `retry` sends uploads "
-            "only; run the same `s3stow restore` command again (its --failures-file and "
+            f"{plural(restores, 'failed restore')} in the ledger, not listed: `retry` sends "
+            "uploads only; run the same `s3stow restore` command again (its --failures-file and "
             "summary say why each failed)",
             markup=False,
         )
@@ -354,7 +376,8 @@ def _list_failures(
             str(row["latest_message"])[:80],
         )
     console.print(table)
-    console.print(f"{sum(counts.values())} item(s) still failed; `s3stow retry` re-attempts them")
+    still = plural(sum(counts.values()), "item")
+    console.print(f"{still} still failed; `s3stow retry` re-attempts them")
 
 
 def register(app: typer.Typer) -> None:

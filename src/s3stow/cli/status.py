@@ -14,7 +14,7 @@ from s3stow.cli.app import GlobalOptions, output_console
 from s3stow.cli.globalopts import release_collector
 from s3stow.cli.helptext import examples
 from s3stow.errors import ConfigError
-from s3stow.units import format_duration, format_size
+from s3stow.units import format_duration, format_size, plural
 
 
 def status(
@@ -76,7 +76,7 @@ def status(
             f"backlog {data['backlog']} (oldest waiting "
             f"{format_duration(float(data.get('oldest_waiting_seconds') or 0))}), "
             f"{totals.get('uploaded', 0)} uploaded, {totals.get('skipped', 0)} already done, "
-            f"{totals.get('failed', 0)} failed attempt(s), "
+            f"{plural(totals.get('failed', 0), 'failed attempt')}, "
             f"{totals.get('still_changing', 0)} still changing; "
             f"{format_size(totals.get('bytes_uploaded', 0))} sent"
         )

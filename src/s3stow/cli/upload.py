@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import signal
@@ -168,7 +169,8 @@ def upload(
             "upload needs at least one source and a destination",
             hint="s3stow upload ./dir s3://bucket/prefix",
         )
-    *sources, destination = paths
+    *given, destination = paths
+    sources = source_paths(given, command="upload")
     target = parse_target(destination)
     flags: dict[str, Any] = {
         "ledger": ledger,
@@ -225,8 +227,24 @@ def upload(
     _finish(options, summary, uploader)
 
 
+def source_paths(given: list[str], *, command: str) -> list[Path]:
+    """The local sources of ``upload``, ``verify`` or ``job plan``, an empty one refused
+    (an unset shell variable: ``Path("")`` would be the current folder), one named twice
+    (``a a``, ``a ./a``) taken once, with a warning: its files would each be found twice."""
+    from s3stow.localfiles import given_path
+
+    fix = f"name the file or folder to {'check' if command == 'verify' else 'upload'}"
+    sources: dict[str, Path] = {}
+    for value in given:
+        path = given_path(value, what="the source path", fix=fix)
+        seen = sources.setdefault(os.path.realpath(path), path)
+        if seen is not path:
+            logging.getLogger(__name__).warning("%s names %s again: taken once", value, seen)
+    return list(sources.values())
+
+
 def warn_if_the_prefix_names_the_file(
-    sources: list[str], bucket: str, prefix: str, settings: Settings
+    sources: list[Path], bucket: str, prefix: str, settings: Settings
 ) -> None:
     """``upload report.pdf s3://b/docs/report.pdf`` stores ``docs/report.pdf/report.pdf``:
     the destination is a prefix (``aws s3 cp`` takes it as the key). Said before

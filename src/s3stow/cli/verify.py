@@ -58,8 +58,9 @@ def verify(
     keys: KeyOptions,
 ) -> None:
     """Classify every path: ok, missing, mismatched, gone, orphan, changed; exit 1 if any."""
-    from s3stow.cli.upload import default_ledger
+    from s3stow.cli.upload import default_ledger, source_paths
     from s3stow.ledger import open_ledger
+    from s3stow.localfiles import output_problem
     from s3stow.store.s3 import S3Store
     from s3stow.tools.verify import OK, ordered, verify_tree
 
@@ -69,8 +70,17 @@ def verify(
             "verify needs at least one source and a destination",
             hint="s3stow verify ./dir s3://bucket/prefix",
         )
-    *sources, destination = paths
+    *given, destination = paths
+    sources = source_paths(given, command="verify")
     target = parse_target(destination)
+    if limit is not None and limit < 0:  # it checked nothing: "nothing to check", exit 0
+        raise ConfigError(f"--limit {limit} is below 0", hint="give 0 or more files to check")
+    problem = None if report is None else output_problem(report)
+    if problem is not None:  # known now, not after the whole check ("unexpected ...")
+        raise ConfigError(
+            f"cannot write the report {report}: {problem}",
+            hint="give --report a file name (.csv or .jsonl) in a folder that can be written",
+        )
     settings = options.settings(ledger=ledger, **keys.flags())
     db = open_ledger(settings.ledger or default_ledger())
     try:
@@ -82,7 +92,7 @@ def verify(
                 verify_tree(
                     settings,
                     target,
-                    [Path(s) for s in sources],
+                    sources,
                     store=store,
                     ledger=db,
                     deep=deep,

@@ -16,6 +16,7 @@ from s3stow.cli.keyoptions import KeyOptions, pattern_options
 from s3stow.cli.runoptions import LedgerOpt, StatusIntervalOpt
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.plan.keys import parse_target
+from s3stow.units import plural
 
 if TYPE_CHECKING:
     from s3stow.report.observer import Observer
@@ -26,8 +27,8 @@ Opt = typer.Option
 @pattern_options
 def watch(
     ctx: typer.Context,
-    directory: Annotated[
-        Path, typer.Argument(help="The directory to watch (and its subdirectories).", metavar="DIR")
+    folder: Annotated[
+        str, typer.Argument(help="The directory to watch (and its subdirectories).", metavar="DIR")
     ],
     destination: Annotated[
         str, typer.Argument(help="Where the files go.", metavar="s3://BUCKET[/PREFIX]")
@@ -89,18 +90,25 @@ def watch(
     from s3stow.cli.upload import default_ledger, install_signal_handlers
     from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
+    from s3stow.localfiles import given_path
     from s3stow.report.console import FailureLines, JsonEvents
     from s3stow.report.metrics import metrics_for, serving
+    from s3stow.report.status import check_writable
     from s3stow.tools.watch import Watcher
     from s3stow.transfer.engine import Uploader
 
     options: GlobalOptions = ctx.obj
+    directory = given_path(folder, what="the folder to watch", fix="name the folder to watch")
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory", hint="watch takes a directory")
     if after_upload not in ("keep", "delete") and not after_upload.startswith("move:"):
         raise ConfigError(f"--after-upload {after_upload!r} is not keep, delete or move:DIR")
+    if after_upload.startswith("move:"):  # move: alone would move into the current folder
+        given_path(after_upload[5:], what="the folder of --after-upload move:", fix="name it")
     if settle < 0 or max_wait <= 0 or rescan <= 0:
         raise ConfigError("--settle, --max-wait and --rescan must be positive")
+    if status_json is not None:  # a folder, a path below a file: now, not "unexpected"
+        check_writable(status_json)
     target = parse_target(destination)
     flags = keys.flags()
     flags["include"] = [*(flags["include"] or []), *(pattern or [])] or None
@@ -168,7 +176,7 @@ def watch(
         )
     elif not options.quiet or stats.too_busy:  # -q: what is still changing is a failure
         Console(highlight=False).print(
-            f"watch: {stats.uploaded} uploaded, {stats.failed} failed attempt(s)"
+            f"watch: {stats.uploaded} uploaded, {plural(stats.failed, 'failed attempt')}"
             + (f", {stats.skipped} already done" if stats.skipped else "")
             + (f", {len(stats.too_busy)} still changing" if stats.too_busy else "")
         )

@@ -10,7 +10,9 @@ sent, with the ledger's rows for the batch's keys:
   key is refused, naming it;
 - files of one batch that share a key are all refused, each naming the others:
   neither is sent, since which of them the key should hold is the user's call;
-- a key taken earlier in the run keeps its first file; later files are refused.
+- a key taken earlier in the run keeps its first file; later files are refused;
+- one file found twice in a batch (a source given twice, a folder and a file inside it)
+  is uploaded once, the other reported deduplicated: it collides with nothing.
 
 Discovery streams, so two colliding files in different batches (256 files each) are
 settled in turn: the first may already be uploaded when the second is found; the
@@ -141,6 +143,11 @@ class KeyClaims:
         if len(items) == 1:
             self._owners[digest] = str(first.source.path)
             return []
+        if len({os.path.realpath(i.source.path) for i in items}) == 1:
+            # one file found twice (a source given twice, or a folder and a file in it):
+            # one upload; the others are reported deduplicated, not as a collision
+            self._owners[digest] = str(first.source.path)
+            return [(i, Duplicate(i.source, i.key, str(first.source.path))) for i in items[1:]]
         if self.content_addressed:
             self._owners[digest] = str(first.source.path)
             path = str(first.source.path)

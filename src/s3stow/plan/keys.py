@@ -35,11 +35,15 @@ class UnsafeKeyError(ValueError):
 def validate_bucket(name: str) -> str:
     """Return ``name`` if it is a valid S3 bucket name, else raise ``ConfigError``."""
     if not _BUCKET_RE.match(name) or ".." in name or _IP_RE.match(name):
-        raise ConfigError(
-            f"{name!r} is not a valid bucket name",
-            hint="bucket names are 3-63 characters of a-z, 0-9, '.' and '-', "
-            "starting and ending with a letter or digit",
-        )
+        alone = name.removeprefix("s3://").strip("/").split("/")[0]
+        if alone != name and _BUCKET_RE.match(alone):  # s3://b, b/, b/prefix: the URL
+            hint = f"give the bucket's name alone: {alone}"
+        else:
+            hint = (
+                "bucket names are 3-63 characters of a-z, 0-9, '.' and '-', "
+                "starting and ending with a letter or digit"
+            )
+        raise ConfigError(f"{name!r} is not a valid bucket name", hint=hint)
     return name
 
 

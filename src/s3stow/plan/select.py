@@ -13,6 +13,7 @@ add an extension filter per group.
 
 from __future__ import annotations
 
+import re
 import time
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -130,7 +131,34 @@ def _spec(patterns: Sequence[str], option: str) -> pathspec.GitIgnoreSpec | None
             raise ConfigError(f"{option} got an empty pattern")
     import pathspec  # here: a run without patterns does not load it (5 ms of start-up)
 
-    try:
-        return pathspec.GitIgnoreSpec.from_lines([nfc(p) for p in patterns])
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{option} pattern is invalid: {exc}") from None
+    for pattern in patterns:  # each alone, so that a refusal names the one at fault
+        try:
+            compiled = pathspec.GitIgnoreSpec.from_lines([nfc(pattern)]).patterns[0]
+        except (ValueError, TypeError, re.error) as exc:  # re.error: a range like [z-a]
+            raise _invalid(pattern, option, exc) from None
+        if compiled.include is None:  # pathspec's "matches nothing", as git takes it
+            raise _invalid(pattern, option)
+    return pathspec.GitIgnoreSpec.from_lines([nfc(p) for p in patterns])
+
+
+def _invalid(pattern: str, option: str, exc: Exception | None = None) -> ConfigError:
+    """Why ``pattern`` is refused, and what to write instead: one pathspec (as git)
+    cannot compile (``exc``), or compiles to nothing: a ``[`` never closed, a ``#`` (a
+    comment), a lone ``/``. Taken, it would select nothing, silently."""
+    if isinstance(exc, re.error):
+        said = f"{option} {pattern!r} is invalid: a set of characters has a {exc.msg}"
+        return ConfigError(said, hint="a range goes from the lower character up: [a-z]")
+    if exc is not None:
+        return ConfigError(f"{option} {pattern!r} is invalid: {exc}")
+    said = f"{option} {pattern!r} would match no path"
+    if pattern.startswith("#"):
+        return ConfigError(
+            f"{said}: a pattern starting with # is a comment",
+            hint=f"write \\{pattern} for names starting with #",
+        )
+    if "[" in pattern:
+        return ConfigError(
+            f"{said}: its [ opens a set of characters that no ] closes",
+            hint="close the set ([abc]), or write \\[ (or [[]) for a literal [",
+        )
+    return ConfigError(f"{said}: it names no file or folder", hint="e.g. '*.txt' or 'docs/'")

@@ -25,7 +25,7 @@ from s3stow.localfiles import display_path, output_problem
 from s3stow.logs import redact
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
-from s3stow.units import format_duration, format_size
+from s3stow.units import format_duration, format_size, plural
 
 # C0 controls, DEL and C1 controls: each shown as Python writes it in a string literal
 _CONTROLS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0))}
@@ -239,7 +239,7 @@ def print_summary(
 
     if summary.would_upload:
         planned = summary.would_upload
-        console.print(f"[bold]dry run[/]: {len(planned):,} file(s) would be uploaded")
+        console.print(f"[bold]dry run[/]: {plural(len(planned), 'file')} would be uploaded")
         for d in planned if list_all else planned[:SHOWN_PLANNED]:
             console.print(
                 f"  {d.reason.value:8} {format_size(d.item.source.size):>10}  "
@@ -259,7 +259,7 @@ def print_summary(
         f"[{'red' if summary.failed else 'green'}]{summary.failed} failed[/]"
         + (f", [yellow]{summary.changed} changed during upload[/]" if summary.changed else "")
         + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
-        + f" of {summary.files} files ({format_size(summary.bytes_total)}); "
+        + f" of {plural(summary.files, 'file')} ({format_size(summary.bytes_total)}); "
         f"{format_size(summary.bytes_uploaded)} sent in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
         + (
@@ -279,15 +279,15 @@ def print_summary(
         )
     if summary.not_selected:
         console.print(
-            f"  {summary.not_selected} file(s) not selected by --include/--exclude, size, "
+            f"  {plural(summary.not_selected, 'file')} not selected by --include/--exclude, size, "
             "age or folder-type extension (-v names each)",
             markup=False,
         )
     if summary.transient_errors:
         console.print(
-            f"  {summary.transient_errors} transient error(s) retried"
+            f"  {plural(summary.transient_errors, 'transient error')} retried"
             + (
-                f", {summary.throttled} throttling response(s): concurrency now "
+                f", {plural(summary.throttled, 'throttling response')}: concurrency now "
                 f"{summary.concurrency}"
                 if summary.throttled
                 else ""

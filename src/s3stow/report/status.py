@@ -92,7 +92,7 @@ def fields_of(status: dict[str, Any]) -> Fields:
     return RESTORE if "restore" in str(status.get("command") or "") else UPLOAD
 
 
-def _check_writable(path: Path) -> None:
+def check_writable(path: Path) -> None:
     """A status file that can never be written (a folder, a file where its folder should
     be) is a usage error (exit 2) before the run starts, not an unexpected error at its
     first write."""
@@ -119,7 +119,7 @@ class StatusHeartbeat(Observer):
         pending_class: str | None = None,
     ) -> None:
         self.path = path
-        _check_writable(path)
+        check_writable(path)
         self.busy_phase = busy_phase
         self.interval = interval
         self.group_key = group_key

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,6 +101,7 @@ class Restorer:
         )
         self._waiting: list[RestoreItem] = []
         self._received = _Received()
+        self._made: list[Path] = []  # the folders _root created, deepest first
 
     def _on_throttle(self) -> None:
         self.limiter.on_throttle()
@@ -125,6 +127,10 @@ class Restorer:
         object when ``prefix`` names one and nothing lies below it)."""
         target = source if isinstance(source, Target) else parse_target(source)
         root = self._root(dest)
+        with self._dest_kept_if_written():
+            return self._restore_tree(target, root, run_id=run_id)
+
+    def _restore_tree(self, target: Target, root: Path, *, run_id: str | None) -> RestoreSummary:
         planner = self._planner(root)
 
         def found() -> Iterator[Found]:
@@ -184,8 +190,24 @@ class Restorer:
                     "source out to restore everything the run stored",
                 )
         root = self._root(dest)
+        with self._dest_kept_if_written():
+            return self._restore_run(
+                upload_run, runs, target, root, listed=source is not None, run_id=run_id
+            )
+
+    def _restore_run(
+        self,
+        upload_run: str,
+        runs: list[str],
+        target: Target,
+        root: Path,
+        *,
+        listed: bool,
+        run_id: str | None,
+    ) -> RestoreSummary:
         planner = self._planner(root, run=upload_run)
         ledger = self.ledger
+        assert ledger is not None  # restore_run refused a run without it
 
         def found() -> Iterator[Found]:
             for run in runs:
@@ -198,7 +220,7 @@ class Restorer:
             target, root, found(), command="restore-run", run_id=run_id, planner=planner
         )
         if not summary.files and not summary.interrupted:
-            where = f"under {target.url}" if source is not None else "in the ledger"
+            where = f"under {target.url}" if listed else "in the ledger"
             self._nothing(planner, f"upload run {upload_run} left no object done {where}")
         return summary
 
@@ -217,6 +239,18 @@ class Restorer:
         read, as for ``restore_tree``: ``buckets``, every bucket the items come from
         (several: each named, ``several_buckets``), else the first item's bucket."""
         root = self._root(dest)
+        with self._dest_kept_if_written():
+            return self._restore_items(items, root, command=command, run_id=run_id, buckets=buckets)
+
+    def _restore_items(
+        self,
+        items: Iterable[RestoreItem | RestoreRefusal | UploadResult],
+        root: Path,
+        *,
+        command: str,
+        run_id: str | None,
+        buckets: Sequence[str] | None,
+    ) -> RestoreSummary:
         found = iter(items)
         if buckets is not None and len(set(buckets)) > 1:
             target, label = several_buckets(buckets)
@@ -253,8 +287,29 @@ class Restorer:
         return RestorePlanner(root, rules=rules, selector=selector, run=run, own=own)
 
     def prepare_root(self, dest: str | Path) -> Path:
-        """``dest`` created (unless a dry run) and resolved: where the paths are planned."""
+        """``dest`` created (unless a dry run) and resolved: where the paths are planned.
+        The folders it creates are removed again, if still empty, by the restore that
+        follows or by ``drop_unused_dest``."""
         return self._root(dest)
+
+    def drop_unused_dest(self) -> None:
+        """Remove the folders ``_root`` created for DEST (DEST and the parents it lacked)
+        that are still empty: a restore that failed, or found nothing, before its first
+        file leaves no new empty folder behind. Created, not found: a folder that existed
+        before the run is never removed; ``rmdir`` removes no folder holding anything."""
+        made, self._made = self._made, []
+        for folder in made:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (a file restored, a partial download kept), gone
+                return
+
+    @contextmanager
+    def _dest_kept_if_written(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            self.drop_unused_dest()
 
     def _root(self, dest: str | Path) -> Path:
         if isinstance(dest, str) and not dest.strip():  # Path("") is "."
@@ -272,10 +327,13 @@ class Restorer:
                 hint="create the folder it points to, or restore into another folder",
             )
         if not self.settings.dry_run:
+            whole = path.absolute()
+            missing = [p for p in (whole, *whole.parents) if not os.path.lexists(p)]
             try:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"cannot create {path}: {exc.strerror or exc}") from exc
+            self._made.extend(missing)
         return path.resolve()
 
     def _run(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from s3stow.models import Decision, RunSummary, Status, UploadResult
 from s3stow.report.console import SHOWN_PLANNED, for_terminal, run_label
 from s3stow.restore.glacier import PENDING
-from s3stow.units import format_duration, format_size
+from s3stow.units import format_duration, format_size, plural
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -121,7 +121,7 @@ def print_restore_summary(
     plain: dict[str, Any] = {"markup": False, "highlight": False}
     if summary.would_restore:
         planned = summary.would_restore
-        console.print(f"[bold]dry run[/]: {len(planned):,} object(s) would be restored")
+        console.print(f"[bold]dry run[/]: {plural(len(planned), 'object')} would be restored")
         for d in planned if list_all else planned[:SHOWN_PLANNED]:
             console.print(
                 f"  {d.reason.value:12} {format_size(d.item.source.size):>10}  "
@@ -144,7 +144,7 @@ def print_restore_summary(
             else ""
         )
         + (f", {summary.not_started} not started (limit)" if summary.not_started else "")
-        + f" of {summary.files} objects; {format_size(summary.bytes_uploaded)} in "
+        + f" of {plural(summary.files, 'object')}; {format_size(summary.bytes_uploaded)} in "
         f"{format_duration(summary.elapsed)} ({format_size(rate)}/s)"
         + (
             f", {format_size(summary.bytes_resumed)} resumed from an earlier run's ranges"
@@ -156,14 +156,14 @@ def print_restore_summary(
     )
     if summary.not_selected:
         console.print(
-            f"  {summary.not_selected:,} object(s) not selected by --include/--exclude",
+            f"  {plural(summary.not_selected, 'object')} not selected by --include/--exclude",
             highlight=False,
         )
     if summary.tiers:
         proven = ", ".join(f"{tier} {n}" for tier, n in sorted(summary.tiers.items()))
         console.print(f"  verified by: {proven}", highlight=False)
     if summary.transient_errors:
-        console.print(f"  {summary.transient_errors} transient error(s) retried")
+        console.print(f"  {plural(summary.transient_errors, 'transient error')} retried")
     for failure in summary.failures[:5]:
         where = escape(for_terminal(f"s3://{failure.bucket}/{failure.key}: {failure.error}"))
         console.print(f"  [red]{escape(str(failure.error_class))}[/] {where}", highlight=False)
