@@ -357,23 +357,29 @@ def test_the_restore_resume_command_shows_no_password(
 
 
 @pytest.mark.engines
+@pytest.mark.parametrize("aborted_elsewhere", [False, True], ids=["recorded", "gone-from-s3"])
 def test_an_object_proven_in_s3_leaves_no_stale_multipart_upload(
     proxied_cli,
     proxy,
     s3,
     bucket,  # type: ignore[no-untyped-def]
     tmp_path: Path,
+    aborted_elsewhere: bool,
 ) -> None:
     """Killed mid-multipart, then the object arrives by another way (another tool, a
     copy): the next run proves it in S3 and sends nothing, and the upload the ledger
     still recorded is aborted in S3 and forgotten (it stayed: a row no run would use,
-    and parts S3 keeps billing until a lifecycle rule aborts them)."""
+    and parts S3 keeps billing until a lifecycle rule aborts them). An upload S3 no
+    longer knows (a lifecycle rule aborted it) is forgotten too, without a warning."""
     data = make_tree(tmp_path / "src", {"big.bin": 21 * MiB})["big.bin"]  # 5 parts
     args = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", *FIVE_MIB_PARTS)
     _killed_at_part_3(proxy, proxied_cli, *args, "--concurrency", "1")
     db = tmp_path / "l.db"
-    assert len(_query(db, "SELECT upload_id FROM multipart")) == 1
+    recorded = _query(db, "SELECT upload_id FROM multipart")
+    assert len(recorded) == 1
     assert len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+    if aborted_elsewhere:
+        s3.abort_multipart_upload(Bucket=bucket, Key="p/big.bin", UploadId=recorded[0][0])
     s3.put_object(Bucket=bucket, Key="p/big.bin", Body=data, ChecksumAlgorithm="CRC64NVME")
     proxy.reset()
     result = proxied_cli("--json", *args)
@@ -382,6 +388,7 @@ def test_an_object_proven_in_s3_leaves_no_stale_multipart_upload(
     outcome = [e for e in events if e.get("event") == "result"]
     assert [(r["status"], r["reason"]) for r in outcome] == [("done", "remote-match")]
     assert proxy.requests(r"^PUT ") == []  # nothing sent: the object is there
+    assert "could not be aborted" not in result.output
     assert _query(db, "SELECT COUNT(*) FROM multipart") == [(0,)]
     assert _query(db, "SELECT COUNT(*) FROM parts") == [(0,)]
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")

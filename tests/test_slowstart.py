@@ -40,6 +40,12 @@ def test_doubles_every_round_while_latency_holds_up_to_the_ceiling() -> None:
     assert start.doublings == 4
 
 
+def test_a_round_trip_of_seconds_climbs_as_a_short_one_does() -> None:
+    start = slow_start()  # a satellite link: 2 s a request, whatever the limit
+    assert climb(start, 16, lambda _limit: 2.0, 3) == [16, 32, 64, 128]
+    assert start.active
+
+
 def test_latency_that_doubles_with_the_limit_goes_back_after_a_second_look() -> None:
     start = slow_start()  # a busy local server: twice the requests, twice the wait
     limits = climb(start, 16, lambda limit: limit * 0.001, 4)

@@ -141,7 +141,10 @@ class ObjectStore(Protocol):
         if_none_match: bool = False,
     ) -> PutResult: ...
 
-    def abort_multipart(self, bucket: str, key: str, *, upload_id: str) -> None: ...
+    def abort_multipart(self, bucket: str, key: str, *, upload_id: str) -> None:
+        """Abort an unfinished multipart upload; an id S3 no longer knows (completed,
+        aborted, expired: ``NoSuchUpload``) is done already, not an error."""
+        ...
 
     def delete_object(self, bucket: str, key: str) -> None:
         """Delete one object (s3stow's own probe objects only: ``probes.py``)."""
