@@ -53,6 +53,13 @@ def test_part_size_always_within_limits(size: int, requested: int | None) -> Non
     part = choose_part_size(size, requested)
     assert MIN_PART <= part <= MAX_PART
     assert -(-size // part) <= MAX_PARTS
+    assert isinstance(part, int)
+    assert part == requested or part % MiB == 0  # raised: to a whole number of MiB
+
+
+def test_a_part_size_too_small_for_10000_parts_is_raised_to_whole_mib() -> None:
+    # 100 GiB in 10,000 parts needs 10,737,419 bytes a part: 11 MiB, not 5
+    assert choose_part_size(100 * GiB, 5 * MiB) == 11 * MiB
 
 
 def test_part_ranges_cover_the_file_exactly() -> None:
