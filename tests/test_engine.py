@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from s3stow.config import Settings
+from s3stow.errors import BucketMissingError
 from s3stow.ledger import open_ledger
 from s3stow.models import Reason, Status
 from s3stow.plan.keys import local_key, parse_target
@@ -759,3 +760,22 @@ def test_a_run_keeps_limit_and_ahead_files_submitted_while_every_request_waits(
         run.join(timeout=120)
     assert done
     assert (done[0].uploaded, done[0].failed) == (10, 0)
+
+
+def test_a_run_stopped_by_a_missing_bucket_is_failed_not_interrupted(
+    proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """The bucket check's error ends the run as failed, with the error as its fatal
+    reason, in the summary and in the ledger's row (not "interrupted", as a Ctrl-C)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    uploader, events = _uploader(proxy, tmp_path)
+    with pytest.raises(BucketMissingError):
+        uploader.upload_tree([src], "s3://no-such-bucket-s3stow-test/p")
+    (summary,) = events.of("finish")
+    assert (summary.interrupted, summary.ok) == (False, False)
+    assert summary.fatal
+    assert "no-such-bucket-s3stow-test" in summary.fatal
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        assert conn.execute("SELECT status FROM runs").fetchall() == [("failed",)]
