@@ -779,3 +779,13 @@ def test_a_run_stopped_by_a_missing_bucket_is_failed_not_interrupted(
     assert "no-such-bucket-s3stow-test" in summary.fatal
     with sqlite3.connect(tmp_path / "l.db") as conn:
         assert conn.execute("SELECT status FROM runs").fetchall() == [("failed",)]
+
+
+def test_the_uploaders_limiter_may_grow_to_the_settings_ceiling(tmp_path: Path) -> None:
+    """``--max-concurrency`` reaches the limiter: it starts at ``concurrency``, slow
+    start climbs toward the ceiling; a ceiling at ``concurrency`` pins it."""
+    grows = Uploader(Settings(endpoint_url="http://127.0.0.1:9", concurrency=4, max_concurrency=64))
+    assert (grows.limiter.limit, grows.limiter.ceiling) == (4, 64)
+    assert grows.limiter.start is not None
+    pinned = Uploader(Settings(endpoint_url="http://127.0.0.1:9", concurrency=4, max_concurrency=4))
+    assert (pinned.limiter.limit, pinned.limiter.ceiling, pinned.limiter.start) == (4, 4, None)
