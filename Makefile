@@ -31,15 +31,17 @@ demo: $(STAMP)
 # `make test`). Incremental: at most MUTATE_MINUTES per call, results kept in mutants/.
 # Each call runs MUTATE_SAMPLE more mutants per module, drawn at random (MUTATE_SEED):
 # a random sample whose score estimates the module's; MUTATE_SAMPLE= (empty) runs the
-# mutants not run yet in mutmut's order (fastest first) instead.
+# mutants not run yet in mutmut's order (fastest first) instead. MUTATE_SAMPLE_TO=M
+# (instead) completes each module's sample to the first M of its random order.
 MUTMUT ?= mutmut==3.8.1
 MUTATE_MINUTES ?= 30
 MUTATE_SAMPLE ?= 2
+MUTATE_SAMPLE_TO ?=
 MUTATE_SEED ?= 28
 mutate: $(STAMP)
 	$(BIN)/python -m pip install -q '$(MUTMUT)'
-	$(BIN)/python scripts/mutate.py --minutes $(MUTATE_MINUTES) \
-		$(if $(MUTATE_SAMPLE),--sample $(MUTATE_SAMPLE) --seed $(MUTATE_SEED))
+	$(BIN)/python scripts/mutate.py --minutes $(MUTATE_MINUTES) --seed $(MUTATE_SEED) \
+		$(if $(MUTATE_SAMPLE_TO),--sample-to $(MUTATE_SAMPLE_TO),$(if $(MUTATE_SAMPLE),--sample $(MUTATE_SAMPLE)))
 
 # Both servers, SeaweedFS then moto (bench/README.md); SERVER=seaweedfs for one of them.
 SERVER ?= all
