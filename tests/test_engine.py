@@ -789,3 +789,18 @@ def test_the_uploaders_limiter_may_grow_to_the_settings_ceiling(tmp_path: Path) 
     assert grows.limiter.start is not None
     pinned = Uploader(Settings(endpoint_url="http://127.0.0.1:9", concurrency=4, max_concurrency=4))
     assert (pinned.limiter.limit, pinned.limiter.ceiling, pinned.limiter.start) == (4, 4, None)
+
+
+def test_paths_skipped_while_walking_are_counted_per_reason(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """Two symlinks (not followed) are two skips for the same reason, not one."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    (src / "one").symlink_to(src / "a.txt")
+    (src / "two").symlink_to(src / "a.txt")
+    uploader, _ = _uploader(proxy, tmp_path)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.files, summary.uploaded, summary.skipped) == (3, 1, 2)
+    assert summary.skip_reasons == {"symlink": 2}
