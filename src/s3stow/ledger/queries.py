@@ -165,19 +165,14 @@ def failures_by_error(
     """``(error_class, count, latest message)`` of failed/changed items (of one run, one
     bucket)."""
     table = schema.items
-    query = (
-        select(table.c.error_class, func.count(), func.max(table.c.error_message))
-        .where(table.c.status.in_(["failed", "changed"]))
-        .group_by(table.c.error_class)
-        .order_by(func.count().desc())
+    return _by_error(
+        ledger,
+        table,
+        table.c.status.in_(["failed", "changed"]),
+        run=None if run_id is None else _of_run(table.c.run_id, run_id),
+        bucket=bucket,
+        order=(func.count().desc(),),
     )
-    if run_id is not None:
-        query = query.where(_of_run(table.c.run_id, run_id))
-    if bucket is not None:
-        query = query.where(table.c.bucket == bucket)
-    ledger.flush()
-    with ledger.engine.connect() as conn:
-        return [(str(r[0] or "?"), int(r[1]), str(r[2] or "")) for r in conn.execute(query)]
 
 
 def restore_failures_by_error(
@@ -188,14 +183,35 @@ def restore_failures_by_error(
     ``restore_totals`` counts as failed (an archived object waiting for its copy too,
     as ``restore-pending``)."""
     table = schema.restores
+    return _by_error(
+        ledger,
+        table,
+        table.c.status == "failed",
+        run=None if run_id is None else table.c.run_id == run_id,
+        bucket=bucket,
+        order=(func.count().desc(), table.c.error_class),
+    )
+
+
+def _by_error(
+    ledger: Ledger,
+    table: Any,
+    failed: Any,
+    *,
+    run: Any,
+    bucket: str | None,
+    order: tuple[Any, ...],
+) -> list[tuple[str, int, str]]:
+    """``(error_class, count, a message)`` of ``table``'s rows matching ``failed`` (and
+    ``run``, ``bucket`` when given), most frequent first."""
     query = (
         select(table.c.error_class, func.count(), func.max(table.c.error_message))
-        .where(table.c.status == "failed")
+        .where(failed)
         .group_by(table.c.error_class)
-        .order_by(func.count().desc(), table.c.error_class)
+        .order_by(*order)
     )
-    if run_id is not None:
-        query = query.where(table.c.run_id == run_id)
+    if run is not None:
+        query = query.where(run)
     if bucket is not None:
         query = query.where(table.c.bucket == bucket)
     ledger.flush()
