@@ -265,27 +265,22 @@ def test_a_one_file_upload_imports_only_what_it_needs(
 
 def test_a_pydantic_plugin_the_user_asks_for_is_kept() -> None:
     """The program sets ``PYDANTIC_DISABLE_PLUGINS`` only when the user did not."""
-    env = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": ""}
-    done = subprocess.run(
-        [sys.executable, "-c", UPLOAD, json.dumps(["--version"])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT:"))
-    assert json.loads(line[len("RESULT:") :])["plugins"] == ""
-    done = subprocess.run(
-        [sys.executable, "-c", UPLOAD, json.dumps(["--version"])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"},
-    )
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT:"))
-    assert json.loads(line[len("RESULT:") :])["plugins"] == "__all__"
+
+    def plugins(env: dict[str, str]) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", UPLOAD, json.dumps(["--version"])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=env,
+        )
+        line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT:"))
+        return str(json.loads(line[len("RESULT:") :])["plugins"])
+
+    assert plugins({**os.environ, "PYDANTIC_DISABLE_PLUGINS": ""}) == ""
+    unset = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    assert plugins(unset) == "__all__"
 
 
 def test_no_settings_default_is_made_by_a_builtin() -> None:
