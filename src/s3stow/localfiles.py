@@ -135,6 +135,12 @@ class FileIdentity:
         return cls.of(os.stat(Path(path)))
 
     @property
+    def whole(self) -> bool:
+        """Whether it holds a change time and an inode (POSIX): then no write or
+        replacement after it was taken can go unseen."""
+        return self.ctime_ns is not None and self.inode is not None
+
+    @property
     def file_id(self) -> str | None:
         """``device:inode`` as the ledger keeps it, or ``None``."""
         if self.inode is None:
