@@ -3,12 +3,14 @@ the source-change checks (``FileIdentity``).
 
 A file's identity is taken before its first byte is read, and compared after it
 was read for a single request (before the request), before a multipart upload is
-completed, and before any upload is reported done. Size and mtime alone miss a file rewritten in place whose mtime was
-put back; where the OS has them the identity also holds the status-change time
-(POSIX ``st_ctime``: every write moves it, and no call sets it back) and the inode
-and device (a replacement by rename is another inode). On Windows ``os.stat`` gives
-no change time (``st_ctime`` is the creation time there), so only size, mtime, file
-index and volume serial are compared.
+completed, and before any upload is reported done. Size and mtime alone miss a file
+rewritten in place whose mtime was put back; where the OS has them the identity also
+holds the status-change time (POSIX ``st_ctime``: every write moves it, and no call
+sets it back) and the inode and device (a replacement by rename is another inode). On
+Windows ``os.stat`` gives no change time (``st_ctime`` is the creation time there), so
+only size, mtime, file index and volume serial are compared. The check after a read
+compares the ``stat`` with the identity field by field (``FileIdentity.unchanged``)
+and builds the list of changes only when one differs.
 
 Where discovery's own ``stat`` holds the whole identity (POSIX: change time and
 inode), that is the identity: no second ``stat`` when the upload starts. Since no
@@ -181,7 +183,9 @@ def ensure_unchanged(source: SourceFile, identity: FileIdentity | None = None) -
     """Raise ``SourceChanged`` unless ``source`` is still the file whose upload started
     (``identity`` from ``open_identity``; without one, discovery's size and mtime)."""
     then = identity or FileIdentity(source.size, source.mtime_ns)
-    _raise_if_moved(source, then, FileIdentity.of(_stat(source)))
+    now = _stat(source)
+    if not then.unchanged(now):
+        _raise_if_moved(source, then, FileIdentity.of(now))
 
 
 def _raise_if_moved(source: SourceFile, then: FileIdentity, now: FileIdentity) -> None:
