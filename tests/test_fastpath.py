@@ -374,3 +374,39 @@ def test_an_endpoint_from_aws_endpoint_url_gets_the_etag_check(
     data = [h for h in puts if h.get("x-amz-meta-source") != "s3stow-probe"]
     assert len(data) == 2
     assert all(h.get("content-md5") for h in data)
+
+
+def test_a_fast_put_computes_its_shape_once(
+    proxy: FaultProxy, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After learning, a PutObject on the fast path computes its shape (a frozenset of
+    lower-cased header names) once, not once per check and once more to send it."""
+    from s3stow.config import Settings
+    from s3stow.store import checksums, fastpath
+    from s3stow.store.base import WriteOptions
+    from s3stow.store.s3 import S3Store
+
+    store = S3Store.from_settings(Settings(endpoint_url=proxy.url, path_style=True))
+    options = WriteOptions(content_type="text/plain", metadata={"a": "b"})
+
+    def put(key: str, data: bytes) -> None:
+        digest = checksums.compute("crc32", data)
+        store.put_object(bucket, key, data, digest=digest, options=options)
+
+    put("p/first", b"first")  # botocore sends it, the fast path learns it
+    assert store._fast is not None, "no fast path"
+    assert store._fast.off_reason(bucket) is None
+    calls = []
+    real = fastpath.shape
+
+    def counted(*args: Any) -> Any:
+        calls.append(args[:2])
+        return real(*args)
+
+    monkeypatch.setattr(fastpath, "shape", counted)
+    proxy.headers.clear()
+    for index in range(3):
+        put(f"p/{index}", b"x" * index)
+    assert ["fastpath" in h.get("user-agent", "") for h in proxy.headers] == [True] * 3
+    assert calls == [(bucket, "PutObject")] * 3
+    assert s3.get_object(Bucket=bucket, Key="p/2")["Body"].read() == b"xx"

@@ -9,7 +9,9 @@ import hashlib
 import os
 import random
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -258,6 +260,55 @@ def test_ensure_unchanged_notices_size_mtime_and_disappearance(tmp_path: Path) -
     path.unlink()
     with pytest.raises(SourceChanged, match="vanished"):
         ensure_unchanged(source)
+
+
+def test_an_upload_takes_the_identity_discovery_found_without_a_second_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discovery's ``stat`` holds change time and inode (POSIX): the upload's identity is
+    that one, and the checks after the read still see any change since discovery,
+    a change of status alone too. A ``stat`` without an inode (a Windows directory
+    entry's) is not whole: the upload then takes its own."""
+    from s3stow.localfiles import FileIdentity
+    from s3stow.plan.discover import discover
+    from s3stow.transfer import context
+
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"abc")
+    (source,) = discover([tmp_path])
+    assert isinstance(source, SourceFile)
+    taken: list[Path] = []
+    real_stat = context._stat
+
+    def counted(found: SourceFile) -> os.stat_result:
+        taken.append(found.path)
+        return real_stat(found)
+
+    monkeypatch.setattr(context, "_stat", counted)
+    identity = context.open_identity(source)
+    assert taken == []
+    assert identity == FileIdentity.at(path)
+    ensure_unchanged(source, identity)
+    assert taken == [path]
+    # status alone (chmod) after discovery: a change, like a write (the change time is
+    # coarse: wait until the chmod moved it)
+    for _ in range(100):
+        os.chmod(path, 0o600 if path.stat().st_mode & 0o077 else 0o644)
+        if path.stat().st_ctime_ns != identity.ctime_ns:
+            break
+        time.sleep(0.01)
+    with pytest.raises(SourceChanged, match="status-change time moved"):
+        ensure_unchanged(source, identity)
+    # an entry's stat without an inode: the upload stats the file itself
+    found = os.stat(path)
+    fields = list(found)
+    fields[1] = 0  # st_ino
+    extra = {name: getattr(found, name) for name in ("st_atime", "st_mtime", "st_ctime")}
+    extra |= {f"{name}_ns": getattr(found, f"{name}_ns") for name in extra}
+    partial = replace(source, found=os.stat_result(fields, extra))
+    taken.clear()
+    assert context.open_identity(partial) == FileIdentity.at(path)
+    assert taken == [path]
 
 
 def test_the_context_says_which_checks_apply() -> None:

@@ -321,6 +321,30 @@ def test_a_file_changed_in_size_and_mtime_says_both(tmp_path: Path) -> None:
     )
 
 
+def test_unchanged_answers_as_the_list_of_changes_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``FileIdentity.unchanged(stat)``, the check after every read, is exactly "no
+    change found" (``changes`` over ``FileIdentity.of``): every combination of equal,
+    different and missing fields, with and without a change time (Windows has none),
+    inode 0 (none reported) and devices left out."""
+    import itertools
+    import os
+
+    from s3stow import localfiles
+    from s3stow.localfiles import FileIdentity
+
+    for change_time in (True, False):
+        monkeypatch.setattr(localfiles, "_HAS_CHANGE_TIME", change_time)
+        for then in itertools.product((0, 1), (0, 1), (None, 0, 1), (None, 1, 2), (None, 0, 1)):
+            identity = FileIdentity(*then)
+            for size, mtime_ns, ctime_ns, inode, dev in itertools.product((0, 1), repeat=5):
+                info = os.stat_result(
+                    (0o100644, inode * 2, dev, 1, 0, 0, size, 0, 0, 0),  # inodes 0 and 2
+                    {"st_mtime_ns": mtime_ns, "st_ctime_ns": ctime_ns},
+                )
+                expected = not identity.changes(FileIdentity.of(info))
+                assert identity.unchanged(info) is expected, (change_time, then, info)
+
+
 def test_the_recorded_options_of_a_multipart_upload_keep_their_form() -> None:
     """A multipart upload is resumed only when the options it was created with (kept in
     the ledger as this text) equal the run's. The text is part of the ledger's format:

@@ -135,6 +135,12 @@ class FileIdentity:
         return cls.of(os.stat(Path(path)))
 
     @property
+    def whole(self) -> bool:
+        """Whether it holds a change time and an inode (POSIX): then no write or
+        replacement after it was taken can go unseen."""
+        return self.ctime_ns is not None and self.inode is not None
+
+    @property
     def file_id(self) -> str | None:
         """``device:inode`` as the ledger keeps it, or ``None``."""
         if self.inode is None:
@@ -158,6 +164,21 @@ class FileIdentity:
     def without_device(self) -> FileIdentity:
         """This identity for comparing across hosts (a shared file's mounts differ)."""
         return replace(self, device=None)
+
+    def unchanged(self, info: os.stat_result) -> bool:
+        """``not self.changes(FileIdentity.of(info))`` without building either: the
+        check runs twice per uploaded file, and the identity it would build costs
+        more than the ``stat``."""
+        if info.st_size != self.size or info.st_mtime_ns != self.mtime_ns:
+            return False
+        if _HAS_CHANGE_TIME and self.ctime_ns is not None and info.st_ctime_ns != self.ctime_ns:
+            return False
+        inode = info.st_ino
+        if not inode:  # no inode now: neither inode nor device is compared
+            return True
+        if self.inode is not None and inode != self.inode:
+            return False
+        return self.device is None or info.st_dev == self.device
 
     def changes(self, now: FileIdentity) -> list[str]:
         """What differs in ``now`` (a part is compared only when both have it)."""

@@ -8,6 +8,7 @@ All are frozen dataclasses: a stage never mutates what it received.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -66,6 +67,9 @@ class SourceFile:
     mtime_ns: int
     root: Path
     group: str = ""
+    # discovery's own ``stat`` of the file (``None`` where the file came from elsewhere):
+    # the upload takes the file's identity from it (``transfer.context.open_identity``)
+    found: os.stat_result | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ yielded as ``Skipped`` with the reason, never silently dropped or mangled; so is
 every file under a source marked ``skip`` (what a layout leaves out).
 s3stow's own working files (``ownfiles.OwnFiles``: the ledger and its journals, run
 locks, the status and failures files) are left out, and said so under ``-v``.
+A file's ``stat`` travels with it (``SourceFile.found``): its upload takes the file's
+identity from it instead of a second ``stat`` (``transfer.context.open_identity``).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def _single_file(path: Path, group: str) -> Iterator[Found]:
     except OSError as exc:
         yield Skipped(path, f"cannot stat: {exc.strerror}")
         return
-    yield SourceFile(path, path.name, info.st_size, info.st_mtime_ns, path.parent, group)
+    yield SourceFile(path, path.name, info.st_size, info.st_mtime_ns, path.parent, group, info)
 
 
 def _valid_name(name: str) -> bool:
@@ -182,7 +184,7 @@ def _walk(
                 if own is not None and _own(own, path, entry.name):
                     continue
                 top = group or (rel.split("/", 1)[0] if "/" in rel else ROOT_GROUP)
-                yield SourceFile(path, rel, info.st_size, info.st_mtime_ns, root, top)
+                yield SourceFile(path, rel, info.st_size, info.st_mtime_ns, root, top, info)
             else:
                 yield Skipped(path, "not a regular file (socket, FIFO or device)", "SpecialFile")
         stack.extend(reversed(subdirs))

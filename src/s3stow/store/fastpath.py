@@ -105,6 +105,15 @@ class Answer(NamedTuple):
     stream: http1.Stream | None = None
 
 
+class Outgoing(NamedTuple):
+    """One request as this path would send it: its shape and its headers (the caller's
+    with the expected bucket owner). Made once per request (``FastPath.outgoing``), so
+    the shape is computed once; good for that one request (its headers are sent)."""
+
+    shape: Shape
+    headers: dict[str, str]
+
+
 def shape(bucket: str, operation: str, headers: Mapping[str, str]) -> Shape:
     """What a template is learned for: the same bucket, operation and header names
     (botocore's choices, e.g. payload signing, follow the headers present)."""
@@ -150,9 +159,18 @@ class FastPath:
         """The shape a request with ``headers`` is learned and sent as."""
         return shape(bucket, operation, self.headers(headers))
 
+    def outgoing(self, bucket: str, operation: str, headers: Mapping[str, str]) -> Outgoing:
+        """One request's shape and headers, for ``knows_shape`` and ``put``."""
+        sent = self.headers(headers)
+        return Outgoing(shape(bucket, operation, sent), sent)
+
     def knows(self, bucket: str, operation: str, headers: Mapping[str, str]) -> bool:
         """Whether a request of this shape goes through this path."""
         return shape(bucket, operation, self.headers(headers)) in self._templates
+
+    def knows_shape(self, known: Shape) -> bool:
+        """``knows`` for a shape already computed (``outgoing``)."""
+        return known in self._templates
 
     def learn(
         self,
@@ -280,13 +298,19 @@ class FastPath:
         body: bytes | FileRange = b"",
         ok: frozenset[int] = _OK,
         stream: bool = False,
+        prepared: Outgoing | None = None,
     ) -> Answer | None:
         """One signed attempt answered with a status in ``ok``, or ``None`` when this
         path does not apply, the exchange failed or the answer was another (botocore
         then takes over). With ``stream`` a successful answer's body is left on the
-        connection (``Answer.stream``) for the caller to read."""
-        outgoing = self.headers(headers)
-        template = self._templates.get(shape(bucket, operation, outgoing))
+        connection (``Answer.stream``) for the caller to read. ``prepared``: this
+        request's ``outgoing(bucket, operation, headers)``, when the caller made it."""
+        if prepared is None:
+            prepared = self.outgoing(bucket, operation, headers)
+        elif prepared.shape[:2] != (bucket, operation):
+            raise ValueError(f"{prepared.shape[:2]} prepared for {bucket}, {operation}")
+        outgoing = prepared.headers
+        template = self._templates.get(prepared.shape)
         if template is None:
             return None
         method = METHODS[operation]
@@ -353,9 +377,11 @@ class FastPath:
         headers: Mapping[str, str],
         *,
         query: str = "",
+        prepared: Outgoing | None = None,
     ) -> dict[str, str] | None:
         """Send one PutObject or UploadPart; the response headers (lower-case) on 200,
-        else ``None``."""
+        else ``None``. ``prepared``: this request's ``outgoing`` (its shape computed
+        once), used for this request only."""
         answer = self._request(
             operation,
             bucket,
@@ -363,6 +389,7 @@ class FastPath:
             query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
             headers=headers,
             body=body,
+            prepared=prepared,
         )
         return None if answer is None or answer.status != 200 else answer.headers
 

@@ -272,17 +272,19 @@ class S3Store:
         fast = self._fast
         if fast is None or headers is None:
             return botocore(attempted=False)
-        known = fast.shape_of(bucket, name, headers)
+        prepared = fast.outgoing(bucket, name, headers)  # the shape, once per request
+        known = prepared.shape
+        if not fast.knows_shape(known):  # once learned, the gate has nothing to hold
 
-        def settled() -> bool:
-            return fast.knows(bucket, name, headers) or fast.off_reason(bucket) is not None
+            def settled() -> bool:
+                return fast.knows_shape(known) or fast.off_reason(bucket) is not None
 
-        with self._gate.first(known, settled) as learner:  # one learns, the rest wait
-            if learner:
+            with self._gate.first(known, settled) as learner:  # one learns, the rest wait
+                if learner:
+                    return botocore(attempted=False)
+            if not fast.knows_shape(known):
                 return botocore(attempted=False)
-        if not fast.knows(bucket, name, headers):
-            return botocore(attempted=False)
-        answer = fast.put(name, bucket, key, body, headers, query=query)
+        answer = fast.put(name, bucket, key, body, headers, query=query, prepared=prepared)
         if answer is not None:
             return response_from_headers(answer)
         return botocore(attempted=True)

@@ -1,14 +1,26 @@
 """What every transfer of one run shares: the store, limits, ledger and hooks; and
 the source-change checks (``FileIdentity``).
 
-A file's identity is taken when its upload starts, before its first byte is read,
-and compared after its last byte is sent: before a multipart upload is completed,
-and before any upload is reported done. Size and mtime alone miss a file rewritten
-in place whose mtime was put back; where the OS has them the identity also holds the
-status-change time (POSIX ``st_ctime``: every write moves it, and no call sets it
-back) and the inode and device (a replacement by rename is another inode). On
-Windows ``os.stat`` gives no change time (``st_ctime`` is the creation time there),
-so only size, mtime, file index and volume serial are compared.
+A file's identity is taken before its first byte is read, and compared after it
+was read for a single request (before the request), before a multipart upload is
+completed, and before any upload is reported done. Size and mtime alone miss a file
+rewritten in place whose mtime was put back; where the OS has them the identity also
+holds the status-change time (POSIX ``st_ctime``: every write moves it, and no call
+sets it back) and the inode and device (a replacement by rename is another inode). On
+Windows ``os.stat`` gives no change time (``st_ctime`` is the creation time there), so
+only size, mtime, file index and volume serial are compared. The check after a read
+compares the ``stat`` with the identity field by field (``FileIdentity.unchanged``)
+and builds the list of changes only when one differs.
+
+Where discovery's own ``stat`` holds the whole identity (POSIX: change time and
+inode), that is the identity: no second ``stat`` when the upload starts. Since no
+call sets a change time back, any write or replacement after discovery still shows
+in the comparisons after the read, and so does a change of the file's status
+alone (``chmod``, a new hard link) between discovery and the upload: the file is
+``SourceChanged`` and picked up by the next run. Elsewhere (Windows, where a
+directory entry's ``stat`` has no file index; a file from the ledger or a job) the
+upload takes a ``stat`` when it starts, compared with the size and mtime the file
+was planned with.
 """
 
 from __future__ import annotations
@@ -155,8 +167,13 @@ def _stat(source: SourceFile) -> os.stat_result:
 
 
 def open_identity(source: SourceFile) -> FileIdentity:
-    """The identity of ``source`` as its upload starts, before its first byte is read;
-    ``SourceChanged`` when it is no longer the file discovery found."""
+    """The identity of ``source`` before its first byte is read: discovery's where it
+    is whole, else taken now (``SourceChanged`` when it is no longer the file
+    discovery found)."""
+    if source.found is not None:
+        found = FileIdentity.of(source.found)
+        if found.whole:
+            return found
     identity = FileIdentity.of(_stat(source))
     _raise_if_moved(source, FileIdentity(source.size, source.mtime_ns), identity)
     return identity
@@ -166,7 +183,9 @@ def ensure_unchanged(source: SourceFile, identity: FileIdentity | None = None) -
     """Raise ``SourceChanged`` unless ``source`` is still the file whose upload started
     (``identity`` from ``open_identity``; without one, discovery's size and mtime)."""
     then = identity or FileIdentity(source.size, source.mtime_ns)
-    _raise_if_moved(source, then, FileIdentity.of(_stat(source)))
+    now = _stat(source)
+    if not then.unchanged(now):
+        _raise_if_moved(source, then, FileIdentity.of(now))
 
 
 def _raise_if_moved(source: SourceFile, then: FileIdentity, now: FileIdentity) -> None:
