@@ -218,3 +218,37 @@ def test_a_new_folder_wanted_by_many_threads_at_once_is_checked_once(
     assert calls == [folder, folder]
     folders.ready(tmp_path, folder)  # known and unchanged: one stat, no check
     assert len(calls) == 2
+
+
+def test_two_new_folders_are_checked_side_by_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One thread checking a new folder holds up only the threads that want that folder."""
+    import threading
+    import time
+
+    from s3stow.restore import paths
+
+    calls: list[Path] = []
+    real = paths.ensure_inside
+
+    def slow(root: Path, path: Path) -> None:
+        calls.append(path)
+        time.sleep(0.05)
+        real(root, path)
+
+    monkeypatch.setattr(paths, "ensure_inside", slow)
+    folders, start = paths.Folders(), threading.Barrier(2)
+    wanted = [tmp_path / "a", tmp_path / "b"]
+
+    def want(folder: Path) -> None:
+        start.wait()
+        folders.ready(tmp_path, folder)
+
+    threads = [threading.Thread(target=want, args=(folder,)) for folder in wanted]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(calls[:2]) == set(wanted)  # both first checks began before either ended
+    assert sorted(calls) == sorted(wanted * 2)

@@ -165,12 +165,15 @@ class Folders:
 
     def __init__(self) -> None:
         self._known: dict[Path, tuple[int, int]] = {}
+        self._making: dict[Path, threading.Lock] = {}  # a lock per folder being checked
         self._lock = threading.Lock()
 
     def ready(self, root: Path, folder: Path) -> None:
         if self._still(folder):
             return
-        with self._lock:  # one thread checks a new folder; the others find it known
+        with self._lock:
+            making = self._making.setdefault(folder, threading.Lock())
+        with making:  # one thread checks a new folder; the others find it known
             if self._still(folder):
                 return
             ensure_inside(root, folder)  # a symlink made since the plan
