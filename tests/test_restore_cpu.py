@@ -129,3 +129,35 @@ def test_a_chunk_a_raw_file_takes_in_part_is_written_whole(tmp_path: Path) -> No
         _write_all(out, b"0123456789")
         _write_all(out, b"ab")
     assert target.read_bytes() == b"0123456789ab"
+
+
+def test_a_fast_path_body_streams_through_one_buffer() -> None:
+    """A GET's body read by the fast path comes in chunks of one buffer, reused: a new
+    zeroed block per chunk cost a ``memset`` of every byte received (40% of the
+    instructions of an 8 MiB object's GET), and the bytes are the same."""
+    import socket
+
+    from s3stow.store import http1
+    from s3stow.store.base import ObjectInfo
+    from s3stow.store.s3 import _FastBody
+
+    data = os.urandom(20_000)
+    ours, theirs = socket.socketpair()
+    ended: list[bool] = []
+    try:
+        theirs.sendall(data[100:])
+        stream = http1.Stream(ours, bytearray(data[:100]), len(data), ended.append)
+        body = _FastBody(
+            stream, ObjectInfo("k", len(data), "e"), 0, len(data), where=("b", "k"), on_broken=list
+        )
+        got, buffers = b"", set()
+        for chunk in body.chunks(7000):
+            assert isinstance(chunk, memoryview)
+            buffers.add(id(chunk.obj))
+            got += bytes(chunk)
+        assert got == data
+        assert len(buffers) == 1
+        assert ended == [True]  # read to its end: the connection is kept
+    finally:
+        ours.close()
+        theirs.close()

@@ -181,7 +181,7 @@ def _stream(
     return received
 
 
-def _write_all(out: io.FileIO, chunk: bytes) -> None:
+def _write_all(out: io.FileIO, chunk: bytes | memoryview) -> None:
     """Write all of ``chunk`` (a raw file may take part of it, as ``write(2)`` may)."""
     done = out.write(chunk)
     if done < len(chunk):
