@@ -145,7 +145,7 @@ def test_fast_reads_give_botocore_s_object_info(
             bucket, "p/warm", if_match=s3.head_object(Bucket=bucket, Key="p/warm")["ETag"][1:-1],
             byte_range=byte_range, checksum_mode=byte_range is None,
         )  # fmt: skip
-        b"".join(body.chunks(MiB))
+        b"".join(bytes(c) for c in body.chunks(MiB))
     assert store.stat_object(bucket, "p/warm") is not None
     fast = store.fast_path
     assert fast is not None
@@ -158,7 +158,7 @@ def test_fast_reads_give_botocore_s_object_info(
         )
         assert whole.info == theirs, key
         assert (whole.start, whole.length) == (0, len(data))
-        assert b"".join(whole.chunks(7000)) == data == their_bytes
+        assert b"".join(bytes(c) for c in whole.chunks(7000)) == data == their_bytes
         if data:
             last = len(data) - 1
             first = min(2, last)
@@ -170,7 +170,7 @@ def test_fast_reads_give_botocore_s_object_info(
             )
             assert part.info == theirs, key
             assert (part.start, part.length, part.info.size) == (first, last - first + 1, len(data))
-            assert b"".join(part.chunks(MiB)) == data[first:] == their_bytes
+            assert b"".join(bytes(c) for c in part.chunks(MiB)) == data[first:] == their_bytes
         head = _fast_only(store, store.stat_object, bucket, key)
         response = store.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         assert head == _info_of(key, response, size=int(response["ContentLength"])), key
@@ -200,7 +200,12 @@ def test_a_changed_object_and_a_bad_range_reach_the_caller_as_botocore_s_errors(
     store = _store(server)
     etag = s3.head_object(Bucket=bucket, Key="p/warm")["ETag"][1:-1]
     for byte_range in (None, (0, 1)):
-        b"".join(store.get_object(bucket, "p/warm", if_match=etag, byte_range=byte_range).chunks(9))
+        b"".join(
+            bytes(c)
+            for c in store.get_object(
+                bucket, "p/warm", if_match=etag, byte_range=byte_range
+            ).chunks(9)
+        )
     fast = store.fast_path
     assert fast is not None
     sent = fast.sent
@@ -262,7 +267,10 @@ def test_a_missing_key_is_botocore_s_own_error_and_the_fast_path_stays_on(
         ({"if_match": gone, "byte_range": (0, 4)}, {"IfMatch": match, "Range": "bytes=0-4"}),
     ]
     for ours, _ in reads:  # botocore sends the first of each shape; the fast path learns
-        b"".join(store.get_object(bucket, "p/warm", **{**ours, "if_match": warm}).chunks(MiB))
+        b"".join(
+            bytes(c)
+            for c in store.get_object(bucket, "p/warm", **{**ours, "if_match": warm}).chunks(MiB)
+        )
     assert store.stat_object(bucket, "p/warm") is not None
     fast = store.fast_path
     assert fast is not None
@@ -296,7 +304,7 @@ def test_a_missing_key_is_botocore_s_own_error_and_the_fast_path_stays_on(
     assert fast.off_reason(bucket) is None
     proxy.reset()
     body = _fast_only(store, store.get_object, bucket, "p/warm", if_match=warm, checksum_mode=True)
-    assert b"".join(body.chunks(MiB)) == b"warm"
+    assert b"".join(bytes(c) for c in body.chunks(MiB)) == b"warm"
     assert _fast_only(store, store.stat_object, bucket, "p/warm") is not None
     assert _sent_to_server(proxy, "p/warm") == ["fast", "fast"]
 
@@ -395,7 +403,7 @@ def test_an_unreadable_read_answer_is_repeated_by_botocore_and_turns_the_path_of
     def read(key: str) -> tuple[ObjectInfo, bytes]:
         if operation == "GetObject":
             body = store.get_object(bucket, key)
-            return body.info, b"".join(body.chunks(MiB))
+            return body.info, b"".join(bytes(c) for c in body.chunks(MiB))
         info = store.stat_object(bucket, key)
         assert info is not None
         return info, b""
@@ -454,7 +462,7 @@ def test_a_failed_fast_exchange_turns_the_path_off_and_every_fallback_counts(
     assert fast is not None
 
     def read() -> bytes:
-        return b"".join(store.get_object(bucket, "p/a").chunks(MiB))
+        return b"".join(bytes(c) for c in store.get_object(bucket, "p/a").chunks(MiB))
 
     assert read() == b"abc"  # botocore; the fast path learns the shape
     proxy.add(rf"^GET /{bucket}/p/a", "status", status=500, code="InternalError")
@@ -500,16 +508,16 @@ def test_a_body_read_to_its_end_gives_its_connection_back_and_one_closed_early_d
         def get() -> Any:
             return store.get_object(bucket, "p/a")
 
-        b"".join(get().chunks(MiB))  # botocore; the fast path learns the shape
-        b"".join(_fast_only(store, get).chunks(MiB))  # the fast path's connection
+        b"".join(bytes(c) for c in get().chunks(MiB))  # botocore; the fast path learns the shape
+        b"".join(bytes(c) for c in _fast_only(store, get).chunks(MiB))  # the fast path's connection
         opened = forwarder.accepted
         for _ in range(2):
-            assert b"".join(_fast_only(store, get).chunks(MiB)) == b"x" * 100_000
+            assert b"".join(bytes(c) for c in _fast_only(store, get).chunks(MiB)) == b"x" * 100_000
         assert forwarder.accepted == opened  # the same connection, given back each time
         body = _fast_only(store, get)
         next(iter(body.chunks(1000)))
         body.close()  # early: the rest of the body is still on the wire
-        assert b"".join(_fast_only(store, get).chunks(MiB)) == b"x" * 100_000
+        assert b"".join(bytes(c) for c in _fast_only(store, get).chunks(MiB)) == b"x" * 100_000
         assert forwarder.accepted == opened + 1
     finally:
         forwarder.stop()
@@ -536,11 +544,13 @@ def test_a_kept_connection_the_network_reset_is_replaced_once_on_the_fast_path(
         def get() -> Any:
             return store.get_object(bucket, "p/a")
 
-        b"".join(get().chunks(MiB))  # botocore; the fast path learns the shape
-        assert b"".join(_fast_only(store, get).chunks(MiB)) == b"abc"  # kept after
+        b"".join(bytes(c) for c in get().chunks(MiB))  # botocore; the fast path learns the shape
+        assert (
+            b"".join(bytes(c) for c in _fast_only(store, get).chunks(MiB)) == b"abc"
+        )  # kept after
         opened = forwarder.accepted
         assert forwarder.drop() >= 1
-        assert b"".join(_fast_only(store, get).chunks(MiB)) == b"abc"
+        assert b"".join(bytes(c) for c in _fast_only(store, get).chunks(MiB)) == b"abc"
         assert forwarder.accepted == opened + 1  # one new connection
     finally:
         forwarder.stop()

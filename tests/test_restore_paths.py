@@ -180,3 +180,75 @@ def test_a_segment_longer_than_a_file_name_is_refused() -> None:
     assert relative_parts("p/" + "\xe9" * 255, "p/", by_units) == ["\xe9" * 255]
     with pytest.raises(UnsafePath, match="256 characters"):
         relative_parts("p/" + "\xe9" * 256, "p/", by_units)
+
+
+def test_a_new_folder_wanted_by_many_threads_at_once_is_checked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing names a folder's objects together, so the file pool's threads all
+    want the same new folder at the same moment: one makes and checks it (two
+    ``ensure_inside``: before and after ``mkdir``), the others wait and find it known."""
+    import threading
+    import time
+
+    from s3stow.restore import paths
+
+    calls: list[Path] = []
+    real = paths.ensure_inside
+
+    def slow(root: Path, path: Path) -> None:  # a wide window for the threads to meet in
+        calls.append(path)
+        time.sleep(0.05)
+        real(root, path)
+
+    monkeypatch.setattr(paths, "ensure_inside", slow)
+    folders, folder = paths.Folders(), tmp_path / "a" / "b"
+    start = threading.Barrier(8)
+
+    def want() -> None:
+        start.wait()
+        folders.ready(tmp_path, folder)
+
+    threads = [threading.Thread(target=want) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert folder.is_dir()
+    assert calls == [folder, folder]
+    folders.ready(tmp_path, folder)  # known and unchanged: one stat, no check
+    assert len(calls) == 2
+
+
+def test_two_new_folders_are_checked_side_by_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One thread checking a new folder holds up only the threads that want that folder."""
+    import threading
+    import time
+
+    from s3stow.restore import paths
+
+    calls: list[Path] = []
+    real = paths.ensure_inside
+
+    def slow(root: Path, path: Path) -> None:
+        calls.append(path)
+        time.sleep(0.05)
+        real(root, path)
+
+    monkeypatch.setattr(paths, "ensure_inside", slow)
+    folders, start = paths.Folders(), threading.Barrier(2)
+    wanted = [tmp_path / "a", tmp_path / "b"]
+
+    def want(folder: Path) -> None:
+        start.wait()
+        folders.ready(tmp_path, folder)
+
+    threads = [threading.Thread(target=want, args=(folder,)) for folder in wanted]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(calls[:2]) == set(wanted)  # both first checks began before either ended
+    assert sorted(calls) == sorted(wanted * 2)

@@ -60,6 +60,7 @@ _DONE = _upsert((*_OUTCOME, "download_id", "range_size"))
 _FAILED = _upsert(_OUTCOME)
 _BEGIN = _upsert(("size", "etag", "status", "download_id", "range_size", "run_id", "updated_at"))
 _WHERE_ITEM = "bucket = :bucket AND key = :key AND path = :path"
+_ANY_RANGE = "SELECT 1 FROM restore_ranges LIMIT 1"
 _DROP_RANGES = (
     "DELETE FROM restore_ranges WHERE download_id IN"
     f" (SELECT download_id FROM restores WHERE {_WHERE_ITEM} AND download_id IS NOT NULL)"
@@ -214,9 +215,11 @@ class RestoreLedger:
         done = [self._row(r, run_id, at) for r, run_id, at in batch if r.status == "done"]
         failed = [self._row(r, run_id, at) for r, run_id, at in batch if r.status != "done"]
         with self._translated("write"), self.database.write() as session:
-            for record, _, _ in batch:
-                if record.status == "done":
-                    session.execute(_DROP_RANGES, _where(record))
+            # a finished download's ranges go; only when there are ranges at all (a
+            # restore of small objects has none, and this was a statement per object)
+            if done and next(session.execute(_ANY_RANGE), None) is not None:
+                ends = [_where(r) for r, _, _ in batch if r.status == "done"]
+                session.executemany(_DROP_RANGES, ends)
             if done:
                 session.executemany(_DONE, done)
             if failed:

@@ -22,6 +22,7 @@ the proof reads the finished file once.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -151,7 +152,9 @@ def _stream(
     received: the bytes crossed the network either way)."""
     received = reported = 0
     try:
-        with path.open(mode) as out:
+        # unbuffered: every chunk is written as it is (the buffered layer only added
+        # a tty probe and a seek per file, and a copy of small chunks)
+        with io.FileIO(path, mode) as out:
             if mode == "r+b":
                 out.seek(body.start)
             for chunk in body.chunks(CHUNK):
@@ -162,7 +165,7 @@ def _stream(
                         "asked for (it may not support ranged GETs)",
                         code="RangeNotHonoured",
                     )
-                out.write(chunk)
+                _write_all(out, chunk)
                 for hasher in hashers:
                     hasher.update(chunk)
                 if streams is not None:
@@ -176,6 +179,15 @@ def _stream(
     finally:
         body.close()
     return received
+
+
+def _write_all(out: io.FileIO, chunk: bytes | memoryview) -> None:
+    """Write all of ``chunk`` (a raw file may take part of it, as ``write(2)`` may)."""
+    done = out.write(chunk)
+    if done < len(chunk):
+        view = memoryview(chunk)
+        while done < len(chunk):
+            done += out.write(view[done:])
 
 
 def _ranged(

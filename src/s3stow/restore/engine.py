@@ -27,13 +27,13 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from s3stow.config import Settings
 from s3stow.errors import ConfigError, S3StowError
 from s3stow.ledger import Ledger
-from s3stow.ledger.restores import RestoreEntry, RestoreLedger, is_restore_run
+from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord, is_restore_run
 from s3stow.models import Decision, Reason, SourceFile, Status, Target, UploadResult
 from s3stow.plan.keys import parse_target
 from s3stow.plan.ownfiles import working_files
@@ -55,6 +55,17 @@ from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 log = logging.getLogger(__name__)
 _BATCH = 256
 Found = RestoreItem | RestoreRefusal | UploadResult | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Worked:
+    """A file's outcome from its thread, with its ledger row read there: the row's
+    ``stat`` of the restored file (``RestoreItem.record``) is made in the file's thread,
+    so the main thread, which plans, hands out and records every file, does not give
+    up the GIL and wait to take it back from the file pool's threads once per file."""
+
+    result: UploadResult
+    record: RestoreRecord | None
 
 
 class Restorer:
@@ -393,8 +404,8 @@ class Restorer:
 
     def _pipeline(self, found: Iterator[Found], summary: RestoreSummary) -> None:
         budget = self.settings.limit
-        pending: dict[Future[UploadResult], RestoreItem] = {}
-        completed: queue.SimpleQueue[Future[UploadResult]] = queue.SimpleQueue()
+        pending: dict[Future[_Worked], RestoreItem] = {}
+        completed: queue.SimpleQueue[Future[_Worked]] = queue.SimpleQueue()
         limiter, ahead = self.limiter, self.settings.concurrency
         with (
             self._pools(summary.run_id) as ctx,
@@ -405,7 +416,7 @@ class Restorer:
                 while len(pending) >= files.room(limiter.limit, ahead) and not self.stop.is_set():
                     self._drain(pending, completed, summary, block=True)
                 files.grow(limiter.limit)  # one thread per request the limit admits
-                future = files.submit(self.worker.process, ctx, decision, item, entry)
+                future = files.submit(self._work, ctx, decision, item, entry)
                 pending[future] = item
                 future.add_done_callback(completed.put)
 
@@ -505,14 +516,14 @@ class Restorer:
 
     def _drain(
         self,
-        pending: dict[Future[UploadResult], RestoreItem],
-        completed: queue.SimpleQueue[Future[UploadResult]],
+        pending: dict[Future[_Worked], RestoreItem],
+        completed: queue.SimpleQueue[Future[_Worked]],
         summary: RestoreSummary,
         *,
         block: bool,
     ) -> None:
         """Record every finished item; with ``block``, wait for at least one."""
-        done: list[Future[UploadResult]] = []
+        done: list[Future[_Worked]] = []
         while block and pending and not done:  # a timeout keeps Ctrl+C deliverable
             try:
                 done.append(completed.get(timeout=0.5))
@@ -525,7 +536,8 @@ class Restorer:
                 break
         for future in done:
             item = pending.pop(future)
-            self._settle(summary, future.result(), item)
+            worked = future.result()
+            self._settle(summary, worked.result, item, worked=worked)
 
     def _settle(
         self,
@@ -535,9 +547,11 @@ class Restorer:
         *,
         wait: bool = True,
         source: SourceFile | None = None,
+        worked: _Worked | None = None,
     ) -> None:
         """Record and count one outcome (or keep an object waiting for Glacier);
-        ``source``: a refusal's would-be file, when there is no item."""
+        ``source``: a refusal's would-be file, when there is no item; ``worked``: the
+        outcome with its ledger row, read in the file's thread (``_work``)."""
         if result.status == Status.PLANNED:  # interrupted before an outcome
             return
         pending = result.error_class == glacier.PENDING
@@ -546,12 +560,25 @@ class Restorer:
             self._waiting.append(item)
             return
         if self.restores is not None and item is not None and not self.settings.dry_run:
-            record = item.record(result)
+            record = worked.record if worked is not None else item.record(result)
             if record is not None:
                 self.restores.record(record, run_id=summary.run_id)
         source = item.source if item is not None else source
         summary.count(result, source.group if source is not None else "(none)")
         self.observer.on_result(result, source)
+
+    def _work(
+        self,
+        ctx: TransferContext,
+        decision: Decision,
+        item: RestoreItem,
+        entry: RestoreEntry | None,
+    ) -> _Worked:
+        """One file's outcome and, when the ledger records it, its row (``_Worked``)."""
+        result = self.worker.process(ctx, decision, item, entry)
+        recorded = self.restores is not None and not self.settings.dry_run
+        record = item.record(result) if recorded and result.status != Status.PLANNED else None
+        return _Worked(result, record)
 
     def _pools(self, run_id: str) -> AbstractContextManager[TransferContext]:
         received, observer = self._received, self.observer

@@ -158,27 +158,40 @@ class Folders:
     after ``mkdir``) the first time, then only compares its identity (one ``stat``, which
     follows symlinks): a folder replaced since, by a symlink anywhere on its path or by
     another folder, has another identity and is checked again in full before anything
-    is written into it."""
+    is written into it. The listing names a folder's objects together, so many threads
+    want one new folder at once: one makes and checks it while the others wait for it
+    (without the lock each of them made and resolved it, about 13 ``stat`` calls per
+    object of the small benchmark instead of one)."""
 
     def __init__(self) -> None:
         self._known: dict[Path, tuple[int, int]] = {}
+        self._making: dict[Path, threading.Lock] = {}  # a lock per folder being checked
         self._lock = threading.Lock()
 
     def ready(self, root: Path, folder: Path) -> None:
-        known = self._known.get(folder)
-        if known is not None:
-            try:
-                found = os.stat(folder)
-            except OSError:
-                found = None
-            if found is not None and (found.st_dev, found.st_ino) == known:
-                return
-        ensure_inside(root, folder)  # a symlink made since the plan
-        folder.mkdir(parents=True, exist_ok=True)
-        found = os.stat(folder)
-        ensure_inside(root, folder)
+        if self._still(folder):
+            return
         with self._lock:
+            making = self._making.setdefault(folder, threading.Lock())
+        with making:  # one thread checks a new folder; the others find it known
+            if self._still(folder):
+                return
+            ensure_inside(root, folder)  # a symlink made since the plan
+            folder.mkdir(parents=True, exist_ok=True)
+            found = os.stat(folder)
+            ensure_inside(root, folder)
             self._known[folder] = (found.st_dev, found.st_ino)
+
+    def _still(self, folder: Path) -> bool:
+        """Whether ``folder`` was checked and is still the folder that was."""
+        known = self._known.get(folder)
+        if known is None:
+            return False
+        try:
+            found = os.stat(folder)
+        except OSError:
+            return False
+        return (found.st_dev, found.st_ino) == known
 
 
 def temp_path(path: Path) -> Path:

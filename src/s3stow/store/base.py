@@ -67,13 +67,15 @@ class ObjectInfo:
 
 class ObjectBody(Protocol):
     """A GetObject answer: the object's headers, where the body starts, and the body
-    streamed in chunks (errors while streaming arrive translated, as from the store)."""
+    streamed in chunks (errors while streaming arrive translated, as from the store).
+    A chunk is valid until the next one is asked for: it may be a view of a buffer the
+    body reuses (write it and hash it, never keep it)."""
 
     info: ObjectInfo  # size: the whole object's
     start: int  # offset of the first byte of this body in the object
     length: int  # bytes in this body
 
-    def chunks(self, size: int) -> Iterator[bytes]: ...
+    def chunks(self, size: int) -> Iterator[bytes | memoryview]: ...
 
     def close(self) -> None: ...
 

@@ -11,13 +11,18 @@ from the whole AWS configuration as it would for boto3: the endpoint
 (``--path-style``/``--virtual-style`` when given, else the profile's
 ``s3.addressing_style``), the CA bundle and proxies. An endpoint botocore refuses is a
 configuration error (exit 2). Every secret it sees is registered with the log
-redaction filter.
+redaction filter. The session parses S3's ISO 8601 timestamps (a listing's
+``LastModified``) with ``datetime.fromisoformat`` instead of botocore's dateutil
+parser (about 0.2 ms each, most of the CPU of a 1,000-object listing page), to the
+same instant (``s3_timestamp``); any other form is botocore's.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from s3stow.config import Settings
@@ -49,6 +54,9 @@ def make_session(settings: Settings) -> Any:
 
     session = botocore.session.get_session()
     cache_models(session)
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=s3_timestamp()
+    )
     if settings.profile is not None and not keys:
         session.set_config_variable("profile", settings.profile)
     if keys:
@@ -60,6 +68,27 @@ def make_session(settings: Settings) -> Any:
     if settings.region is not None:
         session.set_config_variable("region", settings.region)
     return session
+
+
+_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+
+
+def s3_timestamp() -> Callable[[Any], Any]:
+    """The session's parser of response timestamps: S3's ``2026-12-02T12:33:31.132Z``
+    read by ``datetime.fromisoformat`` as an aware datetime of the same instant as
+    botocore's (which names the zone ``tzlocal()`` where the machine's zone is UTC,
+    else ``tzutc()``), about 15 times faster; anything else (a HEAD's RFC 1123 date,
+    epoch seconds) by botocore's own ``parse_timestamp``."""
+    from botocore.utils import parse_timestamp, tzutc  # loaded with the session
+
+    utc = tzutc()
+
+    def parse(value: Any) -> Any:
+        if isinstance(value, str) and _ISO_UTC.fullmatch(value):
+            return datetime.fromisoformat(value[:-1]).replace(tzinfo=utc)
+        return parse_timestamp(value)
+
+    return parse
 
 
 def keyring_credentials(service: str) -> dict[str, str]:

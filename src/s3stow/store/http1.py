@@ -200,7 +200,18 @@ class Stream:
         if want <= 0:
             return b""
         block = bytearray(want)
-        view = memoryview(block)
+        with memoryview(block) as view:
+            self.readinto(view)
+        return block  # type: ignore[return-value]  # bytes-like, not copied
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` with the body's next bytes (fewer only at the end, 0 there),
+        so a caller can read a large body through one buffer it reuses;
+        ``http.client.IncompleteRead`` when the connection ends early."""
+        want = min(len(buffer), self.left)
+        if want <= 0:
+            return 0
+        view = buffer[:want]
         got = min(want, len(self._buffer))
         if got:
             view[:got] = self._buffer[:got]
@@ -209,17 +220,16 @@ class Stream:
             while got < want:
                 n = self._sock.recv_into(view[got:])
                 if not n:
-                    raise http.client.IncompleteRead(bytes(block[:got]), self.left - got)
+                    raise http.client.IncompleteRead(bytes(view[:got]), self.left - got)
                 got += n
         except BaseException:
             self.left -= got
             self._finish(False)
             raise
-        view.release()
         self.left -= got
         if self.left == 0:
             self._finish(True)
-        return block  # type: ignore[return-value]  # bytes-like, not copied
+        return got
 
     def close(self) -> None:
         """Drop the connection unless the body was read to its end."""

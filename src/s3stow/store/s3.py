@@ -757,10 +757,13 @@ class _FastBody:
         self._where = where
         self._on_broken = on_broken
 
-    def chunks(self, size: int) -> Iterator[bytes]:
+    def chunks(self, size: int) -> Iterator[bytes | memoryview]:
+        """The body through one buffer (``ObjectBody.chunks``): a new zeroed block per
+        chunk cost a ``memset`` of every byte, 40% of a large GET's instructions."""
+        buffer = memoryview(bytearray(min(size, self.length) or 1))
         try:
-            while block := self._stream.read(size):
-                yield block
+            while got := self._stream.readinto(buffer):
+                yield buffer[:got]
         except (OSError, http.client.HTTPException) as exc:
             self._on_broken()
             bucket, key = self._where
