@@ -223,11 +223,20 @@ class Uploader:
         run_id: str | None = None,
     ) -> RunSummary:
         """Upload every file under ``sources`` (one path or several); the summary says
-        what happened to each."""
+        what happened to each. An empty (or blank) ``str`` source is refused
+        (``ConfigError``): ``Path("")`` is the current folder, so a variable left empty
+        would upload it; give ``"."`` for that."""
+        from s3stow.localfiles import given_path
+
+        given = [sources] if isinstance(sources, str | Path) else list(sources)
+        fix = "name the file or folder to upload"
+        paths = [
+            given_path(s, what="the source path", fix=fix) if isinstance(s, str) else s
+            for s in given
+        ]
         resolved = self._target(target)
         planner = Planner(self.settings, resolved)
-        given = [sources] if isinstance(sources, str | Path) else sources
-        roots = check_sources(planner.sources([Path(s) for s in given]))
+        roots = check_sources(planner.sources(paths))
         summary = RunSummary(run_id or new_run_id())
         remote = RemoteIndex(
             self.store,
