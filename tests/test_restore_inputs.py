@@ -175,7 +175,7 @@ def test_archive_restore_with_an_empty_media_root_writes_nothing(
     before = sorted(p.name for p in tmp_path.iterdir())
     result = cli("archive", "restore", *args, "--media-root", "")
     assert result.code == 2, result.output
-    assert "the destination folder is empty" in result.stderr
+    assert "--media-root is empty" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
