@@ -58,6 +58,7 @@ def test_status_json_schema(cli, bucket, tmp_path: Path) -> None:  # type: ignor
         "failed": 0,
         "not_started": 0,
         "bytes_uploaded": 500,
+        "unfinished": 0,
     }
     group = status["folders"]["(root)"]
     assert group["planned_files"] == 5
@@ -125,6 +126,7 @@ def test_a_restore_status_file_is_shown_as_a_restore(cli, bucket, tmp_path: Path
         "pending": 0,  # waiting for Glacier, as in the summary
         "not_started": 0,
         "bytes_restored": 30,
+        "unfinished": 0,
     }
     assert (summary["restored"], summary["bytes_restored"]) == (2, 30)
     for name, group in summary["groups"].items():  # the same names, group by group

@@ -223,6 +223,23 @@ def run_label(run_id: str | None) -> str:
     return f"; run{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
 
 
+def left_for_next_run(summary: RunSummary, *, what: str = "file", done: str = "uploaded") -> str:
+    """What an interrupted run left for the next one, as a summary line ("" when nothing
+    is known to be left)."""
+    left = []
+    if summary.unfinished:
+        kept = "parts" if what == "file" else "ranges"
+        left.append(
+            f"{plural(summary.unfinished, what)} found and not {done} yet (never started, "
+            f"or stopped mid-way with their {kept} kept)"
+        )
+    if summary.walk_complete is False:
+        left.append("the walk of the sources stopped before their end: more may be left")
+    elif summary.walk_complete is None and left:
+        left.append("the listing may have stopped before its end")
+    return f"  left for the next run: {'; '.join(left)}" if left else ""
+
+
 def print_summary(
     summary: RunSummary,
     console: Console,
@@ -327,6 +344,8 @@ def print_summary(
     if len(summary.failures) > 5:
         console.print(f"  ... and {len(summary.failures) - 5} more (see --failures-file)")
     if summary.interrupted and resume_hint:
+        if left := left_for_next_run(summary):
+            console.print(left, markup=False, highlight=False)
         console.print(
             f"[yellow]interrupted[/]: run the same command again to resume:\n  {resume_hint}",
             highlight=False,

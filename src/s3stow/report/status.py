@@ -148,6 +148,7 @@ class StatusHeartbeat(Observer):
                 **dict.fromkeys(self._counters, 0),
                 "not_started": 0,  # left for the next run by --limit, as in the summary
                 sent: 0,
+                "unfinished": 0,  # found, left without an outcome by an interrupt (at the end)
             },
             group_key: self._groups,
             "last_update": None,
@@ -245,6 +246,8 @@ class StatusHeartbeat(Observer):
                 group["completed_at"] = group["completed_at"] or now
             self._state[self._current_key] = None
             self._state["current_file"] = None
+            # the summary's: found but without an outcome (an interrupted run's)
+            self._state["totals"]["unfinished"] = summary.unfinished
         self._write(force=True)
 
     def _write(self, *, force: bool = False) -> None:

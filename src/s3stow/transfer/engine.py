@@ -246,12 +246,18 @@ class Uploader:
         )
         own = working_files(self.settings, self.ledger)
         found = discover(roots, follow_symlinks=self.settings.follow_symlinks, own=own)
+
+        def batches(ahead: RunAhead) -> Iterator[list[PlannedUpload]]:
+            for batch in ahead:
+                yield self._plan(batch, planner, summary)
+            summary.walk_complete = True  # the run took every batch (else it stopped)
+
+        summary.walk_complete = False
         with RunAhead(found, planner.plan, on_walk=self.observer.on_walk) as ahead:
-            batches = (self._plan(batch, planner, summary) for batch in ahead)
             self._run(
                 summary,
                 resolved,
-                batches,
+                batches(ahead),
                 remote=remote,
                 claims=planner.claims,
                 command="upload",
