@@ -12,7 +12,9 @@ escaped, never sent to the terminal) and never as rich markup (a key like
 from __future__ import annotations
 
 import json
+import logging
 import threading
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -27,6 +29,7 @@ from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, Upl
 from s3stow.report.observer import Observer
 from s3stow.units import format_duration, format_size, plural
 
+log = logging.getLogger(__name__)
 # C0 controls, DEL and C1 controls: each shown as Python writes it in a string literal
 _CONTROLS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0))}
 
@@ -114,6 +117,7 @@ class FailuresFile(Observer):
         self.extra = extra or {}  # e.g. {"command": "restore"}: never retried as uploads
         self.receiving = self.extra.get("command") == "restore"
         self._lock = threading.Lock()
+        self._broken = False  # a write failed (a full disk): said once, the run goes on
 
     def on_start(self, run_id: str, target: str) -> None:
         with self._lock:  # another run of the same command (retry's batches): appended
@@ -123,13 +127,25 @@ class FailuresFile(Observer):
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         if result.status in (Status.FAILED, Status.CHANGED):
             with self._lock:
-                self.handle.write(
-                    json.dumps(result_dict(result, receiving=self.receiving) | self.extra) + "\n"
-                )
-                self.handle.flush()
+                if self._broken:
+                    return
+                try:
+                    self.handle.write(
+                        json.dumps(result_dict(result, receiving=self.receiving) | self.extra)
+                        + "\n"
+                    )
+                    self.handle.flush()
+                except OSError as exc:  # a full disk must not stop the uploads
+                    self._broken = True
+                    log.error(
+                        "cannot write the failures file %s: %s: the failures from %s on are "
+                        "not in it (the ledger has every one: s3stow retry --list)",
+                        self.path, exc.strerror or exc, for_terminal(display_path(result.path)),
+                    )  # fmt: skip
 
     def on_finish(self, summary: RunSummary) -> None:
-        self.handle.close()
+        with suppress(OSError):  # said when the write failed; what is buffered is lost
+            self.handle.close()
 
 
 class FailureLines(Observer):

@@ -248,9 +248,9 @@ class StatusHeartbeat(Observer):
             self._state["current_file"] = None
             # the summary's: found but without an outcome (an interrupted run's)
             self._state["totals"]["unfinished"] = summary.unfinished
-        self._write(force=True)
+        self._write(force=True, final=True)
 
-    def _write(self, *, force: bool = False) -> None:
+    def _write(self, *, force: bool = False, final: bool = False) -> None:
         now = time.time()
         with self._lock:
             if not force and now - self._last_write < self.interval:
@@ -264,8 +264,19 @@ class StatusHeartbeat(Observer):
             try:
                 atomic_write_text(self.path, text)
             except OSError as exc:
-                if force:  # the first and the last: a status file that cannot be written
-                    raise
+                why = exc.strerror or str(exc)
+                if final:  # the run is over: its summary must still be printed
+                    log.error(
+                        "cannot write the status file %s at the end of the run: %s (it "
+                        "still shows the run as it was at the last write)", self.path, why,
+                    )  # fmt: skip
+                    return
+                if force:  # the first: a status file that cannot be written, before the run
+                    raise ConfigError(
+                        f"cannot write the status file {self.path}: {why}",
+                        hint="give --status-json a file on a file system with room, that "
+                        "this user can write",
+                    ) from exc
                 # during the run, a write that fails (on Windows: a reader holding the
                 # file past the retries) must not fail the file being uploaded: the next
                 # write tries again
