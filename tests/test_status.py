@@ -170,6 +170,14 @@ def test_a_file_that_is_not_a_status_file_is_a_usage_error(cli, tmp_path: Path) 
     folder = cli("status", ".")
     assert folder.code == 2
     assert "is a folder" in folder.stderr
+    empty = cli("status", "")  # an unset variable: it said "status file . is a folder"
+    assert empty.code == 2
+    assert "the status file is empty ('')" in empty.stderr
+    (tmp_path / "left.json").write_text(
+        '{"phase": "interrupted", "totals": {"files": 9, "uploaded": 4, "unfinished": 5}}'
+    )
+    left = cli("status", "left.json")
+    assert "5 left unfinished by the interrupt (the same command continues them)" in left.stdout
     (tmp_path / "odd.json").write_text('{"phase": "done", "last_update": "x", "totals": {}}')
     odd = cli("status", "odd.json")
     assert odd.code == 0, odd.output  # what it can show, it shows
