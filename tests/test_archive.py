@@ -314,6 +314,38 @@ def test_where_filters_rows_with_bound_values(cli, s3, bucket, tmp_path: Path) -
         assert "Traceback" not in result.stderr
 
 
+def test_empty_paths_and_unusable_demo_paths_are_usage_errors(  # type: ignore[no-untyped-def]
+    cli, s3, bucket, tmp_path: Path
+) -> None:
+    """``--media-root ""`` (an unset variable) meant the current folder: ``archive run``
+    looked for the files there, ``init-demo`` wrote its cache there, ``verify`` checked
+    there; ``--db ""`` was SQLite's "unable to open database file" (exit 3) or an
+    unexpected OperationalError; ``init-demo --db FOLDER`` or a path below a file, an
+    unexpected error asking for a report."""
+    db, root = _demo(tmp_path)
+    (tmp_path / "plain").write_text("a file")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = ("--ledger", "l.db")
+    cases = {
+        ("run", f"s3://{bucket}", "--db", str(db), *args, "--media-root", ""): "--media-root",
+        ("verify", "--db", str(db), *args, "--check-local", "--media-root", " "): "--media-root",
+        ("init-demo", "--db", "new.db", "--media-root", ""): "--media-root",
+        ("run", f"s3://{bucket}", "--db", "", *args, "--media-root", str(root)): "--db is empty",
+        ("stats", "--db", ""): "--db is empty",
+        ("init-demo", "--db", ""): "--db is empty",
+        ("init-demo", "--db", str(root)): "it is a folder",
+        ("init-demo", "--db", "plain/new.db"): "plain is a file, not a folder",
+        ("init-demo", "--db", "new.db", "--media-root", "plain/m"): "demo files under plain/m",
+    }
+    for command, words in cases.items():
+        result = cli("archive", *command)
+        assert result.code == 2, (command, result.output)
+        assert words in result.stderr, (command, result.stderr)
+        assert "unexpected" not in result.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == before, command
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
 def test_bad_table_name_is_refused() -> None:
     with pytest.raises(Exception, match="not a plain table name"):
         MediaTable("x.db", table="post_media; DROP TABLE x")

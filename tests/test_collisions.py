@@ -46,6 +46,21 @@ def test_files_sharing_a_key_in_one_batch_are_all_refused_and_stay_refused(
     assert claims.settle([again], {})[0] == []
 
 
+def test_two_unicode_spellings_of_one_name_are_told_apart_in_the_refusal(
+    tmp_path: Path,
+) -> None:
+    """An NFC and an NFD file of one name: "key 'p/café.txt' is also the key of
+    .../café.txt" printed the same name twice, no way to tell which file is which."""
+    nfc, nfd = tmp_path / "caf\u00e9.txt", tmp_path / "cafe\u0301.txt"
+    kept, refused = KeyClaims().settle([_item(nfc), _item(nfd)], {})
+    assert kept == []
+    assert "one name in two Unicode spellings, alike on screen: " in refused[0].reason
+    assert "'caf\\xe9.txt', 'cafe\\u0301.txt'" in refused[0].reason
+    assert "'cafe\\u0301.txt', 'caf\\xe9.txt'" in refused[1].reason
+    plain = KeyClaims().settle([_item(tmp_path / "a"), _item(tmp_path / "b")], {})[1]
+    assert "Unicode" not in plain[0].reason
+
+
 def test_the_ledger_holder_keeps_its_key_while_it_exists(tmp_path: Path) -> None:
     held, newcomer = tmp_path / "held.txt", tmp_path / "new.txt"
     held.write_text("verified")

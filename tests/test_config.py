@@ -268,6 +268,20 @@ def test_an_empty_or_schemeless_endpoint_is_a_usage_error(
         assert word in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "source",
+    [{"flags": {"ledger": ""}}, {"env": {"S3STOW_LEDGER": " "}}],
+)
+def test_an_empty_ledger_path_is_a_usage_error_not_the_default_ledger(
+    source: dict[str, dict[str, str]],
+) -> None:
+    # an unset shell variable: the run used (and skipped files by) the default ledger
+    with pytest.raises(ConfigError) as info:
+        load_settings(env=source.get("env", {}), flags=source.get("flags"))
+    assert info.value.exit_code == ExitCode.USAGE
+    assert "the ledger path is empty" in str(info.value)
+
+
 def test_addressing_is_left_to_the_aws_profile_unless_a_flag_says() -> None:
     assert load_settings(env={}).path_style is None
     assert load_settings(env={}, flags={"path_style": False}).path_style is False

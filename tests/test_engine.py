@@ -804,3 +804,62 @@ def test_paths_skipped_while_walking_are_counted_per_reason(
     summary = uploader.upload_tree([src], f"s3://{bucket}/p")
     assert (summary.files, summary.uploaded, summary.skipped) == (3, 1, 2)
     assert summary.skip_reasons == {"symlink": 2}
+
+
+class _StopAfter(Observer):
+    """Asks the uploader to stop (as Ctrl+C does) once ``count`` files have an outcome."""
+
+    def __init__(self, uploader: Uploader, count: int) -> None:
+        self.uploader, self.count = uploader, count
+
+    def on_result(self, result: Any, source: Any) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self.uploader.request_stop()
+
+
+def test_an_interrupted_run_counts_the_files_it_left_and_says_the_walk_stopped(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A run stopped by Ctrl+C said "N uploaded of M files" and nothing of the files found
+    but never started, nor that it had not walked the whole tree: the summary, --json
+    and the status file count them (``unfinished``, ``walk_complete``)."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from s3stow.report.console import print_summary
+    from s3stow.report.status import StatusHeartbeat
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for index in range(600):  # three of the walk's batches: the run stops in the first
+        (src / f"f{index:03}.txt").write_bytes(b"x")
+    uploader, _ = _uploader(proxy, tmp_path)
+    uploader.add_observer(_StopAfter(uploader, 5))
+    status = tmp_path / "status.json"
+    uploader.add_observer(StatusHeartbeat(status, interval=60))
+    summary = uploader.upload_tree(src, f"s3://{bucket}/p")
+    assert summary.interrupted
+    outcomes = summary.uploaded + summary.skipped + summary.failed
+    assert 5 <= outcomes < summary.files < 600
+    assert summary.unfinished == summary.files - outcomes
+    assert summary.walk_complete is False
+    totals = summary.totals()
+    assert (totals["unfinished"], totals["walk_complete"]) == (summary.unfinished, False)
+    state = json.loads(status.read_text())
+    assert state["totals"]["unfinished"] == summary.unfinished
+    out = io.StringIO()
+    print_summary(summary, Console(file=out, width=300), resume_hint="s3stow upload again")
+    assert (
+        f"left for the next run: {summary.unfinished} files found and not uploaded yet"
+        in out.getvalue()
+    )
+    assert "the walk of the sources stopped before their end" in out.getvalue()
+    # the next run finishes them all, and leaves nothing
+    (tmp_path / "next").mkdir()
+    again, _ = _uploader(proxy, tmp_path / "next")
+    done = again.upload_tree(src, f"s3://{bucket}/p")
+    assert (done.files, done.uploaded + done.skipped) == (600, 600)
+    assert (done.unfinished, done.walk_complete, done.totals()["unfinished"]) == (0, True, 0)

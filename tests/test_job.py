@@ -373,3 +373,28 @@ def test_a_job_worker_says_its_run_id_and_stats_restore_retry_take_it(
     summary = json.loads(quiet.stdout.splitlines()[-1])
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", summary["run_id"]), summary
     assert summary["run_id"] != run
+
+
+def test_a_plan_names_the_files_whose_keys_s3_cannot_take(  # type: ignore[no-untyped-def]
+    cli, bucket, postgres_url: str, tmp_path: Path
+) -> None:
+    """``job plan`` dropped a file whose key holds a control character or passes 1024
+    bytes without a word (exit 0, "1 file planned"); ``upload`` reports them as failed.
+    They are named, counted in ``--json`` (``not_planned``) and the plan exits 1."""
+    deep = "/".join(c * 250 for c in "defgh")  # a key of 1262 bytes
+    make_tree(tmp_path / "src", {"ok.txt": 3, "new\nline.txt": 4, f"{deep}/x.txt": 5})
+    job = f"odd-{uuid.uuid4().hex[:8]}"
+    args = ("job", "plan", "src", f"s3://{bucket}/p", "--job", job, "--ledger", postgres_url)
+    result = cli(*args)
+    assert result.code == 1, result.output
+    assert "job " + job + ": 1 file planned" in result.stdout
+    assert "2 files not planned, never to be uploaded by this job" in result.stderr
+    again = cli("--json", *args)
+    assert again.code == 1, again.output
+    summary = json.loads(again.stdout.splitlines()[-1])
+    assert summary["files"] == 1
+    assert sorted(item["reason"][:20] for item in summary["not_planned"]) == [
+        "key contains a contr",
+        "key is 1262 bytes lo",
+    ]
+    assert _states(postgres_url, job) == {"pending": 1}

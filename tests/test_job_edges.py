@@ -48,11 +48,17 @@ def _wait(predicate: Any, timeout: float = 60) -> None:
 
 
 def _plan(
-    cli: Any, url: str, job: str, bucket: str, *extra: str, env: dict[str, str] = PART_ENV
+    cli: Any,
+    url: str,
+    job: str,
+    bucket: str,
+    *extra: str,
+    env: dict[str, str] = PART_ENV,
+    code: int = 0,
 ) -> Any:
     result = cli("job", "plan", "src", f"s3://{bucket}/p", "--job", job, "--ledger", url, *extra,
                  env=env)  # fmt: skip
-    assert result.code == 0, result.output
+    assert result.code == code, result.output
     return result
 
 
@@ -485,9 +491,12 @@ def test_a_job_plans_keys_as_a_folding_server_stores_them(
         {"big\\x.bin": BIG, "small\\y.txt": 100, "ok.txt": 5, "dup\\z.txt": 7, "dup/z.txt": 9},
     )
     job = f"fold-{uuid.uuid4().hex[:8]}"
-    planned = _plan(seaweed_cli, pg_schema_url, job, seaweed_bucket, "--split-above", "8MiB")
+    planned = _plan(  # exit 1: a file is not planned (as an upload's collision fails)
+        seaweed_cli, pg_schema_url, job, seaweed_bucket, "--split-above", "8MiB", code=1
+    )
     assert "not planned" in planned.stderr
     assert "dup" in planned.stderr
+    assert "2 files not planned, never to be uploaded by this job" in planned.stderr
     keys = _rows(pg_schema_url, "SELECT key FROM job_items WHERE job = %s ORDER BY key", job)
     assert [k for (k,) in keys] == ["p/big/x.bin", "p/ok.txt", "p/small/y.txt"]
     worker = seaweed_cli(

@@ -13,7 +13,19 @@ from s3stow.plan.keys import UnsafeKeyError, build_key, check_key, parse_target
 def test_parse_target() -> None:
     assert parse_target("s3://bucket").prefix == ""
     assert parse_target("s3://bucket/a/b").prefix == "a/b/"
-    assert parse_target("s3://bucket//a//b/").prefix == "a/b/"
+    assert parse_target("s3://bucket/a/b/").prefix == "a/b/"
+    assert parse_target("s3://bucket/").prefix == ""
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://bucket//a//b/", "s3://bucket/a//b", "s3://bucket//a", "s3://bucket/a//"]
+)
+def test_an_empty_prefix_segment_is_refused_not_dropped(url: str) -> None:
+    """``s3://b/a//b`` was taken as ``a/b/`` silently: upload, restore and verify
+    then used other keys than the ones named (S3 keeps ``a//b/x`` apart)."""
+    with pytest.raises(ConfigError, match=r"empty segment in its prefix") as caught:
+        parse_target(url)
+    assert caught.value.hint.startswith("write s3://bucket/a/")
     assert parse_target("s3://my.bucket-1/x").bucket == "my.bucket-1"
 
 

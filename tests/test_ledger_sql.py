@@ -5,6 +5,7 @@ would."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from s3stow.errors import LedgerError
+from s3stow.errors import ConfigError, LedgerError
 from s3stow.ledger import MultipartState, open_ledger
 from s3stow.ledger.sql import default_ledger_path
 from s3stow.models import PartRecord, Status, UploadResult
@@ -287,6 +288,39 @@ def test_an_unusable_ledger_is_a_clear_error_without_its_password(tmp_path: Path
         missing.value.hint
         == "PostgreSQL needs the 'postgres' extra: pip install 's3stow[postgres]'"
     )
+
+
+def test_a_ledger_path_that_can_never_be_one_is_refused_naming_it_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    # the OS said "Not a directory" / "File exists", SQLite "disk I/O error"; exit 3
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ConfigError) as below_a_file:
+        open_ledger(str(tmp_path / "afile" / "sub" / "l.db"))
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in str(below_a_file.value)
+    assert "give --ledger" in below_a_file.value.hint
+    with pytest.raises(ConfigError) as folder:
+        open_ledger(f"sqlite:///{tmp_path / 'folder'}")
+    assert f"the ledger {tmp_path / 'folder'} is a folder, not a file" in str(folder.value)
+    assert str(tmp_path / "folder" / "ledger.db") in folder.value.hint
+    assert not (tmp_path / "afile" / "sub").exists()
+
+
+def test_a_ledger_in_a_folder_this_user_cannot_write_is_refused(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "l.db").touch()
+    locked.chmod(0o555)  # the file could be opened, but not its -wal and -shm beside it
+    try:
+        if os.access(locked, os.W_OK):  # root (as root: setpriv --bounding-set=-dac_override)
+            pytest.skip("this user writes in a read-only folder")
+        for target in (locked / "l.db", locked / "new" / "l.db"):
+            with pytest.raises(ConfigError) as caught:
+                open_ledger(str(target))
+            assert f"this user cannot write in {locked}" in str(caught.value)
+    finally:
+        locked.chmod(0o755)
 
 
 def test_default_ledger_path(tmp_path: Path) -> None:

@@ -55,6 +55,30 @@ def test_no_destination_is_a_usage_error(tmp_path: Path) -> None:
         assert caught.value.exit_code == ExitCode.USAGE
 
 
+@pytest.mark.parametrize("empty", ["", "  ", ["", "src"]], ids=["empty", "blank", "in-a-list"])
+def test_an_empty_source_is_refused_not_taken_as_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty: str | list[str]
+) -> None:
+    """``upload_tree("")`` uploaded the current folder (``Path("")`` is ``.``), as the
+    command line did before it refused an empty source; so does ``Restorer`` a ``""``
+    destination. Refused before anything is read or sent (the endpoint answers nothing)."""
+    from s3stow.config import Settings
+    from s3stow.errors import ExitCode
+    from s3stow.restore.engine import Restorer
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "a.txt").write_bytes(b"a")
+    settings = Settings(endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="the source path is empty") as caught:
+        Uploader(settings).upload_tree(empty, "s3://bucket/p")
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert ". for the current folder" in caught.value.hint
+    if isinstance(empty, str):
+        with pytest.raises(ConfigError, match="the destination folder is empty"):
+            Restorer(settings).restore_tree("s3://bucket/p", empty)
+
+
 def test_check_bucket_access_missing_bucket(s3_server) -> None:  # type: ignore[no-untyped-def]
     uploader = Uploader.from_env(
         {"BUCKET_NAME": "missing-bucket-xyz", "S3STOW_ENDPOINT_URL": s3_server.endpoint_url}

@@ -325,8 +325,8 @@ def test_unusable_ledger_location_fails_before_any_request(
     result = proxied_cli(
         "upload", "src", "s3://some-bucket/p", "--ledger", str(tmp_path / "file" / "l.db")
     )
-    assert result.code == 3
-    assert "cannot open the ledger" in result.stderr
+    assert result.code == 2  # a path that can never be a ledger: usage (it was 3)
+    assert f"{tmp_path / 'file'} is a file, not a folder" in result.stderr
     assert proxy.log == []
 
 

@@ -174,6 +174,9 @@ def test_an_interrupted_download_counts_what_it_received_as_the_status_file_does
     status = json.loads((tmp_path / "st.json").read_text())["totals"]
     assert (first["restored"], first["interrupted"]) == (0, True)
     assert first["bytes_restored"] == status["bytes_restored"] == kept * 5 * MiB
+    # the object stopped mid-way is left for the next run, and said so
+    assert first["unfinished"] == status["unfinished"] == 1
+    assert first["walk_complete"] is None  # a listing's end is not known
     proxy.reset()
     again = proxied_cli(*args[1:])  # the human summary
     assert again.code == 0, again.output

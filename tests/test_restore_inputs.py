@@ -4,7 +4,10 @@ its documented exit code, no traceback, and nothing written where it was not ask
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import make_tree
 
@@ -175,7 +178,7 @@ def test_archive_restore_with_an_empty_media_root_writes_nothing(
     before = sorted(p.name for p in tmp_path.iterdir())
     result = cli("archive", "restore", *args, "--media-root", "")
     assert result.code == 2, result.output
-    assert "the destination folder is empty" in result.stderr
+    assert "--media-root is empty" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -206,3 +209,27 @@ def test_a_restore_that_writes_nothing_leaves_no_folder_it_created(
     assert (tmp_path / "new" / "deep" / "a.txt").read_bytes() == (
         tmp_path / "src" / "a.txt"
     ).read_bytes()
+
+
+def test_a_destination_this_user_cannot_write_is_refused_before_any_object(
+    cli, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A read-only DEST (permissions, a read-only file system) failed every object alike,
+    one "Read-only file system" or "Permission denied" per object, exit 1, each recorded
+    failed: it is refused at once (exit 2), naming the folder."""
+    make_tree(tmp_path / "src", {"a.txt": 3, "d/b.txt": 4})
+    assert cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db").code == 0
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):  # root (as root: setpriv --bounding-set=-dac_override)
+            pytest.skip("this user writes in a read-only folder")
+        result = cli("restore", f"s3://{bucket}/p", "locked", "--ledger", "l.db")
+        assert result.code == 2, result.output
+        assert "cannot write in locked: permission denied" in result.stderr
+        assert "restore into a folder this user can write" in result.stderr
+        assert "Traceback" not in result.output
+    finally:
+        locked.chmod(0o755)
+    assert list(locked.iterdir()) == []

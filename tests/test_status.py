@@ -58,6 +58,7 @@ def test_status_json_schema(cli, bucket, tmp_path: Path) -> None:  # type: ignor
         "failed": 0,
         "not_started": 0,
         "bytes_uploaded": 500,
+        "unfinished": 0,
     }
     group = status["folders"]["(root)"]
     assert group["planned_files"] == 5
@@ -125,6 +126,7 @@ def test_a_restore_status_file_is_shown_as_a_restore(cli, bucket, tmp_path: Path
         "pending": 0,  # waiting for Glacier, as in the summary
         "not_started": 0,
         "bytes_restored": 30,
+        "unfinished": 0,
     }
     assert (summary["restored"], summary["bytes_restored"]) == (2, 30)
     for name, group in summary["groups"].items():  # the same names, group by group
@@ -168,6 +170,14 @@ def test_a_file_that_is_not_a_status_file_is_a_usage_error(cli, tmp_path: Path) 
     folder = cli("status", ".")
     assert folder.code == 2
     assert "is a folder" in folder.stderr
+    empty = cli("status", "")  # an unset variable: it said "status file . is a folder"
+    assert empty.code == 2
+    assert "the status file is empty ('')" in empty.stderr
+    (tmp_path / "left.json").write_text(
+        '{"phase": "interrupted", "totals": {"files": 9, "uploaded": 4, "unfinished": 5}}'
+    )
+    left = cli("status", "left.json")
+    assert "5 left unfinished by the interrupt (the same command continues them)" in left.stdout
     (tmp_path / "odd.json").write_text('{"phase": "done", "last_update": "x", "totals": {}}')
     odd = cli("status", "odd.json")
     assert odd.code == 0, odd.output  # what it can show, it shows
@@ -186,3 +196,50 @@ def test_an_upload_stopped_by_a_missing_bucket_is_failed_everywhere(cli, tmp_pat
     assert "no-such-bucket-here" in summary["fatal"]
     assert json.loads((tmp_path / "st.json").read_text())["phase"] == "failed"
     assert ledger_rows(tmp_path / "l.db", "SELECT status FROM runs") == [("failed",)]
+
+
+def test_outputs_that_fail_mid_run_or_at_the_end_are_said_not_unexpected(
+    tmp_path: Path, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    """A full disk under --failures-file or --status-json: the failures file's first
+    failed write, or the status file's last one, raised an OSError out of the run
+    ("unexpected OSError ... please report it", exit 3, no summary). The failures file
+    says once that it is incomplete and the run goes on; the status file's last write
+    is an error line, and the summary is still printed."""
+    import logging
+    import shutil
+
+    import pytest
+
+    from s3stow.models import RunSummary, SourceFile, Status, UploadResult
+    from s3stow.report.console import FailuresFile
+    from s3stow.report.status import StatusHeartbeat
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full: every write to it fails with ENOSPC")
+    failures = FailuresFile(Path("/dev/full"))
+    source = SourceFile(tmp_path / "a\nb.txt", "a\nb.txt", 1, 0, tmp_path)
+    failed = UploadResult(source.path, "b", "k", Status.FAILED, error_class="InternalError")
+    with caplog.at_level(logging.ERROR):
+        failures.on_start("r", "s3://b/")
+        failures.on_result(failed, source)
+        failures.on_result(failed, source)  # said once
+        failures.on_finish(RunSummary("r"))
+    said = [r.getMessage() for r in caplog.records if "failures file" in r.getMessage()]
+    assert len(said) == 1
+    assert "No space left on device" in said[0]
+    assert "a\\nb.txt on are not in it" in said[0]
+    assert "s3stow retry --list" in said[0]
+    caplog.clear()
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    status = StatusHeartbeat(folder / "st.json", interval=60)
+    status.on_start("r", "s3://b/")
+    shutil.rmtree(folder)
+    folder.write_text("a file where the folder was: the last write fails")
+    with caplog.at_level(logging.ERROR):
+        status.on_finish(RunSummary("r"))
+    assert any(
+        f"cannot write the status file {folder / 'st.json'} at the end of the run" in r.getMessage()
+        for r in caplog.records
+    )

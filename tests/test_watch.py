@@ -361,6 +361,31 @@ def test_after_upload_move_into_the_watched_folder_is_not_watched(
     assert (tmp_path / "in" / "sent" / "a.xml").exists()
 
 
+def test_a_stopped_watch_says_the_files_it_left_waiting(cli, s3, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl+C with files not yet settled ended with "0 uploaded, 0 failed attempts" and
+    nothing of the backlog, though the next start uploads it."""
+    make_tree(tmp_path / "in", {"a.xml": 5, "b.xml": 6})  # written now: not settled for 60 s
+    opts = ("--settle", "60", "--ledger", "l.db")
+    for flags in ((), ("--json",)):
+        process = cli.start(*flags, "watch", "in", f"s3://{bucket}/p", *opts)
+        assert process.stderr is not None
+        assert process.stdout is not None
+        if flags:  # its start event, once the backlog is tracked
+            assert json.loads(process.stdout.readline())["event"] == "watch_start"
+        else:
+            assert "watching in" in process.stderr.readline()
+        time.sleep(1)  # past the first scan
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=20)
+        assert process.returncode == 0, stderr
+        if flags:
+            summary = json.loads(stdout.splitlines()[-1])
+            assert (summary["uploaded"], summary["backlog"]) == (0, 2), summary
+        else:
+            assert "2 files still waiting (the next start uploads them)" in stdout, stdout
+    assert _keys(s3, bucket) == set()
+
+
 @pytest.mark.engines
 def test_rescans_do_not_send_finished_files_again(
     cli,

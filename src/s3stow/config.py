@@ -161,6 +161,17 @@ class Settings(BaseModel):
             )
         return value.strip()
 
+    @field_validator("ledger")
+    @classmethod
+    def _ledger(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():  # an unset shell variable, say
+            raise ValueError(
+                "the ledger path is empty: give a SQLite file or a postgresql:// URL, or "
+                "leave the setting out for the default (ledger.db in the user state "
+                "directory)"
+            )
+        return value
+
     @field_validator("concurrency", "max_concurrency", mode="before")
     @classmethod
     def _concurrency(cls, value: Any) -> Any:

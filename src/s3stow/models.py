@@ -200,6 +200,9 @@ class RunSummary:
     skip_reasons: dict[str, int] = field(default_factory=dict)
     not_selected: int = 0
     not_started: int = 0  # left for the next run by --limit
+    # False: an interrupted (or failed) run stopped walking its sources before their end, so
+    # files it never found are left too; None: not known (a restore's listing)
+    walk_complete: bool | None = None
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
     transient_errors: int = 0  # 5xx/throttling/connection errors seen (botocore retried)
     throttled: int = 0  # throttling responses (each may halve concurrency)
@@ -228,6 +231,17 @@ class RunSummary:
     def ok(self) -> bool:
         return self.failed == 0 and self.changed == 0 and not self.fatal and not self.interrupted
 
+    def _outcomes(self) -> int:
+        """The files found that have an outcome, or were left by ``--limit``."""
+        return self.uploaded + self.skipped + self.failed + self.changed + self.not_started
+
+    @property
+    def unfinished(self) -> int:
+        """Files found that an interrupted (or stopped) run left without an outcome: never
+        started, or stopped mid-way (their parts or ranges kept); the same command
+        continues them."""
+        return max(0, self.files - self._outcomes()) if self.interrupted or self.fatal else 0
+
     def totals(self) -> dict[str, object]:
         """The counters as a JSON-ready dict (ledger ``runs.summary``, --json)."""
         rate = self.bytes_uploaded / self.elapsed if self.elapsed else 0.0
@@ -241,6 +255,8 @@ class RunSummary:
             "skip_reasons": self.skip_reasons,
             "not_selected": self.not_selected,
             "not_started": self.not_started,
+            "unfinished": self.unfinished,
+            "walk_complete": self.walk_complete,
             "bytes_uploaded": self.bytes_uploaded,
             "bytes_resumed": self.bytes_resumed,
             "bytes_total": self.bytes_total,

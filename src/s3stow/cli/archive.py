@@ -71,17 +71,9 @@ WhereOpt = Annotated[
         metavar="CONDITION",
     ),
 ]
+# text, so an empty value (an unset variable) is refused (``_media_root``), never taken
+# as Path("") = the current folder (run would archive, init-demo write, restore rebuild)
 RootOpt = Annotated[
-    Path,
-    Opt(
-        "--media-root",
-        help="Root of the media cache (images/, videos/, documents/).",
-        metavar="DIR",
-    ),
-]
-# restore writes there: text, so an empty value (an unset variable) is refused, never
-# taken as Path("") = the current folder
-RestoreRootOpt = Annotated[
     str,
     Opt(
         "--media-root",
@@ -91,12 +83,30 @@ RestoreRootOpt = Annotated[
 ]
 
 
+def _media_root(value: str) -> Path:
+    from s3stow.localfiles import given_path
+
+    return given_path(value, what="--media-root", fix="name the media cache folder")
+
+
+def _check_db(db: str) -> None:
+    """An empty ``--db`` (an unset variable) is a usage error, not SQLite's "unable to
+    open database file" (exit 3) or a traceback."""
+    if not db.strip():
+        raise ConfigError(
+            f"--db is empty ({db!r})",
+            hint="give the media database: a SQLite file, a sqlite:/// URL or a "
+            "postgresql:// URL (check the variable that should hold it)",
+        )
+
+
 def _table(
     db: str, table: str, column_map: list[str] | None, where: list[str] | None = None
 ) -> MediaTable:
     from s3stow.archive.filters import parse_filters
     from s3stow.archive.table import MediaTable, parse_column_map
 
+    _check_db(db)
     columns = parse_column_map(column_map or [])
     filters = parse_filters(where or [], columns)
     return MediaTable(db, table=table, columns=columns, filters=filters)
@@ -126,7 +136,7 @@ def run(
     table: TableOpt = "post_media",
     column_map: MapOpt = None,
     where: WhereOpt = None,
-    media_root: RootOpt = Path("cache/media"),
+    media_root: RootOpt = "cache/media",
     key_template: Annotated[
         str,
         Opt(help="Key template with the row's fields (see the README).", metavar="TEMPLATE"),
@@ -152,6 +162,8 @@ def run(
 
     options: GlobalOptions = ctx.obj
     target = parse_target(destination)
+    root = _media_root(media_root)
+    _check_db(db)
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if cleanup_local and not yes and not dry_run:
@@ -178,7 +190,7 @@ def run(
             media,
             uploader,
             target,
-            media_root=media_root,
+            media_root=root,
             key_template=key_template,
             batch_size=batch_size,
             cleanup_local=cleanup_local and not dry_run,
@@ -253,18 +265,35 @@ def run(
 )
 def demo(
     db: DbOpt,
-    media_root: RootOpt = Path("cache/media"),
+    media_root: RootOpt = "cache/media",
     rows: Annotated[int, Opt(help="How many rows.", metavar="N")] = 60,
 ) -> None:
     """Create a sample post_media database and media cache to try archiving."""
     from s3stow.archive.demo import init_demo
+    from s3stow.localfiles import output_problem
 
+    root = _media_root(media_root)
+    _check_db(db)
     if "://" in db and not db.startswith("sqlite:///"):
         raise ConfigError("init-demo writes a SQLite file", hint="pass --db demo.db")
     path = Path(db.removeprefix("sqlite:///"))
-    counts = init_demo(path, media_root, rows=rows)
+    problem = output_problem(path)  # else "unexpected OperationalError", exit 3
+    if problem is not None:
+        raise ConfigError(
+            f"cannot create the demo database {path}: {problem}",
+            hint="give --db a file path in a folder (demo.db)",
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)  # before the database is created
+        counts = init_demo(path, root, rows=rows)
+    except OSError as exc:  # a media root below a file, a folder this user cannot write
+        raise ConfigError(
+            f"cannot create the demo files under {root}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else ""),
+            hint="give --media-root a folder this user can write",
+        ) from exc
     print(
-        f"created {counts['rows']} rows in {path} and their files under {media_root}: "
+        f"created {counts['rows']} rows in {path} and their files under {root}: "
         f"{counts['mismatched_extension']} with a mismatched extension, "
         f"{counts['no_local_path']} without local_file_path, {counts['missing_file']} "
         f"without a file, {counts['no_created_at']} without created_at"
@@ -351,7 +380,7 @@ def verify(
     table: TableOpt = "post_media",
     column_map: MapOpt = None,
     where: WhereOpt = None,
-    media_root: RootOpt = Path("cache/media"),
+    media_root: RootOpt = "cache/media",
     verify_s3: Annotated[bool, Opt("--verify-s3", help="HEAD each archived object.")] = False,
     check_local: Annotated[
         bool, Opt("--check-local", help="Find rows whose file is gone.")
@@ -373,6 +402,7 @@ def verify(
     from s3stow.store.s3 import S3Store
 
     options: GlobalOptions = ctx.obj
+    root = _media_root(media_root)
     if not verify_s3 and not check_local:
         verify_s3 = True
     settings = options.settings(ledger=ledger)
@@ -383,7 +413,7 @@ def verify(
             media,
             S3Store.from_settings(settings),
             ledger=ledger_db,
-            media_root=media_root,
+            media_root=root,
             verify_s3=verify_s3,
             check_local=check_local,
             limit=limit,
@@ -433,7 +463,7 @@ def restore(
     table: TableOpt = "post_media",
     column_map: MapOpt = None,
     where: WhereOpt = None,
-    media_root: RestoreRootOpt = "cache/media",
+    media_root: RootOpt = "cache/media",
     limit: Annotated[int | None, Opt(help="Restore at most N rows.", metavar="N")] = None,
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = None,
@@ -457,6 +487,7 @@ def restore(
     from s3stow.restore.worker import RestoreOptions
 
     options: GlobalOptions = ctx.obj
+    given_root = _media_root(media_root)
     glacier = glacier_options(
         request_restore, wait, days=days, tier=tier, poll_interval=poll_interval
     )
@@ -473,7 +504,7 @@ def restore(
     )
     undo = install_signal_handlers(restorer, resume=resume_command())
     try:
-        root = restorer.prepare_root(media_root)
+        root = restorer.prepare_root(given_root)
         buckets = archive_buckets(media, limit=limit)  # the run's target names each
         items = restore_items(media, media_root=root, rules=restorer.rules, limit=limit)
         summary = restorer.restore_items(items, root, command="archive-restore", buckets=buckets)

@@ -158,8 +158,10 @@ def plan(
 ) -> None:
     """Discover files and enqueue them (idempotent: only new or changed items)."""
     from s3stow.cli.upload import source_paths
+    from s3stow.localfiles import display_path
     from s3stow.plan.discover import check_sources, discover
     from s3stow.plan.planner import Planner
+    from s3stow.report.console import for_terminal
 
     options: GlobalOptions = ctx.obj
     if len(paths) < 2:
@@ -178,11 +180,12 @@ def plan(
             "split_above": split,
         }
         unreadable: list[Skipped] = []
+        not_planned: list[tuple[Path, str]] = []  # keys S3 cannot take, collisions
         total = 0
         probes = _probes(settings)
         with queue.plan(bucket=target.bucket, prefix=target.prefix, settings=job_settings) as run:
             found = discover(roots, follow_symlinks=settings.follow_symlinks)
-            planned = _planned(found, planner, unreadable)
+            planned = _planned(found, planner, unreadable, not_planned)
             while batch := list(itertools.islice(planned, 1000)):
                 # Keys as the server will store them ('\' folded where it folds), so
                 # every worker sends, records and claims the same key.
@@ -191,6 +194,8 @@ def plan(
                 for refusal in [*unsafe, *refused]:
                     why = refusal.reason if isinstance(refusal, Refused) else "a duplicate"
                     log.warning("not planned: %s: %s", refusal.source.path, why)
+                    if isinstance(refusal, Refused):  # a duplicate is planned once
+                        not_planned.append((refusal.source.path, why))
                 total += len(batch)
                 run.add([(p.source, p.key) for p in batch])
             # A directory that could not be read hides files that still exist: nothing
@@ -200,7 +205,17 @@ def plan(
     finally:
         db.close()
     if options.json:
-        print(json.dumps({"job": job, "files": total, "to_do": waiting, "gone": gone}))
+        print(
+            json.dumps(
+                {
+                    "job": job,
+                    "files": total,
+                    "to_do": waiting,
+                    "gone": gone,
+                    "not_planned": [{"path": str(p), "reason": r} for p, r in not_planned],
+                }
+            )
+        )
     else:
         console = Console(highlight=False, soft_wrap=True)
         console.print(
@@ -212,8 +227,19 @@ def plan(
                 f"{plural(len(unreadable), 'path')} could not be read (first: "
                 f"{unreadable[0].path}: {unreadable[0].reason}); no item was marked gone"
             )
+        if not_planned:  # -v names each as it is found
+            path, why = not_planned[0]
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"{plural(len(not_planned), 'file')} not planned, never to be uploaded by "
+                f"this job (first: {for_terminal(display_path(path))}: {why}); rename them, "
+                "or upload "
+                "them with another --key-template",
+                markup=False,
+            )
     if work:
         _work(options, job, settings.ledger, batch=64, lease=300.0)
+    if not_planned:  # as an upload's failures found before anything is sent: exit 1
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
 @job_app.command(
@@ -464,10 +490,15 @@ def _job_split(stored: dict[str, Any], flag: str | None) -> int | None:
 
 
 def _planned(
-    found: Iterable[SourceFile | Skipped], planner: Planner, unreadable: list[Skipped]
+    found: Iterable[SourceFile | Skipped],
+    planner: Planner,
+    unreadable: list[Skipped],
+    not_planned: list[tuple[Path, str]],
 ) -> Iterator[PlannedUpload]:
     """The planned uploads of ``found``; paths that could not be read are collected
-    (informational skips, such as symlinks not followed, are not)."""
+    (informational skips, such as symlinks not followed, are not), and files whose key
+    S3 cannot take (a control character, over 1024 bytes), each with why (they were
+    dropped without a word: an upload reports them as failed)."""
     for item in found:
         if isinstance(item, Skipped):
             if item.error_class not in ("Symlink", "SpecialFile"):
@@ -476,6 +507,9 @@ def _planned(
         planned = planner.plan(item)
         if isinstance(planned, PlannedUpload):
             yield planned
+        elif isinstance(planned, Refused):
+            log.warning("not planned: %s: %s", planned.source.path, planned.reason)
+            not_planned.append((planned.source.path, planned.reason))
 
 
 def _probes(settings: Settings) -> ServerProbes:

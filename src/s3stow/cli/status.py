@@ -19,7 +19,7 @@ from s3stow.units import format_duration, format_size, plural
 
 def status(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="The file given to --status-json.", metavar="FILE")],
+    given: Annotated[str, typer.Argument(help="The file given to --status-json.", metavar="FILE")],
     serve: Annotated[
         bool, typer.Option("--serve", help="Serve a live web page of it (until Ctrl+C).")
     ] = False,
@@ -46,6 +46,12 @@ def status(
 ) -> None:
     """Show the progress recorded in a status heartbeat file (--serve: as a live page)."""
     options: GlobalOptions = ctx.obj
+    if not given.strip():  # an unset variable: it was read as ".", "status file . is a folder"
+        raise ConfigError(
+            f"the status file is empty ({given!r})",
+            hint=f"{_WHICH} (check the variable that should hold it)",
+        )
+    path = Path(given)
     if serve:
         _serve(options, path, host=host, port=port, ledger=ledger, refresh=refresh)
         return
@@ -87,6 +93,12 @@ def status(
             + (
                 f", {totals['not_started']} not started (--limit)"
                 if totals.get("not_started")
+                else ""
+            )
+            + (
+                f", {totals['unfinished']} left unfinished by the interrupt (the same "
+                "command continues them)"
+                if totals.get("unfinished")
                 else ""
             )
             + (

@@ -161,6 +161,7 @@ def watch(
         db.close()
     if uploader.fatal_error is not None:
         raise uploader.fatal_error
+    waiting, _ = watcher.backlog()  # stopped before they settled: the next start takes them
     if options.json:
         print(
             json.dumps(
@@ -171,6 +172,7 @@ def watch(
                     "already_done": stats.skipped,
                     "failed": stats.failed,
                     "still_changing": stats.too_busy,
+                    "backlog": waiting,
                 }
             )
         )
@@ -179,6 +181,12 @@ def watch(
             f"watch: {stats.uploaded} uploaded, {plural(stats.failed, 'failed attempt')}"
             + (f", {stats.skipped} already done" if stats.skipped else "")
             + (f", {len(stats.too_busy)} still changing" if stats.too_busy else "")
+            + (
+                f"; {plural(waiting, 'file')} still waiting (the next start uploads them)"
+                if waiting and not once
+                else ""
+            ),
+            soft_wrap=True,  # one line in a log
         )
     if once and (stats.failed or stats.too_busy):
         raise typer.Exit(int(ExitCode.SOME_FAILED))

@@ -37,6 +37,7 @@ import os
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from s3stow.ledger import LedgerEntry
 from s3stow.logs import warn_each
@@ -158,7 +159,7 @@ class KeyClaims:
         for item in items:
             others = ", ".join(p for p in paths if p != str(item.source.path))
             reason = f"key {item.key!r} is also the key of {others}; neither is uploaded"
-            reason += self._why_folded(digest)
+            reason += self._why_folded(digest) + _spellings(item.source.path, paths)
             refused.append((item, Refused(item.source, item.key, COLLISION, reason + _HINT)))
         return refused
 
@@ -212,3 +213,17 @@ def _ledger_holder(entry: LedgerEntry | None, items: list[PlannedUpload]) -> _Ow
 
 def _digest(key: str) -> bytes:
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+
+
+def _spellings(path: Path, paths: list[str]) -> str:
+    """Two files whose names differ only in their Unicode form (NFC and NFD: a macOS
+    copy beside a Linux one) print alike: say so, with the code points that differ."""
+    import unicodedata
+
+    mine = str(path)
+    form = unicodedata.normalize("NFC", mine)
+    twins = [p for p in paths if p != mine and unicodedata.normalize("NFC", p) == form]
+    if not twins:
+        return ""
+    shown = ", ".join(ascii(Path(p).name) for p in [mine, *twins])
+    return f" (one name in two Unicode spellings, alike on screen: {shown})"

@@ -48,13 +48,26 @@ def validate_bucket(name: str) -> str:
 
 
 def parse_target(url: str) -> Target:
-    """Parse ``s3://bucket[/prefix]``; the prefix is normalised to end with ``/``."""
+    """Parse ``s3://bucket[/prefix]``; the prefix is normalised to end with ``/``.
+
+    An empty segment (``s3://b/a//b``, ``s3://b//a``) is refused (exit 2), for every
+    command alike: S3 keeps ``a//b/x`` apart from ``a/b/x``, so taking it as ``a/b/``
+    would write and read other keys than the ones named, and keeping it would make keys
+    that ``restore`` refuses (an empty folder name cannot be a local path)."""
     if not url.startswith("s3://"):
         raise ConfigError(
             f"destination {url!r} is not an S3 URL", hint="write it as s3://BUCKET[/PREFIX]"
         )
     bucket, _, prefix = url[len("s3://") :].partition("/")
     validate_bucket(bucket)
+    trimmed = prefix.removesuffix("/")
+    if trimmed and "" in trimmed.replace("\\", "/").split("/"):
+        fixed = normalise_prefix(prefix)
+        raise ConfigError(
+            f"{url!r} has an empty segment in its prefix (//): S3 keeps such keys apart "
+            f"from those with one /, and restore cannot make an empty folder name",
+            hint=f"write s3://{bucket}/{fixed}",
+        )
     return Target(bucket, normalise_prefix(prefix))
 
 

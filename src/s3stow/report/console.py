@@ -12,7 +12,9 @@ escaped, never sent to the terminal) and never as rich markup (a key like
 from __future__ import annotations
 
 import json
+import logging
 import threading
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -27,6 +29,7 @@ from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, Upl
 from s3stow.report.observer import Observer
 from s3stow.units import format_duration, format_size, plural
 
+log = logging.getLogger(__name__)
 # C0 controls, DEL and C1 controls: each shown as Python writes it in a string literal
 _CONTROLS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0))}
 
@@ -114,6 +117,7 @@ class FailuresFile(Observer):
         self.extra = extra or {}  # e.g. {"command": "restore"}: never retried as uploads
         self.receiving = self.extra.get("command") == "restore"
         self._lock = threading.Lock()
+        self._broken = False  # a write failed (a full disk): said once, the run goes on
 
     def on_start(self, run_id: str, target: str) -> None:
         with self._lock:  # another run of the same command (retry's batches): appended
@@ -123,13 +127,25 @@ class FailuresFile(Observer):
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         if result.status in (Status.FAILED, Status.CHANGED):
             with self._lock:
-                self.handle.write(
-                    json.dumps(result_dict(result, receiving=self.receiving) | self.extra) + "\n"
-                )
-                self.handle.flush()
+                if self._broken:
+                    return
+                try:
+                    self.handle.write(
+                        json.dumps(result_dict(result, receiving=self.receiving) | self.extra)
+                        + "\n"
+                    )
+                    self.handle.flush()
+                except OSError as exc:  # a full disk must not stop the uploads
+                    self._broken = True
+                    log.error(
+                        "cannot write the failures file %s: %s: the failures from %s on are "
+                        "not in it (the ledger has every one: s3stow retry --list)",
+                        self.path, exc.strerror or exc, for_terminal(display_path(result.path)),
+                    )  # fmt: skip
 
     def on_finish(self, summary: RunSummary) -> None:
-        self.handle.close()
+        with suppress(OSError):  # said when the write failed; what is buffered is lost
+            self.handle.close()
 
 
 class FailureLines(Observer):
@@ -221,6 +237,23 @@ def run_label(run_id: str | None) -> str:
         return ""
     ids = run_id.split(",")
     return f"; run{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+
+
+def left_for_next_run(summary: RunSummary, *, what: str = "file", done: str = "uploaded") -> str:
+    """What an interrupted run left for the next one, as a summary line ("" when nothing
+    is known to be left)."""
+    left = []
+    if summary.unfinished:
+        kept = "parts" if what == "file" else "ranges"
+        left.append(
+            f"{plural(summary.unfinished, what)} found and not {done} yet (never started, "
+            f"or stopped mid-way with their {kept} kept)"
+        )
+    if summary.walk_complete is False:
+        left.append("the walk of the sources stopped before their end: more may be left")
+    elif summary.walk_complete is None and left:
+        left.append("the listing may have stopped before its end")
+    return f"  left for the next run: {'; '.join(left)}" if left else ""
 
 
 def print_summary(
@@ -327,6 +360,8 @@ def print_summary(
     if len(summary.failures) > 5:
         console.print(f"  ... and {len(summary.failures) - 5} more (see --failures-file)")
     if summary.interrupted and resume_hint:
+        if left := left_for_next_run(summary):
+            console.print(left, markup=False, highlight=False)
         console.print(
             f"[yellow]interrupted[/]: run the same command again to resume:\n  {resume_hint}",
             highlight=False,

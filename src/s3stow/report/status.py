@@ -148,6 +148,7 @@ class StatusHeartbeat(Observer):
                 **dict.fromkeys(self._counters, 0),
                 "not_started": 0,  # left for the next run by --limit, as in the summary
                 sent: 0,
+                "unfinished": 0,  # found, left without an outcome by an interrupt (at the end)
             },
             group_key: self._groups,
             "last_update": None,
@@ -245,9 +246,11 @@ class StatusHeartbeat(Observer):
                 group["completed_at"] = group["completed_at"] or now
             self._state[self._current_key] = None
             self._state["current_file"] = None
-        self._write(force=True)
+            # the summary's: found but without an outcome (an interrupted run's)
+            self._state["totals"]["unfinished"] = summary.unfinished
+        self._write(force=True, final=True)
 
-    def _write(self, *, force: bool = False) -> None:
+    def _write(self, *, force: bool = False, final: bool = False) -> None:
         now = time.time()
         with self._lock:
             if not force and now - self._last_write < self.interval:
@@ -261,8 +264,19 @@ class StatusHeartbeat(Observer):
             try:
                 atomic_write_text(self.path, text)
             except OSError as exc:
-                if force:  # the first and the last: a status file that cannot be written
-                    raise
+                why = exc.strerror or str(exc)
+                if final:  # the run is over: its summary must still be printed
+                    log.error(
+                        "cannot write the status file %s at the end of the run: %s (it "
+                        "still shows the run as it was at the last write)", self.path, why,
+                    )  # fmt: skip
+                    return
+                if force:  # the first: a status file that cannot be written, before the run
+                    raise ConfigError(
+                        f"cannot write the status file {self.path}: {why}",
+                        hint="give --status-json a file on a file system with room, that "
+                        "this user can write",
+                    ) from exc
                 # during the run, a write that fails (on Windows: a reader holding the
                 # file past the retries) must not fail the file being uploaded: the next
                 # write tries again

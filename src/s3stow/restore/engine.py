@@ -345,6 +345,13 @@ class Restorer:
             except OSError as exc:
                 raise ConfigError(f"cannot create {path}: {exc.strerror or exc}") from exc
             self._made.extend(missing)
+            if not os.access(path, os.W_OK | os.X_OK):  # else every object fails alike
+                self.drop_unused_dest()
+                raise ConfigError(
+                    f"cannot write in {path}: "
+                    + ("a read-only file system" if _read_only(path) else "permission denied"),
+                    hint="restore into a folder this user can write",
+                )
         return path.resolve()
 
     def _run(
@@ -647,3 +654,10 @@ def several_buckets(buckets: Sequence[str]) -> tuple[Target, str]:
     joined = ",".join(names)
     recorded = joined if len(joined) <= BUCKET_COLUMN else f"{len(names)} buckets"
     return Target(recorded, ""), ", ".join(Target(name, "").url for name in names)
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False

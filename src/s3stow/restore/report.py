@@ -62,6 +62,9 @@ class RestoreSummary(RunSummary):
     def ok(self) -> bool:
         return RunSummary.ok.fget(self) and self.pending == 0  # type: ignore[attr-defined]
 
+    def _outcomes(self) -> int:
+        return RunSummary._outcomes(self) + self.pending
+
     def count(self, result: UploadResult, group: str) -> None:
         """Count one outcome (a Glacier restore still pending is not a failure, but not
         done either)."""
@@ -170,6 +173,10 @@ def print_restore_summary(
     if len(summary.failures) > 5:
         console.print(f"  ... and {len(summary.failures) - 5} more (see --failures-file)")
     if summary.interrupted and resume_hint:
+        from s3stow.report.console import left_for_next_run
+
+        if left := left_for_next_run(summary, what="object", done="restored"):
+            console.print(left, markup=False, highlight=False)
         console.print(
             f"[yellow]interrupted[/]: run the same command again to resume:\n  {resume_hint}",
             highlight=False,

@@ -223,11 +223,20 @@ class Uploader:
         run_id: str | None = None,
     ) -> RunSummary:
         """Upload every file under ``sources`` (one path or several); the summary says
-        what happened to each."""
+        what happened to each. An empty (or blank) ``str`` source is refused
+        (``ConfigError``): ``Path("")`` is the current folder, so a variable left empty
+        would upload it; give ``"."`` for that."""
+        from s3stow.localfiles import given_path
+
+        given = [sources] if isinstance(sources, str | Path) else list(sources)
+        fix = "name the file or folder to upload"
+        paths = [
+            given_path(s, what="the source path", fix=fix) if isinstance(s, str) else s
+            for s in given
+        ]
         resolved = self._target(target)
         planner = Planner(self.settings, resolved)
-        given = [sources] if isinstance(sources, str | Path) else sources
-        roots = check_sources(planner.sources([Path(s) for s in given]))
+        roots = check_sources(planner.sources(paths))
         summary = RunSummary(run_id or new_run_id())
         remote = RemoteIndex(
             self.store,
@@ -237,12 +246,18 @@ class Uploader:
         )
         own = working_files(self.settings, self.ledger)
         found = discover(roots, follow_symlinks=self.settings.follow_symlinks, own=own)
+
+        def batches(ahead: RunAhead) -> Iterator[list[PlannedUpload]]:
+            for batch in ahead:
+                yield self._plan(batch, planner, summary)
+            summary.walk_complete = True  # the run took every batch (else it stopped)
+
+        summary.walk_complete = False
         with RunAhead(found, planner.plan, on_walk=self.observer.on_walk) as ahead:
-            batches = (self._plan(batch, planner, summary) for batch in ahead)
             self._run(
                 summary,
                 resolved,
-                batches,
+                batches(ahead),
                 remote=remote,
                 claims=planner.claims,
                 command="upload",
