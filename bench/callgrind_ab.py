@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import upload_bench as ub
-from servers import BUCKET, BenchServer
+from servers import BUCKET, BenchServer, load_line
 
 TREE_FILES = 200
 
@@ -122,11 +122,7 @@ def main() -> int:
         for name in ("A", "B"):
             per_file = (medians["tree", name] - medians["one", name]) / (TREE_FILES - 1)
             print(f"  per file after the first, {name}: {per_file:,.0f} instructions")
-    print(
-        "load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
-            *load_before, *load_after
-        )
-    )
+    print(load_line(load_before, load_after))
     return 0
 
 

@@ -66,6 +66,12 @@ def s3_client(endpoint: str) -> Any:
     ).client("s3", endpoint_url=endpoint)
 
 
+def load_line(before: tuple[float, ...], after: tuple[float, ...]) -> str:
+    """The machine's load averages around a measurement (``os.getloadavg()`` twice)."""
+    shown = [" ".join(f"{value:.2f}" for value in loads) for loads in (before, after)]
+    return f"load average before {shown[0]}, after {shown[1]}"
+
+
 def _stat(pid: int) -> list[str]:
     """``/proc/PID/stat`` after the command name (which may hold spaces): state is [0]."""
     text = Path(f"/proc/{pid}/stat").read_text()

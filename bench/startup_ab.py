@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import upload_bench as ub
-from servers import BUCKET, BenchServer, s3_client
+from servers import BUCKET, BenchServer, load_line, s3_client
 
 
 def _cpu(command: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -121,11 +121,7 @@ def main() -> int:
     if samples["s5cmd"]:
         s5 = statistics.median(u + s for u, s in samples["s5cmd"])
         print(f"ratio to s5cmd: A {a / s5:.2f}, B {b / s5:.2f}")
-    print(
-        "load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
-            *load_before, *load_after
-        )
-    )
+    print(load_line(load_before, load_after))
     return 0
 
 
