@@ -279,7 +279,10 @@ class S3Store:
             def settled() -> bool:
                 return fast.knows_shape(known) or fast.off_reason(bucket) is not None
 
-            with self._gate.first(known, settled) as learner:  # one learns, the rest wait
+            def connect() -> None:  # while the learner's request is out
+                fast.preconnect(bucket)
+
+            with self._gate.first(known, settled, before_wait=connect) as learner:
                 if learner:
                     return botocore(attempted=False)
             if not fast.knows_shape(known):
