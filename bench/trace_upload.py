@@ -360,6 +360,25 @@ def report(events: list[dict[str, Any]], wall: float) -> None:
     )
 
 
+def brief(label: str, events: list[dict[str, Any]], wall: float) -> str:
+    """One line: when the first file's PUT started, when the 16th, the 1,000th and the
+    last ended, the run's end and the process's (ms from spawn)."""
+    ends = sorted(
+        e["end"] for e in events if e.get("op") == "PutObject" and e.get("kind") == "file"
+    )
+    starts = [e["t"] for e in events if e.get("op") == "PutObject" and e.get("kind") == "file"]
+    exit_t = next((e["t"] for e in reversed(events) if e["what"] == "exit"), 0.0)
+
+    def at(n: int) -> str:
+        return f"{ends[n - 1] * 1000:.0f}" if len(ends) >= n else "-"
+
+    return (
+        f"{label:>8}: first PUT start {min(starts) * 1000:.0f}, 16th end {at(16)}, "
+        f"1000th end {at(1000)}, last end {at(len(ends))}, exit {exit_t * 1000:.0f}, "
+        f"wall {wall * 1000:.0f} ms"
+    )
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
@@ -370,6 +389,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=16 * 1024)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the last run's events here")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="LABEL=SRC: also run the child with PYTHONPATH=SRC, alternating with this "
+        "tree's; then one line per run (--brief) instead of the timeline",
+    )
+    parser.add_argument("--brief", action="store_true", help="one line per run")
     parser.add_argument("extra", nargs="*", help="more upload arguments (after --)")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
@@ -393,8 +420,16 @@ def main() -> None:
         )
         s3.create_bucket(Bucket="bench")
         s3.put_object(Bucket="bench", Key="warm-up", Body=b"x")
-        for run in range(args.runs):
+        variants = [("this", os.environ.get("PYTHONPATH", ""))]
+        variants += [tuple(v.split("=", 1)) for v in args.variant]  # type: ignore[misc]
+        plan = [
+            (run, label, path)
+            for run in range(args.runs)
+            for label, path in (variants if run % 2 == 0 else variants[::-1])
+        ]
+        for index, (run, label, path) in enumerate(plan):
             proxy, endpoint = start_proxy(server.port, args.latency_ms)
+            run = index  # a prefix and ledger of its own per run
             trace = work / f"trace-{run}.json"
             argv = [
                 *("-q", "--json", "--endpoint-url", endpoint, "upload", str(src)),
@@ -404,7 +439,7 @@ def main() -> None:
             started = time.time()
             done = subprocess.run(
                 [sys.executable, __file__, "--child", str(trace), str(started), *argv],
-                env={**os.environ, **ENV},
+                env={**os.environ, **ENV, "PYTHONPATH": path},
                 capture_output=True,
                 text=True,
                 check=False,
@@ -412,11 +447,14 @@ def main() -> None:
             wall = time.time() - started
             proxy.kill()
             proxy.wait()
-            print(f"--- run {run}: exit {done.returncode}, load before {load[0]:.2f}")
             if done.returncode:
-                print(done.stderr[-2000:])
+                print(f"{label}: exit {done.returncode}", done.stderr[-2000:])
             events = json.loads(trace.read_text())
-            report(events, wall)
+            if args.brief or args.variant:
+                print(brief(label, events, wall) + f", load {load[0]:.2f}", flush=True)
+            else:
+                print(f"--- run {run}: exit {done.returncode}, load before {load[0]:.2f}")
+                report(events, wall)
             if args.json:
                 args.json.write_text(json.dumps(events, indent=0))
     finally:
