@@ -146,7 +146,8 @@ def test_a_missing_bucket_fails_on_headbuckets_error_and_is_not_created_by_a_pro
     missing = "no-such-bucket-s3stow-overlap"
     with pytest.raises(BucketMissingError):
         uploader.upload_tree([src], f"s3://{missing}/p")
-    assert proxy.requests(r"list-type=2")  # it went out alongside
+    # it went out alongside (its thread may send it just after HeadBucket's answer)
+    _until(lambda: bool(proxy.requests(r"list-type=2")), "the listing sent")
     assert proxy.requests(r"^PUT ") == []
     (summary,) = events.of("finish")
     assert (summary.interrupted, summary.ok, summary.uploaded) == (False, False, 0)
@@ -243,3 +244,30 @@ def test_botocores_small_puts_go_without_100_continue_and_large_bodies_keep_it(
         if line.startswith("PUT ")
     }
     assert expects == {"small.bin": None, "big.bin#part": "100-continue"}
+
+
+@pytest.mark.engines
+def test_a_probe_started_ahead_is_sent_once_and_only_where_transfers_would_ask(
+    server: Any, bucket: str, engine: str
+) -> None:
+    """``start_checksum_probe`` twice: one probe, whose answer the transfers then read
+    without asking again; with ``etag_check: on`` or in a dry run, none at all."""
+    from s3stow.transfer.probes import ServerProbes
+
+    auto = Settings(endpoint_url=server.endpoint_url, etag_check="auto")
+    store = S3Store.from_settings(auto)
+    probes = ServerProbes(auto, store=store, ledger=None)
+    probes.start_checksum_probe(bucket, near="p/a.bin")
+    probes.start_checksum_probe(bucket, near="p/b.bin")
+    probes.settle()
+    assert probes.sent == 1
+    assert probes.validates_checksums(bucket, near="p/c.bin") is (engine == "seaweedfs")
+    assert probes.sent == 1
+    for settings in (
+        Settings(endpoint_url=server.endpoint_url, etag_check="on"),
+        Settings(endpoint_url=server.endpoint_url, etag_check="auto", dry_run=True),
+    ):
+        quiet = ServerProbes(settings, store=S3Store.from_settings(settings), ledger=None)
+        quiet.start_checksum_probe(bucket, near="p/a.bin")
+        quiet.settle()
+        assert quiet.sent == 0

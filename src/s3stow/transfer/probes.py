@@ -79,6 +79,7 @@ class ServerProbes:
         self._answers: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Lock()
         self._early: dict[str, threading.Thread] = {}  # bucket -> probe started ahead
+        self._early_lock = threading.Lock()  # not _lock: a probe's before_send may start one
 
     def validates_checksums(self, bucket: str, *, near: str) -> bool:
         """Whether the server refuses a body whose checksum is wrong (``near``: a key
@@ -105,7 +106,7 @@ class ServerProbes:
             return
         from s3stow.store.probes import CHECKSUM_VALIDATION
 
-        with self._lock:
+        with self._early_lock:
             if (CHECKSUM_VALIDATION, bucket) in self._answers or bucket in self._early:
                 return
 
