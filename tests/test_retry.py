@@ -328,6 +328,10 @@ def test_retry_from_plans_keys_with_the_upload_options(
     from_ledger = proxied_cli("retry", "--layout", "date-folders", "--ledger", "l.db")
     assert from_ledger.code == 2
     assert "--layout plan the keys of what --from names" in from_ledger.stderr
+    # --prefix is of --from too: without it, it was ignored without a word
+    prefixed = proxied_cli("retry", "--prefix", "again", "--ledger", "l.db")
+    assert prefixed.code == 2
+    assert "--prefix plan the keys of what --from names" in prefixed.stderr
 
 
 def test_a_ledger_that_does_not_exist_is_named_not_read_as_empty(

@@ -105,7 +105,7 @@ def retry(
     from s3stow.ledger import open_ledger
     from s3stow.localfiles import given_path
     from s3stow.plan.failures import read_failures
-    from s3stow.plan.retries import from_failures, from_ledger
+    from s3stow.plan.retries import from_failures, from_ledger, retry_prefix
 
     options: GlobalOptions = ctx.obj
     overrides: dict[str, Any] = {
@@ -144,9 +144,12 @@ def retry(
             base_text, what="the folder of --base-dir", fix="name the folder the paths are under"
         )
     )
-    if keys.given() and from_file is None:
+    if prefix is not None:
+        retry_prefix(prefix)  # a usage error before the log is read
+    planning = [*keys.given(), *(["--prefix"] if prefix is not None else [])]
+    if planning and from_file is None:
         raise ConfigError(
-            f"{', '.join(keys.given())} plan the keys of what --from names; the ledger's "
+            f"{', '.join(planning)} plan the keys of what --from names; the ledger's "
             "items keep the keys their runs planned",
             hint="pass --from FILE, or run the upload again with the new options",
         )

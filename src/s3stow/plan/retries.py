@@ -211,7 +211,7 @@ def from_failures(
         f" {base_dir})" if base_dir else ", which was not given)"
     )
     unselected = settings.model_copy(update=_NO_SELECTION)  # every named item is retried
-    prefix = normalise_prefix(new_prefix or "")
+    prefix = retry_prefix(new_prefix)
     for item in items:
         target_bucket = validate_bucket(bucket or item.bucket)
         batch = batches.setdefault(target_bucket, RetryBatch(target_bucket, settings))
@@ -226,6 +226,13 @@ def from_failures(
             planners[target_bucket] = Planner(unselected, Target(target_bucket, prefix))
         _plan(batch, planners[target_bucket], local, item.key, missing_hint=hint)
     return list(batches.values())
+
+
+def retry_prefix(given: str | None) -> str:
+    """``retry --prefix``, checked as a URL's prefix is (``a//b``, ``/a`` refused: exit 2)."""
+    if not given:
+        return ""
+    return normalise_prefix(given, named=f"--prefix {given!r}", write="--prefix {}")
 
 
 _NO_SELECTION: dict[str, Any] = {
