@@ -250,7 +250,30 @@ def main(argv: list[str] | None = None) -> None:
         flush_warnings()  # what a command warned of many times, said once (logs.warn_each)
 
 
+# Outputs that failed after the run's outcome was decided (the status file's last write):
+# said as the command's last lines, and exit 3 where the run would end 0 or 1.
+_LATE_ERRORS: list[str] = []
+
+
+def late_error(message: str) -> None:
+    """Record an output the run could not write at its end (``StatusHeartbeat``'s
+    ``on_final_failure``): a user who monitors the status file is told nothing else."""
+    _LATE_ERRORS.append(message)
+
+
+def _after_run(code: int) -> int:
+    """The exit code, once the late errors are said: 3 (an output the user relies on
+    was not written) for a run that would exit 0 or 1; 2, 3 and 130 stay."""
+    late, _LATE_ERRORS[:] = list(_LATE_ERRORS), []
+    for message in late:
+        _error(f"{message}; exit {int(ExitCode.FATAL)}, the summary is the run's outcome")
+    if late and code in (ExitCode.OK, ExitCode.SOME_FAILED):
+        return int(ExitCode.FATAL)
+    return code
+
+
 def _main(argv: list[str] | None) -> None:
+    _LATE_ERRORS.clear()
     try:
         # With standalone_mode=False click returns the code of a typer.Exit.
         code = app(args=argv, standalone_mode=False, prog_name="s3stow")
@@ -258,12 +281,12 @@ def _main(argv: list[str] | None) -> None:
         if debug_on():
             log.exception("s3stow error")
         _error(str(exc))
-        sys.exit(int(exc.exit_code))
+        sys.exit(_after_run(int(exc.exit_code)))
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        sys.exit(_after_run(exc.exit_code))
     except typer.Abort:
         _error("interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
+        sys.exit(_after_run(int(ExitCode.INTERRUPTED)))
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument
         show = getattr(exc, "show", None)
         if callable(show):
@@ -273,7 +296,7 @@ def _main(argv: list[str] | None) -> None:
         sys.exit(int(ExitCode.USAGE))
     except KeyboardInterrupt:
         _error("interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
+        sys.exit(_after_run(int(ExitCode.INTERRUPTED)))
     except Exception as exc:
         if debug_on():
             log.exception("unexpected error")
@@ -282,7 +305,15 @@ def _main(argv: list[str] | None) -> None:
             "please report it)"
         )
         sys.exit(int(ExitCode.FATAL))
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(_after_run(code if isinstance(code, int) else 0))
 
 
-__all__ = ["COMMANDS", "GlobalOptions", "app", "heading", "main", "output_console"]
+__all__ = [
+    "COMMANDS",
+    "GlobalOptions",
+    "app",
+    "heading",
+    "late_error",
+    "main",
+    "output_console",
+]

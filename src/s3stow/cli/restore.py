@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
+from s3stow.cli.app import (
+    GlobalOptions,
+    MetricsHostOpt,
+    MetricsPortOpt,
+    late_error,
+    output_console,
+)
 from s3stow.cli.helptext import examples
 from s3stow.cli.runoptions import (
     ConcurrencyOpt,
@@ -291,6 +297,7 @@ def observers_for(
                 busy_phase="restoring",
                 command=command,  # a restore's counters: "restore" is in each name
                 pending_class=PENDING,  # waiting for Glacier: "pending", as in the summary
+                on_final_failure=late_error,  # said last, exit 3
             )
         )
     if settings.failures_file is not None:

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
-from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
+from s3stow.cli.app import (
+    GlobalOptions,
+    MetricsHostOpt,
+    MetricsPortOpt,
+    late_error,
+    output_console,
+)
 from s3stow.cli.collector import release_collector
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
@@ -352,6 +358,7 @@ def observers_for(
                 interval=settings.status_interval,
                 group_key="folder_types" if grouped_by_type else "folders",
                 command=command,
+                on_final_failure=late_error,  # said last, exit 3
             )
         )
     if settings.failures_file is not None:

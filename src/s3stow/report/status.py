@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,13 @@ class StatusHeartbeat(Observer):
         busy_phase: str = "uploading",
         command: str = "upload",
         pending_class: str | None = None,
+        on_final_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
+        # the last write (the end of the run) failed: its message, handed to
+        # ``on_final_failure`` (the command line: said last, exit 3), else logged as an error
+        self.final_error: str | None = None
+        self._on_final_failure = on_final_failure
         check_writable(path)
         self.busy_phase = busy_phase
         self.interval = interval
@@ -266,10 +272,14 @@ class StatusHeartbeat(Observer):
             except OSError as exc:
                 why = exc.strerror or str(exc)
                 if final:  # the run is over: its summary must still be printed
-                    log.error(
-                        "cannot write the status file %s at the end of the run: %s (it "
-                        "still shows the run as it was at the last write)", self.path, why,
-                    )  # fmt: skip
+                    self.final_error = (
+                        f"cannot write the status file {self.path} at the end of the run: "
+                        f"{why} (it still shows the run as it was at the last write)"
+                    )
+                    if self._on_final_failure is not None:
+                        self._on_final_failure(self.final_error)
+                    else:
+                        log.error("%s", self.final_error)
                     return
                 if force:  # the first: a status file that cannot be written, before the run
                     raise ConfigError(
