@@ -62,7 +62,8 @@ from s3stow.transfer.worker import FileWorker
 
 log = logging.getLogger(__name__)
 _BATCH = 256
-_OWN_KEY = frozenset({"UnsafeKey", "SourceMissing"})  # refusals recorded under their key
+# refusals recorded under their key (SourceGone: a retry found the file gone)
+_OWN_KEY = frozenset({"UnsafeKey", "SourceMissing", "SourceGone"})
 
 
 class FilePool(ThreadPoolExecutor):
