@@ -284,3 +284,27 @@ def test_a_status_file_whose_last_write_fails_is_said_last_and_exits_3(
     assert "at the end of the run: File exists" in last  # the OS's words (mkdir's here)
     assert "exit 3" in last
     assert "Traceback" not in stderr
+
+
+def test_a_final_write_failure_is_kept_until_a_later_write_succeeds(tmp_path: Path) -> None:
+    """A job worker ends a batch per run: a failed end-of-batch write followed by one
+    that succeeds leaves the file current, so nothing is said and the exit stays."""
+    import shutil
+
+    from s3stow.models import RunSummary
+    from s3stow.report.status import StatusHeartbeat
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    heartbeat = StatusHeartbeat(folder / "st.json", interval=0, log_final_failure=False)
+    heartbeat.on_start("r", "s3://b/")
+    shutil.rmtree(folder)
+    folder.write_text("in the way")
+    heartbeat.on_finish(RunSummary("r"))
+    assert heartbeat.final_error is not None
+    assert str(folder / "st.json") in heartbeat.final_error
+    folder.unlink()
+    folder.mkdir()
+    heartbeat.on_finish(RunSummary("r2"))
+    assert heartbeat.final_error is None
+    assert json.loads((folder / "st.json").read_text())["phase"] == "done"

@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -250,21 +251,24 @@ def main(argv: list[str] | None = None) -> None:
         flush_warnings()  # what a command warned of many times, said once (logs.warn_each)
 
 
-# Outputs that failed after the run's outcome was decided (the status file's last write):
-# said as the command's last lines, and exit 3 where the run would end 0 or 1.
-_LATE_ERRORS: list[str] = []
+# Asked when the command ends: an output that failed after the run's outcome was decided
+# (the status file's last write), said as the command's last line; exit 3 where the run
+# would end 0 or 1.
+_LATE_CHECKS: list[Callable[[], str | None]] = []
 
 
-def late_error(message: str) -> None:
-    """Record an output the run could not write at its end (``StatusHeartbeat``'s
-    ``on_final_failure``): a user who monitors the status file is told nothing else."""
-    _LATE_ERRORS.append(message)
+def check_at_exit(check: Callable[[], str | None]) -> None:
+    """Ask ``check`` when the command ends (``StatusHeartbeat.final_error``): a message
+    is an output the run could not write at its end, which a user who monitors the
+    status file is told nothing else of."""
+    _LATE_CHECKS.append(check)
 
 
 def _after_run(code: int) -> int:
     """The exit code, once the late errors are said: 3 (an output the user relies on
     was not written) for a run that would exit 0 or 1; 2, 3 and 130 stay."""
-    late, _LATE_ERRORS[:] = list(_LATE_ERRORS), []
+    checks, _LATE_CHECKS[:] = list(_LATE_CHECKS), []
+    late = [message for message in (check() for check in checks) if message]
     for message in late:
         _error(f"{message}; exit {int(ExitCode.FATAL)}, the summary is the run's outcome")
     if late and code in (ExitCode.OK, ExitCode.SOME_FAILED):
@@ -273,7 +277,7 @@ def _after_run(code: int) -> int:
 
 
 def _main(argv: list[str] | None) -> None:
-    _LATE_ERRORS.clear()
+    _LATE_CHECKS.clear()
     try:
         # With standalone_mode=False click returns the code of a typer.Exit.
         code = app(args=argv, standalone_mode=False, prog_name="s3stow")
@@ -312,8 +316,8 @@ __all__ = [
     "COMMANDS",
     "GlobalOptions",
     "app",
+    "check_at_exit",
     "heading",
-    "late_error",
     "main",
     "output_console",
 ]

@@ -12,7 +12,7 @@ from s3stow.cli.app import (
     GlobalOptions,
     MetricsHostOpt,
     MetricsPortOpt,
-    late_error,
+    check_at_exit,
     output_console,
 )
 from s3stow.cli.helptext import examples
@@ -289,17 +289,17 @@ def observers_for(
         from s3stow.report.status import StatusHeartbeat
         from s3stow.restore.glacier import PENDING
 
-        observers.append(
-            StatusHeartbeat(
-                settings.status_json,
-                interval=settings.status_interval,
-                group_key="folders",
-                busy_phase="restoring",
-                command=command,  # a restore's counters: "restore" is in each name
-                pending_class=PENDING,  # waiting for Glacier: "pending", as in the summary
-                on_final_failure=late_error,  # said last, exit 3
-            )
+        heartbeat = StatusHeartbeat(
+            settings.status_json,
+            interval=settings.status_interval,
+            group_key="folders",
+            busy_phase="restoring",
+            command=command,  # a restore's counters: "restore" is in each name
+            pending_class=PENDING,  # waiting for Glacier: "pending", as in the summary
+            log_final_failure=False,  # said last instead, exit 3
         )
+        check_at_exit(lambda: heartbeat.final_error)
+        observers.append(heartbeat)
     if settings.failures_file is not None:
         observers.append(FailuresFile(settings.failures_file, extra={"command": "restore"}))
     return observers

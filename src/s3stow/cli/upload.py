@@ -20,7 +20,7 @@ from s3stow.cli.app import (
     GlobalOptions,
     MetricsHostOpt,
     MetricsPortOpt,
-    late_error,
+    check_at_exit,
     output_console,
 )
 from s3stow.cli.collector import release_collector
@@ -352,15 +352,15 @@ def observers_for(
         from s3stow.report.status import StatusHeartbeat
 
         grouped_by_type = settings.layout == "project" or bool(settings.include_types)
-        observers.append(
-            StatusHeartbeat(
-                settings.status_json,
-                interval=settings.status_interval,
-                group_key="folder_types" if grouped_by_type else "folders",
-                command=command,
-                on_final_failure=late_error,  # said last, exit 3
-            )
+        heartbeat = StatusHeartbeat(
+            settings.status_json,
+            interval=settings.status_interval,
+            group_key="folder_types" if grouped_by_type else "folders",
+            command=command,
+            log_final_failure=False,  # said last instead, exit 3
         )
+        check_at_exit(lambda: heartbeat.final_error)
+        observers.append(heartbeat)
     if settings.failures_file is not None:
         observers.append(FailuresFile(settings.failures_file))
     return observers
