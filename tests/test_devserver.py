@@ -246,6 +246,7 @@ def test_a_background_dev_server_stops_on_a_signal_sent_to_its_pid(
     )
     assert shell.stdout is not None
     pid = int(shell.stdout.readline())
+    children: list[str] = []
     try:
         while not log.exists() or "press Ctrl+C" not in log.read_text():
             assert shell.poll() is None, log.read_text()
@@ -255,9 +256,10 @@ def test_a_background_dev_server_stops_on_a_signal_sent_to_its_pid(
         os.kill(pid, how)
         rest, _ = shell.communicate(timeout=60)
     finally:
-        if shell.poll() is None:  # never leave it running: by its PID, then the shell's
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        if shell.poll() is None:  # never leave it running: by PID, its server's, the shell's
+            for stray in (*map(int, children), pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(stray, signal.SIGKILL)
             shell.kill()
             shell.wait()
     out = log.read_text()
