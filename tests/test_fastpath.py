@@ -260,6 +260,33 @@ def test_fast_listing_equals_botocore_across_pages(proxy: FaultProxy, s3: Any, b
     assert agents == [False, True, False, True, True]
 
 
+@pytest.mark.engines
+def test_botocore_parses_a_short_first_page_while_the_fast_path_learns_the_listing(
+    proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    """botocore parses about 70 us a key: while the fast path learns ListObjectsV2 from
+    botocore's request, that request asks for LEARNING_PAGE keys, and the fast path
+    lists the rest in full pages; without a fast path every page is a full one."""
+    from s3stow.config import Settings
+    from s3stow.store.s3 import LEARNING_PAGE, S3Store
+
+    keys = [f"p/{i:04d}" for i in range(LEARNING_PAGE + 30)]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    for fast, expected in ((True, [(False, True), (True, False)]), (False, [(False, False)])):
+        settings = Settings(endpoint_url=proxy.url, path_style=True, fast_path=fast)
+        store = S3Store.from_settings(settings)
+        proxy.log.clear()
+        proxy.headers.clear()
+        assert [o.key for o in store.list_objects(bucket, "p/")] == keys
+        sent = [
+            ("fastpath" in h.get("user-agent", ""), f"max-keys={LEARNING_PAGE}" in line)
+            for line, h in zip(proxy.log, proxy.headers, strict=True)
+            if "list-type=2" in line
+        ]
+        assert sent == expected, proxy.log
+
+
 def test_a_fast_listing_keeps_to_its_prefix_and_an_unreadable_one_goes_to_botocore(
     proxy: FaultProxy, s3: Any, bucket: str
 ) -> None:
