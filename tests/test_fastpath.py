@@ -437,3 +437,48 @@ def test_a_fast_put_computes_its_shape_once(
     assert ["fastpath" in h.get("user-agent", "") for h in proxy.headers] == [True] * 3
     assert calls == [(bucket, "PutObject")] * 3
     assert s3.get_object(Bucket=bucket, Key="p/2")["Body"].read() == b"xx"
+
+
+def test_a_fast_read_computes_its_shape_once_and_takes_no_lock(
+    proxy: FaultProxy, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After learning, a GetObject or HeadObject on the fast path computes its shape
+    once (it was four times) and passes no learning gate (its lock was taken by every
+    read of every thread)."""
+    from s3stow.config import Settings
+    from s3stow.store import fastpath
+    from s3stow.store.s3 import S3Store
+
+    for index in range(4):
+        s3.put_object(Bucket=bucket, Key=f"p/{index}", Body=b"y" * index)
+    store = S3Store.from_settings(Settings(endpoint_url=proxy.url, path_style=True))
+    assert _read(store.get_object(bucket, "p/0", checksum_mode=True)) == b""  # learned
+    assert store.stat_object(bucket, "p/0") is not None
+    assert store._fast is not None, "no fast path"
+    calls = []
+    real = fastpath.shape
+
+    def counted(*args: Any) -> Any:
+        calls.append(args[:2])
+        return real(*args)
+
+    def no_gate(*args: Any) -> Any:
+        raise AssertionError("a learned shape went through the learning gate")
+
+    monkeypatch.setattr(fastpath, "shape", counted)
+    monkeypatch.setattr(store._gate, "first", no_gate)
+    proxy.headers.clear()
+    for index in range(1, 4):
+        assert _read(store.get_object(bucket, f"p/{index}", checksum_mode=True)) == b"y" * index
+        info = store.stat_object(bucket, f"p/{index}")
+        assert info is not None
+        assert info.size == index
+    assert ["fastpath" in h.get("user-agent", "") for h in proxy.headers] == [True] * 6
+    assert calls == [(bucket, "GetObject"), (bucket, "HeadObject")] * 3
+
+
+def _read(body: Any) -> bytes:
+    try:
+        return b"".join(bytes(chunk) for chunk in body.chunks(1 << 16))
+    finally:
+        body.close()
