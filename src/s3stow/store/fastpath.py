@@ -501,8 +501,7 @@ class FastPath:
                     body.send(sock)  # zero-copy from the file where possible
                 else:
                     sock.sendall(head + body if body else head)
-                status, pairs, rest, close = http1.read_head(sock)
-                answer = http1.lower(pairs)
+                status, pairs, answer, rest, close = http1.read_head(sock)
                 if stream and status in _GOT and method != "HEAD":
                     length = http1.content_length(answer)
                     if length is None or "transfer-encoding" in answer:
