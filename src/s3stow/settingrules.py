@@ -75,27 +75,28 @@ class Rule:
             value = _reworded(self.before, value)
         if value is None and self.optional:
             return None
+        given = value  # a refusal quotes the value as given ('-1', not -1.0)
         value = _COERCE[self.kind](self, value)
-        self._bounds(value)
+        self._bounds(value, given)
         if self._compiled is not None and not self._compiled.fullmatch(value):
             raise Problem(f"{shown(value)} is not {self.form}")
         if self.after is not None:
             value = _reworded(self.after, value)
         return value
 
-    def _bounds(self, value: Any) -> None:
+    def _bounds(self, value: Any, given: Any) -> None:
         # "not value >= bound": NaN is in no range
         if self.ge is not None and not value >= self.ge:
-            raise self._outside(value, "at least", self.ge)
+            raise self._outside(given, "at least", self.ge)
         if self.gt is not None and not value > self.gt:
-            raise self._outside(value, "more than", self.gt)
+            raise self._outside(given, "more than", self.gt)
         if self.le is not None and not value <= self.le:
-            raise self._outside(value, "at most", self.le)
+            raise self._outside(given, "at most", self.le)
 
     @staticmethod
-    def _outside(value: Any, words: str, limit: float) -> Problem:
+    def _outside(given: Any, words: str, limit: float) -> Problem:
         bound = int(limit) if float(limit).is_integer() else limit
-        return Problem(f"{shown(value)} is out of range: it must be {words} {bound}")
+        return Problem(f"{shown(given)} is out of range: it must be {words} {bound}")
 
 
 def _reworded(check: Callable[[Any], Any], value: Any) -> Any:
