@@ -3,6 +3,7 @@ name, help that teaches, and shell completion."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -148,7 +149,7 @@ def test_defaults_in_the_help_are_the_settings_defaults() -> None:
     from s3stow.cli.app import COMMANDS, _build_command
     from s3stow.cli.helptext import option_record
 
-    fields = Settings.model_fields
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
     checked = 0
     for name in COMMANDS:
         stack = [_build_command(name)]

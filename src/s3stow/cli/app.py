@@ -221,25 +221,14 @@ def unencodable_escaped() -> None:
         stdout.reconfigure(errors="backslashreplace")
 
 
-def no_pydantic_plugins() -> None:
-    """The program's one pydantic model is its own ``Settings``, built at every start:
-    pydantic is told that no plugin observes it (``PYDANTIC_DISABLE_PLUGINS``, pydantic's
-    documented switch), so it does not read the entry points of every installed
-    distribution to look for one (about 6 ms of a one-file upload's CPU, more in a
-    larger environment). A value the user set is kept (empty: plugins load as before)."""
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with the documented code. Run as the program
     (``argv`` not given: the console script, ``python -m s3stow``), the process is
     s3stow's own: its garbage collector is held during start-up
-    (``globalopts.hold_collector``) and pydantic looks for no plugin
-    (``no_pydantic_plugins``); a host calling ``main([...])`` keeps its own."""
+    (``globalopts.hold_collector``); a host calling ``main([...])`` keeps its own."""
     if argv is None:
         hold_collector()
         unencodable_escaped()
-        no_pydantic_plugins()
     if os.environ.get("_S3STOW_COMPLETE"):  # the shell asks for completions
         from typer._completion_classes import completion_init
 

@@ -198,13 +198,12 @@ def _fix(
     """Re-upload what can be fixed, forced (the ledger may wrongly say done); whether
     every fixable finding is now fixed."""
     from s3stow.cli.upload import observers_for
-    from s3stow.config import Settings
     from s3stow.transfer.engine import Uploader
 
     items = [PlannedUpload(f.source, bucket, f.key) for f in findings if f.source and _fixable(f)]
     if not items:
         return True
-    forced = Settings.model_validate({**settings.model_dump(), "force": True})
+    forced = settings.replace(force=True)
     uploader = Uploader(forced, ledger=db, observers=observers_for(options, forced))
     summary = uploader.upload_planned(items, Target(bucket, ""), command="verify-fix")
     if not options.json:

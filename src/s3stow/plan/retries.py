@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s3stow.config import Settings
+from s3stow.config import SETTING_NAMES, Settings
 from s3stow.errors import ConfigError
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.logs import REDACTED
@@ -241,7 +241,7 @@ def from_failures(
     hint = " (relative paths are resolved against --base-dir" + (
         f" {base_dir})" if base_dir else ", which was not given)"
     )
-    unselected = settings.model_copy(update=_NO_SELECTION)  # every named item is retried
+    unselected = settings.replace(**_NO_SELECTION)  # every named item is retried
     prefix = retry_prefix(new_prefix)
     for item in items:
         target_bucket = validate_bucket(bucket or item.bucket)
@@ -306,12 +306,12 @@ def _plan(batch: RetryBatch, planner: Planner, path: Path, key: str, *, missing_
 
 def run_settings(stored: str | None, *, base: Settings, overrides: dict[str, Any]) -> Settings:
     """The settings a run used (as stored in the ledger), with this command's overrides."""
-    data: dict[str, Any] = base.model_dump()
+    data: dict[str, Any] = base.dump()
     given = {k: v for k, v in overrides.items() if v is not None}
     if stored:
         saved = json.loads(stored)
         for key, value in saved.items():
-            if key not in Settings.model_fields:
+            if key not in SETTING_NAMES:
                 continue
             if isinstance(value, str) and REDACTED in value:  # a secret the ledger did not keep
                 if key == "endpoint_url" and key not in given and base.endpoint_url is None:
@@ -323,4 +323,4 @@ def run_settings(stored: str | None, *, base: Settings, overrides: dict[str, Any
             data[key] = value
     data.update(given)
     data.update(force=False, limit=None)
-    return Settings.model_validate(data)
+    return Settings(**data)

@@ -379,7 +379,7 @@ class Restorer:
                 bucket=target.bucket,
                 prefix=target.prefix,
                 sources=[str(root)],
-                settings=self.settings.model_dump(mode="json"),
+                settings=self.settings.dump(json=True),
             )
         try:
             self._pipeline(found, summary)

@@ -351,7 +351,7 @@ class Uploader:
                 bucket=target.bucket,
                 prefix=target.prefix,
                 sources=sources,
-                settings=self.settings.model_dump(mode="json"),
+                settings=self.settings.dump(json=True),
             )
         try:
             self._pipeline(batches, remote, claims, summary)
