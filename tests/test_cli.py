@@ -3,6 +3,7 @@ name, help that teaches, and shell completion."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -148,7 +149,7 @@ def test_defaults_in_the_help_are_the_settings_defaults() -> None:
     from s3stow.cli.app import COMMANDS, _build_command
     from s3stow.cli.helptext import option_record
 
-    fields = Settings.model_fields
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
     checked = 0
     for name in COMMANDS:
         stack = [_build_command(name)]
@@ -321,3 +322,40 @@ def test_every_value_names_what_it_takes() -> None:
 )
 def test_usage_lines_read_as_typed(command: list[str], usage: str) -> None:
     assert _help(command).splitlines()[0] == f"Usage: {usage}"
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("upload", "d", "s3://bkt/a//b"), "the prefix of 's3://bkt/a//b' has an empty segment"),
+        (("retry", "--from", "f.jsonl", "--prefix", "a//b"), "--prefix 'a//b' has an empty"),
+        (("retry", "--from", "f.jsonl", "--prefix", "/a"), "--prefix '/a' starts with /"),
+        (("bucket", "check", "bkt", "--prefix", "a//b"), "--prefix 'a//b' has an empty"),
+        (("bucket", "setup", "bkt", "--prefix", "/logs"), "--prefix '/logs' starts with /"),
+        (("bucket", "check", "bkt", "--prefix", "a/../b"), "--prefix 'a/../b' has a '..'"),
+    ],
+    ids=["upload-url", "retry", "retry-leading", "bucket-check", "bucket-setup", "dots"],
+)
+def test_a_prefix_option_is_as_strict_as_a_url(
+    tmp_path: Path, args: tuple[str, ...], named: str
+) -> None:
+    """``retry --prefix`` and ``bucket --prefix`` took ``a//b`` as ``a/b/`` (and ``/a`` as
+    ``a/``) where ``upload s3://b/a//b`` refused it: one rule now, exit 2 with the fix,
+    before any request (the endpoint here answers nothing)."""
+    make_tree(tmp_path / "d", {"a.txt": 1})
+    (tmp_path / "f.jsonl").write_text(
+        '{"path": "d/a.txt", "bucket": "bkt", "key": "x/a.txt", "status": "failed"}\n'
+    )
+    done = s3stow(
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        *args,
+        "--ledger" if args[0] != "bucket" else "-q",
+        *(["l.db"] if args[0] != "bucket" else []),
+        cwd=tmp_path,
+        env={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert named in done.stderr
+    assert "hint: write " in done.stderr
+    assert "Traceback" not in done.stderr

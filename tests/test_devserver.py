@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,72 @@ def test_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "is not a directory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (Linux /proc: gone, or a zombie no one reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a POSIX shell's background job; /proc")
+@pytest.mark.parametrize(
+    ("engine", "how"),
+    [("seaweedfs", signal.SIGINT), ("seaweedfs", signal.SIGTERM), ("moto", signal.SIGINT)],
+)
+def test_a_background_dev_server_stops_on_a_signal_sent_to_its_pid(
+    tmp_path: Path, engine: str, how: int
+) -> None:
+    """``s3stow dev-server &`` in a script: the shell starts it with SIGINT ignored, and
+    Python kept that, so ``kill -INT PID`` did nothing. A signal sent to its PID (not to a
+    group) stops it, its child server and its temporary data with it."""
+    if engine == "seaweedfs" and not seaweed_available():
+        pytest.skip("SeaweedFS is not installed for this platform")
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+    inherited = subprocess.run(
+        ["sh", "-c", '"$@" & wait', "sh", sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert inherited.stdout.strip() == "True"  # what the shell hands a background job
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    log = tmp_path / "server.log"
+    port = free_port()
+    script = '"$@" >"$LOG" 2>&1 & echo $!; wait $!; echo "exit $?"'
+    shell = subprocess.Popen(
+        ["sh", "-c", script, "sh", *_command("--engine", engine, "--port", str(port))],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LOG": str(log), "TMPDIR": str(scratch)},
+        start_new_session=True,  # no terminal's Ctrl+C reaches it: only the signal below
+    )
+    assert shell.stdout is not None
+    pid = int(shell.stdout.readline())
+    children: list[str] = []
+    try:
+        while not log.exists() or "press Ctrl+C" not in log.read_text():
+            assert shell.poll() is None, log.read_text()
+            time.sleep(0.05)
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        assert len(children) == 1  # the engine's server
+        os.kill(pid, how)
+        rest, _ = shell.communicate(timeout=60)
+    finally:
+        if shell.poll() is None:  # never leave it running: by PID, its server's, the shell's
+            for stray in (*map(int, children), pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(stray, signal.SIGKILL)
+            shell.kill()
+            shell.wait()
+    out = log.read_text()
+    assert "exit 0" in rest, out
+    assert "local S3 server stopped" in out
+    assert "Traceback" not in out
+    assert _process_gone(int(children[0]))  # the child server stopped too
+    assert port_is_free("127.0.0.1", port)
+    assert list(scratch.iterdir()) == []  # SeaweedFS's temporary data removed

@@ -260,6 +260,33 @@ def test_fast_listing_equals_botocore_across_pages(proxy: FaultProxy, s3: Any, b
     assert agents == [False, True, False, True, True]
 
 
+@pytest.mark.engines
+def test_botocore_parses_a_short_first_page_while_the_fast_path_learns_the_listing(
+    proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    """botocore parses about 70 us a key: while the fast path learns ListObjectsV2 from
+    botocore's request, that request asks for LEARNING_PAGE keys, and the fast path
+    lists the rest in full pages; without a fast path every page is a full one."""
+    from s3stow.config import Settings
+    from s3stow.store.s3 import LEARNING_PAGE, S3Store
+
+    keys = [f"p/{i:04d}" for i in range(LEARNING_PAGE + 30)]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    for fast, expected in ((True, [(False, True), (True, False)]), (False, [(False, False)])):
+        settings = Settings(endpoint_url=proxy.url, path_style=True, fast_path=fast)
+        store = S3Store.from_settings(settings)
+        proxy.log.clear()
+        proxy.headers.clear()
+        assert [o.key for o in store.list_objects(bucket, "p/")] == keys
+        sent = [
+            ("fastpath" in h.get("user-agent", ""), f"max-keys={LEARNING_PAGE}" in line)
+            for line, h in zip(proxy.log, proxy.headers, strict=True)
+            if "list-type=2" in line
+        ]
+        assert sent == expected, proxy.log
+
+
 def test_a_fast_listing_keeps_to_its_prefix_and_an_unreadable_one_goes_to_botocore(
     proxy: FaultProxy, s3: Any, bucket: str
 ) -> None:
@@ -410,3 +437,48 @@ def test_a_fast_put_computes_its_shape_once(
     assert ["fastpath" in h.get("user-agent", "") for h in proxy.headers] == [True] * 3
     assert calls == [(bucket, "PutObject")] * 3
     assert s3.get_object(Bucket=bucket, Key="p/2")["Body"].read() == b"xx"
+
+
+def test_a_fast_read_computes_its_shape_once_and_takes_no_lock(
+    proxy: FaultProxy, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After learning, a GetObject or HeadObject on the fast path computes its shape
+    once (it was four times) and passes no learning gate (its lock was taken by every
+    read of every thread)."""
+    from s3stow.config import Settings
+    from s3stow.store import fastpath
+    from s3stow.store.s3 import S3Store
+
+    for index in range(4):
+        s3.put_object(Bucket=bucket, Key=f"p/{index}", Body=b"y" * index)
+    store = S3Store.from_settings(Settings(endpoint_url=proxy.url, path_style=True))
+    assert _read(store.get_object(bucket, "p/0", checksum_mode=True)) == b""  # learned
+    assert store.stat_object(bucket, "p/0") is not None
+    assert store._fast is not None, "no fast path"
+    calls = []
+    real = fastpath.shape
+
+    def counted(*args: Any) -> Any:
+        calls.append(args[:2])
+        return real(*args)
+
+    def no_gate(*args: Any) -> Any:
+        raise AssertionError("a learned shape went through the learning gate")
+
+    monkeypatch.setattr(fastpath, "shape", counted)
+    monkeypatch.setattr(store._gate, "first", no_gate)
+    proxy.headers.clear()
+    for index in range(1, 4):
+        assert _read(store.get_object(bucket, f"p/{index}", checksum_mode=True)) == b"y" * index
+        info = store.stat_object(bucket, f"p/{index}")
+        assert info is not None
+        assert info.size == index
+    assert ["fastpath" in h.get("user-agent", "") for h in proxy.headers] == [True] * 6
+    assert calls == [(bucket, "GetObject"), (bucket, "HeadObject")] * 3
+
+
+def _read(body: Any) -> bytes:
+    try:
+        return b"".join(bytes(chunk) for chunk in body.chunks(1 << 16))
+    finally:
+        body.close()

@@ -294,8 +294,9 @@ def test_a_missing_key_is_botocore_s_own_error_and_the_fast_path_stays_on(
     proxy.reset()
     assert _fast_only(store, store.stat_object, bucket, "p/gone") is None
     assert _sent_to_server(proxy, "p/gone") == ["fast"]
+    prepared = fast.outgoing(bucket, "HeadObject", get_headers({"ChecksumMode": "ENABLED"}))
     with pytest.raises(Answered) as answered:
-        fast.head(bucket, "p/gone", get_headers({"ChecksumMode": "ENABLED"}), part_number=None)
+        fast.head(bucket, "p/gone", part_number=None, prepared=prepared)
     with store._replay.answering(answered.value.received), pytest.raises(ClientError) as read:
         store.client.head_object(Bucket=bucket, Key="p/gone", ChecksumMode="ENABLED")
     _same_client_error(read.value, botocore_s.value)

@@ -166,9 +166,10 @@ def test_bytes_beyond_a_chunked_answer_end_the_connection() -> None:
 
 def _streamed(wire: bytes, cuts: list[int]) -> tuple[Stream, list[bool]]:
     feed = Feed(wire, cuts)
-    status, pairs, rest, close = read_head(feed)
+    status, pairs, headers, rest, close = read_head(feed)
     assert (status, close) == (200, False)
-    length = int(lower(pairs)["content-length"])
+    assert headers == lower(pairs)
+    length = int(headers["content-length"])
     ends: list[bool] = []
     return Stream(feed, rest, length, ends.append), ends
 

@@ -6,8 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from s3stow.errors import ConfigError
-from s3stow.plan.keys import UnsafeKeyError, build_key, check_key, parse_target
+from s3stow.errors import ConfigError, ExitCode
+from s3stow.models import Target
+from s3stow.plan.keys import (
+    UnsafeKeyError,
+    build_key,
+    check_key,
+    checked_target,
+    normalise_prefix,
+    parse_target,
+)
 
 
 def test_parse_target() -> None:
@@ -23,8 +31,9 @@ def test_parse_target() -> None:
 def test_an_empty_prefix_segment_is_refused_not_dropped(url: str) -> None:
     """``s3://b/a//b`` was taken as ``a/b/`` silently: upload, restore and verify
     then used other keys than the ones named (S3 keeps ``a//b/x`` apart)."""
-    with pytest.raises(ConfigError, match=r"empty segment in its prefix") as caught:
+    with pytest.raises(ConfigError, match=r"empty segment|starts with /") as caught:
         parse_target(url)
+    assert f"the prefix of {url!r}" in caught.value.message
     assert caught.value.hint.startswith("write s3://bucket/a/")
     assert parse_target("s3://my.bucket-1/x").bucket == "my.bucket-1"
 
@@ -44,6 +53,45 @@ def test_an_empty_prefix_segment_is_refused_not_dropped(url: str) -> None:
 def test_bad_targets(url: str) -> None:
     with pytest.raises(ConfigError):
         parse_target(url)
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("a//b", "has an empty segment (//)"),
+        ("/a", "starts with /"),
+        ("a//", "has an empty segment (//)"),
+        ("a\\\\b", "has an empty segment (//)"),
+        ("a/../b", "has a '..' segment"),
+        ("./a", "has a '.' segment"),
+    ],
+)
+def test_every_prefix_follows_the_url_rule(text: str, refused: str) -> None:
+    """``normalise_prefix`` dropped empty segments and a leading ``/`` silently where
+    ``parse_target`` refused them: ``retry --prefix``, ``bucket --prefix``, a library
+    ``Target`` and ``PREFIX`` now go through the one function, with the same verdict."""
+    with pytest.raises(ConfigError) as url:
+        parse_target(f"s3://bucket/{text}")
+    with pytest.raises(ConfigError) as option:
+        normalise_prefix(text, named=f"--prefix {text!r}", write="--prefix {}")
+    with pytest.raises(ConfigError) as target:
+        checked_target(Target("bucket", text))
+    for caught in (url, option, target):
+        assert refused in caught.value.message
+        assert caught.value.exit_code == ExitCode.USAGE
+    assert option.value.message.startswith(f"--prefix {text!r} ")
+    assert "--prefix " in str(option.value.hint)
+    assert "Target('bucket', " in str(target.value.hint)
+
+
+@pytest.mark.parametrize(
+    ("text", "prefix"), [("", ""), ("/", ""), ("a", "a/"), ("a/b/", "a/b/"), ("a\\b", "a/b/")]
+)
+def test_a_prefix_is_normalised_alike_everywhere(text: str, prefix: str) -> None:
+    assert normalise_prefix(text) == prefix
+    assert checked_target(Target("bucket", text)) == Target("bucket", prefix)
+    if text != "/":  # s3://bucket// : the bucket's root, as before
+        assert parse_target(f"s3://bucket/{text}").prefix == prefix
 
 
 def test_build_key_normalises_nfc() -> None:

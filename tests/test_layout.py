@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "s3stow"
-BASE = {"config", "errors", "localfiles", "logs", "models", "units"}
+BASE = {"config", "errors", "localfiles", "logs", "models", "settingrules", "settings", "units"}
 ALLOWED = {
     "base": set(),
     "store": {"base"},

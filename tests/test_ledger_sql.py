@@ -358,3 +358,29 @@ def test_a_watchs_batches_are_found_by_its_id_and_no_other(
     assert [r["run_id"] for r in ledger.batches("w%")] == ["w%.1"]
     assert ledger.batches("w") == []
     ledger.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_forget_drops_only_rows_still_failed_and_keeps_the_history(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``retry --forget``: the selected failed/changed rows go in one transaction; a row
+    that became done since it was read stays; the ``attempts`` history stays."""
+    url = (
+        str(tmp_path / "l.db") if backend == "sqlite" else request.getfixturevalue("pg_schema_url")
+    )
+    ledger = open_ledger(url)
+    ledger.record(_result("gone", Status.FAILED, error_class="SourceGone"), mtime_ns=1, run_id="r")
+    ledger.record(_result("again", Status.CHANGED), mtime_ns=1, run_id="r")
+    ledger.record(_result("kept", Status.FAILED), mtime_ns=1, run_id="r")
+    chosen = [e for e in ledger.items(statuses=[Status.FAILED, Status.CHANGED]) if e.key != "kept"]
+    ledger.record(_result("again"), mtime_ns=1, run_id="r2")  # done meanwhile
+    ledger.flush()
+    assert ledger.forget(chosen) == 1
+    assert [e.key for e in ledger.items()] == ["again", "kept"]
+    assert ledger.items(statuses=[Status.DONE]).__next__().key == "again"
+    with ledger.database.read() as session:
+        history = sorted(row[0] for row in session.execute("SELECT key FROM attempts"))
+    assert history == ["again", "gone", "kept"]
+    assert ledger.forget([]) == 0
+    ledger.close()

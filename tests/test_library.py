@@ -55,6 +55,31 @@ def test_no_destination_is_a_usage_error(tmp_path: Path) -> None:
         assert caught.value.exit_code == ExitCode.USAGE
 
 
+def test_a_library_prefix_is_checked_as_a_url_prefix(tmp_path: Path) -> None:
+    """``Uploader``'s ``Target`` and ``PREFIX`` took ``a//b`` and ``/a`` as ``a/b/`` and
+    ``a/``, where ``s3://b/a//b`` is refused: the same ``ConfigError`` (exit 2) now,
+    before anything is read or sent; ``Target("b", "a")`` is ``a/``, as a URL's."""
+    from s3stow.config import Settings
+    from s3stow.errors import ExitCode
+    from s3stow.models import Target
+
+    (tmp_path / "a.txt").write_bytes(b"a")
+    uploader = Uploader(Settings(endpoint_url="http://127.0.0.1:9"))
+    for call in (uploader.upload_file, uploader.upload_tree):
+        with pytest.raises(ConfigError, match=r"has an empty segment \(//\)") as caught:
+            call(tmp_path / "a.txt", target=Target("bkt", "a//b"))
+        assert caught.value.exit_code == ExitCode.USAGE
+        assert caught.value.hint == "write Target('bkt', 'a/b/')"
+    defaulted = Uploader(
+        Settings(endpoint_url="http://127.0.0.1:9"), default_target=Target("bkt", "/a")
+    )
+    with pytest.raises(ConfigError, match="starts with /"):
+        defaulted.upload_tree(tmp_path)
+    with pytest.raises(ConfigError, match=r"environment variable PREFIX='a//b'") as env:
+        Uploader.from_env({"BUCKET_NAME": "bkt", "PREFIX": "a//b"})
+    assert env.value.hint == "write PREFIX=a/b/"
+
+
 @pytest.mark.parametrize("empty", ["", "  ", ["", "src"]], ids=["empty", "blank", "in-a-list"])
 def test_an_empty_source_is_refused_not_taken_as_the_current_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty: str | list[str]

@@ -328,6 +328,10 @@ def test_retry_from_plans_keys_with_the_upload_options(
     from_ledger = proxied_cli("retry", "--layout", "date-folders", "--ledger", "l.db")
     assert from_ledger.code == 2
     assert "--layout plan the keys of what --from names" in from_ledger.stderr
+    # --prefix is of --from too: without it, it was ignored without a word
+    prefixed = proxied_cli("retry", "--prefix", "again", "--ledger", "l.db")
+    assert prefixed.code == 2
+    assert "--prefix plan the keys of what --from names" in prefixed.stderr
 
 
 def test_a_ledger_that_does_not_exist_is_named_not_read_as_empty(
@@ -347,3 +351,72 @@ def test_a_ledger_that_does_not_exist_is_named_not_read_as_empty(
         assert not (tmp_path / "ledgr.db").exists()
     assert cli("stats", "--ledger", "l.db").code == 0
     assert cli("retry", "--list", "--ledger", "l.db").code == 0
+
+
+def test_a_file_gone_is_reported_once_then_left_out_and_can_be_forgotten(
+    proxied_cli, proxy, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A file deleted after its upload failed stayed in ``retry --list`` for ever, each
+    retry failing it again as SourceMissing, with no way to drop it. A retry that finds
+    it gone records ``SourceGone`` and says so that once; later retries and ``--list``
+    leave it out (a line counts it) while it stays gone, a file put back is retried, and
+    ``retry --forget`` (dry-run first) drops the ledger's row, its history kept."""
+    make_tree(tmp_path / "src", {f"f{i}.txt": 20 for i in range(4)})
+    proxy.add(r"^PUT /[^/]+/p/f[123]\.txt", "status", times=100, status=503, code="SlowDown")
+    first = proxied_cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", env=FAST)
+    assert first.code == 1
+    proxy.reset()
+    back = (tmp_path / "src" / "f3.txt").read_bytes()
+    (tmp_path / "src" / "f1.txt").unlink()
+    (tmp_path / "src" / "f3.txt").unlink()
+    said = proxied_cli("retry", "--ledger", "l.db", "--failures-file", "still.jsonl")
+    assert said.code == 1, said.output
+    assert "f1.txt does not exist any more" in said.stdout  # reported, this once
+    assert "retry --forget --error-class SourceGone" in said.stdout
+    still = [json.loads(x) for x in (tmp_path / "still.jsonl").read_text().splitlines()]
+    assert sorted(x["error_class"] for x in still) == ["SourceGone", "SourceGone"]
+    assert _keys(s3, bucket) == {"p/f0.txt", "p/f2.txt"}
+    listing = proxied_cli("--json", "retry", "--ledger", "l.db", "--list")
+    assert listing.code == 0
+    assert (json.loads(listing.stdout)["failed"], json.loads(listing.stdout)["gone"]) == (0, 2)
+    human = proxied_cli("retry", "--ledger", "l.db", "--list")
+    assert "2 items whose local file a retry found gone are left out" in human.stdout
+    assert "SlowDown" not in human.stdout
+    named = proxied_cli("retry", "--ledger", "l.db", "--list", "--error-class", "SourceGone")
+    assert "source missing" in named.stdout  # listed when asked for by name
+    before = len(proxy.requests(r"^PUT "))
+    quiet = proxied_cli("retry", "--ledger", "l.db")
+    assert quiet.code == 0, quiet.output  # nothing left to retry: not failed again
+    assert "nothing to retry" in quiet.stdout
+    assert "does not exist" not in quiet.output
+    assert len(proxy.requests(r"^PUT ")) == before
+    (tmp_path / "src" / "f3.txt").write_bytes(back)  # put back: retried
+    again = proxied_cli("retry", "--ledger", "l.db")
+    assert again.code == 0, again.output
+    assert "1 item whose local file a retry found gone is left out" in again.stdout
+    assert "p/f3.txt" in _keys(s3, bucket)
+    dry = proxied_cli(
+        "retry", "--ledger", "l.db", "--forget", "--dry-run", "--error-class", "SourceGone"
+    )
+    assert dry.code == 0, dry.output
+    assert f"would forget  SourceGone  s3://{bucket}/p/f1.txt" in dry.stdout
+    assert "nothing was changed (--dry-run)" in dry.stdout
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        assert db.execute("SELECT status FROM items WHERE key = 'p/f1.txt'").fetchone()
+    gone = proxied_cli(
+        "--json", "retry", "--ledger", "l.db", "--forget", "--error-class", "SourceGone"
+    )
+    assert gone.code == 0, gone.output
+    event = json.loads(gone.stdout)
+    assert (event["forgotten"], event["dry_run"]) == (1, False)
+    assert [item["key"] for item in event["items"]] == ["p/f1.txt"]
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        assert db.execute("SELECT status FROM items WHERE key = 'p/f1.txt'").fetchone() is None
+        history = db.execute("SELECT COUNT(*) FROM attempts WHERE key = 'p/f1.txt'").fetchone()
+    assert history == (2,)  # SlowDown, then SourceGone: the history stays
+    empty = proxied_cli("retry", "--ledger", "l.db", "--list")
+    assert "nothing is failed in the ledger" in empty.stdout
+    assert proxied_cli("retry", "--ledger", "l.db", "--forget", "--run", "nope").code == 2
+    mixed = proxied_cli("retry", "--from", "still.jsonl", "--forget", "--ledger", "l.db")
+    assert mixed.code == 2
+    assert "--forget takes the ledger's failed items" in mixed.stderr

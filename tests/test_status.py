@@ -243,3 +243,68 @@ def test_outputs_that_fail_mid_run_or_at_the_end_are_said_not_unexpected(
         f"cannot write the status file {folder / 'st.json'} at the end of the run" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_a_status_file_whose_last_write_fails_is_said_last_and_exits_3(
+    proxied_cli,  # type: ignore[no-untyped-def]
+    proxy,
+    s3,
+    bucket,
+    tmp_path: Path,
+) -> None:
+    """The status file's last write (the end of the run) failed with an error line among
+    the others and exit 0: a user who watches the file saw the run "uploading" forever.
+    Now the failure is the command's last line, naming the file and the OS error, and
+    the exit is 3 (an output the user relies on was not written; the README's table);
+    the upload itself is done and its summary printed."""
+    import shutil
+    import time
+
+    written = make_tree(tmp_path / "src", {"a.txt": 10})
+    out = tmp_path / "out"
+    out.mkdir()
+    held = proxy.add(r"^PUT /[^?]*/p/", "hold", times=100)  # the run stays busy meanwhile
+    run = proxied_cli.start(
+        "upload", "src", f"s3://{bucket}/p", "--ledger", "l.db", "--status-json", "out/st.json"
+    )
+    try:
+        while not (out / "st.json").exists() or not proxy.requests(r"^PUT /[^?]*/p/"):
+            assert run.poll() is None, run.communicate()
+            time.sleep(0.05)
+        shutil.rmtree(out)
+        out.write_text("a file where the folder was: the last write fails")
+    finally:
+        held.release()
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 3, stderr
+    assert "1 uploaded" in stdout  # the run's outcome, as ever
+    assert s3.get_object(Bucket=bucket, Key="p/a.txt")["Body"].read() == written["a.txt"]
+    last = stderr.strip().splitlines()[-1]
+    assert f"cannot write the status file {Path('out') / 'st.json'}" in last, stderr
+    assert "at the end of the run: File exists" in last  # the OS's words (mkdir's here)
+    assert "exit 3" in last
+    assert "Traceback" not in stderr
+
+
+def test_a_final_write_failure_is_kept_until_a_later_write_succeeds(tmp_path: Path) -> None:
+    """A job worker ends a batch per run: a failed end-of-batch write followed by one
+    that succeeds leaves the file current, so nothing is said and the exit stays."""
+    import shutil
+
+    from s3stow.models import RunSummary
+    from s3stow.report.status import StatusHeartbeat
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    heartbeat = StatusHeartbeat(folder / "st.json", interval=0, log_final_failure=False)
+    heartbeat.on_start("r", "s3://b/")
+    shutil.rmtree(folder)
+    folder.write_text("in the way")
+    heartbeat.on_finish(RunSummary("r"))
+    assert heartbeat.final_error is not None
+    assert str(folder / "st.json") in heartbeat.final_error
+    folder.unlink()
+    folder.mkdir()
+    heartbeat.on_finish(RunSummary("r2"))
+    assert heartbeat.final_error is None
+    assert json.loads((folder / "st.json").read_text())["phase"] == "done"

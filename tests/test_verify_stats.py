@@ -371,6 +371,44 @@ def test_piped_verify_output_keeps_whole_keys(cli, s3, bucket, tmp_path: Path) -
     assert key in line, result.stdout  # whole, on one line
 
 
+def test_one_long_key_leaves_the_other_rows_of_verify_readable(
+    cli,  # type: ignore[no-untyped-def]
+    bucket,
+    tmp_path: Path,
+) -> None:
+    """The table was padded to the longest key: one 300-character key pushed the tier and
+    the detail of every other row 300 columns right. The key column is at most 60 wide:
+    piped, a longer key is whole on its line and shifts its own row only, no line ends in
+    padding; on a terminal it wraps in its column, every character kept (no ellipsis);
+    ``--json`` is as it was."""
+    deep = "/".join(f"directory-number-{i:02}" for i in range(14))
+    make_tree(tmp_path / "src", {f"{deep}/long.txt": 5, "a.txt": 1, "b.txt": 2})
+    target = f"s3://{bucket}/p"
+    piped = cli("verify", "src", target, "--ledger", "l.db")
+    assert piped.code == 1
+    long_key = f"p/{deep}/long.txt"
+    lines = piped.stdout.splitlines()
+    rows = [x for x in lines if x.startswith("missing")]
+    assert len(rows) == 3, piped.stdout
+    assert all(line == line.rstrip() for line in lines)
+    short = [row for row in rows if long_key not in row]
+    assert [row.split()[1] for row in short] == ["p/a.txt", "p/b.txt"]
+    assert all(len(row) < 100 for row in short), piped.stdout  # not padded to the long key
+    assert f"missing  {long_key}  listing  not in S3" in rows  # whole, on its line
+    assert lines[0].index("tier") == short[0].index("listing")  # the short rows align
+    terminal = cli(
+        "verify", "src", target, "--ledger", "l.db", env={"FORCE_COLOR": "1", "COLUMNS": "100"}
+    )
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", terminal.stdout).splitlines()
+    assert "…" not in terminal.stdout
+    assert all(len(line) <= 100 for line in shown)
+    start, end = shown[0].index("key"), shown[0].index("tier")
+    assert long_key in "".join(line[start:end].strip() for line in shown[1:])
+    as_json = cli("--json", "verify", "src", target, "--ledger", "l.db")
+    keys = {f["key"] for f in json.loads(as_json.stdout)["findings"]}
+    assert keys == {long_key, "p/a.txt", "p/b.txt"}
+
+
 @pytest.mark.engines
 @pytest.mark.parametrize("algorithm", ["crc32", "sha256"])
 def test_deep_rereads_a_file_uploaded_with_another_checksum(

@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -220,25 +221,14 @@ def unencodable_escaped() -> None:
         stdout.reconfigure(errors="backslashreplace")
 
 
-def no_pydantic_plugins() -> None:
-    """The program's one pydantic model is its own ``Settings``, built at every start:
-    pydantic is told that no plugin observes it (``PYDANTIC_DISABLE_PLUGINS``, pydantic's
-    documented switch), so it does not read the entry points of every installed
-    distribution to look for one (about 6 ms of a one-file upload's CPU, more in a
-    larger environment). A value the user set is kept (empty: plugins load as before)."""
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with the documented code. Run as the program
     (``argv`` not given: the console script, ``python -m s3stow``), the process is
     s3stow's own: its garbage collector is held during start-up
-    (``globalopts.hold_collector``) and pydantic looks for no plugin
-    (``no_pydantic_plugins``); a host calling ``main([...])`` keeps its own."""
+    (``globalopts.hold_collector``); a host calling ``main([...])`` keeps its own."""
     if argv is None:
         hold_collector()
         unencodable_escaped()
-        no_pydantic_plugins()
     if os.environ.get("_S3STOW_COMPLETE"):  # the shell asks for completions
         from typer._completion_classes import completion_init
 
@@ -250,7 +240,33 @@ def main(argv: list[str] | None = None) -> None:
         flush_warnings()  # what a command warned of many times, said once (logs.warn_each)
 
 
+# Asked when the command ends: an output that failed after the run's outcome was decided
+# (the status file's last write), said as the command's last line; exit 3 where the run
+# would end 0 or 1.
+_LATE_CHECKS: list[Callable[[], str | None]] = []
+
+
+def check_at_exit(check: Callable[[], str | None]) -> None:
+    """Ask ``check`` when the command ends (``StatusHeartbeat.final_error``): a message
+    is an output the run could not write at its end, which a user who monitors the
+    status file is told nothing else of."""
+    _LATE_CHECKS.append(check)
+
+
+def _after_run(code: int) -> int:
+    """The exit code, once the late errors are said: 3 (an output the user relies on
+    was not written) for a run that would exit 0 or 1; 2, 3 and 130 stay."""
+    checks, _LATE_CHECKS[:] = list(_LATE_CHECKS), []
+    late = [message for message in (check() for check in checks) if message]
+    for message in late:
+        _error(f"{message}; exit {int(ExitCode.FATAL)}, the summary is the run's outcome")
+    if late and code in (ExitCode.OK, ExitCode.SOME_FAILED):
+        return int(ExitCode.FATAL)
+    return code
+
+
 def _main(argv: list[str] | None) -> None:
+    _LATE_CHECKS.clear()
     try:
         # With standalone_mode=False click returns the code of a typer.Exit.
         code = app(args=argv, standalone_mode=False, prog_name="s3stow")
@@ -258,12 +274,12 @@ def _main(argv: list[str] | None) -> None:
         if debug_on():
             log.exception("s3stow error")
         _error(str(exc))
-        sys.exit(int(exc.exit_code))
+        sys.exit(_after_run(int(exc.exit_code)))
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        sys.exit(_after_run(exc.exit_code))
     except typer.Abort:
         _error("interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
+        sys.exit(_after_run(int(ExitCode.INTERRUPTED)))
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument
         show = getattr(exc, "show", None)
         if callable(show):
@@ -273,7 +289,7 @@ def _main(argv: list[str] | None) -> None:
         sys.exit(int(ExitCode.USAGE))
     except KeyboardInterrupt:
         _error("interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
+        sys.exit(_after_run(int(ExitCode.INTERRUPTED)))
     except Exception as exc:
         if debug_on():
             log.exception("unexpected error")
@@ -282,7 +298,15 @@ def _main(argv: list[str] | None) -> None:
             "please report it)"
         )
         sys.exit(int(ExitCode.FATAL))
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(_after_run(code if isinstance(code, int) else 0))
 
 
-__all__ = ["COMMANDS", "GlobalOptions", "app", "heading", "main", "output_console"]
+__all__ = [
+    "COMMANDS",
+    "GlobalOptions",
+    "app",
+    "check_at_exit",
+    "heading",
+    "main",
+    "output_console",
+]

@@ -106,7 +106,7 @@ def setup(
         transition_class=storage_class_transition,
         expire_after=expire_after,
         abort_incomplete_after=abort_incomplete_after,
-        prefix=normalise_prefix(prefix) if prefix else "",
+        prefix=_prefix(prefix),
         encryption=encryption,
         kms_key_id=kms_key_id,
         block_public_access=block_public_access,
@@ -226,12 +226,12 @@ def check(
             hint="give 0 or more: --abort-older-than 7 aborts the uploads started over "
             "7 days ago (0: every one)",
         )
+    scope = _prefix(prefix)  # a usage error before any request
     admin = BucketAdmin(make_client(options.settings()), bucket)
     if not admin.exists():
         raise BucketMissingError(  # exit 3, as every command meeting a missing bucket
             f"bucket {bucket} does not exist", hint=f"create it with `s3stow bucket setup {bucket}`"
         )
-    scope = normalise_prefix(prefix) if prefix else ""
     objects, size = admin.inventory(scope)
     uploads = admin.incomplete_uploads(scope)
     aborted = []
@@ -275,6 +275,13 @@ def check(
         console.print(f"  {key} ({age:.1f} days old)")
     if aborted:
         console.print(f"aborted {plural(len(aborted), 'incomplete upload')}")
+
+
+def _prefix(prefix: str | None) -> str:
+    """``--prefix`` as ``upload`` takes a URL's prefix: ``a//b``, ``/a``, ``..`` refused."""
+    if not prefix:
+        return ""
+    return normalise_prefix(prefix, named=f"--prefix {prefix!r}", write="--prefix {}")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -76,11 +76,7 @@ def dev_server(
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
 
-    def _terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if hasattr(signal, "SIGTERM"):  # from here on, SIGTERM stops the server like Ctrl+C
-        signal.signal(signal.SIGTERM, _terminate)
+    previous = _stop_on_signals()
     snapshot = False
     try:
         server.start()
@@ -97,6 +93,7 @@ def dev_server(
     except KeyboardInterrupt:
         pass
     finally:
+        _ignore_signals()  # a second signal must not cut the stop short: the child stays
         if snapshot and server.process is not None and server.process.poll() is None:
             assert data_dir is not None
             saved = save_snapshot(server.endpoint_url, data_dir)
@@ -106,6 +103,34 @@ def dev_server(
             )
         server.stop()
         print("local S3 server stopped", flush=True)
+        for signum, handler in previous.items():  # a host calling main() gets its own back
+            signal.signal(signum, handler)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """SIGTERM (``kill PID``) and SIGINT stop the server like Ctrl+C, whatever this
+    process inherited: a non-interactive shell starts a background job (``s3stow
+    dev-server &`` in a script) with SIGINT ignored, and Python keeps an ignored SIGINT,
+    so ``kill -INT PID`` did nothing. Set before the server starts, so a signal during
+    its start-up also stops it and removes its temporary data. Returns the handlers
+    it replaced."""
+    previous = {}
+    for name in ("SIGTERM", "SIGINT"):
+        if hasattr(signal, name):
+            signum = getattr(signal, name)
+            previous[signum] = signal.signal(signum, _terminate)
+    return previous
+
+
+def _ignore_signals() -> None:
+    """While the server is saved and stopped (bounded: SIGKILL after 20 s)."""
+    for name in ("SIGTERM", "SIGINT"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def _print_usage(endpoint: str, where: str) -> None:

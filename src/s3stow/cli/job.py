@@ -176,7 +176,7 @@ def plan(
         planner = Planner(settings, target)
         roots = check_sources(planner.sources(sources))
         job_settings = {
-            **settings.model_dump(mode="json", exclude=set(_HOST_ONLY)),
+            **settings.dump(json=True, exclude=_HOST_ONLY),
             "split_above": split,
         }
         unreadable: list[Skipped] = []
@@ -355,7 +355,7 @@ def _work(
         }
         settings = run_settings(info["settings"], base=base, overrides=overrides)
         if base.metrics_port is None:
-            settings = settings.model_copy(update={"metrics_port": None})
+            settings = settings.replace(metrics_port=None)
         metrics = metrics_for(settings, command="job work")
         observers = observers_for(options, settings, batches=True, command="job work")
         uploader = Uploader(settings, ledger=journal, observers=observers, request_observer=metrics)

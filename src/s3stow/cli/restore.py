@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
+from s3stow.cli.app import (
+    GlobalOptions,
+    MetricsHostOpt,
+    MetricsPortOpt,
+    check_at_exit,
+    output_console,
+)
 from s3stow.cli.helptext import examples
 from s3stow.cli.runoptions import (
     ConcurrencyOpt,
@@ -283,16 +289,17 @@ def observers_for(
         from s3stow.report.status import StatusHeartbeat
         from s3stow.restore.glacier import PENDING
 
-        observers.append(
-            StatusHeartbeat(
-                settings.status_json,
-                interval=settings.status_interval,
-                group_key="folders",
-                busy_phase="restoring",
-                command=command,  # a restore's counters: "restore" is in each name
-                pending_class=PENDING,  # waiting for Glacier: "pending", as in the summary
-            )
+        heartbeat = StatusHeartbeat(
+            settings.status_json,
+            interval=settings.status_interval,
+            group_key="folders",
+            busy_phase="restoring",
+            command=command,  # a restore's counters: "restore" is in each name
+            pending_class=PENDING,  # waiting for Glacier: "pending", as in the summary
+            log_final_failure=False,  # said last instead, exit 3
         )
+        check_at_exit(lambda: heartbeat.final_error)
+        observers.append(heartbeat)
     if settings.failures_file is not None:
         observers.append(FailuresFile(settings.failures_file, extra={"command": "restore"}))
     return observers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,15 +10,16 @@ import typer
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.failed import forget_failures, gone_line, list_failures
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, key_options
 from s3stow.cli.runoptions import LedgerOpt, StatusJsonOpt
 from s3stow.errors import ConfigError, ExitCode
-from s3stow.models import RunSummary, Status, Target
+from s3stow.models import RunSummary, Target
 from s3stow.units import plural
 
 if TYPE_CHECKING:
-    from s3stow.ledger import Ledger
+    from s3stow.ledger import Ledger, LedgerEntry
     from s3stow.plan.retries import RetryBatch
 
 
@@ -68,6 +68,23 @@ def retry(
     list_only: Annotated[
         bool, Opt("--list", help="Show what is still failed, by error class; retry nothing.")
     ] = False,
+    forget: Annotated[
+        bool,
+        Opt(
+            "--forget",
+            help="Drop the failed items selected (--run, --error-class) from the ledger; "
+            "send nothing. With --dry-run: list them, drop nothing.",
+        ),
+    ] = False,
+    error_classes: Annotated[
+        list[str] | None,
+        Opt(
+            "--error-class",
+            help="Only items last failed with this error class (as --list shows it: "
+            "SourceGone, SlowDown); repeatable.",
+            metavar="CLASS",
+        ),
+    ] = None,
     max_attempts: Annotated[
         int | None,
         Opt(help="Attempts per request (botocore's retries).", metavar="N", show_default="5"),
@@ -105,7 +122,7 @@ def retry(
     from s3stow.ledger import open_ledger
     from s3stow.localfiles import given_path
     from s3stow.plan.failures import read_failures
-    from s3stow.plan.retries import from_failures, from_ledger
+    from s3stow.plan.retries import from_failures, from_ledger, retry_prefix
 
     options: GlobalOptions = ctx.obj
     overrides: dict[str, Any] = {
@@ -144,9 +161,22 @@ def retry(
             base_text, what="the folder of --base-dir", fix="name the folder the paths are under"
         )
     )
-    if keys.given() and from_file is None:
+    if prefix is not None:
+        retry_prefix(prefix)  # a usage error before the log is read
+    if from_file is not None and (forget or list_only or error_classes):
+        given = "--forget" if forget else "--list" if list_only else "--error-class"
         raise ConfigError(
-            f"{', '.join(keys.given())} plan the keys of what --from names; the ledger's "
+            f"{given} takes the ledger's failed items; --from names a log's",
+            hint=f"drop --from to use {given}",
+        )
+    if forget and list_only:
+        raise ConfigError(
+            "--forget and --list are two commands", hint="give one: --list shows, --forget drops"
+        )
+    planning = [*keys.given(), *(["--prefix"] if prefix is not None else [])]
+    if planning and from_file is None:
+        raise ConfigError(
+            f"{', '.join(planning)} plan the keys of what --from names; the ledger's "
             "items keep the keys their runs planned",
             hint="pass --from FILE, or run the upload again with the new options",
         )
@@ -165,8 +195,21 @@ def retry(
     try:
         runs = _runs_of(ledger_db, run) if run is not None and from_file is None else None
         if list_only:
-            _list_failures(ledger_db, runs=runs, options=options, console=console)
+            list_failures(
+                ledger_db, runs=runs, classes=error_classes, options=options, console=console
+            )
             return
+        if forget:
+            forget_failures(
+                ledger_db,
+                runs=runs,
+                classes=error_classes,
+                dry_run=bool(base.dry_run),
+                options=options,
+                console=console,
+            )
+            return
+        left_out: list[LedgerEntry] = []
         if from_file is not None:
             source = read_failures(from_file)
             _report_parse(
@@ -180,7 +223,16 @@ def retry(
                 bucket=bucket,
             )
         else:
-            batches = from_ledger(ledger_db, run_ids=runs, overrides=overrides, base=base)
+            batches = from_ledger(
+                ledger_db,
+                run_ids=runs,
+                overrides=overrides,
+                base=base,
+                error_classes=error_classes,
+                left_out=left_out,
+            )
+        if left_out and not options.json and not options.quiet:
+            console.print(gone_line(len(left_out)), markup=False)
         if not batches:
             if not options.json:
                 console.print("nothing to retry")
@@ -314,77 +366,15 @@ def _runs_of(ledger: Ledger, run: str) -> list[str]:
     return batches
 
 
-def _list_failures(
-    ledger: Ledger, *, runs: list[str] | None, options: GlobalOptions, console: Console
-) -> None:
-    from s3stow.plan.retries import category
-
-    counts: Counter[tuple[str, str]] = Counter()
-    latest: dict[tuple[str, str], str] = {}
-    attempts: defaultdict[tuple[str, str], int] = defaultdict(int)
-    for run in runs if runs is not None else [None]:
-        for entry in ledger.items(statuses=[Status.FAILED, Status.CHANGED], run_id=run):
-            group = (category(entry.error_class), entry.error_class or "?")
-            counts[group] += 1
-            attempts[group] += entry.attempts
-            latest[group] = entry.error_message or ""
-    rows = [
-        {
-            "category": c,
-            "error_class": e,
-            "count": n,
-            "attempts": attempts[(c, e)],
-            "latest_message": latest[(c, e)],
-        }
-        for (c, e), n in counts.most_common()
-    ]
-    from s3stow.ledger.restores import RestoreLedger
-
-    restores = sum(  # not retry's to send
-        RestoreLedger(ledger).failed_count(run_id=run)
-        for run in (runs if runs is not None else [None])
-    )
-    if options.json:
-        print(json.dumps({"failed": sum(counts.values()), "by_error": rows, "restores": restores}))
-        return
-    if restores:
-        console.print(
-            f"{plural(restores, 'failed restore')} in the ledger, not listed: `retry` sends "
-            "uploads only; run the same `s3stow restore` command again (its --failures-file and "
-            "summary say why each failed)",
-            markup=False,
-        )
-    if not rows:
-        console.print("nothing is failed in the ledger" if not restores else "no failed upload")
-        return
-    from s3stow.report.console import table as new_table
-
-    table = new_table(
-        "category",
-        "error class",
-        "items",
-        "attempts",
-        "latest message",
-        numeric=("items", "attempts"),
-    )
-    for row in rows:
-        table.add_row(
-            str(row["category"]),
-            str(row["error_class"]),
-            str(row["count"]),
-            str(row["attempts"]),
-            str(row["latest_message"])[:80],
-        )
-    console.print(table)
-    still = plural(sum(counts.values()), "item")
-    console.print(f"{still} still failed; `s3stow retry` re-attempts them")
-
-
 def register(app: typer.Typer) -> None:
     app.command(
         epilog=examples(
             ("What is still failed, by error class (nothing is sent):", "s3stow retry --list"),
             ("Retry every failed file the ledger knows:", "s3stow retry"),
+            (
+                "Drop from the ledger the failures whose local file is gone (first, see what):",
+                "s3stow retry --forget --error-class SourceGone --dry-run",
+            ),
             (
                 "Retry what an aws s3 sync log says failed, under a corrected prefix:",
                 "s3stow retry --from sync-errors.log --base-dir /data --prefix archive/2024/",

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
-from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output_console
+from s3stow.cli.app import (
+    GlobalOptions,
+    MetricsHostOpt,
+    MetricsPortOpt,
+    check_at_exit,
+    output_console,
+)
 from s3stow.cli.collector import release_collector
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
@@ -346,14 +352,15 @@ def observers_for(
         from s3stow.report.status import StatusHeartbeat
 
         grouped_by_type = settings.layout == "project" or bool(settings.include_types)
-        observers.append(
-            StatusHeartbeat(
-                settings.status_json,
-                interval=settings.status_interval,
-                group_key="folder_types" if grouped_by_type else "folders",
-                command=command,
-            )
+        heartbeat = StatusHeartbeat(
+            settings.status_json,
+            interval=settings.status_interval,
+            group_key="folder_types" if grouped_by_type else "folders",
+            command=command,
+            log_final_failure=False,  # said last instead, exit 3
         )
+        check_at_exit(lambda: heartbeat.final_error)
+        observers.append(heartbeat)
     if settings.failures_file is not None:
         observers.append(FailuresFile(settings.failures_file))
     return observers

@@ -122,6 +122,11 @@ def verify(
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
+# The key column is as wide as its longest key up to this: one long key does not pad
+# every row (on a terminal it wraps within it; piped it is whole and shifts its row).
+KEY_WIDTH = 60
+
+
 def _print(
     findings: list[Finding], counts: Counter[str], options: GlobalOptions, *, deep: bool
 ) -> None:
@@ -150,12 +155,21 @@ def _print(
     console = output_console()
     problems = [f for f in findings if f.kind != OK]
     if problems:
+        from s3stow.report.console import aligned_lines
         from s3stow.report.console import table as new_table
 
-        table = new_table("class", "key", "tier", "detail")
-        for finding in problems[:200]:
-            table.add_row(finding.kind, finding.key, finding.tier, finding.detail)
-        console.print(table)
+        header = ("class", "key", "tier", "detail")
+        rows = [(f.kind, f.key, f.tier, f.detail) for f in problems[:200]]
+        if console.is_terminal:  # a long key wraps in its column, never cut short
+            table = new_table(*header)
+            table.columns[1].max_width = KEY_WIDTH
+            table.columns[1].overflow = "fold"
+            for row in rows:
+                table.add_row(*row)
+            console.print(table)
+        else:  # each row whole on its line; a long key shifts its own row only
+            for line in aligned_lines(header, rows, caps={1: KEY_WIDTH}):
+                console.out(line, highlight=False)
         if len(problems) > 200:
             console.print(f"... and {len(problems) - 200} more (see --report)")
     tiers = Counter(f.tier for f in findings if f.kind == OK)
@@ -184,13 +198,12 @@ def _fix(
     """Re-upload what can be fixed, forced (the ledger may wrongly say done); whether
     every fixable finding is now fixed."""
     from s3stow.cli.upload import observers_for
-    from s3stow.config import Settings
     from s3stow.transfer.engine import Uploader
 
     items = [PlannedUpload(f.source, bucket, f.key) for f in findings if f.source and _fixable(f)]
     if not items:
         return True
-    forced = Settings.model_validate({**settings.model_dump(), "force": True})
+    forced = settings.replace(force=True)
     uploader = Uploader(forced, ledger=db, observers=observers_for(options, forced))
     summary = uploader.upload_planned(items, Target(bucket, ""), command="verify-fix")
     if not options.json:

@@ -168,7 +168,7 @@ class JobWorker:
                 bucket=self.target.bucket,
                 prefix=self.target.prefix,
                 sources=[],
-                settings=self.uploader.settings.model_dump(mode="json"),
+                settings=self.uploader.settings.dump(json=True),
             )
 
     def _finish_split_run(self) -> None:

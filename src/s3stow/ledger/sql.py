@@ -357,6 +357,21 @@ class Ledger:
         ``store``: the S3 it was reached against, ``ObjectStore.store_id``)."""
         self._queue("item", (result, mtime_ns, run_id, time.time(), group, store))
 
+    def forget(self, entries: Sequence[LedgerEntry]) -> int:
+        """Delete the rows of ``entries`` that are still failed or changed (``retry
+        --forget``), in one transaction; how many went. A row that became done since it
+        was read is kept; the ``attempts`` history and any multipart state are kept."""
+        self.flush()
+        where = " WHERE bucket = :bucket AND key = :key AND status IN ('failed', 'changed')"
+        gone = 0
+        with self._translated("write"), self._write_lock, self.database.write() as session:
+            for entry in entries:
+                params = {"bucket": entry.bucket, "key": entry.key}
+                if next(iter(session.execute("SELECT 1 FROM items" + where, params)), None):
+                    session.execute("DELETE FROM items" + where, params)
+                    gone += 1
+        return gone
+
     def items_under(self, bucket: str, prefix: str) -> Iterator[LedgerEntry]:
         """Every item of ``bucket`` whose key starts with ``prefix``, by key."""
         self.flush()

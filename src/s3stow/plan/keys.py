@@ -48,36 +48,65 @@ def validate_bucket(name: str) -> str:
 
 
 def parse_target(url: str) -> Target:
-    """Parse ``s3://bucket[/prefix]``; the prefix is normalised to end with ``/``.
-
-    An empty segment (``s3://b/a//b``, ``s3://b//a``) is refused (exit 2), for every
-    command alike: S3 keeps ``a//b/x`` apart from ``a/b/x``, so taking it as ``a/b/``
-    would write and read other keys than the ones named, and keeping it would make keys
-    that ``restore`` refuses (an empty folder name cannot be a local path)."""
+    """Parse ``s3://bucket[/prefix]``; the prefix is normalised to end with ``/``, and
+    checked by ``normalise_prefix``, the rule every prefix s3stow is given follows."""
     if not url.startswith("s3://"):
         raise ConfigError(
             f"destination {url!r} is not an S3 URL", hint="write it as s3://BUCKET[/PREFIX]"
         )
     bucket, _, prefix = url[len("s3://") :].partition("/")
     validate_bucket(bucket)
-    trimmed = prefix.removesuffix("/")
-    if trimmed and "" in trimmed.replace("\\", "/").split("/"):
-        fixed = normalise_prefix(prefix)
+    named = f"the prefix of {url!r}"
+    return Target(bucket, normalise_prefix(prefix, named=named, write=f"s3://{bucket}/{{}}"))
+
+
+def checked_target(target: Target) -> Target:
+    """A ``Target`` a library caller built, checked and normalised as ``parse_target``
+    checks a URL (``Target("b", "a/b")`` is ``a/b/``; ``"a//b"`` is refused)."""
+    bucket = validate_bucket(target.bucket)
+    prefix = normalise_prefix(
+        target.prefix,
+        named=f"the prefix {target.prefix!r} of Target({bucket!r}, ...)",
+        write=f"Target({bucket!r}, {{!r}})",
+    )
+    return target if prefix == target.prefix else Target(bucket, prefix)
+
+
+def normalise_prefix(prefix: str, *, named: str | None = None, write: str = "{}") -> str:
+    """The one rule for every key prefix s3stow is given: ``s3://BUCKET/PREFIX``,
+    ``retry --prefix``, ``bucket --prefix``, the library's ``Target`` and ``PREFIX``.
+
+    ``a/b`` -> ``a/b/``; a ``\\`` counts as ``/``; empty (or ``/`` alone) stays empty.
+    An empty segment (``a//b``, a leading ``/``) is refused (exit 2), for every command
+    alike: S3 keeps ``a//b/x`` apart from ``a/b/x``, so taking it as ``a/b/`` would
+    write and read other keys than the ones named, and keeping it would make keys that
+    ``restore`` refuses (an empty folder name cannot be a local path). So is a ``.`` or
+    ``..`` segment. ``named`` says how the user gave it (default ``prefix 'a//b'``);
+    ``write`` spells the fix, ``{}`` standing for the prefix (``--prefix {}``).
+    """
+    shown = named or f"prefix {prefix!r}"
+    parts = prefix.replace("\\", "/").split("/")
+    if parts[-1] == "":  # one trailing / ends a folder
+        parts.pop()
+    if parts in ([], [""]):
+        return ""
+    kept = [p for p in parts if p not in ("", ".", "..")]
+    tidy = "/".join(kept) + "/" if kept else ""
+    dots = sorted({p for p in parts if p in (".", "..")})
+    if dots:
         raise ConfigError(
-            f"{url!r} has an empty segment in its prefix (//): S3 keeps such keys apart "
-            f"from those with one /, and restore cannot make an empty folder name",
-            hint=f"write s3://{bucket}/{fixed}",
+            f"{shown} has a {' and a '.join(repr(d) for d in dots)} segment: a key prefix "
+            "names folders, it cannot climb out of one",
+            hint=f"write the folders it means, e.g. {write.format(tidy)}",
         )
-    return Target(bucket, normalise_prefix(prefix))
-
-
-def normalise_prefix(prefix: str) -> str:
-    """``a/b`` -> ``a/b/``; ``/a//b/`` -> ``a/b/``; empty stays empty."""
-    parts = [p for p in prefix.replace("\\", "/").split("/") if p]
-    for part in parts:
-        if part in (".", ".."):
-            raise ConfigError(f"prefix {prefix!r} contains a '{part}' segment")
-    return "/".join(parts) + "/" if parts else ""
+    if "" in parts:
+        where = "starts with /" if parts[0] == "" else "has an empty segment (//)"
+        raise ConfigError(
+            f"{shown} {where}: S3 keeps such keys apart from those with one /, and "
+            "restore cannot make an empty folder name",
+            hint=f"write {write.format(tidy)}",
+        )
+    return "/".join(parts) + "/"
 
 
 def build_key(prefix: str, rel_path: str) -> str:

@@ -2,7 +2,9 @@
 
 From the ledger: every item whose latest status is failed or changed (of all
 runs, or of one), grouped by the run that last tried it, so each group is
-retried with the settings that run used. From a failures file or an aws s3 log
+retried with the settings that run used; an item a retry found without its local
+file is recorded ``SourceGone`` (reported that once) and left out of the retries after
+it while the file stays gone. From a failures file or an aws s3 log
 (``failures.read_failures``): each named file, resolved against ``base_dir``,
 its key planned again from the logged one by the same planner as ``upload``
 (``--strip-prefix``, ``--prefix``, layouts, templates). Files that are gone and
@@ -17,12 +19,12 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s3stow.config import Settings
+from s3stow.config import SETTING_NAMES, Settings
 from s3stow.errors import ConfigError
 from s3stow.ledger import Ledger, LedgerEntry
 from s3stow.logs import REDACTED
@@ -33,6 +35,10 @@ from s3stow.plan.planner import Duplicate, Planner, Refused
 from s3stow.plan.templates import sanitise_key
 
 RETRY_GROUP = "retry"
+# A retry from the ledger found the local file gone: reported that once, then left out
+# of later retries (and of ``retry --list``) while it stays gone; ``retry --forget``
+# drops it from the ledger.
+GONE = "SourceGone"
 # Failures a failures file names with a key that is not the file's own to send.
 UNFIXABLE = frozenset({"InvalidName", "KeyCollision"})
 CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -67,7 +73,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "HTTPClientError",
     ),
     "server": ("InternalError", "500", "502", "504", "BadGateway", "GatewayTimeout"),
-    "source missing": ("SourceMissing", "FileNotFoundError"),
+    "source missing": ("SourceMissing", "FileNotFoundError", GONE),
     "source changed": ("SourceChanged",),
     "source unreadable": ("PermissionDenied", "ReadError", "SourceError", "PermissionError"),
     "key invalid": ("UnsafeKey", "KeyCollision", "InvalidName"),
@@ -116,7 +122,14 @@ def _refuse(path: Path, bucket: str, key: str, error_class: str, reason: str) ->
     return UploadResult(path, bucket, key, Status.FAILED, error_class=error_class, error=reason)
 
 
-def _add(batch: RetryBatch, path: Path, key: str, *, missing_hint: str) -> None:
+_GONE_NOTE = (
+    " any more: reported this once, left out of later retries while it stays gone "
+    "(`s3stow retry --forget --error-class SourceGone` drops it from the ledger; an "
+    "upload of the file, back in place, sends it)"
+)
+
+
+def _add(batch: RetryBatch, path: Path, key: str) -> None:
     try:
         safe = sanitise_key(key)
     except UnsafeKeyError as exc:
@@ -133,16 +146,26 @@ def _add(batch: RetryBatch, path: Path, key: str, *, missing_hint: str) -> None:
     source = _source_file(path)
     if source is None:
         batch.refused.append(
-            _refuse(
-                path,
-                batch.bucket,
-                safe,
-                "SourceMissing",
-                f"local file {path} does not exist{missing_hint}",
-            )
+            _refuse(path, batch.bucket, safe, GONE, f"local file {path} does not exist{_GONE_NOTE}")
         )
         return
     batch.items.append(PlannedUpload(source, batch.bucket, safe))
+
+
+def failed_items(
+    ledger: Ledger, *, run_ids: Sequence[str] | None, error_classes: Sequence[str] | None
+) -> Iterator[LedgerEntry]:
+    """The failed/changed items ``retry``, ``retry --list`` and ``retry --forget`` take:
+    of the runs ``run_ids`` (a watch's batches) and ``error_classes``, when given."""
+    for run_id in run_ids if run_ids is not None else [None]:
+        for entry in ledger.items(statuses=[Status.FAILED, Status.CHANGED], run_id=run_id):
+            if error_classes is None or entry.error_class in error_classes:
+                yield entry
+
+
+def still_gone(entry: LedgerEntry) -> bool:
+    """A ``SourceGone`` item whose local file is still not there (one ``stat``)."""
+    return entry.error_class == GONE and _source_file(Path(entry.source_path)) is None
 
 
 def from_ledger(
@@ -151,14 +174,22 @@ def from_ledger(
     run_ids: Sequence[str] | None,
     overrides: dict[str, Any],
     base: Settings,
+    error_classes: Sequence[str] | None = None,
+    left_out: list[LedgerEntry] | None = None,
 ) -> list[RetryBatch]:
     """Failed/changed ledger items (of the runs ``run_ids``, when given: a watch's
-    batches), grouped by the run (and bucket) that last tried them."""
+    batches; of ``error_classes``, when given), grouped by the run (and bucket) that
+    last tried them. A ``SourceGone`` item whose file is still gone is not retried
+    (unless ``error_classes`` names it): it goes to ``left_out``."""
     grouped: dict[tuple[str, str], list[LedgerEntry]] = defaultdict(list)
-    for run_id in run_ids if run_ids is not None else [None]:
-        for entry in ledger.items(statuses=[Status.FAILED, Status.CHANGED], run_id=run_id):
-            if entry.key:
-                grouped[(entry.run_id, entry.bucket)].append(entry)
+    for entry in failed_items(ledger, run_ids=run_ids, error_classes=error_classes):
+        if not entry.key:
+            continue
+        if error_classes is None and still_gone(entry):
+            if left_out is not None:
+                left_out.append(entry)
+            continue
+        grouped[(entry.run_id, entry.bucket)].append(entry)
     batches = []
     for (source_run, bucket), entries in grouped.items():
         info = ledger.run_info(source_run)
@@ -173,7 +204,7 @@ def from_ledger(
                     )
                 )
             else:
-                _add(batch, path, entry.key, missing_hint=" any more")
+                _add(batch, path, entry.key)
         batches.append(batch)
     return batches
 
@@ -210,8 +241,8 @@ def from_failures(
     hint = " (relative paths are resolved against --base-dir" + (
         f" {base_dir})" if base_dir else ", which was not given)"
     )
-    unselected = settings.model_copy(update=_NO_SELECTION)  # every named item is retried
-    prefix = normalise_prefix(new_prefix or "")
+    unselected = settings.replace(**_NO_SELECTION)  # every named item is retried
+    prefix = retry_prefix(new_prefix)
     for item in items:
         target_bucket = validate_bucket(bucket or item.bucket)
         batch = batches.setdefault(target_bucket, RetryBatch(target_bucket, settings))
@@ -226,6 +257,13 @@ def from_failures(
             planners[target_bucket] = Planner(unselected, Target(target_bucket, prefix))
         _plan(batch, planners[target_bucket], local, item.key, missing_hint=hint)
     return list(batches.values())
+
+
+def retry_prefix(given: str | None) -> str:
+    """``retry --prefix``, checked as a URL's prefix is (``a//b``, ``/a`` refused: exit 2)."""
+    if not given:
+        return ""
+    return normalise_prefix(given, named=f"--prefix {given!r}", write="--prefix {}")
 
 
 _NO_SELECTION: dict[str, Any] = {
@@ -268,12 +306,12 @@ def _plan(batch: RetryBatch, planner: Planner, path: Path, key: str, *, missing_
 
 def run_settings(stored: str | None, *, base: Settings, overrides: dict[str, Any]) -> Settings:
     """The settings a run used (as stored in the ledger), with this command's overrides."""
-    data: dict[str, Any] = base.model_dump()
+    data: dict[str, Any] = base.dump()
     given = {k: v for k, v in overrides.items() if v is not None}
     if stored:
         saved = json.loads(stored)
         for key, value in saved.items():
-            if key not in Settings.model_fields:
+            if key not in SETTING_NAMES:
                 continue
             if isinstance(value, str) and REDACTED in value:  # a secret the ledger did not keep
                 if key == "endpoint_url" and key not in given and base.endpoint_url is None:
@@ -285,4 +323,4 @@ def run_settings(stored: str | None, *, base: Settings, overrides: dict[str, Any
             data[key] = value
     data.update(given)
     data.update(force=False, limit=None)
-    return Settings.model_validate(data)
+    return Settings(**data)

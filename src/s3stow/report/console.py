@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -224,6 +226,30 @@ def table(*columns: str, numeric: tuple[str, ...] = ()) -> Table:
     for column in columns:
         made.add_column(column, justify="right" if column in numeric else "left")
     return made
+
+
+def aligned_lines(
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, caps: dict[int, int]
+) -> list[str]:
+    """A table for output that is piped or redirected: each row whole on one line (a
+    script reads a key whole), columns two spaces apart, no trailing spaces. A column is
+    as wide as its longest cell, up to its cap in ``caps`` (by index): a longer cell is
+    written whole and shifts the rest of its own row only, so one long key does not
+    push every other row's columns to the right. Cells as ``table`` shows them
+    (control characters escaped)."""
+    from rich.cells import cell_len  # columns on screen: a CJK character takes two
+
+    shown = [tuple(map(for_terminal, row)) for row in [header, *rows]]
+    widths = [
+        min(max(cell_len(row[i]) for row in shown), caps.get(i, sys.maxsize))
+        for i in range(len(header))
+    ]
+    lines = []
+    for row in shown:
+        pairs = zip(row, widths, strict=True)
+        cells = [cell + " " * (width - cell_len(cell)) for cell, width in pairs]
+        lines.append("  ".join(cells).rstrip())
+    return lines
 
 
 SHOWN_PLANNED = 50  # files a dry run lists on a terminal without -v

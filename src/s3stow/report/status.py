@@ -117,8 +117,14 @@ class StatusHeartbeat(Observer):
         busy_phase: str = "uploading",
         command: str = "upload",
         pending_class: str | None = None,
+        log_final_failure: bool = True,
     ) -> None:
         self.path = path
+        # the last write (a run's end) failed: its message, until a later write succeeds
+        # (a job worker's next batch); the command line says it last and exits 3
+        # (``log_final_failure=False``), a library caller gets it logged as an error too
+        self.final_error: str | None = None
+        self._log_final_failure = log_final_failure
         check_writable(path)
         self.busy_phase = busy_phase
         self.interval = interval
@@ -263,13 +269,16 @@ class StatusHeartbeat(Observer):
             text = json.dumps(self._state, indent=2)
             try:
                 atomic_write_text(self.path, text)
+                self.final_error = None  # the file shows this write
             except OSError as exc:
                 why = exc.strerror or str(exc)
                 if final:  # the run is over: its summary must still be printed
-                    log.error(
-                        "cannot write the status file %s at the end of the run: %s (it "
-                        "still shows the run as it was at the last write)", self.path, why,
-                    )  # fmt: skip
+                    self.final_error = (
+                        f"cannot write the status file {self.path} at the end of the run: "
+                        f"{why} (it still shows the run as it was at the last write)"
+                    )
+                    if self._log_final_failure:
+                        log.error("%s", self.final_error)
                     return
                 if force:  # the first: a status file that cannot be written, before the run
                     raise ConfigError(

@@ -35,7 +35,7 @@ from s3stow.errors import ConfigError, S3StowError
 from s3stow.ledger import Ledger
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord, is_restore_run
 from s3stow.models import Decision, Reason, SourceFile, Status, Target, UploadResult
-from s3stow.plan.keys import parse_target
+from s3stow.plan.keys import checked_target, parse_target
 from s3stow.plan.ownfiles import working_files
 from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
@@ -136,7 +136,7 @@ class Restorer:
     ) -> RestoreSummary:
         """Restore every object under ``s3://bucket/prefix`` into ``dest`` (a single
         object when ``prefix`` names one and nothing lies below it)."""
-        target = source if isinstance(source, Target) else parse_target(source)
+        target = checked_target(source) if isinstance(source, Target) else parse_target(source)
         root = self._root(dest)
         with self._dest_kept_if_written():
             return self._restore_tree(target, root, run_id=run_id)
@@ -192,7 +192,7 @@ class Restorer:
             )
         target = Target(str(info["bucket"]), str(info["prefix"]))
         if source is not None:
-            target = source if isinstance(source, Target) else parse_target(source)
+            target = checked_target(source) if isinstance(source, Target) else parse_target(source)
             if target.bucket != info["bucket"]:
                 raise ConfigError(
                     f"run {upload_run!r} uploaded to bucket {info['bucket']!r}, not "
@@ -379,7 +379,7 @@ class Restorer:
                 bucket=target.bucket,
                 prefix=target.prefix,
                 sources=[str(root)],
-                settings=self.settings.model_dump(mode="json"),
+                settings=self.settings.dump(json=True),
             )
         try:
             self._pipeline(found, summary)

@@ -155,10 +155,6 @@ class FastPath:
             return {**headers, "x-amz-expected-bucket-owner": self._owner}
         return dict(headers)
 
-    def shape_of(self, bucket: str, operation: str, headers: Mapping[str, str]) -> Shape:
-        """The shape a request with ``headers`` is learned and sent as."""
-        return shape(bucket, operation, self.headers(headers))
-
     def outgoing(self, bucket: str, operation: str, headers: Mapping[str, str]) -> Outgoing:
         """One request's shape and headers, for ``knows_shape`` and ``put``."""
         sent = self.headers(headers)
@@ -442,12 +438,20 @@ class FastPath:
             return None
 
     def get(
-        self, bucket: str, key: str, headers: Mapping[str, str]
+        self, bucket: str, key: str, *, prepared: Outgoing
     ) -> tuple[ObjectInfo, int, int, http1.Stream] | None:
         """One GetObject answered 200 or 206: (its ObjectInfo, the first byte's offset,
-        the body's length, the body to stream), else ``None``."""
+        the body's length, the body to stream), else ``None``. ``prepared``: its
+        ``outgoing(bucket, "GetObject", headers)``."""
         answer = self._request(
-            "GetObject", bucket, key, query={}, headers=headers, ok=_GOT, stream=True
+            "GetObject",
+            bucket,
+            key,
+            query={},
+            headers=prepared.headers,
+            ok=_GOT,
+            stream=True,
+            prepared=prepared,
         )
         if answer is None:
             return None
@@ -464,12 +468,21 @@ class FastPath:
         return info, start, length, answer.stream
 
     def head(
-        self, bucket: str, key: str, headers: Mapping[str, str], *, part_number: int | None
+        self, bucket: str, key: str, *, part_number: int | None, prepared: Outgoing
     ) -> ObjectInfo | None:
         """One HeadObject answered 200 (or 206, as S3 answers a part number): its
-        ObjectInfo, else ``None``."""
+        ObjectInfo, else ``None``. ``prepared``: its ``outgoing(bucket, "HeadObject",
+        headers)``."""
         query = {"partNumber": str(part_number)} if part_number else {}
-        answer = self._request("HeadObject", bucket, key, query=query, headers=headers, ok=_GOT)
+        answer = self._request(
+            "HeadObject",
+            bucket,
+            key,
+            query=query,
+            headers=prepared.headers,
+            ok=_GOT,
+            prepared=prepared,
+        )
         if answer is None:
             return None
         try:
@@ -504,8 +517,7 @@ class FastPath:
                     body.send(sock)  # zero-copy from the file where possible
                 else:
                     sock.sendall(head + body if body else head)
-                status, pairs, rest, close = http1.read_head(sock)
-                answer = http1.lower(pairs)
+                status, pairs, answer, rest, close = http1.read_head(sock)
                 if stream and status in _GOT and method != "HEAD":
                     length = http1.content_length(answer)
                     if length is None or "transfer-encoding" in answer:

@@ -86,15 +86,17 @@ def read_response(sock: Any, method: str) -> tuple[int, dict[str, str], bytes, b
     past 100: returned as the answer, they would leave the final one unread on the
     connection, to be taken as the answer to the next request sent on it. 101 (a
     protocol switch) raises. Bytes beyond the answer mark the connection ``close``."""
-    status, pairs, buffer, close = read_head(sock)
-    headers = lower(pairs)
+    status, _, headers, buffer, close = read_head(sock)
     body, extra = read_body(sock, method, status, headers, buffer)
     return status, headers, body, close or extra
 
 
-def read_head(sock: Any) -> tuple[int, list[tuple[str, str]], bytearray, bool]:
-    """(status, headers as sent: names in the server's case, what arrived after the
-    head, close) of the next final answer on ``sock``."""
+def read_head(
+    sock: Any,
+) -> tuple[int, list[tuple[str, str]], dict[str, str], bytearray, bool]:
+    """(status, headers as sent: names in the server's case, the same by lower-case name
+    (``lower``), what arrived after the head, close) of the next final answer on
+    ``sock``."""
     buffer = bytearray()
     while True:
         while (end := buffer.find(b"\r\n\r\n")) < 0:
@@ -120,9 +122,10 @@ def read_head(sock: Any) -> tuple[int, list[tuple[str, str]], bytearray, bool]:
         if not colon:
             raise http.client.HTTPException(f"malformed header line {line!r}")
         pairs.append((name.strip(), value.strip()))
-    connection = next((v for k, v in pairs if k.lower() == "connection"), "").lower()
+    headers = lower(pairs)
+    connection = headers.get("connection", "").lower()
     close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
-    return status, pairs, buffer[end + 4 :], close
+    return status, pairs, headers, buffer[end + 4 :], close
 
 
 def lower(pairs: list[tuple[str, str]]) -> dict[str, str]:

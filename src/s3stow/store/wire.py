@@ -118,6 +118,7 @@ def get_headers(args: Mapping[str, Any]) -> dict[str, str] | None:
 
 
 _META = "x-amz-meta-"
+_CHECKSUM_HEADERS = tuple((f"x-amz-checksum-{name.lower()}", name) for name in CHECKSUM_FIELDS)
 
 
 def info_from_headers(
@@ -127,16 +128,17 @@ def info_from_headers(
     builds it from botocore's parsed response: ``headers`` by lower-case name, ``pairs``
     as sent (botocore's ``Metadata`` keeps the server's case of each name)."""
     checksum = algorithm = None
-    for name in CHECKSUM_FIELDS:
-        value = headers.get(f"x-amz-checksum-{name.lower()}")
+    for header, name in _CHECKSUM_HEADERS:
+        value = headers.get(header)
         if value:
             checksum, algorithm = value, name
             break
     metadata: dict[str, str] = {}
     first: dict[str, str] = {}  # lower-case name -> as first sent (one header, like urllib3's)
     for name, value in pairs:
-        if name.lower().startswith(_META):
-            meta = first.setdefault(name.lower(), name)[len(_META) :]
+        low = name.lower()
+        if low.startswith(_META):
+            meta = first.setdefault(low, name)[len(_META) :]
             metadata[meta] = f"{metadata[meta]}, {value}" if meta in metadata else value
     modified = headers.get("last-modified")
     sse = headers.get("x-amz-server-side-encryption")

@@ -102,7 +102,7 @@ def verify_tree(
         if on_timestamp is not None:
             on_timestamp(newest)
         if newest is not None:
-            planner = Planner(settings.model_copy(update={"custom_timestamp": newest}), target)
+            planner = Planner(settings.replace(custom_timestamp=newest), target)
     seen: set[str] = set()
     complete = True
     probes = ServerProbes(settings, store=store, ledger=ledger, send=False)

@@ -170,7 +170,7 @@ class Watcher:
         self._last_line: tuple[int, int, int, int] | None = None
         settings = uploader.settings
         excluded = [*DEFAULT_IGNORE, *settings.exclude]  # the user's "!x" can take one back
-        self.planner = Planner(settings.model_copy(update={"exclude": excluded}), target)
+        self.planner = Planner(settings.replace(exclude=excluded), target)
         self.own = working_files(uploader.settings, uploader.ledger)  # never uploaded
         if status_json is not None:
             self.own.add(status_json, "the watch heartbeat (--status-json)")

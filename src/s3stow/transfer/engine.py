@@ -47,7 +47,7 @@ from s3stow.plan.ahead import RunAhead
 from s3stow.plan.collisions import KeyClaims
 from s3stow.plan.compare import RemoteIndex, decide
 from s3stow.plan.discover import check_sources, discover
-from s3stow.plan.keys import build_key, local_key, parse_target
+from s3stow.plan.keys import build_key, checked_target, local_key, parse_target
 from s3stow.plan.ownfiles import working_files
 from s3stow.plan.planner import Planner, describe_sources, key_claims
 from s3stow.report.observer import Fanout, Observer
@@ -62,7 +62,8 @@ from s3stow.transfer.worker import FileWorker
 
 log = logging.getLogger(__name__)
 _BATCH = 256
-_OWN_KEY = frozenset({"UnsafeKey", "SourceMissing"})  # refusals recorded under their key
+# refusals recorded under their key (SourceGone: a retry found the file gone)
+_OWN_KEY = frozenset({"UnsafeKey", "SourceMissing", "SourceGone"})
 
 
 class FilePool(ThreadPoolExecutor):
@@ -363,7 +364,7 @@ class Uploader:
                 bucket=target.bucket,
                 prefix=target.prefix,
                 sources=sources,
-                settings=self.settings.model_dump(mode="json"),
+                settings=self.settings.dump(json=True),
             )
         try:
             self._pipeline(batches, remote, claims, summary)
@@ -621,8 +622,8 @@ class Uploader:
 
     # ---- plumbing ---------------------------------------------------------------------
     def _target(self, target: str | Target | None) -> Target:
-        if isinstance(target, Target):
-            return target
+        if isinstance(target, Target):  # checked as a URL's: Target("b", "a//b") refused
+            return checked_target(target)
         if target is not None:
             return parse_target(target)
         if self.default_target is None:
@@ -630,7 +631,7 @@ class Uploader:
                 "no destination given",
                 hint="pass s3://BUCKET/PREFIX, or Uploader(..., default_target=Target(...))",
             )
-        return self.default_target
+        return checked_target(self.default_target)
 
     def transfer_context(
         self, *, run_id: str | None = None

@@ -61,4 +61,7 @@ def settings_and_target_from_env(
                 f"environment variable {ours}:", f"environment variable {name}:"
             )
         raise ConfigError(message, hint=exc.hint) from None
-    return settings, Target(validate_bucket(bucket), normalise_prefix(prefix))
+    named = f"environment variable PREFIX={prefix!r}"
+    return settings, Target(
+        validate_bucket(bucket), normalise_prefix(prefix, named=named, write="PREFIX={}")
+    )
