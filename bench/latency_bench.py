@@ -34,7 +34,7 @@ from pathlib import Path
 import boto3
 
 from s3stow.devserver.seaweedfs import SeaweedServer
-from servers import audit_missing  # beside this file
+from servers import audit_missing, load_line  # beside this file
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
@@ -173,6 +173,7 @@ def main() -> None:
     server = SeaweedServer(env=ENV)
     server.start()
     samples: list[dict[str, object]] = []
+    load_before = os.getloadavg()
     try:
         s3 = boto3.client(
             "s3",
@@ -195,7 +196,8 @@ def main() -> None:
                     f"round {round_} {tool:>14} {sample['delay']!s:>6}: "
                     f"{sample['files_s']:7.0f} files/s, CPU {sample['cpu']:.2f} s, "
                     f"proxy {sample['proxy_cpu']:.2f} s, server {sample['server_cpu']:.2f} s"
-                    f" limit {sample['limit']} peak {sample['peak']}",
+                    f" limit {sample['limit']} peak {sample['peak']}"
+                    f" load {os.getloadavg()[0]:.2f}",
                     flush=True,
                 )
     finally:
@@ -204,6 +206,7 @@ def main() -> None:
             shutil.rmtree(LEDGERS[0], ignore_errors=True)
         else:
             print(f"ledgers kept in {LEDGERS[0]}")
+    print(load_line(load_before, os.getloadavg()))
     if args.json:
         args.json.write_text(json.dumps(samples, indent=1))
     print("\n| tool | delay ms | files/s median (min-max) | CPU s | proxy CPU s | server CPU s |")

@@ -146,7 +146,7 @@ def test_decide_asks_the_ledger_first_and_lists_only_what_it_does_not_settle(
     ledger.flush()
     checked: list[str] = []
     store = S3Store.from_settings(Settings(endpoint_url=proxy.url))
-    remote = RemoteIndex(store, bucket, "", before_first_use=lambda: checked.append("bucket"))
+    remote = RemoteIndex(store, bucket, "", before_first_use=checked.append)
     got = decide(list(items.values()), ledger=ledger, remote=remote, settings=Settings())
     decided = {d.item.key: (d.upload, d.reason, listed is not None) for d, listed in got}
     assert decided == {
@@ -160,7 +160,7 @@ def test_decide_asks_the_ledger_first_and_lists_only_what_it_does_not_settle(
         "new": (True, Reason.NEW, False),
     }
     assert len(proxy.requests(r"^GET .*list-type=2")) == 1  # one listing for all
-    assert checked  # the bucket is checked before the first request
+    assert len(checked) == 1  # the bucket is checked once, beside the first key listed
     # with --force everything goes, and nothing is asked of S3
     proxy.log.clear()
     forced = decide(
@@ -190,7 +190,7 @@ def test_a_settled_rerun_asks_nothing_of_s3(proxy: FaultProxy, bucket: str, tmp_
     )
     ledger.flush()
     store = S3Store.from_settings(Settings(endpoint_url=proxy.url))
-    remote = RemoteIndex(store, bucket, "", before_first_use=lambda: store.head_bucket(bucket))
+    remote = RemoteIndex(store, bucket, "", before_first_use=lambda _key: store.head_bucket(bucket))
     got = decide([item], ledger=ledger, remote=remote, settings=Settings())
     assert [(d.upload, d.reason) for d, _ in got] == [(False, Reason.LEDGER_DONE)]
     assert proxy.log == []

@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 class RemoteIndex:
     """``key -> ObjectInfo`` of one prefix, listed once on first use.
 
+    ``before_first_use(key)`` (the engine's bucket check: HeadBucket, then the start
+    of the checksum probe beside ``key``) is called before any answer is used. The listing
+    does not wait for it: its first page is asked for in a thread of its own while the
+    check runs in the caller's, and the listing is used only once the check passed
+    (the check's error wins over the listing's), so one round trip over a long link is
+    saved and nothing is decided on a bucket the check refused.
+
     With ``by_head`` (a few scattered keys, as in a retry) each key is HEADed
     instead, so a huge bucket is never listed for a handful of files. With ``trust_ledger``
     nothing is asked of S3: a key the ledger does not know is uploaded (job workers,
@@ -47,7 +54,7 @@ class RemoteIndex:
         *,
         by_head: bool = False,
         trust_ledger: bool = False,
-        before_first_use: Callable[[], None] | None = None,
+        before_first_use: Callable[[str], None] | None = None,
     ) -> None:
         self._before = before_first_use
         self._store = store
@@ -83,18 +90,51 @@ class RemoteIndex:
         return False
 
     def get(self, key: str) -> ObjectInfo | None:
-        if self._before is not None:
-            self._before()
-        if self._trust_ledger:
-            return None
-        if self._by_head:
+        if self._trust_ledger or self._by_head:
+            if self._before is not None:
+                self._before(key)
+            if self._trust_ledger:
+                return None
             return self._store.head_object(self._bucket, key)
         with self._lock:
             if self._objects is None:
-                self._objects = {
-                    o.key: o for o in self._store.list_objects(self._bucket, self._prefix)
-                }
+                self._objects = self._listed_after_check(key)
         return self._objects.get(key)
+
+    def _listed_after_check(self, key: str) -> dict[str, ObjectInfo]:
+        """The listing, fetched alongside ``before_first_use`` and returned only once
+        that passed; its error first, then the listing's (lock held)."""
+        if self._before is None:
+            return self._list()
+        listed: list[dict[str, ObjectInfo]] = []
+        failed: list[BaseException] = []
+        stop = threading.Event()  # the check failed: no more pages
+
+        def fetch() -> None:
+            try:
+                listed.append(self._list(stop))
+            except BaseException as exc:  # noqa: BLE001  (raised in the caller's thread)
+                failed.append(exc)
+
+        lister = threading.Thread(target=fetch, name="listing", daemon=True)
+        lister.start()
+        try:
+            self._before(key)
+        except BaseException:
+            stop.set()
+            raise
+        lister.join()
+        if failed:
+            raise failed[0]
+        return listed[0]
+
+    def _list(self, stop: threading.Event | None = None) -> dict[str, ObjectInfo]:
+        objects: dict[str, ObjectInfo] = {}
+        for info in self._store.list_objects(self._bucket, self._prefix):
+            if stop is not None and stop.is_set():
+                break
+            objects[info.key] = info
+        return objects
 
 
 def decide(

@@ -172,9 +172,32 @@ def make_client(
                 params.setdefault("ExpectedBucketOwner", owner)
 
         client.meta.events.register("before-parameter-build.s3", add_owner)
+    for operation in ("PutObject", "UploadPart"):
+        client.meta.events.register(f"before-sign.s3.{operation}", no_continue_for_small_bodies)
     for callback in list(_MADE):
         callback()
     return client
+
+
+CONTINUE_ABOVE = 1024 * 1024  # bytes: a smaller body goes with its head, no 100-continue
+
+
+def no_continue_for_small_bodies(request: Any, **_: Any) -> None:
+    """botocore asks for ``Expect: 100-continue`` on every PUT body, so each of its
+    PutObject and UploadPart requests waits one round trip for the server's
+    ``100 Continue`` before sending the body. For a body below ``CONTINUE_ABOVE`` that
+    saves nothing worth a round trip (a refusal costs sending it once; the fast path
+    never asks): the header is dropped, as the fast path sends it. Over a long link,
+    the run's first PUTs (the checksum probe, the request the fast path learns from)
+    and botocore's retries each take one round trip, not two. ``Expect`` is not signed."""
+    headers = request.headers
+    if "Expect" not in headers:
+        return
+    from botocore.utils import determine_content_length
+
+    length = determine_content_length(request.body)
+    if length is not None and length < CONTINUE_ABOVE:
+        del headers["Expect"]
 
 
 # Called (no arguments) each time ``make_client`` has made a client: the command line

@@ -257,6 +257,22 @@ class FastPath:
         )
 
     # ---- sending ---------------------------------------------------------------------
+    def preconnect(self, bucket: str) -> None:
+        """Open this thread's connection to ``bucket``'s server now, when a request of
+        another operation has taught its address (HeadBucket, a listing), so that the
+        handshake (TCP, TLS) overlaps a wait (the learning gate's) instead of the first
+        request. A failure is left for that request (it connects again)."""
+        template = next((t for k, t in list(self._templates.items()) if k[0] == bucket), None)
+        if template is None:
+            return
+        conns = getattr(self._local, "conns", None)
+        if conns and (template.scheme, template.address) in conns:
+            return
+        try:
+            self._connection_to(template)
+        except OSError as exc:
+            log.debug("no connection opened ahead to %s: %s", template.address, exc)
+
     def _connection_to(self, template: Template) -> tuple[socket.socket, bool]:
         """This thread's socket to the template's address and whether it was used before."""
         connections: dict[tuple[str, str], socket.socket] = (

@@ -13,7 +13,9 @@ learner that takes longer, a large body over a slow link or a server that is slo
 answer, must not stall every other request of its shape, so the waiter then goes
 through botocore itself, as before the gate); a shape whose learning fails is let
 through after ``attempts`` tries (each learner's failure wakes the next waiter, which
-becomes the learner); a bucket the fast path turned off is let through at once.
+becomes the learner); a bucket the fast path turned off is let through at once. A
+waiter may prepare while it waits (``before_wait``: the fast path opens its thread's
+connection then, so its first request after the learner's pays no handshake).
 """
 
 from __future__ import annotations
@@ -36,10 +38,24 @@ class LearningGate:
         self._tries: dict[Hashable, int] = {}
 
     @contextmanager
-    def first(self, shape: Hashable, settled: Callable[[], bool]) -> Iterator[bool]:
+    def first(
+        self,
+        shape: Hashable,
+        settled: Callable[[], bool],
+        *,
+        before_wait: Callable[[], None] | None = None,
+    ) -> Iterator[bool]:
         """``settled()``: the shape is known or will never be (the gate is open). The
-        caller holding True sends through botocore inside the ``with`` block."""
+        caller holding True sends through botocore inside the ``with`` block.
+        ``before_wait``: called (outside the gate's lock) by a thread that finds another
+        one learning, before it waits: its own preparation overlaps the learner's
+        request (the fast path opens the thread's connection)."""
         deadline = time.monotonic() + self._patience
+        if before_wait is not None:
+            with self._cond:
+                waits = not settled() and shape in self._learning
+            if waits:
+                before_wait()
         with self._cond:
             while True:
                 if settled() or self._tries.get(shape, 0) >= self._attempts:

@@ -613,7 +613,10 @@ class S3Store:
         def settled() -> bool:
             return fast.knows_shape(known) or fast.off_reason(bucket) is not None
 
-        with self._gate.first(known, settled) as learner:
+        def connect() -> None:  # a waiter's connection, opened while the learner's is out
+            fast.preconnect(bucket)
+
+        with self._gate.first(known, settled, before_wait=connect) as learner:
             if learner:  # botocore sends it, and the fast path learns from it, in here
                 yield None
                 return

@@ -86,9 +86,11 @@ class TransferContext:
         ``etag_check`` says for the endpoint botocore resolved; under ``auto`` on a
         configured endpoint, only where the server does not refuse a wrong checksum
         itself (``ServerProbes``)."""
+        from s3stow.transfer.probes import asks_checksum_probe
+
         if self.compat:
             return True
-        if self.settings.etag_check != "auto" or self.settings.sse == "aws:kms":
+        if not asks_checksum_probe(self.settings):
             return wants_etag_check(self.settings, custom_endpoint=False)
         if not self.custom_endpoint:
             return False

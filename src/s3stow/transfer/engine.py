@@ -139,12 +139,22 @@ class Uploader:
         """Raise ``AuthError``/``BucketMissingError`` unless the bucket is reachable."""
         self.store.head_bucket(bucket or self._target(None).bucket)
 
-    def _check_bucket(self, bucket: str) -> None:
+    def _check_bucket(self, bucket: str, *, near: str = "") -> None:
         """HEAD the bucket once, before the first request that needs it (fail fast on
-        credentials, permissions and a missing bucket; a no-op run sends nothing)."""
+        credentials, permissions and a missing bucket; a no-op run sends nothing).
+
+        ``near``: a key the run is about to decide or send. Once HeadBucket passed, the
+        checksum probe the transfers would wait for is started beside it in a thread
+        of its own (``ServerProbes.start_checksum_probe``), so its round trips overlap
+        the rest of the listing and the first decisions instead of following them; a
+        transfer still waits for its answer before it reads its file (whether to
+        compute an MD5). Never before HeadBucket: a PUT to a missing bucket creates it
+        on SeaweedFS, even a refused one."""
         if bucket not in self._checked:
             self.store.head_bucket(bucket)
             self._checked.add(bucket)
+            if near:
+                self.probes.start_checksum_probe(bucket, near=near)
 
     def add_observer(self, observer: Observer) -> None:
         """Also report this run's events to ``observer``."""
@@ -200,9 +210,12 @@ class Uploader:
         _, refused = claims.settle([item], known)
         if refused:
             return refused[0].result(item.bucket)
-        self._check_bucket(item.bucket)
-        with self._pools() as ctx:
-            result = self.worker.transfer(ctx, item, Reason.NEW)
+        try:
+            self._check_bucket(item.bucket, near=item.key)
+            with self._pools() as ctx:
+                result = self.worker.transfer(ctx, item, Reason.NEW)
+        finally:
+            self.probes.settle()
         if self.ledger is not None:
             self.ledger.record(
                 result,
@@ -243,7 +256,7 @@ class Uploader:
             self.store,
             resolved.bucket,
             planner.template.static_prefix,
-            before_first_use=lambda: self._check_bucket(resolved.bucket),
+            before_first_use=lambda key: self._check_bucket(resolved.bucket, near=key),
         )
         own = working_files(self.settings, self.ledger)
         found = discover(roots, follow_symlinks=self.settings.follow_symlinks, own=own)
@@ -294,7 +307,7 @@ class Uploader:
             target.prefix,
             by_head=True,
             trust_ledger=not check_remote,
-            before_first_use=lambda: self._check_bucket(target.bucket),
+            before_first_use=lambda key: self._check_bucket(target.bucket, near=key),
         )
         stream = iter(items)
 
@@ -361,6 +374,7 @@ class Uploader:
             self.worker.fail_run(exc)  # (summary, status file, ledger row: not "done")
             raise
         finally:
+            self.probes.settle()  # a probe started early answers (and is cached) first
             summary.elapsed = time.monotonic() - started
             summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before
             summary.throttled = self.limiter.throttle_events - throttled_before
@@ -450,7 +464,7 @@ class Uploader:
                         self._drain(pending, completed, summary, block=True)
                     if self.stop.is_set():
                         break
-                    self._check_bucket(decision.item.bucket)
+                    self._check_bucket(decision.item.bucket, near=decision.item.key)
                     files.grow(limiter.limit)
                     future = files.submit(self.worker.process, ctx, decision, listed)
                     pending[future] = source

@@ -14,6 +14,14 @@ answer would change something:
   (``KeyClaims.fold``), so the ledger, verify and the collision check see the key
   the server really has.
 
+The first question need not wait for the first transfer: the engine starts it in a
+thread of its own (``start_checksum_probe``) as soon as HeadBucket has passed (never
+before: SeaweedFS creates a missing bucket on any PUT, even a refused one), alongside
+the rest of the listing, and the transfers that ask then wait for that answer (one
+probe at a time: the lock) rather than for a probe sent only once the listing came
+back. ``settle`` waits for it at
+the end of a run, so its answer is cached before the ledger closes.
+
 An answer is kept for the run, and in the ledger for a day (``ledger/probes.py``):
 the next run sends no probe. A dry run never probes (it uses a cached answer, else
 the safe default). A probe that cannot tell (403, no write permission, a network
@@ -40,6 +48,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def asks_checksum_probe(settings: Settings) -> bool:
+    """Whether this run's transfers ask the server about checksums (on a configured
+    endpoint): ``etag_check: auto``, a checksum sent and checked (not compatibility
+    mode), no SSE-KMS (whose ETag is no MD5 whatever the server does)."""
+    return (
+        settings.etag_check == "auto"
+        and settings.sse != "aws:kms"
+        and not settings.checksum_compat
+        and settings.checksum != "none"
+    )
+
+
 class ServerProbes:
     """The probe answers of one uploader (thread-safe: one probe at a time)."""
 
@@ -58,6 +78,8 @@ class ServerProbes:
         self.sent = 0  # probes sent by this uploader (tests, doctor)
         self._answers: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Lock()
+        self._early: dict[str, threading.Thread] = {}  # bucket -> probe started ahead
+        self._early_lock = threading.Lock()  # not _lock: a probe's before_send may start one
 
     def validates_checksums(self, bucket: str, *, near: str) -> bool:
         """Whether the server refuses a body whose checksum is wrong (``near``: a key
@@ -74,6 +96,34 @@ class ServerProbes:
             )
 
         return self.answer(probes.CHECKSUM_VALIDATION, bucket, send) == probes.VALIDATES
+
+    def start_checksum_probe(self, bucket: str, *, near: str) -> None:
+        """Ask ``validates_checksums`` now, in a thread of its own, when this run's
+        transfers would ask it and may send it (no answer yet for ``bucket``): the
+        transfers then wait for this answer, not for a probe of their own. An error
+        is left for the transfer that asks again (it is not an answer)."""
+        if not self.may_send or not asks_checksum_probe(self.settings):
+            return
+        from s3stow.store.probes import CHECKSUM_VALIDATION
+
+        with self._early_lock:
+            if (CHECKSUM_VALIDATION, bucket) in self._answers or bucket in self._early:
+                return
+
+            def ask() -> None:
+                try:
+                    self.validates_checksums(bucket, near=near)
+                except Exception as exc:  # noqa: BLE001  (no client...: a transfer asks again)
+                    log.debug("checksum probe on %s not sent ahead: %s", bucket, exc)
+
+            thread = threading.Thread(target=ask, name="probe", daemon=True)
+            self._early[bucket] = thread
+        thread.start()
+
+    def settle(self) -> None:
+        """Wait for the probes ``start_checksum_probe`` started (end of a run)."""
+        for thread in list(self._early.values()):
+            thread.join()
 
     def folds_backslash(
         self, bucket: str, *, near: str, before_send: Callable[[], None] | None = None
