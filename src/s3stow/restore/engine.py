@@ -1,7 +1,8 @@
 """The restore pipeline and its library API: ``Restorer``, beside ``Uploader``.
 
 list (or a run's items from the ledger, or explicit items) -> plan paths
-(``plan.py``, ``paths.py``) -> decide from the ledger and the disk -> fetch and verify
+(``plan.py``, ``paths.py``; in batches of 16, 32, ... up to 256) -> decide from the
+ledger and the disk -> fetch and verify
 (``worker.py``, ``download.py``, ``check.py``; archived objects through
 ``glacier.py``) -> record (``ledger/restores.py``) -> report (the upload's observers,
 ``RestoreSummary``). The listing streams in batches, so the first download starts
@@ -53,7 +54,8 @@ from s3stow.transfer.engine import FilePool, new_run_id
 from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 
 log = logging.getLogger(__name__)
-_BATCH = 256
+_BATCH = 256  # objects planned and decided together (one ledger lookup per batch)
+_FIRST_BATCH = 16  # the first batch; each next one doubles up to _BATCH
 Found = RestoreItem | RestoreRefusal | UploadResult | None
 
 
@@ -637,8 +639,14 @@ class _Received:
 
 
 def _batched(found: Iterator[Found]) -> Iterator[list[Found]]:
-    while batch := list(itertools.islice(found, _BATCH)):
+    """Batches of 16, 32, 64, 128, then 256 objects: the first GETs go out as soon as
+    the first 16 objects are listed (the first listing page, a short one while the
+    fast path learns), not once 256 are; later batches are large, so the ledger is
+    asked once per 256 objects."""
+    size = _FIRST_BATCH
+    while batch := list(itertools.islice(found, size)):
         yield batch
+        size = min(_BATCH, size * 2)
 
 
 BUCKET_COLUMN = 255  # the ledger's runs.bucket (schema)
