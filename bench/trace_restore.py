@@ -225,7 +225,8 @@ def brief(label: str, events: list[dict[str, Any]], wall: float) -> str:
         f"{label:>8}: first page end {ms(page)}, first GET start {ms(first_get)} (+{gap}), "
         f"16th end {at(16)}, 1000th end {at(1000)}, last end {at(len(ends))}, run end "
         f"{ms(marks.get('run end'))}, exit {ms(marks.get('exit'))}, wall {wall * 1000:.0f} ms, "
-        f"most in flight {max((g['inflight'] for g in gets), default=0)}"
+        f"most in flight {max((g['inflight'] for g in gets), default=0)}, last limit "
+        f"{gets[-1]['limit'] if gets else '-'}"
     )
 
 

@@ -9,7 +9,8 @@ ledger and the disk -> fetch and verify
 while the bucket is still being listed; at most the limit plus ``concurrency``
 files are in flight. A restore shares an upload's machinery: a file pool and a part
 pool of ``concurrency`` threads (the file pool more as the limit grows), one
-``RequestLimiter`` over both (AIMD on throttling; slow start and growth past
+``RequestLimiter`` over both (AIMD on throttling; slow start, judged by the median
+GET of a round, and growth past
 ``concurrency`` up to ``max_concurrency`` while files/s rises, as an upload's),
 file-level retries over botocore's, the same stop event and fatal-error policy. The
 ranged GETs of large objects also pass the run's ``StreamLimiter`` (``streams``): it
@@ -88,9 +89,14 @@ class Restorer:
         self.options = options or RestoreOptions()
         self.rules = rules or PathRules.for_this_os()
         self._os_rules = rules is None  # the destination's file system may fold case
-        # small objects' GETs: slow start, then growth past concurrency while it pays
+        # small objects' GETs: slow start judged by a round's median GET (a GET costs
+        # the client little: its quickest stays quick while most queue for the cores),
+        # then growth past concurrency while it pays
         self.limiter = RequestLimiter(
-            settings.concurrency, ceiling=settings.concurrency_ceiling, slow_start=True
+            settings.concurrency,
+            ceiling=settings.concurrency_ceiling,
+            slow_start=True,
+            slow_start_by="median",
         )
         # ranges in flight: a few, more while they pay (download.py)
         self.streams = StreamLimiter(START_STREAMS, ceiling=settings.concurrency)
