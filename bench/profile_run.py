@@ -135,7 +135,7 @@ def main() -> int:
         "--dest-root", type=Path, help="restore into a folder under this one (e.g. /dev/shm)"
     )
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     if args.top:
         top(args.top, args.count)
         return 0
@@ -233,9 +233,10 @@ MAIN_THREAD = (
 
 def _measure(
     argv: list[str], env: dict[str, str], server: BenchServer, *, stderr: IO[str] | None = None
-) -> tuple[str, float, float]:
+) -> tuple[str, float, float, int]:
     """Run ``argv``: its wall time, the client's CPU (user, system), its context
-    switches and the server's CPU; as a line, and the wall and CPU seconds."""
+    switches and the server's CPU; as a line, and the wall and CPU seconds and the
+    context switches."""
     served = server.cpu()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -250,7 +251,7 @@ def _measure(
         f"system {system:.2f} s), {switches / 1000:.1f}k context switches, server CPU "
         f"{server.cpu() - served:.2f} s"
     )
-    return line, wall, user + system
+    return line, wall, user + system, switches
 
 
 def compare(
@@ -269,7 +270,7 @@ def compare(
     download of the same prefix from ``endpoint`` (the server, or a proxy in front of
     it) into folders under ``dests``, in a rotated order, then each tool's medians."""
     env = {**env, **ub.rclone_env(endpoint)}
-    found: dict[str, list[tuple[float, float]]] = {tool: [] for tool in tools}
+    found: dict[str, list[tuple[float, float, int]]] = {tool: [] for tool in tools}
     load_before = os.getloadavg()
     for round_ in range(runs):
         turn = round_ % len(tools)
@@ -288,19 +289,20 @@ def compare(
                 argv += extra
             run_env = {**env, "PYTHONPATH": trees[tool]} if tool in trees else env
             dest.mkdir(parents=True)
-            line, wall, cpu = _measure(argv, run_env, server)
-            found[tool].append((wall, cpu))
+            line, wall, cpu, switches = _measure(argv, run_env, server)
+            found[tool].append((wall, cpu, switches))
             print(f"round {round_ + 1} {tool:7s}: {line}", flush=True)
     print(
         f"medians of {runs} rounds (min-max); load {load_before[0]:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after:"
     )
     for tool, samples in found.items():
-        walls, cpus = [w for w, _ in samples], [c for _, c in samples]
+        walls, cpus, switches = (list(values) for values in zip(*samples, strict=True))
         print(
             f"  {tool:7s} wall {statistics.median(walls):.2f} s ({min(walls):.2f}-"
             f"{max(walls):.2f}), CPU {statistics.median(cpus):.2f} s ({min(cpus):.2f}-"
-            f"{max(cpus):.2f})"
+            f"{max(cpus):.2f}), context switches {statistics.median(switches) / 1000:.1f}k "
+            f"({min(switches) / 1000:.1f}-{max(switches) / 1000:.1f}k)"
         )
     return 0
 
