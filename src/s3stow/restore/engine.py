@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,6 +42,7 @@ from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
 from s3stow.restore import glacier
 from s3stow.restore.download import START_STREAMS
+from s3stow.restore.handout import Finished
 from s3stow.restore.paths import Folders, PathRules, folds_case
 from s3stow.restore.plan import RestoreItem, RestorePlanner, RestoreRefusal, decide
 from s3stow.restore.report import RestoreSummary
@@ -420,7 +420,7 @@ class Restorer:
     def _pipeline(self, found: Iterator[Found], summary: RestoreSummary) -> None:
         budget = self.settings.limit
         pending: dict[Future[_Worked], RestoreItem] = {}
-        completed: queue.SimpleQueue[Future[_Worked]] = queue.SimpleQueue()
+        completed: Finished[_Worked] = Finished()
         limiter, ahead = self.limiter, self.settings.concurrency
         with (
             self._pools(summary.run_id) as ctx,
@@ -428,8 +428,12 @@ class Restorer:
         ):
 
             def submit(decision: Decision, item: RestoreItem, entry: RestoreEntry | None) -> None:
-                while len(pending) >= files.room(limiter.limit, ahead) and not self.stop.is_set():
-                    self._drain(pending, completed, summary, block=True)
+                room = files.room(limiter.limit, ahead)
+                if len(pending) >= room:  # full: wait for half of the files queued ahead
+                    low = room - max(1, ahead // 2)
+                    while len(pending) > low and not self.stop.is_set():
+                        want = len(pending) - low
+                        self._drain(pending, completed, summary, block=True, want=want)
                 files.grow(limiter.limit)  # one thread per request the limit admits
                 future = files.submit(self._work, ctx, decision, item, entry)
                 pending[future] = item
@@ -532,23 +536,17 @@ class Restorer:
     def _drain(
         self,
         pending: dict[Future[_Worked], RestoreItem],
-        completed: queue.SimpleQueue[Future[_Worked]],
+        completed: Finished[_Worked],
         summary: RestoreSummary,
         *,
         block: bool,
+        want: int = 1,
     ) -> None:
-        """Record every finished item; with ``block``, wait for at least one."""
-        done: list[Future[_Worked]] = []
+        """Record every finished item; with ``block``, wait for at least one (for
+        ``want``, while that many are pending, unless half a second passes first)."""
+        done = completed.take(min(want, len(pending)) if block else 0, timeout=0.5)
         while block and pending and not done:  # a timeout keeps Ctrl+C deliverable
-            try:
-                done.append(completed.get(timeout=0.5))
-            except queue.Empty:
-                continue
-        while True:
-            try:
-                done.append(completed.get_nowait())
-            except queue.Empty:
-                break
+            done = completed.take(min(want, len(pending)), timeout=0.5)
         for future in done:
             item = pending.pop(future)
             worked = future.result()
