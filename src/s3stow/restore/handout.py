@@ -23,14 +23,14 @@ class Finished(Generic[T]):
 
     def __init__(self) -> None:
         self._done: list[Future[T]] = []
-        self._want = 1  # how many the waiting consumer asked for
+        self._want = 0  # how many the waiting consumer asked for (0: none waits)
         self._cond = threading.Condition(threading.Lock())
 
     def put(self, future: Future[T]) -> None:
         """A future has finished (its done callback, in the thread that finished it)."""
         with self._cond:
             self._done.append(future)
-            if len(self._done) >= self._want:
+            if self._want and len(self._done) >= self._want:  # no notify while none waits
                 self._cond.notify()
 
     def take(self, at_least: int, *, timeout: float) -> list[Future[T]]:
@@ -38,8 +38,8 @@ class Finished(Generic[T]):
         them (fewer, or none, when the time is up)."""
         with self._cond:
             if len(self._done) < at_least:
-                self._want = max(1, at_least)
-                self._cond.wait_for(lambda: len(self._done) >= self._want, timeout)
-                self._want = 1
+                self._want = at_least
+                self._cond.wait_for(lambda: len(self._done) >= at_least, timeout)
+                self._want = 0
             done, self._done = self._done, []
         return done
