@@ -1,4 +1,4 @@
-"""A/B the instructions of an upload between two s3stow source trees under callgrind.
+"""A/B the instructions of an upload, or a restore, between two s3stow trees under callgrind.
 
 CPU seconds on a shared machine move with the load; the instructions a program
 executes do not (much). This starts one SeaweedFS and runs ``s3stow -q upload`` of
@@ -8,9 +8,14 @@ dataset nests them) from each tree (``PYTHONPATH=TREE``) under ``valgrind
 prints the instructions of every run (all threads; callgrind runs them one at a
 time) and each tree's median per dataset, and the difference per file of the tree.
 
-    python bench/callgrind_ab.py A_SRC B_SRC [--runs 3] [--datasets one,tree] [-- ARGS]
+    python bench/callgrind_ab.py A_SRC B_SRC [--runs 3] [--datasets one,tree] [--restore]
+        [-- ARGS]
 
-ARGS go to every s3stow upload: ``-- --concurrency 1 --max-concurrency 1`` keeps the
+``--restore`` counts ``s3stow -q restore`` instead: both datasets are uploaded once
+(untimed, not under callgrind), then every run restores one of them into an empty
+folder with a fresh ledger; the difference per file is then per restored object.
+
+ARGS go to every s3stow command: ``-- --concurrency 1 --max-concurrency 1`` keeps the
 tree's requests on one thread, so the instruction count no longer follows how the
 threads were scheduled and how far the limiter grew (at 16 and more, two runs of the
 same tree differ by several percent; a one-file upload by 0.05%).
@@ -65,6 +70,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--datasets", default="one,tree", help="one, tree or both")
     parser.add_argument("--keep", type=Path, help="keep the callgrind.out files here")
+    parser.add_argument(
+        "--restore", action="store_true", help="count restores of the datasets, not uploads"
+    )
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
     args = parser.parse_intermixed_args()
     work = Path(tempfile.mkdtemp(prefix="s3stow-cg-"))
@@ -75,6 +83,13 @@ def main() -> int:
     found: dict[tuple[str, str], list[int]] = {}
     load_before = os.getloadavg()
     with BenchServer("seaweedfs") as server:
+        if args.restore:  # the objects to restore, uploaded once by tree A
+            for dataset in args.datasets.split(","):
+                seed = [sys.executable, "-m", "s3stow", "-q", "--endpoint-url"]
+                seed += [server.endpoint_url, "upload", str(inputs[dataset])]
+                seed += [f"s3://{BUCKET}/seed-{dataset}", "--ledger", str(work / "seed.db")]
+                env = {**os.environ, **ub.ENV, "PYTHONPATH": str(names["A"])}
+                subprocess.run(seed, env=env, check=True, capture_output=True)
         for round_ in range(args.runs):
             for dataset in args.datasets.split(","):
                 order = ["A", "B"] if round_ % 2 == 0 else ["B", "A"]
@@ -97,9 +112,11 @@ def main() -> int:
                         "-q",
                         "--endpoint-url",
                         server.endpoint_url,
-                        "upload",
-                        str(inputs[dataset]),
-                        f"s3://{BUCKET}/{tag}",
+                        *(
+                            ("restore", f"s3://{BUCKET}/seed-{dataset}", str(work / tag))
+                            if args.restore
+                            else ("upload", str(inputs[dataset]), f"s3://{BUCKET}/{tag}")
+                        ),
                         "--ledger",
                         str(work / f"{tag}.db"),
                         *args.extra,
@@ -121,7 +138,8 @@ def main() -> int:
     if {"one", "tree"} <= set(args.datasets.split(",")):
         for name in ("A", "B"):
             per_file = (medians["tree", name] - medians["one", name]) / (TREE_FILES - 1)
-            print(f"  per file after the first, {name}: {per_file:,.0f} instructions")
+            what = "restored object" if args.restore else "file"
+            print(f"  per {what} after the first, {name}: {per_file:,.0f} instructions")
     print(load_line(load_before, load_after))
     return 0
 

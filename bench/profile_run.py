@@ -24,6 +24,16 @@ memory in use (see docs/performance.md, "A large restore is kernel time"), and w
 tool pays it depends on what ran before, not on the tool. The server's CPU is
 reported beside each run.
 
+``--variant LABEL=SRC`` (restore, repeatable) adds s3stow from another source tree
+(``PYTHONPATH=SRC``, e.g. main's ``/work/main/src``) to the same rounds, as the tool
+``s3stow:LABEL``, with or without ``--peer``; the tools take turns in a rotated order
+(A B C, B C A, C A B ...). After the rounds, each tool's median wall and CPU with
+their spread. ``--dest-root DIR`` restores into a folder under DIR (e.g. ``/dev/shm``,
+a tmpfs) instead of beside the ledger in /tmp: on this machine's ext4 without a
+journal, file creation after a delete scans past the freed inodes (see
+docs/performance.md), and a round's system CPU grows with the rounds before it.
+Every run also reports the context switches of the tool's processes.
+
 ``--stream-cap MBPS`` (restore) puts bench/delay_proxy.py between the restoring tools
 and the server, each connection's answers capped at MBPS MB/s: a remote S3's
 per-stream bandwidth, where more ranges in flight are what make a large restore fast.
@@ -46,6 +56,7 @@ import collections
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,8 +125,17 @@ def main() -> int:
         default=0.0,
         help="restore or upload through a proxy: this round trip",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="restore: LABEL=SRC, s3stow from the source tree SRC too, alternating",
+    )
+    parser.add_argument(
+        "--dest-root", type=Path, help="restore into a folder under this one (e.g. /dev/shm)"
+    )
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     if args.top:
         top(args.top, args.count)
         return 0
@@ -123,6 +143,7 @@ def main() -> int:
         parser.error("give a mode and a dataset (or --top FILE)")
     src = ub.make_dataset(args.dataset, ub.SIZES[args.dataset])
     work = Path(tempfile.mkdtemp(prefix="s3stow-profile-"))
+    cleanup = [work]
     proxy: subprocess.Popen[str] | None = None
     try:
         with BenchServer("seaweedfs") as server:
@@ -137,10 +158,27 @@ def main() -> int:
                     server.port, args.latency_ms, rate_mbps=args.stream_cap
                 )
                 base[base.index(server.endpoint_url)] = endpoint
-            if args.mode == "restore" and args.peer:
-                return compare(server, env, work, args.peer, args.runs, args.extra, endpoint)
+            dests = work
+            if args.dest_root is not None:
+                dests = Path(tempfile.mkdtemp(prefix="s3stow-profile-", dir=args.dest_root))
+                cleanup.append(dests)
+            if args.mode == "restore" and (args.peer or args.variant):
+                tools = ["s3stow", *(v.split("=", 1)[0] for v in args.variant)]
+                tools += [args.peer] if args.peer else []
+                trees = dict(v.split("=", 1) for v in args.variant)
+                return compare(
+                    server,
+                    env,
+                    work,
+                    tools,
+                    args.runs,
+                    args.extra,
+                    endpoint=endpoint,
+                    dests=dests,
+                    trees=trees,
+                )
             if args.mode == "restore":
-                dest, ledger = work / "restored", work / "r.db"
+                dest, ledger = dests / "restored", work / "r.db"
                 timed = [*base, "restore", "s3://bench/p", str(dest), "--ledger", str(ledger)]
             else:  # through the proxy, when there is one
                 timed = [*base, *upload[len(base) :]]
@@ -169,12 +207,13 @@ def main() -> int:
                     "--",
                     *timed,
                 ]
-            print(f"{args.mode} {args.dataset}: {_measure(timed, env, server, stderr=stderr)}")
+            print(f"{args.mode} {args.dataset}: {_measure(timed, env, server, stderr=stderr)[0]}")
     finally:
         if proxy is not None:
             proxy.kill()
             proxy.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        for folder in cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
@@ -194,8 +233,10 @@ MAIN_THREAD = (
 
 def _measure(
     argv: list[str], env: dict[str, str], server: BenchServer, *, stderr: IO[str] | None = None
-) -> str:
-    """Run ``argv``: its wall time, the client's CPU (user, system) and the server's."""
+) -> tuple[str, float, float, int]:
+    """Run ``argv``: its wall time, the client's CPU (user, system), its context
+    switches and the server's CPU; as a line, and the wall and CPU seconds and the
+    context switches."""
     served = server.cpu()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -204,38 +245,65 @@ def _measure(
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     user = after.ru_utime - before.ru_utime
     system = after.ru_stime - before.ru_stime
-    return (
+    switches = after.ru_nvcsw + after.ru_nivcsw - before.ru_nvcsw - before.ru_nivcsw
+    line = (
         f"wall {wall:.2f} s, client CPU {user + system:.2f} s (user {user:.2f} s, "
-        f"system {system:.2f} s), server CPU {server.cpu() - served:.2f} s"
+        f"system {system:.2f} s), {switches / 1000:.1f}k context switches, server CPU "
+        f"{server.cpu() - served:.2f} s"
     )
+    return line, wall, user + system, switches
 
 
 def compare(
     server: BenchServer,
     env: dict[str, str],
     work: Path,
-    peer: str,
+    tools: list[str],
     runs: int,
     extra: list[str],
+    *,
     endpoint: str,
+    dests: Path,
+    trees: dict[str, str],
 ) -> int:
-    """s3stow's restore and ``peer``'s download of the same prefix from ``endpoint``
-    (the server, or a proxy in front of it), alternating."""
+    """s3stow's restore, its variants' (``trees``: label -> source tree) and a peer's
+    download of the same prefix from ``endpoint`` (the server, or a proxy in front of
+    it) into folders under ``dests``, in a rotated order, then each tool's medians."""
     env = {**env, **ub.rclone_env(endpoint)}
-    tools = ["s3stow", peer]
+    found: dict[str, list[tuple[float, float, int]]] = {tool: [] for tool in tools}
+    load_before = os.getloadavg()
     for round_ in range(runs):
-        for tool in tools if round_ % 2 == 0 else tools[::-1]:
-            dest = work / f"restored-{tool}"
+        turn = round_ % len(tools)
+        for tool in tools[turn:] + tools[:turn]:
+            dest = dests / f"restored-{tool}"
             shutil.rmtree(dest, ignore_errors=True)  # its own output, freed just now
-            ledger = work / f"r-{round_}.db"
-            argv = ub.download_command(tool, endpoint, "p", dest, ledger=ledger)
+            ledger = work / f"r-{tool}-{round_}.db"
+            s3stow = tool == "s3stow" or tool in trees
+            argv = ub.download_command(
+                "s3stow" if s3stow else tool, endpoint, "p", dest, ledger=ledger
+            )
             if argv is None:
                 print(f"{tool}: not installed")
                 return 1
-            if tool == "s3stow":
+            if s3stow:
                 argv += extra
+            run_env = {**env, "PYTHONPATH": trees[tool]} if tool in trees else env
             dest.mkdir(parents=True)
-            print(f"round {round_ + 1} {tool:7s}: {_measure(argv, env, server)}", flush=True)
+            line, wall, cpu, switches = _measure(argv, run_env, server)
+            found[tool].append((wall, cpu, switches))
+            print(f"round {round_ + 1} {tool:7s}: {line}", flush=True)
+    print(
+        f"medians of {runs} rounds (min-max); load {load_before[0]:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after:"
+    )
+    for tool, samples in found.items():
+        walls, cpus, switches = (list(values) for values in zip(*samples, strict=True))
+        print(
+            f"  {tool:7s} wall {statistics.median(walls):.2f} s ({min(walls):.2f}-"
+            f"{max(walls):.2f}), CPU {statistics.median(cpus):.2f} s ({min(cpus):.2f}-"
+            f"{max(cpus):.2f}), context switches {statistics.median(switches) / 1000:.1f}k "
+            f"({min(switches) / 1000:.1f}-{max(switches) / 1000:.1f}k)"
+        )
     return 0
 
 

@@ -161,3 +161,30 @@ def test_a_fast_path_body_streams_through_one_buffer() -> None:
     finally:
         ours.close()
         theirs.close()
+
+
+def test_the_first_batches_grow_so_the_first_gets_wait_for_few_objects(
+    server: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """The first objects listed are handed out in a batch of 16, then 32, 64, 128 and
+    256 each: the first GETs wait for 16 objects to be planned, not for 256 (over a
+    long round trip, the first listing page, a short one, ends well before 256 are)."""
+    from s3stow.config import load_settings
+    from s3stow.report.observer import Observer
+    from s3stow.restore.engine import Restorer
+
+    for n in range(300):
+        s3.put_object(Bucket=bucket, Key=f"p/d{n % 3}/{n:03d}.txt", Body=b"x")
+    walked: list[tuple[int, bool]] = []
+
+    class Walk(Observer):  # once per batch planned, in the main thread
+        def on_walk(self, files: int, size: int, finished: bool) -> None:
+            walked.append((files, finished))
+
+    settings = load_settings(env={}, flags={"endpoint_url": server.endpoint_url})
+    summary = Restorer(settings, observers=[Walk()]).restore_tree(
+        f"s3://{bucket}/p", tmp_path / "out"
+    )
+    assert summary.uploaded == 300
+    batches = [(16, False), (48, False), (112, False), (240, False), (300, False)]
+    assert walked == [*batches, (300, True)]

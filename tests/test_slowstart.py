@@ -4,6 +4,7 @@ limiter timing its own slots with a fake clock (no sleeping, no time asserted)."
 from __future__ import annotations
 
 from contextlib import ExitStack
+from typing import Literal
 
 import pytest
 
@@ -227,3 +228,90 @@ def test_only_where_growth_is_allowed() -> None:
     assert RequestLimiter(16, ceiling=256).start is None  # not asked (restores)
     assert RequestLimiter(16, ceiling=16, slow_start=True).start is None  # no ceiling above
     assert RequestLimiter(16, ceiling=32, slow_start=True).start is not None
+
+
+# ---- judged by the median request of a round (restores) -----------------------------------
+def round_of(start: SlowStart, limit: int, latencies: list[float]) -> int:
+    """One full round whose requests take ``latencies`` (cycled): the limit after it."""
+    epoch = start.admitted(limit, limit)
+    new = None
+    for n in range(max(limit, START_ROUND_MIN)):
+        new = start.completed(epoch, latencies[n % len(latencies)], limit)
+    return limit if new is None else new
+
+
+def queued(limit: int) -> list[float]:
+    """A local server's round: one request in eight as quick as ever (1 ms), the rest
+    queued for the cores, each twice as long at twice the limit."""
+    return [0.001] + [limit * 0.001] * 7
+
+
+def test_by_the_median_a_round_whose_most_requests_queue_goes_back() -> None:
+    start = SlowStart(256, scaling=SCALING, worth=WORTH, by="median")
+    limits = [16]
+    for _ in range(4):
+        limits.append(round_of(start, limits[-1], queued(limits[-1])))
+    assert limits == [16, 32, 32, 16, 16]  # 32 measured twice, then back
+    assert start.stopped_by == "latency"
+
+
+def test_by_the_quickest_the_same_rounds_climb_to_the_ceiling() -> None:
+    start = SlowStart(256, scaling=SCALING, worth=WORTH)  # the default: uploads
+    assert start.by == "quickest"
+    limits = [16]
+    for _ in range(5):
+        limits.append(round_of(start, limits[-1], queued(limits[-1])))
+    assert limits == [16, 32, 64, 128, 256, 256]
+    assert start.stopped_by == "ceiling"
+
+
+def test_by_the_median_a_few_slow_requests_do_not_stop_the_climb() -> None:
+    start = SlowStart(256, scaling=SCALING, worth=WORTH, by="median")
+    limits = [16]
+    for _ in range(4):  # 50 ms away: three in eight open a connection (150 ms)
+        limits.append(round_of(start, limits[-1], [0.05] * 5 + [0.15] * 3))
+    assert limits == [16, 32, 64, 128, 256]
+    assert start.active
+
+
+def test_the_limiter_passes_the_median_rule_to_slow_start() -> None:
+    """Each request's slot is timed: one in eight ends at once, the rest take as long
+    as the limit is large (they queue); judged by the median the limiter goes back to
+    16, by the quickest it climbs."""
+    found: dict[str, int] = {}
+    rules: tuple[Literal["quickest", "median"], ...] = ("quickest", "median")
+    for by in rules:
+        clock = FakeClock()
+        limiter = RequestLimiter(16, ceiling=256, clock=clock, slow_start=True, slow_start_by=by)
+        for _ in range(4):
+            with ExitStack() as held:
+                slots = []
+                for _ in range(limiter.limit):
+                    slot = ExitStack()
+                    slot.enter_context(limiter.slot())
+                    slots.append(slot)
+                    held.callback(slot.close)
+                clock.now += 0.001
+                for index, slot in enumerate(slots):
+                    if index % 8 == 0:
+                        slot.close()
+                        limiter.on_success()
+                clock.now += limiter.limit * 0.001
+                for index, slot in enumerate(slots):
+                    if index % 8:
+                        slot.close()
+                        limiter.on_success()
+        found[by] = limiter.limit
+    assert found == {"quickest": 256, "median": 16}
+
+
+def test_a_restore_judges_slow_start_by_the_median_an_upload_by_the_quickest() -> None:
+    from s3stow.config import load_settings
+    from s3stow.restore.engine import Restorer
+    from s3stow.transfer.engine import Uploader
+
+    settings = load_settings(env={}, flags={"endpoint_url": "http://127.0.0.1:9"})
+    restorer, uploader = Restorer(settings), Uploader(settings)
+    assert restorer.limiter.start is not None
+    assert uploader.limiter.start is not None
+    assert (restorer.limiter.start.by, uploader.limiter.start.by) == ("median", "quickest")

@@ -45,7 +45,7 @@ def restore_items(
         failed = UploadResult(media_root, bucket, key, Status.FAILED, size=row.file_size or 0)
         try:
             parts = relative_parts(rel, "", rules)
-            local_path(media_root, parts)
+            path = local_path(media_root, parts)
         except UnsafePath as exc:
             message = f"row {row.id}: {exc}; not written"
             yield refusal(media_root, rel, failed, "unsafe-path", message)
@@ -56,7 +56,7 @@ def restore_items(
             yield refusal(media_root, "/".join(parts), failed, "path-collision", message)
             continue
         info = ObjectInfo(key, row.file_size or 0, "")
-        yield make_item(media_root, parts, bucket, info, expect_md5=row.md5_sum)
+        yield make_item(media_root, parts, bucket, info, expect_md5=row.md5_sum, path=path)
 
 
 def archive_buckets(table: MediaTable, *, limit: int | None = None) -> list[str]:

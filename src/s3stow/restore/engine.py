@@ -1,14 +1,16 @@
 """The restore pipeline and its library API: ``Restorer``, beside ``Uploader``.
 
 list (or a run's items from the ledger, or explicit items) -> plan paths
-(``plan.py``, ``paths.py``) -> decide from the ledger and the disk -> fetch and verify
+(``plan.py``, ``paths.py``; in batches of 16, 32, ... up to 256) -> decide from the
+ledger and the disk -> fetch and verify
 (``worker.py``, ``download.py``, ``check.py``; archived objects through
 ``glacier.py``) -> record (``ledger/restores.py``) -> report (the upload's observers,
 ``RestoreSummary``). The listing streams in batches, so the first download starts
 while the bucket is still being listed; at most the limit plus ``concurrency``
 files are in flight. A restore shares an upload's machinery: a file pool and a part
 pool of ``concurrency`` threads (the file pool more as the limit grows), one
-``RequestLimiter`` over both (AIMD on throttling; slow start and growth past
+``RequestLimiter`` over both (AIMD on throttling; slow start, judged by the median
+GET of a round, and growth past
 ``concurrency`` up to ``max_concurrency`` while files/s rises, as an upload's),
 file-level retries over botocore's, the same stop event and fatal-error policy. The
 ranged GETs of large objects also pass the run's ``StreamLimiter`` (``streams``): it
@@ -21,7 +23,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,6 +42,7 @@ from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
 from s3stow.restore import glacier
 from s3stow.restore.download import START_STREAMS
+from s3stow.restore.handout import Finished
 from s3stow.restore.paths import Folders, PathRules, folds_case
 from s3stow.restore.plan import RestoreItem, RestorePlanner, RestoreRefusal, decide
 from s3stow.restore.report import RestoreSummary
@@ -53,7 +55,8 @@ from s3stow.transfer.engine import FilePool, new_run_id
 from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 
 log = logging.getLogger(__name__)
-_BATCH = 256
+_BATCH = 256  # objects planned and decided together (one ledger lookup per batch)
+_FIRST_BATCH = 16  # the first batch; each next one doubles up to _BATCH
 Found = RestoreItem | RestoreRefusal | UploadResult | None
 
 
@@ -86,9 +89,14 @@ class Restorer:
         self.options = options or RestoreOptions()
         self.rules = rules or PathRules.for_this_os()
         self._os_rules = rules is None  # the destination's file system may fold case
-        # small objects' GETs: slow start, then growth past concurrency while it pays
+        # small objects' GETs: slow start judged by a round's median GET (a GET costs
+        # the client little: its quickest stays quick while most queue for the cores),
+        # then growth past concurrency while it pays
         self.limiter = RequestLimiter(
-            settings.concurrency, ceiling=settings.concurrency_ceiling, slow_start=True
+            settings.concurrency,
+            ceiling=settings.concurrency_ceiling,
+            slow_start=True,
+            slow_start_by="median",
         )
         # ranges in flight: a few, more while they pay (download.py)
         self.streams = StreamLimiter(START_STREAMS, ceiling=settings.concurrency)
@@ -412,7 +420,7 @@ class Restorer:
     def _pipeline(self, found: Iterator[Found], summary: RestoreSummary) -> None:
         budget = self.settings.limit
         pending: dict[Future[_Worked], RestoreItem] = {}
-        completed: queue.SimpleQueue[Future[_Worked]] = queue.SimpleQueue()
+        completed: Finished[_Worked] = Finished()
         limiter, ahead = self.limiter, self.settings.concurrency
         with (
             self._pools(summary.run_id) as ctx,
@@ -420,8 +428,12 @@ class Restorer:
         ):
 
             def submit(decision: Decision, item: RestoreItem, entry: RestoreEntry | None) -> None:
-                while len(pending) >= files.room(limiter.limit, ahead) and not self.stop.is_set():
-                    self._drain(pending, completed, summary, block=True)
+                room = files.room(limiter.limit, ahead)
+                if len(pending) >= room:  # full: wait for half of the files queued ahead
+                    low = room - max(1, ahead // 2)
+                    while len(pending) > low and not self.stop.is_set():
+                        want = len(pending) - low
+                        self._drain(pending, completed, summary, block=True, want=want)
                 files.grow(limiter.limit)  # one thread per request the limit admits
                 future = files.submit(self._work, ctx, decision, item, entry)
                 pending[future] = item
@@ -524,23 +536,17 @@ class Restorer:
     def _drain(
         self,
         pending: dict[Future[_Worked], RestoreItem],
-        completed: queue.SimpleQueue[Future[_Worked]],
+        completed: Finished[_Worked],
         summary: RestoreSummary,
         *,
         block: bool,
+        want: int = 1,
     ) -> None:
-        """Record every finished item; with ``block``, wait for at least one."""
-        done: list[Future[_Worked]] = []
+        """Record every finished item; with ``block``, wait for at least one (for
+        ``want``, while that many are pending, unless half a second passes first)."""
+        done = completed.take(min(want, len(pending)) if block else 0, timeout=0.5)
         while block and pending and not done:  # a timeout keeps Ctrl+C deliverable
-            try:
-                done.append(completed.get(timeout=0.5))
-            except queue.Empty:
-                continue
-        while True:
-            try:
-                done.append(completed.get_nowait())
-            except queue.Empty:
-                break
+            done = completed.take(min(want, len(pending)), timeout=0.5)
         for future in done:
             item = pending.pop(future)
             worked = future.result()
@@ -637,8 +643,14 @@ class _Received:
 
 
 def _batched(found: Iterator[Found]) -> Iterator[list[Found]]:
-    while batch := list(itertools.islice(found, _BATCH)):
+    """Batches of 16, 32, 64, 128, then 256 objects: the first GETs go out as soon as
+    the first 16 objects are listed (the first listing page, a short one while the
+    fast path learns), not once 256 are; later batches are large, so the ledger is
+    asked once per 256 objects."""
+    size = _FIRST_BATCH
+    while batch := list(itertools.islice(found, size)):
         yield batch
+        size = min(_BATCH, size * 2)
 
 
 BUCKET_COLUMN = 255  # the ledger's runs.bucket (schema)

@@ -129,16 +129,21 @@ def _name_length(name: str, rules: PathRules) -> int:
     return len(name.encode("utf-16-le", "surrogatepass")) // 2
 
 
-def local_path(root: Path, parts: list[str], *, checked: set[Path] | None = None) -> Path:
+def local_path(root: Path, parts: list[str], *, checked: set[str] | None = None) -> Path:
     """``root`` joined with ``parts``, refused unless its folder stays inside ``root`` (a
     resolved directory) once the symlinks already on disk are followed (``checked``:
-    folders already found inside, not resolved again). The file itself may be a
-    symlink: the rename that puts the restored file in place replaces the link."""
+    folders already found inside, by their path below ``root`` with ``/``, not
+    resolved again; a folder is named by a string, not a ``Path``, so a planned object
+    costs one ``Path``: its own). The file itself may be a symlink: the rename that
+    puts the restored file in place replaces the link."""
     path = root.joinpath(*parts)
-    if checked is None or path.parent not in checked:
+    if checked is None:
         ensure_inside(root, path.parent)
-        if checked is not None:
-            checked.add(path.parent)
+        return path
+    folder = "/".join(parts[:-1])
+    if folder not in checked:
+        ensure_inside(root, path.parent)
+        checked.add(folder)
     return path
 
 

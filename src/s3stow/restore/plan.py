@@ -123,11 +123,14 @@ def make_item(
     *,
     expect_md5: str | None = None,
     run: str | None = None,
+    path: Path | None = None,
 ) -> RestoreItem:
+    """The item restoring ``info`` to ``root`` joined with ``parts`` (``path``, when the
+    caller has it already: ``local_path``'s)."""
     rel = "/".join(parts)
     mtime_ns = int(info.last_modified * 1_000_000) * 1000 if info.last_modified else 0
     source = SourceFile(
-        root.joinpath(*parts),
+        path if path is not None else root.joinpath(*parts),
         rel,
         info.size,
         mtime_ns,
@@ -155,7 +158,7 @@ class RestorePlanner:
         self.rules = rules or PathRules.for_this_os()
         self.claims = PathClaims(self.rules)
         self.selector = selector
-        self._inside: set[Path] = set()  # folders already resolved inside the root
+        self._inside: set[str] = set()  # folders already resolved inside the root
         self.not_selected = 0  # objects --include/--exclude left out
 
     def plan(
@@ -169,37 +172,42 @@ class RestorePlanner:
             if self.selector.takes(probe) is not None:
                 self.not_selected += 1
                 return None
-        refused = UploadResult(self.root, bucket, info.key, Status.FAILED, size=info.size)
-        rel = info.key[len(prefix) :] if info.key.startswith(prefix) else info.key
         if info.key.endswith("/"):  # not a marker: its bytes have no file name to go to
-            return refusal(
-                self.root,
-                rel,
-                refused,
-                "unsafe-path",
+            message = (
                 f"key ends with '/' (a folder's name) but the object holds {info.size} "
-                "bytes; not written",
+                "bytes; not written"
             )
+            return self._refused(bucket, info, _below(info.key, prefix), "unsafe-path", message)
         try:
             parts = relative_parts(info.key, prefix, self.rules)
-        except UnsafePath as exc:
-            return refusal(self.root, rel, refused, "unsafe-path", f"{exc}; not written")
-        try:
             path = local_path(self.root, parts, checked=self._inside)
         except (UnsafePath, OSError) as exc:
-            return refusal(self.root, rel, refused, "unsafe-path", f"{exc}; not written")
+            message = f"{exc}; not written"
+            return self._refused(bucket, info, _below(info.key, prefix), "unsafe-path", message)
         what = self.own.what(path) if self.own is not None else None
         if what is not None:  # --overwrite or not: the run writes it, it would undo ours
             message = (
                 f"{path} is {what} of this run; not replaced (restore into another folder, "
                 "or give that file another place)"
             )
-            return refusal(self.root, "/".join(parts), refused, "local-exists", message)
+            return self._refused(bucket, info, "/".join(parts), "local-exists", message)
         collision = self.claims.claim(parts, info.key)
         if collision is not None:
             message = f"{path}: {collision}; not written"
-            return refusal(self.root, "/".join(parts), refused, "path-collision", message)
-        return make_item(self.root, parts, bucket, info, run=self.run)
+            return self._refused(bucket, info, "/".join(parts), "path-collision", message)
+        return make_item(self.root, parts, bucket, info, run=self.run, path=path)
+
+    def _refused(
+        self, bucket: str, info: ObjectInfo, rel: str, error_class: str, message: str
+    ) -> RestoreRefusal:
+        """``info`` refused as ``error_class`` (its result made only here, for a refusal)."""
+        failed = UploadResult(self.root, bucket, info.key, Status.FAILED, size=info.size)
+        return refusal(self.root, rel, failed, error_class, message)
+
+
+def _below(key: str, prefix: str) -> str:
+    """``key`` below ``prefix`` (a refusal names the path it asked for)."""
+    return key[len(prefix) :] if key.startswith(prefix) else key
 
 
 def _refuse(result: UploadResult, error_class: str, message: str) -> UploadResult:

@@ -7,8 +7,10 @@ most once per ``cooldown`` seconds) when S3 throttles and adds one back after
 that pays: over a long round trip, requests in flight are what sets the pace
 (files/s ~= in flight / round trip), so the limit doubles as long as the completions
 per second rise with it, and settles where they stop rising (see ``Growth``); with
-``slow_start`` (uploads) the limit first doubles round by round while the requests'
-latency does not rise (``SlowStart``, transfer/slowstart.py), then ``Growth`` goes on.
+``slow_start`` the limit first doubles round by round while the requests' latency
+(the quickest request of a round, or with ``slow_start_by="median"``, restores, the
+median one) does not rise (``SlowStart``, transfer/slowstart.py), then ``Growth``
+goes on.
 ``StreamLimiter`` is the same limiter for streams of bytes (a large object's ranged
 GETs in a restore): it starts low and grows by the same judgement (``Growth``), fed
 bytes per second instead of completions per second. ``MemoryBudget`` caps the bytes
@@ -21,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 from s3stow.transfer.slowstart import SlowStart
 
@@ -127,8 +130,8 @@ class RequestLimiter:
     was taken at some moment of it, ``Growth`` judges.
 
     With ``slow_start``, ``SlowStart`` first doubles the limit every round of requests
-    whose quickest is no slower than the previous round's (each request is timed in
-    its slot); ``Growth``'s windows begin when it ends.
+    whose quickest (``slow_start_by="median"``: median) is no slower than the previous
+    round's (each request is timed in its slot); ``Growth``'s windows begin when it ends.
 
     Any throttling ends growth for the run (the server pushes back: AIMD decides).
     Only completions and a clock are used, so tests drive it with synthetic events.
@@ -142,6 +145,7 @@ class RequestLimiter:
         cooldown: float = 1.0,
         clock: Callable[[], float] | None = None,
         slow_start: bool = False,
+        slow_start_by: Literal["quickest", "median"] = "quickest",
     ) -> None:
         self.maximum = maximum
         self.ceiling = max(maximum, ceiling or maximum)
@@ -154,7 +158,7 @@ class RequestLimiter:
         self._growing = self.ceiling > maximum
         # climbs round by round before Growth's windows judge (transfer/slowstart.py)
         self.start = (
-            SlowStart(self.ceiling, scaling=SCALING, worth=WORTH)
+            SlowStart(self.ceiling, scaling=SCALING, worth=WORTH, by=slow_start_by)
             if slow_start and self._growing
             else None
         )

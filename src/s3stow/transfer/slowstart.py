@@ -20,9 +20,14 @@ throttle; ``Growth`` judges any further step by throughput.
 
 A round is ``max(limit, START_ROUND_MIN)`` completions of requests admitted at the
 current limit (``epoch``): the requests of the previous limit are left out, so each
-round's latency belongs to its own limit. The quickest request, not the mean, is
-compared: a round's slowest requests open new connections, wait for a file's bytes
-or for the interpreter's lock; its quickest show what one request costs.
+round's latency belongs to its own limit. By default (``by="quickest"``, uploads) the
+quickest request, not the mean, is compared: a round's slowest requests open new
+connections, wait for a file's bytes or for the interpreter's lock; its quickest
+show what one request costs. ``by="median"`` (restores) compares the round's median
+request instead: a small GET costs the client little, so on a local server the
+quickest GET stays quick long after most requests wait for the cores (the limit
+doubled to 128 and more while the median latency grew with it); the median rises
+as soon as more requests only queue.
 
 Pure state, no clock and no lock: the limiter times the requests and holds its lock
 around every call, and tests drive it with synthetic latencies.
@@ -30,15 +35,25 @@ around every call, and tests drive it with synthetic latencies.
 
 from __future__ import annotations
 
+from typing import Literal
+
 START_ROUND_MIN = 8  # completions per round at least
-START_RISE_FLOOR = 0.002  # seconds: a smaller rise of the quickest request is no rise
+START_RISE_FLOOR = 0.002  # seconds: a smaller rise of a round's latency is no rise
 
 
 class SlowStart:
     """Doubles the request limit every round until latency rises (see the module)."""
 
-    def __init__(self, ceiling: int, *, scaling: float, worth: float) -> None:
+    def __init__(
+        self,
+        ceiling: int,
+        *,
+        scaling: float,
+        worth: float,
+        by: Literal["quickest", "median"] = "quickest",
+    ) -> None:
         self.ceiling = ceiling
+        self.by = by  # which request of a round stands for its latency
         self.scaling = scaling  # Growth's rules (transfer/limits.py): one source
         self.worth = worth
         self.active = True
@@ -47,10 +62,11 @@ class SlowStart:
         self.stopped_by = ""  # "latency", "ceiling" or "throttling" once it has ended
         self._done = 0
         self._quickest = float("inf")
+        self._latencies: list[float] = []  # the round's, when judged by the median
         self._full = False
         self._previous_limit = 0  # the last round judged (0: none yet)
-        self._previous_quickest = 0.0
-        self._doubt = 0.0  # a first round at this limit that did not pay: its quickest
+        self._previous_latency = 0.0
+        self._doubt = 0.0  # a first round at this limit that did not pay: its latency
 
     def admitted(self, active: int, limit: int) -> int:
         """A request admitted with ``active`` in flight (itself included): its epoch."""
@@ -64,28 +80,35 @@ class SlowStart:
         if not self.active or epoch != self.epoch:
             return None
         self._done += 1
-        self._quickest = min(self._quickest, seconds)
+        if self.by == "median":
+            self._latencies.append(seconds)
+        elif seconds < self._quickest:
+            self._quickest = seconds
         if self._done < max(limit, START_ROUND_MIN):
             return None
-        full, quickest = self._full, self._quickest
+        full, latency = self._full, self._quickest  # the round's latency, as judged
+        if self.by == "median":
+            latencies = sorted(self._latencies)
+            latency = latencies[len(latencies) // 2]
+            self._latencies = []
         self.epoch += 1
         self._done, self._quickest, self._full = 0, float("inf"), False
         if not full:  # the work, not the slots, set this round's pace: nothing learnt
             return None
         second, self._doubt = self._doubt, 0.0
         if second:  # the better of the two rounds at this limit
-            quickest = min(quickest, second)
-        before, previous = self._previous_quickest, self._previous_limit
-        if previous and previous < limit and quickest - before >= START_RISE_FLOOR:
+            latency = min(latency, second)
+        before, previous = self._previous_latency, self._previous_limit
+        if previous and previous < limit and latency - before >= START_RISE_FLOOR:
             scale = limit / previous
-            gain = scale * before / quickest  # files/s, by Little's law
+            gain = scale * before / latency  # files/s, by Little's law
             if gain < 1 + self.scaling * (scale - 1):
                 if not second:  # the first round at a new limit also opens connections
-                    self._doubt = quickest  # and starts threads: one more round
+                    self._doubt = latency  # and starts threads: one more round
                     return None
                 self.active, self.stopped_by = False, "latency"
                 return None if gain >= 1 + self.worth else previous
-        self._previous_limit, self._previous_quickest = limit, quickest
+        self._previous_limit, self._previous_latency = limit, latency
         if limit >= self.ceiling:
             self.active, self.stopped_by = False, "ceiling"
             return None
