@@ -226,7 +226,7 @@ def _hook_engine(module: Any) -> None:
     _span(module, "Uploader._run", "run")
     _span(module, "Uploader._check_bucket", "check bucket")
     _span(module, "decide", "decide")
-    original_submit = module.FilePool.submit
+    original_submit = module.FileThreads.submit
     count = [0]
 
     def submit(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -235,7 +235,7 @@ def _hook_engine(module: Any) -> None:
             _mark("first submit")
         return original_submit(self, *args, **kwargs)
 
-    module.FilePool.submit = submit
+    module.FileThreads.submit = submit
     del cls
 
 

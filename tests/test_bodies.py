@@ -14,7 +14,8 @@ from awscrt import checksums as crt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3stow.errors import SourceChanged
+from s3stow.errors import SourceChanged, TransferError
+from s3stow.store import body
 from s3stow.store.body import CHUNK, FileRange, hash_range
 
 DATA = bytes(range(256)) * (3 * CHUNK // 256) + b"tail"  # three chunks and a bit
@@ -120,3 +121,42 @@ def test_content_md5_is_the_base64_of_the_md5(data_file: Path) -> None:
     md5 = hashlib.md5(DATA, usedforsecurity=False)
     body = Body(FileRange(data_file, 0, len(DATA)), None, md5.hexdigest(), None)
     assert body.content_md5 == base64.b64encode(md5.digest()).decode()
+
+
+@settings(max_examples=40, deadline=None)
+@given(offset=st.integers(0, len(DATA)), length=st.integers(0, len(DATA)))
+def test_read_range_reads_the_bytes_at_the_offset(
+    data_file: Path, offset: int, length: int
+) -> None:
+    length = min(length, len(DATA) - offset)
+    assert body.read_range(data_file, offset, length) == DATA[offset : offset + length]
+
+
+def test_read_range_without_pread_seeks_and_reads(
+    data_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(body, "_pread", body._seek_read)  # as on Windows
+    assert body.read_range(data_file, 5, 300) == DATA[5:305]
+    with pytest.raises(SourceChanged, match="shorter"):
+        body.read_range(data_file, len(DATA) - 2, 3)
+
+
+def test_read_range_past_the_end_is_source_changed(data_file: Path) -> None:
+    with pytest.raises(SourceChanged, match="shorter"):
+        body.read_range(data_file, len(DATA) - 2, 3)
+
+
+@pytest.mark.parametrize("make", ["missing", "folder"])
+def test_read_range_fails_as_opening_the_file_does(tmp_path: Path, make: str) -> None:
+    """The same error (class, code, message) as ``open_source``, which the streamed
+    bodies use: a vanished file is SourceChanged, a folder cannot be read."""
+    path = tmp_path / "x"
+    if make == "folder":
+        path.mkdir()
+    errors = []
+    for read in (lambda: body.read_range(path, 0, 1), lambda: body.open_source(path)):
+        with pytest.raises((SourceChanged, TransferError)) as caught:
+            read()
+        errors.append((type(caught.value), getattr(caught.value, "code", None), str(caught.value)))
+    assert errors[0] == errors[1]
+    assert errors[0][0] is (SourceChanged if make == "missing" else TransferError)

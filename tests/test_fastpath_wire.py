@@ -221,3 +221,28 @@ def test_requests_started_together_wait_for_the_first_to_teach_the_fast_path(
     puts = _puts(proxy)
     assert len(puts) == (8 if kind == "parts" else 16)
     assert [_fast(h) for _, h in puts].count(False) == 1
+
+
+def test_a_fast_put_answers_as_botocore_does(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """The fast path reads a PUT's answer itself (``put_result``): the same ETag,
+    checksum and version id botocore's answer gives, on a versioned bucket."""
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"answered")
+    uploader = _uploader(proxy, bucket)
+    results = [uploader.upload_file(path, key=f"p/{name}") for name in ("slow", "fast")]
+    puts = _puts(proxy)
+    assert [_fast(headers) for _, headers in puts] == [False, True]
+    for name, result in zip(("slow", "fast"), results, strict=True):
+        assert result.status == Status.DONE, result.error
+        head = s3.head_object(Bucket=bucket, Key=f"p/{name}", ChecksumMode="ENABLED")
+        assert result.etag == head["ETag"].strip('"') == _md5_hex(b"answered")
+        assert result.checksum == head["ChecksumCRC64NVME"]
+        assert result.version_id == head["VersionId"]
+        assert result.version_id
+
+
+def _md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()

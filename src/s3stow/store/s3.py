@@ -36,8 +36,8 @@ from s3stow.store.wire import (
     CHECKSUM_FIELDS,
     get_headers,
     put_headers,
+    put_result,
     query_args,
-    response_from_headers,
 )
 
 if TYPE_CHECKING:
@@ -253,9 +253,12 @@ class S3Store:
         body: bytes | FileRange,
         query: str,
         args: dict[str, Any],
-    ) -> Any:
+        *,
+        versioned: bool,
+    ) -> PutResult:
         """PutObject/UploadPart: the fast path when it has learned this request, else
-        botocore (recorded, to learn from)."""
+        botocore (recorded, to learn from). A learned shape goes straight to the fast
+        path; only an unknown one passes the learning gate (``_route``)."""
         name = _OPERATIONS[operation]
         headers = put_headers(args) if self._fast_settings is not None else None
         if operation == "upload_part":
@@ -268,21 +271,29 @@ class S3Store:
             with body.reader() as reader:  # streamed from the file, seekable for retries
                 return function(Bucket=bucket, Key=key, Body=reader, **args)
 
-        def botocore(*, attempted: bool) -> Any:
+        def botocore(*, attempted: bool) -> PutResult:
             try:
-                return self.through_botocore(bucket, key, name, headers, call, attempted=attempted)
+                response = self.through_botocore(
+                    bucket, key, name, headers, call, attempted=attempted
+                )
             except Exception as exc:
                 raise self.translate(exc, bucket, key) from exc
+            checksum, _ = _checksum_of(response)
+            version = response.get("VersionId") if versioned else None
+            return PutResult(_etag(response.get("ETag")), checksum, version)
 
         fast = self._fast
         if fast is None or headers is None:
             return botocore(attempted=False)
-        with self._route(fast, bucket, name, headers) as prepared:
-            if prepared is None:
-                return botocore(attempted=False)
+        prepared = fast.outgoing(bucket, name, headers)
+        if not fast.knows_shape(prepared.shape):
+            with self._route(fast, bucket, name, headers, prepared=prepared) as routed:
+                if routed is None:
+                    return botocore(attempted=False)
+            prepared = routed
         answer = fast.put(name, bucket, key, body, headers, query=query, prepared=prepared)
         if answer is not None:
-            return response_from_headers(answer)
+            return put_result(answer, versioned=versioned)
         return botocore(attempted=True)
 
     def _observe_retry(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
@@ -453,9 +464,7 @@ class S3Store:
             args["ContentMD5"] = content_md5
         if options.if_none_match:
             args["IfNoneMatch"] = "*"
-        response = self._put(bucket, key, "put_object", body, "", args)
-        checksum, _ = _checksum_of(response)
-        return PutResult(_etag(response.get("ETag")), checksum, response.get("VersionId"))
+        return self._put(bucket, key, "put_object", body, "", args, versioned=True)
 
     def create_multipart(
         self, bucket: str, key: str, *, algorithm: str | None, options: WriteOptions
@@ -485,9 +494,7 @@ class S3Store:
         if content_md5:
             args["ContentMD5"] = content_md5
         query = f"uploadId={quote(upload_id, safe='')}&partNumber={number}"
-        response = self._put(bucket, key, "upload_part", body, query, args)
-        checksum, _ = _checksum_of(response)
-        return PutResult(_etag(response.get("ETag")), checksum)
+        return self._put(bucket, key, "upload_part", body, query, args, versioned=False)
 
     def list_parts(self, bucket: str, key: str, *, upload_id: str) -> list[PartInfo]:
         parts: list[PartInfo] = []
@@ -598,13 +605,20 @@ class S3Store:
 
     @contextmanager
     def _route(
-        self, fast: FastPath, bucket: str, operation: str, headers: Mapping[str, str]
+        self,
+        fast: FastPath,
+        bucket: str,
+        operation: str,
+        headers: Mapping[str, str],
+        *,
+        prepared: Outgoing | None = None,
     ) -> Iterator[Outgoing | None]:
         """This request as the fast path sends it (its shape computed once), or ``None``
         when botocore sends it: the first request of a shape teaches the fast path
         inside this block while the others of that shape wait (``LearningGate``), and a
         shape that cannot be learned stays botocore's. A learned shape takes no lock."""
-        prepared = fast.outgoing(bucket, operation, headers)
+        if prepared is None:
+            prepared = fast.outgoing(bucket, operation, headers)
         known = prepared.shape
         if fast.knows_shape(known):
             yield prepared

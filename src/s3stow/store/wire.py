@@ -3,7 +3,7 @@
 ``put_headers`` turns PutObject/UploadPart parameters into the HTTP headers botocore
 would send for them (``None`` for a parameter it does not translate: botocore sends
 that request); ``parse_list_page`` reads a ListObjectsV2 answer (``encoding-type=url``);
-``response_from_headers`` and ``query_args`` turn a PUT's answer and an UploadPart
+``put_result`` and ``query_args`` turn a PUT's answer and an UploadPart
 query back into botocore's shapes, so the store handles both paths' results alike.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 from xml.etree import ElementTree as ET
 
-from s3stow.store.base import ObjectInfo
+from s3stow.store.base import ObjectInfo, PutResult
 
 CHECKSUM_FIELDS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 
@@ -93,16 +93,18 @@ def query_args(query: str) -> dict[str, Any]:
     return {"PartNumber": int(values["partNumber"][0]), "UploadId": values["uploadId"][0]}
 
 
-def response_from_headers(headers: dict[str, str]) -> dict[str, Any]:
-    """The parts of a botocore-shaped PutObject/UploadPart response s3stow reads."""
-    response: dict[str, Any] = {"ETag": headers.get("etag", "")}
-    if "x-amz-version-id" in headers:
-        response["VersionId"] = headers["x-amz-version-id"]
-    for name in CHECKSUM_FIELDS:
-        value = headers.get(f"x-amz-checksum-{name.lower()}")
+def put_result(headers: Mapping[str, str], *, versioned: bool = True) -> PutResult:
+    """What a PutObject/UploadPart answered (response headers, lower-case), as the
+    store returns it: the ETag without quotes, the first checksum of
+    ``CHECKSUM_FIELDS`` the server sent, the version id (``versioned``: PutObject)."""
+    checksum = None
+    for header, _name in _CHECKSUM_HEADERS:
+        value = headers.get(header)
         if value:
-            response["Checksum" + name] = value
-    return response
+            checksum = value
+            break
+    version = headers.get("x-amz-version-id") if versioned else None
+    return PutResult(headers.get("etag", "").strip('"'), checksum, version)
 
 
 def get_headers(args: Mapping[str, Any]) -> dict[str, str] | None:

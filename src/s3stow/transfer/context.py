@@ -75,6 +75,7 @@ class TransferContext:
 
     probes: ServerProbes | None = None  # what the server does (None: not asked)
     _validating: dict[str, bool] = field(default_factory=dict)  # bucket -> refuses bad sums
+    _etag_checks: dict[str, bool] = field(default_factory=dict)  # bucket -> checks_etag
 
     @functools.cached_property
     def custom_endpoint(self) -> bool:
@@ -85,7 +86,17 @@ class TransferContext:
         (``key``: beside which a probe object may go): in compatibility mode, or as
         ``etag_check`` says for the endpoint botocore resolved; under ``auto`` on a
         configured endpoint, only where the server does not refuse a wrong checksum
-        itself (``ServerProbes``)."""
+        itself (``ServerProbes``). A bucket's answer is kept: each write asks twice."""
+        if bucket is not None:
+            known = self._etag_checks.get(bucket)
+            if known is not None:
+                return known
+            answer = self._checks_etag(bucket, key)
+            self._etag_checks[bucket] = answer
+            return answer
+        return self._checks_etag(bucket, key)
+
+    def _checks_etag(self, bucket: str | None, key: str) -> bool:
         from s3stow.transfer.probes import asks_checksum_probe
 
         if self.compat:

@@ -4,22 +4,23 @@ discover -> plan keys -> compare (ledger, then one listing) -> transfer (with
 retry) -> record (ledger) -> report (observers). Discovery and key planning run
 ahead in their own thread (``RunAhead``, up to 10,000 files ahead) and stream in
 batches, so the first upload starts before the tree is fully listed; at most
-``limit + concurrency`` files are in flight at once, on ``limit`` threads. Parts of
-large files run in a second pool; ``RequestLimiter`` caps the requests of both at its
-``limit``: ``concurrency`` at first, growing up to ``max_concurrency`` while files/s
-rises with it.
+``limit + concurrency`` files are in flight at once, on ``limit`` threads
+(``FileThreads``: a queue, no future per file; each outcome is recorded here, in the
+run's thread). Parts of large files run in a second pool; ``RequestLimiter`` caps
+the requests of both at its ``limit``: ``concurrency`` at first, growing up to
+``max_concurrency`` while files/s rises with it.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
-import queue
 import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ from s3stow.store.base import ObjectStore
 from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
 from s3stow.transfer.context import TransferContext, transfer_context
+from s3stow.transfer.filethreads import FileThreads
 from s3stow.transfer.limits import RequestLimiter
 from s3stow.transfer.probes import ServerProbes
 from s3stow.transfer.tally import Tally
@@ -67,7 +69,7 @@ _OWN_KEY = frozenset({"UnsafeKey", "SourceMissing", "SourceGone"})
 
 
 class FilePool(ThreadPoolExecutor):
-    """The file pool, whose thread count follows the limiter's limit up (threads start
+    """The restore's file pool, whose thread count follows the limiter's limit up (threads start
     only as files are submitted; one that exists is never stopped)."""
 
     def grow(self, workers: int) -> None:
@@ -80,6 +82,14 @@ class FilePool(ThreadPoolExecutor):
         so the extra threads wait for files, not for request slots: a thread that
         finishes a file then takes the next one without waking another."""
         return limit + max(0, ahead - (self._max_workers - limit))
+
+
+_Files = FileThreads[SourceFile, UploadResult]
+
+
+def _file_threads(worker: FileWorker, ctx: TransferContext) -> _Files:
+    """The file threads of one run: ``worker.process(ctx, decision, listed)`` each."""
+    return FileThreads(functools.partial(worker.process, ctx), ctx.settings.concurrency)
 
 
 def new_run_id() -> str:
@@ -413,18 +423,11 @@ class Uploader:
         summary: RunSummary,
     ) -> None:
         budget_left = self.settings.limit
-        pending: dict[Future[UploadResult], SourceFile] = {}
-        # Finished futures arrive here: O(1) per completion, where wait() on the
-        # whole pending set would lock every future on every call.
-        completed: queue.SimpleQueue[Future[UploadResult]] = queue.SimpleQueue()
         limiter = self.limiter
         # As many file threads as the limit admits requests (one request per thread),
         # and as many files again queued for them.
         ahead = self.settings.concurrency
-        with (
-            self._pools(run_id=summary.run_id) as ctx,
-            FilePool(self.settings.concurrency, thread_name_prefix="file") as files,
-        ):
+        with self._pools(run_id=summary.run_id) as ctx, _file_threads(self.worker, ctx) as files:
             for batch in batches:
                 if self.stop.is_set():
                     break
@@ -459,19 +462,18 @@ class Uploader:
                         summary.would_upload.append(decision)
                         continue
                     while (
-                        len(pending) >= files.room(limiter.limit, ahead) and not self.stop.is_set()
+                        files.in_flight >= files.room(limiter.limit, ahead)
+                        and not self.stop.is_set()
                     ):
-                        self._drain(pending, completed, summary, block=True)
+                        self._drain(files, summary, block=True)
                     if self.stop.is_set():
                         break
                     self._check_bucket(decision.item.bucket, near=decision.item.key)
                     files.grow(limiter.limit)
-                    future = files.submit(self.worker.process, ctx, decision, listed)
-                    pending[future] = source
-                    future.add_done_callback(completed.put)
-                self._drain(pending, completed, summary, block=False)
-            while pending:
-                self._drain(pending, completed, summary, block=True)
+                    files.submit((decision, listed), source)
+                self._drain(files, summary, block=False)
+            while files.in_flight:
+                self._drain(files, summary, block=True)
 
     def _fold_backslashes(
         self, batch: list[PlannedUpload], claims: KeyClaims
@@ -574,42 +576,23 @@ class Uploader:
                 group=group,
             )
 
-    def _drain(
-        self,
-        pending: dict[Future[UploadResult], SourceFile],
-        completed: queue.SimpleQueue[Future[UploadResult]],
-        summary: RunSummary,
-        *,
-        block: bool,
-    ) -> None:
-        """Record every finished file; with ``block``, wait for at least one."""
-        if not pending:
-            return
-        done: list[Future[UploadResult]] = []
-        while block and not done:  # a timeout keeps Ctrl+C deliverable on Windows
-            try:
-                done.append(completed.get(timeout=0.5))
-            except queue.Empty:
-                continue
-        while True:
-            try:
-                done.append(completed.get_nowait())
-            except queue.Empty:
-                break
-        for future in done:
-            source = pending.pop(future)
-            result = future.result()
-            if result.status == Status.PLANNED:  # interrupted before an outcome
+    def _drain(self, files: _Files, summary: RunSummary, *, block: bool) -> None:
+        """Record every finished file; with ``block``, wait for at least one. A file's
+        work that raised raises here, as it did from its future."""
+        for source, outcome in files.collect(block=block):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if outcome.status == Status.PLANNED:  # interrupted before an outcome
                 continue
             if self.ledger is not None and not self.settings.dry_run:
                 self.ledger.record(
-                    result,
+                    outcome,
                     mtime_ns=source.mtime_ns,
                     run_id=summary.run_id,
                     group=source.group,
-                    store=self._store_of(result),
+                    store=self._store_of(outcome),
                 )
-            self._count(summary, result, source)
+            self._count(summary, outcome, source)
 
     def _store_of(self, result: UploadResult) -> str | None:
         """The store a ``done`` outcome was reached against: the ledger's row proves the

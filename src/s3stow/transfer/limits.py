@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from types import TracebackType
 from typing import Literal
 
 from s3stow.transfer.slowstart import SlowStart
@@ -172,36 +172,47 @@ class RequestLimiter:
         # StreamLimiter leaves time with no slot taken out of its windows
         self._skip_idle = False
         self._idle_since: float | None = None  # when the last slot was given back
+        self._waiting = 0  # threads waiting for a slot (notify only when one does)
         self._cond = threading.Condition()
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        start = self.start
+    def slot(self) -> RequestSlot:
+        """A context that holds one request slot (waits for one while all are taken);
+        a success in it (no exception) times the request for slow start."""
+        return RequestSlot(self)
+
+    def _enter(self) -> int:
+        """Take a slot, waiting while every one is taken; the slow-start epoch the
+        request is timed in (-1: not timed)."""
         epoch = -1
         with self._cond:
             while self.active >= self.limit:
-                self._cond.wait()
+                self._waiting += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting -= 1
             if self._idle_since is not None:  # the window resumes where it paused
                 self._window_start += self._clock() - self._idle_since
                 self._idle_since = None
             self.active += 1
             if self.active >= self.limit:
                 self._full = True
-            self.peak = max(self.peak, self.active)
+            if self.active > self.peak:
+                self.peak = self.active
+            start = self.start
             if start is not None and start.active:
                 epoch = start.admitted(self.active, self.limit)
-        began = self._clock() if epoch >= 0 else 0.0
-        succeeded = False
-        try:
-            yield
-            succeeded = True
-        finally:
-            with self._cond:
-                self.active -= 1
-                if self._skip_idle and not self.active:
-                    self._idle_since = self._clock()
-                if succeeded and epoch >= 0:
-                    self._climb(epoch, self._clock() - began)
+        return epoch
+
+    def _exit(self, epoch: int, began: float, *, succeeded: bool) -> None:
+        """Give a slot back (a waiting thread is woken only if one waits)."""
+        with self._cond:
+            self.active -= 1
+            if self._skip_idle and not self.active:
+                self._idle_since = self._clock()
+            if succeeded and epoch >= 0:
+                self._climb(epoch, self._clock() - began)
+            if self._waiting:
                 self._cond.notify()
 
     def _climb(self, epoch: int, seconds: float) -> None:
@@ -318,18 +329,74 @@ class MemoryBudget:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.used = 0
+        self._waiting = 0  # threads waiting for room
         self._cond = threading.Condition()
 
-    @contextmanager
-    def hold(self, size: int) -> Iterator[None]:
+    def hold(self, size: int) -> BudgetHold:
+        """A context that holds ``size`` bytes of the budget (waits while they do not
+        fit; a single buffer larger than the budget is admitted when nothing else is
+        held)."""
+        return BudgetHold(self, size)
+
+    def _take(self, size: int) -> None:
         with self._cond:
-            # A single buffer larger than the budget is admitted when nothing else is held.
             while self.used and self.used + size > self.capacity:
-                self._cond.wait()
+                self._waiting += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting -= 1
             self.used += size
-        try:
-            yield
-        finally:
-            with self._cond:
-                self.used -= size
+
+    def _give(self, size: int) -> None:
+        with self._cond:
+            self.used -= size
+            if self._waiting:
                 self._cond.notify_all()
+
+
+class RequestSlot:
+    """One request slot of a ``RequestLimiter``, held for a ``with`` block: a small
+    class, not a generator context manager (taken and given back once per request)."""
+
+    __slots__ = ("_began", "_epoch", "_limiter")
+
+    def __init__(self, limiter: RequestLimiter) -> None:
+        self._limiter = limiter
+        self._epoch = -1
+        self._began = 0.0
+
+    def __enter__(self) -> None:
+        limiter = self._limiter
+        self._epoch = epoch = limiter._enter()
+        if epoch >= 0:
+            self._began = limiter._clock()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._limiter._exit(self._epoch, self._began, succeeded=exc_type is None)
+
+
+class BudgetHold:
+    """``size`` bytes of a ``MemoryBudget``, held for a ``with`` block."""
+
+    __slots__ = ("_budget", "_size")
+
+    def __init__(self, budget: MemoryBudget, size: int) -> None:
+        self._budget = budget
+        self._size = size
+
+    def __enter__(self) -> None:
+        self._budget._take(self._size)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._budget._give(self._size)

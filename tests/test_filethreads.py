@@ -1,0 +1,115 @@
+"""The upload's file threads (``FileThreads``): every job's outcome comes back once,
+with its tag; threads start only while more files are in flight than threads, up to
+the allowed number, which only grows; leaving runs what is queued and joins."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from s3stow.transfer.filethreads import FileThreads
+
+
+def _collect_all(files: FileThreads[int, object]) -> dict[int, object]:
+    found: dict[int, object] = {}
+    while files.in_flight:
+        for tag, outcome in files.collect(block=True):
+            assert tag not in found
+            found[tag] = outcome
+    return found
+
+
+def test_every_outcome_comes_back_once_with_its_tag() -> None:
+    def work(value: int) -> int:
+        if value == 7:
+            raise ValueError("seven")
+        return value * value
+
+    with FileThreads[int, object](work, 4) as files:
+        for value in range(50):
+            files.submit((value,), value)
+        found = _collect_all(files)
+    assert sorted(found) == list(range(50))
+    assert all(found[v] == v * v for v in range(50) if v != 7)
+    error = found[7]
+    assert isinstance(error, ValueError)
+    assert str(error) == "seven"
+    assert files.collect(block=True) == []  # nothing in flight: no wait
+
+
+def test_threads_start_only_while_files_outnumber_them_up_to_the_allowed() -> None:
+    release = threading.Event()
+    names: set[str] = set()
+
+    def work(tag: int) -> int:
+        names.add(threading.current_thread().name)
+        release.wait()
+        return tag
+
+    counts = []
+    with FileThreads[int, object](work, 2) as files:
+        try:
+            files.submit((0,), 0)
+            counts.append(files.threads)
+            for value in (1, 2, 3):
+                files.submit((value,), value)
+            counts.append(files.threads)  # the allowed number
+            files.grow(3)
+            files.submit((4,), 4)
+            counts.append(files.threads)
+            files.grow(1)  # never fewer
+            files.submit((5,), 5)
+            counts.append(files.threads)
+        finally:
+            release.set()
+        assert sorted(_collect_all(files)) == list(range(6))
+    assert counts == [1, 2, 3, 3]
+    assert names == {"file_0", "file_1", "file_2"}
+
+
+def test_one_thread_serves_files_submitted_one_at_a_time() -> None:
+    with FileThreads[int, object](lambda tag: tag, 8) as files:
+        for value in range(5):
+            files.submit((value,), value)
+            assert files.collect(block=True)[0][0] == value
+    assert files.threads == 1
+
+
+def test_leaving_runs_what_is_queued_and_joins_the_threads() -> None:
+    ran: list[int] = []
+    started = threading.Event()
+    release = threading.Event()
+
+    def work(tag: int) -> None:
+        if tag == 0:
+            started.set()
+            release.wait()
+        ran.append(tag)
+
+    files = FileThreads[int, None](work, 1)
+
+    def engine() -> None:
+        with files:
+            for value in range(4):
+                files.submit((value,), value)
+            started.wait()
+            release.set()
+            raise RuntimeError("the engine stopped")
+
+    with pytest.raises(RuntimeError):
+        engine()
+    assert sorted(ran) == [0, 1, 2, 3]
+    assert not any(thread.is_alive() for thread in files._threads)
+
+
+def test_the_threads_queue_ahead_only_what_their_idle_threads_do_not_take() -> None:
+    """``room``: ``limit`` files running and ``ahead`` queued; with threads allowed
+    beyond the limit (a step taken back), as many fewer queued as there are extra."""
+    with FileThreads[int, None](lambda tag: None, 16) as files:
+        assert files.room(16, 16) == 32
+        assert files.room(16, 0) == 16
+        files.grow(24)
+        assert files.room(16, 16) == 24
+        files.grow(64)
+        assert files.room(16, 16) == 16
