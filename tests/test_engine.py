@@ -19,7 +19,8 @@ from s3stow.ledger import open_ledger
 from s3stow.models import Reason, Status
 from s3stow.plan.keys import local_key, parse_target
 from s3stow.report.observer import Observer
-from s3stow.transfer.engine import FilePool, Uploader
+from s3stow.transfer.engine import Uploader
+from s3stow.transfer.filethreads import FilePool
 from tests.faultproxy import FaultProxy
 
 

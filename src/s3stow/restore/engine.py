@@ -51,7 +51,8 @@ from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
 from s3stow.transfer.context import TransferContext, transfer_context
-from s3stow.transfer.engine import FilePool, new_run_id
+from s3stow.transfer.engine import new_run_id
+from s3stow.transfer.filethreads import FilePool
 from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -66,22 +65,6 @@ log = logging.getLogger(__name__)
 _BATCH = 256
 # refusals recorded under their key (SourceGone: a retry found the file gone)
 _OWN_KEY = frozenset({"UnsafeKey", "SourceMissing", "SourceGone"})
-
-
-class FilePool(ThreadPoolExecutor):
-    """The restore's file pool, whose thread count follows the limiter's limit up (threads start
-    only as files are submitted; one that exists is never stopped)."""
-
-    def grow(self, workers: int) -> None:
-        if workers > self._max_workers:  # read each time the pool considers a new thread
-            self._max_workers = workers
-
-    def room(self, limit: int, ahead: int) -> int:
-        """Files to keep submitted: ``limit`` running and ``ahead`` queued, fewer queued
-        while the pool has more threads than the limit (after a step was taken back),
-        so the extra threads wait for files, not for request slots: a thread that
-        finishes a file then takes the next one without waking another."""
-        return limit + max(0, ahead - (self._max_workers - limit))
 
 
 _Files = FileThreads[SourceFile, UploadResult]

@@ -1,8 +1,10 @@
-"""The upload's file threads: ``FileThreads`` hands files to worker threads.
+"""The file threads of a run: ``FileThreads`` (an upload's) hands files to worker
+threads without a future per file; ``FilePool`` (a restore's) is a thread pool; both
+grow with the limiter's limit and keep ``files_to_keep`` files submitted.
 
 A ``concurrent.futures`` pool costs the thread that submits a file a ``Future``, a
 work item, a done callback and a lock per file, and the file's thread a few more
-lock rounds to settle the future. Here a file is one tuple on a queue: a worker
+lock rounds to settle the future. In ``FileThreads`` a file is one tuple on a queue: a worker
 takes it, runs the work, and puts the file's tag and its outcome (the result, or
 the exception the work raised) on the results queue, where the submitting thread
 collects them (``collect``). There is no per-file object and no callback.
@@ -19,12 +21,34 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Generic, TypeVar
 
 _Tag = TypeVar("_Tag")
 _Result = TypeVar("_Result")
 _WAIT = 0.5  # seconds a blocking collect waits at a time (Ctrl+C stays deliverable)
+
+
+def files_to_keep(limit: int, ahead: int, *, threads: int) -> int:
+    """Files to keep submitted: ``limit`` running and ``ahead`` queued, fewer queued
+    while there may be more ``threads`` than the limit (after a step was taken back),
+    so the extra threads wait for files, not for request slots: a thread that
+    finishes a file then takes the next one without waking another."""
+    return limit + max(0, ahead - (threads - limit))
+
+
+class FilePool(ThreadPoolExecutor):
+    """The restore's file pool (a future per file, which its handout waits on), whose
+    thread count follows the limiter's limit up as ``FileThreads``' does."""
+
+    def grow(self, workers: int) -> None:
+        if workers > self._max_workers:  # read each time the pool considers a new thread
+            self._max_workers = workers
+
+    def room(self, limit: int, ahead: int) -> int:
+        """Files to keep submitted (``files_to_keep``)."""
+        return files_to_keep(limit, ahead, threads=self._max_workers)
 
 
 class FileThreads(Generic[_Tag, _Result]):
@@ -55,11 +79,8 @@ class FileThreads(Generic[_Tag, _Result]):
             self._max = threads
 
     def room(self, limit: int, ahead: int) -> int:
-        """Files to keep submitted: ``limit`` running and ``ahead`` queued, fewer queued
-        while there may be more threads than the limit (after a step was taken back),
-        so the extra threads wait for files, not for request slots: a thread that
-        finishes a file then takes the next one without waking another."""
-        return limit + max(0, ahead - (self._max - limit))
+        """Files to keep submitted (``files_to_keep``)."""
+        return files_to_keep(limit, ahead, threads=self._max)
 
     def submit(self, args: tuple[object, ...], tag: _Tag) -> None:
         """Queue ``work(*args)``; its outcome comes back from ``collect`` with ``tag``."""
