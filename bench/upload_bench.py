@@ -275,6 +275,7 @@ STDERR = DATA / ".stderr"
 # s3stow's ledgers, in a folder of this invocation's own (main), never shared with, or
 # deleted under, another invocation running at the same time (see latency_bench.py).
 LEDGERS = [DATA]
+DEST_ROOT = [DATA]  # where dl-* scenarios restore to (--dest-root)
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, int]:
@@ -382,7 +383,7 @@ def download_run(
     failed: Sample,
 ) -> Sample:
     """Upload ``src`` (untimed), then time ``tool`` bringing it back to an empty folder."""
-    dest = DATA / f"restored-{prefix}"
+    dest = DEST_ROOT[0] / f"restored-{prefix}"
     shutil.rmtree(dest, ignore_errors=True)
     argv = download_command(tool, endpoint, prefix, dest, ledger=ledger)
     assert argv is not None
@@ -557,6 +558,13 @@ def main() -> int:
     )
     parser.add_argument("--tools", default="s3stow,boto3,aws,s5cmd,rclone")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--dest-root",
+        type=Path,
+        default=None,
+        help="where the dl-* scenarios restore to (default: the data folder; /dev/shm avoids "
+        "the round-by-round inflation of a journal-less ext4, docs/performance.md)",
+    )
     parser.add_argument("--quick", action="store_true", help="smaller datasets")
     parser.add_argument(
         "--variant",
@@ -573,6 +581,7 @@ def main() -> int:
     os.environ.update(ENV)
     DATA.mkdir(exist_ok=True)
     LEDGERS[0] = Path(tempfile.mkdtemp(prefix="ledgers-", dir=DATA))
+    DEST_ROOT[0] = args.dest_root or DATA
     # An installed wheel ships byte-compiled modules (pip compiles them); an editable
     # checkout under PYTHONDONTWRITEBYTECODE=1 would recompile s3stow at every start.
     # Compile it once so s3stow is measured as users run it (about 0.06 s per start).
@@ -625,6 +634,7 @@ def main() -> int:
                 "when": stamp,
                 "quick": args.quick,
                 "runs": args.runs,
+                "dest_root": str(DEST_ROOT[0]),
                 "servers": {kind: describe(kind) for kind in kinds},
                 "latency_ms": sorted({latency_of(name) for name in names} - {0.0}),
                 "machine": machine(),
