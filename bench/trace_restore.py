@@ -105,7 +105,8 @@ def _hook_restore(module: Any) -> None:
             yield batch
 
     module._batched = batched
-    original_submit = module.FilePool.submit
+    files = module.FileThreads  # the run's file threads (patched for this process alone)
+    original_submit = files.submit
     count = [0]
 
     def submit(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -114,7 +115,7 @@ def _hook_restore(module: Any) -> None:
             tu._mark("first submit")
         return original_submit(self, *args, **kwargs)
 
-    module.FilePool.submit = submit
+    files.submit = submit
 
 
 HOOKS = {

@@ -7,8 +7,10 @@ ledger and the disk -> fetch and verify
 ``glacier.py``) -> record (``ledger/restores.py``) -> report (the upload's observers,
 ``RestoreSummary``). The listing streams in batches, so the first download starts
 while the bucket is still being listed; at most the limit plus ``concurrency``
-files are in flight. A restore shares an upload's machinery: a file pool and a part
-pool of ``concurrency`` threads (the file pool more as the limit grows), one
+files are in flight. A restore shares an upload's machinery: the file threads
+(``FileThreads``; while their queue is full the main thread waits for half of the
+files queued ahead) and a part pool of ``concurrency`` threads (file threads more as
+the limit grows), one
 ``RequestLimiter`` over both (AIMD on throttling; slow start, judged by the median
 GET of a round, and growth past
 ``concurrency`` up to ``max_concurrency`` while files/s rises, as an upload's),
@@ -22,11 +24,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,7 +44,6 @@ from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
 from s3stow.restore import glacier
 from s3stow.restore.download import START_STREAMS
-from s3stow.restore.handout import Finished
 from s3stow.restore.paths import Folders, PathRules, folds_case
 from s3stow.restore.plan import RestoreItem, RestorePlanner, RestoreRefusal, decide
 from s3stow.restore.report import RestoreSummary
@@ -52,13 +53,17 @@ from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
 from s3stow.transfer.context import TransferContext, transfer_context
 from s3stow.transfer.engine import new_run_id
-from s3stow.transfer.filethreads import FilePool
+from s3stow.transfer.filethreads import FileThreads
 from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 
 log = logging.getLogger(__name__)
 _BATCH = 256  # objects planned and decided together (one ledger lookup per batch)
 _FIRST_BATCH = 16  # the first batch; each next one doubles up to _BATCH
 Found = RestoreItem | RestoreRefusal | UploadResult | None
+# the file threads run ``function(*args)`` (``operator.call``): a file's ``_work``, a
+# dry run's ``since_run``, a waiting object's ``poll``; each outcome comes back with
+# its item
+_Files = FileThreads[RestoreItem, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,30 +425,25 @@ class Restorer:
 
     def _pipeline(self, found: Iterator[Found], summary: RestoreSummary) -> None:
         budget = self.settings.limit
-        pending: dict[Future[_Worked], RestoreItem] = {}
-        completed: Finished[_Worked] = Finished()
         limiter, ahead = self.limiter, self.settings.concurrency
         with (
             self._pools(summary.run_id) as ctx,
-            FilePool(self.settings.concurrency, thread_name_prefix="file") as files,
+            _Files(operator.call, self.settings.concurrency) as files,
         ):
 
             def submit(decision: Decision, item: RestoreItem, entry: RestoreEntry | None) -> None:
                 room = files.room(limiter.limit, ahead)
-                if len(pending) >= room:  # full: wait for half of the files queued ahead
+                if files.in_flight >= room:  # full: wait for half of the files queued ahead
                     low = room - max(1, ahead // 2)
-                    while len(pending) > low and not self.stop.is_set():
-                        want = len(pending) - low
-                        self._drain(pending, completed, summary, block=True, want=want)
+                    while files.in_flight > low and not self.stop.is_set():
+                        self._drain(files, summary, block=True, want=files.in_flight - low)
                 files.grow(limiter.limit)  # one thread per request the limit admits
-                future = files.submit(self._work, ctx, decision, item, entry)
-                pending[future] = item
-                future.add_done_callback(completed.put)
+                files.submit((self._work, ctx, decision, item, entry), item)
 
             for batch in _batched(found):
                 if self.stop.is_set():
                     break
-                checks: list[tuple[Decision, RestoreItem, Future[UploadResult | None]]] = []
+                checks: list[tuple[Decision, RestoreItem]] = []
                 items = self._admit(batch, summary)
                 # found by the listing so far (the progress display's walk), refusals too
                 self.observer.on_walk(summary.files, summary.bytes_total, False)
@@ -465,30 +465,33 @@ class Restorer:
                     if self.settings.dry_run:
                         if item.run is not None and decision.reason != Reason.LOCAL_EXISTS:
                             # --run: is the object still the run's? (a HEAD, read-only)
-                            checks.append((decision, item, files.submit(since_run, ctx, item)))
+                            checks.append((decision, item))
                         else:
                             summary.would_restore.append(decision)
                         continue
                     if self.stop.is_set():
                         break
                     submit(decision, item, entry)
-                for decision, item, check in checks:
-                    refused = check.result()
+                checked = _each(files, since_run, ctx, [item for _, item in checks])
+                for (decision, item), refused in zip(checks, checked, strict=True):
+                    if isinstance(refused, BaseException):
+                        raise refused
                     if refused is None:
                         summary.would_restore.append(decision)
                     else:
+                        assert isinstance(refused, UploadResult)
                         self._settle(summary, refused, item)
-                self._drain(pending, completed, summary, block=False)
+                self._drain(files, summary, block=False)
             else:
                 self.observer.on_walk(summary.files, summary.bytes_total, True)
-            while pending:
-                self._drain(pending, completed, summary, block=True)
+            while files.in_flight:
+                self._drain(files, summary, block=True)
             backoff = glacier.Backoff(self.options.glacier.poll_interval)
             while self._waiting and not self.stop.wait(backoff.next()):
                 for item in self._poll(ctx, files, summary):
                     submit(Decision(item.planned, True, Reason.ARCHIVED), item, None)
-                while pending:
-                    self._drain(pending, completed, summary, block=True)
+                while files.in_flight:
+                    self._drain(files, summary, block=True)
         for item in self._waiting:  # stopped while waiting: still pending
             message = glacier.message(item, glacier.PENDING, self.options.glacier)
             self._settle(summary, item.failed(glacier.PENDING, message), item, wait=False)
@@ -513,19 +516,20 @@ class Restorer:
         return items
 
     def _poll(
-        self, ctx: TransferContext, files: ThreadPoolExecutor, summary: RestoreSummary
+        self, ctx: TransferContext, files: _Files, summary: RestoreSummary
     ) -> list[RestoreItem]:
         """HEAD every waiting object once; return those now readable."""
         waiting, self._waiting = self._waiting, []
-        polls = [(item, files.submit(self.worker.poll, ctx, item)) for item in waiting]
         ready = []
-        for item, future in polls:
-            try:
-                readable = future.result()
-            except S3StowError as exc:
-                code = getattr(exc, "code", type(exc).__name__)
-                self._settle(summary, item.failed(code, str(exc).splitlines()[0]), item)
+        for item, readable in zip(
+            waiting, _each(files, self.worker.poll, ctx, waiting), strict=True
+        ):
+            if isinstance(readable, S3StowError):
+                code = getattr(readable, "code", type(readable).__name__)
+                self._settle(summary, item.failed(code, str(readable).splitlines()[0]), item)
                 continue
+            if isinstance(readable, BaseException):
+                raise readable
             if readable:
                 ready.append(item)
             else:
@@ -534,23 +538,14 @@ class Restorer:
             log.info("%d restored object(s) now readable", len(ready))
         return ready
 
-    def _drain(
-        self,
-        pending: dict[Future[_Worked], RestoreItem],
-        completed: Finished[_Worked],
-        summary: RestoreSummary,
-        *,
-        block: bool,
-        want: int = 1,
-    ) -> None:
+    def _drain(self, files: _Files, summary: RestoreSummary, *, block: bool, want: int = 1) -> None:
         """Record every finished item; with ``block``, wait for at least one (for
-        ``want``, while that many are pending, unless half a second passes first)."""
-        done = completed.take(min(want, len(pending)) if block else 0, timeout=0.5)
-        while block and pending and not done:  # a timeout keeps Ctrl+C deliverable
-            done = completed.take(min(want, len(pending)), timeout=0.5)
-        for future in done:
-            item = pending.pop(future)
-            worked = future.result()
+        ``want``, while that many are in flight, unless half a second passes first).
+        A file's work that raised raises here, as it did from its future."""
+        for item, worked in files.collect(block=block, want=want):
+            if isinstance(worked, BaseException):
+                raise worked
+            assert isinstance(worked, _Worked)
             self._settle(summary, worked.result, item, worked=worked)
 
     def _settle(
@@ -641,6 +636,27 @@ class _Received:
             for group, count in self.by_group.items():
                 summary.add_sent(group, count)
             summary.bytes_resumed += self.resumed
+
+
+def _each(
+    files: _Files,
+    function: Callable[[TransferContext, RestoreItem], object],
+    ctx: TransferContext,
+    items: list[RestoreItem],
+) -> list[object]:
+    """``function(ctx, item)`` for every item on the file threads (nothing else in flight:
+    a dry run submits no file, and the polls wait for the files to be done); the
+    outcomes in the items' order, an exception raised as the outcome."""
+    if not items:
+        return []
+    assert not files.in_flight
+    for item in items:
+        files.submit((function, ctx, item), item)
+    outcomes: dict[int, object] = {}
+    while files.in_flight:
+        for item, outcome in files.collect(block=True, want=files.in_flight):
+            outcomes[id(item)] = outcome
+    return [outcomes[id(item)] for item in items]
 
 
 def _batched(found: Iterator[Found]) -> Iterator[list[Found]]:
