@@ -96,15 +96,18 @@ def _hook_s3(module: Any) -> None:
 
 def _hook_restore(module: Any) -> None:
     tu._span(module, "Restorer._run", "run")
+
+
+def _hook_pipeline(module: Any) -> None:
     tu._span(module, "decide", "decide")
-    original_batched = module._batched
+    original_batched = module.batched
 
     def batched(found: Any) -> Iterator[Any]:
         for index, batch in enumerate(original_batched(found)):
             tu._mark("batch planned", index=index, size=len(batch))
             yield batch
 
-    module._batched = batched
+    module.batched = batched
     files = module.FileThreads  # the run's file threads (patched for this process alone)
     original_submit = files.submit
     count = [0]
@@ -122,6 +125,7 @@ HOOKS = {
     **{name: hook for name, hook in tu.HOOKS.items() if name != "s3stow.transfer.engine"},
     "s3stow.store.s3": _hook_s3,
     "s3stow.restore.engine": _hook_restore,
+    "s3stow.restore.pipeline": _hook_pipeline,
 }
 
 
