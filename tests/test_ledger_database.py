@@ -254,7 +254,7 @@ def test_a_ledger_replaced_during_a_run_takes_no_more_records(tmp_path: Path) ->
 
 
 _ODD = [  # values a ledger row holds: 64-bit extremes, NULL, any text, text that looks like JSON
-    (1, "k/ü 𝄞\n\t\"\\", -(2**63), None),
+    (1, 'k/ü 𝄞\n\t"\\', -(2**63), None),
     (2, '["not", "parsed"]', 2**63 - 1, "null"),
     (3, "", 1_700_000_000_123_456_789, "\x01\x7f"),
 ]
