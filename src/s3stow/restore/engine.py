@@ -30,7 +30,7 @@ from s3stow.config import Settings
 from s3stow.errors import ConfigError, S3StowError
 from s3stow.ledger import Ledger
 from s3stow.ledger.restores import RestoreLedger, is_restore_run
-from s3stow.models import Status, Target, UploadResult
+from s3stow.models import Status, Target, UploadResult, new_run_id
 from s3stow.plan.keys import checked_target, parse_target
 from s3stow.plan.ownfiles import working_files
 from s3stow.plan.select import Selector
@@ -45,7 +45,6 @@ from s3stow.restore.worker import RestoreOptions, RestoreWorker
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
-from s3stow.transfer.engine import new_run_id
 from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 
 log = logging.getLogger(__name__)
