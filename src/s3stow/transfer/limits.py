@@ -230,7 +230,7 @@ class RequestLimiter:
         assert start is not None
         if not start.active or self.limit < self.maximum:  # ended, or throttled: AIMD
             return
-        limit = start.completed(epoch, seconds, self.limit, now=self._clock())
+        limit = start.completed(epoch, seconds, self.limit)
         if limit is not None:
             if limit > self.limit:
                 self._cond.notify_all()

@@ -29,20 +29,8 @@ quickest GET stays quick long after most requests wait for the cores (the limit
 doubled to 128 and more while the median latency grew with it); the median rises
 as soon as more requests only queue.
 
-The quickest request does not see requests queue for the client's cores (a burst of
-requests admitted at a new limit has its quickest through in one round trip while the
-rest wait for the interpreter, the server and the proxy on a busy machine: at 50 ms
-the quickest stayed at 55-62 ms up to 256 in flight while the run carried no more
-files/s than at 64-128, each further thread and connection costing CPU). So with
-``by="quickest"`` a round is also judged by its completions per second (every
-success from the round's start, of any epoch, given ``now``), against the previous
-round's: Little's law again, without the latency's bias. The lower of the two gains
-decides, with the same thresholds and the same second look. The first round has no
-start, so it is judged by latency alone.
-
-Pure state, no clock and no lock: the limiter times the requests, passes its clock's
-``now`` and holds its lock around every call, and tests drive it with synthetic
-latencies and times.
+Pure state, no clock and no lock: the limiter times the requests and holds its lock
+around every call, and tests drive it with synthetic latencies.
 """
 
 from __future__ import annotations
@@ -79,11 +67,6 @@ class SlowStart:
         self._previous_limit = 0  # the last round judged (0: none yet)
         self._previous_latency = 0.0
         self._doubt = 0.0  # a first round at this limit that did not pay: its latency
-        self._doubt_rate = 0.0  # and its completions per second
-        # completions per second (by="quickest"): every success since the round began
-        self._round_began: float | None = None  # None: not known (the first round)
-        self._round_successes = 0
-        self._previous_rate = 0.0
 
     def admitted(self, active: int, limit: int) -> int:
         """A request admitted with ``active`` in flight (itself included): its epoch."""
@@ -91,16 +74,10 @@ class SlowStart:
             self._full = True
         return self.epoch
 
-    def completed(
-        self, epoch: int, seconds: float, limit: int, *, now: float | None = None
-    ) -> int | None:
-        """A request of ``epoch`` succeeded in ``seconds`` (at ``now``, on the limiter's
-        clock: without it, rounds are judged by latency alone): the new limit when this
-        ends a round that changes it, else None."""
-        if not self.active:
-            return None
-        self._round_successes += 1
-        if epoch != self.epoch:
+    def completed(self, epoch: int, seconds: float, limit: int) -> int | None:
+        """A request of ``epoch`` succeeded in ``seconds``: the new limit when this ends
+        a round that changes it, else None."""
+        if not self.active or epoch != self.epoch:
             return None
         self._done += 1
         if self.by == "median":
@@ -114,49 +91,29 @@ class SlowStart:
             latencies = sorted(self._latencies)
             latency = latencies[len(latencies) // 2]
             self._latencies = []
-        rate = self._rate(now)
         self.epoch += 1
         self._done, self._quickest, self._full = 0, float("inf"), False
         if not full:  # the work, not the slots, set this round's pace: nothing learnt
-            self._previous_rate = 0.0  # nor is its rate one to compare the next with
             return None
         second, self._doubt = self._doubt, 0.0
-        second_rate, self._doubt_rate = self._doubt_rate, 0.0
         if second:  # the better of the two rounds at this limit
             latency = min(latency, second)
-            rate = max(rate, second_rate)
         before, previous = self._previous_latency, self._previous_limit
-        if previous and previous < limit:
+        if previous and previous < limit and latency - before >= START_RISE_FLOOR:
             scale = limit / previous
-            gain = float("inf")
-            if latency - before >= START_RISE_FLOOR:
-                gain = scale * before / latency  # files/s, by Little's law
-            if rate and self._previous_rate:  # files/s, counted
-                gain = min(gain, rate / self._previous_rate)
+            gain = scale * before / latency  # files/s, by Little's law
             if gain < 1 + self.scaling * (scale - 1):
                 if not second:  # the first round at a new limit also opens connections
-                    self._doubt, self._doubt_rate = latency, rate  # and starts threads:
-                    return None  # one more round
+                    self._doubt = latency  # and starts threads: one more round
+                    return None
                 self.active, self.stopped_by = False, "latency"
                 return None if gain >= 1 + self.worth else previous
         self._previous_limit, self._previous_latency = limit, latency
-        self._previous_rate = rate
         if limit >= self.ceiling:
             self.active, self.stopped_by = False, "ceiling"
             return None
         self.doublings += 1
         return min(self.ceiling, limit * 2)
-
-    def _rate(self, now: float | None) -> float:
-        """The ending round's successes per second (0.0: not known), and the next
-        round's count begins at ``now``. Only rounds judged by their quickest request."""
-        if now is None or self.by != "quickest":
-            return 0.0
-        began, self._round_began = self._round_began, now
-        successes, self._round_successes = self._round_successes, 0
-        if began is None or now <= began:
-            return 0.0
-        return successes / (now - began)
 
     def stop(self) -> None:
         """Throttled: the server pushes back, slow start is over (AIMD decides)."""
