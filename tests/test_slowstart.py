@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from s3stow.transfer.limits import HOLD, SCALING, WINDOW_MIN, WORTH, RequestLimiter
+from s3stow.transfer.limits import SCALING, WINDOW_MIN, WORTH, RequestLimiter
 from s3stow.transfer.slowstart import START_RISE_FLOOR, START_ROUND_MIN, SlowStart
 
 
@@ -196,45 +196,6 @@ def test_growths_first_window_after_slow_start_is_a_whole_window() -> None:
         assert limiter.windows == 0
         limiter.on_success()
         assert limiter.windows == 1
-
-
-def full_window(limiter: RequestLimiter, clock: FakeClock) -> None:
-    """One of Growth's windows: every slot taken, ``max(limit, WINDOW_MIN)`` successes
-    in a second."""
-    with ExitStack() as held:
-        for _ in range(limiter.limit):
-            held.enter_context(limiter.slot())
-        clock.now += 1.0
-        for _ in range(max(limiter.limit, WINDOW_MIN)):
-            limiter.on_success()
-
-
-def test_after_slow_start_found_a_step_not_to_pay_growth_waits_before_trying_it() -> None:
-    """Slow start went back from 32 to 16: Growth does not measure a base and double
-    to 32 again at once (threads and connections for a step just found not to pay)
-    but holds, as after a step of its own taken back, then measures afresh and tries."""
-    clock = FakeClock()
-    limiter = RequestLimiter(16, ceiling=256, clock=clock, slow_start=True)
-    assert limiter.start is not None
-    while limiter.start.active:
-        full_round(limiter, clock, seconds=limiter.limit * 0.002)
-    assert (limiter.start.stopped_by, limiter.limit) == ("latency", 16)
-    limits = []
-    for _ in range(HOLD + 4):
-        full_window(limiter, clock)
-        limits.append(limiter.limit)
-    # one window settles, HOLD hold, one settles, one is the base, the next doubles
-    assert limits == [16] * (HOLD + 3) + [32]
-
-
-def test_slow_start_that_ends_at_the_ceiling_leaves_growth_as_it_was() -> None:
-    clock = FakeClock()
-    limiter = RequestLimiter(16, ceiling=32, clock=clock, slow_start=True)
-    full_round(limiter, clock, seconds=0.05)
-    full_round(limiter, clock, seconds=0.05)
-    assert limiter.start is not None
-    assert (limiter.start.stopped_by, limiter.limit) == ("ceiling", 32)
-    assert limiter.growth.hold == 0
 
 
 def test_a_failed_request_is_not_timed() -> None:

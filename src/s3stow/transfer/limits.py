@@ -55,8 +55,7 @@ class Growth:
       keeps L and doubles again; R >= Rb * (1 + WORTH) is measured once more, and if
       the mean of the two windows holds it L is kept and growth stops there; less goes
       back to B (the extra requests bought only latency). A stop holds the limit
-      for HOLD windows, then a fresh base is measured and growth tried again; so does
-      the end of slow start on a step that did not pay (``hold_after_revert``).
+      for HOLD windows, then a fresh base is measured and growth tried again.
 
     Pure state: no clock, no lock (the limiter holds its lock around ``judge``).
     """
@@ -112,14 +111,6 @@ class Growth:
         self.reverts += 1
         self.hold, self.settling = HOLD, True
         return self.base_limit
-
-    def hold_after_revert(self) -> None:
-        """A step above the current limit was just measured not to pay (slow start
-        ended by latency): nothing is tried for ``HOLD`` windows, then a fresh base is
-        measured, as after a step of Growth's own that was taken back. (Without it,
-        Growth's first base doubled the limit again at once: threads and connections
-        for the step slow start had just found not to pay.)"""
-        self.hold, self.settling, self.confirming = HOLD, True, 0.0
 
     def _double(self, limit: int) -> int:
         if limit >= self.ceiling:
@@ -237,8 +228,6 @@ class RequestLimiter:
             self.limit = limit
         if not start.active:  # it ended here: Growth's windows start from now
             self._window_start, self._window_done, self._full = self._clock(), 0, False
-            if start.stopped_by == "latency":  # a step above did not pay: as after
-                self.growth.hold_after_revert()  # Growth's own step back, wait first
 
     def on_throttle(self) -> None:
         with self._cond:
