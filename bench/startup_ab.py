@@ -68,7 +68,7 @@ def main() -> int:
         "--b-env", action="append", default=[], metavar="NAME=VALUE", help="for B only"
     )
     parser.add_argument("extra", nargs="*", help="after --: more arguments for s3stow")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     work = Path(tempfile.mkdtemp(prefix="s3stow-ab-"))
     one = work / "one.bin"
     one.write_bytes(os.urandom(1024))

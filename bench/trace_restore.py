@@ -96,16 +96,20 @@ def _hook_s3(module: Any) -> None:
 
 def _hook_restore(module: Any) -> None:
     tu._span(module, "Restorer._run", "run")
+
+
+def _hook_pipeline(module: Any) -> None:
     tu._span(module, "decide", "decide")
-    original_batched = module._batched
+    original_batched = module.batched
 
     def batched(found: Any) -> Iterator[Any]:
         for index, batch in enumerate(original_batched(found)):
             tu._mark("batch planned", index=index, size=len(batch))
             yield batch
 
-    module._batched = batched
-    original_submit = module.FilePool.submit
+    module.batched = batched
+    files = module.FileThreads  # the run's file threads (patched for this process alone)
+    original_submit = files.submit
     count = [0]
 
     def submit(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -114,13 +118,14 @@ def _hook_restore(module: Any) -> None:
             tu._mark("first submit")
         return original_submit(self, *args, **kwargs)
 
-    module.FilePool.submit = submit
+    files.submit = submit
 
 
 HOOKS = {
     **{name: hook for name, hook in tu.HOOKS.items() if name != "s3stow.transfer.engine"},
     "s3stow.store.s3": _hook_s3,
     "s3stow.restore.engine": _hook_restore,
+    "s3stow.restore.pipeline": _hook_pipeline,
 }
 
 

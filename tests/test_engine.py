@@ -20,7 +20,6 @@ from s3stow.models import Reason, Status
 from s3stow.plan.keys import local_key, parse_target
 from s3stow.report.observer import Observer
 from s3stow.transfer.engine import Uploader
-from s3stow.transfer.filethreads import FilePool
 from tests.faultproxy import FaultProxy
 
 
@@ -718,18 +717,6 @@ def test_a_key_folded_into_an_unsafe_one_is_refused_naming_the_server(
     assert not proxy.requests(r"^PUT ")
     assert uploader.ledger is not None
     uploader.ledger.close()
-
-
-def test_the_file_pool_queues_ahead_only_what_its_idle_threads_do_not_take() -> None:
-    """``room``: ``limit`` files running and ``ahead`` queued; a pool that has threads
-    beyond the limit (a step taken back) queues fewer, as many fewer as it has extra."""
-    with FilePool(16) as files:
-        assert files.room(16, 16) == 32  # no extra thread: all of ``ahead`` queued
-        assert files.room(16, 0) == 16
-        files.grow(24)
-        assert files.room(16, 16) == 24  # 8 extra threads take 8 of the queued files
-        files.grow(64)
-        assert files.room(16, 16) == 16  # more extra threads than files ahead: none
 
 
 def test_a_run_keeps_limit_and_ahead_files_submitted_while_every_request_waits(

@@ -1,13 +1,17 @@
-"""The upload's file threads (``FileThreads``): every job's outcome comes back once,
-with its tag; threads start only while more files are in flight than threads, up to
-the allowed number, which only grows; leaving runs what is queued and joins."""
+"""A run's file threads (``FileThreads``, an upload's and a restore's): every job's
+outcome comes back once, with its tag; a collector asking for N outcomes is woken once,
+when the N-th is there, not per outcome; threads start only while more files are in
+flight than threads, up to the allowed number, which only grows; leaving runs what is
+queued and joins."""
 
 from __future__ import annotations
 
+import queue
 import threading
 
 import pytest
 
+from s3stow.transfer import filethreads
 from s3stow.transfer.filethreads import FileThreads
 
 
@@ -113,3 +117,97 @@ def test_the_threads_queue_ahead_only_what_their_idle_threads_do_not_take() -> N
         assert files.room(16, 16) == 24
         files.grow(64)
         assert files.room(16, 16) == 16
+
+
+class _CountedTokens(queue.SimpleQueue[None]):
+    """The wake-up queue, counting the tokens put (each a wake-up of the collector)."""
+
+    def __init__(self) -> None:
+        self.puts = 0
+
+    def put(self, item: None, block: bool = True, timeout: float | None = None) -> None:
+        self.puts += 1
+        super().put(item, block, timeout)
+
+
+def _held(count: int) -> tuple[FileThreads[int, object], list[threading.Event]]:
+    """``count`` jobs submitted, each finishing when its event is set."""
+    gates = [threading.Event() for _ in range(count)]
+
+    def work(tag: int) -> int:
+        gates[tag].wait()
+        return tag
+
+    files = FileThreads[int, object](work, count)
+    for tag in range(count):
+        files.submit((tag,), tag)
+    return files, gates
+
+
+def test_a_collector_asking_for_n_waits_for_n_then_takes_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(filethreads, "_WAIT", 60.0)  # no wait ends for the time here
+    files, gates = _held(6)
+    started, got = threading.Event(), []
+
+    def collector() -> None:
+        started.set()
+        got.append(files.collect(block=True, want=5))
+
+    with files:
+        thread = threading.Thread(target=collector)
+        thread.start()
+        started.wait()
+        for tag in range(4):
+            gates[tag].set()
+        thread.join(0.2)
+        assert thread.is_alive()  # four of five: still waiting
+        gates[4].set()
+        thread.join(60)
+        assert not thread.is_alive()
+        assert sorted(tag for tag, _ in got[0])[:5] == [0, 1, 2, 3, 4]
+        gates[5].set()
+        rest = [tag for tag, _ in files.collect(block=True, want=5)]  # one in flight
+    assert len(got[0]) + len(rest) == 6
+    assert files.in_flight == 0
+
+
+def test_the_collector_is_woken_once_for_the_n_it_asked_for_not_per_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(filethreads, "_WAIT", 60.0)
+    files, gates = _held(8)
+    tokens = _CountedTokens()
+    files._wake = tokens
+    started, got = threading.Event(), []
+
+    def collector() -> None:
+        started.set()
+        got.append(files.collect(block=True, want=8))
+
+    with files:
+        thread = threading.Thread(target=collector)
+        thread.start()
+        started.wait()
+        for gate in gates:
+            gate.set()
+        thread.join(60)
+    assert sorted(tag for tag, _ in got[0]) == list(range(8))
+    assert tokens.puts <= 1  # none when all eight were there before it waited
+
+
+def test_a_wait_that_times_out_takes_what_there_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filethreads, "_WAIT", 0.01)
+    files, gates = _held(3)
+    with files:
+        gates[0].set()
+        got: list[tuple[int, object]] = []
+        while not got:  # the first outcome may not be there yet at the first timeout
+            got = files.collect(block=True, want=3)
+        assert got == [(0, 0)]
+        assert files.in_flight == 2
+        assert files.collect(block=False) == []
+        gates[1].set()
+        gates[2].set()
+        assert sorted(_collect_all(files)) == [1, 2]

@@ -188,3 +188,43 @@ def test_the_first_batches_grow_so_the_first_gets_wait_for_few_objects(
     assert summary.uploaded == 300
     batches = [(16, False), (48, False), (112, False), (240, False), (300, False)]
     assert walked == [*batches, (300, True)]
+
+
+RESTORE_MODULES = """
+import json, sys
+sys.argv = ["s3stow", *json.loads(sys.argv[1])]
+from s3stow.cli.app import main
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+print("RESULT:" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_a_restore_does_not_import_the_uploads_engine(
+    server: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """``restore`` runs without the upload's engine, planner and file worker (start-up
+    every restore paid for a run id): ``new_run_id`` is the models'."""
+    import json
+    import subprocess
+    import sys
+
+    s3.put_object(Bucket=bucket, Key="p/one.txt", Body=b"x")
+    argv = ["-q", "--endpoint-url", server.endpoint_url, "restore", f"s3://{bucket}/p"]
+    argv += [str(tmp_path / "out"), "--ledger", str(tmp_path / "l.db")]
+    done = subprocess.run(
+        [sys.executable, "-c", RESTORE_MODULES, json.dumps(argv)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT:")), None)
+    assert line is not None, done.stdout + done.stderr
+    result = json.loads(line[len("RESULT:") :])
+    assert result["code"] in (0, None), done.stderr
+    assert (tmp_path / "out" / "one.txt").read_bytes() == b"x"
+    upload = {"s3stow.transfer.engine", "s3stow.plan.planner", "s3stow.transfer.worker"}
+    assert upload & set(result["modules"]) == set()

@@ -8,6 +8,7 @@ import hashlib
 import ntpath
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +110,78 @@ def test_paths_stay_inside_the_root_through_symlinks(tmp_path: Path) -> None:
     assert local_path(root, ["inner", "x"]) == root / "inner" / "x"
     with pytest.raises(UnsafePath, match="leads outside"):
         local_path(root, ["link", "pwned.txt"])
+
+
+def test_a_link_deeper_below_existing_folders_is_still_found(tmp_path: Path) -> None:
+    """The check walks down from DEST one folder at a time: plain folders that exist
+    are passed, a symlink found further down is resolved and refused."""
+    root = (tmp_path / "dest").resolve()
+    outside = tmp_path / "outside"
+    (root / "a" / "b").mkdir(parents=True)
+    outside.mkdir()
+    os.symlink(outside, root / "a" / "b" / "link")
+    (root / "a" / "file").write_bytes(b"x")  # a file where a folder is named: inside
+    assert local_path(root, ["a", "b", "new", "x"]) == root / "a" / "b" / "new" / "x"
+    assert local_path(root, ["a", "file", "x"]) == root / "a" / "file" / "x"
+    with pytest.raises(UnsafePath, match="leads outside"):
+        local_path(root, ["a", "b", "link", "deeper", "pwned.txt"])
+
+
+def test_the_folder_check_looks_only_below_dest_and_stops_at_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``lstat`` of the folders above DEST (each one a turn at the interpreter's lock
+    given up by the main thread), and none below the first name that does not exist."""
+    from s3stow.restore import paths
+
+    root = (tmp_path / "dest").resolve()
+    (root / "a").mkdir(parents=True)
+    looked: list[str] = []
+    real = os.lstat
+
+    def watched(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        looked.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(paths.os, "lstat", watched)
+    paths.ensure_inside(root, root / "a" / "new" / "deeper")
+    assert looked == [str(root / "a"), str(root / "a" / "new")]
+
+
+def test_a_reparse_point_below_dest_is_resolved_in_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Windows junction is no ``S_ISLNK``: any folder with the reparse-point attribute
+    is resolved in full, as a symlink is (here a plain folder that says it is one)."""
+    from s3stow.restore import paths
+
+    root = (tmp_path / "dest").resolve()
+    (root / "j").mkdir(parents=True)
+    real = os.lstat
+
+    class Reparse:
+        def __init__(self, found: os.stat_result) -> None:
+            self.st_mode = found.st_mode
+            self.st_file_attributes = 0x400  # FILE_ATTRIBUTE_REPARSE_POINT
+
+    def junction(path: Any, *args: Any, **kwargs: Any) -> Any:
+        found = real(path, *args, **kwargs)
+        return Reparse(found) if str(path) == str(root / "j") else found
+
+    resolved: list[Path] = []
+    resolve = Path.resolve
+
+    def watched(self: Path, strict: bool = False) -> Path:
+        resolved.append(self)
+        return resolve(self, strict)
+
+    monkeypatch.setattr(paths.os, "lstat", junction)
+    monkeypatch.setattr(Path, "resolve", watched)
+    paths.ensure_inside(root, root / "j" / "x")
+    assert resolved == [root / "j" / "x"]
+    resolved.clear()
+    paths.ensure_inside(root, root / "plain" / "x")
+    assert resolved == []
 
 
 def test_collisions_by_case_and_by_file_versus_folder() -> None:

@@ -261,6 +261,11 @@ def test_a_one_file_upload_imports_only_what_it_needs(
     # or response parser is even imported (about 0.1 s of a no-op re-run's CPU)
     again = set(_upload(argv, cache)["modules"])
     assert not {"botocore.client", "botocore.parsers", "botocore.session"} & again
+    # --force: decided before any request, the upload still holds the collector until
+    # its transfer made the client (released at that decision: about 90 collections)
+    forced = _upload([*argv, "--force"], cache)
+    assert "botocore.client" in forced["modules"]
+    assert forced["collections"] < 40, forced["collections"]
 
 
 def test_settings_defaults_are_fresh_for_every_instance() -> None:

@@ -2,7 +2,7 @@
 
 discover -> ``SourceFile`` / ``Skipped``; plan keys -> ``PlannedUpload`` /
 ``Refused`` / ``Duplicate``; compare -> ``Decision``; transfer -> ``UploadResult``;
-report -> ``RunSummary``.
+report -> ``RunSummary``; a run's id (``new_run_id``), an upload's or a restore's.
 All are frozen dataclasses: a stage never mutates what it received.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -292,3 +293,10 @@ INFORMATIONAL_SKIPS = {
     "SpecialFile": "special file",
     LAYOUT: "outside the layout",
 }
+
+
+def new_run_id() -> str:
+    """A run's id: its UTC start to the second and six random hex digits
+    (``20261203T081500Z-a1b2c3``). Here, not in the upload's engine, so a restore
+    does not import the upload's modules for it."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + os.urandom(3).hex()

@@ -304,15 +304,24 @@ def existing_ledger(target: str | None) -> str:
 
 class StartupOver(Observer):
     """Releases the collector held during the program's start-up (``cli.collector``)
-    when the run decides about its first file, has a result or ends, if the S3 client
-    was not made before (``settings(keep_held=True)`` releases it then): a run that
-    needs no client (the ledger settles every file) holds it no longer than that.
-    Released with the settings, the collector ran some 90 young collections during
-    botocore's import and the client's creation, and a full one over all of botocore
-    at exit. A no-op once released (and in a host, whose collector is never held)."""
+    when the run decides about its first file without a transfer to follow, has a
+    result or ends, if the S3 client was not made before (``settings(keep_held=True)``
+    releases it then): a run that needs no client (the ledger settles every file)
+    holds it no longer than that. A decision to upload keeps it held: the transfer
+    makes the client (``--force``, or a file the ledger knows as changed, is decided
+    before any request), so botocore's import and the client's creation still run
+    without collections and are frozen with start-up. Released at the first
+    decision, the collector ran some 90 young collections during botocore's import
+    and the client's creation, and the interpreter's finalization walked all of
+    botocore. ``plan``: a dry run, whose decisions to upload transfer nothing. A
+    no-op once released (and in a host, whose collector is never held)."""
+
+    def __init__(self, *, plan: bool = False) -> None:
+        self._plan = plan
 
     def on_decision(self, decision: Decision) -> None:
-        release_collector()
+        if not decision.upload or self._plan:
+            release_collector()
 
     def on_result(self, result: UploadResult, source: SourceFile | None) -> None:
         release_collector()
@@ -331,8 +340,8 @@ def observers_for(
 
     # progress and the heartbeat are imported where they are used: -q and --json
     # draw no progress, and most runs write no status file (about 4 ms a start)
-    observers: list[Observer] = [StartupOver()]
     plan = settings.dry_run
+    observers: list[Observer] = [StartupOver(plan=plan)]
     if options.json:
         observers.append(JsonEvents(sys.stdout, plan=plan))
     elif options.quiet:  # -q: failures only, each when it happens; no summary

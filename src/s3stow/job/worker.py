@@ -33,9 +33,18 @@ from s3stow.job.rows import Claimed
 from s3stow.job.split import SplitUploads
 from s3stow.ledger.sql import ItemRecord
 from s3stow.localfiles import FileIdentity
-from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, Target, UploadResult
+from s3stow.models import (
+    Decision,
+    PlannedUpload,
+    Reason,
+    SourceFile,
+    Status,
+    Target,
+    UploadResult,
+    new_run_id,
+)
 from s3stow.report.observer import Observer
-from s3stow.transfer.engine import Uploader, new_run_id
+from s3stow.transfer.engine import Uploader
 
 log = logging.getLogger(__name__)
 

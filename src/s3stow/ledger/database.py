@@ -14,6 +14,7 @@ database or a newer s3stow's ledger, and an accepted ledger is marked.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -37,6 +38,14 @@ class Session(Protocol):
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Rows: ...
 
     def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def fetch_all(
+        self, columns: Sequence[str], rest: str, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Every row of ``SELECT <columns> <rest>`` (``rest``: ``FROM ... WHERE ...``, no
+        ``ORDER BY``: the rows come in no set order), all at once. For INTEGER and TEXT
+        columns (a REAL may come back rounded at its 15th digit)."""
+        ...
 
 
 class Database(Protocol):
@@ -166,6 +175,11 @@ def _mark(session: Session) -> None:
     )
 
 
+# What SQLite says when the aggregate form of ``fetch_all`` cannot run: a build without
+# the JSON functions, or a BLOB where text was expected; then the rows are stepped one by one.
+_NO_JSON = ("no such function", "JSON cannot hold BLOB")
+
+
 class _SqliteSession:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
@@ -175,6 +189,28 @@ class _SqliteSession:
 
     def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         self._connection.executemany(sql, rows)
+
+    def fetch_all(
+        self, columns: Sequence[str], rest: str, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """The rows as one JSON array built inside SQLite, one step for all of them.
+
+        The sqlite3 module lets go of the GIL around every step: stepping 20,000 rows one
+        by one while another thread walks the tree costs each row a hand-off (a no-op
+        re-run's 20,000 lookups took 0.45 s of wall time beside a busy thread, 0.07 s
+        alone). One aggregate row costs one. JSON keeps INTEGER (64-bit) and TEXT exactly."""
+        listed = ", ".join(columns)
+        try:
+            cursor = self._connection.execute(
+                f"SELECT json_group_array(json_array({listed})) {rest}", params
+            )
+        except sqlite3.OperationalError as exc:
+            if not any(text in str(exc) for text in _NO_JSON):
+                raise
+            rows = self._connection.execute(f"SELECT {listed} {rest}", params)
+            return [tuple(row) for row in rows]
+        ((document,),) = cursor.fetchall()
+        return [tuple(row) for row in json.loads(document)]
 
 
 class LedgerReplaced(sqlite3.OperationalError):
@@ -348,6 +384,11 @@ class SqlAlchemySession:
         from sqlalchemy import text
 
         self._connection.execute(text(sql), [dict(row) for row in rows])
+
+    def fetch_all(
+        self, columns: Sequence[str], rest: str, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.execute(f"SELECT {', '.join(columns)} {rest}", params)]
 
 
 # libpq's own timeouts for a network that fails silently (a dead router, a black-holed

@@ -122,8 +122,8 @@ class RestoreLedger:
                 params: dict[str, Any] = {f"k{i}": key for i, key in enumerate(chunk)}
                 params["bucket"] = bucket
                 marks = ", ".join(f":k{i}" for i in range(len(chunk)))
-                sql = f"{_SELECT} WHERE bucket = :bucket AND key IN ({marks})"
-                for row in session.execute(sql, params):
+                rest = f"FROM restores WHERE bucket = :bucket AND key IN ({marks})"
+                for row in session.fetch_all(_COLUMNS, rest, params):
                     entry = RestoreEntry(*row)
                     found[(entry.key, entry.path)] = entry
         return found

@@ -183,10 +183,11 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 
 
 # The item columns a LedgerEntry is made of, in its field order.
-_ENTRY_SELECT = (
-    "SELECT bucket, key, source_path, size, mtime_ns, status, checksum_algorithm, checksum,"
-    " etag, attempts, error_class, error_message, run_id, store FROM items"
-)
+_ENTRY_COLUMNS = (
+    "bucket", "key", "source_path", "size", "mtime_ns", "status", "checksum_algorithm",
+    "checksum", "etag", "attempts", "error_class", "error_message", "run_id", "store",
+)  # fmt: skip
+_ENTRY_SELECT = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM items"
 _ITEM_UPDATED = (
     "source_path", "size", "mtime_ns", "checksum_algorithm", "checksum", "etag",
     "version_id", "status", "grp", "ext", "error_class", "error_message", "run_id",
@@ -322,8 +323,8 @@ class Ledger:
                 params: dict[str, Any] = {f"k{i}": key for i, key in enumerate(chunk)}
                 params["bucket"] = bucket
                 marks = ", ".join(f":k{i}" for i in range(len(chunk)))
-                sql = f"{_ENTRY_SELECT} WHERE bucket = :bucket AND key IN ({marks})"
-                for row in session.execute(sql, params):
+                rest = f"FROM items WHERE bucket = :bucket AND key IN ({marks})"
+                for row in session.fetch_all(_ENTRY_COLUMNS, rest, params):
                     found[row[1]] = _entry_of(row)
         return found
 

@@ -1,75 +1,53 @@
-"""The restore pipeline and its library API: ``Restorer``, beside ``Uploader``.
+"""The restore's library API: ``Restorer``, beside ``Uploader``.
 
 list (or a run's items from the ledger, or explicit items) -> plan paths
-(``plan.py``, ``paths.py``; in batches of 16, 32, ... up to 256) -> decide from the
-ledger and the disk -> fetch and verify
+(``plan.py``, ``paths.py``) -> decide from the ledger and the disk -> fetch and verify
 (``worker.py``, ``download.py``, ``check.py``; archived objects through
-``glacier.py``) -> record (``ledger/restores.py``) -> report (the upload's observers,
-``RestoreSummary``). The listing streams in batches, so the first download starts
-while the bucket is still being listed; at most the limit plus ``concurrency``
-files are in flight. A restore shares an upload's machinery: a file pool and a part
-pool of ``concurrency`` threads (the file pool more as the limit grows), one
-``RequestLimiter`` over both (AIMD on throttling; slow start, judged by the median
-GET of a round, and growth past
-``concurrency`` up to ``max_concurrency`` while files/s rises, as an upload's),
-file-level retries over botocore's, the same stop event and fatal-error policy. The
-ranged GETs of large objects also pass the run's ``StreamLimiter`` (``streams``): it
-starts at ``download.START_STREAMS`` ranges in flight and grows towards
-``concurrency`` while the bytes per second rise with it; throttling halves both.
+``glacier.py``) -> record (``outcomes.py``, ``ledger/restores.py``) -> report (the
+upload's observers, ``RestoreSummary``). ``Restorer`` owns what its runs share: the
+settings, the store, the ledger, the observers, the stop event and fatal error, one
+``RequestLimiter`` (AIMD on throttling; slow start, judged by the median GET of a
+round, and growth past ``concurrency`` up to ``max_concurrency`` while files/s rises,
+as an upload's) and one ``StreamLimiter`` for the ranged GETs of large objects (from
+``download.START_STREAMS`` ranges in flight towards ``concurrency`` while the bytes per
+second rise with it; throttling halves both); and what a call restores: a prefix
+(``restore_tree``), what an upload run stored (``restore_run``), explicit items
+(``restore_items``), into DEST (``destroot.py``). Each call is one run
+(``pipeline.RestoreRun``: batches, the file threads, waiting for Glacier).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from s3stow.config import Settings
 from s3stow.errors import ConfigError, S3StowError
 from s3stow.ledger import Ledger
-from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord, is_restore_run
-from s3stow.models import Decision, Reason, SourceFile, Status, Target, UploadResult
+from s3stow.ledger.restores import RestoreLedger, is_restore_run
+from s3stow.models import Status, Target, UploadResult, new_run_id
 from s3stow.plan.keys import checked_target, parse_target
 from s3stow.plan.ownfiles import working_files
 from s3stow.plan.select import Selector
 from s3stow.report.observer import Fanout, Observer
-from s3stow.restore import glacier
+from s3stow.restore.destroot import DestRoot
 from s3stow.restore.download import START_STREAMS
-from s3stow.restore.handout import Finished
-from s3stow.restore.paths import Folders, PathRules, folds_case
-from s3stow.restore.plan import RestoreItem, RestorePlanner, RestoreRefusal, decide
+from s3stow.restore.paths import PathRules, folds_case
+from s3stow.restore.pipeline import Found, RestoreRun
+from s3stow.restore.plan import RestoreItem, RestorePlanner, RestoreRefusal
 from s3stow.restore.report import RestoreSummary
-from s3stow.restore.worker import RestoreOptions, RestoreWorker, for_restore, since_run
+from s3stow.restore.worker import RestoreOptions, RestoreWorker
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
-from s3stow.transfer.context import TransferContext, transfer_context
-from s3stow.transfer.engine import new_run_id
-from s3stow.transfer.filethreads import FilePool
 from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 
 log = logging.getLogger(__name__)
-_BATCH = 256  # objects planned and decided together (one ledger lookup per batch)
-_FIRST_BATCH = 16  # the first batch; each next one doubles up to _BATCH
-Found = RestoreItem | RestoreRefusal | UploadResult | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Worked:
-    """A file's outcome from its thread, with its ledger row read there: the row's
-    ``stat`` of the restored file (``RestoreItem.record``) is made in the file's thread,
-    so the main thread, which plans, hands out and records every file, does not give
-    up the GIL and wait to take it back from the file pool's threads once per file."""
-
-    result: UploadResult
-    record: RestoreRecord | None
 
 
 class Restorer:
@@ -119,9 +97,7 @@ class Restorer:
             restores=self.restores,
             streams=self.streams,
         )
-        self._waiting: list[RestoreItem] = []
-        self._received = _Received()
-        self._made: list[Path] = []  # the folders _root created, deepest first
+        self._dest = DestRoot()  # the folders made for DEST, removed again if unused
 
     def _on_throttle(self) -> None:
         self.limiter.on_throttle()
@@ -313,16 +289,9 @@ class Restorer:
         return self._root(dest)
 
     def drop_unused_dest(self) -> None:
-        """Remove the folders ``_root`` created for DEST (DEST and the parents it lacked)
-        that are still empty: a restore that failed, or found nothing, before its first
-        file leaves no new empty folder behind. Created, not found: a folder that existed
-        before the run is never removed; ``rmdir`` removes no folder holding anything."""
-        made, self._made = self._made, []
-        for folder in made:  # deepest first
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (a file restored, a partial download kept), gone
-                return
+        """Remove the folders made for DEST (DEST and the parents it lacked) that are
+        still empty (``DestRoot.drop_unused``)."""
+        self._dest.drop_unused()
 
     @contextmanager
     def _dest_kept_if_written(self) -> Iterator[None]:
@@ -332,36 +301,7 @@ class Restorer:
             self.drop_unused_dest()
 
     def _root(self, dest: str | Path) -> Path:
-        if isinstance(dest, str) and not dest.strip():  # Path("") is "."
-            raise ConfigError(
-                f"the destination folder is empty ({dest!r}): nothing restored",
-                hint="name the folder to restore into (. for the current folder; check the "
-                "variable that should hold it)",
-            )
-        path = Path(dest).expanduser()
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"{path} exists and is not a folder", hint="restore into a folder")
-        if path.is_symlink() and not path.exists():  # mkdir would say "File exists"
-            raise ConfigError(
-                f"{path} is a symbolic link to {path.readlink()}, which does not exist",
-                hint="create the folder it points to, or restore into another folder",
-            )
-        if not self.settings.dry_run:
-            whole = path.absolute()
-            missing = [p for p in (whole, *whole.parents) if not os.path.lexists(p)]
-            try:
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(f"cannot create {path}: {exc.strerror or exc}") from exc
-            self._made.extend(missing)
-            if not os.access(path, os.W_OK | os.X_OK):  # else every object fails alike
-                self.drop_unused_dest()
-                raise ConfigError(
-                    f"cannot write in {path}: "
-                    + ("a read-only file system" if _read_only(path) else "permission denied"),
-                    hint="restore into a folder this user can write",
-                )
-        return path.resolve()
+        return self._dest.prepare(dest, dry_run=self.settings.dry_run)
 
     def _run(
         self,
@@ -374,284 +314,8 @@ class Restorer:
         planner: RestorePlanner | None = None,
         label: str | None = None,
     ) -> RestoreSummary:
-        summary = RestoreSummary(run_id or new_run_id())
-        self._received = _Received()
-        started = time.monotonic()
-        self.worker.folders = Folders()  # each run checks its folders afresh
-        errors_before = getattr(self.store, "transient_errors", 0)
-        shown = label or (target.url if target.bucket else str(root))
-        self.observer.on_start(summary.run_id, shown)
-        if self.ledger is not None and not self.settings.dry_run:
-            self.ledger.start_run(
-                summary.run_id,
-                command=command,
-                bucket=target.bucket,
-                prefix=target.prefix,
-                sources=[str(root)],
-                settings=self.settings.dump(json=True),
-            )
-        try:
-            self._pipeline(found, summary)
-        except S3StowError as exc:  # e.g. the listing: a missing bucket, no permission
-            summary.fatal = str(for_restore(exc))
-            raise
-        finally:
-            summary.elapsed = time.monotonic() - started
-            summary.transient_errors = getattr(self.store, "transient_errors", 0) - errors_before
-            summary.throttled = self.limiter.throttle_events
-            summary.concurrency = self.limiter.limit
-            summary.concurrency_peak = self.limiter.peak
-            summary.streams = self.streams.limit
-            summary.streams_peak = self.streams.peak
-            summary.interrupted = self.stop.is_set() and self.fatal_error is None
-            summary.not_selected = planner.not_selected if planner is not None else 0
-            self._received.close(summary)
-            if self.fatal_error is not None:
-                summary.fatal = str(self.fatal_error)
-            if self.restores is not None and not self.settings.dry_run:
-                self.restores.flush()
-            if self.ledger is not None and not self.settings.dry_run:
-                status = (
-                    "interrupted" if summary.interrupted else ("done" if summary.ok else "failed")
-                )
-                self.ledger.finish_run(summary.run_id, status=status, summary=summary.totals())
-            self.observer.on_finish(summary)
-        return summary
-
-    def _pipeline(self, found: Iterator[Found], summary: RestoreSummary) -> None:
-        budget = self.settings.limit
-        pending: dict[Future[_Worked], RestoreItem] = {}
-        completed: Finished[_Worked] = Finished()
-        limiter, ahead = self.limiter, self.settings.concurrency
-        with (
-            self._pools(summary.run_id) as ctx,
-            FilePool(self.settings.concurrency, thread_name_prefix="file") as files,
-        ):
-
-            def submit(decision: Decision, item: RestoreItem, entry: RestoreEntry | None) -> None:
-                room = files.room(limiter.limit, ahead)
-                if len(pending) >= room:  # full: wait for half of the files queued ahead
-                    low = room - max(1, ahead // 2)
-                    while len(pending) > low and not self.stop.is_set():
-                        want = len(pending) - low
-                        self._drain(pending, completed, summary, block=True, want=want)
-                files.grow(limiter.limit)  # one thread per request the limit admits
-                future = files.submit(self._work, ctx, decision, item, entry)
-                pending[future] = item
-                future.add_done_callback(completed.put)
-
-            for batch in _batched(found):
-                if self.stop.is_set():
-                    break
-                checks: list[tuple[Decision, RestoreItem, Future[UploadResult | None]]] = []
-                items = self._admit(batch, summary)
-                # found by the listing so far (the progress display's walk), refusals too
-                self.observer.on_walk(summary.files, summary.bytes_total, False)
-                for item, (decision, entry) in zip(
-                    items, decide(items, ledger=self.restores), strict=True
-                ):
-                    if decision.upload and budget is not None:
-                        if budget <= 0:  # left for the next run, not skipped
-                            decision = Decision(decision.item, False, Reason.LIMIT)
-                        budget -= 1
-                    self.observer.on_decision(decision)
-                    if decision.reason == Reason.LIMIT:
-                        summary.not_started += 1
-                        continue
-                    if not decision.upload:
-                        summary.skipped += 1
-                        summary.count_group(item.source.group, "skipped")
-                        continue
-                    if self.settings.dry_run:
-                        if item.run is not None and decision.reason != Reason.LOCAL_EXISTS:
-                            # --run: is the object still the run's? (a HEAD, read-only)
-                            checks.append((decision, item, files.submit(since_run, ctx, item)))
-                        else:
-                            summary.would_restore.append(decision)
-                        continue
-                    if self.stop.is_set():
-                        break
-                    submit(decision, item, entry)
-                for decision, item, check in checks:
-                    refused = check.result()
-                    if refused is None:
-                        summary.would_restore.append(decision)
-                    else:
-                        self._settle(summary, refused, item)
-                self._drain(pending, completed, summary, block=False)
-            else:
-                self.observer.on_walk(summary.files, summary.bytes_total, True)
-            while pending:
-                self._drain(pending, completed, summary, block=True)
-            backoff = glacier.Backoff(self.options.glacier.poll_interval)
-            while self._waiting and not self.stop.wait(backoff.next()):
-                for item in self._poll(ctx, files, summary):
-                    submit(Decision(item.planned, True, Reason.ARCHIVED), item, None)
-                while pending:
-                    self._drain(pending, completed, summary, block=True)
-        for item in self._waiting:  # stopped while waiting: still pending
-            message = glacier.message(item, glacier.PENDING, self.options.glacier)
-            self._settle(summary, item.failed(glacier.PENDING, message), item, wait=False)
-        self._waiting = []
-
-    def _admit(self, batch: list[Found], summary: RestoreSummary) -> list[RestoreItem]:
-        """Count a batch's objects; report its refusals; return the items to decide."""
-        items = []
-        for thing in batch:
-            if thing is None:
-                continue
-            summary.files += 1
-            if isinstance(thing, UploadResult):  # refused with no local path to name
-                self._settle(summary, thing, None)
-                continue
-            summary.bytes_total += thing.source.size
-            self.observer.on_discovered(thing.source)
-            if isinstance(thing, RestoreRefusal):  # counted in its folder's group
-                self._settle(summary, thing.result, None, source=thing.source)
-                continue
-            items.append(thing)
-        return items
-
-    def _poll(
-        self, ctx: TransferContext, files: ThreadPoolExecutor, summary: RestoreSummary
-    ) -> list[RestoreItem]:
-        """HEAD every waiting object once; return those now readable."""
-        waiting, self._waiting = self._waiting, []
-        polls = [(item, files.submit(self.worker.poll, ctx, item)) for item in waiting]
-        ready = []
-        for item, future in polls:
-            try:
-                readable = future.result()
-            except S3StowError as exc:
-                code = getattr(exc, "code", type(exc).__name__)
-                self._settle(summary, item.failed(code, str(exc).splitlines()[0]), item)
-                continue
-            if readable:
-                ready.append(item)
-            else:
-                self._waiting.append(item)
-        if ready:
-            log.info("%d restored object(s) now readable", len(ready))
-        return ready
-
-    def _drain(
-        self,
-        pending: dict[Future[_Worked], RestoreItem],
-        completed: Finished[_Worked],
-        summary: RestoreSummary,
-        *,
-        block: bool,
-        want: int = 1,
-    ) -> None:
-        """Record every finished item; with ``block``, wait for at least one (for
-        ``want``, while that many are pending, unless half a second passes first)."""
-        done = completed.take(min(want, len(pending)) if block else 0, timeout=0.5)
-        while block and pending and not done:  # a timeout keeps Ctrl+C deliverable
-            done = completed.take(min(want, len(pending)), timeout=0.5)
-        for future in done:
-            item = pending.pop(future)
-            worked = future.result()
-            self._settle(summary, worked.result, item, worked=worked)
-
-    def _settle(
-        self,
-        summary: RestoreSummary,
-        result: UploadResult,
-        item: RestoreItem | None,
-        *,
-        wait: bool = True,
-        source: SourceFile | None = None,
-        worked: _Worked | None = None,
-    ) -> None:
-        """Record and count one outcome (or keep an object waiting for Glacier);
-        ``source``: a refusal's would-be file, when there is no item; ``worked``: the
-        outcome with its ledger row, read in the file's thread (``_work``)."""
-        if result.status == Status.PLANNED:  # interrupted before an outcome
-            return
-        pending = result.error_class == glacier.PENDING
-        waits = wait and item is not None and self.options.glacier.wait
-        if pending and waits and item is not None and not self.stop.is_set():
-            self._waiting.append(item)
-            return
-        if self.restores is not None and item is not None and not self.settings.dry_run:
-            record = worked.record if worked is not None else item.record(result)
-            if record is not None:
-                self.restores.record(record, run_id=summary.run_id)
-        source = item.source if item is not None else source
-        summary.count(result, source.group if source is not None else "(none)")
-        self.observer.on_result(result, source)
-
-    def _work(
-        self,
-        ctx: TransferContext,
-        decision: Decision,
-        item: RestoreItem,
-        entry: RestoreEntry | None,
-    ) -> _Worked:
-        """One file's outcome and, when the ledger records it, its row (``_Worked``)."""
-        result = self.worker.process(ctx, decision, item, entry)
-        recorded = self.restores is not None and not self.settings.dry_run
-        record = item.record(result) if recorded and result.status != Status.PLANNED else None
-        return _Worked(result, record)
-
-    def _pools(self, run_id: str) -> AbstractContextManager[TransferContext]:
-        received, observer = self._received, self.observer
-
-        def on_bytes(source: SourceFile, count: int) -> None:
-            received.add(source, count)
-            observer.on_bytes(source, count)
-
-        def on_resumed(source: SourceFile, count: int) -> None:
-            received.add_resumed(count)
-            observer.on_resumed(source, count)
-
-        return transfer_context(
-            self.settings,
-            store=self.store,
-            ledger=self.ledger if not self.settings.dry_run else None,
-            limiter=self.limiter,
-            stop=self.stop,
-            run_id=run_id,
-            on_bytes=on_bytes,
-            on_resumed=on_resumed,
-        )
-
-
-class _Received:
-    """The bytes a run received, by group, as the status file counts them (a range that
-    fails halfway taken back), objects finished or not: an interrupted run's summary
-    says what it fetched, as an upload's says what it sent; and apart from them the
-    ranges of earlier runs a resumed download kept."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.by_group: dict[str, int] = {}
-        self.resumed = 0
-
-    def add(self, source: SourceFile, count: int) -> None:
-        with self._lock:
-            self.by_group[source.group] = self.by_group.get(source.group, 0) + count
-
-    def add_resumed(self, count: int) -> None:
-        with self._lock:
-            self.resumed += count
-
-    def close(self, summary: RestoreSummary) -> None:
-        with self._lock:
-            for group, count in self.by_group.items():
-                summary.add_sent(group, count)
-            summary.bytes_resumed += self.resumed
-
-
-def _batched(found: Iterator[Found]) -> Iterator[list[Found]]:
-    """Batches of 16, 32, 64, 128, then 256 objects: the first GETs go out as soon as
-    the first 16 objects are listed (the first listing page, a short one while the
-    fast path learns), not once 256 are; later batches are large, so the ledger is
-    asked once per 256 objects."""
-    size = _FIRST_BATCH
-    while batch := list(itertools.islice(found, size)):
-        yield batch
-        size = min(_BATCH, size * 2)
+        run = RestoreRun(self, RestoreSummary(run_id or new_run_id()), planner=planner)
+        return run.run(target, root, found, command=command, label=label)
 
 
 BUCKET_COLUMN = 255  # the ledger's runs.bucket (schema)
@@ -667,10 +331,3 @@ def several_buckets(buckets: Sequence[str]) -> tuple[Target, str]:
     joined = ",".join(names)
     recorded = joined if len(joined) <= BUCKET_COLUMN else f"{len(names)} buckets"
     return Target(recorded, ""), ", ".join(Target(name, "").url for name in names)
-
-
-def _read_only(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import ntpath
 import os
+import stat
 import sys
 import tempfile
 import threading
@@ -39,6 +40,7 @@ _WINDOWS_NAMES = frozenset(
 )
 TEMP_SUFFIX = ".s3stow-part"
 NAME_MAX = 255  # a file name's limit on every file system s3stow restores to
+_REPARSE = getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0x400)  # Windows' links, junctions
 
 
 class UnsafePath(ValueError):
@@ -148,8 +150,36 @@ def local_path(root: Path, parts: list[str], *, checked: set[str] | None = None)
 
 
 def ensure_inside(root: Path, path: Path) -> None:
-    """Raise ``UnsafePath`` if ``path`` (resolved) is not inside ``root``; checked at
-    planning and again around creating the folders, just before writing."""
+    """Raise ``UnsafePath`` if ``path`` (resolved) is not inside ``root`` (a resolved
+    folder); checked at planning and again around creating the folders, just before
+    writing.
+
+    ``path`` is ``root`` joined with names that are neither ``..`` nor empty (the key
+    rules), so only what lies below ``root`` can lead outside: its folders are looked
+    at one by one from ``root`` down (one ``lstat`` each, none above ``root``), and a
+    name that does not exist ends the check (nothing below it exists either). A
+    symbolic link, a Windows junction or any reparse point, or anything unexpected
+    (a file where a folder is named), is resolved in full, as ``Path.resolve`` does.
+    Resolving every path in full cost an ``lstat`` per folder above ``root`` too, each
+    a turn at the interpreter's lock given up in the main thread, which plans."""
+    top, full = str(root), str(path)
+    if full == top:
+        return
+    below = top if top.endswith(os.sep) else top + os.sep
+    if full.startswith(below):
+        current = top
+        for name in full[len(below) :].split(os.sep):
+            current = os.path.join(current, name)
+            try:
+                found = os.lstat(current)
+            except FileNotFoundError:
+                return  # no symlink below: the rest is inside
+            except OSError:
+                break  # (a file where a folder is named): resolved in full
+            if stat.S_ISLNK(found.st_mode) or getattr(found, "st_file_attributes", 0) & _REPARSE:
+                break
+        else:
+            return
     resolved = path.resolve()
     if resolved != root and not resolved.is_relative_to(root):
         raise UnsafePath(f"{path} leads outside {root} (through a symlink)")

@@ -40,14 +40,23 @@ from watchdog.observers import Observer as FsObserver
 from s3stow.errors import ConfigError
 from s3stow.localfiles import atomic_write_text
 from s3stow.logs import warn_each
-from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, Target, UploadResult
+from s3stow.models import (
+    Decision,
+    PlannedUpload,
+    Reason,
+    SourceFile,
+    Status,
+    Target,
+    UploadResult,
+    new_run_id,
+)
 from s3stow.plan.collisions import KeyClaims
 from s3stow.plan.discover import discover
 from s3stow.plan.ownfiles import working_files
 from s3stow.plan.planner import Duplicate, Planner, Refused
 from s3stow.report.observer import Observer
 from s3stow.report.status import RecentFailures, Trend
-from s3stow.transfer.engine import Uploader, new_run_id
+from s3stow.transfer.engine import Uploader
 
 log = logging.getLogger(__name__)
 DEFAULT_IGNORE = ("*.tmp", "*.part", ".*")

@@ -16,13 +16,11 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from s3stow.models import (
     Status,
     Target,
     UploadResult,
+    new_run_id,
 )
 from s3stow.plan.ahead import RunAhead
 from s3stow.plan.collisions import KeyClaims
@@ -73,10 +72,6 @@ _Files = FileThreads[SourceFile, UploadResult]
 def _file_threads(worker: FileWorker, ctx: TransferContext) -> _Files:
     """The file threads of one run: ``worker.process(ctx, decision, listed)`` each."""
     return FileThreads(functools.partial(worker.process, ctx), ctx.settings.concurrency)
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
 
 class Uploader:
