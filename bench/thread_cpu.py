@@ -29,6 +29,7 @@ import compileall
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -149,6 +150,7 @@ def main() -> int:
                     flush=True,
                 )
     load_after = os.getloadavg()
+    shutil.rmtree(work, ignore_errors=True)  # the runs' ledgers
     print(f"\nmedians over {args.runs} runs, {args.files} files:")
     for (src, delay), samples in found.items():
 
