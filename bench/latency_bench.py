@@ -136,6 +136,8 @@ def run(
         "wall": wall,
         "files_s": kw["files"] / wall,  # type: ignore[operator]
         "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "sys": after.ru_stime - before.ru_stime,
+        "csw": (after.ru_nvcsw - before.ru_nvcsw) + (after.ru_nivcsw - before.ru_nivcsw),
         "proxy_cpu": proxy_cpu,
         "server_cpu": weed,
         "ok": ok,
@@ -194,7 +196,8 @@ def main() -> None:
                 samples.append(sample)
                 print(
                     f"round {round_} {tool:>14} {sample['delay']!s:>6}: "
-                    f"{sample['files_s']:7.0f} files/s, CPU {sample['cpu']:.2f} s, "
+                    f"{sample['files_s']:7.0f} files/s, CPU {sample['cpu']:.2f} s "
+                    f"(sys {sample['sys']:.2f}), {sample['csw']} context switches, "
                     f"proxy {sample['proxy_cpu']:.2f} s, server {sample['server_cpu']:.2f} s"
                     f" limit {sample['limit']} peak {sample['peak']}"
                     f" load {os.getloadavg()[0]:.2f}",
@@ -209,8 +212,11 @@ def main() -> None:
     print(load_line(load_before, os.getloadavg()))
     if args.json:
         args.json.write_text(json.dumps(samples, indent=1))
-    print("\n| tool | delay ms | files/s median (min-max) | CPU s | proxy CPU s | server CPU s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| tool | delay ms | files/s median (min-max) | CPU s (min-max) | sys s | "
+        "context switches | proxy CPU s | server CPU s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for delay in delays:
         for tool in tools:
             mine = [
@@ -221,6 +227,7 @@ def main() -> None:
             if not mine:
                 continue
             rates = sorted(float(s["files_s"]) for s in mine)  # type: ignore[arg-type]
+            cpus = sorted(float(s["cpu"]) for s in mine)  # type: ignore[arg-type]
             med = statistics.median
 
             def m(key: str, mine: list[dict[str, object]] = mine) -> float:
@@ -229,7 +236,8 @@ def main() -> None:
             bad = sum(not s["ok"] for s in mine)
             print(
                 f"| {tool} | {'direct' if delay < 0 else int(delay)} | "
-                f"{med(rates):.0f} ({rates[0]:.0f}-{rates[-1]:.0f}) | {m('cpu'):.2f} | "
+                f"{med(rates):.0f} ({rates[0]:.0f}-{rates[-1]:.0f}) | {med(cpus):.2f} "
+                f"({cpus[0]:.2f}-{cpus[-1]:.2f}) | {m('sys'):.2f} | {m('csw'):.0f} | "
                 f"{m('proxy_cpu'):.2f} | {m('server_cpu'):.2f} |"
                 + (f" {bad} failed" if bad else "")
             )
