@@ -268,6 +268,33 @@ def test_a_one_file_upload_imports_only_what_it_needs(
     assert forced["collections"] < 40, forced["collections"]
 
 
+def test_a_retry_holds_the_collector_until_its_client_is_made(
+    s3_server: LocalS3Server, tmp_path: Path
+) -> None:
+    """``retry`` decides every item before any request (as ``upload --force``), so it
+    keeps the start-up collector held until its transfer made the client; released with
+    the settings, botocore's import and the client ran with about 90 collections."""
+    from tests.conftest import s3_client
+
+    bucket = f"t-{uuid.uuid4().hex[:20]}"
+    s3 = s3_client(s3_server.endpoint_url)
+    s3.create_bucket(Bucket=bucket)
+    (tmp_path / "one.txt").write_bytes(b"x" * 1024)
+    log = tmp_path / "errors.log"
+    log.write_text(
+        f"upload failed: ./one.txt to s3://{bucket}/one.txt An error occurred (SlowDown) "
+        "when calling the PutObject operation (reached max retries: 4): Please reduce "
+        "your request rate.\n"
+    )
+    argv = ["-q", "--endpoint-url", s3_server.endpoint_url, "retry", "--from", str(log)]
+    argv += ["--base-dir", str(tmp_path), "--ledger", str(tmp_path / "l.db")]
+    result = _upload(argv, tmp_path / "cache")
+    assert "botocore.client" in result["modules"]
+    assert result["gc_enabled"]
+    assert result["collections"] < 40, result["collections"]
+    assert s3.head_object(Bucket=bucket, Key="one.txt")["ContentLength"] == 1024
+
+
 def test_settings_defaults_are_fresh_for_every_instance() -> None:
     from s3stow.config import Settings
 

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from s3stow.cli.app import GlobalOptions, output_console
+from s3stow.cli.collector import release_collector
 from s3stow.cli.failed import forget_failures, gone_line, list_failures
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, key_options
@@ -185,7 +186,9 @@ def retry(
             "retry cannot plan project layout keys: they come from a project directory",
             hint="run s3stow upload PROJECT_DIR ... --layout project again",
         )
-    base = options.settings(ledger=ledger, **overrides, **keys.flags())
+    # held through botocore's import and the client's creation (released by the run's
+    # StartupOver or the client; every item is decided before any request, as --force)
+    base = options.settings(keep_held=True, ledger=ledger, **overrides, **keys.flags())
     # --from may start a ledger; what the ledger alone lists must come from one that exists
     target = (
         base.ledger or default_ledger() if from_file is not None else existing_ledger(base.ledger)
@@ -194,6 +197,8 @@ def retry(
     console = output_console()
     try:
         runs = _runs_of(ledger_db, run) if run is not None and from_file is None else None
+        if list_only or forget:
+            release_collector()  # no transfer follows
         if list_only:
             list_failures(
                 ledger_db, runs=runs, classes=error_classes, options=options, console=console
