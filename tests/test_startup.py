@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -197,7 +198,9 @@ print("RESULT:" + json.dumps({"code": code, "modules": sorted(sys.modules),
 """
 
 
-def _upload(argv: list[str], cache: Path) -> dict[str, Any]:
+def _upload(
+    argv: list[str], cache: Path, *, codes: tuple[int | None, ...] = (0, None)
+) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", UPLOAD, json.dumps(argv)],
         capture_output=True,
@@ -293,6 +296,34 @@ def test_a_retry_holds_the_collector_until_its_client_is_made(
     assert result["gc_enabled"]
     assert result["collections"] < 40, result["collections"]
     assert s3.head_object(Bucket=bucket, Key="one.txt")["ContentLength"] == 1024
+
+
+def test_archive_run_and_restore_hold_the_collector_until_the_client_is_made(
+    s3_server: LocalS3Server, tmp_path: Path
+) -> None:
+    """``archive run`` decides its rows' files before any request and ``archive
+    restore`` is a restore: both keep the start-up collector held until their transfer
+    made the client (released with the settings: about 90 collections more)."""
+    from s3stow.archive.demo import init_demo
+    from tests.conftest import s3_client
+
+    bucket = f"t-{uuid.uuid4().hex[:20]}"
+    s3_client(s3_server.endpoint_url).create_bucket(Bucket=bucket)
+    db, root = tmp_path / "demo.db", tmp_path / "media"
+    init_demo(db, root)
+    with sqlite3.connect(db) as conn:  # the demo's rows without a file: a refusal releases it
+        conn.execute(
+            "DELETE FROM post_media WHERE media_id IN ('med-0007', 'med-0027', 'med-0047')"
+        )
+    common = ["-q", "--endpoint-url", s3_server.endpoint_url, "archive"]
+    for argv in (
+        [*common, "run", f"s3://{bucket}", "--db", str(db), "--media-root", str(root)],
+        [*common, "restore", "--db", str(db), "--media-root", str(tmp_path / "back")],
+    ):
+        result = _upload([*argv, "--ledger", str(tmp_path / "l.db")], tmp_path / "cache")
+        assert "botocore.client" in result["modules"], argv
+        assert result["gc_enabled"]
+        assert result["collections"] < 40, (argv, result["collections"])
 
 
 def test_settings_defaults_are_fresh_for_every_instance() -> None:

@@ -170,8 +170,12 @@ def run(
         if not sys.stdin.isatty():
             raise ConfigError("--cleanup-local deletes local files; confirm with --yes")
         typer.confirm("Delete each local file after it is archived and recorded?", abort=True)
-    settings = options.settings(
-        ledger=ledger, dry_run=dry_run or None, force=force or None, concurrency=concurrency
+    settings = options.settings(  # held: released by StartupOver (observers_for) or the client
+        keep_held=True,
+        ledger=ledger,
+        dry_run=dry_run or None,
+        force=force or None,
+        concurrency=concurrency,
     )
     ledger_db = open_ledger(settings.ledger or default_ledger())
     held = ExitStack()  # the lock first: a run turned away must not touch the running one's files
@@ -491,8 +495,12 @@ def restore(
     glacier = glacier_options(
         request_restore, wait, days=days, tier=tier, poll_interval=poll_interval
     )
-    settings = options.settings(
-        ledger=ledger, dry_run=dry_run, concurrency=concurrency, failures_file=failures_file
+    settings = options.settings(  # held: released by StartupOver (observers_for) or the client
+        keep_held=True,
+        ledger=ledger,
+        dry_run=dry_run,
+        concurrency=concurrency,
+        failures_file=failures_file,
     )
     media = _table(db, table, column_map, where)
     ledger_db = open_ledger(settings.ledger or default_ledger())
