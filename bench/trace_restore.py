@@ -25,7 +25,6 @@ start, the 16th, 1,000th and last GET's end, the run's end, exit.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -34,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,22 +237,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--latency-ms", type=float, default=50.0, help="0: no proxy")
-    parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=16 * 1024)
-    parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--json", type=Path, help="write the last run's events here")
-    parser.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        help="LABEL=SRC: also run the child with PYTHONPATH=SRC, alternating with this "
-        "tree's; then one line per run (--brief) instead of the timeline",
-    )
-    parser.add_argument("--brief", action="store_true", help="one line per run")
-    parser.add_argument("extra", nargs="*", help="more restore arguments (after --)")
-    args = parser.parse_args()
+    args = tu.arguments(__doc__, command="restore", latency_help="0: no proxy")
     from latency_bench import ENV, dataset, start_proxy
     from s3stow.devserver.seaweedfs import SeaweedServer
 
@@ -265,27 +248,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="trace-restore-"))
     env = {**os.environ, **ENV}
     try:
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id=ENV["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=ENV["AWS_SECRET_ACCESS_KEY"],
-        )
-        s3.create_bucket(Bucket="bench")
+        tu.bench_bucket(server.endpoint_url, ENV)
         seed = [sys.executable, "-m", "s3stow", "-q", "--endpoint-url", server.endpoint_url]
         seed += ["upload", str(src), "s3://bench/seed", "--ledger", str(work / "seed.db")]
         subprocess.run(seed, env=env, check=True, stdout=subprocess.DEVNULL)
-        variants = [("this", os.environ.get("PYTHONPATH", ""))]
-        variants += [tuple(v.split("=", 1)) for v in args.variant]  # type: ignore[misc]
-        plan = [
-            (label, path)
-            for run in range(args.runs)
-            for label, path in (variants if run % 2 == 0 else variants[::-1])
-        ]
-        for run, (label, path) in enumerate(plan):
+        for run, (label, path) in enumerate(tu.rounds(args.runs, args.variant)):
             proxy, endpoint = None, server.endpoint_url
             if args.latency_ms > 0:
                 proxy, endpoint = start_proxy(server.port, args.latency_ms)
@@ -294,29 +261,14 @@ def main() -> None:
                 *("-q", "--json", "--endpoint-url", endpoint, "restore", "s3://bench/seed"),
                 *(str(dest), "--ledger", str(work / f"r{run}.db"), *args.extra),
             ]
-            load = os.getloadavg()
-            started = time.time()
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", str(trace), str(started), *argv],
-                env={**env, "PYTHONPATH": path},
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            wall = time.time() - started
+            done, wall, load = tu.traced_run(__file__, trace, argv, {**env, "PYTHONPATH": path})
             if proxy is not None:
                 proxy.kill()
                 proxy.wait()
-            if done.returncode:
-                print(f"{label}: exit {done.returncode}", done.stderr[-2000:])
             events = json.loads(trace.read_text())
-            if args.brief or args.variant:
-                print(brief(label, events, wall) + f", load {load[0]:.2f}", flush=True)
-            else:
-                print(f"--- run {run} ({label}): exit {done.returncode}, load {load[0]:.2f}")
-                report(events, wall)
-            if args.json:
-                args.json.write_text(json.dumps(events, indent=0))
+            tu.show(
+                args, run, label, done, events, wall, load, report_with=report, brief_with=brief
+            )
             shutil.rmtree(dest, ignore_errors=True)
     finally:
         server.stop()

@@ -379,12 +379,10 @@ def brief(label: str, events: list[dict[str, Any]], wall: float) -> str:
     )
 
 
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
-        return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--latency-ms", type=float, default=50.0)
+def arguments(doc: str, *, command: str, latency_help: str | None = None) -> argparse.Namespace:
+    """The command line of a trace script (this one's and ``trace_restore.py``'s)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--latency-ms", type=float, default=50.0, help=latency_help)
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--size", type=int, default=16 * 1024)
     parser.add_argument("--runs", type=int, default=1)
@@ -397,8 +395,54 @@ def main() -> None:
         "tree's; then one line per run (--brief) instead of the timeline",
     )
     parser.add_argument("--brief", action="store_true", help="one line per run")
-    parser.add_argument("extra", nargs="*", help="more upload arguments (after --)")
-    args = parser.parse_args()
+    parser.add_argument("extra", nargs="*", help=f"more {command} arguments (after --)")
+    return parser.parse_args()
+
+
+def bench_bucket(endpoint_url: str, env: dict[str, str]) -> Any:
+    """A boto3 client of the bench server, its bucket ``bench`` created."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    s3.create_bucket(Bucket="bench")
+    return s3
+
+
+def rounds(runs: int, variants: list[str]) -> list[tuple[str, str]]:
+    """``(label, PYTHONPATH)`` per run: this tree and each ``LABEL=SRC``, alternating."""
+    trees = [("this", os.environ.get("PYTHONPATH", ""))]
+    trees += [tuple(v.split("=", 1)) for v in variants]  # type: ignore[misc]
+    return [pair for run in range(runs) for pair in (trees if run % 2 == 0 else trees[::-1])]
+
+
+def traced_run(
+    script: str, trace: Path, argv: list[str], env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """Run ``script --child`` (s3stow with the hooks) writing ``trace``: the finished
+    process, its wall time and the load average before it."""
+    load = os.getloadavg()[0]
+    started = time.time()
+    done = subprocess.run(
+        [sys.executable, script, "--child", str(trace), str(started), *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done, time.time() - started, load
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
+        return
+    args = arguments(__doc__, command="upload")
     sys.path.insert(0, str(HERE))
     from latency_bench import ENV, dataset, start_proxy
     from s3stow.devserver.seaweedfs import SeaweedServer
@@ -409,56 +453,47 @@ def main() -> None:
     server.start()
     work = Path(tempfile.mkdtemp(prefix="trace-upload-"))
     try:
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id=ENV["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=ENV["AWS_SECRET_ACCESS_KEY"],
-        )
-        s3.create_bucket(Bucket="bench")
+        s3 = bench_bucket(server.endpoint_url, ENV)
         s3.put_object(Bucket="bench", Key="warm-up", Body=b"x")
-        variants = [("this", os.environ.get("PYTHONPATH", ""))]
-        variants += [tuple(v.split("=", 1)) for v in args.variant]  # type: ignore[misc]
-        plan = [
-            (run, label, path)
-            for run in range(args.runs)
-            for label, path in (variants if run % 2 == 0 else variants[::-1])
-        ]
-        for index, (run, label, path) in enumerate(plan):
+        for run, (label, path) in enumerate(rounds(args.runs, args.variant)):
             proxy, endpoint = start_proxy(server.port, args.latency_ms)
-            run = index  # a prefix and ledger of its own per run
-            trace = work / f"trace-{run}.json"
+            trace = work / f"trace-{run}.json"  # a prefix and ledger of its own per run
             argv = [
                 *("-q", "--json", "--endpoint-url", endpoint, "upload", str(src)),
                 *(f"s3://bench/trace-{run}", "--ledger", str(work / f"l{run}.db"), *args.extra),
             ]
-            load = os.getloadavg()
-            started = time.time()
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", str(trace), str(started), *argv],
-                env={**os.environ, **ENV, "PYTHONPATH": path},
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            wall = time.time() - started
+            env = {**os.environ, **ENV, "PYTHONPATH": path}
+            done, wall, load = traced_run(__file__, trace, argv, env)
             proxy.kill()
             proxy.wait()
-            if done.returncode:
-                print(f"{label}: exit {done.returncode}", done.stderr[-2000:])
-            events = json.loads(trace.read_text())
-            if args.brief or args.variant:
-                print(brief(label, events, wall) + f", load {load[0]:.2f}", flush=True)
-            else:
-                print(f"--- run {run}: exit {done.returncode}, load before {load[0]:.2f}")
-                report(events, wall)
-            if args.json:
-                args.json.write_text(json.dumps(events, indent=0))
+            show(args, run, label, done, json.loads(trace.read_text()), wall, load)
     finally:
         server.stop()
+
+
+def show(
+    args: argparse.Namespace,
+    run: int,
+    label: str,
+    done: subprocess.CompletedProcess[str],
+    events: list[dict[str, Any]],
+    wall: float,
+    load: float,
+    *,
+    report_with: Callable[[list[dict[str, Any]], float], None] | None = None,
+    brief_with: Callable[[str, list[dict[str, Any]], float], str] | None = None,
+) -> None:
+    """Print one run: a line (``--brief`` or variants) or the whole timeline; keep its
+    events in ``--json``."""
+    if done.returncode:
+        print(f"{label}: exit {done.returncode}", done.stderr[-2000:])
+    if args.brief or args.variant:
+        print((brief_with or brief)(label, events, wall) + f", load {load:.2f}", flush=True)
+    else:
+        print(f"--- run {run} ({label}): exit {done.returncode}, load {load:.2f}")
+        (report_with or report)(events, wall)
+    if args.json:
+        args.json.write_text(json.dumps(events, indent=0))
 
 
 if __name__ == "__main__":
