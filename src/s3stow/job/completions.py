@@ -35,7 +35,7 @@ from s3stow.job.rows import (
     split_files,
 )  # fmt: skip
 from s3stow.ledger.database import SqlAlchemySession
-from s3stow.ledger.sql import ItemRecord, write_records
+from s3stow.ledger.rows import ItemRecord, write_records
 
 
 class Completions:
