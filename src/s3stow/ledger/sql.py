@@ -26,7 +26,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from s3stow.errors import LedgerError
-from s3stow.ledger.database import Database, LedgerReplaced
+from s3stow.ledger.database import Database
 from s3stow.ledger.rows import (
     ENTRY_COLUMNS,
     LedgerEntry,
@@ -34,6 +34,7 @@ from s3stow.ledger.rows import (
     entry_of,
     write_batch,
 )
+from s3stow.ledger.sqlite_backend import LedgerReplaced
 from s3stow.logs import redact
 from s3stow.models import PartRecord, Status, UploadResult
 
