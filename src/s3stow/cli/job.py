@@ -307,7 +307,7 @@ def _work(
     metrics_port: int | None = None,
     metrics_host: str | None = None,
 ) -> None:
-    from s3stow.cli.upload import install_signal_handlers, observers_for
+    from s3stow.cli.runsupport import install_signal_handlers, observers_for
     from s3stow.job.db import JobDatabase
     from s3stow.job.ledger import JobLedger
     from s3stow.job.queue import JobQueue

@@ -36,7 +36,7 @@ from s3stow.store import checksums
 from s3stow.store.body import UNREADABLE
 from s3stow.transfer.bodies import buffered_size
 from s3stow.transfer.context import TransferContext
-from s3stow.transfer.multipart import complete_verified, send_part
+from s3stow.transfer.multipartsend import complete_verified, send_part
 from s3stow.transfer.parts import choose_part_size, part_ranges
 
 log = logging.getLogger(__name__)
