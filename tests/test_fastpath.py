@@ -268,7 +268,8 @@ def test_botocore_parses_a_short_first_page_while_the_fast_path_learns_the_listi
     botocore's request, that request asks for LEARNING_PAGE keys, and the fast path
     lists the rest in full pages; without a fast path every page is a full one."""
     from s3stow.config import Settings
-    from s3stow.store.s3 import LEARNING_PAGE, S3Store
+    from s3stow.store.s3 import S3Store
+    from s3stow.store.s3reads import LEARNING_PAGE
 
     keys = [f"p/{i:04d}" for i in range(LEARNING_PAGE + 30)]
     for key in keys:

@@ -49,7 +49,7 @@ def work_job(
     from s3stow.job.ledger import JobLedger
     from s3stow.job.queue import JobQueue
     from s3stow.job.worker import JobWorker
-    from s3stow.ledger.sql import open_ledger_database
+    from s3stow.ledger.opening import open_ledger_database
     from s3stow.plan.retries import run_settings
     from s3stow.report.console import run_label
     from s3stow.report.metrics import metrics_for, serving

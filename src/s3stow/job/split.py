@@ -28,7 +28,7 @@ from pathlib import Path
 from s3stow.errors import SourceChanged, TransferError
 from s3stow.job.rows import Claimed, ClaimedPart, SplitFile, UploadWork
 from s3stow.job.splitqueue import SplitQueue
-from s3stow.ledger.sql import ItemRecord
+from s3stow.ledger.rows import ItemRecord
 from s3stow.localfiles import FileIdentity
 from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, Target, UploadResult
 from s3stow.report.observer import Observer

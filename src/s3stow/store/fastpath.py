@@ -10,7 +10,7 @@ thread (``http1``: one HTTP/1.1 exchange, a fifth cheaper per small file than
 framed by Content-Length; another framing goes to botocore), never read whole, and
 is not checked against a response checksum here: restore's proof (``restore/check``)
 hashes the bytes once, where botocore would hash them a second time. The object's
-headers become an ``ObjectInfo`` as ``s3._info_of`` builds it from botocore's parsed
+headers become an ``ObjectInfo`` as ``s3reads._info_of`` builds it from botocore's parsed
 answer (``wire.info_from_headers``). A GetObject with a version id or a customer key
 (SSE-C) is not translated and stays with botocore.
 
@@ -39,7 +39,7 @@ request leave the path on: 429 and 5xx (throttling reaches the limiter), 412
 beyond the object), 400 ``BadDigest`` (bytes damaged on the way), timeouts and
 connections dropped midway. A GetObject body that breaks after bytes were handed out
 cannot be repeated by botocore: the store raises a transient error for the whole
-attempt (``s3._FastBody``).
+attempt (``s3reads._FastBody``).
 """
 
 from __future__ import annotations
