@@ -248,7 +248,7 @@ HOOKS: dict[str, Callable[[Any], None]] = {
     "s3stow.plan.ahead": _hook_ahead,
     "s3stow.transfer.pipeline": _hook_pipeline,
     "s3stow.store.client": lambda m: _span(m, "make_client", "botocore client"),
-    "s3stow.ledger.sql": lambda m: _span(m, "open_ledger", "ledger open"),
+    "s3stow.ledger.opening": lambda m: _span(m, "open_ledger", "ledger open"),
     "s3stow.transfer.probes": lambda m: _span(m, "ServerProbes.answer", "probe answer"),
     "s3stow.plan.compare": lambda m: _span(m, "RemoteIndex.get", "remote get"),
     "s3stow.cli.app": lambda m: _mark("cli imported"),

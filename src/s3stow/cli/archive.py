@@ -154,7 +154,12 @@ def run(
 ) -> None:
     """Upload every unarchived row's file and write its s3:// URL to archive_url."""
     from s3stow.archive.archiver import Archiver
-    from s3stow.cli.upload import default_ledger, exit_for, install_signal_handlers, observers_for
+    from s3stow.cli.runsupport import (
+        default_ledger,
+        exit_for,
+        install_signal_handlers,
+        observers_for,
+    )
     from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
     from s3stow.report.console import print_summary, summary_dict
@@ -401,7 +406,7 @@ def verify(
 ) -> None:
     """Prove archived rows: objects exist with the right size/checksum; files exist."""
     from s3stow.archive.report import verify_archive
-    from s3stow.cli.upload import default_ledger
+    from s3stow.cli.runsupport import default_ledger
     from s3stow.ledger import open_ledger
     from s3stow.store.s3 import S3Store
 
@@ -485,7 +490,7 @@ def restore(
     """Rebuild the media files of rows that have archive_url, each checked against md5_sum."""
     from s3stow.archive.restore import archive_buckets, restore_items
     from s3stow.cli.restore import finish, glacier_options, observers_for
-    from s3stow.cli.upload import default_ledger, install_signal_handlers, resume_command
+    from s3stow.cli.runsupport import default_ledger, install_signal_handlers, resume_command
     from s3stow.ledger import open_ledger
     from s3stow.restore.engine import Restorer
     from s3stow.restore.worker import RestoreOptions

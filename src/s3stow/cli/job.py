@@ -307,12 +307,12 @@ def _work(
     metrics_port: int | None = None,
     metrics_host: str | None = None,
 ) -> None:
-    from s3stow.cli.upload import install_signal_handlers, observers_for
+    from s3stow.cli.runsupport import install_signal_handlers, observers_for
     from s3stow.job.db import JobDatabase
     from s3stow.job.ledger import JobLedger
     from s3stow.job.queue import JobQueue
     from s3stow.job.worker import JobWorker
-    from s3stow.ledger.sql import open_ledger_database
+    from s3stow.ledger.opening import open_ledger_database
     from s3stow.plan.retries import run_settings
     from s3stow.report.console import run_label
     from s3stow.report.metrics import metrics_for, serving
