@@ -120,7 +120,7 @@ def _hook_pipeline(module: Any) -> None:
 
 
 HOOKS = {
-    **{name: hook for name, hook in tu.HOOKS.items() if name != "s3stow.transfer.engine"},
+    **{name: hook for name, hook in tu.HOOKS.items() if name != "s3stow.transfer.pipeline"},
     "s3stow.store.s3": _hook_s3,
     "s3stow.restore.engine": _hook_restore,
     "s3stow.restore.pipeline": _hook_pipeline,

@@ -221,10 +221,10 @@ def _hook_ahead(module: Any) -> None:
     cls.__iter__ = iterate
 
 
-def _hook_engine(module: Any) -> None:
-    cls = module.Uploader
-    _span(module, "Uploader._run", "run")
-    _span(module, "Uploader._check_bucket", "check bucket")
+def _hook_pipeline(module: Any) -> None:
+    cls = module.UploadPipeline
+    _span(module, "UploadPipeline._run", "run")
+    _span(module, "UploadPipeline._check_bucket", "check bucket")
     _span(module, "decide", "decide")
     original_submit = module.FileThreads.submit
     count = [0]
@@ -246,9 +246,9 @@ HOOKS: dict[str, Callable[[Any], None]] = {
     "s3stow.transfer.limits": _hook_limits,
     "urllib3.util.connection": _hook_urllib3,
     "s3stow.plan.ahead": _hook_ahead,
-    "s3stow.transfer.engine": _hook_engine,
+    "s3stow.transfer.pipeline": _hook_pipeline,
     "s3stow.store.client": lambda m: _span(m, "make_client", "botocore client"),
-    "s3stow.ledger.sql": lambda m: _span(m, "open_ledger", "ledger open"),
+    "s3stow.ledger.opening": lambda m: _span(m, "open_ledger", "ledger open"),
     "s3stow.transfer.probes": lambda m: _span(m, "ServerProbes.answer", "probe answer"),
     "s3stow.plan.compare": lambda m: _span(m, "RemoteIndex.get", "remote get"),
     "s3stow.cli.app": lambda m: _mark("cli imported"),

@@ -1,7 +1,7 @@
 """The fast path's GetObject and HeadObject against botocore's, side by side, on both
 servers: for each object (single, multipart with COMPOSITE and FULL_OBJECT checksums,
 metadata in odd case and with non-ASCII values, a range, a HEAD with a part number)
-the ``ObjectInfo`` the fast path reads off the wire must be the one ``s3._info_of``
+the ``ObjectInfo`` the fast path reads off the wire must be the one ``s3reads._info_of``
 builds from botocore's parsed response, and the bytes the same."""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from s3stow.config import load_settings
 from s3stow.errors import TransferError
 from s3stow.store.base import ObjectInfo
 from s3stow.store.replay import Answered, Received
-from s3stow.store.s3 import S3Store, _info_of
+from s3stow.store.s3 import S3Store
+from s3stow.store.s3reads import _info_of
 from s3stow.store.translate import error_code
 from s3stow.store.wire import get_headers
 from tests.faultproxy import FaultProxy

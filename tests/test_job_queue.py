@@ -13,7 +13,7 @@ import pytest
 
 from s3stow.job.queue import JobQueue, Outcome
 from s3stow.ledger import open_ledger
-from s3stow.ledger.sql import ItemRecord
+from s3stow.ledger.rows import ItemRecord
 from s3stow.localfiles import FileIdentity
 from s3stow.models import SourceFile, Status, UploadResult
 

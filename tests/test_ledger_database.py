@@ -15,7 +15,7 @@ import pytest
 
 from s3stow.errors import LedgerError
 from s3stow.ledger import MultipartState, open_ledger, sqlite_ddl
-from s3stow.ledger.database import SqliteDatabase
+from s3stow.ledger.sqlite_backend import SqliteDatabase
 from s3stow.models import PartRecord, Status, UploadResult
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from s3stow.errors import ConfigError, LedgerError
 from s3stow.ledger import MultipartState, open_ledger
-from s3stow.ledger.sql import default_ledger_path
+from s3stow.ledger.opening import default_ledger_path
 from s3stow.models import PartRecord, Status, UploadResult
 
 TOKEN = "pAssw0rdThatMustNotLeak"
@@ -178,7 +178,7 @@ def test_a_failed_multipart_write_is_a_write_error_told_to_the_listeners(tmp_pat
 
 def test_write_records_writes_outcomes_in_the_callers_transaction(tmp_path: Path) -> None:
     """The job queue's path: outcomes written at once (no queue), with their columns."""
-    from s3stow.ledger.sql import ItemRecord, write_records
+    from s3stow.ledger.rows import ItemRecord, write_records
 
     db = tmp_path / "l.db"
     ledger = open_ledger(str(db), flush_interval=3600)
@@ -328,7 +328,7 @@ def test_default_ledger_path(tmp_path: Path) -> None:
 
 
 def test_a_failing_read_is_a_ledger_error_naming_the_read(tmp_path: Path) -> None:
-    from s3stow.ledger.sql import _first_line
+    from s3stow.ledger.sql import first_line
 
     db = tmp_path / "l.db"
     ledger = open_ledger(str(db))
@@ -337,10 +337,8 @@ def test_a_failing_read_is_a_ledger_error_naming_the_read(tmp_path: Path) -> Non
     with pytest.raises(LedgerError, match=r"^cannot read the ledger: no such table: runs$"):
         ledger.run_info("r")
     ledger.close()
-    assert _first_line(RuntimeError()) == "RuntimeError"
-    assert (
-        _first_line(RuntimeError(f"postgresql://u:{TOKEN}@h/x\nmore")) == "postgresql://u:***@h/x"
-    )
+    assert first_line(RuntimeError()) == "RuntimeError"
+    assert first_line(RuntimeError(f"postgresql://u:{TOKEN}@h/x\nmore")) == "postgresql://u:***@h/x"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -328,7 +328,7 @@ def test_job_work_counts_split_files(
     from s3stow.job.ledger import JobLedger
     from s3stow.job.queue import JobQueue
     from s3stow.job.worker import JobWorker
-    from s3stow.ledger.sql import open_ledger_database
+    from s3stow.ledger.opening import open_ledger_database
     from s3stow.models import Target
     from s3stow.plan.retries import run_settings
 

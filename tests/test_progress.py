@@ -12,7 +12,7 @@ import pytest
 
 from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, UploadResult
 from s3stow.plan.ahead import BATCH, RunAhead
-from s3stow.report.progress import Progress, bytes_text, files_text, plain_line
+from s3stow.report.snapshot import Progress, bytes_text, files_text, plain_line
 from s3stow.units import GiB, MiB
 from tests.conftest import make_tree
 

@@ -139,7 +139,7 @@ def test_a_fast_path_body_streams_through_one_buffer() -> None:
 
     from s3stow.store import http1
     from s3stow.store.base import ObjectInfo
-    from s3stow.store.s3 import _FastBody
+    from s3stow.store.s3reads import _FastBody
 
     data = os.urandom(20_000)
     ours, theirs = socket.socketpair()

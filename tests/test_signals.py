@@ -6,7 +6,7 @@ import signal
 import threading
 from typing import Any, cast
 
-from s3stow.cli.upload import install_signal_handlers
+from s3stow.cli.runsupport import install_signal_handlers
 
 
 class _Uploader:

@@ -40,7 +40,7 @@ _EXPORTS = {
     "Uploader": "s3stow.transfer.engine",
     "Watcher": "s3stow.tools.watch",
     "load_settings": "s3stow.config",
-    "open_ledger": "s3stow.ledger.sql",
+    "open_ledger": "s3stow.ledger.opening",
     "parse_target": "s3stow.plan.keys",
     "verify_tree": "s3stow.tools.verify",
 }
@@ -71,7 +71,8 @@ if TYPE_CHECKING:
     from s3stow.archive.table import MediaTable
     from s3stow.config import Settings, load_settings
     from s3stow.errors import S3StowError
-    from s3stow.ledger.sql import Ledger, open_ledger
+    from s3stow.ledger.opening import open_ledger
+    from s3stow.ledger.sql import Ledger
     from s3stow.models import RunSummary, Status, Target, UploadResult
     from s3stow.plan.keys import parse_target
     from s3stow.restore.engine import Restorer

@@ -22,7 +22,7 @@ from sqlalchemy.types import NullType
 
 from s3stow.archive.filters import RowFilter, bind_filters
 from s3stow.errors import ConfigError, LedgerError
-from s3stow.ledger.sql import database_url
+from s3stow.ledger.database import database_url
 from s3stow.logs import redact
 
 DEFAULT_COLUMNS: dict[str, str] = {

@@ -1,17 +1,30 @@
-"""``s3stow archive run|init-demo|stats|verify|restore``: database-driven media archiving."""
+"""``s3stow archive run|init-demo|stats|verify|restore``: database-driven media archiving.
+
+The archive group and its commands: each command's own options and its run (the
+settings, the ledger and its run lock, the media table, the engine). The options the
+commands share are ``cli.archiveoptions``'; what they print, ``cli.archiveshow``'s."""
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from s3stow.archive import DEFAULT_TEMPLATE
-from s3stow.cli.app import GlobalOptions, heading, output_console
+from s3stow.cli.app import GlobalOptions
+from s3stow.cli.archiveoptions import (
+    DbOpt,
+    MapOpt,
+    RootOpt,
+    TableOpt,
+    WhereOpt,
+    check_db,
+    given_media_root,
+    open_table,
+)
 from s3stow.cli.helptext import examples
 from s3stow.cli.restore import (
     DaysOpt,
@@ -25,11 +38,6 @@ from s3stow.cli.restore import (
 from s3stow.cli.runoptions import ConcurrencyOpt, LedgerOpt
 from s3stow.errors import ConfigError, ExitCode
 from s3stow.plan.keys import parse_target
-from s3stow.units import plural
-
-if TYPE_CHECKING:
-    from s3stow.archive.table import MediaTable
-
 
 archive_app = typer.Typer(
     rich_markup_mode=None,  # help texts show s3://BUCKET[/PREFIX] literally
@@ -45,71 +53,6 @@ archive_app = typer.Typer(
     ),
 )
 Opt = typer.Option
-DbOpt = Annotated[
-    str,
-    Opt(
-        "--db",
-        help="The database: a SQLite file, a sqlite:/// URL or a postgresql:// URL.",
-        metavar="FILE|URL",
-    ),
-]
-TableOpt = Annotated[str, Opt("--table", help="The media table.", metavar="TABLE")]
-MapOpt = Annotated[
-    list[str] | None,
-    Opt(
-        "--column-map",
-        help="Map a field to another schema's column, e.g. md5=checksum.",
-        metavar="FIELD=COLUMN",
-    ),
-]
-WhereOpt = Annotated[
-    list[str] | None,
-    Opt(
-        "--where",
-        help="Only rows where COLUMN OP VALUE holds (OP: = != < <= > >= ~ for LIKE, or "
-        "'COLUMN is null'; all must hold; values are bound, never SQL).",
-        metavar="CONDITION",
-    ),
-]
-# text, so an empty value (an unset variable) is refused (``_media_root``), never taken
-# as Path("") = the current folder (run would archive, init-demo write, restore rebuild)
-RootOpt = Annotated[
-    str,
-    Opt(
-        "--media-root",
-        help="Root of the media cache (images/, videos/, documents/).",
-        metavar="DIR",
-    ),
-]
-
-
-def _media_root(value: str) -> Path:
-    from s3stow.localfiles import given_path
-
-    return given_path(value, what="--media-root", fix="name the media cache folder")
-
-
-def _check_db(db: str) -> None:
-    """An empty ``--db`` (an unset variable) is a usage error, not SQLite's "unable to
-    open database file" (exit 3) or a traceback."""
-    if not db.strip():
-        raise ConfigError(
-            f"--db is empty ({db!r})",
-            hint="give the media database: a SQLite file, a sqlite:/// URL or a "
-            "postgresql:// URL (check the variable that should hold it)",
-        )
-
-
-def _table(
-    db: str, table: str, column_map: list[str] | None, where: list[str] | None = None
-) -> MediaTable:
-    from s3stow.archive.filters import parse_filters
-    from s3stow.archive.table import MediaTable, parse_column_map
-
-    _check_db(db)
-    columns = parse_column_map(column_map or [])
-    filters = parse_filters(where or [], columns)
-    return MediaTable(db, table=table, columns=columns, filters=filters)
 
 
 @archive_app.command(
@@ -154,16 +97,21 @@ def run(
 ) -> None:
     """Upload every unarchived row's file and write its s3:// URL to archive_url."""
     from s3stow.archive.archiver import Archiver
-    from s3stow.cli.upload import default_ledger, exit_for, install_signal_handlers, observers_for
+    from s3stow.cli.archiveshow import show_run
+    from s3stow.cli.runsupport import (
+        default_ledger,
+        exit_for,
+        install_signal_handlers,
+        observers_for,
+    )
     from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
-    from s3stow.report.console import print_summary, summary_dict
     from s3stow.transfer.engine import Uploader
 
     options: GlobalOptions = ctx.obj
     target = parse_target(destination)
-    root = _media_root(media_root)
-    _check_db(db)
+    root = given_media_root(media_root)
+    check_db(db)
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if cleanup_local and not yes and not dry_run:
@@ -184,7 +132,7 @@ def run(
     except BaseException:
         ledger_db.close()
         raise
-    media = _table(db, table, column_map, where)
+    media = open_table(db, table, column_map, where)
     uploader = Uploader(
         settings, ledger=ledger_db, observers=observers_for(options, settings, command="archive")
     )
@@ -206,54 +154,7 @@ def run(
         ledger_db.close()
         media.close()
     summary = archiver.summary
-    if options.json:
-        print(
-            json.dumps(
-                summary_dict(summary)
-                | {
-                    "event": "archive_summary",
-                    "rows": report.rows,
-                    "archive_urls_written": report.urls_written,
-                    "transactions": report.transactions,
-                    "missing_files": report.missing,
-                    "md5_mismatch": report.md5_mismatch,
-                    "no_created_at": report.no_created_at,
-                    "cleaned": report.cleaned,
-                }
-            )
-        )
-    elif not options.quiet:  # -q: the failures were printed as they happened
-        console = output_console()
-        every = options.verbose > 0 or not console.is_terminal
-        print_summary(
-            summary,
-            console,
-            resume_hint="the same s3stow archive run command",
-            list_all=every,
-            run_id=None if dry_run else summary.run_id,
-        )
-        console.print(
-            f"archive: {plural(report.rows, 'row')} read, archive_url written for "
-            f"{report.urls_written} in {plural(report.transactions, 'transaction')}"
-        )
-        if report.missing:
-            console.print(
-                f"  {plural(len(report.missing), 'row')} without a local file (left "
-                f"untouched): {', '.join(report.missing[:5])}"
-                + (" ..." if len(report.missing) > 5 else "")
-            )
-        if report.md5_mismatch:
-            console.print(
-                f"  {plural(len(report.md5_mismatch), 'row')} whose file does not match "
-                f"md5_sum: {', '.join(report.md5_mismatch[:5])}"
-            )
-        if report.no_created_at:
-            console.print(
-                f"  {plural(len(report.no_created_at), 'row')} without created_at used the "
-                f"file's mtime: {', '.join(report.no_created_at[:5])}"
-            )
-        if report.cleaned:
-            console.print(f"  {plural(report.cleaned, 'local file')} deleted after archiving")
+    show_run(options, summary, report, dry_run=dry_run)
     exit_for(summary, uploader)
 
 
@@ -276,8 +177,8 @@ def demo(
     from s3stow.archive.demo import init_demo
     from s3stow.localfiles import output_problem
 
-    root = _media_root(media_root)
-    _check_db(db)
+    root = given_media_root(media_root)
+    check_db(db)
     if "://" in db and not db.startswith("sqlite:///"):
         raise ConfigError("init-demo writes a SQLite file", hint="pass --db demo.db")
     path = Path(db.removeprefix("sqlite:///"))
@@ -323,49 +224,15 @@ def stats(
 ) -> None:
     """Archive statistics: total, archived, not archived, by media type."""
     from s3stow.archive.report import archive_stats
+    from s3stow.cli.archiveshow import show_stats
 
     options: GlobalOptions = ctx.obj
-    media = _table(db, table, column_map, where)
+    media = open_table(db, table, column_map, where)
     try:
         overall, by_type = archive_stats(media)
     finally:
         media.close()
-    if options.json:
-        print(
-            json.dumps(
-                {
-                    s.media_type: {
-                        "total": s.total,
-                        "archived": s.archived,
-                        "not_archived": s.not_archived,
-                        "percent": round(s.percent, 1),
-                    }
-                    for s in [overall, *by_type]
-                }
-            )
-        )
-        return
-    console = output_console()
-    heading(console, "S3 Archive Statistics")
-    from s3stow.report.console import table as new_table
-
-    table_ = new_table(
-        "",
-        "total",
-        "archived",
-        "%",
-        "not archived",
-        numeric=("total", "archived", "%", "not archived"),
-    )
-    for s in [overall, *by_type]:
-        table_.add_row(
-            "Overall" if s is overall else s.media_type.capitalize(),
-            f"{s.total:,}",
-            f"{s.archived:,}",
-            f"{s.percent:.1f}",
-            f"{s.not_archived:,}",
-        )
-    console.print(table_)
+    show_stats(options, overall, by_type)
 
 
 @archive_app.command(
@@ -401,16 +268,17 @@ def verify(
 ) -> None:
     """Prove archived rows: objects exist with the right size/checksum; files exist."""
     from s3stow.archive.report import verify_archive
-    from s3stow.cli.upload import default_ledger
+    from s3stow.cli.archiveshow import show_verify
+    from s3stow.cli.runsupport import default_ledger
     from s3stow.ledger import open_ledger
     from s3stow.store.s3 import S3Store
 
     options: GlobalOptions = ctx.obj
-    root = _media_root(media_root)
+    root = given_media_root(media_root)
     if not verify_s3 and not check_local:
         verify_s3 = True
     settings = options.settings(ledger=ledger)
-    media = _table(db, table, column_map, where)
+    media = open_table(db, table, column_map, where)
     ledger_db = open_ledger(settings.ledger or default_ledger())
     try:
         report = verify_archive(
@@ -425,24 +293,7 @@ def verify(
     finally:
         ledger_db.close()
         media.close()
-    if options.json:
-        print(
-            json.dumps(
-                {
-                    "checked": report.checked,
-                    "ok": report.ok,
-                    "problems": [{"id": i, "class": c, "detail": d} for i, c, d in report.problems],
-                }
-            )
-        )
-    else:
-        console = output_console()
-        for row_id, kind, detail in report.problems:
-            console.print(f"[red]{kind}[/] {row_id}: {detail}")
-        console.print(
-            f"checked {plural(report.checked, 'row')}: {report.ok} ok, "
-            f"{plural(len(report.problems), 'problem')}"
-        )
+    show_verify(options, report)
     if report.problems:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
@@ -485,13 +336,13 @@ def restore(
     """Rebuild the media files of rows that have archive_url, each checked against md5_sum."""
     from s3stow.archive.restore import archive_buckets, restore_items
     from s3stow.cli.restore import finish, glacier_options, observers_for
-    from s3stow.cli.upload import default_ledger, install_signal_handlers, resume_command
+    from s3stow.cli.runsupport import default_ledger, install_signal_handlers, resume_command
     from s3stow.ledger import open_ledger
     from s3stow.restore.engine import Restorer
     from s3stow.restore.worker import RestoreOptions
 
     options: GlobalOptions = ctx.obj
-    given_root = _media_root(media_root)
+    given_root = given_media_root(media_root)
     glacier = glacier_options(
         request_restore, wait, days=days, tier=tier, poll_interval=poll_interval
     )
@@ -502,7 +353,7 @@ def restore(
         concurrency=concurrency,
         failures_file=failures_file,
     )
-    media = _table(db, table, column_map, where)
+    media = open_table(db, table, column_map, where)
     ledger_db = open_ledger(settings.ledger or default_ledger())
     restorer = Restorer(
         settings,

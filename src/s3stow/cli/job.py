@@ -1,11 +1,14 @@
-"""``s3stow job plan|work|status``: one job shared by workers on many hosts."""
+"""``s3stow job plan|work|status``: one job shared by workers on many hosts.
+
+The job group, its options (the job, the shared PostgreSQL ledger, the split
+threshold: ``split_size``), the three commands and what ``plan`` and ``status``
+print. The plan itself (discovery, keys, the queue's upserts) is the library's
+``job.enqueue``; a worker's run is ``cli.jobwork``'s, imported when it runs."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -15,17 +18,12 @@ from s3stow.cli.app import GlobalOptions, MetricsHostOpt, MetricsPortOpt, output
 from s3stow.cli.helptext import examples
 from s3stow.cli.keyoptions import KeyOptions, selection_options
 from s3stow.errors import ConfigError, ExitCode
-from s3stow.models import PlannedUpload, Refused, Skipped, SourceFile, Target
 from s3stow.plan.keys import parse_target
 from s3stow.units import plural
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
-
     from s3stow.config import Settings
     from s3stow.job.queue import JobQueue
-    from s3stow.plan.planner import Planner
-    from s3stow.transfer.probes import ServerProbes
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +70,10 @@ DbTimeoutOpt = Annotated[
     ),
 ]
 DEFAULT_SPLIT = "1GiB"
-# Not stored with the job: the ledger URL (it may carry a password; every worker has its
-# own) and files this host writes.
-_HOST_ONLY = ("ledger", "status_json", "failures_file")
 DEFAULT_DB_TIMEOUT = 300.0
 
 
-def _split_size(value: str) -> int | None:
+def split_size(value: str) -> int | None:
     from s3stow.units import parse_size
 
     if value.strip().lower() in ("off", "none", "no"):
@@ -97,13 +92,13 @@ def _split_size(value: str) -> int | None:
     return size
 
 
-def _shown(split: int | None) -> str:
+def shown_size(split: int | None) -> str:
     from s3stow.units import format_size
 
     return "off" if split is None else format_size(split)
 
 
-def _postgres(url: str | None) -> str:
+def postgres_ledger(url: str | None) -> str:
     if not url or not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
             "job commands need a shared PostgreSQL ledger",
@@ -116,7 +111,7 @@ def _queue(settings: Settings, job: str) -> tuple[Any, JobQueue]:
     from s3stow.job.queue import JobQueue
     from s3stow.ledger import open_ledger
 
-    ledger = open_ledger(_postgres(settings.ledger))
+    ledger = open_ledger(postgres_ledger(settings.ledger))
     try:
         return ledger, JobQueue(ledger.engine, job)
     except BaseException:
@@ -158,52 +153,33 @@ def plan(
 ) -> None:
     """Discover files and enqueue them (idempotent: only new or changed items)."""
     from s3stow.cli.upload import source_paths
+    from s3stow.job.enqueue import plan_job
     from s3stow.localfiles import display_path
-    from s3stow.plan.discover import check_sources, discover
-    from s3stow.plan.planner import Planner
     from s3stow.report.console import for_terminal
 
     options: GlobalOptions = ctx.obj
     if len(paths) < 2:
         raise ConfigError("job plan needs sources and a destination")
-    split = _split_size(split_above)
+    split = split_size(split_above)
     *given, destination = paths
     sources = source_paths(given, command="job plan")
     target = parse_target(destination)
     settings = options.settings(ledger=ledger, concurrency=concurrency, **keys.flags())
     db, queue = _queue(settings, job)
     try:
-        planner = Planner(settings, target)
-        roots = check_sources(planner.sources(sources))
-        job_settings = {
-            **settings.dump(json=True, exclude=_HOST_ONLY),
-            "split_above": split,
-        }
-        unreadable: list[Skipped] = []
-        not_planned: list[tuple[Path, str]] = []  # keys S3 cannot take, collisions
-        total = 0
-        probes = _probes(settings)
-        with queue.plan(bucket=target.bucket, prefix=target.prefix, settings=job_settings) as run:
-            found = discover(roots, follow_symlinks=settings.follow_symlinks)
-            planned = _planned(found, planner, unreadable, not_planned)
-            while batch := list(itertools.islice(planned, 1000)):
-                # Keys as the server will store them ('\' folded where it folds), so
-                # every worker sends, records and claims the same key.
-                batch, unsafe = probes.fold_keys(batch, planner.claims)
-                batch, refused = planner.claims.settle(batch, {})
-                for refusal in [*unsafe, *refused]:
-                    why = refusal.reason if isinstance(refusal, Refused) else "a duplicate"
-                    log.warning("not planned: %s: %s", refusal.source.path, why)
-                    if isinstance(refusal, Refused):  # a duplicate is planned once
-                        not_planned.append((refusal.source.path, why))
-                total += len(batch)
-                run.add([(p.source, p.key) for p in batch])
-            # A directory that could not be read hides files that still exist: nothing
-            # is marked gone by a plan that did not see everything.
-            gone = None if unreadable else run.mark_gone([str(_root(r)) for r in roots])
+        planned = plan_job(
+            queue,
+            settings,
+            target,
+            sources=sources,
+            split_above=split,
+            refused=lambda path, why: log.warning("not planned: %s: %s", path, why),
+        )
         waiting = queue.remaining()
     finally:
         db.close()
+    total, gone = planned.total, planned.gone
+    unreadable, not_planned = planned.unreadable, planned.not_planned
     if options.json:
         print(
             json.dumps(
@@ -237,7 +213,9 @@ def plan(
                 markup=False,
             )
     if work:
-        _work(options, job, settings.ledger, batch=64, lease=300.0)
+        from s3stow.cli.jobwork import work_job
+
+        work_job(options, job, settings.ledger, batch=64, lease=300.0)
     if not_planned:  # as an upload's failures found before anything is sent: exit 1
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 
@@ -278,9 +256,11 @@ def work(
     if batch < 1 or lease <= 0 or db_timeout <= 0:
         raise ConfigError("--batch, --lease and --db-timeout must be positive")
     if split_above is not None:
-        _split_size(split_above)  # a bad value is refused before the database is opened
+        split_size(split_above)  # a bad value is refused before the database is opened
+    from s3stow.cli.jobwork import work_job
+
     settings = options.settings(ledger=ledger, metrics_port=metrics_port, metrics_host=metrics_host)
-    _work(
+    work_job(
         options,
         job,
         settings.ledger,
@@ -292,123 +272,6 @@ def work(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
-
-
-def _work(
-    options: GlobalOptions,
-    job: str,
-    ledger: str | None,
-    *,
-    batch: int,
-    lease: float,
-    concurrency: str | None = None,
-    split_flag: str | None = None,
-    db_timeout: float = DEFAULT_DB_TIMEOUT,
-    metrics_port: int | None = None,
-    metrics_host: str | None = None,
-) -> None:
-    from s3stow.cli.upload import install_signal_handlers, observers_for
-    from s3stow.job.db import JobDatabase
-    from s3stow.job.ledger import JobLedger
-    from s3stow.job.queue import JobQueue
-    from s3stow.job.worker import JobWorker
-    from s3stow.ledger.sql import open_ledger_database
-    from s3stow.plan.retries import run_settings
-    from s3stow.report.console import run_label
-    from s3stow.report.metrics import metrics_for, serving
-    from s3stow.transfer.engine import Uploader
-
-    base = options.settings(ledger=ledger, metrics_port=metrics_port, metrics_host=metrics_host)
-    database = open_ledger_database(_postgres(base.ledger))
-    stopper: list[Uploader] = []
-
-    def stop_all() -> None:  # the database is gone: stop starting work
-        for running in stopper:
-            running.request_stop()
-
-    db = JobDatabase(
-        database.engine(),
-        patience=db_timeout,
-        on_unreachable=stop_all,
-        idle_timeout=max(5.0, min(lease / 2, 60.0)),  # how long a paused worker keeps locks
-    )
-    journal = JobLedger(database, db=db)
-    try:
-        queue = JobQueue(db, job)
-        info = queue.info()
-        if info is None:
-            raise ConfigError(f"job {job!r} does not exist", hint="run `s3stow job plan` first")
-        stored = json.loads(info["settings"])
-        split = _job_split(stored, split_flag)
-        overrides = {
-            k: v
-            for k, v in (
-                ("endpoint_url", options.endpoint_url),
-                ("profile", options.profile),
-                ("region", options.region),
-                ("concurrency", concurrency),
-                # this worker's own: the job's stored settings never choose its port
-                ("metrics_port", base.metrics_port),
-                ("metrics_host", base.metrics_host),
-            )
-            if v is not None
-        }
-        settings = run_settings(info["settings"], base=base, overrides=overrides)
-        if base.metrics_port is None:
-            settings = settings.replace(metrics_port=None)
-        metrics = metrics_for(settings, command="job work")
-        observers = observers_for(options, settings, batches=True, command="job work")
-        uploader = Uploader(settings, ledger=journal, observers=observers, request_observer=metrics)
-        stopper.append(uploader)
-        worker = JobWorker(
-            queue,
-            uploader,
-            Target(info["bucket"], info["prefix"]),
-            batch=batch,
-            lease=lease,
-            split_above=split,
-        )
-        restore = install_signal_handlers(uploader)
-        try:
-            with serving(metrics, uploader, settings, announce=not options.quiet):
-                stats = worker.run()
-        finally:
-            restore()
-    finally:
-        journal.close()
-    if uploader.fatal_error is not None:
-        raise uploader.fatal_error
-    # the id stats, restore and retry --run take (none for a dry run: it records nothing)
-    recorded = None if settings.dry_run else worker.run_id
-    if options.json:
-        print(
-            json.dumps(
-                {
-                    "job": job,
-                    "worker": worker.name,
-                    "run_id": recorded,
-                    "claimed": stats.claimed,
-                    "done": stats.done,
-                    "failed": stats.failed,
-                    "gone": stats.gone,
-                    "lost_leases": stats.lost_leases,
-                    "parts_sent": stats.parts_sent,
-                }
-            )
-        )
-    elif not options.quiet or stats.failed:
-        Console(highlight=False, soft_wrap=True).print(
-            f"worker {worker.name}: {stats.done} done, {stats.failed} failed, "
-            f"{stats.gone} gone, {plural(stats.lost_leases, 'lost lease')}"
-            + (
-                f", {plural(stats.parts_sent, 'part')} of split files sent"
-                if stats.parts_sent
-                else ""
-            )
-            + run_label(recorded)
-        )
-    if stats.failed:
-        raise typer.Exit(int(ExitCode.SOME_FAILED))
 
 
 @job_app.command(
@@ -437,7 +300,7 @@ def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
         db.close()
     stored = json.loads(info["settings"])
     data["settings"] = {
-        "split_above": stored.get("split_above", _split_size(DEFAULT_SPLIT)),
+        "split_above": stored.get("split_above", split_size(DEFAULT_SPLIT)),
         "part_size": stored.get("part_size"),
         "checksum": stored.get("checksum"),
     }
@@ -452,8 +315,8 @@ def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
     )
     wide = data["settings"]
     console.print(
-        f"  job-wide: split above {_shown(wide['split_above'])}, part size "
-        f"{_shown(wide['part_size']) if wide['part_size'] else 'size-adaptive'}, "
+        f"  job-wide: split above {shown_size(wide['split_above'])}, part size "
+        f"{shown_size(wide['part_size']) if wide['part_size'] else 'size-adaptive'}, "
         f"checksum {wide['checksum']}"
     )
     for name in ("parts", "uploads"):
@@ -472,57 +335,6 @@ def status(ctx: typer.Context, job: JobOpt, ledger: LedgerOpt = None) -> None:
             f"{w['failed']} failed, {plural(w['lost_leases'], 'lost lease')}, "
             f"seen {w['last_seen_seconds']:.0f}s ago"
         )
-
-
-def _job_split(stored: dict[str, Any], flag: str | None) -> int | None:
-    """The job's split threshold; a worker flag may only repeat it (exit 2 otherwise).
-    A job planned before the threshold was stored takes the flag or the default."""
-    if "split_above" not in stored:
-        return _split_size(flag or DEFAULT_SPLIT)
-    split: int | None = stored["split_above"]
-    if flag is not None and _split_size(flag) != split:
-        raise ConfigError(
-            f"--split-above {flag} contradicts the job's split threshold {_shown(split)}, "
-            "set when it was planned (every worker splits alike)",
-            hint=f"drop --split-above, or re-plan the job with --split-above {flag}",
-        )
-    return split
-
-
-def _planned(
-    found: Iterable[SourceFile | Skipped],
-    planner: Planner,
-    unreadable: list[Skipped],
-    not_planned: list[tuple[Path, str]],
-) -> Iterator[PlannedUpload]:
-    """The planned uploads of ``found``; paths that could not be read are collected
-    (informational skips, such as symlinks not followed, are not), and files whose key
-    S3 cannot take (a control character, over 1024 bytes), each with why (they were
-    dropped without a word: an upload reports them as failed)."""
-    for item in found:
-        if isinstance(item, Skipped):
-            if item.error_class not in ("Symlink", "SpecialFile"):
-                unreadable.append(item)
-            continue
-        planned = planner.plan(item)
-        if isinstance(planned, PlannedUpload):
-            yield planned
-        elif isinstance(planned, Refused):
-            log.warning("not planned: %s: %s", planned.source.path, planned.reason)
-            not_planned.append((planned.source.path, planned.reason))
-
-
-def _probes(settings: Settings) -> ServerProbes:
-    """The server probes of a plan: asked only when a key holds a '\\' (no request
-    otherwise, and none on AWS's own endpoint)."""
-    from s3stow.store.s3 import S3Store
-    from s3stow.transfer.probes import ServerProbes
-
-    return ServerProbes(settings, store=S3Store.from_settings(settings), ledger=None)
-
-
-def _root(source: Path | Any) -> Path:
-    return source if isinstance(source, Path) else Path(source.path)
 
 
 def register(app: typer.Typer) -> None:

@@ -143,7 +143,7 @@ def restore(
     metrics_host: MetricsHostOpt = None,
 ) -> None:
     """Restore objects to local files: verified before they take their name, resumable."""
-    from s3stow.cli.upload import (
+    from s3stow.cli.runsupport import (
         existing_ledger,
         install_signal_handlers,
         ledger_for,
@@ -263,7 +263,7 @@ def observers_for(
 ) -> list[Observer]:
     """Progress, JSON events, heartbeat and failures file, worded for a restore;
     ``command`` names it in the status file (``restore``, ``archive restore``)."""
-    from s3stow.cli.upload import StartupOver
+    from s3stow.cli.runsupport import StartupOver
     from s3stow.report.console import FailureLines, FailuresFile, JsonEvents
 
     # as in upload's: progress and the heartbeat only where they are used
@@ -307,7 +307,7 @@ def observers_for(
 
 def finish(options: GlobalOptions, summary: RestoreSummary, restorer: Restorer) -> None:
     """Print the human summary (unless --json) and end with the documented exit code."""
-    from s3stow.cli.upload import exit_for, resume_command
+    from s3stow.cli.runsupport import exit_for, resume_command
     from s3stow.logs import flush_warnings
     from s3stow.restore.report import print_restore_summary
 

@@ -119,7 +119,7 @@ def retry(
     --strip-prefix, --prefix, --layout, --key-template and the other key options
     repair keys a failed run got wrong.
     """
-    from s3stow.cli.upload import default_ledger, existing_ledger
+    from s3stow.cli.runsupport import default_ledger, existing_ledger
     from s3stow.ledger import open_ledger
     from s3stow.localfiles import given_path
     from s3stow.plan.failures import read_failures
@@ -249,7 +249,7 @@ def retry(
 
 
 def _run_batches(batches: list[RetryBatch], ledger: Ledger, options: GlobalOptions) -> RunSummary:
-    from s3stow.cli.upload import install_signal_handlers, observers_for
+    from s3stow.cli.runsupport import install_signal_handlers, observers_for
     from s3stow.transfer.engine import Uploader
 
     total = RunSummary("retry")

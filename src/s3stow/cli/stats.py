@@ -47,7 +47,7 @@ def stats(
 ) -> None:
     """Counts and bytes: total, done (%), not done, failed by error class; then the
     restores the ledger recorded (restored, failed, under way; failed by error class)."""
-    from s3stow.cli.upload import existing_ledger
+    from s3stow.cli.runsupport import existing_ledger
     from s3stow.ledger import open_ledger
     from s3stow.ledger.queries import (
         GroupTotals,

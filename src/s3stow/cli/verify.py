@@ -58,7 +58,8 @@ def verify(
     keys: KeyOptions,
 ) -> None:
     """Classify every path: ok, missing, mismatched, gone, orphan, changed; exit 1 if any."""
-    from s3stow.cli.upload import default_ledger, source_paths
+    from s3stow.cli.runsupport import default_ledger
+    from s3stow.cli.upload import source_paths
     from s3stow.ledger import open_ledger
     from s3stow.localfiles import output_problem
     from s3stow.store.s3 import S3Store
@@ -197,7 +198,7 @@ def _fix(
 ) -> bool:
     """Re-upload what can be fixed, forced (the ledger may wrongly say done); whether
     every fixable finding is now fixed."""
-    from s3stow.cli.upload import observers_for
+    from s3stow.cli.runsupport import observers_for
     from s3stow.transfer.engine import Uploader
 
     items = [PlannedUpload(f.source, bucket, f.key) for f in findings if f.source and _fixable(f)]

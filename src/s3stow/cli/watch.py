@@ -87,7 +87,7 @@ def watch(
     relative to DIR). Temporary and hidden names (*.tmp, *.part, .*) are always excluded
     first; an exclude pattern starting with ! takes one back (--exclude '!.env').
     """
-    from s3stow.cli.upload import default_ledger, install_signal_handlers
+    from s3stow.cli.runsupport import default_ledger, install_signal_handlers
     from s3stow.ledger import open_ledger
     from s3stow.ledger.lock import run_lock
     from s3stow.localfiles import given_path

@@ -34,8 +34,8 @@ from s3stow.job.rows import (
     lock_upload,
     split_files,
 )  # fmt: skip
-from s3stow.ledger.database import SqlAlchemySession
-from s3stow.ledger.sql import ItemRecord, write_records
+from s3stow.ledger.rows import ItemRecord, write_records
+from s3stow.ledger.sqlalchemy_backend import SqlAlchemySession
 
 
 class Completions:

@@ -20,7 +20,8 @@ from typing import Any
 from s3stow.errors import LedgerError
 from s3stow.job.db import JobDatabase, transient
 from s3stow.ledger.database import Database
-from s3stow.ledger.sql import ItemRecord, Ledger, LedgerEntry, MultipartState
+from s3stow.ledger.rows import ItemRecord, LedgerEntry, MultipartState
+from s3stow.ledger.sql import Ledger
 from s3stow.models import PartRecord, UploadResult
 
 

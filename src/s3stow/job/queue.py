@@ -31,8 +31,8 @@ from s3stow.job.db import JobDatabase, first_line
 from s3stow.job.planning import Plan
 from s3stow.job.rows import Claimed, holds
 from s3stow.job.splitqueue import SplitQueue
-from s3stow.ledger.database import SqlAlchemySession
-from s3stow.ledger.sql import ItemRecord, write_records
+from s3stow.ledger.rows import ItemRecord, write_records
+from s3stow.ledger.sqlalchemy_backend import SqlAlchemySession
 
 ITEMS = schema.job_items
 _COLUMNS = (

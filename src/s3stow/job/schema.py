@@ -153,6 +153,6 @@ Index("ix_job_orphans_job", job_orphans.c.job)
 
 def create(engine: Engine) -> None:
     """Create the job tables, or bring older ones up to date (under the schema lock)."""
-    from s3stow.ledger.database import create_schema
+    from s3stow.ledger.sqlalchemy_backend import create_schema
 
     create_schema(engine, metadata)

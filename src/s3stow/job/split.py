@@ -28,7 +28,7 @@ from pathlib import Path
 from s3stow.errors import SourceChanged, TransferError
 from s3stow.job.rows import Claimed, ClaimedPart, SplitFile, UploadWork
 from s3stow.job.splitqueue import SplitQueue
-from s3stow.ledger.sql import ItemRecord
+from s3stow.ledger.rows import ItemRecord
 from s3stow.localfiles import FileIdentity
 from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, Target, UploadResult
 from s3stow.report.observer import Observer
@@ -36,7 +36,7 @@ from s3stow.store import checksums
 from s3stow.store.body import UNREADABLE
 from s3stow.transfer.bodies import buffered_size
 from s3stow.transfer.context import TransferContext
-from s3stow.transfer.multipart import complete_verified, send_part
+from s3stow.transfer.multipartsend import complete_verified, send_part
 from s3stow.transfer.parts import choose_part_size, part_ranges
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from s3stow.job.ledger import JobLedger
 from s3stow.job.queue import JobQueue, Outcome
 from s3stow.job.rows import Claimed
 from s3stow.job.split import SplitUploads
-from s3stow.ledger.sql import ItemRecord
+from s3stow.ledger.rows import ItemRecord
 from s3stow.localfiles import FileIdentity
 from s3stow.models import (
     Decision,

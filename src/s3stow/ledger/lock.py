@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from s3stow.errors import LedgerError
-from s3stow.ledger.database import SqlAlchemyDatabase, SqliteDatabase
 from s3stow.ledger.marker import APPLICATION_ID
 from s3stow.ledger.sql import Ledger
+from s3stow.ledger.sqlite_backend import SqliteDatabase
 from s3stow.models import Target
 
 _HINT = (
@@ -60,9 +60,11 @@ def run_lock(ledger: Ledger, target: Target) -> Iterator[None]:
     if isinstance(database, SqliteDatabase):
         with _file_lock(lock_path(database.path, target), target, database.path):
             yield
-    elif (
-        isinstance(database, SqlAlchemyDatabase) and database.engine().dialect.name == "postgresql"
-    ):
+        return
+    # not imported for a SQLite ledger: it is the SQLAlchemy side
+    from s3stow.ledger.sqlalchemy_backend import SqlAlchemyDatabase
+
+    if isinstance(database, SqlAlchemyDatabase) and database.engine().dialect.name == "postgresql":
         with _advisory_lock(database.engine(), target):
             yield
     else:

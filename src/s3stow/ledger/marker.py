@@ -22,8 +22,12 @@ added nullable columns (which older versions ignore) do not count.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from s3stow.errors import LedgerError
+
+if TYPE_CHECKING:
+    from s3stow.ledger.database import Session
 
 APPLICATION_ID = int.from_bytes(b"s3sT", "big")
 SCHEMA_VERSION = 1
@@ -90,3 +94,14 @@ def check(
 def needs_mark(version: str | None) -> bool:
     """Whether the ``schema_version`` row must be written (absent or older)."""
     return version is None or int(version) < SCHEMA_VERSION
+
+
+def read_version(session: Session) -> str | None:
+    """The ledger's ``schema_version`` row (``None``: not marked yet)."""
+    row = next(session.execute(READ_VERSION, {"name": VERSION_KEY}), None)
+    return None if row is None else str(row[0])
+
+
+def mark(session: Session) -> None:
+    """Write this version's ``schema_version`` row."""
+    session.execute(WRITE_VERSION, {"name": VERSION_KEY, "value": str(SCHEMA_VERSION)})

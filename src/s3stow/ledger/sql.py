@@ -5,9 +5,10 @@ Writes are queued and committed together by a background flusher (every
 bottleneck; ``flush()`` forces a commit and is called before reading state that
 may still be queued, and at the end of a run. The statements are plain SQL that
 SQLite and PostgreSQL both run (``database.py`` holds the connections: stdlib
-``sqlite3`` for a file, SQLAlchemy + psycopg 3 for ``postgresql://``). SQLite runs
-in WAL mode with ``synchronous=NORMAL`` (durable across a process crash); its file
-is created with mode 0600.
+``sqlite3`` for a file, SQLAlchemy + psycopg 3 for ``postgresql://``; ``rows.py`` the
+rows as values and the statements a batch is written with; ``opening.py`` opens a
+ledger). SQLite runs in WAL mode with ``synchronous=NORMAL`` (durable across a process
+crash); its file is created with mode 0600.
 
 The first write that fails (disk full, file made read-only, database gone) is
 reported once to the ``on_failure`` listeners (the engine stops the run) and the
@@ -18,32 +19,26 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from s3stow.errors import ConfigError, LedgerError
-from s3stow.ledger.database import Database, LedgerReplaced, database_url, open_database
+from s3stow.errors import LedgerError
+from s3stow.ledger.database import Database
+from s3stow.ledger.rows import (
+    ENTRY_COLUMNS,
+    LedgerEntry,
+    MultipartState,
+    entry_of,
+    write_batch,
+)
+from s3stow.ledger.sqlite_backend import LedgerReplaced
 from s3stow.logs import redact
 from s3stow.models import PartRecord, Status, UploadResult
 
-__all__ = [
-    "ItemRecord",
-    "Ledger",
-    "LedgerEntry",
-    "MultipartState",
-    "database_url",
-    "open_ledger",
-    "open_ledger_database",
-    "write_records",
-]
+__all__ = ["Ledger", "first_line"]
 log = logging.getLogger(__name__)
 _LOOKUP_CHUNK = 500
 _FIX = (
@@ -62,155 +57,7 @@ def _fix(exc: BaseException) -> str:
     return _REPLACED if isinstance(exc, LedgerReplaced) else _FIX
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    """The ledger's latest view of one object."""
-
-    bucket: str
-    key: str
-    source_path: str
-    size: int
-    mtime_ns: int
-    status: Status
-    checksum_algorithm: str | None
-    checksum: str | None
-    etag: str | None
-    attempts: int
-    error_class: str | None
-    error_message: str | None
-    run_id: str
-    store: str | None = None  # the S3 the outcome was reached against (None: not recorded)
-
-    def recorded_on(self, store: str) -> bool:
-        """Whether this outcome was reached against ``store`` (``ObjectStore.store_id``):
-        a row from another endpoint proves nothing there (the same bucket name, another
-        server); a row from before the ledger recorded stores counts as any store's."""
-        return self.store is None or self.store == store
-
-
-@dataclass(frozen=True, slots=True)
-class MultipartState:
-    """An in-progress multipart upload and the parts the ledger knows are done."""
-
-    bucket: str
-    key: str
-    upload_id: str
-    source_path: str
-    size: int
-    mtime_ns: int
-    part_size: int
-    checksum_algorithm: str | None
-    ctime_ns: int | None = None  # the file's identity when the upload started
-    file_id: str | None = None
-    options: str | None = None  # what the upload was created with beyond the bytes
-    parts: tuple[PartRecord, ...] = ()
-
-
-def open_ledger(target: str, **kwargs: Any) -> Ledger:
-    """Open (creating if needed) the ledger at a path or database URL."""
-    return Ledger(open_ledger_database(target), **kwargs)
-
-
-def open_ledger_database(target: str) -> Database:
-    """The database behind a ledger path or URL, its tables created or brought up to date
-    (errors as ``LedgerError``, exit 3; a SQLite path that can never hold one, as
-    ``ConfigError``, exit 2)."""
-    url = database_url(target)
-    if url.startswith("sqlite:///"):
-        _check_sqlite_path(Path(url[len("sqlite:///") :]))
-    try:
-        return open_database(target)
-    except _database_errors() as exc:
-        hint = (
-            "PostgreSQL needs the 'postgres' extra: pip install 's3stow[postgres]'"
-            if isinstance(exc, ModuleNotFoundError)
-            else "check the --ledger path or URL, and that the database accepts connections"
-        )
-        raise LedgerError(
-            f"cannot open the ledger {redact(target)}: {_first_line(exc)}", hint=hint
-        ) from exc
-
-
-_PATH_FIX = "give --ledger (or S3STOW_LEDGER, ledger in the config file) a file path"
-
-
-def _check_sqlite_path(path: Path) -> None:
-    """Refuse (exit 2) a SQLite ledger path that can never be one, naming why and the
-    fix: a folder, a path below a file, a folder this user cannot write (SQLite writes
-    its journals and the run lock beside the file), a file it cannot write. Otherwise
-    the OS or SQLite answers "File exists", "Not a directory" or "disk I/O error"."""
-    whole = path.absolute()
-    if path.is_dir():
-        raise ConfigError(
-            f"the ledger {path} is a folder, not a file",
-            hint=f"{_PATH_FIX}, such as {path / 'ledger.db'}",
-        )
-    blocker = next((p for p in whole.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise ConfigError(
-            f"the ledger {path} cannot be created: {blocker} is a file, not a folder",
-            hint=f"{_PATH_FIX} in a folder (one that exists, or that can be created)",
-        )
-    folder = next(p for p in whole.parents if p.exists())  # the root exists
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"the ledger {path} cannot be written: this user cannot write in {folder}"
-            + (" (a read-only file system)" if _read_only(folder) else ""),
-            hint=f"{_PATH_FIX} in a folder you can write, or make {folder} writable",
-        )
-    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        raise ConfigError(
-            f"the ledger {path} cannot be written: this user cannot read and write it",
-            hint=f"make {path} readable and writable for this user, or {_PATH_FIX} of its own",
-        )
-
-
-def _read_only(folder: Path) -> bool:
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False
-
-
-def _database_errors() -> tuple[type[BaseException], ...]:
-    """What opening a ledger can raise (evaluated when an error is being matched, so
-    SQLAlchemy's errors are included once SQLAlchemy has been imported)."""
-    errors: tuple[type[BaseException], ...] = (OSError, ModuleNotFoundError, sqlite3.Error)
-    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
-    if sqlalchemy_exc is not None:
-        errors += (sqlalchemy_exc.SQLAlchemyError,)
-    return errors
-
-
-# The item columns a LedgerEntry is made of, in its field order.
-_ENTRY_COLUMNS = (
-    "bucket", "key", "source_path", "size", "mtime_ns", "status", "checksum_algorithm",
-    "checksum", "etag", "attempts", "error_class", "error_message", "run_id", "store",
-)  # fmt: skip
-_ENTRY_SELECT = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM items"
-_ITEM_UPDATED = (
-    "source_path", "size", "mtime_ns", "checksum_algorithm", "checksum", "etag",
-    "version_id", "status", "grp", "ext", "error_class", "error_message", "run_id",
-    "store", "updated_at",
-)  # fmt: skip
-_ITEM_COLUMNS = ("bucket", "key", *_ITEM_UPDATED[:-1], "attempts", "created_at", "updated_at")
-_UPSERT_ITEM = (
-    f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _ITEM_COLUMNS)})"
-    " ON CONFLICT (bucket, key) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _ITEM_UPDATED)
-    + ", attempts = items.attempts + excluded.attempts"
-)
-_INSERT_ATTEMPT = (
-    "INSERT INTO attempts (bucket, key, run_id, status, error_class, error_message, at)"
-    " VALUES (:bucket, :key, :run_id, :status, :error_class, :error_message, :at)"
-)
-_UPSERT_PART = (
-    "INSERT INTO parts (upload_id, number, etag, checksum, size)"
-    " VALUES (:upload_id, :number, :etag, :checksum, :size)"
-    " ON CONFLICT (upload_id, number) DO UPDATE SET"
-    " etag = excluded.etag, checksum = excluded.checksum, size = excluded.size"
-)
+_ENTRY_SELECT = f"SELECT {', '.join(ENTRY_COLUMNS)} FROM items"
 _RUN_COLUMNS = (
     "run_id", "command", "bucket", "prefix", "sources", "settings", "status", "started_at",
     "finished_at", "summary",
@@ -324,8 +171,8 @@ class Ledger:
                 params["bucket"] = bucket
                 marks = ", ".join(f":k{i}" for i in range(len(chunk)))
                 rest = f"FROM items WHERE bucket = :bucket AND key IN ({marks})"
-                for row in session.fetch_all(_ENTRY_COLUMNS, rest, params):
-                    found[row[1]] = _entry_of(row)
+                for row in session.fetch_all(ENTRY_COLUMNS, rest, params):
+                    found[row[1]] = entry_of(row)
         return found
 
     def items(
@@ -385,7 +232,7 @@ class Ledger:
 
     def _entries(self, sql: str, params: dict[str, Any]) -> Iterator[LedgerEntry]:
         for row in self._read(sql, params):
-            yield _entry_of(row)
+            yield entry_of(row)
 
     # ---- multipart ------------------------------------------------------------
     def multipart_state(self, bucket: str, key: str) -> MultipartState | None:
@@ -464,11 +311,11 @@ class Ledger:
                 return
             try:
                 with self.database.write() as session:
-                    _write_batch(session, batch)
+                    write_batch(session, batch)
             except self.database.errors as exc:
                 with self._lock:
                     self._pending[:0] = batch
-                error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_fix(exc))
+                error = LedgerError(f"cannot write the ledger: {first_line(exc)}", hint=_fix(exc))
                 raise self._failed(error) from exc
 
     # ---- plumbing -------------------------------------------------------------
@@ -489,9 +336,9 @@ class Ledger:
         except self.database.errors as exc:
             if verb != "write":
                 hint = _REPLACED if isinstance(exc, LedgerReplaced) else None
-                message = f"cannot {verb} the ledger: {_first_line(exc)}"
+                message = f"cannot {verb} the ledger: {first_line(exc)}"
                 raise LedgerError(message, hint=hint) from exc
-            error = LedgerError(f"cannot write the ledger: {_first_line(exc)}", hint=_fix(exc))
+            error = LedgerError(f"cannot write the ledger: {first_line(exc)}", hint=_fix(exc))
             raise self._failed(error) from exc
 
     def close(self) -> None:
@@ -509,100 +356,6 @@ class Ledger:
             self.database.close()
 
 
-@dataclass(frozen=True, slots=True)
-class ItemRecord:
-    """One item's outcome as ``Ledger.record`` receives it."""
-
-    result: UploadResult
-    mtime_ns: int
-    run_id: str
-    group: str | None = None
-    store: str | None = None  # ``ObjectStore.store_id`` of the S3 it was reached against
-
-
-def write_records(session: Any, records: Sequence[ItemRecord]) -> None:
-    """Write outcomes now, in the caller's transaction (the job queue writes them in the
-    transaction that checks the worker still holds the item)."""
-    now = time.time()
-    batch = [("item", (r.result, r.mtime_ns, r.run_id, now, r.group, r.store)) for r in records]
-    _write_batch(session, batch)
-
-
-def _write_batch(session: Any, batch: list[tuple[str, Any]]) -> None:
-    """One transaction's statements for a batch of queued outcomes and parts."""
-    item_rows: dict[tuple[str, str], dict[str, Any]] = {}
-    attempt_rows = []
-    part_rows: dict[tuple[str, int], dict[str, Any]] = {}
-    for kind, payload in batch:
-        if kind == "part":
-            upload_id, part = payload
-            part_rows[(upload_id, part.number)] = {
-                "upload_id": upload_id,
-                "number": part.number,
-                "etag": part.etag,
-                "checksum": part.checksum,
-                "size": part.size,
-            }
-            continue
-        result, mtime_ns, run_id, now, group, store = payload
-        name = result.key.rsplit("/", 1)[-1]
-        row = {
-            "bucket": result.bucket,
-            "key": result.key,
-            "source_path": str(result.path),
-            "size": result.size,
-            "mtime_ns": mtime_ns,
-            "checksum_algorithm": result.checksum_algorithm,
-            "checksum": result.checksum,
-            "etag": result.etag,
-            "version_id": result.version_id,
-            "status": result.status.value,
-            "grp": group,
-            "ext": name.rsplit(".", 1)[-1].lower()[:32] if "." in name else "",
-            "attempts": result.attempts,
-            "error_class": result.error_class,
-            "error_message": redact(result.error) if result.error else None,
-            "run_id": run_id,
-            "store": store,
-            "created_at": now,
-            "updated_at": now,
-        }
-        previous = item_rows.get((result.bucket, result.key))
-        if previous is not None:
-            row["attempts"] += previous["attempts"]
-        item_rows[(result.bucket, result.key)] = row
-        if result.status in (Status.FAILED, Status.CHANGED):
-            attempt_rows.append(
-                {
-                    "bucket": result.bucket,
-                    "key": result.key,
-                    "run_id": run_id,
-                    "status": result.status.value,
-                    "error_class": result.error_class,
-                    "error_message": row["error_message"],
-                    "at": now,
-                }
-            )
-    if item_rows:
-        session.executemany(_UPSERT_ITEM, list(item_rows.values()))
-    if attempt_rows:
-        session.executemany(_INSERT_ATTEMPT, attempt_rows)
-    if part_rows:
-        session.executemany(_UPSERT_PART, list(part_rows.values()))
-
-
-_STATUS = {status.value: status for status in Status}
-
-
-def _entry_of(row: tuple[Any, ...]) -> LedgerEntry:
-    """A ``LedgerEntry`` from a row of ``_ENTRY_SELECT`` (in ``LedgerEntry`` order)."""
-    bucket, key, source_path, size, mtime_ns, status, *rest = row
-    return LedgerEntry(bucket, key, source_path, size, mtime_ns, _STATUS[status], *rest)
-
-
-def default_ledger_path(state_dir: str | os.PathLike[str]) -> str:
-    return str(Path(state_dir) / "ledger.db")
-
-
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An error's first line, secrets redacted (its class name when it says nothing)."""
     return redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__

@@ -64,7 +64,7 @@ def _real_dir(path: Path) -> str:
 
 def working_files(settings: Settings, ledger: Ledger | None) -> OwnFiles:
     """The files a run with ``settings`` and ``ledger`` writes."""
-    from s3stow.ledger.database import SqliteDatabase
+    from s3stow.ledger.sqlite_backend import SqliteDatabase
 
     own = OwnFiles()
     database = ledger.database if ledger is not None else None

@@ -126,7 +126,7 @@ _CHECKSUM_HEADERS = tuple((f"x-amz-checksum-{name.lower()}", name) for name in C
 def info_from_headers(
     key: str, headers: Mapping[str, str], pairs: Sequence[tuple[str, str]], *, size: int
 ) -> ObjectInfo:
-    """An ``ObjectInfo`` from a GetObject/HeadObject answer's headers, as ``s3._info_of``
+    """An ``ObjectInfo`` from a GetObject/HeadObject answer's headers, as ``s3reads._info_of``
     builds it from botocore's parsed response: ``headers`` by lower-case name, ``pairs``
     as sent (botocore's ``Metadata`` keeps the server's case of each name)."""
     checksum = algorithm = None

@@ -5,7 +5,8 @@ completed part (number, ETag, checksum) after S3 acknowledges it. On the next
 run the same upload id is reused: ListParts is checked against the ledger and
 only missing parts are sent. Parts are read and hashed independently (the
 full-object CRC is combined from the part CRCs, so resumed parts are not re-read)
-and uploaded concurrently in the shared part pool. The file's identity
+and uploaded concurrently in the shared part pool (each part's request and the
+Complete are ``multipartsend.py``'s, shared with a job's split uploads). The file's identity
 (``localfiles.FileIdentity``) is taken before the first part is read, recorded with the
 upload id, and compared after the last part is sent, before Complete: a file that
 changed (even rewritten in place with its mtime put back) is ``SourceChanged`` and its
@@ -18,7 +19,6 @@ proves the object in S3 without it (``abort_stale``: aborted and forgotten).
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from concurrent.futures import Future, wait
@@ -28,11 +28,10 @@ from s3stow.config import Settings
 from s3stow.errors import Interrupted, LedgerError, SourceChanged, TransferError
 from s3stow.ledger import MultipartState
 from s3stow.localfiles import FileIdentity
-from s3stow.models import PartRecord, PlannedUpload, SourceFile, Status, UploadResult
+from s3stow.models import PartRecord, PlannedUpload, UploadResult
 from s3stow.store import checksums
 from s3stow.store.base import PartInfo
-from s3stow.store.checksums import Digest
-from s3stow.transfer.bodies import blame_the_file, buffered_size, check_etag, prepare_body
+from s3stow.transfer.bodies import buffered_size, prepare_body
 from s3stow.transfer.context import TransferContext, ensure_unchanged, open_identity
 from s3stow.transfer.parts import choose_part_size, part_ranges
 
@@ -215,6 +214,10 @@ def _send_part(
     offset: int,
     length: int,
 ) -> PartRecord:
+    # imported here: every upload imports this module (the worker), only a file sent in
+    # parts needs the sending (a one-file upload imports one module fewer)
+    from s3stow.transfer.multipartsend import send_part
+
     if ctx.stop.is_set():
         raise Interrupted("interrupted before sending a part")
     # The request slot is taken before the part is read, so buffered parts never
@@ -237,72 +240,11 @@ def _send_part(
     return part
 
 
-def send_part(
-    ctx: TransferContext,
-    bucket: str,
-    key: str,
-    *,
-    upload_id: str,
-    number: int,
-    source: SourceFile,
-    offset: int,
-    length: int,
-    identity: FileIdentity | None = None,
-) -> PartRecord:
-    """Hash ``length`` bytes of ``source`` at ``offset``, send them as part ``number``
-    (retried) and check S3's answer: the ETag against the MD5 where that proves
-    something, the checksum when echoed (a mismatch is ``SourceChanged`` when the file
-    moved since ``identity`` was taken)."""
-    body = prepare_body(ctx, source, offset, length, bucket=bucket, key=key)
-    digest = None if ctx.compat else body.digest
-
-    def send() -> PartRecord:
-        try:  # a validating server refuses a body that is not what was hashed (BadDigest)
-            put = ctx.store.upload_part(
-                bucket,
-                key,
-                upload_id=upload_id,
-                number=number,
-                body=body.data,
-                digest=digest,
-                content_md5=body.content_md5,
-            )
-            ctx.limiter.on_success()
-            if ctx.checks_etag(bucket, key) and ctx.settings.sse != "aws:kms":
-                check_etag(put.etag, body, what=f"{key} part {number}")
-            if digest is not None and put.checksum is not None and put.checksum != digest.b64:
-                raise TransferError(
-                    f"part {number} of {key}: S3 stored checksum {put.checksum}, sent {digest.b64}",
-                    code="ChecksumMismatch",
-                    transient=True,
-                )
-        except TransferError as exc:
-            blamed = blame_the_file(source, body, exc, identity)
-            if blamed is exc:
-                raise  # keeps its own cause (the botocore error)
-            raise blamed from exc
-        return PartRecord(number, put.etag, digest.b64 if digest else None, length)
-
-    return ctx.retry.run(send, what=f"{key} part {number}")
-
-
-def full_checksum(ctx: TransferContext, parts: list[PartRecord]) -> str | None:
-    algorithm = ctx.settings.checksum
-    if ctx.compat or algorithm == "none" or any(p.checksum is None for p in parts):
-        return None
-    values = [p.checksum for p in parts if p.checksum is not None]
-    if algorithm == "sha256":
-        return checksums.composite_sha256(values)
-    crcs = [
-        (int.from_bytes(base64.b64decode(v), "big"), p.size)
-        for v, p in zip(values, parts, strict=True)
-    ]
-    return checksums.combine_parts(algorithm, crcs)
-
-
 def _complete(
     ctx: TransferContext, item: PlannedUpload, state: MultipartState, done: dict[int, PartRecord]
 ) -> UploadResult:
+    from s3stow.transfer.multipartsend import complete_verified  # as in _send_part
+
     result = complete_verified(
         ctx,
         item,
@@ -313,80 +255,6 @@ def _complete(
     if ctx.ledger is not None:
         ctx.ledger.forget_multipart(item.bucket, item.key)
     return result
-
-
-def complete_verified(
-    ctx: TransferContext,
-    item: PlannedUpload,
-    *,
-    upload_id: str,
-    parts: list[PartRecord],
-    algorithm: str | None,
-) -> UploadResult:
-    """Complete the upload from ``parts`` (retried) and verify the object by HEAD."""
-    full = full_checksum(ctx, parts)
-
-    def complete() -> UploadResult:
-        try:
-            with ctx.limiter.slot():
-                put = ctx.store.complete_multipart(
-                    item.bucket,
-                    item.key,
-                    upload_id=upload_id,
-                    parts=[(p.number, p.etag, p.checksum) for p in parts],
-                    algorithm=algorithm,
-                    full_checksum=full,
-                    if_none_match=ctx.settings.no_clobber,
-                )
-            etag, version = put.etag, put.version_id
-        except TransferError as exc:
-            # An ambiguous Complete (applied, answer lost) retried on a server that then
-            # says NoSuchUpload: the object decides.
-            if exc.code != "NoSuchUpload":
-                raise
-            etag, version = "", None
-        info = verify_object(ctx, item, full)
-        return UploadResult(
-            path=item.source.path,
-            bucket=item.bucket,
-            key=item.key,
-            status=Status.DONE,
-            size=item.source.size,
-            etag=etag or info,
-            checksum=full,
-            checksum_algorithm=ctx.settings.checksum if full else None,
-            version_id=version,
-            bytes_sent=sum(p.size for p in parts),
-        )
-
-    return ctx.retry.run(complete, what=f"{item.key} complete")
-
-
-def verify_object(ctx: TransferContext, item: PlannedUpload, full: str | None) -> str:
-    """HEAD the completed object: size must match, and the checksum when we have one."""
-    with ctx.limiter.slot():
-        info = ctx.store.head_object(item.bucket, item.key)
-    if info is None:
-        raise TransferError(
-            f"{item.key} is missing after CompleteMultipartUpload", code="NoSuchKey", transient=True
-        )
-    if info.size != item.source.size:
-        raise TransferError(
-            f"{item.key}: S3 has {info.size} bytes, the file has {item.source.size}",
-            code="SizeMismatch",
-        )
-    if full is not None and info.checksum is not None:
-        stored = info.checksum.split("-")[0]
-        if stored != full.split("-")[0]:
-            raise TransferError(
-                f"{item.key}: S3 full-object checksum {info.checksum} != local {full}",
-                code="ChecksumMismatch",
-            )
-    elif full is not None and not ctx.compat:
-        raise TransferError(
-            f"S3 did not return a checksum for {item.key}", code="ChecksumNotAcknowledged"
-        )
-    return info.etag
 
 
 def abort_stale(ctx: TransferContext, item: PlannedUpload) -> None:
@@ -426,4 +294,4 @@ def _abort(
         ctx.ledger.forget_multipart(item.bucket, item.key)
 
 
-__all__ = ["Digest", "abort_stale", "complete_verified", "put_multipart", "send_part"]
+__all__ = ["abort_stale", "put_multipart", "upload_options"]
