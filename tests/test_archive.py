@@ -469,7 +469,7 @@ def test_an_archive_restore_status_file_says_archive_restore(
     counters (restored, received)."""
     import shutil
 
-    from s3stow.report.statuspage import render_main
+    from s3stow.report.statushtml import render_main
 
     db, root = _demo(tmp_path)
     args = ("--db", str(db), "--media-root", str(root), "--ledger", "l.db")

@@ -410,7 +410,7 @@ def test_a_fast_put_computes_its_shape_once(
     """After learning, a PutObject on the fast path computes its shape (a frozenset of
     lower-cased header names) once, not once per check and once more to send it."""
     from s3stow.config import Settings
-    from s3stow.store import checksums, fastpath
+    from s3stow.store import checksums, fastlearn
     from s3stow.store.base import WriteOptions
     from s3stow.store.s3 import S3Store
 
@@ -425,13 +425,13 @@ def test_a_fast_put_computes_its_shape_once(
     assert store._fast is not None, "no fast path"
     assert store._fast.off_reason(bucket) is None
     calls = []
-    real = fastpath.shape
+    real = fastlearn.shape
 
     def counted(*args: Any) -> Any:
         calls.append(args[:2])
         return real(*args)
 
-    monkeypatch.setattr(fastpath, "shape", counted)
+    monkeypatch.setattr(fastlearn, "shape", counted)
     proxy.headers.clear()
     for index in range(3):
         put(f"p/{index}", b"x" * index)
@@ -447,7 +447,7 @@ def test_a_fast_read_computes_its_shape_once_and_takes_no_lock(
     once (it was four times) and passes no learning gate (its lock was taken by every
     read of every thread)."""
     from s3stow.config import Settings
-    from s3stow.store import fastpath
+    from s3stow.store import fastlearn
     from s3stow.store.s3 import S3Store
 
     for index in range(4):
@@ -457,7 +457,7 @@ def test_a_fast_read_computes_its_shape_once_and_takes_no_lock(
     assert store.stat_object(bucket, "p/0") is not None
     assert store._fast is not None, "no fast path"
     calls = []
-    real = fastpath.shape
+    real = fastlearn.shape
 
     def counted(*args: Any) -> Any:
         calls.append(args[:2])
@@ -466,7 +466,7 @@ def test_a_fast_read_computes_its_shape_once_and_takes_no_lock(
     def no_gate(*args: Any) -> Any:
         raise AssertionError("a learned shape went through the learning gate")
 
-    monkeypatch.setattr(fastpath, "shape", counted)
+    monkeypatch.setattr(fastlearn, "shape", counted)
     monkeypatch.setattr(store._gate, "first", no_gate)
     proxy.headers.clear()
     for index in range(1, 4):

@@ -319,7 +319,7 @@ def test_a_job_workers_status_file_says_job_work(
 ) -> None:
     """A worker's ``--status-json`` said ``"command": "upload"``: ``s3stow status`` and
     the page named the job's work an upload."""
-    from s3stow.report.statuspage import render_main
+    from s3stow.report.statushtml import render_main
 
     make_tree(tmp_path / "src", {f"f{i}.txt": 10 for i in range(3)})
     job = f"status-{uuid.uuid4().hex[:8]}"

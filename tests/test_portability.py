@@ -199,10 +199,10 @@ def test_a_watch_goes_on_when_a_status_write_is_refused(
     watcher = Watcher(uploader, tmp_path, parse_target("s3://bucket/in/"), status_json=status)
     _refusing_replace(monkeypatch, 1000)
     monkeypatch.setattr(sys, "platform", "win32")
-    watcher._write_status("watching")  # a tick's write: the watch goes on
+    watcher.status.write("watching")  # a tick's write: the watch goes on
     assert "cannot write the status file" in caplog.text
     with pytest.raises(PermissionError):  # the last one says so
-        watcher._write_status("stopped")
+        watcher.status.write("stopped")
 
 
 CAFE_NFC = "caf\u00e9"
@@ -322,8 +322,8 @@ def test_a_watch_notified_by_the_real_path_tracks_the_file(tmp_path: Path) -> No
     (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
     (tmp_path / "real" / "a.xml").write_text("<a/>")
     watcher = _watcher(tmp_path / "link")
-    watcher._notify(str(tmp_path / "real" / "a.xml"))
-    watcher._notify(str(tmp_path / "elsewhere.xml"))
+    watcher.notifications.notify(str(tmp_path / "real" / "a.xml"))
+    watcher.notifications.notify(str(tmp_path / "elsewhere.xml"))
     watcher._drain_inbox()
     assert list(watcher._waiting) == [str(tmp_path / "link" / "a.xml")]
 
@@ -343,7 +343,7 @@ def test_a_windows_short_name_is_tracked_by_its_long_name(
         return str(long) if str(path).endswith("REPORT~1.XML") else real(path, **kwargs)
 
     monkeypatch.setattr(os.path, "realpath", realpath)
-    watcher._notify(str(tmp_path / "REPORT~1.XML"))
+    watcher.notifications.notify(str(tmp_path / "REPORT~1.XML"))
     watcher._drain_inbox()
     assert list(watcher._waiting) == [str(long)]
 

@@ -100,7 +100,7 @@ def test_upload_retry_and_restore_say_their_run_id(
 def test_a_retry_status_file_says_retry(proxied_cli, proxy, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A retry's ``--status-json`` said ``"command": "upload"``; ``s3stow status`` and
     the page named the run an upload."""
-    from s3stow.report.statuspage import render_main
+    from s3stow.report.statushtml import render_main
 
     make_tree(tmp_path / "src", {f"f{i}.txt": 20 for i in range(3)})
     proxy.add(r"^PUT /[^/]+/p/f1\.txt", "status", times=100, status=503, code="SlowDown")

@@ -76,7 +76,7 @@ def test_status_json_schema(cli, bucket, tmp_path: Path) -> None:  # type: ignor
 def test_files_left_by_limit_are_counted_not_started(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The summary has ``not_started`` (``--limit``); the status file had no such
     counter, so its totals did not add up to its files (upload and restore alike)."""
-    from s3stow.report.statuspage import render_main
+    from s3stow.report.statushtml import render_main
 
     make_tree(tmp_path / "src", {f"d/f{i}.txt": 10 for i in range(5)})
     args = ("--json", "upload", "src", f"s3://{bucket}/p", "--limit", "2")
@@ -109,7 +109,7 @@ def test_a_restore_status_file_is_shown_as_a_restore(cli, bucket, tmp_path: Path
     ledger do (``restored``, ``bytes_restored``; it said ``uploaded``), and says it is
     a restore: ``s3stow status`` and the page say restored and received, never
     uploaded and sent."""
-    from s3stow.report.statuspage import render_main
+    from s3stow.report.statushtml import render_main
 
     make_tree(tmp_path / "src", {"a.txt": 10, "d/b.txt": 20})
     assert cli("upload", "src", f"s3://{bucket}/p", "--status-json", "up.json").code == 0

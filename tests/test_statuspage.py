@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from s3stow.report.statuspage import render_main, serve_status, throughput_chart
+from s3stow.report.statushtml import render_main, throughput_chart
+from s3stow.report.statuspage import serve_status
 from tests.conftest import make_tree
 
 FAST = {"S3STOW_RETRY_BASE_DELAY": "0.01", "S3STOW_MAX_ATTEMPTS": "2", "S3STOW_FILE_RETRIES": "0"}

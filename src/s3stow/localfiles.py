@@ -2,7 +2,8 @@
 may have changed without reading them), a text file replaced atomically (status
 heartbeats, snapshots), a text file's bytes decoded (UTF-8, or UTF-16 with a byte-order
 mark), a path shown as valid text (names that are not UTF-8), why an output file
-(status file, failures file) could never be written (``output_problem``) and a local
+(status file, failures file) could never be written (``output_problem``), whether a
+folder is on a read-only file system (``on_read_only_filesystem``) and a local
 path typed on the command line, an empty one refused (``given_path``).
 
 Size and mtime miss an in-place rewrite whose mtime was put back (``touch -d``, a
@@ -50,6 +51,15 @@ def output_problem(path: Path) -> str | None:
         blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
         return f"{blocker} is a file, not a folder" if blocker else str(exc.strerror or exc)
     return "it is a folder" if path.is_dir() else None
+
+
+def on_read_only_filesystem(path: Path) -> bool:
+    """Whether ``path`` is on a file system mounted read-only, to word a refusal; False
+    where that cannot be told (no ``statvfs`` on Windows, a path that does not exist)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def atomic_write_text(path: Path, text: str) -> None:

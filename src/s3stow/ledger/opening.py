@@ -18,6 +18,7 @@ from typing import Any
 from s3stow.errors import ConfigError, LedgerError
 from s3stow.ledger.database import Database, database_url, open_database
 from s3stow.ledger.sql import Ledger, first_line
+from s3stow.localfiles import on_read_only_filesystem
 from s3stow.logs import redact
 
 __all__ = ["default_ledger_path", "open_ledger", "open_ledger_database"]
@@ -72,7 +73,7 @@ def _check_sqlite_path(path: Path) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(
             f"the ledger {path} cannot be written: this user cannot write in {folder}"
-            + (" (a read-only file system)" if _read_only(folder) else ""),
+            + (" (a read-only file system)" if on_read_only_filesystem(folder) else ""),
             hint=f"{_PATH_FIX} in a folder you can write, or make {folder} writable",
         )
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
@@ -80,13 +81,6 @@ def _check_sqlite_path(path: Path) -> None:
             f"the ledger {path} cannot be written: this user cannot read and write it",
             hint=f"make {path} readable and writable for this user, or {_PATH_FIX} of its own",
         )
-
-
-def _read_only(folder: Path) -> bool:
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:

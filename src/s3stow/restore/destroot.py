@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from s3stow.errors import ConfigError
+from s3stow.localfiles import on_read_only_filesystem
 
 
 class DestRoot:
@@ -49,9 +50,10 @@ class DestRoot:
             self._made.extend(missing)
             if not os.access(path, os.W_OK | os.X_OK):  # else every object fails alike
                 self.drop_unused()
+                read_only = on_read_only_filesystem(path)
+                why = "a read-only file system" if read_only else "permission denied"
                 raise ConfigError(
-                    f"cannot write in {path}: "
-                    + ("a read-only file system" if _read_only(path) else "permission denied"),
+                    f"cannot write in {path}: {why}",
                     hint="restore into a folder this user can write",
                 )
         return path.resolve()
@@ -64,10 +66,3 @@ class DestRoot:
                 folder.rmdir()
             except OSError:  # not empty (a file restored, a partial download kept), gone
                 return
-
-
-def _read_only(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False

@@ -5,23 +5,17 @@ botocore spends about 2 ms of CPU on every request (parameter validation, event
 hooks, request objects), which dominates a run of many small files. This path
 sends one attempt of a PutObject, UploadPart, HeadBucket, ListObjectsV2 page,
 GetObject or HeadObject signed by ``sigv4.sign`` over a keep-alive connection per
-thread (``http1``: one HTTP/1.1 exchange, a fifth cheaper per small file than
-``http.client``). A GetObject body is streamed off the connection (``http1.Stream``,
-framed by Content-Length; another framing goes to botocore), never read whole, and
-is not checked against a response checksum here: restore's proof (``restore/check``)
+thread (``fastconn.py``). A GetObject body is streamed off the connection, and is not
+checked against a response checksum here: restore's proof (``restore/check``)
 hashes the bytes once, where botocore would hash them a second time. The object's
 headers become an ``ObjectInfo`` as ``s3reads._info_of`` builds it from botocore's parsed
 answer (``wire.info_from_headers``). A GetObject with a version id or a customer key
 (SSE-C) is not translated and stays with botocore.
 
-It decides nothing about where and how to send: botocore sends the first request of
-each operation on each bucket, and ``capture.learn`` turns that request into a
-``Template`` (URL, Host, signing region and service, payload signing) once it has
-proved this path reproduces it; later requests of that kind copy it. Credentials
-come from botocore's credential object at every request (``get_frozen_credentials``,
-so SSO, roles and ``credential_process`` refresh), TLS trust and proxies from its
-HTTP session (``capture.connection_of``). A bucket whose request cannot be proved
-equal stays with botocore (the reason is logged under ``--debug``).
+It decides nothing about where and how to send: it copies what it learned from
+botocore's own requests (``fastlearn.py``). Credentials come from botocore's credential
+object at every request (``get_frozen_credentials``, so SSO, roles and
+``credential_process`` refresh).
 
 Fail closed: only success is handled here (200 or 204; 200 or 206 for GetObject and
 HeadObject). A key that does not exist (404 NoSuchKey to a GetObject, 404 to a
@@ -47,11 +41,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
-import socket
 import ssl
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl
 from xml.etree import ElementTree as ET
 
@@ -60,15 +53,9 @@ from s3stow.errors import SourceChanged
 from s3stow.store import http1
 from s3stow.store.base import ObjectInfo
 from s3stow.store.body import FileRange
-from s3stow.store.capture import (
-    METHODS,
-    OTHER_CREDENTIALS,
-    OTHER_SESSION,
-    Connection,
-    Sent,
-    Template,
-    learn,
-)
+from s3stow.store.capture import METHODS, Connection
+from s3stow.store.fastconn import GOT, Answer, Connections
+from s3stow.store.fastlearn import Outgoing
 from s3stow.store.replay import Answered, Received
 from s3stow.store.sigv4 import UNSIGNED_PAYLOAD, Credentials, canonical_query, sign
 from s3stow.store.wire import info_from_headers, parse_list_page, span_of
@@ -90,37 +77,9 @@ _TRANSIENT_ERRORS = (
     ssl.SSLZeroReturnError,
 )
 _OK = frozenset({200, 204})
-_GOT = frozenset({200, 206})
-Shape = tuple[str, str, frozenset[str]]  # bucket, operation, header names
 
 
-class Answer(NamedTuple):
-    """One answer: status, headers by lower-case name, the body (read whole), the
-    headers as sent, and the body left on the connection (a streamed GetObject)."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    pairs: list[tuple[str, str]]
-    stream: http1.Stream | None = None
-
-
-class Outgoing(NamedTuple):
-    """One request as this path would send it: its shape and its headers (the caller's
-    with the expected bucket owner). Made once per request (``FastPath.outgoing``), so
-    the shape is computed once; good for that one request (its headers are sent)."""
-
-    shape: Shape
-    headers: dict[str, str]
-
-
-def shape(bucket: str, operation: str, headers: Mapping[str, str]) -> Shape:
-    """What a template is learned for: the same bucket, operation and header names
-    (botocore's choices, e.g. payload signing, follow the headers present)."""
-    return bucket, operation, frozenset(h.lower() for h in headers)
-
-
-class FastPath:
+class FastPath(Connections):
     """One-attempt requests; ``None`` (or False) means "ask botocore"."""
 
     def __init__(
@@ -141,163 +100,12 @@ class FastPath:
         self._timeout = timeout
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._addresses: dict[str, tuple[Any, Any]] = {}  # IP literal -> address
-        self._templates: dict[Shape, Template] = {}
-        self._off: dict[str, str] = {}  # bucket -> why botocore sends everything
-        self._misses: dict[str, int] = {}  # bucket -> credentials that changed while learning
+        self._addresses = {}  # IP literal -> address
+        self._templates = {}
+        self._off = {}  # bucket -> why botocore sends everything
+        self._misses = {}  # bucket -> credentials that changed while learning
         self.sent = 0
         self.fallbacks = 0
-
-    # ---- learning from botocore ------------------------------------------------------
-    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """The headers this path sends for a request with ``headers``."""
-        if self._owner:
-            return {**headers, "x-amz-expected-bucket-owner": self._owner}
-        return dict(headers)
-
-    def outgoing(self, bucket: str, operation: str, headers: Mapping[str, str]) -> Outgoing:
-        """One request's shape and headers, for ``knows_shape`` and ``put``."""
-        sent = self.headers(headers)
-        return Outgoing(shape(bucket, operation, sent), sent)
-
-    def knows(self, bucket: str, operation: str, headers: Mapping[str, str]) -> bool:
-        """Whether a request of this shape goes through this path."""
-        return shape(bucket, operation, self.headers(headers)) in self._templates
-
-    def knows_shape(self, known: Shape) -> bool:
-        """``knows`` for a shape already computed (``outgoing``)."""
-        return known in self._templates
-
-    def learn(
-        self,
-        bucket: str,
-        operation: str,
-        *,
-        key: str | None,
-        headers: Mapping[str, str],
-        sent: Sequence[Sent],
-    ) -> None:
-        """Adopt what botocore sent in a call that succeeded, once proved equal;
-        otherwise botocore keeps the bucket (the reason under --debug)."""
-        outgoing = self.headers(headers)
-        wanted = shape(bucket, operation, outgoing)
-        if wanted in self._templates or bucket in self._off:
-            return
-        frozen = self._credentials.get_frozen_credentials()
-        found = learn(
-            sent,
-            operation=operation,
-            key=key,
-            headers=outgoing,
-            credentials=Credentials(frozen.access_key, frozen.secret_key, frozen.token),
-            connection=self._connection,
-        )
-        if isinstance(found, str):
-            if found in (OTHER_CREDENTIALS, OTHER_SESSION) and self._misses.get(bucket, 0) < 2:
-                # credentials refreshed between botocore's signature and this check:
-                # learn from a later request (a third time means they really differ)
-                self._misses[bucket] = self._misses.get(bucket, 0) + 1
-                log.debug("fast path not yet on for %s: %s", bucket, found)
-                return
-            self.turn_off(bucket, found)
-            return
-        with self._lock:
-            if bucket in self._off:  # turned off meanwhile
-                return
-            self._templates[wanted] = found
-        log.debug(
-            "fast path on for %s on %s: %s, signing region %s, %s payload",
-            operation,
-            bucket,
-            found.url,
-            found.region,
-            "unsigned" if found.unsigned else "signed",
-        )
-
-    def turn_off(self, bucket: str, reason: str) -> None:
-        with self._lock:
-            if bucket in self._off:
-                return
-            self._off[bucket] = reason
-            for known in [k for k in self._templates if k[0] == bucket]:
-                del self._templates[known]
-        log.debug("fast path off for bucket %s: %s; botocore sends its requests", bucket, reason)
-
-    def off_reason(self, bucket: str) -> str | None:
-        return self._off.get(bucket)
-
-    def template(self, bucket: str, operation: str) -> Template | None:
-        """A learned template for ``operation`` on ``bucket`` (for doctor)."""
-        return next(
-            (t for k, t in list(self._templates.items()) if k[:2] == (bucket, operation)), None
-        )
-
-    def describe(
-        self, operation: str, bucket: str, key: str | None, headers: Mapping[str, str]
-    ) -> dict[str, str] | None:
-        """Where and how this path would send a request, without sending it: URL, Host,
-        signing region and service, payload form (``None`` when botocore would send it)."""
-        template = self._templates.get(shape(bucket, operation, self.headers(headers)))
-        if template is None:
-            return None
-        return {
-            "url": f"{template.scheme}://{template.netloc}{template.path(key)}",
-            "host": template.host,
-            "region": template.region,
-            "service": template.service,
-            "payload": UNSIGNED_PAYLOAD if template.unsigned else "sha256",
-        }
-
-    def signs_payload(self, bucket: str) -> bool:
-        """Whether the learned writes to ``bucket`` sign the payload's SHA-256."""
-        return any(
-            not t.unsigned
-            for k, t in list(self._templates.items())
-            if k[0] == bucket and k[1] in ("PutObject", "UploadPart")
-        )
-
-    # ---- sending ---------------------------------------------------------------------
-    def preconnect(self, bucket: str) -> None:
-        """Open this thread's connection to ``bucket``'s server now, when a request of
-        another operation has taught its address (HeadBucket, a listing), so that the
-        handshake (TCP, TLS) overlaps a wait (the learning gate's) instead of the first
-        request. A failure is left for that request (it connects again)."""
-        template = next((t for k, t in list(self._templates.items()) if k[0] == bucket), None)
-        if template is None:
-            return
-        conns = getattr(self._local, "conns", None)
-        if conns and (template.scheme, template.address) in conns:
-            return
-        try:
-            self._connection_to(template)
-        except OSError as exc:
-            log.debug("no connection opened ahead to %s: %s", template.address, exc)
-
-    def _connection_to(self, template: Template) -> tuple[socket.socket, bool]:
-        """This thread's socket to the template's address and whether it was used before."""
-        connections: dict[tuple[str, str], socket.socket] = (
-            getattr(self._local, "conns", None) or {}
-        )
-        self._local.conns = connections
-        where = (template.scheme, template.address)
-        sock = connections.get(where)
-        if sock is not None:
-            return sock, True
-        sock = http1.connect(
-            template.address,
-            default_port=443 if template.scheme == "https" else 80,
-            tls=self._connection.tls if template.scheme == "https" else None,
-            timeout=self._timeout,
-            addresses=self._addresses,
-        )
-        connections[where] = sock
-        return sock, False
-
-    def _drop(self, template: Template) -> None:
-        conns = getattr(self._local, "conns", {})
-        sock = conns.pop((template.scheme, template.address), None)
-        if sock is not None:
-            sock.close()
 
     def _request(
         self,
@@ -449,7 +257,7 @@ class FastPath:
             key,
             query={},
             headers=prepared.headers,
-            ok=_GOT,
+            ok=GOT,
             stream=True,
             prepared=prepared,
         )
@@ -480,7 +288,7 @@ class FastPath:
             key,
             query=query,
             headers=prepared.headers,
-            ok=_GOT,
+            ok=GOT,
             prepared=prepared,
         )
         if answer is None:
@@ -492,72 +300,6 @@ class FastPath:
             self.fallbacks += 1
             self.turn_off(bucket, f"an unreadable HeadObject answer ({exc})")
             return None
-
-    def _send(
-        self,
-        template: Template,
-        method: str,
-        target: str,
-        body: bytes | FileRange,
-        headers: dict[str, str],
-        *,
-        stream: bool = False,
-    ) -> Answer:
-        """One exchange over this thread's connection (``http1``); a reused connection
-        the server has closed meanwhile is replaced once (the request never reached S3).
-        With ``stream``, a 200/206 body framed by Content-Length stays on the socket,
-        which is lent to the ``Answer.stream`` until it is read to its end (then kept
-        for the next request) or closed early (then dropped); another framing raises."""
-        head = http1.request_head(method, target, headers)
-        for _ in range(2):
-            sock, reused = self._connection_to(template)
-            try:
-                if isinstance(body, FileRange):
-                    sock.sendall(head)
-                    body.send(sock)  # zero-copy from the file where possible
-                else:
-                    sock.sendall(head + body if body else head)
-                status, pairs, answer, rest, close = http1.read_head(sock)
-                if stream and status in _GOT and method != "HEAD":
-                    length = http1.content_length(answer)
-                    if length is None or "transfer-encoding" in answer:
-                        raise http.client.HTTPException(
-                            "a GetObject body not framed by Content-Length"
-                        )
-                    lent = self._lend(template, sock, keep=not close)
-                    body_stream = http1.Stream(sock, rest, length, lent)
-                    return Answer(status, answer, b"", pairs, body_stream)
-                data, extra = http1.read_body(sock, method, status, answer, rest)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self._drop(template)
-                if reused:
-                    continue
-                raise
-            except BaseException:
-                self._drop(template)
-                raise
-            if close or extra:
-                self._drop(template)
-            return Answer(status, answer, data, pairs)
-        raise ConnectionError("the server closed the connection twice")  # pragma: no cover
-
-    def _lend(
-        self, template: Template, sock: socket.socket, *, keep: bool
-    ) -> Callable[[bool], None]:
-        """Take ``sock`` out of this thread's connections while a body streams from it;
-        the callback gives it back when the body ended exactly (and ``keep``), else
-        closes it."""
-        conns: dict[tuple[str, str], socket.socket] = self._local.conns
-        where = (template.scheme, template.address)
-        conns.pop(where, None)
-
-        def done(reusable: bool) -> None:
-            if reusable and keep and where not in conns:
-                conns[where] = sock
-            else:
-                sock.close()
-
-        return done
 
 
 def _missing_key(operation: str, answer: Answer) -> bool:

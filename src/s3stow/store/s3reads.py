@@ -28,7 +28,8 @@ from s3stow.store.translate import error_code
 from s3stow.store.wire import get_headers
 
 if TYPE_CHECKING:
-    from s3stow.store.fastpath import FastPath, Outgoing
+    from s3stow.store.fastlearn import Outgoing
+    from s3stow.store.fastpath import FastPath
 
 log = logging.getLogger(__name__)
 _R = TypeVar("_R")

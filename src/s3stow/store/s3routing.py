@@ -30,7 +30,8 @@ from s3stow.store.translate import THROTTLE_CODES, TRANSIENT_CODES, translate
 from s3stow.store.wire import CHECKSUM_FIELDS
 
 if TYPE_CHECKING:
-    from s3stow.store.fastpath import FastPath, Outgoing
+    from s3stow.store.fastlearn import Outgoing
+    from s3stow.store.fastpath import FastPath
 
 log = logging.getLogger(__name__)
 

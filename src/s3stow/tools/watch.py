@@ -13,33 +13,22 @@ is reported and not uploaded half-written. Ready files go through the same engin
 never uploads a file twice. ``after_upload`` (``keep``, ``delete`` or ``move:DIR``) acts
 only on files whose object is verified. Transient outages keep files queued and retried
 with backoff; an authentication or permission error stops the watcher (exit 3).
+
+This module owns the backlog: what is tracked, when it is ready, the batches handed to
+the engine and what each outcome does to it. What watchdog says is in
+``watchevents.py``, the after-upload actions in ``afterupload.py``, the totals, the
+terminal line and the status file in ``watchstatus.py``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from watchdog.events import (
-    EVENT_TYPE_CLOSED_NO_WRITE,
-    EVENT_TYPE_OPENED,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer as FsObserver
 
 from s3stow.errors import ConfigError
-from s3stow.localfiles import atomic_write_text
-from s3stow.logs import warn_each
 from s3stow.models import (
     Decision,
     PlannedUpload,
@@ -55,12 +44,14 @@ from s3stow.plan.discover import discover
 from s3stow.plan.ownfiles import working_files
 from s3stow.plan.planner import Duplicate, Planner, Refused
 from s3stow.report.observer import Observer
-from s3stow.report.status import RecentFailures, Trend
+from s3stow.report.status import RecentFailures
+from s3stow.tools.afterupload import AfterUpload
+from s3stow.tools.watchevents import Notifications
+from s3stow.tools.watchstatus import WatchStats, WatchStatus
 from s3stow.transfer.engine import Uploader
 
 log = logging.getLogger(__name__)
 DEFAULT_IGNORE = ("*.tmp", "*.part", ".*")
-_READS = frozenset({EVENT_TYPE_OPENED, EVENT_TYPE_CLOSED_NO_WRITE})
 
 
 @dataclass
@@ -72,40 +63,6 @@ class _Waiting:
     not_before: float = 0.0  # backoff after a transient failure
     failures: int = 0
     reported: bool = False
-
-
-def _rewritten(path: Path, uploaded: tuple[int, int]) -> bool:
-    """Whether ``path`` no longer has the size and mtime it was uploaded with."""
-    try:
-        info = path.stat()
-    except OSError:
-        return False  # gone: nothing to lose
-    return (info.st_size, info.st_mtime_ns) != uploaded
-
-
-@dataclass
-class WatchStats:
-    uploaded: int = 0
-    failed: int = 0
-    skipped: int = 0  # already done (ledger) or already in S3 with the same content
-    bytes_uploaded: int = 0
-    too_busy: list[str] = field(default_factory=list)
-
-
-class _Events(FileSystemEventHandler):
-    """Hands every changed path to ``notify`` (watchdog's thread)."""
-
-    def __init__(self, notify: Callable[[str], None]) -> None:
-        self.notify = notify
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        # Opening and closing without writing are reads (our own upload among them):
-        # they change nothing, and would queue an uploaded file again.
-        if event.is_directory or event.event_type in _READS:
-            return
-        for path in (event.src_path, getattr(event, "dest_path", "")):
-            if path:
-                self.notify(os.fsdecode(path))
 
 
 class _Outcomes(Observer):
@@ -173,10 +130,6 @@ class Watcher:
         self.settle = settle
         self.max_wait = max_wait
         self.rescan = rescan
-        self.after_upload = after_upload
-        self.status_json = status_json
-        self.on_progress = on_progress
-        self._last_line: tuple[int, int, int, int] | None = None
         settings = uploader.settings
         excluded = [*DEFAULT_IGNORE, *settings.exclude]  # the user's "!x" can take one back
         self.planner = Planner(settings.replace(exclude=excluded), target)
@@ -185,30 +138,30 @@ class Watcher:
             self.own.add(status_json, "the watch heartbeat (--status-json)")
             self.own.add_pattern(status_json.parent, f".{status_json.name}.", "", "its temp file")
         self.stats = WatchStats()
-        self._real_directory = Path(os.path.realpath(directory))
+        self.notifications = Notifications(directory)
         self.failures = RecentFailures()  # for the status file: the latest, with reasons
-        self._trend = Trend()
-        self.started = time.time()
         # One id for the watch; each batch is a ledger run "<id>.<n>" (stats --by run).
         self.run_id = new_run_id()
+        self.status = WatchStatus(
+            self.stats,
+            self.failures,
+            backlog=self.backlog,
+            run_id=self.run_id,
+            target=target.url,
+            status_json=status_json,
+            interval=settings.status_interval,
+            on_progress=on_progress,
+        )
         self._batches = 0
         self._waiting: dict[str, _Waiting] = {}
         # Each file this watch finished, with its size and mtime then: a rescan passes it
         # by until it changes (it went through the engine again at every rescan, and
         # counted as "already done" each time).
         self._done: dict[str, tuple[int, int]] = {}
-        self._inbox: set[str] = set()
-        self._lock = threading.Lock()
         self._stop = uploader.stop
-        self._status_at = 0.0
         self._once = False  # with --once a failure (after the engine's retries) is final
         uploader.add_observer(_Outcomes(self))
-        # Files moved away after upload are done: a folder for them inside the watched
-        # one is never watched (else each moved file went up again, into sent/sent/...).
-        self._moved_to: str | None = None
-        if after_upload.startswith("move:"):
-            Path(after_upload[5:]).mkdir(parents=True, exist_ok=True)
-            self._moved_to = os.path.realpath(after_upload[5:])
+        self.after_upload = AfterUpload(after_upload, directory)  # its move folder made
 
     def stop(self) -> None:
         self.uploader.request_stop()
@@ -218,15 +171,13 @@ class Watcher:
         self.uploader.check_bucket_access(self.target.bucket)
         self._once = once
         self._scan()
-        self._report_progress()  # the backlog found at start
+        self.status.report_progress()  # the backlog found at start
         if once:
             while self._waiting and not self._stop.is_set():
                 self._tick(time.time(), final=True)
-            self._write_status("done")
+            self.status.write("done")
             return self.stats
-        fs = FsObserver()
-        fs.schedule(_Events(self._notify), str(self.directory), recursive=True)
-        fs.start()
+        self.notifications.start()
         try:
             last_scan = time.monotonic()
             while not self._stop.is_set():
@@ -237,9 +188,8 @@ class Watcher:
                 self._tick(time.time(), final=False)
                 self._stop.wait(min(0.2, self.settle / 4))
         finally:
-            fs.stop()
-            fs.join(timeout=5)
-            self._write_status("stopped")
+            self.notifications.stop()
+            self.status.write("stopped")
         return self.stats
 
     # ---- bookkeeping -------------------------------------------------------------------
@@ -254,11 +204,9 @@ class Watcher:
         if own is not None:
             log.debug("not uploading %s: it is %s", path, own)
             return False
-        if self._moved_to is not None:
-            folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-            if folder == self._moved_to or folder.startswith(self._moved_to + os.sep):
-                log.debug("not uploading %s: it is in the --after-upload folder", path)
-                return False
+        if self.after_upload.holds(path):
+            log.debug("not uploading %s: it is in the --after-upload folder", path)
+            return False
         return self.planner.selector.takes_path(rel) is None
 
     def _track(self, path: Path, now: float, *, scanned: bool = False) -> None:
@@ -290,44 +238,11 @@ class Watcher:
         for source in sorted(found, key=lambda f: f.mtime_ns):  # oldest first
             self._track(source.path, now, scanned=True)
 
-    def _notify(self, path: str) -> None:
-        with self._lock:
-            self._inbox.add(path)
-
     def _drain_inbox(self) -> None:
-        # The inbox is swapped under the lock and the handler always adds to
-        # ``self._inbox`` (never to a set it captured once), so no notification lands
-        # in a set nobody reads again.
-        with self._lock:
-            paths, self._inbox = self._inbox, set()
+        paths = self.notifications.drain()
         now = time.time()
         for path in paths:
-            located = self._located(Path(path))
-            if located is not None:
-                self._track(located, now)
-
-    def _located(self, path: Path) -> Path | None:
-        """A notified ``path`` as the same file under ``directory`` as given (the form a
-        scan finds it in), or ``None`` when it is not in the tree.
-
-        macOS's FSEvents names the real path (``/private/tmp/in/a.xml`` for a watch of
-        ``/tmp/in``), and Windows may name a file by its 8.3 short name
-        (``REPORT~1.XML``: ``ReadDirectoryChangesW`` returns either name, unspecified
-        which); both are mapped through ``os.path.realpath``, so the file is neither
-        dropped nor uploaded a second time under another key."""
-        try:
-            path.relative_to(self.directory)
-        except ValueError:
-            pass
-        else:
-            if not (sys.platform == "win32" and "~" in path.name):
-                return path
-        real = Path(os.path.realpath(path))
-        try:
-            rel = real.relative_to(self._real_directory)
-        except ValueError:
-            return None
-        return self.directory / rel
+            self._track(path, now)
 
     def _tick(self, now: float, *, final: bool) -> None:
         for path in list(self._waiting):
@@ -369,7 +284,7 @@ class Watcher:
             )
         elif final and self._waiting:
             time.sleep(min(0.2, self.settle / 4))
-        self._write_status("watching")
+        self.status.write("watching")
 
     def _plan(self, path: Path, entry: _Waiting) -> PlannedUpload | UploadResult | Duplicate | None:
         try:
@@ -416,7 +331,8 @@ class Watcher:
                 self.stats.skipped += 1
             else:
                 self.stats.uploaded += 1
-            self._after(path, uploaded)
+            if self.after_upload.act(path, uploaded):
+                self._done.pop(str(path), None)
         elif changed and entry is not None:
             entry.last_change = time.time()  # still being written: wait for it to settle
         elif transient and entry is not None and not self._once:
@@ -426,38 +342,6 @@ class Watcher:
         else:
             self._waiting.pop(str(path), None)
             self.stats.failed += 1
-
-    def _after(self, path: Path, uploaded: tuple[int, int] | None = None) -> None:
-        if self.after_upload != "keep" and uploaded is not None and _rewritten(path, uploaded):
-            # Written to since the upload was verified: those bytes are not in S3. The
-            # file is kept and, changed, goes up again (then deleted or moved).
-            log.warning(
-                "not acting on %s (--after-upload %s): it changed after its upload",
-                path,
-                self.after_upload,
-            )
-            self._done.pop(str(path), None)
-            return
-        try:
-            if self.after_upload == "delete":
-                path.unlink(missing_ok=True)
-                self._done.pop(str(path), None)
-            elif self.after_upload.startswith("move:"):
-                destination = Path(self.after_upload[5:]) / path.relative_to(self.directory)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(path), destination)
-                self._done.pop(str(path), None)
-        except OSError as exc:
-            warn_each(
-                log,
-                "after-upload-failed",
-                "after-upload %s failed for %s: %s",
-                self.after_upload,
-                path,
-                exc,
-                example=str(path),
-                many=f"files were uploaded but --after-upload {self.after_upload} failed",
-            )
 
     def backlog(self) -> tuple[int, float | None]:
         """Files waiting (seen, not yet verified in S3) and when the oldest was first
@@ -469,68 +353,3 @@ class Watcher:
                 continue
             return len(entries), min((e.first_seen for e in entries), default=None)
         return len(self._waiting), None
-
-    def progress_line(self, now: float | None = None) -> str:
-        """One line for the terminal: backlog, oldest waiting file, totals."""
-        now = time.time() if now is None else now
-        waiting, oldest = self.backlog()
-        line = f"backlog {waiting}"
-        if oldest is not None:
-            line += f" (oldest waiting {now - oldest:.0f} s)"
-        line += f", uploaded {self.stats.uploaded}, failed {self.stats.failed}"
-        if self.stats.skipped:
-            line += f", already done {self.stats.skipped}"
-        if self.stats.too_busy:
-            line += f", still changing {len(self.stats.too_busy)}"
-        return line
-
-    def _report_progress(self) -> None:
-        """Tell ``on_progress`` whenever the backlog or the totals change."""
-        if self.on_progress is None:
-            return
-        state = (len(self._waiting), self.stats.uploaded, self.stats.failed, self.stats.skipped)
-        if state != self._last_line:
-            self._last_line = state
-            self.on_progress(self.progress_line())
-
-    def _write_status(self, phase: str) -> None:
-        self._report_progress()
-        now = time.time()
-        interval = self.uploader.settings.status_interval
-        if self.status_json is None or (phase == "watching" and now - self._status_at < interval):
-            return
-        self._status_at = now
-        waiting, oldest = self.backlog()
-        stats = self.stats
-        data: dict[str, Any] = {
-            "started_at": self.started,
-            "phase": phase,
-            "command": "watch",
-            "run_id": self.run_id,
-            "target": self.target.url,
-            "backlog": waiting,
-            "oldest_waiting_seconds": round(now - oldest, 1) if oldest else 0.0,
-            "totals": {  # failed counts attempts: a queued file may fail and be retried
-                "uploaded": stats.uploaded,
-                "skipped": stats.skipped,
-                "failed": stats.failed,
-                "bytes_uploaded": stats.bytes_uploaded,
-                "still_changing": len(stats.too_busy),
-            },
-            "last_update": now,
-        }
-        self._trend.add(now, stats.bytes_uploaded, stats.uploaded + stats.skipped + stats.failed)
-        data["history"] = self._trend.points
-        data["failures"] = self.failures.items()
-        try:
-            atomic_write_text(self.status_json, json.dumps(data, indent=2))
-        except OSError as exc:
-            if phase != "watching":
-                raise
-            # a watch runs for days: one write refused (on Windows, a reader holding the
-            # file past the retries) must not end it; the next tick writes again
-            warn_each(
-                log, "status-write", "cannot write the status file %s: %s", self.status_json,
-                exc.strerror or exc, example=str(self.status_json),
-                many="status file writes failed",
-            )  # fmt: skip
