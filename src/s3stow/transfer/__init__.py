@@ -1,6 +1,7 @@
 """The transfer layer: moving planned files into S3, verified.
 
-``engine`` runs the pipeline and is the library API (``Uploader``); ``worker``
+``engine`` is the library API (``Uploader``) over ``pipeline``, which runs one run
+through the stages (``UploadPipeline``, its base class); ``worker``
 takes one decided file to its outcome; ``single`` and ``multipart`` upload one
 file; ``context`` holds what a run's transfers share; ``limits`` bounds
 concurrent requests (AIMD on throttling) and bytes in memory; ``retry``
