@@ -130,8 +130,11 @@ class _CountedTokens(queue.SimpleQueue[None]):
         super().put(item, block, timeout)
 
 
-def _held(count: int) -> tuple[FileThreads[int, object], list[threading.Event]]:
-    """``count`` jobs submitted, each finishing when its event is set."""
+def _held(
+    count: int, *, wake: queue.SimpleQueue[None] | None = None
+) -> tuple[FileThreads[int, object], list[threading.Event]]:
+    """``count`` jobs submitted, each finishing when its event is set (``wake``: the
+    wake-up queue, put in place before the threads start, which take it at start)."""
     gates = [threading.Event() for _ in range(count)]
 
     def work(tag: int) -> int:
@@ -139,6 +142,8 @@ def _held(count: int) -> tuple[FileThreads[int, object], list[threading.Event]]:
         return tag
 
     files = FileThreads[int, object](work, count)
+    if wake is not None:
+        files._wake = wake
     for tag in range(count):
         files.submit((tag,), tag)
     return files, gates
@@ -176,10 +181,9 @@ def test_a_collector_asking_for_n_waits_for_n_then_takes_all(
 def test_the_collector_is_woken_once_for_the_n_it_asked_for_not_per_outcome(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(filethreads, "_WAIT", 60.0)
-    files, gates = _held(8)
+    monkeypatch.setattr(filethreads, "_WAIT", 60.0)  # only a token ends the wait in time
     tokens = _CountedTokens()
-    files._wake = tokens
+    files, gates = _held(8, wake=tokens)
     started, got = threading.Event(), []
 
     def collector() -> None:
@@ -192,7 +196,9 @@ def test_the_collector_is_woken_once_for_the_n_it_asked_for_not_per_outcome(
         started.wait()
         for gate in gates:
             gate.set()
-        thread.join(60)
+        thread.join(30)
+        woken = not thread.is_alive()  # else it waits out the 60 s: no token came
+    assert woken
     assert sorted(tag for tag, _ in got[0]) == list(range(8))
     assert tokens.puts <= 1  # none when all eight were there before it waited
 

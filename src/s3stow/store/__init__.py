@@ -1,7 +1,9 @@
 """The narrow ObjectStore interface over S3, and its implementations.
 
 ``base`` defines the protocol and the values it returns; ``s3`` implements it
-with botocore and translates every botocore error into the s3stow tree;
+with botocore (one class in layers: ``s3routing``, ``s3reads``, ``s3``) and translates
+every botocore error into the s3stow tree; ``fastpath`` (with ``fastlearn`` and
+``fastconn``) sends the hot requests botocore has taught it;
 ``dryrun`` refuses writes so a dry run provably sends none; ``layers`` builds the store a run
 talks to (S3, observed, dry-run wrapped); ``probes`` asks a server
 how it behaves (checksum validation, backslashes in keys).
