@@ -175,6 +175,7 @@ def test_fast_reads_give_botocore_s_object_info(
         head = _fast_only(store, store.stat_object, bucket, key)
         response = store.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         assert head == _info_of(key, response, size=int(response["ContentLength"])), key
+        assert store.head_object(bucket, key) == head, key  # the upload's HEAD reads the same
     for kind in ("COMPOSITE", "FULL_OBJECT"):
         key = f"p/{kind}"
         for number in (1, 2):

@@ -52,19 +52,7 @@ class S3Reads(S3Routing):
             raise self.translate(exc, bucket, key) from exc
         except Exception as exc:
             raise self.translate(exc, bucket, key) from exc
-        checksum, algorithm = checksum_of(response)
-        return ObjectInfo(
-            key=key,
-            size=int(response.get("ContentLength", 0)),
-            etag=etag_of(response.get("ETag")),
-            checksum=checksum,
-            checksum_algorithm=algorithm,
-            checksum_type=response.get("ChecksumType"),
-            metadata=dict(response.get("Metadata") or {}),
-            last_modified=response["LastModified"].timestamp()
-            if response.get("LastModified")
-            else None,
-        )
+        return _info_of(key, response, size=int(response.get("ContentLength", 0)))
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under ``prefix``, page by page: each page through the fast
