@@ -173,3 +173,29 @@ def test_retry_does_not_take_back_a_redacted_value(tmp_path: Path) -> None:
     assert again.endpoint_url == "http://127.0.0.1:9000"
     assert again.ledger == "postgresql://postgres:real@db/ledger"  # this command's own
     assert again.concurrency == 7  # what the run used
+
+
+def test_a_password_typed_unencoded_reaches_no_output_nor_the_ledger(
+    cli, bucket, pg_schema_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A base64 password (``/``, ``+``, ``=``) typed into the URL unencoded, as
+    SQLAlchemy takes it: the URL pattern stopped at the ``/`` and let it through, into
+    ``runs.settings`` and a failed open's message."""
+    make_tree(tmp_path / "src", {"a.txt": 5})
+    password = "hun/ter2+pw="
+    secret_url = pg_schema_url.replace("postgres@", f"postgres:{password}@", 1)  # trust auth
+    done = cli("--json", "upload", "src", f"s3://{bucket}/p", "--ledger", secret_url)
+    assert done.code == 0, done.output
+    assert password not in done.output
+    with psycopg.connect(pg_schema_url) as conn:
+        stored = [r[0] for r in conn.execute("SELECT settings FROM runs").fetchall()]
+    assert len(stored) == 1
+    assert password not in stored[0]
+    assert "postgres:***@" in stored[0]
+    for user in ("postgres", ""):  # an empty user too: the pattern wanted one
+        unreachable = f"postgresql://{user}:{password}@127.0.0.1:1/nothing"
+        failed = cli("upload", "src", f"s3://{bucket}/q", "--ledger", unreachable)
+        assert failed.code == 3, failed.output
+        shown = f"cannot open the ledger postgresql://{user}:***@127.0.0.1:1/nothing"
+        assert shown in failed.output
+        assert password not in failed.output

@@ -18,6 +18,7 @@ import re
 import sys
 import threading
 from typing import TextIO
+from urllib.parse import unquote
 
 REDACTED = "***"
 
@@ -48,9 +49,14 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         r"\1" + REDACTED,
     ),
-    # Passwords in URLs: scheme://user:password@host
-    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)([^@\s/]+)(@)"), r"\1" + REDACTED + r"\3"),
+    # Passwords in URLs: scheme://user:password@host (the user may be empty)
+    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s/]+)(@)"), r"\1" + REDACTED + r"\3"),
 )
+
+# A database URL's password as SQLAlchemy reads it: everything between the user's ':' and
+# the next '@', so also a '/', '+' or space typed unencoded (a base64 password), which
+# the pattern above cannot tell from a host, port and path.
+_URL_PASSWORD = re.compile(r"^[\w+.-]+://[^:/]*:([^@]*)@")
 
 _registered: list[str] = []
 
@@ -59,6 +65,15 @@ def register_secret(value: str | None) -> None:
     """Remember a literal secret (e.g. an access key) to scrub wherever it appears."""
     if value and len(value) >= 4 and value not in _registered:
         _registered.append(value)
+
+
+def register_url_password(url: str) -> None:
+    """Remember the password of a database URL (as typed and percent-decoded) as a
+    secret, whatever characters it holds."""
+    found = _URL_PASSWORD.match(url)
+    if found:
+        register_secret(found.group(1))
+        register_secret(unquote(found.group(1)))
 
 
 def redact(text: str) -> str:

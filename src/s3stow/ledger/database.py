@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from s3stow.ledger.sqlite_backend import SqliteDatabase
+from s3stow.logs import register_url_password
 
 Rows = Iterator[tuple[Any, ...]]
 
@@ -59,7 +60,10 @@ class Database(Protocol):
 
 
 def database_url(target: str) -> str:
-    """Map a path or URL to an SQLAlchemy URL (``postgresql://`` -> psycopg 3)."""
+    """Map a path or URL to an SQLAlchemy URL (``postgresql://`` -> psycopg 3); a URL's
+    password becomes a secret every output scrubs."""
+    if "://" in target:
+        register_url_password(target)
     if target.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + target.split("://", 1)[1]
     if "://" in target:
