@@ -315,3 +315,32 @@ def test_headers_s3_cannot_take_are_refused(cli, s3, bucket, tmp_path: Path) -> 
     head = s3.head_object(Bucket=bucket, Key="p/a.txt")
     assert head["Metadata"]["note"] == "a b: c"
     assert head["ContentType"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["concurrency: 4\nchecksum: sha256\nconcurrency: 64\n", "part-size: 8MiB\npart_size: 64MiB\n"],
+)
+def test_a_setting_given_twice_in_the_config_file_names_both_lines(
+    tmp_path: Path, text: str
+) -> None:
+    # PyYAML kept the last value silently (and '-' and '_' spellings folded into one);
+    # two values on the command line are an error for the same reason
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=config, env={})
+    assert info.value.exit_code == ExitCode.USAGE
+    last = text.count("\n")
+    assert f"is given twice in {config}, lines 1 and {last}" in str(info.value)
+
+
+def test_a_setting_left_without_a_value_is_named_in_yaml_words(tmp_path: Path) -> None:
+    # "None is not a whole number": Python's word for what the user left empty
+    config = tmp_path / "c.yaml"
+    config.write_text("concurrency:\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=config, env={})
+    assert "'concurrency' from " in str(info.value)
+    assert "line 1: null (no value) is not a whole number" in str(info.value)
+    assert "None" not in str(info.value)

@@ -109,13 +109,18 @@ def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         raise ConfigError(
             f"config file {path} must be a mapping of setting: value", hint=_YAML_HINT
         )
-    lines = {
-        str(key_node.value): key_node.start_mark.line + 1
-        for key_node, _ in node.value
-        if isinstance(key_node, yaml.ScalarNode)
-    }
+    lines: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key, line = str(key_node.value).replace("-", "_"), key_node.start_mark.line + 1
+        if key in lines:  # PyYAML keeps the last one silently, as - and _ would
+            raise ConfigError(
+                f"setting {key!r} is given twice in {path}, lines {lines[key]} and {line}",
+                hint="keep one of them: s3stow does not guess which one you meant",
+            )
+        lines[key] = line
     normalised = {str(k).replace("-", "_"): v for k, v in data.items()}
-    lines = {k.replace("-", "_"): v for k, v in lines.items()}
     return normalised, lines
 
 

@@ -43,7 +43,10 @@ class Problem(ValueError):
 
 
 def shown(value: Any) -> str:
-    """A value as a message quotes it: text in quotes, at most 60 characters."""
+    """A value as a message quotes it: text in quotes, at most 60 characters; YAML's
+    null (``key:`` with nothing after it) in YAML's words, not Python's ``None``."""
+    if value is None:
+        return "null (no value)"
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
