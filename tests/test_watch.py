@@ -512,3 +512,48 @@ def test_a_watch_says_its_run_id_and_retry_takes_it(
     unknown = proxied_cli("retry", "--run", "no-such-run", "--ledger", "l.db")
     assert unknown.code == 2
     assert "no run 'no-such-run' in the ledger" in unknown.stderr
+
+
+def test_what_a_watch_cannot_upload_is_reported_never_dropped(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A name that is not UTF-8 (and a key with a control character) in a watched folder:
+    a scan left the first out silently (no line, nothing in the ledger, exit 0), a
+    notification of one ended the watch in an UnicodeEncodeError (exit 3), and without
+    -q no failure was named with its reason."""
+    import os
+
+    inbox = tmp_path / "in"
+    make_tree(inbox, {"ok.xml": 5, "new\nline.xml": 3})
+    os.mkfifo(inbox / "pipe")  # a special file: named under -v, no failure
+    with open(os.fsencode(inbox) + b"/bad\xffname.xml", "wb") as handle:
+        handle.write(b"x")
+    hour_ago = time.time() - 3600
+    for name in os.listdir(os.fsencode(inbox)):
+        os.utime(os.fsencode(inbox) + b"/" + name, (hour_ago, hour_ago))
+    once = cli("watch", "in", f"s3://{bucket}/o", "--once", "--ledger", "l.db", timeout=60)
+    assert once.code == 1, once.output
+    assert "failed: in/bad\\xffname.xml: [InvalidName] name is not valid UTF-8" in once.stderr
+    assert "failed: in/new\\nline.xml: [UnsafeKey]" in once.stderr
+    assert "pipe" not in once.output
+    assert "watch: 1 uploaded, 2 failed attempts" in once.stdout
+    listed = cli("retry", "--list", "--ledger", "l.db")
+    assert "InvalidName" in listed.stdout, listed.output
+    live = inbox / "live"
+    live.mkdir()
+    process = cli.start(
+        "watch", "in", f"s3://{bucket}/n", "--settle", "0.5", "--rescan", "3600",
+        "--ledger", "l2.db",
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # the watcher is up, its backlog scanned (and reported)
+        with open(os.fsencode(live) + b"/late\xfe.xml", "wb") as handle:
+            handle.write(b"y")
+        (live / "after.xml").write_bytes(b"<a/>")
+        _wait(lambda: "n/live/after.xml" in _keys(s3, bucket), timeout=20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "failed: in/live/late\\xfe.xml: [InvalidName]" in err
+    assert err.count("late\\xfe") == 1  # said once, not at every tick

@@ -122,7 +122,7 @@ def watch(
     )
     db = open_ledger(settings.ledger or default_ledger())
     observers: list[Observer] = [JsonEvents(sys.stdout)] if options.json else []
-    if options.quiet and not options.json:  # -q: failures only, each when it happens
+    if not options.json:  # each failure when it happens (-q: nothing else)
         observers.append(FailureLines(sys.stderr))
     metrics = metrics_for(settings, command="watch")
     uploader = Uploader(settings, ledger=db, observers=observers, request_observer=metrics)

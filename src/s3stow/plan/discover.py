@@ -28,6 +28,7 @@ from s3stow.plan.ownfiles import OwnFiles
 Found = SourceFile | Skipped
 log = logging.getLogger(__name__)
 INVALID_NAME = "InvalidName"
+NOT_UTF8 = "name is not valid UTF-8; rename it to upload it"
 
 
 def check_sources(sources: Iterable[Path | Source]) -> list[Path | Source]:
@@ -153,7 +154,7 @@ def _walk(
             rel = f"{rel_dir}{entry.name}"
             path = directory / entry.name  # cheaper than parsing entry.path again
             if not _valid_name(entry.name):
-                yield Skipped(path, "name is not valid UTF-8; rename it to upload it", INVALID_NAME)
+                yield Skipped(path, NOT_UTF8, INVALID_NAME)
                 continue
             try:
                 is_link = entry.is_symlink()

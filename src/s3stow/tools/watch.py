@@ -30,9 +30,11 @@ from pathlib import Path
 
 from s3stow.errors import ConfigError
 from s3stow.models import (
+    INFORMATIONAL_SKIPS,
     Decision,
     PlannedUpload,
     Reason,
+    Skipped,
     SourceFile,
     Status,
     Target,
@@ -40,7 +42,7 @@ from s3stow.models import (
     new_run_id,
 )
 from s3stow.plan.collisions import KeyClaims
-from s3stow.plan.discover import discover
+from s3stow.plan.discover import INVALID_NAME, NOT_UTF8, discover
 from s3stow.plan.ownfiles import working_files
 from s3stow.plan.planner import Duplicate, Planner, Refused
 from s3stow.report.observer import Observer
@@ -63,6 +65,14 @@ class _Waiting:
     not_before: float = 0.0  # backoff after a transient failure
     failures: int = 0
     reported: bool = False
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Outcomes(Observer):
@@ -158,6 +168,12 @@ class Watcher:
         # by until it changes (it went through the engine again at every rescan, and
         # counted as "already done" each time).
         self._done: dict[str, tuple[int, int]] = {}
+        # What a scan found and cannot upload (a name that is not UTF-8, a folder it
+        # cannot read, a broken symlink followed), each said once, as upload says it: a
+        # failure goes through the engine with the next batch (the ledger, retry --list,
+        # the failure lines), a symlink or special file is named under -v.
+        self._told: set[str] = set()
+        self._unreadable: list[UploadResult] = []
         self._stop = uploader.stop
         self._once = False  # with --once a failure (after the engine's retries) is final
         uploader.add_observer(_Outcomes(self))
@@ -219,6 +235,10 @@ class Watcher:
             return
         if not path.is_file():
             return
+        if not _utf8(path.relative_to(self.directory).as_posix()):  # notified: a scan's
+            self._waiting.pop(str(path), None)  # discovery says it (and the engine
+            self._skipped(Skipped(path, NOT_UTF8, INVALID_NAME))  # could not take it)
+            return
         entry = self._waiting.get(str(path))
         if entry is None and self._done.get(str(path)) == (info.st_size, info.st_mtime_ns):
             return
@@ -234,9 +254,32 @@ class Watcher:
 
     def _scan(self) -> None:
         now = time.time()
-        found = [f for f in discover([self.directory]) if isinstance(f, SourceFile)]
+        found = []
+        for item in discover([self.directory]):
+            if isinstance(item, Skipped):
+                self._skipped(item)
+            else:
+                found.append(item)
         for source in sorted(found, key=lambda f: f.mtime_ns):  # oldest first
             self._track(source.path, now, scanned=True)
+
+    def _skipped(self, item: Skipped) -> None:
+        if str(item.path) in self._told or not self._wanted(item.path):
+            return
+        self._told.add(str(item.path))
+        if item.error_class in INFORMATIONAL_SKIPS:
+            log.info("not uploading %s: %s", item.path, item.reason)
+            return
+        self._unreadable.append(
+            UploadResult(
+                item.path,
+                self.target.bucket,
+                "",  # it has no key: the ledger knows it by its path
+                Status.FAILED,
+                error_class=item.error_class,
+                error=item.reason,
+            )
+        )
 
     def _drain_inbox(self) -> None:
         paths = self.notifications.drain()
@@ -247,7 +290,8 @@ class Watcher:
     def _tick(self, now: float, *, final: bool) -> None:
         for path in list(self._waiting):
             self._track(Path(path), now)
-        ready: list[PlannedUpload | UploadResult] = []
+        ready: list[PlannedUpload | UploadResult] = [*self._unreadable]
+        self._unreadable.clear()
         for path, entry in sorted(self._waiting.items(), key=lambda i: i[1].mtime_ns):
             if now < entry.not_before:
                 continue
