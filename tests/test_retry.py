@@ -420,3 +420,29 @@ def test_a_file_gone_is_reported_once_then_left_out_and_can_be_forgotten(
     mixed = proxied_cli("retry", "--from", "still.jsonl", "--forget", "--ledger", "l.db")
     assert mixed.code == 2
     assert "--forget takes the ledger's failed items" in mixed.stderr
+
+
+def test_retry_from_a_file_that_is_no_failures_file_is_a_usage_error(
+    cli, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The wrong file (a binary one, a text of escape sequences): "nothing to retry", exit
+    0, after echoing its lines raw to the terminal (a clear-screen, a window title)."""
+    binary = tmp_path / "junk.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n\x1b[2J\x1b]0;title\x07\n")
+    for wrong in (binary, text):
+        result = cli("retry", "--from", str(wrong), "--ledger", "l.db")
+        assert result.code == 2, result.output
+        assert f"{wrong} is neither an s3stow failures file nor an aws s3 error log" in (
+            result.stderr
+        )
+        assert "\x1b" not in result.output
+    mixed = tmp_path / "mixed.log"  # a real failure beside junk: read, junk shown escaped
+    mixed.write_text(
+        f"\x1b[2Jjunk\nupload failed: ./a.txt to s3://{bucket}/x/a.txt An error occurred\n"
+    )
+    result = cli("retry", "--from", str(mixed), "--ledger", "l.db", "--dry-run")
+    assert "read 1 failed upload" in result.stdout, result.output
+    assert "line 1: \\x1b[2Jjunk" in result.stdout
+    assert "\x1b" not in result.output

@@ -217,6 +217,8 @@ def retry(
         left_out: list[LedgerEntry] = []
         if from_file is not None:
             source = read_failures(from_file)
+            if not source.items and not source.ignored and _unknown(source.unparseable):
+                raise _not_a_failures_file(from_file, source.unparseable)
             _report_parse(
                 source.unparseable, len(source.items), console, options, restores=source.restores
             )
@@ -352,10 +354,34 @@ def _report_parse(
             markup=False,
         )
     if unparseable:
+        from s3stow.report.console import for_terminal
+
         unread = plural(len(unparseable), "line")
         console.print(f"[yellow]{unread} could not be parsed[/]; first ones:")
-        for number, line in unparseable[:5]:
-            console.print(f"  line {number}: {line[:200]}", markup=False)
+        for number, line in unparseable[:5]:  # escaped: a line of a binary file is no text
+            console.print(f"  line {number}: {for_terminal(line[:200])}", markup=False)
+
+
+def _unknown(unparseable: list[tuple[int, str]]) -> bool:
+    """Lines, none of which an aws s3 log holds (its ``fatal error:`` line is one, shown
+    as unparseable: the command stopped before any upload)."""
+    return bool(unparseable) and not any(
+        line.startswith("fatal error: ") for _, line in unparseable
+    )
+
+
+def _not_a_failures_file(path: Path, unparseable: list[tuple[int, str]]) -> ConfigError:
+    """``--from`` a file of which no line is a failure nor a line an aws s3 log holds (the
+    wrong file, a binary one): a usage error, not "nothing to retry" (exit 0)."""
+    from s3stow.report.console import for_terminal
+
+    number, line = unparseable[0]
+    return ConfigError(
+        f"{path} is neither an s3stow failures file nor an aws s3 error log: none of its "
+        f"{plural(len(unparseable), 'line')} could be read (line {number}: "
+        f"{for_terminal(line[:80])})",
+        hint="pass the file written by --failures-file or the error output of aws s3 sync/cp",
+    )
 
 
 def _runs_of(ledger: Ledger, run: str) -> list[str]:
