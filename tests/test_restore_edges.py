@@ -49,3 +49,26 @@ def test_an_mtime_past_what_the_ledger_holds_restores_and_is_recorded(
     skipped = {key: event.get("reason") for key, event in _results(again).items()}
     assert skipped == {"p/far.txt": "local-match", "p/near.txt": "ledger-done"}
     assert os.stat(tmp_path / "out" / "far.txt").st_size == 3
+
+
+def test_a_key_named_as_a_downloads_temporary_file_is_refused(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # ".a.s3stow-part" is where the download of "a" writes before its rename: restored
+    # as a file of its own, the download of "a" truncated it and renamed it away (the
+    # run said both restored, one file was gone), or, the two at once, renamed the
+    # other object's bytes into "a" after checking its own
+    s3.put_object(Bucket=bucket, Key="p/a", Body=b"A" * 5000)
+    s3.put_object(Bucket=bucket, Key="p/.a.s3stow-part", Body=b"B" * 5000)
+    s3.put_object(Bucket=bucket, Key="p/sub/.b.s3stow-part", Body=b"C")
+    result = cli(
+        "--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--concurrency", "1"
+    )
+    assert result.code == 1, result.output
+    results = _results(result)
+    assert results["p/a"]["status"] == "done"
+    for key in ("p/.a.s3stow-part", "p/sub/.b.s3stow-part"):
+        assert results[key]["error_class"] == "unsafe-path"
+        assert "temporary file" in results[key]["error"]
+    assert (tmp_path / "out" / "a").read_bytes() == b"A" * 5000
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["a"]
