@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import CliResult, ledger_rows
+
+MiB = 1024 * 1024
 
 
 def _results(result: CliResult) -> dict[str, dict[str, Any]]:
@@ -72,3 +76,39 @@ def test_a_key_named_as_a_downloads_temporary_file_is_refused(
         assert "temporary file" in results[key]["error"]
     assert (tmp_path / "out" / "a").read_bytes() == b"A" * 5000
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["a"]
+
+
+def test_a_stop_leaves_the_ranges_still_waiting_for_a_stream_unfetched(
+    proxied_cli, proxy, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # 12 ranges of 5 MiB: 8 in flight (the ranges' start), 2 more taken by the part
+    # pool's other threads (--concurrency 10) and waiting for a stream slot. Ctrl+C
+    # lets the ranges in flight finish; the waiting ones must not start after it
+    data = os.urandom(12 * 5 * MiB)
+    s3.put_object(Bucket=bucket, Key="p/big.bin", Body=data)
+    held = proxy.add(rf"^GET /{bucket}/p/big\\.bin", "hold", times=1000)
+    args = (
+        "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--concurrency", "10",
+        "--part-size", "5MiB", "--multipart-threshold", "5MiB",
+    )  # fmt: skip
+    process = proxied_cli.start(*args)
+    deadline = time.monotonic() + 60
+    while len(proxy.requests(rf"^GET /{bucket}/p/big")) < 8:
+        assert time.monotonic() < deadline, "the ranges did not start in time"
+        time.sleep(0.05)
+    in_flight = len(proxy.requests(rf"^GET /{bucket}/p/big"))
+    process.send_signal(signal.SIGINT)
+    assert process.stderr is not None
+    while "stopping" not in (line := process.stderr.readline()):  # the stop is set
+        assert line, "no stop was said"
+    held.release()
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stdout + stderr
+    assert len(proxy.requests(rf"^GET /{bucket}/p/big")) == in_flight
+    recorded = ledger_rows(tmp_path / "l.db", "SELECT first_byte FROM restore_ranges")
+    assert len(recorded) == in_flight
+    proxy.reset()
+    again = proxied_cli(*args)  # the rest, and only the rest
+    assert again.code == 0, again.output
+    assert len(proxy.requests(rf"^GET /{bucket}/p/big")) == 12 - in_flight
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data
