@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from s3stow.errors import LedgerError
+from s3stow.ledger.rows import stored_ns
 from s3stow.ledger.sql import Ledger
 from s3stow.logs import redact
 
@@ -233,7 +234,7 @@ class RestoreLedger:
             "key": record.key,
             "path": record.path,
             "size": record.size,
-            "mtime_ns": record.mtime_ns,
+            "mtime_ns": stored_ns(record.mtime_ns),
             "etag": record.etag,
             "status": record.status,
             "tier": record.tier,

@@ -333,6 +333,8 @@ def _fetch_range(
     def attempt() -> str:
         hasher = Hasher(kind)
         with streams.slot() if streams is not None else nullcontext(), ctx.limiter.slot():
+            if ctx.stop.is_set():  # asked while this range waited for its turn
+                raise Interrupted("interrupted before this range was fetched")
             body = ctx.store.get_object(
                 item.bucket, item.key, byte_range=(first, first + length - 1), if_match=info.etag
             )

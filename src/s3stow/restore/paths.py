@@ -6,8 +6,9 @@ use ``/``). Refused, never written, with the rule named: an absolute key (a lead
 (255 bytes, or UTF-16 units on Windows and macOS), a NUL character; on Windows also what
 Windows reserves in a file name (``ntpath.isreserved`` where Python has it, else the
 same rules: ``<>:"/\\|?*`` and control characters, device names such as ``CON`` or
-``com1.txt``, trailing dots and spaces); and a path that, once the symlinks already
-on disk are resolved, is not inside DEST. The rules are pure functions of the key and
+``com1.txt``, trailing dots and spaces); a file name a download's temporary file
+takes (``.NAME.s3stow-part``, ``temp_path``); and a path that, once the symlinks
+already on disk are resolved, is not inside DEST. The rules are pure functions of the key and
 a ``PathRules`` value, so the Windows rules are tested on every OS.
 
 Two keys that name one file on this OS (the same name up to case and Unicode
@@ -122,7 +123,18 @@ def relative_parts(key: str, prefix: str, rules: PathRules) -> list[str]:
                 f"{part!r} is not a valid file name on Windows (reserved device name, "
                 'a character of <>:"/\\|?* or a control character, or a trailing dot or space)'
             )
+    if is_temp_name(parts[-1]):
+        raise UnsafePath(
+            f"{parts[-1]!r} is the name of the temporary file a download writes beside its "
+            "destination (s3stow's own, removed or renamed by that download)"
+        )
     return parts
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one ``temp_path`` gives (``.NAME.s3stow-part``): a key with
+    it would be written over, or renamed away, by the download of ``NAME`` beside it."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX) and len(name) > len(TEMP_SUFFIX) + 1
 
 
 def _name_length(name: str, rules: PathRules) -> int:

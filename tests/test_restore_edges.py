@@ -1,0 +1,114 @@
+"""``s3stow restore`` at its edges, from outside as a user runs it against real local
+servers: objects written by other tools with odd metadata or odd names, and a stop
+asked for while a large object's ranges wait for their turn."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import CliResult, ledger_rows
+
+MiB = 1024 * 1024
+
+
+def _results(result: CliResult) -> dict[str, dict[str, Any]]:
+    found = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") in ("result", "skip"):
+                found[event["key"]] = event
+    return found
+
+
+def test_an_mtime_past_what_the_ledger_holds_restores_and_is_recorded(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # another tool (or a clock gone wrong) stored an mtime past 2262, the last moment a
+    # signed 64-bit count of nanoseconds holds: the file takes it, and the ledger's
+    # record of it must not end the run with an OverflowError (exit 3, nothing after it)
+    s3.put_object(
+        Bucket=bucket, Key="p/far.txt", Body=b"far", Metadata={"mtime": "2400-01-01T00:00:00Z"}
+    )
+    s3.put_object(Bucket=bucket, Key="p/near.txt", Body=b"near")
+    args = ("--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    first = cli(*args)
+    assert first.code == 0, first.output
+    assert "OverflowError" not in first.output
+    results = _results(first)
+    assert {key: event["status"] for key, event in results.items()} == {
+        "p/far.txt": "done",
+        "p/near.txt": "done",
+    }
+    assert (tmp_path / "out" / "far.txt").read_bytes() == b"far"
+    recorded = ledger_rows(tmp_path / "l.db", "SELECT key, status FROM restores ORDER BY key")
+    assert recorded == [("p/far.txt", "done"), ("p/near.txt", "done")]
+    again = cli(*args)  # kept: the file is still the object's
+    assert again.code == 0, again.output
+    skipped = {key: event.get("reason") for key, event in _results(again).items()}
+    assert skipped == {"p/far.txt": "local-match", "p/near.txt": "ledger-done"}
+    assert os.stat(tmp_path / "out" / "far.txt").st_size == 3
+
+
+def test_a_key_named_as_a_downloads_temporary_file_is_refused(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # ".a.s3stow-part" is where the download of "a" writes before its rename: restored
+    # as a file of its own, the download of "a" truncated it and renamed it away (the
+    # run said both restored, one file was gone), or, the two at once, renamed the
+    # other object's bytes into "a" after checking its own
+    s3.put_object(Bucket=bucket, Key="p/a", Body=b"A" * 5000)
+    s3.put_object(Bucket=bucket, Key="p/.a.s3stow-part", Body=b"B" * 5000)
+    s3.put_object(Bucket=bucket, Key="p/sub/.b.s3stow-part", Body=b"C")
+    result = cli(
+        "--json", "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--concurrency", "1"
+    )
+    assert result.code == 1, result.output
+    results = _results(result)
+    assert results["p/a"]["status"] == "done"
+    for key in ("p/.a.s3stow-part", "p/sub/.b.s3stow-part"):
+        assert results[key]["error_class"] == "unsafe-path"
+        assert "temporary file" in results[key]["error"]
+    assert (tmp_path / "out" / "a").read_bytes() == b"A" * 5000
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["a"]
+
+
+def test_a_stop_leaves_the_ranges_still_waiting_for_a_stream_unfetched(
+    proxied_cli, proxy, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # 12 ranges of 5 MiB: 8 in flight (the ranges' start), 2 more taken by the part
+    # pool's other threads (--concurrency 10) and waiting for a stream slot. Ctrl+C
+    # lets the ranges in flight finish; the waiting ones must not start after it
+    data = os.urandom(12 * 5 * MiB)
+    s3.put_object(Bucket=bucket, Key="p/big.bin", Body=data)
+    held = proxy.add(rf"^GET /{bucket}/p/big\\.bin", "hold", times=1000)
+    args = (
+        "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--concurrency", "10",
+        "--part-size", "5MiB", "--multipart-threshold", "5MiB",
+    )  # fmt: skip
+    process = proxied_cli.start(*args)
+    deadline = time.monotonic() + 60
+    while len(proxy.requests(rf"^GET /{bucket}/p/big")) < 8:
+        assert time.monotonic() < deadline, "the ranges did not start in time"
+        time.sleep(0.05)
+    in_flight = len(proxy.requests(rf"^GET /{bucket}/p/big"))
+    process.send_signal(signal.SIGINT)
+    assert process.stderr is not None
+    while "stopping" not in (line := process.stderr.readline()):  # the stop is set
+        assert line, "no stop was said"
+    held.release()
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stdout + stderr
+    assert len(proxy.requests(rf"^GET /{bucket}/p/big")) == in_flight
+    recorded = ledger_rows(tmp_path / "l.db", "SELECT first_byte FROM restore_ranges")
+    assert len(recorded) == in_flight
+    proxy.reset()
+    again = proxied_cli(*args)  # the rest, and only the rest
+    assert again.code == 0, again.output
+    assert len(proxy.requests(rf"^GET /{bucket}/p/big")) == 12 - in_flight
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data
