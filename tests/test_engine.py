@@ -492,6 +492,32 @@ def test_upload_file_reports_what_cannot_be_uploaded_and_raises_what_stops_a_run
     uploader.ledger.close()
 
 
+def test_upload_file_refuses_a_key_the_ledger_holds_for_another_file(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A key whose object the ledger holds, verified, for another file that still exists
+    is not overwritten by ``upload_file``: the refusal is its result (a key collision
+    naming the holder, under the second file's path and the key), nothing is sent, and
+    S3 keeps the holder's bytes."""
+    uploader, _ = _uploader(proxy, tmp_path)
+    first = tmp_path / "first.txt"
+    first.write_bytes(b"first")
+    second = tmp_path / "second.txt"
+    second.write_bytes(b"second")
+    target = f"s3://{bucket}/p"
+    assert uploader.upload_file(first, "p/x.txt", target=target).status == Status.DONE
+    puts = len(proxy.requests(r"^PUT "))
+    refused = uploader.upload_file(second, "p/x.txt", target=target)
+    assert (refused.status, refused.error_class) == (Status.FAILED, "KeyCollision")
+    assert (refused.path, refused.bucket, refused.key) == (second, bucket, "p/x.txt")
+    assert refused.error is not None
+    assert f"key 'p/x.txt' holds {first}" in refused.error
+    assert len(proxy.requests(r"^PUT ")) == puts
+    assert s3.get_object(Bucket=bucket, Key="p/x.txt")["Body"].read() == b"first"
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
 def test_upload_file_reports_a_file_that_vanishes_as_discovery_reads_it(
     proxy: FaultProxy, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
