@@ -574,6 +574,39 @@ def test_the_sha256_read_of_a_multipart_file_is_shown_as_hashing(
     uploader.ledger.close()
 
 
+def test_another_file_put_in_place_since_its_interrupted_upload_is_sent_whole(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """As below, but the file is replaced by another one (a new inode), the same size,
+    its mtime put back, and with no change time to tell (Windows has none: the ledger's
+    is cleared here to stand for it): the inode the upload recorded is what tells. The
+    next run sends every part again, and S3 has the new bytes, not part 1 of the old."""
+    MiB = 1024 * 1024
+    uploader, _ = _uploader(proxy, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB)
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"a" * 6 * MiB)
+    before = path.stat()
+    proxy.add(r"^PUT .*partNumber=2", "status", times=100, status=500, code="InternalError")
+    first = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert first.status == Status.FAILED
+    assert uploader.ledger is not None
+    assert uploader.ledger.multipart_state(bucket, "p/big.bin") is not None  # to resume
+    proxy.reset()
+    replacement = tmp_path / "big.bin.new"
+    replacement.write_bytes(b"b" * 6 * MiB)
+    os.replace(replacement, path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_ino != before.st_ino
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        conn.execute("UPDATE multipart SET ctime_ns = NULL WHERE key = 'p/big.bin'")
+    second = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert second.status == Status.DONE
+    assert len(proxy.requests(r"^PUT .*partNumber=1")) == 1  # sent again
+    body = s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read()
+    assert body == b"b" * 6 * MiB
+    uploader.ledger.close()
+
+
 @pytest.mark.skipif(os.name == "nt", reason="no status-change time on Windows")
 def test_a_file_rewritten_in_place_since_its_interrupted_upload_is_sent_whole(
     proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
