@@ -492,6 +492,32 @@ def test_upload_file_reports_what_cannot_be_uploaded_and_raises_what_stops_a_run
     uploader.ledger.close()
 
 
+def test_upload_file_refuses_a_key_the_ledger_holds_for_another_file(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A key whose object the ledger holds, verified, for another file that still exists
+    is not overwritten by ``upload_file``: the refusal is its result (a key collision
+    naming the holder, under the second file's path and the key), nothing is sent, and
+    S3 keeps the holder's bytes."""
+    uploader, _ = _uploader(proxy, tmp_path)
+    first = tmp_path / "first.txt"
+    first.write_bytes(b"first")
+    second = tmp_path / "second.txt"
+    second.write_bytes(b"second")
+    target = f"s3://{bucket}/p"
+    assert uploader.upload_file(first, "p/x.txt", target=target).status == Status.DONE
+    puts = len(proxy.requests(r"^PUT "))
+    refused = uploader.upload_file(second, "p/x.txt", target=target)
+    assert (refused.status, refused.error_class) == (Status.FAILED, "KeyCollision")
+    assert (refused.path, refused.bucket, refused.key) == (second, bucket, "p/x.txt")
+    assert refused.error is not None
+    assert f"key 'p/x.txt' holds {first}" in refused.error
+    assert len(proxy.requests(r"^PUT ")) == puts
+    assert s3.get_object(Bucket=bucket, Key="p/x.txt")["Body"].read() == b"first"
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
 def test_upload_file_reports_a_file_that_vanishes_as_discovery_reads_it(
     proxy: FaultProxy, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -545,6 +571,39 @@ def test_the_sha256_read_of_a_multipart_file_is_shown_as_hashing(
     assert sum(counts) == 6 * MiB  # the whole file, once
     assert len(proxy.requests(r"^POST .*\?uploads")) == 1
     assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
+def test_another_file_put_in_place_since_its_interrupted_upload_is_sent_whole(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """As below, but the file is replaced by another one (a new inode), the same size,
+    its mtime put back, and with no change time to tell (Windows has none: the ledger's
+    is cleared here to stand for it): the inode the upload recorded is what tells. The
+    next run sends every part again, and S3 has the new bytes, not part 1 of the old."""
+    MiB = 1024 * 1024
+    uploader, _ = _uploader(proxy, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB)
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"a" * 6 * MiB)
+    before = path.stat()
+    proxy.add(r"^PUT .*partNumber=2", "status", times=100, status=500, code="InternalError")
+    first = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert first.status == Status.FAILED
+    assert uploader.ledger is not None
+    assert uploader.ledger.multipart_state(bucket, "p/big.bin") is not None  # to resume
+    proxy.reset()
+    replacement = tmp_path / "big.bin.new"
+    replacement.write_bytes(b"b" * 6 * MiB)
+    os.replace(replacement, path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_ino != before.st_ino
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        conn.execute("UPDATE multipart SET ctime_ns = NULL WHERE key = 'p/big.bin'")
+    second = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert second.status == Status.DONE
+    assert len(proxy.requests(r"^PUT .*partNumber=1")) == 1  # sent again
+    body = s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read()
+    assert body == b"b" * 6 * MiB
     uploader.ledger.close()
 
 

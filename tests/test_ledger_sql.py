@@ -5,8 +5,12 @@ would."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -321,6 +325,66 @@ def test_a_ledger_in_a_folder_this_user_cannot_write_is_refused(tmp_path: Path) 
             assert f"this user cannot write in {locked}" in str(caught.value)
     finally:
         locked.chmod(0o755)
+
+
+# Opens a ledger in a child process and prints the refusal's message and hint (nothing
+# when it opens). As root, the child runs without the capabilities that let root write
+# where a folder's or a file's mode says no (``setpriv``), so it meets the refusal any
+# other user meets; the test above skips as root.
+_OPEN_OR_REFUSE = (
+    "import json, sys\n"
+    "from s3stow.errors import ConfigError\n"
+    "from s3stow.ledger import open_ledger\n"
+    "try:\n"
+    "    open_ledger(sys.argv[1]).close()\n"
+    "except ConfigError as exc:\n"
+    "    print(json.dumps([exc.message, exc.hint]))\n"
+)
+
+
+def _refusal_as_a_user(target: Path) -> list[str] | None:
+    command = [sys.executable, "-c", _OPEN_OR_REFUSE, str(target)]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("root, and no setpriv to drop its permission override")
+        dropped = "-dac_override,-dac_read_search"
+        command = [setpriv, f"--bounding-set={dropped}", f"--inh-caps={dropped}", *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout) if done.stdout.strip() else None
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX modes and capabilities")
+def test_a_ledger_this_user_cannot_write_is_refused_with_why_and_the_fix_as_any_user(
+    tmp_path: Path,
+) -> None:
+    """Exit 2 before anything is opened, the message naming why and the hint the fix:
+    a folder this user cannot write (an existing ledger in it, or a new one below it),
+    and a ledger file it cannot write in a folder it can. Checked as a user without
+    root's override, also when the suite runs as root."""
+    fix = "give --ledger (or S3STOW_LEDGER, ledger in the config file) a file path"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "l.db").touch()
+    read_only = tmp_path / "ro.db"
+    open_ledger(str(read_only)).close()
+    read_only.chmod(0o444)
+    locked.chmod(0o555)
+    try:
+        for target in (locked / "l.db", locked / "new" / "l.db"):
+            assert _refusal_as_a_user(target) == [
+                f"the ledger {target} cannot be written: this user cannot write in {locked}",
+                f"{fix} in a folder you can write, or make {locked} writable",
+            ]
+        assert _refusal_as_a_user(read_only) == [
+            f"the ledger {read_only} cannot be written: this user cannot read and write it",
+            f"make {read_only} readable and writable for this user, or {fix} of its own",
+        ]
+    finally:
+        locked.chmod(0o755)
+        read_only.chmod(0o644)
+    assert _refusal_as_a_user(read_only) is None  # writable again: it opens
+    assert not (locked / "new").exists()
 
 
 def test_default_ledger_path(tmp_path: Path) -> None:
