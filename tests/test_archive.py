@@ -584,3 +584,34 @@ def test_archive_says_its_run_id_and_names_every_bucket_it_restores_from(
     for key in (url.split("/", 3)[3] for _, url in moved):
         s3.delete_object(Bucket=other, Key=key)
     s3.delete_bucket(Bucket=other)
+
+
+def test_a_mistyped_db_or_media_root_is_a_usage_error_that_creates_nothing(  # type: ignore[no-untyped-def]
+    cli, s3, bucket, tmp_path: Path
+) -> None:
+    """``--db typo.db``: SQLite created an empty file, and the command said "no such
+    table: post_media" (exit 3) and left it behind; ``archive run --media-root typo``
+    reported every row "without a local file" (exit 1)."""
+    db, root = _demo(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = ("--ledger", "l.db")
+    cases = {
+        ("run", f"s3://{bucket}", "--db", "typo.db", *args, "--media-root", str(root)): (
+            "no database at --db typo.db"
+        ),
+        ("stats", "--db", "typo.db"): "no database at --db typo.db",
+        ("verify", "--db", "sqlite:///typo.db", *args): "no database at --db sqlite:///typo.db",
+        ("restore", "--db", "typo.db", *args, "--media-root", str(root)): "no database at",
+        ("run", f"s3://{bucket}", "--db", str(db), *args, "--media-root", "typo"): (
+            "--media-root typo is not a folder (it does not exist)"
+        ),
+        ("run", f"s3://{bucket}", "--db", str(db), *args, "--media-root", str(db)): (
+            "is not a folder"
+        ),
+    }
+    for command, words in cases.items():
+        result = cli("archive", *command)
+        assert result.code == 2, (command, result.output)
+        assert words in result.stderr, (command, result.stderr)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before, command
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

@@ -175,3 +175,34 @@ def test_a_source_gone_before_its_walk_is_reported_not_raised(tmp_path: Path) ->
     assert found[0].path == gone
     assert found[0].reason == "cannot read directory: No such file or directory"
     assert [f.path.name for f in found[1:]] == ["a.txt"]  # the other source is walked
+
+
+def test_an_aws_configuration_that_cannot_be_used_is_named_with_its_exit_code(
+    cli, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``--profile nosuch`` and an AWS config file that does not parse were a transient
+    failure (``ProfileNotFound on s3://b``, exit 1, no hint), and "unexpected" in
+    ``doctor`` and ``bucket check``; a failed ``credential_process`` was exit 1 too."""
+    make_tree(tmp_path / "src", {"a.txt": 1})
+    upload = ("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    (tmp_path / "bad-config").write_text("[profile broken\nregion = x\n")
+    (tmp_path / "process-config").write_text("[profile cp]\ncredential_process = false\n")
+    no_keys = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    cases = [
+        (("--profile", "nosuch", *upload), {}, 2, "The config profile (nosuch) could not be"),
+        (("--profile", "nosuch", "bucket", "check", bucket), {}, 2, "--profile (or AWS_PROFILE)"),
+        (("--profile", "nosuch", "doctor", f"s3://{bucket}/p"), {}, 3, "FAIL credentials"),
+        (upload, {"AWS_CONFIG_FILE": str(tmp_path / "bad-config")}, 2, "Unable to parse config"),
+        (
+            ("--profile", "cp", *upload),
+            {"AWS_CONFIG_FILE": str(tmp_path / "process-config"), **no_keys},
+            3,
+            "no usable AWS credentials were found",
+        ),
+    ]
+    for args, env, code, words in cases:
+        result = cli(*args, env=env)
+        assert result.code == code, (args, result.output)
+        assert words in result.output, (args, result.output)
+        assert "unexpected" not in result.output
+        assert "Traceback" not in result.output

@@ -398,3 +398,26 @@ def test_a_plan_names_the_files_whose_keys_s3_cannot_take(  # type: ignore[no-un
         "key is 1262 bytes lo",
     ]
     assert _states(postgres_url, job) == {"pending": 1}
+
+
+def test_a_plan_names_odd_paths_escaped_as_upload_does(  # type: ignore[no-untyped-def]
+    cli, bucket, postgres_url: str, tmp_path: Path
+) -> None:
+    """A name with a newline or an escape sequence reached the terminal raw through the
+    "not planned" warning (a forged log line, a recoloured terminal), and an unreadable
+    name as Python's ``\\udcff`` (``upload`` says ``\\xff``); ``[red]`` in a name was
+    taken as rich markup."""
+    import os
+
+    make_tree(tmp_path / "src", {"ok.txt": 3, "evil\nERROR forged.txt": 4, "c\x1b[2J.txt": 5})
+    with open(os.fsencode(tmp_path / "src") + b"/[red]bad\xffname", "wb") as handle:
+        handle.write(b"x")
+    job = f"esc-{uuid.uuid4().hex[:8]}"
+    args = ("job", "plan", "src", f"s3://{bucket}/p", "--job", job, "--ledger", postgres_url)
+    result = cli(*args)
+    assert result.code == 1, result.output
+    assert "not planned: src/evil\\nERROR forged.txt: key contains" in result.stderr
+    assert "not planned: src/c\\x1b[2J.txt: key contains" in result.stderr
+    assert "\x1b" not in result.output
+    assert "\nERROR forged" not in result.output
+    assert "(first: src/[red]bad\\xffname: name is not valid UTF-8" in result.stderr

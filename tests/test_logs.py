@@ -245,3 +245,23 @@ def test_the_aws_libraries_debug_logs_only_with_debug(library: str) -> None:
             assert [line.rsplit(" ", 1)[1] for line in stream.getvalue().splitlines()] == shown
     finally:
         configure_logging()
+
+
+def test_a_file_name_cannot_forge_a_log_line(cli, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``-v`` logs each path it skips with ``%s``: a FIFO named ``p\\nERROR ...`` wrote
+    a second, forged log line, and ``\\x1b[...`` recoloured the terminal."""
+    import os
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("hello")
+    os.mkfifo(src / "p\n2026-01-01 00:00:00,000 ERROR forged")
+    os.mkfifo(src / "q\x1b[2J")
+    result = cli("-v", "upload", "src", f"s3://{bucket}/p", "--ledger", str(tmp_path / "l.db"))
+    assert result.code == 0, result.output
+    assert "skipped src/p\\n2026-01-01 00:00:00,000 ERROR forged: not a regular file" in (
+        result.stderr
+    )
+    assert "skipped src/q\\x1b[2J: not a regular file" in result.stderr
+    assert "\n2026-01-01 00:00:00,000 ERROR forged" not in result.output
+    assert "\x1b" not in result.output

@@ -17,6 +17,7 @@ import logging
 import re
 import sys
 import threading
+from pathlib import PurePath
 from typing import TextIO
 from urllib.parse import unquote
 
@@ -59,6 +60,25 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 _URL_PASSWORD = re.compile(r"^[\w+.-]+://[^:/]*:([^@]*)@")
 
 _registered: list[str] = []
+
+# C0 controls, DEL and C1 controls: each shown as Python writes it in a string literal
+_CONTROLS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def for_terminal(text: str) -> str:
+    """``text`` with every control character escaped (``\\n``, ``\\x1b``), for output
+    read by people: a file name cannot move the cursor, recolour or split a line."""
+    return text.translate(_CONTROLS)
+
+
+def _escaped(arg: object) -> object:
+    """A log argument that is text or a path, its control characters escaped (a file
+    named ``a\\nERROR ...`` forged a log line); anything else as it is."""
+    if isinstance(arg, str | PurePath):
+        text = str(arg)
+        escaped = for_terminal(text)
+        return arg if escaped == text else escaped
+    return arg
 
 
 def register_secret(value: str | None) -> None:
@@ -133,9 +153,13 @@ def flush_warnings() -> None:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that formats the record once and scrubs secrets from it."""
+    """A logging filter that formats the record once and scrubs secrets from it; the
+    text and path arguments of s3stow's own records have their control characters
+    escaped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("s3stow") and isinstance(record.args, tuple):
+            record.args = tuple(_escaped(arg) for arg in record.args)  # paths, as printed
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)

@@ -111,6 +111,12 @@ def run(
     options: GlobalOptions = ctx.obj
     target = parse_target(destination)
     root = given_media_root(media_root)
+    if not root.is_dir():  # every row would be "without a local file" (exit 1)
+        raise ConfigError(
+            f"--media-root {root} is not a folder"
+            + ("" if root.exists() else " (it does not exist)"),
+            hint="give the folder that holds the media cache (images/, videos/, documents/)",
+        )
     check_db(db)
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
@@ -178,7 +184,7 @@ def demo(
     from s3stow.localfiles import output_problem
 
     root = given_media_root(media_root)
-    check_db(db)
+    check_db(db, existing=False)
     if "://" in db and not db.startswith("sqlite:///"):
         raise ConfigError("init-demo writes a SQLite file", hint="pass --db demo.db")
     path = Path(db.removeprefix("sqlite:///"))

@@ -59,14 +59,22 @@ def given_media_root(value: str) -> Path:
     return given_path(value, what="--media-root", fix="name the media cache folder")
 
 
-def check_db(db: str) -> None:
+def check_db(db: str, *, existing: bool = True) -> None:
     """An empty ``--db`` (an unset variable) is a usage error, not SQLite's "unable to
-    open database file" (exit 3) or a traceback."""
+    open database file" (exit 3) or a traceback; so is a SQLite file that does not exist
+    (``existing``: every command but ``init-demo``), which SQLite created empty and the
+    command then called "no such table" (exit 3), leaving the file behind."""
     if not db.strip():
         raise ConfigError(
             f"--db is empty ({db!r})",
             hint="give the media database: a SQLite file, a sqlite:/// URL or a "
             "postgresql:// URL (check the variable that should hold it)",
+        )
+    path = db.removeprefix("sqlite:///") if "://" not in db or db.startswith("sqlite:///") else ""
+    if existing and path and not Path(path).expanduser().exists():
+        raise ConfigError(
+            f"no database at --db {db}",
+            hint="check the path (`s3stow archive init-demo --db FILE` creates a demo one)",
         )
 
 

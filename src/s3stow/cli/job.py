@@ -199,9 +199,12 @@ def plan(
             "not yet done)" + (f", {gone} gone (not found by this plan)" if gone else "")
         )
         if unreadable:
+            first = unreadable[0]
             Console(stderr=True, highlight=False, soft_wrap=True).print(
                 f"{plural(len(unreadable), 'path')} could not be read (first: "
-                f"{unreadable[0].path}: {unreadable[0].reason}); no item was marked gone"
+                f"{for_terminal(display_path(first.path))}: {first.reason}); no item was "
+                "marked gone",
+                markup=False,
             )
         if not_planned:  # -v names each as it is found
             path, why = not_planned[0]

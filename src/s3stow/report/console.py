@@ -26,20 +26,13 @@ if TYPE_CHECKING:
 
 from s3stow.errors import ConfigError
 from s3stow.localfiles import display_path, output_problem
+from s3stow.logs import for_terminal as for_terminal
 from s3stow.logs import redact
 from s3stow.models import Decision, RunSummary, Skipped, SourceFile, Status, UploadResult
 from s3stow.report.observer import Observer
 from s3stow.units import format_duration, format_size, plural
 
 log = logging.getLogger(__name__)
-# C0 controls, DEL and C1 controls: each shown as Python writes it in a string literal
-_CONTROLS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0))}
-
-
-def for_terminal(text: str) -> str:
-    """``text`` with every control character escaped (``\\n``, ``\\x1b``), for output
-    read by people: a file name cannot move the cursor, recolour or split a line."""
-    return text.translate(_CONTROLS)
 
 
 class JsonEvents(Observer):

@@ -135,7 +135,17 @@ def make_client(
 ) -> Any:
     """Create the botocore S3 client for ``settings``."""
     session = session or make_session(settings)
-    credentials = session.get_credentials()
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        credentials = session.get_credentials()
+    except BotoCoreError as exc:  # a profile that is not there, a failed credential_process
+        from s3stow.store.translate import translate_configuration
+
+        refused = translate_configuration(exc)
+        if refused is None:
+            raise
+        raise refused from None
     if credentials is not None:
         frozen = credentials.get_frozen_credentials()
         register_secret(frozen.secret_key)

@@ -16,20 +16,29 @@ from typing import Any
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConfigNotFound,
+    ConfigParseError,
     ConnectionClosedError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
+    InvalidConfigError,
     NoCredentialsError,
     PartialCredentialsError,
+    ProfileNotFound,
     ProxyConnectionError,
     ReadTimeoutError,
     ResponseStreamingError,
     SSLError,
+    SSOError,
+    TokenRetrievalError,
+    UnknownCredentialError,
 )
 
 from s3stow.errors import (
     AuthError,
     BucketMissingError,
+    ConfigError,
     EndpointError,
     S3StowError,
     TransferError,
@@ -86,6 +95,11 @@ AUTH_HINT = (
     "that the IAM policy allows s3:PutObject, s3:GetObject and s3:ListBucket on this bucket; "
     "`s3stow doctor` checks each permission"
 )
+PROFILE_HINT = (
+    "check --profile (or AWS_PROFILE) against the profiles of the AWS config and "
+    "credentials files (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE; `aws configure "
+    "list-profiles` lists them)"
+)
 ENDPOINT_CHECK = (
     "check --endpoint-url (or AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, endpoint_url in the AWS "
     "config), the network, proxies and the CA bundle"
@@ -137,6 +151,22 @@ def translate_preflight(exc: Exception, *, bucket: str, endpoint: str | None) ->
     return translate(exc, bucket=bucket, endpoint=endpoint)
 
 
+def translate_configuration(exc: Exception) -> S3StowError | None:
+    """The error for what botocore raised reading the AWS configuration and credentials,
+    else ``None``. The configuration itself (a profile that is not there, a file that
+    does not parse) is a configuration error, exit 2; credentials that could not be had
+    (an expired SSO session, a credential_process that failed) stop the run, exit 3.
+    Both were a transient failure of the first file (exit 1), or "unexpected" where the
+    client was made (``doctor``, ``bucket``)."""
+    if isinstance(exc, ProfileNotFound | ConfigNotFound | ConfigParseError | InvalidConfigError):
+        return ConfigError(f"the AWS configuration cannot be used: {exc}", hint=PROFILE_HINT)
+    if isinstance(
+        exc, CredentialRetrievalError | SSOError | TokenRetrievalError | UnknownCredentialError
+    ):
+        return AuthError(f"no usable AWS credentials were found ({exc})", hint=AUTH_HINT)
+    return None
+
+
 def translate(
     exc: Exception, *, bucket: str, key: str | None = None, endpoint: str | None = None
 ) -> S3StowError:
@@ -146,6 +176,9 @@ def translate(
         return exc
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return AuthError(f"no usable AWS credentials were found ({exc})", hint=AUTH_HINT)
+    configuration = translate_configuration(exc)
+    if configuration is not None:
+        return configuration
     # botocore.parsers costs ~40 ms to import: only a run that made a client needs it
     from botocore.parsers import ResponseParserError
 

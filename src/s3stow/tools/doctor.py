@@ -59,7 +59,16 @@ def run_checks(
     checks: list[Check] = []
     store = S3Store.from_settings(settings)
     session = store.session(settings)
-    credentials = session.get_credentials()
+    try:
+        credentials = session.get_credentials()
+    except Exception as exc:  # a profile that is not there, a failed credential_process
+        from s3stow.store.translate import translate_configuration
+
+        refused = translate_configuration(exc)
+        if refused is None:
+            raise
+        checks.append(Check("credentials", "FAIL", refused.message, refused.hint or ""))
+        return checks
     if credentials is None:
         checks.append(
             Check(
