@@ -882,6 +882,25 @@ def test_a_path_walking_fails_is_a_failure_with_its_error_class(
         assert rows.fetchall() == [(local_key(bad), "InvalidName")]
 
 
+def test_the_settings_follow_symlinks_reaches_the_walk(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """``follow_symlinks`` (``--follow-symlinks``): a symlink to a file of the tree is
+    uploaded under its own key with the file's bytes, not skipped as the test above's
+    are without it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    (src / "link.txt").symlink_to(src / "a.txt")
+    uploader, _ = _uploader(proxy, tmp_path, follow_symlinks=True)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.files, summary.uploaded, summary.skipped) == (2, 2, 0)
+    assert summary.skip_reasons == {}
+    assert s3.get_object(Bucket=bucket, Key="p/link.txt")["Body"].read() == b"a"
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
 class _StopAfter(Observer):
     """Asks the uploader to stop (as Ctrl+C does) once ``count`` files have an outcome."""
 
