@@ -853,6 +853,54 @@ def test_paths_skipped_while_walking_are_counted_per_reason(
     assert summary.skip_reasons == {"symlink": 2}
 
 
+@pytest.mark.skipif(os.name == "nt", reason="a name that is not UTF-8 needs bytes names")
+def test_a_path_walking_fails_is_a_failure_with_its_error_class(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A path discovery cannot upload (a name that is not UTF-8) is a failure of the run
+    with discovery's error class and reason, in the summary and in the ledger (where
+    ``retry --list`` groups failures by class), under its local key; the rest is sent."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.txt").write_bytes(b"ok")
+    bad = src / os.fsdecode(b"bad\xff.txt")
+    bad.write_bytes(b"x")
+    uploader, _ = _uploader(proxy, tmp_path)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.files, summary.uploaded, summary.failed) == (2, 1, 1)
+    [failure] = summary.failures
+    assert (failure.status, failure.error_class, failure.path) == (
+        Status.FAILED,
+        "InvalidName",
+        bad,
+    )
+    assert (failure.error or "").startswith("name is not valid UTF-8")
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        rows = conn.execute("SELECT key, error_class FROM items WHERE status = 'failed'")
+        assert rows.fetchall() == [(local_key(bad), "InvalidName")]
+
+
+def test_the_settings_follow_symlinks_reaches_the_walk(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """``follow_symlinks`` (``--follow-symlinks``): a symlink to a file of the tree is
+    uploaded under its own key with the file's bytes, not skipped as the test above's
+    are without it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    (src / "link.txt").symlink_to(src / "a.txt")
+    uploader, _ = _uploader(proxy, tmp_path, follow_symlinks=True)
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.files, summary.uploaded, summary.skipped) == (2, 2, 0)
+    assert summary.skip_reasons == {}
+    assert s3.get_object(Bucket=bucket, Key="p/link.txt")["Body"].read() == b"a"
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
 class _StopAfter(Observer):
     """Asks the uploader to stop (as Ctrl+C does) once ``count`` files have an outcome."""
 

@@ -387,6 +387,35 @@ def test_a_ledger_this_user_cannot_write_is_refused_with_why_and_the_fix_as_any_
     assert not (locked / "new").exists()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="a mount namespace of its own")
+def test_a_ledger_on_a_read_only_file_system_is_refused_saying_so(tmp_path: Path) -> None:
+    """A folder on a file system mounted read-only is refused as any folder this user
+    cannot write, and the message says why: no change of permissions would help. The
+    child mounts a read-only tmpfs in a mount namespace of its own (``unshare``; as
+    another user, in a user namespace too), so nothing outside it sees the mount."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare")
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    namespaces = ["--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--mount"]
+    script = 'mount -t tmpfs -o ro s3stow-test "$1" || exit 77; exec "$2" -c "$3" "$1/l.db"'
+    command = [unshare, *namespaces, "sh", "-c", script, "sh", str(mount), sys.executable]
+    done = subprocess.run(
+        [*command, _OPEN_OR_REFUSE], capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode == 77 or (done.returncode != 0 and "unshare" in done.stderr):
+        pytest.skip(f"no read-only mount here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    fix = "give --ledger (or S3STOW_LEDGER, ledger in the config file) a file path"
+    assert json.loads(done.stdout) == [
+        f"the ledger {mount / 'l.db'} cannot be written: this user cannot write in {mount}"
+        " (a read-only file system)",
+        f"{fix} in a folder you can write, or make {mount} writable",
+    ]
+    assert list(mount.iterdir()) == []
+
+
 def test_default_ledger_path(tmp_path: Path) -> None:
     assert default_ledger_path(tmp_path) == str(tmp_path / "ledger.db")
 
