@@ -206,3 +206,15 @@ def test_an_aws_configuration_that_cannot_be_used_is_named_with_its_exit_code(
         assert words in result.output, (args, result.output)
         assert "unexpected" not in result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("prefix", ["a\tb", "x\ny/", "\x1b[2J"])
+def test_a_prefix_with_a_control_character_is_refused_before_any_file(
+    cli, bucket, tmp_path: Path, prefix: str
+) -> None:  # type: ignore[no-untyped-def]
+    # every key under it failed as UnsafeKey, file by file (exit 1)
+    make_tree(tmp_path / "src", {"a.txt": 1, "b.txt": 2})
+    result = cli("upload", "src", f"s3://{bucket}/{prefix}", "--ledger", "l.db")
+    assert result.code == 2, result.output
+    assert "holds a control character" in result.stderr
+    assert "\x1b" not in result.output

@@ -421,3 +421,29 @@ def test_a_plan_names_odd_paths_escaped_as_upload_does(  # type: ignore[no-untyp
     assert "\x1b" not in result.output
     assert "\nERROR forged" not in result.output
     assert "(first: src/[red]bad\\xffname: name is not valid UTF-8" in result.stderr
+
+
+def test_a_stopped_worker_exits_130_as_any_interrupted_run(  # type: ignore[no-untyped-def]
+    proxied_cli, proxy, bucket, postgres_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM to ``job work`` with items left ended 0, as a worker that found the job
+    finished does: a script or a service manager could not tell them apart."""
+    make_tree(tmp_path / "src", {f"f{i:02d}.bin": 300 for i in range(20)})
+    job = f"stop-{uuid.uuid4().hex[:8]}"
+    _plan(proxied_cli, postgres_url, job, bucket)
+    held = proxy.add(r"^PUT ", "hold", times=1000)
+    worker = proxied_cli.start("job", "work", "--job", job, "--ledger", postgres_url)
+    try:
+        _wait(lambda: len(proxy.requests(r"^PUT ")) >= 1)
+        worker.send_signal(signal.SIGTERM)
+    finally:
+        held.release()
+    _out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 130, err
+    assert "run the same command again to go on" in err
+    assert _states(postgres_url, job).get("pending", 0) > 0
+    proxy.reset()
+    again = proxied_cli("--json", "job", "work", "--job", job, "--ledger", postgres_url)
+    assert again.code == 0, again.output
+    assert json.loads(again.stdout.splitlines()[-1])["interrupted"] is False
+    assert _states(postgres_url, job) == {"done": 20}

@@ -446,3 +446,22 @@ def test_retry_from_a_file_that_is_no_failures_file_is_a_usage_error(
     assert "read 1 failed upload" in result.stdout, result.output
     assert "line 1: \\x1b[2Jjunk" in result.stdout
     assert "\x1b" not in result.output
+
+
+def test_an_unsafe_key_and_a_class_that_matches_nothing_are_said_as_they_are(
+    cli, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A ledger retry told an unsafe key to "repair it with --strip-prefix/--prefix",
+    which a ledger retry refuses (exit 2); ``--list --error-class Typo`` said "nothing is
+    failed in the ledger" with failures in it."""
+    make_tree(tmp_path / "src", {"ok.txt": 3, "new\nline.txt": 4})
+    first = cli("upload", "src", f"s3://{bucket}/p", "--ledger", "l.db")
+    assert first.code == 1, first.output
+    again = cli("retry", "--ledger", "l.db")
+    assert again.code == 1, again.output
+    assert "rename the file, or upload it again with another --key-template" in again.stdout
+    assert "--strip-prefix" not in again.stdout
+    listed = cli("retry", "--list", "--ledger", "l.db", "--error-class", "UnsafeKye")
+    assert listed.code == 0, listed.output
+    assert "no failed upload of class UnsafeKye (failed classes: UnsafeKey)" in listed.stdout
+    assert "nothing is failed" not in listed.stdout

@@ -81,6 +81,23 @@ def list_failures(
     if gone:
         console.print(gone_line(gone), markup=False)
     if not rows:
+        if classes or runs:  # said of the selection, not of the ledger (a mistyped class)
+            others = sorted(
+                {
+                    e.error_class or "?"
+                    for e in failed_items(ledger, run_ids=runs, error_classes=None)
+                }
+                - set(classes or [])
+            )
+            console.print(
+                "no failed upload "
+                + (f"of class {', '.join(classes)}" if classes else "")
+                + (" in " if classes and runs else "")
+                + ("the run given" if runs else "")
+                + (f" (failed classes: {', '.join(others)})" if others else ""),
+                markup=False,
+            )
+            return
         console.print(
             "nothing is failed in the ledger" if not restores and not gone else "no failed upload"
         )

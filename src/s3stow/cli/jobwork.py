@@ -58,8 +58,10 @@ def work_job(
     base = options.settings(ledger=ledger, metrics_port=metrics_port, metrics_host=metrics_host)
     database = open_ledger_database(postgres_ledger(base.ledger))
     stopper: list[Uploader] = []
+    unreachable: list[bool] = []  # stopped by the database, not by a signal
 
     def stop_all() -> None:  # the database is gone: stop starting work
+        unreachable.append(True)
         for running in stopper:
             running.request_stop()
 
@@ -117,6 +119,9 @@ def work_job(
         raise uploader.fatal_error
     # the id stats, restore and retry --run take (none for a dry run: it records nothing)
     recorded = None if settings.dry_run else worker.run_id
+    # Ctrl+C or SIGTERM: exit 130, as any run (only watch ends 0); it ended 0, as a
+    # worker that found the job finished does
+    interrupted = uploader.stop.is_set() and not unreachable
     if options.json:
         print(
             json.dumps(
@@ -130,6 +135,7 @@ def work_job(
                     "gone": stats.gone,
                     "lost_leases": stats.lost_leases,
                     "parts_sent": stats.parts_sent,
+                    "interrupted": interrupted,
                 }
             )
         )
@@ -144,6 +150,14 @@ def work_job(
             )
             + run_label(recorded)
         )
+    if interrupted:
+        if not options.json and not options.quiet:
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                "interrupted: the job's items this worker did not finish are left to its "
+                "workers; run the same command again to go on",
+                markup=False,
+            )
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
     if stats.failed:
         raise typer.Exit(int(ExitCode.SOME_FAILED))
 

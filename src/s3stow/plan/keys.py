@@ -99,6 +99,12 @@ def normalise_prefix(prefix: str, *, named: str | None = None, write: str = "{}"
             "names folders, it cannot climb out of one",
             hint=f"write the folders it means, e.g. {write.format(tidy)}",
         )
+    if _CONTROL_RE.search(prefix):  # else every key under it: UnsafeKey, file by file
+        raise ConfigError(
+            f"{shown} holds a control character (a tab, a line break, an escape): S3 keys "
+            "under it would be refused, each file alone",
+            hint="write the prefix without it",
+        )
     if "" in parts:
         where = "starts with /" if parts[0] == "" else "has an empty segment (//)"
         raise ConfigError(

@@ -139,7 +139,8 @@ def _add(batch: RetryBatch, path: Path, key: str) -> None:
                 batch.bucket,
                 key,
                 "UnsafeKey",
-                f"{exc}; repair it with --strip-prefix/--prefix",
+                # the ledger's keys are its runs': --strip-prefix and --prefix take a --from
+                f"{exc}; rename the file, or upload it again with another --key-template",
             )
         )
         return
