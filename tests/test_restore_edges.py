@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CliResult, ledger_rows
+from tests.conftest import FIVE_MIB_PARTS, CliResult, kill_after_ranges, ledger_rows
 
 MiB = 1024 * 1024
 
@@ -112,3 +112,43 @@ def test_a_stop_leaves_the_ranges_still_waiting_for_a_stream_unfetched(
     assert again.code == 0, again.output
     assert len(proxy.requests(rf"^GET /{bucket}/p/big")) == 12 - in_flight
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
+
+
+def test_a_symlink_where_the_temporary_file_goes_is_not_written_through(
+    proxied_cli, proxy, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # DEST is where the files go, and anyone who can write there can leave a symlink
+    # named as a download's temporary file: opened to write, it took the object's
+    # bytes to the file it points at (outside DEST), then became the restored "file"
+    small, big, resumed = b"small object\n", os.urandom(6 * MiB), os.urandom(15 * MiB)
+    s3.put_object(Bucket=bucket, Key="p/small.txt", Body=small)
+    s3.put_object(Bucket=bucket, Key="p/big.bin", Body=big)
+    s3.put_object(Bucket=bucket, Key="q/resumed.bin", Body=resumed)
+    out = tmp_path / "out"
+    out.mkdir()
+    victims = {}
+    for name, size in (("small.txt", 8), ("big.bin", 8), ("resumed.bin", 15 * MiB)):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_bytes(b"v" * size)
+        victims[name] = victim
+    (out / ".small.txt.s3stow-part").symlink_to(victims["small.txt"])
+    (out / ".big.bin.s3stow-part").symlink_to(victims["big.bin"])
+    result = proxied_cli("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    assert result.code == 0, result.output
+    # a download begun, killed, and its temporary file swapped for a link to a file of
+    # the object's size (a resume reads and writes it in place)
+    proxy.add(rf"^GET /{bucket}/q/", "delay", times=100, delay=0.6)
+    args = ("restore", f"s3://{bucket}/q", "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    kill_after_ranges(proxied_cli.start(*args, "--concurrency", "1"), tmp_path / "l.db", ranges=1)
+    partial = out / ".resumed.bin.s3stow-part"
+    partial.unlink()
+    partial.symlink_to(victims["resumed.bin"])
+    proxy.reset()
+    again = proxied_cli(*args)
+    assert again.code == 0, again.output
+    for name, size in (("small.txt", 8), ("big.bin", 8), ("resumed.bin", 15 * MiB)):
+        assert victims[name].read_bytes() == b"v" * size, name
+    for name, data in (("small.txt", small), ("big.bin", big), ("resumed.bin", resumed)):
+        assert not (out / name).is_symlink()
+        assert (out / name).read_bytes() == data
+    assert sorted(p.name for p in out.iterdir()) == ["big.bin", "resumed.bin", "small.txt"]
