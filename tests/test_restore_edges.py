@@ -152,3 +152,38 @@ def test_a_symlink_where_the_temporary_file_goes_is_not_written_through(
         assert not (out / name).is_symlink()
         assert (out / name).read_bytes() == data
     assert sorted(p.name for p in out.iterdir()) == ["big.bin", "resumed.bin", "small.txt"]
+
+
+def test_a_ledger_that_cannot_be_written_stops_the_restore_and_says_what_was_done(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # a full disk under the ledger (here: a file-size limit on the process, which SQLite
+    # meets as its WAL grows): as an upload, the run stops, prints its summary and the
+    # fix, and exits 3; it used to end on the error alone
+    import resource
+    import subprocess
+
+    for i in range(300):
+        s3.put_object(Bucket=bucket, Key=f"p/f{i:03d}.txt", Body=b"x" * 100)
+    limit = 150_000
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    args = cli.command("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    done = subprocess.run(
+        args, cwd=tmp_path, env=cli.env(), capture_output=True, text=True, timeout=120,
+        preexec_fn=small_files, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "cannot write the ledger" in done.stderr
+    assert "make the ledger writable again" in done.stderr
+    assert "Traceback" not in done.stderr
+    restored = len(list((tmp_path / "out").iterdir()))
+    assert 0 < restored < 300  # it stopped
+    assert f"{restored} restored, 0 skipped, 0 failed of " in done.stdout  # every file said
+    again = cli("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    assert again.code == 0, again.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"f{i:03d}.txt" for i in range(300)
+    ]
