@@ -187,3 +187,21 @@ def test_a_ledger_that_cannot_be_written_stops_the_restore_and_says_what_was_don
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         f"f{i:03d}.txt" for i in range(300)
     ]
+
+
+def test_restore_help_gives_the_range_size_a_restore_uses() -> None:
+    # it showed the upload's part sizes (64MiB from 512MiB, 128MiB above 8GiB), which a
+    # restore never takes: 8 MiB ranges whatever the size (download.RANGE_SIZE)
+    import subprocess
+    import sys
+
+    from s3stow.restore.download import RANGE_SIZE
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "s3stow", "restore", "--help"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    shown = " ".join(shown.split())  # as wrapped for any width
+    assert 8 * MiB == RANGE_SIZE
+    assert "[default: 8MiB, or a composite checksum's parts]" in shown
+    assert "64MiB to 8GiB" not in shown
