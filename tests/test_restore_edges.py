@@ -205,3 +205,39 @@ def test_restore_help_gives_the_range_size_a_restore_uses() -> None:
     assert 8 * MiB == RANGE_SIZE
     assert "[default: 8MiB, or a composite checksum's parts]" in shown
     assert "64MiB to 8GiB" not in shown
+
+
+def test_archive_restore_names_the_rows_own_problem(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # a row's local_file_path is no key, and a row's archive_url was never listed: the
+    # messages said "key has a '..' path segment" and "deleted since it was listed"
+    import sqlite3
+
+    args = ("--db", "demo.db", "--media-root", "media", "--ledger", "l.db")
+    assert cli("archive", "init-demo", "--db", "demo.db", "--media-root", "media").code == 0
+    assert cli("archive", "run", f"s3://{bucket}", *args).code == 1  # rows without a file
+    with sqlite3.connect(tmp_path / "demo.db") as conn:
+        conn.execute(
+            "UPDATE post_media SET local_file_path = '../escape.jpg' WHERE media_id = 'med-0000'"
+        )
+        conn.execute(
+            "UPDATE post_media SET archive_url = ? WHERE media_id = 'med-0001'",
+            (f"s3://{bucket}/cache/no/such.png",),
+        )
+        (kept,) = conn.execute(
+            "SELECT local_file_path FROM post_media WHERE media_id = 'med-0001'"
+        ).fetchone()
+    (tmp_path / "media" / kept).unlink()  # else it is kept: the row's md5_sum proves it
+    result = cli("--json", "archive", "restore", *args)
+    assert result.code == 1, result.output
+    failed = {
+        event["error_class"]: event["error"]
+        for event in map(json.loads, result.stdout.splitlines())
+        if event.get("event") == "result" and event["status"] == "failed"
+    }
+    assert failed["unsafe-path"] == (
+        "row med-0000: local_file_path '../escape.jpg' has a '..' path segment; not written"
+    )
+    assert failed["NoSuchKey"] == (
+        f"s3://{bucket}/cache/no/such.png does not exist (no object has this key); nothing written"
+    )
+    assert not (tmp_path / "escape.jpg").exists()

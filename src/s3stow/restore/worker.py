@@ -240,7 +240,9 @@ def _changed(item: RestoreItem) -> UploadResult:
 def _deleted(item: RestoreItem) -> UploadResult:
     """The object is gone since the plan named it."""
     where = f"s3://{item.bucket}/{item.key}"
-    if item.run is None:
+    if item.run is None and not item.info.etag:  # archive restore: a row's URL, never listed
+        why = "does not exist (no object has this key); nothing written"
+    elif item.run is None:
         why = "no longer exists (deleted since it was listed); nothing written"
     else:
         why = (
