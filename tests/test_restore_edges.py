@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CliResult, ledger_rows
+from tests.conftest import FIVE_MIB_PARTS, CliResult, kill_after_ranges, ledger_rows
 
 MiB = 1024 * 1024
 
@@ -112,3 +112,132 @@ def test_a_stop_leaves_the_ranges_still_waiting_for_a_stream_unfetched(
     assert again.code == 0, again.output
     assert len(proxy.requests(rf"^GET /{bucket}/p/big")) == 12 - in_flight
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
+
+
+def test_a_symlink_where_the_temporary_file_goes_is_not_written_through(
+    proxied_cli, proxy, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # DEST is where the files go, and anyone who can write there can leave a symlink
+    # named as a download's temporary file: opened to write, it took the object's
+    # bytes to the file it points at (outside DEST), then became the restored "file"
+    small, big, resumed = b"small object\n", os.urandom(6 * MiB), os.urandom(15 * MiB)
+    s3.put_object(Bucket=bucket, Key="p/small.txt", Body=small)
+    s3.put_object(Bucket=bucket, Key="p/big.bin", Body=big)
+    s3.put_object(Bucket=bucket, Key="q/resumed.bin", Body=resumed)
+    out = tmp_path / "out"
+    out.mkdir()
+    victims = {}
+    for name, size in (("small.txt", 8), ("big.bin", 8), ("resumed.bin", 15 * MiB)):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_bytes(b"v" * size)
+        victims[name] = victim
+    (out / ".small.txt.s3stow-part").symlink_to(victims["small.txt"])
+    (out / ".big.bin.s3stow-part").symlink_to(victims["big.bin"])
+    result = proxied_cli("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    assert result.code == 0, result.output
+    # a download begun, killed, and its temporary file swapped for a link to a file of
+    # the object's size (a resume reads and writes it in place)
+    proxy.add(rf"^GET /{bucket}/q/", "delay", times=100, delay=0.6)
+    args = ("restore", f"s3://{bucket}/q", "out", "--ledger", "l.db", *FIVE_MIB_PARTS)
+    kill_after_ranges(proxied_cli.start(*args, "--concurrency", "1"), tmp_path / "l.db", ranges=1)
+    partial = out / ".resumed.bin.s3stow-part"
+    partial.unlink()
+    partial.symlink_to(victims["resumed.bin"])
+    proxy.reset()
+    again = proxied_cli(*args)
+    assert again.code == 0, again.output
+    for name, size in (("small.txt", 8), ("big.bin", 8), ("resumed.bin", 15 * MiB)):
+        assert victims[name].read_bytes() == b"v" * size, name
+    for name, data in (("small.txt", small), ("big.bin", big), ("resumed.bin", resumed)):
+        assert not (out / name).is_symlink()
+        assert (out / name).read_bytes() == data
+    assert sorted(p.name for p in out.iterdir()) == ["big.bin", "resumed.bin", "small.txt"]
+
+
+def test_a_ledger_that_cannot_be_written_stops_the_restore_and_says_what_was_done(
+    cli, s3, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # a full disk under the ledger (here: a file-size limit on the process, which SQLite
+    # meets as its WAL grows): as an upload, the run stops, prints its summary and the
+    # fix, and exits 3; it used to end on the error alone
+    import resource
+    import subprocess
+
+    for i in range(300):
+        s3.put_object(Bucket=bucket, Key=f"p/f{i:03d}.txt", Body=b"x" * 100)
+    limit = 150_000
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    args = cli.command("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    done = subprocess.run(
+        args, cwd=tmp_path, env=cli.env(), capture_output=True, text=True, timeout=120,
+        preexec_fn=small_files, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "cannot write the ledger" in done.stderr
+    assert "make the ledger writable again" in done.stderr
+    assert "Traceback" not in done.stderr
+    restored = len(list((tmp_path / "out").iterdir()))
+    assert 0 < restored < 300  # it stopped
+    assert f"{restored} restored, 0 skipped, 0 failed of " in done.stdout  # every file said
+    again = cli("restore", f"s3://{bucket}/p", "out", "--ledger", "l.db")
+    assert again.code == 0, again.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"f{i:03d}.txt" for i in range(300)
+    ]
+
+
+def test_restore_help_gives_the_range_size_a_restore_uses() -> None:
+    # it showed the upload's part sizes (64MiB from 512MiB, 128MiB above 8GiB), which a
+    # restore never takes: 8 MiB ranges whatever the size (download.RANGE_SIZE)
+    import subprocess
+    import sys
+
+    from s3stow.restore.download import RANGE_SIZE
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "s3stow", "restore", "--help"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    shown = " ".join(shown.split())  # as wrapped for any width
+    assert 8 * MiB == RANGE_SIZE
+    assert "[default: 8MiB, or a composite checksum's parts]" in shown
+    assert "64MiB to 8GiB" not in shown
+
+
+def test_archive_restore_names_the_rows_own_problem(cli, bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # a row's local_file_path is no key, and a row's archive_url was never listed: the
+    # messages said "key has a '..' path segment" and "deleted since it was listed"
+    import sqlite3
+
+    args = ("--db", "demo.db", "--media-root", "media", "--ledger", "l.db")
+    assert cli("archive", "init-demo", "--db", "demo.db", "--media-root", "media").code == 0
+    assert cli("archive", "run", f"s3://{bucket}", *args).code == 1  # rows without a file
+    with sqlite3.connect(tmp_path / "demo.db") as conn:
+        conn.execute(
+            "UPDATE post_media SET local_file_path = '../escape.jpg' WHERE media_id = 'med-0000'"
+        )
+        conn.execute(
+            "UPDATE post_media SET archive_url = ? WHERE media_id = 'med-0001'",
+            (f"s3://{bucket}/cache/no/such.png",),
+        )
+        (kept,) = conn.execute(
+            "SELECT local_file_path FROM post_media WHERE media_id = 'med-0001'"
+        ).fetchone()
+    (tmp_path / "media" / kept).unlink()  # else it is kept: the row's md5_sum proves it
+    result = cli("--json", "archive", "restore", *args)
+    assert result.code == 1, result.output
+    failed = {
+        event["error_class"]: event["error"]
+        for event in map(json.loads, result.stdout.splitlines())
+        if event.get("event") == "result" and event["status"] == "failed"
+    }
+    assert failed["unsafe-path"] == (
+        "row med-0000: local_file_path '../escape.jpg' has a '..' path segment; not written"
+    )
+    assert failed["NoSuchKey"] == (
+        f"s3://{bucket}/cache/no/such.png does not exist (no object has this key); nothing written"
+    )
+    assert not (tmp_path / "escape.jpg").exists()

@@ -44,7 +44,8 @@ def restore_items(
             continue
         failed = UploadResult(media_root, bucket, key, Status.FAILED, size=row.file_size or 0)
         try:
-            parts = relative_parts(rel, "", rules)
+            what = f"local_file_path {rel!r}" if row.local_file_path else f"path {rel!r}"
+            parts = relative_parts(rel, "", rules, what=what)
             path = local_path(media_root, parts)
         except UnsafePath as exc:
             message = f"row {row.id}: {exc}; not written"

@@ -106,7 +106,9 @@ def restore(
         Opt(
             help="Range size for large objects, e.g. 64MiB.",
             metavar="SIZE",
-            show_default="8MiB below 512MiB, 64MiB to 8GiB, 128MiB above",
+            # download.RANGE_SIZE whatever the size (an upload's part size grows with
+            # it), raised only past 10,000 ranges; a COMPOSITE checksum's parts win
+            show_default="8MiB, or a composite checksum's parts",
         ),
     ] = None,
     multipart_threshold: Annotated[

@@ -24,6 +24,10 @@ from s3stow.ledger.sql import Ledger
 from s3stow.logs import redact
 
 _CHUNK = 500
+_FIX = (
+    "make the ledger writable again (disk space, permissions) and run the same command: "
+    "a file restored but not recorded is proven by its checksum, not fetched again"
+)
 _RESTORE_COMMANDS = ("restore", "restore-run", "archive-restore")
 
 
@@ -255,7 +259,8 @@ class RestoreLedger:
             yield
         except self.database.errors as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise LedgerError(f"cannot {verb} the ledger's restores: {redact(first)}") from exc
+            message = f"cannot {verb} the ledger's restores: {redact(first)}"
+            raise LedgerError(message, hint=_FIX if verb == "write" else None) from exc
 
 
 def _where(record: RestoreRecord) -> dict[str, str]:

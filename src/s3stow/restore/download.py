@@ -1,6 +1,7 @@
 """Fetching one object into its local file: one GET, or ranged GETs that resume.
 
-Bytes go to a temporary file beside the destination (``paths.temp_path``); only when
+Bytes go to a temporary file beside the destination (``paths.temp_path``; made anew,
+and never opened through a symlink at its name, which would lead out of DEST); only when
 the check holds (``check.py``) does the file get its mtime and replace the
 destination (``os.replace``: atomic, and a reader never sees half a file).
 
@@ -31,6 +32,7 @@ from concurrent.futures import Future, wait
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 from s3stow.errors import Interrupted, TransferError
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger, RestoreRecord
@@ -69,6 +71,10 @@ RANGE_SIZE = 8 * MiB
 # took 18.1 s for a GiB against 16.3-16.6 s from 8, with no difference straight to
 # SeaweedFS (wall 6.7-8.2 s and 7.0-8.8 s, server CPU 1.31-1.40 s and 1.26-1.51 s).
 START_STREAMS = 8
+# Opening the temporary file never follows a symlink at its name (POSIX; Windows has no
+# such flag: there the file is made anew, ``_create``, before anything is written): one
+# left or planted in DEST would take the object's bytes out of DEST.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +120,8 @@ def _single(ctx: TransferContext, item: RestoreItem) -> Fetched:
             )
             proof = proof_for(body.info)
             whole, md5 = proof.whole_hasher(), Hasher("md5-hex") if item.expect_md5 else None
-            received = _stream(ctx, item, body, temp, "wb", [h for h in (whole, md5) if h])
+            _create(temp)
+            received = _stream(ctx, item, body, temp, "r+b", [h for h in (whole, md5) if h])
         if received != body.info.size:
             ctx.on_bytes(item.source, -received)
             raise TransferError(
@@ -154,7 +161,7 @@ def _stream(
     try:
         # unbuffered: every chunk is written as it is (the buffered layer only added
         # a tty probe and a seek per file, and a copy of small chunks)
-        with io.FileIO(path, mode) as out:
+        with io.FileIO(path, mode, opener=_no_link) as out:
             if mode == "r+b":
                 out.seek(body.start)
             for chunk in body.chunks(CHUNK):
@@ -179,6 +186,24 @@ def _stream(
     finally:
         body.close()
     return received
+
+
+def _no_link(path: str, flags: int) -> int:
+    """The temporary file's opener: never through a symlink at its name."""
+    return os.open(path, flags | _NOFOLLOW, 0o666)
+
+
+def _create(temp: Path, *, size: int = 0) -> None:
+    """Make ``temp`` a new file of ``size`` bytes (sparse): whatever has its name (a
+    symlink, which opening it to write would follow) is removed first, and ``O_EXCL``
+    refuses one made in between."""
+    temp.unlink(missing_ok=True)
+    handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        if size:
+            os.ftruncate(handle, size)
+    finally:
+        os.close(handle)
 
 
 def _write_all(out: io.FileIO, chunk: bytes | memoryview) -> None:
@@ -232,8 +257,7 @@ def _ranged(
             restores.begin_download(
                 record, download_id=download_id, range_size=range_size, run_id=ctx.run_id
             )
-        with temp.open("wb") as out:
-            out.truncate(info.size)
+        _create(temp, size=info.size)
     elif done:
         log.info("resuming %s: %d of %d ranges already here", item.key, len(done), len(spans))
         # an earlier run's bytes: the file's progress, not bytes this run received
@@ -265,7 +289,7 @@ def _ranged(
     except TransferError:
         _discard(restores, item, temp)
         raise
-    with temp.open("rb+") as handle:  # a large file: on disk before it takes the name
+    with open(temp, "rb+", opener=_no_link) as handle:  # on disk before it takes the name
         os.fsync(handle.fileno())
     return _finish(temp, item, info, proof, value, received)
 
@@ -298,14 +322,15 @@ def _resume(
     if restores is None or entry is None or not entry.download_id:
         return None, {}
     try:
-        on_disk = temp.stat().st_size
+        found = os.lstat(temp)
+        on_disk = found.st_size if S_ISREG(found.st_mode) else -1  # a symlink: anew
     except OSError:
         on_disk = -1
     if entry.etag != info.etag or entry.range_size != range_size or on_disk != info.size:
         log.info("not resuming %s: the object or the partial file changed", info.key)
         return None, {}
     done: dict[int, tuple[int, str]] = {}
-    with temp.open("rb") as handle:
+    with open(temp, "rb", opener=_no_link) as handle:
         for first, length, digest in restores.ranges(entry.download_id):
             handle.seek(first)
             hasher = Hasher(kind)

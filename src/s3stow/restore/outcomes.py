@@ -72,13 +72,15 @@ class Outcomes:
             self.waiting.append(item)
             return
         summary = self.summary
-        if self.restores is not None and item is not None:
-            record = worked.record if worked is not None else item.record(result)
-            if record is not None:
-                self.restores.record(record, run_id=summary.run_id)
-        source = item.source if item is not None else source
-        summary.count(result, source.group if source is not None else "(none)")
-        self.observer.on_result(result, source)
+        try:
+            if self.restores is not None and item is not None:
+                record = worked.record if worked is not None else item.record(result)
+                if record is not None:
+                    self.restores.record(record, run_id=summary.run_id)
+        finally:  # a ledger that failed stops the run; the file is still counted and said
+            source = item.source if item is not None else source
+            summary.count(result, source.group if source is not None else "(none)")
+            self.observer.on_result(result, source)
 
     def still_pending(self) -> None:
         """A run stopped while objects waited for Glacier: each is reported pending."""

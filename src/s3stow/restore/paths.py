@@ -98,23 +98,24 @@ def windows_reserved(name: str) -> bool:
     return name.partition(".")[0].rstrip(" ").upper() in _WINDOWS_NAMES
 
 
-def relative_parts(key: str, prefix: str, rules: PathRules) -> list[str]:
+def relative_parts(key: str, prefix: str, rules: PathRules, *, what: str = "key") -> list[str]:
     """The path segments of ``key`` below ``prefix``; ``UnsafePath`` when the key
-    cannot be a local path under these rules."""
+    cannot be a local path under these rules (``what`` names it in the message: an
+    archive row's ``local_file_path`` is no key)."""
     if not key.startswith(prefix):
-        raise UnsafePath(f"key is not under the prefix {prefix!r}")
+        raise UnsafePath(f"{what} is not under the prefix {prefix!r}")
     rest = key[len(prefix) :]
     if rest.startswith("/"):
-        raise UnsafePath("key is an absolute path (starts with '/')")
+        raise UnsafePath(f"{what} is an absolute path (starts with '/')")
     if "\x00" in rest:
-        raise UnsafePath("key contains a NUL character")
+        raise UnsafePath(f"{what} contains a NUL character")
     parts = rest.split("/")
     for part in parts:
         if part in ("", ".", ".."):
-            raise UnsafePath(f"key has a {part or 'empty'!r} path segment")
+            raise UnsafePath(f"{what} has a {part or 'empty'!r} path segment")
         if _name_length(part, rules) > NAME_MAX:
             raise UnsafePath(
-                f"key has a path segment of {_name_length(part, rules)} "
+                f"{what} has a path segment of {_name_length(part, rules)} "
                 f"{'bytes' if rules.name_in_bytes else 'characters'}, longer than a file "
                 f"name may be ({NAME_MAX})"
             )

@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from s3stow.errors import S3StowError
+from s3stow.errors import LedgerError, S3StowError
 from s3stow.ledger.restores import RestoreEntry
 from s3stow.models import Decision, Reason, SourceFile, Status, Target, UploadResult
 from s3stow.restore import glacier
@@ -111,13 +111,20 @@ class RestoreRun:
             self.received.close(summary)
             if restorer.fatal_error is not None:
                 summary.fatal = str(restorer.fatal_error)
-            if self.outcomes.restores is not None:
-                self.outcomes.restores.flush()
-            if ledger is not None:
-                status = (
-                    "interrupted" if summary.interrupted else ("done" if summary.ok else "failed")
-                )
-                ledger.finish_run(summary.run_id, status=status, summary=summary.totals())
+            try:
+                if self.outcomes.restores is not None:
+                    self.outcomes.restores.flush()
+                if ledger is not None:
+                    status = (
+                        "interrupted"
+                        if summary.interrupted
+                        else ("done" if summary.ok else "failed")
+                    )
+                    ledger.finish_run(summary.run_id, status=status, summary=summary.totals())
+            except LedgerError as exc:  # the run's last writes: said, and the run fails
+                restorer.worker.fail_run(exc)
+                summary.interrupted = False
+                summary.fatal = str(restorer.fatal_error)
             restorer.observer.on_finish(summary)
         return summary
 
@@ -256,7 +263,10 @@ class RestoreRun:
             if isinstance(worked, BaseException):
                 raise worked
             assert isinstance(worked, Worked)
-            settle(worked.result, item, worked=worked)
+            try:
+                settle(worked.result, item, worked=worked)
+            except LedgerError as exc:  # stop as an upload does: the summary still said
+                self.restorer.worker.fail_run(exc)
 
     def _work(
         self,

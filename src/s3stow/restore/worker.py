@@ -22,7 +22,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from s3stow.errors import AuthError, BucketMissingError, Interrupted, S3StowError, TransferError
+from s3stow.errors import (
+    AuthError,
+    BucketMissingError,
+    Interrupted,
+    LedgerError,
+    S3StowError,
+    TransferError,
+)
 from s3stow.ledger.restores import RestoreEntry, RestoreLedger
 from s3stow.models import Decision, Reason, Status, UploadResult
 from s3stow.report.observer import Observer
@@ -118,10 +125,8 @@ class RestoreWorker:
             )
         except Interrupted:
             return UploadResult(item.path, item.bucket, item.key, Status.PLANNED)
-        except (AuthError, BucketMissingError) as exc:
-            with self._lock:
-                self.fatal_error = self.fatal_error or for_restore(exc)
-            self.stop.set()
+        except (AuthError, BucketMissingError, LedgerError) as exc:
+            self.fail_run(exc)  # a ledger write too: a range not recorded is not resumable
             return item.failed(getattr(exc, "code", type(exc).__name__), _first_line(exc))
         except TransferError as exc:
             return _transfer_failed(item, exc)
@@ -131,6 +136,13 @@ class RestoreWorker:
             return item.failed(type(exc).__name__, f"{item.path}: {exc.strerror or exc}")
         except S3StowError as exc:
             return item.failed(type(exc).__name__, _first_line(exc))
+
+    def fail_run(self, exc: S3StowError) -> None:
+        """Stop the run for ``exc`` (the first such error is the run's: exit 3); what is
+        in flight finishes, as after Ctrl+C."""
+        with self._lock:
+            self.fatal_error = self.fatal_error or for_restore(exc)
+        self.stop.set()
 
     def poll(self, ctx: TransferContext, item: RestoreItem) -> bool:
         """Whether an archived object has become readable (one HEAD)."""
@@ -228,7 +240,9 @@ def _changed(item: RestoreItem) -> UploadResult:
 def _deleted(item: RestoreItem) -> UploadResult:
     """The object is gone since the plan named it."""
     where = f"s3://{item.bucket}/{item.key}"
-    if item.run is None:
+    if item.run is None and not item.info.etag:  # archive restore: a row's URL, never listed
+        why = "does not exist (no object has this key); nothing written"
+    elif item.run is None:
         why = "no longer exists (deleted since it was listed); nothing written"
     else:
         why = (
