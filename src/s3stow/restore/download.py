@@ -120,8 +120,7 @@ def _single(ctx: TransferContext, item: RestoreItem) -> Fetched:
             )
             proof = proof_for(body.info)
             whole, md5 = proof.whole_hasher(), Hasher("md5-hex") if item.expect_md5 else None
-            _create(temp)
-            received = _stream(ctx, item, body, temp, "r+b", [h for h in (whole, md5) if h])
+            received = _stream(ctx, item, body, temp, "xb", [h for h in (whole, md5) if h])
         if received != body.info.size:
             ctx.on_bytes(item.source, -received)
             raise TransferError(
@@ -154,14 +153,15 @@ def _stream(
     limit: int | None = None,
     streams: StreamLimiter | None = None,
 ) -> int:
-    """Write ``body`` to ``path`` (at ``body.start`` in ``r+b`` mode), hashing it;
-    progress taken back when it fails halfway (``streams`` is told of every chunk
-    received: the bytes crossed the network either way)."""
+    """Write ``body`` to ``path`` (at ``body.start`` in ``r+b`` mode; ``xb``: a file
+    made anew, ``_new_file``), hashing it; progress taken back when it fails halfway
+    (``streams`` is told of every chunk received: the bytes crossed the network either
+    way)."""
     received = reported = 0
     try:
         # unbuffered: every chunk is written as it is (the buffered layer only added
         # a tty probe and a seek per file, and a copy of small chunks)
-        with io.FileIO(path, mode, opener=_no_link) as out:
+        with io.FileIO(path, mode, opener=_new_file if mode == "xb" else _no_link) as out:
             if mode == "r+b":
                 out.seek(body.start)
             for chunk in body.chunks(CHUNK):
@@ -191,6 +191,18 @@ def _stream(
 def _no_link(path: str, flags: int) -> int:
     """The temporary file's opener: never through a symlink at its name."""
     return os.open(path, flags | _NOFOLLOW, 0o666)
+
+
+def _new_file(path: str, flags: int) -> int:
+    """The opener of a temporary file made anew (``xb``: ``O_CREAT | O_EXCL``, which
+    refuses any name that exists, a symlink included): what has the name (a file a
+    killed run left, or a symlink) is removed and the file made again. One system call
+    where nothing has the name, as for nearly every object."""
+    try:
+        return os.open(path, flags | _NOFOLLOW, 0o666)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, flags | _NOFOLLOW, 0o666)
 
 
 def _create(temp: Path, *, size: int = 0) -> None:
