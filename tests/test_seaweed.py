@@ -16,7 +16,7 @@ import boto3
 import botocore.exceptions
 import pytest
 
-from s3stow.devserver.seaweedfs import SeaweedServer
+from s3stow.devserver.seaweedfs import SeaweedServer, seaweed_available
 from s3stow.errors import ConfigError
 from tests.conftest import s3_client
 
@@ -106,3 +106,25 @@ def test_busy_port_is_refused_before_start(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="already in use"):
             server.start()
     assert server.process is None
+
+
+def test_a_long_temporary_folder_does_not_keep_seaweedfs_from_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """weed binds two unix sockets in the scratch folder: under a TMPDIR some 75 bytes
+    long their paths passed the 108 bytes a socket's may have, and weed stopped at start
+    ("bind: invalid argument"; the suite's own tmp paths grow with pytest's counter)."""
+    if not seaweed_available():
+        pytest.skip("SeaweedFS is not installed for this platform")
+    long_tmp = tmp_path / ("t" * (100 - len(str(tmp_path))))
+    long_tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(long_tmp))
+    server = SeaweedServer()
+    server.start()
+    try:
+        s3 = s3_client(server.endpoint_url)
+        s3.create_bucket(Bucket="long-tmp")
+        s3.put_object(Bucket="long-tmp", Key="k", Body=b"x")
+    finally:
+        server.stop()
+    assert list(long_tmp.iterdir()) == []

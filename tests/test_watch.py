@@ -557,3 +557,58 @@ def test_what_a_watch_cannot_upload_is_reported_never_dropped(
     assert process.returncode == 0, err
     assert "failed: in/live/late\\xfe.xml: [InvalidName]" in err
     assert err.count("late\\xfe") == 1  # said once, not at every tick
+
+
+def test_an_after_upload_folder_that_cannot_be_made_is_a_usage_error(
+    cli, bucket, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``move:FILE`` (or a folder that cannot be made) was "unexpected FileExistsError ...
+    please report it", exit 3."""
+    make_tree(tmp_path / "in", {"a.xml": 5})
+    (tmp_path / "taken").write_text("a file")
+    result = cli(
+        "watch", "in", f"s3://{bucket}/m", "--once", "--ledger", "l.db",
+        "--after-upload", "move:taken",
+    )  # fmt: skip
+    assert result.code == 2, result.output
+    assert "--after-upload move:taken: cannot make the folder taken: it is a file" in (
+        result.stderr
+    )
+    assert "unexpected" not in result.output
+    assert (tmp_path / "in" / "a.xml").exists()
+
+
+def test_a_watched_folder_that_goes_away_is_said_once(cli, tmp_path: Path, bucket) -> None:  # type: ignore[no-untyped-def]
+    """The watched folder removed while watching: every rescan found nothing and said
+    nothing (its Skipped root is ``.``, which the hidden-name rule left out)."""
+    import shutil
+    import threading
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    process = cli.start(
+        "watch", "in", f"s3://{bucket}/g", "--settle", "0.5", "--rescan", "0.3",
+        "--ledger", "l.db", "--status-json", "st.json",
+    )  # fmt: skip
+    assert process.stderr is not None
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        lines.extend(iter(process.stderr.readline, ""))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        _wait((tmp_path / "st.json").exists)  # written once the notifications run
+        shutil.rmtree(inbox)
+        _wait(lambda: any("cannot read the watched folder" in line for line in lines))
+        time.sleep(1.5)  # several rescans more: still said once
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+        reader.join(timeout=5)
+    assert process.returncode == 0, "".join(lines)
+    said = [line for line in lines if "cannot read the watched folder" in line]
+    assert len(said) == 1, said
+    assert "No such file or directory" in said[0]

