@@ -607,6 +607,30 @@ def test_another_file_put_in_place_since_its_interrupted_upload_is_sent_whole(
     uploader.ledger.close()
 
 
+def test_no_clobber_keeps_an_object_written_while_the_parts_were_sent(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """``--no-clobber`` completes a multipart upload only if the key is still free
+    (``If-None-Match: *`` on CompleteMultipartUpload): an object another writer put at
+    the key while the parts were sent is kept, and the file is failed, not done."""
+    MiB = 1024 * 1024
+    uploader, _ = _uploader(
+        proxy, tmp_path, no_clobber=True, multipart_threshold=5 * MiB, part_size=5 * MiB
+    )
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"a" * 6 * MiB)
+
+    def another_writer(_: str) -> None:
+        s3.put_object(Bucket=bucket, Key="p/big.bin", Body=b"theirs")
+
+    proxy.add(r"^PUT .*partNumber=1&", "callback", callback=another_writer)
+    result = uploader.upload_file(path, target=f"s3://{bucket}/p")
+    assert (result.status, result.error_class) == (Status.FAILED, "PreconditionFailed")
+    assert s3.get_object(Bucket=bucket, Key="p/big.bin")["Body"].read() == b"theirs"
+    assert uploader.ledger is not None
+    uploader.ledger.close()
+
+
 @pytest.mark.skipif(os.name == "nt", reason="no status-change time on Windows")
 def test_a_file_rewritten_in_place_since_its_interrupted_upload_is_sent_whole(
     proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path

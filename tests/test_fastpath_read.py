@@ -18,7 +18,7 @@ from awscrt import checksums as crt
 from botocore import handlers
 from botocore.exceptions import ClientError
 
-from s3stow.config import load_settings
+from s3stow.config import Settings, load_settings
 from s3stow.errors import TransferError
 from s3stow.store.base import ObjectInfo
 from s3stow.store.replay import Answered, Received
@@ -557,3 +557,26 @@ def test_a_kept_connection_the_network_reset_is_replaced_once_on_the_fast_path(
         assert forwarder.accepted == opened + 1  # one new connection
     finally:
         forwarder.stop()
+
+
+def test_a_connection_opened_ahead_is_the_one_the_next_fast_request_uses(
+    seaweed_server: Any, seaweed_bucket: str
+) -> None:
+    """Once HeadBucket taught the bucket's address, ``preconnect`` opens this thread's
+    connection without sending anything; the next fast-path request goes over it (on
+    SeaweedFS, which keeps connections alive). (Moved here from test_overlap.py, into
+    mutmut's selection: it kills ``Connections.preconnect``'s mutants.)"""
+    bucket = seaweed_bucket
+    store = S3Store.from_settings(Settings(endpoint_url=seaweed_server.endpoint_url))
+    store.head_bucket(bucket)  # through botocore: the fast path learns its address
+    fast = store.fast_path
+    assert fast is not None
+    sent = fast.sent
+    fast.preconnect(bucket)
+    (opened,) = fast._local.conns.values()
+    assert fast.sent == sent  # nothing sent
+    assert fast.head_bucket(bucket)
+    assert fast.sent == sent + 1
+    assert list(fast._local.conns.values()) == [opened]  # the same socket, kept
+    fast.preconnect("another-bucket")  # nothing learned there: nothing opened
+    assert list(fast._local.conns.values()) == [opened]

@@ -193,28 +193,6 @@ def test_a_waiter_prepares_while_the_learner_is_out_and_a_learner_does_not() -> 
     assert prepared == ["waiter"]
 
 
-def test_a_connection_opened_ahead_is_the_one_the_next_fast_request_uses(
-    seaweed_server: Any, seaweed_bucket: str
-) -> None:
-    """Once HeadBucket taught the bucket's address, ``preconnect`` opens this thread's
-    connection without sending anything; the next fast-path request goes over it (on
-    SeaweedFS, which keeps connections alive)."""
-    bucket = seaweed_bucket
-    store = S3Store.from_settings(Settings(endpoint_url=seaweed_server.endpoint_url))
-    store.head_bucket(bucket)  # through botocore: the fast path learns its address
-    fast = store.fast_path
-    assert fast is not None
-    sent = fast.sent
-    fast.preconnect(bucket)
-    (opened,) = fast._local.conns.values()
-    assert fast.sent == sent  # nothing sent
-    assert fast.head_bucket(bucket)
-    assert fast.sent == sent + 1
-    assert list(fast._local.conns.values()) == [opened]  # the same socket, kept
-    fast.preconnect("another-bucket")  # nothing learned there: nothing opened
-    assert list(fast._local.conns.values()) == [opened]
-
-
 @pytest.mark.engines
 def test_botocores_small_puts_go_without_100_continue_and_large_bodies_keep_it(
     proxy: FaultProxy, bucket: str, engine: str, tmp_path: Path
