@@ -78,6 +78,15 @@ def test_a_key_named_as_a_downloads_temporary_file_is_refused(
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["a"]
 
 
+def _ranges(proxy: Any, bucket: str) -> set[str]:
+    """The byte ranges of p/big.bin asked for through the proxy (each once)."""
+    return {
+        headers.get("range", "")
+        for line, headers in zip(list(proxy.log), list(proxy.headers), strict=False)
+        if line.startswith(f"GET /{bucket}/p/big.bin")
+    }
+
+
 def test_a_stop_leaves_the_ranges_still_waiting_for_a_stream_unfetched(
     proxied_cli, proxy, s3, bucket, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -86,14 +95,14 @@ def test_a_stop_leaves_the_ranges_still_waiting_for_a_stream_unfetched(
     # lets the ranges in flight finish; the waiting ones must not start after it
     data = os.urandom(12 * 5 * MiB)
     s3.put_object(Bucket=bucket, Key="p/big.bin", Body=data)
-    held = proxy.add(rf"^GET /{bucket}/p/big\\.bin", "hold", times=1000)
+    held = proxy.add(rf"^GET /{bucket}/p/big\.bin", "hold", times=1000)
     args = (
         "restore", f"s3://{bucket}/p", "out", "--ledger", "l.db", "--concurrency", "10",
         "--part-size", "5MiB", "--multipart-threshold", "5MiB",
     )  # fmt: skip
     process = proxied_cli.start(*args)
     deadline = time.monotonic() + 60
-    while len(proxy.requests(rf"^GET /{bucket}/p/big")) < 8:
+    while len(_ranges(proxy, bucket)) < 8:
         assert time.monotonic() < deadline, "the ranges did not start in time"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
@@ -103,17 +112,18 @@ def test_a_stop_leaves_the_ranges_still_waiting_for_a_stream_unfetched(
     # counted once the stop is said, while every GET is still held: a range that was
     # taking a stream slot as the stop came is in flight too; one waiting for a slot
     # can only get one when a held range ends, after the release
-    in_flight = len(proxy.requests(rf"^GET /{bucket}/p/big"))
+    in_flight = _ranges(proxy, bucket)
     held.release()
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stdout + stderr
-    assert len(proxy.requests(rf"^GET /{bucket}/p/big")) == in_flight
+    # (a range in flight may be sent twice: a request repeated through botocore)
+    assert _ranges(proxy, bucket) == in_flight
     recorded = ledger_rows(tmp_path / "l.db", "SELECT first_byte FROM restore_ranges")
-    assert len(recorded) == in_flight
+    assert len(recorded) == len(in_flight)
     proxy.reset()
     again = proxied_cli(*args)  # the rest, and only the rest
     assert again.code == 0, again.output
-    assert len(proxy.requests(rf"^GET /{bucket}/p/big")) == 12 - in_flight
+    assert len(_ranges(proxy, bucket)) == 12 - len(in_flight)
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
 
 

@@ -167,12 +167,12 @@ def install_signal_handlers(uploader: Engine, *, resume: str | None = None) -> A
     )
 
     def stop() -> None:
+        uploader.request_stop()  # first: once this is said, nothing new starts
         print(
             "\nstopping: finishing in-flight requests (Ctrl+C again to quit at once)",
             file=sys.stderr,
             flush=True,
         )
-        uploader.request_stop()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         seen["count"] += 1
