@@ -117,6 +117,18 @@ def display_path(path: Path) -> str:
 # Windows: st_ctime is the creation time (os.stat documents it), not a change time.
 _HAS_CHANGE_TIME = os.name != "nt"
 
+# The ledger's integer columns are signed 64-bit (BIGINT): a time in nanoseconds past
+# 2262-04-11 (or before 1677-09-21) does not fit, and SQLite refuses it (OverflowError)
+# where PostgreSQL would fail the batch. Such a time (a file touched far ahead, an
+# ``mtime`` metadata another tool stored) is kept at the nearest end, and a file's
+# times are compared with the ledger's as the ledger holds them.
+_BIGINT = (-(2**63), 2**63 - 1)
+
+
+def stored_ns(value: int) -> int:
+    """``value`` (nanoseconds) as the ledger's BIGINT columns can hold it."""
+    return min(max(value, _BIGINT[0]), _BIGINT[1])
+
 
 @dataclass(frozen=True, slots=True)
 class FileIdentity:
@@ -195,9 +207,14 @@ class FileIdentity:
         moved = []
         if now.size != self.size:
             moved.append(f"size {self.size} -> {now.size}")
-        if now.mtime_ns != self.mtime_ns:
+        if stored_ns(now.mtime_ns) != stored_ns(self.mtime_ns):  # as a ledger holds them
             moved.append("modification time moved")
-        if None not in (self.ctime_ns, now.ctime_ns) and now.ctime_ns != self.ctime_ns:
+        then_changed, now_changed = self.ctime_ns, now.ctime_ns
+        if (
+            then_changed is not None
+            and now_changed is not None
+            and stored_ns(now_changed) != stored_ns(then_changed)
+        ):
             moved.append("status-change time moved: written to in place")
         if None not in (self.inode, now.inode) and now.inode != self.inode:
             moved.append("another file at that path (new inode)")

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from s3stow.job import schema
 from s3stow.job.db import first_line, transient
+from s3stow.localfiles import stored_ns
 from s3stow.logs import redact
 from s3stow.models import SourceFile
 
@@ -105,8 +106,8 @@ class Plan:
         rows = [
             {
                 "job": self.job, "path": str(s.path), "rel_path": s.rel_path, "key": key,
-                "size": s.size, "mtime_ns": s.mtime_ns, "grp": s.group, "state": "pending",
-                "attempts": 0,
+                "size": s.size, "mtime_ns": stored_ns(s.mtime_ns), "grp": s.group,
+                "state": "pending", "attempts": 0,
             }
             for s, key in items
         ]  # fmt: skip

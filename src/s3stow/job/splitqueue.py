@@ -33,7 +33,7 @@ from s3stow.job.rows import (
     lock_upload,
     split_files,
 )  # fmt: skip
-from s3stow.localfiles import FileIdentity
+from s3stow.localfiles import FileIdentity, stored_ns
 
 
 class SplitQueue:
@@ -77,8 +77,8 @@ class SplitQueue:
                 "part_size": part_size,
                 "parts_total": len(ranges),
                 "size": identity.size,
-                "mtime_ns": identity.mtime_ns,
-                "ctime_ns": identity.ctime_ns,
+                "mtime_ns": stored_ns(identity.mtime_ns),
+                "ctime_ns": None if identity.ctime_ns is None else stored_ns(identity.ctime_ns),
                 "inode": identity.inode,
                 "checksum_algorithm": checksum_algorithm,
                 "state": "parts",

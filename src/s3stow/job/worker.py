@@ -32,7 +32,7 @@ from s3stow.job.queue import JobQueue, Outcome
 from s3stow.job.rows import Claimed
 from s3stow.job.split import SplitUploads
 from s3stow.ledger.rows import ItemRecord
-from s3stow.localfiles import FileIdentity
+from s3stow.localfiles import FileIdentity, stored_ns
 from s3stow.models import (
     Decision,
     PlannedUpload,
@@ -299,7 +299,7 @@ class JobWorker:
             if (
                 entry is not None
                 and entry.status == Status.DONE
-                and (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns)
+                and (entry.size, entry.mtime_ns) == (source.size, stored_ns(source.mtime_ns))
                 and entry.recorded_on(self.uploader.store.store_id())
             ):
                 return Outcome(item, "done")

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from s3stow.errors import LedgerError
-from s3stow.ledger.rows import stored_ns
 from s3stow.ledger.sql import Ledger
+from s3stow.localfiles import stored_ns
 from s3stow.logs import redact
 
 _CHUNK = 500

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from s3stow.localfiles import stored_ns
 from s3stow.logs import redact
 from s3stow.models import PartRecord, Status, UploadResult
 
@@ -103,19 +104,6 @@ _UPSERT_PART = (
 )
 
 
-# The ledger's integer columns are signed 64-bit (BIGINT): a time in nanoseconds past
-# 2262-04-11 (or before 1677-09-21) does not fit, and SQLite refuses it (OverflowError)
-# where PostgreSQL would fail the batch. Such an mtime (a file touched far ahead, an
-# ``mtime`` metadata another tool stored) is kept at the nearest end: it then never
-# equals the file's, so a later run compares that file by its content.
-_BIGINT = (-(2**63), 2**63 - 1)
-
-
-def stored_ns(value: int) -> int:
-    """``value`` (nanoseconds) as the ledger's BIGINT columns can hold it."""
-    return min(max(value, _BIGINT[0]), _BIGINT[1])
-
-
 @dataclass(frozen=True, slots=True)
 class ItemRecord:
     """One item's outcome as ``Ledger.record`` receives it."""
@@ -158,7 +146,7 @@ def write_batch(session: Any, batch: list[tuple[str, Any]]) -> None:
             "key": result.key,
             "source_path": str(result.path),
             "size": result.size,
-            "mtime_ns": mtime_ns,
+            "mtime_ns": stored_ns(mtime_ns),
             "checksum_algorithm": result.checksum_algorithm,
             "checksum": result.checksum,
             "etag": result.etag,

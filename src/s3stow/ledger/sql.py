@@ -35,6 +35,7 @@ from s3stow.ledger.rows import (
     write_batch,
 )
 from s3stow.ledger.sqlite_backend import LedgerReplaced
+from s3stow.localfiles import stored_ns
 from s3stow.logs import redact
 from s3stow.models import PartRecord, Status, UploadResult
 
@@ -264,6 +265,8 @@ class Ledger:
             f" VALUES ({', '.join(':' + c for c in columns)})",
             {
                 **{name: getattr(state, name) for name in _MULTIPART_COLUMNS},
+                "mtime_ns": stored_ns(state.mtime_ns),
+                "ctime_ns": None if state.ctime_ns is None else stored_ns(state.ctime_ns),
                 "created_at": time.time(),
             },
         )

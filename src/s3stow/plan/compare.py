@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from s3stow.config import Settings
 from s3stow.ledger import Ledger, LedgerEntry
+from s3stow.localfiles import stored_ns
 from s3stow.models import Decision, PlannedUpload, Reason, Status
 from s3stow.store import checksums
 from s3stow.store.base import ObjectInfo, ObjectStore
@@ -159,7 +160,7 @@ def decide(
             decisions.append((Decision(item, True, Reason.FORCED), None))
             continue
         if entry is not None and entry.status == Status.DONE and remote.recorded_here(entry):
-            if entry.size == item.source.size and entry.mtime_ns == item.source.mtime_ns:
+            if entry.size == item.source.size and entry.mtime_ns == stored_ns(item.source.mtime_ns):
                 decisions.append((Decision(item, False, Reason.LEDGER_DONE), None))
             else:
                 decisions.append((Decision(item, True, Reason.CHANGED), None))
