@@ -925,6 +925,36 @@ def test_the_settings_follow_symlinks_reaches_the_walk(
     uploader.ledger.close()
 
 
+class _StoreWithoutCounter:
+    """An embedder's store: a real ``S3Store`` behind it, but no ``transient_errors``
+    (``ObjectStore`` does not ask for one)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "transient_errors":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def test_a_store_without_an_error_count_reports_no_transient_errors(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A run's transient errors are what the store counted during it; a store that
+    counts none (an embedder's own) reports none, not one."""
+    from s3stow.store.s3 import S3Store
+
+    settings = Settings(endpoint_url=proxy.url, etag_check="on")
+    store = _StoreWithoutCounter(S3Store.from_settings(settings))
+    uploader = Uploader(settings, store=store)  # type: ignore[arg-type]
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    summary = uploader.upload_tree([src], f"s3://{bucket}/p")
+    assert (summary.uploaded, summary.transient_errors) == (1, 0)
+
+
 class _StopAfter(Observer):
     """Asks the uploader to stop (as Ctrl+C does) once ``count`` files have an outcome."""
 
