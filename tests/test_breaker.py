@@ -9,7 +9,9 @@ rule), so no test depends on how fast the machine is.
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,3 +246,47 @@ def test_only_a_missing_answer_counts_as_unreachable() -> None:
         assert getattr(translate(exc, bucket="b", key="k"), "unreachable", False), exc
     for exc in there:
         assert not getattr(translate(exc, bucket="b", key="k"), "unreachable", False), exc
+
+
+def test_a_watch_outlasts_the_endpoint_going_away(  # type: ignore[no-untyped-def]
+    edge_cli: Cli, endpoint: Endpoint, proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    """``watch`` promises to keep files queued through an outage: the breaker is off
+    there. The endpoint goes away after 2 uploads, long enough for more files than the
+    breaker's threshold to fail, comes back, and the watch uploads the rest."""
+    make_tree(tmp_path / "in", {f"f{i:02}.xml": 20 for i in range(12)})
+    endpoint.go_away_after(rf"^PUT /{bucket}/p/", 2)
+    process = edge_cli.start(
+        "watch", "in", f"s3://{bucket}/p", "--settle", "0", "--ledger", "l.db",
+        env={"S3STOW_CONCURRENCY": CONCURRENCY},
+    )  # fmt: skip
+    try:
+        _wait_for(
+            lambda: (
+                process.poll() is not None
+                or _statuses(tmp_path / "l.db").get("failed", 0) > int(CONCURRENCY)
+            )
+        )
+        assert process.poll() is None, "the watch stopped when the endpoint went away"
+        endpoint.come_back()
+        _wait_for(
+            lambda: (
+                process.poll() is not None
+                or len(s3.list_objects_v2(Bucket=bucket, Prefix="p/").get("Contents", [])) == 12
+            )
+        )
+        assert process.poll() is None, "the watch stopped"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, out + err
+    assert "stopped answering" not in out + err
+
+
+def _wait_for(predicate: Any, timeout: float = 90) -> None:
+    """Wait for ``predicate`` (a bound against a hang only: no time is asserted)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)

@@ -15,7 +15,9 @@ one odd file nor a blip shorter than the retries can trip it) the run stops as a
 ledger that cannot be written stops it (``fail_run``: the fatal ``EndpointError``,
 exit 3, the summary printed): what is in flight finishes, or is left pending when it
 too finds the endpoint gone, and the files not started stay pending for the next run.
-Shared by uploads (``FileWorker``) and restores (``RestoreWorker``).
+Shared by uploads (``FileWorker``: ``upload``, ``retry``, ``archive``, ``job work``) and
+restores (``RestoreWorker``); a ``watch`` turns it off (``enabled``): it keeps files
+queued through an outage and retries them, as it promises.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class EndpointBreaker:
         self.endpoint = endpoint  # the configured one; botocore's is asked when tripping
         self.in_a_row = 0
         self.tripped = False
+        self.enabled = True  # off for a watch: it outlasts outages, its files queued
         self._lock = threading.Lock()
 
     def success(self) -> None:
@@ -57,6 +60,8 @@ class EndpointBreaker:
     def failure(self, exc: BaseException) -> EndpointError | None:
         """Count a file's final failure ``exc``: the run's fatal error when this one
         trips the breaker, else ``None`` (once tripped, never again)."""
+        if not self.enabled:
+            return None
         if not unreachable(exc):
             if _answered(exc):  # the endpoint is there
                 self.success()
