@@ -69,7 +69,10 @@ class TransferError(S3StowError):
     """One request or one file failed to transfer.
 
     ``transient`` tells the retry layer whether trying again can help;
-    ``code`` is the S3 error code or exception class that caused it.
+    ``code`` is the S3 error code or exception class that caused it;
+    ``unreachable``: no answer came from the endpoint at all (the connection was
+    refused, reset or closed, its name did not resolve, connecting timed out), as
+    opposed to an answer, even a 5xx or a throttle, from a server that is there.
     """
 
     exit_code = ExitCode.SOME_FAILED
@@ -81,12 +84,14 @@ class TransferError(S3StowError):
         code: str = "Unknown",
         transient: bool = False,
         throttled: bool = False,
+        unreachable: bool = False,
         hint: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.code = code
         self.transient = transient
         self.throttled = throttled
+        self.unreachable = unreachable
 
 
 class SourceChanged(TransferError):

@@ -45,6 +45,7 @@ from s3stow.restore.worker import RestoreOptions, RestoreWorker
 from s3stow.store.base import ObjectInfo, ObjectStore
 from s3stow.store.layers import run_store
 from s3stow.store.observed import RequestObserver
+from s3stow.transfer.breaker import EndpointBreaker
 from s3stow.transfer.limits import RequestLimiter, StreamLimiter
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ class Restorer:
             stop=self.stop,
             restores=self.restores,
             streams=self.streams,
+            breaker=EndpointBreaker(
+                settings.concurrency, store=self.store, endpoint=settings.endpoint_url
+            ),
         )
         self._dest = DestRoot()  # the folders made for DEST, removed again if unused
 

@@ -10,7 +10,8 @@ verified (``download.fetch``). Every outcome becomes an ``UploadResult`` whose
 ``changed-remotely`` (the object changed during the download), ``replaced-since-run``
 (``--run``: the object is no longer the one the upload run recorded), ``local-exists``,
 ``archived``, ``restore-pending``, an S3 error code, or the OS error. Credentials,
-permission and missing-bucket errors are fatal for the run, as in an upload.
+permission and missing-bucket errors are fatal for the run, as in an upload, and so is
+an endpoint that stopped answering (``transfer/breaker.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from s3stow.restore.download import fetch
 from s3stow.restore.glacier import GlacierOptions
 from s3stow.restore.paths import Folders, UnsafePath
 from s3stow.restore.plan import RestoreItem
+from s3stow.transfer.breaker import EndpointBreaker, unreachable
 from s3stow.transfer.context import TransferContext
 from s3stow.transfer.limits import StreamLimiter
 
@@ -65,7 +67,9 @@ class RestoreWorker:
         stop: threading.Event,
         restores: RestoreLedger | None,
         streams: StreamLimiter | None = None,
+        breaker: EndpointBreaker | None = None,
     ) -> None:
+        self.breaker = breaker  # an endpoint that stopped answering stops the run
         self.options = options
         self.streams = streams  # the run's limit on ranges in flight
         self.observer = observer
@@ -110,6 +114,8 @@ class RestoreWorker:
                 if verdict == glacier.READABLE:
                     raise
                 return self._archived(item, verdict)
+            if self.breaker is not None:
+                self.breaker.success()
             return UploadResult(
                 item.path,
                 item.bucket,
@@ -129,6 +135,8 @@ class RestoreWorker:
             self.fail_run(exc)  # a ledger write too: a range not recorded is not resumable
             return item.failed(getattr(exc, "code", type(exc).__name__), _first_line(exc))
         except TransferError as exc:
+            if self._endpoint_gone(exc):  # the run's error, not this file's
+                return UploadResult(item.path, item.bucket, item.key, Status.PLANNED)
             return _transfer_failed(item, exc)
         except UnsafePath as exc:
             return item.failed("unsafe-path", f"{exc}; not written")
@@ -136,6 +144,19 @@ class RestoreWorker:
             return item.failed(type(exc).__name__, f"{item.path}: {exc.strerror or exc}")
         except S3StowError as exc:
             return item.failed(type(exc).__name__, _first_line(exc))
+
+    def _endpoint_gone(self, exc: TransferError) -> bool:
+        """Count ``exc`` in the endpoint breaker (``transfer/breaker.py``), as an upload
+        does; whether the run had already stopped for its endpoint (the item is left
+        pending)."""
+        if self.breaker is None:
+            return False
+        if self.breaker.tripped and unreachable(exc):
+            return True
+        gone = self.breaker.failure(exc)
+        if gone is not None:
+            self.fail_run(gone)
+        return False
 
     def fail_run(self, exc: S3StowError) -> None:
         """Stop the run for ``exc`` (the first such error is the run's: exit 3); what is

@@ -10,6 +10,7 @@ configuration mistake, not a blip to retry file by file.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -167,6 +168,26 @@ def translate_configuration(exc: Exception) -> S3StowError | None:
     return None
 
 
+def unreachable(exc: Exception) -> bool:
+    """Whether ``exc`` means no answer came from the endpoint: a connection refused
+    (botocore's ``EndpointConnectionError``, also a name that does not resolve), reset
+    or closed before the answer (``ConnectionClosedError``), a connect that timed out,
+    a proxy that could not connect. A read timeout (connected, the answer slow), a TLS
+    failure and any answer (5xx, 429) are not: a server is there. Feeds the run's
+    endpoint breaker (``transfer/breaker.py``) through ``TransferError.unreachable``."""
+    return isinstance(
+        exc,
+        EndpointConnectionError
+        | ConnectTimeoutError
+        | ConnectionClosedError
+        | ProxyConnectionError
+        | ConnectionRefusedError
+        | ConnectionResetError
+        | ConnectionAbortedError
+        | socket.gaierror,
+    )
+
+
 def translate(
     exc: Exception, *, bucket: str, key: str | None = None, endpoint: str | None = None
 ) -> S3StowError:
@@ -229,14 +250,23 @@ def translate(
         | ResponseStreamingError,
     ):
         return TransferError(
-            f"{type(exc).__name__} on {where}: {exc}", code=type(exc).__name__, transient=True
+            f"{type(exc).__name__} on {where}: {exc}",
+            code=type(exc).__name__,
+            transient=True,
+            unreachable=unreachable(exc),
         )
     if isinstance(exc, BotoCoreError):
         return TransferError(
-            f"{type(exc).__name__} on {where}: {exc}", code=type(exc).__name__, transient=True
+            f"{type(exc).__name__} on {where}: {exc}",
+            code=type(exc).__name__,
+            transient=True,
+            unreachable=unreachable(exc),
         )
     if isinstance(exc, OSError):
         return TransferError(
-            f"{type(exc).__name__} on {where}: {exc}", code=type(exc).__name__, transient=True
+            f"{type(exc).__name__} on {where}: {exc}",
+            code=type(exc).__name__,
+            transient=True,
+            unreachable=unreachable(exc),
         )
     return TransferError(f"{type(exc).__name__} on {where}: {exc}", code=type(exc).__name__)

@@ -175,6 +175,9 @@ class Watcher:
         self._told: set[str] = set()
         self._unreadable: list[UploadResult] = []
         self._stop = uploader.stop
+        # An outage keeps files queued and retried (above): the endpoint breaker, which
+        # stops an upload run whose endpoint stopped answering, is not for a watch.
+        uploader.worker.breaker.enabled = False
         self._once = False  # with --once a failure (after the engine's retries) is final
         uploader.add_observer(_Outcomes(self))
         self.after_upload = AfterUpload(after_upload, directory)  # its move folder made

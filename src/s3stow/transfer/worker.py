@@ -5,9 +5,10 @@ equal (then nothing is sent), or uploads the file (single PUT or multipart) and
 turns every outcome into an ``UploadResult``: done, changed, failed with the
 error class, or planned (interrupted before an outcome). Authentication and
 missing-bucket errors are fatal for the run, and so is a ledger that cannot be
-written (what cannot be recorded would be sent again by the next run): the worker
-records the first one and sets the stop event; a single 403 after earlier
-successes is retried once.
+written (what cannot be recorded would be sent again by the next run), and an
+endpoint that stopped answering (``breaker.py``: files failed in a row with no answer
+from it): the worker records the first one and sets the stop event; a single 403
+after earlier successes is retried once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, U
 from s3stow.plan.compare import remote_matches
 from s3stow.report.observer import Observer
 from s3stow.store.base import ObjectInfo, ObjectStore
+from s3stow.transfer.breaker import EndpointBreaker, unreachable
 from s3stow.transfer.context import TransferContext
 from s3stow.transfer.multipart import abort_stale, put_multipart
 from s3stow.transfer.single import put_single
@@ -55,6 +57,9 @@ class FileWorker:
         self._auth_retried = False
         self._any_success = False
         self._lock = threading.Lock()
+        self.breaker = EndpointBreaker(
+            settings.concurrency, store=store, endpoint=settings.endpoint_url
+        )
 
     def fail_run(self, exc: S3StowError) -> None:
         """Make ``exc`` the run's fatal error (the first one stays) and stop new work."""
@@ -64,6 +69,7 @@ class FileWorker:
 
     def on_bytes(self, source: SourceFile, count: int) -> None:
         self._any_success = True
+        self.breaker.success()
         self.observer.on_bytes(source, count)
 
     def process(
@@ -146,7 +152,9 @@ class FileWorker:
         attempts = 1
         while True:
             try:
-                return replace(upload(ctx, item), attempts=attempts, reason=reason)
+                result = replace(upload(ctx, item), attempts=attempts, reason=reason)
+                self.breaker.success()
+                return result
             except Interrupted:
                 return UploadResult(source.path, item.bucket, item.key, Status.PLANNED)
             except LedgerError as exc:  # no outcome: the run stops, this file is not failed
@@ -161,7 +169,19 @@ class FileWorker:
                 self.fail_run(exc)
                 return _failure(item, exc, Status.FAILED, attempts)
             except (S3StowError, OSError) as exc:
+                if self._endpoint_gone(exc):  # the run's error, not this file's
+                    return UploadResult(source.path, item.bucket, item.key, Status.PLANNED)
                 return _failure(item, exc, Status.FAILED, attempts)
+
+    def _endpoint_gone(self, exc: Exception) -> bool:
+        """Count ``exc`` in the endpoint breaker (``transfer/breaker.py``); whether the
+        run had already stopped for its endpoint, so this file is left pending."""
+        if self.breaker.tripped and unreachable(exc):
+            return True
+        gone = self.breaker.failure(exc)
+        if gone is not None:
+            self.fail_run(gone)
+        return False
 
     def _may_retry_auth(self) -> bool:
         """A single 403 after earlier successes is retried once per run; then fatal."""
