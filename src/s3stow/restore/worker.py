@@ -40,7 +40,7 @@ from s3stow.restore.download import fetch
 from s3stow.restore.glacier import GlacierOptions
 from s3stow.restore.paths import Folders, UnsafePath
 from s3stow.restore.plan import RestoreItem
-from s3stow.transfer.breaker import EndpointBreaker, unreachable
+from s3stow.transfer.breaker import EndpointBreaker
 from s3stow.transfer.context import TransferContext
 from s3stow.transfer.limits import StreamLimiter
 
@@ -151,12 +151,7 @@ class RestoreWorker:
         pending)."""
         if self.breaker is None:
             return False
-        if self.breaker.tripped and unreachable(exc):
-            return True
-        gone = self.breaker.failure(exc)
-        if gone is not None:
-            self.fail_run(gone)
-        return False
+        return self.breaker.left_pending(exc, fail_run=self.fail_run)
 
     def fail_run(self, exc: S3StowError) -> None:
         """Stop the run for ``exc`` (the first such error is the run's: exit 3); what is

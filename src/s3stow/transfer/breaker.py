@@ -23,6 +23,7 @@ queued through an outage and retries them, as it promises.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from s3stow.errors import EndpointError, SourceChanged, TransferError
 from s3stow.store.base import ObjectStore
@@ -73,6 +74,20 @@ class EndpointBreaker:
             self.tripped = True
             count = self.in_a_row
         return self._error(exc, count)
+
+    def left_pending(
+        self, exc: BaseException, *, fail_run: Callable[[EndpointError], None]
+    ) -> bool:
+        """Count a file's final failure ``exc`` (``failure``), handing the run's fatal
+        error to ``fail_run`` when it trips the breaker; whether the run had already
+        stopped for its endpoint, so the file is left pending, not failed. What both
+        workers (``FileWorker``, ``RestoreWorker``) ask of a failed file."""
+        if self.tripped and unreachable(exc):
+            return True
+        gone = self.failure(exc)
+        if gone is not None:
+            fail_run(gone)
+        return False
 
     def _error(self, exc: BaseException, count: int) -> EndpointError:
         from s3stow.store.probes import endpoint_of

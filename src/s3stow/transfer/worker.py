@@ -30,7 +30,7 @@ from s3stow.models import Decision, PlannedUpload, Reason, SourceFile, Status, U
 from s3stow.plan.compare import remote_matches
 from s3stow.report.observer import Observer
 from s3stow.store.base import ObjectInfo, ObjectStore
-from s3stow.transfer.breaker import EndpointBreaker, unreachable
+from s3stow.transfer.breaker import EndpointBreaker
 from s3stow.transfer.context import TransferContext
 from s3stow.transfer.multipart import abort_stale, put_multipart
 from s3stow.transfer.single import put_single
@@ -169,19 +169,9 @@ class FileWorker:
                 self.fail_run(exc)
                 return _failure(item, exc, Status.FAILED, attempts)
             except (S3StowError, OSError) as exc:
-                if self._endpoint_gone(exc):  # the run's error, not this file's
+                if self.breaker.left_pending(exc, fail_run=self.fail_run):  # the run's error
                     return UploadResult(source.path, item.bucket, item.key, Status.PLANNED)
                 return _failure(item, exc, Status.FAILED, attempts)
-
-    def _endpoint_gone(self, exc: Exception) -> bool:
-        """Count ``exc`` in the endpoint breaker (``transfer/breaker.py``); whether the
-        run had already stopped for its endpoint, so this file is left pending."""
-        if self.breaker.tripped and unreachable(exc):
-            return True
-        gone = self.breaker.failure(exc)
-        if gone is not None:
-            self.fail_run(gone)
-        return False
 
     def _may_retry_auth(self) -> bool:
         """A single 403 after earlier successes is retried once per run; then fatal."""
